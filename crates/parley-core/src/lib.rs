@@ -1,0 +1,30 @@
+//! Parley's domain: the vocabulary of DESIGN.md section 1 as Rust types, and the pure logic
+//! every other crate shares (pricing, validation, search folding, cursors). No I/O lives here.
+//!
+//! - [`id`]: UUIDv7 identifiers, one type per kind of record.
+//! - [`vocab`]: channels, statuses, roles, variable sources, sentiment labels, assistant modes.
+//! - [`time`]: [`Timestamp`], UTC milliseconds, RFC 3339 on the wire.
+//! - [`pricing`]: the model price table and nano-USD cost computation.
+//! - [`model`]: the records Parley stores and the shapes of its JSON API and JSONL files.
+//! - [`query`]: list filters, sort orders and keyset cursors.
+//! - [`search`]: case folding and match snippets shared by both store backends.
+//! - [`validate`]: size limits and input checks.
+//! - [`markdown`]: assistant messages as sanitised HTML.
+//! - [`assistant`]: an assistant's provider, prompt, memory fields and price settings.
+
+pub mod assistant;
+pub mod id;
+pub mod markdown;
+pub mod model;
+pub mod pricing;
+pub mod query;
+pub mod search;
+pub mod time;
+pub mod validate;
+pub mod vocab;
+
+pub use id::{ApiKeyId, AssistantId, ConversationId, MessageId, UserId, WorkspaceId};
+pub use time::Timestamp;
+pub use vocab::{
+    AssistantMode, Channel, ConversationStatus, Role, SentimentLabel, UserRole, VariableSource,
+};

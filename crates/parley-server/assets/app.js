@@ -1,0 +1,390 @@
+// Parley dashboard behaviour: the sliding conversation panel, tabs, older messages, keyboard
+// shortcuts and small conveniences. Plain JavaScript, no dependencies. Every feature here is an
+// enhancement: without it the same links and forms work as full page loads.
+'use strict';
+(function () {
+  const doc = document;
+  const $ = (sel, root) => (root || doc).querySelector(sel);
+  const $$ = (sel, root) => Array.from((root || doc).querySelectorAll(sel));
+  const panel = $('#panel');
+  const scrim = $('#scrim');
+  const progress = $('#progress');
+  const toast = $('#toast');
+
+  // The server renders times in the viewer's UTC offset, which it learns from this cookie.
+  const offset = String(-new Date().getTimezoneOffset());
+  if (doc.body.dataset.tz !== undefined && doc.body.dataset.tz !== offset) {
+    doc.cookie = 'parley_tz=' + offset + '; path=/; max-age=31536000; SameSite=Lax';
+    if (!sessionStorage.getItem('parley-tz')) {
+      sessionStorage.setItem('parley-tz', '1');
+      location.reload();
+      return;
+    }
+  }
+
+  const busy = (on) => progress && progress.classList.toggle('on', on);
+  function notify(text) {
+    if (!toast) return;
+    toast.textContent = text;
+    toast.classList.add('on');
+    setTimeout(() => toast.classList.remove('on'), 4000);
+  }
+
+  async function fetchHtml(url) {
+    busy(true);
+    try {
+      const res = await fetch(url, { credentials: 'same-origin', headers: { 'X-Requested-With': 'fetch' } });
+      if (res.redirected && new URL(res.url).pathname === '/login') {
+        location.href = res.url;
+        throw new Error('signed out');
+      }
+      if (!res.ok) throw new Error('HTTP ' + res.status);
+      return await res.text();
+    } finally {
+      busy(false);
+    }
+  }
+
+  const query = () => new URLSearchParams(location.search);
+  const hrefOf = (params) => location.pathname + (params.toString() ? '?' + params : '');
+
+  function markSelected(id) {
+    $$('tr.row').forEach((r) => r.classList.toggle('selected', r.dataset.id === id));
+  }
+
+  async function openPanel(href, push) {
+    if (!panel) return;
+    const url = new URL(href, location.href);
+    const id = url.searchParams.get('open');
+    if (!id) return;
+    markSelected(id);
+    panel.classList.add('open', 'loading');
+    scrim.classList.add('open');
+    const params = new URLSearchParams(url.search);
+    params.delete('open');
+    params.delete('notice');
+    try {
+      const html = await fetchHtml('/conversations/' + encodeURIComponent(id) + '/panel?' + params);
+      panel.innerHTML = html;
+      if (push) history.pushState({ open: id }, '', url.pathname + url.search);
+      wirePanel();
+      panel.focus({ preventScroll: true });
+    } catch (err) {
+      panel.innerHTML = '<div class="panel-error"><p>Could not load this conversation.</p><button class="btn" type="button" id="panel-retry">Try again</button></div>';
+      $('#panel-retry').addEventListener('click', () => openPanel(href, push));
+    } finally {
+      panel.classList.remove('loading');
+    }
+  }
+
+  function closePanel(push) {
+    if (!panel || !panel.classList.contains('open')) return;
+    panel.classList.remove('open');
+    scrim.classList.remove('open');
+    markSelected(null);
+    if (push) {
+      const p = query();
+      ['open', 'tab', 'tpage', 'notice'].forEach((k) => p.delete(k));
+      history.pushState({}, '', hrefOf(p));
+    }
+  }
+
+  function showTab(name) {
+    $$('.tab-link', panel).forEach((a) => {
+      const on = a.dataset.tab === name;
+      a.classList.toggle('active', on);
+      a.setAttribute('aria-selected', on ? 'true' : 'false');
+    });
+    $$('.tab-pane', panel).forEach((pane) => { pane.hidden = pane.dataset.pane !== name; });
+    const p = query();
+    if (name === 'overview') p.delete('tab'); else p.set('tab', name);
+    history.replaceState(history.state, '', hrefOf(p));
+    if (name === 'transcript') {
+      const pane = $('[data-pane="transcript"]', panel);
+      if (pane && !pane.dataset.scrolled) {
+        pane.scrollTop = pane.scrollHeight;
+        pane.dataset.scrolled = '1';
+      }
+    }
+  }
+
+  function wireOlder() {
+    const button = $('#load-older', panel);
+    if (!button) return;
+    button.addEventListener('click', async (ev) => {
+      if (ev.metaKey || ev.ctrlKey || ev.shiftKey) return;
+      ev.preventDefault();
+      const pane = $('[data-pane="transcript"]', panel);
+      const fromBottom = pane.scrollHeight - pane.scrollTop;
+      button.textContent = 'Loading…';
+      try {
+        const html = await fetchHtml(button.dataset.fragment);
+        button.insertAdjacentHTML('afterend', html);
+        button.remove();
+        pane.scrollTop = pane.scrollHeight - fromBottom;
+        wireOlder();
+      } catch (err) {
+        button.textContent = 'Load older messages';
+        notify('Could not load older messages.');
+      }
+    });
+  }
+
+  function wirePanel() {
+    if (!panel) return;
+    panel.tabIndex = -1;
+    $$('.tab-link', panel).forEach((a) => a.addEventListener('click', (ev) => {
+      if (ev.metaKey || ev.ctrlKey || ev.shiftKey) return;
+      ev.preventDefault();
+      showTab(a.dataset.tab);
+    }));
+    const close = $('#panel-close', panel);
+    if (close) close.addEventListener('click', (ev) => { ev.preventDefault(); closePanel(true); });
+    $$('[data-open-dialog]', panel).forEach((b) => b.addEventListener('click', () => {
+      const dialog = doc.getElementById(b.dataset.openDialog);
+      if (dialog) dialog.showModal();
+    }));
+    $$('form', panel).forEach((f) => f.addEventListener('submit', (ev) => {
+      if (ev.submitter && ev.submitter.getAttribute('formmethod') === 'dialog') return;
+      busy(true);
+    }));
+    wireOlder();
+    const active = $('.tab-link.active', panel);
+    if (active && active.dataset.tab === 'transcript') showTab('transcript');
+  }
+
+  // Rows open the panel in place; a modified click still opens a new tab through the link.
+  const table = $('#conversations');
+  if (table) {
+    table.addEventListener('click', (ev) => {
+      const row = ev.target.closest('tr.row');
+      if (!row || ev.metaKey || ev.ctrlKey || ev.shiftKey || ev.button !== 0) return;
+      ev.preventDefault();
+      focusRow(row);
+      openPanel(row.dataset.href, true);
+    });
+  }
+  if (scrim) scrim.addEventListener('click', () => closePanel(true));
+  window.addEventListener('popstate', () => {
+    if (query().get('open')) openPanel(location.href, false); else closePanel(false);
+  });
+
+  // Keyboard: / search, j/k move, Enter open, Esc close, 1-3 tabs.
+  let focused = null;
+  function focusRow(row) {
+    $$('tr.row.kbd').forEach((r) => r.classList.remove('kbd'));
+    focused = row;
+    if (row) {
+      row.classList.add('kbd');
+      row.scrollIntoView({ block: 'nearest' });
+    }
+  }
+  function moveFocus(step) {
+    const rows = $$('tr.row');
+    if (!rows.length) return;
+    const at = focused ? rows.indexOf(focused) : (step > 0 ? -1 : rows.length);
+    focusRow(rows[Math.max(0, Math.min(rows.length - 1, at + step))]);
+  }
+  doc.addEventListener('keydown', (ev) => {
+    const t = ev.target;
+    const typing = t && (t.tagName === 'INPUT' || t.tagName === 'TEXTAREA' || t.tagName === 'SELECT' || t.isContentEditable);
+    if (ev.key === 'Escape') {
+      if ($('dialog[open]')) return;
+      const menu = $('#filter-menu');
+      if (typing) { t.blur(); return; }
+      if (panel && panel.classList.contains('open')) { ev.preventDefault(); closePanel(true); return; }
+      if (menu && menu.open) menu.open = false;
+      return;
+    }
+    if (typing || ev.metaKey || ev.ctrlKey || ev.altKey) return;
+    const panelOpen = panel && panel.classList.contains('open');
+    if (ev.key === '/') {
+      const search = $('#search');
+      if (search) { ev.preventDefault(); search.focus(); search.select(); }
+    } else if (ev.key === 'j' || ev.key === 'k') {
+      moveFocus(ev.key === 'j' ? 1 : -1);
+      if (panelOpen && focused) openPanel(focused.dataset.href, true);
+    } else if (ev.key === 'Enter' && focused && !panelOpen) {
+      openPanel(focused.dataset.href, true);
+    } else if (panelOpen && (ev.key === '1' || ev.key === '2' || ev.key === '3')) {
+      showTab(['overview', 'transcript', 'client'][Number(ev.key) - 1]);
+    }
+  });
+
+  // The filter menu closes on an outside click.
+  doc.addEventListener('click', (ev) => {
+    const menu = $('#filter-menu');
+    if (menu && menu.open && !menu.contains(ev.target)) menu.open = false;
+  });
+
+  // One-off notices leave the address once shown.
+  const notice = $('#notice');
+  if (notice) {
+    const p = query();
+    p.delete('notice');
+    history.replaceState(history.state, '', hrefOf(p));
+    setTimeout(() => notice.remove(), 6000);
+  }
+
+  // Page loads show the progress bar.
+  doc.addEventListener('submit', (ev) => {
+    if (!ev.defaultPrevented && !(ev.submitter && ev.submitter.getAttribute('formmethod') === 'dialog')) busy(true);
+  });
+  window.addEventListener('pageshow', () => busy(false));
+
+  if (panel && panel.classList.contains('open')) wirePanel();
+
+  // Selects marked data-autosubmit submit their form on change (the Test Chat assistant picker).
+  $$('select[data-autosubmit]').forEach((s) => s.addEventListener('change', () => s.form.submit()));
+
+  // Test Chat: send a message, read the answer as server-sent events from the same request.
+  const tc = $('#tc-form');
+  if (tc) {
+    const log = $('#tc-log');
+    const input = $('#tc-input');
+    const sendBtn = $('#tc-send');
+    const csrf = $('meta[name=csrf-token]').content;
+    const scrollDown = () => { log.scrollTop = log.scrollHeight; };
+    scrollDown();
+    const bubble = (side, role, text, cls) => {
+      const hello = $('#tc-hello');
+      if (hello) hello.remove();
+      const m = doc.createElement('div');
+      m.className = 'msg side-' + side + ' role-' + role + (cls ? ' ' + cls : '');
+      const b = doc.createElement('div');
+      b.className = 'bubble';
+      const p = doc.createElement('div');
+      p.className = 'plain';
+      p.textContent = text;
+      b.appendChild(p);
+      m.appendChild(b);
+      log.appendChild(m);
+      scrollDown();
+      return m;
+    };
+    const replaceWith = (node, html) => {
+      const t = doc.createElement('template');
+      t.innerHTML = html.trim();
+      const fresh = t.content.firstElementChild;
+      if (node && node.parentNode) node.replaceWith(fresh); else log.appendChild(fresh);
+      scrollDown();
+      return fresh;
+    };
+    const setVar = (key, value, source) => {
+      const table = $('#tc-vars');
+      const empty = $('#tc-vars-empty');
+      if (empty) empty.hidden = true;
+      table.hidden = false;
+      let row = $$('tr', table).find((r) => r.dataset.key === key);
+      if (!row) {
+        row = doc.createElement('tr');
+        row.dataset.key = key;
+        for (let i = 0; i < 3; i++) row.appendChild(doc.createElement('td'));
+        row.cells[0].className = 'mono';
+        table.tBodies[0].appendChild(row);
+      }
+      row.cells[0].textContent = key;
+      row.cells[1].textContent = value;
+      const src = doc.createElement('span');
+      src.className = 'src src-' + source;
+      src.textContent = source;
+      row.cells[2].replaceChildren(src);
+      row.classList.remove('var-new');
+      void row.offsetWidth;
+      row.classList.add('var-new');
+    };
+    let mine = null;
+    let pending = null;
+    const handle = (event, data) => {
+      if (event === 'conversation') {
+        tc.dataset.conversation = data.id;
+        const p = new URLSearchParams({ assistant: tc.dataset.assistant, conversation: data.id });
+        history.replaceState(null, '', '/test-chat?' + p);
+        const open = $('#tc-open');
+        open.href = data.href;
+        open.hidden = false;
+      } else if (event === 'stored') {
+        if (data.role === 'user') {
+          mine = replaceWith(mine, data.html);
+        } else {
+          pending = replaceWith(pending, data.html);
+          pending = null;
+        }
+      } else if (event === 'delta') {
+        if (!pending) pending = bubble('left', 'assistant', '', 'streaming');
+        pending.classList.remove('waiting');
+        pending.classList.add('streaming');
+        $('.plain', pending).textContent += data.text;
+        scrollDown();
+      } else if (event === 'retrying') {
+        if (pending) $('.plain', pending).textContent = 'The provider did not answer; trying again (' + data.attempt + ')…';
+      } else if (event === 'variable') {
+        setVar(data.key, data.value, data.source);
+      } else if (event === 'usage') {
+        $('#tc-prompt').textContent = data.prompt_tokens;
+        $('#tc-completion').textContent = data.completion_tokens;
+        $('#tc-cost').textContent = data.cost;
+        $('#tc-messages').textContent = data.messages;
+      } else if (event === 'error') {
+        notify(data.message);
+      }
+    };
+    const send = async () => {
+      const content = input.value.trim();
+      if (!content || tc.dataset.busy) return;
+      tc.dataset.busy = '1';
+      sendBtn.disabled = true;
+      input.value = '';
+      mine = bubble('right', 'user', content);
+      pending = bubble('left', 'assistant', 'Thinking…', 'waiting');
+      try {
+        const res = await fetch('/test-chat/send', {
+          method: 'POST',
+          credentials: 'same-origin',
+          headers: { 'Content-Type': 'application/json', 'X-CSRF-Token': csrf },
+          body: JSON.stringify({ assistant: tc.dataset.assistant, conversation: tc.dataset.conversation || null, content }),
+        });
+        if (!res.ok || !res.body) {
+          const j = await res.json().catch(() => null);
+          throw new Error(j && j.error ? j.error.message : 'HTTP ' + res.status);
+        }
+        const reader = res.body.getReader();
+        const dec = new TextDecoder();
+        let buf = '';
+        for (;;) {
+          const { value, done } = await reader.read();
+          if (done) break;
+          buf += dec.decode(value, { stream: true });
+          let cut;
+          while ((cut = buf.indexOf('\n\n')) >= 0) {
+            const block = buf.slice(0, cut);
+            buf = buf.slice(cut + 2);
+            let event = 'message';
+            let data = '';
+            block.split('\n').forEach((line) => {
+              if (line.startsWith('event: ')) event = line.slice(7);
+              else if (line.startsWith('data: ')) data += line.slice(6);
+            });
+            if (data) handle(event, JSON.parse(data));
+          }
+        }
+      } catch (err) {
+        if (pending) {
+          pending.classList.remove('waiting', 'streaming');
+          pending.classList.add('failed');
+          $('.plain', pending).textContent = 'Not sent: ' + err.message;
+        }
+        input.value = content;
+      } finally {
+        delete tc.dataset.busy;
+        sendBtn.disabled = false;
+        input.focus();
+      }
+    };
+    tc.addEventListener('submit', (ev) => { ev.preventDefault(); send(); });
+    input.addEventListener('keydown', (ev) => {
+      if (ev.key === 'Enter' && !ev.shiftKey && !ev.isComposing) { ev.preventDefault(); send(); }
+    });
+    if (!input.disabled) input.focus();
+  }
+})();

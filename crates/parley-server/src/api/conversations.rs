@@ -1,0 +1,340 @@
+//! `/api/v1/conversations` and its sub-resources.
+
+use axum::Json;
+use axum::extract::{Path, RawQuery, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use parley_core::model::{ConversationInput, ConversationPatch, MessageInput};
+use parley_core::query::{
+    ConversationFilter, Cursor, DEFAULT_LIMIT, ListQuery, MAX_LIMIT, Sort, TranscriptQuery,
+};
+use parley_core::{AssistantId, Channel, ConversationId, ConversationStatus, Timestamp};
+use parley_store::MessageOutcome;
+use serde::Deserialize;
+use serde_json::json;
+
+use super::{ApiJson, Params, path_id};
+use crate::AppState;
+use crate::auth::ApiKeyAuth;
+use crate::error::ApiError;
+use crate::ingest::{IngestRequest, ingest};
+
+/// Names of the list filters, shared by the list, count and export routes.
+pub(crate) const FILTER_PARAMS: &[&str] = &[
+    "status",
+    "channel",
+    "assistant",
+    "min_rating",
+    "from",
+    "to",
+    "q",
+];
+
+/// Parses the list filters. Errors: 400 `invalid_parameter` naming the parameter.
+pub(crate) fn parse_filter(p: &Params) -> Result<ConversationFilter, ApiError> {
+    fn names<T: std::str::FromStr>(p: &Params, name: &str) -> Result<Vec<T>, ApiError>
+    where
+        T::Err: std::fmt::Display,
+    {
+        p.list(name)
+            .into_iter()
+            .map(|v| {
+                v.parse::<T>()
+                    .map_err(|e| ApiError::bad_param(name, e.to_string()))
+            })
+            .collect()
+    }
+    let statuses: Vec<ConversationStatus> = names(p, "status")?;
+    let channels: Vec<Channel> = names(p, "channel")?;
+    let assistants = p
+        .list("assistant")
+        .into_iter()
+        .map(|v| {
+            v.parse::<AssistantId>().map_err(|_| {
+                ApiError::bad_param("assistant", format!("{v:?} is not an assistant id"))
+            })
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let min_rating = match p.get("min_rating") {
+        None => None,
+        Some(_) => Some(p.int("min_rating", 1..=5, 1)? as u8),
+    };
+    let bound = |name: &str, end: bool| -> Result<Option<Timestamp>, ApiError> {
+        p.get(name)
+            .map(|v| {
+                Timestamp::parse_bound(v, end).map_err(|_| {
+                    ApiError::bad_param(
+                        name,
+                        format!("{name} must be an RFC 3339 date-time or YYYY-MM-DD, got {v:?}"),
+                    )
+                })
+            })
+            .transpose()
+    };
+    let from = bound("from", false)?;
+    let to = bound("to", true)?;
+    if let (Some(f), Some(t)) = (from, to)
+        && t <= f
+    {
+        return Err(ApiError::bad_param("to", "to must be after from"));
+    }
+    let q = p.get("q").map(str::to_owned);
+    if q.as_ref().is_some_and(|q| q.chars().count() > 200) {
+        return Err(ApiError::bad_param("q", "q must be at most 200 characters"));
+    }
+    Ok(ConversationFilter {
+        statuses,
+        channels,
+        assistants,
+        min_rating,
+        from,
+        to,
+        q,
+    })
+}
+
+/// Parses `sort`. Errors: 400 `invalid_parameter`.
+pub(crate) fn parse_sort(p: &Params) -> Result<Sort, ApiError> {
+    p.get("sort")
+        .map(|s| {
+            s.parse::<Sort>()
+                .map_err(|e| ApiError::bad_param("sort", e.to_string()))
+        })
+        .transpose()
+        .map(Option::unwrap_or_default)
+}
+
+fn list_query(raw: Option<&str>) -> Result<ListQuery, ApiError> {
+    let allowed: Vec<&str> = FILTER_PARAMS
+        .iter()
+        .copied()
+        .chain(["sort", "limit", "cursor"])
+        .collect();
+    let p = Params::parse(raw, &allowed)?;
+    let sort = parse_sort(&p)?;
+    let cursor = p
+        .get("cursor")
+        .map(|c| Cursor::decode(c, sort).map_err(|e| ApiError::bad_param("cursor", e.to_string())))
+        .transpose()?;
+    Ok(ListQuery {
+        filter: parse_filter(&p)?,
+        sort,
+        limit: p.int("limit", 1..=MAX_LIMIT, DEFAULT_LIMIT)?,
+        cursor,
+    })
+}
+
+/// `GET /api/v1/conversations`: one page of the list.
+pub(super) async fn list(
+    State(st): State<AppState>,
+    auth: ApiKeyAuth,
+    RawQuery(raw): RawQuery,
+) -> Result<Response, ApiError> {
+    let query = list_query(raw.as_deref())?;
+    let page = st.store.list_conversations(auth.workspace, &query).await?;
+    Ok(Json(page).into_response())
+}
+
+/// `GET /api/v1/conversations/count`.
+pub(super) async fn count(
+    State(st): State<AppState>,
+    auth: ApiKeyAuth,
+    RawQuery(raw): RawQuery,
+) -> Result<Response, ApiError> {
+    let p = Params::parse(raw.as_deref(), FILTER_PARAMS)?;
+    let filter = parse_filter(&p)?;
+    let count = st
+        .store
+        .count_conversations(auth.workspace, &filter)
+        .await?;
+    Ok(Json(count).into_response())
+}
+
+/// `POST /api/v1/conversations`: 201 with the new conversation, or 200 with the existing one
+/// its `id`/`external_id` names.
+pub(super) async fn create(
+    State(st): State<AppState>,
+    auth: ApiKeyAuth,
+    ApiJson(input): ApiJson<ConversationInput>,
+) -> Result<Response, ApiError> {
+    let out = ingest(
+        &st,
+        auth.workspace,
+        vec![IngestRequest::Create(Box::new(input))],
+    )
+    .await?
+    .remove(0);
+    let detail = st
+        .store
+        .get_conversation(auth.workspace, out.conversation_id)
+        .await?
+        .ok_or_else(|| ApiError::internal("conversation vanished after ingest"))?;
+    let status = if out.created {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
+    let mut headers = HeaderMap::new();
+    if let Ok(v) = HeaderValue::from_str(&format!("/api/v1/conversations/{}", out.conversation_id))
+    {
+        headers.insert(header::LOCATION, v);
+    }
+    let body = json!({"created": out.created, "conversation": detail, "messages": out.messages});
+    Ok((status, headers, Json(body)).into_response())
+}
+
+/// `GET /api/v1/conversations/{id}`.
+pub(super) async fn detail(
+    State(st): State<AppState>,
+    auth: ApiKeyAuth,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    let id: ConversationId = path_id(&id, "conversation")?;
+    let d = st
+        .store
+        .get_conversation(auth.workspace, id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("conversation"))?;
+    Ok(Json(d).into_response())
+}
+
+/// `PATCH /api/v1/conversations/{id}`.
+pub(super) async fn update(
+    State(st): State<AppState>,
+    auth: ApiKeyAuth,
+    Path(id): Path<String>,
+    ApiJson(patch): ApiJson<ConversationPatch>,
+) -> Result<Response, ApiError> {
+    let id: ConversationId = path_id(&id, "conversation")?;
+    parley_core::validate::patch(&patch)?;
+    apply_patch(&st, auth, id, &patch).await
+}
+
+/// Applies a validated patch and answers with the updated record (404 if not in the workspace).
+async fn apply_patch(
+    st: &AppState,
+    auth: ApiKeyAuth,
+    id: ConversationId,
+    patch: &ConversationPatch,
+) -> Result<Response, ApiError> {
+    let d = st
+        .store
+        .update_conversation(auth.workspace, id, patch)
+        .await?
+        .ok_or_else(|| ApiError::not_found("conversation"))?;
+    Ok(Json(d).into_response())
+}
+
+/// `DELETE /api/v1/conversations/{id}`: 204, irreversibly.
+pub(super) async fn delete(
+    State(st): State<AppState>,
+    auth: ApiKeyAuth,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    let id: ConversationId = path_id(&id, "conversation")?;
+    if !st.store.delete_conversation(auth.workspace, id).await? {
+        return Err(ApiError::not_found("conversation"));
+    }
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+/// `DELETE /api/v1/conversations/{id}/rating`: 200 with the updated conversation.
+pub(super) async fn delete_rating(
+    State(st): State<AppState>,
+    auth: ApiKeyAuth,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    let id: ConversationId = path_id(&id, "conversation")?;
+    let patch = ConversationPatch {
+        rating: Some(None),
+        ..Default::default()
+    };
+    apply_patch(&st, auth, id, &patch).await
+}
+
+/// `GET /api/v1/conversations/{id}/messages?page=&per_page=&order=&include=`.
+pub(super) async fn messages(
+    State(st): State<AppState>,
+    auth: ApiKeyAuth,
+    Path(id): Path<String>,
+    RawQuery(raw): RawQuery,
+) -> Result<Response, ApiError> {
+    let id: ConversationId = path_id(&id, "conversation")?;
+    let p = Params::parse(raw.as_deref(), &["page", "per_page", "order", "include"])?;
+    let newest_first = match p.get("order") {
+        None | Some("desc") => true,
+        Some("asc") => false,
+        Some(_) => return Err(ApiError::bad_param("order", "order must be asc or desc")),
+    };
+    let include_hidden = match p.get("include") {
+        None | Some("visible") => false,
+        Some("all") => true,
+        Some(_) => {
+            return Err(ApiError::bad_param(
+                "include",
+                "include must be visible or all",
+            ));
+        }
+    };
+    let query = TranscriptQuery {
+        page: p.int("page", 1..=1_000_000, 1)?,
+        per_page: p.int("per_page", 1..=200, 50)?,
+        newest_first,
+        include_hidden,
+    };
+    let page = st
+        .store
+        .list_messages(auth.workspace, id, &query)
+        .await?
+        .ok_or_else(|| ApiError::not_found("conversation"))?;
+    let order = if newest_first { "desc" } else { "asc" };
+    let mut body = serde_json::to_value(page).map_err(ApiError::internal)?;
+    body["order"] = json!(order);
+    Ok(Json(body).into_response())
+}
+
+/// `POST /api/v1/conversations/{id}/messages` body.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct AppendBody {
+    messages: Vec<MessageInput>,
+}
+
+/// `POST /api/v1/conversations/{id}/messages`: appends atomically; 201 if any message was
+/// stored, 200 if all were duplicates.
+pub(super) async fn append(
+    State(st): State<AppState>,
+    auth: ApiKeyAuth,
+    Path(id): Path<String>,
+    ApiJson(body): ApiJson<AppendBody>,
+) -> Result<Response, ApiError> {
+    let id: ConversationId = path_id(&id, "conversation")?;
+    let out = ingest(
+        &st,
+        auth.workspace,
+        vec![IngestRequest::Append {
+            conversation: id,
+            messages: body.messages,
+        }],
+    )
+    .await?
+    .remove(0);
+    let stored = out.stored();
+    let duplicates = out
+        .messages
+        .iter()
+        .filter(|m| matches!(m, MessageOutcome::Duplicate { .. }))
+        .count();
+    let status = if stored > 0 {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
+    let body = json!({
+        "conversation_id": out.conversation_id,
+        "stored": stored,
+        "duplicates": duplicates,
+        "messages": out.messages,
+    });
+    Ok((status, Json(body)).into_response())
+}

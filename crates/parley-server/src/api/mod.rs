@@ -1,0 +1,250 @@
+//! The JSON API, version 1, under `/api/v1` (DESIGN.md section 5): resources in plural nouns,
+//! snake_case fields, RFC 3339 times, errors as `{"error": {"code", "message"}}`. Every route
+//! here requires an API key ([`ApiKeyAuth`](crate::auth::ApiKeyAuth)). The OpenAPI document
+//! (`openapi.json`, served at `/openapi.json`) describes every route in [`ROUTES`]; a test keeps
+//! the two in step.
+
+mod assistants;
+mod conversations;
+mod transfer;
+
+use axum::Router;
+use axum::extract::{DefaultBodyLimit, FromRequest, Request};
+use axum::http::StatusCode;
+use axum::routing::{get, post};
+use bytes::Bytes;
+use serde::de::DeserializeOwned;
+
+use crate::AppState;
+use crate::error::ApiError;
+
+/// The OpenAPI 3.1 document of the API.
+pub const OPENAPI_JSON: &str = include_str!("openapi.json");
+
+/// Every API route: (method, path as in the OpenAPI document).
+pub const ROUTES: &[(&str, &str)] = &[
+    ("GET", "/api/v1/conversations"),
+    ("POST", "/api/v1/conversations"),
+    ("GET", "/api/v1/conversations/count"),
+    ("GET", "/api/v1/conversations/{id}"),
+    ("PATCH", "/api/v1/conversations/{id}"),
+    ("DELETE", "/api/v1/conversations/{id}"),
+    ("GET", "/api/v1/conversations/{id}/messages"),
+    ("POST", "/api/v1/conversations/{id}/messages"),
+    ("DELETE", "/api/v1/conversations/{id}/rating"),
+    ("GET", "/api/v1/assistants"),
+    ("POST", "/api/v1/assistants"),
+    ("GET", "/api/v1/assistants/{id}"),
+    ("PATCH", "/api/v1/assistants/{id}"),
+    ("GET", "/api/v1/assistants/{id}/versions"),
+    ("POST", "/api/v1/import"),
+    ("GET", "/api/v1/export"),
+    ("POST", "/v1/chat/completions"),
+    ("GET", "/v1/models"),
+];
+
+/// The `/api/v1` router.
+pub fn router(state: &AppState) -> Router<AppState> {
+    let import_limit = state.settings.max_import_bytes;
+    Router::new()
+        .route(
+            "/conversations",
+            get(conversations::list).post(conversations::create),
+        )
+        .route("/conversations/count", get(conversations::count))
+        .route(
+            "/conversations/{id}",
+            get(conversations::detail)
+                .patch(conversations::update)
+                .delete(conversations::delete),
+        )
+        .route(
+            "/conversations/{id}/messages",
+            get(conversations::messages).post(conversations::append),
+        )
+        .route(
+            "/conversations/{id}/rating",
+            axum::routing::delete(conversations::delete_rating),
+        )
+        .route(
+            "/assistants",
+            get(assistants::list).post(assistants::create),
+        )
+        .route(
+            "/assistants/{id}",
+            get(assistants::detail).patch(assistants::update),
+        )
+        .route("/assistants/{id}/versions", get(assistants::versions))
+        .route(
+            "/import",
+            post(transfer::import).layer(DefaultBodyLimit::max(import_limit)),
+        )
+        .route("/export", get(transfer::export))
+        .layer(DefaultBodyLimit::max(state.settings.max_body_bytes))
+        .fallback(|| async { ApiError::not_found("route") })
+}
+
+/// Reads a request body, mapping the limit to 413 `body_too_large`.
+pub(crate) async fn read_body(req: Request) -> Result<Bytes, ApiError> {
+    Bytes::from_request(req, &()).await.map_err(|rejection| {
+        if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "body_too_large",
+                "the request body is too large",
+            )
+        } else {
+            ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "invalid_body",
+                "the request body could not be read",
+            )
+        }
+    })
+}
+
+/// Parses JSON text into `T`, reporting the path of the field at fault.
+/// Errors: 400 `invalid_json` for syntax errors; 422 `validation_failed` for a wrong shape,
+/// unknown field or unknown enum name.
+pub(crate) fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    let de = &mut serde_json::Deserializer::from_slice(bytes);
+    let value = serde_path_to_error::deserialize(de).map_err(|e| {
+        let path = e.path().to_string();
+        let inner = e.into_inner();
+        match inner.classify() {
+            serde_json::error::Category::Data => {
+                let path = if path == "." { String::new() } else { path };
+                let message = if path.is_empty() {
+                    inner.to_string()
+                } else {
+                    format!("{path}: {inner}")
+                };
+                ApiError::new(
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    "validation_failed",
+                    message,
+                )
+                .with_field(path)
+            }
+            _ => ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "invalid_json",
+                format!("malformed JSON: {inner}"),
+            ),
+        }
+    })?;
+    Ok(value)
+}
+
+/// A JSON request body. Requires `Content-Type: application/json` (415 otherwise); see
+/// `parse_json` for the other errors.
+pub struct ApiJson<T>(pub T);
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for ApiJson<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, _state: &S) -> Result<Self, Self::Rejection> {
+        let is_json = req
+            .headers()
+            .get(axum::http::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|ct| {
+                let mime = ct.split(';').next().unwrap_or("").trim();
+                mime.eq_ignore_ascii_case("application/json") || mime.ends_with("+json")
+            });
+        if !is_json {
+            return Err(ApiError::new(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "unsupported_media_type",
+                "send the body as JSON with `Content-Type: application/json`",
+            ));
+        }
+        let bytes = read_body(req).await?;
+        parse_json(&bytes).map(ApiJson)
+    }
+}
+
+/// Query parameters, parsed strictly: an unknown parameter is an error (so a typo such as
+/// `?chanel=` is reported instead of silently returning everything).
+pub(crate) struct Params {
+    pairs: Vec<(String, String)>,
+}
+
+impl Params {
+    /// Parses a raw query string, accepting only `allowed` names.
+    /// Errors: 400 `invalid_parameter` naming the unknown parameter.
+    pub(crate) fn parse(raw: Option<&str>, allowed: &[&str]) -> Result<Params, ApiError> {
+        let pairs: Vec<(String, String)> = form_urlencoded::parse(raw.unwrap_or("").as_bytes())
+            .map(|(k, v)| (k.into_owned(), v.into_owned()))
+            .collect();
+        for (k, _) in &pairs {
+            if !allowed.contains(&k.as_str()) {
+                return Err(ApiError::bad_param(
+                    k,
+                    format!(
+                        "unknown query parameter {k:?}; this route accepts: {}",
+                        allowed.join(", ")
+                    ),
+                ));
+            }
+        }
+        Ok(Params { pairs })
+    }
+
+    /// The last non-empty value of `name`.
+    pub(crate) fn get(&self, name: &str) -> Option<&str> {
+        self.pairs
+            .iter()
+            .rev()
+            .find(|(k, v)| k == name && !v.trim().is_empty())
+            .map(|(_, v)| v.trim())
+    }
+
+    /// Every value of `name`, repeated or comma-separated, trimmed, empty ones dropped.
+    pub(crate) fn list(&self, name: &str) -> Vec<&str> {
+        self.pairs
+            .iter()
+            .filter(|(k, _)| k == name)
+            .flat_map(|(_, v)| v.split(','))
+            .map(str::trim)
+            .filter(|v| !v.is_empty())
+            .collect()
+    }
+
+    /// `name` as an integer in `range`, or `default` when absent.
+    pub(crate) fn int(
+        &self,
+        name: &str,
+        range: std::ops::RangeInclusive<u32>,
+        default: u32,
+    ) -> Result<u32, ApiError> {
+        match self.get(name) {
+            None => Ok(default),
+            Some(v) => v
+                .parse::<u32>()
+                .ok()
+                .filter(|n| range.contains(n))
+                .ok_or_else(|| {
+                    ApiError::bad_param(
+                        name,
+                        format!(
+                            "{name} must be an integer from {} to {}",
+                            range.start(),
+                            range.end()
+                        ),
+                    )
+                }),
+        }
+    }
+}
+
+/// Parses a path id. Errors: 400 `invalid_id`.
+pub(crate) fn path_id<T: std::str::FromStr>(text: &str, what: &str) -> Result<T, ApiError> {
+    text.parse().map_err(|_| {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_id",
+            format!("{text:?} is not a valid {what} id (a UUID)"),
+        )
+    })
+}

@@ -1,0 +1,310 @@
+//! A stand-in OpenAI-compatible provider on 127.0.0.1, for the tests and the benchmark harness
+//! (an LLM provider cannot be reached from here, and must not be in tests). It speaks the chat
+//! completions protocol — `POST /v1/chat/completions`, streamed (`text/event-stream` chunks,
+//! the usage chunk when `stream_options.include_usage` is set, then `data: [DONE]`) or not, and
+//! `GET /v1/models` — and answers from a script: each request takes the next scripted
+//! [`Reply`] (or the default one), so a test can replay a recorded response, fail on demand
+//! (slow, 429, 500, a cut stream, a malformed chunk) and then see what Parley sent
+//! ([`StubProvider::requests`]).
+
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::{Body, Bytes};
+use axum::extract::State;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use parley_core::pricing::Usage;
+use serde_json::{Value, json};
+
+use super::tokens;
+
+/// What the stub answers to one request.
+#[derive(Debug, Clone)]
+pub enum Reply {
+    /// A completion with this text, shaped to the request: streamed word by word when it asks
+    /// for `stream`, with the usage chunk when it asks for `include_usage`; usage counted by
+    /// the tokenizer unless given.
+    Text {
+        /// The answer.
+        content: String,
+        /// Usage to report instead of the tokenizer's count.
+        usage: Option<Usage>,
+        /// Pause before each streamed chunk.
+        delay: Duration,
+    },
+    /// A JSON body, as it is, with this status and extra headers.
+    Json {
+        /// HTTP status.
+        status: u16,
+        /// The body.
+        body: Value,
+        /// Extra headers (`Retry-After`...).
+        headers: Vec<(&'static str, String)>,
+    },
+    /// A server-sent event stream of these `data:` payloads, as they are.
+    Stream {
+        /// Each event's data (a chunk's JSON, or `[DONE]`).
+        events: Vec<String>,
+        /// Pause before each event.
+        delay: Duration,
+        /// Break the connection after this many events.
+        cut_after: Option<usize>,
+    },
+    /// Waits, then answers with the inner reply.
+    Slow(Duration, Box<Reply>),
+}
+
+impl Reply {
+    /// [`Reply::Text`] without delay, usage from the tokenizer.
+    pub fn text(content: impl Into<String>) -> Reply {
+        Reply::Text {
+            content: content.into(),
+            usage: None,
+            delay: Duration::ZERO,
+        }
+    }
+
+    /// An OpenAI error body (`{"error": {"message", "type", "param", "code"}}`) with `status`.
+    pub fn error(status: u16, code: &str, message: &str) -> Reply {
+        Reply::Json {
+            status,
+            body: json!({"error": {"message": message, "type": "invalid_request_error",
+                                   "param": null, "code": code}}),
+            headers: Vec::new(),
+        }
+    }
+
+    /// The `data:` payloads of a recorded stream's text (`data: ...` lines).
+    pub fn recorded_stream(body: &str) -> Reply {
+        Reply::Stream {
+            events: body
+                .lines()
+                .filter_map(|l| l.strip_prefix("data: "))
+                .map(str::to_owned)
+                .collect(),
+            delay: Duration::ZERO,
+            cut_after: None,
+        }
+    }
+}
+
+struct StubState {
+    script: Mutex<VecDeque<Reply>>,
+    default: Mutex<Reply>,
+    requests: Mutex<Vec<Value>>,
+}
+
+/// A running stub; it stops when dropped.
+pub struct StubProvider {
+    /// `http://127.0.0.1:PORT/v1`: the base URL to configure.
+    pub base_url: String,
+    state: Arc<StubState>,
+    _stop: tokio::sync::oneshot::Sender<()>,
+}
+
+impl StubProvider {
+    /// Starts a stub on a free loopback port; by default it answers "Hello from the stub."
+    /// Errors: the port cannot be bound.
+    pub async fn start() -> std::io::Result<StubProvider> {
+        let state = Arc::new(StubState {
+            script: Mutex::new(VecDeque::new()),
+            default: Mutex::new(Reply::text("Hello from the stub.")),
+            requests: Mutex::new(Vec::new()),
+        });
+        let app = Router::new()
+            .route("/v1/chat/completions", post(chat))
+            .route("/v1/models", get(models))
+            .with_state(state.clone());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let addr = listener.local_addr()?;
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        tokio::spawn(async move {
+            let _ = axum::serve(listener, app)
+                .with_graceful_shutdown(async {
+                    let _ = stopped.await;
+                })
+                .await;
+        });
+        Ok(StubProvider {
+            base_url: format!("http://{addr}/v1"),
+            state,
+            _stop: stop,
+        })
+    }
+
+    /// Queues a reply for the next request that finds the queue non-empty.
+    pub fn push(&self, reply: Reply) {
+        lock(&self.state.script).push_back(reply);
+    }
+
+    /// The reply used when the queue is empty.
+    pub fn set_default(&self, reply: Reply) {
+        *lock(&self.state.default) = reply;
+    }
+
+    /// Every chat completions request body received, oldest first.
+    pub fn requests(&self) -> Vec<Value> {
+        lock(&self.state.requests).clone()
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+async fn models() -> Response {
+    axum::Json(json!({
+        "object": "list",
+        "data": [{"id": "stub-model", "object": "model", "created": 1_700_000_000, "owned_by": "parley-stub"}]
+    }))
+    .into_response()
+}
+
+async fn chat(State(st): State<Arc<StubState>>, body: Bytes) -> Response {
+    let request: Value = match serde_json::from_slice(&body) {
+        Ok(v) => v,
+        Err(_) => {
+            return answer(
+                Reply::error(
+                    400,
+                    "invalid_json",
+                    "We could not parse the JSON body of your request.",
+                ),
+                &Value::Null,
+            )
+            .await;
+        }
+    };
+    lock(&st.requests).push(request.clone());
+    let reply = lock(&st.script)
+        .pop_front()
+        .unwrap_or_else(|| lock(&st.default).clone());
+    answer(reply, &request).await
+}
+
+async fn answer(reply: Reply, request: &Value) -> Response {
+    match reply {
+        Reply::Slow(wait, inner) => {
+            tokio::time::sleep(wait).await;
+            Box::pin(answer(*inner, request)).await
+        }
+        Reply::Json {
+            status,
+            body,
+            headers,
+        } => {
+            let mut res = (
+                StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
+                axum::Json(body),
+            )
+                .into_response();
+            for (name, value) in headers {
+                if let Ok(v) = HeaderValue::from_str(&value) {
+                    res.headers_mut().insert(name, v);
+                }
+            }
+            res
+        }
+        Reply::Stream {
+            events,
+            delay,
+            cut_after,
+        } => sse(events, delay, cut_after),
+        Reply::Text {
+            content,
+            usage,
+            delay,
+        } => {
+            let model = request["model"].as_str().unwrap_or("stub-model").to_owned();
+            let usage = usage.unwrap_or_else(|| Usage {
+                prompt_tokens: request["messages"]
+                    .as_array()
+                    .map_or(0, |m| tokens::count_messages(&model, m))
+                    as i64,
+                completion_tokens: tokens::count_text(&model, &content) as i64,
+            });
+            let id = format!("chatcmpl-stub{}", fastrand::u64(..));
+            let created = 1_700_000_000;
+            let usage_json = json!({
+                "prompt_tokens": usage.prompt_tokens,
+                "completion_tokens": usage.completion_tokens,
+                "total_tokens": usage.prompt_tokens + usage.completion_tokens,
+            });
+            if request["stream"] != json!(true) {
+                return axum::Json(json!({
+                    "id": id, "object": "chat.completion", "created": created, "model": model,
+                    "choices": [{"index": 0, "message": {"role": "assistant", "content": content, "refusal": null},
+                                 "logprobs": null, "finish_reason": "stop"}],
+                    "usage": usage_json,
+                }))
+                .into_response();
+            }
+            let chunk = |delta: Value, finish: Value| {
+                json!({"id": id, "object": "chat.completion.chunk", "created": created, "model": model,
+                       "choices": [{"index": 0, "delta": delta, "logprobs": null, "finish_reason": finish}]})
+                .to_string()
+            };
+            let mut events = vec![chunk(
+                json!({"role": "assistant", "content": ""}),
+                Value::Null,
+            )];
+            let mut piece = String::new();
+            for (i, word) in content.split_inclusive(' ').enumerate() {
+                piece.push_str(word);
+                if i % 2 == 1 {
+                    events.push(chunk(json!({"content": piece}), Value::Null));
+                    piece.clear();
+                }
+            }
+            if !piece.is_empty() {
+                events.push(chunk(json!({"content": piece}), Value::Null));
+            }
+            events.push(chunk(json!({}), json!("stop")));
+            if request.pointer("/stream_options/include_usage") == Some(&json!(true)) {
+                events.push(
+                    json!({"id": id, "object": "chat.completion.chunk", "created": created,
+                           "model": model, "choices": [], "usage": usage_json})
+                    .to_string(),
+                );
+            }
+            events.push("[DONE]".to_owned());
+            sse(events, delay, None)
+        }
+    }
+}
+
+fn sse(events: Vec<String>, delay: Duration, cut_after: Option<usize>) -> Response {
+    let stream = futures_util::stream::unfold(
+        (events.into_iter(), 0usize),
+        move |(mut it, sent)| async move {
+            if sent == usize::MAX {
+                return None;
+            }
+            if cut_after.is_some_and(|n| sent >= n) {
+                // An error ends the chunked body without its terminator: a cut connection.
+                // The pause lets what was sent reach the client first, as on a real network;
+                // otherwise the server may drop its unflushed buffer along with the error.
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                return Some((Err(std::io::Error::other("cut")), (it, usize::MAX)));
+            }
+            let data = it.next()?;
+            if !delay.is_zero() {
+                tokio::time::sleep(delay).await;
+            }
+            Some((
+                Ok::<Bytes, std::io::Error>(Bytes::from(format!("data: {data}\n\n"))),
+                (it, sent + 1),
+            ))
+        },
+    );
+    let mut res = Response::new(Body::from_stream(stream));
+    res.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/event-stream; charset=utf-8"),
+    );
+    res
+}

@@ -1,0 +1,159 @@
+//! API keys: generation, hashing, and the `ApiKeyAuth` extractor for `/api/v1` routes.
+
+use axum::extract::FromRequestParts;
+use axum::http::header::AUTHORIZATION;
+use axum::http::request::Parts;
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use parley_core::{ApiKeyId, WorkspaceId};
+use sha2::{Digest, Sha256};
+
+use crate::AppState;
+use crate::error::ApiError;
+
+/// Every key starts with this, so leaked keys are easy to recognise and scan for.
+pub const KEY_PREFIX: &str = "pk_";
+
+/// A freshly generated key: the secret (shown once) and what is stored.
+pub struct NewApiKey {
+    /// The full key, e.g. `pk_Xq3...` (46 characters). Never stored.
+    pub secret: String,
+    /// The first 11 characters, stored to recognise the key in lists.
+    pub prefix: String,
+    /// SHA-256 of `secret`, stored.
+    pub hash: [u8; 32],
+}
+
+/// Generates a key from 32 bytes of OS randomness.
+/// Errors: the OS random source failed.
+pub fn generate_api_key() -> Result<NewApiKey, getrandom::Error> {
+    let mut bytes = [0u8; 32];
+    getrandom::fill(&mut bytes)?;
+    let secret = format!("{KEY_PREFIX}{}", URL_SAFE_NO_PAD.encode(bytes));
+    let prefix = secret.chars().take(11).collect();
+    let hash = hash_api_key(&secret);
+    Ok(NewApiKey {
+        secret,
+        prefix,
+        hash,
+    })
+}
+
+/// SHA-256 of a key's full text.
+pub fn hash_api_key(secret: &str) -> [u8; 32] {
+    Sha256::digest(secret.as_bytes()).into()
+}
+
+/// How long a verified key is trusted without asking the database again. A key revoked on
+/// another server (or with `parley keys revoke`) stops working within this time.
+pub const KEY_CACHE_TTL: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Recently verified keys (by SHA-256), so a busy client costs no database read per request.
+/// Only valid keys are kept; the database stays the source of truth.
+#[derive(Default)]
+pub struct KeyCache {
+    entries:
+        std::sync::Mutex<std::collections::HashMap<[u8; 32], (ApiKeyAuth, std::time::Instant)>>,
+}
+
+impl KeyCache {
+    /// Most keys held; past that the cache starts over.
+    const MAX: usize = 10_000;
+
+    fn get(&self, hash: &[u8; 32]) -> Option<ApiKeyAuth> {
+        let entries = self.entries.lock().ok()?;
+        entries
+            .get(hash)
+            .filter(|(_, at)| at.elapsed() < KEY_CACHE_TTL)
+            .map(|(auth, _)| *auth)
+    }
+
+    fn put(&self, hash: [u8; 32], auth: ApiKeyAuth) {
+        if let Ok(mut entries) = self.entries.lock() {
+            if entries.len() >= Self::MAX {
+                entries.clear();
+            }
+            entries.insert(hash, (auth, std::time::Instant::now()));
+        }
+    }
+
+    /// Forgets every key (after a revocation in this process).
+    pub fn clear(&self) {
+        if let Ok(mut entries) = self.entries.lock() {
+            entries.clear();
+        }
+    }
+}
+
+/// The caller of an `/api/v1` route, authenticated by API key. Rejections: 401 `unauthorized`
+/// when the header is missing, malformed, or names an unknown or revoked key.
+#[derive(Debug, Clone, Copy)]
+pub struct ApiKeyAuth {
+    /// The workspace the key belongs to: every query of the request is scoped to it.
+    pub workspace: WorkspaceId,
+    /// The key used.
+    pub key: ApiKeyId,
+}
+
+impl FromRequestParts<AppState> for ApiKeyAuth {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        let header = parts.headers.get(AUTHORIZATION).ok_or_else(|| {
+            ApiError::unauthorized("missing API key: send the header `Authorization: Bearer <key>`")
+        })?;
+        let token = header
+            .to_str()
+            .ok()
+            .and_then(|h| {
+                h.strip_prefix("Bearer ")
+                    .or_else(|| h.strip_prefix("bearer "))
+            })
+            .map(str::trim)
+            .filter(|t| !t.is_empty())
+            .ok_or_else(|| {
+                ApiError::unauthorized("the Authorization header must be `Bearer <key>`")
+            })?;
+        let hash = hash_api_key(token);
+        if let Some(auth) = state.key_cache.get(&hash) {
+            return Ok(auth);
+        }
+        let key = state
+            .store
+            .api_key_by_hash(hash)
+            .await?
+            .ok_or_else(|| ApiError::unauthorized("invalid API key"))?;
+        if key.revoked_at.is_some() {
+            return Err(ApiError::unauthorized("this API key has been revoked"));
+        }
+        let auth = ApiKeyAuth {
+            workspace: key.workspace_id,
+            key: key.id,
+        };
+        state.key_cache.put(hash, auth);
+        Ok(auth)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_are_random_prefixed_and_hashed() {
+        let a = generate_api_key().unwrap();
+        let b = generate_api_key().unwrap();
+        assert_ne!(a.secret, b.secret);
+        assert!(
+            a.secret.starts_with("pk_") && a.secret.len() == 46,
+            "{}",
+            a.secret
+        );
+        assert!(a.secret.starts_with(&a.prefix) && a.prefix.len() == 11);
+        assert_eq!(a.hash, hash_api_key(&a.secret));
+        assert_ne!(a.hash, hash_api_key(&b.secret));
+    }
+}

@@ -1,0 +1,703 @@
+//! The `parley` command line.
+//!
+//! ```text
+//! parley serve                         run the server (./parley-data, SQLite, 127.0.0.1:8080)
+//! parley import [--format jsonl|sgd] PATH...
+//! parley export [--format jsonl|csv] [--output FILE] [filters]
+//! parley keys create --name NAME       print a new API key (alone, on the last line)
+//! parley keys list | keys revoke ID
+//! parley workspaces create --name NAME [--slug SLUG] | workspaces list
+//! parley users create --email E --password-stdin [--role admin|member] | users list
+//! parley migrate                       create or upgrade the database schema
+//! parley migrate-store --from URL --to URL [--workspace SLUG]
+//! ```
+//!
+//! Every command takes `--data-dir`, `--database`, `--config` and `--price-table` (or their
+//! `PARLEY_*` variables). Commands that act on one workspace take `--workspace SLUG`; without
+//! it they use the only workspace, creating `default` on first use.
+
+use std::io::Write;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use futures_util::StreamExt;
+use parley_core::model::Workspace;
+use parley_core::query::ConversationFilter;
+use parley_core::{Channel, ConversationStatus, Timestamp};
+use parley_store::Store;
+
+use crate::AppState;
+use crate::config::{Overrides, Settings};
+use crate::import::{ImportJob, sgd::SgdOptions};
+use crate::transfer::{Format, export_stream};
+
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// Parley: a self-hosted conversations hub for AI assistants.
+#[derive(Debug, Parser)]
+#[command(name = "parley", version, about, long_about = None)]
+pub struct Cli {
+    #[command(flatten)]
+    global: GlobalArgs,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Args)]
+struct GlobalArgs {
+    /// TOML settings file.
+    #[arg(long, env = "PARLEY_CONFIG", global = true)]
+    config: Option<PathBuf>,
+    /// Data directory [default: ./parley-data].
+    #[arg(long, env = "PARLEY_DATA_DIR", global = true)]
+    data_dir: Option<PathBuf>,
+    /// Database URL [default: sqlite://<data-dir>/parley.db].
+    #[arg(long = "database", env = "PARLEY_DATABASE_URL", global = true)]
+    database_url: Option<String>,
+    /// Model price table (LiteLLM JSON format) merged over the built-in one.
+    #[arg(long, env = "PARLEY_PRICE_TABLE", global = true)]
+    price_table: Option<PathBuf>,
+    /// Key that seals stored secrets such as provider API keys: base64 of 32 bytes
+    /// [default: <data-dir>/secret.key, created on first start].
+    #[arg(long, env = "PARLEY_SECRET_KEY", global = true, hide_env_values = true)]
+    secret_key: Option<String>,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the HTTP server.
+    Serve {
+        /// Address to listen on [default: 127.0.0.1:8080].
+        #[arg(long, env = "PARLEY_LISTEN")]
+        listen: Option<SocketAddr>,
+        /// Mark cookies Secure (when the dashboard is served over HTTPS).
+        #[arg(long, env = "PARLEY_SECURE_COOKIES")]
+        secure_cookies: Option<bool>,
+    },
+    /// Import conversations from files.
+    Import {
+        /// File format.
+        #[arg(long, value_enum, default_value_t = ImportFormat::Jsonl)]
+        format: ImportFormat,
+        /// Workspace slug.
+        #[arg(long)]
+        workspace: Option<String>,
+        /// SGD: channel of the imported conversations.
+        #[arg(long, default_value = "api")]
+        channel: Channel,
+        /// SGD: one assistant name for every dialogue (default: from the dialogue's service).
+        #[arg(long)]
+        assistant: Option<String>,
+        /// SGD: the assistant's company.
+        #[arg(long)]
+        company: Option<String>,
+        /// Files or directories.
+        #[arg(required = true)]
+        paths: Vec<PathBuf>,
+    },
+    /// Export conversations (oldest first) to a file or standard output.
+    Export {
+        /// Output format.
+        #[arg(long, value_enum, default_value_t = ExportFormat::Jsonl)]
+        format: ExportFormat,
+        /// Workspace slug.
+        #[arg(long)]
+        workspace: Option<String>,
+        /// Output file [default: standard output].
+        #[arg(long, short)]
+        output: Option<PathBuf>,
+        /// Only these statuses (comma-separated).
+        #[arg(long, value_delimiter = ',')]
+        status: Vec<ConversationStatus>,
+        /// Only these channels (comma-separated).
+        #[arg(long, value_delimiter = ',')]
+        channel: Vec<Channel>,
+        /// Only conversations containing this text.
+        #[arg(long)]
+        q: Option<String>,
+        /// Only conversations dated at or after this (RFC 3339 or YYYY-MM-DD).
+        #[arg(long)]
+        from: Option<String>,
+        /// Only conversations dated before this (RFC 3339, or YYYY-MM-DD inclusive).
+        #[arg(long)]
+        to: Option<String>,
+    },
+    /// Manage API keys.
+    Keys {
+        #[command(subcommand)]
+        command: KeysCommand,
+    },
+    /// Manage workspaces.
+    Workspaces {
+        #[command(subcommand)]
+        command: WorkspacesCommand,
+    },
+    /// Manage dashboard users.
+    Users {
+        #[command(subcommand)]
+        command: UsersCommand,
+    },
+    /// Create or upgrade the database schema, then exit.
+    Migrate,
+    /// Run the benchmark harness (see BENCHMARKS.md).
+    Bench {
+        /// Workload size: 1.0 = 1,000,000 conversations (~16 M messages).
+        #[arg(long, default_value_t = 0.01)]
+        scale: f64,
+        /// Backends, comma-separated.
+        #[arg(long, value_delimiter = ',', default_value = "sqlite,postgres")]
+        backends: Vec<String>,
+        /// PostgreSQL server for the postgres backend (the harness creates `parley_bench_{pid}` there).
+        #[arg(
+            long,
+            env = "PARLEY_BENCH_POSTGRES",
+            default_value = "postgres://postgres@127.0.0.1:5432/postgres"
+        )]
+        postgres: String,
+        /// SGD dialogues directory.
+        #[arg(
+            long,
+            default_value = "../shared/datasets/sgd-schema-guided-dialogue/train"
+        )]
+        sgd: std::path::PathBuf,
+        /// Where the benchmark databases go.
+        #[arg(long, default_value = "bench-data")]
+        bench_dir: std::path::PathBuf,
+        /// JSON results file.
+        #[arg(long, default_value = "bench-results/latest.json")]
+        out: std::path::PathBuf,
+    },
+    /// Copy a workspace from one database to another (e.g. SQLite to PostgreSQL) and verify it.
+    MigrateStore {
+        /// Source database URL (`sqlite://PATH`).
+        #[arg(long)]
+        from: String,
+        /// Target database URL (`postgres://USER:PASSWORD@HOST:PORT/DATABASE`).
+        #[arg(long)]
+        to: String,
+        /// Workspace slug [default: the only workspace of the source].
+        #[arg(long)]
+        workspace: Option<String>,
+    },
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum ImportFormat {
+    /// Parley's conversation JSONL.
+    Jsonl,
+    /// Schema-Guided Dialogue dialogues files.
+    Sgd,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum ExportFormat {
+    /// Parley's conversation JSONL (re-importable).
+    Jsonl,
+    /// One CSV row per conversation.
+    Csv,
+}
+
+#[derive(Debug, Subcommand)]
+enum KeysCommand {
+    /// Create a key and print it (only now: it is stored hashed).
+    Create {
+        /// A label for the key.
+        #[arg(long)]
+        name: String,
+        /// Workspace slug.
+        #[arg(long)]
+        workspace: Option<String>,
+    },
+    /// List keys (never their secrets).
+    List {
+        /// Workspace slug.
+        #[arg(long)]
+        workspace: Option<String>,
+    },
+    /// Revoke a key by id.
+    Revoke {
+        /// The key's id (from `keys list`).
+        id: parley_core::ApiKeyId,
+        /// Workspace slug.
+        #[arg(long)]
+        workspace: Option<String>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum UsersCommand {
+    /// Create a user who signs in to the dashboard with email and password.
+    Create {
+        /// Sign-in email.
+        #[arg(long)]
+        email: String,
+        /// Read the password from standard input (its first line).
+        #[arg(long, required = true)]
+        password_stdin: bool,
+        /// `admin` (may also delete conversations) or `member` (reviews).
+        #[arg(long, default_value = "member")]
+        role: parley_core::UserRole,
+        /// Workspace slug.
+        #[arg(long)]
+        workspace: Option<String>,
+    },
+    /// List the workspace's users.
+    List {
+        /// Workspace slug.
+        #[arg(long)]
+        workspace: Option<String>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum WorkspacesCommand {
+    /// Create a workspace.
+    Create {
+        /// Display name.
+        #[arg(long)]
+        name: String,
+        /// URL-safe name [default: from the name].
+        #[arg(long)]
+        slug: Option<String>,
+    },
+    /// List workspaces.
+    List,
+}
+
+/// Parses the command line and runs it; the process exit code.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let serving = matches!(cli.command, Command::Serve { .. });
+    init_logging(serving);
+    crate::assistant::provider::install_tls();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn init_logging(serving: bool) {
+    let default = if serving { "info" } else { "warn" };
+    let filter = tracing_subscriber::EnvFilter::try_from_env("PARLEY_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
+/// Turns a display name into a slug: lowercase ASCII letters and digits, `-` between words.
+pub fn slugify(name: &str) -> String {
+    let mut slug = String::new();
+    for c in name.chars() {
+        if c.is_ascii_alphanumeric() {
+            slug.push(c.to_ascii_lowercase());
+        } else if !slug.ends_with('-') && !slug.is_empty() {
+            slug.push('-');
+        }
+    }
+    slug.trim_end_matches('-').to_owned()
+}
+
+/// The workspace `slug`, or the only one; never creates one.
+/// Errors: unknown slug, no workspace, or several and none named.
+pub async fn select_existing_workspace(
+    store: &dyn Store,
+    slug: Option<&str>,
+) -> Result<Workspace, BoxError> {
+    let all = store.list_workspaces().await?;
+    if all.is_empty() {
+        return Err("the source has no workspace".into());
+    }
+    select_workspace(store, slug).await
+}
+
+/// The workspace a command acts on: `--workspace SLUG`, else the only one (creating `default`
+/// when there is none). Errors: the slug is unknown, or there are several and none was named.
+pub async fn select_workspace(
+    store: &dyn Store,
+    slug: Option<&str>,
+) -> Result<Workspace, BoxError> {
+    if let Some(slug) = slug {
+        return store
+            .workspace_by_slug(slug)
+            .await?
+            .ok_or_else(|| format!("no workspace {slug:?}; see `parley workspaces list`").into());
+    }
+    let mut all = store.list_workspaces().await?;
+    match all.len() {
+        0 => Ok(store.create_workspace("default", "Default").await?),
+        1 => Ok(all.remove(0)),
+        _ => Err(format!(
+            "there are {} workspaces; choose one with --workspace ({})",
+            all.len(),
+            all.iter()
+                .map(|w| w.slug.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        )
+        .into()),
+    }
+}
+
+async fn migrate_store(from: &str, to: &str, workspace: Option<&str>) -> Result<(), BoxError> {
+    let source = parley_store::open(from).await?;
+    let target = parley_store::open(to).await?;
+    eprintln!(
+        "Copying from {} to {}…",
+        parley_store::redact_url(from),
+        parley_store::redact_url(to)
+    );
+    let started = std::time::Instant::now();
+    let report = crate::migrate_store::migrate(source.as_ref(), target.as_ref(), workspace, |n| {
+        eprint!("\r  {n} conversations");
+    })
+    .await?;
+    eprintln!();
+    println!(
+        "Workspace {:?}: {} assistants, {} users, {} API keys; {} conversations copied ({} already there), {} messages, in {:.1} s.",
+        report.workspace,
+        report.assistants,
+        report.users,
+        report.api_keys,
+        report.conversations_copied,
+        report.conversations_present,
+        report.messages_copied,
+        started.elapsed().as_secs_f64()
+    );
+    println!(
+        "Conversations: source {}, target {}.",
+        report.totals.0, report.totals.1
+    );
+    println!(
+        "SHA-256 source {}\nSHA-256 target {}",
+        report.digests.0, report.digests.1
+    );
+    if !report.verified() {
+        return Err("verification FAILED: the target differs from the source".into());
+    }
+    println!("Verified: the target holds exactly the source's conversations.");
+    Ok(())
+}
+
+async fn run(cli: Cli) -> Result<(), BoxError> {
+    if let Command::MigrateStore {
+        from,
+        to,
+        workspace,
+    } = &cli.command
+    {
+        return migrate_store(from, to, workspace.as_deref()).await;
+    }
+    if let Command::Bench {
+        scale,
+        backends,
+        postgres,
+        sgd,
+        bench_dir,
+        out,
+    } = &cli.command
+    {
+        let backends = backends
+            .iter()
+            .map(|b| match b.as_str() {
+                "sqlite" => Ok(crate::bench::backend::Backend::Sqlite),
+                "postgres" => Ok(crate::bench::backend::Backend::Postgres),
+                other => Err(format!("unknown backend {other:?}: sqlite or postgres")),
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let command = std::env::args().collect::<Vec<_>>().join(" ");
+        let opts = crate::bench::BenchOptions {
+            scale: *scale,
+            backends,
+            postgres_url: postgres.clone(),
+            sgd_dir: sgd.clone(),
+            data_dir: bench_dir.clone(),
+            out: out.clone(),
+            command,
+        };
+        crate::bench::run(opts).await?;
+        return Ok(());
+    }
+    let (listen, secure_cookies) = match &cli.command {
+        Command::Serve {
+            listen,
+            secure_cookies,
+        } => (*listen, *secure_cookies),
+        _ => (None, None),
+    };
+    let g = cli.global;
+    let settings = Settings::resolve(Overrides {
+        config: g.config,
+        listen,
+        data_dir: g.data_dir,
+        database_url: g.database_url,
+        price_table: g.price_table,
+        secure_cookies,
+        secret_key: g.secret_key,
+    })?;
+    if settings.database_url.starts_with("sqlite") {
+        std::fs::create_dir_all(&settings.data_dir).map_err(|e| {
+            format!(
+                "cannot create data directory {}: {e}",
+                settings.data_dir.display()
+            )
+        })?;
+    }
+    let state = AppState::open(settings).await?;
+    let store = state.store.as_ref();
+    match cli.command {
+        Command::Serve { .. } => serve(state).await,
+        Command::Migrate => {
+            println!(
+                "Database schema is up to date ({}).",
+                parley_store::redact_url(&state.settings.database_url)
+            );
+            Ok(())
+        }
+        Command::Import {
+            format,
+            workspace,
+            channel,
+            assistant,
+            company,
+            paths,
+        } => {
+            let ws = select_workspace(store, workspace.as_deref()).await?;
+            let job = ImportJob {
+                paths,
+                sgd: matches!(format, ImportFormat::Sgd),
+                sgd_options: SgdOptions {
+                    channel,
+                    assistant,
+                    company,
+                },
+            };
+            eprintln!("Importing into workspace {:?}…", ws.slug);
+            crate::import::run(&state, ws.id, &job).await?;
+            Ok(())
+        }
+        Command::Export {
+            format,
+            workspace,
+            output,
+            status,
+            channel,
+            q,
+            from,
+            to,
+        } => {
+            let ws = select_workspace(store, workspace.as_deref()).await?;
+            let bound = |v: Option<String>, end: bool| -> Result<Option<Timestamp>, BoxError> {
+                v.map(|v| Timestamp::parse_bound(&v, end).map_err(|e| e.to_string().into()))
+                    .transpose()
+            };
+            let filter = ConversationFilter {
+                statuses: status,
+                channels: channel,
+                q: q.filter(|q| !q.trim().is_empty())
+                    .map(|q| q.trim().to_owned()),
+                from: bound(from, false)?,
+                to: bound(to, true)?,
+                ..Default::default()
+            };
+            let format = match format {
+                ExportFormat::Jsonl => Format::Jsonl,
+                ExportFormat::Csv => Format::Csv,
+            };
+            let mut out: Box<dyn Write> = match &output {
+                Some(path) => Box::new(std::io::BufWriter::new(std::fs::File::create(path)?)),
+                None => Box::new(std::io::BufWriter::new(std::io::stdout().lock())),
+            };
+            let mut stream = Box::pin(export_stream(state.store.clone(), ws.id, filter, format));
+            while let Some(chunk) = stream.next().await {
+                out.write_all(&chunk?)?;
+            }
+            out.flush()?;
+            Ok(())
+        }
+        Command::Keys { command } => keys(store, command).await,
+        Command::Workspaces { command } => workspaces(store, command).await,
+        Command::Users { command } => users(store, command).await,
+        Command::MigrateStore { .. } => unreachable!("handled before the store is opened"),
+        Command::Bench { .. } => unreachable!("handled before the store is opened"),
+    }
+}
+
+async fn keys(store: &dyn Store, command: KeysCommand) -> Result<(), BoxError> {
+    match command {
+        KeysCommand::Create { name, workspace } => {
+            let ws = select_workspace(store, workspace.as_deref()).await?;
+            let name = name.trim();
+            if name.is_empty() {
+                return Err("--name must not be empty".into());
+            }
+            let key = crate::auth::generate_api_key()?;
+            let record = store
+                .create_api_key(ws.id, name, &key.prefix, key.hash)
+                .await?;
+            println!(
+                "Created API key {:?} (id {}) for workspace {:?}.",
+                record.name, record.id, ws.slug
+            );
+            println!(
+                "It is shown only now; store it safely. Use it as `Authorization: Bearer <key>`."
+            );
+            println!("{}", key.secret);
+            Ok(())
+        }
+        KeysCommand::List { workspace } => {
+            let ws = select_workspace(store, workspace.as_deref()).await?;
+            for k in store.list_api_keys(ws.id).await? {
+                let state = match k.revoked_at {
+                    Some(t) => format!("revoked {t}"),
+                    None => "active".into(),
+                };
+                println!(
+                    "{}  {}…  {:<20}  created {}  {}",
+                    k.id, k.prefix, k.name, k.created_at, state
+                );
+            }
+            Ok(())
+        }
+        KeysCommand::Revoke { id, workspace } => {
+            let ws = select_workspace(store, workspace.as_deref()).await?;
+            store.revoke_api_key(ws.id, id).await?;
+            println!("Revoked API key {id}.");
+            Ok(())
+        }
+    }
+}
+
+async fn users(store: &dyn Store, command: UsersCommand) -> Result<(), BoxError> {
+    match command {
+        UsersCommand::Create {
+            email,
+            password_stdin: _,
+            role,
+            workspace,
+        } => {
+            let ws = select_workspace(store, workspace.as_deref()).await?;
+            let email = email.trim().to_lowercase();
+            if !email.contains('@') || email.len() > 254 {
+                return Err(format!("{email:?} is not an email address").into());
+            }
+            let mut password = String::new();
+            std::io::stdin().read_line(&mut password)?;
+            let password = password.trim_end_matches(['\n', '\r']).to_owned();
+            let hash = tokio::task::spawn_blocking(move || crate::auth::hash_password(&password))
+                .await??;
+            let user = store.create_user(ws.id, &email, &hash, role).await?;
+            println!(
+                "Created {} {} in workspace {:?}. Sign in at /login.",
+                user.role, user.email, ws.slug
+            );
+            Ok(())
+        }
+        UsersCommand::List { workspace } => {
+            let ws = select_workspace(store, workspace.as_deref()).await?;
+            for u in store.list_users(ws.id).await? {
+                println!("{:<40} {:<7} created {}", u.email, u.role, u.created_at);
+            }
+            Ok(())
+        }
+    }
+}
+
+async fn workspaces(store: &dyn Store, command: WorkspacesCommand) -> Result<(), BoxError> {
+    match command {
+        WorkspacesCommand::Create { name, slug } => {
+            let slug = slug.unwrap_or_else(|| slugify(&name));
+            if slug.is_empty() || slug != slugify(&slug) {
+                return Err(
+                    format!("invalid slug {slug:?}: use lowercase letters, digits and -").into(),
+                );
+            }
+            let ws = store.create_workspace(&slug, name.trim()).await?;
+            println!(
+                "Created workspace {:?} ({}), id {}.",
+                ws.slug, ws.name, ws.id
+            );
+            Ok(())
+        }
+        WorkspacesCommand::List => {
+            for ws in store.list_workspaces().await? {
+                let total = store.conversation_total(ws.id).await?;
+                println!(
+                    "{:<20} {:<30} {:>10} conversations  id {}",
+                    ws.slug, ws.name, total, ws.id
+                );
+            }
+            Ok(())
+        }
+    }
+}
+
+async fn serve(state: AppState) -> Result<(), BoxError> {
+    let ws = select_workspace(state.store.as_ref(), None).await.ok();
+    let addr = state.settings.listen;
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|e| format!("cannot listen on {addr}: {e}"))?;
+    tracing::info!(
+        address = %listener.local_addr()?,
+        database = %parley_store::redact_url(&state.settings.database_url),
+        prices = state.prices.len(),
+        "Parley is listening on http://{}",
+        listener.local_addr()?
+    );
+    if let Some(ws) = ws
+        && state.store.list_api_keys(ws.id).await?.is_empty()
+    {
+        tracing::info!("no API key yet: create one with `parley keys create --name NAME`");
+    }
+    crate::serve(state, listener, shutdown_signal()).await?;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = terminate => {},
+    }
+    tracing::info!("shutting down: finishing in-flight requests");
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn slugs() {
+        assert_eq!(super::slugify("Acme Inc."), "acme-inc");
+        assert_eq!(super::slugify("  Über  Team 2 "), "ber-team-2");
+    }
+}

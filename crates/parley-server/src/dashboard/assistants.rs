@@ -1,0 +1,728 @@
+//! The Assistants pages: the list, and one form to create or edit an assistant (name, company,
+//! mode, provider, prompt, sampling, memory fields, prices), with its version history. Every
+//! save is a new version; the form carries the version it was made against, so two people
+//! editing at once cannot silently overwrite each other. Members see the pages; admins save.
+
+use askama::Template;
+use axum::Form;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{Html, IntoResponse, Redirect, Response};
+use parley_core::assistant::{
+    AssistantSettings, AssistantSettingsInput, MemoryField, PriceOverride, ProviderInput,
+    ProviderKey, nanousd_to_usd_text, usd_to_nanousd,
+};
+use parley_core::model::{Assistant, AssistantInput, AssistantPatch, AssistantVersion};
+use parley_core::{AssistantId, AssistantMode, UserRole};
+use serde::Deserialize;
+
+use super::pages::Layout;
+use super::{error_page, format, tz_offset};
+use crate::AppState;
+use crate::auth::Session;
+use crate::error::ApiError;
+
+struct ListRow {
+    id: String,
+    name: String,
+    company: String,
+    mode: &'static str,
+    provider: String,
+    version: i64,
+    updated: String,
+}
+
+#[derive(Template)]
+#[template(path = "assistants.html")]
+struct ListPage {
+    layout: Layout,
+    rows: Vec<ListRow>,
+    is_admin: bool,
+}
+
+fn mode_label(m: AssistantMode) -> &'static str {
+    match m {
+        AssistantMode::Active => "Active — the AI answers",
+        AssistantMode::Passive => "Passive — the team answers",
+        AssistantMode::Hybrid => "Hybrid — the AI answers until a team member joins",
+    }
+}
+
+/// `GET /assistants`.
+pub(super) async fn list(
+    State(st): State<AppState>,
+    session: Session,
+    headers: HeaderMap,
+) -> Response {
+    let tz = tz_offset(&headers);
+    let ws = session.user.workspace_id;
+    let (assistants, total) = match tokio::try_join!(
+        st.store.list_assistants(ws),
+        st.store.conversation_total(ws)
+    ) {
+        Ok(x) => x,
+        Err(e) => return ApiError::from(e).into_response(),
+    };
+    let rows = assistants
+        .iter()
+        .map(|a| ListRow {
+            id: a.id.to_string(),
+            name: a.name.clone(),
+            company: a.company.clone(),
+            mode: a.mode.as_str(),
+            provider: a
+                .settings
+                .provider
+                .as_ref()
+                .map_or_else(|| "Not configured".to_owned(), |p| p.model.clone()),
+            version: a.version,
+            updated: format::datetime(a.updated_at, tz),
+        })
+        .collect();
+    render(&ListPage {
+        layout: Layout::new("assistants", "Assistants", &session, tz, total),
+        rows,
+        is_admin: session.user.role == UserRole::Admin,
+    })
+}
+
+fn render(t: &impl Template) -> Response {
+    match t.render() {
+        Ok(html) => Html(html).into_response(),
+        Err(e) => ApiError::internal(e).into_response(),
+    }
+}
+
+/// The form's fields, as posted.
+#[derive(Debug, Default, Deserialize)]
+pub(super) struct AssistantForm {
+    #[serde(rename = "_csrf", default)]
+    csrf: String,
+    #[serde(default)]
+    version: Option<i64>,
+    #[serde(default)]
+    name: String,
+    #[serde(default)]
+    company: String,
+    #[serde(default)]
+    mode: String,
+    #[serde(default)]
+    base_url: String,
+    #[serde(default)]
+    model: String,
+    /// `keep`, `env`, `secret`, `none`.
+    #[serde(default)]
+    key_source: String,
+    #[serde(default)]
+    key_env: String,
+    #[serde(default)]
+    key_secret: String,
+    #[serde(default)]
+    system_prompt: String,
+    #[serde(default)]
+    temperature: String,
+    #[serde(default)]
+    max_tokens: String,
+    /// One field per line: `name: description`.
+    #[serde(default)]
+    memory_fields: String,
+    /// USD per million prompt tokens.
+    #[serde(default)]
+    price_prompt: String,
+    /// USD per million completion tokens.
+    #[serde(default)]
+    price_completion: String,
+}
+
+struct VersionRow {
+    version: i64,
+    when: String,
+    name: String,
+    model: String,
+    prompt: String,
+}
+
+#[derive(Template)]
+#[template(path = "assistant_form.html")]
+struct FormPage {
+    layout: Layout,
+    action: String,
+    is_new: bool,
+    is_admin: bool,
+    id: String,
+    version: i64,
+    error: Option<String>,
+    error_field: String,
+    saved: bool,
+    f: FormValues,
+    modes: Vec<(&'static str, &'static str, bool)>,
+    key_status: String,
+    key_source: String,
+    price_hint: String,
+    window_hint: String,
+    versions: Vec<VersionRow>,
+}
+
+/// What the form shows.
+#[derive(Default)]
+struct FormValues {
+    name: String,
+    company: String,
+    mode: String,
+    base_url: String,
+    model: String,
+    key_env: String,
+    system_prompt: String,
+    temperature: String,
+    max_tokens: String,
+    memory_fields: String,
+    price_prompt: String,
+    price_completion: String,
+}
+
+fn values_of(a: &Assistant) -> FormValues {
+    let s = &a.settings;
+    FormValues {
+        name: a.name.clone(),
+        company: a.company.clone(),
+        mode: a.mode.as_str().to_owned(),
+        base_url: s
+            .provider
+            .as_ref()
+            .map(|p| p.base_url.clone())
+            .unwrap_or_default(),
+        model: s
+            .provider
+            .as_ref()
+            .map(|p| p.model.clone())
+            .unwrap_or_default(),
+        key_env: match s.provider.as_ref().map(|p| &p.api_key) {
+            Some(ProviderKey::Env { name }) => name.clone(),
+            _ => String::new(),
+        },
+        system_prompt: s.system_prompt.clone(),
+        temperature: s.temperature.map(|t| t.to_string()).unwrap_or_default(),
+        max_tokens: s.max_tokens.map(|t| t.to_string()).unwrap_or_default(),
+        memory_fields: s
+            .memory_fields
+            .iter()
+            .map(|f| {
+                if f.description.is_empty() {
+                    f.name.clone()
+                } else {
+                    format!("{}: {}", f.name, f.description)
+                }
+            })
+            .collect::<Vec<_>>()
+            .join("\n"),
+        price_prompt: s
+            .price
+            .map(|p| nanousd_to_usd_text(p.prompt_nanousd_per_mtok))
+            .unwrap_or_default(),
+        price_completion: s
+            .price
+            .map(|p| nanousd_to_usd_text(p.completion_nanousd_per_mtok))
+            .unwrap_or_default(),
+    }
+}
+
+fn values_from_form(f: &AssistantForm) -> FormValues {
+    FormValues {
+        name: f.name.clone(),
+        company: f.company.clone(),
+        mode: f.mode.clone(),
+        base_url: f.base_url.clone(),
+        model: f.model.clone(),
+        key_env: f.key_env.clone(),
+        system_prompt: f.system_prompt.clone(),
+        temperature: f.temperature.clone(),
+        max_tokens: f.max_tokens.clone(),
+        memory_fields: f.memory_fields.clone(),
+        price_prompt: f.price_prompt.clone(),
+        price_completion: f.price_completion.clone(),
+    }
+}
+
+fn key_status(settings: Option<&AssistantSettings>) -> (String, String) {
+    match settings
+        .and_then(|s| s.provider.as_ref())
+        .map(|p| &p.api_key)
+    {
+        None | Some(ProviderKey::None) => ("No API key".into(), "none".into()),
+        Some(ProviderKey::Env { name }) => {
+            let set = std::env::var(name).is_ok_and(|v| !v.is_empty());
+            (
+                format!(
+                    "Read from the environment variable {name} ({} on this server)",
+                    if set { "set" } else { "not set" }
+                ),
+                "env".into(),
+            )
+        }
+        Some(ProviderKey::Sealed { hint, .. }) => (
+            format!("A stored key ({hint}), encrypted at rest"),
+            "keep".into(),
+        ),
+    }
+}
+
+fn hints(st: &AppState, model: &str) -> (String, String) {
+    if model.trim().is_empty() {
+        return (String::new(), String::new());
+    }
+    match st.prices.lookup(model.trim()) {
+        Some(p) => (
+            format!(
+                "The price table has {}: ${} per 1M prompt tokens, ${} per 1M completion tokens. Leave both empty to use it.",
+                model.trim(),
+                nanousd_to_usd_text(p.input_femto_per_token),
+                nanousd_to_usd_text(p.output_femto_per_token)
+            ),
+            p.max_input_tokens
+                .map(|n| {
+                    format!(
+                        "Context window: {} tokens (from the price table); longer histories drop their oldest messages.",
+                        format::int(n as i64)
+                    )
+                })
+                .unwrap_or_default(),
+        ),
+        None => (
+            format!(
+                "{} is not in the price table: set prices here, or its costs stay unknown.",
+                model.trim()
+            ),
+            "The context window is unknown for this model: the whole history is sent.".into(),
+        ),
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn form_page(
+    st: &AppState,
+    session: &Session,
+    tz: i32,
+    total: u64,
+    existing: Option<&Assistant>,
+    versions: &[AssistantVersion],
+    f: FormValues,
+    error: Option<(String, String)>,
+    saved: bool,
+) -> Response {
+    let (key_status, key_source) = key_status(existing.map(|a| &a.settings));
+    let (price_hint, window_hint) = hints(st, &f.model);
+    let mode = if f.mode.is_empty() {
+        "active".to_owned()
+    } else {
+        f.mode.clone()
+    };
+    let modes = [
+        AssistantMode::Active,
+        AssistantMode::Hybrid,
+        AssistantMode::Passive,
+    ]
+    .iter()
+    .map(|m| (m.as_str(), mode_label(*m), m.as_str() == mode))
+    .collect();
+    let title = existing.map_or_else(|| "New assistant".to_owned(), |a| a.name.clone());
+    let (error, error_field) = match error {
+        Some((m, f)) => (Some(m), f),
+        None => (None, String::new()),
+    };
+    render(&FormPage {
+        layout: Layout::new("assistants", &title, session, tz, total),
+        action: existing.map_or_else(
+            || "/assistants/new".to_owned(),
+            |a| format!("/assistants/{}", a.id),
+        ),
+        is_new: existing.is_none(),
+        is_admin: session.user.role == UserRole::Admin,
+        id: existing.map(|a| a.id.to_string()).unwrap_or_default(),
+        version: existing.map_or(0, |a| a.version),
+        error,
+        error_field,
+        saved,
+        f,
+        modes,
+        key_status,
+        key_source,
+        price_hint,
+        window_hint,
+        versions: versions
+            .iter()
+            .map(|v| VersionRow {
+                version: v.version,
+                when: format::full(v.created_at, tz),
+                name: v.name.clone(),
+                model: v
+                    .settings
+                    .provider
+                    .as_ref()
+                    .map_or_else(|| "no provider".to_owned(), |p| p.model.clone()),
+                prompt: {
+                    let p = v.settings.system_prompt.trim();
+                    let short: String = p.chars().take(90).collect();
+                    if p.chars().count() > 90 {
+                        format!("{short}…")
+                    } else {
+                        short
+                    }
+                },
+            })
+            .collect(),
+    })
+}
+
+/// `?saved=1` after a save.
+#[derive(Deserialize)]
+pub(super) struct Saved {
+    #[serde(default)]
+    saved: Option<String>,
+}
+
+/// `GET /assistants/new`.
+pub(super) async fn new_form(
+    State(st): State<AppState>,
+    session: Session,
+    headers: HeaderMap,
+) -> Response {
+    let total = st
+        .store
+        .conversation_total(session.user.workspace_id)
+        .await
+        .unwrap_or(0);
+    form_page(
+        &st,
+        &session,
+        tz_offset(&headers),
+        total,
+        None,
+        &[],
+        FormValues::default(),
+        None,
+        false,
+    )
+}
+
+/// `GET /assistants/{id}`.
+pub(super) async fn edit_form(
+    State(st): State<AppState>,
+    session: Session,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    Query(q): Query<Saved>,
+) -> Response {
+    let ws = session.user.workspace_id;
+    let Ok(id) = id.parse::<AssistantId>() else {
+        return error_page(StatusCode::NOT_FOUND, "Not found", "No such assistant.");
+    };
+    let (a, versions, total) = match tokio::try_join!(
+        st.store.get_assistant(ws, id),
+        st.store.assistant_versions(ws, id),
+        st.store.conversation_total(ws)
+    ) {
+        Ok((Some(a), Some(v), t)) => (a, v, t),
+        Ok(_) => return error_page(StatusCode::NOT_FOUND, "Not found", "No such assistant."),
+        Err(e) => return ApiError::from(e).into_response(),
+    };
+    let values = values_of(&a);
+    form_page(
+        &st,
+        &session,
+        tz_offset(&headers),
+        total,
+        Some(&a),
+        &versions,
+        values,
+        None,
+        q.saved.is_some(),
+    )
+}
+
+/// The settings a posted form asks for. Errors: (message, field) for the first bad value.
+fn settings_input(f: &AssistantForm) -> Result<AssistantSettingsInput, (String, String)> {
+    let bad = |m: String, field: &str| (m, field.to_owned());
+    let provider = if f.base_url.trim().is_empty() && f.model.trim().is_empty() {
+        Some(None)
+    } else {
+        let (api_key_env, api_key) = match f.key_source.as_str() {
+            "env" => (Some(f.key_env.trim().to_owned()), None),
+            "secret" if f.key_secret.trim().is_empty() => {
+                return Err(bad(
+                    "Paste the API key to store, or choose another key option.".into(),
+                    "key_secret",
+                ));
+            }
+            "secret" => (None, Some(f.key_secret.trim().to_owned())),
+            "none" => (None, Some(String::new())),
+            _ => (None, None),
+        };
+        Some(Some(ProviderInput {
+            base_url: f.base_url.trim().to_owned(),
+            model: f.model.trim().to_owned(),
+            api_key_env,
+            api_key,
+        }))
+    };
+    let temperature = match f.temperature.trim() {
+        "" => Some(None),
+        t => Some(Some(t.parse::<f64>().map_err(|_| {
+            bad(
+                "Temperature must be a number from 0 to 2, e.g. 0.7.".into(),
+                "temperature",
+            )
+        })?)),
+    };
+    let max_tokens = match f.max_tokens.trim() {
+        "" => Some(None),
+        t => Some(Some(t.replace([',', '_'], "").parse::<u32>().map_err(
+            |_| {
+                bad(
+                    "Max tokens must be a whole number, e.g. 1024.".into(),
+                    "max_tokens",
+                )
+            },
+        )?)),
+    };
+    let memory_fields = f
+        .memory_fields
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .map(|l| {
+            let (name, description) = l.split_once(':').unwrap_or((l, ""));
+            MemoryField {
+                name: name.trim().to_owned(),
+                description: description.trim().to_owned(),
+            }
+        })
+        .collect();
+    let price = match (f.price_prompt.trim(), f.price_completion.trim()) {
+        ("", "") => Some(None),
+        (p, c) => {
+            let usd = |t: &str, field: &str| {
+                usd_to_nanousd(if t.is_empty() { "0" } else { t })
+                    .map_err(|e| bad(format!("Price per 1M tokens: {e}."), field))
+            };
+            Some(Some(PriceOverride {
+                prompt_nanousd_per_mtok: usd(p, "price_prompt")?,
+                completion_nanousd_per_mtok: usd(c, "price_completion")?,
+            }))
+        }
+    };
+    Ok(AssistantSettingsInput {
+        provider,
+        system_prompt: Some(f.system_prompt.replace("\r\n", "\n")),
+        temperature,
+        max_tokens,
+        memory_fields: Some(memory_fields),
+        price,
+    })
+}
+
+fn parse_mode(m: &str) -> AssistantMode {
+    m.parse().unwrap_or(AssistantMode::Active)
+}
+
+/// The form field an API error names (`settings.provider.base_url` -> `base_url`).
+fn form_field(api_field: Option<&str>) -> String {
+    match api_field.unwrap_or("") {
+        "name" => "name",
+        "company" => "company",
+        "settings.provider.base_url" => "base_url",
+        "settings.provider.model" => "model",
+        "settings.provider.api_key_env" => "key_env",
+        "settings.provider.api_key" => "key_secret",
+        "settings.system_prompt" => "system_prompt",
+        "settings.temperature" => "temperature",
+        "settings.max_tokens" => "max_tokens",
+        f if f.starts_with("settings.memory_fields") => "memory_fields",
+        "settings.price" => "price_prompt",
+        _ => "",
+    }
+    .to_owned()
+}
+
+/// `POST /assistants/new` (admins).
+pub(super) async fn save_new(
+    State(st): State<AppState>,
+    session: Session,
+    headers: HeaderMap,
+    Form(form): Form<AssistantForm>,
+) -> Response {
+    save(st, session, headers, None, form).await
+}
+
+/// `POST /assistants/{id}` (admins).
+pub(super) async fn save_existing(
+    State(st): State<AppState>,
+    session: Session,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    Form(form): Form<AssistantForm>,
+) -> Response {
+    save(st, session, headers, Some(id), form).await
+}
+
+async fn save(
+    st: AppState,
+    session: Session,
+    headers: HeaderMap,
+    id: Option<String>,
+    form: AssistantForm,
+) -> Response {
+    if !session.csrf_ok(Some(&form.csrf)) {
+        return error_page(
+            StatusCode::FORBIDDEN,
+            "Form expired",
+            "Reload the page and try again.",
+        );
+    }
+    if session.user.role != UserRole::Admin {
+        return error_page(
+            StatusCode::FORBIDDEN,
+            "Not allowed",
+            "Only administrators can change assistants.",
+        );
+    }
+    let ws = session.user.workspace_id;
+    let tz = tz_offset(&headers);
+    let existing = match &id {
+        None => None,
+        Some(id) => {
+            let Ok(id) = id.parse::<AssistantId>() else {
+                return error_page(StatusCode::NOT_FOUND, "Not found", "No such assistant.");
+            };
+            match st.store.get_assistant(ws, id).await {
+                Ok(Some(a)) => Some(a),
+                Ok(None) => {
+                    return error_page(StatusCode::NOT_FOUND, "Not found", "No such assistant.");
+                }
+                Err(e) => return ApiError::from(e).into_response(),
+            }
+        }
+    };
+    let result = match settings_input(&form) {
+        Err(e) => Err(e),
+        Ok(settings) => {
+            let outcome = match &existing {
+                None => {
+                    crate::assistant::create(
+                        &st,
+                        ws,
+                        &AssistantInput {
+                            name: form.name.clone(),
+                            company: form.company.clone(),
+                            mode: parse_mode(&form.mode),
+                            settings,
+                        },
+                    )
+                    .await
+                }
+                Some(a) => {
+                    crate::assistant::update(
+                        &st,
+                        ws,
+                        a.id,
+                        &AssistantPatch {
+                            name: Some(form.name.clone()),
+                            company: Some(form.company.clone()),
+                            mode: Some(parse_mode(&form.mode)),
+                            settings: Some(settings),
+                            version: form.version,
+                        },
+                    )
+                    .await
+                }
+            };
+            outcome.map_err(|e| {
+                let message = match e.code {
+                    "version_conflict" => "Someone saved this assistant while you were editing. Reload the page to see their version, then make your change again.".to_owned(),
+                    "assistant_exists" => "Another assistant already has this name and company.".to_owned(),
+                    _ => e.message.clone(),
+                };
+                (message, form_field(e.field.as_deref()))
+            })
+        }
+    };
+    match result {
+        Ok(a) => Redirect::to(&format!("/assistants/{}?saved=1", a.id)).into_response(),
+        Err(error) => {
+            let versions = match &existing {
+                Some(a) => st
+                    .store
+                    .assistant_versions(ws, a.id)
+                    .await
+                    .ok()
+                    .flatten()
+                    .unwrap_or_default(),
+                None => Vec::new(),
+            };
+            let total = st.store.conversation_total(ws).await.unwrap_or(0);
+            let mut res = form_page(
+                &st,
+                &session,
+                tz,
+                total,
+                existing.as_ref(),
+                &versions,
+                values_from_form(&form),
+                Some(error),
+                false,
+            );
+            *res.status_mut() = StatusCode::UNPROCESSABLE_ENTITY;
+            res
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_form_becomes_settings() {
+        let f = AssistantForm {
+            base_url: " https://api.openai.com/v1 ".into(),
+            model: "gpt-4o-mini".into(),
+            key_source: "env".into(),
+            key_env: "OPENAI_API_KEY".into(),
+            temperature: "0.4".into(),
+            max_tokens: "1,024".into(),
+            memory_fields: "email: Their email\r\n\norder_number\n".into(),
+            price_prompt: "0.15".into(),
+            price_completion: "0.60".into(),
+            ..Default::default()
+        };
+        let s = settings_input(&f).unwrap();
+        let p = s.provider.clone().unwrap().unwrap();
+        assert_eq!(p.api_key_env.as_deref(), Some("OPENAI_API_KEY"));
+        assert_eq!(s.temperature, Some(Some(0.4)));
+        assert_eq!(s.max_tokens, Some(Some(1024)));
+        let fields = s.memory_fields.unwrap();
+        assert_eq!(fields.len(), 2);
+        assert_eq!(fields[1].name, "order_number");
+        assert_eq!(
+            s.price,
+            Some(Some(PriceOverride {
+                prompt_nanousd_per_mtok: 150_000_000,
+                completion_nanousd_per_mtok: 600_000_000
+            }))
+        );
+        let empty = settings_input(&AssistantForm::default()).unwrap();
+        assert_eq!(empty.provider, Some(None));
+        assert_eq!(empty.price, Some(None));
+        let bad = AssistantForm {
+            temperature: "warm".into(),
+            ..Default::default()
+        };
+        assert_eq!(settings_input(&bad).unwrap_err().1, "temperature");
+        let no_key = AssistantForm {
+            base_url: "http://x".into(),
+            model: "m".into(),
+            key_source: "secret".into(),
+            ..Default::default()
+        };
+        assert_eq!(settings_input(&no_key).unwrap_err().1, "key_secret");
+    }
+}

@@ -1,0 +1,1058 @@
+//! The Conversations page, the detail panel, the transcript fragment, and the two actions.
+
+use askama::Template;
+use axum::Form;
+use axum::extract::{Path, Query, RawQuery, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{Html, IntoResponse, Redirect, Response};
+use parley_core::model::{
+    Assistant, ConversationDetail, ConversationPatch, ConversationSummary, Message,
+};
+use parley_core::query::{Cursor, ListQuery, SortKey, TranscriptQuery};
+use parley_core::{Channel, ConversationId, ConversationStatus, Role, Timestamp, UserRole};
+use parley_store::{ConversationCount, ListedConversation, MessagePage};
+use serde::Deserialize;
+
+use super::format;
+use super::state::{Tab, ViewState};
+use super::{asset_version, error_page, tz_offset};
+use crate::AppState;
+use crate::auth::Session;
+
+/// Rows per page.
+const PAGE_SIZE: u32 = 50;
+/// Messages per transcript page.
+const TRANSCRIPT_PAGE: u32 = 50;
+
+/// What the base template needs.
+pub(super) struct Layout {
+    /// Which navigation item is current: `conversations`, `test-chat`, `assistants`.
+    pub(super) nav: &'static str,
+    pub(super) title: String,
+    pub(super) csrf: String,
+    pub(super) version: &'static str,
+    pub(super) tz: i32,
+    pub(super) badge: String,
+    pub(super) badge_exact: String,
+    pub(super) email: String,
+    pub(super) initial: String,
+    pub(super) role: &'static str,
+}
+
+impl Layout {
+    /// The layout of a page titled `title` under navigation item `nav`.
+    pub(super) fn new(
+        nav: &'static str,
+        title: &str,
+        session: &Session,
+        tz: i32,
+        total: u64,
+    ) -> Layout {
+        let badge = if total >= 100_000 {
+            format!("{}k", total / 1000)
+        } else {
+            format::int(total as i64)
+        };
+        Layout {
+            nav,
+            title: title.to_owned(),
+            csrf: session.csrf.clone(),
+            version: asset_version(),
+            tz,
+            badge,
+            badge_exact: format::int(total as i64),
+            email: session.user.email.clone(),
+            initial: session
+                .user
+                .email
+                .chars()
+                .next()
+                .unwrap_or('?')
+                .to_uppercase()
+                .collect(),
+            role: match session.user.role {
+                UserRole::Admin => "Admin",
+                UserRole::Member => "Member",
+            },
+        }
+    }
+}
+
+struct Snip {
+    field: &'static str,
+    before: String,
+    matched: String,
+    after: String,
+}
+
+struct Row {
+    id: String,
+    href: String,
+    selected: bool,
+    channel: &'static str,
+    channel_label: &'static str,
+    agent: String,
+    company: String,
+    contact: String,
+    session: Option<String>,
+    status: &'static str,
+    status_label: &'static str,
+    preview: String,
+    snippet: Option<Snip>,
+    messages: String,
+    stars: Vec<bool>,
+    rating_title: String,
+    date: String,
+    date_iso: String,
+    date_title: String,
+}
+
+struct Chip {
+    kind: &'static str,
+    value: String,
+    remove: String,
+}
+
+struct Opt {
+    value: String,
+    label: String,
+    checked: bool,
+}
+
+#[derive(Template)]
+#[template(path = "conversations.html")]
+struct ConversationsPage {
+    layout: Layout,
+    view: ViewState,
+    count_label: String,
+    keep_for_search: Vec<(String, String)>,
+    q: String,
+    sort_param: String,
+    status_options: Vec<Opt>,
+    channel_options: Vec<Opt>,
+    agent_options: Vec<Opt>,
+    rating_options: Vec<Opt>,
+    range: &'static str,
+    today_href: String,
+    week_href: String,
+    from_value: String,
+    to_value: String,
+    clear_href: String,
+    chips: Vec<Chip>,
+    errors: Vec<String>,
+    notice: Option<String>,
+    load_error: Option<String>,
+    filtered: bool,
+    rows: Vec<Row>,
+    self_href: String,
+    sort_agent: String,
+    sort_status: String,
+    sort_messages: String,
+    sort_rating: String,
+    sort_date: String,
+    arrow_agent: &'static str,
+    arrow_status: &'static str,
+    arrow_messages: &'static str,
+    arrow_rating: &'static str,
+    arrow_date: &'static str,
+    prev_href: Option<String>,
+    next_href: Option<String>,
+    page_label: String,
+    close_href: String,
+    panel: Option<String>,
+}
+
+fn stars(score: Option<u8>) -> (Vec<bool>, String) {
+    match score {
+        Some(n) => ((1..=5).map(|i| i <= n).collect(), format!("{n} of 5 stars")),
+        None => (Vec::new(), "Not rated".into()),
+    }
+}
+
+fn row(c: &ListedConversation, view: &ViewState, tz: i32) -> Row {
+    let s = &c.conversation;
+    let (stars, rating_title) = stars(s.rating.as_ref().map(|r| r.score));
+    let contact = s
+        .contact
+        .clone()
+        .or_else(|| s.session_id.clone())
+        .unwrap_or_else(|| "Anonymous".into());
+    let session = s
+        .session_id
+        .clone()
+        .filter(|sid| s.contact.is_some() && Some(sid) != s.contact.as_ref());
+    let snippet = c.search_match.as_ref().map(|m| Snip {
+        field: match m.field {
+            "content" => "",
+            "session_id" => "Session: ",
+            "contact" => "Contact: ",
+            _ => "Agent: ",
+        },
+        before: tail_chars(&m.snippet.before, 28),
+        matched: m.snippet.matched.clone(),
+        after: m.snippet.after.clone(),
+    });
+    Row {
+        id: s.id.to_string(),
+        href: view.with(|v| {
+            v.open = Some(s.id);
+            v.tab = Tab::Overview;
+            v.tpage = 1;
+            v.notice = None;
+        }),
+        selected: view.open == Some(s.id),
+        channel: s.channel.as_str(),
+        channel_label: s.channel.label(),
+        agent: s.assistant.name.clone(),
+        company: s.assistant.company.clone(),
+        contact,
+        session,
+        status: s.status.as_str(),
+        status_label: s.status.label(),
+        preview: s.last_message_preview.clone().unwrap_or_default(),
+        snippet,
+        messages: format::int(s.message_count),
+        stars,
+        rating_title,
+        date: format::datetime(s.last_message_at, tz),
+        date_iso: s.last_message_at.to_rfc3339(),
+        date_title: format::full(s.last_message_at, tz),
+    }
+}
+
+/// The last `n` characters of `text`, with a leading `…` when cut (so a table cell shows the
+/// search match rather than the text long before it).
+fn tail_chars(text: &str, n: usize) -> String {
+    let count = text.chars().count();
+    if count <= n {
+        return text.to_owned();
+    }
+    let tail: String = text.chars().skip(count - n).collect();
+    format!("…{}", tail.trim_start())
+}
+
+fn chips(view: &ViewState, assistants: &[Assistant], today: &str, week_start: &str) -> Vec<Chip> {
+    let base = view.first_page();
+    let mut out = Vec::new();
+    if !view.statuses.is_empty() {
+        out.push(Chip {
+            kind: "Status",
+            value: view
+                .statuses
+                .iter()
+                .map(|s| s.label())
+                .collect::<Vec<_>>()
+                .join(", "),
+            remove: base.with(|v| v.statuses.clear()),
+        });
+    }
+    if !view.channels.is_empty() {
+        out.push(Chip {
+            kind: "Channel",
+            value: view
+                .channels
+                .iter()
+                .map(|c| c.label())
+                .collect::<Vec<_>>()
+                .join(", "),
+            remove: base.with(|v| v.channels.clear()),
+        });
+    }
+    if !view.assistants.is_empty() {
+        let names: Vec<String> = view
+            .assistants
+            .iter()
+            .map(|id| {
+                assistants
+                    .iter()
+                    .find(|a| a.id == *id)
+                    .map_or_else(|| "Unknown agent".to_owned(), |a| a.name.clone())
+            })
+            .collect();
+        out.push(Chip {
+            kind: "Agent",
+            value: names.join(", "),
+            remove: base.with(|v| v.assistants.clear()),
+        });
+    }
+    if let Some(r) = view.min_rating {
+        let value = if r == 5 {
+            "5 stars".to_owned()
+        } else {
+            format!("{r}+ stars")
+        };
+        out.push(Chip {
+            kind: "Rating",
+            value,
+            remove: base.with(|v| v.min_rating = None),
+        });
+    }
+    match (view.from.as_deref(), view.to.as_deref()) {
+        (Some(f), None) if f == today => out.push(Chip {
+            kind: "Date",
+            value: "Today".into(),
+            remove: base.with(|v| v.from = None),
+        }),
+        (Some(f), None) if f == week_start => out.push(Chip {
+            kind: "Date",
+            value: "Last 7 days".into(),
+            remove: base.with(|v| v.from = None),
+        }),
+        (from, to) => {
+            if let Some(f) = from {
+                out.push(Chip {
+                    kind: "From",
+                    value: format::day_label(f),
+                    remove: base.with(|v| v.from = None),
+                });
+            }
+            if let Some(t) = to {
+                out.push(Chip {
+                    kind: "To",
+                    value: format::day_label(t),
+                    remove: base.with(|v| v.to = None),
+                });
+            }
+        }
+    }
+    if let Some(q) = &view.q {
+        out.push(Chip {
+            kind: "Search",
+            value: format!("“{q}”"),
+            remove: base.with(|v| v.q = None),
+        });
+    }
+    out
+}
+
+fn count_label(count: &ConversationCount) -> String {
+    let n = format::int(count.count as i64);
+    let plus = if count.exact { "" } else { "+" };
+    let noun = if count.count == 1 && count.exact {
+        "conversation"
+    } else {
+        "conversations"
+    };
+    format!("{n}{plus} {noun}")
+}
+
+/// `GET /conversations`.
+pub(super) async fn conversations(
+    State(st): State<AppState>,
+    session: Session,
+    headers: HeaderMap,
+    RawQuery(raw): RawQuery,
+) -> Response {
+    let tz = tz_offset(&headers);
+    let (mut view, mut errors) = ViewState::parse(raw.as_deref());
+    let ws = session.user.workspace_id;
+    let (sort, cursor, before) = match view.page_cursor() {
+        Ok(p) => p,
+        Err(e) => {
+            errors.push(e);
+            view.after = None;
+            view.before = None;
+            (view.sort, None, false)
+        }
+    };
+    let filter = view.filter(tz);
+    let query = ListQuery {
+        filter: filter.clone(),
+        sort,
+        limit: PAGE_SIZE,
+        cursor,
+    };
+    let filtered = view.is_filtered();
+    let store = &st.store;
+    let open_panel = async {
+        match view.open {
+            Some(id) => build_panel(&st, &session, &view, id, tz).await.map(Some),
+            None => Ok(None),
+        }
+    };
+    let count = async {
+        if filtered {
+            store.count_conversations(ws, &filter).await
+        } else {
+            Ok(ConversationCount {
+                count: 0,
+                exact: true,
+            })
+        }
+    };
+    let (page, count, total, assistants, panel) = tokio::join!(
+        store.list_conversations(ws, &query),
+        count,
+        store.conversation_total(ws),
+        store.list_assistants(ws),
+        open_panel
+    );
+    let total = total.unwrap_or(0);
+    let count = match count {
+        Ok(c) if filtered => c,
+        _ => ConversationCount {
+            count: total,
+            exact: true,
+        },
+    };
+    let assistants = assistants.unwrap_or_default();
+    let panel = match panel {
+        Ok(p) => p.flatten(),
+        Err(e) => {
+            tracing::error!(error = %e, "panel failed");
+            None
+        }
+    };
+    if view.open.is_some() && panel.is_none() {
+        errors.push("that conversation no longer exists".into());
+        view.open = None;
+    }
+
+    let today_day = format::date_iso(Timestamp::now(), tz);
+    let week_day = format::date_iso(Timestamp::now().add_millis(-6 * 86_400_000), tz);
+    let (mut rows, mut load_error, mut prev_href, mut next_href) = (Vec::new(), None, None, None);
+    match page {
+        Ok(page) => {
+            let mut items = page.items;
+            let has_more = page.next_cursor.is_some();
+            if before {
+                items.reverse();
+            }
+            let first = items.first().map(|i| i.conversation.clone());
+            let last = items.last().map(|i| i.conversation.clone());
+            let more_after = if before { true } else { has_more };
+            let more_before = if before {
+                has_more
+            } else {
+                view.after.is_some()
+            };
+            let base = ViewState {
+                open: None,
+                tab: Tab::Overview,
+                tpage: 1,
+                notice: None,
+                ..view.clone()
+            };
+            if more_after {
+                next_href = last.as_ref().map(|l: &ConversationSummary| {
+                    base.with(|v| {
+                        v.before = None;
+                        v.after = Some(Cursor::after(view.sort, l).encode());
+                    })
+                });
+            }
+            if more_before {
+                prev_href = first.as_ref().map(|f| {
+                    base.with(|v| {
+                        v.after = None;
+                        v.before = Some(Cursor::after(view.sort.reversed(), f).encode());
+                    })
+                });
+            }
+            rows = items.iter().map(|c| row(c, &view, tz)).collect();
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "listing conversations failed");
+            load_error =
+                Some("The database did not answer. The server log has details.".to_owned());
+        }
+    }
+    let page_label = if rows.is_empty() {
+        String::new()
+    } else {
+        format!("{} shown", rows.len())
+    };
+    let opt = |value: String, label: String, checked: bool| Opt {
+        value,
+        label,
+        checked,
+    };
+    let status_options = ConversationStatus::ALL
+        .iter()
+        .map(|s| opt(s.to_string(), s.label().into(), view.statuses.contains(s)))
+        .collect();
+    let channel_options = Channel::ALL
+        .iter()
+        .map(|c| opt(c.to_string(), c.label().into(), view.channels.contains(c)))
+        .collect();
+    let agent_options = assistants
+        .iter()
+        .map(|a| {
+            let label = if a.company.is_empty() {
+                a.name.clone()
+            } else {
+                format!("{} · {}", a.name, a.company)
+            };
+            opt(a.id.to_string(), label, view.assistants.contains(&a.id))
+        })
+        .collect();
+    let mut rating_options = vec![opt(String::new(), "Any".into(), view.min_rating.is_none())];
+    rating_options.extend((1..=5u8).map(|r| {
+        let label = if r == 5 {
+            "5 stars".to_owned()
+        } else {
+            format!("{r}+")
+        };
+        opt(r.to_string(), label, view.min_rating == Some(r))
+    }));
+    let range = match (view.from.as_deref(), view.to.as_deref()) {
+        (Some(f), None) if f == today_day => "today",
+        (Some(f), None) if f == week_day => "7d",
+        (None, None) => "",
+        _ => "custom",
+    };
+    let first = view.first_page();
+    let keep_for_search: Vec<(String, String)> = {
+        let mut k = first.clone();
+        k.q = None;
+        form_urlencoded::parse(k.query().as_bytes())
+            .map(|(a, b)| (a.into_owned(), b.into_owned()))
+            .collect()
+    };
+    let notice = match view.notice.as_deref() {
+        Some("deleted") => Some("The conversation was deleted.".to_owned()),
+        Some("rating_removed") => Some("The rating was removed.".to_owned()),
+        _ => None,
+    };
+    let page = ConversationsPage {
+        layout: Layout::new("conversations", "Conversations", &session, tz, total),
+        count_label: count_label(&count),
+        keep_for_search,
+        q: view.q.clone().unwrap_or_default(),
+        sort_param: if view.sort == Default::default() {
+            String::new()
+        } else {
+            view.sort.to_string()
+        },
+        status_options,
+        channel_options,
+        agent_options,
+        rating_options,
+        range,
+        today_href: first.with(|v| {
+            v.from = Some(today_day.clone());
+            v.to = None;
+        }),
+        week_href: first.with(|v| {
+            v.from = Some(week_day.clone());
+            v.to = None;
+        }),
+        from_value: view.from.clone().unwrap_or_default(),
+        to_value: view.to.clone().unwrap_or_default(),
+        clear_href: ViewState {
+            sort: view.sort,
+            tpage: 1,
+            ..Default::default()
+        }
+        .href(),
+        chips: chips(&view, &assistants, &today_day, &week_day),
+        errors,
+        notice,
+        load_error,
+        filtered,
+        rows,
+        self_href: view.with(|v| v.notice = None),
+        sort_agent: view.sort_href(SortKey::Agent),
+        sort_status: view.sort_href(SortKey::Status),
+        sort_messages: view.sort_href(SortKey::Messages),
+        sort_rating: view.sort_href(SortKey::Rating),
+        sort_date: view.sort_href(SortKey::Date),
+        arrow_agent: view.sort_arrow(SortKey::Agent),
+        arrow_status: view.sort_arrow(SortKey::Status),
+        arrow_messages: view.sort_arrow(SortKey::Messages),
+        arrow_rating: view.sort_arrow(SortKey::Rating),
+        arrow_date: view.sort_arrow(SortKey::Date),
+        prev_href,
+        next_href,
+        page_label,
+        close_href: view.with(|v| {
+            v.open = None;
+            v.notice = None;
+        }),
+        panel,
+        view,
+    };
+    render(page)
+}
+
+fn render(t: impl Template) -> Response {
+    match t.render() {
+        Ok(html) => Html(html).into_response(),
+        Err(e) => crate::error::ApiError::internal(e).into_response(),
+    }
+}
+
+/// One message as a chat bubble (`bubble.html`).
+pub(super) struct Bubble {
+    pub(super) id: String,
+    pub(super) side: &'static str,
+    pub(super) role: &'static str,
+    pub(super) who: String,
+    pub(super) markdown: bool,
+    pub(super) html: String,
+    pub(super) text: String,
+    pub(super) time: String,
+    pub(super) iso: String,
+    pub(super) title: String,
+    pub(super) tokens: Option<String>,
+    /// Why the assistant could not answer (the message's `meta.error`), for the team.
+    pub(super) error: Option<String>,
+    /// The tokens were counted by Parley, not reported by the provider.
+    pub(super) estimated: bool,
+}
+
+#[derive(Template)]
+#[template(path = "transcript.html")]
+struct TranscriptFragment {
+    messages: Vec<Bubble>,
+    older_href: Option<String>,
+    older_fragment: String,
+}
+
+/// A stored message as a bubble, in the viewer's UTC offset `tz` (minutes).
+pub(super) fn bubble(m: &Message, tz: i32) -> Bubble {
+    let markdown = matches!(m.role, Role::Assistant | Role::Agent);
+    let who = match m.role {
+        Role::User => "Customer".to_owned(),
+        Role::Assistant => m.model.as_ref().map_or_else(
+            || "Assistant".to_owned(),
+            |model| format!("Assistant · {model}"),
+        ),
+        Role::Agent => "Team member".to_owned(),
+        Role::System => "System".to_owned(),
+        Role::Tool => "Tool".to_owned(),
+    };
+    Bubble {
+        id: m.id.to_string(),
+        side: if m.role == Role::User {
+            "left"
+        } else {
+            "right"
+        },
+        role: m.role.as_str(),
+        who,
+        markdown,
+        html: if markdown {
+            parley_core::markdown::to_safe_html(&m.content)
+        } else {
+            String::new()
+        },
+        text: if markdown {
+            String::new()
+        } else {
+            m.content.clone()
+        },
+        time: format::clock(m.created_at, tz),
+        iso: m.created_at.to_rfc3339(),
+        title: format::full(m.created_at, tz),
+        tokens: m.usage.map(|u| {
+            format!(
+                "{} + {} tokens",
+                format::int(u.prompt_tokens),
+                format::int(u.completion_tokens)
+            )
+        }),
+        error: m
+            .meta
+            .error
+            .as_ref()
+            .map(|e| format!("Not answered ({}): {}", e.code, e.message)),
+        estimated: m.meta.usage_estimated,
+    }
+}
+
+/// Renders transcript pages `1..=through` (newest first in storage, shown oldest first).
+fn transcript_html(
+    id: ConversationId,
+    page: &MessagePage,
+    view: &ViewState,
+    shown_pages: u32,
+    tz: i32,
+) -> String {
+    let messages: Vec<Bubble> = page.items.iter().rev().map(|m| bubble(m, tz)).collect();
+    let more = (shown_pages as i64) < page.total_pages;
+    let fragment = TranscriptFragment {
+        messages,
+        older_href: more.then(|| {
+            view.with(|v| {
+                v.tab = Tab::Transcript;
+                v.tpage = shown_pages + 1;
+                v.notice = None;
+            })
+        }),
+        older_fragment: format!("/conversations/{id}/transcript?page={}", shown_pages + 1),
+    };
+    fragment.render().unwrap_or_default()
+}
+
+#[derive(Template)]
+#[template(path = "panel.html")]
+struct Panel {
+    id: String,
+    csrf: String,
+    channel: &'static str,
+    channel_label: &'static str,
+    agent: String,
+    company: String,
+    contact: String,
+    rated: bool,
+    can_delete: bool,
+    self_href: String,
+    close_href: String,
+    started: String,
+    started_iso: String,
+    started_title: String,
+    last_title: String,
+    has_voice: bool,
+    duration: String,
+    messages: String,
+    stored_messages: String,
+    tokens: String,
+    tokens_split: String,
+    cost: String,
+    unpriced: i64,
+    stars: Vec<bool>,
+    rating_title: String,
+    rating_comment: Option<String>,
+    tab: &'static str,
+    tab_overview: String,
+    tab_transcript: String,
+    tab_client: String,
+    status: &'static str,
+    status_label: &'static str,
+    ended_how: String,
+    sentiment: String,
+    session: String,
+    converted: &'static str,
+    external_id: String,
+    preview: Option<String>,
+    transcript: String,
+    memory: Vec<(String, String, bool)>,
+    variables: Vec<VarRow>,
+}
+
+struct VarRow {
+    key: String,
+    value: String,
+    source: &'static str,
+    source_label: &'static str,
+}
+
+/// Renders the panel of conversation `id`; `None` if it is not in the user's workspace.
+async fn build_panel(
+    st: &AppState,
+    session: &Session,
+    view: &ViewState,
+    id: ConversationId,
+    tz: i32,
+) -> Result<Option<String>, parley_store::StoreError> {
+    let ws = session.user.workspace_id;
+    let shown = view.tpage.max(1);
+    let tq = TranscriptQuery {
+        page: 1,
+        per_page: TRANSCRIPT_PAGE * shown,
+        newest_first: true,
+        include_hidden: false,
+    };
+    let (detail, messages) = tokio::try_join!(
+        st.store.get_conversation(ws, id),
+        st.store.list_messages(ws, id, &tq)
+    )?;
+    let (Some(d), Some(mut messages)) = (detail, messages) else {
+        return Ok(None);
+    };
+    // Express the page count in pages of TRANSCRIPT_PAGE, whatever was fetched.
+    messages.total_pages = (messages.total + TRANSCRIPT_PAGE as i64 - 1) / TRANSCRIPT_PAGE as i64;
+    let transcript = transcript_html(id, &messages, view, shown, tz);
+    Ok(Some(panel_html(&d, session, view, transcript, tz)))
+}
+
+fn panel_html(
+    d: &ConversationDetail,
+    session: &Session,
+    view: &ViewState,
+    transcript: String,
+    tz: i32,
+) -> String {
+    let s = &d.summary;
+    let (stars, rating_title) = stars(s.rating.as_ref().map(|r| r.score));
+    let tab_href = |t: Tab| {
+        view.with(|v| {
+            v.open = Some(s.id);
+            v.tab = t;
+            v.notice = None;
+        })
+    };
+    let memory = d
+        .memory
+        .iter()
+        .map(|(k, v)| match v {
+            serde_json::Value::String(text) => (k.clone(), text.clone(), true),
+            other => (
+                k.clone(),
+                serde_json::to_string_pretty(other).unwrap_or_default(),
+                false,
+            ),
+        })
+        .collect();
+    let ended_how = match (&s.end_reason, s.status) {
+        (Some(r), _) => r.replace('_', " "),
+        (None, ConversationStatus::Active) => "Still ongoing".into(),
+        (None, _) => "Completed".into(),
+    };
+    let sentiment = match &s.sentiment {
+        Some(x) => match x.score {
+            Some(score) => format!("{} ({score:+.2})", capitalise(x.label.as_str())),
+            None => capitalise(x.label.as_str()),
+        },
+        None => "Not analyzed".into(),
+    };
+    Panel {
+        id: s.id.to_string(),
+        csrf: session.csrf.clone(),
+        channel: s.channel.as_str(),
+        channel_label: s.channel.label(),
+        agent: s.assistant.name.clone(),
+        company: s.assistant.company.clone(),
+        contact: s.contact.clone().unwrap_or_else(|| "Anonymous".into()),
+        rated: s.rating.is_some(),
+        can_delete: session.user.role == UserRole::Admin,
+        self_href: view.with(|v| v.notice = None),
+        close_href: view.with(|v| {
+            v.open = None;
+            v.notice = None;
+        }),
+        started: format::datetime(s.started_at, tz),
+        started_iso: s.started_at.to_rfc3339(),
+        started_title: format::full(s.started_at, tz),
+        last_title: format::full(s.last_message_at, tz),
+        has_voice: d.has_voice,
+        duration: s
+            .duration_ms
+            .map_or_else(|| "Ongoing".into(), format::duration),
+        messages: format::int(s.message_count),
+        stored_messages: format::int(d.stored_message_count),
+        tokens: format::int(s.usage.total_tokens),
+        tokens_split: format!(
+            "Prompt {} + completion {} tokens",
+            format::int(s.usage.prompt_tokens),
+            format::int(s.usage.completion_tokens)
+        ),
+        cost: format::cost(s.cost_nanousd),
+        unpriced: d.unpriced_message_count,
+        stars,
+        rating_title,
+        rating_comment: s.rating.as_ref().and_then(|r| r.comment.clone()),
+        tab: view.tab.as_str(),
+        tab_overview: tab_href(Tab::Overview),
+        tab_transcript: tab_href(Tab::Transcript),
+        tab_client: tab_href(Tab::Client),
+        status: s.status.as_str(),
+        status_label: s.status.label(),
+        ended_how,
+        sentiment,
+        session: s.session_id.clone().unwrap_or_else(|| "—".into()),
+        converted: match s.converted {
+            Some(true) => "Yes",
+            Some(false) => "No",
+            None => "Unknown",
+        },
+        external_id: s.external_id.clone().unwrap_or_else(|| "—".into()),
+        preview: s.last_message_preview.clone(),
+        transcript,
+        memory,
+        variables: d
+            .variables
+            .iter()
+            .map(|v| VarRow {
+                key: v.key.clone(),
+                value: v.value.clone(),
+                source: v.source.as_str(),
+                source_label: v.source.label(),
+            })
+            .collect(),
+    }
+    .render()
+    .unwrap_or_default()
+}
+
+fn capitalise(s: &str) -> String {
+    let mut c = s.chars();
+    c.next()
+        .map(|f| f.to_uppercase().chain(c).collect())
+        .unwrap_or_default()
+}
+
+fn parse_id(id: &str) -> Option<ConversationId> {
+    id.parse().ok()
+}
+
+/// `GET /conversations/{id}/panel?<view state>`: the panel alone, for the script.
+pub(super) async fn panel(
+    State(st): State<AppState>,
+    session: Session,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    RawQuery(raw): RawQuery,
+) -> Response {
+    let Some(id) = parse_id(&id) else {
+        return error_page(StatusCode::NOT_FOUND, "Not found", "No such conversation.");
+    };
+    let tz = tz_offset(&headers);
+    let (mut view, _) = ViewState::parse(raw.as_deref());
+    view.open = Some(id);
+    match build_panel(&st, &session, &view, id, tz).await {
+        Ok(Some(html)) => Html(html).into_response(),
+        Ok(None) => error_page(
+            StatusCode::NOT_FOUND,
+            "Not found",
+            "This conversation does not exist (any more).",
+        ),
+        Err(e) => crate::error::ApiError::from(e).into_response(),
+    }
+}
+
+/// `?page=` of the transcript fragment.
+#[derive(Deserialize)]
+pub(super) struct PageParam {
+    page: Option<u32>,
+}
+
+/// `GET /conversations/{id}/transcript?page=N`: one older page, for "Load older messages".
+pub(super) async fn transcript(
+    State(st): State<AppState>,
+    session: Session,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    Query(p): Query<PageParam>,
+) -> Response {
+    let Some(id) = parse_id(&id) else {
+        return error_page(StatusCode::NOT_FOUND, "Not found", "No such conversation.");
+    };
+    let tz = tz_offset(&headers);
+    let page = p.page.unwrap_or(1).clamp(1, 1_000_000);
+    let q = TranscriptQuery {
+        page,
+        per_page: TRANSCRIPT_PAGE,
+        newest_first: true,
+        include_hidden: false,
+    };
+    match st
+        .store
+        .list_messages(session.user.workspace_id, id, &q)
+        .await
+    {
+        Ok(Some(messages)) => {
+            let view = ViewState {
+                open: Some(id),
+                tab: Tab::Transcript,
+                tpage: page,
+                ..Default::default()
+            };
+            Html(transcript_html(id, &messages, &view, page, tz)).into_response()
+        }
+        Ok(None) => error_page(
+            StatusCode::NOT_FOUND,
+            "Not found",
+            "This conversation does not exist (any more).",
+        ),
+        Err(e) => crate::error::ApiError::from(e).into_response(),
+    }
+}
+
+/// A dashboard action form: the CSRF token and where to go afterwards.
+#[derive(Deserialize)]
+pub(super) struct ActionForm {
+    #[serde(rename = "_csrf", default)]
+    csrf: String,
+    #[serde(default)]
+    back: String,
+}
+
+/// Where to return after an action: a `/conversations` URL, with a notice.
+fn back_to(back: &str, notice: &str) -> String {
+    let query = back
+        .strip_prefix("/conversations")
+        .filter(|r| r.is_empty() || r.starts_with('?'));
+    let (mut view, _) = ViewState::parse(query.map(|q| q.trim_start_matches('?')));
+    view.notice = Some(notice.to_owned());
+    view.href()
+}
+
+/// `POST /conversations/{id}/rating/delete`.
+pub(super) async fn remove_rating(
+    State(st): State<AppState>,
+    session: Session,
+    Path(id): Path<String>,
+    Form(form): Form<ActionForm>,
+) -> Response {
+    if !session.csrf_ok(Some(&form.csrf)) {
+        return error_page(
+            StatusCode::FORBIDDEN,
+            "Form expired",
+            "Reload the page and try again.",
+        );
+    }
+    let Some(id) = parse_id(&id) else {
+        return error_page(StatusCode::NOT_FOUND, "Not found", "No such conversation.");
+    };
+    let patch = ConversationPatch {
+        rating: Some(None),
+        ..Default::default()
+    };
+    match st
+        .store
+        .update_conversation(session.user.workspace_id, id, &patch)
+        .await
+    {
+        Ok(Some(_)) => Redirect::to(&back_to(&form.back, "rating_removed")).into_response(),
+        Ok(None) => error_page(
+            StatusCode::NOT_FOUND,
+            "Not found",
+            "This conversation does not exist (any more).",
+        ),
+        Err(e) => crate::error::ApiError::from(e).into_response(),
+    }
+}
+
+/// `POST /conversations/{id}/delete` (admins only).
+pub(super) async fn delete(
+    State(st): State<AppState>,
+    session: Session,
+    Path(id): Path<String>,
+    Form(form): Form<ActionForm>,
+) -> Response {
+    if !session.csrf_ok(Some(&form.csrf)) {
+        return error_page(
+            StatusCode::FORBIDDEN,
+            "Form expired",
+            "Reload the page and try again.",
+        );
+    }
+    if session.user.role != UserRole::Admin {
+        return error_page(
+            StatusCode::FORBIDDEN,
+            "Not allowed",
+            "Only administrators can delete conversations.",
+        );
+    }
+    let Some(id) = parse_id(&id) else {
+        return error_page(StatusCode::NOT_FOUND, "Not found", "No such conversation.");
+    };
+    match st
+        .store
+        .delete_conversation(session.user.workspace_id, id)
+        .await
+    {
+        Ok(true) => {
+            tracing::info!(user = %session.user.email, conversation = %id, "deleted a conversation");
+            Redirect::to(&back_to(&form.back, "deleted")).into_response()
+        }
+        Ok(false) => error_page(
+            StatusCode::NOT_FOUND,
+            "Not found",
+            "This conversation does not exist (any more).",
+        ),
+        Err(e) => crate::error::ApiError::from(e).into_response(),
+    }
+}

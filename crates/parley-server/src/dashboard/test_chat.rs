@@ -1,0 +1,459 @@
+//! Test Chat: talk to an assistant from the dashboard. Each session is a conversation on
+//! channel `test` (the orange Test badge), listed with every other conversation. Answers stream
+//! in as they are written, and the side of the page shows the variables collected, tokens and
+//! cost, updated live.
+//!
+//! `POST /test-chat/send` takes `{"assistant", "conversation"?, "content"}` (JSON, with the
+//! session's CSRF token in `X-CSRF-Token`), stores the message, runs the assistant's turn
+//! (see [`crate::assistant::runtime`]) and answers with server-sent events:
+//!
+//! | event | data |
+//! | --- | --- |
+//! | `conversation` | `{"id", "href"}`: the conversation (new on the first message) |
+//! | `stored` | `{"id", "role", "html", "failed"}`: a visible message as stored, as a bubble |
+//! | `delta` | `{"text"}`: a piece of the answer |
+//! | `retrying` | `{"attempt", "reason"}` |
+//! | `variable` | `{"key", "value"}`: a memory field saved |
+//! | `usage` | `{"prompt_tokens", "completion_tokens", "cost", "messages"}`: the conversation's totals |
+//! | `error` | `{"message"}` |
+//! | `done` | `{}` |
+//!
+//! The turn runs in its own task: a closed tab does not stop the answer from being stored.
+
+use askama::Template;
+use axum::body::{Body, Bytes};
+use axum::extract::{Query, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{Html, IntoResponse, Response};
+use parley_core::model::{AssistantRef, ConversationInput, MessageInput};
+use parley_core::query::TranscriptQuery;
+use parley_core::{AssistantId, Channel, ConversationId, Role, Timestamp};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::pages::{Bubble, Layout, bubble};
+use super::{format, tz_offset};
+use crate::AppState;
+use crate::assistant::runtime::{self, TurnEvent};
+use crate::auth::Session;
+use crate::error::ApiError;
+use crate::ingest::{IngestRequest, ingest};
+
+/// Most messages the page shows of an earlier session.
+const SHOWN_MESSAGES: u32 = 200;
+
+struct AssistantOption {
+    id: String,
+    label: String,
+    selected: bool,
+}
+
+struct VarRow {
+    key: String,
+    value: String,
+    source: String,
+}
+
+#[derive(Template)]
+#[template(path = "test_chat.html")]
+struct Page {
+    layout: Layout,
+    options: Vec<AssistantOption>,
+    assistant_id: String,
+    assistant_name: String,
+    model: String,
+    /// Why the assistant cannot answer here, with what to set.
+    blocked: Option<String>,
+    is_admin: bool,
+    conversation_id: String,
+    conversation_href: String,
+    messages: Vec<Bubble>,
+    variables: Vec<VarRow>,
+    prompt_tokens: String,
+    completion_tokens: String,
+    cost: String,
+    message_count: String,
+}
+
+/// `GET /test-chat` query.
+#[derive(Deserialize)]
+pub(super) struct PageQuery {
+    #[serde(default)]
+    assistant: Option<String>,
+    #[serde(default)]
+    conversation: Option<String>,
+}
+
+/// `GET /test-chat`.
+pub(super) async fn page(
+    State(st): State<AppState>,
+    session: Session,
+    headers: HeaderMap,
+    Query(q): Query<PageQuery>,
+) -> Response {
+    let tz = tz_offset(&headers);
+    let ws = session.user.workspace_id;
+    let (assistants, total) = match tokio::try_join!(
+        st.store.list_assistants(ws),
+        st.store.conversation_total(ws)
+    ) {
+        Ok(x) => x,
+        Err(e) => return ApiError::from(e).into_response(),
+    };
+    // An earlier session to continue (only Test Chat conversations).
+    let conversation = match q
+        .conversation
+        .as_deref()
+        .and_then(|c| c.parse::<ConversationId>().ok())
+    {
+        Some(id) => match st.store.get_conversation(ws, id).await {
+            Ok(Some(c)) if c.summary.channel == Channel::Test => Some(c),
+            Ok(_) => None,
+            Err(e) => return ApiError::from(e).into_response(),
+        },
+        None => None,
+    };
+    let wanted: Option<AssistantId> = conversation
+        .as_ref()
+        .map(|c| c.summary.assistant.id)
+        .or_else(|| q.assistant.as_deref().and_then(|a| a.parse().ok()));
+    let selected = wanted
+        .and_then(|id| assistants.iter().find(|a| a.id == id))
+        .or_else(|| assistants.iter().find(|a| a.settings.provider.is_some()))
+        .or(assistants.first());
+    let blocked = match selected {
+        None => Some(
+            "There is no assistant yet. Create one under Assistants: give it a name, a provider (base URL, model, API key) and a prompt.".to_owned(),
+        ),
+        Some(a) if a.settings.provider.is_none() => Some(format!(
+            "{} has no LLM provider, so it cannot answer. Under Assistants → {}, set the Base URL (for OpenAI: https://api.openai.com/v1), the Model (e.g. gpt-4o-mini) and the API key — the name of an environment variable of the Parley server such as OPENAI_API_KEY, or the key itself, stored encrypted.",
+            a.name, a.name
+        )),
+        Some(a) => match crate::assistant::provider::Endpoint::resolve(
+            a.settings.provider.as_ref().expect("checked above"),
+            &st.secrets,
+        ) {
+            Err(e) => Some(format!(
+                "{} cannot reach its provider: {e}. Fix it under Assistants → {}.",
+                a.name, a.name
+            )),
+            Ok(_) if a.mode == parley_core::AssistantMode::Passive => Some(format!(
+                "{} is passive: the team answers, not the AI. Switch its mode to active or hybrid under Assistants to chat with it.",
+                a.name
+            )),
+            Ok(_) => None,
+        },
+    };
+    let mut messages = Vec::new();
+    if let Some(c) = &conversation {
+        let page = st
+            .store
+            .list_messages(
+                ws,
+                c.summary.id,
+                &TranscriptQuery {
+                    page: 1,
+                    per_page: SHOWN_MESSAGES,
+                    newest_first: true,
+                    include_hidden: false,
+                },
+            )
+            .await;
+        if let Ok(Some(p)) = page {
+            messages = p.items.iter().rev().map(|m| bubble(m, tz)).collect();
+        }
+    }
+    let options = assistants
+        .iter()
+        .map(|a| AssistantOption {
+            id: a.id.to_string(),
+            label: if a.company.is_empty() {
+                a.name.clone()
+            } else {
+                format!("{} · {}", a.name, a.company)
+            },
+            selected: Some(a.id) == selected.map(|s| s.id),
+        })
+        .collect();
+    let s = conversation.as_ref().map(|c| &c.summary);
+    let page = Page {
+        layout: Layout::new("test-chat", "Test Chat", &session, tz, total),
+        options,
+        assistant_id: selected.map(|a| a.id.to_string()).unwrap_or_default(),
+        assistant_name: selected.map(|a| a.name.clone()).unwrap_or_default(),
+        model: selected
+            .and_then(|a| a.settings.provider.as_ref())
+            .map(|p| p.model.clone())
+            .unwrap_or_default(),
+        blocked,
+        is_admin: session.user.role == parley_core::UserRole::Admin,
+        conversation_id: s.map(|s| s.id.to_string()).unwrap_or_default(),
+        conversation_href: s
+            .map(|s| format!("/conversations?open={}&tab=transcript", s.id))
+            .unwrap_or_default(),
+        messages,
+        variables: conversation
+            .as_ref()
+            .map(|c| {
+                c.variables
+                    .iter()
+                    .map(|v| VarRow {
+                        key: v.key.clone(),
+                        value: v.value.clone(),
+                        source: v.source.as_str().to_owned(),
+                    })
+                    .collect()
+            })
+            .unwrap_or_default(),
+        prompt_tokens: format::int(s.map_or(0, |s| s.usage.prompt_tokens)),
+        completion_tokens: format::int(s.map_or(0, |s| s.usage.completion_tokens)),
+        cost: format::cost(s.map_or(0, |s| s.cost_nanousd)),
+        message_count: format::int(s.map_or(0, |s| s.message_count)),
+    };
+    match page.render() {
+        Ok(html) => Html(html).into_response(),
+        Err(e) => ApiError::internal(e).into_response(),
+    }
+}
+
+/// `POST /test-chat/send` body.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct SendInput {
+    assistant: String,
+    #[serde(default)]
+    conversation: Option<String>,
+    content: String,
+}
+
+#[derive(Template)]
+#[template(path = "bubble.html")]
+struct BubbleFragment {
+    m: Bubble,
+}
+
+fn sse(event: &str, data: Value) -> Bytes {
+    Bytes::from(format!("event: {event}\ndata: {data}\n\n"))
+}
+
+fn json_error(status: StatusCode, code: &'static str, message: impl Into<String>) -> Response {
+    ApiError::new(status, code, message).into_response()
+}
+
+/// `POST /test-chat/send`: see the module docs. Errors before the stream starts are JSON
+/// (`{"error": {"code", "message"}}`): 403 `csrf_failed`, 422 `validation_failed`, 404
+/// `not_found`, 409 `provider_not_configured`.
+pub(super) async fn send(
+    State(st): State<AppState>,
+    session: Session,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let token = headers.get("x-csrf-token").and_then(|v| v.to_str().ok());
+    if !session.csrf_ok(token) {
+        return json_error(
+            StatusCode::FORBIDDEN,
+            "csrf_failed",
+            "the page has expired: reload it and try again",
+        );
+    }
+    let input: SendInput = match crate::api::parse_json(&body) {
+        Ok(i) => i,
+        Err(e) => return e.into_response(),
+    };
+    let content = input.content.trim().to_owned();
+    if content.is_empty() || content.chars().count() > parley_core::validate::MAX_CONTENT_CHARS {
+        return json_error(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "validation_failed",
+            "content: write a message of 1 to 100,000 characters",
+        );
+    }
+    let ws = session.user.workspace_id;
+    let tz = tz_offset(&headers);
+    let Ok(assistant_id) = input.assistant.parse::<AssistantId>() else {
+        return ApiError::not_found("assistant").into_response();
+    };
+    let assistant = match st.store.get_assistant(ws, assistant_id).await {
+        Ok(Some(a)) => a,
+        Ok(None) => return ApiError::not_found("assistant").into_response(),
+        Err(e) => return ApiError::from(e).into_response(),
+    };
+    if assistant.settings.provider.is_none() {
+        return json_error(
+            StatusCode::CONFLICT,
+            "provider_not_configured",
+            format!(
+                "{} has no provider: set its base URL, model and API key under Assistants",
+                assistant.name
+            ),
+        );
+    }
+    // Continue the session only if it is a Test Chat with this assistant.
+    let existing = match input
+        .conversation
+        .as_deref()
+        .filter(|c| !c.is_empty())
+        .and_then(|c| c.parse::<ConversationId>().ok())
+    {
+        Some(id) => match st.store.get_conversation(ws, id).await {
+            Ok(Some(c))
+                if c.summary.channel == Channel::Test && c.summary.assistant.id == assistant.id =>
+            {
+                Some(id)
+            }
+            Ok(_) => None,
+            Err(e) => return ApiError::from(e).into_response(),
+        },
+        None => None,
+    };
+    let message = MessageInput {
+        id: None,
+        external_id: None,
+        role: Role::User,
+        content,
+        created_at: Some(Timestamp::now()),
+        model: None,
+        usage: None,
+        cost_nanousd: None,
+        meta: Default::default(),
+    };
+    let request = match existing {
+        Some(conversation) => IngestRequest::Append {
+            conversation,
+            messages: vec![message],
+        },
+        None => IngestRequest::Create(Box::new(ConversationInput {
+            id: None,
+            external_id: None,
+            assistant: AssistantRef {
+                id: Some(assistant.id),
+                name: None,
+                company: None,
+            },
+            channel: Channel::Test,
+            status: None,
+            contact: Some(session.user.email.clone()),
+            session_id: None,
+            started_at: None,
+            ended_at: None,
+            end_reason: None,
+            rating: None,
+            sentiment: None,
+            converted: None,
+            variables: Vec::new(),
+            memory: None,
+            assistant_version: Some(assistant.version),
+            messages: vec![message],
+        })),
+    };
+    let outcome = match ingest(&st, ws, vec![request]).await {
+        Ok(mut o) => o.remove(0),
+        Err(e) => return e.into_response(),
+    };
+    let conversation = outcome.conversation_id;
+    let user_message = match st
+        .store
+        .list_messages(
+            ws,
+            conversation,
+            &TranscriptQuery {
+                page: 1,
+                per_page: 1,
+                newest_first: true,
+                include_hidden: false,
+            },
+        )
+        .await
+    {
+        Ok(Some(p)) => p.items.into_iter().next(),
+        _ => None,
+    };
+
+    let (out, rx) = tokio::sync::mpsc::unbounded_channel::<Bytes>();
+    let _ = out.send(sse(
+        "conversation",
+        json!({"id": conversation.to_string(),
+               "href": format!("/conversations?open={conversation}&tab=transcript")}),
+    ));
+    if let Some(m) = &user_message {
+        let _ = out.send(stored_event(m, tz));
+    }
+    tokio::spawn(async move {
+        let (events, mut turn_events) = tokio::sync::mpsc::unbounded_channel::<TurnEvent>();
+        let turn = {
+            let st = st.clone();
+            tokio::spawn(async move { runtime::respond(&st, ws, conversation, Some(events)).await })
+        };
+        while let Some(e) = turn_events.recv().await {
+            let bytes = match e {
+                TurnEvent::Delta(text) => sse("delta", json!({"text": text})),
+                TurnEvent::Retrying { attempt, reason } => {
+                    sse("retrying", json!({"attempt": attempt, "reason": reason}))
+                }
+                TurnEvent::Variable { key, value } => sse(
+                    "variable",
+                    json!({"key": key, "value": value, "source": "extracted"}),
+                ),
+                TurnEvent::Stored(m) if m.role == Role::Tool => continue,
+                TurnEvent::Stored(m) => stored_event(&m, tz),
+            };
+            let _ = out.send(bytes);
+        }
+        match turn.await {
+            Ok(Ok(runtime::TurnOutcome::NotAnswering(why))) => {
+                let _ = out.send(sse("error", json!({"message": why})));
+            }
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => {
+                let _ = out.send(sse("error", json!({"message": e.message})));
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "test chat turn panicked");
+                let _ = out.send(sse(
+                    "error",
+                    json!({"message": "the answer failed; the server log has details"}),
+                ));
+            }
+        }
+        if let Ok(Some(c)) = st.store.get_conversation(ws, conversation).await {
+            let s = &c.summary;
+            let _ = out.send(sse(
+                "usage",
+                json!({
+                    "prompt_tokens": format::int(s.usage.prompt_tokens),
+                    "completion_tokens": format::int(s.usage.completion_tokens),
+                    "cost": format::cost(s.cost_nanousd),
+                    "cost_nanousd": s.cost_nanousd,
+                    "messages": format::int(s.message_count),
+                }),
+            ));
+        }
+        let _ = out.send(sse("done", json!({})));
+    });
+    let stream = futures_util::stream::unfold(rx, |mut rx| async move {
+        rx.recv()
+            .await
+            .map(|b| (Ok::<Bytes, std::convert::Infallible>(b), rx))
+    });
+    let mut res = Response::new(Body::from_stream(stream));
+    let h = res.headers_mut();
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/event-stream; charset=utf-8"),
+    );
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    h.insert("x-accel-buffering", HeaderValue::from_static("no"));
+    res
+}
+
+fn stored_event(m: &parley_core::model::Message, tz: i32) -> Bytes {
+    let html = BubbleFragment { m: bubble(m, tz) }
+        .render()
+        .unwrap_or_default();
+    sse(
+        "stored",
+        json!({"id": m.id.to_string(), "role": m.role.as_str(), "html": html,
+               "failed": m.meta.error.is_some()}),
+    )
+}

@@ -1,0 +1,167 @@
+//! The `parley` binary as a user runs it.
+
+use std::process::Command;
+
+use crate::helpers::sgd_file;
+
+fn parley(data_dir: &std::path::Path, args: &[&str]) -> std::process::Output {
+    let out = Command::new(env!("CARGO_BIN_EXE_parley"))
+        .args(args)
+        .env("PARLEY_DATA_DIR", data_dir)
+        .env_remove("PARLEY_DATABASE_URL")
+        .env_remove("PARLEY_CONFIG")
+        .output()
+        .expect("run parley");
+    assert!(
+        out.status.success(),
+        "parley {args:?} failed:\n{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+#[test]
+fn import_sgd_then_keys_and_export_from_the_command_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = sgd_file("dialogues_016.json");
+    let out = parley(
+        dir.path(),
+        &["import", "--format", "sgd", file.to_str().unwrap()],
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("128 conversations created"), "{stderr}");
+    assert!(stderr.contains("1488 messages stored"), "{stderr}");
+    // Importing the same file twice creates nothing new.
+    let out = parley(
+        dir.path(),
+        &["import", "--format", "sgd", file.to_str().unwrap()],
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stderr)
+            .contains("0 conversations created, 128 already present")
+    );
+
+    let out = parley(dir.path(), &["keys", "create", "--name", "ci"]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let key = stdout.lines().last().unwrap();
+    assert!(
+        key.starts_with("pk_") && key.len() == 46,
+        "the key alone on the last line: {stdout}"
+    );
+    let list = parley(dir.path(), &["keys", "list"]);
+    assert!(String::from_utf8_lossy(&list.stdout).contains(&key[..11]));
+    assert!(
+        !String::from_utf8_lossy(&list.stdout).contains(key),
+        "never the secret"
+    );
+
+    let out_file = dir.path().join("export.jsonl");
+    parley(
+        dir.path(),
+        &["export", "--output", out_file.to_str().unwrap()],
+    );
+    let text = std::fs::read_to_string(&out_file).unwrap();
+    assert_eq!(text.lines().count(), 128);
+    let first: serde_json::Value = serde_json::from_str(text.lines().next().unwrap()).unwrap();
+    assert_eq!(first["external_id"], first["session_id"]);
+    assert_eq!(first["status"], "closed");
+    assert_eq!(first["channel"], "api");
+    assert!(
+        first["assistant"]["name"]
+            .as_str()
+            .unwrap()
+            .starts_with("Flights")
+    );
+    assert_eq!(first["messages"][0]["role"], "user");
+    assert_eq!(first["variables"][0]["source"], "extracted");
+    assert!(
+        first["memory"]["intents"]
+            .as_array()
+            .is_some_and(|i| !i.is_empty())
+    );
+
+    let ws = parley(dir.path(), &["workspaces", "list"]);
+    assert!(String::from_utf8_lossy(&ws.stdout).contains("128 conversations"));
+}
+
+/// `parley bench` at a tiny scale on every backend: each workload runs against a real server
+/// process and reports a figure. A smoke test of the harness only; speed is measured by the full
+/// runs recorded in BENCHMARKS.md and never asserted here.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bench_runs_every_workload_at_a_tiny_scale() {
+    let mut backends = vec!["sqlite"];
+    if parley_store::testing::postgres_reachable("the bench smoke test").await {
+        backends.push("postgres");
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let out_file = dir.path().join("results.json");
+    let sgd = crate::helpers::shared_dir().join("datasets/sgd-schema-guided-dialogue/train");
+    let args = vec![
+        "bench".to_owned(),
+        "--scale".into(),
+        "0.0002".into(),
+        "--backends".into(),
+        backends.join(","),
+        "--postgres".into(),
+        parley_store::testing::admin_url(),
+        "--sgd".into(),
+        sgd.display().to_string(),
+        "--bench-dir".into(),
+        dir.path().join("bench").display().to_string(),
+        "--out".into(),
+        out_file.display().to_string(),
+    ];
+    let data = dir.path().to_owned();
+    tokio::task::spawn_blocking(move || {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        parley(&data, &args)
+    })
+    .await
+    .unwrap();
+    let results: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&out_file).unwrap()).unwrap();
+    assert_eq!(results["conversations"], 200);
+    let per_backend = results["results"].as_array().unwrap();
+    assert_eq!(
+        per_backend
+            .iter()
+            .map(|r| r["backend"].as_str().unwrap())
+            .collect::<Vec<_>>(),
+        backends
+    );
+    let workloads = |r: &serde_json::Value| -> Vec<String> {
+        r["rows"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|row| {
+                let figure = row["figure"].as_str().unwrap();
+                assert!(!figure.is_empty(), "{row}");
+                row["workload"].as_str().unwrap().to_owned()
+            })
+            .collect()
+    };
+    let names = workloads(&per_backend[0]);
+    for expected in [
+        "ingest via HTTP",
+        "single-message appends",
+        "count badge",
+        "list, first page",
+        "search \"",
+        "transcript page",
+        "dashboard: Conversations page",
+        "dashboard: conversation panel",
+        "delete one conversation",
+        "resident memory",
+        "database size",
+    ] {
+        assert!(
+            names.iter().any(|n| n.contains(expected)),
+            "no {expected:?} in {names:?}"
+        );
+    }
+    for other in &per_backend[1..] {
+        assert_eq!(workloads(other), names, "every backend runs every workload");
+    }
+}

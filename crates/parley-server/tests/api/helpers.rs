@@ -1,0 +1,358 @@
+//! Test helpers in the zero-to-production style: `TestApp::spawn()` starts the real app on
+//! 127.0.0.1:0 over a fresh SQLite file, with a workspace and an API key, and offers typed
+//! request helpers. Tests talk HTTP to it like any client.
+
+use std::path::PathBuf;
+
+use parley_core::model::Workspace;
+use parley_server::AppState;
+use parley_server::config::{Overrides, Settings};
+use serde_json::Value;
+use tokio::sync::oneshot;
+
+/// `../shared` beside the checkout (datasets and fixtures).
+pub fn shared_dir() -> PathBuf {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared");
+    assert!(
+        dir.join("datasets").is_dir(),
+        "{} not found: the tests read real data from ../shared beside the checkout",
+        dir.display()
+    );
+    dir
+}
+
+/// One SGD dialogues file.
+pub fn sgd_file(name: &str) -> PathBuf {
+    shared_dir()
+        .join("datasets/sgd-schema-guided-dialogue/train")
+        .join(name)
+}
+
+/// Serves `state` on 127.0.0.1:0; returns the base URL and the sender that stops it (when
+/// dropped).
+async fn serve_on_loopback(state: AppState) -> (String, oneshot::Sender<()>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let (tx, rx) = oneshot::channel::<()>();
+    tokio::spawn(parley_server::serve(state, listener, async {
+        let _ = rx.await;
+    }));
+    (base, tx)
+}
+
+/// An HTTP answer.
+#[derive(Debug)]
+pub struct Resp {
+    pub status: u16,
+    pub headers: reqwest::header::HeaderMap,
+    pub text: String,
+    pub body: Value,
+}
+
+impl Resp {
+    /// The error code of an error answer.
+    pub fn code(&self) -> &str {
+        self.body["error"]["code"].as_str().unwrap_or("")
+    }
+}
+
+/// Which store a test app runs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// Instantiates `async fn name(backend: Backend)` tests once per backend, as
+/// `sqlite::name` and `postgres::name`.
+#[macro_export]
+macro_rules! both_backends {
+    ($($test:ident),+ $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $test() {
+                    super::$test($crate::helpers::Backend::Sqlite).await
+                }
+            )+
+        }
+        mod postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $test() {
+                    super::$test($crate::helpers::Backend::Postgres).await
+                }
+            )+
+        }
+    };
+}
+
+pub struct TestApp {
+    pub base: String,
+    pub client: reqwest::Client,
+    pub key: String,
+    pub workspace: Workspace,
+    pub state: AppState,
+    _dir: tempfile::TempDir,
+    _db: Option<parley_store::testing::TestDatabase>,
+    _shutdown: oneshot::Sender<()>,
+}
+
+impl TestApp {
+    /// The app on SQLite (tests that are not about storage).
+    pub async fn spawn() -> TestApp {
+        Self::spawn_with(|_| {}).await
+    }
+
+    /// Spawns on SQLite with settings adjusted by `tweak`.
+    pub async fn spawn_with(tweak: impl FnOnce(&mut Settings)) -> TestApp {
+        Self::spawn_on_with(Backend::Sqlite, tweak)
+            .await
+            .expect("SQLite is always available")
+    }
+
+    /// The app on `backend`; `None` when that backend is unavailable here (PostgreSQL outside
+    /// CI; the skip is announced loudly).
+    pub async fn spawn_on(backend: Backend) -> Option<TestApp> {
+        Self::spawn_on_with(backend, |_| {}).await
+    }
+
+    /// [`TestApp::spawn_on`] with settings adjusted by `tweak`.
+    pub async fn spawn_on_with(
+        backend: Backend,
+        tweak: impl FnOnce(&mut Settings),
+    ) -> Option<TestApp> {
+        let dir = tempfile::tempdir().unwrap();
+        let db = match backend {
+            Backend::Sqlite => None,
+            Backend::Postgres => Some(parley_store::testing::TestDatabase::create().await?),
+        };
+        let mut settings = Settings::resolve(Overrides {
+            data_dir: Some(dir.path().to_path_buf()),
+            database_url: db.as_ref().map(|d| d.url().to_owned()),
+            ..Default::default()
+        })
+        .unwrap();
+        tweak(&mut settings);
+        Some(Self::start(settings, dir, db).await)
+    }
+
+    /// A second server on the same database as `self` (PostgreSQL: several stateless servers).
+    pub async fn second_server(&self) -> TestApp {
+        let dir = tempfile::tempdir().unwrap();
+        let settings = Settings::resolve(Overrides {
+            data_dir: Some(dir.path().to_path_buf()),
+            database_url: Some(self.state.settings.database_url.clone()),
+            ..Default::default()
+        })
+        .unwrap();
+        let mut state = AppState::open(settings).await.unwrap();
+        // Servers sharing a database share the secret key (PARLEY_SECRET_KEY in production).
+        state.secrets = self.state.secrets.clone();
+        let (base, shutdown) = serve_on_loopback(state.clone()).await;
+        TestApp {
+            base,
+            client: http_client(),
+            key: self.key.clone(),
+            workspace: self.workspace.clone(),
+            state,
+            _dir: dir,
+            _db: None,
+            _shutdown: shutdown,
+        }
+    }
+
+    async fn start(
+        settings: Settings,
+        dir: tempfile::TempDir,
+        db: Option<parley_store::testing::TestDatabase>,
+    ) -> TestApp {
+        let state = AppState::open(settings).await.unwrap();
+        let workspace = state.store.create_workspace("acme", "Acme").await.unwrap();
+        let key = parley_server::auth::generate_api_key().unwrap();
+        state
+            .store
+            .create_api_key(workspace.id, "test", &key.prefix, key.hash)
+            .await
+            .unwrap();
+        let (base, shutdown) = serve_on_loopback(state.clone()).await;
+        TestApp {
+            base,
+            client: http_client(),
+            key: key.secret,
+            workspace,
+            state,
+            _dir: dir,
+            _db: db,
+            _shutdown: shutdown,
+        }
+    }
+
+    /// A signed-in dashboard session of a new user with `role`: (cookie header, CSRF token).
+    pub async fn dashboard_session(&self, role: parley_core::UserRole) -> (String, String) {
+        let email = format!("{}@example.com", uuid::Uuid::now_v7().simple());
+        let user = self
+            .state
+            .store
+            .create_user(self.workspace.id, &email, "not-a-real-hash", role)
+            .await
+            .unwrap();
+        let token = parley_server::auth::session::random_token();
+        let csrf = parley_server::auth::session::random_token();
+        let now = parley_core::Timestamp::now();
+        self.state
+            .store
+            .create_session(&parley_store::NewSession {
+                token_hash: parley_server::auth::session::token_hash(&token),
+                user_id: user.id,
+                csrf_token: csrf.clone(),
+                created_at: now,
+                expires_at: now.add_millis(3_600_000),
+            })
+            .await
+            .unwrap();
+        (format!("parley_session={token}"), csrf)
+    }
+
+    /// A second workspace with its own key: (workspace, key).
+    pub async fn other_tenant(&self, slug: &str) -> (Workspace, String) {
+        let ws = self.state.store.create_workspace(slug, slug).await.unwrap();
+        let key = parley_server::auth::generate_api_key().unwrap();
+        self.state
+            .store
+            .create_api_key(ws.id, "other", &key.prefix, key.hash)
+            .await
+            .unwrap();
+        (ws, key.secret)
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{}", self.base, path)
+    }
+
+    pub async fn send(&self, req: reqwest::RequestBuilder) -> Resp {
+        let res = req.send().await.expect("the request reaches the server");
+        let status = res.status().as_u16();
+        let headers = res.headers().clone();
+        let text = res.text().await.unwrap();
+        let body = serde_json::from_str(&text).unwrap_or(Value::Null);
+        Resp {
+            status,
+            headers,
+            text,
+            body,
+        }
+    }
+
+    pub async fn get(&self, path: &str) -> Resp {
+        self.get_as(path, &self.key).await
+    }
+
+    pub async fn get_as(&self, path: &str, key: &str) -> Resp {
+        self.send(self.client.get(self.url(path)).bearer_auth(key))
+            .await
+    }
+
+    pub async fn post(&self, path: &str, body: &Value) -> Resp {
+        self.send(
+            self.client
+                .post(self.url(path))
+                .bearer_auth(&self.key)
+                .json(body),
+        )
+        .await
+    }
+
+    pub async fn post_as(&self, path: &str, body: &Value, key: &str) -> Resp {
+        self.send(self.client.post(self.url(path)).bearer_auth(key).json(body))
+            .await
+    }
+
+    pub async fn post_raw(
+        &self,
+        path: &str,
+        content_type: &str,
+        body: impl Into<reqwest::Body>,
+    ) -> Resp {
+        self.send(
+            self.client
+                .post(self.url(path))
+                .bearer_auth(&self.key)
+                .header("content-type", content_type)
+                .body(body),
+        )
+        .await
+    }
+
+    pub async fn patch(&self, path: &str, body: &Value) -> Resp {
+        self.send(
+            self.client
+                .patch(self.url(path))
+                .bearer_auth(&self.key)
+                .json(body),
+        )
+        .await
+    }
+
+    pub async fn delete(&self, path: &str) -> Resp {
+        self.send(self.client.delete(self.url(path)).bearer_auth(&self.key))
+            .await
+    }
+
+    /// Creates a conversation; returns its id.
+    pub async fn create(&self, body: Value) -> String {
+        let r = self.post("/api/v1/conversations", &body).await;
+        assert!(r.status == 201 || r.status == 200, "{}", r.text);
+        r.body["conversation"]["id"].as_str().unwrap().to_owned()
+    }
+
+    /// Ids of a list page.
+    pub async fn list_ids(&self, query: &str) -> Vec<String> {
+        let r = self.get(&format!("/api/v1/conversations?{query}")).await;
+        assert_eq!(r.status, 200, "{query}: {}", r.text);
+        r.body["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|i| i["id"].as_str().unwrap().to_owned())
+            .collect()
+    }
+
+    /// Imports SGD files in-process through the same code `parley import` runs.
+    pub async fn import_sgd(&self, files: &[&str]) {
+        let job = parley_server::import::ImportJob {
+            paths: files.iter().map(|f| sgd_file(f)).collect(),
+            sgd: true,
+            sgd_options: Default::default(),
+        };
+        parley_server::import::run(&self.state, self.workspace.id, &job)
+            .await
+            .unwrap();
+    }
+}
+
+/// A conversation body with `n` alternating user/assistant messages.
+pub fn conversation(assistant: &str, n: usize) -> Value {
+    let messages: Vec<Value> = (0..n)
+        .map(|i| {
+            serde_json::json!({
+                "role": if i % 2 == 0 { "user" } else { "assistant" },
+                "content": format!("message number {i}"),
+                "created_at": format!("2026-11-01T10:{:02}:{:02}Z", i / 60, i % 60),
+            })
+        })
+        .collect();
+    serde_json::json!({"assistant": {"name": assistant, "company": "Acme"}, "channel": "widget", "messages": messages})
+}
+
+/// An HTTP client for tests (installs the TLS provider every client needs first).
+pub fn http_client() -> reqwest::Client {
+    parley_server::assistant::provider::install_tls();
+    reqwest::Client::new()
+}
+
+/// A client builder for tests (see [`http_client`]).
+pub fn http_client_builder() -> reqwest::ClientBuilder {
+    parley_server::assistant::provider::install_tls();
+    reqwest::Client::builder()
+}

@@ -1,0 +1,15 @@
+//! HTTP integration tests of the JSON API: the real app on 127.0.0.1, a fresh database per test.
+
+mod helpers;
+
+mod assistants;
+mod cli;
+mod conversations;
+mod dashboard;
+mod errors;
+mod list;
+mod openapi;
+mod scale;
+mod search;
+mod tenancy;
+mod transfer;

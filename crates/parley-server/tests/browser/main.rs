@@ -1,0 +1,10 @@
+//! End-to-end tests of the dashboard in headless Chromium against the real server on 127.0.0.1.
+//! Screenshots land in `target/screenshots/`.
+
+#[allow(dead_code)]
+#[path = "../api/helpers.rs"]
+mod helpers;
+
+mod harness;
+mod review;
+mod xss;

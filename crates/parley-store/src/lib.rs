@@ -1,0 +1,561 @@
+//! Parley's conversation store.
+//!
+//! [`Store`] is the one interface the server uses for everything it keeps: workspaces, API keys,
+//! assistants, conversations, messages and variables. It is object-safe (`Arc<dyn Store>`) and
+//! speaks only in `parley_core` types, so the backends are interchangeable: [`sqlite`] (the
+//! embedded default) and [`postgres`] (the path to scale). [`open`] picks the backend from the database URL's
+//! scheme.
+//!
+//! Guarantees every backend gives (checked by the conformance tests in `tests/`):
+//! - every query is scoped to one workspace; no id from another workspace is ever found;
+//! - [`Store::ingest`] is atomic over all its batches, de-duplicates messages by `id` and by
+//!   `external_id` within a conversation, and keeps the conversation's counters (message count,
+//!   tokens, cost, last message, last inbound time) and the workspace's conversation count in
+//!   the same transaction;
+//! - an acknowledged write is durable (SQLite: WAL with `synchronous=FULL`, group commit);
+//! - deleting a conversation removes its messages, variables and search index entries in one
+//!   transaction.
+
+use std::fmt;
+
+use async_trait::async_trait;
+use parley_core::assistant::AssistantSettings;
+use parley_core::model::{
+    ApiKey, Assistant, AssistantRef, AssistantVersion, ConversationDetail, ConversationExport,
+    ConversationPatch, ConversationSummary, Message, MessageMeta, Rating, Sentiment, User,
+    Variable, Workspace,
+};
+use parley_core::pricing::{CostSource, Usage};
+use parley_core::query::{ConversationFilter, ListQuery, TranscriptQuery};
+use parley_core::search::Snippet;
+use parley_core::{
+    ApiKeyId, AssistantId, AssistantMode, Channel, ConversationId, ConversationStatus, MessageId,
+    Role, Timestamp, UserId, UserRole, WorkspaceId,
+};
+use serde::Serialize;
+
+mod counters;
+pub mod postgres;
+mod sql;
+pub mod sqlite;
+pub mod testing;
+
+/// What a store operation can fail with.
+#[derive(Debug)]
+pub enum StoreError {
+    /// A record the operation needs does not exist in the workspace (`what` names its kind).
+    NotFound {
+        /// `"conversation"`, `"assistant"`, `"workspace"`...
+        what: &'static str,
+    },
+    /// The write conflicts with existing data (a duplicate name, an id taken elsewhere).
+    Conflict {
+        /// Stable snake_case code for the API (`assistant_exists`, `id_conflict`).
+        code: &'static str,
+        /// Human explanation, safe to show to the caller.
+        message: String,
+    },
+    /// The database failed or is unreachable. The text is for logs, never for API callers.
+    Backend(String),
+}
+
+impl StoreError {
+    /// A backend failure from any error.
+    pub fn backend(e: impl fmt::Display) -> Self {
+        StoreError::Backend(e.to_string())
+    }
+}
+
+impl fmt::Display for StoreError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            StoreError::NotFound { what } => write!(f, "{what} not found"),
+            StoreError::Conflict { message, .. } => f.write_str(message),
+            StoreError::Backend(e) => write!(f, "database error: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for StoreError {}
+
+/// Store results.
+pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+/// A conversation to create, fully resolved by the ingest path (defaults applied, times set).
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewConversation {
+    /// Its id: fresh, or the one an export carried.
+    pub id: ConversationId,
+    /// Whether `id` came from the client (an export): if a conversation with this id exists in
+    /// the workspace, it is the target instead of a new one.
+    pub id_from_client: bool,
+    /// The client's id, unique per workspace.
+    pub external_id: Option<String>,
+    /// Who handles it: by id, or by name + company (created when missing).
+    pub assistant: AssistantRef,
+    /// Channel.
+    pub channel: Channel,
+    /// Status.
+    pub status: ConversationStatus,
+    /// Contact.
+    pub contact: Option<String>,
+    /// Session id.
+    pub session_id: Option<String>,
+    /// Start time.
+    pub started_at: Timestamp,
+    /// End time.
+    pub ended_at: Option<Timestamp>,
+    /// End reason.
+    pub end_reason: Option<String>,
+    /// Rating with its time.
+    pub rating: Option<(Rating, Timestamp)>,
+    /// Sentiment.
+    pub sentiment: Option<Sentiment>,
+    /// Converted flag.
+    pub converted: Option<bool>,
+    /// Variables.
+    pub variables: Vec<Variable>,
+    /// Memory object.
+    pub memory: serde_json::Map<String, serde_json::Value>,
+    /// The assistant version that handles it, when Parley's runtime does.
+    pub assistant_version: Option<i64>,
+}
+
+/// A message to store, validated and priced by the ingest path.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewMessage {
+    /// Its id: fresh, or the one an export carried.
+    pub id: MessageId,
+    /// Whether `id` came from the client: a message with this id already in the conversation is
+    /// a duplicate.
+    pub id_from_client: bool,
+    /// The channel's own message id.
+    pub external_id: Option<String>,
+    /// Role.
+    pub role: Role,
+    /// Text.
+    pub content: String,
+    /// Time written.
+    pub created_at: Timestamp,
+    /// Model.
+    pub model: Option<String>,
+    /// Tokens.
+    pub usage: Option<Usage>,
+    /// Cost in nano-USD.
+    pub cost_nanousd: Option<i64>,
+    /// Where the cost came from.
+    pub cost_source: Option<CostSource>,
+    /// How it was produced (stored only when not empty).
+    pub meta: MessageMeta,
+}
+
+/// An assistant to create or a new version of one: everything but its id, version and times.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewAssistant {
+    /// Display name (trimmed), unique per workspace together with `company`.
+    pub name: String,
+    /// Company (trimmed), empty when none.
+    pub company: String,
+    /// Mode.
+    pub mode: AssistantMode,
+    /// Settings, with any provider key already sealed.
+    pub settings: AssistantSettings,
+}
+
+/// Where an ingest batch's messages go.
+#[derive(Debug, Clone, PartialEq)]
+pub enum IngestTarget {
+    /// A conversation to create, unless its `id` or `external_id` already exists in the
+    /// workspace, in which case that one is the target.
+    New(Box<NewConversation>),
+    /// An existing conversation of the workspace.
+    Existing(ConversationId),
+}
+
+/// One unit of ingestion: a target conversation and messages to append to it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct IngestBatch {
+    /// The conversation.
+    pub target: IngestTarget,
+    /// Messages to append, in order.
+    pub messages: Vec<NewMessage>,
+}
+
+/// What happened to one message of a batch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(tag = "outcome", rename_all = "snake_case")]
+pub enum MessageOutcome {
+    /// Stored under this id.
+    Stored {
+        /// The new message's id.
+        id: MessageId,
+    },
+    /// Already stored (same `id` or `external_id`): nothing written.
+    Duplicate {
+        /// The id of the message already stored.
+        id: MessageId,
+    },
+    /// Not stored: the conversation already existed and the message carries neither `id` nor
+    /// `external_id`, so Parley cannot tell whether it is a repeat.
+    Skipped,
+}
+
+/// What one ingest batch did.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct IngestOutcome {
+    /// The conversation written to.
+    pub conversation_id: ConversationId,
+    /// Whether it was created by this batch.
+    pub created: bool,
+    /// One entry per input message, in input order.
+    pub messages: Vec<MessageOutcome>,
+}
+
+impl IngestOutcome {
+    /// How many messages were newly stored.
+    pub fn stored(&self) -> usize {
+        self.messages
+            .iter()
+            .filter(|m| matches!(m, MessageOutcome::Stored { .. }))
+            .count()
+    }
+}
+
+/// Where a search term matched a listed conversation.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct SearchMatch {
+    /// `content`, `session_id`, `contact` or `assistant_name`.
+    pub field: &'static str,
+    /// The matching message (the most recent one), when `field` is `content`.
+    pub message_id: Option<MessageId>,
+    /// The text around the match.
+    pub snippet: Snippet,
+}
+
+/// A conversation in a list, with where a search matched it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ListedConversation {
+    /// The row.
+    #[serde(flatten)]
+    pub conversation: ConversationSummary,
+    /// Present when the list was searched (`q`).
+    #[serde(rename = "match", skip_serializing_if = "Option::is_none")]
+    pub search_match: Option<SearchMatch>,
+}
+
+/// One page of the conversation list.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ConversationPage {
+    /// The rows.
+    pub items: Vec<ListedConversation>,
+    /// The cursor of the next page; `None` on the last page.
+    pub next_cursor: Option<String>,
+}
+
+/// A count of conversations.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct ConversationCount {
+    /// The number.
+    pub count: u64,
+    /// False when counting stopped at a cap (a search matching very many conversations):
+    /// the true count is at least `count`.
+    pub exact: bool,
+}
+
+/// One page of a transcript.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct MessagePage {
+    /// Messages in the requested order.
+    pub items: Vec<Message>,
+    /// 1-based page number.
+    pub page: u32,
+    /// Page size.
+    pub per_page: u32,
+    /// Messages the query counts (visible ones, or all with `include=all`).
+    pub total: i64,
+    /// Number of pages.
+    pub total_pages: i64,
+}
+
+/// A sign-in session to store.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewSession {
+    /// SHA-256 of the session cookie's token (the token itself is never stored).
+    pub token_hash: [u8; 32],
+    /// The signed-in user.
+    pub user_id: UserId,
+    /// The session's CSRF token, embedded in its pages and checked on every change.
+    pub csrf_token: String,
+    /// When it was created.
+    pub created_at: Timestamp,
+    /// When it stops being valid.
+    pub expires_at: Timestamp,
+}
+
+/// A valid session, with its user.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SessionRecord {
+    /// The signed-in user.
+    pub user: User,
+    /// The session's CSRF token.
+    pub csrf_token: String,
+    /// When it stops being valid.
+    pub expires_at: Timestamp,
+}
+
+/// How many conversations a search probes the full-text index for before it switches to
+/// walking the list in sort order (a common term matches early rows anyway).
+pub const SEARCH_PROBE_LIMIT: usize = 10_000;
+
+/// Counting a search whose term is too common for the index probe stops here and reports
+/// `exact: false` (an exact count of a common term would read most of the database).
+pub const SEARCH_COUNT_CAP: u64 = 1_000;
+
+/// The storage interface. Every method but the workspace and key lookups is scoped to one
+/// workspace; ids of other workspaces behave as if they did not exist.
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// `"sqlite"` or `"postgres"`.
+    fn backend(&self) -> &'static str;
+
+    /// Creates a workspace. Errors: `Conflict("workspace_exists")` if the slug is taken.
+    async fn create_workspace(&self, slug: &str, name: &str) -> Result<Workspace>;
+    /// Every workspace, oldest first.
+    async fn list_workspaces(&self) -> Result<Vec<Workspace>>;
+    /// The workspace with this slug.
+    async fn workspace_by_slug(&self, slug: &str) -> Result<Option<Workspace>>;
+
+    /// Stores a new API key's record; `secret_hash` is the SHA-256 of the full key.
+    async fn create_api_key(
+        &self,
+        workspace: WorkspaceId,
+        name: &str,
+        prefix: &str,
+        secret_hash: [u8; 32],
+    ) -> Result<ApiKey>;
+    /// The key whose secret hashes to `secret_hash`, revoked or not.
+    async fn api_key_by_hash(&self, secret_hash: [u8; 32]) -> Result<Option<ApiKey>>;
+    /// The workspace's keys, newest first.
+    async fn list_api_keys(&self, workspace: WorkspaceId) -> Result<Vec<ApiKey>>;
+    /// Revokes a key. Errors: `NotFound("api key")`.
+    async fn revoke_api_key(&self, workspace: WorkspaceId, id: ApiKeyId) -> Result<()>;
+
+    /// Creates an assistant at version 1. Errors: `Conflict("assistant_exists")` when the
+    /// workspace already has one with this name and company.
+    async fn create_assistant(
+        &self,
+        workspace: WorkspaceId,
+        input: &NewAssistant,
+    ) -> Result<Assistant>;
+    /// Makes a new version of an assistant (version + 1, kept in its history); a new name is
+    /// copied onto its conversations (the list sorts and searches by it). `None` if it is not
+    /// in the workspace. Errors: `Conflict("version_conflict")` when `expected_version` is given
+    /// and is not the current version; `Conflict("assistant_exists")` for a name and company
+    /// another assistant has.
+    async fn update_assistant(
+        &self,
+        workspace: WorkspaceId,
+        id: AssistantId,
+        input: &NewAssistant,
+        expected_version: Option<i64>,
+    ) -> Result<Option<Assistant>>;
+    /// An assistant's versions, newest first; `None` if it is not in the workspace.
+    async fn assistant_versions(
+        &self,
+        workspace: WorkspaceId,
+        id: AssistantId,
+    ) -> Result<Option<Vec<AssistantVersion>>>;
+    /// The workspace's assistants, by name.
+    async fn list_assistants(&self, workspace: WorkspaceId) -> Result<Vec<Assistant>>;
+    /// One assistant.
+    async fn get_assistant(
+        &self,
+        workspace: WorkspaceId,
+        id: AssistantId,
+    ) -> Result<Option<Assistant>>;
+
+    /// Writes batches atomically: either every batch is applied or none. See [`IngestTarget`]
+    /// and [`MessageOutcome`] for the de-duplication rules. Errors: `NotFound("conversation")`
+    /// for an `Existing` target not in the workspace, `NotFound("assistant")` for an unknown
+    /// assistant id, `Conflict("id_conflict")` for a client id used by another workspace.
+    async fn ingest(
+        &self,
+        workspace: WorkspaceId,
+        batches: Vec<IngestBatch>,
+    ) -> Result<Vec<IngestOutcome>>;
+
+    /// Applies a patch; returns the updated record, or `None` if the conversation is not in
+    /// the workspace.
+    async fn update_conversation(
+        &self,
+        workspace: WorkspaceId,
+        id: ConversationId,
+        patch: &ConversationPatch,
+    ) -> Result<Option<ConversationDetail>>;
+
+    /// Deletes a conversation with its messages, variables and search index entries, in one
+    /// transaction. Returns false if it was not in the workspace.
+    async fn delete_conversation(&self, workspace: WorkspaceId, id: ConversationId)
+    -> Result<bool>;
+
+    /// One page of the list.
+    async fn list_conversations(
+        &self,
+        workspace: WorkspaceId,
+        query: &ListQuery,
+    ) -> Result<ConversationPage>;
+    /// How many conversations match the filter.
+    async fn count_conversations(
+        &self,
+        workspace: WorkspaceId,
+        filter: &ConversationFilter,
+    ) -> Result<ConversationCount>;
+    /// The workspace's conversation count, read from the maintained counter (no scan).
+    async fn conversation_total(&self, workspace: WorkspaceId) -> Result<u64>;
+    /// A conversation's full record.
+    async fn get_conversation(
+        &self,
+        workspace: WorkspaceId,
+        id: ConversationId,
+    ) -> Result<Option<ConversationDetail>>;
+    /// A page of a conversation's transcript; `None` if the conversation is not in the
+    /// workspace. A page past the end is empty.
+    async fn list_messages(
+        &self,
+        workspace: WorkspaceId,
+        id: ConversationId,
+        query: &TranscriptQuery,
+    ) -> Result<Option<MessagePage>>;
+    /// Full records with all messages (oldest first) for export, in the order of `ids`;
+    /// ids not in the workspace are left out.
+    async fn export_conversations(
+        &self,
+        workspace: WorkspaceId,
+        ids: &[ConversationId],
+    ) -> Result<Vec<ConversationExport>>;
+
+    /// Creates a dashboard user; `email` must already be lowercased and `password_hash` a PHC
+    /// string. Errors: `Conflict("user_exists")`, `NotFound("workspace")`.
+    async fn create_user(
+        &self,
+        workspace: WorkspaceId,
+        email: &str,
+        password_hash: &str,
+        role: UserRole,
+    ) -> Result<User>;
+    /// The user with this (lowercased) email and their password hash.
+    async fn user_for_login(&self, email: &str) -> Result<Option<(User, String)>>;
+    /// The workspace's users, by email.
+    async fn list_users(&self, workspace: WorkspaceId) -> Result<Vec<User>>;
+    /// Stores a sign-in session (and sweeps expired ones).
+    async fn create_session(&self, session: &NewSession) -> Result<()>;
+    /// The session whose token hashes to `token_hash`, if it exists and has not expired at `now`.
+    async fn session(&self, token_hash: [u8; 32], now: Timestamp) -> Result<Option<SessionRecord>>;
+    /// Ends a session (signing out). Deleting an unknown session is not an error.
+    async fn delete_session(&self, token_hash: [u8; 32]) -> Result<()>;
+    /// Records a failed sign-in against each subject (`email:...`, `ip:...`).
+    async fn record_login_failure(&self, subjects: &[String], at: Timestamp) -> Result<()>;
+    /// Failed sign-ins of `subject` at or after `since`.
+    async fn login_failures_since(&self, subject: &str, since: Timestamp) -> Result<u64>;
+    /// Forgets `subject`'s failures before `before` (after a successful sign-in, or to expire
+    /// old entries).
+    async fn clear_login_failures(&self, subject: &str, before: Timestamp) -> Result<()>;
+
+    /// `parley migrate-store`: the workspace's users with their password hashes.
+    async fn export_users(&self, workspace: WorkspaceId) -> Result<Vec<(User, String)>>;
+    /// `parley migrate-store`: the workspace's API keys with their secret hashes.
+    async fn export_api_keys(&self, workspace: WorkspaceId) -> Result<Vec<(ApiKey, [u8; 32])>>;
+    /// `parley migrate-store`: stores a workspace as it is (same id, slug, name, time).
+    /// Errors: `Conflict("workspace_exists")`.
+    async fn import_workspace(&self, workspace: &Workspace) -> Result<()>;
+    /// `parley migrate-store`: stores an assistant with its id, current version and version
+    /// history (`versions`, any order), unless that id exists already.
+    async fn import_assistant(
+        &self,
+        workspace: WorkspaceId,
+        assistant: &Assistant,
+        versions: &[AssistantVersion],
+    ) -> Result<()>;
+    /// `parley migrate-store`: stores a user with its id and password hash, unless its id or
+    /// email exists already.
+    async fn import_user(&self, user: &User, password_hash: &str) -> Result<()>;
+    /// `parley migrate-store`: stores an API key with its id and secret hash, unless it exists.
+    async fn import_api_key(&self, key: &ApiKey, secret_hash: [u8; 32]) -> Result<()>;
+}
+
+/// Longest `last_message_preview`, in characters.
+const PREVIEW_CHARS: usize = 200;
+
+/// The list's preview of a message: its text on one line, without markdown syntax for assistant
+/// and agent messages (which are markdown), cut at 200 characters with `…`.
+pub(crate) fn preview(role: Role, content: &str) -> String {
+    let flat: String = if matches!(role, Role::Assistant | Role::Agent) {
+        parley_core::markdown::to_plain_text(content)
+    } else {
+        content.split_whitespace().collect::<Vec<_>>().join(" ")
+    };
+    match flat.char_indices().nth(PREVIEW_CHARS) {
+        Some((cut, _)) => format!("{}…", &flat[..cut]),
+        None => flat,
+    }
+}
+
+/// Opens the store a database URL names: `sqlite://PATH` (or a bare path ending in `.db`), or
+/// `postgres://` / `postgresql://` (libpq URL syntax).
+/// Errors: an unknown scheme, or the database cannot be opened or migrated.
+pub async fn open(url: &str) -> Result<std::sync::Arc<dyn Store>> {
+    if let Some(path) = url
+        .strip_prefix("sqlite://")
+        .or_else(|| url.strip_prefix("sqlite:"))
+    {
+        let store = sqlite::SqliteStore::open(path, sqlite::SqliteOptions::default()).await?;
+        return Ok(std::sync::Arc::new(store));
+    }
+    if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        let store =
+            postgres::PostgresStore::open(url, postgres::PostgresOptions::default()).await?;
+        return Ok(std::sync::Arc::new(store));
+    }
+    if url.ends_with(".db") && !url.contains("://") {
+        let store = sqlite::SqliteStore::open(url, sqlite::SqliteOptions::default()).await?;
+        return Ok(std::sync::Arc::new(store));
+    }
+    Err(StoreError::Backend(format!(
+        "unsupported database URL {:?}: use sqlite://PATH or postgres://USER:PASSWORD@HOST:PORT/DATABASE",
+        redact_url(url)
+    )))
+}
+
+/// A database URL with any password replaced by `***`, for logs and errors.
+pub fn redact_url(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme_end), Some(at)) if at > scheme_end => {
+            let userinfo = &url[scheme_end + 3..at];
+            match userinfo.find(':') {
+                Some(colon) => format!(
+                    "{}{}:***{}",
+                    &url[..scheme_end + 3],
+                    &userinfo[..colon],
+                    &url[at..]
+                ),
+                None => url.to_owned(),
+            }
+        }
+        _ => url.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn urls_are_redacted() {
+        assert_eq!(
+            super::redact_url("postgres://parley:s3cret@db:5432/parley"),
+            "postgres://parley:***@db:5432/parley"
+        );
+        assert_eq!(
+            super::redact_url("sqlite://./parley-data/parley.db"),
+            "sqlite://./parley-data/parley.db"
+        );
+    }
+}

@@ -1,0 +1,432 @@
+//! The PostgreSQL backend: the path to scale. Many stateless Parley servers share one database;
+//! nothing that must be shared lives in a server's memory (sessions, sign-in failures, counters
+//! and the data all live here).
+//!
+//! Driver: tokio-postgres with a deadpool connection pool (prepared statements cached per
+//! connection). Concurrency: every ingest batch locks its conversation row (`FOR UPDATE`), so
+//! concurrent appends to one conversation are serialised and numbered without gaps, while
+//! appends to different conversations proceed in parallel; PostgreSQL's own WAL group commit
+//! makes each acknowledged write durable (`synchronous_commit = on`). Messages of a batch are
+//! inserted with one `INSERT ... SELECT FROM unnest(...)`. Search uses pg_trgm GIN indexes with
+//! `ILIKE`, with the same probe-or-walk plan as the SQLite backend.
+
+mod read;
+mod write;
+
+use std::str::FromStr;
+
+use async_trait::async_trait;
+use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
+use parley_core::model::{
+    ApiKey, Assistant, AssistantVersion, ConversationDetail, ConversationExport, ConversationPatch,
+    User, Workspace,
+};
+use parley_core::query::{ConversationFilter, ListQuery, TranscriptQuery};
+use parley_core::{ApiKeyId, AssistantId, ConversationId, Timestamp, UserRole, WorkspaceId};
+use tokio_postgres::NoTls;
+use tokio_postgres::error::SqlState;
+use tokio_postgres::types::ToSql;
+
+use crate::sql::Param;
+use crate::{
+    ConversationCount, ConversationPage, IngestBatch, IngestOutcome, MessagePage, NewAssistant,
+    NewSession, Result, SessionRecord, Store, StoreError,
+};
+
+const MIGRATIONS: &[(i64, &str, &str)] = &[
+    (
+        1,
+        "init",
+        include_str!("../../migrations/postgres/0001_init.sql"),
+    ),
+    (
+        2,
+        "users",
+        include_str!("../../migrations/postgres/0002_users.sql"),
+    ),
+    (
+        3,
+        "covering_sort_indexes",
+        include_str!("../../migrations/postgres/0003_covering_sort_indexes.sql"),
+    ),
+    (
+        4,
+        "assistant_runtime",
+        include_str!("../../migrations/postgres/0004_assistant_runtime.sql"),
+    ),
+];
+
+/// Tuning of the PostgreSQL backend.
+#[derive(Debug, Clone)]
+pub struct PostgresOptions {
+    /// Connections in the pool (default 16).
+    pub pool_size: usize,
+    /// How many matching conversations a search probes the trigram index for before it walks
+    /// the list instead (default [`crate::SEARCH_PROBE_LIMIT`]).
+    pub search_probe_limit: usize,
+    /// How many conversations a search first walks in sort order before asking the index
+    /// (0 goes to the index at once).
+    pub search_bounded_walk: i64,
+}
+
+impl Default for PostgresOptions {
+    fn default() -> Self {
+        PostgresOptions {
+            pool_size: 16,
+            search_probe_limit: crate::SEARCH_PROBE_LIMIT,
+            search_bounded_walk: crate::sql::BOUNDED_WALK_POSTGRES,
+        }
+    }
+}
+
+/// The PostgreSQL store.
+pub struct PostgresStore {
+    pool: Pool,
+    options: PostgresOptions,
+}
+
+impl From<tokio_postgres::Error> for StoreError {
+    fn from(e: tokio_postgres::Error) -> Self {
+        match e.as_db_error() {
+            Some(db) => StoreError::Backend(format!("{}: {}", db.code().code(), db.message())),
+            None => StoreError::Backend(e.to_string()),
+        }
+    }
+}
+
+impl From<deadpool_postgres::PoolError> for StoreError {
+    fn from(e: deadpool_postgres::PoolError) -> Self {
+        StoreError::Backend(format!("connection pool: {e}"))
+    }
+}
+
+pub(crate) fn is_unique_violation(e: &tokio_postgres::Error) -> bool {
+    e.code() == Some(&SqlState::UNIQUE_VIOLATION)
+}
+
+/// Boxed driver values for a shared [`Param`] list.
+pub(crate) fn to_sql(params: &[Param]) -> Vec<Box<dyn ToSql + Sync + Send>> {
+    params
+        .iter()
+        .map(|p| -> Box<dyn ToSql + Sync + Send> {
+            match p {
+                Param::Int(i) => Box::new(*i),
+                Param::Text(t) => Box::new(t.clone()),
+                Param::Uuid(u) => Box::new(*u),
+                Param::IntList(l) => Box::new(l.clone()),
+            }
+        })
+        .collect()
+}
+
+impl PostgresStore {
+    /// Connects to the database at `url` (`postgres://user:password@host:port/db`), applies
+    /// pending migrations (serialised across servers by an advisory lock), and checks that the
+    /// database folds non-ASCII case (a UTF-8 `LC_CTYPE`), warning if it does not.
+    /// Errors: the database is unreachable or the migration fails.
+    pub async fn open(url: &str, options: PostgresOptions) -> Result<Self> {
+        let mut config = tokio_postgres::Config::from_str(url)
+            .map_err(|e| StoreError::Backend(format!("invalid PostgreSQL URL: {e}")))?;
+        if config.get_application_name().is_none() {
+            config.application_name("parley");
+        }
+        let manager = Manager::from_config(
+            config,
+            NoTls,
+            ManagerConfig {
+                recycling_method: RecyclingMethod::Fast,
+            },
+        );
+        let pool = Pool::builder(manager)
+            .max_size(options.pool_size.max(1))
+            .build()
+            .map_err(|e| StoreError::Backend(format!("connection pool: {e}")))?;
+        let store = PostgresStore { pool, options };
+        store.migrate().await?;
+        let client = store.pool.get().await?;
+        let folds: bool = client
+            .query_one("SELECT lower('ÄÖÜ') = 'äöü'", &[])
+            .await?
+            .get(0);
+        if !folds {
+            tracing::warn!(
+                "this database does not fold non-ASCII case (its LC_CTYPE is not UTF-8 aware): search for \"SCHÖN\" will not find \"schön\"; create the database with LC_CTYPE 'C.UTF-8'"
+            );
+        }
+        Ok(store)
+    }
+
+    async fn migrate(&self) -> Result<()> {
+        let mut client = self.pool.get().await?;
+        let tx = client.transaction().await?;
+        tx.execute("SELECT pg_advisory_xact_lock(7411386297452036)", &[])
+            .await?;
+        tx.batch_execute(
+            "CREATE TABLE IF NOT EXISTS parley_migrations (
+                 version bigint PRIMARY KEY, name text NOT NULL, applied_at bigint NOT NULL)",
+        )
+        .await?;
+        let current: i64 = tx
+            .query_one(
+                "SELECT coalesce(max(version), 0) FROM parley_migrations",
+                &[],
+            )
+            .await?
+            .get(0);
+        for (version, name, sql) in MIGRATIONS {
+            if *version <= current {
+                continue;
+            }
+            tx.batch_execute(sql).await?;
+            tx.execute(
+                "INSERT INTO parley_migrations (version, name, applied_at) VALUES ($1, $2, $3)",
+                &[version, name, &Timestamp::now().0],
+            )
+            .await?;
+            tracing::info!(version, name, "applied PostgreSQL migration");
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// A pooled connection (for the benchmark's raw baselines and tests).
+    pub async fn connection(&self) -> Result<deadpool_postgres::Object> {
+        Ok(self.pool.get().await?)
+    }
+}
+
+#[async_trait]
+impl Store for PostgresStore {
+    fn backend(&self) -> &'static str {
+        "postgres"
+    }
+
+    async fn create_workspace(&self, slug: &str, name: &str) -> Result<Workspace> {
+        write::create_workspace(&self.pool, slug, name).await
+    }
+
+    async fn list_workspaces(&self) -> Result<Vec<Workspace>> {
+        read::list_workspaces(&self.pool).await
+    }
+
+    async fn workspace_by_slug(&self, slug: &str) -> Result<Option<Workspace>> {
+        read::workspace_by_slug(&self.pool, slug).await
+    }
+
+    async fn create_api_key(
+        &self,
+        workspace: WorkspaceId,
+        name: &str,
+        prefix: &str,
+        secret_hash: [u8; 32],
+    ) -> Result<ApiKey> {
+        write::create_api_key(&self.pool, workspace, name, prefix, secret_hash).await
+    }
+
+    async fn api_key_by_hash(&self, secret_hash: [u8; 32]) -> Result<Option<ApiKey>> {
+        read::api_key_by_hash(&self.pool, secret_hash).await
+    }
+
+    async fn list_api_keys(&self, workspace: WorkspaceId) -> Result<Vec<ApiKey>> {
+        read::list_api_keys(&self.pool, workspace).await
+    }
+
+    async fn revoke_api_key(&self, workspace: WorkspaceId, id: ApiKeyId) -> Result<()> {
+        write::revoke_api_key(&self.pool, workspace, id).await
+    }
+
+    async fn create_assistant(
+        &self,
+        workspace: WorkspaceId,
+        input: &NewAssistant,
+    ) -> Result<Assistant> {
+        write::create_assistant(&self.pool, workspace, input).await
+    }
+
+    async fn update_assistant(
+        &self,
+        workspace: WorkspaceId,
+        id: AssistantId,
+        input: &NewAssistant,
+        expected_version: Option<i64>,
+    ) -> Result<Option<Assistant>> {
+        write::update_assistant(&self.pool, workspace, id, input, expected_version).await
+    }
+
+    async fn assistant_versions(
+        &self,
+        workspace: WorkspaceId,
+        id: AssistantId,
+    ) -> Result<Option<Vec<AssistantVersion>>> {
+        read::assistant_versions(&self.pool, workspace, id).await
+    }
+
+    async fn list_assistants(&self, workspace: WorkspaceId) -> Result<Vec<Assistant>> {
+        read::list_assistants(&self.pool, workspace).await
+    }
+
+    async fn get_assistant(
+        &self,
+        workspace: WorkspaceId,
+        id: AssistantId,
+    ) -> Result<Option<Assistant>> {
+        read::get_assistant(&self.pool, workspace, id).await
+    }
+
+    async fn ingest(
+        &self,
+        workspace: WorkspaceId,
+        batches: Vec<IngestBatch>,
+    ) -> Result<Vec<IngestOutcome>> {
+        write::ingest(&self.pool, workspace, batches).await
+    }
+
+    async fn update_conversation(
+        &self,
+        workspace: WorkspaceId,
+        id: ConversationId,
+        patch: &ConversationPatch,
+    ) -> Result<Option<ConversationDetail>> {
+        if !write::update_conversation(&self.pool, workspace, id, patch).await? {
+            return Ok(None);
+        }
+        read::get_conversation(&self.pool, workspace, id).await
+    }
+
+    async fn delete_conversation(
+        &self,
+        workspace: WorkspaceId,
+        id: ConversationId,
+    ) -> Result<bool> {
+        write::delete_conversation(&self.pool, workspace, id).await
+    }
+
+    async fn list_conversations(
+        &self,
+        workspace: WorkspaceId,
+        query: &ListQuery,
+    ) -> Result<ConversationPage> {
+        read::list_conversations(
+            &self.pool,
+            workspace,
+            query,
+            self.options.search_probe_limit,
+            self.options.search_bounded_walk,
+        )
+        .await
+    }
+
+    async fn count_conversations(
+        &self,
+        workspace: WorkspaceId,
+        filter: &ConversationFilter,
+    ) -> Result<ConversationCount> {
+        read::count_conversations(
+            &self.pool,
+            workspace,
+            filter,
+            self.options.search_probe_limit,
+        )
+        .await
+    }
+
+    async fn conversation_total(&self, workspace: WorkspaceId) -> Result<u64> {
+        read::conversation_total(&self.pool, workspace).await
+    }
+
+    async fn get_conversation(
+        &self,
+        workspace: WorkspaceId,
+        id: ConversationId,
+    ) -> Result<Option<ConversationDetail>> {
+        read::get_conversation(&self.pool, workspace, id).await
+    }
+
+    async fn list_messages(
+        &self,
+        workspace: WorkspaceId,
+        id: ConversationId,
+        query: &TranscriptQuery,
+    ) -> Result<Option<MessagePage>> {
+        read::list_messages(&self.pool, workspace, id, query).await
+    }
+
+    async fn export_conversations(
+        &self,
+        workspace: WorkspaceId,
+        ids: &[ConversationId],
+    ) -> Result<Vec<ConversationExport>> {
+        read::export_conversations(&self.pool, workspace, ids).await
+    }
+
+    async fn create_user(
+        &self,
+        workspace: WorkspaceId,
+        email: &str,
+        password_hash: &str,
+        role: UserRole,
+    ) -> Result<User> {
+        write::create_user(&self.pool, workspace, email, password_hash, role).await
+    }
+
+    async fn user_for_login(&self, email: &str) -> Result<Option<(User, String)>> {
+        read::user_for_login(&self.pool, email).await
+    }
+
+    async fn list_users(&self, workspace: WorkspaceId) -> Result<Vec<User>> {
+        read::list_users(&self.pool, workspace).await
+    }
+
+    async fn create_session(&self, session: &NewSession) -> Result<()> {
+        write::create_session(&self.pool, session).await
+    }
+
+    async fn session(&self, token_hash: [u8; 32], now: Timestamp) -> Result<Option<SessionRecord>> {
+        read::session(&self.pool, token_hash, now).await
+    }
+
+    async fn delete_session(&self, token_hash: [u8; 32]) -> Result<()> {
+        write::delete_session(&self.pool, token_hash).await
+    }
+
+    async fn record_login_failure(&self, subjects: &[String], at: Timestamp) -> Result<()> {
+        write::record_login_failure(&self.pool, subjects, at).await
+    }
+
+    async fn login_failures_since(&self, subject: &str, since: Timestamp) -> Result<u64> {
+        read::login_failures_since(&self.pool, subject, since).await
+    }
+
+    async fn clear_login_failures(&self, subject: &str, before: Timestamp) -> Result<()> {
+        write::clear_login_failures(&self.pool, subject, before).await
+    }
+
+    async fn export_users(&self, workspace: WorkspaceId) -> Result<Vec<(User, String)>> {
+        read::export_users(&self.pool, workspace).await
+    }
+
+    async fn export_api_keys(&self, workspace: WorkspaceId) -> Result<Vec<(ApiKey, [u8; 32])>> {
+        read::export_api_keys(&self.pool, workspace).await
+    }
+
+    async fn import_workspace(&self, workspace: &Workspace) -> Result<()> {
+        write::import_workspace(&self.pool, workspace).await
+    }
+
+    async fn import_assistant(
+        &self,
+        workspace: WorkspaceId,
+        assistant: &Assistant,
+        versions: &[AssistantVersion],
+    ) -> Result<()> {
+        write::import_assistant(&self.pool, workspace, assistant, versions).await
+    }
+
+    async fn import_user(&self, user: &User, password_hash: &str) -> Result<()> {
+        write::import_user(&self.pool, user, password_hash).await
+    }
+
+    async fn import_api_key(&self, key: &ApiKey, secret_hash: [u8; 32]) -> Result<()> {
+        write::import_api_key(&self.pool, key, secret_hash).await
+    }
+}

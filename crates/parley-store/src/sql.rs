@@ -1,0 +1,484 @@
+//! SQL text shared by the backends: the list's filters, keyset cursor and order, built once so
+//! both backends page identically. Placeholders, array membership and case-insensitive
+//! substring tests differ per [`Dialect`]; each backend converts [`Param`]s to its driver's
+//! values.
+
+use parley_core::WorkspaceId;
+use parley_core::query::{ConversationFilter, Cursor, ListQuery, Sort, SortKey, SortValue};
+use uuid::Uuid;
+
+/// Columns of a list row, in the order the backends read them (`c.pk` first).
+pub(crate) const SUMMARY_COLS: &str = "c.pk, c.id, c.external_id, c.assistant_id, c.assistant_name, \
+    coalesce(a.company, ''), c.channel, c.status, c.contact, c.session_id, c.started_at, \
+    c.ended_at, c.last_message_at, c.last_message_preview, c.message_count, c.prompt_tokens, \
+    c.completion_tokens, c.cost_nanousd, c.rating, c.rating_comment, c.rated_at, c.sentiment, \
+    c.sentiment_score, c.end_reason, c.converted";
+
+/// Extra columns of the full record, after [`SUMMARY_COLS`].
+pub(crate) const DETAIL_COLS: &str = "c.memory, c.stored_message_count, c.unpriced_message_count, \
+    c.has_voice, c.last_inbound_at, c.created_at, c.updated_at, c.assistant_version";
+
+/// Columns of an assistant, in the order the backends read them.
+pub(crate) const ASSISTANT_COLS: &str =
+    "id, name, company, mode, created_at, version, settings, updated_at";
+
+/// The list's `FROM` clause (the assistant's company comes from its row).
+pub(crate) const FROM_CONVERSATIONS: &str =
+    "FROM conversations c LEFT JOIN assistants a ON a.id = c.assistant_id";
+
+/// Columns of a message, in the order the backends read them.
+pub(crate) const MESSAGE_COLS: &str = "id, external_id, role, content, created_at, model, prompt_tokens, \
+    completion_tokens, cost_nanousd, cost_source, meta";
+
+/// A message's meta as stored: JSON, or NULL when empty.
+pub(crate) fn meta_text(meta: &parley_core::model::MessageMeta) -> Option<String> {
+    (!meta.is_empty()).then(|| serde_json::to_string(meta).unwrap_or_default())
+}
+
+/// Reads a stored meta; unreadable JSON (never written by Parley) reads as empty.
+pub(crate) fn meta_from_text(text: Option<&str>) -> parley_core::model::MessageMeta {
+    text.and_then(|t| serde_json::from_str(t).ok())
+        .unwrap_or_default()
+}
+
+/// Reads stored assistant settings; unreadable JSON reads as the defaults.
+pub(crate) fn settings_from_text(text: &str) -> parley_core::assistant::AssistantSettings {
+    serde_json::from_str(text).unwrap_or_default()
+}
+
+/// Assistant settings as stored.
+pub(crate) fn settings_text(s: &parley_core::assistant::AssistantSettings) -> String {
+    serde_json::to_string(s).unwrap_or_else(|_| "{}".to_owned())
+}
+
+/// Where a search term matched a conversation's own fields (session id, contact, assistant
+/// name), when no message matched: the backends' common fallback.
+pub(crate) fn field_match(
+    s: &parley_core::model::ConversationSummary,
+    term: &str,
+    context: usize,
+) -> Option<crate::SearchMatch> {
+    let fields: [(&'static str, Option<&str>); 3] = [
+        ("session_id", s.session_id.as_deref()),
+        ("contact", s.contact.as_deref()),
+        ("assistant_name", Some(s.assistant.name.as_str())),
+    ];
+    fields.into_iter().find_map(|(field, value)| {
+        value
+            .and_then(|v| parley_core::search::snippet(v, term, context))
+            .map(|snippet| crate::SearchMatch {
+                field,
+                message_id: None,
+                snippet,
+            })
+    })
+}
+
+/// Which SQL the builder writes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Dialect {
+    /// `?N` placeholders, `rarray()`, the `parley_contains` function.
+    Sqlite,
+    /// `$N` placeholders, `= ANY(...)`, `ILIKE`.
+    Postgres,
+}
+
+/// A query parameter.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum Param {
+    Int(i64),
+    Text(String),
+    Uuid(Uuid),
+    IntList(Vec<i64>),
+}
+
+/// SQL text with positional parameters, built clause by clause.
+#[derive(Debug, Clone)]
+pub(crate) struct Sql {
+    pub dialect: Dialect,
+    pub text: String,
+    pub params: Vec<Param>,
+    /// Test the date range on each row of the sort order's walk instead of seeking with it
+    /// (SQLite's unary `+`), for a range too wide to sort: see `date_range_is_wide`.
+    pub date_as_filter: bool,
+}
+
+impl Sql {
+    pub fn new(dialect: Dialect, text: impl Into<String>) -> Self {
+        Sql {
+            dialect,
+            text: text.into(),
+            params: Vec::new(),
+            date_as_filter: false,
+        }
+    }
+
+    /// Adds a parameter and returns its placeholder.
+    pub fn bind(&mut self, p: Param) -> String {
+        self.params.push(p);
+        match self.dialect {
+            Dialect::Sqlite => format!("?{}", self.params.len()),
+            Dialect::Postgres => format!("${}", self.params.len()),
+        }
+    }
+
+    pub fn push(&mut self, s: &str) {
+        self.text.push_str(s);
+    }
+
+    fn in_list<T>(&mut self, column: &str, values: &[T], to: impl Fn(&T) -> Param) {
+        if values.is_empty() {
+            return;
+        }
+        let marks: Vec<String> = values.iter().map(|v| self.bind(to(v))).collect();
+        self.push(&format!(" AND {column} IN ({})", marks.join(", ")));
+    }
+}
+
+/// How a search term restricts the rows.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum SearchPlan {
+    /// No search.
+    None,
+    /// Exactly these conversations (internal keys) contain the term.
+    Candidates(Vec<i64>),
+    /// Test each row: the term case-folded (SQLite `parley_contains`) and as an escaped
+    /// `ILIKE` pattern (PostgreSQL).
+    Walk { folded: String, pattern: String },
+}
+
+/// `%term%` for LIKE/ILIKE with `\`, `%` and `_` escaped (PostgreSQL's default escape `\`).
+pub(crate) fn like_pattern(term: &str) -> String {
+    let mut p = String::with_capacity(term.len() + 2);
+    p.push('%');
+    for c in term.chars() {
+        if matches!(c, '\\' | '%' | '_') {
+            p.push('\\');
+        }
+        p.push(c);
+    }
+    p.push('%');
+    p
+}
+
+/// The walk plan for `term`.
+pub(crate) fn walk(term: &str) -> SearchPlan {
+    SearchPlan::Walk {
+        folded: parley_core::search::fold(term),
+        pattern: like_pattern(term),
+    }
+}
+
+/// Appends `WHERE` with the workspace, the filter's conditions and the search plan's.
+///
+/// `agent_names` are the names of the filter's assistants: the agent sort's index leads with the
+/// name, so naming them lets it seek straight to those rows instead of walking every other
+/// agent's (ids stay in the condition: names are unique per company, not per workspace).
+pub(crate) fn push_filters(
+    sql: &mut Sql,
+    ws: WorkspaceId,
+    f: &ConversationFilter,
+    plan: &SearchPlan,
+    agent_names: &[String],
+) {
+    let w = sql.bind(Param::Uuid(ws.0));
+    sql.push(&format!(" WHERE c.workspace_id = {w}"));
+    sql.in_list("c.status", &f.statuses, |s| Param::Text(s.as_str().into()));
+    sql.in_list("c.channel", &f.channels, |ch| {
+        Param::Text(ch.as_str().into())
+    });
+    sql.in_list("c.assistant_id", &f.assistants, |a| Param::Uuid(a.0));
+    if !f.assistants.is_empty() {
+        sql.in_list("c.assistant_name", agent_names, |n| Param::Text(n.clone()));
+    }
+    if let Some(min) = f.min_rating {
+        let p = sql.bind(Param::Int(min as i64));
+        sql.push(&format!(" AND c.rating >= {p}"));
+    }
+    let date = if sql.date_as_filter && sql.dialect == Dialect::Sqlite {
+        "+c.last_message_at"
+    } else {
+        "c.last_message_at"
+    };
+    if let Some(from) = f.from {
+        let p = sql.bind(Param::Int(from.0));
+        sql.push(&format!(" AND {date} >= {p}"));
+    }
+    if let Some(to) = f.to {
+        let p = sql.bind(Param::Int(to.0));
+        sql.push(&format!(" AND {date} < {p}"));
+    }
+    let condition = search_condition(sql, plan);
+    sql.push(&condition);
+}
+
+/// The search plan's condition (` AND ...`), or nothing.
+fn search_condition(sql: &mut Sql, plan: &SearchPlan) -> String {
+    match (plan, sql.dialect) {
+        (SearchPlan::None, _) => String::new(),
+        (SearchPlan::Candidates(pks), Dialect::Sqlite) => {
+            let p = sql.bind(Param::IntList(pks.clone()));
+            format!(" AND c.pk IN rarray({p})")
+        }
+        (SearchPlan::Candidates(pks), Dialect::Postgres) => {
+            let p = sql.bind(Param::IntList(pks.clone()));
+            format!(" AND c.pk = ANY({p})")
+        }
+        (SearchPlan::Walk { folded, .. }, Dialect::Sqlite) => {
+            let t = sql.bind(Param::Text(folded.clone()));
+            format!(
+                " AND (parley_contains(c.session_id, {t}) OR parley_contains(c.contact, {t})
+                   OR parley_contains(c.assistant_name, {t})
+                   OR EXISTS (SELECT 1 FROM messages m WHERE m.conversation = c.pk
+                              AND m.visible_seq IS NOT NULL AND parley_contains(m.content, {t})))"
+            )
+        }
+        // The walk tests each conversation's few messages in turn. OFFSET 0 keeps PostgreSQL
+        // from turning the EXISTS into a hashed subplan (which scans every message before the
+        // first row), and `content || ''` from ANDing the trigram index into the per-row check
+        // (which scans the whole index once per conversation).
+        (SearchPlan::Walk { pattern, .. }, Dialect::Postgres) => {
+            let t = sql.bind(Param::Text(pattern.clone()));
+            format!(
+                " AND (c.session_id ILIKE {t} OR c.contact ILIKE {t} OR c.assistant_name ILIKE {t}
+                   OR EXISTS (SELECT 1 FROM messages m WHERE m.conversation = c.pk
+                              AND m.visible_seq IS NOT NULL AND (m.content || '') ILIKE {t} OFFSET 0))"
+            )
+        }
+    }
+}
+
+/// How many conversations a search first walks in sort order before it asks the index, on
+/// SQLite: a term that fills a page among them is common, and that walk is its cheapest page.
+/// Every rarer term pays for the walk before the probe, so the bound trades the two: at about
+/// 7.5 µs per conversation walked, 500 costs a rare term under 4 ms.
+pub(crate) const BOUNDED_WALK_SQLITE: i64 = 500;
+/// The same on PostgreSQL. A term in about one message in 100 (one conversation in seven)
+/// fills a page of 50 within 500 conversations; with a bound of 200 it fell through to the
+/// trigram probe, which reads every matching message (640 ms at 16 M messages).
+pub(crate) const BOUNDED_WALK_POSTGRES: i64 = 500;
+
+/// How [`page_query`] reads a page, beyond the list query itself.
+#[derive(Debug, Default, Clone, Copy)]
+pub(crate) struct PageOptions<'a> {
+    /// Test the search condition only on the first `bound` conversations in sort order (after
+    /// the filters and cursor), so a rare term cannot make the walk long.
+    pub bound: Option<i64>,
+    /// The names of the filter's assistants (see [`push_filters`]).
+    pub agent_names: &'a [String],
+    /// Test the date range per row of the sort walk (see [`date_range_is_wide`]).
+    pub date_as_filter: bool,
+    /// Only rows whose sort key equals this value (one step of a key-by-key scan, see
+    /// [`key_by_key_column`]).
+    pub key_equals: Option<&'a SortValue>,
+}
+
+/// The query for one page of the list (`limit + 1` rows, to tell whether a next page exists).
+pub(crate) fn page_query(
+    dialect: Dialect,
+    ws: WorkspaceId,
+    query: &ListQuery,
+    plan: &SearchPlan,
+    opts: &PageOptions<'_>,
+) -> Sql {
+    let limit = query.limit.clamp(1, parley_core::query::MAX_LIMIT) as i64 + 1;
+    let mut sql = Sql::new(dialect, "");
+    sql.date_as_filter = opts.date_as_filter;
+    let key_equals = |sql: &mut Sql| {
+        if let (Some(value), Some(column)) = (opts.key_equals, key_column(query.sort.key)) {
+            let p = sql.bind(sort_value_param(value));
+            sql.push(&format!(" AND {column} = {p}"));
+        }
+    };
+    match opts.bound {
+        None => {
+            sql.push(&format!("SELECT {SUMMARY_COLS} {FROM_CONVERSATIONS}"));
+            push_filters(&mut sql, ws, &query.filter, plan, opts.agent_names);
+            key_equals(&mut sql);
+            if let Some(cursor) = &query.cursor {
+                push_cursor(&mut sql, query.sort, cursor);
+            }
+        }
+        Some(bound) => {
+            sql.push("SELECT c.* FROM conversations c");
+            push_filters(
+                &mut sql,
+                ws,
+                &query.filter,
+                &SearchPlan::None,
+                opts.agent_names,
+            );
+            key_equals(&mut sql);
+            if let Some(cursor) = &query.cursor {
+                push_cursor(&mut sql, query.sort, cursor);
+            }
+            push_order(&mut sql, query.sort);
+            let b = sql.bind(Param::Int(bound));
+            sql.push(&format!(" LIMIT {b}"));
+            let inner = std::mem::take(&mut sql.text);
+            let condition = search_condition(&mut sql, plan);
+            sql.push(&format!(
+                "SELECT {SUMMARY_COLS} FROM ({inner}) c LEFT JOIN assistants a ON a.id = c.assistant_id WHERE TRUE{condition}"
+            ));
+        }
+    }
+    push_order(&mut sql, query.sort);
+    let l = sql.bind(Param::Int(limit));
+    sql.push(&format!(" LIMIT {l}"));
+    sql
+}
+
+fn sort_value_param(v: &SortValue) -> Param {
+    match v {
+        SortValue::Int(i) => Param::Int(*i),
+        SortValue::Text(t) => Param::Text(t.clone()),
+    }
+}
+
+/// The leading column of a sort whose index is `(workspace_id, key, last_message_at, id)`.
+fn key_column(key: SortKey) -> Option<&'static str> {
+    match key {
+        SortKey::Messages => Some("c.message_count"),
+        SortKey::Rating => Some("c.rating"),
+        SortKey::Agent => Some("c.assistant_name"),
+        SortKey::Status => Some("c.status"),
+        SortKey::Date | SortKey::Created => None,
+    }
+}
+
+/// Most key values a key-by-key scan visits before it reads the rest in one ordinary query.
+pub(crate) const KEY_BY_KEY_MAX_STEPS: usize = 64;
+
+/// The sort key column when a page is best read key by key: a date range under a sort whose
+/// index leads with another key (status, rating, agent, messages). Inside each key value the
+/// index is in date order, so each value's slice of the range is one seek; read in one query,
+/// the range can only be tested row by row while walking every key's rows outside it (40 ms
+/// at 1 M conversations for an early week under `-status`), or sorted after seeking the date
+/// index. Searches keep their own plan.
+pub(crate) fn key_by_key_column(q: &ListQuery) -> Option<&'static str> {
+    if q.filter.q.is_some() || (q.filter.from.is_none() && q.filter.to.is_none()) {
+        return None;
+    }
+    key_column(q.sort.key)
+}
+
+/// The next distinct value of the sort key in sort order: the first one when `after` is `None`,
+/// else the first past `after` (or equal to it, when `inclusive`). One index seek.
+pub(crate) fn next_key_query(
+    dialect: Dialect,
+    ws: WorkspaceId,
+    sort: Sort,
+    after: Option<&SortValue>,
+    inclusive: bool,
+) -> Sql {
+    let column = key_column(sort.key).unwrap_or("c.last_message_at");
+    let mut sql = Sql::new(dialect, format!("SELECT {column} FROM conversations c"));
+    let w = sql.bind(Param::Uuid(ws.0));
+    sql.push(&format!(" WHERE c.workspace_id = {w}"));
+    if let Some(after) = after {
+        let p = sql.bind(sort_value_param(after));
+        let op = match (sort.descending, inclusive) {
+            (true, false) => "<",
+            (true, true) => "<=",
+            (false, false) => ">",
+            (false, true) => ">=",
+        };
+        sql.push(&format!(" AND {column} {op} {p}"));
+    }
+    let dir = if sort.descending { "DESC" } else { "ASC" };
+    sql.push(&format!(" ORDER BY {column} {dir} LIMIT 1"));
+    sql
+}
+
+/// A cursor that every row whose sort key is `key` precedes, so an ordinary page query with it
+/// reads the rows of the following keys only.
+pub(crate) fn cursor_past_key(sort: Sort, key: SortValue) -> Cursor {
+    let (date, id) = if sort.descending {
+        (i64::MIN, Uuid::nil())
+    } else {
+        (i64::MAX, Uuid::from_u128(u128::MAX))
+    };
+    Cursor {
+        sort: sort.to_string(),
+        key,
+        date,
+        id: parley_core::ConversationId(id),
+    }
+}
+
+/// Whether a date range is wide enough that walking the sort order and testing dates beats
+/// seeking the range and sorting it: walking reads about `limit x total / in_range` index
+/// entries, sorting reads `in_range` rows, so the crossover is near `sqrt(limit x total)`.
+pub(crate) fn date_range_is_wide(in_range: i64, total: i64) -> bool {
+    (in_range as f64) >= (51.0 * total.max(1) as f64).sqrt()
+}
+
+/// The columns of a sort, most significant first; every sort ends in `(last_message_at, id)`
+/// (or `id` alone for `created`) so keys are unique and pages are index range scans.
+pub(crate) fn sort_columns(key: SortKey) -> &'static [&'static str] {
+    match key {
+        SortKey::Date => &["c.last_message_at", "c.id"],
+        SortKey::Messages => &["c.message_count", "c.last_message_at", "c.id"],
+        SortKey::Rating => &["c.rating", "c.last_message_at", "c.id"],
+        SortKey::Agent => &["c.assistant_name", "c.last_message_at", "c.id"],
+        SortKey::Status => &["c.status", "c.last_message_at", "c.id"],
+        SortKey::Created => &["c.id"],
+    }
+}
+
+/// Appends the keyset condition: rows strictly after the cursor in `sort` order.
+pub(crate) fn push_cursor(sql: &mut Sql, sort: Sort, cursor: &Cursor) {
+    let cols = sort_columns(sort.key);
+    let mut marks = Vec::new();
+    if !matches!(sort.key, SortKey::Date | SortKey::Created) {
+        marks.push(match &cursor.key {
+            SortValue::Int(i) => sql.bind(Param::Int(*i)),
+            SortValue::Text(t) => sql.bind(Param::Text(t.clone())),
+        });
+    }
+    if sort.key != SortKey::Created {
+        marks.push(sql.bind(Param::Int(cursor.date)));
+    }
+    marks.push(sql.bind(Param::Uuid(cursor.id.0)));
+    let op = if sort.descending { "<" } else { ">" };
+    sql.push(&format!(
+        " AND ({}) {op} ({})",
+        cols.join(", "),
+        marks.join(", ")
+    ));
+}
+
+/// Appends `ORDER BY` for `sort`.
+pub(crate) fn push_order(sql: &mut Sql, sort: Sort) {
+    let dir = if sort.descending { "DESC" } else { "ASC" };
+    let order: Vec<String> = sort_columns(sort.key)
+        .iter()
+        .map(|c| format!("{c} {dir}"))
+        .collect();
+    sql.push(&format!(" ORDER BY {}", order.join(", ")));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn like_patterns_escape_wildcards() {
+        assert_eq!(like_pattern("50%_off\\"), "%50\\%\\_off\\\\%");
+        assert_eq!(like_pattern("schön"), "%schön%");
+    }
+
+    #[test]
+    fn placeholders_follow_the_dialect() {
+        let mut a = Sql::new(Dialect::Sqlite, "");
+        let mut b = Sql::new(Dialect::Postgres, "");
+        assert_eq!(
+            (a.bind(Param::Int(1)), a.bind(Param::Int(2))),
+            ("?1".into(), "?2".into())
+        );
+        assert_eq!(
+            (b.bind(Param::Int(1)), b.bind(Param::Int(2))),
+            ("$1".into(), "$2".into())
+        );
+    }
+}

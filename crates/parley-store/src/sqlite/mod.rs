@@ -1,0 +1,746 @@
+//! The SQLite backend: one database file, WAL mode, `synchronous=FULL` (an acknowledged write
+//! survives power loss, not just a crash), a busy timeout for other processes (such as
+//! `parley import` beside a running server).
+//!
+//! Concurrency: all writes go through one writer thread that owns the only write connection
+//! and commits in groups: it takes every job waiting in its queue (up to
+//! [`SqliteOptions::max_group`]), runs each inside its own savepoint so one failing job rolls
+//! back alone, then commits once and answers every job. Under concurrent load one fsync covers
+//! many requests (group commit); a lone request is committed at once. Reads run on a small pool
+//! of read-only connections on the blocking thread pool, concurrently with the writer (WAL).
+
+mod read;
+mod write;
+
+use std::panic::AssertUnwindSafe;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use async_trait::async_trait;
+use parley_core::model::{
+    ApiKey, Assistant, AssistantVersion, ConversationDetail, ConversationExport, ConversationPatch,
+    User, Workspace,
+};
+use parley_core::query::{ConversationFilter, ListQuery, TranscriptQuery};
+use parley_core::search::contains_folded;
+use parley_core::{ApiKeyId, AssistantId, ConversationId, Timestamp, UserRole, WorkspaceId};
+use rusqlite::functions::FunctionFlags;
+use rusqlite::{Connection, OpenFlags};
+use tokio::sync::{Semaphore, mpsc, oneshot};
+
+use crate::{
+    ConversationCount, ConversationPage, IngestBatch, IngestOutcome, MessagePage, NewAssistant,
+    NewSession, Result, SessionRecord, Store, StoreError,
+};
+
+/// The migrations, in order: (version, name, SQL).
+const MIGRATIONS: &[(i64, &str, &str)] = &[
+    (
+        1,
+        "init",
+        include_str!("../../migrations/sqlite/0001_init.sql"),
+    ),
+    (
+        2,
+        "users",
+        include_str!("../../migrations/sqlite/0002_users.sql"),
+    ),
+    (
+        3,
+        "search_batches",
+        include_str!("../../migrations/sqlite/0003_search_batches.sql"),
+    ),
+    (
+        4,
+        "covering_sort_indexes",
+        include_str!("../../migrations/sqlite/0004_covering_sort_indexes.sql"),
+    ),
+    (
+        5,
+        "assistant_runtime",
+        include_str!("../../migrations/sqlite/0005_assistant_runtime.sql"),
+    ),
+];
+
+/// Tuning of the SQLite backend.
+#[derive(Debug, Clone)]
+pub struct SqliteOptions {
+    /// Read connections (default 4).
+    pub readers: usize,
+    /// Most write jobs committed together (default 512).
+    pub max_group: usize,
+    /// `PRAGMA synchronous`: `FULL` (default) fsyncs the WAL on every commit; `NORMAL`
+    /// survives a process crash but may lose the last commits on power loss.
+    pub synchronous: &'static str,
+    /// Page cache per connection, in KiB (default 16 MiB).
+    pub cache_kib: i64,
+    /// How many matching conversations a search probes the trigram index for before it walks
+    /// the list instead (default [`crate::SEARCH_PROBE_LIMIT`]).
+    pub search_probe_limit: usize,
+    /// How many conversations a search first walks in sort order before asking the index
+    /// (0 goes to the index at once).
+    pub search_bounded_walk: i64,
+}
+
+impl Default for SqliteOptions {
+    fn default() -> Self {
+        SqliteOptions {
+            readers: 4,
+            max_group: 512,
+            synchronous: "FULL",
+            cache_kib: 16 * 1024,
+            search_probe_limit: crate::SEARCH_PROBE_LIMIT,
+            search_bounded_walk: crate::sql::BOUNDED_WALK_SQLITE,
+        }
+    }
+}
+
+/// Called after the group's commit with its result.
+type Completion = Box<dyn FnOnce(Result<()>) + Send>;
+/// A write job: runs on the writer connection inside a savepoint; says whether it succeeded
+/// (else its savepoint is rolled back) and how to answer once the group is committed.
+type Job = Box<dyn FnOnce(&Connection) -> (bool, Completion) + Send>;
+
+/// The SQLite store. Cheap to share behind an `Arc`.
+pub struct SqliteStore {
+    path: PathBuf,
+    jobs: mpsc::Sender<Job>,
+    readers: Arc<ReaderPool>,
+    /// Dropping it stops the checkpoint thread (see `checkpoint_loop`).
+    _checkpointer: std::sync::mpsc::Sender<()>,
+}
+
+struct ReaderPool {
+    idle: Mutex<Vec<Connection>>,
+    permits: Semaphore,
+    path: PathBuf,
+    options: SqliteOptions,
+}
+
+fn backend_err(e: impl std::fmt::Display) -> StoreError {
+    StoreError::backend(e)
+}
+
+impl From<rusqlite::Error> for StoreError {
+    fn from(e: rusqlite::Error) -> Self {
+        StoreError::Backend(e.to_string())
+    }
+}
+
+/// Opens a connection and applies the per-connection settings every Parley connection has.
+fn connect(path: &Path, options: &SqliteOptions, read_only: bool) -> Result<Connection> {
+    let flags = if read_only {
+        OpenFlags::SQLITE_OPEN_READ_ONLY
+            | OpenFlags::SQLITE_OPEN_NO_MUTEX
+            | OpenFlags::SQLITE_OPEN_URI
+    } else {
+        OpenFlags::SQLITE_OPEN_READ_WRITE
+            | OpenFlags::SQLITE_OPEN_CREATE
+            | OpenFlags::SQLITE_OPEN_NO_MUTEX
+            | OpenFlags::SQLITE_OPEN_URI
+    };
+    let conn = Connection::open_with_flags(path, flags)?;
+    conn.busy_timeout(std::time::Duration::from_secs(10))?;
+    conn.execute_batch(&format!(
+        "PRAGMA synchronous = {};
+         PRAGMA foreign_keys = ON;
+         PRAGMA cache_size = -{};
+         PRAGMA temp_store = MEMORY;",
+        options.synchronous, options.cache_kib
+    ))?;
+    conn.set_prepared_statement_cache_capacity(64);
+    rusqlite::vtab::array::load_module(&conn)?;
+    // parley_contains(text, folded_term): Unicode case-insensitive substring test, the same
+    // rule as parley_core::search (SQLite's LIKE folds ASCII only).
+    conn.create_scalar_function(
+        "parley_contains",
+        2,
+        FunctionFlags::SQLITE_UTF8 | FunctionFlags::SQLITE_DETERMINISTIC,
+        |ctx| {
+            let haystack = ctx.get_raw(0);
+            let needle: String = ctx.get(1)?;
+            Ok(match haystack {
+                rusqlite::types::ValueRef::Text(t) => {
+                    std::str::from_utf8(t).is_ok_and(|h| contains_folded(h, &needle))
+                }
+                _ => false,
+            })
+        },
+    )?;
+    Ok(conn)
+}
+
+fn migrate(conn: &Connection) -> Result<()> {
+    migrate_to(conn, i64::MAX)
+}
+
+/// Applies pending migrations up to and including `target`.
+fn migrate_to(conn: &Connection, target: i64) -> Result<()> {
+    conn.execute_batch(
+        "CREATE TABLE IF NOT EXISTS parley_migrations (
+             version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at INTEGER NOT NULL)",
+    )?;
+    let current: i64 = conn.query_row(
+        "SELECT coalesce(max(version), 0) FROM parley_migrations",
+        [],
+        |r| r.get(0),
+    )?;
+    for (version, name, sql) in MIGRATIONS {
+        if *version <= current || *version > target {
+            continue;
+        }
+        let tx = conn.unchecked_transaction()?;
+        tx.execute_batch(sql)?;
+        tx.execute(
+            "INSERT INTO parley_migrations (version, name, applied_at) VALUES (?1, ?2, ?3)",
+            rusqlite::params![version, name, parley_core::Timestamp::now().0],
+        )?;
+        tx.commit()?;
+        tracing::info!(version, name, "applied SQLite migration");
+    }
+    Ok(())
+}
+
+fn writer_loop(conn: Connection, mut jobs: mpsc::Receiver<Job>, max_group: usize) {
+    let mut group: Vec<Job> = Vec::with_capacity(max_group);
+    while let Some(first) = jobs.blocking_recv() {
+        group.push(first);
+        while group.len() < max_group {
+            match jobs.try_recv() {
+                Ok(job) => group.push(job),
+                Err(_) => break,
+            }
+        }
+        let mut completions: Vec<Completion> = Vec::with_capacity(group.len());
+        if let Err(e) = conn.execute_batch("BEGIN IMMEDIATE") {
+            let msg = e.to_string();
+            tracing::error!(error = %msg, "could not start a write transaction");
+            // Dropping the jobs drops their reply channels: each caller gets an error and nothing
+            // was written.
+            group.clear();
+            continue;
+        }
+        // A lone job needs no savepoint (a failure rolls the whole transaction back); several
+        // jobs each get one, so one failing job does not undo the others. Savepoints are not
+        // free: inside one, SQLite journals every statement and FTS5 flushes its pending terms.
+        let isolate = group.len() > 1;
+        let mut failed_alone = false;
+        for job in group.drain(..) {
+            let savepoint = if isolate {
+                conn.execute_batch("SAVEPOINT job")
+            } else {
+                Ok(())
+            };
+            let outcome = std::panic::catch_unwind(AssertUnwindSafe(|| job(&conn)));
+            let (ok, done) = match outcome {
+                Ok(r) => r,
+                Err(_) => {
+                    tracing::error!("a write job panicked; its changes are rolled back");
+                    (false, Box::new(|_| {}) as Completion)
+                }
+            };
+            if isolate && savepoint.is_ok() {
+                let end = if ok {
+                    "RELEASE job"
+                } else {
+                    "ROLLBACK TO job; RELEASE job"
+                };
+                if let Err(e) = conn.execute_batch(end) {
+                    tracing::error!(error = %e, "savepoint cleanup failed");
+                }
+            }
+            failed_alone = !isolate && !ok;
+            completions.push(done);
+        }
+        if failed_alone {
+            // The lone job failed: undo it; it reports its own error.
+            let _ = conn.execute_batch("ROLLBACK");
+            for done in completions.drain(..) {
+                done(Ok(()));
+            }
+            continue;
+        }
+        let committed = conn.execute_batch("COMMIT").map_err(|e| {
+            tracing::error!(error = %e, "commit failed; the group is rolled back");
+            let _ = conn.execute_batch("ROLLBACK");
+            e.to_string()
+        });
+        for done in completions {
+            done(committed.clone().map_err(StoreError::Backend));
+        }
+    }
+}
+
+/// WAL pages (4 KiB) past which a checkpoint also waits for readers to leave the old snapshot,
+/// so the WAL restarts from its beginning instead of growing (256 MiB).
+const WAL_RESTART_PAGES: i64 = 65_536;
+
+/// Copies committed WAL frames into the database file in the background, every 200 ms, on its
+/// own connection; the writer has automatic checkpoints turned off, so a commit never waits
+/// for one. `PASSIVE` checkpoints neither block nor wait; a WAL past [`WAL_RESTART_PAGES`]
+/// gets a `RESTART` one. Durability is unchanged: a commit is durable once in the WAL. Ends
+/// when the store is dropped, with a last checkpoint.
+fn checkpoint_loop(conn: Connection, stop: std::sync::mpsc::Receiver<()>) {
+    use std::sync::mpsc::RecvTimeoutError;
+    loop {
+        let stopping = !matches!(
+            stop.recv_timeout(std::time::Duration::from_millis(200)),
+            Err(RecvTimeoutError::Timeout)
+        );
+        let passive = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| {
+            Ok((r.get::<_, i64>(1)?, r.get::<_, i64>(2)?))
+        });
+        match passive {
+            Ok((log, _)) if log > WAL_RESTART_PAGES => {
+                if let Err(e) = conn.query_row("PRAGMA wal_checkpoint(RESTART)", [], |_| Ok(())) {
+                    tracing::warn!(error = %e, "sqlite: WAL restart checkpoint failed");
+                }
+            }
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "sqlite: checkpoint failed"),
+        }
+        if stopping {
+            return;
+        }
+    }
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) the database at `path`, applies pending migrations, and
+    /// starts the writer thread. Errors: the file cannot be opened or is not a Parley database.
+    pub async fn open(path: impl AsRef<Path>, options: SqliteOptions) -> Result<Self> {
+        let path = path.as_ref().to_path_buf();
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).map_err(backend_err)?;
+        }
+        let opts = options.clone();
+        let open_path = path.clone();
+        let writer = tokio::task::spawn_blocking(move || -> Result<Connection> {
+            let conn = connect(&open_path, &opts, false)?;
+            let mode: String = conn.query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))?;
+            if !mode.eq_ignore_ascii_case("wal") {
+                return Err(StoreError::Backend(format!(
+                    "could not enable WAL (got {mode})"
+                )));
+            }
+            migrate(&conn)?;
+            // The checkpoint thread copies the WAL into the database instead, so commits do
+            // not wait for it (see `checkpoint_loop`).
+            conn.execute_batch("PRAGMA wal_autocheckpoint = 0")?;
+            Ok(conn)
+        })
+        .await
+        .map_err(backend_err)??;
+
+        let (tx, rx) = mpsc::channel::<Job>(4096);
+        let max_group = options.max_group.max(1);
+        // The thread ends once every sender is gone (the store is dropped), after committing
+        // what is queued; acknowledged writes are committed before they are acknowledged.
+        std::thread::Builder::new()
+            .name("parley-sqlite-writer".into())
+            .spawn(move || writer_loop(writer, rx, max_group))
+            .map_err(backend_err)?;
+
+        let checkpoint_conn = {
+            let (path, opts) = (path.clone(), options.clone());
+            tokio::task::spawn_blocking(move || connect(&path, &opts, false))
+                .await
+                .map_err(backend_err)??
+        };
+        let (checkpointer, stop) = std::sync::mpsc::channel::<()>();
+        std::thread::Builder::new()
+            .name("parley-sqlite-checkpoint".into())
+            .spawn(move || checkpoint_loop(checkpoint_conn, stop))
+            .map_err(backend_err)?;
+
+        let readers = Arc::new(ReaderPool {
+            idle: Mutex::new(Vec::new()),
+            permits: Semaphore::new(options.readers.max(1)),
+            path: path.clone(),
+            options,
+        });
+        Ok(SqliteStore {
+            path,
+            jobs: tx,
+            readers,
+            _checkpointer: checkpointer,
+        })
+    }
+
+    /// The database file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Runs `f` on the writer connection inside its own savepoint of the next group commit, and
+    /// returns its result once the group is durably committed.
+    async fn write<R, F>(&self, f: F) -> Result<R>
+    where
+        F: FnOnce(&Connection) -> Result<R> + Send + 'static,
+        R: Send + 'static,
+    {
+        let (reply, answer) = oneshot::channel::<Result<R>>();
+        let job: Job = Box::new(move |conn| {
+            let result = f(conn);
+            let ok = result.is_ok();
+            let done: Completion = Box::new(move |committed| {
+                let _ = reply.send(committed.and(result));
+            });
+            (ok, done)
+        });
+        self.jobs
+            .send(job)
+            .await
+            .map_err(|_| StoreError::Backend("the SQLite writer has stopped".into()))?;
+        answer
+            .await
+            .map_err(|_| StoreError::Backend("the SQLite writer dropped a job".into()))?
+    }
+
+    /// Runs `f` on a read connection from the pool, on the blocking thread pool.
+    async fn read<R, F>(&self, f: F) -> Result<R>
+    where
+        F: FnOnce(&Connection) -> Result<R> + Send + 'static,
+        R: Send + 'static,
+    {
+        let pool = self.readers.clone();
+        let _permit = pool.permits.acquire().await.map_err(backend_err)?;
+        let conn = pool.idle.lock().expect("reader pool lock").pop();
+        let pool2 = pool.clone();
+        let (conn, result) = tokio::task::spawn_blocking(move || {
+            let conn = match conn {
+                Some(c) => c,
+                None => connect(&pool2.path, &pool2.options, true)?,
+            };
+            let result = f(&conn);
+            Ok::<_, StoreError>((conn, result))
+        })
+        .await
+        .map_err(backend_err)??;
+        pool.idle.lock().expect("reader pool lock").push(conn);
+        result
+    }
+}
+
+#[async_trait]
+impl Store for SqliteStore {
+    fn backend(&self) -> &'static str {
+        "sqlite"
+    }
+
+    async fn create_workspace(&self, slug: &str, name: &str) -> Result<Workspace> {
+        let (slug, name) = (slug.to_owned(), name.to_owned());
+        self.write(move |c| write::create_workspace(c, &slug, &name))
+            .await
+    }
+
+    async fn list_workspaces(&self) -> Result<Vec<Workspace>> {
+        self.read(read::list_workspaces).await
+    }
+
+    async fn workspace_by_slug(&self, slug: &str) -> Result<Option<Workspace>> {
+        let slug = slug.to_owned();
+        self.read(move |c| read::workspace_by_slug(c, &slug)).await
+    }
+
+    async fn create_api_key(
+        &self,
+        workspace: WorkspaceId,
+        name: &str,
+        prefix: &str,
+        secret_hash: [u8; 32],
+    ) -> Result<ApiKey> {
+        let (name, prefix) = (name.to_owned(), prefix.to_owned());
+        self.write(move |c| write::create_api_key(c, workspace, &name, &prefix, secret_hash))
+            .await
+    }
+
+    async fn api_key_by_hash(&self, secret_hash: [u8; 32]) -> Result<Option<ApiKey>> {
+        self.read(move |c| read::api_key_by_hash(c, secret_hash))
+            .await
+    }
+
+    async fn list_api_keys(&self, workspace: WorkspaceId) -> Result<Vec<ApiKey>> {
+        self.read(move |c| read::list_api_keys(c, workspace)).await
+    }
+
+    async fn revoke_api_key(&self, workspace: WorkspaceId, id: ApiKeyId) -> Result<()> {
+        self.write(move |c| write::revoke_api_key(c, workspace, id))
+            .await
+    }
+
+    async fn create_assistant(
+        &self,
+        workspace: WorkspaceId,
+        input: &NewAssistant,
+    ) -> Result<Assistant> {
+        let input = input.clone();
+        self.write(move |c| write::create_assistant(c, workspace, &input))
+            .await
+    }
+
+    async fn update_assistant(
+        &self,
+        workspace: WorkspaceId,
+        id: AssistantId,
+        input: &NewAssistant,
+        expected_version: Option<i64>,
+    ) -> Result<Option<Assistant>> {
+        let input = input.clone();
+        self.write(move |c| write::update_assistant(c, workspace, id, &input, expected_version))
+            .await
+    }
+
+    async fn assistant_versions(
+        &self,
+        workspace: WorkspaceId,
+        id: AssistantId,
+    ) -> Result<Option<Vec<AssistantVersion>>> {
+        self.read(move |c| read::assistant_versions(c, workspace, id))
+            .await
+    }
+
+    async fn list_assistants(&self, workspace: WorkspaceId) -> Result<Vec<Assistant>> {
+        self.read(move |c| read::list_assistants(c, workspace))
+            .await
+    }
+
+    async fn get_assistant(
+        &self,
+        workspace: WorkspaceId,
+        id: AssistantId,
+    ) -> Result<Option<Assistant>> {
+        self.read(move |c| read::get_assistant(c, workspace, id))
+            .await
+    }
+
+    async fn ingest(
+        &self,
+        workspace: WorkspaceId,
+        batches: Vec<IngestBatch>,
+    ) -> Result<Vec<IngestOutcome>> {
+        self.write(move |c| write::ingest(c, workspace, batches))
+            .await
+    }
+
+    async fn update_conversation(
+        &self,
+        workspace: WorkspaceId,
+        id: ConversationId,
+        patch: &ConversationPatch,
+    ) -> Result<Option<ConversationDetail>> {
+        let patch = patch.clone();
+        self.write(move |c| {
+            if !write::update_conversation(c, workspace, id, &patch)? {
+                return Ok(None);
+            }
+            read::get_conversation(c, workspace, id)
+        })
+        .await
+    }
+
+    async fn delete_conversation(
+        &self,
+        workspace: WorkspaceId,
+        id: ConversationId,
+    ) -> Result<bool> {
+        self.write(move |c| write::delete_conversation(c, workspace, id))
+            .await
+    }
+
+    async fn list_conversations(
+        &self,
+        workspace: WorkspaceId,
+        query: &ListQuery,
+    ) -> Result<ConversationPage> {
+        let query = query.clone();
+        let (probe, walk) = (
+            self.readers.options.search_probe_limit,
+            self.readers.options.search_bounded_walk,
+        );
+        self.read(move |c| read::list_conversations(c, workspace, &query, probe, walk))
+            .await
+    }
+
+    async fn count_conversations(
+        &self,
+        workspace: WorkspaceId,
+        filter: &ConversationFilter,
+    ) -> Result<ConversationCount> {
+        let filter = filter.clone();
+        let probe = self.readers.options.search_probe_limit;
+        self.read(move |c| read::count_conversations(c, workspace, &filter, probe))
+            .await
+    }
+
+    async fn conversation_total(&self, workspace: WorkspaceId) -> Result<u64> {
+        self.read(move |c| read::conversation_total(c, workspace))
+            .await
+    }
+
+    async fn get_conversation(
+        &self,
+        workspace: WorkspaceId,
+        id: ConversationId,
+    ) -> Result<Option<ConversationDetail>> {
+        self.read(move |c| read::get_conversation(c, workspace, id))
+            .await
+    }
+
+    async fn list_messages(
+        &self,
+        workspace: WorkspaceId,
+        id: ConversationId,
+        query: &TranscriptQuery,
+    ) -> Result<Option<MessagePage>> {
+        let query = *query;
+        self.read(move |c| read::list_messages(c, workspace, id, &query))
+            .await
+    }
+
+    async fn export_conversations(
+        &self,
+        workspace: WorkspaceId,
+        ids: &[ConversationId],
+    ) -> Result<Vec<ConversationExport>> {
+        let ids = ids.to_vec();
+        self.read(move |c| read::export_conversations(c, workspace, &ids))
+            .await
+    }
+
+    async fn create_user(
+        &self,
+        workspace: WorkspaceId,
+        email: &str,
+        password_hash: &str,
+        role: UserRole,
+    ) -> Result<User> {
+        let (email, hash) = (email.to_owned(), password_hash.to_owned());
+        self.write(move |c| write::create_user(c, workspace, &email, &hash, role))
+            .await
+    }
+
+    async fn user_for_login(&self, email: &str) -> Result<Option<(User, String)>> {
+        let email = email.to_owned();
+        self.read(move |c| read::user_for_login(c, &email)).await
+    }
+
+    async fn list_users(&self, workspace: WorkspaceId) -> Result<Vec<User>> {
+        self.read(move |c| read::list_users(c, workspace)).await
+    }
+
+    async fn create_session(&self, session: &NewSession) -> Result<()> {
+        let session = session.clone();
+        self.write(move |c| write::create_session(c, &session))
+            .await
+    }
+
+    async fn session(&self, token_hash: [u8; 32], now: Timestamp) -> Result<Option<SessionRecord>> {
+        self.read(move |c| read::session(c, token_hash, now)).await
+    }
+
+    async fn delete_session(&self, token_hash: [u8; 32]) -> Result<()> {
+        self.write(move |c| write::delete_session(c, token_hash))
+            .await
+    }
+
+    async fn record_login_failure(&self, subjects: &[String], at: Timestamp) -> Result<()> {
+        let subjects = subjects.to_vec();
+        self.write(move |c| write::record_login_failure(c, &subjects, at))
+            .await
+    }
+
+    async fn login_failures_since(&self, subject: &str, since: Timestamp) -> Result<u64> {
+        let subject = subject.to_owned();
+        self.read(move |c| read::login_failures_since(c, &subject, since))
+            .await
+    }
+
+    async fn clear_login_failures(&self, subject: &str, before: Timestamp) -> Result<()> {
+        let subject = subject.to_owned();
+        self.write(move |c| write::clear_login_failures(c, &subject, before))
+            .await
+    }
+
+    async fn export_users(&self, workspace: WorkspaceId) -> Result<Vec<(User, String)>> {
+        self.read(move |c| read::export_users(c, workspace)).await
+    }
+
+    async fn export_api_keys(&self, workspace: WorkspaceId) -> Result<Vec<(ApiKey, [u8; 32])>> {
+        self.read(move |c| read::export_api_keys(c, workspace))
+            .await
+    }
+
+    async fn import_workspace(&self, workspace: &Workspace) -> Result<()> {
+        let ws = workspace.clone();
+        self.write(move |c| write::import_workspace(c, &ws)).await
+    }
+
+    async fn import_assistant(
+        &self,
+        workspace: WorkspaceId,
+        assistant: &Assistant,
+        versions: &[AssistantVersion],
+    ) -> Result<()> {
+        let (a, v) = (assistant.clone(), versions.to_vec());
+        self.write(move |c| write::import_assistant(c, workspace, &a, &v))
+            .await
+    }
+
+    async fn import_user(&self, user: &User, password_hash: &str) -> Result<()> {
+        let (u, h) = (user.clone(), password_hash.to_owned());
+        self.write(move |c| write::import_user(c, &u, &h)).await
+    }
+
+    async fn import_api_key(&self, key: &ApiKey, secret_hash: [u8; 32]) -> Result<()> {
+        let k = key.clone();
+        self.write(move |c| write::import_api_key(c, &k, secret_hash))
+            .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A database written before migration 3 keeps every search hit after it.
+    #[test]
+    fn migration_3_reindexes_existing_rows() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("old.db");
+        let opts = SqliteOptions::default();
+        let conn = connect(&path, &opts, false).unwrap();
+        migrate_to(&conn, 2).unwrap();
+        conn.execute_batch(
+            "INSERT INTO workspaces (id, slug, name, created_at) VALUES (x'01', 'w', 'W', 0);
+             INSERT INTO assistants (id, workspace_id, name, mode, created_at, updated_at) VALUES (x'02', x'01', 'Ava', 'active', 0, 0);
+             INSERT INTO conversations (id, workspace_id, assistant_id, assistant_name, channel, status, session_id, started_at, last_message_at, created_at, updated_at)
+                 VALUES (x'03', x'01', x'02', 'Ava', 'web', 'active', 'sess-OLD', 0, 0, 0, 0);
+             INSERT INTO messages (id, conversation, seq, visible_seq, role, content, created_at) VALUES (x'04', 1, 1, 1, 'user', 'Das war schön', 0);
+             INSERT INTO messages (id, conversation, seq, visible_seq, role, content, created_at) VALUES (x'05', 1, 2, NULL, 'system', 'hidden prompt', 0);",
+        )
+        .unwrap();
+        migrate(&conn).unwrap();
+        let hits = |table: &str, q: &str| -> i64 {
+            conn.query_row(
+                &format!("SELECT count(*) FROM {table} WHERE {table} MATCH ?1"),
+                [q],
+                |r| r.get(0),
+            )
+            .unwrap()
+        };
+        assert_eq!(hits("messages_fts", "\"SCH\" AND \"CHÖ\" AND \"HÖN\""), 1);
+        assert_eq!(
+            hits("messages_fts", "\"hid\""),
+            0,
+            "hidden messages stay out of the index"
+        );
+        assert_eq!(hits("conversations_fts", "\"OLD\""), 1);
+        let version: i64 = conn
+            .query_row("SELECT max(version) FROM parley_migrations", [], |r| {
+                r.get(0)
+            })
+            .unwrap();
+        assert_eq!(version, MIGRATIONS.len() as i64);
+    }
+}

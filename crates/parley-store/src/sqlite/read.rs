@@ -1,0 +1,793 @@
+//! Reads, run on the pool's read-only connections.
+//!
+//! Search (`q`) first walks the first 500 conversations in sort order (`sql::BOUNDED_WALK_SQLITE`):
+//! a term that fills the page among them is common and that page is the answer. Otherwise it
+//! runs in one of two ways:
+//! - **probe**: for terms of 3+ characters, the trigram FTS5 indexes (which keep no positions)
+//!   are asked which rows hold every trigram of the term, and each candidate is verified against
+//!   the text with `parley_contains`. When at most the probe limit of conversations match
+//!   (`SqliteOptions::search_probe_limit`), the page is selected among exactly those
+//!   (`pk IN rarray(...)`): rare terms cost a few index reads.
+//! - **walk**: when the term is common (the probe overflows) or shorter than 3 characters (the
+//!   trigram index cannot answer it), the list is walked in sort order and each conversation
+//!   is tested with `parley_contains` on its fields and visible messages, stopping when the page
+//!   is full. A common term fills a page after a few rows.
+
+use std::rc::Rc;
+
+use parley_core::model::{
+    ApiKey, Assistant, AssistantSummary, AssistantVersion, ConversationDetail, ConversationExport,
+    ConversationSummary, Message, Sentiment, StoredRating, UsageTotals, User, Variable, Workspace,
+};
+use parley_core::pricing::{CostSource, Usage};
+use parley_core::query::{ConversationFilter, Cursor, ListQuery, SortValue, TranscriptQuery};
+use parley_core::search::{fold, snippet};
+use parley_core::{
+    ApiKeyId, AssistantId, ConversationId, MessageId, Timestamp, UserId, WorkspaceId,
+};
+use rusqlite::types::Value;
+use rusqlite::{Connection, OptionalExtension, Row, params};
+
+use crate::sql::{
+    self, ASSISTANT_COLS, DETAIL_COLS, Dialect, FROM_CONVERSATIONS, MESSAGE_COLS, PageOptions,
+    Param, SUMMARY_COLS, SearchPlan, Sql, push_filters,
+};
+use crate::{
+    ConversationCount, ConversationPage, ListedConversation, MessagePage, Result, SEARCH_COUNT_CAP,
+    SearchMatch, SessionRecord,
+};
+
+/// Characters of context on each side of a search snippet.
+const SNIPPET_CONTEXT: usize = 60;
+
+fn conversion_error(i: usize, what: &str) -> rusqlite::Error {
+    rusqlite::Error::FromSqlConversionFailure(
+        i,
+        rusqlite::types::Type::Text,
+        format!("invalid stored {what}").into(),
+    )
+}
+
+fn get_id<T>(row: &Row<'_>, i: usize, from: fn(&[u8]) -> Option<T>) -> rusqlite::Result<T> {
+    let bytes: Vec<u8> = row.get(i)?;
+    from(&bytes).ok_or_else(|| conversion_error(i, "id"))
+}
+
+fn get_enum<T: std::str::FromStr>(row: &Row<'_>, i: usize) -> rusqlite::Result<T> {
+    let text: String = row.get(i)?;
+    text.parse().map_err(|_| conversion_error(i, "name"))
+}
+
+fn get_opt_enum<T: std::str::FromStr>(row: &Row<'_>, i: usize) -> rusqlite::Result<Option<T>> {
+    let text: Option<String> = row.get(i)?;
+    text.map(|t| t.parse().map_err(|_| conversion_error(i, "name")))
+        .transpose()
+}
+
+fn ts(v: i64) -> Timestamp {
+    Timestamp(v)
+}
+
+pub(super) fn list_workspaces(c: &Connection) -> Result<Vec<Workspace>> {
+    let mut stmt = c.prepare_cached(
+        "SELECT id, slug, name, created_at FROM workspaces ORDER BY created_at, id",
+    )?;
+    let rows = stmt.query_map([], workspace_from_row)?;
+    Ok(rows.collect::<rusqlite::Result<_>>()?)
+}
+
+fn workspace_from_row(r: &Row<'_>) -> rusqlite::Result<Workspace> {
+    Ok(Workspace {
+        id: get_id(r, 0, WorkspaceId::from_slice)?,
+        slug: r.get(1)?,
+        name: r.get(2)?,
+        created_at: ts(r.get(3)?),
+    })
+}
+
+pub(super) fn workspace_by_slug(c: &Connection, slug: &str) -> Result<Option<Workspace>> {
+    Ok(
+        c.prepare_cached("SELECT id, slug, name, created_at FROM workspaces WHERE slug = ?1")?
+            .query_row([slug], workspace_from_row)
+            .optional()?,
+    )
+}
+
+const KEY_COLS: &str = "id, workspace_id, name, prefix, created_at, revoked_at";
+
+fn key_from_row(r: &Row<'_>) -> rusqlite::Result<ApiKey> {
+    Ok(ApiKey {
+        id: get_id(r, 0, ApiKeyId::from_slice)?,
+        workspace_id: get_id(r, 1, WorkspaceId::from_slice)?,
+        name: r.get(2)?,
+        prefix: r.get(3)?,
+        created_at: ts(r.get(4)?),
+        revoked_at: r.get::<_, Option<i64>>(5)?.map(ts),
+    })
+}
+
+pub(super) fn api_key_by_hash(c: &Connection, hash: [u8; 32]) -> Result<Option<ApiKey>> {
+    Ok(c.prepare_cached(&format!(
+        "SELECT {KEY_COLS} FROM api_keys WHERE secret_hash = ?1"
+    ))?
+    .query_row([&hash[..]], key_from_row)
+    .optional()?)
+}
+
+pub(super) fn list_api_keys(c: &Connection, ws: WorkspaceId) -> Result<Vec<ApiKey>> {
+    let mut stmt = c.prepare_cached(&format!(
+        "SELECT {KEY_COLS} FROM api_keys WHERE workspace_id = ?1 ORDER BY created_at DESC, id DESC"
+    ))?;
+    let rows = stmt.query_map([ws.as_bytes()], key_from_row)?;
+    Ok(rows.collect::<rusqlite::Result<_>>()?)
+}
+
+fn assistant_from_row(r: &Row<'_>) -> rusqlite::Result<Assistant> {
+    Ok(Assistant {
+        id: get_id(r, 0, AssistantId::from_slice)?,
+        name: r.get(1)?,
+        company: r.get(2)?,
+        mode: get_enum(r, 3)?,
+        created_at: ts(r.get(4)?),
+        version: r.get(5)?,
+        settings: sql::settings_from_text(&r.get::<_, String>(6)?),
+        updated_at: ts(r.get(7)?),
+    })
+}
+
+pub(super) fn list_assistants(c: &Connection, ws: WorkspaceId) -> Result<Vec<Assistant>> {
+    let mut stmt = c.prepare_cached(&format!(
+        "SELECT {ASSISTANT_COLS} FROM assistants WHERE workspace_id = ?1
+         ORDER BY name, company, id"
+    ))?;
+    let rows = stmt.query_map([ws.as_bytes()], assistant_from_row)?;
+    Ok(rows.collect::<rusqlite::Result<_>>()?)
+}
+
+pub(super) fn get_assistant(
+    c: &Connection,
+    ws: WorkspaceId,
+    id: AssistantId,
+) -> Result<Option<Assistant>> {
+    Ok(c.prepare_cached(&format!(
+        "SELECT {ASSISTANT_COLS} FROM assistants WHERE workspace_id = ?1 AND id = ?2"
+    ))?
+    .query_row(params![ws.as_bytes(), id.as_bytes()], assistant_from_row)
+    .optional()?)
+}
+
+pub(super) fn assistant_versions(
+    c: &Connection,
+    ws: WorkspaceId,
+    id: AssistantId,
+) -> Result<Option<Vec<AssistantVersion>>> {
+    if get_assistant(c, ws, id)?.is_none() {
+        return Ok(None);
+    }
+    let mut stmt = c.prepare_cached(
+        "SELECT version, name, company, mode, settings, created_at FROM assistant_versions
+          WHERE assistant_id = ?1 ORDER BY version DESC",
+    )?;
+    let rows = stmt.query_map([id.as_bytes()], |r| {
+        Ok(AssistantVersion {
+            version: r.get(0)?,
+            name: r.get(1)?,
+            company: r.get(2)?,
+            mode: get_enum(r, 3)?,
+            settings: sql::settings_from_text(&r.get::<_, String>(4)?),
+            created_at: ts(r.get(5)?),
+        })
+    })?;
+    Ok(Some(rows.collect::<rusqlite::Result<_>>()?))
+}
+
+fn summary_from_row(r: &Row<'_>) -> rusqlite::Result<(i64, ConversationSummary)> {
+    let rating: i64 = r.get(18)?;
+    let rating = match rating {
+        1..=5 => Some(StoredRating {
+            score: rating as u8,
+            comment: r.get(19)?,
+            rated_at: ts(r.get::<_, Option<i64>>(20)?.unwrap_or_default()),
+        }),
+        _ => None,
+    };
+    let sentiment = get_opt_enum(r, 21)?.map(|label| Sentiment {
+        label,
+        score: r.get(22).ok().flatten(),
+    });
+    let prompt: i64 = r.get(15)?;
+    let completion: i64 = r.get(16)?;
+    let mut s = ConversationSummary {
+        id: get_id(r, 1, ConversationId::from_slice)?,
+        external_id: r.get(2)?,
+        assistant: AssistantSummary {
+            id: get_id(r, 3, AssistantId::from_slice)?,
+            name: r.get(4)?,
+            company: r.get(5)?,
+        },
+        channel: get_enum(r, 6)?,
+        status: get_enum(r, 7)?,
+        contact: r.get(8)?,
+        session_id: r.get(9)?,
+        started_at: ts(r.get(10)?),
+        ended_at: r.get::<_, Option<i64>>(11)?.map(ts),
+        last_message_at: ts(r.get(12)?),
+        last_message_preview: r.get(13)?,
+        message_count: r.get(14)?,
+        usage: UsageTotals::from(Usage {
+            prompt_tokens: prompt,
+            completion_tokens: completion,
+        }),
+        cost_nanousd: r.get(17)?,
+        rating,
+        sentiment,
+        end_reason: r.get(23)?,
+        converted: r.get(24)?,
+        duration_ms: None,
+    };
+    s.compute_duration();
+    Ok((r.get(0)?, s))
+}
+
+fn variables_of(c: &Connection, pk: i64) -> Result<Vec<Variable>> {
+    let mut stmt = c.prepare_cached(
+        "SELECT key, value, source FROM variables WHERE conversation = ?1 ORDER BY key",
+    )?;
+    let rows = stmt.query_map([pk], |r| {
+        Ok(Variable {
+            key: r.get(0)?,
+            value: r.get(1)?,
+            source: get_enum(r, 2)?,
+        })
+    })?;
+    Ok(rows.collect::<rusqlite::Result<_>>()?)
+}
+
+fn detail_by(
+    c: &Connection,
+    ws: WorkspaceId,
+    id: ConversationId,
+) -> Result<Option<(i64, ConversationDetail)>> {
+    let sql = format!(
+        "SELECT {SUMMARY_COLS}, {DETAIL_COLS} {FROM_CONVERSATIONS} WHERE c.id = ?1 AND c.workspace_id = ?2"
+    );
+    let row = c
+        .prepare_cached(&sql)?
+        .query_row(params![id.as_bytes(), ws.as_bytes()], |r| {
+            let (pk, summary) = summary_from_row(r)?;
+            let memory: String = r.get(25)?;
+            Ok((
+                pk,
+                ConversationDetail {
+                    summary,
+                    variables: Vec::new(),
+                    memory: serde_json::from_str(&memory).unwrap_or_default(),
+                    stored_message_count: r.get(26)?,
+                    unpriced_message_count: r.get(27)?,
+                    has_voice: r.get(28)?,
+                    last_inbound_at: r.get::<_, Option<i64>>(29)?.map(ts),
+                    created_at: ts(r.get(30)?),
+                    updated_at: ts(r.get(31)?),
+                    assistant_version: r.get(32)?,
+                },
+            ))
+        })
+        .optional()?;
+    let Some((pk, mut detail)) = row else {
+        return Ok(None);
+    };
+    detail.variables = variables_of(c, pk)?;
+    Ok(Some((pk, detail)))
+}
+
+pub(super) fn get_conversation(
+    c: &Connection,
+    ws: WorkspaceId,
+    id: ConversationId,
+) -> Result<Option<ConversationDetail>> {
+    Ok(detail_by(c, ws, id)?.map(|(_, d)| d))
+}
+
+pub(super) fn conversation_total(c: &Connection, ws: WorkspaceId) -> Result<u64> {
+    let n: Option<i64> = c
+        .prepare_cached("SELECT conversation_count FROM workspaces WHERE id = ?1")?
+        .query_row([ws.as_bytes()], |r| r.get(0))
+        .optional()?;
+    Ok(n.unwrap_or(0).max(0) as u64)
+}
+
+fn to_value(p: &Param) -> Value {
+    match p {
+        Param::Int(i) => Value::Integer(*i),
+        Param::Text(t) => Value::Text(t.clone()),
+        Param::Uuid(u) => Value::Blob(u.as_bytes().to_vec()),
+        Param::IntList(_) => Value::Null,
+    }
+}
+
+/// Runs `sql` with its parameters bound (lists through the `rarray` module), mapping every row.
+fn query_rows<T>(
+    c: &Connection,
+    sql: &Sql,
+    mut map: impl FnMut(&Row<'_>) -> rusqlite::Result<T>,
+) -> Result<Vec<T>> {
+    let mut stmt = c.prepare_cached(&sql.text)?;
+    for (i, p) in sql.params.iter().enumerate() {
+        match p {
+            Param::IntList(list) => {
+                let values: Vec<Value> = list.iter().map(|v| Value::Integer(*v)).collect();
+                stmt.raw_bind_parameter(i + 1, Rc::new(values))?
+            }
+            other => stmt.raw_bind_parameter(i + 1, to_value(other))?,
+        }
+    }
+    let mut rows = stmt.raw_query();
+    let mut out = Vec::new();
+    while let Some(row) = rows.next()? {
+        out.push(map(row)?);
+    }
+    Ok(out)
+}
+
+/// Whether to walk the sort order with the date range as a filter (see
+/// `sql::date_range_is_wide`): only for non-date sorts; counts the range up to the crossover.
+fn walk_date_range(c: &Connection, ws: WorkspaceId, q: &ListQuery) -> Result<bool> {
+    if q.sort.key == parley_core::query::SortKey::Date
+        || (q.filter.from.is_none() && q.filter.to.is_none())
+    {
+        return Ok(false);
+    }
+    let total = conversation_total(c, ws)? as i64;
+    let cap = (51.0 * total.max(1) as f64).sqrt().ceil() as i64;
+    let n: i64 = c
+        .prepare_cached(
+            "SELECT count(*) FROM (SELECT 1 FROM conversations c INDEXED BY conversations_by_date
+              WHERE c.workspace_id = ?1 AND c.last_message_at >= ?2 AND c.last_message_at < ?3 LIMIT ?4)",
+        )?
+        .query_row(
+            params![ws.as_bytes(), q.filter.from.map_or(i64::MIN, |t| t.0), q.filter.to.map_or(i64::MAX, |t| t.0), cap],
+            |r| r.get(0),
+        )?;
+    Ok(sql::date_range_is_wide(n, total))
+}
+
+/// The names of the filter's assistants (see `sql::push_filters`).
+fn agent_names(c: &Connection, ws: WorkspaceId, f: &ConversationFilter) -> Result<Vec<String>> {
+    if f.assistants.is_empty() {
+        return Ok(Vec::new());
+    }
+    let ids: Vec<Value> = f
+        .assistants
+        .iter()
+        .map(|a| Value::Blob(a.as_bytes().to_vec()))
+        .collect();
+    let mut stmt = c.prepare_cached("SELECT DISTINCT name FROM assistants WHERE workspace_id = ?1 AND id IN rarray(?2) ORDER BY name")?;
+    let names = stmt.query_map(params![ws.as_bytes(), Rc::new(ids)], |r| r.get(0))?;
+    Ok(names.collect::<rusqlite::Result<_>>()?)
+}
+
+fn plan_search(c: &Connection, q: Option<&str>, probe_limit: usize) -> Result<SearchPlan> {
+    let Some(term) = q else {
+        return Ok(SearchPlan::None);
+    };
+    if term.chars().count() < 3 {
+        return Ok(sql::walk(term));
+    }
+    // The indexes keep no positions (detail=none): look up every trigram of the term, then
+    // verify each candidate row with the same test the walk uses, so results are exact.
+    let chars: Vec<char> = term.chars().collect();
+    let all_trigrams = chars
+        .windows(3)
+        .map(|w| format!("\"{}\"", w.iter().collect::<String>().replace('"', "\"\"")))
+        .collect::<Vec<_>>()
+        .join(" AND ");
+    let folded = parley_core::search::fold(term);
+    let mut stmt = c.prepare_cached(
+        "SELECT conversation FROM (
+             SELECT m.conversation AS conversation
+               FROM messages_fts f JOIN messages m ON m.pk = f.rowid
+              WHERE messages_fts MATCH ?1 AND parley_contains(m.content, ?3)
+             UNION
+             SELECT c.pk FROM conversations_fts f JOIN conversations c ON c.pk = f.rowid
+              WHERE conversations_fts MATCH ?1
+                AND (parley_contains(c.session_id, ?3) OR parley_contains(c.contact, ?3)
+                     OR parley_contains(c.assistant_name, ?3))
+         ) LIMIT ?2",
+    )?;
+    let pks: Vec<i64> = stmt
+        .query_map(params![all_trigrams, probe_limit as i64 + 1, folded], |r| {
+            r.get::<_, i64>(0)
+        })?
+        .collect::<rusqlite::Result<_>>()?;
+    if pks.len() > probe_limit {
+        return Ok(sql::walk(term));
+    }
+    Ok(SearchPlan::Candidates(pks))
+}
+
+/// Where `term` matched conversation `pk` (most recent visible message first).
+fn search_match(
+    c: &Connection,
+    pk: i64,
+    s: &ConversationSummary,
+    term: &str,
+) -> Result<Option<SearchMatch>> {
+    let folded = fold(term);
+    let hit: Option<(Vec<u8>, String)> = c
+        .prepare_cached(
+            "SELECT id, content FROM messages
+              WHERE conversation = ?1 AND visible_seq IS NOT NULL AND parley_contains(content, ?2)
+              ORDER BY visible_seq DESC LIMIT 1",
+        )?
+        .query_row(params![pk, folded], |r| Ok((r.get(0)?, r.get(1)?)))
+        .optional()?;
+    if let Some((id, content)) = hit
+        && let Some(snip) = snippet(&content, term, SNIPPET_CONTEXT)
+    {
+        return Ok(Some(SearchMatch {
+            field: "content",
+            message_id: MessageId::from_slice(&id),
+            snippet: snip,
+        }));
+    }
+    Ok(sql::field_match(s, term, SNIPPET_CONTEXT))
+}
+
+/// A page read one sort-key value at a time (see `sql::key_by_key_column`): up to
+/// `KEY_BY_KEY_MAX_STEPS` values, each one seek, then the remaining keys in one ordinary query.
+/// Returns up to `limit + 1` rows in sort order.
+fn key_by_key(
+    c: &Connection,
+    ws: WorkspaceId,
+    q: &ListQuery,
+    names: &[String],
+) -> Result<Vec<(i64, ConversationSummary)>> {
+    let want = q.limit.clamp(1, parley_core::query::MAX_LIMIT) as usize + 1;
+    let key_of = |r: &Row<'_>| -> rusqlite::Result<SortValue> {
+        Ok(match r.get_ref(0)? {
+            rusqlite::types::ValueRef::Integer(i) => SortValue::Int(i),
+            other => SortValue::Text(other.as_str()?.to_owned()),
+        })
+    };
+    let mut rows = Vec::new();
+    let mut key = q.cursor.as_ref().map(|cur| cur.key.clone());
+    let mut inclusive = true;
+    for _ in 0..sql::KEY_BY_KEY_MAX_STEPS {
+        let next = sql::next_key_query(Dialect::Sqlite, ws, q.sort, key.as_ref(), inclusive);
+        let Some(value) = query_rows(c, &next, key_of)?.pop() else {
+            return Ok(rows);
+        };
+        let page = sql::page_query(
+            Dialect::Sqlite,
+            ws,
+            q,
+            &SearchPlan::None,
+            &PageOptions {
+                agent_names: names,
+                key_equals: Some(&value),
+                ..Default::default()
+            },
+        );
+        rows.extend(query_rows(c, &page, summary_from_row)?);
+        if rows.len() >= want {
+            rows.truncate(want);
+            return Ok(rows);
+        }
+        key = Some(value);
+        inclusive = false;
+    }
+    // Many keys with few rows each: read what follows the last key visited in one query.
+    let Some(last) = key else { return Ok(rows) };
+    let rest = ListQuery {
+        cursor: Some(sql::cursor_past_key(q.sort, last)),
+        ..q.clone()
+    };
+    let page = sql::page_query(
+        Dialect::Sqlite,
+        ws,
+        &rest,
+        &SearchPlan::None,
+        &PageOptions {
+            agent_names: names,
+            ..Default::default()
+        },
+    );
+    rows.extend(query_rows(c, &page, summary_from_row)?);
+    rows.truncate(want);
+    Ok(rows)
+}
+
+pub(super) fn list_conversations(
+    c: &Connection,
+    ws: WorkspaceId,
+    q: &ListQuery,
+    probe_limit: usize,
+    bounded_walk: i64,
+) -> Result<ConversationPage> {
+    let limit = q.limit.clamp(1, parley_core::query::MAX_LIMIT) as usize;
+    let names = agent_names(c, ws, &q.filter)?;
+    let date_as_filter = walk_date_range(c, ws, q)?;
+    // A term that fills the page among the first conversations in order is common: that walk
+    // is the page. Otherwise ask the index (see the module docs).
+    let mut found = None;
+    if let Some(term) = q
+        .filter
+        .q
+        .as_deref()
+        .filter(|t| bounded_walk > 0 && t.chars().count() >= 3)
+    {
+        let sql = sql::page_query(
+            Dialect::Sqlite,
+            ws,
+            q,
+            &sql::walk(term),
+            &PageOptions {
+                bound: Some(bounded_walk),
+                agent_names: &names,
+                date_as_filter,
+                key_equals: None,
+            },
+        );
+        let rows = query_rows(c, &sql, summary_from_row)?;
+        if rows.len() > limit {
+            found = Some(rows);
+        }
+    }
+    if found.is_none() && sql::key_by_key_column(q).is_some() {
+        found = Some(key_by_key(c, ws, q, &names)?);
+    }
+    let mut rows = match found {
+        Some(rows) => rows,
+        None => {
+            let plan = plan_search(c, q.filter.q.as_deref(), probe_limit)?;
+            if plan == SearchPlan::Candidates(Vec::new()) {
+                return Ok(ConversationPage {
+                    items: Vec::new(),
+                    next_cursor: None,
+                });
+            }
+            query_rows(
+                c,
+                &sql::page_query(
+                    Dialect::Sqlite,
+                    ws,
+                    q,
+                    &plan,
+                    &PageOptions {
+                        agent_names: &names,
+                        date_as_filter,
+                        ..Default::default()
+                    },
+                ),
+                summary_from_row,
+            )?
+        }
+    };
+    let has_more = rows.len() > limit;
+    rows.truncate(limit);
+    let next_cursor = if has_more {
+        rows.last().map(|(_, s)| Cursor::after(q.sort, s).encode())
+    } else {
+        None
+    };
+    let mut items = Vec::with_capacity(rows.len());
+    for (pk, summary) in rows {
+        let search_match = match &q.filter.q {
+            Some(term) => search_match(c, pk, &summary, term)?,
+            None => None,
+        };
+        items.push(ListedConversation {
+            conversation: summary,
+            search_match,
+        });
+    }
+    Ok(ConversationPage { items, next_cursor })
+}
+
+pub(super) fn count_conversations(
+    c: &Connection,
+    ws: WorkspaceId,
+    f: &ConversationFilter,
+    probe_limit: usize,
+) -> Result<ConversationCount> {
+    if f.is_empty() {
+        return Ok(ConversationCount {
+            count: conversation_total(c, ws)?,
+            exact: true,
+        });
+    }
+    let plan = plan_search(c, f.q.as_deref(), probe_limit)?;
+    if let SearchPlan::Candidates(pks) = &plan
+        && pks.is_empty()
+    {
+        return Ok(ConversationCount {
+            count: 0,
+            exact: true,
+        });
+    }
+    let capped = matches!(plan, SearchPlan::Walk { .. });
+    let mut sql = Sql::new(
+        Dialect::Sqlite,
+        "SELECT count(*) FROM (SELECT 1 FROM conversations c",
+    );
+    push_filters(&mut sql, ws, f, &plan, &agent_names(c, ws, f)?);
+    if capped {
+        let l = sql.bind(Param::Int(SEARCH_COUNT_CAP as i64));
+        sql.push(&format!(" LIMIT {l}"));
+    }
+    sql.push(")");
+    let n = query_rows(c, &sql, |r| r.get::<_, i64>(0))?
+        .first()
+        .copied()
+        .unwrap_or(0) as u64;
+    Ok(ConversationCount {
+        count: n,
+        exact: !(capped && n >= SEARCH_COUNT_CAP),
+    })
+}
+
+fn message_from_row(r: &Row<'_>) -> rusqlite::Result<Message> {
+    let prompt: Option<i64> = r.get(6)?;
+    let completion: Option<i64> = r.get(7)?;
+    let usage = match (prompt, completion) {
+        (None, None) => None,
+        (p, c) => Some(Usage {
+            prompt_tokens: p.unwrap_or(0),
+            completion_tokens: c.unwrap_or(0),
+        }),
+    };
+    Ok(Message {
+        id: get_id(r, 0, MessageId::from_slice)?,
+        external_id: r.get(1)?,
+        role: get_enum(r, 2)?,
+        content: r.get(3)?,
+        created_at: ts(r.get(4)?),
+        model: r.get(5)?,
+        usage,
+        cost_nanousd: r.get(8)?,
+        cost_source: r
+            .get::<_, Option<String>>(9)?
+            .and_then(|s| CostSource::parse(&s)),
+        meta: sql::meta_from_text(r.get::<_, Option<String>>(10)?.as_deref()),
+    })
+}
+
+pub(super) fn list_messages(
+    c: &Connection,
+    ws: WorkspaceId,
+    id: ConversationId,
+    q: &TranscriptQuery,
+) -> Result<Option<MessagePage>> {
+    let found: Option<(i64, i64, i64)> = c
+        .prepare_cached(
+            "SELECT pk, stored_message_count, message_count FROM conversations
+              WHERE id = ?1 AND workspace_id = ?2",
+        )?
+        .query_row(params![id.as_bytes(), ws.as_bytes()], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+        })
+        .optional()?;
+    let Some((pk, stored, visible)) = found else {
+        return Ok(None);
+    };
+    let (total, column) = if q.include_hidden {
+        (stored, "seq")
+    } else {
+        (visible, "visible_seq")
+    };
+    let per_page = q.per_page.max(1);
+    let total_pages = (total + per_page as i64 - 1) / per_page as i64;
+    let items = match q.position_range(total) {
+        None => Vec::new(),
+        Some((lo, hi)) => {
+            let dir = if q.newest_first { "DESC" } else { "ASC" };
+            let sql = format!(
+                "SELECT {MESSAGE_COLS} FROM messages WHERE conversation = ?1 AND {column} BETWEEN ?2 AND ?3
+                 ORDER BY {column} {dir}"
+            );
+            let mut stmt = c.prepare_cached(&sql)?;
+            let rows = stmt.query_map(params![pk, lo, hi], message_from_row)?;
+            rows.collect::<rusqlite::Result<_>>()?
+        }
+    };
+    Ok(Some(MessagePage {
+        items,
+        page: q.page,
+        per_page,
+        total,
+        total_pages,
+    }))
+}
+
+pub(super) fn export_conversations(
+    c: &Connection,
+    ws: WorkspaceId,
+    ids: &[ConversationId],
+) -> Result<Vec<ConversationExport>> {
+    let mut out = Vec::with_capacity(ids.len());
+    for id in ids {
+        let Some((pk, detail)) = detail_by(c, ws, *id)? else {
+            continue;
+        };
+        let mut stmt = c.prepare_cached(&format!(
+            "SELECT {MESSAGE_COLS} FROM messages WHERE conversation = ?1 ORDER BY seq"
+        ))?;
+        let messages = stmt
+            .query_map([pk], message_from_row)?
+            .collect::<rusqlite::Result<Vec<_>>>()?;
+        out.push(ConversationExport { detail, messages });
+    }
+    Ok(out)
+}
+
+const USER_COLS: &str = "u.id, u.workspace_id, u.email, u.role, u.created_at";
+
+fn user_from_row(r: &Row<'_>) -> rusqlite::Result<User> {
+    Ok(User {
+        id: get_id(r, 0, UserId::from_slice)?,
+        workspace_id: get_id(r, 1, WorkspaceId::from_slice)?,
+        email: r.get(2)?,
+        role: get_enum(r, 3)?,
+        created_at: ts(r.get(4)?),
+    })
+}
+
+pub(super) fn user_for_login(c: &Connection, email: &str) -> Result<Option<(User, String)>> {
+    Ok(c.prepare_cached(&format!(
+        "SELECT {USER_COLS}, u.password_hash FROM users u WHERE u.email = ?1"
+    ))?
+    .query_row([email], |r| Ok((user_from_row(r)?, r.get(5)?)))
+    .optional()?)
+}
+
+pub(super) fn list_users(c: &Connection, ws: WorkspaceId) -> Result<Vec<User>> {
+    let mut stmt = c.prepare_cached(&format!(
+        "SELECT {USER_COLS} FROM users u WHERE u.workspace_id = ?1 ORDER BY u.email"
+    ))?;
+    let rows = stmt.query_map([ws.as_bytes()], user_from_row)?;
+    Ok(rows.collect::<rusqlite::Result<_>>()?)
+}
+
+pub(super) fn session(
+    c: &Connection,
+    token_hash: [u8; 32],
+    now: Timestamp,
+) -> Result<Option<SessionRecord>> {
+    Ok(c.prepare_cached(&format!(
+        "SELECT {USER_COLS}, s.csrf_token, s.expires_at FROM sessions s JOIN users u ON u.id = s.user_id
+          WHERE s.token_hash = ?1 AND s.expires_at > ?2"
+    ))?
+    .query_row(params![&token_hash[..], now.0], |r| {
+        Ok(SessionRecord { user: user_from_row(r)?, csrf_token: r.get(5)?, expires_at: ts(r.get(6)?) })
+    })
+    .optional()?)
+}
+
+pub(super) fn login_failures_since(c: &Connection, subject: &str, since: Timestamp) -> Result<u64> {
+    let n: i64 = c
+        .prepare_cached("SELECT count(*) FROM login_failures WHERE subject = ?1 AND at >= ?2")?
+        .query_row(params![subject, since.0], |r| r.get(0))?;
+    Ok(n as u64)
+}
+
+pub(super) fn export_users(c: &Connection, ws: WorkspaceId) -> Result<Vec<(User, String)>> {
+    let mut stmt = c.prepare_cached(&format!(
+        "SELECT {USER_COLS}, u.password_hash FROM users u WHERE u.workspace_id = ?1 ORDER BY u.email"
+    ))?;
+    let rows = stmt.query_map([ws.as_bytes()], |r| Ok((user_from_row(r)?, r.get(5)?)))?;
+    Ok(rows.collect::<rusqlite::Result<_>>()?)
+}
+
+pub(super) fn export_api_keys(c: &Connection, ws: WorkspaceId) -> Result<Vec<(ApiKey, [u8; 32])>> {
+    let mut stmt = c.prepare_cached(&format!(
+        "SELECT {KEY_COLS}, secret_hash FROM api_keys WHERE workspace_id = ?1 ORDER BY created_at, id"
+    ))?;
+    let rows = stmt.query_map([ws.as_bytes()], |r| {
+        let hash: Vec<u8> = r.get(6)?;
+        let hash: [u8; 32] = hash
+            .try_into()
+            .map_err(|_| conversion_error(6, "key hash"))?;
+        Ok((key_from_row(r)?, hash))
+    })?;
+    Ok(rows.collect::<rusqlite::Result<_>>()?)
+}

@@ -1,0 +1,1758 @@
+//! The store conformance suite: one "database story" per test, written against `dyn Store`
+//! and run against every backend (the `backends!` macro at the bottom instantiates each test
+//! per backend). Every test gets a fresh, empty database.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+
+use parley_core::assistant::AssistantSettings;
+use parley_core::model::{
+    AssistantRef, ConversationPatch, MessageError, MessageMeta, Rating, Sentiment, ToolCall,
+    Variable,
+};
+use parley_core::pricing::{CostSource, Usage};
+use parley_core::query::{ConversationFilter, Cursor, ListQuery, Sort, TranscriptQuery};
+use parley_core::{
+    AssistantMode, Channel, ConversationId, ConversationStatus, MessageId, Role, SentimentLabel,
+    Timestamp, VariableSource, WorkspaceId,
+};
+use parley_store::{
+    IngestBatch, IngestTarget, MessageOutcome, NewAssistant, NewConversation, NewMessage, Store,
+    StoreError,
+};
+
+const T0: i64 = 1_785_000_000_000; // 2026-07-25T17:20:00Z
+
+fn msg(role: Role, content: &str, at: i64) -> NewMessage {
+    NewMessage {
+        id: MessageId::new(),
+        id_from_client: false,
+        external_id: None,
+        role,
+        content: content.to_owned(),
+        created_at: Timestamp(at),
+        model: None,
+        usage: None,
+        cost_nanousd: None,
+        cost_source: None,
+        meta: Default::default(),
+    }
+}
+
+fn ext(mut m: NewMessage, id: &str) -> NewMessage {
+    m.external_id = Some(id.to_owned());
+    m
+}
+
+fn conv(assistant: &str, started: i64) -> NewConversation {
+    NewConversation {
+        id: ConversationId::new(),
+        id_from_client: false,
+        external_id: None,
+        assistant: AssistantRef {
+            id: None,
+            name: Some(assistant.to_owned()),
+            company: Some("Acme".into()),
+        },
+        channel: Channel::Widget,
+        status: ConversationStatus::Active,
+        contact: None,
+        session_id: None,
+        started_at: Timestamp(started),
+        ended_at: None,
+        end_reason: None,
+        rating: None,
+        sentiment: None,
+        converted: None,
+        variables: Vec::new(),
+        memory: Default::default(),
+        assistant_version: None,
+    }
+}
+
+fn new_batch(c: NewConversation, messages: Vec<NewMessage>) -> IngestBatch {
+    IngestBatch {
+        target: IngestTarget::New(Box::new(c)),
+        messages,
+    }
+}
+
+async fn workspace(store: &dyn Store, slug: &str) -> WorkspaceId {
+    store.create_workspace(slug, slug).await.unwrap().id
+}
+
+async fn create(
+    store: &dyn Store,
+    ws: WorkspaceId,
+    c: NewConversation,
+    messages: Vec<NewMessage>,
+) -> ConversationId {
+    let out = store
+        .ingest(ws, vec![new_batch(c, messages)])
+        .await
+        .unwrap();
+    out[0].conversation_id
+}
+
+fn list(filter: ConversationFilter, sort: &str, limit: u32) -> ListQuery {
+    ListQuery {
+        filter,
+        sort: sort.parse().unwrap(),
+        limit,
+        cursor: None,
+    }
+}
+
+fn q(term: &str) -> ConversationFilter {
+    ConversationFilter {
+        q: Some(term.to_owned()),
+        ..Default::default()
+    }
+}
+
+async fn ids(store: &dyn Store, ws: WorkspaceId, query: ListQuery) -> Vec<ConversationId> {
+    store
+        .list_conversations(ws, &query)
+        .await
+        .unwrap()
+        .items
+        .into_iter()
+        .map(|c| c.conversation.id)
+        .collect()
+}
+
+async fn workspaces_and_api_keys(store: Arc<dyn Store>) {
+    let ws = store.create_workspace("acme", "Acme Inc").await.unwrap();
+    assert!(matches!(
+        store.create_workspace("acme", "Other").await,
+        Err(StoreError::Conflict {
+            code: "workspace_exists",
+            ..
+        })
+    ));
+    assert_eq!(
+        store.workspace_by_slug("acme").await.unwrap().unwrap().id,
+        ws.id
+    );
+    assert_eq!(store.list_workspaces().await.unwrap().len(), 1);
+
+    let key = store
+        .create_api_key(ws.id, "ci", "pk_abcd", [7; 32])
+        .await
+        .unwrap();
+    let found = store.api_key_by_hash([7; 32]).await.unwrap().unwrap();
+    assert_eq!(
+        (found.id, found.workspace_id, found.revoked_at),
+        (key.id, ws.id, None)
+    );
+    assert!(store.api_key_by_hash([8; 32]).await.unwrap().is_none());
+    store.revoke_api_key(ws.id, key.id).await.unwrap();
+    assert!(
+        store
+            .api_key_by_hash([7; 32])
+            .await
+            .unwrap()
+            .unwrap()
+            .revoked_at
+            .is_some()
+    );
+    let other = workspace(&*store, "other").await;
+    assert!(matches!(
+        store.revoke_api_key(other, key.id).await,
+        Err(StoreError::NotFound { .. })
+    ));
+}
+
+async fn assistants_are_unique_by_name_and_company(store: Arc<dyn Store>) {
+    let ws = workspace(&*store, "w").await;
+    let input = NewAssistant {
+        name: "Ava".into(),
+        company: "Acme".into(),
+        mode: AssistantMode::Hybrid,
+        settings: Default::default(),
+    };
+    let a = store.create_assistant(ws, &input).await.unwrap();
+    assert!(matches!(
+        store.create_assistant(ws, &input).await,
+        Err(StoreError::Conflict {
+            code: "assistant_exists",
+            ..
+        })
+    ));
+    let b = store
+        .create_assistant(
+            ws,
+            &NewAssistant {
+                company: "Other".into(),
+                ..input.clone()
+            },
+        )
+        .await
+        .unwrap();
+    let all = store.list_assistants(ws).await.unwrap();
+    assert_eq!(
+        all.iter().map(|x| x.id).collect::<Vec<_>>(),
+        vec![a.id, b.id]
+    );
+    assert_eq!(
+        store.get_assistant(ws, a.id).await.unwrap().unwrap().mode,
+        AssistantMode::Hybrid
+    );
+    // A conversation naming an existing assistant reuses it; a new name creates one.
+    let mut c = conv("Ava", T0);
+    c.assistant.company = Some("Acme".into());
+    let id = create(&*store, ws, c, vec![]).await;
+    assert_eq!(
+        store
+            .get_conversation(ws, id)
+            .await
+            .unwrap()
+            .unwrap()
+            .summary
+            .assistant
+            .id,
+        a.id
+    );
+    create(&*store, ws, conv("Brand New", T0), vec![]).await;
+    assert_eq!(store.list_assistants(ws).await.unwrap().len(), 3);
+    // By id: must be in the workspace.
+    let other = workspace(&*store, "o").await;
+    let mut c = conv("x", T0);
+    c.assistant = AssistantRef {
+        id: Some(a.id),
+        name: None,
+        company: None,
+    };
+    let err = store
+        .ingest(other, vec![new_batch(c, vec![])])
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::NotFound { what: "assistant" }));
+}
+
+/// Every change makes a version; the history keeps each; a stale expected version is refused;
+/// a rename reaches the assistant's conversations (their sort and search key).
+async fn assistants_keep_versions(store: Arc<dyn Store>) {
+    let ws = workspace(&*store, "w").await;
+    let settings: AssistantSettings = serde_json::from_value(serde_json::json!({
+        "provider": {"base_url": "http://127.0.0.1:9/v1", "model": "gpt-4o-mini",
+                     "api_key": {"kind": "env", "name": "OPENAI_API_KEY"}},
+        "system_prompt": "Be brief.",
+        "memory_fields": [{"name": "email", "description": "Their email"}]
+    }))
+    .unwrap();
+    let v1 = NewAssistant {
+        name: "Ava".into(),
+        company: "Acme".into(),
+        mode: AssistantMode::Active,
+        settings: settings.clone(),
+    };
+    let a = store.create_assistant(ws, &v1).await.unwrap();
+    assert_eq!((a.version, &a.settings), (1, &settings));
+    let id = create(&*store, ws, conv("Ava", T0), vec![]).await;
+    let mut changed = settings.clone();
+    changed.system_prompt = "Be very brief.".into();
+    let v2 = NewAssistant {
+        name: "Ava Prime".into(),
+        settings: changed.clone(),
+        ..v1.clone()
+    };
+    let b = store
+        .update_assistant(ws, a.id, &v2, Some(1))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (b.version, b.name.as_str(), b.created_at),
+        (2, "Ava Prime", a.created_at)
+    );
+    assert_eq!(store.get_assistant(ws, a.id).await.unwrap().unwrap(), b);
+    assert!(matches!(
+        store.update_assistant(ws, a.id, &v1, Some(1)).await,
+        Err(StoreError::Conflict {
+            code: "version_conflict",
+            ..
+        })
+    ));
+    let history = store.assistant_versions(ws, a.id).await.unwrap().unwrap();
+    assert_eq!(
+        history
+            .iter()
+            .map(|v| (
+                v.version,
+                v.name.as_str(),
+                v.settings.system_prompt.as_str()
+            ))
+            .collect::<Vec<_>>(),
+        vec![(2, "Ava Prime", "Be very brief."), (1, "Ava", "Be brief.")]
+    );
+    let renamed = store.get_conversation(ws, id).await.unwrap().unwrap();
+    assert_eq!(renamed.summary.assistant.name, "Ava Prime");
+    assert_eq!(
+        ids(&*store, ws, list(q("prime"), "-date", 10)).await,
+        vec![id],
+        "the new name is searchable"
+    );
+    // Another workspace sees nothing.
+    let other = workspace(&*store, "o").await;
+    assert_eq!(
+        store
+            .update_assistant(other, a.id, &v1, None)
+            .await
+            .unwrap(),
+        None
+    );
+    assert_eq!(store.assistant_versions(other, a.id).await.unwrap(), None);
+    // A name and company another assistant has is a conflict.
+    store
+        .create_assistant(
+            ws,
+            &NewAssistant {
+                name: "Bo".into(),
+                ..v1.clone()
+            },
+        )
+        .await
+        .unwrap();
+    assert!(matches!(
+        store
+            .update_assistant(
+                ws,
+                a.id,
+                &NewAssistant {
+                    name: "Bo".into(),
+                    ..v1.clone()
+                },
+                None
+            )
+            .await,
+        Err(StoreError::Conflict {
+            code: "assistant_exists",
+            ..
+        })
+    ));
+}
+
+/// Message meta (tool calls, errors, estimates) and the conversation's assistant version are
+/// stored and read back exactly; tool messages stay hidden from the transcript.
+async fn message_meta_round_trips(store: Arc<dyn Store>) {
+    let ws = workspace(&*store, "w").await;
+    let mut c = conv("Ava", T0);
+    c.assistant_version = Some(3);
+    let mut call = msg(Role::Tool, "", T0 + 1);
+    call.meta = MessageMeta {
+        tool_calls: vec![ToolCall {
+            id: "call_1".into(),
+            name: "save_memory".into(),
+            arguments: r#"{"field":"email","value":"a@b.c"}"#.into(),
+        }],
+        finish_reason: Some("tool_calls".into()),
+        assistant_version: Some(3),
+        ..Default::default()
+    };
+    let mut result = msg(Role::Tool, r#"{"saved":"email"}"#, T0 + 2);
+    result.meta.tool_call_id = Some("call_1".into());
+    let mut failed = msg(Role::Assistant, "Sorry, I cannot answer right now.", T0 + 3);
+    failed.meta = MessageMeta {
+        error: Some(MessageError {
+            code: "provider_timeout".into(),
+            message: "no answer within 60 s".into(),
+        }),
+        usage_estimated: true,
+        history_dropped: Some(4),
+        ..Default::default()
+    };
+    let id = create(
+        &*store,
+        ws,
+        c,
+        vec![
+            msg(Role::User, "hi", T0),
+            call.clone(),
+            result.clone(),
+            failed.clone(),
+        ],
+    )
+    .await;
+    let export = store.export_conversations(ws, &[id]).await.unwrap();
+    let stored: Vec<&MessageMeta> = export[0].messages.iter().map(|m| &m.meta).collect();
+    assert_eq!(
+        stored,
+        vec![
+            &MessageMeta::default(),
+            &call.meta,
+            &result.meta,
+            &failed.meta
+        ]
+    );
+    assert_eq!(export[0].detail.assistant_version, Some(3));
+    let page = store
+        .list_messages(
+            ws,
+            id,
+            &TranscriptQuery {
+                newest_first: false,
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        page.items.iter().map(|m| m.role).collect::<Vec<_>>(),
+        vec![Role::User, Role::Assistant],
+        "tool messages are stored but hidden"
+    );
+    assert_eq!(page.items[1].meta, failed.meta);
+}
+
+async fn ingest_keeps_counters(store: Arc<dyn Store>) {
+    let ws = workspace(&*store, "w").await;
+    assert_eq!(store.conversation_total(ws).await.unwrap(), 0);
+    let mut priced = msg(Role::Assistant, "Hello **there**", T0 + 2_000);
+    priced.model = Some("gpt-4o".into());
+    priced.usage = Some(Usage {
+        prompt_tokens: 100,
+        completion_tokens: 20,
+    });
+    priced.cost_nanousd = Some(450_000);
+    priced.cost_source = Some(CostSource::PriceTable);
+    let mut unpriced = msg(Role::Assistant, "Second answer", T0 + 4_000);
+    unpriced.usage = Some(Usage {
+        prompt_tokens: 5,
+        completion_tokens: 5,
+    });
+    unpriced.cost_source = Some(CostSource::UnknownModel);
+    let mut c = conv("Ava", T0);
+    c.variables = vec![Variable {
+        key: "email".into(),
+        value: "a@b.c".into(),
+        source: VariableSource::PreChat,
+    }];
+    c.memory = serde_json::json!({"name": "Alice", "nested": {"a": [1, 2]}})
+        .as_object()
+        .unwrap()
+        .clone();
+    let id = create(
+        &*store,
+        ws,
+        c,
+        vec![
+            msg(Role::System, "You are helpful", T0),
+            msg(Role::User, "Hi", T0 + 1_000),
+            priced,
+            msg(Role::User, "Thanks", T0 + 3_000),
+            msg(Role::Tool, "{\"ok\":true}", T0 + 3_500),
+            unpriced,
+        ],
+    )
+    .await;
+    let d = store.get_conversation(ws, id).await.unwrap().unwrap();
+    let s = &d.summary;
+    assert_eq!(s.message_count, 4, "visible messages");
+    assert_eq!(d.stored_message_count, 6);
+    assert_eq!(
+        (
+            s.usage.prompt_tokens,
+            s.usage.completion_tokens,
+            s.usage.total_tokens
+        ),
+        (105, 25, 130)
+    );
+    assert_eq!(s.cost_nanousd, 450_000);
+    assert_eq!(d.unpriced_message_count, 1);
+    assert_eq!(s.last_message_at, Timestamp(T0 + 4_000));
+    assert_eq!(s.last_message_preview.as_deref(), Some("Second answer"));
+    assert_eq!(d.last_inbound_at, Some(Timestamp(T0 + 3_000)));
+    assert_eq!(s.duration_ms, None, "active: ongoing");
+    assert_eq!(d.variables.len(), 1);
+    assert_eq!(d.memory["nested"]["a"][1], 2, "memory kept exactly");
+    assert_eq!(d.memory.keys().collect::<Vec<_>>(), ["name", "nested"]);
+    let patched = store
+        .update_conversation(
+            ws,
+            id,
+            &serde_json::from_value(serde_json::json!({"memory": {"zeta": 1, "alpha": 2}}))
+                .unwrap(),
+        )
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        patched.memory.keys().collect::<Vec<_>>(),
+        ["name", "nested", "zeta", "alpha"],
+        "key order as stored"
+    );
+    assert_eq!(store.conversation_total(ws).await.unwrap(), 1);
+    // Appending updates the counters again.
+    store
+        .ingest(
+            ws,
+            vec![IngestBatch {
+                target: IngestTarget::Existing(id),
+                messages: vec![msg(Role::Agent, "A human here", T0 + 9_000)],
+            }],
+        )
+        .await
+        .unwrap();
+    let d = store.get_conversation(ws, id).await.unwrap().unwrap();
+    assert_eq!((d.summary.message_count, d.stored_message_count), (5, 7));
+    assert_eq!(
+        d.summary.last_message_preview.as_deref(),
+        Some("A human here")
+    );
+}
+
+async fn ingest_is_idempotent(store: Arc<dyn Store>) {
+    let ws = workspace(&*store, "w").await;
+    let mut c = conv("Ava", T0);
+    c.external_id = Some("chat-1".into());
+    let messages = vec![
+        ext(msg(Role::User, "one", T0), "m1"),
+        msg(Role::Assistant, "two", T0 + 1),
+    ];
+    let first = store
+        .ingest(ws, vec![new_batch(c.clone(), messages.clone())])
+        .await
+        .unwrap();
+    assert!(first[0].created);
+    assert_eq!(first[0].stored(), 2);
+    // The same request again (a client retry): the same conversation, nothing stored twice.
+    let mut retry = c.clone();
+    retry.id = ConversationId::new();
+    let again = store
+        .ingest(ws, vec![new_batch(retry, messages.clone())])
+        .await
+        .unwrap();
+    assert_eq!(again[0].conversation_id, first[0].conversation_id);
+    assert!(!again[0].created);
+    assert!(matches!(
+        again[0].messages[0],
+        MessageOutcome::Duplicate { .. }
+    ));
+    assert_eq!(again[0].messages[1], MessageOutcome::Skipped);
+    assert_eq!(store.conversation_total(ws).await.unwrap(), 1);
+    // Appends de-duplicate by external id, also within one batch.
+    let id = first[0].conversation_id;
+    let out = store
+        .ingest(
+            ws,
+            vec![IngestBatch {
+                target: IngestTarget::Existing(id),
+                messages: vec![
+                    ext(msg(Role::User, "one again", T0 + 5), "m1"),
+                    ext(msg(Role::User, "three", T0 + 6), "m3"),
+                    ext(msg(Role::User, "three again", T0 + 7), "m3"),
+                ],
+            }],
+        )
+        .await
+        .unwrap();
+    assert_eq!(out[0].stored(), 1);
+    let d = store.get_conversation(ws, id).await.unwrap().unwrap();
+    assert_eq!(d.summary.message_count, 3);
+    // Two creates of one new external id in one request: one conversation.
+    let mut twin = conv("Ava", T0);
+    twin.external_id = Some("chat-2".into());
+    let out = store
+        .ingest(
+            ws,
+            vec![
+                new_batch(twin.clone(), vec![ext(msg(Role::User, "a", T0), "x1")]),
+                new_batch(
+                    NewConversation {
+                        id: ConversationId::new(),
+                        ..twin
+                    },
+                    vec![ext(msg(Role::User, "b", T0 + 1), "x2")],
+                ),
+            ],
+        )
+        .await
+        .unwrap();
+    assert_eq!(out[0].conversation_id, out[1].conversation_id);
+    assert!(out[0].created && !out[1].created);
+    assert_eq!(
+        store
+            .get_conversation(ws, out[0].conversation_id)
+            .await
+            .unwrap()
+            .unwrap()
+            .summary
+            .message_count,
+        2
+    );
+    // Export ids: a re-import of the same ids stores nothing.
+    let export = store
+        .export_conversations(ws, &[id])
+        .await
+        .unwrap()
+        .remove(0);
+    let mut by_id = conv("Ava", T0);
+    by_id.id = id;
+    by_id.id_from_client = true;
+    let replay: Vec<NewMessage> = export
+        .messages
+        .iter()
+        .map(|m| NewMessage {
+            id: m.id,
+            id_from_client: true,
+            ..msg(m.role, &m.content, m.created_at.0)
+        })
+        .collect();
+    let out = store
+        .ingest(ws, vec![new_batch(by_id.clone(), replay)])
+        .await
+        .unwrap();
+    assert!(!out[0].created && out[0].stored() == 0);
+    // The same client id in another workspace is a conflict, not a silent second record.
+    let other = workspace(&*store, "o").await;
+    let err = store
+        .ingest(other, vec![new_batch(by_id, vec![])])
+        .await
+        .unwrap_err();
+    assert!(matches!(
+        err,
+        StoreError::Conflict {
+            code: "id_conflict",
+            ..
+        }
+    ));
+}
+
+async fn ingest_batches_are_atomic(store: Arc<dyn Store>) {
+    let ws = workspace(&*store, "w").await;
+    let good = new_batch(conv("Ava", T0), vec![msg(Role::User, "kept?", T0)]);
+    let bad = IngestBatch {
+        target: IngestTarget::Existing(ConversationId::new()),
+        messages: vec![msg(Role::User, "x", T0)],
+    };
+    let err = store.ingest(ws, vec![good, bad]).await.unwrap_err();
+    assert!(matches!(
+        err,
+        StoreError::NotFound {
+            what: "conversation"
+        }
+    ));
+    assert_eq!(store.conversation_total(ws).await.unwrap(), 0);
+    assert!(
+        ids(&*store, ws, list(Default::default(), "-date", 50))
+            .await
+            .is_empty()
+    );
+    assert!(
+        store.list_assistants(ws).await.unwrap().is_empty(),
+        "the assistant created on the way is rolled back too"
+    );
+}
+
+async fn patch_updates_and_merges(store: Arc<dyn Store>) {
+    let ws = workspace(&*store, "w").await;
+    let mut c = conv("Ava", T0);
+    c.variables = vec![
+        Variable {
+            key: "a".into(),
+            value: "1".into(),
+            source: VariableSource::PreChat,
+        },
+        Variable {
+            key: "b".into(),
+            value: "2".into(),
+            source: VariableSource::Extracted,
+        },
+    ];
+    c.memory = serde_json::json!({"keep": 1, "drop": 2})
+        .as_object()
+        .unwrap()
+        .clone();
+    let id = create(&*store, ws, c, vec![msg(Role::User, "hi", T0 + 10_000)]).await;
+    let patch: ConversationPatch = serde_json::from_value(serde_json::json!({
+        "status": "closed", "ended_at": "2026-07-25T17:30:00Z", "end_reason": "visitor_closed",
+        "rating": {"score": 4, "comment": "good"}, "sentiment": {"label": "positive", "score": 0.8},
+        "converted": true, "contact": "+49 170 000",
+        "variables": [{"key": "b", "value": "3", "source": "post_conversation"}, {"key": "c", "value": "4"}],
+        "memory": {"drop": null, "added": {"x": true}}
+    }))
+    .unwrap();
+    let d = store
+        .update_conversation(ws, id, &patch)
+        .await
+        .unwrap()
+        .unwrap();
+    let s = &d.summary;
+    assert_eq!(s.status, ConversationStatus::Closed);
+    assert_eq!(
+        s.ended_at,
+        Some(Timestamp::parse_rfc3339("2026-07-25T17:30:00Z").unwrap())
+    );
+    assert_eq!(s.duration_ms, Some(600_000));
+    assert_eq!(s.end_reason.as_deref(), Some("visitor_closed"));
+    assert_eq!(
+        s.rating.as_ref().map(|r| (r.score, r.comment.clone())),
+        Some((4, Some("good".into())))
+    );
+    assert_eq!(
+        s.sentiment,
+        Some(Sentiment {
+            label: SentimentLabel::Positive,
+            score: Some(0.8)
+        })
+    );
+    assert_eq!(
+        (s.converted, s.contact.as_deref()),
+        (Some(true), Some("+49 170 000"))
+    );
+    let vars: Vec<(&str, &str, VariableSource)> = d
+        .variables
+        .iter()
+        .map(|v| (v.key.as_str(), v.value.as_str(), v.source))
+        .collect();
+    assert_eq!(
+        vars,
+        vec![
+            ("a", "1", VariableSource::PreChat),
+            ("b", "3", VariableSource::PostConversation),
+            ("c", "4", VariableSource::Api)
+        ]
+    );
+    assert_eq!(
+        serde_json::Value::Object(d.memory.clone()),
+        serde_json::json!({"keep": 1, "added": {"x": true}})
+    );
+    // null removes the rating.
+    let d = store
+        .update_conversation(
+            ws,
+            id,
+            &serde_json::from_value(serde_json::json!({"rating": null})).unwrap(),
+        )
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(d.summary.rating, None);
+    let other = workspace(&*store, "o").await;
+    assert!(
+        store
+            .update_conversation(other, id, &patch)
+            .await
+            .unwrap()
+            .is_none()
+    );
+}
+
+/// Builds 30 conversations with varied keys for filter and sort tests.
+async fn corpus(store: &dyn Store, ws: WorkspaceId) -> Vec<ConversationId> {
+    corpus_of(store, ws, 30).await
+}
+
+/// Builds `n` conversations, one minute apart, cycling agents, channels, statuses and ratings.
+async fn corpus_of(store: &dyn Store, ws: WorkspaceId, n: i64) -> Vec<ConversationId> {
+    let agents = ["Zed", "Ava", "Mia"];
+    let channels = [Channel::Widget, Channel::Whatsapp, Channel::Test];
+    let statuses = [
+        ConversationStatus::Active,
+        ConversationStatus::Closed,
+        ConversationStatus::Archived,
+    ];
+    let mut out = Vec::new();
+    for i in 0..n {
+        let mut c = conv(agents[(i % 3) as usize], T0 + i * 60_000);
+        c.channel = channels[(i / 3 % 3) as usize];
+        c.status = statuses[(i / 9 % 3) as usize];
+        if i % 4 != 0 {
+            c.rating = Some((
+                Rating {
+                    score: (i % 5 + 1) as u8,
+                    comment: None,
+                    rated_at: None,
+                },
+                Timestamp(T0),
+            ));
+        }
+        let n = (i * 7 % 5) as usize; // 0..4 messages; several ties on every key
+        let messages = (0..n)
+            .map(|k| {
+                msg(
+                    Role::User,
+                    &format!("message {k} of {i}"),
+                    T0 + i * 60_000 + k as i64,
+                )
+            })
+            .collect();
+        out.push(create(store, ws, c, messages).await);
+    }
+    out
+}
+
+/// Every sort, paged 7 at a time through its cursor, visits every row once, in order.
+async fn keyset_pagination_covers_every_sort(store: Arc<dyn Store>) {
+    let ws = workspace(&*store, "w").await;
+    let all = corpus(&*store, ws).await;
+    for sort in Sort::ALL {
+        let mut query = list(Default::default(), &sort.to_string(), 7);
+        let mut seen = Vec::new();
+        let mut pages = 0;
+        loop {
+            let page = store.list_conversations(ws, &query).await.unwrap();
+            seen.extend(page.items.iter().map(|i| i.conversation.clone()));
+            pages += 1;
+            match page.next_cursor {
+                Some(c) => query.cursor = Some(Cursor::decode(&c, sort).unwrap()),
+                None => break,
+            }
+        }
+        assert_eq!(pages, 5, "{sort}: 30 rows in pages of 7");
+        if sort.key_name() == "created" {
+            let mut expected = all.clone();
+            if sort.descending {
+                expected.reverse();
+            }
+            assert_eq!(
+                seen.iter().map(|s| s.id).collect::<Vec<_>>(),
+                expected,
+                "{sort}"
+            );
+            continue;
+        }
+        assert_eq!(
+            seen.iter().map(|s| s.id).collect::<HashSet<_>>().len(),
+            all.len(),
+            "{sort}: every row once"
+        );
+        // The order is the sort key, then date, then id, all in the sort's direction.
+        let key = |s: &parley_core::model::ConversationSummary| -> (String, i64, ConversationId) {
+            let k = match sort.key_name() {
+                "messages" => format!("{:08}", s.message_count),
+                "rating" => format!("{}", s.rating.as_ref().map_or(0, |r| r.score)),
+                "agent" => s.assistant.name.clone(),
+                "status" => s.status.as_str().to_owned(),
+                _ => String::new(),
+            };
+            (k, s.last_message_at.0, s.id)
+        };
+        for pair in seen.windows(2) {
+            let (a, b) = (key(&pair[0]), key(&pair[1]));
+            if sort.descending {
+                assert!(a > b, "{sort}: {a:?} before {b:?}")
+            } else {
+                assert!(a < b, "{sort}: {a:?} before {b:?}")
+            }
+        }
+    }
+}
+
+/// The sort key, then date, then id: the order every sort promises (see `keyset_pagination_covers_every_sort`).
+fn sort_key(
+    sort: Sort,
+    s: &parley_core::model::ConversationSummary,
+) -> (String, i64, ConversationId) {
+    let k = match sort.key_name() {
+        "messages" => format!("{:08}", s.message_count),
+        "rating" => format!("{}", s.rating.as_ref().map_or(0, |r| r.score)),
+        "agent" => s.assistant.name.clone(),
+        "status" => s.status.as_str().to_owned(),
+        "created" => String::new(),
+        _ => String::new(),
+    };
+    (k, s.last_message_at.0, s.id)
+}
+
+/// Filters under every sort, paged through their cursors, give exactly the filtered rows in
+/// order: a date range wide enough that the store walks the sort order and tests dates per
+/// row, a narrow one it seeks, and an assistant filter (which the agent sort seeks by name).
+async fn filtered_pages_agree_under_every_sort(store: Arc<dyn Store>) {
+    let ws = workspace(&*store, "w").await;
+    corpus_of(&*store, ws, 120).await;
+    let everything: Vec<_> = store
+        .list_conversations(ws, &list(Default::default(), "-date", 200))
+        .await
+        .unwrap()
+        .items
+        .into_iter()
+        .map(|i| i.conversation)
+        .collect();
+    assert_eq!(everything.len(), 120);
+    let mia = everything
+        .iter()
+        .find(|c| c.assistant.name == "Mia")
+        .unwrap()
+        .assistant
+        .id;
+    let filters = [
+        ConversationFilter {
+            from: Some(Timestamp(T0 + 5 * 60_000)),
+            to: Some(Timestamp(T0 + 115 * 60_000)),
+            ..Default::default()
+        },
+        ConversationFilter {
+            from: Some(Timestamp(T0 + 40 * 60_000)),
+            to: Some(Timestamp(T0 + 52 * 60_000)),
+            ..Default::default()
+        },
+        ConversationFilter {
+            assistants: vec![mia],
+            ..Default::default()
+        },
+        ConversationFilter {
+            assistants: vec![mia],
+            from: Some(Timestamp(T0)),
+            channels: vec![Channel::Widget, Channel::Test],
+            ..Default::default()
+        },
+    ];
+    for filter in filters {
+        let inside = |c: &parley_core::model::ConversationSummary| {
+            filter.from.is_none_or(|t| c.last_message_at >= t)
+                && filter.to.is_none_or(|t| c.last_message_at < t)
+                && (filter.assistants.is_empty() || filter.assistants.contains(&c.assistant.id))
+                && (filter.channels.is_empty() || filter.channels.contains(&c.channel))
+        };
+        let expected: HashSet<ConversationId> = everything
+            .iter()
+            .filter(|c| inside(c))
+            .map(|c| c.id)
+            .collect();
+        assert!(!expected.is_empty() && expected.len() < 120, "{filter:?}");
+        for sort in Sort::ALL {
+            let mut query = list(filter.clone(), &sort.to_string(), 7);
+            let mut seen = Vec::new();
+            loop {
+                let page = store.list_conversations(ws, &query).await.unwrap();
+                seen.extend(page.items.into_iter().map(|i| i.conversation));
+                match page.next_cursor {
+                    Some(c) => query.cursor = Some(Cursor::decode(&c, sort).unwrap()),
+                    None => break,
+                }
+            }
+            let got: HashSet<ConversationId> = seen.iter().map(|c| c.id).collect();
+            assert_eq!(got.len(), seen.len(), "{sort} {filter:?}: no row twice");
+            assert_eq!(got, expected, "{sort} {filter:?}");
+            if sort.key_name() != "created" {
+                for pair in seen.windows(2) {
+                    let (a, b) = (sort_key(sort, &pair[0]), sort_key(sort, &pair[1]));
+                    assert!(
+                        if sort.descending { a > b } else { a < b },
+                        "{sort}: {a:?} before {b:?}"
+                    );
+                }
+            }
+        }
+    }
+}
+
+/// A date range under the messages sort with a filter that matches one conversation in ten:
+/// pages visit more distinct message counts than the store reads key by key, so the rest of
+/// each page comes from its fallback query. Pages must still be exact and in order.
+async fn sparse_keys_under_a_date_range_page_exactly(store: Arc<dyn Store>) {
+    let ws = workspace(&*store, "w").await;
+    let mut batches = Vec::new();
+    for i in 0..150i64 {
+        let mut c = conv("Ava", T0 + i * 60_000);
+        c.channel = if i % 10 == 0 {
+            Channel::Telegram
+        } else {
+            Channel::Widget
+        };
+        let messages = (0..=i)
+            .map(|k| msg(Role::User, "hi", T0 + i * 60_000 + k))
+            .collect();
+        batches.push(new_batch(c, messages));
+    }
+    store.ingest(ws, batches).await.unwrap();
+    let filter = ConversationFilter {
+        channels: vec![Channel::Telegram],
+        from: Some(Timestamp(T0)),
+        to: Some(Timestamp(T0 + 145 * 60_000)),
+        ..Default::default()
+    };
+    for sort in ["-messages", "messages"] {
+        let mut query = list(filter.clone(), sort, 7);
+        let mut seen = Vec::new();
+        loop {
+            let page = store.list_conversations(ws, &query).await.unwrap();
+            seen.extend(page.items.iter().map(|i| i.conversation.message_count));
+            match page.next_cursor {
+                Some(c) => query.cursor = Some(Cursor::decode(&c, query.sort).unwrap()),
+                None => break,
+            }
+        }
+        // Conversations 0, 10, ..., 140 (1, 11, ..., 141 messages); 150 is outside the range.
+        let mut expected: Vec<i64> = (0..15).map(|i| i * 10 + 1).collect();
+        if sort.starts_with('-') {
+            expected.reverse();
+        }
+        assert_eq!(seen, expected, "{sort}");
+    }
+}
+
+async fn filters_combine_with_and(store: Arc<dyn Store>) {
+    let ws = workspace(&*store, "w").await;
+    corpus(&*store, ws).await;
+    let everything = store
+        .list_conversations(ws, &list(Default::default(), "-date", 200))
+        .await
+        .unwrap()
+        .items;
+    let check = |filter: ConversationFilter,
+                 pred: &dyn Fn(&parley_core::model::ConversationSummary) -> bool| {
+        let expected: Vec<ConversationId> = everything
+            .iter()
+            .map(|i| &i.conversation)
+            .filter(|c| pred(c))
+            .map(|c| c.id)
+            .collect();
+        (filter, expected)
+    };
+    let ava = everything
+        .iter()
+        .find(|i| i.conversation.assistant.name == "Ava")
+        .unwrap()
+        .conversation
+        .assistant
+        .id;
+    let cases = vec![
+        check(
+            ConversationFilter {
+                statuses: vec![ConversationStatus::Closed],
+                ..Default::default()
+            },
+            &|c| c.status == ConversationStatus::Closed,
+        ),
+        check(
+            ConversationFilter {
+                channels: vec![Channel::Whatsapp, Channel::Test],
+                ..Default::default()
+            },
+            &|c| matches!(c.channel, Channel::Whatsapp | Channel::Test),
+        ),
+        check(
+            ConversationFilter {
+                assistants: vec![ava],
+                ..Default::default()
+            },
+            &|c| c.assistant.id == ava,
+        ),
+        check(
+            ConversationFilter {
+                min_rating: Some(4),
+                ..Default::default()
+            },
+            &|c| c.rating.as_ref().is_some_and(|r| r.score >= 4),
+        ),
+        check(
+            ConversationFilter {
+                from: Some(Timestamp(T0 + 10 * 60_000)),
+                to: Some(Timestamp(T0 + 20 * 60_000)),
+                ..Default::default()
+            },
+            &|c| c.last_message_at.0 >= T0 + 10 * 60_000 && c.last_message_at.0 < T0 + 20 * 60_000,
+        ),
+        check(
+            ConversationFilter {
+                statuses: vec![ConversationStatus::Active, ConversationStatus::Closed],
+                channels: vec![Channel::Widget],
+                min_rating: Some(2),
+                assistants: vec![ava],
+                ..Default::default()
+            },
+            &|c| {
+                c.status != ConversationStatus::Archived
+                    && c.channel == Channel::Widget
+                    && c.rating.as_ref().is_some_and(|r| r.score >= 2)
+                    && c.assistant.id == ava
+            },
+        ),
+    ];
+    for (filter, expected) in cases {
+        assert!(
+            !expected.is_empty() || filter.min_rating.is_some(),
+            "the corpus exercises {filter:?}"
+        );
+        let got = ids(&*store, ws, list(filter.clone(), "-date", 200)).await;
+        assert_eq!(got, expected, "{filter:?}");
+        let count = store.count_conversations(ws, &filter).await.unwrap();
+        assert_eq!(
+            (count.count, count.exact),
+            (expected.len() as u64, true),
+            "{filter:?}"
+        );
+    }
+    assert_eq!(
+        store
+            .count_conversations(ws, &Default::default())
+            .await
+            .unwrap()
+            .count,
+        30
+    );
+}
+
+async fn search_is_case_insensitive_substring(store: Arc<dyn Store>) {
+    let ws = workspace(&*store, "w").await;
+    let mut a = conv("Ava", T0);
+    a.session_id = Some("sess-ALPHA-42".into());
+    let a = create(
+        &*store,
+        ws,
+        a,
+        vec![
+            msg(Role::User, "Das Hotel war wirklich schön", T0),
+            msg(Role::Assistant, "I can book a table at Zuñi Café", T0 + 1),
+        ],
+    )
+    .await;
+    let mut b = conv("Mia Support", T0 + 1_000);
+    b.contact = Some("+49 151 2345".into());
+    let b = create(
+        &*store,
+        ws,
+        b,
+        vec![
+            msg(Role::User, "My balance please", T0 + 1_000),
+            msg(Role::System, "secret system prompt", T0 + 1_001),
+        ],
+    )
+    .await;
+    let c = create(
+        &*store,
+        ws,
+        conv("Zed", T0 + 2_000),
+        vec![msg(Role::User, "Ok 👍 x", T0 + 2_000)],
+    )
+    .await;
+
+    let find = |term: &'static str| {
+        let store = store.clone();
+        async move { ids(&*store, ws, list(q(term), "-date", 50)).await }
+    };
+    assert_eq!(find("SCHÖN").await, vec![a], "non-ASCII case folding");
+    assert_eq!(find("zuñi café").await, vec![a]);
+    assert_eq!(find("BALANCE").await, vec![b]);
+    assert_eq!(find("alpha-4").await, vec![a], "session id");
+    assert_eq!(find("151 23").await, vec![b], "contact");
+    assert_eq!(find("mia sup").await, vec![b], "assistant name");
+    assert_eq!(
+        find("ok").await,
+        vec![c, a],
+        "2 characters: Ok, and bOOKing"
+    );
+    assert_eq!(find("ñ").await, vec![a], "1 character, non-ASCII");
+    assert_eq!(find("👍").await, vec![c]);
+    assert!(
+        find("secret system").await.is_empty(),
+        "hidden messages are not searched"
+    );
+    assert!(find("nothing like this").await.is_empty());
+    assert_eq!(
+        find("\"quoted\" term").await,
+        Vec::<ConversationId>::new(),
+        "quotes are literal"
+    );
+
+    let page = store
+        .list_conversations(ws, &list(q("SCHÖN"), "-date", 50))
+        .await
+        .unwrap();
+    let m = page.items[0].search_match.as_ref().unwrap();
+    assert_eq!((m.field, m.snippet.matched.as_str()), ("content", "schön"));
+    assert_eq!(m.snippet.before, "Das Hotel war wirklich ");
+    let page = store
+        .list_conversations(ws, &list(q("alpha"), "-date", 50))
+        .await
+        .unwrap();
+    assert_eq!(
+        page.items[0].search_match.as_ref().unwrap().field,
+        "session_id"
+    );
+
+    // Search combines with the other filters and with counts.
+    let mut f = q("a");
+    f.channels = vec![Channel::Widget];
+    assert_eq!(
+        store.count_conversations(ws, &f).await.unwrap().count,
+        2,
+        "a and b; c (\"Ok 👍 x\", Zed) has no a"
+    );
+    f.assistants = vec![
+        store
+            .get_conversation(ws, b)
+            .await
+            .unwrap()
+            .unwrap()
+            .summary
+            .assistant
+            .id,
+    ];
+    assert_eq!(
+        ids(&*store, ws, list(f.clone(), "-date", 50)).await,
+        vec![b]
+    );
+    assert_eq!(
+        store
+            .count_conversations(ws, &q("schön"))
+            .await
+            .unwrap()
+            .count,
+        1
+    );
+}
+
+async fn transcript_pages(store: Arc<dyn Store>) {
+    let ws = workspace(&*store, "w").await;
+    let mut messages = Vec::new();
+    for i in 0..120 {
+        let role = if i % 2 == 0 {
+            Role::User
+        } else {
+            Role::Assistant
+        };
+        messages.push(msg(role, &format!("m{i}"), T0 + i * 1_000));
+        if i % 10 == 0 {
+            messages.push(msg(Role::Tool, &format!("tool{i}"), T0 + i * 1_000 + 1));
+        }
+    }
+    let id = create(&*store, ws, conv("Ava", T0), messages).await;
+    let page = |p: u32, newest_first: bool, include_hidden: bool| {
+        let store = store.clone();
+        async move {
+            store
+                .list_messages(
+                    ws,
+                    id,
+                    &TranscriptQuery {
+                        page: p,
+                        per_page: 50,
+                        newest_first,
+                        include_hidden,
+                    },
+                )
+                .await
+                .unwrap()
+                .unwrap()
+        }
+    };
+    let first = page(1, true, false).await;
+    assert_eq!(
+        (first.total, first.total_pages, first.items.len()),
+        (120, 3, 50)
+    );
+    assert_eq!(first.items[0].content, "m119");
+    assert_eq!(first.items[49].content, "m70");
+    let last = page(3, true, false).await;
+    assert_eq!(
+        (last.items.len(), last.items[19].content.as_str()),
+        (20, "m0")
+    );
+    assert!(page(4, true, false).await.items.is_empty());
+    let asc = page(1, false, false).await;
+    assert_eq!(
+        (
+            asc.items[0].content.as_str(),
+            asc.items[49].content.as_str()
+        ),
+        ("m0", "m49")
+    );
+    let all = page(1, false, true).await;
+    assert_eq!(all.total, 132);
+    assert_eq!(all.items[1].content, "tool0");
+    assert!(all.items.iter().any(|m| m.role == Role::Tool));
+    let other = workspace(&*store, "o").await;
+    assert!(
+        store
+            .list_messages(other, id, &TranscriptQuery::default())
+            .await
+            .unwrap()
+            .is_none()
+    );
+}
+
+async fn delete_leaves_no_trace(store: Arc<dyn Store>) {
+    let ws = workspace(&*store, "w").await;
+    let mut c = conv("Ava", T0);
+    c.variables = vec![Variable {
+        key: "k".into(),
+        value: "v".into(),
+        source: VariableSource::Api,
+    }];
+    c.session_id = Some("unique-session-xyz".into());
+    let gone = create(
+        &*store,
+        ws,
+        c,
+        (0..1000)
+            .map(|i| msg(Role::User, &format!("doomed words {i}"), T0 + i))
+            .collect(),
+    )
+    .await;
+    let kept = create(
+        &*store,
+        ws,
+        conv("Ava", T0),
+        vec![msg(Role::User, "kept words", T0)],
+    )
+    .await;
+    assert_eq!(store.conversation_total(ws).await.unwrap(), 2);
+    assert!(store.delete_conversation(ws, gone).await.unwrap());
+    assert!(
+        !store.delete_conversation(ws, gone).await.unwrap(),
+        "second delete: not found"
+    );
+    assert!(store.get_conversation(ws, gone).await.unwrap().is_none());
+    assert!(
+        store
+            .list_messages(ws, gone, &TranscriptQuery::default())
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert!(
+        store
+            .update_conversation(
+                ws,
+                gone,
+                &ConversationPatch {
+                    converted: Some(Some(true)),
+                    ..Default::default()
+                }
+            )
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert!(
+        store
+            .export_conversations(ws, &[gone])
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    for term in ["doomed", "unique-session", "oo"] {
+        assert!(
+            ids(&*store, ws, list(q(term), "-date", 50))
+                .await
+                .is_empty(),
+            "{term}"
+        );
+    }
+    assert_eq!(
+        ids(&*store, ws, list(q("words"), "-date", 50)).await,
+        vec![kept]
+    );
+    assert_eq!(store.conversation_total(ws).await.unwrap(), 1);
+    let append = IngestBatch {
+        target: IngestTarget::Existing(gone),
+        messages: vec![msg(Role::User, "late", T0)],
+    };
+    assert!(matches!(
+        store.ingest(ws, vec![append]).await,
+        Err(StoreError::NotFound { .. })
+    ));
+}
+
+async fn workspaces_are_isolated(store: Arc<dyn Store>) {
+    let a = workspace(&*store, "a").await;
+    let b = workspace(&*store, "b").await;
+    let mut c = conv("Ava", T0);
+    c.external_id = Some("shared-ext".into());
+    let in_a = create(
+        &*store,
+        a,
+        c.clone(),
+        vec![msg(Role::User, "tenant A secret", T0)],
+    )
+    .await;
+    assert!(store.get_conversation(b, in_a).await.unwrap().is_none());
+    assert!(
+        ids(&*store, b, list(Default::default(), "-date", 50))
+            .await
+            .is_empty()
+    );
+    assert!(
+        ids(&*store, b, list(q("secret"), "-date", 50))
+            .await
+            .is_empty()
+    );
+    assert_eq!(
+        store
+            .count_conversations(b, &q("secret"))
+            .await
+            .unwrap()
+            .count,
+        0
+    );
+    assert_eq!(store.conversation_total(b).await.unwrap(), 0);
+    assert!(!store.delete_conversation(b, in_a).await.unwrap());
+    assert!(store.list_assistants(b).await.unwrap().is_empty());
+    // The same external id in another workspace is another conversation.
+    c.id = ConversationId::new();
+    let in_b = create(&*store, b, c, vec![]).await;
+    assert_ne!(in_a, in_b);
+    assert!(store.get_conversation(a, in_a).await.unwrap().is_some());
+}
+
+async fn concurrent_appends_lose_nothing(store: Arc<dyn Store>) {
+    let ws = workspace(&*store, "w").await;
+    let id = create(&*store, ws, conv("Ava", T0), vec![]).await;
+    let mut tasks = Vec::new();
+    for client in 0..50 {
+        let store = store.clone();
+        tasks.push(tokio::spawn(async move {
+            for i in 0..10 {
+                let m = ext(
+                    msg(Role::User, &format!("c{client} m{i}"), T0 + i),
+                    &format!("{client}-{i}"),
+                );
+                // Every message is sent twice, as a client retrying after a timeout would.
+                for _ in 0..2 {
+                    store
+                        .ingest(
+                            ws,
+                            vec![IngestBatch {
+                                target: IngestTarget::Existing(id),
+                                messages: vec![m.clone()],
+                            }],
+                        )
+                        .await
+                        .unwrap();
+                }
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let d = store.get_conversation(ws, id).await.unwrap().unwrap();
+    assert_eq!(
+        (d.summary.message_count, d.stored_message_count),
+        (500, 500)
+    );
+    let export = store
+        .export_conversations(ws, &[id])
+        .await
+        .unwrap()
+        .remove(0);
+    let unique: HashSet<_> = export
+        .messages
+        .iter()
+        .map(|m| m.external_id.clone().unwrap())
+        .collect();
+    assert_eq!(unique.len(), 500);
+}
+
+async fn users_sessions_and_login_failures(store: Arc<dyn Store>) {
+    use parley_core::UserRole;
+    use parley_store::NewSession;
+    let ws = workspace(&*store, "w").await;
+    let user = store
+        .create_user(
+            ws,
+            "ana@example.com",
+            "$argon2id$v=19$fake",
+            UserRole::Admin,
+        )
+        .await
+        .unwrap();
+    assert!(matches!(
+        store
+            .create_user(ws, "ana@example.com", "x", UserRole::Member)
+            .await,
+        Err(StoreError::Conflict {
+            code: "user_exists",
+            ..
+        })
+    ));
+    let (found, hash) = store
+        .user_for_login("ana@example.com")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (found.id, found.role, hash.as_str()),
+        (user.id, UserRole::Admin, "$argon2id$v=19$fake")
+    );
+    assert!(
+        store
+            .user_for_login("bob@example.com")
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert_eq!(store.list_users(ws).await.unwrap().len(), 1);
+
+    let now = Timestamp(T0);
+    let session = NewSession {
+        token_hash: [1; 32],
+        user_id: user.id,
+        csrf_token: "csrf".into(),
+        created_at: now,
+        expires_at: now.add_millis(1_000),
+    };
+    store.create_session(&session).await.unwrap();
+    let got = store.session([1; 32], now).await.unwrap().unwrap();
+    assert_eq!((got.user.id, got.csrf_token.as_str()), (user.id, "csrf"));
+    assert!(
+        store
+            .session([1; 32], now.add_millis(1_000))
+            .await
+            .unwrap()
+            .is_none(),
+        "expired"
+    );
+    assert!(store.session([2; 32], now).await.unwrap().is_none());
+    store.delete_session([1; 32]).await.unwrap();
+    assert!(
+        store.session([1; 32], now).await.unwrap().is_none(),
+        "signed out"
+    );
+
+    let subjects = vec![
+        "email:ana@example.com".to_owned(),
+        "ip:127.0.0.1".to_owned(),
+    ];
+    for i in 0..3 {
+        store
+            .record_login_failure(&subjects, now.add_millis(i * 1_000))
+            .await
+            .unwrap();
+    }
+    assert_eq!(
+        store
+            .login_failures_since("ip:127.0.0.1", now)
+            .await
+            .unwrap(),
+        3
+    );
+    assert_eq!(
+        store
+            .login_failures_since("ip:127.0.0.1", now.add_millis(1_500))
+            .await
+            .unwrap(),
+        1
+    );
+    store
+        .clear_login_failures("email:ana@example.com", now.add_millis(10_000))
+        .await
+        .unwrap();
+    assert_eq!(
+        store
+            .login_failures_since("email:ana@example.com", now)
+            .await
+            .unwrap(),
+        0
+    );
+    assert_eq!(
+        store
+            .login_failures_since("ip:127.0.0.1", now)
+            .await
+            .unwrap(),
+        3
+    );
+}
+
+/// Concurrent batches that create conversations for the same new assistants and append to the
+/// same existing conversations, in opposite orders, all succeed (no deadlock surfaces).
+async fn concurrent_batches_in_opposite_orders_all_succeed(store: Arc<dyn Store>) {
+    let ws = workspace(&*store, "w").await;
+    let shared: Vec<ConversationId> = {
+        let mut ids = Vec::new();
+        for i in 0..4 {
+            ids.push(create(&*store, ws, conv("Seed", T0 + i), vec![]).await);
+        }
+        ids
+    };
+    let mut tasks = Vec::new();
+    for t in 0..8usize {
+        let (store, shared) = (store.clone(), shared.clone());
+        tasks.push(tokio::spawn(async move {
+            for round in 0..5 {
+                let mut names = ["Ana", "Ben", "Cai", "Dee", "Eli", "Fay"];
+                let mut targets = shared.clone();
+                if (t + round) % 2 == 1 {
+                    names.reverse();
+                    targets.reverse();
+                }
+                let mut batches: Vec<IngestBatch> = names
+                    .iter()
+                    .map(|n| new_batch(conv(n, T0), vec![msg(Role::User, "hi", T0)]))
+                    .collect();
+                for id in targets {
+                    batches.push(IngestBatch {
+                        target: IngestTarget::Existing(id),
+                        messages: vec![msg(Role::User, &format!("t{t} r{round}"), T0)],
+                    });
+                }
+                store
+                    .ingest(ws, batches)
+                    .await
+                    .expect("no deadlock reaches the caller");
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    assert_eq!(store.conversation_total(ws).await.unwrap(), 4 + 8 * 5 * 6);
+    assert_eq!(
+        store.list_assistants(ws).await.unwrap().len(),
+        7,
+        "each new assistant created once"
+    );
+    for id in shared {
+        assert_eq!(
+            store
+                .get_conversation(ws, id)
+                .await
+                .unwrap()
+                .unwrap()
+                .summary
+                .message_count,
+            40
+        );
+    }
+}
+
+macro_rules! backends {
+    ($($test:ident),+ $(,)?) => {
+        mod sqlite {
+            use super::*;
+
+            async fn store() -> (tempfile::TempDir, Arc<dyn Store>) {
+                let dir = tempfile::tempdir().unwrap();
+                let store = parley_store::sqlite::SqliteStore::open(
+                    dir.path().join("parley.db"),
+                    parley_store::sqlite::SqliteOptions::default(),
+                )
+                .await
+                .unwrap();
+                (dir, Arc::new(store))
+            }
+
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $test() {
+                    let (_dir, store) = store().await;
+                    super::$test(store).await;
+                }
+            )+
+        }
+        mod postgres {
+            use super::*;
+
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $test() {
+                    let Some(db) = parley_store::testing::TestDatabase::create().await else { return };
+                    let store = parley_store::postgres::PostgresStore::open(db.url(), parley_store::postgres::PostgresOptions { pool_size: 8, ..Default::default() })
+                        .await
+                        .unwrap();
+                    super::$test(Arc::new(store)).await;
+                }
+            )+
+        }
+    };
+}
+
+backends!(
+    workspaces_and_api_keys,
+    assistants_are_unique_by_name_and_company,
+    assistants_keep_versions,
+    message_meta_round_trips,
+    ingest_keeps_counters,
+    ingest_is_idempotent,
+    ingest_batches_are_atomic,
+    patch_updates_and_merges,
+    keyset_pagination_covers_every_sort,
+    filters_combine_with_and,
+    filtered_pages_agree_under_every_sort,
+    sparse_keys_under_a_date_range_page_exactly,
+    search_is_case_insensitive_substring,
+    transcript_pages,
+    delete_leaves_no_trace,
+    workspaces_are_isolated,
+    concurrent_appends_lose_nothing,
+    users_sessions_and_login_failures,
+    concurrent_batches_in_opposite_orders_all_succeed,
+);
+
+/// SQLite only: the three search strategies give the same pages and counts — the bounded walk
+/// (the default, which answers common terms), the index probe alone, and the full walk alone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_search_strategies_agree() {
+    use parley_store::sqlite::{SqliteOptions, SqliteStore};
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("parley.db");
+    let default = SqliteStore::open(&path, SqliteOptions::default())
+        .await
+        .unwrap();
+    let ws = workspace(&default, "w").await;
+    for i in 0..40i64 {
+        let text = if i % 3 == 0 {
+            format!("Common phrase {i}")
+        } else {
+            format!("other {i}")
+        };
+        create(
+            &default,
+            ws,
+            conv("Ava", T0 + i),
+            vec![msg(Role::User, &text, T0 + i)],
+        )
+        .await;
+    }
+    let probe_only = SqliteStore::open(
+        &path,
+        SqliteOptions {
+            search_bounded_walk: 0,
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+    let walk_only = SqliteStore::open(
+        &path,
+        SqliteOptions {
+            search_bounded_walk: 0,
+            search_probe_limit: 2,
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+    let small_walk = SqliteStore::open(
+        &path,
+        SqliteOptions {
+            search_bounded_walk: 3,
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+    for term in ["COMMON phr", "other 1", "phrase 39"] {
+        for sort in Sort::ALL {
+            let query = ListQuery {
+                filter: q(term),
+                sort,
+                limit: 5,
+                cursor: None,
+            };
+            let expected = default.list_conversations(ws, &query).await.unwrap();
+            for other in [&probe_only, &walk_only, &small_walk] {
+                assert_eq!(
+                    other.list_conversations(ws, &query).await.unwrap(),
+                    expected,
+                    "{term} {sort}"
+                );
+            }
+        }
+    }
+    for store in [&default, &probe_only, &walk_only] {
+        assert_eq!(
+            store
+                .count_conversations(ws, &q("common"))
+                .await
+                .unwrap()
+                .count,
+            14
+        );
+    }
+}
