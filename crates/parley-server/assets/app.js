@@ -312,12 +312,18 @@
         }
       } else if (event === 'delta') {
         if (!pending) pending = bubble('left', 'assistant', '', 'streaming');
+        // The first piece of text replaces the "Thinking…" or "trying again" placeholder.
+        if (pending.classList.contains('waiting')) $('.plain', pending).textContent = '';
         pending.classList.remove('waiting');
         pending.classList.add('streaming');
         $('.plain', pending).textContent += data.text;
         scrollDown();
       } else if (event === 'retrying') {
-        if (pending) $('.plain', pending).textContent = 'The provider did not answer; trying again (' + data.attempt + ')…';
+        if (pending) {
+          $('.plain', pending).textContent = 'The provider did not answer; trying again (' + data.attempt + ')…';
+          pending.classList.remove('streaming');
+          pending.classList.add('waiting');
+        }
       } else if (event === 'variable') {
         setVar(data.key, data.value, data.source);
       } else if (event === 'usage') {

@@ -10,12 +10,7 @@ use parley_core::assistant::ProviderKey;
 use parley_server::assistant::stub_provider::{Reply, StubProvider};
 use serde_json::{Value, json};
 
-use crate::helpers::{Backend, TestApp, shared_dir};
-
-fn fixture(name: &str) -> Value {
-    let path = shared_dir().join("fixtures/openai").join(name);
-    serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap()
-}
+use crate::helpers::{Backend, TestApp, fixture, memory_call_stream};
 
 /// Creates an assistant talking to `stub` with the `model` and memory fields; returns its id.
 async fn assistant(app: &TestApp, stub: &StubProvider, name: &str, memory: Value) -> String {
@@ -96,38 +91,6 @@ async fn all_messages(app: &TestApp, id: &str) -> Vec<Value> {
         .await;
     assert_eq!(r.status, 200, "{}", r.text);
     r.body["items"].as_array().unwrap().clone()
-}
-
-/// The recorded tool-call stream, its call renamed to `save_memory` with `arguments`.
-fn memory_call_stream(arguments: &str) -> Reply {
-    let f = fixture("openai_python_stream_tool_call_with_usage.json");
-    let mut events = Vec::new();
-    let mut first_args = true;
-    for line in f["body"].as_str().unwrap().lines() {
-        let Some(data) = line.strip_prefix("data: ") else {
-            continue;
-        };
-        if data == "[DONE]" {
-            events.push(data.to_owned());
-            continue;
-        }
-        let mut chunk: Value = serde_json::from_str(data).unwrap();
-        if let Some(call) = chunk.pointer_mut("/choices/0/delta/tool_calls/0/function") {
-            if call.get("name").is_some() {
-                call["name"] = json!("save_memory");
-            } else if call.get("arguments").is_some() {
-                // The recorded fragments are replaced by ours, sent in one fragment.
-                call["arguments"] = json!(if first_args { arguments } else { "" });
-                first_args = false;
-            }
-        }
-        events.push(chunk.to_string());
-    }
-    Reply::Stream {
-        events,
-        delay: Duration::ZERO,
-        cut_after: None,
-    }
 }
 
 crate::both_backends!(

@@ -356,3 +356,41 @@ pub fn http_client_builder() -> reqwest::ClientBuilder {
     parley_server::assistant::provider::install_tls();
     reqwest::Client::builder()
 }
+
+/// An OpenAI fixture from `../shared/fixtures/openai`.
+pub fn fixture(name: &str) -> Value {
+    let path = shared_dir().join("fixtures/openai").join(name);
+    serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap()
+}
+
+/// The recorded tool-call stream, its call renamed to `save_memory` with `arguments`.
+pub fn memory_call_stream(arguments: &str) -> parley_server::assistant::stub_provider::Reply {
+    let f = fixture("openai_python_stream_tool_call_with_usage.json");
+    let mut events = Vec::new();
+    let mut first_args = true;
+    for line in f["body"].as_str().unwrap().lines() {
+        let Some(data) = line.strip_prefix("data: ") else {
+            continue;
+        };
+        if data == "[DONE]" {
+            events.push(data.to_owned());
+            continue;
+        }
+        let mut chunk: Value = serde_json::from_str(data).unwrap();
+        if let Some(call) = chunk.pointer_mut("/choices/0/delta/tool_calls/0/function") {
+            if call.get("name").is_some() {
+                call["name"] = serde_json::json!("save_memory");
+            } else if call.get("arguments").is_some() {
+                // The recorded fragments are replaced by ours, sent in one fragment.
+                call["arguments"] = serde_json::json!(if first_args { arguments } else { "" });
+                first_args = false;
+            }
+        }
+        events.push(chunk.to_string());
+    }
+    parley_server::assistant::stub_provider::Reply::Stream {
+        events,
+        delay: std::time::Duration::ZERO,
+        cut_after: None,
+    }
+}
