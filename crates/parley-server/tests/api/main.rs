@@ -9,6 +9,7 @@ mod dashboard;
 mod errors;
 mod list;
 mod openapi;
+mod python_client;
 mod scale;
 mod search;
 mod tenancy;
