@@ -168,6 +168,10 @@ enum Command {
         /// JSON results file.
         #[arg(long, default_value = "bench-results/latest.json")]
         out: std::path::PathBuf,
+        /// Workload groups, comma-separated: `storage` (ingest, list, search, dashboard...)
+        /// and `gateway` (the OpenAI-compatible gateway's added latency).
+        #[arg(long, value_delimiter = ',', default_value = "storage,gateway")]
+        workloads: Vec<String>,
     },
     /// Copy a workspace from one database to another (e.g. SQLite to PostgreSQL) and verify it.
     MigrateStore {
@@ -411,8 +415,17 @@ async fn run(cli: Cli) -> Result<(), BoxError> {
         sgd,
         bench_dir,
         out,
+        workloads,
     } = &cli.command
     {
+        let workloads = workloads
+            .iter()
+            .map(|w| match w.as_str() {
+                "storage" => Ok(crate::bench::Workload::Storage),
+                "gateway" => Ok(crate::bench::Workload::Gateway),
+                other => Err(format!("unknown workload {other:?}: storage or gateway")),
+            })
+            .collect::<Result<Vec<_>, _>>()?;
         let backends = backends
             .iter()
             .map(|b| match b.as_str() {
@@ -430,6 +443,7 @@ async fn run(cli: Cli) -> Result<(), BoxError> {
             data_dir: bench_dir.clone(),
             out: out.clone(),
             command,
+            workloads,
         };
         crate::bench::run(opts).await?;
         return Ok(());

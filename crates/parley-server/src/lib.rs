@@ -127,7 +127,16 @@ pub async fn serve(
     listener: tokio::net::TcpListener,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
+    use axum::serve::ListenerExt as _;
     let app = app(state).into_make_service_with_connect_info::<std::net::SocketAddr>();
+    // Streamed answers (Test Chat, the gateway) are written a chunk at a time as they arrive:
+    // with Nagle's algorithm on, a chunk written after the headers would wait for the client's
+    // delayed ACK (~40 ms on Linux) before leaving.
+    let listener = listener.tap_io(|tcp| {
+        if let Err(e) = tcp.set_nodelay(true) {
+            tracing::debug!("TCP_NODELAY: {e}");
+        }
+    });
     axum::serve(listener, app)
         .with_graceful_shutdown(shutdown)
         .await

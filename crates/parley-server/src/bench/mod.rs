@@ -14,12 +14,17 @@
 //!    medium, common, two-letter and absent terms (baseline: the same first page as a plain
 //!    `LIKE`/`ILIKE` scan), a transcript page of a 10,000-message conversation, the count
 //!    badge, the dashboard's list page and panel, and deleting 1,000-message conversations;
-//! 6. the server process's peak resident memory over all of it, and the database size.
+//! 6. the server process's peak resident memory over all of it, and the database size;
+//! 7. the OpenAI-compatible gateway's added latency against calling the provider directly
+//!    (see [`gateway`]; its own server and database).
+//!
+//! `--workloads storage` runs 1-6 only, `--workloads gateway` 7 only; the default is both.
 //!
 //! Sizes follow `--scale`: 1.0 is 1,000,000 conversations (about 16 M messages, the SGD mean
 //! of 16 turns); CI runs a tiny scale as a smoke test that asserts nothing about speed.
 
 pub mod backend;
+pub mod gateway;
 pub mod measure;
 pub mod server;
 pub mod workload;
@@ -59,6 +64,17 @@ pub struct BenchOptions {
     pub out: PathBuf,
     /// The command line, recorded in the results.
     pub command: String,
+    /// Which workload groups run on each backend.
+    pub workloads: Vec<Workload>,
+}
+
+/// A group of workloads, chosen with `--workloads`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Workload {
+    /// Ingest, fill, list, search, transcript, dashboard, delete, memory and size (1-6 above).
+    Storage,
+    /// The OpenAI-compatible gateway's added latency (see [`gateway`]).
+    Gateway,
 }
 
 /// One line of the results table.
@@ -240,7 +256,22 @@ pub async fn run(opts: BenchOptions) -> Result<Value, BoxError> {
     );
     let mut results = Vec::new();
     for backend in &opts.backends {
-        let (rows, figures) = run_backend(&opts, &corpus, *backend, total).await?;
+        let (mut rows, mut figures) = if opts.workloads.contains(&Workload::Storage) {
+            run_backend(&opts, &corpus, *backend, total).await?
+        } else {
+            (Vec::new(), json!({}))
+        };
+        if opts.workloads.contains(&Workload::Gateway) {
+            let (more, gw) = gateway::run(
+                *backend,
+                &opts.data_dir,
+                &opts.postgres_url,
+                gateway::samples_at(opts.scale),
+            )
+            .await?;
+            rows.extend(more);
+            figures["gateway"] = gw;
+        }
         println!("\n### {}\n", backend.name());
         println!("{}", table(&rows));
         results.push(json!({"backend": backend.name(), "rows": rows, "figures": figures}));

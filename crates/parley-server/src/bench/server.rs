@@ -30,7 +30,14 @@ impl Server {
         let port = std::net::TcpListener::bind("127.0.0.1:0")?
             .local_addr()?
             .port();
-        let exe = std::env::current_exe()?;
+        // `/proc/self/exe` runs this very binary even if its file was replaced meanwhile (a
+        // rebuild during a long run); `current_exe` would name the new file, or nothing.
+        let proc_exe = std::path::Path::new("/proc/self/exe");
+        let exe = if proc_exe.exists() {
+            proc_exe.to_path_buf()
+        } else {
+            std::env::current_exe()?
+        };
         let child = Command::new(exe)
             .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
             .env("PARLEY_DATABASE_URL", database_url)

@@ -155,6 +155,8 @@ async fn bench_runs_every_workload_at_a_tiny_scale() {
         "delete one conversation",
         "resident memory",
         "database size",
+        "gateway, non-streamed",
+        "gateway, streamed, first token",
     ] {
         assert!(
             names.iter().any(|n| n.contains(expected)),

@@ -131,11 +131,11 @@ async fn the_official_python_client_works_through_the_gateway() {
     let mut conv = Value::Null;
     for _ in 0..100 {
         let r = app.get("/api/v1/conversations?channel=api").await;
-        if let Some(c) = r.body["items"].as_array().and_then(|i| i.first()) {
-            if c["message_count"] == 4 {
-                conv = c.clone();
-                break;
-            }
+        if let Some(c) = r.body["items"].as_array().and_then(|i| i.first())
+            && c["message_count"] == 4
+        {
+            conv = c.clone();
+            break;
         }
         tokio::time::sleep(Duration::from_millis(30)).await;
     }
