@@ -8,13 +8,14 @@ use parley_core::model::{ConversationInput, ConversationPatch, MessageInput};
 use parley_core::query::{
     ConversationFilter, Cursor, DEFAULT_LIMIT, ListQuery, MAX_LIMIT, Sort, TranscriptQuery,
 };
-use parley_core::{AssistantId, Channel, ConversationId, ConversationStatus, Timestamp};
+use parley_core::{AssistantId, Channel, ConversationId, ConversationStatus, Role, Timestamp};
 use parley_store::MessageOutcome;
 use serde::Deserialize;
 use serde_json::json;
 
 use super::{ApiJson, Params, path_id};
 use crate::AppState;
+use crate::assistant::runtime;
 use crate::auth::ApiKeyAuth;
 use crate::error::ApiError;
 use crate::ingest::{IngestRequest, ingest};
@@ -157,6 +158,7 @@ pub(super) async fn create(
     auth: ApiKeyAuth,
     ApiJson(input): ApiJson<ConversationInput>,
 ) -> Result<Response, ApiError> {
+    let last_role = input.messages.last().map(|m| m.role);
     let out = ingest(
         &st,
         auth.workspace,
@@ -169,6 +171,15 @@ pub(super) async fn create(
         .get_conversation(auth.workspace, out.conversation_id)
         .await?
         .ok_or_else(|| ApiError::internal("conversation vanished after ingest"))?;
+    let answering = runtime::answer_in_background(
+        &st,
+        auth.workspace,
+        out.conversation_id,
+        detail.summary.assistant.id,
+        last_role,
+        matches!(out.messages.last(), Some(MessageOutcome::Stored { .. })),
+    )
+    .await;
     let status = if out.created {
         StatusCode::CREATED
     } else {
@@ -179,7 +190,8 @@ pub(super) async fn create(
     {
         headers.insert(header::LOCATION, v);
     }
-    let body = json!({"created": out.created, "conversation": detail, "messages": out.messages});
+    let body = json!({"created": out.created, "conversation": detail, "messages": out.messages,
+                      "answering": answering});
     Ok((status, headers, Json(body)).into_response())
 }
 
@@ -309,6 +321,7 @@ pub(super) async fn append(
     ApiJson(body): ApiJson<AppendBody>,
 ) -> Result<Response, ApiError> {
     let id: ConversationId = path_id(&id, "conversation")?;
+    let last_role = body.messages.last().map(|m| m.role);
     let out = ingest(
         &st,
         auth.workspace,
@@ -325,6 +338,25 @@ pub(super) async fn append(
         .iter()
         .filter(|m| matches!(m, MessageOutcome::Duplicate { .. }))
         .count();
+    let last_is_new = matches!(out.messages.last(), Some(MessageOutcome::Stored { .. }));
+    let answering = if last_role == Some(Role::User) && last_is_new {
+        match st.store.get_conversation(auth.workspace, id).await? {
+            Some(c) => {
+                runtime::answer_in_background(
+                    &st,
+                    auth.workspace,
+                    id,
+                    c.summary.assistant.id,
+                    last_role,
+                    last_is_new,
+                )
+                .await
+            }
+            None => false,
+        }
+    } else {
+        false
+    };
     let status = if stored > 0 {
         StatusCode::CREATED
     } else {
@@ -335,6 +367,7 @@ pub(super) async fn append(
         "stored": stored,
         "duplicates": duplicates,
         "messages": out.messages,
+        "answering": answering,
     });
     Ok((status, Json(body)).into_response())
 }

@@ -248,6 +248,46 @@ pub fn fit_context(
     drop as u32
 }
 
+/// After messages were stored on `conversation` through the API: when the last of them was a
+/// customer (`user`) message that is new (not a duplicate of a retried request), and the
+/// conversation's assistant has a provider and is not passive, starts a turn in the background
+/// ([`respond`]; its answer is stored as the next message). Returns whether a turn started.
+/// Conversations whose assistant has no provider (imports, logs of other systems) are never
+/// answered. Errors reading the assistant are logged, not returned: the messages are stored.
+pub async fn answer_in_background(
+    state: &AppState,
+    workspace: WorkspaceId,
+    conversation: ConversationId,
+    assistant: parley_core::AssistantId,
+    last_role: Option<Role>,
+    last_is_new: bool,
+) -> bool {
+    if last_role != Some(Role::User) || !last_is_new {
+        return false;
+    }
+    let assistant = match state.store.get_assistant(workspace, assistant).await {
+        Ok(Some(a)) => a,
+        Ok(None) => return false,
+        Err(e) => {
+            tracing::warn!("conversation {conversation}: reading its assistant failed: {e}");
+            return false;
+        }
+    };
+    if assistant.settings.provider.is_none() || assistant.mode == AssistantMode::Passive {
+        return false;
+    }
+    let st = state.clone();
+    tokio::spawn(async move {
+        if let Err(e) = respond(&st, workspace, conversation, None).await {
+            tracing::warn!(
+                "conversation {conversation}: answering failed: {}",
+                e.message
+            );
+        }
+    });
+    true
+}
+
 /// Runs one turn on `conversation`: answers its latest messages, storing everything it does.
 /// `events` receives progress as it happens. Errors: 404 for an unknown conversation; store
 /// failures. Provider failures are not errors: they end as [`TurnOutcome::Failed`].

@@ -908,3 +908,82 @@ async fn wait_for_conversation(app: &TestApp, filter: &str) -> String {
     }
     panic!("the exchange was not recorded within 3 s");
 }
+
+/// Waits until conversation `id` holds `n` visible messages; returns them oldest first.
+async fn wait_for_messages(app: &TestApp, id: &str, n: usize) -> Vec<Value> {
+    for _ in 0..100 {
+        let r = app
+            .get(&format!("/api/v1/conversations/{id}/messages?order=asc"))
+            .await;
+        let items = r.body["items"].as_array().unwrap().clone();
+        if items.len() >= n {
+            return items;
+        }
+        tokio::time::sleep(Duration::from_millis(30)).await;
+    }
+    panic!("conversation {id} did not reach {n} messages within 3 s");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn customer_messages_posted_through_the_api_are_answered_once() {
+    let app = TestApp::spawn().await;
+    let stub = StubProvider::start().await.unwrap();
+    assistant(&app, &stub, "Ava", json!([])).await;
+    stub.push(Reply::text("Hi! How can I help?"));
+    stub.push(Reply::text("It ships tomorrow."));
+
+    // A new conversation whose last message is the customer's: answered in the background.
+    let r = app
+        .post(
+            "/api/v1/conversations",
+            &json!({"assistant": {"name": "Ava", "company": "Acme"}, "channel": "web",
+                    "messages": [{"role": "user", "content": "Hello", "external_id": "m1"}]}),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", r.text);
+    assert_eq!(r.body["answering"], true);
+    let id = r.body["conversation"]["id"].as_str().unwrap().to_owned();
+    let msgs = wait_for_messages(&app, &id, 2).await;
+    assert_eq!(msgs[1]["role"], "assistant");
+    assert_eq!(msgs[1]["content"], "Hi! How can I help?");
+
+    // An appended customer message is answered; the same request retried is not answered again.
+    let append = json!({"messages": [{"role": "user", "content": "When does my order ship?", "external_id": "m2"}]});
+    let r = app
+        .post(&format!("/api/v1/conversations/{id}/messages"), &append)
+        .await;
+    assert_eq!((r.status, &r.body["answering"]), (201, &json!(true)));
+    let msgs = wait_for_messages(&app, &id, 4).await;
+    assert_eq!(msgs[3]["content"], "It ships tomorrow.");
+    let r = app
+        .post(&format!("/api/v1/conversations/{id}/messages"), &append)
+        .await;
+    assert_eq!((r.status, &r.body["answering"]), (200, &json!(false)));
+    // A message that is not the customer's (a team member's) is not answered.
+    let r = app
+        .post(
+            &format!("/api/v1/conversations/{id}/messages"),
+            &json!({"messages": [{"role": "agent", "content": "I'll check it for you."}]}),
+        )
+        .await;
+    assert_eq!(r.body["answering"], false);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(
+        stub.requests().len(),
+        2,
+        "one call per new customer message"
+    );
+    assert_eq!(wait_for_messages(&app, &id, 5).await.len(), 5);
+
+    // An assistant without a provider only records: no answer, no failure notice.
+    let r = app
+        .post(
+            "/api/v1/conversations",
+            &json!({"assistant": {"name": "Logger"}, "messages": [{"role": "user", "content": "Hello"}]}),
+        )
+        .await;
+    assert_eq!(r.body["answering"], false);
+    let other = r.body["conversation"]["id"].as_str().unwrap().to_owned();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(wait_for_messages(&app, &other, 1).await.len(), 1);
+}
