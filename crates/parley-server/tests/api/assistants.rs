@@ -987,3 +987,62 @@ async fn customer_messages_posted_through_the_api_are_answered_once() {
     tokio::time::sleep(Duration::from_millis(200)).await;
     assert_eq!(wait_for_messages(&app, &other, 1).await.len(), 1);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_gateway_records_truncated_answers_and_refusals_as_the_provider_sent_them() {
+    let app = TestApp::spawn().await;
+    let stub = StubProvider::start().await.unwrap();
+    assistant(&app, &stub, "Ava", json!([])).await;
+    let recorded = fixture("openai_python_recorded_chat_completions.json");
+    for (i, case) in ["text_length_truncated", "refusal"].into_iter().enumerate() {
+        stub.push(Reply::Json {
+            status: 200,
+            body: recorded[case].clone(),
+            headers: vec![],
+        });
+        let key = format!("case-{i}");
+        let res = app
+            .client
+            .post(app.url("/v1/chat/completions"))
+            .bearer_auth(&app.key)
+            .header("Parley-Conversation", &key)
+            .json(&json!({"model": "gpt-4o-2024-08-06",
+                          "messages": [{"role": "user", "content": format!("question {i}")}]}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 200);
+        let got: Value = res.json().await.unwrap();
+        assert_eq!(got, recorded[case], "forwarded unchanged");
+        let mut answer = Value::Null;
+        for _ in 0..100 {
+            let ids = app.list_ids("channel=api&limit=10").await;
+            let mut found = None;
+            for id in ids {
+                let c = app.get(&format!("/api/v1/conversations/{id}")).await;
+                if c.body["external_id"] == key.as_str() && c.body["message_count"] == 2 {
+                    found = Some(id);
+                }
+            }
+            if let Some(id) = found {
+                answer = all_messages(&app, &id).await.pop().unwrap();
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(30)).await;
+        }
+        let choice = &recorded[case]["choices"][0];
+        assert_eq!(answer["role"], "assistant", "{case} recorded: {answer}");
+        assert_eq!(answer["meta"]["finish_reason"], choice["finish_reason"]);
+        assert_eq!(
+            answer["usage"]["completion_tokens"],
+            recorded[case]["usage"]["completion_tokens"]
+        );
+        if case == "refusal" {
+            // The refusal is what the customer read: it is the message's text, and marked.
+            assert_eq!(answer["content"], choice["message"]["refusal"]);
+            assert_eq!(answer["meta"]["refusal"], choice["message"]["refusal"]);
+        } else {
+            assert_eq!(answer["content"], choice["message"]["content"]);
+        }
+    }
+}
