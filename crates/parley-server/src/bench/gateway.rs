@@ -103,15 +103,7 @@ pub async fn run(
     let dir = data_dir.join(format!("{}-gateway", backend.name()));
     std::fs::create_dir_all(&dir)?;
     let db = Database::create(backend, &dir, postgres_url).await?;
-    let key = {
-        let store = parley_store::open(&db.url).await?;
-        let ws = store.create_workspace("bench", "Bench").await?;
-        let key = crate::auth::generate_api_key()?;
-        store
-            .create_api_key(ws.id, "bench", &key.prefix, key.hash)
-            .await?;
-        key.secret
-    };
+    let key = super::bench_workspace(&db).await?.2.secret;
     let stub = StubProvider::start().await?;
     stub.set_default(Reply::text(ANSWER));
     let mut server = Server::start(&db.url, &dir).await?;

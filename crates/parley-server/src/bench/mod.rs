@@ -337,6 +337,26 @@ fn machine() -> Value {
     })
 }
 
+/// Opens `db` (creating the schema), adds the workspace `bench` and an API key for it.
+async fn bench_workspace(
+    db: &Database,
+) -> Result<
+    (
+        Arc<dyn Store>,
+        parley_core::model::Workspace,
+        crate::auth::NewApiKey,
+    ),
+    BoxError,
+> {
+    let store = parley_store::open(&db.url).await?;
+    let ws = store.create_workspace("bench", "Bench").await?;
+    let key = crate::auth::generate_api_key()?;
+    store
+        .create_api_key(ws.id, "bench", &key.prefix, key.hash)
+        .await?;
+    Ok((store, ws, key))
+}
+
 async fn run_backend(
     opts: &BenchOptions,
     corpus: &Corpus,
@@ -346,12 +366,7 @@ async fn run_backend(
     eprintln!("\n== {} ==", backend.name());
     let data_dir = opts.data_dir.join(backend.name());
     let db = Database::create(backend, &data_dir, &opts.postgres_url).await?;
-    let store = parley_store::open(&db.url).await?;
-    let ws = store.create_workspace("bench", "Bench").await?;
-    let key = crate::auth::generate_api_key()?;
-    store
-        .create_api_key(ws.id, "bench", &key.prefix, key.hash)
-        .await?;
+    let (store, ws, key) = bench_workspace(&db).await?;
     let ctx = Ctx {
         http: reqwest::Client::builder()
             .pool_max_idle_per_host(128)
