@@ -10,6 +10,7 @@
 //! - [`migrate_store`]: copying a workspace between stores (SQLite to PostgreSQL).
 //! - [`secrets`]: sealing provider keys and other secrets at rest.
 //! - [`cli`]: the `parley` command line.
+//! - [`widget`]: the embeddable web widget's script, public endpoints and visitor tracker.
 
 pub mod api;
 pub mod assistant;
@@ -24,6 +25,7 @@ pub mod ingest;
 pub mod migrate_store;
 pub mod secrets;
 pub mod transfer;
+pub mod widget;
 
 use std::sync::Arc;
 
@@ -56,6 +58,8 @@ pub struct AppState {
     pub http: reqwest::Client,
     /// One assistant turn at a time per conversation (see [`assistant::runtime`]).
     pub turn_locks: Arc<assistant::runtime::TurnLocks>,
+    /// The web widget's rate limits (see [`widget`]).
+    pub widget: Arc<widget::WidgetState>,
 }
 
 impl AppState {
@@ -75,6 +79,7 @@ impl AppState {
             secrets,
             http: assistant::provider::http_client(),
             turn_locks: Arc::default(),
+            widget: Arc::default(),
         })
     }
 }
@@ -88,6 +93,7 @@ pub fn app(state: AppState) -> Router {
         .nest("/api/v1", api::router(&state))
         .nest("/v1", assistant::gateway::router(&state))
         .merge(dashboard::router())
+        .merge(widget::router(&state))
         .layer(CompressionLayer::new())
         .layer(TraceLayer::new_for_http())
         .with_state(state)

@@ -13,3 +13,4 @@ mod scale;
 mod search;
 mod tenancy;
 mod transfer;
+mod widget;
