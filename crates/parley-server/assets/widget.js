@@ -86,7 +86,7 @@
     ".root.inline{position:static}" +
     ".launcher{width:56px;height:56px;border-radius:50%;border:0;cursor:pointer;background:var(--c);color:var(--t);box-shadow:0 6px 20px rgba(0,0,0,.2);font-size:24px}" +
     ".panel{width:360px;max-width:calc(100vw - 40px);height:520px;max-height:calc(100vh - 100px);background:#fff;border-radius:14px;box-shadow:0 12px 40px rgba(0,0,0,.22);display:flex;flex-direction:column;overflow:hidden;margin-bottom:12px}" +
-    ".inline .panel{margin:0;max-height:none}" +
+    ".inline .panel{margin:0;max-height:none;width:100%;max-width:100%}" +
     ".head{background:var(--c);color:var(--t);padding:12px 14px;display:flex;align-items:center;gap:8px}.head h2{font-size:15px;margin:0;flex:1;font-weight:600}" +
     ".head button{background:transparent;border:1px solid currentColor;color:inherit;border-radius:6px;padding:3px 8px;font-size:12px;cursor:pointer;opacity:.9}" +
     ".msgs{flex:1;overflow-y:auto;padding:12px;display:flex;flex-direction:column;gap:8px;background:#f7f7fa}" +
@@ -170,7 +170,9 @@
         input = el("input"); input.type = fd.kind === "email" ? "email" : fd.kind === "phone" ? "tel" : "text";
       }
       input.name = fd.key; input.required = !!fd.required;
-      lab.appendChild(input); lab.appendChild(el("span", "err"));
+      var err = el("span", "err");
+      input.oninput = input.onchange = function () { err.textContent = ""; };
+      lab.appendChild(input); lab.appendChild(err);
       f.appendChild(lab);
     });
     var go = el("button", "btn", w.s.start); go.type = "submit"; f.appendChild(go);
@@ -362,7 +364,7 @@
 
   /* ---------- the tracker ---------- */
   var tracker = { token: null, queue: [], timer: null };
-  var SENSITIVE = /pass|pwd|secret|card|cc-|cc_|ccnum|cvc|cvv|csc|iban|expir|token|ssn|^pin$/i;
+  var SENSITIVE = /pass|pwd|secret|card|cc-|cc_|ccnum|cvc|cvv|csc|iban|expir|token|ssn|^pin$|^pw$/i;
   function trackerStart(cfg) {
     var dnt = navigator.doNotTrack === "1" || window.doNotTrack === "1" || navigator.globalPrivacyControl === true;
     if (!cfg.tracking || (cfg.respect_dnt && dnt)) return;
@@ -403,6 +405,7 @@
           var f = e.target, name = f.getAttribute("data-parley-trigger");
           if (name) track("trigger", name, formData(f));
           else track("event", "form_submit", { form: f.id || f.getAttribute("name") || "", action: f.getAttribute("action") || "" });
+          flush(true); // the page may be about to unload
         }, true);
       }).catch(function () { /* tracking is best effort */ });
   }

@@ -160,20 +160,24 @@ pub fn traffic_source(landing_page: &str, referrer: &str) -> &'static str {
     }
 }
 
-/// Removes fields that look like passwords or payment data (by name), recursively; keeps at most
-/// 50 keys per object and strings of up to 500 characters.
-pub fn scrub(data: Value) -> Value {
+/// Whether a field or query parameter name looks like a password or payment field.
+pub fn is_sensitive_name(name: &str) -> bool {
     const SENSITIVE: &[&str] = &[
         "pass", "pwd", "secret", "card", "cc-", "cc_", "ccnum", "cvc", "cvv", "csc", "iban",
         "expir", "exp-", "exp_", "token", "ssn",
     ];
+    let k = name.to_ascii_lowercase();
+    k == "pin" || k == "pw" || SENSITIVE.iter().any(|s| k.contains(s))
+}
+
+/// Removes fields that look like passwords or payment data (by name, see
+/// [`is_sensitive_name`]), recursively; keeps at most 50 keys per object and strings of up to
+/// 500 characters.
+pub fn scrub(data: Value) -> Value {
     match data {
         Value::Object(map) => Value::Object(
             map.into_iter()
-                .filter(|(k, _)| {
-                    let k = k.to_ascii_lowercase();
-                    k != "pin" && !SENSITIVE.iter().any(|s| k.contains(s))
-                })
+                .filter(|(k, _)| !is_sensitive_name(k))
                 .take(50)
                 .map(|(k, v)| (k.chars().take(100).collect(), scrub(v)))
                 .collect::<Map<String, Value>>(),
@@ -182,6 +186,26 @@ pub fn scrub(data: Value) -> Value {
         Value::String(s) => Value::String(s.chars().take(500).collect()),
         other => other,
     }
+}
+
+/// A URL without its fragment and without query parameters whose names look sensitive (a
+/// site's GET form can put a password into the next page's URL), cut to [`MAX_TEXT`].
+pub fn scrub_url(url: &str) -> String {
+    let url = url.split('#').next().unwrap_or("");
+    let Some((base, query)) = url.split_once('?') else {
+        return cut(url);
+    };
+    let pairs: Vec<(String, String)> = form_urlencoded::parse(query.as_bytes())
+        .filter(|(k, _)| !is_sensitive_name(k))
+        .map(|(k, v)| (k.into_owned(), v.into_owned()))
+        .collect();
+    if pairs.is_empty() {
+        return cut(base);
+    }
+    let query = form_urlencoded::Serializer::new(String::new())
+        .extend_pairs(pairs)
+        .finish();
+    cut(&format!("{base}?{query}"))
 }
 
 #[derive(Deserialize)]
@@ -245,8 +269,8 @@ pub(super) async fn session(
         .and_then(|v| v.to_str().ok())
         .unwrap_or("");
     let device = super::ua::parse(ua);
-    let landing = cut(input.landing_page.split('#').next().unwrap_or(""));
-    let referrer = cut(&input.referrer);
+    let landing = scrub_url(&input.landing_page);
+    let referrer = scrub_url(&input.referrer);
     let session = TrackerSession {
         id: Uuid::now_v7(),
         workspace_id: Some(c.widget.workspace_id),
@@ -411,7 +435,7 @@ pub(super) async fn track(
             session_id: t.s,
             kind: it.kind,
             name: cut(&it.name),
-            url: cut(it.url.split('#').next().unwrap_or("")),
+            url: scrub_url(&it.url),
             at: now,
             time_spent_ms: it.time_spent_ms.map(|v| v.clamp(0, 86_400_000)),
             scroll_depth: it.scroll_depth.map(|v| v.min(100)),
@@ -471,5 +495,17 @@ mod tests {
                              "cc-exp": "12/30", "cvc": "123", "nested": {"user_pwd": "y", "ok": 1}}),
         );
         assert_eq!(v, json!({"email": "a@b.c", "nested": {"ok": 1}}));
+        assert_eq!(
+            scrub_url("https://a.example/p?company=Globex&pw=x&card_number=4111&q=a+b#frag"),
+            "https://a.example/p?company=Globex&q=a+b"
+        );
+        assert_eq!(
+            scrub_url("https://a.example/p?password=x"),
+            "https://a.example/p"
+        );
+        assert_eq!(
+            scrub_url("https://a.example/shipping"),
+            "https://a.example/shipping"
+        );
     }
 }

@@ -7,4 +7,5 @@ mod helpers;
 
 mod harness;
 mod review;
+mod widget;
 mod xss;
