@@ -30,9 +30,10 @@ pub enum WidgetMode {
     /// Text only.
     #[default]
     Chat,
-    /// Text and recorded voice messages.
+    /// Text and recorded voice messages. Voice messages need attachment storage, which Parley
+    /// does not have yet: until then the widget offers text in every mode.
     VoiceAndChat,
-    /// Recorded voice messages only (answers come back as text).
+    /// Recorded voice messages only (answers come back as text); see `VoiceAndChat`.
     Voice,
 }
 

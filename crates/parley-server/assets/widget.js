@@ -100,7 +100,7 @@
     ".compose{display:flex;gap:6px;padding:10px;border-top:1px solid #e4e4ea;background:#fff}" +
     "textarea,input,select{font:inherit;border:1px solid #cfd0d8;border-radius:8px;padding:8px;width:100%;color:#1f2330;background:#fff}" +
     ".compose textarea{resize:none;height:40px}" +
-    ".btn{background:var(--c);color:var(--t);border:0;border-radius:8px;padding:8px 12px;cursor:pointer;font-weight:600;white-space:nowrap}.btn.rec{background:#eee;color:#333}.btn.rec.on{background:#d33;color:#fff}" +
+    ".btn{background:var(--c);color:var(--t);border:0;border-radius:8px;padding:8px 12px;cursor:pointer;font-weight:600;white-space:nowrap}" +
     "form.pre,.rate{padding:14px;display:flex;flex-direction:column;gap:10px;overflow-y:auto;flex:1}" +
     "label{display:flex;flex-direction:column;gap:4px;font-size:13px;font-weight:600}.err{color:#b42318;font-size:12px;font-weight:400}" +
     ".stars{display:flex;gap:4px}.stars button{font-size:28px;background:none;border:0;cursor:pointer;color:#ccc;padding:0}.stars button.on{color:#f5a524}" +
@@ -227,15 +227,12 @@
     return b;
   };
   Widget.prototype.composer = function () {
-    var w = this, c = el("form", "compose"), mode = w.cfg.mode || "chat";
+    var w = this, c = el("form", "compose");
     var ta = el("textarea"); ta.placeholder = w.s.placeholder; ta.setAttribute("aria-label", w.s.placeholder);
     var send = el("button", "btn send", w.s.send); send.type = "submit";
-    if (mode !== "voice") { c.appendChild(ta); c.appendChild(send); }
-    if (mode !== "chat" && window.MediaRecorder) {
-      var rec = el("button", "btn rec", "🎤"); rec.type = "button"; rec.title = w.s.record; rec.setAttribute("aria-label", w.s.record);
-      rec.onclick = function () { w.record(rec); };
-      c.appendChild(rec);
-    }
+    // Voice modes need attachment storage (audio messages), which Parley does not have yet:
+    // until it does, every mode offers the text composer.
+    c.appendChild(ta); c.appendChild(send);
     ta.onkeydown = function (e) { if (e.key === "Enter" && !e.shiftKey) { e.preventDefault(); c.requestSubmit ? c.requestSubmit() : c.onsubmit(e); } };
     c.onsubmit = function (e) {
       e.preventDefault();
@@ -246,23 +243,6 @@
     };
     setTimeout(function () { if (!w.preview) ta.focus(); }, 0);
     return c;
-  };
-  Widget.prototype.record = function (button) {
-    var w = this;
-    if (w.recorder) { w.recorder.stop(); return; }
-    navigator.mediaDevices.getUserMedia({ audio: true }).then(function (stream) {
-      var chunks = [], r = new MediaRecorder(stream);
-      w.recorder = r; button.classList.add("on");
-      r.ondataavailable = function (e) { chunks.push(e.data); };
-      r.onstop = function () {
-        stream.getTracks().forEach(function (t) { t.stop(); });
-        w.recorder = null; button.classList.remove("on");
-        // Voice messages need Parley's attachment storage, which this version does not have:
-        // say so instead of pretending the recording was sent.
-        w.toast(w.box || w.root, new Error("Voice messages are not available yet: please type your message."));
-      };
-      r.start();
-    }, function (e) { w.toast(w.box || w.root, e); });
   };
   Widget.prototype.merge = function (m) {
     var w = this, i;
@@ -300,7 +280,7 @@
       }
       return pump();
     }).then(function () {
-      w.streaming = null; w.live = null; return w.sync();
+      w.streaming = null; w.live = null; return w.sync().then(function () { w.poll(10); });
     }, function (e) {
       w.streaming = null; w.live = null;
       if (e.code === "conversation_closed") { w.state.closed = true; w.persist(); w.draw(); return; }
@@ -321,6 +301,12 @@
     }, function (e) {
       if (e.code === "invalid_visitor_token" || e.status === 404) { w.state = { open: w.open }; w.persist(); w.draw(); }
     });
+  };
+  /* After a retried send the answer may still be on its way: look again until it is there. */
+  Widget.prototype.poll = function (tries) {
+    var w = this, last = w.msgs[w.msgs.length - 1];
+    if (!tries || !last || last.role !== "user" || w.state.closed || w.streaming != null) return;
+    setTimeout(function () { w.sync().then(function () { w.poll(tries - 1); }); }, 1500);
   };
   Widget.prototype.idleCheck = function () {
     var w = this, mins = w.cfg.idle_timeout_minutes;

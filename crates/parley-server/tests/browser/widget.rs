@@ -253,6 +253,31 @@ async fn a_visitor_chats_through_the_widget_and_the_dashboard_shows_the_visit() 
         "same conversation"
     );
 
+    // A connection that drops after the message reached Parley: the script resends it with the
+    // same client id (stored once), then catches up with the answer. No loss, no duplicates.
+    b.js("window.__drops = 0; const real = window.fetch;
+          window.fetch = function (url, opts) {
+            if (String(url).includes('/widget/v1/messages') && opts && opts.method === 'POST' && window.__drops === 0) {
+              window.__drops = 1;
+              return real(url, opts).then(() => { throw new TypeError('Failed to fetch'); });
+            }
+            return real(url, opts);
+          }; return true").await;
+    b.js(&in_widget(
+        "root.querySelector('form.compose textarea').value = 'And to Italy?';
+         root.querySelector('form.compose').requestSubmit(); return true",
+    ))
+    .await;
+    b.wait_for("the answer after the drop", &in_widget("return root.querySelectorAll('.b.assistant').length === 3 && root.querySelectorAll('.b.user').length === 2 && !root.querySelector('.b.pending') && !root.querySelector('.typing')")).await;
+    assert_eq!(
+        b.js("return window.__drops").await,
+        json!(1),
+        "the drop happened"
+    );
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    b.client.refresh().await.unwrap();
+    b.wait_for("the same four messages after a reload", &in_widget("return root.querySelectorAll('.b.assistant').length === 3 && root.querySelectorAll('.b.user').length === 2")).await;
+
     // End the chat and rate it.
     b.js(&in_widget(
         "root.querySelector('.head .end').click(); return true",
@@ -288,7 +313,7 @@ async fn a_visitor_chats_through_the_widget_and_the_dashboard_shows_the_visit() 
     assert_eq!(d.body["status"], "closed");
     assert_eq!(d.body["rating"]["score"], 4);
     assert_eq!(d.body["rating"]["comment"], "Quick and friendly");
-    assert_eq!(d.body["message_count"], 2, "no duplicates");
+    assert_eq!(d.body["message_count"], 4, "no duplicates");
     let mut vars: Vec<(&str, &str)> = d.body["variables"]
         .as_array()
         .unwrap()
