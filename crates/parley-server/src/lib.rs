@@ -71,6 +71,7 @@ impl AppState {
         let prices = settings.load_prices()?;
         let secrets = secrets::SecretKey::load(settings.secret_key.as_deref(), &settings.data_dir)?;
         let store = parley_store::open(&settings.database_url).await?;
+        let widget = widget::WidgetState::open(&settings)?;
         Ok(AppState {
             store,
             prices: Arc::new(prices),
@@ -79,7 +80,7 @@ impl AppState {
             secrets,
             http: assistant::provider::http_client(),
             turn_locks: Arc::default(),
-            widget: Arc::default(),
+            widget: Arc::new(widget),
         })
     }
 }

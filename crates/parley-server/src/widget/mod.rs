@@ -105,6 +105,23 @@ impl RateLimits {
 pub struct WidgetState {
     /// The rate limits and their counters.
     pub limits: RateLimits,
+    /// The GeoIP database, when one is configured (`geoip_db`); without one, visitors' country
+    /// and city stay empty.
+    pub geoip: Option<tracker::GeoIp>,
+}
+
+impl WidgetState {
+    /// The state for `settings`: default rate limits, and the GeoIP database if configured.
+    /// Errors: the configured GeoIP file cannot be opened.
+    pub fn open(settings: &crate::config::Settings) -> Result<WidgetState, String> {
+        Ok(WidgetState {
+            limits: RateLimits::default(),
+            geoip: match &settings.geoip_db {
+                Some(path) => Some(tracker::GeoIp::open(path)?),
+                None => None,
+            },
+        })
+    }
 }
 
 /// The routes: `/widget.js` and `/widget/v1/...`.

@@ -33,6 +33,65 @@ use super::{Peer, TRACKER_HEADER, check, open_token, seal_token};
 use crate::AppState;
 use crate::error::ApiError;
 
+/// A GeoIP database (MaxMind GeoIP2/GeoLite2 or DB-IP, City or Country edition, `.mmdb`),
+/// read with the `maxminddb` crate and kept in memory.
+pub struct GeoIp(maxminddb::Reader<Vec<u8>>);
+
+impl std::fmt::Debug for GeoIp {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("GeoIp")
+    }
+}
+
+/// The part of a City/Country record the tracker uses.
+#[derive(Deserialize)]
+struct GeoRecord {
+    #[serde(default)]
+    country: Option<GeoCountry>,
+    #[serde(default)]
+    city: Option<GeoCity>,
+}
+
+#[derive(Deserialize)]
+struct GeoCountry {
+    #[serde(default)]
+    iso_code: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct GeoCity {
+    #[serde(default)]
+    names: std::collections::BTreeMap<String, String>,
+}
+
+impl GeoIp {
+    /// Opens the database at `path`. Errors: the file cannot be read or is not an mmdb file.
+    pub fn open(path: &std::path::Path) -> Result<GeoIp, String> {
+        maxminddb::Reader::open_readfile(path)
+            .map(GeoIp)
+            .map_err(|e| format!("GeoIP database {}: {e}", path.display()))
+    }
+
+    /// The country (ISO 3166-1 alpha-2) and English city name of `ip`; empty strings for what
+    /// the database does not know.
+    pub fn locate(&self, ip: std::net::IpAddr) -> (String, String) {
+        let record = self
+            .0
+            .lookup(ip)
+            .ok()
+            .and_then(|r| r.decode::<GeoRecord>().ok().flatten());
+        let Some(r) = record else {
+            return (String::new(), String::new());
+        };
+        (
+            r.country.and_then(|c| c.iso_code).unwrap_or_default(),
+            r.city
+                .and_then(|c| c.names.get("en").cloned())
+                .unwrap_or_default(),
+        )
+    }
+}
+
 /// Most items per `POST /widget/v1/track`.
 pub const MAX_ITEMS: usize = 50;
 /// Longest URL, title, name or referrer kept, in characters (longer ones are cut).
@@ -269,6 +328,10 @@ pub(super) async fn session(
         .and_then(|v| v.to_str().ok())
         .unwrap_or("");
     let device = super::ua::parse(ua);
+    let (country, city) = match (&st.widget.geoip, peer) {
+        (Some(db), Some(addr)) => db.locate(addr.ip()),
+        _ => (String::new(), String::new()),
+    };
     let landing = scrub_url(&input.landing_page);
     let referrer = scrub_url(&input.referrer);
     let session = TrackerSession {
@@ -281,8 +344,8 @@ pub(super) async fn session(
         device: device.kind.to_owned(),
         browser: device.browser,
         os: device.os,
-        country: String::new(),
-        city: String::new(),
+        country,
+        city,
         traffic_source: traffic_source(&landing, &referrer).to_owned(),
         utm_source: query_param(&landing, "utm_source"),
         utm_medium: query_param(&landing, "utm_medium"),

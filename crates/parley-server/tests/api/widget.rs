@@ -816,3 +816,136 @@ async fn the_script_is_served_small_and_self_contained() {
     );
     assert!(js.contains("attachShadow"));
 }
+
+/// A MaxMind DB (format 2.0, IPv4, 24-bit records) that maps 127.0.0.0/8 to `{"country":
+/// {"iso_code": country}, "city": {"names": {"en": city}}}`, as the MaxMind DB spec lays it
+/// out: search tree, 16 zero bytes, data section, metadata marker and metadata map.
+fn test_mmdb(country: &str, city: &str) -> Vec<u8> {
+    fn s(out: &mut Vec<u8>, text: &str) {
+        assert!(text.len() < 29);
+        out.push(0x40 | text.len() as u8);
+        out.extend_from_slice(text.as_bytes());
+    }
+    fn map(out: &mut Vec<u8>, pairs: usize) {
+        out.push(0xE0 | pairs as u8);
+    }
+    fn u16_(out: &mut Vec<u8>, v: u8) {
+        if v == 0 {
+            out.push(0xA0);
+        } else {
+            out.extend_from_slice(&[0xA1, v]);
+        }
+    }
+    let bits: Vec<u8> = (0..8).map(|i| (127u8 >> (7 - i)) & 1).collect();
+    let node_count = 8u32;
+    let data_pointer = node_count + 16;
+    let mut out = Vec::new();
+    for (i, bit) in bits.iter().enumerate() {
+        let next = if i < 7 { i as u32 + 1 } else { data_pointer };
+        let (left, right) = if *bit == 0 {
+            (next, node_count)
+        } else {
+            (node_count, next)
+        };
+        out.extend_from_slice(&left.to_be_bytes()[1..]);
+        out.extend_from_slice(&right.to_be_bytes()[1..]);
+    }
+    out.extend_from_slice(&[0; 16]);
+    map(&mut out, 2);
+    s(&mut out, "country");
+    map(&mut out, 1);
+    s(&mut out, "iso_code");
+    s(&mut out, country);
+    s(&mut out, "city");
+    map(&mut out, 1);
+    s(&mut out, "names");
+    map(&mut out, 1);
+    s(&mut out, "en");
+    s(&mut out, city);
+    out.extend_from_slice(b"\xAB\xCD\xEFMaxMind.com");
+    map(&mut out, 9);
+    s(&mut out, "node_count");
+    out.extend_from_slice(&[0xC1, node_count as u8]);
+    s(&mut out, "record_size");
+    u16_(&mut out, 24);
+    s(&mut out, "ip_version");
+    u16_(&mut out, 4);
+    s(&mut out, "database_type");
+    s(&mut out, "Parley-Test-City");
+    s(&mut out, "languages");
+    out.extend_from_slice(&[0x01, 0x04]);
+    s(&mut out, "en");
+    s(&mut out, "binary_format_major_version");
+    u16_(&mut out, 2);
+    s(&mut out, "binary_format_minor_version");
+    u16_(&mut out, 0);
+    s(&mut out, "build_epoch");
+    out.extend_from_slice(&[0x04, 0x02, 0x69, 0x00, 0x00, 0x00]);
+    s(&mut out, "description");
+    map(&mut out, 1);
+    s(&mut out, "en");
+    s(&mut out, "test");
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn country_and_city_come_from_a_configured_geoip_database() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("city.mmdb");
+    std::fs::write(&db, test_mmdb("AT", "Vienna")).unwrap();
+    let app = TestApp::spawn_with(|s| s.geoip_db = Some(db.clone())).await;
+    let stub = StubProvider::start().await.unwrap();
+    let (_, key) = widget_app(&app, &stub, "Ava").await;
+    let start_visit = || {
+        app.client
+            .post(app.url(&format!("/widget/v1/track/session?key={key}")))
+            .header("origin", SITE)
+            .json(&json!({"landing_page": "http://site.test:8000/"}))
+    };
+    let r = app.send(start_visit()).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    let id: uuid::Uuid = r.body["session_id"].as_str().unwrap().parse().unwrap();
+    let s = app
+        .state
+        .store
+        .tracker_session(app.workspace.id, id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (s.country.as_str(), s.city.as_str()),
+        ("AT", "Vienna"),
+        "127.0.0.1 is in the test database"
+    );
+
+    // Without a database they stay empty; a file that is not one stops the server from starting.
+    let plain = TestApp::spawn().await;
+    let (_, key2) = widget_app(&plain, &stub, "Bea").await;
+    let r = plain
+        .send(
+            plain
+                .client
+                .post(plain.url(&format!("/widget/v1/track/session?key={key2}")))
+                .header("origin", SITE)
+                .json(&json!({})),
+        )
+        .await;
+    let id: uuid::Uuid = r.body["session_id"].as_str().unwrap().parse().unwrap();
+    let s = plain
+        .state
+        .store
+        .tracker_session(plain.workspace.id, id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!((s.country.as_str(), s.city.as_str()), ("", ""));
+    let bad = dir.path().join("not.mmdb");
+    std::fs::write(&bad, b"not a database").unwrap();
+    let mut settings = app.state.settings.as_ref().clone();
+    settings.geoip_db = Some(bad);
+    let err = parley_server::AppState::open(settings)
+        .await
+        .err()
+        .expect("refused");
+    assert!(err.to_string().contains("GeoIP database"), "{err}");
+}
