@@ -1,5 +1,9 @@
 //! The widget's conversation endpoints: config, start, send (streamed answer), messages after a
 //! cursor, close and rating. See the [module docs](super) for the routes and errors.
+//!
+//! Idle timeout: the script ends a conversation itself after the widget's idle timeout; when the
+//! visitor was gone meanwhile, the next request for it ends it on the server (end reason
+//! `timeout`) and the visitor is asked for a rating.
 
 use axum::body::{Body, Bytes};
 use axum::extract::rejection::BytesRejection;
@@ -14,7 +18,7 @@ use parley_core::{Channel, ConversationStatus, MessageId, Role, Timestamp, Varia
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
-use super::{Checked, Peer, VisitorToken, check, seal_token, visitor_hint, visitor_of};
+use super::{Checked, Peer, VisitorToken, check, visitor_hint, visitor_of};
 use crate::AppState;
 use crate::assistant::runtime::{self, TurnEvent};
 use crate::error::ApiError;
@@ -170,19 +174,44 @@ pub(super) async fn start(
     if let Some(t) = input.tracker.as_deref() {
         super::tracker::link(&st, &c.widget, t, conversation_id).await;
     }
-    let token = seal_token(
-        &st,
-        &VisitorToken {
-            t: "visitor".into(),
-            w: ws,
-            a: c.widget.assistant_id,
-            c: conversation_id,
-        },
-    );
+    let token = super::visitor_token(&st, &c.widget, conversation_id);
     c.answer((
         StatusCode::CREATED,
         Json(json!({"conversation_id": conversation_id.to_string(), "visitor_token": token})),
     ))
+}
+
+/// Ends a conversation that has been idle longer than the widget's idle timeout (end reason
+/// `timeout`), so a visitor who comes back to it is asked for a rating instead of writing into
+/// a stale conversation. Returns the status after the check.
+async fn expire_if_idle(
+    st: &AppState,
+    c: &Checked,
+    t: &VisitorToken,
+    summary: &parley_core::model::ConversationSummary,
+) -> Result<ConversationStatus, ApiError> {
+    let minutes = i64::from(c.widget.settings.idle_timeout_minutes);
+    let now = Timestamp::now();
+    // Idle since the last message, or since the start when nothing was written yet.
+    let last = if summary.message_count > 0 {
+        summary.last_message_at.0
+    } else {
+        summary.started_at.0
+    };
+    if summary.status != ConversationStatus::Active
+        || minutes == 0
+        || now.0 - last <= minutes * 60_000
+    {
+        return Ok(summary.status);
+    }
+    let patch = ConversationPatch {
+        status: Some(ConversationStatus::Closed),
+        ended_at: Some(Some(now)),
+        end_reason: Some(Some("timeout".to_owned())),
+        ..Default::default()
+    };
+    st.store.update_conversation(t.w, t.c, &patch).await?;
+    Ok(ConversationStatus::Closed)
 }
 
 /// A message as the visitor sees it.
@@ -258,9 +287,13 @@ pub(super) async fn messages(
         .unwrap_or(0);
     let items: Vec<Value> = list[start..].iter().map(visitor_message).collect();
     let s = &detail.summary;
+    let status = match expire_if_idle(&st, &c, &t, s).await {
+        Ok(status) => status,
+        Err(e) => return c.answer(e),
+    };
     c.answer(Json(json!({
         "messages": items,
-        "status": s.status.as_str(),
+        "status": status.as_str(),
         "rated": s.rating.is_some(),
     })))
 }
@@ -332,17 +365,21 @@ pub(super) async fn send(
             .with_field("client_id"),
         );
     }
-    match st.store.get_conversation(t.w, t.c).await {
-        Ok(Some(d)) if d.summary.status == ConversationStatus::Active => {}
-        Ok(Some(_)) => {
+    let status = match st.store.get_conversation(t.w, t.c).await {
+        Ok(Some(d)) => expire_if_idle(&st, &c, &t, &d.summary).await,
+        Ok(None) => Err(ApiError::not_found("conversation")),
+        Err(e) => Err(ApiError::from(e)),
+    };
+    match status {
+        Ok(ConversationStatus::Active) => {}
+        Ok(_) => {
             return c.answer(ApiError::new(
                 StatusCode::CONFLICT,
                 "conversation_closed",
                 "this conversation has ended: start a new one",
             ));
         }
-        Ok(None) => return c.answer(ApiError::not_found("conversation")),
-        Err(e) => return c.answer(ApiError::from(e)),
+        Err(e) => return c.answer(e),
     }
     let message = MessageInput {
         id: None,

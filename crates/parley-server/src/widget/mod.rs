@@ -376,6 +376,20 @@ pub(crate) struct VisitorToken {
     pub c: ConversationId,
 }
 
+/// The visitor token for `conversation` on `widget`, as `POST /widget/v1/conversations` returns
+/// it (a conversation created another way, such as an import, can be handed to a visitor).
+pub fn visitor_token(st: &AppState, widget: &WidgetRecord, conversation: ConversationId) -> String {
+    seal_token(
+        st,
+        &VisitorToken {
+            t: "visitor".into(),
+            w: widget.workspace_id,
+            a: widget.assistant_id,
+            c: conversation,
+        },
+    )
+}
+
 /// Seals a token for `value` (JSON) with the server's secret key.
 pub(crate) fn seal_token<T: Serialize>(st: &AppState, value: &T) -> String {
     st.secrets

@@ -949,3 +949,51 @@ async fn country_and_city_come_from_a_configured_geoip_database() {
         .expect("refused");
     assert!(err.to_string().contains("GeoIP database"), "{err}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idle_conversation_ends_with_a_timeout() {
+    let app = TestApp::spawn().await;
+    let stub = StubProvider::start().await.unwrap();
+    let (assistant, key) = widget_app(&app, &stub, "Ava").await;
+    // A widget conversation whose last message was an hour ago (the default idle timeout is 30
+    // minutes).
+    let an_hour_ago = Timestamp(Timestamp::now().0 - 3_600_000).to_rfc3339();
+    let conversation = app
+        .create(json!({"assistant": {"id": assistant}, "channel": "widget", "started_at": an_hour_ago,
+                       "messages": [{"role": "user", "content": "hello?", "created_at": an_hour_ago}]}))
+        .await;
+    let widget = app.state.store.widget_by_key(&key).await.unwrap().unwrap();
+    let token =
+        parley_server::widget::visitor_token(&app.state, &widget, conversation.parse().unwrap());
+    let r = get(
+        &app,
+        &format!("/widget/v1/messages?key={key}"),
+        Some(&token),
+    )
+    .await;
+    assert_eq!(r.body["status"], "closed", "{}", r.text);
+    let r = post(
+        &app,
+        &format!("/widget/v1/messages?key={key}"),
+        Some(&token),
+        json!({"client_id": "late", "content": "still there?"}),
+    )
+    .await;
+    assert_eq!((r.status, r.code()), (409, "conversation_closed"));
+    let d = app
+        .get(&format!("/api/v1/conversations/{conversation}"))
+        .await;
+    assert_eq!(
+        (d.body["status"].as_str(), d.body["end_reason"].as_str()),
+        (Some("closed"), Some("timeout"))
+    );
+    // A fresh conversation is not affected.
+    let (_, fresh) = start(&app, &key).await;
+    let r = get(
+        &app,
+        &format!("/widget/v1/messages?key={key}"),
+        Some(&fresh),
+    )
+    .await;
+    assert_eq!(r.body["status"], "active");
+}
