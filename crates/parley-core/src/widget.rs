@@ -12,7 +12,7 @@ use uuid::Uuid;
 
 use crate::time::Timestamp;
 use crate::validate::Invalid;
-use crate::{AssistantId, ConversationId, WorkspaceId};
+use crate::{AssistantId, WorkspaceId};
 
 /// Most allowed origins per widget.
 pub const MAX_ORIGINS: usize = 20;
@@ -436,8 +436,6 @@ pub struct TrackerSession {
     pub workspace_id: Option<WorkspaceId>,
     /// The assistant whose widget recorded it.
     pub assistant_id: Option<AssistantId>,
-    /// The widget conversation it is linked to, once the visitor chats.
-    pub conversation_id: Option<ConversationId>,
     /// When the visit began.
     pub started_at: Option<Timestamp>,
     /// The last activity seen (pageview, event, heartbeat).

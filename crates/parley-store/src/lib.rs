@@ -504,11 +504,20 @@ pub trait Store: Send + Sync + 'static {
         workspace: WorkspaceId,
         id: uuid::Uuid,
     ) -> Result<Option<TrackerSession>>;
+    /// Links a widget conversation to the visit it came from (replacing an earlier link of that
+    /// conversation). Errors: `NotFound` when the session is not the workspace's.
+    async fn link_tracker_session(
+        &self,
+        workspace: WorkspaceId,
+        session: uuid::Uuid,
+        conversation: ConversationId,
+    ) -> Result<()>;
     /// Creates or replaces a pageview, event or trigger (by id) of a session of the workspace.
     /// Errors: `NotFound` when the session is not the workspace's.
     async fn save_tracker_item(&self, workspace: WorkspaceId, item: &TrackerItem) -> Result<()>;
     /// The tracker session linked to a conversation, with its items (oldest first; at most
-    /// 1,000).
+    /// 1,000). Deleting the conversation removes the link, and the session with its items once
+    /// no other conversation links to it.
     async fn tracker_for_conversation(
         &self,
         workspace: WorkspaceId,

@@ -313,10 +313,12 @@ pub(super) async fn session(
         && let Ok(Some(mut s)) = st.store.tracker_session(t.w, t.s).await
     {
         s.last_seen_at = Some(now);
-        if let Some(v) = linked_conversation(&st, &c.widget, input.visitor.as_deref()) {
-            s.conversation_id = Some(v);
-        }
         if let Err(e) = st.store.save_tracker_session(&s).await {
+            return c.answer(ApiError::from(e));
+        }
+        if let Some(v) = linked_conversation(&st, &c.widget, input.visitor.as_deref())
+            && let Err(e) = st.store.link_tracker_session(t.w, s.id, v).await
+        {
             return c.answer(ApiError::from(e));
         }
         return c.answer(Json(json!({
@@ -338,7 +340,6 @@ pub(super) async fn session(
         id: Uuid::now_v7(),
         workspace_id: Some(c.widget.workspace_id),
         assistant_id: Some(c.widget.assistant_id),
-        conversation_id: linked_conversation(&st, &c.widget, input.visitor.as_deref()),
         started_at: Some(now),
         last_seen_at: Some(now),
         device: device.kind.to_owned(),
@@ -354,6 +355,14 @@ pub(super) async fn session(
         referrer,
     };
     if let Err(e) = st.store.save_tracker_session(&session).await {
+        return c.answer(ApiError::from(e));
+    }
+    if let Some(v) = linked_conversation(&st, &c.widget, input.visitor.as_deref())
+        && let Err(e) = st
+            .store
+            .link_tracker_session(c.widget.workspace_id, session.id, v)
+            .await
+    {
         return c.answer(ApiError::from(e));
     }
     let token = seal_token(
@@ -396,12 +405,8 @@ pub(super) async fn link(
     let Some(t) = token_for(st, widget, token) else {
         return;
     };
-    if let Ok(Some(mut s)) = st.store.tracker_session(t.w, t.s).await {
-        s.conversation_id = Some(conversation);
-        s.last_seen_at = Some(Timestamp::now());
-        if let Err(e) = st.store.save_tracker_session(&s).await {
-            tracing::warn!(error = %e, "linking the tracker session failed");
-        }
+    if let Err(e) = st.store.link_tracker_session(t.w, t.s, conversation).await {
+        tracing::warn!(error = %e, "linking the tracker session failed");
     }
 }
 

@@ -646,20 +646,62 @@ async fn the_tracker_fills_the_client_data_tab(backend: Backend) {
     }
     assert!(!html.contains("hunter2"));
 
-    // Deleting the conversation deletes the visit.
+    // A second conversation in the same visit ("new conversation"): both show the visit.
+    let c2 = post(
+        &app,
+        &format!("/widget/v1/conversations?key={key}"),
+        None,
+        json!({"pre_chat": {"name": "Ana"}, "tracker": tracker}),
+    )
+    .await;
+    let second = c2.body["conversation_id"].as_str().unwrap().to_owned();
+    let visit = |id: String| {
+        let store = app.state.store.clone();
+        let ws = app.workspace.id;
+        async move {
+            store
+                .tracker_for_conversation(ws, id.parse().unwrap())
+                .await
+                .unwrap()
+        }
+    };
+    assert_eq!(
+        visit(second.clone()).await.unwrap().session.id,
+        rec.session.id
+    );
+    assert!(
+        visit(conversation.to_owned()).await.is_some(),
+        "the first keeps its visit"
+    );
+
+    // Deleting a conversation removes its link; the visit goes with the last conversation.
     assert_eq!(
         app.delete(&format!("/api/v1/conversations/{conversation}"))
             .await
             .status,
         204
     );
-    assert!(
-        app.state
-            .store
-            .tracker_for_conversation(app.workspace.id, conversation.parse().unwrap())
+    assert!(visit(conversation.to_owned()).await.is_none());
+    assert_eq!(
+        visit(second.clone()).await.unwrap().items.len(),
+        rec.items.len()
+    );
+    assert_eq!(
+        app.delete(&format!("/api/v1/conversations/{second}"))
             .await
-            .unwrap()
-            .is_none()
+            .status,
+        204
+    );
+    assert!(visit(second).await.is_none());
+    let gone = app
+        .state
+        .store
+        .tracker_session(app.workspace.id, rec.session.id)
+        .await
+        .unwrap();
+    assert!(
+        gone.is_none(),
+        "the visit and its items are deleted with its last conversation"
     );
 }
 

@@ -10,17 +10,20 @@ CREATE TABLE widgets (
     updated_at   bigint NOT NULL
 );
 
--- A visitor's website session (JSON text, see parley_core::widget::TrackerSession), linked to
--- the widget conversation once the visitor chats.
+-- A visitor's website session (JSON text, see parley_core::widget::TrackerSession).
 CREATE TABLE tracker_sessions (
-    id              uuid PRIMARY KEY,
-    workspace_id    uuid NOT NULL REFERENCES workspaces (id),
-    conversation_id uuid,
-    data            text NOT NULL,
-    updated_at      bigint NOT NULL
+    id           uuid PRIMARY KEY,
+    workspace_id uuid NOT NULL REFERENCES workspaces (id),
+    data         text NOT NULL,
+    updated_at   bigint NOT NULL
 );
-CREATE INDEX tracker_sessions_conversation ON tracker_sessions (conversation_id)
-    WHERE conversation_id IS NOT NULL;
+
+-- Which visit each widget conversation came from (a visit may hold several conversations).
+CREATE TABLE tracker_links (
+    conversation_id uuid PRIMARY KEY,
+    session_id      uuid NOT NULL REFERENCES tracker_sessions (id)
+);
+CREATE INDEX tracker_links_session ON tracker_links (session_id);
 
 -- Pageviews, events and triggers (JSON text, see parley_core::widget::TrackerItem).
 CREATE TABLE tracker_items (

@@ -10,17 +10,20 @@ CREATE TABLE widgets (
     updated_at   INTEGER NOT NULL
 ) WITHOUT ROWID;
 
--- A visitor's website session (JSON, see parley_core::widget::TrackerSession), linked to the
--- widget conversation once the visitor chats.
+-- A visitor's website session (JSON, see parley_core::widget::TrackerSession).
 CREATE TABLE tracker_sessions (
-    id              BLOB PRIMARY KEY,
-    workspace_id    BLOB NOT NULL REFERENCES workspaces (id),
-    conversation_id BLOB,
-    data            TEXT NOT NULL,
-    updated_at      INTEGER NOT NULL
+    id           BLOB PRIMARY KEY,
+    workspace_id BLOB NOT NULL REFERENCES workspaces (id),
+    data         TEXT NOT NULL,
+    updated_at   INTEGER NOT NULL
 ) WITHOUT ROWID;
-CREATE INDEX tracker_sessions_conversation ON tracker_sessions (conversation_id)
-    WHERE conversation_id IS NOT NULL;
+
+-- Which visit each widget conversation came from (a visit may hold several conversations).
+CREATE TABLE tracker_links (
+    conversation_id BLOB PRIMARY KEY,
+    session_id      BLOB NOT NULL REFERENCES tracker_sessions (id)
+) WITHOUT ROWID;
+CREATE INDEX tracker_links_session ON tracker_links (session_id);
 
 -- Pageviews, events and triggers (JSON, see parley_core::widget::TrackerItem).
 CREATE TABLE tracker_items (

@@ -441,6 +441,15 @@ impl Store for PostgresStore {
         widget::tracker_session(&self.pool, workspace, id).await
     }
 
+    async fn link_tracker_session(
+        &self,
+        workspace: WorkspaceId,
+        session: uuid::Uuid,
+        conversation: ConversationId,
+    ) -> Result<()> {
+        widget::link_tracker_session(&self.pool, workspace, session, conversation).await
+    }
+
     async fn save_tracker_item(&self, workspace: WorkspaceId, item: &TrackerItem) -> Result<()> {
         widget::save_tracker_item(&self.pool, workspace, item).await
     }

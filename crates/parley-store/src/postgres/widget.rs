@@ -111,18 +111,10 @@ pub(super) async fn save_tracker_session(pool: &Pool, s: &TrackerSession) -> Res
     // insert conflict and nothing change.
     let n = client
         .execute(
-            "INSERT INTO tracker_sessions (id, workspace_id, conversation_id, data, updated_at)
-             VALUES ($1, $2, $3, $4, $5)
-             ON CONFLICT (id) DO UPDATE SET conversation_id = excluded.conversation_id,
-                 data = excluded.data, updated_at = excluded.updated_at
+            "INSERT INTO tracker_sessions (id, workspace_id, data, updated_at) VALUES ($1, $2, $3, $4)
+             ON CONFLICT (id) DO UPDATE SET data = excluded.data, updated_at = excluded.updated_at
              WHERE tracker_sessions.workspace_id = excluded.workspace_id",
-            &[
-                &s.id,
-                &ws.0,
-                &s.conversation_id.map(|c| c.0),
-                &data,
-                &Timestamp::now().0,
-            ],
+            &[&s.id, &ws.0, &data, &Timestamp::now().0],
         )
         .await?;
     if n == 0 {
@@ -131,6 +123,34 @@ pub(super) async fn save_tracker_session(pool: &Pool, s: &TrackerSession) -> Res
             message: "this session id belongs elsewhere".into(),
         });
     }
+    Ok(())
+}
+
+pub(super) async fn link_tracker_session(
+    pool: &Pool,
+    ws: WorkspaceId,
+    session: Uuid,
+    conversation: ConversationId,
+) -> Result<()> {
+    let client = pool.get().await?;
+    let owned = client
+        .query_opt(
+            "SELECT 1 FROM tracker_sessions WHERE id = $1 AND workspace_id = $2",
+            &[&session, &ws.0],
+        )
+        .await?;
+    if owned.is_none() {
+        return Err(StoreError::NotFound {
+            what: "tracker session",
+        });
+    }
+    client
+        .execute(
+            "INSERT INTO tracker_links (conversation_id, session_id) VALUES ($1, $2)
+             ON CONFLICT (conversation_id) DO UPDATE SET session_id = excluded.session_id",
+            &[&conversation.0, &session],
+        )
+        .await?;
     Ok(())
 }
 
@@ -193,8 +213,8 @@ pub(super) async fn tracker_for_conversation(
     let client = pool.get().await?;
     let Some(row) = client
         .query_opt(
-            "SELECT id, data FROM tracker_sessions WHERE conversation_id = $1 AND workspace_id = $2
-             ORDER BY updated_at DESC LIMIT 1",
+            "SELECT s.id, s.data FROM tracker_links l JOIN tracker_sessions s ON s.id = l.session_id
+              WHERE l.conversation_id = $1 AND s.workspace_id = $2",
             &[&conversation.0, &ws.0],
         )
         .await?
@@ -215,21 +235,36 @@ pub(super) async fn tracker_for_conversation(
     Ok(Some(TrackerRecord { session, items }))
 }
 
-/// Removes the tracker sessions linked to a conversation (inside its deletion's transaction).
+/// Removes a conversation's link to its visit, and the visit with its items when no other
+/// conversation links to it (inside the conversation's deletion's transaction).
 pub(super) async fn delete_for_conversation(
     tx: &deadpool_postgres::Transaction<'_>,
     conversation: ConversationId,
 ) -> Result<()> {
-    tx.execute(
-        "DELETE FROM tracker_items WHERE session_id IN
-             (SELECT id FROM tracker_sessions WHERE conversation_id = $1)",
-        &[&conversation.0],
-    )
-    .await?;
-    tx.execute(
-        "DELETE FROM tracker_sessions WHERE conversation_id = $1",
-        &[&conversation.0],
-    )
-    .await?;
+    let Some(row) = tx
+        .query_opt(
+            "DELETE FROM tracker_links WHERE conversation_id = $1 RETURNING session_id",
+            &[&conversation.0],
+        )
+        .await?
+    else {
+        return Ok(());
+    };
+    let session: Uuid = row.get(0);
+    let others = tx
+        .query_opt(
+            "SELECT 1 FROM tracker_links WHERE session_id = $1 LIMIT 1",
+            &[&session],
+        )
+        .await?;
+    if others.is_none() {
+        tx.execute(
+            "DELETE FROM tracker_items WHERE session_id = $1",
+            &[&session],
+        )
+        .await?;
+        tx.execute("DELETE FROM tracker_sessions WHERE id = $1", &[&session])
+            .await?;
+    }
     Ok(())
 }

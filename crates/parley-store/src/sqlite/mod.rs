@@ -708,6 +708,16 @@ impl Store for SqliteStore {
             .await
     }
 
+    async fn link_tracker_session(
+        &self,
+        workspace: WorkspaceId,
+        session: uuid::Uuid,
+        conversation: ConversationId,
+    ) -> Result<()> {
+        self.write(move |c| widget::link_tracker_session(c, workspace, session, conversation))
+            .await
+    }
+
     async fn save_tracker_item(&self, workspace: WorkspaceId, item: &TrackerItem) -> Result<()> {
         let item = item.clone();
         self.write(move |c| widget::save_tracker_item(c, workspace, &item))

@@ -124,18 +124,37 @@ pub(super) fn save_tracker_session(c: &Connection, s: &TrackerSession) -> Result
     }
     let data = serde_json::to_string(s).map_err(json_err)?;
     c.prepare_cached(
-        "INSERT INTO tracker_sessions (id, workspace_id, conversation_id, data, updated_at)
-         VALUES (?1, ?2, ?3, ?4, ?5)
-         ON CONFLICT (id) DO UPDATE SET conversation_id = excluded.conversation_id,
-             data = excluded.data, updated_at = excluded.updated_at",
+        "INSERT INTO tracker_sessions (id, workspace_id, data, updated_at) VALUES (?1, ?2, ?3, ?4)
+         ON CONFLICT (id) DO UPDATE SET data = excluded.data, updated_at = excluded.updated_at",
     )?
     .execute(params![
         s.id.as_bytes(),
         ws.as_bytes(),
-        s.conversation_id.map(|c| c.as_bytes().to_vec()),
         data,
         Timestamp::now().0
     ])?;
+    Ok(())
+}
+
+pub(super) fn link_tracker_session(
+    c: &Connection,
+    ws: WorkspaceId,
+    session: Uuid,
+    conversation: ConversationId,
+) -> Result<()> {
+    match session_workspace(c, session)? {
+        Some(owner) if owner == ws.as_bytes() => {}
+        _ => {
+            return Err(StoreError::NotFound {
+                what: "tracker session",
+            });
+        }
+    }
+    c.prepare_cached(
+        "INSERT INTO tracker_links (conversation_id, session_id) VALUES (?1, ?2)
+         ON CONFLICT (conversation_id) DO UPDATE SET session_id = excluded.session_id",
+    )?
+    .execute(params![conversation.as_bytes(), session.as_bytes()])?;
     Ok(())
 }
 
@@ -194,8 +213,8 @@ pub(super) fn tracker_for_conversation(
 ) -> Result<Option<TrackerRecord>> {
     let row: Option<(Vec<u8>, String)> = c
         .prepare_cached(
-            "SELECT id, data FROM tracker_sessions WHERE conversation_id = ?1 AND workspace_id = ?2
-             ORDER BY updated_at DESC LIMIT 1",
+            "SELECT s.id, s.data FROM tracker_links l JOIN tracker_sessions s ON s.id = l.session_id
+              WHERE l.conversation_id = ?1 AND s.workspace_id = ?2",
         )?
         .query_row(params![conversation.as_bytes(), ws.as_bytes()], |r| {
             Ok((r.get(0)?, r.get(1)?))
@@ -218,14 +237,26 @@ pub(super) fn tracker_for_conversation(
     Ok(Some(TrackerRecord { session, items }))
 }
 
-/// Removes the tracker sessions linked to a conversation (called inside its deletion).
+/// Removes a conversation's link to its visit, and the visit with its items when no other
+/// conversation links to it (called inside the conversation's deletion).
 pub(super) fn delete_for_conversation(c: &Connection, conversation: ConversationId) -> Result<()> {
-    c.prepare_cached(
-        "DELETE FROM tracker_items WHERE session_id IN
-             (SELECT id FROM tracker_sessions WHERE conversation_id = ?1)",
-    )?
-    .execute([conversation.as_bytes()])?;
-    c.prepare_cached("DELETE FROM tracker_sessions WHERE conversation_id = ?1")?
+    let session: Option<Vec<u8>> = c
+        .prepare_cached("SELECT session_id FROM tracker_links WHERE conversation_id = ?1")?
+        .query_row([conversation.as_bytes()], |r| r.get(0))
+        .optional()?;
+    let Some(session) = session else {
+        return Ok(());
+    };
+    c.prepare_cached("DELETE FROM tracker_links WHERE conversation_id = ?1")?
         .execute([conversation.as_bytes()])?;
+    let others: i64 = c
+        .prepare_cached("SELECT count(*) FROM tracker_links WHERE session_id = ?1")?
+        .query_row([&session], |r| r.get(0))?;
+    if others == 0 {
+        c.prepare_cached("DELETE FROM tracker_items WHERE session_id = ?1")?
+            .execute([&session])?;
+        c.prepare_cached("DELETE FROM tracker_sessions WHERE id = ?1")?
+            .execute([&session])?;
+    }
     Ok(())
 }
