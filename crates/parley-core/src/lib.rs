@@ -11,6 +11,7 @@
 //! - [`validate`]: size limits and input checks.
 //! - [`markdown`]: assistant messages as sanitised HTML.
 //! - [`assistant`]: an assistant's provider, prompt, memory fields and price settings.
+//! - [`widget`]: the web widget's settings and the visitor tracker's records.
 
 pub mod assistant;
 pub mod id;
@@ -22,6 +23,7 @@ pub mod search;
 pub mod time;
 pub mod validate;
 pub mod vocab;
+pub mod widget;
 
 pub use id::{ApiKeyId, AssistantId, ConversationId, MessageId, UserId, WorkspaceId};
 pub use time::Timestamp;

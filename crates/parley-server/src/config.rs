@@ -22,6 +22,7 @@ use serde::Deserialize;
 /// secure_cookies = true
 /// secret_key = "base64 of 32 random bytes"   # seals provider keys; see `secrets`
 /// provider_timeout_secs = 60                   # LLM provider: longest wait for an answer or chunk
+/// geoip_db = "/var/lib/GeoIP/GeoLite2-City.mmdb" # widget visitors' country and city (optional)
 /// ```
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -44,6 +45,9 @@ pub struct FileSettings {
     pub secret_key: Option<String>,
     /// Longest wait for an LLM provider's answer, or between two streamed chunks, in seconds.
     pub provider_timeout_secs: Option<u64>,
+    /// A GeoIP database (MaxMind or DB-IP `.mmdb`, City or Country edition) for the widget
+    /// tracker's country and city.
+    pub geoip_db: Option<PathBuf>,
 }
 
 /// Values given on the command line or in the environment (clap fills these).
@@ -86,6 +90,8 @@ pub struct Settings {
     pub secret_key: Option<String>,
     /// Longest wait for an LLM provider's answer or next streamed chunk (default 60 s).
     pub provider_timeout: std::time::Duration,
+    /// The GeoIP database file (`.mmdb`), if any (see [`crate::widget::tracker::GeoIp`]).
+    pub geoip_db: Option<PathBuf>,
 }
 
 impl fmt::Debug for Settings {
@@ -103,6 +109,7 @@ impl fmt::Debug for Settings {
             .field("secure_cookies", &self.secure_cookies)
             .field("secret_key", &self.secret_key.as_ref().map(|_| "(set)"))
             .field("provider_timeout", &self.provider_timeout)
+            .field("geoip_db", &self.geoip_db)
             .finish()
     }
 }
@@ -150,6 +157,7 @@ impl Settings {
             provider_timeout: std::time::Duration::from_secs(
                 file.provider_timeout_secs.unwrap_or(60).clamp(1, 3_600),
             ),
+            geoip_db: file.geoip_db,
         })
     }
 

@@ -10,6 +10,7 @@
 //! - [`migrate_store`]: copying a workspace between stores (SQLite to PostgreSQL).
 //! - [`secrets`]: sealing provider keys and other secrets at rest.
 //! - [`cli`]: the `parley` command line.
+//! - [`widget`]: the embeddable web widget's script, public endpoints and visitor tracker.
 
 pub mod api;
 pub mod assistant;
@@ -24,6 +25,7 @@ pub mod ingest;
 pub mod migrate_store;
 pub mod secrets;
 pub mod transfer;
+pub mod widget;
 
 use std::sync::Arc;
 
@@ -56,6 +58,8 @@ pub struct AppState {
     pub http: reqwest::Client,
     /// One assistant turn at a time per conversation (see [`assistant::runtime`]).
     pub turn_locks: Arc<assistant::runtime::TurnLocks>,
+    /// The web widget's rate limits (see [`widget`]).
+    pub widget: Arc<widget::WidgetState>,
 }
 
 impl AppState {
@@ -67,6 +71,7 @@ impl AppState {
         let prices = settings.load_prices()?;
         let secrets = secrets::SecretKey::load(settings.secret_key.as_deref(), &settings.data_dir)?;
         let store = parley_store::open(&settings.database_url).await?;
+        let widget = widget::WidgetState::open(&settings)?;
         Ok(AppState {
             store,
             prices: Arc::new(prices),
@@ -75,6 +80,7 @@ impl AppState {
             secrets,
             http: assistant::provider::http_client(),
             turn_locks: Arc::default(),
+            widget: Arc::new(widget),
         })
     }
 }
@@ -88,6 +94,7 @@ pub fn app(state: AppState) -> Router {
         .nest("/api/v1", api::router(&state))
         .nest("/v1", assistant::gateway::router(&state))
         .merge(dashboard::router())
+        .merge(widget::router(&state))
         .layer(CompressionLayer::new())
         .layer(TraceLayer::new_for_http())
         .with_state(state)

@@ -13,8 +13,8 @@
 //!   tokens, cost, last message, last inbound time) and the workspace's conversation count in
 //!   the same transaction;
 //! - an acknowledged write is durable (SQLite: WAL with `synchronous=FULL`, group commit);
-//! - deleting a conversation removes its messages, variables and search index entries in one
-//!   transaction.
+//! - deleting a conversation removes its messages, variables, search index entries and linked
+//!   tracker session (pageviews, events, triggers) in one transaction.
 
 use std::fmt;
 
@@ -28,6 +28,7 @@ use parley_core::model::{
 use parley_core::pricing::{CostSource, Usage};
 use parley_core::query::{ConversationFilter, ListQuery, TranscriptQuery};
 use parley_core::search::Snippet;
+use parley_core::widget::{TrackerItem, TrackerRecord, TrackerSession, WidgetRecord};
 use parley_core::{
     ApiKeyId, AssistantId, AssistantMode, Channel, ConversationId, ConversationStatus, MessageId,
     Role, Timestamp, UserId, UserRole, WorkspaceId,
@@ -481,6 +482,47 @@ pub trait Store: Send + Sync + 'static {
     async fn import_user(&self, user: &User, password_hash: &str) -> Result<()>;
     /// `parley migrate-store`: stores an API key with its id and secret hash, unless it exists.
     async fn import_api_key(&self, key: &ApiKey, secret_hash: [u8; 32]) -> Result<()>;
+
+    /// The assistant's widget, if one was saved.
+    async fn widget_for_assistant(
+        &self,
+        workspace: WorkspaceId,
+        assistant: AssistantId,
+    ) -> Result<Option<WidgetRecord>>;
+    /// The widget whose public key is `public_key` (any workspace: the key is the credential).
+    async fn widget_by_key(&self, public_key: &str) -> Result<Option<WidgetRecord>>;
+    /// Creates or replaces the assistant's widget (key and settings).
+    /// Errors: `NotFound` for an assistant outside the workspace; `Conflict("widget_key_taken")`
+    /// if another widget has the key.
+    async fn save_widget(&self, widget: &WidgetRecord) -> Result<()>;
+    /// Creates or replaces a tracker session (by id, within the workspace; a session of another
+    /// workspace with the same id is left alone and `Conflict("tracker_session_taken")` returned).
+    async fn save_tracker_session(&self, session: &TrackerSession) -> Result<()>;
+    /// A tracker session of the workspace.
+    async fn tracker_session(
+        &self,
+        workspace: WorkspaceId,
+        id: uuid::Uuid,
+    ) -> Result<Option<TrackerSession>>;
+    /// Links a widget conversation to the visit it came from (replacing an earlier link of that
+    /// conversation). Errors: `NotFound` when the session is not the workspace's.
+    async fn link_tracker_session(
+        &self,
+        workspace: WorkspaceId,
+        session: uuid::Uuid,
+        conversation: ConversationId,
+    ) -> Result<()>;
+    /// Creates or replaces a pageview, event or trigger (by id) of a session of the workspace.
+    /// Errors: `NotFound` when the session is not the workspace's.
+    async fn save_tracker_item(&self, workspace: WorkspaceId, item: &TrackerItem) -> Result<()>;
+    /// The tracker session linked to a conversation, with its items (oldest first; at most
+    /// 1,000). Deleting the conversation removes the link, and the session with its items once
+    /// no other conversation links to it.
+    async fn tracker_for_conversation(
+        &self,
+        workspace: WorkspaceId,
+        conversation: ConversationId,
+    ) -> Result<Option<TrackerRecord>>;
 }
 
 /// Longest `last_message_preview`, in characters.

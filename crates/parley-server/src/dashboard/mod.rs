@@ -15,6 +15,7 @@
 //! | `POST /conversations/{id}/delete` | delete the conversation (admins) |
 //! | `GET /assistants`, `GET /assistants/new`, `GET /assistants/{id}` | assistants and their form |
 //! | `POST /assistants/new`, `POST /assistants/{id}` | create, or save a new version (admins) |
+//! | `GET /assistants/{id}/widget`, `POST` | the assistant's web widget settings (admins save) |
 //! | `GET /test-chat` | Test Chat (`?assistant=ID`, `&conversation=ID` to continue) |
 //! | `POST /test-chat/send` | send a message; the answer streams back as server-sent events |
 //! | `GET /assets/{file}` | CSS, JavaScript, icon |
@@ -24,11 +25,13 @@
 //! (markdown images in messages), no frames, no plugins, forms only to Parley.
 
 mod assistants;
+mod client_data;
 mod format;
 mod login;
 mod pages;
 mod state;
 mod test_chat;
+mod widget;
 
 use std::sync::OnceLock;
 
@@ -94,6 +97,10 @@ pub fn router() -> Router<AppState> {
         .route(
             "/assistants/{id}",
             get(assistants::edit_form).post(assistants::save_existing),
+        )
+        .route(
+            "/assistants/{id}/widget",
+            get(widget::page).post(widget::save),
         )
         .route("/test-chat", get(test_chat::page))
         .route("/test-chat/send", post(test_chat::send))

@@ -729,6 +729,8 @@ struct Panel {
     transcript: String,
     memory: Vec<(String, String, bool)>,
     variables: Vec<VarRow>,
+    /// The web widget visitor's website session, when the tracker recorded one.
+    website: Option<super::client_data::WebsiteSession>,
 }
 
 struct VarRow {
@@ -754,9 +756,10 @@ async fn build_panel(
         newest_first: true,
         include_hidden: false,
     };
-    let (detail, messages) = tokio::try_join!(
+    let (detail, messages, tracker) = tokio::try_join!(
         st.store.get_conversation(ws, id),
-        st.store.list_messages(ws, id, &tq)
+        st.store.list_messages(ws, id, &tq),
+        st.store.tracker_for_conversation(ws, id)
     )?;
     let (Some(d), Some(mut messages)) = (detail, messages) else {
         return Ok(None);
@@ -764,7 +767,10 @@ async fn build_panel(
     // Express the page count in pages of TRANSCRIPT_PAGE, whatever was fetched.
     messages.total_pages = (messages.total + TRANSCRIPT_PAGE as i64 - 1) / TRANSCRIPT_PAGE as i64;
     let transcript = transcript_html(id, &messages, view, shown, tz);
-    Ok(Some(panel_html(&d, session, view, transcript, tz)))
+    let website = tracker
+        .as_ref()
+        .map(|t| super::client_data::website_session(t, tz));
+    Ok(Some(panel_html(&d, session, view, transcript, website, tz)))
 }
 
 fn panel_html(
@@ -772,6 +778,7 @@ fn panel_html(
     session: &Session,
     view: &ViewState,
     transcript: String,
+    website: Option<super::client_data::WebsiteSession>,
     tz: i32,
 ) -> String {
     let s = &d.summary;
@@ -871,6 +878,7 @@ fn panel_html(
                 source_label: v.source.label(),
             })
             .collect(),
+        website,
     }
     .render()
     .unwrap_or_default()

@@ -14,3 +14,4 @@ mod scale;
 mod search;
 mod tenancy;
 mod transfer;
+mod widget;

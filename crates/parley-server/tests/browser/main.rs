@@ -8,4 +8,5 @@ mod helpers;
 mod harness;
 mod review;
 mod test_chat;
+mod widget;
 mod xss;

@@ -1030,6 +1030,7 @@ pub(super) async fn delete_conversation(
         &[&pk],
     )
     .await?;
+    super::widget::delete_for_conversation(&tx, id).await?;
     tx.execute(
         &tx.prepare_cached("DELETE FROM conversations WHERE pk = $1")
             .await?,

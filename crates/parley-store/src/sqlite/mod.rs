@@ -10,6 +10,7 @@
 //! of read-only connections on the blocking thread pool, concurrently with the writer (WAL).
 
 mod read;
+mod widget;
 mod write;
 
 use std::panic::AssertUnwindSafe;
@@ -23,6 +24,7 @@ use parley_core::model::{
 };
 use parley_core::query::{ConversationFilter, ListQuery, TranscriptQuery};
 use parley_core::search::contains_folded;
+use parley_core::widget::{TrackerItem, TrackerRecord, TrackerSession, WidgetRecord};
 use parley_core::{ApiKeyId, AssistantId, ConversationId, Timestamp, UserRole, WorkspaceId};
 use rusqlite::functions::FunctionFlags;
 use rusqlite::{Connection, OpenFlags};
@@ -59,6 +61,12 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         5,
         "assistant_runtime",
         include_str!("../../migrations/sqlite/0005_assistant_runtime.sql"),
+    ),
+    // 6 is taken by a sibling branch (merged separately).
+    (
+        7,
+        "widget",
+        include_str!("../../migrations/sqlite/0007_widget.sql"),
     ),
 ];
 
@@ -666,6 +674,65 @@ impl Store for SqliteStore {
         self.read(move |c| read::export_users(c, workspace)).await
     }
 
+    async fn widget_for_assistant(
+        &self,
+        workspace: WorkspaceId,
+        assistant: AssistantId,
+    ) -> Result<Option<WidgetRecord>> {
+        self.read(move |c| widget::widget_for_assistant(c, workspace, assistant))
+            .await
+    }
+
+    async fn widget_by_key(&self, public_key: &str) -> Result<Option<WidgetRecord>> {
+        let key = public_key.to_owned();
+        self.read(move |c| widget::widget_by_key(c, &key)).await
+    }
+
+    async fn save_widget(&self, w: &WidgetRecord) -> Result<()> {
+        let w = w.clone();
+        self.write(move |c| widget::save_widget(c, &w)).await
+    }
+
+    async fn save_tracker_session(&self, s: &TrackerSession) -> Result<()> {
+        let s = s.clone();
+        self.write(move |c| widget::save_tracker_session(c, &s))
+            .await
+    }
+
+    async fn tracker_session(
+        &self,
+        workspace: WorkspaceId,
+        id: uuid::Uuid,
+    ) -> Result<Option<TrackerSession>> {
+        self.read(move |c| widget::tracker_session(c, workspace, id))
+            .await
+    }
+
+    async fn link_tracker_session(
+        &self,
+        workspace: WorkspaceId,
+        session: uuid::Uuid,
+        conversation: ConversationId,
+    ) -> Result<()> {
+        self.write(move |c| widget::link_tracker_session(c, workspace, session, conversation))
+            .await
+    }
+
+    async fn save_tracker_item(&self, workspace: WorkspaceId, item: &TrackerItem) -> Result<()> {
+        let item = item.clone();
+        self.write(move |c| widget::save_tracker_item(c, workspace, &item))
+            .await
+    }
+
+    async fn tracker_for_conversation(
+        &self,
+        workspace: WorkspaceId,
+        conversation: ConversationId,
+    ) -> Result<Option<TrackerRecord>> {
+        self.read(move |c| widget::tracker_for_conversation(c, workspace, conversation))
+            .await
+    }
+
     async fn export_api_keys(&self, workspace: WorkspaceId) -> Result<Vec<(ApiKey, [u8; 32])>> {
         self.read(move |c| read::export_api_keys(c, workspace))
             .await
@@ -741,6 +808,6 @@ mod tests {
                 r.get(0)
             })
             .unwrap();
-        assert_eq!(version, MIGRATIONS.len() as i64);
+        assert_eq!(version, MIGRATIONS.last().expect("migrations").0);
     }
 }

@@ -718,6 +718,7 @@ pub(super) fn delete_conversation(
         .execute([pk])?;
     c.prepare_cached("DELETE FROM variables WHERE conversation = ?1")?
         .execute([pk])?;
+    super::widget::delete_for_conversation(c, id)?;
     c.prepare_cached("DELETE FROM conversations WHERE pk = ?1")?
         .execute([pk])?;
     c.prepare_cached(

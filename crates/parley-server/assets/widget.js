@@ -1,0 +1,444 @@
+/* Parley web widget and visitor tracker. Served by Parley at /widget.js; embed with
+   <script src="{your Parley server}/widget.js" data-key="pk_..." async></script>
+   Plain JavaScript, no dependencies, no third-party requests. The widget lives in a shadow root
+   so the host page's CSS cannot reach it and its CSS cannot reach the page. Untrusted text is
+   only ever set with textContent (the markdown renderer builds DOM nodes; nothing is parsed as HTML).
+   API: window.Parley.track(name, data), .trigger(name, data), .open(), .close(). */
+(function () {
+  "use strict";
+  if (window.Parley && window.Parley.loaded) return;
+  var script = document.currentScript || document.querySelector('script[src*="widget.js"]');
+  var KEY = script && script.getAttribute("data-key");
+  var BASE = script ? new URL(script.src, location.href).origin : "";
+  var API = BASE + "/widget/v1";
+  var store = window.localStorage;
+
+  /* ---------- small helpers ---------- */
+  function el(tag, cls, text) {
+    var e = document.createElement(tag);
+    if (cls) e.className = cls;
+    if (text != null) e.textContent = text;
+    return e;
+  }
+  function rid() {
+    if (window.crypto && crypto.randomUUID) return crypto.randomUUID();
+    var b = new Uint8Array(16);
+    crypto.getRandomValues(b);
+    b[6] = (b[6] & 15) | 64;
+    b[8] = (b[8] & 63) | 128;
+    var h = Array.prototype.map.call(b, function (x) { return (x + 256).toString(16).slice(1); }).join("");
+    return h.slice(0, 8) + "-" + h.slice(8, 12) + "-" + h.slice(12, 16) + "-" + h.slice(16, 20) + "-" + h.slice(20);
+  }
+  function load(name) {
+    try { return JSON.parse(store.getItem(name) || "null"); } catch (e) { return null; }
+  }
+  function save(name, v) {
+    try { if (v == null) store.removeItem(name); else store.setItem(name, JSON.stringify(v)); } catch (e) { /* private mode */ }
+  }
+  function call(method, path, body, headers, keepalive) {
+    var h = { "content-type": "application/json" };
+    for (var k in headers || {}) if (headers[k]) h[k] = headers[k];
+    return fetch(API + path + (path.indexOf("?") < 0 ? "?" : "&") + "key=" + encodeURIComponent(KEY), {
+      method: method, headers: h, body: body ? JSON.stringify(body) : undefined,
+      credentials: "omit", keepalive: !!keepalive, mode: "cors"
+    });
+  }
+  function json(res) {
+    return res.json().then(function (b) {
+      if (!res.ok) { var e = new Error((b.error && b.error.message) || res.statusText); e.code = b.error && b.error.code; e.status = res.status; throw e; }
+      return b;
+    });
+  }
+
+  /* ---------- sanitised markdown: **bold**, *italic*, `code`, [links](https://), lists ---------- */
+  function inline(parent, text) {
+    var re = /(\*\*([^*]+)\*\*|\*([^*]+)\*|`([^`]+)`|\[([^\]]+)\]\((https?:\/\/[^\s)]+)\))/g, last = 0, m;
+    while ((m = re.exec(text))) {
+      if (m.index > last) parent.appendChild(document.createTextNode(text.slice(last, m.index)));
+      if (m[2]) parent.appendChild(el("strong", null, m[2]));
+      else if (m[3]) parent.appendChild(el("em", null, m[3]));
+      else if (m[4]) parent.appendChild(el("code", null, m[4]));
+      else { var a = el("a", null, m[5]); a.href = m[6]; a.target = "_blank"; a.rel = "noopener noreferrer nofollow"; parent.appendChild(a); }
+      last = re.lastIndex;
+    }
+    if (last < text.length) parent.appendChild(document.createTextNode(text.slice(last)));
+  }
+  function markdown(text) {
+    var root = el("div", "md");
+    String(text).split(/\n{2,}/).forEach(function (block) {
+      var lines = block.split("\n");
+      if (lines.every(function (l) { return /^\s*([-*]|\d+\.)\s+/.test(l); })) {
+        var list = el(/^\s*\d/.test(lines[0]) ? "ol" : "ul");
+        lines.forEach(function (l) { var li = el("li"); inline(li, l.replace(/^\s*([-*]|\d+\.)\s+/, "")); list.appendChild(li); });
+        root.appendChild(list);
+      } else {
+        var p = el("p");
+        lines.forEach(function (l, i) { if (i) p.appendChild(el("br")); inline(p, l); });
+        root.appendChild(p);
+      }
+    });
+    return root;
+  }
+
+  /* ---------- styles (a constructed stylesheet: allowed by strict CSP style-src) ---------- */
+  var CSS = ":host{all:initial}*{box-sizing:border-box;font-family:system-ui,-apple-system,'Segoe UI',Roboto,sans-serif}" +
+    ".root{position:fixed;bottom:20px;z-index:2147483000;font-size:14px;color:#1f2330}.root.right{right:20px}.root.left{left:20px}" +
+    ".root.inline{position:static}" +
+    ".launcher{width:56px;height:56px;border-radius:50%;border:0;cursor:pointer;background:var(--c);color:var(--t);box-shadow:0 6px 20px rgba(0,0,0,.2);font-size:24px}" +
+    ".panel{width:360px;max-width:calc(100vw - 40px);height:520px;max-height:calc(100vh - 100px);background:#fff;border-radius:14px;box-shadow:0 12px 40px rgba(0,0,0,.22);display:flex;flex-direction:column;overflow:hidden;margin-bottom:12px}" +
+    ".inline .panel{margin:0;max-height:none;width:100%;max-width:100%}" +
+    ".head{background:var(--c);color:var(--t);padding:12px 14px;display:flex;align-items:center;gap:8px}.head h2{font-size:15px;margin:0;flex:1;font-weight:600}" +
+    ".head button{background:transparent;border:1px solid currentColor;color:inherit;border-radius:6px;padding:3px 8px;font-size:12px;cursor:pointer;opacity:.9}" +
+    ".msgs{flex:1;overflow-y:auto;padding:12px;display:flex;flex-direction:column;gap:8px;background:#f7f7fa}" +
+    ".b{max-width:85%;padding:8px 11px;border-radius:12px;line-height:1.45;word-wrap:break-word;white-space:normal}" +
+    ".b.user{align-self:flex-end;background:var(--c);color:var(--t);border-bottom-right-radius:4px}" +
+    ".b.assistant,.b.agent{align-self:flex-start;background:#fff;border:1px solid #e4e4ea;border-bottom-left-radius:4px}" +
+    ".b.pending{opacity:.6}.b p{margin:0 0 6px}.b p:last-child{margin:0}.b ul,.b ol{margin:0;padding-left:18px}.b code{background:rgba(0,0,0,.07);padding:0 3px;border-radius:3px}.b a{color:inherit}" +
+    ".typing{align-self:flex-start;display:flex;gap:4px;padding:10px 12px;background:#fff;border:1px solid #e4e4ea;border-radius:12px}" +
+    ".typing i{width:6px;height:6px;border-radius:50%;background:#999;animation:p 1s infinite}.typing i:nth-child(2){animation-delay:.15s}.typing i:nth-child(3){animation-delay:.3s}" +
+    "@keyframes p{0%,100%{opacity:.3}50%{opacity:1}}" +
+    ".compose{display:flex;gap:6px;padding:10px;border-top:1px solid #e4e4ea;background:#fff}" +
+    "textarea,input,select{font:inherit;border:1px solid #cfd0d8;border-radius:8px;padding:8px;width:100%;color:#1f2330;background:#fff}" +
+    ".compose textarea{resize:none;height:40px}" +
+    ".btn{background:var(--c);color:var(--t);border:0;border-radius:8px;padding:8px 12px;cursor:pointer;font-weight:600;white-space:nowrap}" +
+    "form.pre,.rate{padding:14px;display:flex;flex-direction:column;gap:10px;overflow-y:auto;flex:1}" +
+    "label{display:flex;flex-direction:column;gap:4px;font-size:13px;font-weight:600}.err{color:#b42318;font-size:12px;font-weight:400}" +
+    ".stars{display:flex;gap:4px}.stars button{font-size:28px;background:none;border:0;cursor:pointer;color:#ccc;padding:0}.stars button.on{color:#f5a524}" +
+    ".note{color:#666;font-size:13px;text-align:center}";
+
+  /* ---------- the widget ---------- */
+  function Widget(cfg, mount, preview) {
+    var w = this;
+    w.cfg = cfg; w.preview = preview;
+    w.s = cfg.strings || {};
+    w.skey = "parley:" + KEY;
+    w.state = preview ? {} : (load(w.skey) || {});
+    w.msgs = [];
+    var host = mount || el("div");
+    if (!mount) { host.id = "parley-widget"; document.body.appendChild(host); }
+    w.shadow = host.shadowRoot || host.attachShadow({ mode: "open" });
+    try { var sheet = new CSSStyleSheet(); sheet.replaceSync(CSS); w.shadow.adoptedStyleSheets = [sheet]; }
+    catch (e) { w.shadow.appendChild(el("style", null, CSS)); }
+    w.root = el("div", "root " + (preview ? "inline" : cfg.position === "bottom_left" ? "left" : "right"));
+    w.root.style.setProperty("--c", cfg.color || "#6d28d9");
+    w.root.style.setProperty("--t", cfg.text_color || "#fff");
+    while (w.shadow.firstChild) w.shadow.removeChild(w.shadow.firstChild);
+    w.shadow.appendChild(w.root);
+    w.open = preview || !!w.state.open;
+    w.draw();
+    if (!preview && w.state.token) w.sync();
+    if (!preview) setInterval(function () { w.idleCheck(); }, 20000);
+  }
+  Widget.prototype.persist = function () { if (!this.preview) save(this.skey, this.state); };
+  Widget.prototype.draw = function () {
+    var w = this, r = w.root;
+    while (r.firstChild) r.removeChild(r.firstChild);
+    if (w.open) {
+      var panel = el("div", "panel"), head = el("div", "head");
+      panel.setAttribute("role", "dialog");
+      head.appendChild(el("h2", null, w.cfg.title));
+      if (w.state.token && !w.state.closed) {
+        var end = el("button", "end", w.s.end_conversation); end.onclick = function () { w.close("visitor_closed"); }; head.appendChild(end);
+      }
+      var fresh = el("button", "new", w.s.new_conversation); fresh.onclick = function () { w.reset(); }; head.appendChild(fresh);
+      if (!w.preview) { var x = el("button", "min", "×"); x.setAttribute("aria-label", "Close"); x.onclick = function () { w.toggle(false); }; head.appendChild(x); }
+      panel.appendChild(head);
+      var pre = w.cfg.pre_chat || [];
+      if (!w.state.token && pre.length) panel.appendChild(w.preForm(pre));
+      else if (w.state.closed) panel.appendChild(w.rating());
+      else { panel.appendChild(w.list()); panel.appendChild(w.composer()); }
+      r.appendChild(panel);
+    }
+    if (!w.preview) {
+      var l = el("button", "launcher", w.open ? "×" : "💬");
+      l.setAttribute("aria-label", w.cfg.title);
+      l.onclick = function () { w.toggle(!w.open); };
+      r.appendChild(l);
+    }
+  };
+  Widget.prototype.toggle = function (open) { this.open = this.state.open = open; this.persist(); this.draw(); };
+  Widget.prototype.preForm = function (fields) {
+    var w = this, f = el("form", "pre");
+    f.noValidate = true;
+    if (w.cfg.greeting) f.appendChild(el("p", "note", w.cfg.greeting));
+    fields.forEach(function (fd) {
+      var lab = el("label", null, fd.label + (fd.required ? " *" : "")), input;
+      if (fd.kind === "dropdown") {
+        input = el("select"); input.appendChild(el("option", null, ""));
+        (fd.options || []).forEach(function (o) { var op = el("option", null, o); op.value = o; input.appendChild(op); });
+      } else {
+        input = el("input"); input.type = fd.kind === "email" ? "email" : fd.kind === "phone" ? "tel" : "text";
+      }
+      input.name = fd.key; input.required = !!fd.required;
+      var err = el("span", "err");
+      input.oninput = input.onchange = function () { err.textContent = ""; };
+      lab.appendChild(input); lab.appendChild(err);
+      f.appendChild(lab);
+    });
+    var go = el("button", "btn", w.s.start); go.type = "submit"; f.appendChild(go);
+    f.onsubmit = function (ev) {
+      ev.preventDefault();
+      if (w.preview) return;
+      var values = {}, ok = true;
+      fields.forEach(function (fd) {
+        var input = f.elements[fd.key], v = input.value.trim(), err = input.parentNode.querySelector(".err"), msg = "";
+        if (!v && fd.required) msg = fd.label + " is required";
+        else if (v && fd.kind === "email" && !/^[^@\s]+@[^@\s]+\.[^@\s]+$/.test(v)) msg = fd.label + " must be an e-mail address";
+        else if (v && fd.kind === "phone" && !/^\+?[\d\s().-]{5,}$/.test(v)) msg = fd.label + " must be a phone number";
+        err.textContent = msg; if (msg) ok = false;
+        if (v) values[fd.key] = v;
+      });
+      if (!ok) return;
+      go.disabled = true;
+      w.start(values).then(function () { w.draw(); }, function (e) { go.disabled = false; w.toast(f, e); });
+    };
+    return f;
+  };
+  Widget.prototype.toast = function (parent, e) { parent.appendChild(el("p", "err", e.message || String(e))); };
+  Widget.prototype.start = function (values) {
+    var w = this;
+    return call("POST", "/conversations", { pre_chat: values || {}, tracker: tracker.token || undefined })
+      .then(json).then(function (b) {
+        w.state = { token: b.visitor_token, conversation: b.conversation_id, open: true, last: Date.now() };
+        w.msgs = []; w.persist();
+      });
+  };
+  Widget.prototype.list = function () {
+    var w = this, box = el("div", "msgs");
+    w.box = box;
+    if (w.cfg.greeting) box.appendChild(w.bubble({ role: "assistant", content: w.cfg.greeting }));
+    if (w.preview) {
+      box.appendChild(w.bubble({ role: "user", content: "Hi! Do you ship to Austria?" }));
+      box.appendChild(w.bubble({ role: "assistant", content: "Yes — **free shipping** from €50.\n\n- 2-4 days\n- tracked" }));
+    }
+    w.msgs.forEach(function (m) { box.appendChild(w.bubble(m)); });
+    if (w.streaming != null) {
+      if (w.streaming) { w.live = w.bubble({ role: "assistant", content: w.streaming }); box.appendChild(w.live); }
+      else box.appendChild(w.typing());
+    }
+    setTimeout(function () { box.scrollTop = box.scrollHeight; }, 0);
+    return box;
+  };
+  Widget.prototype.typing = function () { var t = el("div", "typing"); t.setAttribute("aria-label", "typing"); t.appendChild(el("i")); t.appendChild(el("i")); t.appendChild(el("i")); return t; };
+  Widget.prototype.bubble = function (m) {
+    var b = el("div", "b " + m.role + (m.pending ? " pending" : ""));
+    if (m.role === "user") b.textContent = m.content; else b.appendChild(markdown(m.content));
+    if (m.id) b.setAttribute("data-id", m.id);
+    return b;
+  };
+  Widget.prototype.composer = function () {
+    var w = this, c = el("form", "compose");
+    var ta = el("textarea"); ta.placeholder = w.s.placeholder; ta.setAttribute("aria-label", w.s.placeholder);
+    var send = el("button", "btn send", w.s.send); send.type = "submit";
+    // Voice modes need attachment storage (audio messages), which Parley does not have yet:
+    // until it does, every mode offers the text composer.
+    c.appendChild(ta); c.appendChild(send);
+    ta.onkeydown = function (e) { if (e.key === "Enter" && !e.shiftKey) { e.preventDefault(); c.requestSubmit ? c.requestSubmit() : c.onsubmit(e); } };
+    c.onsubmit = function (e) {
+      e.preventDefault();
+      var text = ta.value.trim();
+      if (!text || w.preview) return;
+      ta.value = "";
+      w.send(text);
+    };
+    setTimeout(function () { if (!w.preview) ta.focus(); }, 0);
+    return c;
+  };
+  Widget.prototype.merge = function (m) {
+    var w = this, i;
+    for (i = 0; i < w.msgs.length; i++) {
+      if ((m.id && w.msgs[i].id === m.id) || (m.client_id && w.msgs[i].client_id === m.client_id)) { w.msgs[i] = m; return; }
+    }
+    w.msgs.push(m);
+  };
+  Widget.prototype.send = function (text, clientId, attempt) {
+    var w = this, cid = clientId || rid().replace(/-/g, "");
+    if (!w.state.token) {
+      return w.start({}).then(function () { w.send(text, cid); }, function (e) { w.toast(w.box, e); });
+    }
+    if (!clientId) { w.merge({ client_id: cid, role: "user", content: text, pending: true }); }
+    w.state.last = Date.now(); w.persist();
+    w.streaming = ""; w.draw();
+    call("POST", "/messages", { client_id: cid, content: text }, { "x-parley-visitor": w.state.token }).then(function (res) {
+      if (!res.ok) return json(res);
+      var reader = res.body.getReader(), dec = new TextDecoder(), buf = "";
+      function pump() {
+        return reader.read().then(function (r) {
+          if (r.done) return;
+          buf += dec.decode(r.value, { stream: true });
+          var parts = buf.split("\n\n"); buf = parts.pop();
+          parts.forEach(function (p) {
+            var ev = "", data = "";
+            p.split("\n").forEach(function (l) { if (l.indexOf("event: ") === 0) ev = l.slice(7); else if (l.indexOf("data: ") === 0) data += l.slice(6); });
+            var d = data ? JSON.parse(data) : {};
+            if (ev === "message") { w.merge(d); if (d.role !== "user") w.streaming = null; w.draw(); }
+            else if (ev === "delta") { w.streaming = (w.streaming || "") + d.text; if (w.live) { w.live.textContent = ""; w.live.appendChild(markdown(w.streaming)); w.box.scrollTop = w.box.scrollHeight; } else w.draw(); }
+            else if (ev === "error") { w.toast(w.box, new Error(d.message)); }
+          });
+          return pump();
+        });
+      }
+      return pump();
+    }).then(function () {
+      w.streaming = null; w.live = null; return w.sync().then(function () { w.poll(10); });
+    }, function (e) {
+      w.streaming = null; w.live = null;
+      if (e.code === "conversation_closed") { w.state.closed = true; w.persist(); w.draw(); return; }
+      if (e.status && e.status < 500 && e.status !== 429) { w.draw(); w.toast(w.box, e); return; }
+      // A dropped connection: resend with the same client id (never stored twice), then catch up.
+      if ((attempt || 0) < 3) setTimeout(function () { w.send(text, cid, (attempt || 0) + 1); }, 1000 * ((attempt || 0) + 1));
+      else w.sync();
+    });
+  };
+  Widget.prototype.sync = function () {
+    var w = this;
+    return call("GET", "/messages", null, { "x-parley-visitor": w.state.token }).then(json).then(function (b) {
+      w.msgs = w.msgs.filter(function (m) { return m.pending && !b.messages.some(function (n) { return n.client_id === m.client_id; }); });
+      b.messages.forEach(function (m) { w.merge(m); });
+      w.msgs.sort(function (a, c) { return (a.pending ? 1 : 0) - (c.pending ? 1 : 0); });
+      if (b.status !== "active") { w.state.closed = true; w.state.rated = b.rated; }
+      w.persist(); if (w.streaming == null) w.draw();
+    }, function (e) {
+      if (e.code === "invalid_visitor_token" || e.status === 404) { w.state = { open: w.open }; w.persist(); w.draw(); }
+    });
+  };
+  /* After a retried send the answer may still be on its way: look again until it is there. */
+  Widget.prototype.poll = function (tries) {
+    var w = this, last = w.msgs[w.msgs.length - 1];
+    if (!tries || !last || last.role !== "user" || w.state.closed || w.streaming != null) return;
+    setTimeout(function () { w.sync().then(function () { w.poll(tries - 1); }); }, 1500);
+  };
+  Widget.prototype.idleCheck = function () {
+    var w = this, mins = w.cfg.idle_timeout_minutes;
+    if (mins && w.state.token && !w.state.closed && w.state.last && Date.now() - w.state.last > mins * 60000) w.close("timeout");
+  };
+  Widget.prototype.close = function (reason) {
+    var w = this;
+    return call("POST", "/close", { reason: reason }, { "x-parley-visitor": w.state.token }).then(json).then(function () {
+      w.state.closed = true; w.persist(); w.draw();
+    }, function (e) { w.toast(w.root, e); });
+  };
+  Widget.prototype.rating = function () {
+    var w = this, box = el("form", "rate"), score = 0;
+    if (w.state.rated) {
+      box.appendChild(el("p", "note thanks", w.s.thanks));
+    } else {
+      box.appendChild(el("p", "note", w.s.rate_prompt));
+      var stars = el("div", "stars"), buttons = [];
+      stars.setAttribute("role", "radiogroup");
+      [1, 2, 3, 4, 5].forEach(function (n) {
+        var b = el("button", null, "★"); b.type = "button"; b.setAttribute("aria-label", n + " / 5"); b.setAttribute("data-score", n);
+        b.onclick = function () { score = n; buttons.forEach(function (x, i) { x.className = i < n ? "on" : ""; }); };
+        buttons.push(b); stars.appendChild(b);
+      });
+      box.appendChild(stars);
+      var ta = el("textarea"); ta.placeholder = w.s.comment_placeholder; ta.name = "comment"; box.appendChild(ta);
+      var go = el("button", "btn", w.s.send); go.type = "submit"; box.appendChild(go);
+      box.onsubmit = function (e) {
+        e.preventDefault();
+        if (!score || w.preview) return;
+        call("POST", "/rating", { score: score, comment: ta.value }, { "x-parley-visitor": w.state.token }).then(json).then(function () {
+          w.state.rated = true; w.persist(); w.draw();
+        }, function (err) { w.toast(box, err); });
+      };
+    }
+    var again = el("button", "btn again", w.s.new_conversation); again.type = "button"; again.onclick = function () { w.reset(); };
+    box.appendChild(again);
+    return box;
+  };
+  Widget.prototype.reset = function () { this.state = { open: true }; this.msgs = []; this.streaming = null; this.persist(); this.draw(); };
+
+  /* ---------- the tracker ---------- */
+  var tracker = { token: null, queue: [], timer: null };
+  var SENSITIVE = /pass|pwd|secret|card|cc-|cc_|ccnum|cvc|cvv|csc|iban|expir|token|ssn|^pin$|^pw$/i;
+  function trackerStart(cfg) {
+    var dnt = navigator.doNotTrack === "1" || window.doNotTrack === "1" || navigator.globalPrivacyControl === true;
+    if (!cfg.tracking || (cfg.respect_dnt && dnt)) return;
+    var tkey = "parley:t:" + KEY, saved = load(tkey);
+    var resume = saved && Date.now() - saved.last < 30 * 60000 ? saved.token : null;
+    var visit = load("parley:" + KEY) || {};
+    return call("POST", "/track/session", { tracker: resume || undefined, landing_page: location.href, referrer: document.referrer, visitor: visit.token || undefined })
+      .then(json).then(function (b) {
+        if (!b.recording) return;
+        tracker.token = b.tracker;
+        save(tkey, { token: b.tracker, last: Date.now() });
+        var pv = { id: rid(), kind: "pageview", name: document.title, url: location.href }, shown = Date.now(), spent = 0, depth = 0;
+        function measure() {
+          var d = document.documentElement, h = Math.max(d.scrollHeight - window.innerHeight, 1);
+          depth = Math.max(depth, Math.min(100, Math.round((window.scrollY / h) * 100)));
+          if (d.scrollHeight <= window.innerHeight) depth = 100;
+        }
+        function update(final) {
+          measure();
+          var now = Date.now();
+          if (shown) { spent += now - shown; shown = document.visibilityState === "visible" ? now : 0; }
+          pv.time_spent_ms = spent; pv.scroll_depth = depth;
+          push(pv, final);
+          save(tkey, { token: tracker.token, last: now });
+        }
+        measure(); push(pv);
+        window.addEventListener("scroll", measure, { passive: true });
+        document.addEventListener("visibilitychange", function () {
+          if (document.visibilityState === "hidden") update(true); else shown = Date.now();
+        });
+        window.addEventListener("pagehide", function () { update(true); });
+        setInterval(function () { if (document.visibilityState === "visible") update(false); }, 15000);
+        document.addEventListener("click", function (e) {
+          var t = e.target && e.target.closest && e.target.closest("[data-parley-event]");
+          if (t) track("event", t.getAttribute("data-parley-event"), { text: (t.textContent || "").trim().slice(0, 100) });
+        }, true);
+        document.addEventListener("submit", function (e) {
+          var f = e.target, name = f.getAttribute("data-parley-trigger");
+          if (name) track("trigger", name, formData(f));
+          else track("event", "form_submit", { form: f.id || f.getAttribute("name") || "", action: f.getAttribute("action") || "" });
+          flush(true); // the page may be about to unload
+        }, true);
+      }).catch(function () { /* tracking is best effort */ });
+  }
+  /* A form's fields by name, without passwords, payment fields (autocomplete cc-*), hidden
+     fields or anything whose name looks sensitive. */
+  function formData(f) {
+    var out = {};
+    Array.prototype.forEach.call(f.elements, function (x) {
+      var ac = (x.getAttribute("autocomplete") || "").toLowerCase();
+      if (!x.name || x.type === "password" || x.type === "hidden" || x.type === "file" || /^cc-/.test(ac) || ac.indexOf("cc-") >= 0 || SENSITIVE.test(x.name)) return;
+      if ((x.type === "checkbox" || x.type === "radio") && !x.checked) return;
+      out[x.name] = String(x.value).slice(0, 500);
+    });
+    return out;
+  }
+  function push(item, now) {
+    var i = tracker.queue.indexOf(item);
+    if (i < 0) tracker.queue.push(item);
+    clearTimeout(tracker.timer);
+    if (now) flush(true); else tracker.timer = setTimeout(flush, 800);
+  }
+  function flush(keepalive) {
+    if (!tracker.token || !tracker.queue.length) return;
+    var items = tracker.queue.splice(0, 50).map(function (x) { return JSON.parse(JSON.stringify(x)); });
+    call("POST", "/track", { items: items }, { "x-parley-tracker": tracker.token }, keepalive).catch(function () { /* best effort */ });
+  }
+  function track(kind, name, data) {
+    if (!tracker.token) return;
+    push({ id: rid(), kind: kind, name: String(name).slice(0, 200), url: location.href, data: data && typeof data === "object" ? data : { value: data } });
+  }
+
+  var api = window.Parley = {
+    loaded: true,
+    /** Records a custom event: Parley.track("added_to_cart", {sku: "A1"}). */
+    track: function (name, data) { track("event", name, data); },
+    /** Records a trigger with structured data: Parley.trigger("quote_request", {...}). */
+    trigger: function (name, data) { track("trigger", name, data); },
+    /** Draws the widget open inside `mount` from settings `cfg`, without any request (the
+        dashboard's live preview). */
+    preview: function (mount, cfg) { return new Widget(cfg, mount, true); },
+    open: function () { if (api.widget) api.widget.toggle(true); },
+    close: function () { if (api.widget) api.widget.toggle(false); }
+  };
+  if (!KEY) return;
+  call("GET", "/config").then(json).then(function (cfg) {
+    trackerStart(cfg);
+    function go() { api.widget = new Widget(cfg); }
+    if (document.body) go(); else document.addEventListener("DOMContentLoaded", go);
+  }).catch(function (e) { if (window.console) console.warn("Parley widget: " + e.message); });
+})();

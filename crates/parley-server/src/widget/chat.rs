@@ -1,0 +1,626 @@
+//! The widget's conversation endpoints: config, start, send (streamed answer), messages after a
+//! cursor, close and rating. See the [module docs](super) for the routes and errors.
+//!
+//! Idle timeout: the script ends a conversation itself after the widget's idle timeout; when the
+//! visitor was gone meanwhile, the next request for it ends it on the server (end reason
+//! `timeout`) and the visitor is asked for a rating.
+
+use axum::body::{Body, Bytes};
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{RawQuery, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{Json, Response};
+use parley_core::model::{
+    AssistantRef, ConversationInput, ConversationPatch, Message, MessageInput, Rating, Variable,
+};
+use parley_core::query::TranscriptQuery;
+use parley_core::{Channel, ConversationStatus, MessageId, Role, Timestamp, VariableSource};
+use serde::Deserialize;
+use serde_json::{Map, Value, json};
+
+use super::{Checked, Peer, VisitorToken, check, visitor_hint, visitor_of};
+use crate::AppState;
+use crate::assistant::runtime::{self, TurnEvent};
+use crate::error::ApiError;
+use crate::ingest::{IngestRequest, ingest};
+
+/// Longest visitor message, in characters.
+pub const MAX_VISITOR_MESSAGE_CHARS: usize = 4_000;
+/// Longest rating comment, in characters.
+pub const MAX_COMMENT_CHARS: usize = 1_000;
+
+/// Parses a JSON body, answering errors with the request's CORS headers.
+fn parse<T: serde::de::DeserializeOwned>(c: &Checked, body: &[u8]) -> Result<T, Box<Response>> {
+    crate::api::parse_json(body).map_err(|e| Box::new(c.answer(e)))
+}
+
+/// `GET /widget/v1/config`: what the script needs to draw the widget.
+pub(super) async fn config(
+    State(st): State<AppState>,
+    RawQuery(q): RawQuery,
+    headers: HeaderMap,
+    Peer(peer): Peer,
+) -> Response {
+    let c = match check(&st, q.as_deref(), &headers, peer, None).await {
+        Ok(c) => c,
+        Err(r) => return r,
+    };
+    let s = &c.widget.settings;
+    c.answer(Json(json!({
+        "title": s.title,
+        "greeting": s.greeting,
+        "color": s.color,
+        "text_color": s.text_color,
+        "position": s.position.as_str(),
+        "mode": s.mode.as_str(),
+        "pre_chat": s.pre_chat,
+        "idle_timeout_minutes": s.idle_timeout_minutes,
+        "strings": s.strings,
+        "tracking": s.tracking,
+        "respect_dnt": s.respect_dnt,
+    })))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct StartInput {
+    #[serde(default)]
+    pre_chat: Map<String, Value>,
+    /// The tracker token, to link the visit to the conversation.
+    #[serde(default)]
+    tracker: Option<String>,
+}
+
+/// `POST /widget/v1/conversations`: validates the pre-chat form and creates the conversation
+/// (channel `widget`) with its values as `pre_chat` variables. 201 `{"conversation_id",
+/// "visitor_token"}`.
+pub(super) async fn start(
+    State(st): State<AppState>,
+    RawQuery(q): RawQuery,
+    headers: HeaderMap,
+    Peer(peer): Peer,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    let c = match check(&st, q.as_deref(), &headers, peer, None).await {
+        Ok(c) => c,
+        Err(r) => return r,
+    };
+    let body = match body {
+        Ok(b) => b,
+        Err(e) => return c.answer(super::body_error(e)),
+    };
+    let input: StartInput = match parse(&c, &body) {
+        Ok(i) => i,
+        Err(r) => return *r,
+    };
+    let settings = &c.widget.settings;
+    let mut variables = Vec::new();
+    for f in &settings.pre_chat {
+        let value = input.pre_chat.get(&f.key).and_then(Value::as_str);
+        match f.check(value) {
+            Ok(Some(v)) => variables.push(Variable {
+                key: f.key.clone(),
+                value: v,
+                source: VariableSource::PreChat,
+            }),
+            Ok(None) => {}
+            Err(message) => {
+                return c.answer(
+                    ApiError::new(
+                        StatusCode::UNPROCESSABLE_ENTITY,
+                        "validation_failed",
+                        message,
+                    )
+                    .with_field(format!("pre_chat.{}", f.key)),
+                );
+            }
+        }
+    }
+    if let Some(k) = input
+        .pre_chat
+        .keys()
+        .find(|k| !settings.pre_chat.iter().any(|f| &f.key == *k))
+    {
+        return c.answer(
+            ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "validation_failed",
+                format!("{k:?} is not a field of this widget's form"),
+            )
+            .with_field(format!("pre_chat.{k}")),
+        );
+    }
+    let ws = c.widget.workspace_id;
+    let assistant = match st.store.get_assistant(ws, c.widget.assistant_id).await {
+        Ok(Some(a)) => a,
+        Ok(None) => return c.answer(ApiError::not_found("assistant")),
+        Err(e) => return c.answer(ApiError::from(e)),
+    };
+    let conversation_id = parley_core::ConversationId::new();
+    let visitor = format!("visitor-{}", &conversation_id.to_string()[24..]);
+    let request = IngestRequest::Create(Box::new(ConversationInput {
+        id: Some(conversation_id),
+        external_id: None,
+        assistant: AssistantRef {
+            id: Some(assistant.id),
+            name: None,
+            company: None,
+        },
+        channel: Channel::Widget,
+        status: None,
+        // The contact: the e-mail, else the name given in the form, else the visitor id.
+        contact: Some(
+            ["email", "name"]
+                .iter()
+                .find_map(|k| variables.iter().find(|v| v.key == *k))
+                .map(|v| v.value.clone())
+                .unwrap_or_else(|| visitor.clone()),
+        ),
+        session_id: Some(visitor),
+        started_at: Some(Timestamp::now()),
+        ended_at: None,
+        end_reason: None,
+        rating: None,
+        sentiment: None,
+        converted: None,
+        variables,
+        memory: None,
+        assistant_version: Some(assistant.version),
+        messages: Vec::new(),
+    }));
+    if let Err(e) = ingest(&st, ws, vec![request]).await {
+        return c.answer(e);
+    }
+    if let Some(t) = input.tracker.as_deref() {
+        super::tracker::link(&st, &c.widget, t, conversation_id).await;
+    }
+    let token = super::visitor_token(&st, &c.widget, conversation_id);
+    c.answer((
+        StatusCode::CREATED,
+        Json(json!({"conversation_id": conversation_id.to_string(), "visitor_token": token})),
+    ))
+}
+
+/// Ends a conversation that has been idle longer than the widget's idle timeout (end reason
+/// `timeout`), so a visitor who comes back to it is asked for a rating instead of writing into
+/// a stale conversation. Returns the status after the check.
+async fn expire_if_idle(
+    st: &AppState,
+    c: &Checked,
+    t: &VisitorToken,
+    summary: &parley_core::model::ConversationSummary,
+) -> Result<ConversationStatus, ApiError> {
+    let minutes = i64::from(c.widget.settings.idle_timeout_minutes);
+    let now = Timestamp::now();
+    // Idle since the last message, or since the start when nothing was written yet.
+    let last = if summary.message_count > 0 {
+        summary.last_message_at.0
+    } else {
+        summary.started_at.0
+    };
+    if summary.status != ConversationStatus::Active
+        || minutes == 0
+        || now.0 - last <= minutes * 60_000
+    {
+        return Ok(summary.status);
+    }
+    let patch = ConversationPatch {
+        status: Some(ConversationStatus::Closed),
+        ended_at: Some(Some(now)),
+        end_reason: Some(Some("timeout".to_owned())),
+        ..Default::default()
+    };
+    st.store.update_conversation(t.w, t.c, &patch).await?;
+    Ok(ConversationStatus::Closed)
+}
+
+/// A message as the visitor sees it.
+fn visitor_message(m: &Message) -> Value {
+    json!({
+        "id": m.id.to_string(),
+        "client_id": m.external_id.as_deref().and_then(|e| e.strip_prefix("widget:")),
+        "role": m.role.as_str(),
+        "content": m.content,
+        "created_at": m.created_at.to_rfc3339(),
+        "failed": m.meta.error.is_some(),
+    })
+}
+
+/// Every visible message of the conversation, oldest first.
+async fn all_messages(st: &AppState, t: &VisitorToken) -> Result<Option<Vec<Message>>, ApiError> {
+    let mut out = Vec::new();
+    for page in 1.. {
+        let p = st
+            .store
+            .list_messages(
+                t.w,
+                t.c,
+                &TranscriptQuery {
+                    page,
+                    per_page: 200,
+                    newest_first: false,
+                    include_hidden: false,
+                },
+            )
+            .await?;
+        let Some(p) = p else { return Ok(None) };
+        let n = p.items.len();
+        out.extend(p.items);
+        if n < 200 || page >= 50 {
+            break;
+        }
+    }
+    Ok(Some(out))
+}
+
+/// `GET /widget/v1/messages?key=&after=ID`: the visitor's messages after message `after` (all
+/// without it), with the conversation's status and rating. The script calls it after a
+/// dropped stream or a page load, and merges by id, so nothing is lost or shown twice.
+pub(super) async fn messages(
+    State(st): State<AppState>,
+    RawQuery(q): RawQuery,
+    headers: HeaderMap,
+    Peer(peer): Peer,
+) -> Response {
+    let hint = visitor_hint(&st, &headers);
+    let c = match check(&st, q.as_deref(), &headers, peer, hint).await {
+        Ok(c) => c,
+        Err(r) => return r,
+    };
+    let t = match visitor_of(&st, &headers, &c.widget) {
+        Ok(t) => t,
+        Err(e) => return c.answer(e),
+    };
+    let after: Option<MessageId> = form_urlencoded::parse(q.as_deref().unwrap_or("").as_bytes())
+        .find(|(k, _)| k == "after")
+        .and_then(|(_, v)| v.parse().ok());
+    let (detail, list) = match tokio::try_join!(
+        async { Ok::<_, ApiError>(st.store.get_conversation(t.w, t.c).await?) },
+        all_messages(&st, &t)
+    ) {
+        Ok((Some(d), Some(l))) => (d, l),
+        Ok(_) => return c.answer(ApiError::not_found("conversation")),
+        Err(e) => return c.answer(e),
+    };
+    let start = after
+        .and_then(|a| list.iter().position(|m| m.id == a).map(|i| i + 1))
+        .unwrap_or(0);
+    let items: Vec<Value> = list[start..].iter().map(visitor_message).collect();
+    let s = &detail.summary;
+    let status = match expire_if_idle(&st, &c, &t, s).await {
+        Ok(status) => status,
+        Err(e) => return c.answer(e),
+    };
+    c.answer(Json(json!({
+        "messages": items,
+        "status": status.as_str(),
+        "rated": s.rating.is_some(),
+    })))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SendInput {
+    /// The script's id for this message (idempotency: a resend is not stored twice).
+    client_id: String,
+    content: String,
+}
+
+fn sse(event: &str, data: Value) -> Bytes {
+    Bytes::from(format!("event: {event}\ndata: {data}\n\n"))
+}
+
+/// `POST /widget/v1/messages`: stores the visitor's message (once per `client_id`) and streams
+/// the answer as server-sent events: `message` (a stored visible message, the visitor's first),
+/// `delta` `{"text"}`, `error` `{"message"}`, `done` `{}`. A repeated `client_id` streams the
+/// stored message and `done` without a new answer (the script then fetches what follows).
+pub(super) async fn send(
+    State(st): State<AppState>,
+    RawQuery(q): RawQuery,
+    headers: HeaderMap,
+    Peer(peer): Peer,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    let hint = visitor_hint(&st, &headers);
+    let c = match check(&st, q.as_deref(), &headers, peer, hint).await {
+        Ok(c) => c,
+        Err(r) => return r,
+    };
+    let body = match body {
+        Ok(b) => b,
+        Err(e) => return c.answer(super::body_error(e)),
+    };
+    let t = match visitor_of(&st, &headers, &c.widget) {
+        Ok(t) => t,
+        Err(e) => return c.answer(e),
+    };
+    let input: SendInput = match parse(&c, &body) {
+        Ok(i) => i,
+        Err(r) => return *r,
+    };
+    let content = input.content.trim().to_owned();
+    if content.is_empty() || content.chars().count() > MAX_VISITOR_MESSAGE_CHARS {
+        return c.answer(
+            ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "validation_failed",
+                format!("write a message of 1 to {MAX_VISITOR_MESSAGE_CHARS} characters"),
+            )
+            .with_field("content"),
+        );
+    }
+    let client_id = input.client_id.trim();
+    if client_id.is_empty()
+        || client_id.len() > 64
+        || !client_id
+            .chars()
+            .all(|ch| ch.is_ascii_alphanumeric() || ch == '-' || ch == '_')
+    {
+        return c.answer(
+            ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "validation_failed",
+                "client_id: 1-64 characters of letters, digits, - and _",
+            )
+            .with_field("client_id"),
+        );
+    }
+    let status = match st.store.get_conversation(t.w, t.c).await {
+        Ok(Some(d)) => expire_if_idle(&st, &c, &t, &d.summary).await,
+        Ok(None) => Err(ApiError::not_found("conversation")),
+        Err(e) => Err(ApiError::from(e)),
+    };
+    match status {
+        Ok(ConversationStatus::Active) => {}
+        Ok(_) => {
+            return c.answer(ApiError::new(
+                StatusCode::CONFLICT,
+                "conversation_closed",
+                "this conversation has ended: start a new one",
+            ));
+        }
+        Err(e) => return c.answer(e),
+    }
+    let message = MessageInput {
+        id: None,
+        external_id: Some(format!("widget:{client_id}")),
+        role: Role::User,
+        content,
+        created_at: Some(Timestamp::now()),
+        model: None,
+        usage: None,
+        cost_nanousd: None,
+        meta: Default::default(),
+    };
+    let outcome = match ingest(
+        &st,
+        t.w,
+        vec![IngestRequest::Append {
+            conversation: t.c,
+            messages: vec![message],
+        }],
+    )
+    .await
+    {
+        Ok(mut o) => o.remove(0),
+        Err(e) => return c.answer(e),
+    };
+    let (stored_id, fresh) = match outcome.messages.first() {
+        Some(parley_store::MessageOutcome::Stored { id }) => (*id, true),
+        Some(parley_store::MessageOutcome::Duplicate { id }) => (*id, false),
+        _ => return c.answer(ApiError::internal("message neither stored nor found")),
+    };
+    let stored = all_messages(&st, &t)
+        .await
+        .ok()
+        .flatten()
+        .and_then(|l| l.into_iter().find(|m| m.id == stored_id));
+
+    let (out, rx) = tokio::sync::mpsc::unbounded_channel::<Bytes>();
+    if let Some(m) = &stored {
+        let _ = out.send(sse("message", visitor_message(m)));
+    }
+    if fresh {
+        let (ws, conversation) = (t.w, t.c);
+        tokio::spawn(async move {
+            let (events, mut turn_events) = tokio::sync::mpsc::unbounded_channel::<TurnEvent>();
+            let turn = {
+                let st = st.clone();
+                tokio::spawn(
+                    async move { runtime::respond(&st, ws, conversation, Some(events)).await },
+                )
+            };
+            while let Some(e) = turn_events.recv().await {
+                let bytes = match e {
+                    TurnEvent::Delta(text) => sse("delta", json!({"text": text})),
+                    TurnEvent::Stored(m) if matches!(m.role, Role::Assistant | Role::Agent) => {
+                        sse("message", visitor_message(&m))
+                    }
+                    _ => continue,
+                };
+                let _ = out.send(bytes);
+            }
+            match turn.await {
+                Ok(Ok(runtime::TurnOutcome::NotAnswering(_))) | Ok(Ok(_)) => {}
+                Ok(Err(e)) => {
+                    tracing::warn!(error = %e.message, "widget turn failed");
+                    let _ = out.send(sse(
+                        "error",
+                        json!({"message": "the assistant could not answer"}),
+                    ));
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "widget turn panicked");
+                    let _ = out.send(sse(
+                        "error",
+                        json!({"message": "the assistant could not answer"}),
+                    ));
+                }
+            }
+            let _ = out.send(sse("done", json!({})));
+        });
+    } else {
+        let _ = out.send(sse("done", json!({"duplicate": true})));
+        drop(out);
+    }
+    let stream = futures_util::stream::unfold(rx, |mut rx| async move {
+        rx.recv()
+            .await
+            .map(|b| (Ok::<Bytes, std::convert::Infallible>(b), rx))
+    });
+    let mut res = Response::new(Body::from_stream(stream));
+    let h = res.headers_mut();
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/event-stream; charset=utf-8"),
+    );
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    h.insert("x-accel-buffering", HeaderValue::from_static("no"));
+    c.answer(res)
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CloseInput {
+    #[serde(default)]
+    reason: Option<String>,
+}
+
+/// `POST /widget/v1/close`: ends the conversation (`reason` `visitor_closed`, the default, or
+/// `timeout`). Closing a closed conversation changes nothing. 200 `{"status": "closed"}`.
+pub(super) async fn close(
+    State(st): State<AppState>,
+    RawQuery(q): RawQuery,
+    headers: HeaderMap,
+    Peer(peer): Peer,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    let hint = visitor_hint(&st, &headers);
+    let c = match check(&st, q.as_deref(), &headers, peer, hint).await {
+        Ok(c) => c,
+        Err(r) => return r,
+    };
+    let body = match body {
+        Ok(b) => b,
+        Err(e) => return c.answer(super::body_error(e)),
+    };
+    let t = match visitor_of(&st, &headers, &c.widget) {
+        Ok(t) => t,
+        Err(e) => return c.answer(e),
+    };
+    let input: CloseInput = if body.is_empty() {
+        CloseInput { reason: None }
+    } else {
+        match parse(&c, &body) {
+            Ok(i) => i,
+            Err(r) => return *r,
+        }
+    };
+    let reason = match input.reason.as_deref() {
+        None | Some("visitor_closed") => "visitor_closed",
+        Some("timeout") => "timeout",
+        Some(_) => {
+            return c.answer(
+                ApiError::new(
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    "validation_failed",
+                    "reason: visitor_closed or timeout",
+                )
+                .with_field("reason"),
+            );
+        }
+    };
+    match st.store.get_conversation(t.w, t.c).await {
+        Ok(Some(d)) if d.summary.status != ConversationStatus::Active => {
+            return c.answer(Json(json!({"status": d.summary.status.as_str()})));
+        }
+        Ok(Some(_)) => {}
+        Ok(None) => return c.answer(ApiError::not_found("conversation")),
+        Err(e) => return c.answer(ApiError::from(e)),
+    }
+    let patch = ConversationPatch {
+        status: Some(ConversationStatus::Closed),
+        ended_at: Some(Some(Timestamp::now())),
+        end_reason: Some(Some(reason.to_owned())),
+        ..Default::default()
+    };
+    match st.store.update_conversation(t.w, t.c, &patch).await {
+        Ok(_) => c.answer(Json(json!({"status": "closed"}))),
+        Err(e) => c.answer(ApiError::from(e)),
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RateInput {
+    score: u8,
+    #[serde(default)]
+    comment: Option<String>,
+}
+
+/// `POST /widget/v1/rating`: the visitor's 1-5 rating with an optional comment (up to
+/// [`MAX_COMMENT_CHARS`]); a later rating replaces an earlier one. 200 `{"rated": true}`.
+pub(super) async fn rate(
+    State(st): State<AppState>,
+    RawQuery(q): RawQuery,
+    headers: HeaderMap,
+    Peer(peer): Peer,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    let hint = visitor_hint(&st, &headers);
+    let c = match check(&st, q.as_deref(), &headers, peer, hint).await {
+        Ok(c) => c,
+        Err(r) => return r,
+    };
+    let body = match body {
+        Ok(b) => b,
+        Err(e) => return c.answer(super::body_error(e)),
+    };
+    let t = match visitor_of(&st, &headers, &c.widget) {
+        Ok(t) => t,
+        Err(e) => return c.answer(e),
+    };
+    let input: RateInput = match parse(&c, &body) {
+        Ok(i) => i,
+        Err(r) => return *r,
+    };
+    if !(1..=5).contains(&input.score) {
+        return c.answer(
+            ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "validation_failed",
+                "score: 1 to 5",
+            )
+            .with_field("score"),
+        );
+    }
+    let comment = input
+        .comment
+        .map(|s| s.trim().to_owned())
+        .filter(|s| !s.is_empty());
+    if comment
+        .as_ref()
+        .is_some_and(|s| s.chars().count() > MAX_COMMENT_CHARS)
+    {
+        return c.answer(
+            ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "validation_failed",
+                format!("comment: at most {MAX_COMMENT_CHARS} characters"),
+            )
+            .with_field("comment"),
+        );
+    }
+    let patch = ConversationPatch {
+        rating: Some(Some(Rating {
+            score: input.score,
+            comment,
+            rated_at: Some(Timestamp::now()),
+        })),
+        ..Default::default()
+    };
+    match st.store.update_conversation(t.w, t.c, &patch).await {
+        Ok(_) => c.answer(Json(json!({"rated": true}))),
+        Err(e) => c.answer(ApiError::from(e)),
+    }
+}

@@ -1,0 +1,450 @@
+//! The embeddable web widget's public side: the script (`GET /widget.js`) and the endpoints it
+//! calls under `/widget/v1`, for website visitors (no account, no API key).
+//!
+//! Every `/widget/v1` request names the assistant's public widget key (`?key=pk_...`) and must
+//! come from one of the widget's allowed origins (the browser's `Origin` header, checked on the
+//! request itself and answered with CORS headers for that origin only). Requests are counted per
+//! key and per visitor ([`RateLimits`]), bodies are limited to [`MAX_BODY_BYTES`], and a visitor
+//! reaches only their own conversation: the `X-Parley-Visitor` token returned when it starts is
+//! sealed with the server's secret key (see [`crate::secrets`]) and names the workspace,
+//! assistant and conversation; a token for anything else is refused.
+//!
+//! | route | what |
+//! | --- | --- |
+//! | `GET /widget.js` | the script (no checks: it is public) |
+//! | `GET /widget/v1/config` | the widget's public settings (title, colours, strings, pre-chat form) |
+//! | `POST /widget/v1/conversations` | start: `{"pre_chat": {key: value}, "tracker"?}` → `{"conversation_id", "visitor_token"}` |
+//! | `POST /widget/v1/messages` | send `{"client_id", "content"}`; the answer streams back (SSE) |
+//! | `GET /widget/v1/messages?after=ID` | the visitor's messages after a message id (reconnect) |
+//! | `POST /widget/v1/close` | end the conversation `{"reason"?: "visitor_closed" \| "timeout"}` |
+//! | `POST /widget/v1/rating` | `{"score": 1-5, "comment"?}` |
+//! | `POST /widget/v1/track/session` | start or resume a tracker session (see [`tracker`]) |
+//! | `POST /widget/v1/track` | record pageviews, events, triggers |
+//!
+//! Errors are `{"error": {"code", "message"}}`: 401 `unknown_widget_key` (unknown or revoked
+//! key, nothing else said), 403 `widget_disabled`, 403 `origin_not_allowed`, 401
+//! `invalid_visitor_token`, 429 `rate_limited` (with `Retry-After`), 413 `body_too_large`,
+//! 422 `validation_failed`, 409 `conversation_closed`.
+
+mod chat;
+pub mod tracker;
+pub mod ua;
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU32, Ordering};
+
+use axum::Router;
+use axum::extract::{ConnectInfo, DefaultBodyLimit, Request};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use parley_core::widget::WidgetRecord;
+use parley_core::{AssistantId, ConversationId, WorkspaceId};
+use serde::{Deserialize, Serialize};
+
+use crate::AppState;
+use crate::error::ApiError;
+
+/// The widget script, served at `/widget.js`.
+pub const WIDGET_JS: &str = include_str!("../../assets/widget.js");
+/// The dashboard's live-preview glue for the widget settings page.
+pub const WIDGET_PREVIEW_JS: &str = include_str!("../../assets/widget-preview.js");
+/// Largest request body a widget endpoint accepts, in bytes (16 KiB).
+pub const MAX_BODY_BYTES: usize = 16 * 1024;
+/// The header carrying the visitor token.
+pub const VISITOR_HEADER: &str = "x-parley-visitor";
+/// The header carrying the tracker token.
+pub const TRACKER_HEADER: &str = "x-parley-tracker";
+
+/// Requests allowed per minute, per widget key and per visitor. Adjustable at run time (tests
+/// lower them).
+#[derive(Debug)]
+pub struct RateLimits {
+    /// Requests per minute for one widget key, all visitors together (default 600).
+    pub per_key: AtomicU32,
+    /// Requests per minute for one visitor (their conversation, else their IP address; default
+    /// 60).
+    pub per_visitor: AtomicU32,
+    counts: Mutex<HashMap<String, (i64, u32)>>,
+}
+
+impl Default for RateLimits {
+    fn default() -> Self {
+        RateLimits {
+            per_key: AtomicU32::new(600),
+            per_visitor: AtomicU32::new(60),
+            counts: Mutex::default(),
+        }
+    }
+}
+
+impl RateLimits {
+    /// Counts one request for `subject` in the current minute; `false` when over `limit`.
+    /// Fixed one-minute windows, kept in this server's memory (with several servers each
+    /// counts its own share).
+    fn hit(&self, subject: String, limit: u32) -> bool {
+        let minute = parley_core::Timestamp::now().0 / 60_000;
+        let mut counts = self.counts.lock().unwrap_or_else(|p| p.into_inner());
+        if counts.len() > 100_000 {
+            counts.retain(|_, (m, _)| *m == minute);
+        }
+        let entry = counts.entry(subject).or_insert((minute, 0));
+        if entry.0 != minute {
+            *entry = (minute, 0);
+        }
+        entry.1 += 1;
+        entry.1 <= limit
+    }
+}
+
+/// What the widget endpoints share beyond [`AppState`].
+#[derive(Debug, Default)]
+pub struct WidgetState {
+    /// The rate limits and their counters.
+    pub limits: RateLimits,
+    /// The GeoIP database, when one is configured (`geoip_db`); without one, visitors' country
+    /// and city stay empty.
+    pub geoip: Option<tracker::GeoIp>,
+}
+
+impl WidgetState {
+    /// The state for `settings`: default rate limits, and the GeoIP database if configured.
+    /// Errors: the configured GeoIP file cannot be opened.
+    pub fn open(settings: &crate::config::Settings) -> Result<WidgetState, String> {
+        Ok(WidgetState {
+            limits: RateLimits::default(),
+            geoip: match &settings.geoip_db {
+                Some(path) => Some(tracker::GeoIp::open(path)?),
+                None => None,
+            },
+        })
+    }
+}
+
+/// The routes: `/widget.js` and `/widget/v1/...`.
+pub fn router(state: &AppState) -> Router<AppState> {
+    let api = Router::new()
+        .route("/config", get(chat::config))
+        .route("/conversations", post(chat::start))
+        .route("/messages", post(chat::send).get(chat::messages))
+        .route("/close", post(chat::close))
+        .route("/rating", post(chat::rate))
+        .route("/track/session", post(tracker::session))
+        .route("/track", post(tracker::track))
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .fallback(|| async { ApiError::not_found("route") })
+        .layer(middleware::from_fn_with_state(state.clone(), preflight));
+    Router::new()
+        .route("/widget.js", get(script))
+        .route("/widget-preview.js", get(preview_script))
+        .nest("/widget/v1", api)
+}
+
+async fn script() -> Response {
+    let mut res = WIDGET_JS.into_response();
+    let h = res.headers_mut();
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/javascript; charset=utf-8"),
+    );
+    h.insert(
+        header::CACHE_CONTROL,
+        HeaderValue::from_static("public, max-age=300"),
+    );
+    h.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    h.insert(
+        header::ACCESS_CONTROL_ALLOW_ORIGIN,
+        HeaderValue::from_static("*"),
+    );
+    res
+}
+
+async fn preview_script() -> Response {
+    let mut res = WIDGET_PREVIEW_JS.into_response();
+    res.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/javascript; charset=utf-8"),
+    );
+    res
+}
+
+/// Answers CORS preflights (`OPTIONS`): 204 with the CORS headers when the key exists and the
+/// origin is allowed, 403 otherwise. Other requests pass through.
+async fn preflight(
+    axum::extract::State(st): axum::extract::State<AppState>,
+    req: Request,
+    next: Next,
+) -> Response {
+    if req.method() != Method::OPTIONS {
+        return next.run(req).await;
+    }
+    let key = key_param(req.uri().query());
+    let origin = origin_of(req.headers());
+    let widget = match st.store.widget_by_key(&key).await {
+        Ok(w) => w,
+        Err(e) => return ApiError::from(e).into_response(),
+    };
+    match (widget, origin) {
+        (Some(w), Some(o)) if w.settings.allows(&o) => {
+            let mut res = StatusCode::NO_CONTENT.into_response();
+            cors(&mut res, &o);
+            let h = res.headers_mut();
+            h.insert(
+                header::ACCESS_CONTROL_ALLOW_METHODS,
+                HeaderValue::from_static("GET, POST"),
+            );
+            h.insert(
+                header::ACCESS_CONTROL_ALLOW_HEADERS,
+                HeaderValue::from_static("content-type, x-parley-visitor, x-parley-tracker"),
+            );
+            h.insert(
+                header::ACCESS_CONTROL_MAX_AGE,
+                HeaderValue::from_static("600"),
+            );
+            res
+        }
+        _ => StatusCode::FORBIDDEN.into_response(),
+    }
+}
+/// The `key` query parameter (empty when absent).
+fn key_param(query: Option<&str>) -> String {
+    form_urlencoded::parse(query.unwrap_or("").as_bytes())
+        .find(|(k, _)| k == "key")
+        .map(|(_, v)| v.into_owned())
+        .unwrap_or_default()
+}
+
+fn origin_of(headers: &HeaderMap) -> Option<String> {
+    headers
+        .get(header::ORIGIN)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned)
+}
+
+/// Adds the CORS headers for `origin` (already checked) to `res`.
+fn cors(res: &mut Response, origin: &str) {
+    let h = res.headers_mut();
+    if let Ok(v) = HeaderValue::from_str(origin) {
+        h.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, v);
+    }
+    h.insert(header::VARY, HeaderValue::from_static("Origin"));
+    h.insert(
+        header::ACCESS_CONTROL_EXPOSE_HEADERS,
+        HeaderValue::from_static("retry-after"),
+    );
+}
+
+/// A request that passed the key, origin and rate checks.
+pub(crate) struct Checked {
+    /// The widget.
+    pub widget: WidgetRecord,
+    /// The request's origin (allowed).
+    pub origin: String,
+}
+
+impl Checked {
+    /// `res` with this origin's CORS headers.
+    pub fn answer(&self, res: impl IntoResponse) -> Response {
+        let mut res = res.into_response();
+        cors(&mut res, &self.origin);
+        res
+    }
+}
+
+/// Checks the widget key, the origin and the per-key and per-visitor rate limits.
+/// `visitor` names the visitor when known (their conversation); else the client address is used.
+/// Errors: 401 `unknown_widget_key`, 403 `widget_disabled`, 403 `origin_not_allowed`, 429
+/// `rate_limited`; an error for an allowed origin carries its CORS headers.
+pub(crate) async fn check(
+    st: &AppState,
+    query: Option<&str>,
+    headers: &HeaderMap,
+    peer: Option<SocketAddr>,
+    visitor: Option<String>,
+) -> Result<Checked, Response> {
+    let key = key_param(query);
+    if !key.starts_with("pk_") || key.len() > 64 {
+        return Err(unknown_key());
+    }
+    let widget = match st.store.widget_by_key(&key).await {
+        Ok(Some(w)) => w,
+        Ok(None) => return Err(unknown_key()),
+        Err(e) => return Err(ApiError::from(e).into_response()),
+    };
+    let Some(origin) = origin_of(headers).filter(|o| widget.settings.allows(o)) else {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "origin_not_allowed",
+            "this site is not allowed to use this widget: add its origin to the widget's allowed origins",
+        )
+        .into_response());
+    };
+    let checked = Checked { widget, origin };
+    if !checked.widget.settings.enabled {
+        return Err(checked.answer(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "widget_disabled",
+            "this widget is switched off",
+        )));
+    }
+    let limits = &st.widget.limits;
+    let visitor = visitor.unwrap_or_else(|| {
+        peer.map(|p| p.ip().to_string())
+            .unwrap_or_else(|| "unknown".into())
+    });
+    let ok_key = limits.hit(format!("k:{key}"), limits.per_key.load(Ordering::Relaxed));
+    let ok_visitor = limits.hit(
+        format!("v:{key}:{visitor}"),
+        limits.per_visitor.load(Ordering::Relaxed),
+    );
+    if !ok_key || !ok_visitor {
+        let mut res = checked.answer(ApiError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "rate_limited",
+            "too many requests: wait a minute and try again",
+        ));
+        res.headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from_static("60"));
+        return Err(res);
+    }
+    Ok(checked)
+}
+
+/// The error for a body that could not be read: 413 `body_too_large` over [`MAX_BODY_BYTES`],
+/// else 400 `invalid_body`.
+pub(crate) fn body_error(e: axum::extract::rejection::BytesRejection) -> ApiError {
+    if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+        ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "body_too_large",
+            format!("the request body is larger than {MAX_BODY_BYTES} bytes"),
+        )
+    } else {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_body",
+            "the request body could not be read",
+        )
+    }
+}
+
+fn unknown_key() -> Response {
+    ApiError::new(
+        StatusCode::UNAUTHORIZED,
+        "unknown_widget_key",
+        "this widget key is unknown or has been revoked",
+    )
+    .into_response()
+}
+
+/// The client address, when the server was started with connection info (an extractor that
+/// never fails).
+pub(crate) struct Peer(pub Option<SocketAddr>);
+
+impl<S: Send + Sync> axum::extract::FromRequestParts<S> for Peer {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        _state: &S,
+    ) -> Result<Self, Self::Rejection> {
+        Ok(Peer(
+            parts
+                .extensions
+                .get::<ConnectInfo<SocketAddr>>()
+                .map(|ConnectInfo(a)| *a),
+        ))
+    }
+}
+
+/// What a visitor token says (sealed, so visitors cannot forge or alter it).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub(crate) struct VisitorToken {
+    /// Token format.
+    pub t: String,
+    /// Workspace.
+    pub w: WorkspaceId,
+    /// Assistant.
+    pub a: AssistantId,
+    /// Conversation.
+    pub c: ConversationId,
+}
+
+/// The visitor token for `conversation` on `widget`, as `POST /widget/v1/conversations` returns
+/// it (a conversation created another way, such as an import, can be handed to a visitor).
+pub fn visitor_token(st: &AppState, widget: &WidgetRecord, conversation: ConversationId) -> String {
+    seal_token(
+        st,
+        &VisitorToken {
+            t: "visitor".into(),
+            w: widget.workspace_id,
+            a: widget.assistant_id,
+            c: conversation,
+        },
+    )
+}
+
+/// Seals a token for `value` (JSON) with the server's secret key.
+pub(crate) fn seal_token<T: Serialize>(st: &AppState, value: &T) -> String {
+    st.secrets
+        .seal(&serde_json::to_string(value).unwrap_or_default())
+}
+
+/// Opens a sealed token. `None` when it was not sealed by this server's key or is malformed.
+pub(crate) fn open_token<T: serde::de::DeserializeOwned>(st: &AppState, token: &str) -> Option<T> {
+    if token.len() > 1024 {
+        return None;
+    }
+    let plain = st.secrets.open(token).ok()?;
+    serde_json::from_str(&plain).ok()
+}
+
+/// The visitor token in the request, if it is valid for `widget`.
+/// Errors: 401 `invalid_visitor_token` (missing, forged, or for another widget).
+pub(crate) fn visitor_of(
+    st: &AppState,
+    headers: &HeaderMap,
+    widget: &WidgetRecord,
+) -> Result<VisitorToken, ApiError> {
+    headers
+        .get(VISITOR_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|t| open_token::<VisitorToken>(st, t))
+        .filter(|t| t.t == "visitor" && t.w == widget.workspace_id && t.a == widget.assistant_id)
+        .ok_or_else(|| {
+            ApiError::new(
+                StatusCode::UNAUTHORIZED,
+                "invalid_visitor_token",
+                "start a conversation first: the visitor token is missing or not valid for this widget",
+            )
+        })
+}
+
+/// The conversation a request's visitor token names, without checking the widget (used only to
+/// pick the rate-limit subject before the key is checked).
+pub(crate) fn visitor_hint(st: &AppState, headers: &HeaderMap) -> Option<String> {
+    headers
+        .get(VISITOR_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|t| open_token::<VisitorToken>(st, t))
+        .map(|t| t.c.to_string())
+}
+
+/// A fresh public widget key: `pk_` and 32 random base62 characters.
+/// Errors: the operating system's random source fails.
+pub fn new_public_key() -> Result<String, getrandom::Error> {
+    const ALPHABET: &[u8] = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
+    let mut bytes = [0u8; 32];
+    getrandom::fill(&mut bytes)?;
+    let s: String = bytes
+        .iter()
+        .map(|b| ALPHABET[(*b as usize) % ALPHABET.len()] as char)
+        .collect();
+    Ok(format!("pk_{s}"))
+}
