@@ -1,5 +1,6 @@
 //! HTTP integration tests of the JSON API: the real app on 127.0.0.1, a fresh database per test.
 
+mod channel_support;
 mod helpers;
 
 mod assistants;
@@ -13,3 +14,4 @@ mod scale;
 mod search;
 mod tenancy;
 mod transfer;
+mod whatsapp;

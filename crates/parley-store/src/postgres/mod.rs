@@ -10,6 +10,7 @@
 //! inserted with one `INSERT ... SELECT FROM unnest(...)`. Search uses pg_trgm GIN indexes with
 //! `ILIKE`, with the same probe-or-walk plan as the SQLite backend.
 
+mod channels;
 mod read;
 mod write;
 
@@ -53,6 +54,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         4,
         "assistant_runtime",
         include_str!("../../migrations/postgres/0004_assistant_runtime.sql"),
+    ),
+    (
+        5,
+        "channels",
+        include_str!("../../migrations/postgres/0005_channels.sql"),
     ),
 ];
 
@@ -199,6 +205,10 @@ impl PostgresStore {
 impl Store for PostgresStore {
     fn backend(&self) -> &'static str {
         "postgres"
+    }
+
+    fn channels(&self) -> &dyn crate::ChannelStore {
+        self
     }
 
     async fn create_workspace(&self, slug: &str, name: &str) -> Result<Workspace> {

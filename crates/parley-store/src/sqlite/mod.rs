@@ -9,6 +9,7 @@
 //! many requests (group commit); a lone request is committed at once. Reads run on a small pool
 //! of read-only connections on the blocking thread pool, concurrently with the writer (WAL).
 
+mod channels;
 mod read;
 mod write;
 
@@ -59,6 +60,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         5,
         "assistant_runtime",
         include_str!("../../migrations/sqlite/0005_assistant_runtime.sql"),
+    ),
+    (
+        6,
+        "channels",
+        include_str!("../../migrations/sqlite/0006_channels.sql"),
     ),
 ];
 
@@ -426,6 +432,10 @@ impl SqliteStore {
 impl Store for SqliteStore {
     fn backend(&self) -> &'static str {
         "sqlite"
+    }
+
+    fn channels(&self) -> &dyn crate::ChannelStore {
+        self
     }
 
     async fn create_workspace(&self, slug: &str, name: &str) -> Result<Workspace> {
