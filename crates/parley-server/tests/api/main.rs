@@ -12,6 +12,7 @@ mod list;
 mod openapi;
 mod scale;
 mod search;
+mod telegram;
 mod tenancy;
 mod transfer;
 mod whatsapp;
