@@ -306,6 +306,33 @@ pub(super) async fn delete(
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
+/// `GET /api/v1/conversations/{id}/channel`: the connection a conversation came through, the
+/// customer's platform id and, for WhatsApp, the 24-hour window: `{"channel", "customer",
+/// "window": {"open", "closes_at"}}` (`window` null on Telegram, `closes_at` null when the
+/// customer never wrote). 404; 409 `not_a_channel_conversation`.
+pub(super) async fn conversation_channel(
+    State(st): State<AppState>,
+    auth: ApiKeyAuth,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    let conversation: ConversationId = id
+        .parse()
+        .map_err(|_| ApiError::not_found("conversation"))?;
+    let (c, customer, detail) = channels::connection_of(&st, auth.workspace, conversation).await?;
+    let window = (c.kind == ChannelKind::Whatsapp).then(|| {
+        json!({
+            "open": whatsapp::window_open(detail.last_inbound_at, Timestamp::now()),
+            "closes_at": whatsapp::window_closes_at(detail.last_inbound_at),
+        })
+    });
+    Ok(Json(json!({
+        "channel": channels::view(&c),
+        "customer": customer,
+        "window": window,
+    }))
+    .into_response())
+}
+
 /// `POST /api/v1/conversations/{id}/channel-messages` body: exactly one of `text` (free-form)
 /// and `template` (WhatsApp only).
 #[derive(Debug, Deserialize)]

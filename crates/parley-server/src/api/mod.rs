@@ -43,6 +43,7 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("GET", "/api/v1/channels/{id}"),
     ("DELETE", "/api/v1/channels/{id}"),
     ("POST", "/api/v1/conversations/{id}/channel-messages"),
+    ("GET", "/api/v1/conversations/{id}/channel"),
     ("POST", "/api/v1/import"),
     ("GET", "/api/v1/export"),
     ("POST", "/v1/chat/completions"),
@@ -90,6 +91,10 @@ pub fn router(state: &AppState) -> Router<AppState> {
             get(channels::detail).delete(channels::delete),
         )
         .route("/conversations/{id}/channel-messages", post(channels::send))
+        .route(
+            "/conversations/{id}/channel",
+            get(channels::conversation_channel),
+        )
         .route(
             "/import",
             post(transfer::import).layer(DefaultBodyLimit::max(import_limit)),

@@ -181,6 +181,62 @@ pub(crate) async fn answer_and_send<F, Fut>(
     }
 }
 
+/// A connection as the assistant page lists it.
+pub struct ChannelRow {
+    /// `whatsapp` or `telegram` (the badge's class).
+    pub kind: String,
+    /// "WhatsApp" or "Telegram".
+    pub label: &'static str,
+    /// Phone number id or bot id.
+    pub external_key: String,
+    /// `/webhooks/{kind}/{id}`.
+    pub webhook_path: String,
+    /// The secrets' hints, e.g. "access_token …9876 · app_secret …6789".
+    pub secrets: String,
+    /// When it was connected, in the viewer's time zone.
+    pub connected: String,
+}
+
+/// The assistant's connections for its dashboard page (`tz`: the viewer's offset in minutes);
+/// empty when the store fails (logged).
+pub async fn rows(
+    state: &AppState,
+    workspace: WorkspaceId,
+    assistant: parley_core::AssistantId,
+    tz: i32,
+) -> Vec<ChannelRow> {
+    let list = match state
+        .store
+        .channels()
+        .list_channels(workspace, Some(assistant))
+        .await
+    {
+        Ok(l) => l,
+        Err(e) => {
+            tracing::error!(error = %e, "could not list channel connections");
+            return Vec::new();
+        }
+    };
+    list.iter()
+        .map(|c| ChannelRow {
+            kind: c.kind.as_str().to_owned(),
+            label: match c.kind {
+                ChannelKind::Whatsapp => "WhatsApp",
+                ChannelKind::Telegram => "Telegram",
+            },
+            external_key: c.external_key.clone(),
+            webhook_path: format!("/webhooks/{}/{}", c.kind, c.id),
+            secrets: c
+                .secrets
+                .iter()
+                .map(|(k, v)| format!("{k} {}", v.hint))
+                .collect::<Vec<_>>()
+                .join(" · "),
+            connected: crate::dashboard::format::datetime(c.created_at, tz),
+        })
+        .collect()
+}
+
 /// One lock for read-modify-write updates of stored channel messages (delivery statuses,
 /// edit and deletion marks), so two callbacks for one message never lose each other's
 /// change on this server.

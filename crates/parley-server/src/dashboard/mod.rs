@@ -24,7 +24,7 @@
 //! (markdown images in messages), no frames, no plugins, forms only to Parley.
 
 mod assistants;
-mod format;
+pub(crate) mod format;
 mod login;
 mod pages;
 mod state;

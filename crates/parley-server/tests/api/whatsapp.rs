@@ -260,6 +260,15 @@ async fn statuses_only_move_forward(backend: Backend) {
     assert_eq!(answer["role"], "assistant");
     assert_eq!(answer["content"], "Hello from the stub.");
     assert_eq!(answer["meta"]["channel"]["delivery"]["status"], "accepted");
+    let conversation = conversations(&rig.app, "whatsapp").await[0]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let window = rig
+        .app
+        .get(&format!("/api/v1/conversations/{conversation}/channel"))
+        .await;
+    assert_eq!(window.body["window"]["open"], true, "{}", window.text);
     let sends = rig.graph.sends();
     assert_eq!(sends.len(), 1);
     assert_eq!(sends[0]["to"], CUSTOMER);
@@ -413,6 +422,15 @@ async fn outside_the_window_only_templates_go_out() {
             .then(|| c["id"].as_str().unwrap().to_owned())
     })
     .await;
+    let window = rig
+        .app
+        .get(&format!("/api/v1/conversations/{conversation}/channel"))
+        .await;
+    assert_eq!(window.status, 200, "{}", window.text);
+    assert_eq!(window.body["customer"], CUSTOMER);
+    assert_eq!(window.body["channel"]["id"], rig.channel);
+    assert_eq!(window.body["window"]["open"], false);
+    assert!(window.body["window"]["closes_at"].is_string());
     let path = format!("/api/v1/conversations/{conversation}/channel-messages");
     let r = rig
         .app
@@ -610,6 +628,24 @@ async fn connections_are_validated_and_never_show_their_secrets() {
         .get(&format!("/api/v1/assistants/{assistant}/channels"))
         .await;
     assert_eq!(list.body["items"].as_array().unwrap().len(), 1);
+
+    // The assistant's dashboard page lists the connection, secrets as hints only.
+    let (cookie, _) = app.dashboard_session(parley_core::UserRole::Member).await;
+    let page = app
+        .send(
+            app.client
+                .get(app.url(&format!("/assistants/{assistant}")))
+                .header("cookie", cookie),
+        )
+        .await;
+    assert_eq!(page.status, 200);
+    assert!(page.text.contains("id=\"channels\""), "{}", page.text);
+    assert!(page.text.contains(PHONE_NUMBER_ID) && page.text.contains("…9876"));
+    assert!(
+        page.text
+            .contains(&format!("/webhooks/whatsapp/{}", rig.channel))
+    );
+    assert!(!page.text.contains(ACCESS_TOKEN) && !page.text.contains(APP_SECRET));
 
     let path = format!("/api/v1/assistants/{assistant}/channels");
     let base = json!({"kind": "whatsapp", "phone_number_id": PHONE_NUMBER_ID,
