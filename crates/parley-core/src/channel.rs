@@ -211,6 +211,9 @@ pub struct Attachment {
     /// What a voice note says (OpenAI-compatible `/audio/transcriptions`), when transcribed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub transcript: Option<String>,
+    /// What an image shows, as a vision-capable model described it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
     /// How many download attempts were made.
     #[serde(default, skip_serializing_if = "is_zero")]
     pub download_attempts: u32,

@@ -28,7 +28,8 @@ use crate::ingest::{IngestRequest, ingest};
 /// `POST /api/v1/assistants/{id}/channels` body. WhatsApp needs `phone_number_id`,
 /// `business_account_id`, `access_token`, `app_secret`, `verify_token` (and optionally
 /// `graph_base_url`); Telegram needs `bot_token` and `public_base_url` (and optionally
-/// `api_base_url`). Either may name a `transcription_model` for voice notes.
+/// `api_base_url`). Either may name a `transcription_model` for voice notes and a
+/// `vision_model` for images.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ConnectInput {
@@ -66,6 +67,10 @@ pub struct ConnectInput {
     /// transcribed when set.
     #[serde(default)]
     pub transcription_model: Option<String>,
+    /// A vision-capable model of the assistant's provider (`gpt-4o-mini`); images are
+    /// described when set.
+    #[serde(default)]
+    pub vision_model: Option<String>,
 }
 
 fn invalid(field: &str, message: impl Into<String>) -> ApiError {
@@ -153,6 +158,12 @@ async fn connect(
             ));
         }
         c.config.insert("transcription_model".into(), json!(m));
+    }
+    if let Some(m) = input.vision_model.as_deref().map(str::trim) {
+        if m.is_empty() || m.len() > 200 {
+            return Err(invalid("vision_model", "must be 1 to 200 characters"));
+        }
+        c.config.insert("vision_model".into(), json!(m));
     }
     match input.kind {
         ChannelKind::Whatsapp => {

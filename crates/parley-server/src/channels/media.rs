@@ -1,7 +1,10 @@
 //! Attachments of channel messages: downloading them into Parley's attachment storage
 //! (`<data_dir>/attachments/<workspace>/<uuid>`), with retries, and transcribing voice notes
 //! through the assistant's OpenAI-compatible provider (`POST {base_url}/audio/transcriptions`,
-//! multipart `file` + `model`) when the connection names a `transcription_model`.
+//! multipart `file` + `model`) when the connection names a `transcription_model`, and
+//! describing images with a vision-capable model of the same provider (`POST
+//! {base_url}/chat/completions` with the image as a `data:` URL) when it names a
+//! `vision_model`.
 
 use std::path::PathBuf;
 
@@ -128,6 +131,81 @@ pub async fn transcribe_if_configured(
     }
 }
 
+/// Describes a downloaded image when the connection names a `vision_model` and the assistant
+/// has a provider; stores the text on the attachment and returns it. Failures are logged and
+/// leave the attachment undescribed.
+pub async fn describe_if_configured(
+    state: &AppState,
+    c: &ChannelConnection,
+    a: &mut Attachment,
+) -> Option<String> {
+    if a.kind != "image" {
+        return None;
+    }
+    let model = super::config_str(c, "vision_model")?.to_owned();
+    let key = a.storage_key.clone()?;
+    let assistant = state
+        .store
+        .get_assistant(c.workspace_id, c.assistant_id)
+        .await
+        .ok()
+        .flatten()?;
+    let endpoint = Endpoint::resolve(assistant.settings.provider.as_ref()?, &state.secrets).ok()?;
+    let bytes = tokio::fs::read(path_of(state, &key)).await.ok()?;
+    match describe(state, &endpoint, &model, a, &bytes).await {
+        Ok(text) => {
+            a.description = Some(text.clone());
+            Some(text)
+        }
+        Err(e) => {
+            tracing::warn!(media_id = %a.media_id, error = %e, "image description failed");
+            None
+        }
+    }
+}
+
+/// Asks the vision model for a short description of the image (non-streamed chat completion).
+async fn describe(
+    state: &AppState,
+    endpoint: &Endpoint,
+    model: &str,
+    a: &Attachment,
+    bytes: &[u8],
+) -> Result<String, String> {
+    use base64::Engine as _;
+    let mime = a.mime_type.as_deref().unwrap_or("image/jpeg");
+    let data = base64::engine::general_purpose::STANDARD.encode(bytes);
+    let body = serde_json::json!({
+        "model": model,
+        "max_tokens": 300,
+        "messages": [{"role": "user", "content": [
+            {"type": "text", "text": "Describe this image a customer sent, in one or two sentences, for the support team."},
+            {"type": "image_url", "image_url": {"url": format!("data:{mime};base64,{data}")}}
+        ]}],
+    });
+    let res = endpoint
+        .request(&state.http, reqwest::Method::POST, "chat/completions")
+        .timeout(state.settings.provider_timeout.max(super::PLATFORM_TIMEOUT))
+        .json(&body)
+        .send()
+        .await
+        .map_err(crate::assistant::provider::describe)?;
+    let status = res.status();
+    let answer: Value = res.json().await.map_err(|e| e.to_string())?;
+    if !status.is_success() {
+        return Err(format!(
+            "HTTP {}: {}",
+            status.as_u16(),
+            answer["error"]["message"]
+        ));
+    }
+    answer["choices"][0]["message"]["content"]
+        .as_str()
+        .map(|t| t.trim().to_owned())
+        .filter(|t| !t.is_empty())
+        .ok_or_else(|| "the answer has no text".to_owned())
+}
+
 /// `POST {base_url}/audio/transcriptions` (OpenAI-compatible), multipart form with `model` and
 /// `file`; returns the answer's `text`.
 async fn transcribe(
@@ -175,4 +253,40 @@ async fn transcribe(
         .as_str()
         .map(str::to_owned)
         .ok_or_else(|| "the answer has no text".to_owned())
+}
+
+/// Deletes a conversation with its stored attachments (DESIGN.md section 4: deleting a
+/// conversation deletes its blobs): the record first, in its one transaction, then the files
+/// its channel messages kept. Returns false if it was not in the workspace. Errors: the
+/// store's; a file that cannot be removed is logged, not an error.
+pub async fn delete_conversation(
+    state: &AppState,
+    ws: WorkspaceId,
+    id: parley_core::ConversationId,
+) -> Result<bool, parley_store::StoreError> {
+    let mut keys = Vec::new();
+    let summary = state.store.get_conversation(ws, id).await?;
+    if summary.as_ref().is_some_and(|d| {
+        matches!(
+            d.summary.channel,
+            parley_core::Channel::Whatsapp | parley_core::Channel::Telegram
+        )
+    }) {
+        for export in state.store.export_conversations(ws, &[id]).await? {
+            for m in export.messages {
+                for a in m.meta.channel.into_iter().flat_map(|c| c.attachments) {
+                    keys.extend(a.storage_key);
+                }
+            }
+        }
+    }
+    if !state.store.delete_conversation(ws, id).await? {
+        return Ok(false);
+    }
+    for key in keys {
+        if let Err(e) = tokio::fs::remove_file(path_of(state, &key)).await {
+            tracing::warn!(key, error = %e, "could not remove an attachment");
+        }
+    }
+    Ok(true)
 }

@@ -358,6 +358,10 @@ pub async fn process(
         if let Some(t) = media::transcribe_if_configured(state, c, a).await {
             text = Some(format!("🎤 {t}"));
         }
+        if let Some(d) = media::describe_if_configured(state, c, a).await {
+            let shown = text.take().unwrap_or_else(|| "[image]".to_owned());
+            text = Some(format!("{shown}\n🖼 {d}"));
+        }
     }
     let content = match (is_message, edited, text) {
         (true, false, Some(t)) => t,

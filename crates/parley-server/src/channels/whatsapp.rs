@@ -446,6 +446,9 @@ async fn receive(
         if let Some(text) = media::transcribe_if_configured(state, c, a).await {
             t.content = format!("🎤 {text}");
         }
+        if let Some(text) = media::describe_if_configured(state, c, a).await {
+            t.content = format!("{}\n🖼 {text}", t.content);
+        }
     }
     let contact = match name {
         Some(n) if !n.is_empty() => format!("{n} (+{from})"),

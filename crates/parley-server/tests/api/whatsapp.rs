@@ -31,7 +31,7 @@ struct Rig {
 async fn rig_with(
     backend: Backend,
     tweak: impl FnOnce(&mut parley_server::config::Settings),
-    transcription: bool,
+    extra: Value,
 ) -> Option<Rig> {
     let app = TestApp::spawn_on_with(backend, tweak).await?;
     let graph = FakeGraph::start(ACCESS_TOKEN).await.unwrap();
@@ -43,8 +43,8 @@ async fn rig_with(
         "app_secret": APP_SECRET, "verify_token": VERIFY_TOKEN,
         "graph_base_url": graph.base_url,
     });
-    if transcription {
-        body["transcription_model"] = json!("whisper-1");
+    for (k, v) in extra.as_object().unwrap() {
+        body[k] = v.clone();
     }
     let r = app
         .post(&format!("/api/v1/assistants/{assistant}/channels"), &body)
@@ -60,7 +60,7 @@ async fn rig_with(
 }
 
 async fn rig(backend: Backend) -> Option<Rig> {
-    rig_with(backend, |_| {}, false).await
+    rig_with(backend, |_| {}, json!({})).await
 }
 
 impl Rig {
@@ -499,7 +499,13 @@ async fn outside_the_window_only_templates_go_out() {
 /// assistant's provider and found by search.
 #[tokio::test]
 async fn a_failed_media_download_is_retried_and_the_voice_note_transcribed() {
-    let rig = rig_with(Backend::Sqlite, |_| {}, true).await.unwrap();
+    let rig = rig_with(
+        Backend::Sqlite,
+        |_| {},
+        json!({"transcription_model": "whisper-1"}),
+    )
+    .await
+    .unwrap();
     rig.stub
         .set_transcript("I would like to book a table for two tonight");
     let audio = b"OggS fake opus voice note";
@@ -540,6 +546,24 @@ async fn a_failed_media_download_is_retried_and_the_voice_note_transcribed() {
     );
     let found = rig.app.list_ids("q=table%20for%20two").await;
     assert_eq!(found.len(), 1);
+    // Deleting the conversation deletes the file.
+    let path = rig
+        .app
+        .state
+        .settings
+        .data_dir
+        .join("attachments")
+        .join(a["storage_key"].as_str().unwrap());
+    assert!(path.exists());
+    let r = rig
+        .app
+        .delete(&format!("/api/v1/conversations/{}", found[0]))
+        .await;
+    assert_eq!(r.status, 204);
+    assert!(
+        !path.exists(),
+        "the voice note is gone with its conversation"
+    );
     let files = rig
         .graph
         .received()
@@ -547,6 +571,44 @@ async fn a_failed_media_download_is_retried_and_the_voice_note_transcribed() {
         .filter(|r| r.path.starts_with("/files/"))
         .count();
     assert_eq!(files, 2, "one failed download, one retry");
+}
+
+/// An image is described by the connection's vision model, and the description searched.
+#[tokio::test]
+async fn images_are_described_by_the_vision_model() {
+    let rig = rig_with(
+        Backend::Sqlite,
+        |_| {},
+        json!({"vision_model": "gpt-4o-mini"}),
+    )
+    .await
+    .unwrap();
+    rig.graph.add_media("65463453", "image/jpeg", b"jpeg bytes");
+    rig.stub
+        .push(Reply::text("A red bicycle leaning against a shop window."));
+    let mut payload = fixture("whatsapp", "pywa_updates_message.json")["image"].clone();
+    value_mut(&mut payload)["messages"][0]["timestamp"] = json!(unix_now().to_string());
+    rig.deliver(&payload).await;
+    let m = eventually(20, "the image", || async {
+        message_with(&rig.app, "wamid.xyzxyz").await
+    })
+    .await;
+    let a = &m["meta"]["channel"]["attachments"][0];
+    assert_eq!(
+        a["description"],
+        "A red bicycle leaning against a shop window."
+    );
+    assert_eq!(
+        m["content"],
+        "[image]\n🖼 A red bicycle leaning against a shop window."
+    );
+    let asked = &rig.stub.requests()[0];
+    assert_eq!(asked["model"], "gpt-4o-mini");
+    assert_eq!(
+        asked["messages"][0]["content"][1]["image_url"]["url"],
+        "data:image/jpeg;base64,anBlZyBieXRlcw=="
+    );
+    assert_eq!(rig.app.list_ids("q=red%20bicycle").await.len(), 1);
 }
 
 /// A media file that never downloads is recorded with the error, after every attempt.
@@ -576,7 +638,7 @@ async fn a_provider_that_times_out_does_not_hold_up_the_webhook() {
     let rig = rig_with(
         Backend::Sqlite,
         |s| s.provider_timeout = Duration::from_millis(300),
-        false,
+        json!({}),
     )
     .await
     .unwrap();
