@@ -40,6 +40,15 @@ pub trait ChannelStore: Send + Sync {
         kind: ChannelKind,
         external_key: &str,
     ) -> Result<Option<ChannelConnection>>;
+    /// Replaces a connection's (non-secret) config: the platform's state Parley keeps there,
+    /// such as WhatsApp's quality rating, messaging limit and recent business-initiated sends.
+    /// False if it is not in the workspace.
+    async fn update_channel_config(
+        &self,
+        workspace: WorkspaceId,
+        id: ChannelConnectionId,
+        config: &serde_json::Map<String, serde_json::Value>,
+    ) -> Result<bool>;
     /// Disconnects; the conversations it brought stay. False if it was not in the workspace.
     async fn delete_channel(&self, workspace: WorkspaceId, id: ChannelConnectionId)
     -> Result<bool>;

@@ -185,6 +185,7 @@ async fn connect(
                 .insert("phone_number_id".into(), json!(c.external_key));
             c.config.insert("business_account_id".into(), json!(waba));
             c.config.insert("graph_base_url".into(), json!(graph));
+            whatsapp::fetch_quality(st, &graph, &c.external_key, token, &mut c.config).await;
             channels::seal(st, &mut c.secrets, "access_token", token);
             channels::seal(st, &mut c.secrets, "app_secret", app_secret);
             channels::seal(st, &mut c.secrets, "verify_token", verify_token);
@@ -359,7 +360,9 @@ pub struct SendInput {
 
 /// `POST /api/v1/conversations/{id}/channel-messages`: stores an `agent` message and sends it
 /// to the customer. 201 with the message (its `meta.channel.delivery` says `accepted`); 404;
-/// 409 `not_a_channel_conversation`; 422 `validation_failed`; 422 `window_closed` for
+/// 409 `not_a_channel_conversation`; 429 `messaging_limit_reached` for a template that
+/// would exceed the WhatsApp sender's daily limit of new customers (refused before Meta is
+/// called, and recorded); 422 `validation_failed`; 422 `window_closed` for
 /// free-form WhatsApp text outside the 24-hour window (refused before Meta is called, and
 /// recorded on the stored message); 502 `channel_send_failed` with the platform's error when
 /// the platform refuses it (also recorded).
@@ -372,7 +375,7 @@ pub(super) async fn send(
     let conversation: ConversationId = id
         .parse()
         .map_err(|_| ApiError::not_found("conversation"))?;
-    let (c, customer, _) = channels::connection_of(&st, auth.workspace, conversation).await?;
+    let (c, customer, detail) = channels::connection_of(&st, auth.workspace, conversation).await?;
     let content = match (&input.text, &input.template) {
         (Some(t), None) if !t.trim().is_empty() => t.clone(),
         (None, Some(t)) => {
@@ -421,7 +424,7 @@ pub(super) async fn send(
     let message = find_message(&st, &auth, conversation, message_id).await?;
     let result = match (c.kind, &input.template) {
         (ChannelKind::Whatsapp, Some(t)) => {
-            whatsapp::send_template(&st, &c, &customer, &message, t).await
+            whatsapp::send_template(&st, &c, &customer, detail.last_inbound_at, &message, t).await
         }
         (ChannelKind::Whatsapp, None) => {
             whatsapp::reply(&st, &c, conversation, &customer, &message).await
@@ -431,6 +434,11 @@ pub(super) async fn send(
     let message = find_message(&st, &auth, conversation, message_id).await?;
     match result {
         Ok(_) => Ok((StatusCode::CREATED, Json(message)).into_response()),
+        Err(e) if e.title == "messaging_limit_reached" => Err(ApiError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "messaging_limit_reached",
+            e.message.unwrap_or_default(),
+        )),
         Err(e) if e.title == "window_closed" => Err(ApiError::new(
             StatusCode::UNPROCESSABLE_ENTITY,
             "window_closed",

@@ -1,6 +1,7 @@
 //! A stand-in for Meta's Graph API (WhatsApp Cloud API) on 127.0.0.1, for the tests: it
 //! receives Parley's sends (`POST /v21.0/{phone-number-id}/messages`, answered like Meta does
-//! with `{"messaging_product", "contacts", "messages": [{"id": "wamid..."}]}`), serves media
+//! with `{"messaging_product", "contacts", "messages": [{"id": "wamid..."}]}`), answers a phone
+//! number's `quality_rating` and `messaging_limit_tier` (`GET /v21.0/{phone-number-id}`), serves media
 //! (`GET /v21.0/{media-id}` gives a URL on the fake, `GET /files/{media-id}` the bytes, both
 //! requiring the bearer token), and fails on demand: a scripted Graph error body with its
 //! status for the next sends, or a number of failing file downloads.
@@ -33,6 +34,7 @@ struct FakeState {
     token: String,
     send_script: VecDeque<(u16, Value)>,
     media: HashMap<String, (String, Vec<u8>)>,
+    phone_numbers: HashMap<String, (String, String)>,
     failing_downloads: u32,
     received: Vec<Received>,
     sent: u64,
@@ -94,6 +96,15 @@ impl FakeGraph {
         lock(&self.state)
             .media
             .insert(id.to_owned(), (mime_type.to_owned(), bytes.to_vec()));
+    }
+
+    /// Serves a phone number's `quality_rating` and `messaging_limit_tier` at
+    /// `GET /v21.0/{id}`.
+    pub fn set_phone_number(&self, id: &str, quality_rating: &str, messaging_limit_tier: &str) {
+        lock(&self.state).phone_numbers.insert(
+            id.to_owned(),
+            (quality_rating.to_owned(), messaging_limit_tier.to_owned()),
+        );
     }
 
     /// The next `n` file downloads fail with HTTP 500.
@@ -188,6 +199,11 @@ async fn media_info(
     record(&mut s, format!("/v21.0/{id}"), &headers, Value::Null);
     if !authorized(&s, &headers) {
         return unauthorized();
+    }
+    if let Some((quality, tier)) = s.phone_numbers.get(&id) {
+        return axum::Json(json!({
+            "quality_rating": quality, "messaging_limit_tier": tier, "id": id}))
+        .into_response();
     }
     match s.media.get(&id) {
         Some((mime, bytes)) => axum::Json(json!({

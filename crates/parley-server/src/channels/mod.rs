@@ -193,6 +193,9 @@ pub struct ChannelRow {
     pub webhook_path: String,
     /// The secrets' hints, e.g. "access_token …9876 · app_secret …6789".
     pub secrets: String,
+    /// WhatsApp: quality rating and messaging limit, e.g. "Quality GREEN · limit TIER_1K
+    /// (1000 customers / 24 h)"; empty when unknown.
+    pub quality: String,
     /// When it was connected, in the viewer's time zone.
     pub connected: String,
 }
@@ -233,8 +236,26 @@ pub async fn rows(
                 .collect::<Vec<_>>()
                 .join(" · "),
             connected: crate::dashboard::format::datetime(c.created_at, tz),
+            quality: quality_line(c),
         })
         .collect()
+}
+
+fn quality_line(c: &ChannelConnection) -> String {
+    let mut parts = Vec::new();
+    if let Some(q) = config_str(c, "quality_rating") {
+        parts.push(format!("Quality {q}"));
+    }
+    if let Some(e) = config_str(c, "quality_event") {
+        parts.push(format!("last quality event {e}"));
+    }
+    if let Some(t) = config_str(c, "messaging_limit_tier") {
+        parts.push(match whatsapp::tier_limit(t) {
+            Some(n) => format!("limit {t} ({n} customers / 24 h)"),
+            None => format!("limit {t}"),
+        });
+    }
+    parts.join(" · ")
 }
 
 /// One lock for read-modify-write updates of stored channel messages (delivery statuses,

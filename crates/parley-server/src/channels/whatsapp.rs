@@ -214,6 +214,12 @@ pub async fn process(state: &AppState, c: &ChannelConnection, payload: &Value) {
         .flatten()
         .flat_map(|e| e["changes"].as_array().into_iter().flatten());
     for change in changes {
+        if change["field"] == "phone_number_quality_update" {
+            if let Err(e) = apply_quality(state, c, &change["value"]).await {
+                tracing::error!(error = %e, "could not record a WhatsApp quality update");
+            }
+            continue;
+        }
         if change["field"] != "messages" {
             tracing::debug!(field = %change["field"], "ignoring a WhatsApp change");
             continue;
@@ -622,6 +628,156 @@ async fn apply_status(
     Ok(())
 }
 
+/// The number of customers a sender may start conversations with in 24 hours, for a
+/// `messaging_limit_tier` / `current_limit` value (`TIER_250`, `TIER_1K`, `TIER_10K`,
+/// `TIER_100K`, `TIER_UNLIMITED`...); `None` for no limit or an unknown tier.
+pub fn tier_limit(tier: &str) -> Option<u64> {
+    let n = tier.strip_prefix("TIER_")?;
+    let (digits, factor) = match n.strip_suffix('K') {
+        Some(d) => (d, 1000),
+        None => (n, 1),
+    };
+    digits.parse::<u64>().ok().map(|d| d * factor)
+}
+
+/// Records a `phone_number_quality_update` change (`{"display_phone_number", "event",
+/// "current_limit"}`) on the connection: `quality_event`, `messaging_limit_tier`,
+/// `quality_updated_at`.
+async fn apply_quality(
+    state: &AppState,
+    c: &ChannelConnection,
+    value: &Value,
+) -> Result<(), ApiError> {
+    let _guard = MESSAGE_UPDATES.lock().await;
+    let Some(mut current) = state
+        .store
+        .channels()
+        .get_channel(c.workspace_id, c.id)
+        .await?
+    else {
+        return Ok(());
+    };
+    if let Some(event) = value["event"].as_str() {
+        current.config.insert("quality_event".into(), json!(event));
+    }
+    if let Some(limit) = value["current_limit"].as_str() {
+        current
+            .config
+            .insert("messaging_limit_tier".into(), json!(limit));
+    }
+    current
+        .config
+        .insert("quality_updated_at".into(), json!(Timestamp::now()));
+    tracing::info!(connection = %c.id, event = %value["event"], limit = %value["current_limit"],
+        "WhatsApp sender quality update");
+    state
+        .store
+        .channels()
+        .update_channel_config(c.workspace_id, c.id, &current.config)
+        .await?;
+    Ok(())
+}
+
+/// Reads the sender's `quality_rating` (GREEN, YELLOW, RED, UNKNOWN) and
+/// `messaging_limit_tier` from the Graph API (`GET /{phone-number-id}?fields=...`) into
+/// `config`. Best effort: a failure is logged and leaves them unset.
+pub async fn fetch_quality(
+    state: &AppState,
+    graph: &str,
+    phone_number_id: &str,
+    token: &str,
+    config: &mut serde_json::Map<String, Value>,
+) {
+    let res = state
+        .http
+        .get(format!(
+            "{graph}/{phone_number_id}?fields=quality_rating,messaging_limit_tier"
+        ))
+        .bearer_auth(token)
+        .timeout(super::PLATFORM_TIMEOUT)
+        .send()
+        .await;
+    let answer: Value = match res {
+        Ok(r) if r.status().is_success() => r.json().await.unwrap_or(Value::Null),
+        Ok(r) => {
+            tracing::warn!(
+                status = r.status().as_u16(),
+                "could not read the sender's quality rating"
+            );
+            return;
+        }
+        Err(e) => {
+            tracing::warn!(error = %crate::assistant::provider::describe(e),
+                "could not read the sender's quality rating");
+            return;
+        }
+    };
+    for key in ["quality_rating", "messaging_limit_tier"] {
+        if let Some(v) = answer[key].as_str() {
+            config.insert(key.into(), json!(v));
+        }
+    }
+}
+
+/// Counts a business-initiated send (a template outside the 24-hour window) to `to` against
+/// the sender's messaging limit: the distinct customers messaged so in the last 24 hours
+/// (kept in the connection's `business_initiated` config, `{customer: unix ms}`). Errors:
+/// `messaging_limit_reached` (code 0) when `to` is a new customer and the limit is used up;
+/// nothing is counted then.
+async fn count_business_initiated(
+    state: &AppState,
+    c: &ChannelConnection,
+    to: &str,
+) -> Result<(), ChannelError> {
+    let store_error = |e: parley_store::StoreError| ChannelError {
+        code: 0,
+        title: "store_failed".into(),
+        message: Some(e.to_string()),
+    };
+    let _guard = MESSAGE_UPDATES.lock().await;
+    let Some(mut current) = state
+        .store
+        .channels()
+        .get_channel(c.workspace_id, c.id)
+        .await
+        .map_err(store_error)?
+    else {
+        return Ok(());
+    };
+    let now = Timestamp::now();
+    let mut recent: serde_json::Map<String, Value> = current
+        .config
+        .get("business_initiated")
+        .and_then(Value::as_object)
+        .cloned()
+        .unwrap_or_default();
+    recent.retain(|_, at| at.as_i64().is_some_and(|t| now.0 - t < WINDOW_MS));
+    let tier = config_str(&current, "messaging_limit_tier").unwrap_or("");
+    if let Some(limit) = tier_limit(tier)
+        && !recent.contains_key(to)
+        && recent.len() as u64 >= limit
+    {
+        return Err(ChannelError {
+            code: 0,
+            title: "messaging_limit_reached".into(),
+            message: Some(format!(
+                "this sender's messaging limit ({tier}: {limit} customers in 24 hours) is reached; Parley stopped before exceeding it"
+            )),
+        });
+    }
+    recent.insert(to.to_owned(), json!(now.0));
+    current
+        .config
+        .insert("business_initiated".into(), Value::Object(recent));
+    state
+        .store
+        .channels()
+        .update_channel_config(c.workspace_id, c.id, &current.config)
+        .await
+        .map_err(store_error)?;
+    Ok(())
+}
+
 /// A Graph API error object (`{"code", "title", "message", "error_data": {"details"}}`, or
 /// the `error` of an HTTP error body with `type`) as a [`ChannelError`].
 pub fn graph_error(e: &Value) -> ChannelError {
@@ -814,12 +970,15 @@ pub fn template_body(t: &Template) -> Value {
     template
 }
 
-/// Sends a template to the customer (allowed whatever the window) and records the outcome on
-/// the stored message `m`. Errors: the Graph API's error.
+/// Sends a template to the customer (allowed whatever the window; `last_inbound_at` is the
+/// customer's last message time) and records the outcome on the stored message `m`. Outside
+/// the window it counts against the sender's messaging limit ([`tier_limit`]). Errors: the
+/// Graph API's error; `messaging_limit_reached` before Meta is called.
 pub async fn send_template(
     state: &AppState,
     c: &ChannelConnection,
     to: &str,
+    last_inbound_at: Option<Timestamp>,
     m: &Message,
     t: &Template,
 ) -> Result<String, ChannelError> {
@@ -830,7 +989,16 @@ pub async fn send_template(
         "type": "template",
         "template": template_body(t),
     });
-    let result = graph_send(state, c, &body).await;
+    // A template outside the window starts a business-initiated conversation, which counts
+    // against the sender's messaging limit.
+    let result = if window_open(last_inbound_at, Timestamp::now()) {
+        graph_send(state, c, &body).await
+    } else {
+        match count_business_initiated(state, c, to).await {
+            Ok(()) => graph_send(state, c, &body).await,
+            Err(e) => Err(e),
+        }
+    };
     let details = serde_json::to_value(t).ok();
     if let Err(e) = record_send(state, c.workspace_id, m, "template", details, &result).await {
         tracing::error!(error = %e, "could not record a WhatsApp send");
@@ -914,6 +1082,15 @@ mod tests {
             verify_signature("app-secret", body, None),
             Err(SignatureError::Missing)
         );
+    }
+
+    #[test]
+    fn tiers_give_the_daily_limit() {
+        assert_eq!(tier_limit("TIER_250"), Some(250));
+        assert_eq!(tier_limit("TIER_1K"), Some(1_000));
+        assert_eq!(tier_limit("TIER_100K"), Some(100_000));
+        assert_eq!(tier_limit("TIER_UNLIMITED"), None);
+        assert_eq!(tier_limit(""), None);
     }
 
     #[test]

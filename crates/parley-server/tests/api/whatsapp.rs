@@ -36,6 +36,7 @@ async fn rig_with(
     let app = TestApp::spawn_on_with(backend, tweak).await?;
     let graph = FakeGraph::start(ACCESS_TOKEN).await.unwrap();
     let stub = StubProvider::start().await.unwrap();
+    graph.set_phone_number(PHONE_NUMBER_ID, "GREEN", "TIER_250");
     let assistant = assistant(&app, &stub).await;
     let mut body = json!({
         "kind": "whatsapp", "phone_number_id": PHONE_NUMBER_ID,
@@ -274,7 +275,7 @@ async fn statuses_only_move_forward(backend: Backend) {
     assert_eq!(sends[0]["to"], CUSTOMER);
     assert_eq!(sends[0]["type"], "text");
     assert_eq!(sends[0]["text"]["body"], "Hello from the stub.");
-    let auth = &rig.graph.received()[0].authorization;
+    let auth = rig.graph.received().last().unwrap().authorization.clone();
     assert_eq!(
         auth.as_deref(),
         Some(format!("Bearer {ACCESS_TOKEN}").as_str())
@@ -681,6 +682,8 @@ async fn connections_are_validated_and_never_show_their_secrets() {
     assert_eq!(r.body["secrets"]["access_token"], "…9876");
     assert_eq!(r.body["secrets"]["app_secret"], "…6789");
     assert_eq!(r.body["config"]["phone_number_id"], PHONE_NUMBER_ID);
+    assert_eq!(r.body["config"]["quality_rating"], "GREEN");
+    assert_eq!(r.body["config"]["messaging_limit_tier"], "TIER_250");
     assert_eq!(
         r.body["webhook_path"],
         format!("/webhooks/whatsapp/{}", rig.channel)
@@ -703,6 +706,8 @@ async fn connections_are_validated_and_never_show_their_secrets() {
     assert_eq!(page.status, 200);
     assert!(page.text.contains("id=\"channels\""), "{}", page.text);
     assert!(page.text.contains(PHONE_NUMBER_ID) && page.text.contains("…9876"));
+    assert!(page.text.contains("Quality GREEN"), "{}", page.text);
+    assert!(page.text.contains("250 customers / 24 h"));
     assert!(
         page.text
             .contains(&format!("/webhooks/whatsapp/{}", rig.channel))
@@ -754,6 +759,75 @@ async fn connections_are_validated_and_never_show_their_secrets() {
         )
         .await;
     assert_eq!(r.status, 404, "a removed connection's webhook is gone");
+}
+
+/// Meta lowers the sender's limit (a quality update webhook): Parley shows it and stops
+/// business-initiated sends to new customers before exceeding it.
+#[tokio::test]
+async fn the_messaging_limit_is_never_exceeded() {
+    let rig = rig(Backend::Sqlite).await.unwrap();
+    rig.deliver(
+        &json!({"object": "whatsapp_business_account", "entry": [{"id": "102290129340398",
+        "changes": [{"field": "phone_number_quality_update", "value": {
+            "display_phone_number": "972123456789", "event": "DOWNGRADE",
+            // A made-up tier of two customers, to keep the test small.
+            "current_limit": "TIER_2"}}]}]}),
+    )
+    .await;
+    let channel = format!("/api/v1/channels/{}", rig.channel);
+    eventually(10, "the quality update", || async {
+        let r = rig.app.get(&channel).await;
+        (r.body["config"]["messaging_limit_tier"] == "TIER_2").then_some(())
+    })
+    .await;
+    assert_eq!(
+        rig.app.get(&channel).await.body["config"]["quality_event"],
+        "DOWNGRADE"
+    );
+    // Three customers wrote two days ago; their windows are closed.
+    let template = json!({"template": {"name": "we_miss_you", "language": "en_US"}});
+    let mut paths = Vec::new();
+    for (i, phone) in ["4915111111111", "4915122222222", "4915133333333"]
+        .iter()
+        .enumerate()
+    {
+        let mut p = text_message(&format!("wamid.old-{i}"), unix_now() - 48 * 3600, "hi");
+        value_mut(&mut p)["messages"][0]["from"] = json!(phone);
+        value_mut(&mut p)["contacts"][0]["wa_id"] = json!(phone);
+        rig.deliver(&p).await;
+        let id = eventually(20, "the conversation", || async {
+            conversations(&rig.app, "whatsapp")
+                .await
+                .into_iter()
+                .find(|c| c["contact"].as_str().unwrap().contains(phone))
+                .map(|c| c["id"].as_str().unwrap().to_owned())
+        })
+        .await;
+        paths.push(format!("/api/v1/conversations/{id}/channel-messages"));
+    }
+    for path in &paths[..2] {
+        let r = rig.app.post(path, &template).await;
+        assert_eq!(r.status, 201, "{}", r.text);
+    }
+    // The same customer again does not count twice.
+    assert_eq!(rig.app.post(&paths[1], &template).await.status, 201);
+    let sent = rig.graph.sends().len();
+    let r = rig.app.post(&paths[2], &template).await;
+    assert_eq!(
+        (r.status, r.code()),
+        (429, "messaging_limit_reached"),
+        "{}",
+        r.text
+    );
+    assert_eq!(rig.graph.sends().len(), sent, "refused before calling Meta");
+    let c = rig.app.get(&channel).await;
+    assert_eq!(
+        c.body["config"]["business_initiated"]
+            .as_object()
+            .unwrap()
+            .len(),
+        2
+    );
 }
 
 crate::both_backends!(

@@ -142,6 +142,23 @@ impl ChannelStore for PostgresStore {
             .pop())
     }
 
+    async fn update_channel_config(
+        &self,
+        workspace: WorkspaceId,
+        id: ChannelConnectionId,
+        config: &serde_json::Map<String, serde_json::Value>,
+    ) -> Result<bool> {
+        let text = serde_json::to_string(config).map_err(StoreError::backend)?;
+        let client = self.pool.get().await?;
+        let n = client
+            .execute(
+                "UPDATE channel_connections SET config = $3 WHERE id = $1 AND workspace_id = $2",
+                &[&id.0, &workspace.0, &text],
+            )
+            .await?;
+        Ok(n > 0)
+    }
+
     async fn delete_channel(
         &self,
         workspace: WorkspaceId,

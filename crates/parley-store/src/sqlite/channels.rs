@@ -184,6 +184,22 @@ impl ChannelStore for SqliteStore {
         .await
     }
 
+    async fn update_channel_config(
+        &self,
+        workspace: WorkspaceId,
+        id: ChannelConnectionId,
+        config: &serde_json::Map<String, serde_json::Value>,
+    ) -> Result<bool> {
+        let text = serde_json::to_string(config).map_err(StoreError::backend)?;
+        self.write(move |c| {
+            Ok(c.execute(
+                "UPDATE channel_connections SET config = ?3 WHERE id = ?1 AND workspace_id = ?2",
+                params![id.as_bytes(), workspace.as_bytes(), text],
+            )? > 0)
+        })
+        .await
+    }
+
     async fn delete_channel(
         &self,
         workspace: WorkspaceId,
