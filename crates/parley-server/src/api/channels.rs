@@ -452,6 +452,59 @@ pub(super) async fn send(
     }
 }
 
+/// `GET /api/v1/conversations/{id}/messages/{message_id}/attachments/{index}`: the stored
+/// bytes of a message's attachment (0-based `index` in `meta.channel.attachments`), with its
+/// MIME type. 404 for an unknown conversation, message or attachment, or one not downloaded.
+pub(super) async fn attachment(
+    State(st): State<AppState>,
+    auth: ApiKeyAuth,
+    Path((id, message, index)): Path<(String, String, String)>,
+) -> Result<Response, ApiError> {
+    let conversation: ConversationId = id
+        .parse()
+        .map_err(|_| ApiError::not_found("conversation"))?;
+    let message: parley_core::MessageId = message
+        .parse()
+        .map_err(|_| ApiError::not_found("message"))?;
+    let index: usize = index
+        .parse()
+        .map_err(|_| ApiError::not_found("attachment"))?;
+    let m = find_message(&st, &auth, conversation, message)
+        .await
+        .map_err(|e| {
+            if e.status == StatusCode::INTERNAL_SERVER_ERROR {
+                ApiError::not_found("message")
+            } else {
+                e
+            }
+        })?;
+    let a = m
+        .meta
+        .channel
+        .and_then(|c| c.attachments.into_iter().nth(index))
+        .ok_or_else(|| ApiError::not_found("attachment"))?;
+    let key = a
+        .storage_key
+        .ok_or_else(|| ApiError::not_found("attachment (not downloaded)"))?;
+    let bytes = tokio::fs::read(channels::media::path_of(&st, &key))
+        .await
+        .map_err(|_| ApiError::not_found("attachment file"))?;
+    let mime = a
+        .mime_type
+        .unwrap_or_else(|| "application/octet-stream".to_owned());
+    Ok((
+        [
+            (axum::http::header::CONTENT_TYPE, mime),
+            (
+                axum::http::header::CONTENT_DISPOSITION,
+                "attachment".to_owned(),
+            ),
+        ],
+        bytes,
+    )
+        .into_response())
+}
+
 async fn find_message(
     st: &AppState,
     auth: &ApiKeyAuth,

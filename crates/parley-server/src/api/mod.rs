@@ -44,6 +44,10 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("DELETE", "/api/v1/channels/{id}"),
     ("POST", "/api/v1/conversations/{id}/channel-messages"),
     ("GET", "/api/v1/conversations/{id}/channel"),
+    (
+        "GET",
+        "/api/v1/conversations/{id}/messages/{message_id}/attachments/{index}",
+    ),
     ("POST", "/api/v1/import"),
     ("GET", "/api/v1/export"),
     ("POST", "/v1/chat/completions"),
@@ -94,6 +98,10 @@ pub fn router(state: &AppState) -> Router<AppState> {
         .route(
             "/conversations/{id}/channel",
             get(channels::conversation_channel),
+        )
+        .route(
+            "/conversations/{id}/messages/{message_id}/attachments/{index}",
+            get(channels::attachment),
         )
         .route(
             "/import",

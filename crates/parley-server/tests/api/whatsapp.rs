@@ -547,6 +547,28 @@ async fn a_failed_media_download_is_retried_and_the_voice_note_transcribed() {
     );
     let found = rig.app.list_ids("q=table%20for%20two").await;
     assert_eq!(found.len(), 1);
+    // The API serves the stored bytes.
+    let url = format!(
+        "/api/v1/conversations/{}/messages/{}/attachments/0",
+        found[0],
+        m["id"].as_str().unwrap()
+    );
+    let served = rig
+        .app
+        .client
+        .get(rig.app.url(&url))
+        .bearer_auth(&rig.app.key)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(served.status(), 200);
+    assert_eq!(served.headers()["content-type"], "audio/ogg; codecs=opus");
+    assert_eq!(&served.bytes().await.unwrap()[..], audio);
+    let missing = rig
+        .app
+        .get(&url.replace("/attachments/0", "/attachments/1"))
+        .await;
+    assert_eq!(missing.status, 404);
     // Deleting the conversation deletes the file.
     let path = rig
         .app
