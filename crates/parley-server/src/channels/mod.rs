@@ -7,7 +7,8 @@
 //!   messages and status callbacks, replies and templates through the Graph API, the 24-hour
 //!   window.
 //! - [`telegram`]: `setWebhook` with a secret token, updates, `sendMessage`.
-//! - [`media`]: attachment storage under the data directory, and voice transcription.
+//! - [`media`]: attachment storage under the data directory, voice transcription and image
+//!   descriptions.
 //! - [`fake_graph`] and [`fake_bot_api`]: stand-ins for Meta's Graph API and Telegram's Bot API
 //!   on 127.0.0.1, for the tests.
 //!

@@ -22,6 +22,11 @@
 //! free-form text only inside the 24-hour window that opens with the customer's last message
 //! ([`window_closes_at`]); outside it Parley refuses before calling Meta and only templates go
 //! out. Send failures (e.g. 131047) are recorded on the message.
+//!
+//! **Quality and limits**: the sender's `quality_rating` and `messaging_limit_tier` are read
+//! at connect time ([`fetch_quality`]) and updated by `phone_number_quality_update` changes;
+//! a template outside the window to a customer not messaged so in the last 24 hours is
+//! refused once the tier's limit of customers is used up ([`tier_limit`]).
 
 use std::time::Duration;
 
