@@ -85,6 +85,11 @@ id_type!(
     UserId
 );
 
+id_type!(
+    /// A channel connection: one WhatsApp sender or Telegram bot connected to an assistant.
+    ChannelConnectionId
+);
+
 #[cfg(test)]
 mod tests {
     use super::*;

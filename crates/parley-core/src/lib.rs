@@ -11,9 +11,11 @@
 //! - [`validate`]: size limits and input checks.
 //! - [`markdown`]: assistant messages as sanitised HTML.
 //! - [`assistant`]: an assistant's provider, prompt, memory fields and price settings.
+//! - [`channel`]: WhatsApp and Telegram connections and channel message metadata.
 //! - [`widget`]: the web widget's settings and the visitor tracker's records.
 
 pub mod assistant;
+pub mod channel;
 pub mod id;
 pub mod markdown;
 pub mod model;
@@ -25,7 +27,9 @@ pub mod validate;
 pub mod vocab;
 pub mod widget;
 
-pub use id::{ApiKeyId, AssistantId, ConversationId, MessageId, UserId, WorkspaceId};
+pub use id::{
+    ApiKeyId, AssistantId, ChannelConnectionId, ConversationId, MessageId, UserId, WorkspaceId,
+};
 pub use time::Timestamp;
 pub use vocab::{
     AssistantMode, Channel, ConversationStatus, Role, SentimentLabel, UserRole, VariableSource,

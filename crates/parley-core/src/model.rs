@@ -293,6 +293,10 @@ pub struct MessageMeta {
     /// Time from the request to the provider to its last byte, in ms.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub latency_ms: Option<i64>,
+    /// The message's life on a messaging channel (WhatsApp, Telegram): platform type,
+    /// attachments, delivery status (see [`crate::channel::ChannelMessageMeta`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub channel: Option<crate::channel::ChannelMessageMeta>,
 }
 
 impl MessageMeta {

@@ -3,6 +3,7 @@
 //! - [`api`]: the JSON API v1 and its OpenAPI document.
 //! - [`assistant`]: assistants' settings, the LLM runtime and the OpenAI-compatible gateway.
 //! - [`ingest`]: the one path every message takes into the store.
+//! - [`channels`]: WhatsApp and Telegram webhooks, replies and media.
 //! - [`transfer`] and [`import`]: JSONL/CSV export, JSONL and SGD import.
 //! - [`dashboard`]: the server-rendered web dashboard.
 //! - [`auth`]: API keys, passwords, sign-in sessions.
@@ -16,6 +17,7 @@ pub mod api;
 pub mod assistant;
 pub mod auth;
 pub mod bench;
+pub mod channels;
 pub mod cli;
 pub mod config;
 pub mod dashboard;
@@ -95,6 +97,7 @@ pub fn app(state: AppState) -> Router {
         .nest("/v1", assistant::gateway::router(&state))
         .merge(dashboard::router())
         .merge(widget::router(&state))
+        .merge(channels::router())
         .layer(CompressionLayer::new())
         .layer(TraceLayer::new_for_http())
         .with_state(state)

@@ -35,11 +35,14 @@ use parley_core::{
 };
 use serde::Serialize;
 
+mod channels;
 mod counters;
 pub mod postgres;
 mod sql;
 pub mod sqlite;
 pub mod testing;
+
+pub use channels::ChannelStore;
 
 /// What a store operation can fail with.
 #[derive(Debug)]
@@ -318,6 +321,10 @@ pub const SEARCH_COUNT_CAP: u64 = 1_000;
 pub trait Store: Send + Sync + 'static {
     /// `"sqlite"` or `"postgres"`.
     fn backend(&self) -> &'static str;
+
+    /// Channel connections and channel message updates (WhatsApp, Telegram): see
+    /// [`ChannelStore`].
+    fn channels(&self) -> &dyn ChannelStore;
 
     /// Creates a workspace. Errors: `Conflict("workspace_exists")` if the slug is taken.
     async fn create_workspace(&self, slug: &str, name: &str) -> Result<Workspace>;

@@ -1611,6 +1611,208 @@ async fn concurrent_batches_in_opposite_orders_all_succeed(store: Arc<dyn Store>
     }
 }
 
+/// Channel connections: created for an assistant of the workspace, unique per sender across
+/// the server, scoped to their workspace except for the webhook lookup; channel updates of
+/// stored messages (the platform id of a sent reply, delivery status) are scoped too.
+async fn channel_connections_and_message_updates(store: Arc<dyn Store>) {
+    use parley_core::channel::{
+        ChannelConnection, ChannelKind, ChannelMessageMeta, Delivery, DeliveryStatus, SealedSecret,
+    };
+    let a = workspace(&*store, "a").await;
+    let b = workspace(&*store, "b").await;
+    let new_assistant = NewAssistant {
+        name: "Ava".into(),
+        company: "Acme".into(),
+        mode: AssistantMode::Active,
+        settings: AssistantSettings::default(),
+    };
+    let ava = store.create_assistant(a, &new_assistant).await.unwrap();
+    let bob = store.create_assistant(b, &new_assistant).await.unwrap();
+    let mut config = serde_json::Map::new();
+    config.insert("phone_number_id".into(), serde_json::json!("1122334455667"));
+    let connection = ChannelConnection {
+        id: parley_core::ChannelConnectionId::new(),
+        workspace_id: a,
+        assistant_id: ava.id,
+        kind: ChannelKind::Whatsapp,
+        external_key: "1122334455667".into(),
+        config,
+        secrets: [(
+            "access_token".to_owned(),
+            SealedSecret {
+                sealed: "c2VhbGVk".into(),
+                hint: "…1234".into(),
+            },
+        )]
+        .into_iter()
+        .collect(),
+        created_at: Timestamp(T0),
+    };
+    let channels = store.channels();
+    channels.create_channel(&connection).await.unwrap();
+    assert_eq!(
+        channels.get_channel(a, connection.id).await.unwrap(),
+        Some(connection.clone())
+    );
+    assert_eq!(
+        channels.list_channels(a, Some(ava.id)).await.unwrap(),
+        vec![connection.clone()]
+    );
+    assert_eq!(channels.list_channels(a, None).await.unwrap().len(), 1);
+    assert!(channels.list_channels(b, None).await.unwrap().is_empty());
+    assert_eq!(channels.get_channel(b, connection.id).await.unwrap(), None);
+    assert_eq!(
+        channels.channel_by_id(connection.id).await.unwrap(),
+        Some(connection.clone())
+    );
+    assert_eq!(
+        channels
+            .channel_by_key(ChannelKind::Whatsapp, "1122334455667")
+            .await
+            .unwrap()
+            .map(|c| c.id),
+        Some(connection.id)
+    );
+    assert_eq!(
+        channels
+            .channel_by_key(ChannelKind::Telegram, "1122334455667")
+            .await
+            .unwrap(),
+        None
+    );
+    // The same sender in another workspace: refused.
+    let mut again = connection.clone();
+    again.id = parley_core::ChannelConnectionId::new();
+    again.workspace_id = b;
+    again.assistant_id = bob.id;
+    assert!(matches!(
+        channels.create_channel(&again).await,
+        Err(StoreError::Conflict {
+            code: "channel_exists",
+            ..
+        })
+    ));
+    // Another workspace's assistant: not found.
+    again.external_key = "999".into();
+    again.assistant_id = ava.id;
+    assert!(matches!(
+        channels.create_channel(&again).await,
+        Err(StoreError::NotFound { what: "assistant" })
+    ));
+    let mut config = connection.config.clone();
+    config.insert("messaging_limit_tier".into(), serde_json::json!("TIER_1K"));
+    assert!(
+        !channels
+            .update_channel_config(b, connection.id, &config)
+            .await
+            .unwrap()
+    );
+    assert!(
+        channels
+            .update_channel_config(a, connection.id, &config)
+            .await
+            .unwrap()
+    );
+    assert_eq!(
+        channels
+            .get_channel(a, connection.id)
+            .await
+            .unwrap()
+            .unwrap()
+            .config,
+        config
+    );
+
+    // Messages by their channel id, and their channel updates.
+    let id = create(
+        &*store,
+        a,
+        conv("Ava", T0),
+        vec![
+            ext(msg(Role::User, "hi", T0), "wamid.in"),
+            msg(Role::Assistant, "hello", T0 + 1),
+            msg(Role::Assistant, "anything else?", T0 + 2),
+        ],
+    )
+    .await;
+    let (found_in, inbound) = channels
+        .message_by_external_id(a, "wamid.in")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!((found_in, inbound.content.as_str()), (id, "hi"));
+    assert_eq!(
+        channels
+            .message_by_external_id(b, "wamid.in")
+            .await
+            .unwrap(),
+        None
+    );
+    let export = store
+        .export_conversations(a, &[id])
+        .await
+        .unwrap()
+        .pop()
+        .unwrap();
+    let (answer, second) = (&export.messages[1], &export.messages[2]);
+    let meta = MessageMeta {
+        channel: Some(ChannelMessageMeta {
+            kind: "text".into(),
+            delivery: Some(Delivery {
+                status: DeliveryStatus::Read,
+                at: Timestamp(T0 + 5),
+                errors: vec![],
+            }),
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    assert!(
+        !channels
+            .update_message_channel(b, answer.id, Some("wamid.out"), &meta)
+            .await
+            .unwrap()
+    );
+    assert!(
+        channels
+            .update_message_channel(a, answer.id, Some("wamid.out"), &meta)
+            .await
+            .unwrap()
+    );
+    let (_, updated) = channels
+        .message_by_external_id(a, "wamid.out")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!((updated.id, &updated.meta), (answer.id, &meta));
+    // Without an external id, only the meta changes.
+    assert!(
+        channels
+            .update_message_channel(a, answer.id, None, &MessageMeta::default())
+            .await
+            .unwrap()
+    );
+    let (_, updated) = channels
+        .message_by_external_id(a, "wamid.out")
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(updated.meta.is_empty());
+    assert!(matches!(
+        channels
+            .update_message_channel(a, second.id, Some("wamid.out"), &meta)
+            .await,
+        Err(StoreError::Conflict {
+            code: "external_id_taken",
+            ..
+        })
+    ));
+
+    assert!(!channels.delete_channel(b, connection.id).await.unwrap());
+    assert!(channels.delete_channel(a, connection.id).await.unwrap());
+    assert_eq!(channels.channel_by_id(connection.id).await.unwrap(), None);
+}
+
 macro_rules! backends {
     ($($test:ident),+ $(,)?) => {
         mod sqlite {
@@ -1672,6 +1874,7 @@ backends!(
     concurrent_appends_lose_nothing,
     users_sessions_and_login_failures,
     concurrent_batches_in_opposite_orders_all_succeed,
+    channel_connections_and_message_updates,
 );
 
 /// SQLite only: the three search strategies give the same pages and counts — the bounded walk

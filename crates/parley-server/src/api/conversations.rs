@@ -244,7 +244,7 @@ pub(super) async fn delete(
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
     let id: ConversationId = path_id(&id, "conversation")?;
-    if !st.store.delete_conversation(auth.workspace, id).await? {
+    if !crate::channels::media::delete_conversation(&st, auth.workspace, id).await? {
         return Err(ApiError::not_found("conversation"));
     }
     Ok(StatusCode::NO_CONTENT.into_response())

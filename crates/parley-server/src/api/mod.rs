@@ -5,6 +5,7 @@
 //! the two in step.
 
 mod assistants;
+mod channels;
 mod conversations;
 mod transfer;
 
@@ -37,6 +38,16 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("GET", "/api/v1/assistants/{id}"),
     ("PATCH", "/api/v1/assistants/{id}"),
     ("GET", "/api/v1/assistants/{id}/versions"),
+    ("GET", "/api/v1/assistants/{id}/channels"),
+    ("POST", "/api/v1/assistants/{id}/channels"),
+    ("GET", "/api/v1/channels/{id}"),
+    ("DELETE", "/api/v1/channels/{id}"),
+    ("POST", "/api/v1/conversations/{id}/channel-messages"),
+    ("GET", "/api/v1/conversations/{id}/channel"),
+    (
+        "GET",
+        "/api/v1/conversations/{id}/messages/{message_id}/attachments/{index}",
+    ),
     ("POST", "/api/v1/import"),
     ("GET", "/api/v1/export"),
     ("POST", "/v1/chat/completions"),
@@ -75,6 +86,23 @@ pub fn router(state: &AppState) -> Router<AppState> {
             get(assistants::detail).patch(assistants::update),
         )
         .route("/assistants/{id}/versions", get(assistants::versions))
+        .route(
+            "/assistants/{id}/channels",
+            get(channels::list).post(channels::create),
+        )
+        .route(
+            "/channels/{id}",
+            get(channels::detail).delete(channels::delete),
+        )
+        .route("/conversations/{id}/channel-messages", post(channels::send))
+        .route(
+            "/conversations/{id}/channel",
+            get(channels::conversation_channel),
+        )
+        .route(
+            "/conversations/{id}/messages/{message_id}/attachments/{index}",
+            get(channels::attachment),
+        )
         .route(
             "/import",
             post(transfer::import).layer(DefaultBodyLimit::max(import_limit)),

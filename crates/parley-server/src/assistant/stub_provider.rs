@@ -96,6 +96,9 @@ struct StubState {
     script: Mutex<VecDeque<Reply>>,
     default: Mutex<Reply>,
     requests: Mutex<Vec<Value>>,
+    /// What `/v1/audio/transcriptions` answers, and the uploads it received (model, bytes).
+    transcript: Mutex<String>,
+    transcriptions: Mutex<Vec<(String, usize)>>,
 }
 
 /// A running stub; it stops when dropped.
@@ -114,10 +117,13 @@ impl StubProvider {
             script: Mutex::new(VecDeque::new()),
             default: Mutex::new(Reply::text("Hello from the stub.")),
             requests: Mutex::new(Vec::new()),
+            transcript: Mutex::new("Hello from the stub's speech to text.".into()),
+            transcriptions: Mutex::new(Vec::new()),
         });
         let app = Router::new()
             .route("/v1/chat/completions", post(chat))
             .route("/v1/models", get(models))
+            .route("/v1/audio/transcriptions", post(transcriptions))
             .with_state(state.clone());
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
         let addr = listener.local_addr()?;
@@ -146,9 +152,62 @@ impl StubProvider {
         *lock(&self.state.default) = reply;
     }
 
+    /// The text `/v1/audio/transcriptions` answers from now on.
+    pub fn set_transcript(&self, text: &str) {
+        *lock(&self.state.transcript) = text.to_owned();
+    }
+
+    /// Every transcription request received, oldest first: (the `model` field, the audio
+    /// file's size in bytes).
+    pub fn transcriptions(&self) -> Vec<(String, usize)> {
+        lock(&self.state.transcriptions).clone()
+    }
+
     /// Every chat completions request body received, oldest first.
     pub fn requests(&self) -> Vec<Value> {
         lock(&self.state.requests).clone()
+    }
+}
+
+/// `POST /v1/audio/transcriptions`: a multipart form with `model` and `file`; answers
+/// `{"text": ...}` (OpenAI's default `json` response format), or 400 when a part is missing.
+async fn transcriptions(
+    State(st): State<Arc<StubState>>,
+    headers: axum::http::HeaderMap,
+    body: Bytes,
+) -> Response {
+    let boundary = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split("boundary=").nth(1))
+        .map(|b| format!("--{}", b.trim_matches('"')));
+    let mut model = None;
+    let mut file = None;
+    if let Some(boundary) = boundary {
+        let text = String::from_utf8_lossy(&body);
+        for part in text.split(boundary.as_str()) {
+            let Some((head, content)) = part.split_once("\r\n\r\n") else {
+                continue;
+            };
+            let content = content.strip_suffix("\r\n").unwrap_or(content);
+            if head.contains("name=\"model\"") {
+                model = Some(content.to_owned());
+            } else if head.contains("name=\"file\"") {
+                file = Some(content.len());
+            }
+        }
+    }
+    match (model, file) {
+        (Some(model), Some(size)) => {
+            lock(&st.transcriptions).push((model, size));
+            axum::Json(json!({"text": lock(&st.transcript).clone()})).into_response()
+        }
+        _ => (
+            StatusCode::BAD_REQUEST,
+            axum::Json(json!({"error": {"message": "model and file are required",
+                "type": "invalid_request_error", "param": null, "code": null}})),
+        )
+            .into_response(),
     }
 }
 

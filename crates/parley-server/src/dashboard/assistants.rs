@@ -161,6 +161,8 @@ struct FormPage {
     price_hint: String,
     window_hint: String,
     versions: Vec<VersionRow>,
+    /// WhatsApp senders and Telegram bots connected to the assistant.
+    channels: Vec<crate::channels::ChannelRow>,
 }
 
 /// What the form shows.
@@ -308,6 +310,7 @@ fn form_page(
     f: FormValues,
     error: Option<(String, String)>,
     saved: bool,
+    channels: Vec<crate::channels::ChannelRow>,
 ) -> Response {
     let (key_status, key_source) = key_status(existing.map(|a| &a.settings));
     let (price_hint, window_hint) = hints(st, &f.model);
@@ -370,6 +373,7 @@ fn form_page(
                 },
             })
             .collect(),
+        channels,
     })
 }
 
@@ -401,6 +405,7 @@ pub(super) async fn new_form(
         FormValues::default(),
         None,
         false,
+        Vec::new(),
     )
 }
 
@@ -426,16 +431,19 @@ pub(super) async fn edit_form(
         Err(e) => return ApiError::from(e).into_response(),
     };
     let values = values_of(&a);
+    let tz = tz_offset(&headers);
+    let channels = crate::channels::rows(&st, ws, a.id, tz).await;
     form_page(
         &st,
         &session,
-        tz_offset(&headers),
+        tz,
         total,
         Some(&a),
         &versions,
         values,
         None,
         q.saved.is_some(),
+        channels,
     )
 }
 
@@ -659,6 +667,10 @@ async fn save(
                 None => Vec::new(),
             };
             let total = st.store.conversation_total(ws).await.unwrap_or(0);
+            let channels = match &existing {
+                Some(a) => crate::channels::rows(&st, ws, a.id, tz).await,
+                None => Vec::new(),
+            };
             let mut res = form_page(
                 &st,
                 &session,
@@ -669,6 +681,7 @@ async fn save(
                 values_from_form(&form),
                 Some(error),
                 false,
+                channels,
             );
             *res.status_mut() = StatusCode::UNPROCESSABLE_ENTITY;
             res

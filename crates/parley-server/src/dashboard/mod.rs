@@ -26,7 +26,7 @@
 
 mod assistants;
 mod client_data;
-mod format;
+pub(crate) mod format;
 mod login;
 mod pages;
 mod state;

@@ -1047,11 +1047,7 @@ pub(super) async fn delete(
     let Some(id) = parse_id(&id) else {
         return error_page(StatusCode::NOT_FOUND, "Not found", "No such conversation.");
     };
-    match st
-        .store
-        .delete_conversation(session.user.workspace_id, id)
-        .await
-    {
+    match crate::channels::media::delete_conversation(&st, session.user.workspace_id, id).await {
         Ok(true) => {
             tracing::info!(user = %session.user.email, conversation = %id, "deleted a conversation");
             Redirect::to(&back_to(&form.back, "deleted")).into_response()

@@ -10,6 +10,7 @@
 //! inserted with one `INSERT ... SELECT FROM unnest(...)`. Search uses pg_trgm GIN indexes with
 //! `ILIKE`, with the same probe-or-walk plan as the SQLite backend.
 
+mod channels;
 mod read;
 mod widget;
 mod write;
@@ -56,7 +57,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "assistant_runtime",
         include_str!("../../migrations/postgres/0004_assistant_runtime.sql"),
     ),
-    // 5 is taken by a sibling branch (merged separately).
+    (
+        5,
+        "channels",
+        include_str!("../../migrations/postgres/0005_channels.sql"),
+    ),
     (
         6,
         "widget",
@@ -207,6 +212,10 @@ impl PostgresStore {
 impl Store for PostgresStore {
     fn backend(&self) -> &'static str {
         "postgres"
+    }
+
+    fn channels(&self) -> &dyn crate::ChannelStore {
+        self
     }
 
     async fn create_workspace(&self, slug: &str, name: &str) -> Result<Workspace> {

@@ -621,7 +621,7 @@ pub(super) async fn count_conversations(
     })
 }
 
-fn message_from_row(r: &Row) -> Result<Message> {
+pub(super) fn message_from_row(r: &Row) -> Result<Message> {
     let prompt: Option<i64> = r.get(6);
     let completion: Option<i64> = r.get(7);
     let usage = match (prompt, completion) {

@@ -9,6 +9,7 @@
 //! many requests (group commit); a lone request is committed at once. Reads run on a small pool
 //! of read-only connections on the blocking thread pool, concurrently with the writer (WAL).
 
+mod channels;
 mod read;
 mod widget;
 mod write;
@@ -62,7 +63,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "assistant_runtime",
         include_str!("../../migrations/sqlite/0005_assistant_runtime.sql"),
     ),
-    // 6 is taken by a sibling branch (merged separately).
+    (
+        6,
+        "channels",
+        include_str!("../../migrations/sqlite/0006_channels.sql"),
+    ),
     (
         7,
         "widget",
@@ -434,6 +439,10 @@ impl SqliteStore {
 impl Store for SqliteStore {
     fn backend(&self) -> &'static str {
         "sqlite"
+    }
+
+    fn channels(&self) -> &dyn crate::ChannelStore {
+        self
     }
 
     async fn create_workspace(&self, slug: &str, name: &str) -> Result<Workspace> {

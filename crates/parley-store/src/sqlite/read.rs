@@ -626,7 +626,7 @@ pub(super) fn count_conversations(
     })
 }
 
-fn message_from_row(r: &Row<'_>) -> rusqlite::Result<Message> {
+pub(super) fn message_from_row(r: &Row<'_>) -> rusqlite::Result<Message> {
     let prompt: Option<i64> = r.get(6)?;
     let completion: Option<i64> = r.get(7)?;
     let usage = match (prompt, completion) {

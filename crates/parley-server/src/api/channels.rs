@@ -1,0 +1,525 @@
+//! Channel connections and channel sends:
+//!
+//! - `POST /api/v1/assistants/{id}/channels`: connect a WhatsApp sender or a Telegram bot;
+//! - `GET /api/v1/assistants/{id}/channels`, `GET /api/v1/channels/{id}`,
+//!   `DELETE /api/v1/channels/{id}`;
+//! - `POST /api/v1/conversations/{id}/channel-messages`: a team member's message (text, or a
+//!   WhatsApp template) sent to the customer through the conversation's connection.
+//!
+//! Outputs show each secret only as its hint (`…` and its last four characters).
+
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use parley_core::channel::{ChannelConnection, ChannelKind};
+use parley_core::model::{MessageInput, MessageMeta};
+use parley_core::{AssistantId, ChannelConnectionId, ConversationId, Role, Timestamp};
+use serde::Deserialize;
+use serde_json::{Map, Value, json};
+
+use super::ApiJson;
+use crate::AppState;
+use crate::auth::ApiKeyAuth;
+use crate::channels::{self, telegram, whatsapp};
+use crate::error::ApiError;
+use crate::ingest::{IngestRequest, ingest};
+
+/// `POST /api/v1/assistants/{id}/channels` body. WhatsApp needs `phone_number_id`,
+/// `business_account_id`, `access_token`, `app_secret`, `verify_token` (and optionally
+/// `graph_base_url`); Telegram needs `bot_token` and `public_base_url` (and optionally
+/// `api_base_url`). Either may name a `transcription_model` for voice notes and a
+/// `vision_model` for images.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConnectInput {
+    /// `whatsapp` or `telegram`.
+    pub kind: ChannelKind,
+    /// WhatsApp: the phone number's id in Meta's Business Manager (digits).
+    #[serde(default)]
+    pub phone_number_id: Option<String>,
+    /// WhatsApp: the WhatsApp Business Account id (digits).
+    #[serde(default)]
+    pub business_account_id: Option<String>,
+    /// WhatsApp: a system user access token (sealed).
+    #[serde(default)]
+    pub access_token: Option<String>,
+    /// WhatsApp: the Meta app's secret, which signs webhooks (sealed).
+    #[serde(default)]
+    pub app_secret: Option<String>,
+    /// WhatsApp: the token Meta's verification handshake must present (sealed).
+    #[serde(default)]
+    pub verify_token: Option<String>,
+    /// WhatsApp: the Graph API base (default `https://graph.facebook.com/v21.0`).
+    #[serde(default)]
+    pub graph_base_url: Option<String>,
+    /// Telegram: the bot's token from @BotFather (`123456:ABC...`, sealed).
+    #[serde(default)]
+    pub bot_token: Option<String>,
+    /// Telegram: where Telegram reaches this server (`https://parley.example.com`); the
+    /// webhook is `{public_base_url}/webhooks/telegram/{id}`.
+    #[serde(default)]
+    pub public_base_url: Option<String>,
+    /// Telegram: the Bot API base (default `https://api.telegram.org`).
+    #[serde(default)]
+    pub api_base_url: Option<String>,
+    /// The speech-to-text model of the assistant's provider (`whisper-1`); voice notes are
+    /// transcribed when set.
+    #[serde(default)]
+    pub transcription_model: Option<String>,
+    /// A vision-capable model of the assistant's provider (`gpt-4o-mini`); images are
+    /// described when set.
+    #[serde(default)]
+    pub vision_model: Option<String>,
+}
+
+fn invalid(field: &str, message: impl Into<String>) -> ApiError {
+    ApiError::new(
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "validation_failed",
+        format!("{field}: {}", message.into()),
+    )
+    .with_field(field)
+}
+
+/// A required, non-empty text field of at most `max` characters.
+fn required<'a>(v: &'a Option<String>, field: &str, max: usize) -> Result<&'a str, ApiError> {
+    match v.as_deref().map(str::trim) {
+        None | Some("") => Err(invalid(field, "is required")),
+        Some(s) if s.chars().count() > max => {
+            Err(invalid(field, format!("must be at most {max} characters")))
+        }
+        Some(s) => Ok(s),
+    }
+}
+
+fn digits(v: &Option<String>, field: &str) -> Result<String, ApiError> {
+    let s = required(v, field, 32)?;
+    if !s.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(invalid(field, "must be digits only"));
+    }
+    Ok(s.to_owned())
+}
+
+fn base_url(v: &Option<String>, field: &str) -> Result<Option<String>, ApiError> {
+    match v.as_deref().map(str::trim) {
+        None | Some("") => Ok(None),
+        Some(s) if (s.starts_with("https://") || s.starts_with("http://")) && s.len() <= 500 => {
+            Ok(Some(s.trim_end_matches('/').to_owned()))
+        }
+        Some(_) => Err(invalid(field, "must be an http:// or https:// URL")),
+    }
+}
+
+fn forbid(v: &Option<String>, field: &str, kind: ChannelKind) -> Result<(), ApiError> {
+    if v.is_some() {
+        return Err(invalid(
+            field,
+            format!("does not apply to {kind} connections"),
+        ));
+    }
+    Ok(())
+}
+
+fn parse_assistant(id: &str) -> Result<AssistantId, ApiError> {
+    id.parse().map_err(|_| ApiError::not_found("assistant"))
+}
+
+fn parse_channel(id: &str) -> Result<ChannelConnectionId, ApiError> {
+    id.parse().map_err(|_| ApiError::not_found("channel"))
+}
+
+/// Builds (and, for Telegram, registers with `setWebhook`) a connection from the input.
+async fn connect(
+    st: &AppState,
+    auth: &ApiKeyAuth,
+    assistant: AssistantId,
+    input: &ConnectInput,
+) -> Result<ChannelConnection, ApiError> {
+    st.store
+        .get_assistant(auth.workspace, assistant)
+        .await?
+        .ok_or_else(|| ApiError::not_found("assistant"))?;
+    let mut c = ChannelConnection {
+        id: ChannelConnectionId::new(),
+        workspace_id: auth.workspace,
+        assistant_id: assistant,
+        kind: input.kind,
+        external_key: String::new(),
+        config: Map::new(),
+        secrets: Default::default(),
+        created_at: Timestamp::now(),
+    };
+    if let Some(m) = input.transcription_model.as_deref().map(str::trim) {
+        if m.is_empty() || m.len() > 200 {
+            return Err(invalid(
+                "transcription_model",
+                "must be 1 to 200 characters",
+            ));
+        }
+        c.config.insert("transcription_model".into(), json!(m));
+    }
+    if let Some(m) = input.vision_model.as_deref().map(str::trim) {
+        if m.is_empty() || m.len() > 200 {
+            return Err(invalid("vision_model", "must be 1 to 200 characters"));
+        }
+        c.config.insert("vision_model".into(), json!(m));
+    }
+    match input.kind {
+        ChannelKind::Whatsapp => {
+            for (v, f) in [
+                (&input.bot_token, "bot_token"),
+                (&input.public_base_url, "public_base_url"),
+                (&input.api_base_url, "api_base_url"),
+            ] {
+                forbid(v, f, input.kind)?;
+            }
+            c.external_key = digits(&input.phone_number_id, "phone_number_id")?;
+            let waba = digits(&input.business_account_id, "business_account_id")?;
+            let token = required(&input.access_token, "access_token", 4096)?;
+            let app_secret = required(&input.app_secret, "app_secret", 512)?;
+            let verify_token = required(&input.verify_token, "verify_token", 512)?;
+            let graph = base_url(&input.graph_base_url, "graph_base_url")?
+                .unwrap_or_else(|| whatsapp::DEFAULT_GRAPH_BASE_URL.to_owned());
+            c.config
+                .insert("phone_number_id".into(), json!(c.external_key));
+            c.config.insert("business_account_id".into(), json!(waba));
+            c.config.insert("graph_base_url".into(), json!(graph));
+            whatsapp::fetch_quality(st, &graph, &c.external_key, token, &mut c.config).await;
+            channels::seal(st, &mut c.secrets, "access_token", token);
+            channels::seal(st, &mut c.secrets, "app_secret", app_secret);
+            channels::seal(st, &mut c.secrets, "verify_token", verify_token);
+        }
+        ChannelKind::Telegram => {
+            for (v, f) in [
+                (&input.phone_number_id, "phone_number_id"),
+                (&input.business_account_id, "business_account_id"),
+                (&input.access_token, "access_token"),
+                (&input.app_secret, "app_secret"),
+                (&input.verify_token, "verify_token"),
+                (&input.graph_base_url, "graph_base_url"),
+            ] {
+                forbid(v, f, input.kind)?;
+            }
+            let token = required(&input.bot_token, "bot_token", 200)?;
+            c.external_key = telegram::bot_id(token)
+                .ok_or_else(|| {
+                    invalid(
+                        "bot_token",
+                        "must look like 123456789:AAH... (from @BotFather)",
+                    )
+                })?
+                .to_owned();
+            let public = base_url(&input.public_base_url, "public_base_url")?
+                .ok_or_else(|| invalid("public_base_url", "is required"))?;
+            let api = base_url(&input.api_base_url, "api_base_url")?
+                .unwrap_or_else(|| telegram::DEFAULT_API_BASE_URL.to_owned());
+            c.config.insert("bot_id".into(), json!(c.external_key));
+            c.config.insert("public_base_url".into(), json!(public));
+            c.config.insert("api_base_url".into(), json!(api));
+            let webhook_secret = crate::auth::session::random_token();
+            channels::seal(st, &mut c.secrets, "bot_token", token);
+            channels::seal(st, &mut c.secrets, "webhook_secret", &webhook_secret);
+            if st
+                .store
+                .channels()
+                .channel_by_key(c.kind, &c.external_key)
+                .await?
+                .is_some()
+            {
+                return Err(ApiError::new(
+                    StatusCode::CONFLICT,
+                    "channel_exists",
+                    format!(
+                        "this telegram sender ({}) is already connected",
+                        c.external_key
+                    ),
+                ));
+            }
+            telegram::set_webhook(st, &c, token, &webhook_secret).await?;
+        }
+    }
+    st.store.channels().create_channel(&c).await?;
+    Ok(c)
+}
+
+/// `POST /api/v1/assistants/{id}/channels`: 201 with the connection (secrets as hints); 404
+/// for an unknown assistant; 409 `channel_exists`; 422 naming the field at fault, or
+/// `telegram_rejected` when Telegram refuses the webhook; 502 `telegram_unreachable`.
+pub(super) async fn create(
+    State(st): State<AppState>,
+    auth: ApiKeyAuth,
+    Path(id): Path<String>,
+    ApiJson(input): ApiJson<ConnectInput>,
+) -> Result<Response, ApiError> {
+    let c = connect(&st, &auth, parse_assistant(&id)?, &input).await?;
+    tracing::info!(connection = %c.id, kind = %c.kind, "channel connected");
+    Ok((StatusCode::CREATED, Json(channels::view(&c))).into_response())
+}
+
+/// `GET /api/v1/assistants/{id}/channels`: `{"items": [...]}`, oldest first.
+pub(super) async fn list(
+    State(st): State<AppState>,
+    auth: ApiKeyAuth,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    let assistant = parse_assistant(&id)?;
+    st.store
+        .get_assistant(auth.workspace, assistant)
+        .await?
+        .ok_or_else(|| ApiError::not_found("assistant"))?;
+    let items: Vec<Value> = st
+        .store
+        .channels()
+        .list_channels(auth.workspace, Some(assistant))
+        .await?
+        .iter()
+        .map(channels::view)
+        .collect();
+    Ok(Json(json!({ "items": items })).into_response())
+}
+
+/// `GET /api/v1/channels/{id}`: one connection; 404 if not in the workspace.
+pub(super) async fn detail(
+    State(st): State<AppState>,
+    auth: ApiKeyAuth,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    let c = st
+        .store
+        .channels()
+        .get_channel(auth.workspace, parse_channel(&id)?)
+        .await?
+        .ok_or_else(|| ApiError::not_found("channel"))?;
+    Ok(Json(channels::view(&c)).into_response())
+}
+
+/// `DELETE /api/v1/channels/{id}`: 204; its webhook stops answering (404) and its
+/// conversations stay. 404 if not in the workspace.
+pub(super) async fn delete(
+    State(st): State<AppState>,
+    auth: ApiKeyAuth,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    let id = parse_channel(&id)?;
+    let c = st
+        .store
+        .channels()
+        .get_channel(auth.workspace, id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("channel"))?;
+    if c.kind == ChannelKind::Telegram {
+        telegram::delete_webhook(&st, &c).await;
+    }
+    st.store
+        .channels()
+        .delete_channel(auth.workspace, id)
+        .await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+/// `GET /api/v1/conversations/{id}/channel`: the connection a conversation came through, the
+/// customer's platform id and, for WhatsApp, the 24-hour window: `{"channel", "customer",
+/// "window": {"open", "closes_at"}}` (`window` null on Telegram, `closes_at` null when the
+/// customer never wrote). 404; 409 `not_a_channel_conversation`.
+pub(super) async fn conversation_channel(
+    State(st): State<AppState>,
+    auth: ApiKeyAuth,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    let conversation: ConversationId = id
+        .parse()
+        .map_err(|_| ApiError::not_found("conversation"))?;
+    let (c, customer, detail) = channels::connection_of(&st, auth.workspace, conversation).await?;
+    let window = (c.kind == ChannelKind::Whatsapp).then(|| {
+        json!({
+            "open": whatsapp::window_open(detail.last_inbound_at, Timestamp::now()),
+            "closes_at": whatsapp::window_closes_at(detail.last_inbound_at),
+        })
+    });
+    Ok(Json(json!({
+        "channel": channels::view(&c),
+        "customer": customer,
+        "window": window,
+    }))
+    .into_response())
+}
+
+/// `POST /api/v1/conversations/{id}/channel-messages` body: exactly one of `text` (free-form)
+/// and `template` (WhatsApp only).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SendInput {
+    /// Free-form text (markdown is sent as is).
+    #[serde(default)]
+    pub text: Option<String>,
+    /// A WhatsApp template: `{"name", "language", "parameters": [...]}`.
+    #[serde(default)]
+    pub template: Option<whatsapp::Template>,
+}
+
+/// `POST /api/v1/conversations/{id}/channel-messages`: stores an `agent` message and sends it
+/// to the customer. 201 with the message (its `meta.channel.delivery` says `accepted`); 404;
+/// 409 `not_a_channel_conversation`; 429 `messaging_limit_reached` for a template that
+/// would exceed the WhatsApp sender's daily limit of new customers (refused before Meta is
+/// called, and recorded); 422 `validation_failed`; 422 `window_closed` for
+/// free-form WhatsApp text outside the 24-hour window (refused before Meta is called, and
+/// recorded on the stored message); 502 `channel_send_failed` with the platform's error when
+/// the platform refuses it (also recorded).
+pub(super) async fn send(
+    State(st): State<AppState>,
+    auth: ApiKeyAuth,
+    Path(id): Path<String>,
+    ApiJson(input): ApiJson<SendInput>,
+) -> Result<Response, ApiError> {
+    let conversation: ConversationId = id
+        .parse()
+        .map_err(|_| ApiError::not_found("conversation"))?;
+    let (c, customer, detail) = channels::connection_of(&st, auth.workspace, conversation).await?;
+    let content = match (&input.text, &input.template) {
+        (Some(t), None) if !t.trim().is_empty() => t.clone(),
+        (None, Some(t)) => {
+            if c.kind != ChannelKind::Whatsapp {
+                return Err(invalid("template", "templates are WhatsApp's"));
+            }
+            required(&Some(t.name.clone()), "template.name", 512)?;
+            required(&Some(t.language.clone()), "template.language", 20)?;
+            let mut text = format!("[template {} ({})]", t.name, t.language);
+            for p in &t.parameters {
+                text.push_str(&format!(" {p}"));
+            }
+            text
+        }
+        _ => {
+            return Err(invalid(
+                "text",
+                "give either a non-empty text or a template",
+            ));
+        }
+    };
+    let stored = ingest(
+        &st,
+        auth.workspace,
+        vec![IngestRequest::Append {
+            conversation,
+            messages: vec![MessageInput {
+                id: None,
+                external_id: None,
+                role: Role::Agent,
+                content,
+                created_at: None,
+                model: None,
+                usage: None,
+                cost_nanousd: None,
+                meta: MessageMeta::default(),
+            }],
+        }],
+    )
+    .await?;
+    let Some(parley_store::MessageOutcome::Stored { id: message_id }) =
+        stored.first().and_then(|o| o.messages.first()).copied()
+    else {
+        return Err(ApiError::internal("the agent message was not stored"));
+    };
+    let message = find_message(&st, &auth, conversation, message_id).await?;
+    let result = match (c.kind, &input.template) {
+        (ChannelKind::Whatsapp, Some(t)) => {
+            whatsapp::send_template(&st, &c, &customer, detail.last_inbound_at, &message, t).await
+        }
+        (ChannelKind::Whatsapp, None) => {
+            whatsapp::reply(&st, &c, conversation, &customer, &message).await
+        }
+        (ChannelKind::Telegram, _) => telegram::reply(&st, &c, &customer, &message).await,
+    };
+    let message = find_message(&st, &auth, conversation, message_id).await?;
+    match result {
+        Ok(_) => Ok((StatusCode::CREATED, Json(message)).into_response()),
+        Err(e) if e.title == "messaging_limit_reached" => Err(ApiError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "messaging_limit_reached",
+            e.message.unwrap_or_default(),
+        )),
+        Err(e) if e.title == "window_closed" => Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "window_closed",
+            e.message.unwrap_or_default(),
+        )),
+        Err(e) => Err(ApiError::new(
+            StatusCode::BAD_GATEWAY,
+            "channel_send_failed",
+            format!("the platform refused the message: {e}"),
+        )),
+    }
+}
+
+/// `GET /api/v1/conversations/{id}/messages/{message_id}/attachments/{index}`: the stored
+/// bytes of a message's attachment (0-based `index` in `meta.channel.attachments`), with its
+/// MIME type. 404 for an unknown conversation, message or attachment, or one not downloaded.
+pub(super) async fn attachment(
+    State(st): State<AppState>,
+    auth: ApiKeyAuth,
+    Path((id, message, index)): Path<(String, String, String)>,
+) -> Result<Response, ApiError> {
+    let conversation: ConversationId = id
+        .parse()
+        .map_err(|_| ApiError::not_found("conversation"))?;
+    let message: parley_core::MessageId = message
+        .parse()
+        .map_err(|_| ApiError::not_found("message"))?;
+    let index: usize = index
+        .parse()
+        .map_err(|_| ApiError::not_found("attachment"))?;
+    let m = find_message(&st, &auth, conversation, message)
+        .await
+        .map_err(|e| {
+            if e.status == StatusCode::INTERNAL_SERVER_ERROR {
+                ApiError::not_found("message")
+            } else {
+                e
+            }
+        })?;
+    let a = m
+        .meta
+        .channel
+        .and_then(|c| c.attachments.into_iter().nth(index))
+        .ok_or_else(|| ApiError::not_found("attachment"))?;
+    let key = a
+        .storage_key
+        .ok_or_else(|| ApiError::not_found("attachment (not downloaded)"))?;
+    let bytes = tokio::fs::read(channels::media::path_of(&st, &key))
+        .await
+        .map_err(|_| ApiError::not_found("attachment file"))?;
+    let mime = a
+        .mime_type
+        .unwrap_or_else(|| "application/octet-stream".to_owned());
+    Ok((
+        [
+            (axum::http::header::CONTENT_TYPE, mime),
+            (
+                axum::http::header::CONTENT_DISPOSITION,
+                "attachment".to_owned(),
+            ),
+        ],
+        bytes,
+    )
+        .into_response())
+}
+
+async fn find_message(
+    st: &AppState,
+    auth: &ApiKeyAuth,
+    conversation: ConversationId,
+    id: parley_core::MessageId,
+) -> Result<parley_core::model::Message, ApiError> {
+    let export = st
+        .store
+        .export_conversations(auth.workspace, &[conversation])
+        .await?
+        .pop()
+        .ok_or_else(|| ApiError::not_found("conversation"))?;
+    export
+        .messages
+        .into_iter()
+        .find(|m| m.id == id)
+        .ok_or_else(|| ApiError::internal("the stored message vanished"))
+}

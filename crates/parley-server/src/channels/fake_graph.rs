@@ -1,0 +1,246 @@
+//! A stand-in for Meta's Graph API (WhatsApp Cloud API) on 127.0.0.1, for the tests: it
+//! receives Parley's sends (`POST /v21.0/{phone-number-id}/messages`, answered like Meta does
+//! with `{"messaging_product", "contacts", "messages": [{"id": "wamid..."}]}`), answers a phone
+//! number's `quality_rating` and `messaging_limit_tier` (`GET /v21.0/{phone-number-id}`), serves media
+//! (`GET /v21.0/{media-id}` gives a URL on the fake, `GET /files/{media-id}` the bytes, both
+//! requiring the bearer token), and fails on demand: a scripted Graph error body with its
+//! status for the next sends, or a number of failing file downloads.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex};
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use serde_json::{Value, json};
+
+/// A request the fake received.
+#[derive(Debug, Clone)]
+pub struct Received {
+    /// `POST /v21.0/{id}/messages` or `GET /files/{id}`...
+    pub path: String,
+    /// The `Authorization` header.
+    pub authorization: Option<String>,
+    /// The JSON body (null for GETs).
+    pub body: Value,
+}
+
+#[derive(Default)]
+struct FakeState {
+    base: String,
+    token: String,
+    send_script: VecDeque<(u16, Value)>,
+    media: HashMap<String, (String, Vec<u8>)>,
+    phone_numbers: HashMap<String, (String, String)>,
+    failing_downloads: u32,
+    received: Vec<Received>,
+    sent: u64,
+}
+
+type Shared = Arc<Mutex<FakeState>>;
+
+/// A running fake Graph API; it stops when dropped.
+pub struct FakeGraph {
+    /// `http://127.0.0.1:PORT/v21.0`: the `graph_base_url` to configure.
+    pub base_url: String,
+    state: Shared,
+    _stop: tokio::sync::oneshot::Sender<()>,
+}
+
+fn lock(s: &Shared) -> std::sync::MutexGuard<'_, FakeState> {
+    s.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl FakeGraph {
+    /// Starts the fake on a free loopback port; it accepts `Bearer {access_token}` only.
+    /// Errors: the port cannot be bound.
+    pub async fn start(access_token: &str) -> std::io::Result<FakeGraph> {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let addr = listener.local_addr()?;
+        let state: Shared = Arc::new(Mutex::new(FakeState {
+            base: format!("http://{addr}"),
+            token: access_token.to_owned(),
+            ..Default::default()
+        }));
+        let app = Router::new()
+            .route("/v21.0/{id}/messages", post(send))
+            .route("/v21.0/{id}", get(media_info))
+            .route("/files/{id}", get(media_file))
+            .with_state(state.clone());
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        tokio::spawn(async move {
+            let _ = axum::serve(listener, app)
+                .with_graceful_shutdown(async {
+                    let _ = stopped.await;
+                })
+                .await;
+        });
+        Ok(FakeGraph {
+            base_url: format!("http://{addr}/v21.0"),
+            state,
+            _stop: stop,
+        })
+    }
+
+    /// The next send is answered with this HTTP status and body (a Graph error body such as
+    /// `{"error": {...}}`).
+    pub fn fail_next_send(&self, status: u16, body: Value) {
+        lock(&self.state).send_script.push_back((status, body));
+    }
+
+    /// Serves a media file under `id`.
+    pub fn add_media(&self, id: &str, mime_type: &str, bytes: &[u8]) {
+        lock(&self.state)
+            .media
+            .insert(id.to_owned(), (mime_type.to_owned(), bytes.to_vec()));
+    }
+
+    /// Serves a phone number's `quality_rating` and `messaging_limit_tier` at
+    /// `GET /v21.0/{id}`.
+    pub fn set_phone_number(&self, id: &str, quality_rating: &str, messaging_limit_tier: &str) {
+        lock(&self.state).phone_numbers.insert(
+            id.to_owned(),
+            (quality_rating.to_owned(), messaging_limit_tier.to_owned()),
+        );
+    }
+
+    /// The next `n` file downloads fail with HTTP 500.
+    pub fn fail_downloads(&self, n: u32) {
+        lock(&self.state).failing_downloads = n;
+    }
+
+    /// Every request received, oldest first.
+    pub fn received(&self) -> Vec<Received> {
+        lock(&self.state).received.clone()
+    }
+
+    /// The bodies of the `messages` sends received, oldest first.
+    pub fn sends(&self) -> Vec<Value> {
+        self.received()
+            .into_iter()
+            .filter(|r| r.path.ends_with("/messages"))
+            .map(|r| r.body)
+            .collect()
+    }
+}
+
+fn authorized(s: &FakeState, headers: &HeaderMap) -> bool {
+    headers
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v == format!("Bearer {}", s.token))
+}
+
+fn record(s: &mut FakeState, path: String, headers: &HeaderMap, body: Value) {
+    s.received.push(Received {
+        path,
+        authorization: headers
+            .get("authorization")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned),
+        body,
+    });
+}
+
+/// Meta's answer to a bad token (error 190, `OAuthException`), HTTP 401.
+fn unauthorized() -> Response {
+    (
+        StatusCode::UNAUTHORIZED,
+        axum::Json(json!({"error": {
+            "message": "Invalid OAuth access token - Cannot parse access token",
+            "type": "OAuthException", "code": 190, "fbtrace_id": "AbCdEfGh"}})),
+    )
+        .into_response()
+}
+
+async fn send(
+    State(st): State<Shared>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let body: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+    let mut s = lock(&st);
+    record(
+        &mut s,
+        format!("/v21.0/{id}/messages"),
+        &headers,
+        body.clone(),
+    );
+    if !authorized(&s, &headers) {
+        return unauthorized();
+    }
+    if let Some((status, error)) = s.send_script.pop_front() {
+        return (
+            StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_REQUEST),
+            axum::Json(error),
+        )
+            .into_response();
+    }
+    s.sent += 1;
+    let to = body["to"].as_str().unwrap_or_default().to_owned();
+    axum::Json(json!({
+        "messaging_product": "whatsapp",
+        "contacts": [{"input": to, "wa_id": to}],
+        "messages": [{"id": format!("wamid.fake-{}", s.sent)}],
+    }))
+    .into_response()
+}
+
+async fn media_info(
+    State(st): State<Shared>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    let mut s = lock(&st);
+    record(&mut s, format!("/v21.0/{id}"), &headers, Value::Null);
+    if !authorized(&s, &headers) {
+        return unauthorized();
+    }
+    if let Some((quality, tier)) = s.phone_numbers.get(&id) {
+        return axum::Json(json!({
+            "quality_rating": quality, "messaging_limit_tier": tier, "id": id}))
+        .into_response();
+    }
+    match s.media.get(&id) {
+        Some((mime, bytes)) => axum::Json(json!({
+            "messaging_product": "whatsapp",
+            "url": format!("{}/files/{id}", s.base),
+            "mime_type": mime,
+            "file_size": bytes.len(),
+            "id": id,
+        }))
+        .into_response(),
+        None => (
+            StatusCode::BAD_REQUEST,
+            axum::Json(json!({"error": {
+                "message": format!("Unsupported get request. Object with ID '{id}' does not exist"),
+                "type": "GraphMethodException", "code": 100, "error_subcode": 33,
+                "fbtrace_id": "AbCdEfGh"}})),
+        )
+            .into_response(),
+    }
+}
+
+async fn media_file(
+    State(st): State<Shared>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    let mut s = lock(&st);
+    record(&mut s, format!("/files/{id}"), &headers, Value::Null);
+    if !authorized(&s, &headers) {
+        return StatusCode::UNAUTHORIZED.into_response();
+    }
+    if s.failing_downloads > 0 {
+        s.failing_downloads -= 1;
+        return StatusCode::INTERNAL_SERVER_ERROR.into_response();
+    }
+    match s.media.get(&id) {
+        Some((mime, bytes)) => ([("content-type", mime.clone())], bytes.clone()).into_response(),
+        None => StatusCode::NOT_FOUND.into_response(),
+    }
+}

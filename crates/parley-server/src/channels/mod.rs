@@ -1,0 +1,265 @@
+//! Messaging channels (DESIGN.md sections 2 and 3): WhatsApp Business (Meta's Cloud API) and
+//! Telegram bots. Each one only translates its platform's webhooks into
+//! [`crate::ingest`] calls and sends the assistant's answers back out; conversations, messages
+//! and de-duplication are the ingest path's.
+//!
+//! - [`whatsapp`]: the webhook (verification handshake, `X-Hub-Signature-256`), inbound
+//!   messages and status callbacks, replies and templates through the Graph API, the 24-hour
+//!   window.
+//! - [`telegram`]: `setWebhook` with a secret token, updates, `sendMessage`.
+//! - [`media`]: attachment storage under the data directory, voice transcription and image
+//!   descriptions.
+//! - [`fake_graph`] and [`fake_bot_api`]: stand-ins for Meta's Graph API and Telegram's Bot API
+//!   on 127.0.0.1, for the tests.
+//!
+//! A connection ([`ChannelConnection`]) ties one sender to one assistant. Its webhook URL names
+//! it (`/webhooks/whatsapp/{id}`, `/webhooks/telegram/{id}`); its secrets are sealed with the
+//! server's key ([`crate::secrets`]) and only their last four characters are ever shown. A
+//! conversation's `external_id` is `{kind}:{connection id}:{customer id}`, so every customer
+//! has one conversation per connection and replies know where to go.
+
+pub mod fake_bot_api;
+pub mod fake_graph;
+pub mod media;
+pub mod telegram;
+pub mod whatsapp;
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use axum::Router;
+use axum::routing::{get, post};
+use parley_core::channel::{ChannelConnection, ChannelKind, SealedSecret};
+use parley_core::{ChannelConnectionId, ConversationId, WorkspaceId};
+use serde_json::{Value, json};
+
+use crate::AppState;
+use crate::error::ApiError;
+
+/// Longest wait for a platform API call (Graph API, Bot API, media download).
+pub const PLATFORM_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The webhook routes (public: each checks its platform's signature or secret token).
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route(
+            "/webhooks/whatsapp/{id}",
+            get(whatsapp::verify).post(whatsapp::webhook),
+        )
+        .route("/webhooks/telegram/{id}", post(telegram::webhook))
+}
+
+/// A connection as the API shows it: settings, the secrets' hints (never the secrets), the
+/// webhook path to configure on the platform.
+pub fn view(c: &ChannelConnection) -> Value {
+    let secrets: BTreeMap<&str, &str> = c
+        .secrets
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.hint.as_str()))
+        .collect();
+    json!({
+        "id": c.id,
+        "kind": c.kind,
+        "assistant_id": c.assistant_id,
+        "external_key": c.external_key,
+        "config": c.config,
+        "secrets": secrets,
+        "webhook_path": format!("/webhooks/{}/{}", c.kind, c.id),
+        "created_at": c.created_at,
+    })
+}
+
+/// Seals `plain` for storage under `name`.
+pub(crate) fn seal(
+    state: &AppState,
+    secrets: &mut BTreeMap<String, SealedSecret>,
+    name: &str,
+    plain: &str,
+) {
+    secrets.insert(
+        name.to_owned(),
+        SealedSecret {
+            sealed: state.secrets.seal(plain),
+            hint: SealedSecret::hint_for(plain),
+        },
+    );
+}
+
+/// Opens the connection's secret `name`. Errors: a missing secret, or one sealed with another
+/// key (logged; the caller treats the connection as unusable).
+pub(crate) fn open_secret(
+    state: &AppState,
+    c: &ChannelConnection,
+    name: &str,
+) -> Result<String, String> {
+    let sealed = c
+        .secrets
+        .get(name)
+        .ok_or_else(|| format!("the connection has no {name}"))?;
+    state
+        .secrets
+        .open(&sealed.sealed)
+        .map_err(|e| e.to_string())
+}
+
+/// A text setting of the connection.
+pub(crate) fn config_str<'a>(c: &'a ChannelConnection, key: &str) -> Option<&'a str> {
+    c.config.get(key).and_then(Value::as_str)
+}
+
+/// The conversation `external_id` of a customer on a connection: `{kind}:{connection}:{customer}`.
+pub fn conversation_key(c: &ChannelConnection, customer: &str) -> String {
+    format!("{}:{}:{}", c.kind, c.id, customer)
+}
+
+/// Splits a conversation `external_id` made by [`conversation_key`]: (kind, connection, customer).
+pub fn parse_conversation_key(key: &str) -> Option<(ChannelKind, ChannelConnectionId, &str)> {
+    let mut parts = key.splitn(3, ':');
+    let kind = parts.next()?.parse().ok()?;
+    let id = parts.next()?.parse().ok()?;
+    let customer = parts.next()?;
+    Some((kind, id, customer))
+}
+
+/// The connection a conversation came through, with the customer's platform id.
+/// Errors: 404 for an unknown conversation; 409 `not_a_channel_conversation` when it did not
+/// come through a connection (or the connection was removed).
+pub async fn connection_of(
+    state: &AppState,
+    workspace: WorkspaceId,
+    conversation: ConversationId,
+) -> Result<
+    (
+        ChannelConnection,
+        String,
+        parley_core::model::ConversationDetail,
+    ),
+    ApiError,
+> {
+    let detail = state
+        .store
+        .get_conversation(workspace, conversation)
+        .await?
+        .ok_or_else(|| ApiError::not_found("conversation"))?;
+    let not_channel = || {
+        ApiError::new(
+            axum::http::StatusCode::CONFLICT,
+            "not_a_channel_conversation",
+            "this conversation did not come through a connected WhatsApp or Telegram sender",
+        )
+    };
+    let key = detail.summary.external_id.clone().ok_or_else(not_channel)?;
+    let (_, id, customer) = parse_conversation_key(&key).ok_or_else(not_channel)?;
+    let customer = customer.to_owned();
+    let c = state
+        .store
+        .channels()
+        .get_channel(workspace, id)
+        .await?
+        .ok_or_else(not_channel)?;
+    Ok((c, customer, detail))
+}
+
+/// Runs the assistant's turn on a conversation a channel message just arrived in, and hands
+/// the answer (or the failure notice the customer is told) to `send`. Store failures are
+/// logged: the customer's message is already stored.
+pub(crate) async fn answer_and_send<F, Fut>(
+    state: &AppState,
+    workspace: WorkspaceId,
+    conversation: ConversationId,
+    send: F,
+) where
+    F: FnOnce(Box<parley_core::model::Message>) -> Fut,
+    Fut: std::future::Future<Output = ()>,
+{
+    use crate::assistant::runtime::{TurnOutcome, respond};
+    match respond(state, workspace, conversation, None).await {
+        Ok(TurnOutcome::Answered(m)) | Ok(TurnOutcome::Failed(m)) => send(m).await,
+        Ok(TurnOutcome::NotAnswering(why)) => {
+            tracing::debug!(%conversation, why, "the assistant does not answer here");
+        }
+        Err(e) => tracing::error!(%conversation, error = %e, "assistant turn failed"),
+    }
+}
+
+/// A connection as the assistant page lists it.
+pub struct ChannelRow {
+    /// `whatsapp` or `telegram` (the badge's class).
+    pub kind: String,
+    /// "WhatsApp" or "Telegram".
+    pub label: &'static str,
+    /// Phone number id or bot id.
+    pub external_key: String,
+    /// `/webhooks/{kind}/{id}`.
+    pub webhook_path: String,
+    /// The secrets' hints, e.g. "access_token …9876 · app_secret …6789".
+    pub secrets: String,
+    /// WhatsApp: quality rating and messaging limit, e.g. "Quality GREEN · limit TIER_1K
+    /// (1000 customers / 24 h)"; empty when unknown.
+    pub quality: String,
+    /// When it was connected, in the viewer's time zone.
+    pub connected: String,
+}
+
+/// The assistant's connections for its dashboard page (`tz`: the viewer's offset in minutes);
+/// empty when the store fails (logged).
+pub async fn rows(
+    state: &AppState,
+    workspace: WorkspaceId,
+    assistant: parley_core::AssistantId,
+    tz: i32,
+) -> Vec<ChannelRow> {
+    let list = match state
+        .store
+        .channels()
+        .list_channels(workspace, Some(assistant))
+        .await
+    {
+        Ok(l) => l,
+        Err(e) => {
+            tracing::error!(error = %e, "could not list channel connections");
+            return Vec::new();
+        }
+    };
+    list.iter()
+        .map(|c| ChannelRow {
+            kind: c.kind.as_str().to_owned(),
+            label: match c.kind {
+                ChannelKind::Whatsapp => "WhatsApp",
+                ChannelKind::Telegram => "Telegram",
+            },
+            external_key: c.external_key.clone(),
+            webhook_path: format!("/webhooks/{}/{}", c.kind, c.id),
+            secrets: c
+                .secrets
+                .iter()
+                .map(|(k, v)| format!("{k} {}", v.hint))
+                .collect::<Vec<_>>()
+                .join(" · "),
+            connected: crate::dashboard::format::datetime(c.created_at, tz),
+            quality: quality_line(c),
+        })
+        .collect()
+}
+
+fn quality_line(c: &ChannelConnection) -> String {
+    let mut parts = Vec::new();
+    if let Some(q) = config_str(c, "quality_rating") {
+        parts.push(format!("Quality {q}"));
+    }
+    if let Some(e) = config_str(c, "quality_event") {
+        parts.push(format!("last quality event {e}"));
+    }
+    if let Some(t) = config_str(c, "messaging_limit_tier") {
+        parts.push(match whatsapp::tier_limit(t) {
+            Some(n) => format!("limit {t} ({n} customers / 24 h)"),
+            None => format!("limit {t}"),
+        });
+    }
+    parts.join(" · ")
+}
+
+/// One lock for read-modify-write updates of stored channel messages (delivery statuses,
+/// edit and deletion marks), so two callbacks for one message never lose each other's
+/// change on this server.
+pub(crate) static MESSAGE_UPDATES: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());

@@ -1,0 +1,643 @@
+//! Telegram bots through the Bot API.
+//!
+//! **Connecting** calls `setWebhook` (`{api_base_url}/bot{token}/setWebhook`) with the URL
+//! `{public_base_url}/webhooks/telegram/{connection id}`, a random `secret_token` and
+//! `allowed_updates` = message, edited_message, callback_query.
+//!
+//! **Webhook** (`POST /webhooks/telegram/{id}`): every delivery must carry
+//! `X-Telegram-Bot-Api-Secret-Token` equal to that secret (constant-time compare; missing:
+//! 401 `secret_missing`, wrong: 403 `secret_invalid`, both logged). It is answered 200 at once
+//! and processed in the background. Each update becomes one message whose `external_id` is its
+//! `update_id`, so redelivered updates store nothing twice; the conversation is the chat's.
+//! Text, captions, photos (the largest size), voice notes, audio, documents, videos and
+//! stickers are handled, files downloaded with `getFile`; edited messages are recorded as
+//! `[edited] ...` without an answer; other updates (callback queries, inline queries) are
+//! recorded as unsupported.
+//!
+//! **Replies** go out with `sendMessage`, split into parts of at most 4,096 characters (UTF-16
+//! code units, as Telegram counts), honouring `parameters.retry_after` of a 429 answer up to
+//! [`MAX_RETRY_AFTER`].
+
+use std::time::Duration;
+
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use parley_core::channel::{
+    Attachment, ChannelConnection, ChannelError, ChannelKind, ChannelMessageMeta, Delivery,
+    DeliveryStatus,
+};
+use parley_core::model::{AssistantRef, Message, MessageInput, MessageMeta};
+use parley_core::{Channel, ChannelConnectionId, Role, Timestamp};
+use serde_json::{Value, json};
+use subtle::ConstantTimeEq;
+
+use super::{MESSAGE_UPDATES, config_str, conversation_key, media, open_secret};
+use crate::AppState;
+use crate::error::ApiError;
+use crate::ingest::{IngestRequest, ingest};
+
+/// Telegram's Bot API, the default `api_base_url`.
+pub const DEFAULT_API_BASE_URL: &str = "https://api.telegram.org";
+/// Longest text of one message, in UTF-16 code units.
+pub const MAX_MESSAGE_UNITS: usize = 4096;
+/// Longest `retry_after` Parley waits for; a longer one fails the send (recorded).
+pub const MAX_RETRY_AFTER: Duration = Duration::from_secs(60);
+/// Most attempts per part when Telegram keeps answering 429.
+pub const MAX_SEND_ATTEMPTS: u32 = 3;
+
+/// The bot's id: the digits before `:` in a token `123456789:AAH...`; `None` for anything
+/// that is not shaped like a token.
+pub fn bot_id(token: &str) -> Option<&str> {
+    let (id, secret) = token.split_once(':')?;
+    let ok = !id.is_empty()
+        && id.len() <= 20
+        && id.bytes().all(|b| b.is_ascii_digit())
+        && secret.len() >= 20
+        && secret
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+    ok.then_some(id)
+}
+
+fn api_base(c: &ChannelConnection) -> String {
+    config_str(c, "api_base_url")
+        .unwrap_or(DEFAULT_API_BASE_URL)
+        .trim_end_matches('/')
+        .to_owned()
+}
+
+/// A Bot API answer that is not `ok`: `{"ok": false, "error_code", "description",
+/// "parameters": {"retry_after"}}`.
+#[derive(Debug, Clone)]
+struct BotError {
+    error: ChannelError,
+    retry_after: Option<u64>,
+}
+
+fn bot_error(status: u16, body: &Value) -> BotError {
+    BotError {
+        error: ChannelError {
+            code: body["error_code"].as_i64().unwrap_or(i64::from(status)),
+            title: body["description"]
+                .as_str()
+                .unwrap_or("Telegram refused the request")
+                .to_owned(),
+            message: None,
+        },
+        retry_after: body["parameters"]["retry_after"].as_u64(),
+    }
+}
+
+/// Calls a Bot API method; returns its `result`.
+async fn call(
+    state: &AppState,
+    api: &str,
+    token: &str,
+    method: &str,
+    body: &Value,
+) -> Result<Value, BotError> {
+    let res = state
+        .http
+        .post(format!("{api}/bot{token}/{method}"))
+        .timeout(super::PLATFORM_TIMEOUT)
+        .json(body)
+        .send()
+        .await
+        .map_err(|e| BotError {
+            error: ChannelError {
+                code: 0,
+                title: "telegram_unreachable".into(),
+                message: Some(crate::assistant::provider::describe(e)),
+            },
+            retry_after: None,
+        })?;
+    let status = res.status().as_u16();
+    let answer: Value = res.json().await.unwrap_or(Value::Null);
+    if answer["ok"] == true {
+        Ok(answer["result"].clone())
+    } else {
+        Err(bot_error(status, &answer))
+    }
+}
+
+/// Registers the connection's webhook with Telegram. Errors: 422 `telegram_rejected` with
+/// Telegram's description; 502 `telegram_unreachable`.
+pub async fn set_webhook(
+    state: &AppState,
+    c: &ChannelConnection,
+    token: &str,
+    secret: &str,
+) -> Result<(), ApiError> {
+    let url = format!(
+        "{}/webhooks/telegram/{}",
+        config_str(c, "public_base_url").unwrap_or_default(),
+        c.id
+    );
+    let body = json!({
+        "url": url,
+        "secret_token": secret,
+        "allowed_updates": ["message", "edited_message", "callback_query"],
+    });
+    match call(state, &api_base(c), token, "setWebhook", &body).await {
+        Ok(_) => Ok(()),
+        Err(e) if e.error.code == 0 => Err(ApiError::new(
+            StatusCode::BAD_GATEWAY,
+            "telegram_unreachable",
+            format!("could not reach the Bot API: {}", e.error),
+        )),
+        Err(e) => Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "telegram_rejected",
+            format!("Telegram refused the webhook: {}", e.error.title),
+        )
+        .with_field("bot_token")),
+    }
+}
+
+/// Asks Telegram to stop sending updates (best effort, when a connection is removed).
+pub async fn delete_webhook(state: &AppState, c: &ChannelConnection) {
+    let Ok(token) = open_secret(state, c, "bot_token") else {
+        return;
+    };
+    if let Err(e) = call(state, &api_base(c), &token, "deleteWebhook", &json!({})).await {
+        tracing::warn!(connection = %c.id, error = %e.error, "deleteWebhook failed");
+    }
+}
+
+/// `POST /webhooks/telegram/{id}`: an update. 401 `secret_missing`, 403 `secret_invalid`, 400
+/// `invalid_json`, 404 for an unknown connection; otherwise 200 at once, the update being
+/// processed in the background.
+pub async fn webhook(
+    State(st): State<AppState>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let id: ChannelConnectionId = id.parse().map_err(|_| ApiError::not_found("connection"))?;
+    let c = st
+        .store
+        .channels()
+        .channel_by_id(id)
+        .await?
+        .filter(|c| c.kind == ChannelKind::Telegram)
+        .ok_or_else(|| ApiError::not_found("connection"))?;
+    let expected = open_secret(&st, &c, "webhook_secret").map_err(ApiError::internal)?;
+    match headers
+        .get("x-telegram-bot-api-secret-token")
+        .map(|v| v.as_bytes())
+    {
+        None => {
+            tracing::warn!(connection = %c.id, "refused a Telegram update without the secret token");
+            return Err(ApiError::new(
+                StatusCode::UNAUTHORIZED,
+                "secret_missing",
+                "X-Telegram-Bot-Api-Secret-Token is required",
+            ));
+        }
+        Some(given) if !bool::from(given.ct_eq(expected.as_bytes())) => {
+            tracing::warn!(connection = %c.id, "refused a Telegram update with a wrong secret token");
+            return Err(ApiError::new(
+                StatusCode::FORBIDDEN,
+                "secret_invalid",
+                "X-Telegram-Bot-Api-Secret-Token is wrong",
+            ));
+        }
+        Some(_) => {}
+    }
+    let update: Value = serde_json::from_slice(&body).map_err(|_| {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_json",
+            "the body is not JSON",
+        )
+    })?;
+    tokio::spawn(async move {
+        if let Err(e) = process(&st, &c, &update).await {
+            tracing::error!(error = %e, "could not store a Telegram update");
+        }
+    });
+    Ok(StatusCode::OK.into_response())
+}
+
+/// "First Last (@username)" of a Telegram `User` or `Chat`.
+fn display_name(u: &Value) -> String {
+    let mut name = [u["first_name"].as_str(), u["last_name"].as_str()]
+        .into_iter()
+        .flatten()
+        .collect::<Vec<_>>()
+        .join(" ");
+    if name.is_empty() {
+        name = u["title"].as_str().unwrap_or("").to_owned();
+    }
+    match u["username"].as_str() {
+        Some(handle) if name.is_empty() => format!("@{handle}"),
+        Some(handle) => format!("{name} (@{handle})"),
+        None if name.is_empty() => format!("user {}", u["id"]),
+        None => name,
+    }
+}
+
+/// The file a message carries, as an attachment (the largest photo size).
+fn attachment_of(m: &Value) -> Option<Attachment> {
+    let (kind, file) = if let Some(sizes) = m["photo"].as_array() {
+        (
+            "image",
+            sizes.iter().max_by_key(|p| {
+                p["file_size"]
+                    .as_u64()
+                    .unwrap_or(p["width"].as_u64().unwrap_or(0) * p["height"].as_u64().unwrap_or(0))
+            })?,
+        )
+    } else {
+        ["voice", "audio", "document", "video", "sticker"]
+            .into_iter()
+            .find_map(|k| m.get(k).filter(|v| v.is_object()).map(|v| (k, v)))?
+    };
+    Some(Attachment {
+        kind: kind.to_owned(),
+        media_id: file["file_id"].as_str().unwrap_or_default().to_owned(),
+        mime_type: file["mime_type"].as_str().map(str::to_owned),
+        file_name: file["file_name"].as_str().map(str::to_owned),
+        ..Default::default()
+    })
+}
+
+/// Stores one update and answers it when it is a new customer message.
+pub async fn process(
+    state: &AppState,
+    c: &ChannelConnection,
+    update: &Value,
+) -> Result<(), ApiError> {
+    let Some(update_id) = update["update_id"].as_i64() else {
+        tracing::warn!("a Telegram update without update_id; skipped");
+        return Ok(());
+    };
+    let (kind, m, edited) = if update["message"].is_object() {
+        ("message", &update["message"], false)
+    } else if update["edited_message"].is_object() {
+        ("edited_message", &update["edited_message"], true)
+    } else {
+        let kind = update
+            .as_object()
+            .and_then(|o| o.keys().find(|k| *k != "update_id"))
+            .map(String::as_str)
+            .unwrap_or("unknown");
+        (kind, &update[kind], false)
+    };
+    let is_message = kind == "message" || kind == "edited_message";
+    // The conversation is the chat's; updates without a chat (callback and inline queries)
+    // belong to their sender's private chat.
+    let (chat_id, who) = if m["chat"].is_object() {
+        (m["chat"]["id"].clone(), &m["chat"])
+    } else {
+        (m["from"]["id"].clone(), &m["from"])
+    };
+    if chat_id.is_null() {
+        tracing::warn!(
+            update_id,
+            kind,
+            "a Telegram update without chat or sender; skipped"
+        );
+        return Ok(());
+    }
+    let chat = chat_id.to_string();
+    let external_id = update_id.to_string();
+    let ws = c.workspace_id;
+    let conversation_ref = conversation_key(c, &chat);
+    let mut meta = ChannelMessageMeta {
+        kind: if edited { "edited".into() } else { kind.into() },
+        refers_to: m["reply_to_message"]["message_id"]
+            .as_i64()
+            .or(if edited {
+                m["message_id"].as_i64()
+            } else {
+                None
+            })
+            .map(|id| id.to_string()),
+        ..Default::default()
+    };
+    let mut text = m["text"]
+        .as_str()
+        .or(m["caption"].as_str())
+        .map(str::to_owned);
+    if is_message {
+        let mut details = serde_json::Map::new();
+        details.insert("message_id".into(), m["message_id"].clone());
+        for k in ["forward_from", "forward_from_chat", "entities", "sticker"] {
+            if let Some(v) = m.get(k) {
+                details.insert(k.into(), v.clone());
+            }
+        }
+        meta.details = Some(Value::Object(details));
+        if let Some(a) = attachment_of(m) {
+            if meta.kind == "message" {
+                meta.kind = a.kind.clone();
+            }
+            meta.attachments.push(a);
+        } else if meta.kind == "message" {
+            meta.kind = "text".into();
+        }
+    } else {
+        meta.details = Some(m.clone());
+    }
+    // A redelivered update: stored already; spare the download.
+    if let Some(existing) = find_in_conversation(state, c, &conversation_ref, &external_id).await? {
+        tracing::debug!(update_id, %existing, "Telegram update already stored");
+        return Ok(());
+    }
+    let token = open_secret(state, c, "bot_token").map_err(ApiError::internal)?;
+    for a in &mut meta.attachments {
+        let fetch = TelegramFile {
+            state,
+            api: api_base(c),
+            token: &token,
+        };
+        media::download(state, ws, a, &fetch).await;
+        if let Some(t) = media::transcribe_if_configured(state, c, a).await {
+            text = Some(format!("🎤 {t}"));
+        }
+        if let Some(d) = media::describe_if_configured(state, c, a).await {
+            let shown = text.take().unwrap_or_else(|| "[image]".to_owned());
+            text = Some(format!("{shown}\n🖼 {d}"));
+        }
+    }
+    let content = match (is_message, edited, text) {
+        (true, false, Some(t)) => t,
+        (true, true, Some(t)) => format!("[edited] {t}"),
+        (true, _, None) => match meta.attachments.first() {
+            Some(a) => format!("[{}]", a.kind),
+            None => "[unsupported message]".to_owned(),
+        },
+        (false, _, _) => format!(
+            "[unsupported Telegram update {kind}{}]",
+            m["data"]
+                .as_str()
+                .map(|d| format!(": {d}"))
+                .unwrap_or_default()
+        ),
+    };
+    let answer = is_message && !edited && meta.kind != "sticker";
+    let mut input = super::whatsapp::new_conversation(Channel::Telegram);
+    input.external_id = Some(conversation_ref);
+    input.assistant = AssistantRef {
+        id: Some(c.assistant_id),
+        name: None,
+        company: None,
+    };
+    input.contact = Some(display_name(who));
+    input.session_id = Some(format!("tg-{chat}"));
+    input.messages = vec![MessageInput {
+        id: None,
+        external_id: Some(external_id),
+        role: Role::User,
+        content,
+        created_at: m["edit_date"]
+            .as_i64()
+            .or(m["date"].as_i64())
+            .map(|s| Timestamp(s * 1000)),
+        model: None,
+        usage: None,
+        cost_nanousd: None,
+        meta: MessageMeta {
+            channel: Some(meta),
+            ..Default::default()
+        },
+    }];
+    let outcome = ingest(state, ws, vec![IngestRequest::Create(Box::new(input))])
+        .await?
+        .pop()
+        .expect("one batch, one outcome");
+    if outcome.stored() == 0 || !answer {
+        return Ok(());
+    }
+    super::answer_and_send(
+        state,
+        ws,
+        outcome.conversation_id,
+        |reply_message| async move {
+            if let Err(e) = reply(state, c, &chat, &reply_message).await {
+                tracing::warn!(error = %e, "Telegram reply not sent");
+            }
+        },
+    )
+    .await;
+    Ok(())
+}
+
+/// The id of the message with `external_id` in the conversation `conversation_ref`, if any.
+async fn find_in_conversation(
+    state: &AppState,
+    c: &ChannelConnection,
+    conversation_ref: &str,
+    external_id: &str,
+) -> Result<Option<parley_core::MessageId>, ApiError> {
+    let found = state
+        .store
+        .channels()
+        .message_by_external_id(c.workspace_id, external_id)
+        .await?;
+    let Some((conversation, m)) = found else {
+        return Ok(None);
+    };
+    let same = state
+        .store
+        .get_conversation(c.workspace_id, conversation)
+        .await?
+        .is_some_and(|d| d.summary.external_id.as_deref() == Some(conversation_ref));
+    Ok(same.then_some(m.id))
+}
+
+/// Splits `text` into parts of at most `max` UTF-16 code units, cutting after the last line
+/// break (else space) of a part when there is one in its second half.
+pub fn split_message(text: &str, max: usize) -> Vec<String> {
+    let mut parts = Vec::new();
+    let mut rest = text;
+    while !rest.is_empty() {
+        let mut units = 0;
+        let mut end = rest.len();
+        for (i, ch) in rest.char_indices() {
+            units += ch.len_utf16();
+            if units > max {
+                end = i;
+                break;
+            }
+        }
+        if end < rest.len() {
+            let head = &rest[..end];
+            let cut = head
+                .rfind('\n')
+                .or_else(|| head.rfind(' '))
+                .filter(|&i| i >= end / 2)
+                .map(|i| i + 1);
+            end = cut.unwrap_or(end);
+        }
+        parts.push(rest[..end].to_owned());
+        rest = &rest[end..];
+    }
+    parts
+}
+
+/// Sends a stored message to the chat with `sendMessage` (in parts when long) and records the
+/// outcome on it: the first part's `message_id` as `external_id` (`out:{id}`) and `sent`, or
+/// `failed` with Telegram's error. Errors: the failure.
+pub async fn reply(
+    state: &AppState,
+    c: &ChannelConnection,
+    chat: &str,
+    m: &Message,
+) -> Result<String, ChannelError> {
+    let result = send_parts(state, c, chat, &m.content).await;
+    let (external_id, delivery) = match &result {
+        Ok(id) => (
+            Some(format!("out:{id}")),
+            Delivery {
+                status: DeliveryStatus::Sent,
+                at: Timestamp::now(),
+                errors: vec![],
+            },
+        ),
+        Err(e) => (
+            None,
+            Delivery {
+                status: DeliveryStatus::Failed,
+                at: Timestamp::now(),
+                errors: vec![e.clone()],
+            },
+        ),
+    };
+    let mut meta = m.meta.clone();
+    meta.channel = Some(ChannelMessageMeta {
+        kind: "text".into(),
+        details: Some(json!({"parts": split_message(&m.content, MAX_MESSAGE_UNITS).len()})),
+        delivery: Some(delivery),
+        ..Default::default()
+    });
+    let _guard = MESSAGE_UPDATES.lock().await;
+    if let Err(e) = state
+        .store
+        .channels()
+        .update_message_channel(c.workspace_id, m.id, external_id.as_deref(), &meta)
+        .await
+    {
+        tracing::error!(error = %e, "could not record a Telegram send");
+    }
+    result
+}
+
+async fn send_parts(
+    state: &AppState,
+    c: &ChannelConnection,
+    chat: &str,
+    text: &str,
+) -> Result<String, ChannelError> {
+    let token = open_secret(state, c, "bot_token").map_err(|e| ChannelError {
+        code: 0,
+        title: "connection_unusable".into(),
+        message: Some(e),
+    })?;
+    let chat_id: Value = chat
+        .parse::<i64>()
+        .map(Value::from)
+        .unwrap_or_else(|_| Value::from(chat));
+    let api = api_base(c);
+    let mut first_id = None;
+    for part in split_message(text, MAX_MESSAGE_UNITS) {
+        let body = json!({"chat_id": chat_id, "text": part});
+        let mut attempt = 1;
+        let sent = loop {
+            match call(state, &api, &token, "sendMessage", &body).await {
+                Ok(result) => break result,
+                Err(BotError {
+                    retry_after: Some(secs),
+                    error,
+                }) => {
+                    let wait = Duration::from_secs(secs);
+                    if attempt >= MAX_SEND_ATTEMPTS || wait > MAX_RETRY_AFTER {
+                        return Err(error);
+                    }
+                    tracing::info!(secs, attempt, "Telegram asked to retry later");
+                    tokio::time::sleep(wait).await;
+                    attempt += 1;
+                }
+                Err(e) => return Err(e.error),
+            }
+        };
+        if first_id.is_none() {
+            first_id = Some(sent["message_id"].to_string());
+        }
+    }
+    Ok(first_id.unwrap_or_default())
+}
+
+/// File download through the Bot API: `getFile` gives a `file_path`, fetched from
+/// `{api}/file/bot{token}/{file_path}`.
+struct TelegramFile<'a> {
+    state: &'a AppState,
+    api: String,
+    token: &'a str,
+}
+
+impl media::Fetch for TelegramFile<'_> {
+    async fn fetch(&self, file_id: &str) -> Result<Vec<u8>, String> {
+        let file = call(
+            self.state,
+            &self.api,
+            self.token,
+            "getFile",
+            &json!({"file_id": file_id}),
+        )
+        .await
+        .map_err(|e| format!("getFile: {}", e.error))?;
+        let path = file["file_path"]
+            .as_str()
+            .ok_or("getFile: the file has no file_path (too big for the Bot API?)")?;
+        let res = self
+            .state
+            .http
+            .get(format!("{}/file/bot{}/{path}", self.api, self.token))
+            .timeout(super::PLATFORM_TIMEOUT)
+            .send()
+            .await
+            .map_err(crate::assistant::provider::describe)?;
+        if !res.status().is_success() {
+            return Err(format!("file download: HTTP {}", res.status().as_u16()));
+        }
+        Ok(res
+            .bytes()
+            .await
+            .map_err(crate::assistant::provider::describe)?
+            .to_vec())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tokens_give_the_bot_id() {
+        assert_eq!(
+            bot_id("123456789:AAHdqTcvCH1vGWJxfSeofSAs0K5PALDsaw"),
+            Some("123456789")
+        );
+        assert_eq!(bot_id("not-a-token"), None);
+        assert_eq!(bot_id("123:short"), None);
+    }
+
+    #[test]
+    fn long_answers_are_split_within_the_limit() {
+        let text = format!("{}\n{}", "a".repeat(3000), "b".repeat(3000));
+        let parts = split_message(&text, 4096);
+        assert_eq!(parts.len(), 2);
+        assert_eq!(parts[0], format!("{}\n", "a".repeat(3000)));
+        assert_eq!(parts.concat(), text);
+        // Emoji count twice in UTF-16.
+        let emoji = "😀".repeat(3000);
+        let parts = split_message(&emoji, 4096);
+        assert!(parts.iter().all(|p| p.encode_utf16().count() <= 4096));
+        assert_eq!(parts.concat(), emoji);
+        assert_eq!(split_message("", 4096), Vec::<String>::new());
+    }
+}
