@@ -32,6 +32,9 @@ pub(crate) struct Counters {
     pub cost: i64,
     /// Messages with usage but no known price.
     pub unpriced: i64,
+    /// A message appended in this batch carries a voice note or audio (a channel attachment
+    /// of kind `voice` or `audio`): the conversation is no longer text-only. Only ever set.
+    pub voice: bool,
 }
 
 impl Counters {
@@ -63,6 +66,13 @@ impl Counters {
         }
         if m.cost_source == Some(CostSource::UnknownModel) {
             self.unpriced += 1;
+        }
+        if m.meta.channel.as_ref().is_some_and(|c| {
+            c.attachments
+                .iter()
+                .any(|a| matches!(a.kind.as_str(), "voice" | "audio"))
+        }) {
+            self.voice = true;
         }
         (self.stored, visible_seq)
     }

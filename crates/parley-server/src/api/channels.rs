@@ -469,26 +469,8 @@ pub(super) async fn attachment(
     let index: usize = index
         .parse()
         .map_err(|_| ApiError::not_found("attachment"))?;
-    let m = find_message(&st, &auth, conversation, message)
-        .await
-        .map_err(|e| {
-            if e.status == StatusCode::INTERNAL_SERVER_ERROR {
-                ApiError::not_found("message")
-            } else {
-                e
-            }
-        })?;
-    let a = m
-        .meta
-        .channel
-        .and_then(|c| c.attachments.into_iter().nth(index))
-        .ok_or_else(|| ApiError::not_found("attachment"))?;
-    let key = a
-        .storage_key
-        .ok_or_else(|| ApiError::not_found("attachment (not downloaded)"))?;
-    let bytes = tokio::fs::read(channels::media::path_of(&st, &key))
-        .await
-        .map_err(|_| ApiError::not_found("attachment file"))?;
+    let (a, bytes) =
+        channels::media::read(&st, auth.workspace, conversation, message, index).await?;
     let mime = a
         .mime_type
         .unwrap_or_else(|| "application/octet-stream".to_owned());

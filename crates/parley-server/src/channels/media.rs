@@ -41,6 +41,54 @@ pub fn path_of(state: &AppState, storage_key: &str) -> PathBuf {
     root(state).join(storage_key)
 }
 
+/// A stored attachment and its bytes: attachment `index` (0-based, in
+/// `meta.channel.attachments`) of message `message` in `conversation` of workspace `ws`.
+/// Errors: 404 for an unknown conversation, message or attachment, or one not downloaded.
+pub async fn read(
+    state: &AppState,
+    ws: WorkspaceId,
+    conversation: parley_core::ConversationId,
+    message: parley_core::MessageId,
+    index: usize,
+) -> Result<(Attachment, Vec<u8>), crate::error::ApiError> {
+    use crate::error::ApiError;
+    let export = state
+        .store
+        .export_conversations(ws, &[conversation])
+        .await?
+        .pop()
+        .ok_or_else(|| ApiError::not_found("conversation"))?;
+    let a = export
+        .messages
+        .into_iter()
+        .find(|m| m.id == message)
+        .ok_or_else(|| ApiError::not_found("message"))?
+        .meta
+        .channel
+        .and_then(|c| c.attachments.into_iter().nth(index))
+        .ok_or_else(|| ApiError::not_found("attachment"))?;
+    let key = a
+        .storage_key
+        .as_deref()
+        .ok_or_else(|| ApiError::not_found("attachment (not downloaded)"))?;
+    let bytes = tokio::fs::read(path_of(state, key))
+        .await
+        .map_err(|_| ApiError::not_found("attachment file"))?;
+    Ok((a, bytes))
+}
+
+/// Whether a browser may show a file of MIME type `mime` inline in the dashboard: raster
+/// images, audio and video. Anything else (SVG, HTML, PDF, documents) is served as a download,
+/// so a file a customer sent can never run in a reviewer's browser.
+pub fn inline_safe(mime: &str) -> bool {
+    let mime = mime.split(';').next().unwrap_or_default().trim();
+    matches!(
+        mime,
+        "image/jpeg" | "image/png" | "image/gif" | "image/webp"
+    ) || mime.starts_with("audio/")
+        || mime.starts_with("video/")
+}
+
 /// Downloads `a` with `fetch`, up to [`DOWNLOAD_ATTEMPTS`] times (waiting
 /// [`super::whatsapp::retry_delay`] between attempts), and stores it; fills `storage_key`,
 /// `size_bytes`, `sha256` and `download_attempts`, or `download_error` when every attempt

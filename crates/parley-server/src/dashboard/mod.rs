@@ -25,6 +25,7 @@
 //! (markdown images in messages), no frames, no plugins, forms only to Parley.
 
 mod assistants;
+mod attachments;
 mod client_data;
 pub(crate) mod format;
 mod login;
@@ -56,7 +57,7 @@ pub const APP_JS: &str = include_str!("../../assets/app.js");
 pub const FAVICON_SVG: &str = include_str!("../../assets/favicon.svg");
 
 /// The Content-Security-Policy of every dashboard page.
-pub const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data: https:; \
+pub const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data: https:; media-src 'self'; \
      connect-src 'self'; font-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
 
 /// A short hash of the assets, appended to their URLs so browsers may cache them forever.
@@ -89,6 +90,10 @@ pub fn router() -> Router<AppState> {
             post(pages::remove_rating),
         )
         .route("/conversations/{id}/delete", post(pages::delete))
+        .route(
+            "/conversations/{id}/messages/{message_id}/attachments/{index}",
+            get(attachments::attachment),
+        )
         .route("/assistants", get(assistants::list))
         .route(
             "/assistants/new",

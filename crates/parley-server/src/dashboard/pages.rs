@@ -599,6 +599,102 @@ pub(super) struct Bubble {
     pub(super) error: Option<String>,
     /// The tokens were counted by Parley, not reported by the provider.
     pub(super) estimated: bool,
+    /// Files that came with a channel message (`meta.channel.attachments`).
+    pub(super) attachments: Vec<BubbleAttachment>,
+    /// A channel message's delivery status ("Delivered", "Read", "Failed: ...").
+    pub(super) delivery: Option<String>,
+    /// The customer later edited or deleted this message on the channel.
+    pub(super) note: Option<&'static str>,
+}
+
+/// A file shown in a transcript bubble.
+pub(super) struct BubbleAttachment {
+    /// How to show it: `image`, `audio`, `video` (inline), or `file` (a download link).
+    pub(super) kind: &'static str,
+    /// The dashboard URL of the stored bytes; empty when the file is not stored.
+    pub(super) url: String,
+    /// What to call it: the file name, else "Voice note", "Image"...
+    pub(super) label: String,
+    /// What a voice note says, when it was transcribed.
+    pub(super) transcript: Option<String>,
+    /// What an image shows, when a vision model described it.
+    pub(super) description: Option<String>,
+    /// Why the file could not be downloaded from the platform.
+    pub(super) error: Option<String>,
+}
+
+/// The bubble parts of a channel message's metadata, for message `m` of `conversation`.
+fn channel_parts(
+    conversation: ConversationId,
+    m: &Message,
+) -> (Vec<BubbleAttachment>, Option<String>, Option<&'static str>) {
+    let Some(c) = &m.meta.channel else {
+        return (Vec::new(), None, None);
+    };
+    let attachments = c
+        .attachments
+        .iter()
+        .enumerate()
+        .map(|(i, a)| {
+            let mime = a.mime_type.as_deref().unwrap_or_default();
+            let inline = crate::channels::media::inline_safe(mime);
+            let kind = match a.kind.as_str() {
+                "image" | "sticker" if inline => "image",
+                "audio" | "voice" if inline => "audio",
+                "video" if inline => "video",
+                _ => "file",
+            };
+            let label = a.file_name.clone().unwrap_or_else(|| {
+                match a.kind.as_str() {
+                    "voice" => "Voice note",
+                    "audio" => "Audio",
+                    "image" => "Image",
+                    "sticker" => "Sticker",
+                    "video" => "Video",
+                    _ => "Document",
+                }
+                .to_owned()
+            });
+            BubbleAttachment {
+                kind,
+                url: if a.storage_key.is_some() {
+                    format!(
+                        "/conversations/{conversation}/messages/{}/attachments/{i}",
+                        m.id
+                    )
+                } else {
+                    String::new()
+                },
+                label,
+                transcript: a.transcript.clone(),
+                description: a.description.clone(),
+                error: a.download_error.clone(),
+            }
+        })
+        .collect();
+    let delivery = c.delivery.as_ref().map(|d| {
+        use parley_core::channel::DeliveryStatus as S;
+        let status = match d.status {
+            S::Accepted => "Accepted",
+            S::Sent => "Sent",
+            S::Failed => "Failed",
+            S::Delivered => "Delivered",
+            S::Read => "Read",
+            S::Played => "Played",
+        };
+        match d.errors.first() {
+            Some(e) if d.status == S::Failed => format!("{status}: {} ({})", e.title, e.code),
+            _ => status.to_owned(),
+        }
+    });
+    let note = if c.deleted {
+        Some("deleted by the customer")
+    } else if c.edited_by.is_some() {
+        Some("edited by the customer")
+    } else {
+        None
+    };
+    (attachments, delivery, note)
 }
 
 #[derive(Template)]
@@ -609,8 +705,31 @@ struct TranscriptFragment {
     older_fragment: String,
 }
 
-/// A stored message as a bubble, in the viewer's UTC offset `tz` (minutes).
-pub(super) fn bubble(m: &Message, tz: i32) -> Bubble {
+/// A channel message's text without the lines Parley wrote for its attachments (the
+/// `[image]` placeholder, the `🎤 transcript` and `🖼 description` lines that make them
+/// searchable), which the bubble shows beside the file instead.
+fn without_attachment_lines(content: &str, attachments: &[BubbleAttachment]) -> String {
+    let derived: Vec<String> = attachments
+        .iter()
+        .flat_map(|a| {
+            let t = a.transcript.as_ref().map(|t| format!("🎤 {t}"));
+            let d = a.description.as_ref().map(|d| format!("🖼 {d}"));
+            t.into_iter().chain(d)
+        })
+        .collect();
+    content
+        .lines()
+        .filter(|l| {
+            let l = l.trim();
+            !(derived.iter().any(|d| d == l) || (l.starts_with('[') && l.ends_with(']')))
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// Stored message `m` of `conversation` as a bubble, in the viewer's UTC offset `tz` (minutes).
+pub(super) fn bubble(conversation: ConversationId, m: &Message, tz: i32) -> Bubble {
+    let (attachments, delivery, note) = channel_parts(conversation, m);
     let markdown = matches!(m.role, Role::Assistant | Role::Agent);
     let who = match m.role {
         Role::User => "Customer".to_owned(),
@@ -639,8 +758,10 @@ pub(super) fn bubble(m: &Message, tz: i32) -> Bubble {
         },
         text: if markdown {
             String::new()
-        } else {
+        } else if attachments.is_empty() {
             m.content.clone()
+        } else {
+            without_attachment_lines(&m.content, &attachments)
         },
         time: format::clock(m.created_at, tz),
         iso: m.created_at.to_rfc3339(),
@@ -658,6 +779,9 @@ pub(super) fn bubble(m: &Message, tz: i32) -> Bubble {
             .as_ref()
             .map(|e| format!("Not answered ({}): {}", e.code, e.message)),
         estimated: m.meta.usage_estimated,
+        attachments,
+        delivery,
+        note,
     }
 }
 
@@ -669,7 +793,7 @@ fn transcript_html(
     shown_pages: u32,
     tz: i32,
 ) -> String {
-    let messages: Vec<Bubble> = page.items.iter().rev().map(|m| bubble(m, tz)).collect();
+    let messages: Vec<Bubble> = page.items.iter().rev().map(|m| bubble(id, m, tz)).collect();
     let more = (shown_pages as i64) < page.total_pages;
     let fragment = TranscriptFragment {
         messages,

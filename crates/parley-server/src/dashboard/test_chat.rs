@@ -160,7 +160,12 @@ pub(super) async fn page(
             )
             .await;
         if let Ok(Some(p)) = page {
-            messages = p.items.iter().rev().map(|m| bubble(m, tz)).collect();
+            messages = p
+                .items
+                .iter()
+                .rev()
+                .map(|m| bubble(c.summary.id, m, tz))
+                .collect();
         }
     }
     let options = assistants
@@ -377,7 +382,7 @@ pub(super) async fn send(
                "href": format!("/conversations?open={conversation}&tab=transcript")}),
     ));
     if let Some(m) = &user_message {
-        let _ = out.send(stored_event(m, tz));
+        let _ = out.send(stored_event(conversation, m, tz));
     }
     tokio::spawn(async move {
         let (events, mut turn_events) = tokio::sync::mpsc::unbounded_channel::<TurnEvent>();
@@ -396,7 +401,7 @@ pub(super) async fn send(
                     json!({"key": key, "value": value, "source": "extracted"}),
                 ),
                 TurnEvent::Stored(m) if m.role == Role::Tool => continue,
-                TurnEvent::Stored(m) => stored_event(&m, tz),
+                TurnEvent::Stored(m) => stored_event(conversation, &m, tz),
             };
             let _ = out.send(bytes);
         }
@@ -447,10 +452,12 @@ pub(super) async fn send(
     res
 }
 
-fn stored_event(m: &parley_core::model::Message, tz: i32) -> Bytes {
-    let html = BubbleFragment { m: bubble(m, tz) }
-        .render()
-        .unwrap_or_default();
+fn stored_event(conversation: ConversationId, m: &parley_core::model::Message, tz: i32) -> Bytes {
+    let html = BubbleFragment {
+        m: bubble(conversation, m, tz),
+    }
+    .render()
+    .unwrap_or_default();
     sse(
         "stored",
         json!({"id": m.id.to_string(), "role": m.role.as_str(), "html": html,

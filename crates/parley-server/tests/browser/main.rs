@@ -8,5 +8,6 @@ mod helpers;
 mod harness;
 mod review;
 mod test_chat;
+mod whatsapp;
 mod widget;
 mod xss;

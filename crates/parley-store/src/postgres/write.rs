@@ -396,6 +396,7 @@ fn counters_from(pk: i64, r: &tokio_postgres::Row, first: usize) -> Counters {
         completion_tokens: r.get(first + 6),
         cost: r.get(first + 7),
         unpriced: r.get(first + 8),
+        voice: false,
     }
 }
 
@@ -405,7 +406,8 @@ async fn save_counters(tx: &Transaction<'_>, k: &mut Counters, now: Timestamp) -
         .prepare_cached(
             "UPDATE conversations SET stored_message_count = $2, message_count = $3, last_message_at = $4,
                  last_inbound_at = $5, last_message_preview = $6, prompt_tokens = $7,
-                 completion_tokens = $8, cost_nanousd = $9, unpriced_message_count = $10, updated_at = $11
+                 completion_tokens = $8, cost_nanousd = $9, unpriced_message_count = $10, updated_at = $11,
+                 has_voice = has_voice OR $12
              WHERE pk = $1",
         )
         .await?;
@@ -423,6 +425,7 @@ async fn save_counters(tx: &Transaction<'_>, k: &mut Counters, now: Timestamp) -
             &k.cost,
             &k.unpriced,
             &now.0,
+            &k.voice,
         ],
     )
     .await?;
@@ -757,6 +760,7 @@ async fn ingest_once(
                     completion_tokens: 0,
                     cost: 0,
                     unpriced: 0,
+                    voice: false,
                 };
                 let mut rows = MessageRows::default();
                 let results = plan_messages(

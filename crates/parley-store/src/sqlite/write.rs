@@ -310,6 +310,7 @@ fn load_counters(c: &Connection, pk: i64) -> Result<Counters> {
             completion_tokens: r.get(6)?,
             cost: r.get(7)?,
             unpriced: r.get(8)?,
+            voice: false,
         })
     })?)
 }
@@ -321,7 +322,7 @@ fn save_counters(c: &Connection, k: &mut Counters, now: Timestamp) -> Result<()>
              stored_message_count = ?2, message_count = ?3, last_message_at = ?4,
              last_inbound_at = ?5, last_message_preview = ?6, prompt_tokens = ?7,
              completion_tokens = ?8, cost_nanousd = ?9, unpriced_message_count = ?10,
-             updated_at = ?11
+             updated_at = ?11, has_voice = MAX(has_voice, ?12)
          WHERE pk = ?1",
     )?
     .execute(params![
@@ -335,7 +336,8 @@ fn save_counters(c: &Connection, k: &mut Counters, now: Timestamp) -> Result<()>
         k.completion_tokens,
         k.cost,
         k.unpriced,
-        now.0
+        now.0,
+        k.voice
     ])?;
     Ok(())
 }

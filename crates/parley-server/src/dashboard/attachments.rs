@@ -1,0 +1,61 @@
+//! `GET /conversations/{id}/messages/{message_id}/attachments/{index}`: a channel message's
+//! stored file (an image, voice note, video or document a customer sent on WhatsApp or
+//! Telegram) for a signed-in reviewer of the same workspace. Raster images, audio and video are
+//! served inline so the transcript can show and play them; every other type is a download
+//! (`Content-Disposition: attachment`), so a file a customer sent never renders as a page of
+//! the dashboard's origin.
+
+use axum::extract::{Path, State};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+
+use super::error_page;
+use crate::AppState;
+use crate::auth::Session;
+use crate::channels::media;
+
+/// The file, or a 404 page for an unknown conversation, message or attachment, one of
+/// another workspace, or one not downloaded.
+pub(super) async fn attachment(
+    State(st): State<AppState>,
+    session: Session,
+    Path((id, message, index)): Path<(String, String, String)>,
+) -> Response {
+    let not_found = || error_page(StatusCode::NOT_FOUND, "Not found", "No such attachment.");
+    let (Ok(id), Ok(message), Ok(index)) = (id.parse(), message.parse(), index.parse()) else {
+        return not_found();
+    };
+    let Ok((a, bytes)) = media::read(&st, session.user.workspace_id, id, message, index).await
+    else {
+        return not_found();
+    };
+    let mime = a
+        .mime_type
+        .filter(|m| HeaderValue::from_str(m).is_ok())
+        .unwrap_or_else(|| "application/octet-stream".to_owned());
+    let disposition = if media::inline_safe(&mime) {
+        "inline".to_owned()
+    } else {
+        let name: String = a
+            .file_name
+            .unwrap_or_else(|| format!("{}-{index}", a.kind))
+            .chars()
+            .filter(|c| c.is_ascii_alphanumeric() || "._- ".contains(*c))
+            .collect();
+        format!("attachment; filename=\"{name}\"")
+    };
+    let mut res = (
+        [
+            (header::CONTENT_TYPE, mime),
+            (header::CONTENT_DISPOSITION, disposition),
+        ],
+        bytes,
+    )
+        .into_response();
+    // Stored files never change: the browser may keep them for the session's life.
+    res.headers_mut().insert(
+        header::CACHE_CONTROL,
+        HeaderValue::from_static("private, max-age=3600"),
+    );
+    res
+}
