@@ -828,6 +828,8 @@ struct Panel {
     started_title: String,
     last_title: String,
     has_voice: bool,
+    /// WhatsApp's 24-hour customer-service window: (open, "until ..."/"since ..." text).
+    window: Option<(bool, String)>,
     duration: String,
     messages: String,
     stored_messages: String,
@@ -958,6 +960,18 @@ fn panel_html(
         started_title: format::full(s.started_at, tz),
         last_title: format::full(s.last_message_at, tz),
         has_voice: d.has_voice,
+        window: (s.channel == parley_core::Channel::Whatsapp)
+            .then(|| crate::channels::whatsapp::window_closes_at(d.last_inbound_at))
+            .flatten()
+            .map(|end| {
+                let open = Timestamp::now() < end;
+                let when = format::datetime(end, tz);
+                if open {
+                    (true, format!("Open until {when}"))
+                } else {
+                    (false, format!("Closed since {when}: templates only"))
+                }
+            }),
         duration: s
             .duration_ms
             .map_or_else(|| "Ongoing".into(), format::duration),

@@ -240,6 +240,12 @@ async fn a_whatsapp_voice_note_and_photo_are_shown_and_played_in_the_transcript(
     assert!(captions.contains(TRANSCRIPT), "{captions}");
     assert!(captions.contains(DESCRIPTION), "{captions}");
     assert!(b.text("#panel .meta").await.contains("has voice messages"));
+    assert!(
+        b.text("#panel .meta .window.open")
+            .await
+            .starts_with("Open until"),
+        "the 24-hour window is open after the customer wrote"
+    );
     b.screenshot("whatsapp-transcript").await;
     assert_eq!(b.console_errors().await, Vec::<String>::new());
 
