@@ -130,19 +130,23 @@ fn parse_channel(id: &str) -> Result<ChannelConnectionId, ApiError> {
 }
 
 /// Builds (and, for Telegram, registers with `setWebhook`) a connection from the input.
-async fn connect(
+/// Connects `input` to `assistant` of `workspace`: validates it, seals the secrets, asks
+/// Telegram to deliver to Parley (`setWebhook`) or reads a WhatsApp number's quality, and
+/// stores the connection. Shared by the API and the dashboard. Errors: as
+/// [`create`](fn@create) answers them.
+pub(crate) async fn connect(
     st: &AppState,
-    auth: &ApiKeyAuth,
+    workspace: parley_core::WorkspaceId,
     assistant: AssistantId,
     input: &ConnectInput,
 ) -> Result<ChannelConnection, ApiError> {
     st.store
-        .get_assistant(auth.workspace, assistant)
+        .get_assistant(workspace, assistant)
         .await?
         .ok_or_else(|| ApiError::not_found("assistant"))?;
     let mut c = ChannelConnection {
         id: ChannelConnectionId::new(),
-        workspace_id: auth.workspace,
+        workspace_id: workspace,
         assistant_id: assistant,
         kind: input.kind,
         external_key: String::new(),
@@ -252,7 +256,7 @@ pub(super) async fn create(
     Path(id): Path<String>,
     ApiJson(input): ApiJson<ConnectInput>,
 ) -> Result<Response, ApiError> {
-    let c = connect(&st, &auth, parse_assistant(&id)?, &input).await?;
+    let c = connect(&st, auth.workspace, parse_assistant(&id)?, &input).await?;
     tracing::info!(connection = %c.id, kind = %c.kind, "channel connected");
     Ok((StatusCode::CREATED, Json(channels::view(&c))).into_response())
 }
@@ -301,21 +305,30 @@ pub(super) async fn delete(
     auth: ApiKeyAuth,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
-    let id = parse_channel(&id)?;
+    disconnect(&st, auth.workspace, parse_channel(&id)?).await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+/// Removes connection `id` of `workspace` (Telegram is asked to stop delivering first); its
+/// conversations stay. Shared by the API and the dashboard. Errors: 404 if not in the
+/// workspace.
+pub(crate) async fn disconnect(
+    st: &AppState,
+    workspace: parley_core::WorkspaceId,
+    id: ChannelConnectionId,
+) -> Result<(), ApiError> {
     let c = st
         .store
         .channels()
-        .get_channel(auth.workspace, id)
+        .get_channel(workspace, id)
         .await?
         .ok_or_else(|| ApiError::not_found("channel"))?;
     if c.kind == ChannelKind::Telegram {
-        telegram::delete_webhook(&st, &c).await;
+        telegram::delete_webhook(st, &c).await;
     }
-    st.store
-        .channels()
-        .delete_channel(auth.workspace, id)
-        .await?;
-    Ok(StatusCode::NO_CONTENT.into_response())
+    st.store.channels().delete_channel(workspace, id).await?;
+    tracing::info!(connection = %id, "channel disconnected");
+    Ok(())
 }
 
 /// `GET /api/v1/conversations/{id}/channel`: the connection a conversation came through, the

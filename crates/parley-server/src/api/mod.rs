@@ -5,7 +5,7 @@
 //! the two in step.
 
 mod assistants;
-mod channels;
+pub(crate) mod channels;
 mod conversations;
 mod transfer;
 

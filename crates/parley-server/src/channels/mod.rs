@@ -184,6 +184,8 @@ pub(crate) async fn answer_and_send<F, Fut>(
 
 /// A connection as the assistant page lists it.
 pub struct ChannelRow {
+    /// The connection's id.
+    pub id: String,
     /// `whatsapp` or `telegram` (the badge's class).
     pub kind: String,
     /// "WhatsApp" or "Telegram".
@@ -223,6 +225,7 @@ pub async fn rows(
     };
     list.iter()
         .map(|c| ChannelRow {
+            id: c.id.to_string(),
             kind: c.kind.as_str().to_owned(),
             label: match c.kind {
                 ChannelKind::Whatsapp => "WhatsApp",

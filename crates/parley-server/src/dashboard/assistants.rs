@@ -163,6 +163,8 @@ struct FormPage {
     versions: Vec<VersionRow>,
     /// WhatsApp senders and Telegram bots connected to the assistant.
     channels: Vec<crate::channels::ChannelRow>,
+    /// The outcome of the last channel form: (ok, message).
+    channel_notice: Option<(bool, String)>,
 }
 
 /// What the form shows.
@@ -311,6 +313,7 @@ fn form_page(
     error: Option<(String, String)>,
     saved: bool,
     channels: Vec<crate::channels::ChannelRow>,
+    channel_notice: Option<(bool, String)>,
 ) -> Response {
     let (key_status, key_source) = key_status(existing.map(|a| &a.settings));
     let (price_hint, window_hint) = hints(st, &f.model);
@@ -345,6 +348,7 @@ fn form_page(
         error,
         error_field,
         saved,
+        channel_notice,
         f,
         modes,
         key_status,
@@ -382,6 +386,12 @@ fn form_page(
 pub(super) struct Saved {
     #[serde(default)]
     saved: Option<String>,
+    /// `connected` or `disconnected` after a channel form.
+    #[serde(default)]
+    channel: Option<String>,
+    /// Why a channel could not be connected.
+    #[serde(default)]
+    channel_error: Option<String>,
 }
 
 /// `GET /assistants/new`.
@@ -406,6 +416,7 @@ pub(super) async fn new_form(
         None,
         false,
         Vec::new(),
+        None,
     )
 }
 
@@ -444,7 +455,148 @@ pub(super) async fn edit_form(
         None,
         q.saved.is_some(),
         channels,
+        channel_notice(&q),
     )
+}
+
+/// The banner after a channel form, from the redirect's query.
+fn channel_notice(q: &Saved) -> Option<(bool, String)> {
+    if let Some(e) = &q.channel_error {
+        return Some((false, format!("Not connected: {e}")));
+    }
+    match q.channel.as_deref() {
+        Some("connected") => Some((
+            true,
+            "Connected. Messages to it now reach this assistant.".into(),
+        )),
+        Some("disconnected") => Some((true, "Disconnected. Its conversations are kept.".into())),
+        _ => None,
+    }
+}
+
+/// `POST /assistants/{id}/channels` form: a WhatsApp sender's or a Telegram bot's
+/// credentials (see `api::channels::ConnectInput`); empty fields mean "not given".
+#[derive(Debug, Deserialize)]
+pub(super) struct ChannelForm {
+    #[serde(rename = "_csrf", default)]
+    csrf: String,
+    kind: String,
+    #[serde(default)]
+    phone_number_id: String,
+    #[serde(default)]
+    business_account_id: String,
+    #[serde(default)]
+    access_token: String,
+    #[serde(default)]
+    app_secret: String,
+    #[serde(default)]
+    verify_token: String,
+    #[serde(default)]
+    bot_token: String,
+    #[serde(default)]
+    public_base_url: String,
+    #[serde(default)]
+    transcription_model: String,
+    #[serde(default)]
+    vision_model: String,
+    /// Advanced: the Graph API base (a proxy, another API version).
+    #[serde(default)]
+    graph_base_url: String,
+    /// Advanced: the Bot API base (a local Bot API server).
+    #[serde(default)]
+    api_base_url: String,
+}
+
+/// A form with only its CSRF token.
+#[derive(Debug, Deserialize)]
+pub(super) struct CsrfForm {
+    #[serde(rename = "_csrf", default)]
+    csrf: String,
+}
+
+/// Refuses a channel form that is not an admin's with a valid CSRF token.
+fn channel_form_refused(session: &Session, csrf: &str) -> Option<Response> {
+    if !session.csrf_ok(Some(csrf)) {
+        return Some(error_page(
+            StatusCode::FORBIDDEN,
+            "Form expired",
+            "Reload the page and try again.",
+        ));
+    }
+    (session.user.role != UserRole::Admin).then(|| {
+        error_page(
+            StatusCode::FORBIDDEN,
+            "Not allowed",
+            "Only administrators can connect channels.",
+        )
+    })
+}
+
+fn back_to_channels(assistant: &str, query: &[(&str, &str)]) -> Response {
+    let mut q = form_urlencoded::Serializer::new(String::new());
+    for (k, v) in query {
+        q.append_pair(k, v);
+    }
+    Redirect::to(&format!("/assistants/{assistant}?{}#channels", q.finish())).into_response()
+}
+
+/// `POST /assistants/{id}/channels`: connects a channel the way
+/// `POST /api/v1/assistants/{id}/channels` does, then back to the page with the outcome.
+pub(super) async fn connect_channel(
+    State(st): State<AppState>,
+    session: Session,
+    Path(id): Path<String>,
+    Form(f): Form<ChannelForm>,
+) -> Response {
+    if let Some(refused) = channel_form_refused(&session, &f.csrf) {
+        return refused;
+    }
+    let Ok(assistant) = id.parse::<AssistantId>() else {
+        return error_page(StatusCode::NOT_FOUND, "Not found", "No such assistant.");
+    };
+    let given = |v: &str| (!v.trim().is_empty()).then(|| v.trim().to_owned());
+    let kind = match f.kind.as_str() {
+        "whatsapp" => parley_core::channel::ChannelKind::Whatsapp,
+        "telegram" => parley_core::channel::ChannelKind::Telegram,
+        _ => return back_to_channels(&id, &[("channel_error", "unknown channel kind")]),
+    };
+    let input = crate::api::channels::ConnectInput {
+        kind,
+        phone_number_id: given(&f.phone_number_id),
+        business_account_id: given(&f.business_account_id),
+        access_token: given(&f.access_token),
+        app_secret: given(&f.app_secret),
+        verify_token: given(&f.verify_token),
+        graph_base_url: given(&f.graph_base_url),
+        bot_token: given(&f.bot_token),
+        public_base_url: given(&f.public_base_url),
+        api_base_url: given(&f.api_base_url),
+        transcription_model: given(&f.transcription_model),
+        vision_model: given(&f.vision_model),
+    };
+    match crate::api::channels::connect(&st, session.user.workspace_id, assistant, &input).await {
+        Ok(_) => back_to_channels(&id, &[("channel", "connected")]),
+        Err(e) => back_to_channels(&id, &[("channel_error", &e.message)]),
+    }
+}
+
+/// `POST /assistants/{id}/channels/{channel}/delete`: disconnects a channel.
+pub(super) async fn disconnect_channel(
+    State(st): State<AppState>,
+    session: Session,
+    Path((id, channel)): Path<(String, String)>,
+    Form(f): Form<CsrfForm>,
+) -> Response {
+    if let Some(refused) = channel_form_refused(&session, &f.csrf) {
+        return refused;
+    }
+    let Ok(channel) = channel.parse() else {
+        return error_page(StatusCode::NOT_FOUND, "Not found", "No such channel.");
+    };
+    match crate::api::channels::disconnect(&st, session.user.workspace_id, channel).await {
+        Ok(()) => back_to_channels(&id, &[("channel", "disconnected")]),
+        Err(e) => back_to_channels(&id, &[("channel_error", &e.message)]),
+    }
 }
 
 /// The settings a posted form asks for. Errors: (message, field) for the first bad value.
@@ -682,6 +834,7 @@ async fn save(
                 Some(error),
                 false,
                 channels,
+                None,
             );
             *res.status_mut() = StatusCode::UNPROCESSABLE_ENTITY;
             res

@@ -104,6 +104,14 @@ pub fn router() -> Router<AppState> {
             get(assistants::edit_form).post(assistants::save_existing),
         )
         .route(
+            "/assistants/{id}/channels",
+            post(assistants::connect_channel),
+        )
+        .route(
+            "/assistants/{id}/channels/{channel}/delete",
+            post(assistants::disconnect_channel),
+        )
+        .route(
             "/assistants/{id}/widget",
             get(widget::page).post(widget::save),
         )

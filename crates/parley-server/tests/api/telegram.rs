@@ -403,3 +403,110 @@ crate::both_backends!(
     every_fixture_update_is_stored,
     replayed_updates_store_nothing_twice
 );
+
+/// An admin connects and disconnects a bot from the assistant's dashboard page; a bad token
+/// comes back as a notice on the page, and members may not connect.
+#[tokio::test]
+async fn an_admin_connects_a_bot_from_the_dashboard() {
+    use parley_core::UserRole;
+    let app = TestApp::spawn().await;
+    let bot = FakeBotApi::start(TOKEN).await.unwrap();
+    let stub = StubProvider::start().await.unwrap();
+    let assistant = assistant(&app, &stub).await;
+    let http = crate::helpers::http_client_builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let (cookie, csrf) = app.dashboard_session(UserRole::Admin).await;
+    let post = |path: String, form: Vec<(&'static str, String)>, cookie: String| {
+        let req = http
+            .post(app.url(&path))
+            .header("cookie", cookie)
+            .form(&form);
+        async move {
+            let res = req.send().await.unwrap();
+            let location = res
+                .headers()
+                .get("location")
+                .map(|l| l.to_str().unwrap().to_owned())
+                .unwrap_or_default();
+            (res.status().as_u16(), location)
+        }
+    };
+    let form = |token: &str, csrf: &str| {
+        vec![
+            ("_csrf", csrf.to_owned()),
+            ("kind", "telegram".to_owned()),
+            ("bot_token", token.to_owned()),
+            ("public_base_url", app.base.clone()),
+            ("api_base_url", bot.base_url.clone()),
+            ("transcription_model", String::new()),
+        ]
+    };
+    let connect = format!("/assistants/{assistant}/channels");
+
+    // A malformed token: nothing connected, the reason shown on the page.
+    let (status, location) =
+        post(connect.clone(), form("not-a-token", &csrf), cookie.clone()).await;
+    assert_eq!(status, 303);
+    assert!(location.contains("channel_error="), "{location}");
+    let page = http
+        .get(app.url(&location))
+        .header("cookie", &cookie)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        page.contains("Not connected: bot_token: must look like"),
+        "the notice"
+    );
+    assert!(bot.calls().is_empty());
+
+    // A member may not connect.
+    let (member_cookie, member_csrf) = app.dashboard_session(UserRole::Member).await;
+    let (status, _) = post(connect.clone(), form(TOKEN, &member_csrf), member_cookie).await;
+    assert_eq!(status, 403);
+
+    // The admin connects: setWebhook was called, the page lists the bot.
+    let (status, location) = post(connect.clone(), form(TOKEN, &csrf), cookie.clone()).await;
+    assert_eq!(
+        (status, location.contains("channel=connected")),
+        (303, true)
+    );
+    assert_eq!(bot.calls()[0].method, "setWebhook");
+    let listed = app
+        .get(&format!("/api/v1/assistants/{assistant}/channels"))
+        .await;
+    let channel = listed.body["items"][0]["id"].as_str().unwrap().to_owned();
+    let page = http
+        .get(app.url(&location))
+        .header("cookie", &cookie)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(page.contains(&format!("/webhooks/telegram/{channel}")));
+    assert!(page.contains("Connected. Messages to it now reach this assistant."));
+
+    // Disconnect: Telegram is told, the connection is gone.
+    let (status, location) = post(
+        format!("/assistants/{assistant}/channels/{channel}/delete"),
+        vec![("_csrf", csrf.clone())],
+        cookie.clone(),
+    )
+    .await;
+    assert_eq!(
+        (status, location.contains("channel=disconnected")),
+        (303, true)
+    );
+    assert!(bot.calls().iter().any(|c| c.method == "deleteWebhook"));
+    let listed = app
+        .get(&format!("/api/v1/assistants/{assistant}/channels"))
+        .await;
+    assert_eq!(listed.body["items"], json!([]));
+}

@@ -263,5 +263,13 @@ async fn a_whatsapp_voice_note_and_photo_are_shown_and_played_in_the_transcript(
         .await
         .unwrap();
     assert_ne!(anonymous.status(), 200, "the file needs a session");
+    // The assistant's page lists the connected number with its quality and webhook.
+    b.goto(&format!("{base}/assistants/{assistant}#channels"))
+        .await;
+    assert!(b.text("#channels").await.contains("1122334455667"));
+    b.js("document.getElementById('connect-telegram').open = true; document.getElementById('channels').scrollIntoView(); return true")
+        .await;
+    b.screenshot("assistant-channels").await;
+
     b.close().await;
 }
