@@ -11,7 +11,7 @@
 //! `update_id`, so redelivered updates store nothing twice; the conversation is the chat's.
 //! Text, captions, photos (the largest size), voice notes, audio, documents, videos and
 //! stickers are handled, files downloaded with `getFile`; edited messages are recorded as
-//! `[edited] ...` without an answer; other updates (callback queries, inline queries) are
+//! `[edited] ...` without an answer, and mark the original (`edited_by`); other updates (callback queries, inline queries) are
 //! recorded as unsupported.
 //!
 //! **Replies** go out with `sendMessage`, split into parts of at most 4,096 characters (UTF-16
@@ -29,7 +29,7 @@ use parley_core::channel::{
     DeliveryStatus,
 };
 use parley_core::model::{AssistantRef, Message, MessageInput, MessageMeta};
-use parley_core::{Channel, ChannelConnectionId, Role, Timestamp};
+use parley_core::{Channel, ChannelConnectionId, ConversationId, Role, Timestamp, WorkspaceId};
 use serde_json::{Value, json};
 use subtle::ConstantTimeEq;
 
@@ -390,7 +390,7 @@ pub async fn process(
     input.session_id = Some(format!("tg-{chat}"));
     input.messages = vec![MessageInput {
         id: None,
-        external_id: Some(external_id),
+        external_id: Some(external_id.clone()),
         role: Role::User,
         content,
         created_at: m["edit_date"]
@@ -409,6 +409,12 @@ pub async fn process(
         .await?
         .pop()
         .expect("one batch, one outcome");
+    if outcome.stored() > 0
+        && edited
+        && let Some(original) = m["message_id"].as_i64()
+    {
+        mark_edited(state, ws, outcome.conversation_id, original, &external_id).await?;
+    }
     if outcome.stored() == 0 || !answer {
         return Ok(());
     }
@@ -640,4 +646,44 @@ mod tests {
         assert_eq!(parts.concat(), emoji);
         assert_eq!(split_message("", 4096), Vec::<String>::new());
     }
+}
+
+/// Marks the stored message with Telegram `message_id` `original` in `conversation` as edited
+/// by the update `by` (`meta.channel.edited_by`), as WhatsApp edits mark theirs. Telegram
+/// sends the whole edited message with the original's `message_id`; Parley keeps both.
+async fn mark_edited(
+    state: &AppState,
+    ws: WorkspaceId,
+    conversation: ConversationId,
+    original: i64,
+    by: &str,
+) -> Result<(), ApiError> {
+    let _guard = super::MESSAGE_UPDATES.lock().await;
+    let Some(export) = state
+        .store
+        .export_conversations(ws, &[conversation])
+        .await?
+        .pop()
+    else {
+        return Ok(());
+    };
+    let found = export.messages.into_iter().find(|m| {
+        m.meta.channel.as_ref().is_some_and(|c| {
+            c.kind != "edited"
+                && c.details.as_ref().and_then(|d| d["message_id"].as_i64()) == Some(original)
+        })
+    });
+    let Some(m) = found else {
+        return Ok(());
+    };
+    let mut meta = m.meta.clone();
+    if let Some(ch) = meta.channel.as_mut() {
+        ch.edited_by = Some(by.to_owned());
+    }
+    state
+        .store
+        .channels()
+        .update_message_channel(ws, m.id, None, &meta)
+        .await?;
+    Ok(())
 }

@@ -510,3 +510,36 @@ async fn an_admin_connects_a_bot_from_the_dashboard() {
         .await;
     assert_eq!(listed.body["items"], json!([]));
 }
+
+/// An edited message is kept beside the original, which is marked as edited.
+#[tokio::test]
+async fn an_edit_marks_the_original_message() {
+    let rig = rig(Backend::Sqlite).await.unwrap();
+    let first = text_update(9001, "See you at 7");
+    let message_id = first["message"]["message_id"].clone();
+    rig.deliver(&first).await;
+    eventually(10, "the first message", || async {
+        message_with(&rig.app, "9001").await
+    })
+    .await;
+    let mut edit = json!({"update_id": 9002, "edited_message": first["message"].clone()});
+    edit["edited_message"]["text"] = json!("See you at 8");
+    edit["edited_message"]["edit_date"] = json!(first["message"]["date"].as_i64().unwrap() + 60);
+    rig.deliver(&edit).await;
+    let original = eventually(10, "the original marked", || async {
+        message_with(&rig.app, "9001")
+            .await
+            .filter(|m| m["meta"]["channel"]["edited_by"] == "9002")
+    })
+    .await;
+    assert_eq!(
+        original["content"], "See you at 7",
+        "the original text stays"
+    );
+    let edited = message_with(&rig.app, "9002").await.unwrap();
+    assert_eq!(edited["content"], "[edited] See you at 8");
+    assert_eq!(
+        edited["meta"]["channel"]["refers_to"],
+        message_id.to_string()
+    );
+}
