@@ -618,36 +618,6 @@ impl media::Fetch for TelegramFile<'_> {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn tokens_give_the_bot_id() {
-        assert_eq!(
-            bot_id("123456789:AAHdqTcvCH1vGWJxfSeofSAs0K5PALDsaw"),
-            Some("123456789")
-        );
-        assert_eq!(bot_id("not-a-token"), None);
-        assert_eq!(bot_id("123:short"), None);
-    }
-
-    #[test]
-    fn long_answers_are_split_within_the_limit() {
-        let text = format!("{}\n{}", "a".repeat(3000), "b".repeat(3000));
-        let parts = split_message(&text, 4096);
-        assert_eq!(parts.len(), 2);
-        assert_eq!(parts[0], format!("{}\n", "a".repeat(3000)));
-        assert_eq!(parts.concat(), text);
-        // Emoji count twice in UTF-16.
-        let emoji = "😀".repeat(3000);
-        let parts = split_message(&emoji, 4096);
-        assert!(parts.iter().all(|p| p.encode_utf16().count() <= 4096));
-        assert_eq!(parts.concat(), emoji);
-        assert_eq!(split_message("", 4096), Vec::<String>::new());
-    }
-}
-
 /// Marks the stored message with Telegram `message_id` `original` in `conversation` as edited
 /// by the update `by` (`meta.channel.edited_by`), as WhatsApp edits mark theirs. Telegram
 /// sends the whole edited message with the original's `message_id`; Parley keeps both.
@@ -686,4 +656,34 @@ async fn mark_edited(
         .update_message_channel(ws, m.id, None, &meta)
         .await?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tokens_give_the_bot_id() {
+        assert_eq!(
+            bot_id("123456789:AAHdqTcvCH1vGWJxfSeofSAs0K5PALDsaw"),
+            Some("123456789")
+        );
+        assert_eq!(bot_id("not-a-token"), None);
+        assert_eq!(bot_id("123:short"), None);
+    }
+
+    #[test]
+    fn long_answers_are_split_within_the_limit() {
+        let text = format!("{}\n{}", "a".repeat(3000), "b".repeat(3000));
+        let parts = split_message(&text, 4096);
+        assert_eq!(parts.len(), 2);
+        assert_eq!(parts[0], format!("{}\n", "a".repeat(3000)));
+        assert_eq!(parts.concat(), text);
+        // Emoji count twice in UTF-16.
+        let emoji = "😀".repeat(3000);
+        let parts = split_message(&emoji, 4096);
+        assert!(parts.iter().all(|p| p.encode_utf16().count() <= 4096));
+        assert_eq!(parts.concat(), emoji);
+        assert_eq!(split_message("", 4096), Vec::<String>::new());
+    }
 }
