@@ -101,7 +101,7 @@
     ".compose{display:flex;gap:6px;padding:10px;border-top:1px solid #e4e4ea;background:#fff}" +
     "textarea,input,select{font:inherit;border:1px solid #cfd0d8;border-radius:8px;padding:8px;width:100%;color:#1f2330;background:#fff}" +
     ".compose textarea{resize:none;height:40px}" +
-    ".rec{min-width:44px}.rec.on{background:#b42318;color:#fff}.mic{margin:0;padding:6px 10px;background:#fff;border-top:1px solid #e4e4ea}" +
+    ".rec{min-width:44px}.rec:only-child{flex:1;padding:11px}.rec.on{background:#b42318;color:#fff}.mic{margin:0;padding:6px 10px;background:#fff;border-top:1px solid #e4e4ea}" +
     ".btn{background:var(--c);color:var(--t);border:0;border-radius:8px;padding:8px 12px;cursor:pointer;font-weight:600;white-space:nowrap}" +
     "form.pre,.rate{padding:14px;display:flex;flex-direction:column;gap:10px;overflow-y:auto;flex:1}" +
     "label{display:flex;flex-direction:column;gap:4px;font-size:13px;font-weight:600}.err{color:#b42318;font-size:12px;font-weight:400}" +
