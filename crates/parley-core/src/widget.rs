@@ -593,6 +593,17 @@ mod tests {
         };
         assert_eq!(s.validate().unwrap_err().field, "color");
         let mut s = WidgetSettings {
+            transcription_model: "whisper\n1".into(),
+            ..Default::default()
+        };
+        assert_eq!(s.validate().unwrap_err().field, "transcription_model");
+        let mut s = WidgetSettings {
+            transcription_model: " whisper-1 ".into(),
+            ..Default::default()
+        };
+        s.validate().unwrap();
+        assert_eq!(s.transcription_model, "whisper-1");
+        let mut s = WidgetSettings {
             pre_chat: vec![PreChatField {
                 key: "Bad Key".into(),
                 label: "x".into(),

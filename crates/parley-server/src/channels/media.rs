@@ -4,7 +4,8 @@
 //! multipart `file` + `model`) when the connection names a `transcription_model`, and
 //! describing images with a vision-capable model of the same provider (`POST
 //! {base_url}/chat/completions` with the image as a `data:` URL) when it names a
-//! `vision_model`.
+//! `vision_model`. The web widget's voice messages use the same storage and transcription
+//! ([`store_attachment`], [`transcribe_with`]).
 
 use std::path::PathBuf;
 

@@ -742,6 +742,8 @@ async fn the_settings_page_saves_and_shows_the_script_tag() {
             ("idle_timeout_minutes", "15".into()),
             ("tracking", "1".into()),
             ("str_send", "Senden".into()),
+            ("str_mic_denied", "Kein Mikrofon".into()),
+            ("transcription_model", "  whisper-1 ".into()),
         ]
     };
     let post = |f: Vec<(&'static str, String)>| {
@@ -779,6 +781,20 @@ async fn the_settings_page_saves_and_shows_the_script_tag() {
     assert_eq!(w.settings.pre_chat.len(), 2);
     assert!(w.settings.pre_chat[0].required);
     assert_eq!(w.settings.strings.send, "Senden");
+    assert_eq!(w.settings.strings.mic_denied, "Kein Mikrofon");
+    assert_eq!(w.settings.transcription_model, "whisper-1", "trimmed");
+    let page = app
+        .send(
+            app.client
+                .get(app.url(&format!("/assistants/{id}/widget")))
+                .header("cookie", &cookie),
+        )
+        .await;
+    assert!(
+        page.text
+            .contains("name=\"transcription_model\" maxlength=\"200\" value=\"whisper-1\""),
+        "the saved model is shown"
+    );
     assert_eq!(
         w.settings.strings.start, "Start chat",
         "empty strings keep the default"
