@@ -30,10 +30,12 @@ pub enum WidgetMode {
     /// Text only.
     #[default]
     Chat,
-    /// Text and recorded voice messages. Voice messages need attachment storage, which Parley
-    /// does not have yet: until then the widget offers text in every mode.
+    /// Text and recorded voice messages (`POST /widget/v1/voice`: the audio is kept as an
+    /// attachment and, with a `transcription_model`, transcribed into the message's text).
     VoiceAndChat,
-    /// Recorded voice messages only (answers come back as text); see `VoiceAndChat`.
+    /// Recorded voice messages only (answers come back as text). Without a
+    /// `transcription_model` the script still offers text, since the assistant could not
+    /// understand the recordings.
     Voice,
 }
 
@@ -183,6 +185,9 @@ pub struct WidgetStrings {
     pub thanks: String,
     /// The voice recording button.
     pub record: String,
+    /// Shown when the browser gives no microphone (refused permission, no device, no
+    /// recording support); the widget then offers text.
+    pub mic_denied: String,
 }
 
 impl Default for WidgetStrings {
@@ -197,12 +202,13 @@ impl Default for WidgetStrings {
             comment_placeholder: "Anything to add? (optional)".into(),
             thanks: "Thank you for your feedback!".into(),
             record: "Record a voice message".into(),
+            mic_denied: "The microphone is not available: please type your message.".into(),
         }
     }
 }
 
 impl WidgetStrings {
-    fn all(&self) -> [(&'static str, &String); 9] {
+    fn all(&self) -> [(&'static str, &String); 10] {
         [
             ("placeholder", &self.placeholder),
             ("send", &self.send),
@@ -213,6 +219,7 @@ impl WidgetStrings {
             ("comment_placeholder", &self.comment_placeholder),
             ("thanks", &self.thanks),
             ("record", &self.record),
+            ("mic_denied", &self.mic_denied),
         ]
     }
 }
@@ -250,6 +257,10 @@ pub struct WidgetSettings {
     /// Whether the tracker honours Do Not Track and Global Privacy Control (default true):
     /// with either signal set it records nothing.
     pub respect_dnt: bool,
+    /// The speech-to-text model of the assistant's provider that transcribes visitors' voice
+    /// messages (`POST {base_url}/audio/transcriptions`, such as `whisper-1`); empty: voice
+    /// messages are kept untranscribed, with a placeholder text.
+    pub transcription_model: String,
 }
 
 impl Default for WidgetSettings {
@@ -268,6 +279,7 @@ impl Default for WidgetSettings {
             strings: WidgetStrings::default(),
             tracking: true,
             respect_dnt: true,
+            transcription_model: String::new(),
         }
     }
 }
@@ -330,6 +342,15 @@ impl WidgetSettings {
             if !is_hex_color(c) {
                 return Err(Invalid::new(field, "a colour such as #6d28d9"));
             }
+        }
+        self.transcription_model = self.transcription_model.trim().to_owned();
+        if self.transcription_model.len() > 200
+            || self.transcription_model.chars().any(char::is_control)
+        {
+            return Err(Invalid::new(
+                "transcription_model",
+                "a model name of at most 200 characters",
+            ));
         }
         if self.idle_timeout_minutes > MAX_IDLE_MINUTES {
             return Err(Invalid::new(
@@ -571,6 +592,17 @@ mod tests {
             ..Default::default()
         };
         assert_eq!(s.validate().unwrap_err().field, "color");
+        let mut s = WidgetSettings {
+            transcription_model: "whisper\n1".into(),
+            ..Default::default()
+        };
+        assert_eq!(s.validate().unwrap_err().field, "transcription_model");
+        let mut s = WidgetSettings {
+            transcription_model: " whisper-1 ".into(),
+            ..Default::default()
+        };
+        s.validate().unwrap();
+        assert_eq!(s.transcription_model, "whisper-1");
         let mut s = WidgetSettings {
             pre_chat: vec![PreChatField {
                 key: "Bad Key".into(),

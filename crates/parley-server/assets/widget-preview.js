@@ -17,7 +17,8 @@
     var base = JSON.parse(mount.getAttribute("data-config") || "{}"), strings = {};
     Object.keys(base.strings || {}).forEach(function (k) { strings[k] = value("str_" + k) || base.strings[k]; });
     return { title: value("title"), greeting: value("greeting"), color: value("color"), text_color: value("text_color"),
-             position: value("position"), mode: value("mode"), pre_chat: preChat(value("pre_chat")), strings: strings };
+             position: value("position"), mode: value("mode"), pre_chat: preChat(value("pre_chat")), strings: strings,
+             voice_transcribed: !!value("transcription_model").trim() };
   }
   function draw() { if (window.Parley && window.Parley.preview) window.Parley.preview(mount, config()); }
   form.addEventListener("input", draw);

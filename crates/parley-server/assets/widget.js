@@ -35,11 +35,12 @@
   function save(name, v) {
     try { if (v == null) store.removeItem(name); else store.setItem(name, JSON.stringify(v)); } catch (e) { /* private mode */ }
   }
+  /* A request to the widget API; `body` is sent as JSON, or as itself when it is a Blob (audio). */
   function call(method, path, body, headers, keepalive) {
-    var h = { "content-type": "application/json" };
+    var raw = window.Blob && body instanceof Blob, h = { "content-type": raw ? body.type : "application/json" };
     for (var k in headers || {}) if (headers[k]) h[k] = headers[k];
     return fetch(API + path + (path.indexOf("?") < 0 ? "?" : "&") + "key=" + encodeURIComponent(KEY), {
-      method: method, headers: h, body: body ? JSON.stringify(body) : undefined,
+      method: method, headers: h, body: raw ? body : body ? JSON.stringify(body) : undefined,
       credentials: "omit", keepalive: !!keepalive, mode: "cors"
     });
   }
@@ -100,6 +101,7 @@
     ".compose{display:flex;gap:6px;padding:10px;border-top:1px solid #e4e4ea;background:#fff}" +
     "textarea,input,select{font:inherit;border:1px solid #cfd0d8;border-radius:8px;padding:8px;width:100%;color:#1f2330;background:#fff}" +
     ".compose textarea{resize:none;height:40px}" +
+    ".rec{min-width:44px}.rec:only-child{flex:1;padding:11px}.rec.on{background:#b42318;color:#fff}.mic{margin:0;padding:6px 10px;background:#fff;border-top:1px solid #e4e4ea}" +
     ".btn{background:var(--c);color:var(--t);border:0;border-radius:8px;padding:8px 12px;cursor:pointer;font-weight:600;white-space:nowrap}" +
     "form.pre,.rate{padding:14px;display:flex;flex-direction:column;gap:10px;overflow-y:auto;flex:1}" +
     "label{display:flex;flex-direction:column;gap:4px;font-size:13px;font-weight:600}.err{color:#b42318;font-size:12px;font-weight:400}" +
@@ -146,7 +148,11 @@
       var pre = w.cfg.pre_chat || [];
       if (!w.state.token && pre.length) panel.appendChild(w.preForm(pre));
       else if (w.state.closed) panel.appendChild(w.rating());
-      else { panel.appendChild(w.list()); panel.appendChild(w.composer()); }
+      else {
+        panel.appendChild(w.list());
+        if (w.micOff && w.voice()) panel.appendChild(el("p", "err mic", w.s.mic_denied));
+        panel.appendChild(w.composer());
+      }
       r.appendChild(panel);
     }
     if (!w.preview) {
@@ -226,13 +232,19 @@
     if (m.id) b.setAttribute("data-id", m.id);
     return b;
   };
+  /* Whether the mode offers voice messages. */
+  Widget.prototype.voice = function () { return /voice/.test(this.cfg.mode || ""); };
   Widget.prototype.composer = function () {
     var w = this, c = el("form", "compose");
     var ta = el("textarea"); ta.placeholder = w.s.placeholder; ta.setAttribute("aria-label", w.s.placeholder);
     var send = el("button", "btn send", w.s.send); send.type = "submit";
-    // Voice modes need attachment storage (audio messages), which Parley does not have yet:
-    // until it does, every mode offers the text composer.
-    c.appendChild(ta); c.appendChild(send);
+    var canRec = window.MediaRecorder && navigator.mediaDevices && navigator.mediaDevices.getUserMedia;
+    if (w.voice() && !canRec && !w.preview) w.micOff = true;
+    var rec = w.voice() && !w.micOff;
+    // Voice only hides the text input, unless recordings cannot be transcribed (the assistant
+    // could not understand them) or there is no microphone.
+    if (!rec || w.cfg.mode !== "voice" || w.cfg.voice_transcribed === false) { c.appendChild(ta); c.appendChild(send); }
+    if (rec) c.appendChild(w.recButton());
     ta.onkeydown = function (e) { if (e.key === "Enter" && !e.shiftKey) { e.preventDefault(); c.requestSubmit ? c.requestSubmit() : c.onsubmit(e); } };
     c.onsubmit = function (e) {
       e.preventDefault();
@@ -241,8 +253,64 @@
       ta.value = "";
       w.send(text);
     };
-    setTimeout(function () { if (!w.preview) ta.focus(); }, 0);
+    setTimeout(function () { if (!w.preview && ta.parentNode) ta.focus(); }, 0);
     return c;
+  };
+  /* The record button: tap to start and tap to stop, or hold while speaking; shows the time. */
+  Widget.prototype.recButton = function () {
+    var w = this, b = el("button", "btn rec"), held = 0;
+    b.type = "button"; b.title = w.s.record; b.setAttribute("aria-label", w.s.record);
+    w.recBtn = b; w.recLabel();
+    b.onpointerdown = function () { if (!w.rec) { held = Date.now(); w.record(); } };
+    b.onpointerup = function () { if (held && Date.now() - held > 600) w.stopRec(); };
+    b.onclick = function () { if (held) { held = 0; return; } if (w.rec) w.stopRec(); else w.record(); };
+    return b;
+  };
+  Widget.prototype.recLabel = function () {
+    var b = this.recBtn, r = this.rec;
+    if (!b) return;
+    var s = r ? Math.floor((Date.now() - r.t0) / 1000) : 0;
+    b.className = "btn rec" + (r ? " on" : "");
+    b.textContent = r ? "■ " + Math.floor(s / 60) + ":" + ("0" + (s % 60)).slice(-2) : "🎤";
+    b.setAttribute("aria-pressed", r ? "true" : "false");
+  };
+  Widget.prototype.record = function () {
+    var w = this, r;
+    if (w.rec || w.preview) return;
+    r = w.rec = { t0: Date.now(), chunks: [], size: 0 };
+    w.recLabel();
+    navigator.mediaDevices.getUserMedia({ audio: true }).then(function (stream) {
+      r.stream = stream;
+      if (w.rec !== r) return stream.getTracks().forEach(function (t) { t.stop(); });
+      var type = ["audio/webm;codecs=opus", "audio/ogg;codecs=opus", "audio/mp4", "audio/webm"].filter(function (t) {
+        return MediaRecorder.isTypeSupported && MediaRecorder.isTypeSupported(t);
+      })[0];
+      var mr = r.mr = new MediaRecorder(stream, type ? { mimeType: type } : undefined), max = w.cfg.max_voice_bytes || 2097152;
+      mr.ondataavailable = function (e) {
+        if (e.data && e.data.size) { r.chunks.push(e.data); r.size += e.data.size; }
+        if (r.size > max * 0.9 && w.rec === r) w.stopRec();
+      };
+      mr.onstop = function () {
+        stream.getTracks().forEach(function (t) { t.stop(); });
+        var blob = new Blob(r.chunks, { type: (mr.mimeType || type || "audio/webm").split(";")[0] });
+        if (blob.size && !r.cancel) w.send("🎤 …", null, 0, blob);
+      };
+      r.t0 = Date.now();
+      mr.start(1000);
+      r.timer = setInterval(function () { w.recLabel(); if (Date.now() - r.t0 > 300000) w.stopRec(); }, 500);
+    }, function () {
+      // No permission, no device: say so and offer text.
+      if (w.rec === r) w.rec = null;
+      w.micOff = true; w.draw();
+    });
+  };
+  Widget.prototype.stopRec = function () {
+    var r = this.rec;
+    if (!r) return;
+    this.rec = null; clearInterval(r.timer);
+    if (r.mr && r.mr.state !== "inactive") r.mr.stop();
+    else if (r.stream) r.stream.getTracks().forEach(function (t) { t.stop(); });
+    this.recLabel();
   };
   Widget.prototype.merge = function (m) {
     var w = this, i;
@@ -251,15 +319,18 @@
     }
     w.msgs.push(m);
   };
-  Widget.prototype.send = function (text, clientId, attempt) {
+  /* Sends a text, or a recording (`audio`, a Blob, with `text` shown until the server's
+     message replaces it); the answer streams back. */
+  Widget.prototype.send = function (text, clientId, attempt, audio) {
     var w = this, cid = clientId || rid().replace(/-/g, "");
     if (!w.state.token) {
-      return w.start({}).then(function () { w.send(text, cid); }, function (e) { w.toast(w.box, e); });
+      return w.start({}).then(function () { w.send(text, cid, 0, audio); }, function (e) { w.toast(w.box, e); });
     }
-    if (!clientId) { w.merge({ client_id: cid, role: "user", content: text, pending: true }); }
+    if (!attempt) { w.merge({ client_id: cid, role: "user", content: text, pending: true }); }
     w.state.last = Date.now(); w.persist();
     w.streaming = ""; w.draw();
-    call("POST", "/messages", { client_id: cid, content: text }, { "x-parley-visitor": w.state.token }).then(function (res) {
+    var h = { "x-parley-visitor": w.state.token };
+    (audio ? call("POST", "/voice?client_id=" + cid, audio, h) : call("POST", "/messages", { client_id: cid, content: text }, h)).then(function (res) {
       if (!res.ok) return json(res);
       var reader = res.body.getReader(), dec = new TextDecoder(), buf = "";
       function pump() {
@@ -286,7 +357,7 @@
       if (e.code === "conversation_closed") { w.state.closed = true; w.persist(); w.draw(); return; }
       if (e.status && e.status < 500 && e.status !== 429) { w.draw(); w.toast(w.box, e); return; }
       // A dropped connection: resend with the same client id (never stored twice), then catch up.
-      if ((attempt || 0) < 3) setTimeout(function () { w.send(text, cid, (attempt || 0) + 1); }, 1000 * ((attempt || 0) + 1));
+      if ((attempt || 0) < 3) setTimeout(function () { w.send(text, cid, (attempt || 0) + 1, audio); }, 1000 * ((attempt || 0) + 1));
       else w.sync();
     });
   };
@@ -346,7 +417,7 @@
     box.appendChild(again);
     return box;
   };
-  Widget.prototype.reset = function () { this.state = { open: true }; this.msgs = []; this.streaming = null; this.persist(); this.draw(); };
+  Widget.prototype.reset = function () { if (this.rec) { this.rec.cancel = true; this.stopRec(); } this.state = { open: true }; this.msgs = []; this.streaming = null; this.persist(); this.draw(); };
 
   /* ---------- the tracker ---------- */
   var tracker = { token: null, queue: [], timer: null };

@@ -99,6 +99,8 @@ struct StubState {
     /// What `/v1/audio/transcriptions` answers, and the uploads it received (model, bytes).
     transcript: Mutex<String>,
     transcriptions: Mutex<Vec<(String, usize)>>,
+    /// The `file` parts' file names, in the same order.
+    transcription_files: Mutex<Vec<String>>,
 }
 
 /// A running stub; it stops when dropped.
@@ -119,6 +121,7 @@ impl StubProvider {
             requests: Mutex::new(Vec::new()),
             transcript: Mutex::new("Hello from the stub's speech to text.".into()),
             transcriptions: Mutex::new(Vec::new()),
+            transcription_files: Mutex::new(Vec::new()),
         });
         let app = Router::new()
             .route("/v1/chat/completions", post(chat))
@@ -163,6 +166,12 @@ impl StubProvider {
         lock(&self.state.transcriptions).clone()
     }
 
+    /// The file name of every transcription upload (`voice.webm`...), oldest first: providers
+    /// tell the audio format by its extension.
+    pub fn transcription_files(&self) -> Vec<String> {
+        lock(&self.state.transcription_files).clone()
+    }
+
     /// Every chat completions request body received, oldest first.
     pub fn requests(&self) -> Vec<Value> {
         lock(&self.state.requests).clone()
@@ -194,6 +203,12 @@ async fn transcriptions(
                 model = Some(content.to_owned());
             } else if head.contains("name=\"file\"") {
                 file = Some(content.len());
+                let name = head
+                    .split("filename=\"")
+                    .nth(1)
+                    .and_then(|n| n.split('"').next())
+                    .unwrap_or("");
+                lock(&st.transcription_files).push(name.to_owned());
             }
         }
     }

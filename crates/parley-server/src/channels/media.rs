@@ -4,7 +4,8 @@
 //! multipart `file` + `model`) when the connection names a `transcription_model`, and
 //! describing images with a vision-capable model of the same provider (`POST
 //! {base_url}/chat/completions` with the image as a `data:` URL) when it names a
-//! `vision_model`.
+//! `vision_model`. The web widget's voice messages use the same storage and transcription
+//! ([`store_attachment`], [`transcribe_with`]).
 
 use std::path::PathBuf;
 
@@ -105,19 +106,11 @@ pub async fn download(state: &AppState, ws: WorkspaceId, a: &mut Attachment, fet
                 a.download_error = Some(format!("larger than {MAX_ATTACHMENT_BYTES} bytes"));
                 return;
             }
-            Ok(bytes) => store(state, ws, &bytes).await.map(|key| (key, bytes)),
+            Ok(bytes) => store_attachment(state, ws, a, &bytes).await,
             Err(e) => Err(e),
         };
         match result {
-            Ok((key, bytes)) => {
-                a.storage_key = Some(key);
-                a.size_bytes = Some(bytes.len() as u64);
-                a.sha256 = Some(
-                    Sha256::digest(&bytes)
-                        .iter()
-                        .map(|b| format!("{b:02x}"))
-                        .collect(),
-                );
+            Ok(()) => {
                 a.download_error = None;
                 return;
             }
@@ -132,7 +125,16 @@ pub async fn download(state: &AppState, ws: WorkspaceId, a: &mut Attachment, fet
     }
 }
 
-async fn store(state: &AppState, ws: WorkspaceId, bytes: &[u8]) -> Result<String, String> {
+/// Stores `bytes` in the attachment storage as `<workspace>/<uuid v7>` and fills `a`'s
+/// `storage_key`, `size_bytes` and `sha256` (lowercase hex). Used for channel downloads and
+/// for the widget's voice messages. Errors: the directory or file cannot be written (a
+/// description starting with `attachment storage:`); `a` is then unchanged.
+pub async fn store_attachment(
+    state: &AppState,
+    ws: WorkspaceId,
+    a: &mut Attachment,
+    bytes: &[u8],
+) -> Result<(), String> {
     let key = format!("{ws}/{}", uuid::Uuid::now_v7());
     let path = path_of(state, &key);
     if let Some(dir) = path.parent() {
@@ -143,7 +145,22 @@ async fn store(state: &AppState, ws: WorkspaceId, bytes: &[u8]) -> Result<String
     tokio::fs::write(&path, bytes)
         .await
         .map_err(|e| format!("attachment storage: {e}"))?;
-    Ok(key)
+    a.storage_key = Some(key);
+    a.size_bytes = Some(bytes.len() as u64);
+    a.sha256 = Some(
+        Sha256::digest(bytes)
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect(),
+    );
+    Ok(())
+}
+
+/// Removes a stored attachment's file (`storage_key`); a failure is logged, not returned.
+pub async fn remove_attachment(state: &AppState, storage_key: &str) {
+    if let Err(e) = tokio::fs::remove_file(path_of(state, storage_key)).await {
+        tracing::warn!(key = storage_key, error = %e, "could not remove an attachment");
+    }
 }
 
 /// Transcribes a downloaded voice note or audio file when the connection names a
@@ -158,16 +175,30 @@ pub async fn transcribe_if_configured(
         return None;
     }
     let model = super::config_str(c, "transcription_model")?.to_owned();
+    transcribe_with(state, c.workspace_id, c.assistant_id, &model, a).await
+}
+
+/// Transcribes a stored voice or audio attachment with `model` through the provider of
+/// `assistant` (`POST {base_url}/audio/transcriptions`); stores the text on the attachment
+/// and returns it. `None` when the assistant has no usable provider, the file is not stored,
+/// or the provider fails (logged). Used by the channels and by the widget's voice messages.
+pub async fn transcribe_with(
+    state: &AppState,
+    ws: WorkspaceId,
+    assistant: parley_core::AssistantId,
+    model: &str,
+    a: &mut Attachment,
+) -> Option<String> {
     let key = a.storage_key.clone()?;
     let assistant = state
         .store
-        .get_assistant(c.workspace_id, c.assistant_id)
+        .get_assistant(ws, assistant)
         .await
         .ok()
         .flatten()?;
     let endpoint = Endpoint::resolve(assistant.settings.provider.as_ref()?, &state.secrets).ok()?;
     let bytes = tokio::fs::read(path_of(state, &key)).await.ok()?;
-    match transcribe(state, &endpoint, &model, a, bytes).await {
+    match transcribe(state, &endpoint, model, a, bytes).await {
         Ok(text) => {
             a.transcript = Some(text.clone());
             Some(text)
@@ -265,7 +296,14 @@ async fn transcribe(
 ) -> Result<String, String> {
     let boundary = format!("parley-{}", uuid::Uuid::now_v7().simple());
     let mime = a.mime_type.as_deref().unwrap_or("audio/ogg");
-    let ext = if mime.contains("mpeg") { "mp3" } else { "ogg" };
+    // Providers tell the format by the file name's extension.
+    let ext = match mime.split(';').next().unwrap_or("").trim() {
+        m if m.contains("mpeg") || m.contains("mp3") => "mp3",
+        "audio/webm" => "webm",
+        "audio/mp4" | "audio/m4a" | "audio/x-m4a" | "audio/aac" => "m4a",
+        "audio/wav" | "audio/x-wav" | "audio/wave" => "wav",
+        _ => "ogg",
+    };
     let mut body = Vec::with_capacity(bytes.len() + 512);
     body.extend_from_slice(
         format!(
@@ -317,7 +355,9 @@ pub async fn delete_conversation(
     if summary.as_ref().is_some_and(|d| {
         matches!(
             d.summary.channel,
-            parley_core::Channel::Whatsapp | parley_core::Channel::Telegram
+            parley_core::Channel::Whatsapp
+                | parley_core::Channel::Telegram
+                | parley_core::Channel::Widget
         )
     }) {
         for export in state.store.export_conversations(ws, &[id]).await? {
@@ -332,9 +372,7 @@ pub async fn delete_conversation(
         return Ok(false);
     }
     for key in keys {
-        if let Err(e) = tokio::fs::remove_file(path_of(state, &key)).await {
-            tracing::warn!(key, error = %e, "could not remove an attachment");
-        }
+        remove_attachment(state, &key).await;
     }
     Ok(true)
 }

@@ -185,6 +185,7 @@ fn strings_rows(s: &WidgetStrings) -> Vec<(&'static str, &'static str, String)> 
         ),
         ("str_thanks", "Thanks after rating", s.thanks.clone()),
         ("str_record", "Record button", s.record.clone()),
+        ("str_mic_denied", "No microphone", s.mic_denied.clone()),
     ]
 }
 
@@ -352,6 +353,10 @@ pub(super) struct WidgetForm {
     str_thanks: String,
     #[serde(default)]
     str_record: String,
+    #[serde(default)]
+    str_mic_denied: String,
+    #[serde(default)]
+    transcription_model: String,
 }
 
 fn settings_of(f: &WidgetForm) -> Result<WidgetSettings, String> {
@@ -402,9 +407,11 @@ fn settings_of(f: &WidgetForm) -> Result<WidgetSettings, String> {
                 comment_placeholder: or(&f.str_comment_placeholder, &defaults.comment_placeholder),
                 thanks: or(&f.str_thanks, &defaults.thanks),
                 record: or(&f.str_record, &defaults.record),
+                mic_denied: or(&f.str_mic_denied, &defaults.mic_denied),
             },
             tracking: f.tracking.is_some(),
             respect_dnt: f.respect_dnt.is_some(),
+            transcription_model: f.transcription_model.trim().to_owned(),
         };
     s.validate()
         .map_err(|e| format!("{}: {}", e.field, e.message))?;

@@ -10,8 +10,10 @@ use axum::extract::rejection::BytesRejection;
 use axum::extract::{RawQuery, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{Json, Response};
+use parley_core::channel::{Attachment, ChannelMessageMeta};
 use parley_core::model::{
-    AssistantRef, ConversationInput, ConversationPatch, Message, MessageInput, Rating, Variable,
+    AssistantRef, ConversationInput, ConversationPatch, Message, MessageInput, MessageMeta, Rating,
+    Variable,
 };
 use parley_core::query::TranscriptQuery;
 use parley_core::{Channel, ConversationStatus, MessageId, Role, Timestamp, VariableSource};
@@ -28,6 +30,22 @@ use crate::ingest::{IngestRequest, ingest};
 pub const MAX_VISITOR_MESSAGE_CHARS: usize = 4_000;
 /// Longest rating comment, in characters.
 pub const MAX_COMMENT_CHARS: usize = 1_000;
+/// Largest voice message, in bytes (2 MiB: about two minutes of Opus audio at the bit rates
+/// browsers record).
+pub const MAX_VOICE_BYTES: usize = 2 * 1024 * 1024;
+/// The audio types `POST /widget/v1/voice` accepts (the `Content-Type` without parameters such
+/// as `;codecs=opus`): what browsers' `MediaRecorder` produces, and common uploads.
+pub const VOICE_TYPES: [&str; 5] = [
+    "audio/webm",
+    "audio/ogg",
+    "audio/mp4",
+    "audio/mpeg",
+    "audio/wav",
+];
+/// The text of a voice message no transcription model is configured for.
+pub const VOICE_NOT_TRANSCRIBED: &str = "🎤 Voice message (not transcribed)";
+/// The text of a voice message the provider failed to transcribe.
+pub const VOICE_TRANSCRIPTION_FAILED: &str = "🎤 Voice message (the transcription failed)";
 
 /// Parses a JSON body, answering errors with the request's CORS headers.
 fn parse<T: serde::de::DeserializeOwned>(c: &Checked, body: &[u8]) -> Result<T, Box<Response>> {
@@ -58,6 +76,8 @@ pub(super) async fn config(
         "strings": s.strings,
         "tracking": s.tracking,
         "respect_dnt": s.respect_dnt,
+        "voice_transcribed": !s.transcription_model.is_empty(),
+        "max_voice_bytes": MAX_VOICE_BYTES,
     })))
 }
 
@@ -350,36 +370,11 @@ pub(super) async fn send(
         );
     }
     let client_id = input.client_id.trim();
-    if client_id.is_empty()
-        || client_id.len() > 64
-        || !client_id
-            .chars()
-            .all(|ch| ch.is_ascii_alphanumeric() || ch == '-' || ch == '_')
-    {
-        return c.answer(
-            ApiError::new(
-                StatusCode::UNPROCESSABLE_ENTITY,
-                "validation_failed",
-                "client_id: 1-64 characters of letters, digits, - and _",
-            )
-            .with_field("client_id"),
-        );
+    if let Err(r) = check_client_id(&c, client_id) {
+        return *r;
     }
-    let status = match st.store.get_conversation(t.w, t.c).await {
-        Ok(Some(d)) => expire_if_idle(&st, &c, &t, &d.summary).await,
-        Ok(None) => Err(ApiError::not_found("conversation")),
-        Err(e) => Err(ApiError::from(e)),
-    };
-    match status {
-        Ok(ConversationStatus::Active) => {}
-        Ok(_) => {
-            return c.answer(ApiError::new(
-                StatusCode::CONFLICT,
-                "conversation_closed",
-                "this conversation has ended: start a new one",
-            ));
-        }
-        Err(e) => return c.answer(e),
+    if let Err(r) = ensure_active(&st, &c, &t).await {
+        return *r;
     }
     let message = MessageInput {
         id: None,
@@ -392,6 +387,64 @@ pub(super) async fn send(
         cost_nanousd: None,
         meta: Default::default(),
     };
+    store_and_answer(st, &c, &t, message, None).await
+}
+
+/// Checks a message's client id: 1-64 ASCII letters, digits, `-` and `_`.
+/// Errors: 422 `validation_failed` on `client_id`, with the request's CORS headers.
+fn check_client_id(c: &Checked, client_id: &str) -> Result<(), Box<Response>> {
+    if client_id.is_empty()
+        || client_id.len() > 64
+        || !client_id
+            .chars()
+            .all(|ch| ch.is_ascii_alphanumeric() || ch == '-' || ch == '_')
+    {
+        return Err(Box::new(
+            c.answer(
+                ApiError::new(
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    "validation_failed",
+                    "client_id: 1-64 characters of letters, digits, - and _",
+                )
+                .with_field("client_id"),
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// Checks that the visitor's conversation is still active (ending it first when it has been
+/// idle too long). Errors: 409 `conversation_closed`, 404 for a conversation that is gone, the
+/// store's.
+async fn ensure_active(st: &AppState, c: &Checked, t: &VisitorToken) -> Result<(), Box<Response>> {
+    let status = match st.store.get_conversation(t.w, t.c).await {
+        Ok(Some(d)) => expire_if_idle(st, c, t, &d.summary).await,
+        Ok(None) => Err(ApiError::not_found("conversation")),
+        Err(e) => Err(ApiError::from(e)),
+    };
+    match status {
+        Ok(ConversationStatus::Active) => Ok(()),
+        Ok(_) => Err(Box::new(c.answer(ApiError::new(
+            StatusCode::CONFLICT,
+            "conversation_closed",
+            "this conversation has ended: start a new one",
+        )))),
+        Err(e) => Err(Box::new(c.answer(e))),
+    }
+}
+
+/// Stores the visitor's `message` (once per external id: a resend finds the stored one) and
+/// answers with the event stream described at [`send`]: the stored message, then the
+/// assistant's answer for a fresh message, or `done` `{"duplicate": true}` for a resend.
+/// `orphan` names an attachment file written for this message, removed when the message turns
+/// out to be a duplicate.
+async fn store_and_answer(
+    st: AppState,
+    c: &Checked,
+    t: &VisitorToken,
+    message: MessageInput,
+    orphan: Option<String>,
+) -> Response {
     let outcome = match ingest(
         &st,
         t.w,
@@ -403,14 +456,22 @@ pub(super) async fn send(
     .await
     {
         Ok(mut o) => o.remove(0),
-        Err(e) => return c.answer(e),
+        Err(e) => {
+            if let Some(key) = orphan {
+                crate::channels::media::remove_attachment(&st, &key).await;
+            }
+            return c.answer(e);
+        }
     };
     let (stored_id, fresh) = match outcome.messages.first() {
         Some(parley_store::MessageOutcome::Stored { id }) => (*id, true),
         Some(parley_store::MessageOutcome::Duplicate { id }) => (*id, false),
         _ => return c.answer(ApiError::internal("message neither stored nor found")),
     };
-    let stored = all_messages(&st, &t)
+    if let (false, Some(key)) = (fresh, orphan) {
+        crate::channels::media::remove_attachment(&st, &key).await;
+    }
+    let stored = all_messages(&st, t)
         .await
         .ok()
         .flatten()
@@ -477,6 +538,142 @@ pub(super) async fn send(
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     h.insert("x-accel-buffering", HeaderValue::from_static("no"));
     c.answer(res)
+}
+
+/// `POST /widget/v1/voice?key=&client_id=ID`: a recorded voice message. The body is the audio
+/// itself (at most [`MAX_VOICE_BYTES`]), its `Content-Type` one of [`VOICE_TYPES`] (parameters
+/// such as `;codecs=opus` allowed); `client_id` makes it idempotent as for text.
+///
+/// The audio is kept in the attachment storage (see [`crate::channels::media`]) as the
+/// message's `meta.channel.attachments[0]` (kind `voice`; `meta.channel.type` `voice`), so the
+/// API's attachment download serves it. With the widget's `transcription_model` set, the
+/// assistant's provider transcribes it (`/audio/transcriptions`) and the message's text is
+/// `🎤 {transcript}` (searchable like any message); without one, or when the provider fails,
+/// the text is [`VOICE_NOT_TRANSCRIBED`] or [`VOICE_TRANSCRIPTION_FAILED`]. Either way the
+/// assistant is asked, as for a text message (it sees that text, so without a transcript it
+/// can ask the visitor to write instead), and the answer streams back as for
+/// `POST /widget/v1/messages`. A repeated `client_id` streams the stored message and `done`
+/// `{"duplicate": true}`, without storing or transcribing the audio again.
+///
+/// Errors, besides the common ones: 413 `body_too_large`, 415 `unsupported_audio_type`, 422
+/// `validation_failed` (`client_id`, or an empty body), 409 `conversation_closed`, 500 when
+/// the attachment storage cannot be written.
+pub(super) async fn voice(
+    State(st): State<AppState>,
+    RawQuery(q): RawQuery,
+    headers: HeaderMap,
+    Peer(peer): Peer,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    let hint = visitor_hint(&st, &headers);
+    let c = match check(&st, q.as_deref(), &headers, peer, hint).await {
+        Ok(c) => c,
+        Err(r) => return r,
+    };
+    let body = match body {
+        Ok(b) => b,
+        Err(e) => return c.answer(super::body_error_for(e, MAX_VOICE_BYTES)),
+    };
+    let t = match visitor_of(&st, &headers, &c.widget) {
+        Ok(t) => t,
+        Err(e) => return c.answer(e),
+    };
+    let client_id = form_urlencoded::parse(q.as_deref().unwrap_or("").as_bytes())
+        .find(|(k, _)| k == "client_id")
+        .map(|(_, v)| v.trim().to_owned())
+        .unwrap_or_default();
+    if let Err(r) = check_client_id(&c, &client_id) {
+        return *r;
+    }
+    let mime = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .map(|v| v.trim().to_ascii_lowercase())
+        .unwrap_or_default();
+    if !VOICE_TYPES.contains(&mime.as_str()) {
+        return c.answer(ApiError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_audio_type",
+            format!(
+                "send the recording as one of {} (got {:?})",
+                VOICE_TYPES.join(", "),
+                mime
+            ),
+        ));
+    }
+    if body.is_empty() {
+        return c.answer(
+            ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "validation_failed",
+                "the recording is empty",
+            )
+            .with_field("body"),
+        );
+    }
+    if let Err(r) = ensure_active(&st, &c, &t).await {
+        return *r;
+    }
+    let external_id = format!("widget:{client_id}");
+    // A resend of a stored recording: answer from the record, without storing the audio or
+    // calling the provider again.
+    let known = match all_messages(&st, &t).await {
+        Ok(Some(list)) => list
+            .into_iter()
+            .any(|m| m.external_id.as_deref() == Some(external_id.as_str())),
+        Ok(None) => return c.answer(ApiError::not_found("conversation")),
+        Err(e) => return c.answer(e),
+    };
+    let mut attachment = Attachment {
+        kind: "voice".into(),
+        media_id: client_id.clone(),
+        mime_type: Some(mime),
+        ..Default::default()
+    };
+    let mut orphan = None;
+    let content = if known {
+        VOICE_NOT_TRANSCRIBED.to_owned()
+    } else {
+        if let Err(e) =
+            crate::channels::media::store_attachment(&st, t.w, &mut attachment, &body).await
+        {
+            tracing::error!(error = %e, "widget voice message not stored");
+            return c.answer(ApiError::internal(e));
+        }
+        orphan = attachment.storage_key.clone();
+        let model = c.widget.settings.transcription_model.clone();
+        if model.is_empty() {
+            VOICE_NOT_TRANSCRIBED.to_owned()
+        } else {
+            match crate::channels::media::transcribe_with(&st, t.w, t.a, &model, &mut attachment)
+                .await
+                .map(|text| text.trim().to_owned())
+            {
+                Some(text) if !text.is_empty() => format!("🎤 {text}"),
+                _ => VOICE_TRANSCRIPTION_FAILED.to_owned(),
+            }
+        }
+    };
+    let message = MessageInput {
+        id: None,
+        external_id: Some(external_id),
+        role: Role::User,
+        content,
+        created_at: Some(Timestamp::now()),
+        model: None,
+        usage: None,
+        cost_nanousd: None,
+        meta: MessageMeta {
+            channel: Some(ChannelMessageMeta {
+                kind: "voice".into(),
+                attachments: vec![attachment],
+                ..Default::default()
+            }),
+            ..Default::default()
+        },
+    };
+    store_and_answer(st, &c, &t, message, orphan).await
 }
 
 #[derive(Deserialize)]

@@ -15,6 +15,7 @@
 //! | `GET /widget/v1/config` | the widget's public settings (title, colours, strings, pre-chat form) |
 //! | `POST /widget/v1/conversations` | start: `{"pre_chat": {key: value}, "tracker"?}` → `{"conversation_id", "visitor_token"}` |
 //! | `POST /widget/v1/messages` | send `{"client_id", "content"}`; the answer streams back (SSE) |
+//! | `POST /widget/v1/voice?client_id=ID` | send a recording (body: the audio, up to 2 MiB, `Content-Type` `audio/webm`, `audio/ogg`, `audio/mp4`, `audio/mpeg` or `audio/wav`); transcribed when the widget names a `transcription_model`; the answer streams back (SSE) |
 //! | `GET /widget/v1/messages?after=ID` | the visitor's messages after a message id (reconnect) |
 //! | `POST /widget/v1/close` | end the conversation `{"reason"?: "visitor_closed" \| "timeout"}` |
 //! | `POST /widget/v1/rating` | `{"score": 1-5, "comment"?}` |
@@ -24,9 +25,9 @@
 //! Errors are `{"error": {"code", "message"}}`: 401 `unknown_widget_key` (unknown or revoked
 //! key, nothing else said), 403 `widget_disabled`, 403 `origin_not_allowed`, 401
 //! `invalid_visitor_token`, 429 `rate_limited` (with `Retry-After`), 413 `body_too_large`,
-//! 422 `validation_failed`, 409 `conversation_closed`.
+//! 415 `unsupported_audio_type` (voice), 422 `validation_failed`, 409 `conversation_closed`.
 
-mod chat;
+pub mod chat;
 pub mod tracker;
 pub mod ua;
 
@@ -52,7 +53,8 @@ use crate::error::ApiError;
 pub const WIDGET_JS: &str = include_str!("../../assets/widget.js");
 /// The dashboard's live-preview glue for the widget settings page.
 pub const WIDGET_PREVIEW_JS: &str = include_str!("../../assets/widget-preview.js");
-/// Largest request body a widget endpoint accepts, in bytes (16 KiB).
+/// Largest request body a widget endpoint accepts, in bytes (16 KiB); voice messages have
+/// their own limit ([`chat::MAX_VOICE_BYTES`]).
 pub const MAX_BODY_BYTES: usize = 16 * 1024;
 /// The header carrying the visitor token.
 pub const VISITOR_HEADER: &str = "x-parley-visitor";
@@ -124,12 +126,30 @@ impl WidgetState {
     }
 }
 
+/// Every `/widget/v1` route (method, path), as `openapi.json` documents them (security
+/// `widgetKey`); a test keeps the document, this list and the router in step.
+pub const ROUTES: &[(&str, &str)] = &[
+    ("GET", "/widget/v1/config"),
+    ("POST", "/widget/v1/conversations"),
+    ("POST", "/widget/v1/messages"),
+    ("GET", "/widget/v1/messages"),
+    ("POST", "/widget/v1/voice"),
+    ("POST", "/widget/v1/close"),
+    ("POST", "/widget/v1/rating"),
+    ("POST", "/widget/v1/track/session"),
+    ("POST", "/widget/v1/track"),
+];
+
 /// The routes: `/widget.js` and `/widget/v1/...`.
 pub fn router(state: &AppState) -> Router<AppState> {
     let api = Router::new()
         .route("/config", get(chat::config))
         .route("/conversations", post(chat::start))
         .route("/messages", post(chat::send).get(chat::messages))
+        .route(
+            "/voice",
+            post(chat::voice).layer(DefaultBodyLimit::max(chat::MAX_VOICE_BYTES)),
+        )
         .route("/close", post(chat::close))
         .route("/rating", post(chat::rate))
         .route("/track/session", post(tracker::session))
@@ -319,11 +339,19 @@ pub(crate) async fn check(
 /// The error for a body that could not be read: 413 `body_too_large` over [`MAX_BODY_BYTES`],
 /// else 400 `invalid_body`.
 pub(crate) fn body_error(e: axum::extract::rejection::BytesRejection) -> ApiError {
+    body_error_for(e, MAX_BODY_BYTES)
+}
+
+/// [`body_error`] for a route whose body limit is `limit` bytes.
+pub(crate) fn body_error_for(
+    e: axum::extract::rejection::BytesRejection,
+    limit: usize,
+) -> ApiError {
     if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
         ApiError::new(
             StatusCode::PAYLOAD_TOO_LARGE,
             "body_too_large",
-            format!("the request body is larger than {MAX_BODY_BYTES} bytes"),
+            format!("the request body is larger than {limit} bytes"),
         )
     } else {
         ApiError::new(

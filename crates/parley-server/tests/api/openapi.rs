@@ -1,4 +1,5 @@
-//! The OpenAPI document matches the routes, and every route requires its credentials.
+//! The OpenAPI document matches the routes (the API's and the widget's), and every route
+//! requires its credentials.
 
 use std::collections::BTreeSet;
 
@@ -23,6 +24,7 @@ fn the_document_describes_exactly_the_routes() {
     }
     let routed: BTreeSet<(String, String)> = ROUTES
         .iter()
+        .chain(parley_server::widget::ROUTES)
         .map(|(m, p)| (m.to_string(), p.to_string()))
         .collect();
     assert_eq!(documented, routed);
@@ -54,6 +56,25 @@ async fn every_api_route_exists_and_refuses_requests_without_a_key() {
             (401, "unauthorized"),
             "{method} {path} without a key: {}",
             r.text
+        );
+    }
+    // The widget's public routes exist and want a widget key.
+    for (method, path) in parley_server::widget::ROUTES {
+        let req = app.client.request(method.parse().unwrap(), app.url(path));
+        let r = app
+            .send(req.header("content-type", "application/json").body("{}"))
+            .await;
+        assert_eq!(
+            (r.status, r.code()),
+            (401, "unknown_widget_key"),
+            "{method} {path} without a key: {}",
+            r.text
+        );
+        let widget_op = &serde_json::from_str::<serde_json::Value>(OPENAPI_JSON).unwrap()["paths"]
+            [*path][method.to_lowercase()];
+        assert_eq!(
+            widget_op["security"],
+            serde_json::json!([{"widgetKey": []}])
         );
     }
     for open in ["/healthz", "/readyz", "/openapi.json"] {

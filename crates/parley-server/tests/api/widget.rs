@@ -11,7 +11,8 @@ use crate::helpers::{Backend, Resp, TestApp};
 
 crate::both_backends!(
     a_conversation_from_pre_chat_to_rating,
-    the_tracker_fills_the_client_data_tab
+    the_tracker_fills_the_client_data_tab,
+    a_voice_message_is_stored_transcribed_searched_and_answered
 );
 
 const SITE: &str = "http://site.test:8000";
@@ -741,6 +742,8 @@ async fn the_settings_page_saves_and_shows_the_script_tag() {
             ("idle_timeout_minutes", "15".into()),
             ("tracking", "1".into()),
             ("str_send", "Senden".into()),
+            ("str_mic_denied", "Kein Mikrofon".into()),
+            ("transcription_model", "  whisper-1 ".into()),
         ]
     };
     let post = |f: Vec<(&'static str, String)>| {
@@ -778,6 +781,20 @@ async fn the_settings_page_saves_and_shows_the_script_tag() {
     assert_eq!(w.settings.pre_chat.len(), 2);
     assert!(w.settings.pre_chat[0].required);
     assert_eq!(w.settings.strings.send, "Senden");
+    assert_eq!(w.settings.strings.mic_denied, "Kein Mikrofon");
+    assert_eq!(w.settings.transcription_model, "whisper-1", "trimmed");
+    let page = app
+        .send(
+            app.client
+                .get(app.url(&format!("/assistants/{id}/widget")))
+                .header("cookie", &cookie),
+        )
+        .await;
+    assert!(
+        page.text
+            .contains("name=\"transcription_model\" maxlength=\"200\" value=\"whisper-1\""),
+        "the saved model is shown"
+    );
     assert_eq!(
         w.settings.strings.start, "Start chat",
         "empty strings keep the default"
@@ -998,11 +1015,12 @@ async fn an_idle_conversation_ends_with_a_timeout() {
     let stub = StubProvider::start().await.unwrap();
     let (assistant, key) = widget_app(&app, &stub, "Ava").await;
     // A widget conversation whose last message was an hour ago (the default idle timeout is 30
-    // minutes).
+    // minutes). The message is the assistant's: a visitor's would be answered in the background
+    // now, and that answer would make the conversation fresh again.
     let an_hour_ago = Timestamp(Timestamp::now().0 - 3_600_000).to_rfc3339();
     let conversation = app
         .create(json!({"assistant": {"id": assistant}, "channel": "widget", "started_at": an_hour_ago,
-                       "messages": [{"role": "user", "content": "hello?", "created_at": an_hour_ago}]}))
+                       "messages": [{"role": "assistant", "content": "hello?", "created_at": an_hour_ago}]}))
         .await;
     let widget = app.state.store.widget_by_key(&key).await.unwrap().unwrap();
     let token =
@@ -1038,4 +1056,359 @@ async fn an_idle_conversation_ends_with_a_timeout() {
     )
     .await;
     assert_eq!(r.body["status"], "active");
+}
+
+/// Sets the widget's transcription model (empty: none).
+async fn set_transcription_model(app: &TestApp, key: &str, model: &str) {
+    let mut w = app.state.store.widget_by_key(key).await.unwrap().unwrap();
+    w.settings.transcription_model = model.to_owned();
+    app.state.store.save_widget(&w).await.unwrap();
+}
+
+/// `POST /widget/v1/voice` from [`SITE`] with a visitor token, an audio body and its type.
+async fn send_voice(
+    app: &TestApp,
+    key: &str,
+    token: Option<&str>,
+    client_id: &str,
+    content_type: &str,
+    audio: Vec<u8>,
+) -> Resp {
+    let mut req = app
+        .client
+        .post(app.url(&format!("/widget/v1/voice?key={key}&client_id={client_id}")))
+        .header("origin", SITE)
+        .header("content-type", content_type)
+        .body(audio);
+    if let Some(t) = token {
+        req = req.header("x-parley-visitor", t);
+    }
+    app.send(req).await
+}
+
+/// The files under the attachment storage, recursively.
+fn stored_files(app: &TestApp) -> usize {
+    fn walk(dir: &std::path::Path) -> usize {
+        std::fs::read_dir(dir)
+            .map(|rd| {
+                rd.flatten()
+                    .map(|e| {
+                        if e.path().is_dir() {
+                            walk(&e.path())
+                        } else {
+                            1
+                        }
+                    })
+                    .sum()
+            })
+            .unwrap_or(0)
+    }
+    walk(&app.state.settings.data_dir.join("attachments"))
+}
+
+/// A recorded voice message is kept as an attachment, transcribed by the assistant's provider
+/// (the transcript is the message's text, found by search), answered like text, served by the
+/// attachment download, idempotent by client id, and deleted with its conversation.
+async fn a_voice_message_is_stored_transcribed_searched_and_answered(backend: Backend) {
+    let Some(app) = TestApp::spawn_on(backend).await else {
+        return;
+    };
+    let stub = StubProvider::start().await.unwrap();
+    stub.set_default(Reply::text("A table for two at 8pm is booked."));
+    stub.set_transcript("I would like a table for two tonight");
+    let (_, key) = widget_app(&app, &stub, "Ava").await;
+    set_transcription_model(&app, &key, "whisper-1").await;
+    let cfg = get(&app, &format!("/widget/v1/config?key={key}"), None).await;
+    assert_eq!(cfg.body["voice_transcribed"], true, "{}", cfg.text);
+    assert_eq!(cfg.body["max_voice_bytes"], 2 * 1024 * 1024);
+    let (conversation, token) = start(&app, &key).await;
+
+    let audio = b"webm-opus fake recording".to_vec();
+    let r = send_voice(
+        &app,
+        &key,
+        Some(&token),
+        "v1",
+        "audio/webm;codecs=opus",
+        audio.clone(),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(r.headers["access-control-allow-origin"], SITE);
+    let ev = events(&r.text);
+    assert_eq!(ev[0].0, "message", "{}", r.text);
+    assert_eq!(ev[0].1["role"], "user");
+    assert_eq!(ev[0].1["client_id"], "v1");
+    assert_eq!(
+        ev[0].1["content"],
+        "🎤 I would like a table for two tonight"
+    );
+    let answer = ev
+        .iter()
+        .find(|e| e.0 == "message" && e.1["role"] == "assistant")
+        .expect("the stored answer");
+    assert_eq!(answer.1["content"], "A table for two at 8pm is booked.");
+    assert_eq!(ev.last().unwrap().0, "done");
+    assert_eq!(
+        stub.transcriptions(),
+        vec![("whisper-1".to_owned(), audio.len())]
+    );
+    assert_eq!(stub.transcription_files(), vec!["voice.webm".to_owned()]);
+    // The assistant was asked with the transcript.
+    let asked = stub.requests();
+    assert_eq!(asked.len(), 1);
+    let last_user = asked[0]["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .rev()
+        .find(|m| m["role"] == "user")
+        .unwrap()
+        .clone();
+    assert!(
+        last_user["content"]
+            .as_str()
+            .unwrap()
+            .contains("I would like a table for two tonight"),
+        "{last_user}"
+    );
+
+    // The record: the attachment with its transcript, the file in the storage.
+    let list = app
+        .get(&format!(
+            "/api/v1/conversations/{conversation}/messages?include=all&order=asc&per_page=200"
+        ))
+        .await;
+    assert_eq!(list.status, 200, "{}", list.text);
+    let m = list.body["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["external_id"] == "widget:v1")
+        .expect("the voice message")
+        .clone();
+    let a = &m["meta"]["channel"]["attachments"][0];
+    assert_eq!(m["meta"]["channel"]["type"], "voice", "{m}");
+    assert_eq!(a["kind"], "voice");
+    assert_eq!(a["mime_type"], "audio/webm");
+    assert_eq!(a["size_bytes"], audio.len());
+    assert_eq!(a["transcript"], "I would like a table for two tonight");
+    let path = app
+        .state
+        .settings
+        .data_dir
+        .join("attachments")
+        .join(a["storage_key"].as_str().unwrap());
+    assert_eq!(std::fs::read(&path).unwrap(), audio);
+    assert_eq!(stored_files(&app), 1);
+    assert_eq!(
+        app.list_ids("q=table%20for%20two").await,
+        vec![conversation.clone()]
+    );
+    let served = app
+        .client
+        .get(app.url(&format!(
+            "/api/v1/conversations/{conversation}/messages/{}/attachments/0",
+            m["id"].as_str().unwrap()
+        )))
+        .bearer_auth(&app.key)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(served.status(), 200);
+    assert_eq!(served.headers()["content-type"], "audio/webm");
+    assert_eq!(&served.bytes().await.unwrap()[..], &audio[..]);
+
+    // A retry with the same client id: nothing stored, transcribed or answered again.
+    let r = send_voice(&app, &key, Some(&token), "v1", "audio/webm", audio.clone()).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    let ev = events(&r.text);
+    assert_eq!(ev.len(), 2, "{}", r.text);
+    assert_eq!(
+        ev[0].1["content"],
+        "🎤 I would like a table for two tonight"
+    );
+    assert_eq!(ev[1].1["duplicate"], true);
+    assert_eq!(stub.transcriptions().len(), 1);
+    assert_eq!(stub.requests().len(), 1);
+    assert_eq!(stored_files(&app), 1, "no second file");
+    let all = get(
+        &app,
+        &format!("/widget/v1/messages?key={key}"),
+        Some(&token),
+    )
+    .await;
+    assert_eq!(
+        all.body["messages"].as_array().unwrap().len(),
+        2,
+        "{}",
+        all.text
+    );
+
+    // Deleting the conversation deletes the recording.
+    let r = app
+        .delete(&format!("/api/v1/conversations/{conversation}"))
+        .await;
+    assert_eq!(r.status, 204, "{}", r.text);
+    assert!(
+        !path.exists(),
+        "the recording is gone with its conversation"
+    );
+}
+
+/// The voice endpoint's checks: key, origin, visitor token, audio type, size, client id, an
+/// empty body, a closed conversation; its CORS preflight; without a transcription model the
+/// recording is kept with a placeholder text and the assistant still answers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn voice_uploads_are_checked() {
+    let app = TestApp::spawn().await;
+    let stub = StubProvider::start().await.unwrap();
+    stub.set_default(Reply::text("Could you type your question, please?"));
+    let (_, key) = widget_app(&app, &stub, "Ava").await;
+    let cfg = get(&app, &format!("/widget/v1/config?key={key}"), None).await;
+    assert_eq!(cfg.body["voice_transcribed"], false, "{}", cfg.text);
+    let (_, token) = start(&app, &key).await;
+    let audio = b"OggS fake".to_vec();
+
+    // Preflight: the audio content type is allowed for the site, not for another one.
+    let pre = app
+        .client
+        .request(
+            reqwest::Method::OPTIONS,
+            app.url(&format!("/widget/v1/voice?key={key}&client_id=a")),
+        )
+        .header("origin", SITE)
+        .header("access-control-request-method", "POST")
+        .header(
+            "access-control-request-headers",
+            "content-type,x-parley-visitor",
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(pre.status(), 204);
+    assert_eq!(pre.headers()["access-control-allow-origin"], SITE);
+    let pre = app
+        .client
+        .request(
+            reqwest::Method::OPTIONS,
+            app.url(&format!("/widget/v1/voice?key={key}&client_id=a")),
+        )
+        .header("origin", "https://evil.test")
+        .header("access-control-request-method", "POST")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(pre.status(), 403);
+
+    let r = send_voice(
+        &app,
+        "pk_unknown",
+        Some(&token),
+        "a1",
+        "audio/ogg",
+        audio.clone(),
+    )
+    .await;
+    assert_eq!((r.status, r.code()), (401, "unknown_widget_key"));
+    let r = app
+        .send(
+            app.client
+                .post(app.url(&format!("/widget/v1/voice?key={key}&client_id=a1")))
+                .header("origin", "https://evil.test")
+                .header("x-parley-visitor", &token)
+                .header("content-type", "audio/ogg")
+                .body(audio.clone()),
+        )
+        .await;
+    assert_eq!((r.status, r.code()), (403, "origin_not_allowed"));
+    assert!(r.headers.get("access-control-allow-origin").is_none());
+    let r = send_voice(&app, &key, None, "a1", "audio/ogg", audio.clone()).await;
+    assert_eq!((r.status, r.code()), (401, "invalid_visitor_token"));
+    for bad in ["text/plain", "video/webm", "application/octet-stream", ""] {
+        let r = send_voice(&app, &key, Some(&token), "a1", bad, audio.clone()).await;
+        assert_eq!(
+            (r.status, r.code()),
+            (415, "unsupported_audio_type"),
+            "{bad}: {}",
+            r.text
+        );
+        assert_eq!(r.headers["access-control-allow-origin"], SITE);
+    }
+    let too_big = vec![0u8; parley_server::widget::chat::MAX_VOICE_BYTES + 1];
+    let r = send_voice(&app, &key, Some(&token), "a1", "audio/ogg", too_big).await;
+    assert_eq!((r.status, r.code()), (413, "body_too_large"), "{}", r.text);
+    let r = send_voice(&app, &key, Some(&token), "a1", "audio/ogg", Vec::new()).await;
+    assert_eq!(
+        (r.status, r.body["error"]["field"].as_str()),
+        (422, Some("body"))
+    );
+    let r = send_voice(
+        &app,
+        &key,
+        Some(&token),
+        "bad%20id",
+        "audio/ogg",
+        audio.clone(),
+    )
+    .await;
+    assert_eq!(
+        (r.status, r.body["error"]["field"].as_str()),
+        (422, Some("client_id"))
+    );
+    assert_eq!(stored_files(&app), 0, "nothing kept from refused uploads");
+
+    // Larger than the other endpoints' 16 KiB, within the 2 MiB: kept, not transcribed (no
+    // model), and the assistant still asked with the placeholder.
+    let recording = vec![7u8; 512 * 1024];
+    let r = send_voice(
+        &app,
+        &key,
+        Some(&token),
+        "a1",
+        "audio/mpeg",
+        recording.clone(),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    let ev = events(&r.text);
+    assert_eq!(
+        ev[0].1["content"],
+        parley_server::widget::chat::VOICE_NOT_TRANSCRIBED
+    );
+    let answer = ev
+        .iter()
+        .find(|e| e.0 == "message" && e.1["role"] == "assistant")
+        .expect("the stored answer");
+    assert_eq!(answer.1["content"], "Could you type your question, please?");
+    assert!(
+        stub.transcriptions().is_empty(),
+        "no model, no transcription"
+    );
+    assert_eq!(stub.requests().len(), 1);
+    assert_eq!(stored_files(&app), 1);
+
+    // A failing provider: kept with the other placeholder.
+    set_transcription_model(&app, &key, "whisper-1").await;
+    drop(stub);
+    let r = send_voice(&app, &key, Some(&token), "a2", "audio/wav", audio.clone()).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(
+        events(&r.text)[0].1["content"],
+        parley_server::widget::chat::VOICE_TRANSCRIPTION_FAILED
+    );
+    assert_eq!(stored_files(&app), 2);
+
+    // A closed conversation takes no recordings.
+    let r = post(
+        &app,
+        &format!("/widget/v1/close?key={key}"),
+        Some(&token),
+        json!({}),
+    )
+    .await;
+    assert_eq!(r.status, 200);
+    let r = send_voice(&app, &key, Some(&token), "a3", "audio/ogg", audio).await;
+    assert_eq!((r.status, r.code()), (409, "conversation_closed"));
+    assert_eq!(stored_files(&app), 2);
 }

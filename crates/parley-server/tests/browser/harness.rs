@@ -87,7 +87,10 @@ impl Browser {
             "binary": chromium,
             "args": ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
                      "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                     "--no-first-run", "--disable-extensions", "--window-size=1440,900", "--lang=en-US"],
+                     "--no-first-run", "--disable-extensions", "--window-size=1440,900", "--lang=en-US",
+                     // A fake microphone (a tone), granted without a prompt: the widget's voice
+                     // messages.
+                     "--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream"],
         });
         if mobile {
             options["mobileEmulation"] =

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use axum::extract::Path;
 use axum::response::Html;
-use parley_core::widget::{FieldKind, PreChatField, WidgetRecord, WidgetSettings};
+use parley_core::widget::{FieldKind, PreChatField, WidgetMode, WidgetRecord, WidgetSettings};
 use parley_core::{AssistantId, Timestamp, UserRole};
 use parley_server::assistant::stub_provider::{Reply, StubProvider};
 use serde_json::{Value, json};
@@ -421,4 +421,134 @@ async fn a_visitor_chats_through_the_widget_and_the_dashboard_shows_the_visit() 
         "console errors on the dashboard (CSP?): {errors:?}"
     );
     b.close().await;
+}
+
+/// Voice only: the widget offers a record button and no text input; a recording (Chromium's
+/// fake microphone) is sent, transcribed by the stub provider and answered. A visitor without
+/// a microphone sees why and gets the text input.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_visitor_sends_a_voice_message() {
+    let Some(b) = Browser::start(false).await else {
+        return;
+    };
+    let app = TestApp::spawn().await;
+    let stub = StubProvider::start().await.unwrap();
+    stub.set_transcript("Do you have the Roadster in size 42?");
+    stub.set_default(Reply::text("Yes, size 42 is in stock."));
+    let r = app
+        .post(
+            "/api/v1/assistants",
+            &json!({"name": "Ava", "company": "Acme Shoes", "settings": {
+                "provider": {"base_url": stub.base_url, "model": "gpt-4o-mini", "api_key": "sk-test-0123456789abcdef"}}}),
+        )
+        .await;
+    let assistant: AssistantId = r.body["id"].as_str().unwrap().parse().unwrap();
+    let key = parley_server::widget::new_public_key().unwrap();
+    let site = host_site(app.base.clone(), key.clone()).await;
+    let mut settings = WidgetSettings {
+        allowed_origins: vec![site.clone()],
+        mode: WidgetMode::Voice,
+        transcription_model: "whisper-1".into(),
+        ..Default::default()
+    };
+    settings.validate().unwrap();
+    app.state
+        .store
+        .save_widget(&WidgetRecord {
+            workspace_id: app.workspace.id,
+            assistant_id: assistant,
+            public_key: key.clone(),
+            settings,
+            updated_at: Timestamp::now(),
+        })
+        .await
+        .unwrap();
+
+    b.goto(&format!("{site}/")).await;
+    widget_has(&b, "the launcher", ".launcher").await;
+    b.js(&in_widget(
+        "root.querySelector('.launcher').click(); return true",
+    ))
+    .await;
+    widget_has(&b, "the record button", "form.compose .rec").await;
+    assert_eq!(
+        b.js(&in_widget(
+            "return !!root.querySelector('form.compose textarea')"
+        ))
+        .await,
+        json!(false),
+        "voice only: no text input"
+    );
+    // Tap to start: the time runs on the button; tap to stop sends the recording.
+    b.js(&in_widget(
+        "root.querySelector('.rec').click(); return true",
+    ))
+    .await;
+    b.wait_for(
+        "the recording time",
+        &in_widget("const r = root.querySelector('.rec'); return r.classList.contains('on') && r.textContent.includes('0:01')"),
+    )
+    .await;
+    b.screenshot("widget-recording").await;
+    b.js(&in_widget(
+        "root.querySelector('.rec').click(); return true",
+    ))
+    .await;
+    b.wait_for(
+        "the transcript and the answer",
+        &in_widget(
+            "const u = root.querySelectorAll('.b.user'), a = root.querySelectorAll('.b.assistant');
+             return u.length === 1 && u[0].textContent === '🎤 Do you have the Roadster in size 42?'
+               && a.length === 2 && a[1].textContent.includes('size 42 is in stock')",
+        ),
+    )
+    .await;
+    let uploads = stub.transcriptions();
+    assert_eq!(uploads.len(), 1, "{uploads:?}");
+    assert!(uploads[0].1 > 100, "a real recording: {uploads:?}");
+    assert_eq!(stub.transcription_files(), vec!["voice.webm".to_owned()]);
+    let conversation = stored(&b, &key).await["conversation"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let list = app
+        .get(&format!(
+            "/api/v1/conversations/{conversation}/messages?order=asc"
+        ))
+        .await;
+    let first = &list.body["items"][0];
+    assert_eq!(
+        first["meta"]["channel"]["attachments"][0]["mime_type"], "audio/webm",
+        "{}",
+        list.text
+    );
+
+    // No microphone: a note, and the text input instead.
+    b.js("navigator.mediaDevices.getUserMedia = () => Promise.reject(new DOMException('denied', 'NotAllowedError')); return true").await;
+    b.js(&in_widget(
+        "root.querySelector('.rec').click(); return true",
+    ))
+    .await;
+    widget_has(&b, "the microphone note", ".mic").await;
+    widget_has(&b, "the text input", "form.compose textarea").await;
+    assert_eq!(
+        b.js(&in_widget("return root.querySelector('.mic').textContent"))
+            .await,
+        json!("The microphone is not available: please type your message.")
+    );
+    b.js(&in_widget(
+        "root.querySelector('form.compose textarea').value = 'Size 42 then, please';
+         root.querySelector('form.compose').requestSubmit(); return true",
+    ))
+    .await;
+    b.wait_for(
+        "the typed message's answer",
+        &in_widget("return root.querySelectorAll('.b.assistant').length === 3 && root.querySelectorAll('.b.user').length === 2"),
+    )
+    .await;
+    let errors = b.console_errors().await;
+    assert!(
+        errors.iter().all(|e| !e.contains("Uncaught")),
+        "script errors: {errors:?}"
+    );
 }
