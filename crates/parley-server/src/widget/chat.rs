@@ -52,6 +52,29 @@ fn parse<T: serde::de::DeserializeOwned>(c: &Checked, body: &[u8]) -> Result<T, 
     crate::api::parse_json(body).map_err(|e| Box::new(c.answer(e)))
 }
 
+/// What every visitor request with a body starts with: the key, origin and rate checks
+/// ([`check`]), the body (at most `limit` bytes) and the visitor's token ([`visitor_of`]).
+/// `Err` is the response to send as it is.
+async fn visitor_request(
+    st: &AppState,
+    query: Option<&str>,
+    headers: &HeaderMap,
+    peer: Option<std::net::SocketAddr>,
+    body: Result<Bytes, BytesRejection>,
+    limit: usize,
+) -> Result<(Checked, VisitorToken, Bytes), Response> {
+    let hint = visitor_hint(st, headers);
+    let c = check(st, query, headers, peer, hint).await?;
+    let body = match body {
+        Ok(b) => b,
+        Err(e) => return Err(c.answer(super::body_error_for(e, limit))),
+    };
+    match visitor_of(st, headers, &c.widget) {
+        Ok(t) => Ok((c, t, body)),
+        Err(e) => Err(c.answer(e)),
+    }
+}
+
 /// `GET /widget/v1/config`: what the script needs to draw the widget.
 pub(super) async fn config(
     State(st): State<AppState>,
@@ -341,18 +364,18 @@ pub(super) async fn send(
     Peer(peer): Peer,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
-    let hint = visitor_hint(&st, &headers);
-    let c = match check(&st, q.as_deref(), &headers, peer, hint).await {
-        Ok(c) => c,
+    let (c, t, body) = match visitor_request(
+        &st,
+        q.as_deref(),
+        &headers,
+        peer,
+        body,
+        super::MAX_BODY_BYTES,
+    )
+    .await
+    {
+        Ok(v) => v,
         Err(r) => return r,
-    };
-    let body = match body {
-        Ok(b) => b,
-        Err(e) => return c.answer(super::body_error(e)),
-    };
-    let t = match visitor_of(&st, &headers, &c.widget) {
-        Ok(t) => t,
-        Err(e) => return c.answer(e),
     };
     let input: SendInput = match parse(&c, &body) {
         Ok(i) => i,
@@ -565,19 +588,11 @@ pub(super) async fn voice(
     Peer(peer): Peer,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
-    let hint = visitor_hint(&st, &headers);
-    let c = match check(&st, q.as_deref(), &headers, peer, hint).await {
-        Ok(c) => c,
-        Err(r) => return r,
-    };
-    let body = match body {
-        Ok(b) => b,
-        Err(e) => return c.answer(super::body_error_for(e, MAX_VOICE_BYTES)),
-    };
-    let t = match visitor_of(&st, &headers, &c.widget) {
-        Ok(t) => t,
-        Err(e) => return c.answer(e),
-    };
+    let (c, t, body) =
+        match visitor_request(&st, q.as_deref(), &headers, peer, body, MAX_VOICE_BYTES).await {
+            Ok(v) => v,
+            Err(r) => return r,
+        };
     let client_id = form_urlencoded::parse(q.as_deref().unwrap_or("").as_bytes())
         .find(|(k, _)| k == "client_id")
         .map(|(_, v)| v.trim().to_owned())
@@ -692,18 +707,18 @@ pub(super) async fn close(
     Peer(peer): Peer,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
-    let hint = visitor_hint(&st, &headers);
-    let c = match check(&st, q.as_deref(), &headers, peer, hint).await {
-        Ok(c) => c,
+    let (c, t, body) = match visitor_request(
+        &st,
+        q.as_deref(),
+        &headers,
+        peer,
+        body,
+        super::MAX_BODY_BYTES,
+    )
+    .await
+    {
+        Ok(v) => v,
         Err(r) => return r,
-    };
-    let body = match body {
-        Ok(b) => b,
-        Err(e) => return c.answer(super::body_error(e)),
-    };
-    let t = match visitor_of(&st, &headers, &c.widget) {
-        Ok(t) => t,
-        Err(e) => return c.answer(e),
     };
     let input: CloseInput = if body.is_empty() {
         CloseInput { reason: None }
@@ -764,18 +779,18 @@ pub(super) async fn rate(
     Peer(peer): Peer,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
-    let hint = visitor_hint(&st, &headers);
-    let c = match check(&st, q.as_deref(), &headers, peer, hint).await {
-        Ok(c) => c,
+    let (c, t, body) = match visitor_request(
+        &st,
+        q.as_deref(),
+        &headers,
+        peer,
+        body,
+        super::MAX_BODY_BYTES,
+    )
+    .await
+    {
+        Ok(v) => v,
         Err(r) => return r,
-    };
-    let body = match body {
-        Ok(b) => b,
-        Err(e) => return c.answer(super::body_error(e)),
-    };
-    let t = match visitor_of(&st, &headers, &c.widget) {
-        Ok(t) => t,
-        Err(e) => return c.answer(e),
     };
     let input: RateInput = match parse(&c, &body) {
         Ok(i) => i,
