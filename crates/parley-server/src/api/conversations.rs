@@ -339,7 +339,10 @@ pub(super) async fn append(
         .filter(|m| matches!(m, MessageOutcome::Duplicate { .. }))
         .count();
     let last_is_new = matches!(out.messages.last(), Some(MessageOutcome::Stored { .. }));
-    let answering = if last_role == Some(Role::User) && last_is_new {
+    let answering = if last_role == Some(Role::User)
+        && last_is_new
+        && runtime::any_assistant_answers(&st, auth.workspace).await
+    {
         match st.store.get_conversation(auth.workspace, id).await? {
             Some(c) => {
                 runtime::answer_in_background(

@@ -248,6 +248,22 @@ pub fn fit_context(
     drop as u32
 }
 
+/// Whether any assistant of `workspace` can answer (has a provider and is not passive): a
+/// cheap first test before reading a conversation to answer it, so workspaces that only record
+/// (imports, logs of other systems) pay one small query per customer message, not three.
+/// A store error counts as "no" (logged).
+pub async fn any_assistant_answers(state: &AppState, workspace: WorkspaceId) -> bool {
+    match state.store.list_assistants(workspace).await {
+        Ok(list) => list
+            .iter()
+            .any(|a| a.settings.provider.is_some() && a.mode != AssistantMode::Passive),
+        Err(e) => {
+            tracing::warn!("listing the assistants failed: {e}");
+            false
+        }
+    }
+}
+
 /// After messages were stored on `conversation` through the API: when the last of them was a
 /// customer (`user`) message that is new (not a duplicate of a retried request), and the
 /// conversation's assistant has a provider and is not passive, starts a turn in the background
