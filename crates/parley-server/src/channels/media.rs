@@ -42,6 +42,25 @@ pub fn path_of(state: &AppState, storage_key: &str) -> PathBuf {
     root(state).join(storage_key)
 }
 
+/// Sends `req` (a platform's file download, with [`super::PLATFORM_TIMEOUT`]) and returns the
+/// body. Errors: a description of a transport failure or a non-2xx status (`what: HTTP 404`),
+/// for the attachment's `download_error`.
+pub async fn fetch_bytes(req: reqwest::RequestBuilder, what: &str) -> Result<Vec<u8>, String> {
+    let res = req
+        .timeout(super::PLATFORM_TIMEOUT)
+        .send()
+        .await
+        .map_err(crate::assistant::provider::describe)?;
+    if !res.status().is_success() {
+        return Err(format!("{what}: HTTP {}", res.status().as_u16()));
+    }
+    Ok(res
+        .bytes()
+        .await
+        .map_err(crate::assistant::provider::describe)?
+        .to_vec())
+}
+
 /// A stored attachment and its bytes: attachment `index` (0-based, in
 /// `meta.channel.attachments`) of message `message` in `conversation` of workspace `ws`.
 /// Errors: 404 for an unknown conversation, message or attachment, or one not downloaded.

@@ -599,22 +599,11 @@ impl media::Fetch for TelegramFile<'_> {
         let path = file["file_path"]
             .as_str()
             .ok_or("getFile: the file has no file_path (too big for the Bot API?)")?;
-        let res = self
+        let req = self
             .state
             .http
-            .get(format!("{}/file/bot{}/{path}", self.api, self.token))
-            .timeout(super::PLATFORM_TIMEOUT)
-            .send()
-            .await
-            .map_err(crate::assistant::provider::describe)?;
-        if !res.status().is_success() {
-            return Err(format!("file download: HTTP {}", res.status().as_u16()));
-        }
-        Ok(res
-            .bytes()
-            .await
-            .map_err(crate::assistant::provider::describe)?
-            .to_vec())
+            .get(format!("{}/file/bot{}/{path}", self.api, self.token));
+        media::fetch_bytes(req, "file download").await
     }
 }
 

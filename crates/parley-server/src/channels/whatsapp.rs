@@ -1038,21 +1038,7 @@ impl media::Fetch for WhatsappMedia<'_> {
         let url = info["url"]
             .as_str()
             .ok_or_else(|| format!("GET /{media_id}: no url in the answer"))?;
-        let file = http
-            .get(url)
-            .bearer_auth(self.token)
-            .timeout(super::PLATFORM_TIMEOUT)
-            .send()
-            .await
-            .map_err(crate::assistant::provider::describe)?;
-        if !file.status().is_success() {
-            return Err(format!("media download: HTTP {}", file.status().as_u16()));
-        }
-        Ok(file
-            .bytes()
-            .await
-            .map_err(crate::assistant::provider::describe)?
-            .to_vec())
+        media::fetch_bytes(http.get(url).bearer_auth(self.token), "media download").await
     }
 }
 
