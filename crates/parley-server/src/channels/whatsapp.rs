@@ -230,6 +230,23 @@ pub async fn process(state: &AppState, c: &ChannelConnection, payload: &Value) {
             continue;
         }
         let value = &change["value"];
+        let routed;
+        let c = match value["metadata"]["phone_number_id"].as_str() {
+            Some(number) if number != c.external_key => {
+                match same_app_number(state, c, number).await {
+                    Some(other) => {
+                        routed = other;
+                        &routed
+                    }
+                    None => {
+                        tracing::warn!(connection = %c.id, phone_number_id = number,
+                        "a WhatsApp change for a phone number not connected through this app reached this webhook; ignored");
+                        continue;
+                    }
+                }
+            }
+            _ => c,
+        };
         for status in value["statuses"].as_array().into_iter().flatten() {
             if let Err(e) = apply_status(state, c, status).await {
                 tracing::error!(error = %e, "could not apply a WhatsApp status");
@@ -247,6 +264,29 @@ pub async fn process(state: &AppState, c: &ChannelConnection, payload: &Value) {
             }
         }
     }
+}
+
+/// The connection of WhatsApp number `number` when it belongs to the same Meta app as `c`
+/// (same workspace, same app secret): Meta sends every number of an app to the app's one
+/// callback URL, so a delivery that arrived at `c`'s webhook (its signature checked with that
+/// app's secret) may be for another connected number of the app. `None` for a number that is
+/// not connected, or connected through another app or workspace.
+async fn same_app_number(
+    state: &AppState,
+    c: &ChannelConnection,
+    number: &str,
+) -> Option<ChannelConnection> {
+    let other = state
+        .store
+        .channels()
+        .channel_by_key(ChannelKind::Whatsapp, number)
+        .await
+        .ok()
+        .flatten()?;
+    let same_app = other.workspace_id == c.workspace_id
+        && open_secret(state, &other, "app_secret").ok()?
+            == open_secret(state, c, "app_secret").ok()?;
+    same_app.then_some(other)
 }
 
 /// A unix time in seconds as WhatsApp sends it (a string), in ms.

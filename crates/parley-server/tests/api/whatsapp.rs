@@ -128,6 +128,11 @@ async fn every_fixture_payload_is_stored(backend: Backend) {
     let mut expected: Vec<(String, String, String)> = Vec::new();
     for (file, case, mut payload) in fixture_cases("whatsapp", "pywa_updates_") {
         let value = value_mut(&mut payload);
+        // One fixture was recorded on another number; every delivery here is for the
+        // connected one (routing between numbers has its own test).
+        if value["metadata"]["phone_number_id"].is_string() {
+            value["metadata"]["phone_number_id"] = json!(PHONE_NUMBER_ID);
+        }
         for (i, m) in value["messages"]
             .as_array_mut()
             .into_iter()
@@ -857,3 +862,57 @@ crate::both_backends!(
     statuses_only_move_forward,
     replays_store_nothing_twice,
 );
+
+/// Meta posts every number of an app to the app's one callback URL: a message for another
+/// number connected through the same app goes to that number's connection and assistant; one
+/// for a number that is not connected (or connected through another app) is not stored.
+#[tokio::test]
+async fn deliveries_for_another_number_of_the_app_are_routed_to_it() {
+    let rig = rig(Backend::Sqlite).await.unwrap();
+    let r = rig
+        .app
+        .post(
+            "/api/v1/assistants",
+            &json!({"name": "Bea", "company": "Acme", "settings": {
+                "provider": {"base_url": rig.stub.base_url, "model": "gpt-4o-mini",
+                             "api_key": "sk-test-0123456789abcdef"}}}),
+        )
+        .await;
+    let second = r.body["id"].as_str().unwrap().to_owned();
+    let r = rig
+        .app
+        .post(
+            &format!("/api/v1/assistants/{second}/channels"),
+            &json!({"kind": "whatsapp", "phone_number_id": "5550001112223",
+                    "business_account_id": "102290129340398", "access_token": ACCESS_TOKEN,
+                    "app_secret": APP_SECRET, "verify_token": VERIFY_TOKEN,
+                    "graph_base_url": rig.graph.base_url}),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", r.text);
+    let for_number = |number: &str, wamid: &str| {
+        let mut p = text_message(wamid, unix_now(), "Hello second number");
+        value_mut(&mut p)["metadata"]["phone_number_id"] = json!(number);
+        p
+    };
+    // Posted to the first number's webhook, for the second number.
+    rig.deliver(&for_number("5550001112223", "wamid.second-1"))
+        .await;
+    let m = eventually(10, "the routed message", || async {
+        message_with(&rig.app, "wamid.second-1").await
+    })
+    .await;
+    let convs = conversations(&rig.app, "whatsapp").await;
+    assert_eq!(convs.len(), 1);
+    assert_eq!(convs[0]["assistant"]["id"], second.as_str(), "{m}");
+    // A number nobody connected: signed by the app, but not stored.
+    rig.deliver(&for_number("9999999999999", "wamid.unknown-1"))
+        .await;
+    rig.deliver(&text_message("wamid.after-1", unix_now(), "after"))
+        .await;
+    eventually(10, "the next message", || async {
+        message_with(&rig.app, "wamid.after-1").await
+    })
+    .await;
+    assert!(message_with(&rig.app, "wamid.unknown-1").await.is_none());
+}
