@@ -514,24 +514,6 @@ pub(super) struct CsrfForm {
     csrf: String,
 }
 
-/// Refuses a channel form that is not an admin's with a valid CSRF token.
-fn channel_form_refused(session: &Session, csrf: &str) -> Option<Response> {
-    if !session.csrf_ok(Some(csrf)) {
-        return Some(error_page(
-            StatusCode::FORBIDDEN,
-            "Form expired",
-            "Reload the page and try again.",
-        ));
-    }
-    (session.user.role != UserRole::Admin).then(|| {
-        error_page(
-            StatusCode::FORBIDDEN,
-            "Not allowed",
-            "Only administrators can connect channels.",
-        )
-    })
-}
-
 fn back_to_channels(assistant: &str, query: &[(&str, &str)]) -> Response {
     let mut q = form_urlencoded::Serializer::new(String::new());
     for (k, v) in query {
@@ -548,7 +530,7 @@ pub(super) async fn connect_channel(
     Path(id): Path<String>,
     Form(f): Form<ChannelForm>,
 ) -> Response {
-    if let Some(refused) = channel_form_refused(&session, &f.csrf) {
+    if let Some(refused) = super::refuse_admin_form(&session, &f.csrf, "connect channels") {
         return refused;
     }
     let Ok(assistant) = id.parse::<AssistantId>() else {
@@ -587,7 +569,7 @@ pub(super) async fn disconnect_channel(
     Path((id, channel)): Path<(String, String)>,
     Form(f): Form<CsrfForm>,
 ) -> Response {
-    if let Some(refused) = channel_form_refused(&session, &f.csrf) {
+    if let Some(refused) = super::refuse_admin_form(&session, &f.csrf, "connect channels") {
         return refused;
     }
     let Ok(channel) = channel.parse() else {
@@ -731,19 +713,8 @@ async fn save(
     id: Option<String>,
     form: AssistantForm,
 ) -> Response {
-    if !session.csrf_ok(Some(&form.csrf)) {
-        return error_page(
-            StatusCode::FORBIDDEN,
-            "Form expired",
-            "Reload the page and try again.",
-        );
-    }
-    if session.user.role != UserRole::Admin {
-        return error_page(
-            StatusCode::FORBIDDEN,
-            "Not allowed",
-            "Only administrators can change assistants.",
-        );
+    if let Some(refused) = super::refuse_admin_form(&session, &form.csrf, "change assistants") {
+        return refused;
     }
     let ws = session.user.workspace_id;
     let tz = tz_offset(&headers);

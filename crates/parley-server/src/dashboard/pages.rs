@@ -1168,19 +1168,8 @@ pub(super) async fn delete(
     Path(id): Path<String>,
     Form(form): Form<ActionForm>,
 ) -> Response {
-    if !session.csrf_ok(Some(&form.csrf)) {
-        return error_page(
-            StatusCode::FORBIDDEN,
-            "Form expired",
-            "Reload the page and try again.",
-        );
-    }
-    if session.user.role != UserRole::Admin {
-        return error_page(
-            StatusCode::FORBIDDEN,
-            "Not allowed",
-            "Only administrators can delete conversations.",
-        );
+    if let Some(refused) = super::refuse_admin_form(&session, &form.csrf, "delete conversations") {
+        return refused;
     }
     let Some(id) = parse_id(&id) else {
         return error_page(StatusCode::NOT_FOUND, "Not found", "No such conversation.");

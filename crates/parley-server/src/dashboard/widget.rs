@@ -426,19 +426,8 @@ pub(super) async fn save(
     Path(id): Path<String>,
     Form(form): Form<WidgetForm>,
 ) -> Response {
-    if !session.csrf_ok(Some(&form.csrf)) {
-        return error_page(
-            StatusCode::FORBIDDEN,
-            "Form expired",
-            "Reload the page and try again.",
-        );
-    }
-    if session.user.role != UserRole::Admin {
-        return error_page(
-            StatusCode::FORBIDDEN,
-            "Not allowed",
-            "Only administrators can change the widget.",
-        );
+    if let Some(refused) = super::refuse_admin_form(&session, &form.csrf, "change the widget") {
+        return refused;
     }
     let (a, mut w, total) = match load(&st, &session, &id).await {
         Ok(x) => x,
