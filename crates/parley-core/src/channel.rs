@@ -220,6 +220,10 @@ pub struct Attachment {
     /// Why the last download attempt failed, while the file is not stored.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub download_error: Option<String>,
+    /// The file was stored although its workspace was over its attachment quota (channel
+    /// media are kept rather than lost; see `attachment_quota_bytes` in the server's settings).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub over_quota: bool,
 }
 
 fn is_zero(n: &u32) -> bool {

@@ -10,11 +10,13 @@
 //! - [`search`]: case folding and match snippets shared by both store backends.
 //! - [`validate`]: size limits and input checks.
 //! - [`markdown`]: assistant messages as sanitised HTML.
+//! - [`audio`]: checking that an upload is the audio container it claims to be.
 //! - [`assistant`]: an assistant's provider, prompt, memory fields and price settings.
 //! - [`channel`]: WhatsApp and Telegram connections and channel message metadata.
 //! - [`widget`]: the web widget's settings and the visitor tracker's records.
 
 pub mod assistant;
+pub mod audio;
 pub mod channel;
 pub mod id;
 pub mod markdown;

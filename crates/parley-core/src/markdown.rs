@@ -6,6 +6,14 @@
 //! Raw HTML in the markdown passes through the same sanitiser, so nothing a conversation
 //! contains can run in a reviewer's browser. Links open in a new tab with
 //! `rel="noopener noreferrer nofollow"`.
+//!
+//! **No image loads by itself.** An image in a message (`![alt](https://host/x.png)`) would be
+//! fetched the moment a reviewer opens the conversation, telling whoever wrote it (a customer,
+//! or a provider the customer talked into it) when and from where it was read: a tracking
+//! pixel. So a markdown image becomes a link, `<a class="remote-image">alt — image from host,
+//! click to open</a>`, that opens it in a new tab only when clicked (without a referrer), and `<img>` in
+//! raw HTML is dropped. The dashboard's Content-Security-Policy (`img-src 'self' data: blob:`)
+//! refuses remote images as a second line.
 
 use std::collections::HashSet;
 use std::sync::OnceLock;
@@ -20,19 +28,114 @@ fn sanitizer() -> &'static ammonia::Builder<'static> {
             .link_rel(Some("noopener noreferrer nofollow"))
             .add_tag_attributes("a", &["target"])
             .set_tag_attribute_value("a", "target", "_blank")
-            .add_tag_attributes("img", &["alt", "title"])
+            .rm_tags(&["img"])
+            .add_allowed_classes("a", &[REMOTE_IMAGE_CLASS])
             .add_tag_attributes("input", &["type", "checked", "disabled"])
             .add_tags(&["input"]);
         b
     })
 }
 
-/// Renders markdown as sanitised HTML.
+/// The class of the link a markdown image becomes (see the [module docs](self)).
+pub const REMOTE_IMAGE_CLASS: &str = "remote-image";
+
+/// The host an image URL names, for the placeholder (`host.example`, `host.example:8443`);
+/// `None` for a relative URL.
+fn url_host(url: &str) -> Option<&str> {
+    let rest = url.split_once("://")?.1;
+    let authority = rest.split(['/', '?', '#']).next()?;
+    let host = authority.rsplit('@').next()?;
+    (!host.is_empty()).then_some(host)
+}
+
+/// Markdown images as click-to-open links: `Start(Image)` becomes a link to the image with the
+/// [`REMOTE_IMAGE_CLASS`], its alt text stays as the link text, and `— image from host` ends
+/// it. An image inside a link (a badge) keeps only its alt text, since links do not nest.
+fn images_as_links<'a>(events: impl Iterator<Item = Event<'a>>) -> impl Iterator<Item = Event<'a>> {
+    let mut links = 0usize;
+    // Per open image: (shown as a link, its host, whether it had alt text).
+    let mut images: Vec<(bool, String, bool)> = Vec::new();
+    events.flat_map(move |event| -> Vec<Event<'a>> {
+        match event {
+            Event::Text(_) | Event::Code(_) if !images.is_empty() => {
+                if let Some(open) = images.last_mut() {
+                    open.2 = true;
+                }
+                vec![event]
+            }
+            Event::Start(Tag::Link { .. }) => {
+                links += 1;
+                vec![event]
+            }
+            Event::End(TagEnd::Link) => {
+                links = links.saturating_sub(1);
+                vec![event]
+            }
+            Event::Start(Tag::Image {
+                dest_url, title, ..
+            }) => {
+                let host = url_host(&dest_url).unwrap_or("this server").to_owned();
+                let as_link = links == 0 && images.is_empty();
+                images.push((as_link, host, false));
+                if !as_link {
+                    return vec![Event::Text("[image: ".into())];
+                }
+                let title = if title.is_empty() {
+                    String::new()
+                } else {
+                    format!(" title=\"{}\"", escape_attr(&title))
+                };
+                vec![Event::Html(
+                    format!(
+                        "<a class=\"{REMOTE_IMAGE_CLASS}\" href=\"{}\"{title}>",
+                        escape_attr(&dest_url)
+                    )
+                    .into(),
+                )]
+            }
+            Event::End(TagEnd::Image) => match images.pop() {
+                Some((true, host, had_alt)) => vec![
+                    Event::Text(
+                        if had_alt {
+                            format!(" — image from {host}, click to open")
+                        } else {
+                            format!("Image from {host}, click to open")
+                        }
+                        .into(),
+                    ),
+                    Event::Html("</a>".into()),
+                ],
+                _ => vec![Event::Text("]".into())],
+            },
+            other => vec![other],
+        }
+    })
+}
+
+/// `text` escaped for a double-quoted HTML attribute.
+fn escape_attr(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '"' => out.push_str("&quot;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// Renders markdown as sanitised HTML (images as links: see the [module docs](self)).
 pub fn to_safe_html(markdown: &str) -> String {
     let options =
         Options::ENABLE_TABLES | Options::ENABLE_STRIKETHROUGH | Options::ENABLE_TASKLISTS;
     let mut raw = String::with_capacity(markdown.len() * 3 / 2);
-    html::push_html(&mut raw, Parser::new_ext(markdown, options));
+    html::push_html(
+        &mut raw,
+        images_as_links(Parser::new_ext(markdown, options)),
+    );
     sanitizer().clean(&raw).to_string()
 }
 
@@ -101,10 +204,37 @@ mod tests {
             "<table>",
             "<td>2</td>",
             "<pre><code>fn main() {}",
-            "<img src=\"https://example.com/cat.png\" alt=\"cat\">",
+            "<a class=\"remote-image\" href=\"https://example.com/cat.png\" target=\"_blank\" rel=\"noopener noreferrer nofollow\">cat — image from example.com, click to open</a>",
         ] {
             assert!(html.contains(expected), "{expected} in {html}");
         }
+    }
+
+    #[test]
+    fn no_image_loads_without_a_click() {
+        for md in [
+            "![pixel](https://tracker.example/p.gif?u=42)",
+            "![](http://user:pw@tracker.example:8080/p.gif \"t\")",
+            "<img src=\"https://tracker.example/p.gif\">",
+            "<p><img src=\"https://tracker.example/p.gif\" alt=\"x\"></p>",
+            "[![badge](https://tracker.example/b.svg)](https://example.com)",
+            "![rel](/assets/x.png)",
+        ] {
+            let html = to_safe_html(md);
+            assert!(!html.to_ascii_lowercase().contains("<img"), "{md}: {html}");
+        }
+        let html = to_safe_html("![](http://user:pw@tracker.example:8080/p.gif \"t\")");
+        assert!(
+            html.contains(">Image from tracker.example:8080, click to open</a>")
+                && html.contains("title=\"t\""),
+            "{html}"
+        );
+        let html = to_safe_html("[![badge](https://tracker.example/b.svg)](https://example.com)");
+        assert_eq!(html.matches("<a ").count(), 1, "links do not nest: {html}");
+        assert!(html.contains("[image: badge]"), "{html}");
+        // A crafted URL cannot break out of the attribute.
+        let html = to_safe_html("![x](https://e.example/\"onmouseover=alert(1))");
+        assert!(!html.contains(" onmouseover"), "{html}");
     }
 
     #[test]

@@ -293,6 +293,11 @@ pub struct MessageMeta {
     /// Time from the request to the provider to its last byte, in ms.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub latency_ms: Option<i64>,
+    /// The customer message an assistant answer (or failure notice) was the turn for, when
+    /// Parley's background `answer` job wrote it: a job run again after a crash finds it and
+    /// answers nothing twice.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub in_reply_to: Option<crate::MessageId>,
     /// The message's life on a messaging channel (WhatsApp, Telegram): platform type,
     /// attachments, delivery status (see [`crate::channel::ChannelMessageMeta`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]

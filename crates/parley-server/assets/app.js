@@ -237,6 +237,20 @@
   // Selects marked data-autosubmit submit their form on change (the Test Chat assistant picker).
   $$('select[data-autosubmit]').forEach((s) => s.addEventListener('change', () => s.form.submit()));
 
+  // The assistant form's provider picker: the URL and key fields belong to a custom provider
+  // only, and each server provider shows the models it offers. Without script every field is
+  // shown and the server ignores the ones that do not apply.
+  const picker = $('[data-provider-picker]');
+  if (picker) {
+    const sync = () => {
+      const value = picker.value;
+      $$('[data-custom-provider]').forEach((el) => { el.hidden = value !== 'custom'; });
+      $$('[data-provider-hint]').forEach((el) => { el.hidden = el.dataset.providerHint !== value; });
+    };
+    picker.addEventListener('change', sync);
+    sync();
+  }
+
   // Test Chat: send a message, read the answer as server-sent events from the same request.
   const tc = $('#tc-form');
   if (tc) {
@@ -283,8 +297,10 @@
         row.cells[0].className = 'mono';
         table.tBodies[0].appendChild(row);
       }
-      row.cells[0].textContent = key;
-      row.cells[1].textContent = value;
+      // Isolated like the server-rendered rows (<bdi>): bidi controls in a value stay inside it.
+      const isolated = (text) => { const i = doc.createElement('bdi'); i.textContent = text; return i; };
+      row.cells[0].replaceChildren(isolated(key));
+      row.cells[1].replaceChildren(isolated(value));
       const src = doc.createElement('span');
       src.className = 'src src-' + source;
       src.textContent = source;

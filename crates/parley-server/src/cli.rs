@@ -2,7 +2,7 @@
 //!
 //! ```text
 //! parley serve                         run the server (./parley-data, SQLite, 127.0.0.1:8080)
-//! parley import [--format jsonl|sgd] PATH...
+//! parley import [--format jsonl|sgd] [--from-line N] PATH...
 //! parley export [--format jsonl|csv] [--output FILE] [filters]
 //! parley keys create --name NAME       print a new API key (alone, on the last line)
 //! parley keys list | keys revoke ID
@@ -10,6 +10,8 @@
 //! parley users create --email E --password-stdin [--role admin|member] | users list
 //! parley migrate                       create or upgrade the database schema
 //! parley migrate-store --from URL --to URL [--workspace SLUG]
+//! parley backup --output FILE          a consistent copy of a SQLite store (while serve runs)
+//! parley restore --input FILE --data-dir DIR [--force]
 //! ```
 //!
 //! Every command takes `--data-dir`, `--database`, `--config` and `--price-table` (or their
@@ -63,6 +65,9 @@ struct GlobalArgs {
     /// [default: <data-dir>/secret.key, created on first start].
     #[arg(long, env = "PARLEY_SECRET_KEY", global = true, hide_env_values = true)]
     secret_key: Option<String>,
+    /// Log lines as `text` [default] or `json` (one object per line).
+    #[arg(long, env = "PARLEY_LOG_FORMAT", global = true, value_enum)]
+    log_format: Option<crate::config::LogFormat>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -75,6 +80,40 @@ enum Command {
         /// Mark cookies Secure (when the dashboard is served over HTTPS).
         #[arg(long, env = "PARLEY_SECURE_COOKIES")]
         secure_cookies: Option<bool>,
+        /// Reverse proxies whose X-Forwarded-For (or Forwarded) header is believed: CIDR
+        /// ranges or addresses, comma-separated [default: none].
+        #[arg(long, env = "PARLEY_TRUSTED_PROXIES", value_delimiter = ',')]
+        trusted_proxies: Option<Vec<String>>,
+        /// The header the trusted proxies write [default: x-forwarded-for].
+        #[arg(long, env = "PARLEY_FORWARDED_HEADER", value_enum)]
+        forwarded_header: Option<crate::client_addr::ForwardedHeader>,
+        /// Bearer token for GET /metrics (at least 16 characters).
+        #[arg(long, env = "PARLEY_METRICS_TOKEN", hide_env_values = true)]
+        metrics_token: Option<String>,
+        /// Serve GET /metrics on this address only (not on --listen).
+        #[arg(long, env = "PARLEY_METRICS_LISTEN")]
+        metrics_listen: Option<SocketAddr>,
+        /// Let workspaces' own provider and channel URLs reach loopback and private networks
+        /// (a local Ollama or vLLM) [default: false].
+        #[arg(long, env = "PARLEY_ALLOW_PRIVATE_NETWORKS")]
+        allow_private_networks: Option<bool>,
+    },
+    /// Write a consistent copy of the SQLite database and the attachments to one archive
+    /// (safe while `serve` runs).
+    Backup {
+        /// The archive to write (a gzip-compressed tar file).
+        #[arg(long, short)]
+        output: PathBuf,
+    },
+    /// Restore a `parley backup` archive into a data directory.
+    Restore {
+        /// The archive `parley backup` wrote.
+        #[arg(long, short)]
+        input: PathBuf,
+        /// Replace the database, attachments and secret key of a data directory that is not
+        /// empty (no server may be running on it).
+        #[arg(long)]
+        force: bool,
     },
     /// Import conversations from files.
     Import {
@@ -93,6 +132,10 @@ enum Command {
         /// SGD: the assistant's company.
         #[arg(long)]
         company: Option<String>,
+        /// JSONL: start at this line of the first file (the `resume with --from-line N` of an
+        /// import that stopped; the lines before it are skipped).
+        #[arg(long, default_value_t = 1)]
+        from_line: u64,
         /// Files or directories.
         #[arg(required = true)]
         paths: Vec<PathBuf>,
@@ -274,7 +317,17 @@ enum WorkspacesCommand {
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
     let serving = matches!(cli.command, Command::Serve { .. });
-    init_logging(serving);
+    let format = cli
+        .global
+        .log_format
+        .or_else(|| {
+            cli.global
+                .config
+                .as_deref()
+                .and_then(crate::config::file_log_format)
+        })
+        .unwrap_or_default();
+    init_logging(serving, format);
     crate::assistant::provider::install_tls();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -295,14 +348,22 @@ pub fn main() -> ExitCode {
     }
 }
 
-fn init_logging(serving: bool) {
+fn init_logging(serving: bool, format: crate::config::LogFormat) {
     let default = if serving { "info" } else { "warn" };
     let filter = tracing_subscriber::EnvFilter::try_from_env("PARLEY_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
-    let _ = tracing_subscriber::fmt()
+    let logs = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .try_init();
+        .with_writer(std::io::stderr);
+    let _ = match format {
+        crate::config::LogFormat::Text => logs.try_init(),
+        // One object per line; `span` carries the request's id, path and client.
+        crate::config::LogFormat::Json => logs
+            .json()
+            .with_current_span(true)
+            .with_span_list(false)
+            .try_init(),
+    };
 }
 
 /// Turns a display name into a slug: lowercase ASCII letters and digits, `-` between words.
@@ -448,23 +509,54 @@ async fn run(cli: Cli) -> Result<(), BoxError> {
         crate::bench::run(opts).await?;
         return Ok(());
     }
-    let (listen, secure_cookies) = match &cli.command {
-        Command::Serve {
-            listen,
-            secure_cookies,
-        } => (*listen, *secure_cookies),
-        _ => (None, None),
-    };
+    let mut overrides = Overrides::default();
+    if let Command::Serve {
+        listen,
+        secure_cookies,
+        trusted_proxies,
+        forwarded_header,
+        metrics_token,
+        metrics_listen,
+        allow_private_networks,
+    } = &cli.command
+    {
+        overrides = Overrides {
+            listen: *listen,
+            secure_cookies: *secure_cookies,
+            trusted_proxies: trusted_proxies.clone(),
+            forwarded_header: *forwarded_header,
+            metrics_token: metrics_token.clone(),
+            metrics_listen: *metrics_listen,
+            allow_private_networks: *allow_private_networks,
+            ..overrides
+        };
+    }
     let g = cli.global;
+    if let Command::Restore { input, force } = &cli.command {
+        let dir = g
+            .data_dir
+            .ok_or("parley restore needs --data-dir DIR (the directory to restore into)")?;
+        let m = crate::backup::restore(input, &dir, *force)?;
+        print_manifest("Restored", &m);
+        println!("Start it with: parley serve --data-dir {}", dir.display());
+        return Ok(());
+    }
     let settings = Settings::resolve(Overrides {
         config: g.config,
-        listen,
         data_dir: g.data_dir,
         database_url: g.database_url,
         price_table: g.price_table,
-        secure_cookies,
         secret_key: g.secret_key,
+        log_format: g.log_format,
+        ..overrides
     })?;
+    if let Command::Backup { output } = &cli.command {
+        let (settings, output) = (settings.clone(), output.clone());
+        let m = tokio::task::spawn_blocking(move || crate::backup::backup(&settings, &output))
+            .await??;
+        print_manifest("Backed up", &m);
+        return Ok(());
+    }
     if settings.database_url.starts_with("sqlite") {
         std::fs::create_dir_all(&settings.data_dir).map_err(|e| {
             format!(
@@ -490,6 +582,7 @@ async fn run(cli: Cli) -> Result<(), BoxError> {
             channel,
             assistant,
             company,
+            from_line,
             paths,
         } => {
             let ws = select_workspace(store, workspace.as_deref()).await?;
@@ -501,6 +594,7 @@ async fn run(cli: Cli) -> Result<(), BoxError> {
                     assistant,
                     company,
                 },
+                from_line,
             };
             eprintln!("Importing into workspace {:?}…", ws.slug);
             crate::import::run(&state, ws.id, &job).await?;
@@ -550,7 +644,25 @@ async fn run(cli: Cli) -> Result<(), BoxError> {
         Command::Users { command } => users(store, command).await,
         Command::MigrateStore { .. } => unreachable!("handled before the store is opened"),
         Command::Bench { .. } => unreachable!("handled before the store is opened"),
+        Command::Backup { .. } | Command::Restore { .. } => {
+            unreachable!("handled before the store is opened")
+        }
     }
+}
+
+fn print_manifest(what: &str, m: &crate::backup::Manifest) {
+    let conversations: u64 = m.workspaces.iter().map(|w| w.conversations).sum();
+    println!(
+        "{what}: database of {} (SHA-256 {}, {} bytes, {} conversations in {} workspaces), {} attachments ({} bytes){}.",
+        m.created_at,
+        m.database.sha256,
+        m.database.bytes,
+        conversations,
+        m.workspaces.len(),
+        m.attachments.files,
+        m.attachments.bytes,
+        if m.secret_key { ", the secret key" } else { "" }
+    );
 }
 
 async fn keys(store: &dyn Store, command: KeysCommand) -> Result<(), BoxError> {
@@ -680,7 +792,26 @@ async fn serve(state: AppState) -> Result<(), BoxError> {
     {
         tracing::info!("no API key yet: create one with `parley keys create --name NAME`");
     }
+    crate::assistant::log_legacy_providers(&state).await;
+    let metrics = match state.settings.metrics_listen {
+        Some(addr) => {
+            let listener = tokio::net::TcpListener::bind(addr)
+                .await
+                .map_err(|e| format!("cannot listen on {addr} (metrics_listen): {e}"))?;
+            tracing::info!("metrics on http://{}/metrics", listener.local_addr()?);
+            let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+            let task = tokio::spawn(crate::serve_metrics(state.clone(), listener, async {
+                let _ = stopped.await;
+            }));
+            Some((stop, task))
+        }
+        None => None,
+    };
     crate::serve(state, listener, shutdown_signal()).await?;
+    if let Some((stop, task)) = metrics {
+        let _ = stop.send(());
+        let _ = task.await;
+    }
     tracing::info!("stopped");
     Ok(())
 }

@@ -133,7 +133,13 @@ pub async fn commit(
     workspace: WorkspaceId,
     batches: Vec<IngestBatch>,
 ) -> Result<Vec<IngestOutcome>, ApiError> {
-    Ok(state.store.ingest(workspace, batches).await?)
+    let counted = crate::metrics::batch_channels(&batches);
+    let outcomes = state.store.ingest(workspace, batches).await?;
+    state
+        .metrics
+        .ingested(state, workspace, &counted, &outcomes)
+        .await;
+    Ok(outcomes)
 }
 
 /// Validates, prices and stores requests atomically.
@@ -150,6 +156,32 @@ pub async fn ingest(
         .map(|r| prepare(&state.prices, r, now))
         .collect::<Result<Vec<_>, _>>()?;
     commit(state, workspace, batches).await
+}
+
+/// [`ingest`], writing the follow-up `jobs` in the same transaction (only for batches whose
+/// last message is newly stored; see [`parley_store::jobs::IngestJob`]) and waking the
+/// background worker when any may have been written. Errors: as [`ingest`].
+pub async fn ingest_with_jobs(
+    state: &AppState,
+    workspace: WorkspaceId,
+    requests: Vec<IngestRequest>,
+    jobs: Vec<parley_store::jobs::IngestJob>,
+) -> Result<Vec<IngestOutcome>, ApiError> {
+    if jobs.is_empty() {
+        return ingest(state, workspace, requests).await;
+    }
+    let now = Timestamp::now();
+    let batches = requests
+        .into_iter()
+        .map(|r| prepare(&state.prices, r, now))
+        .collect::<Result<Vec<_>, _>>()?;
+    let out = state
+        .store
+        .jobs()
+        .ingest_with_jobs(workspace, batches, jobs)
+        .await?;
+    state.jobs.wake();
+    Ok(out)
 }
 
 #[cfg(test)]

@@ -3,6 +3,8 @@
 //! - [`api`]: the JSON API v1 and its OpenAPI document.
 //! - [`assistant`]: assistants' settings, the LLM runtime and the OpenAI-compatible gateway.
 //! - [`ingest`]: the one path every message takes into the store.
+//! - [`jobs`]: background work from the durable job queue (webhook deliveries, answers,
+//!   downloads), and [`retry`]: the one retry policy.
 //! - [`channels`]: WhatsApp and Telegram webhooks, replies and media.
 //! - [`transfer`] and [`import`]: JSONL/CSV export, JSONL and SGD import.
 //! - [`dashboard`]: the server-rendered web dashboard.
@@ -10,21 +12,34 @@
 //! - [`config`]: settings from flags, environment, file, defaults.
 //! - [`migrate_store`]: copying a workspace between stores (SQLite to PostgreSQL).
 //! - [`secrets`]: sealing provider keys and other secrets at rest.
+//! - [`net`]: the guarded HTTP client for every request to a URL a workspace gave.
 //! - [`cli`]: the `parley` command line.
 //! - [`widget`]: the embeddable web widget's script, public endpoints and visitor tracker.
+//! - [`client_addr`]: the client's address behind trusted reverse proxies.
+//! - [`metrics`]: `GET /metrics` (Prometheus/OpenMetrics text).
+//! - [`backup`]: `parley backup` / `parley restore` of a SQLite data directory.
+//! - [`responses`]: what every response passes through (fused streamed bodies, uniform error
+//!   bodies).
 
 pub mod api;
 pub mod assistant;
 pub mod auth;
+pub mod backup;
 pub mod bench;
 pub mod channels;
 pub mod cli;
+pub mod client_addr;
 pub mod config;
 pub mod dashboard;
 pub mod error;
 pub mod import;
 pub mod ingest;
+pub mod jobs;
+pub mod metrics;
 pub mod migrate_store;
+pub mod net;
+pub mod responses;
+pub mod retry;
 pub mod secrets;
 pub mod transfer;
 pub mod widget;
@@ -34,12 +49,16 @@ use std::sync::Arc;
 use axum::Router;
 use axum::extract::State;
 use axum::http::{HeaderValue, StatusCode, header};
+use axum::middleware;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use parley_core::pricing::PriceTable;
 use parley_store::Store;
 use tower_http::compression::CompressionLayer;
-use tower_http::trace::TraceLayer;
+use tower_http::request_id::{
+    MakeRequestId, PropagateRequestIdLayer, RequestId, SetRequestIdLayer,
+};
+use tower_http::trace::{DefaultOnResponse, TraceLayer};
 
 use crate::config::Settings;
 
@@ -52,16 +71,17 @@ pub struct AppState {
     pub prices: Arc<PriceTable>,
     /// Resolved settings.
     pub settings: Arc<Settings>,
-    /// Recently verified API keys (see [`auth::api_key::KeyCache`]).
-    pub key_cache: Arc<auth::api_key::KeyCache>,
     /// Seals and opens stored secrets (see [`secrets`]).
     pub secrets: secrets::SecretKey,
-    /// The HTTP client for LLM providers (see [`assistant::provider::http_client`]).
-    pub http: reqwest::Client,
-    /// One assistant turn at a time per conversation (see [`assistant::runtime`]).
-    pub turn_locks: Arc<assistant::runtime::TurnLocks>,
+    /// The outgoing HTTP clients: guarded for URLs workspaces gave, trusted for the
+    /// operator's own (see [`net`]). There is deliberately no plain client here.
+    pub net: net::Net,
+    /// The background worker's id, settings and wake-up signal (see [`jobs`]).
+    pub jobs: Arc<jobs::Jobs>,
     /// The web widget's rate limits (see [`widget`]).
     pub widget: Arc<widget::WidgetState>,
+    /// This server's metrics (see [`metrics`]).
+    pub metrics: Arc<metrics::Metrics>,
 }
 
 impl AppState {
@@ -72,17 +92,25 @@ impl AppState {
     ) -> Result<AppState, Box<dyn std::error::Error + Send + Sync>> {
         let prices = settings.load_prices()?;
         let secrets = secrets::SecretKey::load(settings.secret_key.as_deref(), &settings.data_dir)?;
-        let store = parley_store::open(&settings.database_url).await?;
+        let store = parley_store::open_with(
+            &settings.database_url,
+            &parley_store::OpenOptions {
+                sqlite_wal_max_bytes: settings.sqlite_wal_max_bytes,
+            },
+        )
+        .await?;
         let widget = widget::WidgetState::open(&settings)?;
+        let net = net::Net::new(&settings.network);
+        let jobs = Arc::new(jobs::Jobs::new(&settings.jobs));
         Ok(AppState {
             store,
             prices: Arc::new(prices),
             settings: Arc::new(settings),
-            key_cache: Arc::default(),
             secrets,
-            http: assistant::provider::http_client(),
-            turn_locks: Arc::default(),
+            net,
+            jobs,
             widget: Arc::new(widget),
+            metrics: Arc::default(),
         })
     }
 }
@@ -98,9 +126,65 @@ pub fn app(state: AppState) -> Router {
         .merge(dashboard::router())
         .merge(widget::router(&state))
         .merge(channels::router())
+        .route("/metrics", get(metrics::scrape))
+        .fallback(|| async { StatusCode::NOT_FOUND })
+        .layer(axum::middleware::from_fn(responses::uniform_errors))
+        // Inside the compression layer, which polls a body once more after its end.
+        .layer(axum::middleware::map_response(
+            responses::fuse_streamed_bodies,
+        ))
         .layer(CompressionLayer::new())
-        .layer(TraceLayer::new_for_http())
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            metrics::track,
+        ))
+        .layer(PropagateRequestIdLayer::x_request_id())
+        .layer(
+            TraceLayer::new_for_http()
+                .make_span_with(request_span)
+                .on_response(DefaultOnResponse::new().level(tracing::Level::INFO)),
+        )
+        .layer(SetRequestIdLayer::x_request_id(NewRequestId))
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            client_addr::layer,
+        ))
         .with_state(state)
+}
+
+/// Makes a request id (a UUIDv7) for a request that did not bring a believable one (see
+/// [`client_addr::layer`]).
+#[derive(Debug, Clone, Copy)]
+struct NewRequestId;
+
+impl MakeRequestId for NewRequestId {
+    fn make_request_id<B>(&mut self, _: &axum::http::Request<B>) -> Option<RequestId> {
+        HeaderValue::from_str(&uuid::Uuid::now_v7().to_string())
+            .ok()
+            .map(RequestId::new)
+    }
+}
+
+/// The span every request's log lines carry: method, path (no query string: it may hold a
+/// search), request id and client address.
+fn request_span<B>(req: &axum::http::Request<B>) -> tracing::Span {
+    let id = req
+        .headers()
+        .get(client_addr::REQUEST_ID)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    let client = req
+        .extensions()
+        .get::<client_addr::ClientAddr>()
+        .map(|c| c.ip.to_string())
+        .unwrap_or_default();
+    tracing::info_span!(
+        "request",
+        method = %req.method(),
+        path = %req.uri().path(),
+        request_id = %id,
+        client = %client,
+    )
 }
 
 /// `GET /healthz`: the process is up (200 `ok`).
@@ -130,15 +214,16 @@ async fn openapi() -> Response {
 }
 
 /// Serves the app on `listener` until `shutdown` resolves, then stops accepting connections and
-/// lets in-flight requests finish (their writes are committed before they are answered).
-/// Errors: the listener fails.
+/// lets in-flight requests finish (their writes are committed before they are answered). The
+/// background worker ([`jobs::start`]) runs alongside and is stopped last, handing back what
+/// it did not finish. Errors: the listener fails.
 pub async fn serve(
     state: AppState,
     listener: tokio::net::TcpListener,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     use axum::serve::ListenerExt as _;
-    let app = app(state).into_make_service_with_connect_info::<std::net::SocketAddr>();
+    let app = app(state.clone()).into_make_service_with_connect_info::<std::net::SocketAddr>();
     // Streamed answers (Test Chat, the gateway) are written a chunk at a time as they arrive:
     // with Nagle's algorithm on, a chunk written after the headers would wait for the client's
     // delayed ACK (~40 ms on Linux) before leaving.
@@ -147,7 +232,29 @@ pub async fn serve(
             tracing::debug!("TCP_NODELAY: {e}");
         }
     });
-    axum::serve(listener, app)
+    let store = state.store.clone();
+    let worker = jobs::start(state.clone());
+    let served = axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown)
+        .await;
+    worker.stop().await;
+    served?;
+    // Every request is answered and the worker has stopped: leave the store tidy (SQLite: an
+    // empty write-ahead log).
+    if let Err(e) = store.close().await {
+        tracing::warn!(error = %e, "closing the store");
+    }
+    Ok(())
+}
+
+/// Serves `GET /metrics` alone on `listener` (the `metrics_listen` address) until `shutdown`.
+/// Errors: the listener fails.
+pub async fn serve_metrics(
+    state: AppState,
+    listener: tokio::net::TcpListener,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(listener, metrics::separate_router(state))
         .with_graceful_shutdown(shutdown)
         .await
 }

@@ -220,6 +220,22 @@ pub async fn migrate(
 
     let mut done = 0u64;
     for_each_page(from, &ws, async |_, full| {
+        // The attachment files the messages keep (their bytes stay in the data directory):
+        // recorded in the target so they count against the workspace's quota there too.
+        for m in full.iter().flat_map(|c| &c.messages) {
+            for a in m.meta.channel.iter().flat_map(|c| &c.attachments) {
+                if let Some(key) = a
+                    .storage_key
+                    .as_deref()
+                    .filter(|k| crate::channels::media::key_of_workspace(ws.id, k))
+                {
+                    let size = a.size_bytes.unwrap_or(0);
+                    to.attachments()
+                        .record_attachment(ws.id, key, size, None, m.created_at)
+                        .await?;
+                }
+            }
+        }
         let batches: Vec<IngestBatch> = full.iter().map(to_batch).collect();
         for outcome in to.ingest(ws.id, batches).await? {
             if outcome.created {

@@ -66,38 +66,34 @@ impl Format {
     }
 }
 
-/// Parses JSONL text (blank lines ignored) and prepares every line for ingestion, so that
-/// nothing is written unless every line is valid.
-/// Errors: 400/422 naming the line (1-based) and field of the first bad line.
-pub fn prepare_jsonl(
+/// Parses one JSONL line (1-based number `line_no`; surrounding whitespace ignored) and
+/// prepares it for ingestion. `None` for a blank line.
+/// Errors: 400/422 naming the line and the field at fault (`line 7: messages[0].role`).
+pub fn prepare_line(
     prices: &parley_core::pricing::PriceTable,
-    text: &[u8],
+    line_no: u64,
+    line: &[u8],
     now: Timestamp,
-) -> Result<Vec<IngestBatch>, ApiError> {
-    let mut batches = Vec::new();
-    for (i, line) in text.split(|b| *b == b'\n').enumerate() {
-        let line_no = i + 1;
-        let trimmed = line.trim_ascii();
-        if trimmed.is_empty() {
-            continue;
-        }
-        let at_line = |e: ApiError| {
-            let field = match &e.field {
-                Some(f) => format!("line {line_no}: {f}"),
-                None => format!("line {line_no}"),
-            };
-            ApiError {
-                message: format!("line {line_no}: {}", e.message),
-                field: Some(field),
-                ..e
-            }
-        };
-        let input: ConversationInput = crate::api::parse_json(trimmed).map_err(at_line)?;
-        let batch = prepare(prices, IngestRequest::Create(Box::new(input)), now)
-            .map_err(|e| at_line(ApiError::from(e)))?;
-        batches.push(batch);
+) -> Result<Option<IngestBatch>, ApiError> {
+    let trimmed = line.trim_ascii();
+    if trimmed.is_empty() {
+        return Ok(None);
     }
-    Ok(batches)
+    let at_line = |e: ApiError| {
+        let field = match &e.field {
+            Some(f) => format!("line {line_no}: {f}"),
+            None => format!("line {line_no}"),
+        };
+        ApiError {
+            message: format!("line {line_no}: {}", e.message),
+            field: Some(field),
+            ..e
+        }
+    };
+    let input: ConversationInput = crate::api::parse_json(trimmed).map_err(at_line)?;
+    prepare(prices, IngestRequest::Create(Box::new(input)), now)
+        .map(Some)
+        .map_err(|e| at_line(ApiError::from(e)))
 }
 
 /// Totals of an import.

@@ -10,6 +10,15 @@ use parley_core::{AssistantId, ChannelConnectionId, ConversationId, MessageId, W
 
 use crate::Result;
 
+/// An edit of a stored message ([`ChannelStore::edit_message`]): changes its text and meta in
+/// place and says whether to write them (false leaves the message as it was).
+pub type MessageEdit = Box<dyn FnOnce(&mut String, &mut MessageMeta) -> bool + Send + 'static>;
+
+/// An edit of a connection's config ([`ChannelStore::edit_channel_config`]): changes it in
+/// place and says whether to write it.
+pub type ConfigEdit =
+    Box<dyn FnOnce(&mut serde_json::Map<String, serde_json::Value>) -> bool + Send + 'static>;
+
 /// The channel part of the store, reached through [`crate::Store::channels`]. Every method but
 /// [`ChannelStore::channel_by_id`] (webhooks, which carry no workspace) is scoped to one
 /// workspace.
@@ -69,6 +78,32 @@ pub trait ChannelStore: Send + Sync {
         message: MessageId,
         external_id: Option<&str>,
         meta: &MessageMeta,
+    ) -> Result<bool>;
+    /// Reads, edits and writes a stored message's text and meta as one step that no other
+    /// edit interleaves with, whichever server makes it (PostgreSQL: the message row is
+    /// locked, `SELECT ... FOR UPDATE`; SQLite: the single writer), and sets its
+    /// `external_id` when `external_id` is given and the edit writes. Read-modify-write
+    /// updates that must not lose each other's change (delivery statuses that only move
+    /// forward, edit and deletion marks) go through here. Returns whether it wrote: false
+    /// when the message is not in the workspace or `edit` declined. A changed text is
+    /// re-indexed for search. Errors: `Conflict("external_id_taken")` as
+    /// [`ChannelStore::update_message_channel`].
+    async fn edit_message(
+        &self,
+        workspace: WorkspaceId,
+        message: MessageId,
+        external_id: Option<&str>,
+        edit: MessageEdit,
+    ) -> Result<bool>;
+    /// Reads, edits and writes a connection's config as one step (as
+    /// [`ChannelStore::edit_message`]): for state kept there that several servers update
+    /// (WhatsApp's quality rating, the customers of business-initiated sends). Returns whether
+    /// it wrote: false when the connection is not in the workspace or `edit` declined.
+    async fn edit_channel_config(
+        &self,
+        workspace: WorkspaceId,
+        id: ChannelConnectionId,
+        edit: ConfigEdit,
     ) -> Result<bool>;
 }
 

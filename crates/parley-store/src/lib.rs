@@ -35,14 +35,19 @@ use parley_core::{
 };
 use serde::Serialize;
 
+pub mod attachments;
 mod channels;
 mod counters;
+pub mod jobs;
 pub mod postgres;
+pub mod scoped_ids;
 mod sql;
 pub mod sqlite;
 pub mod testing;
 
-pub use channels::ChannelStore;
+pub use attachments::{Admission, AttachmentStore, AttachmentUsage};
+pub use channels::{ChannelStore, ConfigEdit, MessageEdit};
+pub use jobs::JobStore;
 
 /// What a store operation can fail with.
 #[derive(Debug)]
@@ -326,6 +331,12 @@ pub trait Store: Send + Sync + 'static {
     /// [`ChannelStore`].
     fn channels(&self) -> &dyn ChannelStore;
 
+    /// The durable job queue, leases and shared rate-limit windows: see [`JobStore`].
+    fn jobs(&self) -> &dyn JobStore;
+    /// The record of stored attachment files and each workspace's usage (the attachment
+    /// quota): see [`AttachmentStore`].
+    fn attachments(&self) -> &dyn AttachmentStore;
+
     /// Creates a workspace. Errors: `Conflict("workspace_exists")` if the slug is taken.
     async fn create_workspace(&self, slug: &str, name: &str) -> Result<Workspace>;
     /// Every workspace, oldest first.
@@ -385,7 +396,9 @@ pub trait Store: Send + Sync + 'static {
     /// Writes batches atomically: either every batch is applied or none. See [`IngestTarget`]
     /// and [`MessageOutcome`] for the de-duplication rules. Errors: `NotFound("conversation")`
     /// for an `Existing` target not in the workspace, `NotFound("assistant")` for an unknown
-    /// assistant id, `Conflict("id_conflict")` for a client id used by another workspace.
+    /// assistant id, `Conflict("id_conflict")` for a client message id of another conversation
+    /// of the workspace. Client ids that another workspace uses are stored under stand-ins
+    /// (see [`scoped_ids`]), never refused.
     async fn ingest(
         &self,
         workspace: WorkspaceId,
@@ -468,6 +481,24 @@ pub trait Store: Send + Sync + 'static {
     /// Forgets `subject`'s failures before `before` (after a successful sign-in, or to expire
     /// old entries).
     async fn clear_login_failures(&self, subject: &str, before: Timestamp) -> Result<()>;
+    /// Counts a sign-in attempt *before* its password is checked, atomically with the check of
+    /// the limits: when any `(subject, limit)` of `limits` already has `limit` or more entries at
+    /// or after `since`, nothing is recorded and the answer is `false` (refuse the attempt);
+    /// otherwise one entry is recorded at `at` for every subject and the answer is `true`.
+    /// Concurrent claims for one subject are serialised (SQLite: the one writer connection;
+    /// PostgreSQL: a transaction-scoped advisory lock per subject), so at most `limit` claims
+    /// succeed in a window however many arrive at once, on one server or several. A failed
+    /// sign-in keeps its entry; a successful one takes it back with
+    /// [`Store::release_login_attempt`].
+    async fn claim_login_attempt(
+        &self,
+        limits: &[(String, u64)],
+        since: Timestamp,
+        at: Timestamp,
+    ) -> Result<bool>;
+    /// Takes back one entry of `subject` recorded at `at` by [`Store::claim_login_attempt`]
+    /// (that sign-in succeeded). No entry is not an error.
+    async fn release_login_attempt(&self, subject: &str, at: Timestamp) -> Result<()>;
 
     /// `parley migrate-store`: the workspace's users with their password hashes.
     async fn export_users(&self, workspace: WorkspaceId) -> Result<Vec<(User, String)>>;
@@ -530,6 +561,54 @@ pub trait Store: Send + Sync + 'static {
         workspace: WorkspaceId,
         conversation: ConversationId,
     ) -> Result<Option<TrackerRecord>>;
+
+    /// What the connection pool (and, on SQLite, the write-ahead log) looks like now, for
+    /// `/metrics`. Cheap: reads counters and one file size, never the database.
+    fn pool_stats(&self) -> PoolStats {
+        PoolStats::default()
+    }
+
+    /// Makes the store tidy for a clean stop, after the last request was answered: SQLite
+    /// checkpoints its write-ahead log into the database and truncates it to zero bytes (so a
+    /// restart finds no log to replay); PostgreSQL does nothing. The store stays usable.
+    /// Errors: the final checkpoint failed (the log is kept; nothing is lost).
+    async fn close(&self) -> Result<()> {
+        Ok(())
+    }
+}
+
+/// A snapshot of a store's connection use (see [`Store::pool_stats`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PoolStats {
+    /// Most connections the pool opens (PostgreSQL: the pool size; SQLite: read connections).
+    pub max: u64,
+    /// Connections open now (PostgreSQL); SQLite: read connections opened so far.
+    pub size: u64,
+    /// Open connections not in use now.
+    pub available: u64,
+    /// Requests waiting for a connection (PostgreSQL) or for a read slot (SQLite).
+    pub waiting: u64,
+    /// SQLite: write jobs queued for the single writer, not yet taken into a group commit.
+    pub writer_queue: Option<u64>,
+    /// SQLite: the size of the `-wal` file beside the database, in bytes (0 when absent).
+    pub wal_bytes: Option<u64>,
+}
+
+/// Options for [`open_with`] that apply to one backend only.
+#[derive(Debug, Clone)]
+pub struct OpenOptions {
+    /// SQLite: the write-ahead log's cap in bytes (default 64 MiB): it is checkpointed and
+    /// truncated once it passes a quarter of it (waiting longer for readers past half), and a
+    /// log that SQLite restarts is cut back to it.
+    pub sqlite_wal_max_bytes: u64,
+}
+
+impl Default for OpenOptions {
+    fn default() -> Self {
+        OpenOptions {
+            sqlite_wal_max_bytes: sqlite::DEFAULT_WAL_MAX_BYTES,
+        }
+    }
 }
 
 /// Longest `last_message_preview`, in characters.
@@ -553,11 +632,17 @@ pub(crate) fn preview(role: Role, content: &str) -> String {
 /// `postgres://` / `postgresql://` (libpq URL syntax).
 /// Errors: an unknown scheme, or the database cannot be opened or migrated.
 pub async fn open(url: &str) -> Result<std::sync::Arc<dyn Store>> {
-    if let Some(path) = url
-        .strip_prefix("sqlite://")
-        .or_else(|| url.strip_prefix("sqlite:"))
-    {
-        let store = sqlite::SqliteStore::open(path, sqlite::SqliteOptions::default()).await?;
+    open_with(url, &OpenOptions::default()).await
+}
+
+/// [`open`] with backend options. Errors: as [`open`].
+pub async fn open_with(url: &str, opts: &OpenOptions) -> Result<std::sync::Arc<dyn Store>> {
+    let sqlite_options = || sqlite::SqliteOptions {
+        wal_max_bytes: opts.sqlite_wal_max_bytes,
+        ..Default::default()
+    };
+    if let Some(path) = sqlite_path(url) {
+        let store = sqlite::SqliteStore::open(path, sqlite_options()).await?;
         return Ok(std::sync::Arc::new(store));
     }
     if url.starts_with("postgres://") || url.starts_with("postgresql://") {
@@ -565,14 +650,18 @@ pub async fn open(url: &str) -> Result<std::sync::Arc<dyn Store>> {
             postgres::PostgresStore::open(url, postgres::PostgresOptions::default()).await?;
         return Ok(std::sync::Arc::new(store));
     }
-    if url.ends_with(".db") && !url.contains("://") {
-        let store = sqlite::SqliteStore::open(url, sqlite::SqliteOptions::default()).await?;
-        return Ok(std::sync::Arc::new(store));
-    }
     Err(StoreError::Backend(format!(
         "unsupported database URL {:?}: use sqlite://PATH or postgres://USER:PASSWORD@HOST:PORT/DATABASE",
         redact_url(url)
     )))
+}
+
+/// The database file a SQLite URL names (`sqlite://PATH`, `sqlite:PATH`, or a bare path ending
+/// in `.db`); `None` for any other URL.
+pub fn sqlite_path(url: &str) -> Option<&str> {
+    url.strip_prefix("sqlite://")
+        .or_else(|| url.strip_prefix("sqlite:"))
+        .or_else(|| (url.ends_with(".db") && !url.contains("://")).then_some(url))
 }
 
 /// A database URL with any password replaced by `***`, for logs and errors.

@@ -601,23 +601,73 @@ async fn ingest_is_idempotent(store: Arc<dyn Store>) {
         })
         .collect();
     let out = store
-        .ingest(ws, vec![new_batch(by_id.clone(), replay)])
+        .ingest(ws, vec![new_batch(by_id.clone(), replay.clone())])
         .await
         .unwrap();
     assert!(!out[0].created && out[0].stored() == 0);
-    // The same client id in another workspace is a conflict, not a silent second record.
+    // The same client ids in another workspace: stored there under stand-ins, answered as any
+    // create (nothing says that the ids exist elsewhere), and a repeat stores nothing twice.
     let other = workspace(&*store, "o").await;
-    let err = store
-        .ingest(other, vec![new_batch(by_id, vec![])])
+    let stand_in = parley_store::scoped_ids::scoped_id(other, id.0);
+    for repeat in [false, true] {
+        let out = store
+            .ingest(other, vec![new_batch(by_id.clone(), replay.clone())])
+            .await
+            .unwrap();
+        assert_eq!(out[0].conversation_id.0, stand_in);
+        assert_eq!(out[0].created, !repeat);
+        let expected: Vec<MessageOutcome> = replay
+            .iter()
+            .map(|m| {
+                let id = MessageId(parley_store::scoped_ids::scoped_id(other, m.id.0));
+                if repeat {
+                    MessageOutcome::Duplicate { id }
+                } else {
+                    MessageOutcome::Stored { id }
+                }
+            })
+            .collect();
+        assert_eq!(out[0].messages, expected, "repeat {repeat}");
+    }
+    // Appending a message whose id the first workspace uses, to the other's conversation.
+    let borrowed = NewMessage {
+        id: MessageId::new(),
+        id_from_client: true,
+        ..msg(Role::User, "mine", T0 + 99)
+    };
+    store
+        .ingest(
+            ws,
+            vec![IngestBatch {
+                target: IngestTarget::Existing(id),
+                messages: vec![borrowed.clone()],
+            }],
+        )
         .await
-        .unwrap_err();
-    assert!(matches!(
-        err,
-        StoreError::Conflict {
-            code: "id_conflict",
-            ..
+        .unwrap();
+    let out = store
+        .ingest(
+            other,
+            vec![IngestBatch {
+                target: IngestTarget::Existing(ConversationId(stand_in)),
+                messages: vec![borrowed.clone()],
+            }],
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        out[0].messages[0],
+        MessageOutcome::Stored {
+            id: MessageId(parley_store::scoped_ids::scoped_id(other, borrowed.id.0))
         }
-    ));
+    );
+    // The first workspace's record is untouched.
+    let mine = store.get_conversation(ws, id).await.unwrap().unwrap();
+    assert_eq!(
+        mine.summary.message_count,
+        export.detail.summary.message_count + 1
+    );
+    assert!(store.get_conversation(other, id).await.unwrap().is_none());
 }
 
 async fn ingest_batches_are_atomic(store: Arc<dyn Store>) {
@@ -1549,6 +1599,67 @@ async fn users_sessions_and_login_failures(store: Arc<dyn Store>) {
     );
 }
 
+/// Sign-in attempts are claimed atomically: at most `limit` claims succeed per subject in a
+/// window, even all at once; a refused claim records nothing for any subject; a released claim
+/// frees its place.
+async fn login_attempts_are_claimed_atomically(store: Arc<dyn Store>) {
+    let now = Timestamp(T0);
+    let since = Timestamp(T0 - 60_000);
+    let email = "email:ana@example.com".to_owned();
+    let ip = "ip:192.0.2.1".to_owned();
+    let limits = vec![(email.clone(), 5), (ip.clone(), 8)];
+    let claims: Vec<_> = (0..30)
+        .map(|_| {
+            let (store, limits) = (store.clone(), limits.clone());
+            tokio::spawn(async move {
+                store
+                    .claim_login_attempt(&limits, since, now)
+                    .await
+                    .unwrap()
+            })
+        })
+        .collect();
+    let mut granted = 0;
+    for c in claims {
+        granted += usize::from(c.await.unwrap());
+    }
+    assert_eq!(
+        granted, 5,
+        "the email's limit holds under 30 concurrent claims"
+    );
+    let count = |s: String| {
+        let store = store.clone();
+        async move { store.login_failures_since(&s, since).await.unwrap() }
+    };
+    assert_eq!(count(email.clone()).await, 5);
+    assert_eq!(count(ip.clone()).await, 5, "refused claims record nothing");
+
+    // Another email from the same address: the address's limit (8) is what stops it now.
+    let other = vec![("email:bob@example.com".to_owned(), 5), (ip.clone(), 8)];
+    for expected in [true, true, true, false] {
+        assert_eq!(
+            store.claim_login_attempt(&other, since, now).await.unwrap(),
+            expected
+        );
+    }
+    assert_eq!(count("email:bob@example.com".into()).await, 3);
+    store.release_login_attempt(&ip, now).await.unwrap();
+    assert_eq!(count(ip.clone()).await, 7, "one entry taken back");
+    assert!(store.claim_login_attempt(&other, since, now).await.unwrap());
+    // Entries before the window do not count.
+    let later = Timestamp(T0 + 120_000);
+    assert!(
+        store
+            .claim_login_attempt(&limits, Timestamp(T0 + 1), later)
+            .await
+            .unwrap()
+    );
+    store
+        .release_login_attempt("ip:unknown", now)
+        .await
+        .unwrap();
+}
+
 /// Concurrent batches that create conversations for the same new assistants and append to the
 /// same existing conversations, in opposite orders, all succeed (no deadlock surfaces).
 async fn concurrent_batches_in_opposite_orders_all_succeed(store: Arc<dyn Store>) {
@@ -1813,6 +1924,546 @@ async fn channel_connections_and_message_updates(store: Arc<dyn Store>) {
     assert_eq!(channels.channel_by_id(connection.id).await.unwrap(), None);
 }
 
+/// The job queue: a job is claimed by one worker at a time, counts its attempts, comes back
+/// when its lease runs out, is retried, failed or completed only by the worker holding it;
+/// jobs written with an ingest exist only when its message was newly stored.
+async fn jobs_are_claimed_once_and_survive_their_worker(store: Arc<dyn Store>) {
+    use parley_store::jobs::{IngestJob, JobState, NewJob};
+    let jobs = store.jobs();
+    let t = Timestamp(T0);
+    let mut first = NewJob::new("test.kind", "{\"n\": 1}".into(), 3);
+    first.run_after = t;
+    let mut later = NewJob::new("test.kind", "later".into(), 3);
+    later.run_after = Timestamp(T0 + 60_000);
+    jobs.enqueue(&first).await.unwrap();
+    jobs.enqueue(&later).await.unwrap();
+    assert!(matches!(
+        jobs.enqueue(&first).await,
+        Err(StoreError::Conflict {
+            code: "job_exists",
+            ..
+        })
+    ));
+    let lease = Timestamp(T0 + 1_000);
+    let claimed = jobs.claim("w1", t, lease, 10).await.unwrap();
+    assert_eq!(claimed.len(), 1, "only the due job");
+    assert_eq!(
+        (
+            claimed[0].id,
+            claimed[0].attempts,
+            claimed[0].payload.as_str()
+        ),
+        (first.id, 1, "{\"n\": 1}")
+    );
+    assert!(
+        jobs.claim("w2", t, lease, 10).await.unwrap().is_empty(),
+        "held by w1"
+    );
+    // Only the holder may finish it.
+    assert!(!jobs.complete(first.id, "w2").await.unwrap());
+    assert!(
+        jobs.renew(first.id, "w1", Timestamp(T0 + 2_000))
+            .await
+            .unwrap()
+    );
+    // w1 dies: after its lease another worker takes the job over, a second attempt.
+    let after = Timestamp(T0 + 2_001);
+    let taken = jobs
+        .claim("w2", after, Timestamp(T0 + 5_000), 10)
+        .await
+        .unwrap();
+    assert_eq!((taken[0].id, taken[0].attempts), (first.id, 2));
+    assert!(
+        !jobs
+            .renew(first.id, "w1", Timestamp(T0 + 9_000))
+            .await
+            .unwrap()
+    );
+    assert!(
+        !jobs.complete(first.id, "w1").await.unwrap(),
+        "no longer w1's"
+    );
+    // Retried later with its error, then given up.
+    assert!(
+        jobs.retry_later(first.id, "w2", Timestamp(T0 + 10_000), "boom")
+            .await
+            .unwrap()
+    );
+    assert!(
+        jobs.claim("w2", Timestamp(T0 + 9_999), Timestamp(T0 + 20_000), 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let again = jobs
+        .claim("w3", Timestamp(T0 + 10_000), Timestamp(T0 + 20_000), 10)
+        .await
+        .unwrap();
+    assert_eq!(again.len(), 1);
+    assert_eq!(
+        (again[0].attempts, again[0].last_error.as_deref()),
+        (3, Some("boom"))
+    );
+    assert!(jobs.fail(first.id, "w3", "gave up").await.unwrap());
+    let stats = jobs.queue_stats().await.unwrap();
+    let failed = stats.iter().find(|s| s.state == JobState::Failed).unwrap();
+    assert_eq!((failed.kind.as_str(), failed.count), ("test.kind", 1));
+    let queued = stats.iter().find(|s| s.state == JobState::Queued).unwrap();
+    assert_eq!(queued.count, 1);
+    // A clean stop hands back what a worker holds, its attempt not counted.
+    let l = jobs
+        .claim("w4", Timestamp(T0 + 60_000), Timestamp(T0 + 70_000), 10)
+        .await
+        .unwrap();
+    assert_eq!((l[0].id, l[0].attempts), (later.id, 1));
+    assert_eq!(jobs.release("w4").await.unwrap(), 1);
+    // Released jobs are due at once (now, in real time).
+    let now = Timestamp::now();
+    let l = jobs
+        .claim("w5", now, now.add_millis(10_000), 10)
+        .await
+        .unwrap();
+    assert_eq!((l[0].id, l[0].attempts), (later.id, 1));
+    assert_eq!(jobs.requeue_running().await.unwrap(), 1);
+    assert!(
+        !jobs.complete(later.id, "w5").await.unwrap(),
+        "requeued: not w5's any more"
+    );
+    let l = jobs
+        .claim("w6", Timestamp::now(), now.add_millis(10_000), 10)
+        .await
+        .unwrap();
+    assert!(jobs.complete(l[0].id, "w6").await.unwrap());
+    assert!(
+        jobs.claim("w7", Timestamp::now(), now.add_millis(10_000), 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+
+    // Jobs written with an ingest: only for a newly stored last message.
+    let ws = workspace(&*store, "jobs").await;
+    let mut c = conv("Ava", T0);
+    c.external_id = Some("wa:1".into());
+    let batch = || new_batch(c.clone(), vec![ext(msg(Role::User, "hi", T0), "wamid.1")]);
+    let follow = || IngestJob {
+        batch: 0,
+        job: NewJob::new("answer", "{}".into(), 3),
+    };
+    let out = jobs
+        .ingest_with_jobs(
+            ws,
+            vec![batch()],
+            vec![
+                follow(),
+                IngestJob {
+                    batch: 7,
+                    job: NewJob::new("x", "".into(), 1),
+                },
+            ],
+        )
+        .await
+        .unwrap();
+    let MessageOutcome::Stored { id: stored } = out[0].messages[0] else {
+        panic!("stored")
+    };
+    let due = jobs
+        .claim(
+            "w",
+            Timestamp::now(),
+            Timestamp::now().add_millis(1_000),
+            10,
+        )
+        .await
+        .unwrap();
+    assert_eq!(due.len(), 1, "{due:?}");
+    assert_eq!(
+        (
+            due[0].kind.as_str(),
+            due[0].conversation_id,
+            due[0].message_id
+        ),
+        ("answer", Some(out[0].conversation_id), Some(stored))
+    );
+    assert!(jobs.complete(due[0].id, "w").await.unwrap());
+    // A repeat stores nothing and enqueues nothing.
+    jobs.ingest_with_jobs(ws, vec![batch()], vec![follow()])
+        .await
+        .unwrap();
+    assert!(
+        jobs.claim(
+            "w",
+            Timestamp::now(),
+            Timestamp::now().add_millis(1_000),
+            10
+        )
+        .await
+        .unwrap()
+        .is_empty()
+    );
+    // A failed ingest enqueues nothing either.
+    let missing = IngestBatch {
+        target: IngestTarget::Existing(ConversationId::new()),
+        messages: vec![msg(Role::User, "x", T0)],
+    };
+    assert!(
+        jobs.ingest_with_jobs(ws, vec![missing], vec![follow()])
+            .await
+            .is_err()
+    );
+    assert!(
+        jobs.claim(
+            "w",
+            Timestamp::now(),
+            Timestamp::now().add_millis(1_000),
+            10
+        )
+        .await
+        .unwrap()
+        .is_empty()
+    );
+}
+
+/// Several workers claiming at once never get the same job.
+async fn concurrent_claims_never_share_a_job(store: Arc<dyn Store>) {
+    use parley_store::jobs::NewJob;
+    for i in 0..60 {
+        let mut j = NewJob::new("test.kind", i.to_string(), 1);
+        j.run_after = Timestamp(T0);
+        store.jobs().enqueue(&j).await.unwrap();
+    }
+    let mut tasks = Vec::new();
+    for w in 0..6 {
+        let store = store.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut mine = Vec::new();
+            loop {
+                let got = store
+                    .jobs()
+                    .claim(
+                        &format!("w{w}"),
+                        Timestamp(T0 + 1),
+                        Timestamp(T0 + 100_000),
+                        4,
+                    )
+                    .await
+                    .unwrap();
+                if got.is_empty() {
+                    return mine;
+                }
+                mine.extend(got.into_iter().map(|j| j.payload));
+            }
+        }));
+    }
+    let mut all = Vec::new();
+    for t in tasks {
+        all.extend(t.await.unwrap());
+    }
+    all.sort_by_key(|p| p.parse::<u32>().unwrap());
+    assert_eq!(all, (0..60).map(|i| i.to_string()).collect::<Vec<_>>());
+}
+
+/// A connection's inbox counts its pending and failed deliveries; leases have one holder at a
+/// time until released or expired; rate windows count every hit.
+async fn inbox_leases_and_rate_windows(store: Arc<dyn Store>) {
+    use parley_store::jobs::NewJob;
+    let jobs = store.jobs();
+    let ws = WorkspaceId::new();
+    let connection = parley_core::ChannelConnectionId::new();
+    for kind in ["whatsapp.delivery", "whatsapp.delivery", "answer"] {
+        let mut j = NewJob::new(kind, "{}".into(), 1);
+        j.workspace_id = Some(ws);
+        j.connection_id = Some(connection);
+        j.run_after = Timestamp(T0);
+        jobs.enqueue(&j).await.unwrap();
+    }
+    let inbox = jobs.inbox_stats(ws, connection).await.unwrap();
+    assert_eq!((inbox.pending, inbox.failed), (2, 0));
+    assert!(inbox.oldest_pending_at.is_some());
+    assert_eq!(
+        jobs.inbox_stats(WorkspaceId::new(), connection)
+            .await
+            .unwrap()
+            .pending,
+        0
+    );
+    let claimed = jobs
+        .claim("w", Timestamp(T0), Timestamp(T0 + 10), 1)
+        .await
+        .unwrap();
+    jobs.fail(claimed[0].id, "w", "bad").await.unwrap();
+    let inbox = jobs.inbox_stats(ws, connection).await.unwrap();
+    assert_eq!(inbox.pending + inbox.failed, 2);
+    assert!(inbox.pending <= 2);
+
+    let t = |ms: i64| Timestamp(T0 + ms);
+    assert!(jobs.try_lease("turn:1", "a", t(0), t(100)).await.unwrap());
+    assert!(
+        !jobs.try_lease("turn:1", "b", t(50), t(150)).await.unwrap(),
+        "a holds it"
+    );
+    assert!(
+        jobs.try_lease("turn:1", "a", t(60), t(160)).await.unwrap(),
+        "a renews"
+    );
+    assert!(
+        jobs.try_lease("turn:2", "b", t(60), t(160)).await.unwrap(),
+        "another name"
+    );
+    assert!(
+        jobs.try_lease("turn:1", "b", t(161), t(300)).await.unwrap(),
+        "a's expired"
+    );
+    jobs.release_lease("turn:1", "a").await.unwrap();
+    assert!(
+        !jobs.try_lease("turn:1", "a", t(200), t(300)).await.unwrap(),
+        "not a's to release"
+    );
+    jobs.release_lease("turn:1", "b").await.unwrap();
+    assert!(jobs.try_lease("turn:1", "a", t(200), t(300)).await.unwrap());
+
+    let subjects = vec!["k:1".to_owned(), "v:1".to_owned()];
+    assert_eq!(
+        jobs.count_hits(&subjects, 60_000, 0).await.unwrap(),
+        vec![1, 1]
+    );
+    assert_eq!(
+        jobs.count_hits(&subjects[1..], 60_000, 0).await.unwrap(),
+        vec![2]
+    );
+    assert_eq!(
+        jobs.count_hits(&subjects, 60_000, 0).await.unwrap(),
+        vec![2, 3]
+    );
+    assert_eq!(
+        jobs.count_hits(&subjects, 120_000, 60_000).await.unwrap(),
+        vec![1, 1],
+        "a new window"
+    );
+    let mut tasks = Vec::new();
+    for _ in 0..20 {
+        let store = store.clone();
+        tasks.push(tokio::spawn(async move {
+            store
+                .jobs()
+                .count_hits(&["c".to_owned()], 0, 0)
+                .await
+                .unwrap()[0]
+        }));
+    }
+    let mut seen = Vec::new();
+    for task in tasks {
+        seen.push(task.await.unwrap());
+    }
+    seen.sort();
+    assert_eq!(
+        seen,
+        (1..=20).collect::<Vec<u64>>(),
+        "every hit counted once"
+    );
+}
+
+/// Concurrent edits of one message and one connection config never lose each other's change.
+async fn concurrent_edits_lose_nothing(store: Arc<dyn Store>) {
+    use parley_core::channel::{ChannelConnection, ChannelKind};
+    let ws = workspace(&*store, "edits").await;
+    let id = create(
+        &*store,
+        ws,
+        conv("Ava", T0),
+        vec![msg(Role::User, "count: 0", T0)],
+    )
+    .await;
+    let export = store.export_conversations(ws, &[id]).await.unwrap();
+    let message = export[0].messages[0].id;
+    let assistant = export[0].detail.summary.assistant.id;
+    let connection = ChannelConnection {
+        id: parley_core::ChannelConnectionId::new(),
+        workspace_id: ws,
+        assistant_id: assistant,
+        kind: ChannelKind::Telegram,
+        external_key: "42".into(),
+        config: Default::default(),
+        secrets: Default::default(),
+        created_at: Timestamp(T0),
+    };
+    store.channels().create_channel(&connection).await.unwrap();
+    let mut tasks = Vec::new();
+    for i in 0..24 {
+        let store = store.clone();
+        let cid = connection.id;
+        tasks.push(tokio::spawn(async move {
+            let wrote = store
+                .channels()
+                .edit_message(
+                    ws,
+                    message,
+                    None,
+                    Box::new(move |content, meta| {
+                        let n: u32 = content.trim_start_matches("count: ").parse().unwrap();
+                        *content = format!("count: {}", n + 1);
+                        meta.tool_call_id = Some(format!("edit {i}"));
+                        true
+                    }),
+                )
+                .await
+                .unwrap();
+            assert!(wrote);
+            store
+                .channels()
+                .edit_channel_config(
+                    ws,
+                    cid,
+                    Box::new(move |config| {
+                        config.insert(format!("k{i}"), serde_json::json!(i));
+                        true
+                    }),
+                )
+                .await
+                .unwrap()
+        }));
+    }
+    for t in tasks {
+        assert!(t.await.unwrap());
+    }
+    let export = store.export_conversations(ws, &[id]).await.unwrap();
+    assert_eq!(export[0].messages[0].content, "count: 24");
+    assert!(export[0].messages[0].meta.tool_call_id.is_some());
+    let config = store
+        .channels()
+        .get_channel(ws, connection.id)
+        .await
+        .unwrap()
+        .unwrap()
+        .config;
+    assert_eq!(config.len(), 24, "{config:?}");
+    // The new text is what search finds.
+    let found = ids(&*store, ws, list(q("count: 24"), "-date", 10)).await;
+    assert_eq!(found, vec![id]);
+    // A declined edit writes nothing; another workspace's message is not found.
+    assert!(
+        !store
+            .channels()
+            .edit_message(
+                ws,
+                message,
+                None,
+                Box::new(|c, _| {
+                    c.push('!');
+                    false
+                })
+            )
+            .await
+            .unwrap()
+    );
+    assert!(
+        !store
+            .channels()
+            .edit_message(WorkspaceId::new(), message, None, Box::new(|_, _| true))
+            .await
+            .unwrap()
+    );
+    let export = store.export_conversations(ws, &[id]).await.unwrap();
+    assert_eq!(export[0].messages[0].content, "count: 24");
+}
+
+/// The attachment record and quota: a file is admitted only while the workspace stays within
+/// the limit (concurrent admissions cannot together pass it), usage is maintained per
+/// workspace, and forgetting touches only the workspace's own records.
+async fn attachment_usage_is_maintained_and_bounded(store: Arc<dyn Store>) {
+    use parley_store::{Admission, AttachmentUsage};
+    let a = workspace(&*store, "a").await;
+    let b = workspace(&*store, "b").await;
+    let files = store.attachments();
+    assert_eq!(
+        files.attachment_usage(a).await.unwrap(),
+        AttachmentUsage::default()
+    );
+    let key = |ws: WorkspaceId, n: u32| format!("{ws}/{}", uuid::Uuid::from_u128(u128::from(n)));
+    // 20 concurrent uploads of 100 bytes against a limit of 1,000: exactly 10 get in.
+    let mut uploads = tokio::task::JoinSet::new();
+    for n in 0..20 {
+        let store = store.clone();
+        let k = key(a, n);
+        uploads.spawn(async move {
+            store
+                .attachments()
+                .record_attachment(a, &k, 100, Some(1_000), Timestamp(T0))
+                .await
+                .unwrap()
+        });
+    }
+    let admitted = uploads.join_all().await;
+    let recorded = admitted
+        .iter()
+        .filter(|x| matches!(x, Admission::Recorded(_)))
+        .count();
+    assert_eq!(recorded, 10, "{admitted:?}");
+    let full = AttachmentUsage {
+        bytes: 1_000,
+        files: 10,
+    };
+    assert_eq!(files.attachment_usage(a).await.unwrap(), full);
+    assert_eq!(
+        files
+            .record_attachment(a, &key(a, 99), 1, Some(1_000), Timestamp(T0))
+            .await
+            .unwrap(),
+        Admission::OverLimit(full)
+    );
+    // Without a limit (channel media kept over the quota) it is recorded and counted.
+    assert_eq!(
+        files
+            .record_attachment(a, &key(a, 99), 1, None, Timestamp(T0))
+            .await
+            .unwrap(),
+        Admission::Recorded(AttachmentUsage {
+            bytes: 1_001,
+            files: 11
+        })
+    );
+    // Recording a known key again counts nothing.
+    assert!(matches!(
+        files
+            .record_attachment(a, &key(a, 99), 1, None, Timestamp(T0))
+            .await
+            .unwrap(),
+        Admission::Recorded(AttachmentUsage { bytes: 1_001, .. })
+    ));
+    // Another workspace has its own count, and cannot forget a's files.
+    files
+        .record_attachment(b, &key(b, 1), 7, Some(1_000), Timestamp(T0))
+        .await
+        .unwrap();
+    let a_keys: Vec<String> = (0..20).map(|n| key(a, n)).chain([key(a, 99)]).collect();
+    assert!(
+        files
+            .forget_attachments(b, &a_keys)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(files.attachment_usage(a).await.unwrap().bytes, 1_001);
+    let mut forgotten = files.forget_attachments(a, &a_keys).await.unwrap();
+    forgotten.sort();
+    assert_eq!(forgotten.len(), 11, "the recorded ones only");
+    assert_eq!(
+        files.attachment_usage(a).await.unwrap(),
+        AttachmentUsage::default()
+    );
+    assert_eq!(
+        files.attachment_usage(b).await.unwrap(),
+        AttachmentUsage { bytes: 7, files: 1 }
+    );
+    assert!(
+        files
+            .forget_attachments(a, &a_keys)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}
+
 macro_rules! backends {
     ($($test:ident),+ $(,)?) => {
         mod sqlite {
@@ -1873,8 +2524,14 @@ backends!(
     workspaces_are_isolated,
     concurrent_appends_lose_nothing,
     users_sessions_and_login_failures,
+    login_attempts_are_claimed_atomically,
     concurrent_batches_in_opposite_orders_all_succeed,
     channel_connections_and_message_updates,
+    jobs_are_claimed_once_and_survive_their_worker,
+    concurrent_claims_never_share_a_job,
+    inbox_leases_and_rate_windows,
+    concurrent_edits_lose_nothing,
+    attachment_usage_is_maintained_and_bounded,
 );
 
 /// SQLite only: the three search strategies give the same pages and counts — the bounded walk

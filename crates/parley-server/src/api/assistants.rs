@@ -1,5 +1,6 @@
-//! `/api/v1/assistants`: create, read, change (each change a new version) and list versions.
-//! Outputs never carry a provider key: a sealed key shows only its hint.
+//! `/api/v1/assistants`: create, read, change (each change a new version) and list versions;
+//! `/api/v1/providers`: the operator's providers an assistant may pick by name. Outputs never
+//! carry a provider key (a sealed key shows only its hint) nor an operator provider's URL.
 
 use axum::Json;
 use axum::extract::{Path, State};
@@ -85,5 +86,29 @@ pub(super) async fn versions(
     for v in &mut items {
         v.settings = v.settings.redacted();
     }
+    Ok(Json(json!({ "items": items })).into_response())
+}
+
+/// `GET /api/v1/providers`: the operator's LLM providers a workspace may pick by `name`
+/// (`settings.provider.name`), by name: `{"items": [{"name", "label", "models",
+/// "default_model"}]}`; `models` empty means any model. Their URLs and keys are the
+/// operator's and are not shown.
+pub(super) async fn providers(
+    State(st): State<AppState>,
+    _auth: ApiKeyAuth,
+) -> Result<Response, ApiError> {
+    let items: Vec<_> = st
+        .settings
+        .providers
+        .iter()
+        .map(|(name, p)| {
+            json!({
+                "name": name,
+                "label": p.label.clone().unwrap_or_else(|| name.clone()),
+                "models": p.models,
+                "default_model": p.fallback_model(),
+            })
+        })
+        .collect();
     Ok(Json(json!({ "items": items })).into_response())
 }

@@ -18,6 +18,8 @@ use parley_core::{AssistantId, ChannelConnectionId, ConversationId, Role, Timest
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
+use parley_core::assistant::check_base_url;
+
 use super::ApiJson;
 use crate::AppState;
 use crate::auth::ApiKeyAuth;
@@ -101,13 +103,151 @@ fn digits(v: &Option<String>, field: &str) -> Result<String, ApiError> {
     Ok(s.to_owned())
 }
 
+/// An optional base URL: checked like a provider's ([`check_base_url`]: http(s), no user
+/// name, query or fragment), at most 500 characters.
 fn base_url(v: &Option<String>, field: &str) -> Result<Option<String>, ApiError> {
     match v.as_deref().map(str::trim) {
         None | Some("") => Ok(None),
-        Some(s) if (s.starts_with("https://") || s.starts_with("http://")) && s.len() <= 500 => {
-            Ok(Some(s.trim_end_matches('/').to_owned()))
+        Some(s) if s.len() > 500 => Err(invalid(field, "must be at most 500 characters")),
+        Some(s) => check_base_url(s).map(Some).map_err(|m| invalid(field, m)),
+    }
+}
+
+/// An optional platform API base URL the server will send requests to ([`base_url`]): the
+/// operator's own (`operator_base`, or under it) is trusted; any other whose host is an IP
+/// literal must be one the server connects to for workspaces (a host name is checked when it
+/// is resolved). Errors: 422 `validation_failed` or `destination_not_allowed` naming `field`.
+fn outgoing_url(
+    st: &AppState,
+    v: &Option<String>,
+    field: &str,
+    operator_base: &str,
+) -> Result<Option<String>, ApiError> {
+    let url = base_url(v, field)?;
+    if let Some(u) = &url
+        && st.net.platform_client(u, operator_base).is_err()
+    {
+        return Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            crate::net::CODE,
+            format!("{field}: {}", crate::net::MESSAGE),
+        )
+        .with_field(field));
+    }
+    Ok(url)
+}
+
+/// The claim's outcome as an error: 422 `ownership_not_proven` naming the credential at
+/// fault, 502 `{platform}_unreachable` when the platform could not be asked.
+fn require_proof(proof: channels::Proof, kind: ChannelKind, field: &str) -> Result<(), ApiError> {
+    match proof {
+        channels::Proof::Proven => Ok(()),
+        channels::Proof::Refused(why) => Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "ownership_not_proven",
+            format!(
+                "{field}: {} did not confirm that these credentials control this sender: {why}",
+                platform_name(kind)
+            ),
+        )
+        .with_field(field)),
+        channels::Proof::Unreachable(why) => Err(ApiError::new(
+            StatusCode::BAD_GATEWAY,
+            match kind {
+                ChannelKind::Whatsapp => "whatsapp_unreachable",
+                ChannelKind::Telegram => "telegram_unreachable",
+            },
+            format!(
+                "could not ask {} to confirm the credentials: {why}",
+                platform_name(kind)
+            ),
+        )),
+    }
+}
+
+fn platform_name(kind: ChannelKind) -> &'static str {
+    match kind {
+        ChannelKind::Whatsapp => "Meta's Graph API",
+        ChannelKind::Telegram => "Telegram",
+    }
+}
+
+/// Whether the stored credentials of `holder` still control its sender (asked at the
+/// operator's platform API). Credentials that cannot even be opened count as refused.
+async fn holder_proof(st: &AppState, holder: &ChannelConnection) -> channels::Proof {
+    match holder.kind {
+        ChannelKind::Telegram => match channels::open_secret(st, holder, "bot_token") {
+            Ok(token) => telegram::prove(st, &token).await,
+            Err(e) => channels::Proof::Refused(e),
+        },
+        ChannelKind::Whatsapp => {
+            let waba = channels::config_str(holder, "business_account_id").unwrap_or_default();
+            match channels::open_secret(st, holder, "access_token") {
+                Ok(token) => {
+                    whatsapp::prove(st, &holder.external_key, waba, &token)
+                        .await
+                        .0
+                }
+                Err(e) => channels::Proof::Refused(e),
+            }
         }
-        Some(_) => Err(invalid(field, "must be an http:// or https:// URL")),
+    }
+}
+
+/// Makes room for `c`, whose credentials were just proven: nothing to do when its sender is
+/// not connected. When it is, the claimant — who controls the sender — is told where (its own
+/// workspace) or that it is elsewhere on the server, unless the holder's credentials no longer
+/// control the sender (a connection made before ownership was checked, or whose token was
+/// revoked): that dead connection is removed, logged, and `c` takes its place. Errors: 409
+/// `channel_exists`.
+async fn free_sender(st: &AppState, c: &ChannelConnection) -> Result<(), ApiError> {
+    let Some(holder) = st
+        .store
+        .channels()
+        .channel_by_key(c.kind, &c.external_key)
+        .await?
+    else {
+        return Ok(());
+    };
+    if let channels::Proof::Refused(why) = holder_proof(st, &holder).await {
+        tracing::warn!(kind = %c.kind, sender = %c.external_key, holder = %holder.id,
+            holder_workspace = %holder.workspace_id, claimant_workspace = %c.workspace_id, why,
+            "a proven owner claims a sender whose connection's credentials no longer control it: that connection is removed");
+        st.store
+            .channels()
+            .delete_channel(holder.workspace_id, holder.id)
+            .await?;
+        return Ok(());
+    }
+    let label = platform_label(c.kind);
+    let message = if holder.workspace_id == c.workspace_id {
+        let assistant = st
+            .store
+            .get_assistant(holder.workspace_id, holder.assistant_id)
+            .await?
+            .map(|a| a.name)
+            .unwrap_or_default();
+        format!(
+            "this {label} ({}) is already connected in this workspace, to the assistant {assistant:?}: disconnect it there first",
+            c.external_key
+        )
+    } else {
+        format!(
+            "this {label} ({}) is already connected in another workspace on this Parley server: disconnect it there first, or ask the server's operator",
+            c.external_key
+        )
+    };
+    Err(ApiError::new(
+        StatusCode::CONFLICT,
+        "channel_exists",
+        message,
+    ))
+}
+
+fn platform_label(kind: ChannelKind) -> &'static str {
+    match kind {
+        ChannelKind::Whatsapp => "WhatsApp number",
+        ChannelKind::Telegram => "Telegram bot",
     }
 }
 
@@ -129,10 +269,11 @@ fn parse_channel(id: &str) -> Result<ChannelConnectionId, ApiError> {
     id.parse().map_err(|_| ApiError::not_found("channel"))
 }
 
-/// Builds (and, for Telegram, registers with `setWebhook`) a connection from the input.
-/// Connects `input` to `assistant` of `workspace`: validates it, seals the secrets, asks
-/// Telegram to deliver to Parley (`setWebhook`) or reads a WhatsApp number's quality, and
-/// stores the connection. Shared by the API and the dashboard. Errors: as
+/// Connects `input` to `assistant` of `workspace`: validates it, proves at the operator's
+/// platform API that the credentials control the sender (and reads a WhatsApp number's
+/// quality on the way), makes sure the sender is not connected elsewhere ([`free_sender`]),
+/// checks the connection's own API URL, seals the secrets, asks Telegram to deliver to Parley
+/// (`setWebhook`), and stores the connection. Shared by the API and the dashboard. Errors: as
 /// [`create`](fn@create) answers them.
 pub(crate) async fn connect(
     st: &AppState,
@@ -183,13 +324,25 @@ pub(crate) async fn connect(
             let token = required(&input.access_token, "access_token", 4096)?;
             let app_secret = required(&input.app_secret, "app_secret", 512)?;
             let verify_token = required(&input.verify_token, "verify_token", 512)?;
-            let graph = base_url(&input.graph_base_url, "graph_base_url")?
-                .unwrap_or_else(|| whatsapp::DEFAULT_GRAPH_BASE_URL.to_owned());
+            let graph = outgoing_url(
+                st,
+                &input.graph_base_url,
+                "graph_base_url",
+                &st.settings.whatsapp_graph_base_url,
+            )?;
+            // Ownership first: nothing about other connections is said to someone who has
+            // not shown they control the number.
+            let (proof, quality) = whatsapp::prove(st, &c.external_key, &waba, token).await;
+            require_proof(proof, c.kind, "access_token")?;
             c.config
                 .insert("phone_number_id".into(), json!(c.external_key));
             c.config.insert("business_account_id".into(), json!(waba));
-            c.config.insert("graph_base_url".into(), json!(graph));
-            whatsapp::fetch_quality(st, &graph, &c.external_key, token, &mut c.config).await;
+            c.config.extend(quality);
+            free_sender(st, &c).await?;
+            if let Some(graph) = graph {
+                whatsapp::probe_graph(st, &graph, &c.external_key, token).await?;
+                c.config.insert("graph_base_url".into(), json!(graph));
+            }
             channels::seal(st, &mut c.secrets, "access_token", token);
             channels::seal(st, &mut c.secrets, "app_secret", app_secret);
             channels::seal(st, &mut c.secrets, "verify_token", verify_token);
@@ -216,30 +369,22 @@ pub(crate) async fn connect(
                 .to_owned();
             let public = base_url(&input.public_base_url, "public_base_url")?
                 .ok_or_else(|| invalid("public_base_url", "is required"))?;
-            let api = base_url(&input.api_base_url, "api_base_url")?
-                .unwrap_or_else(|| telegram::DEFAULT_API_BASE_URL.to_owned());
+            let api = outgoing_url(
+                st,
+                &input.api_base_url,
+                "api_base_url",
+                &st.settings.telegram_api_base_url,
+            )?;
+            require_proof(telegram::prove(st, token).await, c.kind, "bot_token")?;
             c.config.insert("bot_id".into(), json!(c.external_key));
             c.config.insert("public_base_url".into(), json!(public));
-            c.config.insert("api_base_url".into(), json!(api));
+            if let Some(api) = api {
+                c.config.insert("api_base_url".into(), json!(api));
+            }
             let webhook_secret = crate::auth::session::random_token();
             channels::seal(st, &mut c.secrets, "bot_token", token);
             channels::seal(st, &mut c.secrets, "webhook_secret", &webhook_secret);
-            if st
-                .store
-                .channels()
-                .channel_by_key(c.kind, &c.external_key)
-                .await?
-                .is_some()
-            {
-                return Err(ApiError::new(
-                    StatusCode::CONFLICT,
-                    "channel_exists",
-                    format!(
-                        "this telegram sender ({}) is already connected",
-                        c.external_key
-                    ),
-                ));
-            }
+            free_sender(st, &c).await?;
             telegram::set_webhook(st, &c, token, &webhook_secret).await?;
         }
     }
@@ -248,8 +393,13 @@ pub(crate) async fn connect(
 }
 
 /// `POST /api/v1/assistants/{id}/channels`: 201 with the connection (secrets as hints); 404
-/// for an unknown assistant; 409 `channel_exists`; 422 naming the field at fault, or
-/// `telegram_rejected` when Telegram refuses the webhook; 502 `telegram_unreachable`.
+/// for an unknown assistant; 422 naming the field at fault: `validation_failed`,
+/// `ownership_not_proven` (the platform did not confirm the credentials control the sender;
+/// checked before anything about other connections is said), `destination_not_allowed` (a
+/// `graph_base_url` / `api_base_url` the server does not connect to), `graph_rejected`,
+/// `telegram_rejected` (Telegram refuses the webhook); 409 `channel_exists` (to a proven
+/// owner: the sender is connected elsewhere); 502 `whatsapp_unreachable` /
+/// `telegram_unreachable`.
 pub(super) async fn create(
     State(st): State<AppState>,
     auth: ApiKeyAuth,
@@ -258,7 +408,11 @@ pub(super) async fn create(
 ) -> Result<Response, ApiError> {
     let c = connect(&st, auth.workspace, parse_assistant(&id)?, &input).await?;
     tracing::info!(connection = %c.id, kind = %c.kind, "channel connected");
-    Ok((StatusCode::CREATED, Json(channels::view(&c))).into_response())
+    Ok((
+        StatusCode::CREATED,
+        Json(channels::view_with_inbox(&st, &c).await),
+    )
+        .into_response())
 }
 
 /// `GET /api/v1/assistants/{id}/channels`: `{"items": [...]}`, oldest first.
@@ -272,14 +426,15 @@ pub(super) async fn list(
         .get_assistant(auth.workspace, assistant)
         .await?
         .ok_or_else(|| ApiError::not_found("assistant"))?;
-    let items: Vec<Value> = st
+    let mut items: Vec<Value> = Vec::new();
+    for c in st
         .store
         .channels()
         .list_channels(auth.workspace, Some(assistant))
         .await?
-        .iter()
-        .map(channels::view)
-        .collect();
+    {
+        items.push(channels::view_with_inbox(&st, &c).await);
+    }
     Ok(Json(json!({ "items": items })).into_response())
 }
 
@@ -295,7 +450,7 @@ pub(super) async fn detail(
         .get_channel(auth.workspace, parse_channel(&id)?)
         .await?
         .ok_or_else(|| ApiError::not_found("channel"))?;
-    Ok(Json(channels::view(&c)).into_response())
+    Ok(Json(channels::view_with_inbox(&st, &c).await).into_response())
 }
 
 /// `DELETE /api/v1/channels/{id}`: 204; its webhook stops answering (404) and its

@@ -18,7 +18,7 @@ use crate::AppState;
 use crate::assistant::runtime;
 use crate::auth::ApiKeyAuth;
 use crate::error::ApiError;
-use crate::ingest::{IngestRequest, ingest};
+use crate::ingest::{IngestRequest, ingest_with_jobs};
 
 /// Names of the list filters, shared by the list, count and export routes.
 pub(crate) const FILTER_PARAMS: &[&str] = &[
@@ -159,10 +159,13 @@ pub(super) async fn create(
     ApiJson(input): ApiJson<ConversationInput>,
 ) -> Result<Response, ApiError> {
     let last_role = input.messages.last().map(|m| m.role);
-    let out = ingest(
+    let jobs = answer_jobs(&st, auth.workspace, last_role).await;
+    let may_answer = !jobs.is_empty();
+    let out = ingest_with_jobs(
         &st,
         auth.workspace,
         vec![IngestRequest::Create(Box::new(input))],
+        jobs,
     )
     .await?
     .remove(0);
@@ -171,15 +174,9 @@ pub(super) async fn create(
         .get_conversation(auth.workspace, out.conversation_id)
         .await?
         .ok_or_else(|| ApiError::internal("conversation vanished after ingest"))?;
-    let answering = runtime::answer_in_background(
-        &st,
-        auth.workspace,
-        out.conversation_id,
-        detail.summary.assistant.id,
-        last_role,
-        matches!(out.messages.last(), Some(MessageOutcome::Stored { .. })),
-    )
-    .await;
+    let answering = may_answer
+        && matches!(out.messages.last(), Some(MessageOutcome::Stored { .. }))
+        && runtime::assistant_answers(&st, auth.workspace, detail.summary.assistant.id).await;
     let status = if out.created {
         StatusCode::CREATED
     } else {
@@ -322,13 +319,16 @@ pub(super) async fn append(
 ) -> Result<Response, ApiError> {
     let id: ConversationId = path_id(&id, "conversation")?;
     let last_role = body.messages.last().map(|m| m.role);
-    let out = ingest(
+    let jobs = answer_jobs(&st, auth.workspace, last_role).await;
+    let may_answer = !jobs.is_empty();
+    let out = ingest_with_jobs(
         &st,
         auth.workspace,
         vec![IngestRequest::Append {
             conversation: id,
             messages: body.messages,
         }],
+        jobs,
     )
     .await?
     .remove(0);
@@ -339,21 +339,10 @@ pub(super) async fn append(
         .filter(|m| matches!(m, MessageOutcome::Duplicate { .. }))
         .count();
     let last_is_new = matches!(out.messages.last(), Some(MessageOutcome::Stored { .. }));
-    let answering = if last_role == Some(Role::User)
-        && last_is_new
-        && runtime::any_assistant_answers(&st, auth.workspace).await
-    {
+    let answering = if may_answer && last_is_new {
         match st.store.get_conversation(auth.workspace, id).await? {
             Some(c) => {
-                runtime::answer_in_background(
-                    &st,
-                    auth.workspace,
-                    id,
-                    c.summary.assistant.id,
-                    last_role,
-                    last_is_new,
-                )
-                .await
+                runtime::assistant_answers(&st, auth.workspace, c.summary.assistant.id).await
             }
             None => false,
         }
@@ -373,4 +362,25 @@ pub(super) async fn append(
         "answering": answering,
     });
     Ok((status, Json(body)).into_response())
+}
+
+/// The `answer` job to write with a request whose last message has role `last_role` (see
+/// [`crate::jobs::answer_job`]): one when it is a customer message and some assistant of the
+/// workspace answers at all; the job writes itself only if that message is newly stored, and
+/// finds out on its run whether this conversation's assistant answers.
+async fn answer_jobs(
+    st: &AppState,
+    workspace: parley_core::WorkspaceId,
+    last_role: Option<Role>,
+) -> Vec<parley_store::jobs::IngestJob> {
+    if last_role == Some(Role::User) && runtime::any_assistant_answers(st, workspace).await {
+        vec![crate::jobs::answer_job(
+            0,
+            workspace,
+            None,
+            serde_json::Value::Null,
+        )]
+    } else {
+        Vec::new()
+    }
 }

@@ -38,6 +38,7 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("GET", "/api/v1/assistants/{id}"),
     ("PATCH", "/api/v1/assistants/{id}"),
     ("GET", "/api/v1/assistants/{id}/versions"),
+    ("GET", "/api/v1/providers"),
     ("GET", "/api/v1/assistants/{id}/channels"),
     ("POST", "/api/v1/assistants/{id}/channels"),
     ("GET", "/api/v1/channels/{id}"),
@@ -86,6 +87,7 @@ pub fn router(state: &AppState) -> Router<AppState> {
             get(assistants::detail).patch(assistants::update),
         )
         .route("/assistants/{id}/versions", get(assistants::versions))
+        .route("/providers", get(assistants::providers))
         .route(
             "/assistants/{id}/channels",
             get(channels::list).post(channels::create),

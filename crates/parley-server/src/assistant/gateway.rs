@@ -119,12 +119,26 @@ fn endpoint_of(state: &AppState, assistant: &Assistant) -> Result<Endpoint, ApiE
             ),
         ));
     };
-    Endpoint::resolve(p, &state.secrets)
-        .map_err(|e| bad_request("provider_not_configured", e.to_string()))
+    Endpoint::resolve(p, state).map_err(|e| match e {
+        ProviderError::NotAllowed(_) => not_allowed(),
+        e => bad_request("provider_not_configured", e.to_string()),
+    })
+}
+
+/// 403 `destination_not_allowed`: the assistant's own provider URL is (or resolves to) an
+/// address the server does not connect to for workspaces. Nothing was sent.
+fn not_allowed() -> ApiError {
+    ApiError::new(
+        StatusCode::FORBIDDEN,
+        crate::net::CODE,
+        format!("the assistant's provider: {}", crate::net::MESSAGE),
+    )
 }
 
 fn upstream_failed(e: reqwest::Error) -> ApiError {
-    if e.is_timeout() {
+    if crate::net::refusal(&e).is_some() {
+        not_allowed()
+    } else if e.is_timeout() {
         ApiError::new(
             StatusCode::GATEWAY_TIMEOUT,
             "provider_timeout",
@@ -149,6 +163,8 @@ fn passthrough(
     body: Body,
 ) -> Response {
     let mut res = Response::new(body);
+    // The provider's answer, errors included, reaches the client unchanged.
+    res.extensions_mut().insert(crate::responses::Verbatim);
     *res.status_mut() = StatusCode::from_u16(status.as_u16()).unwrap_or(StatusCode::BAD_GATEWAY);
     for name in [
         header::CONTENT_TYPE,
@@ -176,7 +192,8 @@ fn passthrough(
     res
 }
 
-/// `GET /v1/models`: the chosen assistant's provider's model list, unchanged.
+/// `GET /v1/models`: the chosen assistant's provider's model list, unchanged. Errors as for
+/// `POST /v1/chat/completions` (403 `destination_not_allowed` included).
 async fn models(
     State(st): State<AppState>,
     auth: ApiKeyAuth,
@@ -186,9 +203,7 @@ async fn models(
     let endpoint = endpoint_of(&st, &assistant)?;
     let res = tokio::time::timeout(
         st.settings.provider_timeout,
-        endpoint
-            .request(&st.http, reqwest::Method::GET, "models")
-            .send(),
+        endpoint.request(reqwest::Method::GET, "models").send(),
     )
     .await
     .map_err(|_| {
@@ -214,8 +229,11 @@ struct Target {
 /// `POST /v1/chat/completions`: forwards to the provider, answers with its response
 /// unchanged, records the exchange. Errors (Parley's own, before the provider is called):
 /// 400 `invalid_json`, 422 `validation_failed` (no `messages` array), 404
-/// `assistant_not_found`, 400 `provider_not_configured` / `assistant_required`; 502
-/// `provider_unavailable` / 504 `provider_timeout` when the provider cannot be reached.
+/// `assistant_not_found`, 400 `provider_not_configured` / `assistant_required`, 422
+/// `model_not_allowed` (a model the operator's provider does not offer), 403
+/// `destination_not_allowed` (the assistant's own provider URL is a private or loopback
+/// address); 502 `provider_unavailable` / 504 `provider_timeout` when the provider cannot be
+/// reached.
 /// Whatever the provider answers (its own errors included) is passed through.
 async fn chat_completions(
     State(st): State<AppState>,
@@ -249,9 +267,24 @@ async fn chat_completions(
     } else {
         body
     };
+    let asked = request
+        .get("model")
+        .and_then(Value::as_str)
+        .unwrap_or(&endpoint.model);
+    if !endpoint.allows(asked) {
+        return Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "model_not_allowed",
+            format!(
+                "model: the server's provider {} does not offer {asked:?} to workspaces",
+                endpoint.operator.as_ref().map_or("", |(n, _)| n.as_str())
+            ),
+        )
+        .with_field("model"));
+    }
     let target = target_of(&headers, &request)?;
     let upstream = endpoint
-        .request(&st.http, reqwest::Method::POST, "chat/completions")
+        .request(reqwest::Method::POST, "chat/completions")
         .header(header::CONTENT_TYPE.as_str(), "application/json")
         .body(body)
         .send();
@@ -375,7 +408,8 @@ async fn chat_completions(
     Ok(passthrough(
         status,
         &resp_headers,
-        Body::from_stream(forwarded),
+        st.metrics
+            .stream_body(crate::metrics::StreamKind::Gateway, forwarded),
     ))
 }
 
@@ -549,6 +583,8 @@ async fn record(
     outcome: Result<Completion, ProviderError>,
     latency: Duration,
 ) {
+    let code = outcome.as_ref().map_or_else(|e| e.code(), |_| "ok");
+    st.metrics.provider_call("gateway", code, latency);
     let now = Timestamp::now();
     let model_asked = request
         .get("model")

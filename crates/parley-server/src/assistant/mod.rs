@@ -19,7 +19,7 @@ pub mod stub_provider;
 pub mod tokens;
 
 use parley_core::model::{Assistant, AssistantInput, AssistantPatch};
-use parley_core::validate::{self, Invalid};
+use parley_core::validate;
 use parley_core::{AssistantId, WorkspaceId};
 use parley_store::NewAssistant;
 
@@ -95,11 +95,69 @@ pub async fn update(
         .ok_or_else(|| ApiError::not_found("assistant"))
 }
 
+/// `input` applied to `current` (keys sealed, a `name` checked against the operator's
+/// providers). Errors: 422 `validation_failed` naming the field; 422 `destination_not_allowed`
+/// for a workspace's own base URL whose host is an IP literal the server does not connect to
+/// (a host name is checked when it is resolved, at each call: see [`crate::net`]).
 fn apply_settings(
     state: &AppState,
     current: &parley_core::assistant::AssistantSettings,
     input: &parley_core::assistant::AssistantSettingsInput,
-) -> Result<parley_core::assistant::AssistantSettings, Invalid> {
+) -> Result<parley_core::assistant::AssistantSettings, ApiError> {
     let secrets = state.secrets.clone();
-    current.apply(input, &move |plain| Ok(secrets.seal_provider_key(plain)))
+    let settings = current.apply(
+        input,
+        &move |plain| Ok(secrets.seal_provider_key(plain)),
+        &state.settings.providers,
+    )?;
+    if let Some(p) = &settings.provider
+        && p.name.is_none()
+        && let Err(refused) = state.net.client_for(&p.base_url)
+    {
+        return Err(ApiError::new(
+            axum::http::StatusCode::UNPROCESSABLE_ENTITY,
+            crate::net::CODE,
+            format!("settings.provider.base_url: {refused}"),
+        )
+        .with_field("settings.provider.base_url"));
+    }
+    Ok(settings)
+}
+
+/// Logs, once at start-up, every assistant whose stored key is a server environment variable
+/// (settings saved before operator providers): those whose URL and variable match an operator
+/// provider are served by it (info); the others need a provider and no longer answer (warn).
+/// See "Providers and outgoing requests" in the README. Store errors are logged.
+pub async fn log_legacy_providers(state: &AppState) {
+    use parley_core::assistant::{ProviderKey, ProviderRoute};
+    let workspaces = match state.store.list_workspaces().await {
+        Ok(w) => w,
+        Err(e) => {
+            tracing::warn!(error = %e, "could not list workspaces to check assistants' providers");
+            return;
+        }
+    };
+    for ws in workspaces {
+        let Ok(assistants) = state.store.list_assistants(ws.id).await else {
+            continue;
+        };
+        for a in assistants {
+            let Some(p) = &a.settings.provider else {
+                continue;
+            };
+            let ProviderKey::Env { name: var } = &p.api_key else {
+                continue;
+            };
+            match p.route(&state.settings.providers) {
+                ProviderRoute::Operator { name, .. } => tracing::info!(
+                    workspace = %ws.slug, assistant = %a.name, variable = %var, provider = name,
+                    "an assistant's legacy environment key matches an operator provider; it is served by that provider"
+                ),
+                _ => tracing::warn!(
+                    workspace = %ws.slug, assistant = %a.name, variable = %var,
+                    "an assistant's legacy environment key matches no operator provider: it needs a provider and no longer answers"
+                ),
+            }
+        }
+    }
 }

@@ -12,18 +12,18 @@ use std::time::{Duration, Instant};
 
 use eventsource_stream::Eventsource as _;
 use futures_util::StreamExt as _;
-use parley_core::assistant::{ProviderKey, ProviderSettings};
+use parley_core::assistant::{
+    OperatorProvider, ProviderKey, ProviderRoute, ProviderSettings, check_base_url,
+};
 use parley_core::model::ToolCall;
 use parley_core::pricing::Usage;
 use serde_json::{Value, json};
 
-use crate::secrets::SecretKey;
+use crate::AppState;
 
 /// The default longest wait for an answer, or between two chunks of a streamed one (the
 /// `provider_timeout_secs` setting).
 pub const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
-/// Longest wait to connect to the provider.
-pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// Largest error body read from a provider, in bytes.
 const MAX_ERROR_BODY: usize = 64 * 1024;
 
@@ -33,19 +33,9 @@ pub fn install_tls() {
     let _ = rustls::crypto::ring::default_provider().install_default();
 }
 
-/// The HTTP client every provider call uses (connection pooling, timeouts, TLS with the
-/// platform's certificate store).
-pub fn http_client() -> reqwest::Client {
-    install_tls();
-    reqwest::Client::builder()
-        .connect_timeout(CONNECT_TIMEOUT)
-        .pool_idle_timeout(Duration::from_secs(90))
-        .tcp_nodelay(true)
-        .build()
-        .expect("the HTTP client's TLS configuration loads")
-}
-
-/// A provider ready to call: URL, key (opened or read from the environment) and model.
+/// A provider ready to call: URL, key and model, and the HTTP client that may reach the URL
+/// (the trusted one for an operator provider, the guarded one for a workspace's own: see
+/// [`crate::net`]).
 #[derive(Clone)]
 pub struct Endpoint {
     /// `https://api.openai.com/v1` (no trailing slash).
@@ -54,6 +44,9 @@ pub struct Endpoint {
     pub api_key: Option<String>,
     /// The model to ask for.
     pub model: String,
+    /// The operator provider serving this endpoint (its name and configuration), if any.
+    pub operator: Option<(String, OperatorProvider)>,
+    client: reqwest::Client,
 }
 
 impl std::fmt::Debug for Endpoint {
@@ -62,36 +55,86 @@ impl std::fmt::Debug for Endpoint {
             .field("base_url", &self.base_url)
             .field("api_key", &self.api_key.as_ref().map(|_| "(set)"))
             .field("model", &self.model)
+            .field("operator", &self.operator.as_ref().map(|(n, _)| n))
             .finish()
     }
 }
 
 impl Endpoint {
-    /// Resolves an assistant's provider settings: opens a sealed key, reads an environment key.
-    /// Errors: [`ProviderError::NotConfigured`] when the variable is unset or the sealed key
-    /// cannot be opened.
-    pub fn resolve(p: &ProviderSettings, secrets: &SecretKey) -> Result<Endpoint, ProviderError> {
-        let api_key = match &p.api_key {
-            ProviderKey::None => None,
-            ProviderKey::Env { name } => match std::env::var(name) {
-                Ok(v) if !v.is_empty() => Some(v),
-                _ => {
+    /// Resolves an assistant's provider settings ([`ProviderSettings::route`]): an operator
+    /// provider gets the operator's URL and the key from the operator's environment variable,
+    /// sent with the trusted client; a workspace's own provider gets its base URL, its sealed
+    /// key opened, and the guarded client. Errors: [`ProviderError::NotConfigured`] for an
+    /// assistant that needs a provider, an operator provider whose key is not set (or that no
+    /// longer offers the assistant's model), a sealed key that cannot be opened or a base URL
+    /// that is no longer accepted; [`ProviderError::NotAllowed`] for a base URL whose host is
+    /// a refused IP literal.
+    pub fn resolve(p: &ProviderSettings, state: &AppState) -> Result<Endpoint, ProviderError> {
+        match p.route(&state.settings.providers) {
+            ProviderRoute::Unusable(why) => Err(ProviderError::NotConfigured(why)),
+            ProviderRoute::Operator { name, provider, .. } => {
+                if !provider.allows(&p.model) {
                     return Err(ProviderError::NotConfigured(format!(
-                        "the environment variable {name} that holds the provider's API key is not set on the Parley server"
+                        "the server's provider {name} no longer offers the model {}: pick one it offers",
+                        p.model
                     )));
                 }
-            },
-            ProviderKey::Sealed { sealed, .. } => Some(
-                secrets
-                    .open(sealed)
-                    .map_err(|e| ProviderError::NotConfigured(e.to_string()))?,
-            ),
-        };
-        Ok(Endpoint {
-            base_url: p.base_url.trim_end_matches('/').to_owned(),
-            api_key,
-            model: p.model.clone(),
-        })
+                let api_key = match &provider.api_key_env {
+                    None => None,
+                    Some(var) => match std::env::var(var) {
+                        Ok(v) if !v.is_empty() => Some(v),
+                        _ => {
+                            tracing::warn!(provider = name, variable = %var,
+                                "the environment variable of an operator provider's key is not set");
+                            return Err(ProviderError::NotConfigured(format!(
+                                "the server's provider {name} has no API key set on the server: tell the operator"
+                            )));
+                        }
+                    },
+                };
+                Ok(Endpoint {
+                    base_url: provider.base_url.trim_end_matches('/').to_owned(),
+                    api_key,
+                    model: p.model.clone(),
+                    operator: Some((name.to_owned(), provider.clone())),
+                    client: state.net.trusted().clone(),
+                })
+            }
+            ProviderRoute::Custom => {
+                let base_url = check_base_url(&p.base_url).map_err(|e| {
+                    ProviderError::NotConfigured(format!("its base URL is not accepted: it {e}"))
+                })?;
+                let client = state
+                    .net
+                    .client_for(&base_url)
+                    .map_err(|r| ProviderError::NotAllowed(r.to_string()))?
+                    .clone();
+                let api_key = match &p.api_key {
+                    ProviderKey::Sealed { sealed, .. } => Some(
+                        state
+                            .secrets
+                            .open(sealed)
+                            .map_err(|e| ProviderError::NotConfigured(e.to_string()))?,
+                    ),
+                    // An environment key never reaches here (`route` makes it an operator
+                    // provider or unusable); it is never read for a workspace's own URL.
+                    ProviderKey::None | ProviderKey::Env { .. } => None,
+                };
+                Ok(Endpoint {
+                    base_url,
+                    api_key,
+                    model: p.model.clone(),
+                    operator: None,
+                    client,
+                })
+            }
+        }
+    }
+
+    /// Whether this endpoint may be asked for `model`: always for a workspace's own provider;
+    /// for an operator provider, when the operator allows it ([`OperatorProvider::allows`]).
+    pub fn allows(&self, model: &str) -> bool {
+        self.operator.as_ref().is_none_or(|(_, p)| p.allows(model))
     }
 
     /// `{base_url}/{path}`.
@@ -99,14 +142,9 @@ impl Endpoint {
         format!("{}/{}", self.base_url, path.trim_start_matches('/'))
     }
 
-    /// A request to `path` with the bearer key set.
-    pub fn request(
-        &self,
-        http: &reqwest::Client,
-        method: reqwest::Method,
-        path: &str,
-    ) -> reqwest::RequestBuilder {
-        let mut r = http.request(method, self.url(path));
+    /// A request to `path` with the bearer key set, on the endpoint's client.
+    pub fn request(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
+        let mut r = self.client.request(method, self.url(path));
         if let Some(key) = &self.api_key {
             r = r.bearer_auth(key);
         }
@@ -119,6 +157,9 @@ impl Endpoint {
 pub enum ProviderError {
     /// No provider, or its key is unavailable.
     NotConfigured(String),
+    /// The provider's URL is one the server does not connect to for workspaces (a private,
+    /// loopback or metadata address: see [`crate::net`]). Nothing was sent.
+    NotAllowed(String),
     /// No answer (or no next chunk) within the provider timeout.
     Timeout,
     /// HTTP 429; `retry_after` from the `Retry-After` header.
@@ -175,6 +216,7 @@ impl ProviderError {
     pub fn code(&self) -> &'static str {
         match self {
             ProviderError::NotConfigured(_) => "provider_not_configured",
+            ProviderError::NotAllowed(_) => crate::net::CODE,
             ProviderError::Timeout => "provider_timeout",
             ProviderError::RateLimited { .. } => "provider_rate_limited",
             ProviderError::Unavailable { .. } => "provider_unavailable",
@@ -189,6 +231,7 @@ impl std::fmt::Display for ProviderError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             ProviderError::NotConfigured(m) => write!(f, "provider not configured: {m}"),
+            ProviderError::NotAllowed(m) => write!(f, "destination not allowed: {m}"),
             ProviderError::Timeout => write!(f, "the provider did not answer in time"),
             ProviderError::RateLimited { message, .. } => {
                 write!(f, "the provider is rate limiting (429): {message}")
@@ -475,7 +518,6 @@ impl ChatRequest {
 /// Returns the answer and how long it took. Errors: see [`ProviderError`]; a stream that
 /// breaks carries what arrived.
 pub async fn stream_chat(
-    http: &reqwest::Client,
     endpoint: &Endpoint,
     request: &ChatRequest,
     idle_timeout: Duration,
@@ -483,12 +525,15 @@ pub async fn stream_chat(
 ) -> Result<(Completion, Duration), ProviderError> {
     let started = Instant::now();
     let send = endpoint
-        .request(http, reqwest::Method::POST, "chat/completions")
+        .request(reqwest::Method::POST, "chat/completions")
         .json(&request.body(&endpoint.model))
         .send();
     let res = match tokio::time::timeout(idle_timeout, send).await {
         Err(_) => return Err(ProviderError::Timeout),
         Ok(Err(e)) if e.is_timeout() => return Err(ProviderError::Timeout),
+        Ok(Err(e)) if crate::net::refusal(&e).is_some() => {
+            return Err(ProviderError::NotAllowed(crate::net::MESSAGE.into()));
+        }
         Ok(Err(e)) => {
             return Err(ProviderError::Unavailable {
                 status: None,
@@ -574,8 +619,12 @@ fn broken(message: String, acc: Option<CompletionAccumulator>) -> ProviderError 
     }
 }
 
-/// A reqwest error's text and causes, without the URL (which may carry a key in its query).
+/// A reqwest error's text and causes, without the URL (which may carry a key in its query);
+/// a destination the guard refused reads `destination_not_allowed: ...` ([`crate::net`]).
 pub fn describe(e: reqwest::Error) -> String {
+    if crate::net::refusal(&e).is_some() {
+        return format!("{}: {}", crate::net::CODE, crate::net::MESSAGE);
+    }
     let e = e.without_url();
     let mut text = e.to_string();
     let mut source = std::error::Error::source(&e);

@@ -16,18 +16,19 @@
 //! - **Usage.** The provider's usage when it sends it; otherwise prompt and completion tokens
 //!   counted with the tokenizer ([`super::tokens`]) and `meta.usage_estimated` set.
 //! - **Failures.** Timeouts, 429, 5xx and broken streams are retried (up to [`MAX_ATTEMPTS`]
-//!   calls, waiting 0.5 s, 1 s... or the provider's `Retry-After`, at most 20 s) as long as no
-//!   text has reached the customer; then the failure is stored on an assistant message whose
+//!   calls, waiting 0.5 s, 1 s... or the provider's `Retry-After`, at most 20 s: the policy
+//!   [`crate::retry::PROVIDER`]) as long as no text has reached the customer; then the failure is stored on an assistant message whose
 //!   text is [`FAILURE_TEXT`] (what the customer sees) and whose `meta.error` says what
 //!   happened. The customer's own message was stored before the call and is never lost.
+//! - **One turn at a time** per conversation, across every server sharing the database (a
+//!   lease in the store, see [`respond`]); a turn for a customer message that already has an
+//!   answer after it answers nothing ([`respond_to`], what the `answer` job calls).
 //! - **Modes.** `active` assistants always answer; `hybrid` ones until a team member (`agent`
 //!   message) has joined the conversation; `passive` ones never do.
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
-use parley_core::assistant::AssistantSettings;
+use parley_core::assistant::{AssistantSettings, ProviderRoute};
 use parley_core::model::{
     Assistant, ConversationPatch, Message, MessageError, MessageInput, MessageMeta, ToolCall,
     Variable,
@@ -46,7 +47,7 @@ use crate::error::ApiError;
 use crate::ingest::{IngestRequest, prepare_priced};
 
 /// Most provider calls for one answer (the first and two retries).
-pub const MAX_ATTEMPTS: u32 = 3;
+pub const MAX_ATTEMPTS: u32 = crate::retry::PROVIDER.attempts;
 /// Most model calls in one turn when the model keeps calling tools.
 pub const MAX_TOOL_ROUNDS: usize = 4;
 /// The name of the memory tool.
@@ -54,8 +55,6 @@ pub const MEMORY_TOOL: &str = "save_memory";
 /// What the customer is told when no answer could be produced.
 pub const FAILURE_TEXT: &str =
     "Sorry, I can't answer right now. Please try again in a moment — your message was received.";
-/// Longest wait between retries.
-const MAX_BACKOFF: Duration = Duration::from_secs(20);
 
 /// What a turn reports while it runs (Test Chat and the widget stream these to the browser).
 #[derive(Debug, Clone, PartialEq)]
@@ -89,24 +88,9 @@ pub enum TurnOutcome {
     Failed(Box<Message>),
     /// The assistant does not answer here (passive, or a human took over).
     NotAnswering(&'static str),
-}
-
-/// One lock per conversation, so two customer messages in quick succession get their answers
-/// one after the other, each seeing the previous one.
-#[derive(Default)]
-pub struct TurnLocks(Mutex<HashMap<ConversationId, Weak<tokio::sync::Mutex<()>>>>);
-
-impl TurnLocks {
-    fn lock_for(&self, id: ConversationId) -> Arc<tokio::sync::Mutex<()>> {
-        let mut map = self.0.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(lock) = map.get(&id).and_then(Weak::upgrade) {
-            return lock;
-        }
-        map.retain(|_, w| w.strong_count() > 0);
-        let lock = Arc::new(tokio::sync::Mutex::new(()));
-        map.insert(id, Arc::downgrade(&lock));
-        lock
-    }
+    /// A turn already ended after the customer message this turn was for (an earlier run of
+    /// the same `answer` job, or a turn for a later message that saw this one): its answer.
+    AlreadyAnswered(Box<Message>),
 }
 
 fn emit(events: &Option<UnboundedSender<TurnEvent>>, e: TurnEvent) {
@@ -248,6 +232,18 @@ pub fn fit_context(
     drop as u32
 }
 
+/// Whether `assistant` has a provider it can use: one, and not one that "needs a provider"
+/// ([`ProviderRoute::Unusable`]: a legacy environment key matching no operator provider, or an
+/// operator provider the configuration no longer has).
+pub fn has_usable_provider(state: &AppState, assistant: &Assistant) -> bool {
+    assistant.settings.provider.as_ref().is_some_and(|p| {
+        !matches!(
+            p.route(&state.settings.providers),
+            ProviderRoute::Unusable(_)
+        )
+    })
+}
+
 /// Whether any assistant of `workspace` can answer (has a provider and is not passive): a
 /// cheap first test before reading a conversation to answer it, so workspaces that only record
 /// (imports, logs of other systems) pay one small query per customer message, not three.
@@ -256,7 +252,7 @@ pub async fn any_assistant_answers(state: &AppState, workspace: WorkspaceId) -> 
     match state.store.list_assistants(workspace).await {
         Ok(list) => list
             .iter()
-            .any(|a| a.settings.provider.is_some() && a.mode != AssistantMode::Passive),
+            .any(|a| has_usable_provider(state, a) && a.mode != AssistantMode::Passive),
         Err(e) => {
             tracing::warn!("listing the assistants failed: {e}");
             false
@@ -264,44 +260,23 @@ pub async fn any_assistant_answers(state: &AppState, workspace: WorkspaceId) -> 
     }
 }
 
-/// After messages were stored on `conversation` through the API: when the last of them was a
-/// customer (`user`) message that is new (not a duplicate of a retried request), and the
-/// conversation's assistant has a provider and is not passive, starts a turn in the background
-/// ([`respond`]; its answer is stored as the next message). Returns whether a turn started.
-/// Conversations whose assistant has no provider (imports, logs of other systems) are never
-/// answered. Errors reading the assistant are logged, not returned: the messages are stored.
-pub async fn answer_in_background(
+/// Whether the assistant `assistant` of `workspace` answers customers at all: it has a
+/// provider and is not passive (a hybrid one may still find a team member took over). A store
+/// error counts as "no" (logged). The API says `"answering"` from this after it wrote the
+/// `answer` job ([`crate::jobs::answer_job`]) with the customer's message.
+pub async fn assistant_answers(
     state: &AppState,
     workspace: WorkspaceId,
-    conversation: ConversationId,
     assistant: parley_core::AssistantId,
-    last_role: Option<Role>,
-    last_is_new: bool,
 ) -> bool {
-    if last_role != Some(Role::User) || !last_is_new {
-        return false;
-    }
-    let assistant = match state.store.get_assistant(workspace, assistant).await {
-        Ok(Some(a)) => a,
-        Ok(None) => return false,
+    match state.store.get_assistant(workspace, assistant).await {
+        Ok(Some(a)) => has_usable_provider(state, &a) && a.mode != AssistantMode::Passive,
+        Ok(None) => false,
         Err(e) => {
-            tracing::warn!("conversation {conversation}: reading its assistant failed: {e}");
-            return false;
+            tracing::warn!("reading assistant {assistant} failed: {e}");
+            false
         }
-    };
-    if assistant.settings.provider.is_none() || assistant.mode == AssistantMode::Passive {
-        return false;
     }
-    let st = state.clone();
-    tokio::spawn(async move {
-        if let Err(e) = respond(&st, workspace, conversation, None).await {
-            tracing::warn!(
-                "conversation {conversation}: answering failed: {}",
-                e.message
-            );
-        }
-    });
-    true
 }
 
 /// Runs one turn on `conversation`: answers its latest messages, storing everything it does.
@@ -313,14 +288,61 @@ pub async fn respond(
     conversation: ConversationId,
     events: Option<UnboundedSender<TurnEvent>>,
 ) -> Result<TurnOutcome, ApiError> {
-    let lock = state.turn_locks.lock_for(conversation);
-    let _turn = lock.lock().await;
+    turn(state, workspace, conversation, None, events).await
+}
+
+/// [`respond`] for the customer message `trigger` (the `answer` job's), at most once: the
+/// answer records it (`meta.in_reply_to`), and when a stored answer already names it, that
+/// answer is returned as [`TurnOutcome::AlreadyAnswered`] and the provider is not called. A
+/// job run again after a crash therefore answers nothing twice.
+pub async fn respond_to(
+    state: &AppState,
+    workspace: WorkspaceId,
+    conversation: ConversationId,
+    trigger: Option<MessageId>,
+) -> Result<TurnOutcome, ApiError> {
+    turn(state, workspace, conversation, trigger, None).await
+}
+
+/// One turn at a time per conversation, on every server: the turn holds the lease
+/// `turn:{conversation}` in the database ([`crate::jobs::Lease`]) from reading the history to
+/// storing the answer.
+async fn turn(
+    state: &AppState,
+    workspace: WorkspaceId,
+    conversation: ConversationId,
+    trigger: Option<MessageId>,
+    events: Option<UnboundedSender<TurnEvent>>,
+) -> Result<TurnOutcome, ApiError> {
+    let lease = crate::jobs::Lease::acquire(state, format!("turn:{conversation}")).await?;
+    let outcome = locked_turn(state, workspace, conversation, trigger, events).await;
+    lease.release().await;
+    outcome
+}
+
+/// The answer (or failure notice) a turn for `trigger` stored, if one did.
+fn answer_to(messages: &[Message], trigger: MessageId) -> Option<&Message> {
+    messages
+        .iter()
+        .find(|m| m.role == Role::Assistant && m.meta.in_reply_to == Some(trigger))
+}
+
+async fn locked_turn(
+    state: &AppState,
+    workspace: WorkspaceId,
+    conversation: ConversationId,
+    trigger: Option<MessageId>,
+    events: Option<UnboundedSender<TurnEvent>>,
+) -> Result<TurnOutcome, ApiError> {
     let export = state
         .store
         .export_conversations(workspace, &[conversation])
         .await?
         .pop()
         .ok_or_else(|| ApiError::not_found("conversation"))?;
+    if let Some(done) = trigger.and_then(|t| answer_to(&export.messages, t)) {
+        return Ok(TurnOutcome::AlreadyAnswered(Box::new(done.clone())));
+    }
     let assistant = state
         .store
         .get_assistant(workspace, export.detail.summary.assistant.id)
@@ -329,21 +351,35 @@ pub async fn respond(
     if let Err(why) = answers(&assistant, &export.messages) {
         return Ok(TurnOutcome::NotAnswering(why));
     }
+    // Background answers come only from assistants with a provider: one without only records
+    // (Test Chat and the widget, which ask in person, get the failure notice instead).
+    if trigger.is_some() && assistant.settings.provider.is_none() {
+        return Ok(TurnOutcome::NotAnswering(
+            "the assistant has no provider: it only records",
+        ));
+    }
     let settings = &assistant.settings;
-    let endpoint = match &settings.provider {
-        None => Err(ProviderError::NotConfigured(format!(
-            "assistant {:?} has no provider: set its base URL, model and API key",
-            assistant.name
-        ))),
-        Some(p) => Endpoint::resolve(p, &state.secrets),
+    // Without a usable provider the assistant only records (README, "Answering"): no notice
+    // goes to the customer, on any channel.
+    let Some(p) = settings.provider.as_ref() else {
+        return Ok(TurnOutcome::NotAnswering(
+            "the assistant has no provider: it only records",
+        ));
     };
+    if let ProviderRoute::Unusable(why) = p.route(&state.settings.providers) {
+        tracing::debug!(%conversation, why, "the assistant needs a provider");
+        return Ok(TurnOutcome::NotAnswering(
+            "the assistant needs a provider: it only records until one is set",
+        ));
+    }
+    let endpoint = Endpoint::resolve(p, state);
     let endpoint = match endpoint {
         Ok(e) => e,
         Err(e) => {
             return fail(
                 state,
                 workspace,
-                conversation,
+                (conversation, trigger),
                 &assistant,
                 &e,
                 None,
@@ -361,7 +397,20 @@ pub async fn respond(
         .and_then(|p| p.max_input_tokens)
         .map(|n| n as usize);
     let dropped = match window {
-        Some(max) => fit_context(&endpoint.model, system.as_ref(), &tools, &mut messages, max),
+        // Off the async workers: the tokenizer's first use loads its tables (seconds in a
+        // debug build), which would starve the lease heartbeats of the tasks beside it.
+        Some(max) => {
+            let (model, sys, defs) = (endpoint.model.clone(), system.clone(), tools.clone());
+            let mut history = std::mem::take(&mut messages);
+            let (dropped, history) = tokio::task::spawn_blocking(move || {
+                let n = fit_context(&model, sys.as_ref(), &defs, &mut history, max);
+                (n, history)
+            })
+            .await
+            .map_err(ApiError::internal)?;
+            messages = history;
+            dropped
+        }
         None => 0,
     };
     let price = settings.price.map(|p| p.as_model_price());
@@ -380,7 +429,7 @@ pub async fn respond(
                     return fail(
                         state,
                         workspace,
-                        conversation,
+                        (conversation, trigger),
                         &assistant,
                         &e,
                         partial,
@@ -397,6 +446,7 @@ pub async fn respond(
             history_dropped: (dropped > 0).then_some(dropped),
             assistant_version: Some(assistant.version),
             latency_ms: Some(latency.as_millis() as i64),
+            in_reply_to: trigger,
             ..Default::default()
         };
         let model = completion.model.clone().or(Some(endpoint.model.clone()));
@@ -486,7 +536,7 @@ pub async fn respond(
     fail(
         state,
         workspace,
-        conversation,
+        (conversation, trigger),
         &assistant,
         &e,
         None,
@@ -516,54 +566,69 @@ fn usage_of(model: &str, request: &ChatRequest, c: &Completion) -> (Usage, bool)
     )
 }
 
+/// A failed provider call, and whether any of its text had reached the customer (then it is
+/// not retried: the customer would see the start twice).
+struct Attempt {
+    error: ProviderError,
+    shown: bool,
+}
+
+/// Calls the provider with the one retry policy ([`crate::retry::PROVIDER`]): retryable
+/// failures (timeouts, 429, 5xx, broken streams) before any text was shown are retried, after
+/// the provider's `Retry-After` when it gives one (at most the policy's longest wait).
 async fn call_with_retries(
     state: &AppState,
     endpoint: &Endpoint,
     request: &ChatRequest,
     events: &Option<UnboundedSender<TurnEvent>>,
 ) -> Result<(Completion, Duration), (ProviderError, Option<Completion>)> {
+    use backon::Retryable as _;
+    let policy = crate::retry::PROVIDER;
     let mut attempt = 1;
-    loop {
+    let call = || async {
         let mut shown = false;
         let timeout = state.settings.provider_timeout;
-        let result = provider::stream_chat(&state.http, endpoint, request, timeout, |text| {
+        let started = std::time::Instant::now();
+        let result = provider::stream_chat(endpoint, request, timeout, |text| {
             shown = true;
             emit(events, TurnEvent::Delta(text.to_owned()));
         })
         .await;
-        match result {
-            Ok(done) => return Ok(done),
-            Err(e) if e.retryable() && !shown && attempt < MAX_ATTEMPTS => {
-                let wait = match &e {
-                    ProviderError::RateLimited {
-                        retry_after: Some(d),
-                        ..
-                    } => *d,
-                    _ => Duration::from_millis(500 * (1 << (attempt - 1))),
-                }
-                .min(MAX_BACKOFF);
-                tracing::warn!(error = %e, attempt, wait_ms = wait.as_millis() as u64, "provider call failed; retrying");
-                attempt += 1;
-                emit(
-                    events,
-                    TurnEvent::Retrying {
-                        attempt,
-                        reason: e.to_string(),
-                    },
-                );
-                tokio::time::sleep(wait).await;
-            }
-            Err(e) => {
-                let partial = match &e {
-                    ProviderError::StreamBroken { partial, .. } if shown => {
-                        Some((**partial).clone())
-                    }
-                    _ => None,
-                };
-                return Err((e, partial));
-            }
-        }
-    }
+        let outcome = result.as_ref().map_or_else(|e| e.code(), |_| "ok");
+        state
+            .metrics
+            .provider_call("chat", outcome, started.elapsed());
+        result.map_err(|error| Attempt { error, shown })
+    };
+    call.retry(policy.builder())
+        .sleep(tokio::time::sleep)
+        .when(|a: &Attempt| a.error.retryable() && !a.shown)
+        .adjust(|a: &Attempt, wait| match &a.error {
+            ProviderError::RateLimited {
+                retry_after: Some(d),
+                ..
+            } => wait.map(|_| (*d).min(policy.max)),
+            _ => wait,
+        })
+        .notify(|a: &Attempt, wait| {
+            tracing::warn!(error = %a.error, attempt, wait_ms = wait.as_millis() as u64, "provider call failed; retrying");
+            attempt += 1;
+            emit(
+                events,
+                TurnEvent::Retrying {
+                    attempt,
+                    reason: a.error.to_string(),
+                },
+            );
+        })
+        .await
+        .map_err(|a| {
+            let partial = match &a.error {
+                ProviderError::StreamBroken { partial, .. } if a.shown => Some((**partial).clone()),
+                _ => None,
+            };
+            (a.error, partial)
+        })
 }
 
 struct ToolResult {
@@ -696,7 +761,7 @@ async fn store(
 async fn fail(
     state: &AppState,
     workspace: WorkspaceId,
-    conversation: ConversationId,
+    (conversation, trigger): (ConversationId, Option<MessageId>),
     assistant: &Assistant,
     e: &ProviderError,
     partial: Option<Completion>,
@@ -713,6 +778,7 @@ async fn fail(
             message: e.to_string(),
         }),
         assistant_version: Some(assistant.version),
+        in_reply_to: trigger,
         ..Default::default()
     };
     let stored = store(

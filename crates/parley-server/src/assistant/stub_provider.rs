@@ -101,6 +101,8 @@ struct StubState {
     transcriptions: Mutex<Vec<(String, usize)>>,
     /// The `file` parts' file names, in the same order.
     transcription_files: Mutex<Vec<String>>,
+    /// The `Authorization` header of every request (any route), in order of arrival.
+    authorizations: Mutex<Vec<Option<String>>>,
 }
 
 /// A running stub; it stops when dropped.
@@ -122,11 +124,16 @@ impl StubProvider {
             transcript: Mutex::new("Hello from the stub's speech to text.".into()),
             transcriptions: Mutex::new(Vec::new()),
             transcription_files: Mutex::new(Vec::new()),
+            authorizations: Mutex::new(Vec::new()),
         });
         let app = Router::new()
             .route("/v1/chat/completions", post(chat))
             .route("/v1/models", get(models))
             .route("/v1/audio/transcriptions", post(transcriptions))
+            .layer(axum::middleware::from_fn_with_state(
+                state.clone(),
+                record_authorization,
+            ))
             .with_state(state.clone());
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
         let addr = listener.local_addr()?;
@@ -176,6 +183,26 @@ impl StubProvider {
     pub fn requests(&self) -> Vec<Value> {
         lock(&self.state.requests).clone()
     }
+
+    /// The `Authorization` header of every request received (chat, models, transcriptions),
+    /// oldest first; `None` for a request without one.
+    pub fn authorizations(&self) -> Vec<Option<String>> {
+        lock(&self.state.authorizations).clone()
+    }
+}
+
+async fn record_authorization(
+    State(st): State<Arc<StubState>>,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let auth = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    lock(&st.authorizations).push(auth);
+    next.run(req).await
 }
 
 /// `POST /v1/audio/transcriptions`: a multipart form with `model` and `file`; answers
@@ -193,14 +220,24 @@ async fn transcriptions(
     let mut model = None;
     let mut file = None;
     if let Some(boundary) = boundary {
-        let text = String::from_utf8_lossy(&body);
-        for part in text.split(boundary.as_str()) {
-            let Some((head, content)) = part.split_once("\r\n\r\n") else {
+        // Split on the raw bytes: the file part is binary audio, not text.
+        let find = |hay: &[u8], needle: &[u8]| hay.windows(needle.len()).position(|w| w == needle);
+        let mut parts = Vec::new();
+        let mut rest = &body[..];
+        while let Some(at) = find(rest, boundary.as_bytes()) {
+            parts.push(&rest[..at]);
+            rest = &rest[at + boundary.len()..];
+        }
+        parts.push(rest);
+        for part in parts {
+            let Some(split) = find(part, b"\r\n\r\n") else {
                 continue;
             };
-            let content = content.strip_suffix("\r\n").unwrap_or(content);
+            let head = String::from_utf8_lossy(&part[..split]);
+            let content = &part[split + 4..];
+            let content = content.strip_suffix(b"\r\n").unwrap_or(content);
             if head.contains("name=\"model\"") {
-                model = Some(content.to_owned());
+                model = Some(String::from_utf8_lossy(content).into_owned());
             } else if head.contains("name=\"file\"") {
                 file = Some(content.len());
                 let name = head

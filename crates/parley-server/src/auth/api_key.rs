@@ -44,49 +44,9 @@ pub fn hash_api_key(secret: &str) -> [u8; 32] {
     Sha256::digest(secret.as_bytes()).into()
 }
 
-/// How long a verified key is trusted without asking the database again. A key revoked on
-/// another server (or with `parley keys revoke`) stops working within this time.
-pub const KEY_CACHE_TTL: std::time::Duration = std::time::Duration::from_secs(10);
-
-/// Recently verified keys (by SHA-256), so a busy client costs no database read per request.
-/// Only valid keys are kept; the database stays the source of truth.
-#[derive(Default)]
-pub struct KeyCache {
-    entries:
-        std::sync::Mutex<std::collections::HashMap<[u8; 32], (ApiKeyAuth, std::time::Instant)>>,
-}
-
-impl KeyCache {
-    /// Most keys held; past that the cache starts over.
-    const MAX: usize = 10_000;
-
-    fn get(&self, hash: &[u8; 32]) -> Option<ApiKeyAuth> {
-        let entries = self.entries.lock().ok()?;
-        entries
-            .get(hash)
-            .filter(|(_, at)| at.elapsed() < KEY_CACHE_TTL)
-            .map(|(auth, _)| *auth)
-    }
-
-    fn put(&self, hash: [u8; 32], auth: ApiKeyAuth) {
-        if let Ok(mut entries) = self.entries.lock() {
-            if entries.len() >= Self::MAX {
-                entries.clear();
-            }
-            entries.insert(hash, (auth, std::time::Instant::now()));
-        }
-    }
-
-    /// Forgets every key (after a revocation in this process).
-    pub fn clear(&self) {
-        if let Ok(mut entries) = self.entries.lock() {
-            entries.clear();
-        }
-    }
-}
-
-/// The caller of an `/api/v1` route, authenticated by API key. Rejections: 401 `unauthorized`
-/// when the header is missing, malformed, or names an unknown or revoked key.
+/// The caller of an `/api/v1` route, authenticated by API key (checked against the store on
+/// every request). Rejections: 401 `unauthorized` when the header is missing, malformed, or
+/// names an unknown or revoked key.
 #[derive(Debug, Clone, Copy)]
 pub struct ApiKeyAuth {
     /// The workspace the key belongs to: every query of the request is scoped to it.
@@ -117,10 +77,10 @@ impl FromRequestParts<AppState> for ApiKeyAuth {
             .ok_or_else(|| {
                 ApiError::unauthorized("the Authorization header must be `Bearer <key>`")
             })?;
+        // Every request asks the database (one lookup by the key's unique hash): nothing is
+        // cached, so a key revoked on any server, or with `parley keys revoke`, is refused by
+        // the very next request everywhere.
         let hash = hash_api_key(token);
-        if let Some(auth) = state.key_cache.get(&hash) {
-            return Ok(auth);
-        }
         let key = state
             .store
             .api_key_by_hash(hash)
@@ -133,7 +93,6 @@ impl FromRequestParts<AppState> for ApiKeyAuth {
             workspace: key.workspace_id,
             key: key.id,
         };
-        state.key_cache.put(hash, auth);
         Ok(auth)
     }
 }

@@ -43,6 +43,9 @@ impl Server {
             .env("PARLEY_DATABASE_URL", database_url)
             .env("PARLEY_DATA_DIR", data_dir)
             .env("PARLEY_LOG", "warn")
+            // The benchmark's stub provider listens on 127.0.0.1, which workspaces' own
+            // provider URLs may not reach by default.
+            .env("PARLEY_ALLOW_PRIVATE_NETWORKS", "true")
             .stdout(Stdio::null())
             .stderr(Stdio::inherit())
             .spawn()?;

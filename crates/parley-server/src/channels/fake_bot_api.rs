@@ -1,5 +1,6 @@
 //! A stand-in for Telegram's Bot API on 127.0.0.1, for the tests. It answers
-//! `POST /bot{token}/{method}` for `setWebhook`, `deleteWebhook`, `sendMessage` and `getFile`
+//! `POST /bot{token}/{method}` for `getMe` (the bot whose id the token starts with),
+//! `setWebhook`, `deleteWebhook`, `sendMessage` and `getFile`
 //! with the Bot API's envelopes (`{"ok": true, "result": ...}` or `{"ok": false, "error_code",
 //! "description", "parameters"}`), serves files at `GET /file/bot{token}/{file_path}`, refuses
 //! any other token (401 `Unauthorized`), and fails on demand: scripted answers for the next
@@ -129,6 +130,23 @@ async fn method(
         body: body.clone(),
     });
     match method.as_str() {
+        // A `User` as the Bot API describes a bot (core.telegram.org/bots/api#getme).
+        "getMe" => {
+            let id: i64 = s
+                .token
+                .split(':')
+                .next()
+                .and_then(|i| i.parse().ok())
+                .unwrap_or_default();
+            envelope(
+                StatusCode::OK,
+                json!({"ok": true, "result": {
+                    "id": id, "is_bot": true, "first_name": "Parley Test Bot",
+                    "username": "parley_test_bot", "can_join_groups": true,
+                    "can_read_all_group_messages": false, "supports_inline_queries": false,
+                }}),
+            )
+        }
         "setWebhook" | "deleteWebhook" => {
             envelope(StatusCode::OK, json!({"ok": true, "result": true}))
         }

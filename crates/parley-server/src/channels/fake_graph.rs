@@ -1,10 +1,14 @@
 //! A stand-in for Meta's Graph API (WhatsApp Cloud API) on 127.0.0.1, for the tests: it
 //! receives Parley's sends (`POST /v21.0/{phone-number-id}/messages`, answered like Meta does
 //! with `{"messaging_product", "contacts", "messages": [{"id": "wamid..."}]}`), answers a phone
-//! number's `quality_rating` and `messaging_limit_tier` (`GET /v21.0/{phone-number-id}`), serves media
-//! (`GET /v21.0/{media-id}` gives a URL on the fake, `GET /files/{media-id}` the bytes, both
-//! requiring the bearer token), and fails on demand: a scripted Graph error body with its
-//! status for the next sends, or a number of failing file downloads.
+//! number (`GET /v21.0/{phone-number-id}`: `id`, `display_phone_number`, `verified_name`,
+//! `quality_rating`, `messaging_limit_tier`) and a WhatsApp Business Account's numbers
+//! (`GET /v21.0/{waba-id}/phone_numbers`: `{"data": [...], "paging": {"cursors"}}`), serves
+//! media (`GET /v21.0/{media-id}` gives a URL on the fake, `GET /files/{media-id}` the bytes),
+//! and fails on demand: a scripted Graph error body with its status for the next sends, or a
+//! number of failing file downloads. Every route requires the one access token the fake was
+//! started with (else Meta's 401 `OAuthException` 190); an object it does not hold is Meta's
+//! 400 `GraphMethodException` 100/33.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
@@ -34,7 +38,10 @@ struct FakeState {
     token: String,
     send_script: VecDeque<(u16, Value)>,
     media: HashMap<String, (String, Vec<u8>)>,
-    phone_numbers: HashMap<String, (String, String)>,
+    /// Phone number id -> (business account id, quality rating, messaging limit tier).
+    phone_numbers: HashMap<String, (String, String, String)>,
+    /// The host media URLs are given with (default: the fake's own address).
+    media_host: Option<String>,
     failing_downloads: u32,
     received: Vec<Received>,
     sent: u64,
@@ -67,6 +74,7 @@ impl FakeGraph {
         }));
         let app = Router::new()
             .route("/v21.0/{id}/messages", post(send))
+            .route("/v21.0/{id}/phone_numbers", get(phone_numbers))
             .route("/v21.0/{id}", get(media_info))
             .route("/files/{id}", get(media_file))
             .with_state(state.clone());
@@ -98,13 +106,30 @@ impl FakeGraph {
             .insert(id.to_owned(), (mime_type.to_owned(), bytes.to_vec()));
     }
 
-    /// Serves a phone number's `quality_rating` and `messaging_limit_tier` at
-    /// `GET /v21.0/{id}`.
-    pub fn set_phone_number(&self, id: &str, quality_rating: &str, messaging_limit_tier: &str) {
+    /// Serves phone number `id` of WhatsApp Business Account `business_account_id`, with its
+    /// `quality_rating` and `messaging_limit_tier`, at `GET /v21.0/{id}` and in
+    /// `GET /v21.0/{business_account_id}/phone_numbers`.
+    pub fn set_phone_number(
+        &self,
+        business_account_id: &str,
+        id: &str,
+        quality_rating: &str,
+        messaging_limit_tier: &str,
+    ) {
         lock(&self.state).phone_numbers.insert(
             id.to_owned(),
-            (quality_rating.to_owned(), messaging_limit_tier.to_owned()),
+            (
+                business_account_id.to_owned(),
+                quality_rating.to_owned(),
+                messaging_limit_tier.to_owned(),
+            ),
         );
+    }
+
+    /// Media URLs name `host` (e.g. `localhost`) instead of the fake's IP address, on the
+    /// fake's port.
+    pub fn set_media_host(&self, host: &str) {
+        lock(&self.state).media_host = Some(host.to_owned());
     }
 
     /// The next `n` file downloads fail with HTTP 500.
@@ -200,29 +225,87 @@ async fn media_info(
     if !authorized(&s, &headers) {
         return unauthorized();
     }
-    if let Some((quality, tier)) = s.phone_numbers.get(&id) {
-        return axum::Json(json!({
-            "quality_rating": quality, "messaging_limit_tier": tier, "id": id}))
-        .into_response();
+    if s.phone_numbers.contains_key(&id) {
+        return axum::Json(phone_number(&s, &id)).into_response();
     }
     match s.media.get(&id) {
-        Some((mime, bytes)) => axum::Json(json!({
-            "messaging_product": "whatsapp",
-            "url": format!("{}/files/{id}", s.base),
-            "mime_type": mime,
-            "file_size": bytes.len(),
-            "id": id,
-        }))
-        .into_response(),
-        None => (
-            StatusCode::BAD_REQUEST,
-            axum::Json(json!({"error": {
-                "message": format!("Unsupported get request. Object with ID '{id}' does not exist"),
-                "type": "GraphMethodException", "code": 100, "error_subcode": 33,
-                "fbtrace_id": "AbCdEfGh"}})),
-        )
-            .into_response(),
+        Some((mime, bytes)) => {
+            let base = match &s.media_host {
+                Some(host) => {
+                    let port = s.base.rsplit(':').next().unwrap_or_default();
+                    format!("http://{host}:{port}")
+                }
+                None => s.base.clone(),
+            };
+            axum::Json(json!({
+                "messaging_product": "whatsapp",
+                "url": format!("{base}/files/{id}"),
+                "mime_type": mime,
+                "file_size": bytes.len(),
+                "id": id,
+            }))
+            .into_response()
+        }
+        None => no_such_object(&id),
     }
+}
+
+/// A phone number node as `GET /{phone-number-id}` answers it.
+fn phone_number(s: &FakeState, id: &str) -> Value {
+    let (_, quality, tier) = &s.phone_numbers[id];
+    json!({
+        "id": id,
+        "display_phone_number": format!("+1 555-{}", &id[id.len().saturating_sub(7)..]),
+        "verified_name": "Parley Test Business",
+        "quality_rating": quality,
+        "messaging_limit_tier": tier,
+    })
+}
+
+/// Meta's answer for an object that does not exist or the token cannot see (HTTP 400).
+fn no_such_object(id: &str) -> Response {
+    (
+        StatusCode::BAD_REQUEST,
+        axum::Json(json!({"error": {
+            "message": format!("Unsupported get request. Object with ID '{id}' does not exist, cannot be loaded due to missing permissions, or does not support this operation. Please read the Graph API documentation at https://developers.facebook.com/docs/graph-api"),
+            "type": "GraphMethodException", "code": 100, "error_subcode": 33,
+            "fbtrace_id": "AbCdEfGh"}})),
+    )
+        .into_response()
+}
+
+/// `GET /v21.0/{waba-id}/phone_numbers`: the account's numbers, one page.
+async fn phone_numbers(
+    State(st): State<Shared>,
+    Path(waba): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    let mut s = lock(&st);
+    record(
+        &mut s,
+        format!("/v21.0/{waba}/phone_numbers"),
+        &headers,
+        Value::Null,
+    );
+    if !authorized(&s, &headers) {
+        return unauthorized();
+    }
+    let mut ids: Vec<&String> = s
+        .phone_numbers
+        .iter()
+        .filter(|(_, (account, _, _))| *account == waba)
+        .map(|(id, _)| id)
+        .collect();
+    if ids.is_empty() {
+        return no_such_object(&waba);
+    }
+    ids.sort();
+    let data: Vec<Value> = ids.iter().map(|id| phone_number(&s, id)).collect();
+    axum::Json(json!({
+        "data": data,
+        "paging": {"cursors": {"before": "QVFIUmRfYmVmb3Jl", "after": "QVFIUmRfYWZ0ZXI"}},
+    }))
+    .into_response()
 }
 
 async fn media_file(

@@ -6,6 +6,16 @@
 //! {base_url}/chat/completions` with the image as a `data:` URL) when it names a
 //! `vision_model`. The web widget's voice messages use the same storage and transcription
 //! ([`store_attachment`], [`transcribe_with`]).
+//!
+//! **Attachment quota.** Every file stored is recorded in the store with its size
+//! ([`parley_store::AttachmentStore`]), which keeps each workspace's usage as a counter;
+//! `attachment_quota_bytes` (settings) bounds it. A widget voice message that would pass the
+//! quota is refused ([`QuotaPolicy::Refuse`]); a WhatsApp or Telegram file is still kept and
+//! flagged `over_quota` ([`QuotaPolicy::KeepAndFlag`]: losing a customer's photo or voice note
+//! is worse than going over), up to twice the quota, past which it is not downloaded (the
+//! message is stored with a `download_error`). Only files recorded for the workspace are ever
+//! served or removed: a storage key in a message that Parley did not record there (an
+//! imported or forged one) reaches nothing.
 
 use std::path::PathBuf;
 
@@ -13,6 +23,8 @@ use parley_core::WorkspaceId;
 use parley_core::channel::{Attachment, ChannelConnection};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
+
+use parley_store::Admission;
 
 use crate::AppState;
 use crate::assistant::provider::Endpoint;
@@ -40,6 +52,51 @@ pub fn root(state: &AppState) -> PathBuf {
 /// The file a stored attachment's `storage_key` names.
 pub fn path_of(state: &AppState, storage_key: &str) -> PathBuf {
     root(state).join(storage_key)
+}
+
+/// Whether `storage_key` has the shape Parley gives the keys of workspace `ws`'s files:
+/// `<ws>/<uuid>` (hyphenated). Anything else (`../secret.key`, another workspace's folder) is
+/// never read or removed.
+pub fn key_of_workspace(ws: WorkspaceId, storage_key: &str) -> bool {
+    storage_key
+        .strip_prefix(&format!("{ws}/"))
+        .is_some_and(|file| file.len() == 36 && uuid::Uuid::try_parse(file).is_ok())
+}
+
+/// How a file that would pass the workspace's attachment quota is treated.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum QuotaPolicy {
+    /// Refused ([`StoreFailure::QuotaExceeded`]): the web widget's voice messages.
+    Refuse,
+    /// Kept and flagged `over_quota` while the usage stays within twice the quota, refused
+    /// past that: channel media (WhatsApp, Telegram), which the customer cannot resend.
+    KeepAndFlag,
+}
+
+/// Why [`store_attachment`] stored nothing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StoreFailure {
+    /// The workspace's attachments would pass the quota (`attachment_quota_bytes`).
+    QuotaExceeded {
+        /// Bytes the workspace stores now.
+        used: u64,
+        /// The quota, in bytes.
+        quota: u64,
+    },
+    /// The storage or its record could not be written (a description for the logs).
+    Storage(String),
+}
+
+impl std::fmt::Display for StoreFailure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            StoreFailure::QuotaExceeded { used, quota } => write!(
+                f,
+                "attachment quota exceeded: the workspace stores {used} bytes of its {quota}"
+            ),
+            StoreFailure::Storage(e) => f.write_str(e),
+        }
+    }
 }
 
 /// Sends `req` (a platform's file download, with [`super::PLATFORM_TIMEOUT`]) and returns the
@@ -91,6 +148,9 @@ pub async fn read(
         .storage_key
         .as_deref()
         .ok_or_else(|| ApiError::not_found("attachment (not downloaded)"))?;
+    if !key_of_workspace(ws, key) {
+        return Err(ApiError::not_found("attachment file"));
+    }
     let bytes = tokio::fs::read(path_of(state, key))
         .await
         .map_err(|_| ApiError::not_found("attachment file"))?;
@@ -109,76 +169,290 @@ pub fn inline_safe(mime: &str) -> bool {
         || mime.starts_with("video/")
 }
 
-/// Downloads `a` with `fetch`, up to [`DOWNLOAD_ATTEMPTS`] times (waiting
-/// [`super::whatsapp::retry_delay`] between attempts), and stores it; fills `storage_key`,
-/// `size_bytes`, `sha256` and `download_attempts`, or `download_error` when every attempt
-/// failed (the message is stored anyway).
-pub async fn download(state: &AppState, ws: WorkspaceId, a: &mut Attachment, fetch: &impl Fetch) {
+/// Downloads `a` with `fetch`, up to [`DOWNLOAD_ATTEMPTS`] times (the one retry policy,
+/// [`crate::retry::DOWNLOAD`]), and stores it; fills `storage_key`, `size_bytes`, `sha256` and
+/// `download_attempts` (this round's attempts added to earlier ones), or `download_error` when
+/// every attempt failed (the message is stored anyway, and a `media.download` job tries again
+/// later: [`download_later`]). Returns whether the file is stored.
+pub async fn download(
+    state: &AppState,
+    ws: WorkspaceId,
+    a: &mut Attachment,
+    fetch: &impl Fetch,
+) -> bool {
+    use backon::Retryable as _;
     if a.media_id.is_empty() {
         a.download_error = Some("the message names no media id".into());
-        return;
+        return false;
     }
-    for attempt in 1..=DOWNLOAD_ATTEMPTS {
-        a.download_attempts = attempt;
-        let result = match fetch.fetch(&a.media_id).await {
-            Ok(bytes) if bytes.len() > MAX_ATTACHMENT_BYTES => {
-                a.download_error = Some(format!("larger than {MAX_ATTACHMENT_BYTES} bytes"));
-                return;
+    /// A failed attempt; `retry` false for one that would fail the same way again.
+    struct Failed {
+        error: String,
+        retry: bool,
+    }
+    let before = a.download_attempts;
+    let attempts = std::sync::atomic::AtomicU32::new(0);
+    let media_id = a.media_id.clone();
+    let stored = (|| async {
+        attempts.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let bytes = fetch
+            .fetch(&media_id)
+            .await
+            .map_err(|error| Failed { error, retry: true })?;
+        if bytes.len() > MAX_ATTACHMENT_BYTES {
+            return Err(Failed {
+                error: format!("larger than {MAX_ATTACHMENT_BYTES} bytes"),
+                retry: false,
+            });
+        }
+        let mut stored = a.clone();
+        match store_attachment(state, ws, &mut stored, &bytes, QuotaPolicy::KeepAndFlag).await {
+            Ok(()) => Ok(stored),
+            // Past twice the quota: trying again cannot help (the message is kept).
+            Err(e @ StoreFailure::QuotaExceeded { .. }) => {
+                tracing::warn!(media_id = %media_id, workspace = %ws, "{e}: not downloaded");
+                Err(Failed {
+                    error: e.to_string(),
+                    retry: false,
+                })
             }
-            Ok(bytes) => store_attachment(state, ws, a, &bytes).await,
-            Err(e) => Err(e),
-        };
-        match result {
-            Ok(()) => {
-                a.download_error = None;
-                return;
-            }
-            Err(e) => {
-                tracing::warn!(media_id = %a.media_id, attempt, error = %e, "media download failed");
-                a.download_error = Some(e);
-                if attempt < DOWNLOAD_ATTEMPTS {
-                    tokio::time::sleep(super::whatsapp::retry_delay(attempt)).await;
-                }
-            }
+            Err(e) => Err(Failed {
+                error: e.to_string(),
+                retry: true,
+            }),
+        }
+    })
+    .retry(crate::retry::DOWNLOAD.builder())
+    .sleep(tokio::time::sleep)
+    .when(|f: &Failed| f.retry)
+    .notify(|f: &Failed, _| {
+        tracing::warn!(media_id = %a.media_id, error = %f.error, "media download failed; retrying");
+    })
+    .await;
+    let made = attempts.into_inner();
+    match stored {
+        Ok(s) => {
+            *a = s;
+            a.download_error = None;
+            a.download_attempts = before + made;
+            true
+        }
+        Err(f) => {
+            tracing::warn!(media_id = %a.media_id, attempts = made, error = %f.error, "media download failed");
+            a.download_error = Some(f.error);
+            a.download_attempts = before + made;
+            false
         }
     }
 }
 
-/// Stores `bytes` in the attachment storage as `<workspace>/<uuid v7>` and fills `a`'s
-/// `storage_key`, `size_bytes` and `sha256` (lowercase hex). Used for channel downloads and
-/// for the widget's voice messages. Errors: the directory or file cannot be written (a
-/// description starting with `attachment storage:`); `a` is then unchanged.
+/// Transcribes a voice note or audio file and describes an image, as the connection is
+/// configured to ([`transcribe_if_configured`], [`describe_if_configured`]), and puts the text
+/// into the message's `content`: `🎤 transcript` in place of it, `🖼 description` on a line
+/// after it.
+pub async fn add_media_text(
+    state: &AppState,
+    c: &ChannelConnection,
+    a: &mut Attachment,
+    content: &mut String,
+) {
+    let transcript = transcribe_if_configured(state, c, a).await;
+    let description = describe_if_configured(state, c, a).await;
+    apply_media_text(content, transcript.as_deref(), description.as_deref());
+}
+
+/// The rule of [`add_media_text`]: `🎤 transcript` replaces the text, `🖼 description` goes on
+/// a line after it.
+fn apply_media_text(content: &mut String, transcript: Option<&str>, description: Option<&str>) {
+    if let Some(t) = transcript {
+        *content = format!("🎤 {t}");
+    }
+    if let Some(d) = description {
+        *content = format!("{content}\n🖼 {d}");
+    }
+}
+
+/// The `media.download` job ([`crate::jobs::MEDIA_DOWNLOAD`]): downloads attachment `index`
+/// (the payload's) of the job's message again through connection `c`, transcribes or
+/// describes it as configured, and records the outcome on the message (one atomic edit). A
+/// file stored meanwhile, or a message or conversation deleted meanwhile, ends the job.
+/// Errors: `Retry` while attempts remain; `Permanent` after the last one, whose error is
+/// recorded on the attachment (`download_error`, "gave up after N attempts").
+pub async fn download_later(
+    state: &AppState,
+    c: &ChannelConnection,
+    job: &parley_store::jobs::Job,
+) -> Result<(), crate::jobs::JobError> {
+    use crate::jobs::JobError;
+    let (Some(ws), Some(conversation), Some(message)) =
+        (job.workspace_id, job.conversation_id, job.message_id)
+    else {
+        return Err(JobError::Permanent("the job names no message".into()));
+    };
+    let payload: Value = serde_json::from_str(&job.payload).unwrap_or(Value::Null);
+    let Some(index) = payload["index"].as_u64().map(|i| i as usize) else {
+        return Err(JobError::Permanent("the job names no attachment".into()));
+    };
+    let Some(export) = state
+        .store
+        .export_conversations(ws, &[conversation])
+        .await?
+        .pop()
+    else {
+        return Ok(());
+    };
+    let Some(mut a) = export
+        .messages
+        .into_iter()
+        .find(|m| m.id == message)
+        .and_then(|m| m.meta.channel)
+        .and_then(|ch| ch.attachments.into_iter().nth(index))
+    else {
+        return Ok(());
+    };
+    if a.storage_key.is_some() {
+        return Ok(());
+    }
+    let stored = match c.kind {
+        parley_core::channel::ChannelKind::Whatsapp => {
+            super::whatsapp::download_attachment(state, c, &mut a).await
+        }
+        parley_core::channel::ChannelKind::Telegram => {
+            super::telegram::download_attachment(state, c, &mut a).await
+        }
+    };
+    let last = job.attempts >= job.max_attempts;
+    let (mut transcript, mut description) = (None, None);
+    if stored {
+        transcript = transcribe_if_configured(state, c, &mut a).await;
+        description = describe_if_configured(state, c, &mut a).await;
+    } else if last {
+        a.download_error = Some(format!(
+            "{} (gave up after {} attempts)",
+            a.download_error.as_deref().unwrap_or("download failed"),
+            a.download_attempts
+        ));
+    }
+    let error = a.download_error.clone();
+    super::edit_message(state, ws, message, None, move |content, meta| {
+        let Some(slot) = meta
+            .channel
+            .as_mut()
+            .and_then(|ch| ch.attachments.get_mut(index))
+        else {
+            return (false, ());
+        };
+        if slot.storage_key.is_some() {
+            return (false, ());
+        }
+        *slot = a;
+        apply_media_text(content, transcript.as_deref(), description.as_deref());
+        (true, ())
+    })
+    .await?;
+    match (stored, last) {
+        (true, _) => Ok(()),
+        (false, false) => Err(JobError::Retry(error.unwrap_or_default())),
+        (false, true) => Err(JobError::Permanent(error.unwrap_or_default())),
+    }
+}
+
+/// Stores `bytes` in the attachment storage as `<workspace>/<uuid v7>`, recorded against the
+/// workspace's attachment quota (`attachment_quota_bytes`; 0 = none) under `policy`, and fills
+/// `a`'s `storage_key`, `size_bytes`, `sha256` (lowercase hex) and `over_quota`. Used for
+/// channel downloads and for the widget's voice messages.
+/// Errors: [`StoreFailure::QuotaExceeded`] (nothing written); [`StoreFailure::Storage`] when
+/// the record or the file cannot be written (a description starting with `attachment
+/// storage:`). `a` is then unchanged.
 pub async fn store_attachment(
     state: &AppState,
     ws: WorkspaceId,
     a: &mut Attachment,
     bytes: &[u8],
-) -> Result<(), String> {
+    policy: QuotaPolicy,
+) -> Result<(), StoreFailure> {
+    let quota = state.settings.attachment_quota_bytes;
+    let limit = match (quota, policy) {
+        (0, _) => None,
+        (q, QuotaPolicy::Refuse) => Some(q),
+        (q, QuotaPolicy::KeepAndFlag) => Some(q.saturating_mul(2)),
+    };
     let key = format!("{ws}/{}", uuid::Uuid::now_v7());
-    let path = path_of(state, &key);
-    if let Some(dir) = path.parent() {
-        tokio::fs::create_dir_all(dir)
-            .await
-            .map_err(|e| format!("attachment storage: {e}"))?;
-    }
-    tokio::fs::write(&path, bytes)
+    let storage =
+        |e: &dyn std::fmt::Display| StoreFailure::Storage(format!("attachment storage: {e}"));
+    let size = bytes.len() as u64;
+    let used = match state
+        .store
+        .attachments()
+        .record_attachment(ws, &key, size, limit, parley_core::Timestamp::now())
         .await
-        .map_err(|e| format!("attachment storage: {e}"))?;
+        .map_err(|e| storage(&e))?
+    {
+        Admission::Recorded(usage) => usage.bytes,
+        Admission::OverLimit(usage) => {
+            return Err(StoreFailure::QuotaExceeded {
+                used: usage.bytes,
+                quota,
+            });
+        }
+    };
+    let path = path_of(state, &key);
+    let written = async {
+        if let Some(dir) = path.parent() {
+            tokio::fs::create_dir_all(dir).await?;
+        }
+        tokio::fs::write(&path, bytes).await
+    }
+    .await;
+    if let Err(e) = written {
+        if let Err(f) = state
+            .store
+            .attachments()
+            .forget_attachments(ws, &[key])
+            .await
+        {
+            tracing::warn!(error = %f, "could not forget an attachment that was not written");
+        }
+        return Err(storage(&e));
+    }
     a.storage_key = Some(key);
-    a.size_bytes = Some(bytes.len() as u64);
+    a.size_bytes = Some(size);
     a.sha256 = Some(
         Sha256::digest(bytes)
             .iter()
             .map(|b| format!("{b:02x}"))
             .collect(),
     );
+    a.over_quota = quota > 0 && used > quota;
+    if a.over_quota {
+        tracing::warn!(workspace = %ws, used, quota, "attachment stored over the workspace's quota");
+    }
     Ok(())
 }
 
-/// Removes a stored attachment's file (`storage_key`); a failure is logged, not returned.
-pub async fn remove_attachment(state: &AppState, storage_key: &str) {
-    if let Err(e) = tokio::fs::remove_file(path_of(state, storage_key)).await {
-        tracing::warn!(key = storage_key, error = %e, "could not remove an attachment");
+/// Removes stored attachments of workspace `ws`: forgets their records (and their bytes in the
+/// workspace's usage), then removes the files of the keys that were the workspace's records;
+/// other keys are left alone. Failures are logged, not returned.
+pub async fn remove_attachments(state: &AppState, ws: WorkspaceId, storage_keys: &[String]) {
+    if storage_keys.is_empty() {
+        return;
+    }
+    let forgotten = match state
+        .store
+        .attachments()
+        .forget_attachments(ws, storage_keys)
+        .await
+    {
+        Ok(k) => k,
+        Err(e) => {
+            tracing::warn!(error = %e, "could not forget attachments; their files stay");
+            return;
+        }
+    };
+    for key in forgotten {
+        if let Err(e) = tokio::fs::remove_file(path_of(state, &key)).await {
+            tracing::warn!(key, error = %e, "could not remove an attachment");
+        }
     }
 }
 
@@ -215,9 +489,9 @@ pub async fn transcribe_with(
         .await
         .ok()
         .flatten()?;
-    let endpoint = Endpoint::resolve(assistant.settings.provider.as_ref()?, &state.secrets).ok()?;
+    let endpoint = usable_endpoint(state, &assistant, model)?;
     let bytes = tokio::fs::read(path_of(state, &key)).await.ok()?;
-    match transcribe(state, &endpoint, model, a, bytes).await {
+    match transcribe(&endpoint, model, a, bytes).await {
         Ok(text) => {
             a.transcript = Some(text.clone());
             Some(text)
@@ -227,6 +501,29 @@ pub async fn transcribe_with(
             None
         }
     }
+}
+
+/// The assistant's provider, resolved, when it may be asked for `model` (an operator provider
+/// allows only its listed models, for transcription and vision as for chat). `None` (logged)
+/// otherwise.
+fn usable_endpoint(
+    state: &AppState,
+    assistant: &parley_core::model::Assistant,
+    model: &str,
+) -> Option<Endpoint> {
+    let endpoint = match Endpoint::resolve(assistant.settings.provider.as_ref()?, state) {
+        Ok(e) => e,
+        Err(e) => {
+            tracing::warn!(assistant = %assistant.id, error = %e, "media not transcribed or described");
+            return None;
+        }
+    };
+    if !endpoint.allows(model) {
+        tracing::warn!(assistant = %assistant.id, model,
+            "the operator's provider does not offer this model; media not transcribed or described");
+        return None;
+    }
+    Some(endpoint)
 }
 
 /// Describes a downloaded image when the connection names a `vision_model` and the assistant
@@ -248,7 +545,7 @@ pub async fn describe_if_configured(
         .await
         .ok()
         .flatten()?;
-    let endpoint = Endpoint::resolve(assistant.settings.provider.as_ref()?, &state.secrets).ok()?;
+    let endpoint = usable_endpoint(state, &assistant, &model)?;
     let bytes = tokio::fs::read(path_of(state, &key)).await.ok()?;
     match describe(state, &endpoint, &model, a, &bytes).await {
         Ok(text) => {
@@ -282,7 +579,7 @@ async fn describe(
         ]}],
     });
     let res = endpoint
-        .request(&state.http, reqwest::Method::POST, "chat/completions")
+        .request(reqwest::Method::POST, "chat/completions")
         .timeout(state.settings.provider_timeout.max(super::PLATFORM_TIMEOUT))
         .json(&body)
         .send()
@@ -307,7 +604,6 @@ async fn describe(
 /// `POST {base_url}/audio/transcriptions` (OpenAI-compatible), multipart form with `model` and
 /// `file`; returns the answer's `text`.
 async fn transcribe(
-    state: &AppState,
     endpoint: &Endpoint,
     model: &str,
     a: &Attachment,
@@ -335,7 +631,7 @@ async fn transcribe(
     body.extend_from_slice(&bytes);
     body.extend_from_slice(format!("\r\n--{boundary}--\r\n").as_bytes());
     let res = endpoint
-        .request(&state.http, reqwest::Method::POST, "audio/transcriptions")
+        .request(reqwest::Method::POST, "audio/transcriptions")
         .header(
             "content-type",
             format!("multipart/form-data; boundary={boundary}"),
@@ -390,8 +686,6 @@ pub async fn delete_conversation(
     if !state.store.delete_conversation(ws, id).await? {
         return Ok(false);
     }
-    for key in keys {
-        remove_attachment(state, &key).await;
-    }
+    remove_attachments(state, ws, &keys).await;
     Ok(true)
 }

@@ -12,7 +12,9 @@
 //! - [`fake_graph`] and [`fake_bot_api`]: stand-ins for Meta's Graph API and Telegram's Bot API
 //!   on 127.0.0.1, for the tests.
 //!
-//! A connection ([`ChannelConnection`]) ties one sender to one assistant. Its webhook URL names
+//! A connection ([`ChannelConnection`]) ties one sender to one assistant, and is made only once
+//! its credentials are proven to control the sender at the operator's platform API
+//! ([`Proof`]); a sender is connected once per server. Its webhook URL names
 //! it (`/webhooks/whatsapp/{id}`, `/webhooks/telegram/{id}`); its secrets are sealed with the
 //! server's key ([`crate::secrets`]) and only their last four characters are ever shown. A
 //! conversation's `external_id` is `{kind}:{connection id}:{customer id}`, so every customer
@@ -67,6 +69,18 @@ pub fn view(c: &ChannelConnection) -> Value {
         "webhook_path": format!("/webhooks/{}/{}", c.kind, c.id),
         "created_at": c.created_at,
     })
+}
+
+/// What a platform said about credentials claiming a sender (a WhatsApp number, a Telegram
+/// bot): see [`whatsapp::prove`] and [`telegram::prove`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Proof {
+    /// The credentials control the sender.
+    Proven,
+    /// The platform refused them; its words.
+    Refused(String),
+    /// The platform could not be asked (unreachable, or a 5xx); what happened.
+    Unreachable(String),
 }
 
 /// Seals `plain` for storage under `name`.
@@ -160,26 +174,80 @@ pub async fn connection_of(
     Ok((c, customer, detail))
 }
 
-/// Runs the assistant's turn on a conversation a channel message just arrived in, and hands
-/// the answer (or the failure notice the customer is told) to `send`. Store failures are
-/// logged: the customer's message is already stored.
-pub(crate) async fn answer_and_send<F, Fut>(
+/// Edits stored message `message` of `workspace` as one step no other edit interleaves with,
+/// on any server ([`parley_store::ChannelStore::edit_message`]): `edit` gets its text and meta
+/// and returns whether to write them and a value for the caller; the value is `None` when the
+/// message is not in the workspace. `external_id` is set when given and the edit writes.
+/// Errors: the store's.
+pub(crate) async fn edit_message<T: Send + 'static>(
     state: &AppState,
     workspace: WorkspaceId,
-    conversation: ConversationId,
-    send: F,
-) where
-    F: FnOnce(Box<parley_core::model::Message>) -> Fut,
-    Fut: std::future::Future<Output = ()>,
+    message: parley_core::MessageId,
+    external_id: Option<&str>,
+    edit: impl FnOnce(&mut String, &mut parley_core::model::MessageMeta) -> (bool, T) + Send + 'static,
+) -> Result<Option<T>, parley_store::StoreError> {
+    let (slot, out) = result_slot();
+    state
+        .store
+        .channels()
+        .edit_message(
+            workspace,
+            message,
+            external_id,
+            Box::new(move |content, meta| {
+                let (write, value) = edit(content, meta);
+                slot(value);
+                write
+            }),
+        )
+        .await?;
+    Ok(out())
+}
+
+/// Edits connection `id`'s config as one step ([`parley_store::ChannelStore::edit_channel_config`]),
+/// as [`edit_message`] edits a message.
+pub(crate) async fn edit_config<T: Send + 'static>(
+    state: &AppState,
+    workspace: WorkspaceId,
+    id: ChannelConnectionId,
+    edit: impl FnOnce(&mut serde_json::Map<String, Value>) -> (bool, T) + Send + 'static,
+) -> Result<Option<T>, parley_store::StoreError> {
+    let (slot, out) = result_slot();
+    state
+        .store
+        .channels()
+        .edit_channel_config(
+            workspace,
+            id,
+            Box::new(move |config| {
+                let (write, value) = edit(config);
+                slot(value);
+                write
+            }),
+        )
+        .await?;
+    Ok(out())
+}
+
+/// A place for an edit closure (which runs inside the store) to leave its value: the setter
+/// and the getter.
+fn result_slot<T: Send + 'static>() -> (impl FnOnce(T) + Send + 'static, impl FnOnce() -> Option<T>)
 {
-    use crate::assistant::runtime::{TurnOutcome, respond};
-    match respond(state, workspace, conversation, None).await {
-        Ok(TurnOutcome::Answered(m)) | Ok(TurnOutcome::Failed(m)) => send(m).await,
-        Ok(TurnOutcome::NotAnswering(why)) => {
-            tracing::debug!(%conversation, why, "the assistant does not answer here");
-        }
-        Err(e) => tracing::error!(%conversation, error = %e, "assistant turn failed"),
-    }
+    let cell = std::sync::Arc::new(std::sync::Mutex::new(None));
+    let set = cell.clone();
+    (
+        move |v| *set.lock().unwrap_or_else(|p| p.into_inner()) = Some(v),
+        move || cell.lock().unwrap_or_else(|p| p.into_inner()).take(),
+    )
+}
+
+/// [`view`] with the connection's webhook inbox (`"inbox": {"pending", "failed",
+/// "oldest_pending_age_ms"}`: deliveries received and not yet processed, given up, and the
+/// oldest pending one's age in ms or `null`), as the API shows a connection.
+pub async fn view_with_inbox(state: &AppState, c: &ChannelConnection) -> Value {
+    let mut v = view(c);
+    v["inbox"] = json!(crate::jobs::inbox(state, c).await);
+    v
 }
 
 /// A connection as the assistant page lists it.
@@ -201,6 +269,9 @@ pub struct ChannelRow {
     pub quality: String,
     /// When it was connected, in the viewer's time zone.
     pub connected: String,
+    /// The webhook inbox when deliveries wait or failed, e.g. "Inbox: 3 waiting (oldest 2 min)
+    /// · 1 failed"; empty when every delivery was processed.
+    pub inbox: String,
 }
 
 /// The assistant's connections for its dashboard page (`tz`: the viewer's offset in minutes);
@@ -223,8 +294,10 @@ pub async fn rows(
             return Vec::new();
         }
     };
-    list.iter()
-        .map(|c| ChannelRow {
+    let mut rows = Vec::with_capacity(list.len());
+    for c in &list {
+        let inbox = inbox_line(&crate::jobs::inbox(state, c).await);
+        rows.push(ChannelRow {
             id: c.id.to_string(),
             kind: c.kind.as_str().to_owned(),
             label: match c.kind {
@@ -241,8 +314,34 @@ pub async fn rows(
                 .join(" · "),
             connected: crate::dashboard::format::datetime(c.created_at, tz),
             quality: quality_line(c),
-        })
-        .collect()
+            inbox,
+        });
+    }
+    rows
+}
+
+/// "Inbox: 3 waiting (oldest 2 min) · 1 failed", or empty when nothing waits or failed.
+fn inbox_line(inbox: &crate::jobs::InboxView) -> String {
+    let mut parts = Vec::new();
+    if inbox.pending > 0 {
+        let age = inbox.oldest_pending_age_ms.unwrap_or(0) / 1000;
+        let age = if age < 120 {
+            format!("{age} s")
+        } else if age < 7200 {
+            format!("{} min", age / 60)
+        } else {
+            format!("{} h", age / 3600)
+        };
+        parts.push(format!("{} waiting (oldest {age})", inbox.pending));
+    }
+    if inbox.failed > 0 {
+        parts.push(format!("{} failed", inbox.failed));
+    }
+    if parts.is_empty() {
+        String::new()
+    } else {
+        format!("Inbox: {}", parts.join(" · "))
+    }
 }
 
 fn quality_line(c: &ChannelConnection) -> String {
@@ -261,8 +360,3 @@ fn quality_line(c: &ChannelConnection) -> String {
     }
     parts.join(" · ")
 }
-
-/// One lock for read-modify-write updates of stored channel messages (delivery statuses,
-/// edit and deletion marks), so two callbacks for one message never lose each other's
-/// change on this server.
-pub(crate) static MESSAGE_UPDATES: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());

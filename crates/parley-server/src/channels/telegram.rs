@@ -1,13 +1,18 @@
 //! Telegram bots through the Bot API.
 //!
-//! **Connecting** calls `setWebhook` (`{api_base_url}/bot{token}/setWebhook`) with the URL
+//! **Connecting** first proves the token controls the bot ([`prove`]: `getMe` at the
+//! operator's Bot API must report the bot id the token starts with), then calls `setWebhook`
+//! (`{api_base_url}/bot{token}/setWebhook`) with the URL
 //! `{public_base_url}/webhooks/telegram/{connection id}`, a random `secret_token` and
-//! `allowed_updates` = message, edited_message, callback_query.
+//! `allowed_updates` = message, edited_message, callback_query. A connection's own
+//! `api_base_url` (a local Bot API server) is reached through the guarded client
+//! ([`crate::net`]); without one it uses the operator's `telegram_api_base_url`.
 //!
 //! **Webhook** (`POST /webhooks/telegram/{id}`): every delivery must carry
 //! `X-Telegram-Bot-Api-Secret-Token` equal to that secret (constant-time compare; missing:
-//! 401 `secret_missing`, wrong: 403 `secret_invalid`, both logged). It is answered 200 at once
-//! and processed in the background. Each update becomes one message whose `external_id` is its
+//! 401 `secret_missing`, wrong: 403 `secret_invalid`, both logged). It is stored as it came
+//! in the durable inbox (a `telegram.delivery` job, [`crate::jobs`]) before it is answered
+//! 200, and processed from there (retried with backoff, taken over after a crash). Each update becomes one message whose `external_id` is its
 //! `update_id`, so redelivered updates store nothing twice; the conversation is the chat's.
 //! Text, captions, photos (the largest size), voice notes, audio, documents, videos and
 //! stickers are handled, files downloaded with `getFile`; edited messages are recorded as
@@ -33,10 +38,11 @@ use parley_core::{Channel, ChannelConnectionId, ConversationId, Role, Timestamp,
 use serde_json::{Value, json};
 use subtle::ConstantTimeEq;
 
-use super::{MESSAGE_UPDATES, config_str, conversation_key, media, open_secret};
+use super::{config_str, conversation_key, edit_message, media, open_secret};
 use crate::AppState;
 use crate::error::ApiError;
-use crate::ingest::{IngestRequest, ingest};
+use crate::ingest::{IngestRequest, ingest_with_jobs};
+use crate::jobs::JobError;
 
 /// Telegram's Bot API, the default `api_base_url`.
 pub const DEFAULT_API_BASE_URL: &str = "https://api.telegram.org";
@@ -61,9 +67,11 @@ pub fn bot_id(token: &str) -> Option<&str> {
     ok.then_some(id)
 }
 
-fn api_base(c: &ChannelConnection) -> String {
+/// The Bot API base of a connection: its own `api_base_url`, else the operator's
+/// (`telegram_api_base_url`).
+fn api_base(state: &AppState, c: &ChannelConnection) -> String {
     config_str(c, "api_base_url")
-        .unwrap_or(DEFAULT_API_BASE_URL)
+        .unwrap_or(&state.settings.telegram_api_base_url)
         .trim_end_matches('/')
         .to_owned()
 }
@@ -90,7 +98,22 @@ fn bot_error(status: u16, body: &Value) -> BotError {
     }
 }
 
-/// Calls a Bot API method; returns its `result`.
+/// A failure to reach the Bot API at all (code 0): `title` is `telegram_unreachable`, or
+/// `destination_not_allowed` when the guard refused the connection's `api_base_url`.
+fn unreachable(title: &str, message: String) -> BotError {
+    BotError {
+        error: ChannelError {
+            code: 0,
+            title: title.into(),
+            message: Some(message),
+        },
+        retry_after: None,
+    }
+}
+
+/// Calls a Bot API method at `api` (the operator's Bot API with the trusted client, anything
+/// else through the guarded one: see [`crate::net::Net::platform_client`]); returns its
+/// `result`.
 async fn call(
     state: &AppState,
     api: &str,
@@ -98,20 +121,24 @@ async fn call(
     method: &str,
     body: &Value,
 ) -> Result<Value, BotError> {
-    let res = state
-        .http
-        .post(format!("{api}/bot{token}/{method}"))
+    let url = format!("{api}/bot{token}/{method}");
+    let client = state
+        .net
+        .platform_client(&url, &state.settings.telegram_api_base_url)
+        .map_err(|r| unreachable(crate::net::CODE, r.to_string()))?;
+    let res = client
+        .post(url)
         .timeout(super::PLATFORM_TIMEOUT)
         .json(body)
         .send()
         .await
-        .map_err(|e| BotError {
-            error: ChannelError {
-                code: 0,
-                title: "telegram_unreachable".into(),
-                message: Some(crate::assistant::provider::describe(e)),
-            },
-            retry_after: None,
+        .map_err(|e| {
+            let title = if crate::net::refusal(&e).is_some() {
+                crate::net::CODE
+            } else {
+                "telegram_unreachable"
+            };
+            unreachable(title, crate::assistant::provider::describe(e))
         })?;
     let status = res.status().as_u16();
     let answer: Value = res.json().await.unwrap_or(Value::Null);
@@ -122,8 +149,33 @@ async fn call(
     }
 }
 
+/// Proves that `token` controls the bot it names: `getMe` at the operator's Bot API
+/// (`telegram_api_base_url`, never a URL a workspace gave, which could answer anything) must
+/// accept the token and report the bot id the token starts with.
+pub async fn prove(state: &AppState, token: &str) -> super::Proof {
+    let api = state.settings.telegram_api_base_url.trim_end_matches('/');
+    match call(state, api, token, "getMe", &json!({})).await {
+        Ok(me) => {
+            let claimed = bot_id(token).unwrap_or_default();
+            let reported = me["id"].as_i64().map(|id| id.to_string());
+            if reported.as_deref() == Some(claimed) && me["is_bot"] != false {
+                super::Proof::Proven
+            } else {
+                super::Proof::Refused(format!(
+                    "Telegram reports this token's bot as {}, not {claimed}",
+                    me["id"]
+                ))
+            }
+        }
+        Err(e) if e.error.code == 0 => super::Proof::Unreachable(e.error.to_string()),
+        Err(e) => super::Proof::Refused(format!("getMe: {}", e.error.title)),
+    }
+}
+
 /// Registers the connection's webhook with Telegram. Errors: 422 `telegram_rejected` with
-/// Telegram's description; 502 `telegram_unreachable`.
+/// Telegram's description; 422 `destination_not_allowed` (field `api_base_url`) when the
+/// connection's own Bot API URL is one the server does not connect to; 502
+/// `telegram_unreachable`.
 pub async fn set_webhook(
     state: &AppState,
     c: &ChannelConnection,
@@ -140,8 +192,14 @@ pub async fn set_webhook(
         "secret_token": secret,
         "allowed_updates": ["message", "edited_message", "callback_query"],
     });
-    match call(state, &api_base(c), token, "setWebhook", &body).await {
+    match call(state, &api_base(state, c), token, "setWebhook", &body).await {
         Ok(_) => Ok(()),
+        Err(e) if e.error.title == crate::net::CODE => Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            crate::net::CODE,
+            format!("api_base_url: {}", crate::net::MESSAGE),
+        )
+        .with_field("api_base_url")),
         Err(e) if e.error.code == 0 => Err(ApiError::new(
             StatusCode::BAD_GATEWAY,
             "telegram_unreachable",
@@ -161,14 +219,23 @@ pub async fn delete_webhook(state: &AppState, c: &ChannelConnection) {
     let Ok(token) = open_secret(state, c, "bot_token") else {
         return;
     };
-    if let Err(e) = call(state, &api_base(c), &token, "deleteWebhook", &json!({})).await {
+    if let Err(e) = call(
+        state,
+        &api_base(state, c),
+        &token,
+        "deleteWebhook",
+        &json!({}),
+    )
+    .await
+    {
         tracing::warn!(connection = %c.id, error = %e.error, "deleteWebhook failed");
     }
 }
 
 /// `POST /webhooks/telegram/{id}`: an update. 401 `secret_missing`, 403 `secret_invalid`, 400
-/// `invalid_json`, 404 for an unknown connection; otherwise 200 at once, the update being
-/// processed in the background.
+/// `invalid_json`, 404 for an unknown connection, 500 when it cannot be stored (Telegram
+/// delivers it again); otherwise 200 once it is stored in the inbox, to be processed in the
+/// background ([`process_delivery`]).
 pub async fn webhook(
     State(st): State<AppState>,
     Path(id): Path<String>,
@@ -206,19 +273,28 @@ pub async fn webhook(
         }
         Some(_) => {}
     }
-    let update: Value = serde_json::from_slice(&body).map_err(|_| {
-        ApiError::new(
+    if serde_json::from_slice::<serde::de::IgnoredAny>(&body).is_err() {
+        return Err(ApiError::new(
             StatusCode::BAD_REQUEST,
             "invalid_json",
             "the body is not JSON",
-        )
-    })?;
-    tokio::spawn(async move {
-        if let Err(e) = process(&st, &c, &update).await {
-            tracing::error!(error = %e, "could not store a Telegram update");
-        }
-    });
+        ));
+    }
+    crate::jobs::enqueue_delivery(&st, crate::jobs::TELEGRAM_DELIVERY, &c, &body).await?;
     Ok(StatusCode::OK.into_response())
+}
+
+/// Processes one stored update (the `telegram.delivery` job; `body` is the raw body).
+/// Errors: `Retry` when the store fails (what was stored is recognised on the next run),
+/// `Permanent` for a body that is not JSON.
+pub async fn process_delivery(
+    state: &AppState,
+    c: &ChannelConnection,
+    body: &str,
+) -> Result<(), JobError> {
+    let update: Value = serde_json::from_str(body)
+        .map_err(|e| JobError::Permanent(format!("the update is not JSON: {e}")))?;
+    Ok(process(state, c, &update).await?)
 }
 
 /// "First Last (@username)" of a Telegram `User` or `Chat`.
@@ -264,12 +340,10 @@ fn attachment_of(m: &Value) -> Option<Attachment> {
     })
 }
 
-/// Stores one update and answers it when it is a new customer message.
-pub async fn process(
-    state: &AppState,
-    c: &ChannelConnection,
-    update: &Value,
-) -> Result<(), ApiError> {
+/// Stores one update, with the follow-up jobs in the same transaction: the answer when it is
+/// a new customer message, a later download of a file that failed every attempt. An update
+/// stored already is not stored or answered again; only its edit mark is made sure of.
+async fn process(state: &AppState, c: &ChannelConnection, update: &Value) -> Result<(), ApiError> {
     let Some(update_id) = update["update_id"].as_i64() else {
         tracing::warn!("a Telegram update without update_id; skipped");
         return Ok(());
@@ -342,19 +416,22 @@ pub async fn process(
     } else {
         meta.details = Some(m.clone());
     }
+    let original = m["message_id"].as_i64().filter(|_| edited);
     // A redelivered update: stored already; spare the download.
-    if let Some(existing) = find_in_conversation(state, c, &conversation_ref, &external_id).await? {
+    if let Some((conversation, existing)) =
+        find_in_conversation(state, c, &conversation_ref, &external_id).await?
+    {
         tracing::debug!(update_id, %existing, "Telegram update already stored");
+        if let Some(original) = original {
+            mark_edited(state, ws, conversation, original, &external_id).await?;
+        }
         return Ok(());
     }
-    let token = open_secret(state, c, "bot_token").map_err(ApiError::internal)?;
-    for a in &mut meta.attachments {
-        let fetch = TelegramFile {
-            state,
-            api: api_base(c),
-            token: &token,
-        };
-        media::download(state, ws, a, &fetch).await;
+    let mut jobs = Vec::new();
+    for (i, a) in meta.attachments.iter_mut().enumerate() {
+        if !download_attachment(state, c, a).await {
+            jobs.push(crate::jobs::media_job(0, c, i, state));
+        }
         if let Some(t) = media::transcribe_if_configured(state, c, a).await {
             text = Some(format!("🎤 {t}"));
         }
@@ -405,40 +482,59 @@ pub async fn process(
             ..Default::default()
         },
     }];
-    let outcome = ingest(state, ws, vec![IngestRequest::Create(Box::new(input))])
-        .await?
-        .pop()
-        .expect("one batch, one outcome");
-    if outcome.stored() > 0
-        && edited
-        && let Some(original) = m["message_id"].as_i64()
-    {
-        mark_edited(state, ws, outcome.conversation_id, original, &external_id).await?;
+    if answer {
+        jobs.push(crate::jobs::answer_job(
+            0,
+            ws,
+            Some(c.id),
+            json!({ "chat": chat }),
+        ));
     }
-    if outcome.stored() == 0 || !answer {
-        return Ok(());
-    }
-    super::answer_and_send(
+    let outcome = ingest_with_jobs(
         state,
         ws,
-        outcome.conversation_id,
-        |reply_message| async move {
-            if let Err(e) = reply(state, c, &chat, &reply_message).await {
-                tracing::warn!(error = %e, "Telegram reply not sent");
-            }
-        },
+        vec![IngestRequest::Create(Box::new(input))],
+        jobs,
     )
-    .await;
+    .await?
+    .pop()
+    .expect("one batch, one outcome");
+    if let Some(original) = original {
+        mark_edited(state, ws, outcome.conversation_id, original, &external_id).await?;
+    }
     Ok(())
 }
 
-/// The id of the message with `external_id` in the conversation `conversation_ref`, if any.
+/// Downloads attachment `a` of a message that came through `c` with `getFile`
+/// ([`media::download`]); false when it is not stored (the error is on `a`).
+pub(crate) async fn download_attachment(
+    state: &AppState,
+    c: &ChannelConnection,
+    a: &mut Attachment,
+) -> bool {
+    let token = match open_secret(state, c, "bot_token") {
+        Ok(t) => t,
+        Err(e) => {
+            a.download_error = Some(format!("the connection is unusable: {e}"));
+            return false;
+        }
+    };
+    let fetch = TelegramFile {
+        state,
+        api: api_base(state, c),
+        token: &token,
+    };
+    media::download(state, c.workspace_id, a, &fetch).await
+}
+
+/// The conversation and id of the message with `external_id` in the conversation
+/// `conversation_ref`, if any.
 async fn find_in_conversation(
     state: &AppState,
     c: &ChannelConnection,
     conversation_ref: &str,
     external_id: &str,
-) -> Result<Option<parley_core::MessageId>, ApiError> {
+) -> Result<Option<(ConversationId, parley_core::MessageId)>, ApiError> {
     let found = state
         .store
         .channels()
@@ -452,7 +548,7 @@ async fn find_in_conversation(
         .get_conversation(c.workspace_id, conversation)
         .await?
         .is_some_and(|d| d.summary.external_id.as_deref() == Some(conversation_ref));
-    Ok(same.then_some(m.id))
+    Ok(same.then_some((conversation, m.id)))
 }
 
 /// Splits `text` into parts of at most `max` UTF-16 code units, cutting after the last line
@@ -513,20 +609,24 @@ pub async fn reply(
             },
         ),
     };
-    let mut meta = m.meta.clone();
-    meta.channel = Some(ChannelMessageMeta {
-        kind: "text".into(),
-        details: Some(json!({"parts": split_message(&m.content, MAX_MESSAGE_UNITS).len()})),
-        delivery: Some(delivery),
-        ..Default::default()
-    });
-    let _guard = MESSAGE_UPDATES.lock().await;
-    if let Err(e) = state
-        .store
-        .channels()
-        .update_message_channel(c.workspace_id, m.id, external_id.as_deref(), &meta)
-        .await
-    {
+    let parts = split_message(&m.content, MAX_MESSAGE_UNITS).len();
+    let recorded = edit_message(
+        state,
+        c.workspace_id,
+        m.id,
+        external_id.as_deref(),
+        move |_, meta| {
+            let ch = meta.channel.get_or_insert_with(|| ChannelMessageMeta {
+                kind: "text".into(),
+                ..Default::default()
+            });
+            ch.details = Some(json!({ "parts": parts }));
+            super::whatsapp::advance(&mut ch.delivery, delivery);
+            (true, ())
+        },
+    )
+    .await;
+    if let Err(e) = recorded {
         tracing::error!(error = %e, "could not record a Telegram send");
     }
     result
@@ -547,29 +647,33 @@ async fn send_parts(
         .parse::<i64>()
         .map(Value::from)
         .unwrap_or_else(|_| Value::from(chat));
-    let api = api_base(c);
+    let api = api_base(state, c);
     let mut first_id = None;
     for part in split_message(text, MAX_MESSAGE_UNITS) {
+        use backon::Retryable as _;
         let body = json!({"chat_id": chat_id, "text": part});
-        let mut attempt = 1;
-        let sent = loop {
-            match call(state, &api, &token, "sendMessage", &body).await {
-                Ok(result) => break result,
-                Err(BotError {
-                    retry_after: Some(secs),
-                    error,
-                }) => {
-                    let wait = Duration::from_secs(secs);
-                    if attempt >= MAX_SEND_ATTEMPTS || wait > MAX_RETRY_AFTER {
-                        return Err(error);
-                    }
-                    tracing::info!(secs, attempt, "Telegram asked to retry later");
-                    tokio::time::sleep(wait).await;
-                    attempt += 1;
-                }
-                Err(e) => return Err(e.error),
-            }
+        // Only a 429 is retried, after exactly the `retry_after` Telegram asks for.
+        let policy = crate::retry::Policy {
+            attempts: MAX_SEND_ATTEMPTS,
+            first: Duration::ZERO,
+            max: MAX_RETRY_AFTER,
+            jitter: false,
         };
+        let sent = (|| call(state, &api, &token, "sendMessage", &body))
+            .retry(policy.builder())
+            .sleep(tokio::time::sleep)
+            .when(|e: &BotError| {
+                e.retry_after
+                    .is_some_and(|s| Duration::from_secs(s) <= MAX_RETRY_AFTER)
+            })
+            .adjust(|e: &BotError, wait| {
+                wait.and(e.retry_after.map(Duration::from_secs))
+            })
+            .notify(|e: &BotError, wait| {
+                tracing::info!(secs = wait.as_secs(), error = %e.error, "Telegram asked to retry later");
+            })
+            .await
+            .map_err(|e| e.error)?;
         if first_id.is_none() {
             first_id = Some(sent["message_id"].to_string());
         }
@@ -599,11 +703,13 @@ impl media::Fetch for TelegramFile<'_> {
         let path = file["file_path"]
             .as_str()
             .ok_or("getFile: the file has no file_path (too big for the Bot API?)")?;
-        let req = self
+        let url = format!("{}/file/bot{}/{path}", self.api, self.token);
+        let client = self
             .state
-            .http
-            .get(format!("{}/file/bot{}/{path}", self.api, self.token));
-        media::fetch_bytes(req, "file download").await
+            .net
+            .platform_client(&url, &self.state.settings.telegram_api_base_url)
+            .map_err(|r| format!("file download: {}: {r}", crate::net::CODE))?;
+        media::fetch_bytes(client.get(url), "file download").await
     }
 }
 
@@ -617,7 +723,6 @@ async fn mark_edited(
     original: i64,
     by: &str,
 ) -> Result<(), ApiError> {
-    let _guard = super::MESSAGE_UPDATES.lock().await;
     let Some(export) = state
         .store
         .export_conversations(ws, &[conversation])
@@ -635,15 +740,15 @@ async fn mark_edited(
     let Some(m) = found else {
         return Ok(());
     };
-    let mut meta = m.meta.clone();
-    if let Some(ch) = meta.channel.as_mut() {
-        ch.edited_by = Some(by.to_owned());
-    }
-    state
-        .store
-        .channels()
-        .update_message_channel(ws, m.id, None, &meta)
-        .await?;
+    let by = by.to_owned();
+    edit_message(state, ws, m.id, None, move |_, meta| {
+        let Some(ch) = meta.channel.as_mut() else {
+            return (false, ());
+        };
+        ch.edited_by = Some(by);
+        (true, ())
+    })
+    .await?;
     Ok(())
 }
 

@@ -5,7 +5,10 @@
 //! echoing `hub.challenge`); `POST` deliveries must carry `X-Hub-Signature-256: sha256=<hex>`,
 //! the HMAC-SHA256 of the raw body keyed with the app secret, compared in constant time
 //! (missing: 401 `signature_missing`; wrong: 403 `signature_invalid`; both logged). A valid
-//! delivery is answered 200 at once and processed in a background task.
+//! delivery is stored as it came (raw body, connection, time received) in the durable inbox
+//! (a `whatsapp.delivery` job, [`crate::jobs`]) before it is answered 200, and processed from
+//! there: retried with backoff when processing fails, never stored twice, taken over by another
+//! server or the next start after a crash.
 //!
 //! **Inbound** (`entry[].changes[].value.messages[]`): every message type becomes a `user`
 //! message whose `external_id` is its `wamid`, so a redelivered webhook stores nothing twice;
@@ -23,12 +26,15 @@
 //! ([`window_closes_at`]); outside it Parley refuses before calling Meta and only templates go
 //! out. Send failures (e.g. 131047) are recorded on the message.
 //!
+//! **Connecting** proves ownership first ([`prove`], at the operator's Graph API): the access
+//! token must read the phone number, and the number must belong to the given WhatsApp
+//! Business Account. A connection's own `graph_base_url` is reached through the guarded client
+//! ([`crate::net`]); without one it uses the operator's `whatsapp_graph_base_url`.
+//!
 //! **Quality and limits**: the sender's `quality_rating` and `messaging_limit_tier` are read
-//! at connect time ([`fetch_quality`]) and updated by `phone_number_quality_update` changes;
+//! at connect time ([`prove`]) and updated by `phone_number_quality_update` changes;
 //! a template outside the window to a customer not messaged so in the last 24 hours is
 //! refused once the tier's limit of customers is used up ([`tier_limit`]).
-
-use std::time::Duration;
 
 use axum::body::Bytes;
 use axum::extract::{Path, RawQuery, State};
@@ -44,10 +50,11 @@ use parley_core::{Channel, ChannelConnectionId, ConversationId, Role, Timestamp,
 use serde_json::{Value, json};
 use subtle::ConstantTimeEq;
 
-use super::{MESSAGE_UPDATES, config_str, conversation_key, media, open_secret};
+use super::{config_str, conversation_key, edit_config, edit_message, media, open_secret};
 use crate::AppState;
 use crate::error::ApiError;
-use crate::ingest::{IngestRequest, ingest};
+use crate::ingest::{IngestRequest, ingest_with_jobs};
+use crate::jobs::JobError;
 
 /// Meta's Graph API, the default `graph_base_url` of a connection.
 pub const DEFAULT_GRAPH_BASE_URL: &str = "https://graph.facebook.com/v21.0";
@@ -171,8 +178,9 @@ pub async fn verify(
 }
 
 /// `POST /webhooks/whatsapp/{id}`: a webhook delivery. 401 `signature_missing`, 403
-/// `signature_invalid`, 400 `invalid_json`, 404 for an unknown connection; otherwise 200 at
-/// once, the delivery being processed in the background.
+/// `signature_invalid`, 400 `invalid_json`, 404 for an unknown connection, 500 when it cannot
+/// be stored (Meta delivers it again); otherwise 200 once it is stored in the inbox, to be
+/// processed in the background ([`process_delivery`]).
 pub async fn webhook(
     State(st): State<AppState>,
     Path(id): Path<String>,
@@ -200,19 +208,32 @@ pub async fn webhook(
             ),
         });
     }
-    let payload: Value = serde_json::from_slice(&body).map_err(|_| {
-        ApiError::new(
+    if serde_json::from_slice::<serde::de::IgnoredAny>(&body).is_err() {
+        return Err(ApiError::new(
             StatusCode::BAD_REQUEST,
             "invalid_json",
             "the body is not JSON",
-        )
-    })?;
-    tokio::spawn(async move { process(&st, &c, &payload).await });
+        ));
+    }
+    crate::jobs::enqueue_delivery(&st, crate::jobs::WHATSAPP_DELIVERY, &c, &body).await?;
     Ok(StatusCode::OK.into_response())
 }
 
-/// Processes one verified delivery: every change's statuses, then its messages, in order.
-pub async fn process(state: &AppState, c: &ChannelConnection, payload: &Value) {
+/// Processes one stored delivery (the `whatsapp.delivery` job; `body` is the raw body):
+/// every change's statuses, then its messages, in order. Errors: `Retry` when the store
+/// fails (what was stored is recognised on the next run), `Permanent` for a body that is not
+/// JSON.
+pub async fn process_delivery(
+    state: &AppState,
+    c: &ChannelConnection,
+    body: &str,
+) -> Result<(), JobError> {
+    let payload: Value = serde_json::from_str(body)
+        .map_err(|e| JobError::Permanent(format!("the delivery is not JSON: {e}")))?;
+    process(state, c, &payload).await
+}
+
+async fn process(state: &AppState, c: &ChannelConnection, payload: &Value) -> Result<(), JobError> {
     let changes = payload["entry"]
         .as_array()
         .into_iter()
@@ -220,9 +241,7 @@ pub async fn process(state: &AppState, c: &ChannelConnection, payload: &Value) {
         .flat_map(|e| e["changes"].as_array().into_iter().flatten());
     for change in changes {
         if change["field"] == "phone_number_quality_update" {
-            if let Err(e) = apply_quality(state, c, &change["value"]).await {
-                tracing::error!(error = %e, "could not record a WhatsApp quality update");
-            }
+            apply_quality(state, c, &change["value"]).await?;
             continue;
         }
         if change["field"] != "messages" {
@@ -248,9 +267,7 @@ pub async fn process(state: &AppState, c: &ChannelConnection, payload: &Value) {
             _ => c,
         };
         for status in value["statuses"].as_array().into_iter().flatten() {
-            if let Err(e) = apply_status(state, c, status).await {
-                tracing::error!(error = %e, "could not apply a WhatsApp status");
-            }
+            apply_status(state, c, status).await?;
         }
         for message in value["messages"].as_array().into_iter().flatten() {
             let name = value["contacts"]
@@ -259,11 +276,10 @@ pub async fn process(state: &AppState, c: &ChannelConnection, payload: &Value) {
                 .flatten()
                 .find(|ct| ct["wa_id"] == message["from"])
                 .and_then(|ct| ct["profile"]["name"].as_str());
-            if let Err(e) = receive(state, c, message, name).await {
-                tracing::error!(error = %e, "could not store a WhatsApp message");
-            }
+            receive(state, c, message, name).await?;
         }
     }
+    Ok(())
 }
 
 /// The connection of WhatsApp number `number` when it belongs to the same Meta app as `c`
@@ -460,8 +476,11 @@ fn media_label(kind: &str) -> &'static str {
     }
 }
 
-/// Stores one inbound message (downloading its media first) and, when it calls for one,
-/// answers it.
+/// Stores one inbound message (downloading its media first) and, in the same transaction, the
+/// follow-up jobs: the assistant's answer when it calls for one, a later download of each file
+/// that failed every attempt. A message stored already (an earlier run of the same delivery,
+/// or Meta's redelivery) is not stored or answered again; only its edit or deletion mark is
+/// made sure of. Errors: the store's.
 async fn receive(
     state: &AppState,
     c: &ChannelConnection,
@@ -473,6 +492,17 @@ async fn receive(
         return Ok(());
     };
     let ws = c.workspace_id;
+    let mut t = translate(message);
+    let refers_to = t.meta.refers_to.clone();
+    let kind = t.meta.kind.clone();
+    let mark = || async {
+        match (&refers_to, kind.as_str()) {
+            (Some(original), "edit" | "revoke") => {
+                mark_original(state, ws, original, wamid, kind == "revoke").await
+            }
+            _ => Ok(()),
+        }
+    };
     // A redelivery: the message is stored already (the ingest would skip it too, but this
     // spares the media download).
     if state
@@ -483,31 +513,28 @@ async fn receive(
         .is_some()
     {
         tracing::debug!(wamid, "WhatsApp message already stored");
-        return Ok(());
+        return mark().await;
     }
-    let mut t = translate(message);
-    let token = open_secret(state, c, "access_token").map_err(ApiError::internal)?;
-    for a in &mut t.meta.attachments {
-        let fetch = WhatsappMedia {
-            state,
-            graph: graph_base(c),
-            token: &token,
-        };
-        media::download(state, ws, a, &fetch).await;
-        if let Some(text) = media::transcribe_if_configured(state, c, a).await {
-            t.content = format!("🎤 {text}");
+    let mut jobs = Vec::new();
+    for (i, a) in t.meta.attachments.iter_mut().enumerate() {
+        if !download_attachment(state, c, a).await {
+            jobs.push(crate::jobs::media_job(0, c, i, state));
         }
-        if let Some(text) = media::describe_if_configured(state, c, a).await {
-            t.content = format!("{}\n🖼 {text}", t.content);
-        }
+        media::add_media_text(state, c, a, &mut t.content).await;
+    }
+    if t.answer {
+        jobs.push(crate::jobs::answer_job(
+            0,
+            ws,
+            Some(c.id),
+            json!({ "to": from }),
+        ));
     }
     let contact = match name {
         Some(n) if !n.is_empty() => format!("{n} (+{from})"),
         _ => format!("+{from}"),
     };
     let created_at = unix_time(&message["timestamp"]).unwrap_or_else(Timestamp::now);
-    let refers_to = t.meta.refers_to.clone();
-    let kind = t.meta.kind.clone();
     let input = ConversationInput {
         external_id: Some(conversation_key(c, from)),
         assistant: AssistantRef {
@@ -533,27 +560,14 @@ async fn receive(
         }],
         ..new_conversation(Channel::Whatsapp)
     };
-    let outcome = ingest(state, ws, vec![IngestRequest::Create(Box::new(input))])
-        .await?
-        .pop()
-        .expect("one batch, one outcome");
-    if outcome.stored() == 0 {
-        return Ok(());
-    }
-    if let (Some(original), "edit" | "revoke") = (refers_to, kind.as_str()) {
-        mark_original(state, ws, &original, wamid, kind == "revoke").await?;
-    }
-    if t.answer {
-        let conversation = outcome.conversation_id;
-        let to = from.to_owned();
-        super::answer_and_send(state, ws, conversation, |m| async move {
-            if let Err(e) = reply(state, c, conversation, &to, &m).await {
-                tracing::warn!(error = %e, "WhatsApp reply not sent");
-            }
-        })
-        .await;
-    }
-    Ok(())
+    ingest_with_jobs(
+        state,
+        ws,
+        vec![IngestRequest::Create(Box::new(input))],
+        jobs,
+    )
+    .await?;
+    mark().await
 }
 
 /// A conversation input with nothing but the channel set.
@@ -583,7 +597,9 @@ pub(crate) fn new_conversation(channel: Channel) -> ConversationInput {
     }
 }
 
-/// Marks the message a customer edited (`edited_by`) or deleted (`deleted`).
+/// Marks the message a customer edited (`edited_by`) or deleted (`deleted`), as one atomic
+/// edit (a status arriving at the same time on another server is not lost). Marking it again
+/// changes nothing.
 async fn mark_original(
     state: &AppState,
     ws: WorkspaceId,
@@ -591,7 +607,6 @@ async fn mark_original(
     by: &str,
     deleted: bool,
 ) -> Result<(), ApiError> {
-    let _guard = MESSAGE_UPDATES.lock().await;
     let Some((_, m)) = state
         .store
         .channels()
@@ -600,18 +615,17 @@ async fn mark_original(
     else {
         return Ok(());
     };
-    let mut meta = m.meta.clone();
-    let ch = meta.channel.get_or_insert_with(Default::default);
-    if deleted {
-        ch.deleted = true;
-    } else {
-        ch.edited_by = Some(by.to_owned());
-    }
-    state
-        .store
-        .channels()
-        .update_message_channel(ws, m.id, None, &meta)
-        .await?;
+    let by = by.to_owned();
+    edit_message(state, ws, m.id, None, move |_, meta| {
+        let ch = meta.channel.get_or_insert_with(Default::default);
+        if deleted {
+            ch.deleted = true;
+        } else {
+            ch.edited_by = Some(by);
+        }
+        (true, ())
+    })
+    .await?;
     Ok(())
 }
 
@@ -630,7 +644,6 @@ async fn apply_status(
         return Ok(());
     };
     let ws = c.workspace_id;
-    let _guard = MESSAGE_UPDATES.lock().await;
     let Some((_, m)) = state
         .store
         .channels()
@@ -643,19 +656,7 @@ async fn apply_status(
         );
         return Ok(());
     };
-    let mut meta = m.meta.clone();
-    let ch = meta.channel.get_or_insert_with(|| ChannelMessageMeta {
-        kind: "text".into(),
-        ..Default::default()
-    });
-    if ch
-        .delivery
-        .as_ref()
-        .is_some_and(|d| d.status.rank() >= new.rank())
-    {
-        return Ok(());
-    }
-    ch.delivery = Some(Delivery {
+    let delivery = Delivery {
         status: new,
         at: unix_time(&status["timestamp"]).unwrap_or_else(Timestamp::now),
         errors: status["errors"]
@@ -664,13 +665,31 @@ async fn apply_status(
             .flatten()
             .map(graph_error)
             .collect(),
-    });
-    state
-        .store
-        .channels()
-        .update_message_channel(ws, m.id, None, &meta)
-        .await?;
+    };
+    // Read, compare and write as one step: two servers applying two statuses of one message at
+    // once cannot move it backwards.
+    edit_message(state, ws, m.id, None, move |_, meta| {
+        let ch = meta.channel.get_or_insert_with(|| ChannelMessageMeta {
+            kind: "text".into(),
+            ..Default::default()
+        });
+        (advance(&mut ch.delivery, delivery), ())
+    })
+    .await?;
     Ok(())
+}
+
+/// Sets `current` to `new` when it moves the delivery forward ([`DeliveryStatus::rank`]: a
+/// status never moves back, whatever order the callbacks arrive in); returns whether it did.
+pub fn advance(current: &mut Option<Delivery>, new: Delivery) -> bool {
+    if current
+        .as_ref()
+        .is_some_and(|d| d.status.rank() >= new.status.rank())
+    {
+        return false;
+    }
+    *current = Some(new);
+    true
 }
 
 /// The number of customers a sender may start conversations with in 24 hours, for a
@@ -693,75 +712,189 @@ async fn apply_quality(
     c: &ChannelConnection,
     value: &Value,
 ) -> Result<(), ApiError> {
-    let _guard = MESSAGE_UPDATES.lock().await;
-    let Some(mut current) = state
-        .store
-        .channels()
-        .get_channel(c.workspace_id, c.id)
-        .await?
-    else {
-        return Ok(());
-    };
-    if let Some(event) = value["event"].as_str() {
-        current.config.insert("quality_event".into(), json!(event));
-    }
-    if let Some(limit) = value["current_limit"].as_str() {
-        current
-            .config
-            .insert("messaging_limit_tier".into(), json!(limit));
-    }
-    current
-        .config
-        .insert("quality_updated_at".into(), json!(Timestamp::now()));
     tracing::info!(connection = %c.id, event = %value["event"], limit = %value["current_limit"],
         "WhatsApp sender quality update");
-    state
-        .store
-        .channels()
-        .update_channel_config(c.workspace_id, c.id, &current.config)
-        .await?;
+    let (event, limit) = (value["event"].clone(), value["current_limit"].clone());
+    edit_config(state, c.workspace_id, c.id, move |config| {
+        if event.is_string() {
+            config.insert("quality_event".into(), event);
+        }
+        if limit.is_string() {
+            config.insert("messaging_limit_tier".into(), limit);
+        }
+        config.insert("quality_updated_at".into(), json!(Timestamp::now()));
+        (true, ())
+    })
+    .await?;
     Ok(())
 }
 
-/// Reads the sender's `quality_rating` (GREEN, YELLOW, RED, UNKNOWN) and
-/// `messaging_limit_tier` from the Graph API (`GET /{phone-number-id}?fields=...`) into
-/// `config`. Best effort: a failure is logged and leaves them unset.
-pub async fn fetch_quality(
+/// Most pages of `GET /{waba-id}/phone_numbers` read while looking for a number (100 numbers
+/// a page).
+const MAX_NUMBER_PAGES: usize = 20;
+
+/// A Graph API `GET` at the operator's Graph API (`whatsapp_graph_base_url`, trusted) with
+/// `token`: the answer's JSON, or the [`super::Proof`] that stops the proof.
+async fn graph_get(state: &AppState, path: &str, token: &str) -> Result<Value, super::Proof> {
+    let url = format!(
+        "{}/{path}",
+        state.settings.whatsapp_graph_base_url.trim_end_matches('/')
+    );
+    let res = state
+        .net
+        .trusted()
+        .get(url)
+        .bearer_auth(token)
+        .timeout(super::PLATFORM_TIMEOUT)
+        .send()
+        .await
+        .map_err(|e| super::Proof::Unreachable(crate::assistant::provider::describe(e)))?;
+    let status = res.status();
+    let answer: Value = res.json().await.unwrap_or(Value::Null);
+    if status.is_success() {
+        Ok(answer)
+    } else if status.is_server_error() {
+        Err(super::Proof::Unreachable(format!(
+            "the Graph API failed (HTTP {})",
+            status.as_u16()
+        )))
+    } else {
+        let e = graph_error(&answer["error"]);
+        Err(super::Proof::Refused(format!(
+            "{} ({})",
+            e.message.unwrap_or(e.title),
+            e.code
+        )))
+    }
+}
+
+/// Proves that `token` controls phone number `phone_number_id` of WhatsApp Business Account
+/// `business_account_id`, at the operator's Graph API (never a URL a workspace gave, which
+/// could answer anything): `GET /{phone-number-id}` must succeed and name that number, and
+/// the number must be one of `GET /{business-account-id}/phone_numbers` (paged by the
+/// `after` cursor). On success also returns the number's `quality_rating` and
+/// `messaging_limit_tier` (GREEN, YELLOW, RED, UNKNOWN; TIER_250...) for the connection's
+/// config.
+pub async fn prove(
+    state: &AppState,
+    phone_number_id: &str,
+    business_account_id: &str,
+    token: &str,
+) -> (super::Proof, serde_json::Map<String, Value>) {
+    let mut quality = serde_json::Map::new();
+    let number = match graph_get(
+        state,
+        &format!("{phone_number_id}?fields=id,display_phone_number,verified_name,quality_rating,messaging_limit_tier"),
+        token,
+    )
+    .await
+    {
+        Ok(n) => n,
+        Err(p) => return (p, quality),
+    };
+    if number["id"].as_str() != Some(phone_number_id) {
+        return (
+            super::Proof::Refused(format!(
+                "the Graph API does not know phone number id {phone_number_id}"
+            )),
+            quality,
+        );
+    }
+    for key in ["quality_rating", "messaging_limit_tier"] {
+        if let Some(v) = number[key].as_str() {
+            quality.insert(key.into(), json!(v));
+        }
+    }
+    let mut after: Option<String> = None;
+    for _ in 0..MAX_NUMBER_PAGES {
+        let mut path = format!("{business_account_id}/phone_numbers?fields=id&limit=100");
+        if let Some(cursor) = &after {
+            path.push_str("&after=");
+            path.extend(form_urlencoded::byte_serialize(cursor.as_bytes()));
+        }
+        let page = match graph_get(state, &path, token).await {
+            Ok(p) => p,
+            Err(p) => return (p, quality),
+        };
+        let listed = page["data"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .any(|n| n["id"].as_str() == Some(phone_number_id));
+        if listed {
+            return (super::Proof::Proven, quality);
+        }
+        after = page["paging"]["cursors"]["after"]
+            .as_str()
+            .filter(|_| page["paging"]["next"].is_string())
+            .map(str::to_owned);
+        if after.is_none() {
+            break;
+        }
+    }
+    (
+        super::Proof::Refused(format!(
+            "phone number id {phone_number_id} is not one of WhatsApp Business Account {business_account_id}'s numbers"
+        )),
+        quality,
+    )
+}
+
+/// Checks that a connection's own `graph_base_url` reaches a Graph API that knows the number
+/// (`GET {graph}/{phone-number-id}?fields=id` through the guarded client). Errors: 422
+/// `destination_not_allowed` or `graph_rejected`, field `graph_base_url`.
+pub async fn probe_graph(
     state: &AppState,
     graph: &str,
     phone_number_id: &str,
     token: &str,
-    config: &mut serde_json::Map<String, Value>,
-) {
-    let res = state
-        .http
-        .get(format!(
-            "{graph}/{phone_number_id}?fields=quality_rating,messaging_limit_tier"
-        ))
+) -> Result<(), ApiError> {
+    let url = format!("{graph}/{phone_number_id}?fields=id");
+    let not_allowed = || {
+        ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            crate::net::CODE,
+            format!("graph_base_url: {}", crate::net::MESSAGE),
+        )
+        .with_field("graph_base_url")
+    };
+    let client = state
+        .net
+        .platform_client(&url, &state.settings.whatsapp_graph_base_url)
+        .map_err(|_| not_allowed())?;
+    let res = client
+        .get(url)
         .bearer_auth(token)
         .timeout(super::PLATFORM_TIMEOUT)
         .send()
         .await;
-    let answer: Value = match res {
-        Ok(r) if r.status().is_success() => r.json().await.unwrap_or(Value::Null),
-        Ok(r) => {
-            tracing::warn!(
-                status = r.status().as_u16(),
-                "could not read the sender's quality rating"
-            );
-            return;
-        }
+    let status = match res {
+        Ok(r) => r.status(),
+        Err(e) if crate::net::refusal(&e).is_some() => return Err(not_allowed()),
         Err(e) => {
-            tracing::warn!(error = %crate::assistant::provider::describe(e),
-                "could not read the sender's quality rating");
-            return;
+            return Err(ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "graph_rejected",
+                format!(
+                    "graph_base_url: could not reach it: {}",
+                    crate::assistant::provider::describe(e)
+                ),
+            )
+            .with_field("graph_base_url"));
         }
     };
-    for key in ["quality_rating", "messaging_limit_tier"] {
-        if let Some(v) = answer[key].as_str() {
-            config.insert(key.into(), json!(v));
-        }
+    if !status.is_success() {
+        return Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "graph_rejected",
+            format!(
+                "graph_base_url: the Graph API there answered HTTP {} for this number",
+                status.as_u16()
+            ),
+        )
+        .with_field("graph_base_url"));
     }
+    Ok(())
 }
 
 /// Counts a business-initiated send (a template outside the 24-hour window) to `to` against
@@ -779,48 +912,45 @@ async fn count_business_initiated(
         title: "store_failed".into(),
         message: Some(e.to_string()),
     };
-    let _guard = MESSAGE_UPDATES.lock().await;
-    let Some(mut current) = state
-        .store
-        .channels()
-        .get_channel(c.workspace_id, c.id)
-        .await
-        .map_err(store_error)?
-    else {
-        return Ok(());
-    };
     let now = Timestamp::now();
-    let mut recent: serde_json::Map<String, Value> = current
-        .config
-        .get("business_initiated")
-        .and_then(Value::as_object)
-        .cloned()
-        .unwrap_or_default();
-    recent.retain(|_, at| at.as_i64().is_some_and(|t| now.0 - t < WINDOW_MS));
-    let tier = config_str(&current, "messaging_limit_tier").unwrap_or("");
-    if let Some(limit) = tier_limit(tier)
-        && !recent.contains_key(to)
-        && recent.len() as u64 >= limit
-    {
-        return Err(ChannelError {
+    let customer = to.to_owned();
+    // The count and the new entry are one atomic edit: servers sending at once never exceed
+    // the limit between them.
+    let refused = edit_config(state, c.workspace_id, c.id, move |config| {
+        let mut recent: serde_json::Map<String, Value> = config
+            .get("business_initiated")
+            .and_then(Value::as_object)
+            .cloned()
+            .unwrap_or_default();
+        recent.retain(|_, at| at.as_i64().is_some_and(|t| now.0 - t < WINDOW_MS));
+        let tier = config
+            .get("messaging_limit_tier")
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_owned();
+        if let Some(limit) = tier_limit(&tier)
+            && !recent.contains_key(&customer)
+            && recent.len() as u64 >= limit
+        {
+            return (false, Some((tier, limit)));
+        }
+        recent.insert(customer, json!(now.0));
+        config.insert("business_initiated".into(), Value::Object(recent));
+        (true, None)
+    })
+    .await
+    .map_err(store_error)?
+    .flatten();
+    match refused {
+        Some((tier, limit)) => Err(ChannelError {
             code: 0,
             title: "messaging_limit_reached".into(),
             message: Some(format!(
                 "this sender's messaging limit ({tier}: {limit} customers in 24 hours) is reached; Parley stopped before exceeding it"
             )),
-        });
+        }),
+        None => Ok(()),
     }
-    recent.insert(to.to_owned(), json!(now.0));
-    current
-        .config
-        .insert("business_initiated".into(), Value::Object(recent));
-    state
-        .store
-        .channels()
-        .update_channel_config(c.workspace_id, c.id, &current.config)
-        .await
-        .map_err(store_error)?;
-    Ok(())
 }
 
 /// A Graph API error object (`{"code", "title", "message", "error_data": {"details"}}`, or
@@ -841,11 +971,22 @@ pub fn graph_error(e: &Value) -> ChannelError {
     }
 }
 
-fn graph_base(c: &ChannelConnection) -> String {
+/// The Graph API base of a connection: its own `graph_base_url`, else the operator's
+/// (`whatsapp_graph_base_url`).
+fn graph_base(state: &AppState, c: &ChannelConnection) -> String {
     config_str(c, "graph_base_url")
-        .unwrap_or(DEFAULT_GRAPH_BASE_URL)
+        .unwrap_or(&state.settings.whatsapp_graph_base_url)
         .trim_end_matches('/')
         .to_owned()
+}
+
+/// A platform failure for a URL the guard refused (code 0, title `destination_not_allowed`).
+fn refused_error() -> ChannelError {
+    ChannelError {
+        code: 0,
+        title: crate::net::CODE.into(),
+        message: Some(crate::net::MESSAGE.into()),
+    }
 }
 
 /// Sends a Graph API `messages` request; returns the new message's `wamid`.
@@ -860,19 +1001,27 @@ async fn graph_send(
         title: "connection_unusable".into(),
         message: Some(e),
     })?;
-    let url = format!("{}/{}/messages", graph_base(c), c.external_key);
-    let res = state
-        .http
+    let url = format!("{}/{}/messages", graph_base(state, c), c.external_key);
+    let client = state
+        .net
+        .platform_client(&url, &state.settings.whatsapp_graph_base_url)
+        .map_err(|_| refused_error())?;
+    let res = client
         .post(url)
         .bearer_auth(token)
         .timeout(super::PLATFORM_TIMEOUT)
         .json(body)
         .send()
         .await
-        .map_err(|e| ChannelError {
-            code: 0,
-            title: "graph_unreachable".into(),
-            message: Some(crate::assistant::provider::describe(e)),
+        .map_err(|e| {
+            if crate::net::refusal(&e).is_some() {
+                return refused_error();
+            }
+            ChannelError {
+                code: 0,
+                title: "graph_unreachable".into(),
+                message: Some(crate::assistant::provider::describe(e)),
+            }
         })?;
     let status = res.status();
     let answer: Value = res.json().await.unwrap_or(Value::Null);
@@ -899,7 +1048,6 @@ async fn record_send(
     details: Option<Value>,
     result: &Result<String, ChannelError>,
 ) -> Result<(), ApiError> {
-    let mut meta = m.meta.clone();
     let (wamid, delivery) = match result {
         Ok(w) => (
             Some(w.as_str()),
@@ -918,18 +1066,17 @@ async fn record_send(
             },
         ),
     };
-    meta.channel = Some(ChannelMessageMeta {
-        kind: kind.to_owned(),
-        details,
-        delivery: Some(delivery),
-        ..Default::default()
-    });
-    let _guard = MESSAGE_UPDATES.lock().await;
-    state
-        .store
-        .channels()
-        .update_message_channel(ws, m.id, wamid, &meta)
-        .await?;
+    let kind = kind.to_owned();
+    // A status callback may have moved the delivery on already (on another server): it is
+    // kept when it is further along.
+    edit_message(state, ws, m.id, wamid, move |_, meta| {
+        let ch = meta.channel.get_or_insert_with(Default::default);
+        ch.kind = kind;
+        ch.details = details;
+        advance(&mut ch.delivery, delivery);
+        (true, ())
+    })
+    .await?;
     Ok(())
 }
 
@@ -1051,8 +1198,30 @@ pub async fn send_template(
     result
 }
 
+/// Downloads attachment `a` of a message that came through `c` ([`media::download`]); false
+/// when it is not stored (the error is on `a`).
+pub(crate) async fn download_attachment(
+    state: &AppState,
+    c: &ChannelConnection,
+    a: &mut Attachment,
+) -> bool {
+    let token = match open_secret(state, c, "access_token") {
+        Ok(t) => t,
+        Err(e) => {
+            a.download_error = Some(format!("the connection is unusable: {e}"));
+            return false;
+        }
+    };
+    let fetch = WhatsappMedia {
+        state,
+        graph: graph_base(state, c),
+        token: &token,
+    };
+    media::download(state, c.workspace_id, a, &fetch).await
+}
+
 /// Media download through the Graph API: `GET /{media-id}` gives a short-lived URL, fetched
-/// with the same bearer token.
+/// with the same bearer token through the guarded client ([`crate::net`]).
 struct WhatsappMedia<'a> {
     state: &'a AppState,
     graph: String,
@@ -1061,9 +1230,12 @@ struct WhatsappMedia<'a> {
 
 impl media::Fetch for WhatsappMedia<'_> {
     async fn fetch(&self, media_id: &str) -> Result<Vec<u8>, String> {
-        let http = &self.state.http;
-        let info = http
-            .get(format!("{}/{}", self.graph, media_id))
+        let net = &self.state.net;
+        let info_url = format!("{}/{}", self.graph, media_id);
+        let info = net
+            .platform_client(&info_url, &self.state.settings.whatsapp_graph_base_url)
+            .map_err(|r| format!("GET /{media_id}: {}: {r}", crate::net::CODE))?
+            .get(info_url)
             .bearer_auth(self.token)
             .timeout(super::PLATFORM_TIMEOUT)
             .send()
@@ -1078,13 +1250,12 @@ impl media::Fetch for WhatsappMedia<'_> {
         let url = info["url"]
             .as_str()
             .ok_or_else(|| format!("GET /{media_id}: no url in the answer"))?;
-        media::fetch_bytes(http.get(url).bearer_auth(self.token), "media download").await
+        // The URL is the platform's answer, not Parley's configuration: always guarded.
+        let client = net
+            .client_for(url)
+            .map_err(|r| format!("media download: {}: {r}", crate::net::CODE))?;
+        media::fetch_bytes(client.get(url).bearer_auth(self.token), "media download").await
     }
-}
-
-/// Pause before the `attempt`-th retry of a download (1-based).
-pub fn retry_delay(attempt: u32) -> Duration {
-    Duration::from_millis(250 * u64::from(attempt))
 }
 
 #[cfg(test)]

@@ -9,8 +9,8 @@ use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use parley_core::assistant::{
-    AssistantSettings, AssistantSettingsInput, MemoryField, PriceOverride, ProviderInput,
-    ProviderKey, nanousd_to_usd_text, usd_to_nanousd,
+    AssistantSettings, AssistantSettingsInput, MemoryField, OperatorProviders, PriceOverride,
+    ProviderInput, ProviderKey, ProviderRoute, nanousd_to_usd_text, usd_to_nanousd,
 };
 use parley_core::model::{Assistant, AssistantInput, AssistantPatch, AssistantVersion};
 use parley_core::{AssistantId, AssistantMode, UserRole};
@@ -70,11 +70,14 @@ pub(super) async fn list(
             name: a.name.clone(),
             company: a.company.clone(),
             mode: a.mode.as_str(),
-            provider: a
-                .settings
-                .provider
-                .as_ref()
-                .map_or_else(|| "Not configured".to_owned(), |p| p.model.clone()),
+            provider: match a.settings.provider.as_ref() {
+                None => "Not configured".to_owned(),
+                Some(p) => match p.route(&st.settings.providers) {
+                    ProviderRoute::Unusable(_) => "Needs a provider".to_owned(),
+                    ProviderRoute::Operator { name, .. } => format!("{} · {name}", p.model),
+                    ProviderRoute::Custom => p.model.clone(),
+                },
+            },
             version: a.version,
             updated: format::datetime(a.updated_at, tz),
         })
@@ -106,15 +109,16 @@ pub(super) struct AssistantForm {
     company: String,
     #[serde(default)]
     mode: String,
+    /// `none`, `custom`, or the name of one of the operator's providers.
+    #[serde(default)]
+    provider: String,
     #[serde(default)]
     base_url: String,
     #[serde(default)]
     model: String,
-    /// `keep`, `env`, `secret`, `none`.
+    /// A custom provider's key: `keep`, `secret`, `none`.
     #[serde(default)]
     key_source: String,
-    #[serde(default)]
-    key_env: String,
     #[serde(default)]
     key_secret: String,
     #[serde(default)]
@@ -156,6 +160,10 @@ struct FormPage {
     saved: bool,
     f: FormValues,
     modes: Vec<(&'static str, &'static str, bool)>,
+    /// The operator's providers for the picker.
+    providers: Vec<ProviderOption>,
+    /// Why the stored provider cannot be used ("needs a provider"), if so.
+    needs_provider: Option<String>,
     key_status: String,
     key_source: String,
     price_hint: String,
@@ -167,15 +175,44 @@ struct FormPage {
     channel_notice: Option<(bool, String)>,
 }
 
+/// One of the operator's providers in the form's picker.
+struct ProviderOption {
+    name: String,
+    label: String,
+    selected: bool,
+    /// "Models: a, b" or "Any model".
+    models: String,
+}
+
+fn provider_options(providers: &OperatorProviders, chosen: &str) -> Vec<ProviderOption> {
+    providers
+        .iter()
+        .map(|(name, p)| ProviderOption {
+            name: name.clone(),
+            label: p.label.clone().unwrap_or_else(|| name.clone()),
+            selected: name == chosen,
+            models: if p.models.is_empty() {
+                match p.fallback_model() {
+                    Some(d) => format!("Any model (default {d})"),
+                    None => "Any model".to_owned(),
+                }
+            } else {
+                format!("Models: {}", p.models.join(", "))
+            },
+        })
+        .collect()
+}
+
 /// What the form shows.
 #[derive(Default)]
 struct FormValues {
     name: String,
     company: String,
     mode: String,
+    /// The picker's value: `none`, `custom` or an operator provider's name.
+    provider: String,
     base_url: String,
     model: String,
-    key_env: String,
     system_prompt: String,
     temperature: String,
     max_tokens: String,
@@ -184,26 +221,28 @@ struct FormValues {
     price_completion: String,
 }
 
-fn values_of(a: &Assistant) -> FormValues {
+fn values_of(a: &Assistant, providers: &OperatorProviders) -> FormValues {
     let s = &a.settings;
+    // A legacy environment key served by an operator provider shows as that provider, so
+    // saving the form stores it by name.
+    let (provider, base_url) = match s.provider.as_ref() {
+        None => ("none".to_owned(), String::new()),
+        Some(p) => match p.route(providers) {
+            ProviderRoute::Operator { name, .. } => (name.to_owned(), String::new()),
+            _ => ("custom".to_owned(), p.base_url.clone()),
+        },
+    };
     FormValues {
         name: a.name.clone(),
         company: a.company.clone(),
         mode: a.mode.as_str().to_owned(),
-        base_url: s
-            .provider
-            .as_ref()
-            .map(|p| p.base_url.clone())
-            .unwrap_or_default(),
+        provider,
+        base_url,
         model: s
             .provider
             .as_ref()
             .map(|p| p.model.clone())
             .unwrap_or_default(),
-        key_env: match s.provider.as_ref().map(|p| &p.api_key) {
-            Some(ProviderKey::Env { name }) => name.clone(),
-            _ => String::new(),
-        },
         system_prompt: s.system_prompt.clone(),
         temperature: s.temperature.map(|t| t.to_string()).unwrap_or_default(),
         max_tokens: s.max_tokens.map(|t| t.to_string()).unwrap_or_default(),
@@ -235,9 +274,9 @@ fn values_from_form(f: &AssistantForm) -> FormValues {
         name: f.name.clone(),
         company: f.company.clone(),
         mode: f.mode.clone(),
+        provider: f.provider.clone(),
         base_url: f.base_url.clone(),
         model: f.model.clone(),
-        key_env: f.key_env.clone(),
         system_prompt: f.system_prompt.clone(),
         temperature: f.temperature.clone(),
         max_tokens: f.max_tokens.clone(),
@@ -247,22 +286,21 @@ fn values_from_form(f: &AssistantForm) -> FormValues {
     }
 }
 
+/// The stored key as the form describes it, and the key choice it starts on (`keep` for a
+/// stored key, else `none`).
 fn key_status(settings: Option<&AssistantSettings>) -> (String, String) {
     match settings
         .and_then(|s| s.provider.as_ref())
+        .filter(|p| p.name.is_none())
         .map(|p| &p.api_key)
     {
         None | Some(ProviderKey::None) => ("No API key".into(), "none".into()),
-        Some(ProviderKey::Env { name }) => {
-            let set = std::env::var(name).is_ok_and(|v| !v.is_empty());
-            (
-                format!(
-                    "Read from the environment variable {name} ({} on this server)",
-                    if set { "set" } else { "not set" }
-                ),
-                "env".into(),
-            )
-        }
+        Some(ProviderKey::Env { name }) => (
+            format!(
+                "The server's environment variable {name} (no longer allowed for a custom provider)"
+            ),
+            "none".into(),
+        ),
         Some(ProviderKey::Sealed { hint, .. }) => (
             format!("A stored key ({hint}), encrypted at rest"),
             "keep".into(),
@@ -278,7 +316,7 @@ fn hints(st: &AppState, model: &str) -> (String, String) {
         Some(p) => (
             format!(
                 "The price table has {}: ${} per 1M prompt tokens, ${} per 1M completion tokens. Leave both empty to use it.",
-                model.trim(),
+                format::isolate(model.trim()),
                 nanousd_to_usd_text(p.input_femto_per_token),
                 nanousd_to_usd_text(p.output_femto_per_token)
             ),
@@ -294,7 +332,7 @@ fn hints(st: &AppState, model: &str) -> (String, String) {
         None => (
             format!(
                 "{} is not in the price table: set prices here, or its costs stay unknown.",
-                model.trim()
+                format::isolate(model.trim())
             ),
             "The context window is unknown for this model: the whole history is sent.".into(),
         ),
@@ -317,6 +355,28 @@ fn form_page(
 ) -> Response {
     let (key_status, key_source) = key_status(existing.map(|a| &a.settings));
     let (price_hint, window_hint) = hints(st, &f.model);
+    let needs_provider = existing
+        .and_then(|a| a.settings.provider.as_ref())
+        .and_then(|p| match p.route(&st.settings.providers) {
+            ProviderRoute::Unusable(why) => Some(
+                why.strip_prefix("needs a provider: ")
+                    .unwrap_or(&why)
+                    .to_owned(),
+            ),
+            _ => None,
+        });
+    let mut f = f;
+    if f.provider.is_empty() {
+        // A new assistant starts on the operator's first provider, else on a custom one.
+        f.provider = st
+            .settings
+            .providers
+            .keys()
+            .next()
+            .cloned()
+            .unwrap_or_else(|| "custom".to_owned());
+    }
+    let providers = provider_options(&st.settings.providers, &f.provider);
     let mode = if f.mode.is_empty() {
         "active".to_owned()
     } else {
@@ -351,6 +411,8 @@ fn form_page(
         channel_notice,
         f,
         modes,
+        providers,
+        needs_provider,
         key_status,
         key_source,
         price_hint,
@@ -441,7 +503,7 @@ pub(super) async fn edit_form(
         Ok(_) => return error_page(StatusCode::NOT_FOUND, "Not found", "No such assistant."),
         Err(e) => return ApiError::from(e).into_response(),
     };
-    let values = values_of(&a);
+    let values = values_of(&a, &st.settings.providers);
     let tz = tz_offset(&headers);
     let channels = crate::channels::rows(&st, ws, a.id, tz).await;
     form_page(
@@ -581,29 +643,50 @@ pub(super) async fn disconnect_channel(
     }
 }
 
-/// The settings a posted form asks for. Errors: (message, field) for the first bad value.
+/// The settings a posted form asks for. The picker decides the provider: `none`; an
+/// operator provider (with the model, or its default); or `custom` with the URL, model and
+/// key fields — a custom provider with neither URL nor model is none (as a form without a
+/// picker value and without a URL is). Errors: (message, field) for the first bad value.
 fn settings_input(f: &AssistantForm) -> Result<AssistantSettingsInput, (String, String)> {
     let bad = |m: String, field: &str| (m, field.to_owned());
-    let provider = if f.base_url.trim().is_empty() && f.model.trim().is_empty() {
+    let given = |v: &str| (!v.trim().is_empty()).then(|| v.trim().to_owned());
+    let custom = match f.provider.as_str() {
+        "custom" => true,
+        "" | "none" => !f.base_url.trim().is_empty(),
+        _ => false,
+    };
+    let provider = if custom {
+        if f.base_url.trim().is_empty() && f.model.trim().is_empty() {
+            Some(None)
+        } else {
+            let api_key = match f.key_source.as_str() {
+                "secret" if f.key_secret.trim().is_empty() => {
+                    return Err(bad(
+                        "Paste the API key to store, or choose another key option.".into(),
+                        "key_secret",
+                    ));
+                }
+                "secret" => Some(f.key_secret.trim().to_owned()),
+                "none" => Some(String::new()),
+                _ => None,
+            };
+            Some(Some(ProviderInput {
+                name: None,
+                base_url: Some(f.base_url.trim().to_owned()),
+                model: Some(f.model.trim().to_owned()),
+                api_key_env: None,
+                api_key,
+            }))
+        }
+    } else if matches!(f.provider.as_str(), "" | "none") {
         Some(None)
     } else {
-        let (api_key_env, api_key) = match f.key_source.as_str() {
-            "env" => (Some(f.key_env.trim().to_owned()), None),
-            "secret" if f.key_secret.trim().is_empty() => {
-                return Err(bad(
-                    "Paste the API key to store, or choose another key option.".into(),
-                    "key_secret",
-                ));
-            }
-            "secret" => (None, Some(f.key_secret.trim().to_owned())),
-            "none" => (None, Some(String::new())),
-            _ => (None, None),
-        };
         Some(Some(ProviderInput {
-            base_url: f.base_url.trim().to_owned(),
-            model: f.model.trim().to_owned(),
-            api_key_env,
-            api_key,
+            name: Some(f.provider.clone()),
+            base_url: None,
+            model: given(&f.model),
+            api_key_env: None,
+            api_key: None,
         }))
     };
     let temperature = match f.temperature.trim() {
@@ -671,9 +754,9 @@ fn form_field(api_field: Option<&str>) -> String {
     match api_field.unwrap_or("") {
         "name" => "name",
         "company" => "company",
+        "settings.provider.name" => "provider",
         "settings.provider.base_url" => "base_url",
         "settings.provider.model" => "model",
-        "settings.provider.api_key_env" => "key_env",
         "settings.provider.api_key" => "key_secret",
         "settings.system_prompt" => "system_prompt",
         "settings.temperature" => "temperature",
@@ -820,10 +903,11 @@ mod tests {
     #[test]
     fn the_form_becomes_settings() {
         let f = AssistantForm {
+            provider: "custom".into(),
             base_url: " https://api.openai.com/v1 ".into(),
             model: "gpt-4o-mini".into(),
-            key_source: "env".into(),
-            key_env: "OPENAI_API_KEY".into(),
+            key_source: "secret".into(),
+            key_secret: "sk-0123456789abcdef".into(),
             temperature: "0.4".into(),
             max_tokens: "1,024".into(),
             memory_fields: "email: Their email\r\n\norder_number\n".into(),
@@ -833,7 +917,36 @@ mod tests {
         };
         let s = settings_input(&f).unwrap();
         let p = s.provider.clone().unwrap().unwrap();
-        assert_eq!(p.api_key_env.as_deref(), Some("OPENAI_API_KEY"));
+        assert_eq!(p.api_key.as_deref(), Some("sk-0123456789abcdef"));
+        assert_eq!(p.base_url.as_deref(), Some("https://api.openai.com/v1"));
+        assert_eq!(p.api_key_env, None);
+        // A server provider by name: no URL, no key, whatever the hidden fields hold.
+        let named = settings_input(&AssistantForm {
+            provider: "openai".into(),
+            base_url: "http://ignored.example".into(),
+            key_source: "secret".into(),
+            key_secret: "sk-ignored".into(),
+            ..Default::default()
+        })
+        .unwrap()
+        .provider
+        .unwrap()
+        .unwrap();
+        assert_eq!(
+            (
+                named.name.as_deref(),
+                named.base_url,
+                named.api_key,
+                named.model
+            ),
+            (Some("openai"), None, None, None)
+        );
+        let none = settings_input(&AssistantForm {
+            provider: "none".into(),
+            ..Default::default()
+        })
+        .unwrap();
+        assert_eq!(none.provider, Some(None));
         assert_eq!(s.temperature, Some(Some(0.4)));
         assert_eq!(s.max_tokens, Some(Some(1024)));
         let fields = s.memory_fields.unwrap();
@@ -855,6 +968,7 @@ mod tests {
         };
         assert_eq!(settings_input(&bad).unwrap_err().1, "temperature");
         let no_key = AssistantForm {
+            provider: "custom".into(),
             base_url: "http://x".into(),
             model: "m".into(),
             key_source: "secret".into(),

@@ -138,6 +138,13 @@ pub fn day_label(iso: &str) -> String {
     }
 }
 
+/// `text` between U+2068 FIRST STRONG ISOLATE and U+2069 POP DIRECTIONAL ISOLATE (Unicode
+/// UAX #9), for user-controlled text inside a sentence built here: the plain-text twin of the
+/// templates' `<bdi>`, so bidi controls in it cannot reorder the rest of the sentence.
+pub fn isolate(text: &str) -> String {
+    format!("\u{2068}{text}\u{2069}")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

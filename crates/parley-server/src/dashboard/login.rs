@@ -1,10 +1,8 @@
 //! Sign-in and sign-out pages.
 
-use std::net::SocketAddr;
-
 use askama::Template;
 use axum::Form;
-use axum::extract::{ConnectInfo, Query, State};
+use axum::extract::{Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use cookie::SameSite;
@@ -37,15 +35,51 @@ struct LoginPage<'a> {
     error: Option<&'a str>,
 }
 
-/// Only local paths are followed after signing in (no open redirect).
+/// Where a sign-in goes when `next` is missing or refused.
+const HOME: &str = "/conversations";
+
+/// The path to follow after signing in: `next` when it names a page of this server, else
+/// [`HOME`] (never an error, so a bad `next` cannot break the sign-in).
+///
+/// `next` must be a path (start with one `/`) without control characters or backslashes:
+/// browsers drop tabs and newlines from URLs and read `\` as `/`, so `/\t/evil.example` or
+/// `/\\evil.example` would otherwise become the other host `//evil.example`. What is left is
+/// resolved as the WHATWG URL standard does (the `url` crate) against a fixed origin; it must
+/// stay on that origin and its path must not start with `//` (`/..//evil.example`
+/// normalises to one). The answer is the resolved, percent-encoded path and query, so it is
+/// always a valid `Location` header value.
 fn safe_next(next: Option<&str>) -> String {
-    match next {
-        Some(n) if n.starts_with('/') && !n.starts_with("//") && !n.contains('\\') => n.to_owned(),
-        _ => "/conversations".to_owned(),
+    const BASE: &str = "http://parley.invalid/";
+    let Some(next) = next else {
+        return HOME.to_owned();
+    };
+    if !next.starts_with('/')
+        || next.starts_with("//")
+        || next.chars().any(|c| c.is_control() || c == '\\')
+    {
+        return HOME.to_owned();
+    }
+    let Ok(base) = url::Url::parse(BASE) else {
+        return HOME.to_owned();
+    };
+    match base.join(next) {
+        Ok(u) if u.origin() == base.origin() && !u.path().starts_with("//") => match u.query() {
+            Some(q) => format!("{}?{q}", u.path()),
+            None => u.path().to_owned(),
+        },
+        _ => HOME.to_owned(),
     }
 }
 
+/// A 303 to `next` (already made safe by [`safe_next`]; falls back to [`HOME`] should it not
+/// be a valid header value).
+fn redirect_to(next: &str) -> Response {
+    let location = HeaderValue::from_str(next).unwrap_or(HeaderValue::from_static(HOME));
+    (StatusCode::SEE_OTHER, [(header::LOCATION, location)]).into_response()
+}
+
 fn render(
+    st: &AppState,
     status: StatusCode,
     csrf: &str,
     next: &str,
@@ -62,7 +96,13 @@ fn render(
     match page.render() {
         Ok(html) => {
             let mut res = (status, Html(html)).into_response();
-            let cookie = set_cookie(LOGIN_CSRF_COOKIE, csrf, 3600, SameSite::Strict, false);
+            let cookie = set_cookie(
+                LOGIN_CSRF_COOKIE,
+                csrf,
+                3600,
+                SameSite::Strict,
+                st.settings.secure_cookies,
+            );
             if let Ok(v) = HeaderValue::from_str(&cookie) {
                 res.headers_mut().append(header::SET_COOKIE, v);
             }
@@ -88,9 +128,9 @@ pub(super) async fn page(
     if let Some(token) = cookie_value(&headers, SESSION_COOKIE)
         && let Ok(Some(_)) = st.store.session(token_hash(&token), Timestamp::now()).await
     {
-        return Redirect::to(&next).into_response();
+        return redirect_to(&next);
     }
-    render(StatusCode::OK, &random_token(), &next, "", None)
+    render(&st, StatusCode::OK, &random_token(), &next, "", None)
 }
 
 /// The sign-in form.
@@ -107,10 +147,11 @@ pub(super) struct LoginForm {
 }
 
 /// `POST /login`: verifies the password (Argon2id), rate-limited per email and per client
-/// address, then starts a session.
+/// address (each attempt is counted before its password is checked, see
+/// [`parley_store::Store::claim_login_attempt`]), then starts a session.
 pub(super) async fn submit(
     State(st): State<AppState>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    crate::client_addr::ClientIp(peer): crate::client_addr::ClientIp,
     headers: HeaderMap,
     Form(form): Form<LoginForm>,
 ) -> Response {
@@ -119,6 +160,7 @@ pub(super) async fn submit(
     let cookie_token = cookie_value(&headers, LOGIN_CSRF_COOKIE).unwrap_or_default();
     if form.csrf.is_empty() || !constant_time_eq(form.csrf.as_bytes(), cookie_token.as_bytes()) {
         return render(
+            &st,
             StatusCode::FORBIDDEN,
             &random_token(),
             &next,
@@ -129,22 +171,29 @@ pub(super) async fn submit(
     let now = Timestamp::now();
     let since = now.add_millis(-WINDOW_MS);
     let by_email = format!("email:{email}");
-    let by_ip = format!("ip:{}", peer.ip());
-    let (email_failures, ip_failures) = match tokio::try_join!(
-        st.store.login_failures_since(&by_email, since),
-        st.store.login_failures_since(&by_ip, since)
-    ) {
-        Ok(counts) => counts,
+    let by_ip = format!(
+        "ip:{}",
+        peer.map_or_else(|| "unknown".into(), |p| p.to_string())
+    );
+    // The attempt is counted before the password is checked, in one atomic step with the
+    // limit's check, so concurrent attempts cannot all slip past it.
+    let limits = [
+        (by_email.clone(), MAX_FAILURES_PER_EMAIL),
+        (by_ip.clone(), MAX_FAILURES_PER_IP),
+    ];
+    match st.store.claim_login_attempt(&limits, since, now).await {
+        Ok(true) => {}
+        Ok(false) => {
+            return render(
+                &st,
+                StatusCode::TOO_MANY_REQUESTS,
+                &form.csrf,
+                &next,
+                &email,
+                Some("Too many failed sign-ins. Wait 15 minutes, then try again."),
+            );
+        }
         Err(e) => return crate::error::ApiError::from(e).into_response(),
-    };
-    if email_failures >= MAX_FAILURES_PER_EMAIL || ip_failures >= MAX_FAILURES_PER_IP {
-        return render(
-            StatusCode::TOO_MANY_REQUESTS,
-            &form.csrf,
-            &next,
-            &email,
-            Some("Too many failed sign-ins. Wait 15 minutes, then try again."),
-        );
     }
     let found = match st.store.user_for_login(&email).await {
         Ok(found) => found,
@@ -160,10 +209,9 @@ pub(super) async fn submit(
         .await
         .unwrap_or(false);
     let Some(user) = user.filter(|_| ok) else {
-        if let Err(e) = st.store.record_login_failure(&[by_email, by_ip], now).await {
-            tracing::warn!(error = %e, "could not record a failed sign-in");
-        }
+        // The attempt claimed above stays recorded as the failure.
         return render(
+            &st,
             StatusCode::UNAUTHORIZED,
             &form.csrf,
             &next,
@@ -182,12 +230,15 @@ pub(super) async fn submit(
     if let Err(e) = st.store.create_session(&session).await {
         return crate::error::ApiError::from(e).into_response();
     }
+    // A success is no failure: the email starts afresh, and the client address gets back the
+    // attempt it claimed.
     let _ = st
         .store
         .clear_login_failures(&by_email, now.add_millis(1))
         .await;
+    let _ = st.store.release_login_attempt(&by_ip, now).await;
     tracing::info!(user = %user.email, "signed in");
-    let mut res = Redirect::to(&next).into_response();
+    let mut res = redirect_to(&next);
     let secure = st.settings.secure_cookies;
     let cookie = set_cookie(
         SESSION_COOKIE,
@@ -241,18 +292,32 @@ pub(super) async fn logout(
 
 #[cfg(test)]
 mod tests {
+    use super::{HOME, safe_next};
+
     #[test]
     fn only_local_paths_are_followed() {
+        assert_eq!(safe_next(Some("/conversations?q=x")), "/conversations?q=x");
         assert_eq!(
-            super::safe_next(Some("/conversations?q=x")),
-            "/conversations?q=x"
+            safe_next(Some("/assistants/1?a=b c")),
+            "/assistants/1?a=b%20c"
         );
-        assert_eq!(super::safe_next(Some("//evil.example")), "/conversations");
-        assert_eq!(
-            super::safe_next(Some("https://evil.example")),
-            "/conversations"
-        );
-        assert_eq!(super::safe_next(Some("/\\evil.example")), "/conversations");
-        assert_eq!(super::safe_next(None), "/conversations");
+        assert_eq!(safe_next(Some("/schön")), "/sch%C3%B6n");
+        assert_eq!(safe_next(None), HOME);
+        for hostile in [
+            "//evil.example",
+            "https://evil.example",
+            "/\\evil.example",
+            "/\t/evil.example",
+            "/\n/x",
+            "/\r\n/x",
+            "\t//evil.example",
+            "/..//evil.example",
+            "/./..//evil.example",
+            "javascript:alert(1)",
+            "evil.example",
+            "",
+        ] {
+            assert_eq!(safe_next(Some(hostile)), HOME, "{hostile:?}");
+        }
     }
 }

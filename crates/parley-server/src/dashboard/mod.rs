@@ -21,8 +21,9 @@
 //! | `GET /assets/{file}` | CSS, JavaScript, icon |
 //!
 //! Every dashboard response carries a strict Content-Security-Policy: scripts and styles only
-//! from Parley itself (no inline script or style at all), images also from `data:` and `https:`
-//! (markdown images in messages), no frames, no plugins, forms only to Parley.
+//! from Parley itself (no inline script or style at all), images only from Parley, `data:` and
+//! `blob:` (a remote image in a message is a click-to-open link, never loaded by itself: see
+//! `parley_core::markdown`), no frames, no plugins, forms only to Parley.
 
 mod assistants;
 mod attachments;
@@ -57,7 +58,7 @@ pub const APP_JS: &str = include_str!("../../assets/app.js");
 pub const FAVICON_SVG: &str = include_str!("../../assets/favicon.svg");
 
 /// The Content-Security-Policy of every dashboard page.
-pub const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data: https:; media-src 'self'; \
+pub const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data: blob:; media-src 'self'; \
      connect-src 'self'; font-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
 
 /// A short hash of the assets, appended to their URLs so browsers may cache them forever.

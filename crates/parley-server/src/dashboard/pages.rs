@@ -266,7 +266,7 @@ fn chips(view: &ViewState, assistants: &[Assistant], today: &str, week_start: &s
                 assistants
                     .iter()
                     .find(|a| a.id == *id)
-                    .map_or_else(|| "Unknown agent".to_owned(), |a| a.name.clone())
+                    .map_or_else(|| "Unknown agent".to_owned(), |a| format::isolate(&a.name))
             })
             .collect();
         out.push(Chip {
@@ -481,7 +481,11 @@ pub(super) async fn conversations(
             let label = if a.company.is_empty() {
                 a.name.clone()
             } else {
-                format!("{} · {}", a.name, a.company)
+                format!(
+                    "{} · {}",
+                    format::isolate(&a.name),
+                    format::isolate(&a.company)
+                )
             };
             opt(a.id.to_string(), label, view.assistants.contains(&a.id))
         })
@@ -735,7 +739,7 @@ pub(super) fn bubble(conversation: ConversationId, m: &Message, tz: i32) -> Bubb
         Role::User => "Customer".to_owned(),
         Role::Assistant => m.model.as_ref().map_or_else(
             || "Assistant".to_owned(),
-            |model| format!("Assistant · {model}"),
+            |model| format!("Assistant · {}", format::isolate(model)),
         ),
         Role::Agent => "Team member".to_owned(),
         Role::System => "System".to_owned(),

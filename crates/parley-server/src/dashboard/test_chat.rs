@@ -21,7 +21,7 @@
 //! The turn runs in its own task: a closed tab does not stop the answer from being stored.
 
 use askama::Template;
-use axum::body::{Body, Bytes};
+use axum::body::Bytes;
 use axum::extract::{Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
@@ -126,12 +126,14 @@ pub(super) async fn page(
             "There is no assistant yet. Create one under Assistants: give it a name, a provider (base URL, model, API key) and a prompt.".to_owned(),
         ),
         Some(a) if a.settings.provider.is_none() => Some(format!(
-            "{} has no LLM provider, so it cannot answer. Under Assistants → {}, set the Base URL (for OpenAI: https://api.openai.com/v1), the Model (e.g. gpt-4o-mini) and the API key — the name of an environment variable of the Parley server such as OPENAI_API_KEY, or the key itself, stored encrypted.",
-            a.name, a.name
+            "{} has no LLM provider, so it cannot answer. Under Assistants → {}, pick one of this server's providers{}, or choose Custom and give your own base URL (for OpenAI: https://api.openai.com/v1), model (e.g. gpt-4o-mini) and API key, stored encrypted.",
+            a.name,
+            a.name,
+            provider_names(&st)
         )),
         Some(a) => match crate::assistant::provider::Endpoint::resolve(
             a.settings.provider.as_ref().expect("checked above"),
-            &st.secrets,
+            &st,
         ) {
             Err(e) => Some(format!(
                 "{} cannot reach its provider: {e}. Fix it under Assistants → {}.",
@@ -175,7 +177,11 @@ pub(super) async fn page(
             label: if a.company.is_empty() {
                 a.name.clone()
             } else {
-                format!("{} · {}", a.name, a.company)
+                format!(
+                    "{} · {}",
+                    super::format::isolate(&a.name),
+                    super::format::isolate(&a.company)
+                )
             },
             selected: Some(a.id) == selected.map(|s| s.id),
         })
@@ -237,6 +243,15 @@ struct BubbleFragment {
     m: Bubble,
 }
 
+/// " (here: openai, ollama)", or nothing when the operator declared no provider.
+fn provider_names(st: &AppState) -> String {
+    if st.settings.providers.is_empty() {
+        return String::new();
+    }
+    let names: Vec<&str> = st.settings.providers.keys().map(String::as_str).collect();
+    format!(" (here: {})", names.join(", "))
+}
+
 fn sse(event: &str, data: Value) -> Bytes {
     Bytes::from(format!("event: {event}\ndata: {data}\n\n"))
 }
@@ -289,7 +304,7 @@ pub(super) async fn send(
             StatusCode::CONFLICT,
             "provider_not_configured",
             format!(
-                "{} has no provider: set its base URL, model and API key under Assistants",
+                "{} has no provider: pick one (or give your own base URL, model and API key) under Assistants",
                 assistant.name
             ),
         );
@@ -384,6 +399,7 @@ pub(super) async fn send(
     if let Some(m) = &user_message {
         let _ = out.send(stored_event(conversation, m, tz));
     }
+    let metrics = st.metrics.clone();
     tokio::spawn(async move {
         let (events, mut turn_events) = tokio::sync::mpsc::unbounded_channel::<TurnEvent>();
         let turn = {
@@ -441,7 +457,7 @@ pub(super) async fn send(
             .await
             .map(|b| (Ok::<Bytes, std::convert::Infallible>(b), rx))
     });
-    let mut res = Response::new(Body::from_stream(stream));
+    let mut res = Response::new(metrics.stream_body(crate::metrics::StreamKind::TestChat, stream));
     let h = res.headers_mut();
     h.insert(
         header::CONTENT_TYPE,

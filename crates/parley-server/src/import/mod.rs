@@ -1,10 +1,13 @@
 //! `parley import`: files into the store through the one ingest path.
 //!
-//! - `jsonl`: the conversation JSONL format (see [`crate::transfer`]). The whole file is
-//!   validated before anything is written, then stored in transactions of 200 conversations;
-//!   re-running an import is safe (ids and external ids de-duplicate).
+//! - `jsonl`: the conversation JSONL format (see [`crate::transfer`]), read a piece at a time
+//!   and stored in transactions of up to 500 conversations or 4 MiB, exactly as
+//!   `POST /api/v1/import` does ([`jsonl`]): a bad line stops the import with its line number
+//!   and the line to resume from (`--from-line`); re-running an import is safe (ids and
+//!   external ids de-duplicate).
 //! - `sgd`: Schema-Guided Dialogue files as published (see [`sgd`]); one transaction per file.
 
+pub mod jsonl;
 pub mod sgd;
 
 use std::path::{Path, PathBuf};
@@ -16,10 +19,7 @@ use parley_store::IngestBatch;
 use crate::AppState;
 use crate::error::ApiError;
 use crate::ingest::{IngestRequest, commit, prepare};
-use crate::transfer::{ImportSummary, prepare_jsonl};
-
-/// Conversations per transaction for JSONL files.
-const JSONL_CHUNK: usize = 200;
+use crate::transfer::ImportSummary;
 
 /// An import failure, worded for the command line.
 #[derive(Debug)]
@@ -42,6 +42,58 @@ pub struct ImportJob {
     pub sgd: bool,
     /// SGD options.
     pub sgd_options: sgd::SgdOptions,
+    /// JSONL: skip the lines of the first file before this one (1-based; 0 or 1 read all), to
+    /// resume an import that stopped.
+    pub from_line: u64,
+}
+
+/// Bytes read from a JSONL file at a time.
+const READ_CHUNK: usize = 256 * 1024;
+
+/// Streams one JSONL file into the store ([`jsonl::JsonlImport`]), printing progress.
+/// Errors: the file cannot be read; a bad line or a store failure, worded with the file, the
+/// line and where to resume.
+async fn import_jsonl_file(
+    state: &AppState,
+    workspace: WorkspaceId,
+    path: &Path,
+    from_line: u64,
+) -> Result<ImportSummary, ImportError> {
+    use tokio::io::AsyncReadExt as _;
+    let mut file = tokio::fs::File::open(path)
+        .await
+        .map_err(|e| ImportError(format!("{}: {e}", path.display())))?;
+    let mut import =
+        jsonl::JsonlImport::new(state, workspace, from_line, state.settings.max_body_bytes);
+    let mut buf = vec![0u8; READ_CHUNK];
+    let failed = |f: jsonl::ImportFailure| {
+        ImportError(format!(
+            "{}: {} ({} conversations stored before it; resume with --from-line {} {})",
+            path.display(),
+            f.error.message,
+            f.imported.conversations_created + f.imported.conversations_existing,
+            f.resume_from_line,
+            path.display()
+        ))
+    };
+    let mut shown = 0;
+    loop {
+        let n = file
+            .read(&mut buf)
+            .await
+            .map_err(|e| ImportError(format!("{}: {e}", path.display())))?;
+        if n == 0 {
+            break;
+        }
+        import.push(&buf[..n]).await.map_err(failed)?;
+        let s = import.summary();
+        let done = s.conversations_created + s.conversations_existing;
+        if done != shown {
+            shown = done;
+            eprint!("\r  {}: {done} conversations…", path.display());
+        }
+    }
+    import.finish().await.map_err(failed)
 }
 
 /// Expands directories into their `*.json` / `*.jsonl` files, sorted.
@@ -91,41 +143,29 @@ pub async fn run(
         if job.sgd && path.file_name().is_some_and(|n| n == "schema.json") {
             continue; // read above: it describes services, it holds no dialogues
         }
-        let text =
-            std::fs::read(path).map_err(|e| ImportError(format!("{}: {e}", path.display())))?;
-        let now = Timestamp::now();
-        let batches: Vec<IngestBatch> = if job.sgd {
+        let file_summary = if job.sgd {
+            let text =
+                std::fs::read(path).map_err(|e| ImportError(format!("{}: {e}", path.display())))?;
+            let now = Timestamp::now();
             let conversations = sgd::convert_file(&text, schema.as_ref(), &job.sgd_options)
                 .map_err(|e| ImportError(format!("{}: {e}", path.display())))?;
-            conversations
+            let batches: Vec<IngestBatch> = conversations
                 .into_iter()
                 .map(|c| prepare(&state.prices, IngestRequest::Create(Box::new(c)), now))
                 .collect::<Result<_, _>>()
-                .map_err(|e| api_err(path, e.into()))?
-        } else {
-            prepare_jsonl(&state.prices, &text, now).map_err(|e| api_err(path, e))?
-        };
-        let mut file_summary = ImportSummary::default();
-        let chunk = if job.sgd {
-            batches.len().max(1)
-        } else {
-            JSONL_CHUNK
-        };
-        let mut batches = batches.into_iter().peekable();
-        while batches.peek().is_some() {
-            let part: Vec<IngestBatch> = batches.by_ref().take(chunk).collect();
-            let outcomes = commit(state, workspace, part)
-                .await
-                .map_err(|e| api_err(path, e))?;
-            file_summary.add(&outcomes);
-            if !job.sgd {
-                eprint!(
-                    "\r  {}: {} conversations…",
-                    path.display(),
-                    file_summary.conversations_created + file_summary.conversations_existing
-                );
+                .map_err(|e| api_err(path, e.into()))?;
+            let mut file_summary = ImportSummary::default();
+            if !batches.is_empty() {
+                let outcomes = commit(state, workspace, batches)
+                    .await
+                    .map_err(|e| api_err(path, e))?;
+                file_summary.add(&outcomes);
             }
-        }
+            file_summary
+        } else {
+            let from = if files_read == 0 { job.from_line } else { 1 };
+            import_jsonl_file(state, workspace, path, from).await?
+        };
         files_read += 1;
         eprintln!(
             "\r  {}: {} conversations ({} new), {} messages stored",

@@ -5,7 +5,7 @@
 //! visitor was gone meanwhile, the next request for it ends it on the server (end reason
 //! `timeout`) and the visitor is asked for a rating.
 
-use axum::body::{Body, Bytes};
+use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{RawQuery, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
@@ -16,6 +16,7 @@ use parley_core::model::{
     Variable,
 };
 use parley_core::query::TranscriptQuery;
+use parley_core::widget::WidgetMode;
 use parley_core::{Channel, ConversationStatus, MessageId, Role, Timestamp, VariableSource};
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
@@ -59,7 +60,7 @@ async fn visitor_request(
     st: &AppState,
     query: Option<&str>,
     headers: &HeaderMap,
-    peer: Option<std::net::SocketAddr>,
+    peer: Option<std::net::IpAddr>,
     body: Result<Bytes, BytesRejection>,
     limit: usize,
 ) -> Result<(Checked, VisitorToken, Bytes), Response> {
@@ -481,7 +482,7 @@ async fn store_and_answer(
         Ok(mut o) => o.remove(0),
         Err(e) => {
             if let Some(key) = orphan {
-                crate::channels::media::remove_attachment(&st, &key).await;
+                crate::channels::media::remove_attachments(&st, t.w, &[key]).await;
             }
             return c.answer(e);
         }
@@ -492,7 +493,7 @@ async fn store_and_answer(
         _ => return c.answer(ApiError::internal("message neither stored nor found")),
     };
     if let (false, Some(key)) = (fresh, orphan) {
-        crate::channels::media::remove_attachment(&st, &key).await;
+        crate::channels::media::remove_attachments(&st, t.w, &[key]).await;
     }
     let stored = all_messages(&st, t)
         .await
@@ -504,6 +505,7 @@ async fn store_and_answer(
     if let Some(m) = &stored {
         let _ = out.send(sse("message", visitor_message(m)));
     }
+    let metrics = st.metrics.clone();
     if fresh {
         let (ws, conversation) = (t.w, t.c);
         tokio::spawn(async move {
@@ -552,7 +554,8 @@ async fn store_and_answer(
             .await
             .map(|b| (Ok::<Bytes, std::convert::Infallible>(b), rx))
     });
-    let mut res = Response::new(Body::from_stream(stream));
+    let mut res =
+        Response::new(metrics.stream_body(crate::metrics::StreamKind::WidgetChat, stream));
     let h = res.headers_mut();
     h.insert(
         header::CONTENT_TYPE,
@@ -578,9 +581,18 @@ async fn store_and_answer(
 /// `POST /widget/v1/messages`. A repeated `client_id` streams the stored message and `done`
 /// `{"duplicate": true}`, without storing or transcribing the audio again.
 ///
-/// Errors, besides the common ones: 413 `body_too_large`, 415 `unsupported_audio_type`, 422
-/// `validation_failed` (`client_id`, or an empty body), 409 `conversation_closed`, 500 when
-/// the attachment storage cannot be written.
+/// Only widgets in a voice mode (`voice_and_chat`, `voice`) take recordings, and the bytes must
+/// be the declared container ([`parley_core::audio::matches_declared`]: WebM/Matroska, Ogg,
+/// MP4, MPEG audio, RIFF/WAVE). The recording counts against the workspace's attachment quota
+/// (`attachment_quota_bytes`); one that would pass it is refused.
+///
+/// Errors, besides the common ones: 403 `voice_disabled` (a chat-only widget), 413
+/// `body_too_large`, 413 `attachment_quota_exceeded` (the workspace's attachments would pass
+/// its quota: the content is larger than Parley will store for it now, RFC 9110 §15.5.14;
+/// waiting does not help, so not 429), 415 `unsupported_audio_type`, 415
+/// `audio_content_mismatch` (the bytes are not the declared type: RFC 9110 §15.5.16 covers
+/// "inspecting the data directly"), 422 `validation_failed` (`client_id`, or an empty body),
+/// 409 `conversation_closed`, 500 when the attachment storage cannot be written.
 pub(super) async fn voice(
     State(st): State<AppState>,
     RawQuery(q): RawQuery,
@@ -593,6 +605,13 @@ pub(super) async fn voice(
             Ok(v) => v,
             Err(r) => return r,
         };
+    if c.widget.settings.mode == WidgetMode::Chat {
+        return c.answer(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "voice_disabled",
+            "this widget takes text only: voice messages are off in its settings",
+        ));
+    }
     let client_id = form_urlencoded::parse(q.as_deref().unwrap_or("").as_bytes())
         .find(|(k, _)| k == "client_id")
         .map(|(_, v)| v.trim().to_owned())
@@ -627,6 +646,19 @@ pub(super) async fn voice(
             .with_field("body"),
         );
     }
+    if !parley_core::audio::matches_declared(&mime, &body) {
+        return c.answer(
+            ApiError::new(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "audio_content_mismatch",
+                format!(
+                    "the recording is not {mime}: expected {}",
+                    parley_core::audio::expected_signature(&mime)
+                ),
+            )
+            .with_field("body"),
+        );
+    }
     if let Err(r) = ensure_active(&st, &c, &t).await {
         return *r;
     }
@@ -650,11 +682,21 @@ pub(super) async fn voice(
     let content = if known {
         VOICE_NOT_TRANSCRIBED.to_owned()
     } else {
-        if let Err(e) =
-            crate::channels::media::store_attachment(&st, t.w, &mut attachment, &body).await
-        {
-            tracing::error!(error = %e, "widget voice message not stored");
-            return c.answer(ApiError::internal(e));
+        use crate::channels::media::{QuotaPolicy, StoreFailure, store_attachment};
+        match store_attachment(&st, t.w, &mut attachment, &body, QuotaPolicy::Refuse).await {
+            Ok(()) => {}
+            Err(e @ StoreFailure::QuotaExceeded { .. }) => {
+                tracing::warn!(workspace = %t.w, "widget voice message refused: {e}");
+                return c.answer(ApiError::new(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    "attachment_quota_exceeded",
+                    "this site cannot take more voice messages right now: type your message instead",
+                ));
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "widget voice message not stored");
+                return c.answer(ApiError::internal(e.to_string()));
+            }
         }
         orphan = attachment.storage_key.clone();
         let model = c.widget.settings.transcription_model.clone();

@@ -7,7 +7,8 @@
 //! key and per visitor ([`RateLimits`]), bodies are limited to [`MAX_BODY_BYTES`], and a visitor
 //! reaches only their own conversation: the `X-Parley-Visitor` token returned when it starts is
 //! sealed with the server's secret key (see [`crate::secrets`]) and names the workspace,
-//! assistant and conversation; a token for anything else is refused.
+//! assistant, conversation and the widget key it was issued under; a token for anything else,
+//! or from before the key was replaced, is refused.
 //!
 //! | route | what |
 //! | --- | --- |
@@ -15,7 +16,7 @@
 //! | `GET /widget/v1/config` | the widget's public settings (title, colours, strings, pre-chat form) |
 //! | `POST /widget/v1/conversations` | start: `{"pre_chat": {key: value}, "tracker"?}` → `{"conversation_id", "visitor_token"}` |
 //! | `POST /widget/v1/messages` | send `{"client_id", "content"}`; the answer streams back (SSE) |
-//! | `POST /widget/v1/voice?client_id=ID` | send a recording (body: the audio, up to 2 MiB, `Content-Type` `audio/webm`, `audio/ogg`, `audio/mp4`, `audio/mpeg` or `audio/wav`); transcribed when the widget names a `transcription_model`; the answer streams back (SSE) |
+//! | `POST /widget/v1/voice?client_id=ID` | voice modes only: send a recording (body: the audio, up to 2 MiB, `Content-Type` `audio/webm`, `audio/ogg`, `audio/mp4`, `audio/mpeg` or `audio/wav`, and really that container); counted against the workspace's attachment quota; transcribed when the widget names a `transcription_model`; the answer streams back (SSE) |
 //! | `GET /widget/v1/messages?after=ID` | the visitor's messages after a message id (reconnect) |
 //! | `POST /widget/v1/close` | end the conversation `{"reason"?: "visitor_closed" \| "timeout"}` |
 //! | `POST /widget/v1/rating` | `{"score": 1-5, "comment"?}` |
@@ -25,19 +26,19 @@
 //! Errors are `{"error": {"code", "message"}}`: 401 `unknown_widget_key` (unknown or revoked
 //! key, nothing else said), 403 `widget_disabled`, 403 `origin_not_allowed`, 401
 //! `invalid_visitor_token`, 429 `rate_limited` (with `Retry-After`), 413 `body_too_large`,
-//! 415 `unsupported_audio_type` (voice), 422 `validation_failed`, 409 `conversation_closed`.
+//! 422 `validation_failed`, 409 `conversation_closed`; for voice also 403 `voice_disabled`,
+//! 413 `attachment_quota_exceeded`, 415 `unsupported_audio_type` and `audio_content_mismatch`.
 
 pub mod chat;
 pub mod tracker;
 pub mod ua;
 
-use std::collections::HashMap;
-use std::net::SocketAddr;
+use std::net::IpAddr;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU32, Ordering};
 
 use axum::Router;
-use axum::extract::{ConnectInfo, DefaultBodyLimit, Request};
+use axum::extract::{DefaultBodyLimit, Request};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
@@ -63,14 +64,36 @@ pub const TRACKER_HEADER: &str = "x-parley-tracker";
 
 /// Requests allowed per minute, per widget key and per visitor. Adjustable at run time (tests
 /// lower them).
-#[derive(Debug)]
+///
+/// On PostgreSQL the counts live in the database (fixed one-minute windows,
+/// [`parley_store::JobStore::count_hits`]), so servers sharing it count together: a visitor
+/// over the limit on one server is limited on every other. On SQLite (one server) they stay in
+/// this server's memory, in `governor`'s GCRA limiters (a full minute's allowance as a burst,
+/// refilled evenly over the minute).
 pub struct RateLimits {
     /// Requests per minute for one widget key, all visitors together (default 600).
     pub per_key: AtomicU32,
     /// Requests per minute for one visitor (their conversation, else their IP address; default
     /// 60).
     pub per_visitor: AtomicU32,
-    counts: Mutex<HashMap<String, (i64, u32)>>,
+    memory: Mutex<MemoryLimits>,
+}
+
+/// The in-memory limiters, each with the per-minute limit it was built for (rebuilt when the
+/// limit changes).
+#[derive(Default)]
+struct MemoryLimits {
+    per_key: Option<(u32, governor::DefaultKeyedRateLimiter<String>)>,
+    per_visitor: Option<(u32, governor::DefaultKeyedRateLimiter<String>)>,
+}
+
+impl std::fmt::Debug for RateLimits {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RateLimits")
+            .field("per_key", &self.per_key)
+            .field("per_visitor", &self.per_visitor)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Default for RateLimits {
@@ -78,28 +101,66 @@ impl Default for RateLimits {
         RateLimits {
             per_key: AtomicU32::new(600),
             per_visitor: AtomicU32::new(60),
-            counts: Mutex::default(),
+            memory: Mutex::default(),
         }
     }
 }
 
+/// Keyed limiters forget idle keys past this many (memory stays bounded).
+const MAX_TRACKED: usize = 100_000;
+
 impl RateLimits {
-    /// Counts one request for `subject` in the current minute; `false` when over `limit`.
-    /// Fixed one-minute windows, kept in this server's memory (with several servers each
-    /// counts its own share).
-    fn hit(&self, subject: String, limit: u32) -> bool {
-        let minute = parley_core::Timestamp::now().0 / 60_000;
-        let mut counts = self.counts.lock().unwrap_or_else(|p| p.into_inner());
-        if counts.len() > 100_000 {
-            counts.retain(|_, (m, _)| *m == minute);
+    /// Counts one request of widget key `key` from `visitor`; false when either the key or the
+    /// visitor is over its per-minute limit. A database failure lets the request through
+    /// (logged): limits protect the service, they are not worth refusing visitors over.
+    async fn allow(&self, st: &AppState, key: &str, visitor: &str) -> bool {
+        let (per_key, per_visitor) = (
+            self.per_key.load(Ordering::Relaxed),
+            self.per_visitor.load(Ordering::Relaxed),
+        );
+        let (key_subject, visitor_subject) = (format!("k:{key}"), format!("v:{key}:{visitor}"));
+        if st.store.backend() == "postgres" {
+            let minute = parley_core::Timestamp::now().0 / 60_000 * 60_000;
+            return match st
+                .store
+                .jobs()
+                .count_hits(&[key_subject, visitor_subject], minute, minute - 120_000)
+                .await
+            {
+                Ok(counts) => {
+                    counts.first().is_none_or(|&n| n <= u64::from(per_key))
+                        && counts.get(1).is_none_or(|&n| n <= u64::from(per_visitor))
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "could not count a widget request; allowed");
+                    true
+                }
+            };
         }
-        let entry = counts.entry(subject).or_insert((minute, 0));
-        if entry.0 != minute {
-            *entry = (minute, 0);
-        }
-        entry.1 += 1;
-        entry.1 <= limit
+        let mut memory = self.memory.lock().unwrap_or_else(|p| p.into_inner());
+        let ok_key = governed(&mut memory.per_key, per_key, key_subject);
+        let ok_visitor = governed(&mut memory.per_visitor, per_visitor, visitor_subject);
+        ok_key && ok_visitor
     }
+}
+
+/// One request of `subject` against `limiter` (built, or rebuilt, for `per_minute`).
+fn governed(
+    limiter: &mut Option<(u32, governor::DefaultKeyedRateLimiter<String>)>,
+    per_minute: u32,
+    subject: String,
+) -> bool {
+    let Some(quota) = std::num::NonZeroU32::new(per_minute).map(governor::Quota::per_minute) else {
+        return false;
+    };
+    if limiter.as_ref().is_none_or(|(n, _)| *n != per_minute) {
+        *limiter = Some((per_minute, governor::RateLimiter::keyed(quota)));
+    }
+    let (_, l) = limiter.as_ref().expect("set above");
+    if l.len() > MAX_TRACKED {
+        l.retain_recent();
+    }
+    l.check_key(&subject).is_ok()
 }
 
 /// What the widget endpoints share beyond [`AppState`].
@@ -285,7 +346,7 @@ pub(crate) async fn check(
     st: &AppState,
     query: Option<&str>,
     headers: &HeaderMap,
-    peer: Option<SocketAddr>,
+    peer: Option<IpAddr>,
     visitor: Option<String>,
 ) -> Result<Checked, Response> {
     let key = key_param(query);
@@ -313,17 +374,11 @@ pub(crate) async fn check(
             "this widget is switched off",
         )));
     }
-    let limits = &st.widget.limits;
     let visitor = visitor.unwrap_or_else(|| {
-        peer.map(|p| p.ip().to_string())
+        peer.map(|p| p.to_string())
             .unwrap_or_else(|| "unknown".into())
     });
-    let ok_key = limits.hit(format!("k:{key}"), limits.per_key.load(Ordering::Relaxed));
-    let ok_visitor = limits.hit(
-        format!("v:{key}:{visitor}"),
-        limits.per_visitor.load(Ordering::Relaxed),
-    );
-    if !ok_key || !ok_visitor {
+    if !st.widget.limits.allow(st, &key, &visitor).await {
         let mut res = checked.answer(ApiError::new(
             StatusCode::TOO_MANY_REQUESTS,
             "rate_limited",
@@ -371,25 +426,8 @@ fn unknown_key() -> Response {
     .into_response()
 }
 
-/// The client address, when the server was started with connection info (an extractor that
-/// never fails).
-pub(crate) struct Peer(pub Option<SocketAddr>);
-
-impl<S: Send + Sync> axum::extract::FromRequestParts<S> for Peer {
-    type Rejection = std::convert::Infallible;
-
-    async fn from_request_parts(
-        parts: &mut axum::http::request::Parts,
-        _state: &S,
-    ) -> Result<Self, Self::Rejection> {
-        Ok(Peer(
-            parts
-                .extensions
-                .get::<ConnectInfo<SocketAddr>>()
-                .map(|ConnectInfo(a)| *a),
-        ))
-    }
-}
+/// The client address (behind trusted proxies, the forwarded one): see [`crate::client_addr`].
+pub(crate) use crate::client_addr::ClientIp as Peer;
 
 /// What a visitor token says (sealed, so visitors cannot forge or alter it).
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -402,6 +440,30 @@ pub(crate) struct VisitorToken {
     pub a: AssistantId,
     /// Conversation.
     pub c: ConversationId,
+    /// The widget key it was issued under ([`key_tag`]): replacing the key revokes the token.
+    pub k: String,
+}
+
+impl VisitorToken {
+    /// Whether the token was issued for `widget` under its current key.
+    pub(crate) fn is_for(&self, widget: &WidgetRecord) -> bool {
+        self.t == "visitor"
+            && self.w == widget.workspace_id
+            && self.a == widget.assistant_id
+            && self.k == key_tag(&widget.public_key)
+    }
+}
+
+/// A short fingerprint of a widget's public key (the first 16 hex digits of its SHA-256), sealed
+/// into the tokens issued under it, so that the tokens stop working when the key is replaced.
+/// (The key itself is public; the fingerprint only keeps the tokens short.)
+pub(crate) fn key_tag(public_key: &str) -> String {
+    use sha2::Digest as _;
+    sha2::Sha256::digest(public_key.as_bytes())
+        .iter()
+        .take(8)
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }
 
 /// The visitor token for `conversation` on `widget`, as `POST /widget/v1/conversations` returns
@@ -414,6 +476,7 @@ pub fn visitor_token(st: &AppState, widget: &WidgetRecord, conversation: Convers
             w: widget.workspace_id,
             a: widget.assistant_id,
             c: conversation,
+            k: key_tag(&widget.public_key),
         },
     )
 }
@@ -434,7 +497,8 @@ pub(crate) fn open_token<T: serde::de::DeserializeOwned>(st: &AppState, token: &
 }
 
 /// The visitor token in the request, if it is valid for `widget`.
-/// Errors: 401 `invalid_visitor_token` (missing, forged, or for another widget).
+/// Errors: 401 `invalid_visitor_token` (missing, forged, for another widget, or issued under a
+/// key that has since been replaced).
 pub(crate) fn visitor_of(
     st: &AppState,
     headers: &HeaderMap,
@@ -444,7 +508,7 @@ pub(crate) fn visitor_of(
         .get(VISITOR_HEADER)
         .and_then(|v| v.to_str().ok())
         .and_then(|t| open_token::<VisitorToken>(st, t))
-        .filter(|t| t.t == "visitor" && t.w == widget.workspace_id && t.a == widget.assistant_id)
+        .filter(|t| t.is_for(widget))
         .ok_or_else(|| {
             ApiError::new(
                 StatusCode::UNAUTHORIZED,

@@ -105,6 +105,8 @@ struct TrackerToken {
     w: WorkspaceId,
     a: AssistantId,
     s: Uuid,
+    /// The widget key it was issued under (see [`super::key_tag`]).
+    k: String,
 }
 
 fn cut(s: &str) -> String {
@@ -331,7 +333,7 @@ pub(super) async fn session(
         .unwrap_or("");
     let device = super::ua::parse(ua);
     let (country, city) = match (&st.widget.geoip, peer) {
-        (Some(db), Some(addr)) => db.locate(addr.ip()),
+        (Some(db), Some(addr)) => db.locate(addr),
         _ => (String::new(), String::new()),
     };
     let landing = scrub_url(&input.landing_page);
@@ -372,6 +374,7 @@ pub(super) async fn session(
             w: c.widget.workspace_id,
             a: c.widget.assistant_id,
             s: session.id,
+            k: super::key_tag(&c.widget.public_key),
         },
     );
     c.answer(Json(json!({
@@ -386,12 +389,16 @@ fn linked_conversation(
     visitor: Option<&str>,
 ) -> Option<ConversationId> {
     let t: super::VisitorToken = open_token(st, visitor?)?;
-    (t.t == "visitor" && t.w == widget.workspace_id && t.a == widget.assistant_id).then_some(t.c)
+    t.is_for(widget).then_some(t.c)
 }
 
 fn token_for(st: &AppState, widget: &WidgetRecord, token: &str) -> Option<TrackerToken> {
-    open_token::<TrackerToken>(st, token)
-        .filter(|t| t.t == "tracker" && t.w == widget.workspace_id && t.a == widget.assistant_id)
+    open_token::<TrackerToken>(st, token).filter(|t| {
+        t.t == "tracker"
+            && t.w == widget.workspace_id
+            && t.a == widget.assistant_id
+            && t.k == super::key_tag(&widget.public_key)
+    })
 }
 
 /// Links the visit a tracker token names to a new conversation (nothing happens for an invalid

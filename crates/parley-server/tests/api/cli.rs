@@ -167,3 +167,46 @@ async fn bench_runs_every_workload_at_a_tiny_scale() {
         assert_eq!(workloads(other), names, "every backend runs every workload");
     }
 }
+
+/// `parley import` streams JSONL like the API: a bad line stops it with the line and where to
+/// resume; `--from-line` resumes there.
+#[test]
+fn a_jsonl_import_stops_at_a_bad_line_and_resumes_from_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("in.jsonl");
+    let write = |bad: Option<usize>| {
+        let text: String = (1..=600)
+            .map(|n| {
+                let role = if Some(n) == bad { "robot" } else { "user" };
+                format!(
+                    "{{\"external_id\": \"c{n}\", \"assistant\": {{\"name\": \"Ava\"}}, \"messages\": [{{\"role\": \"{role}\", \"content\": \"hi {n}\"}}]}}\n"
+                )
+            })
+            .collect();
+        std::fs::write(&file, text).unwrap();
+    };
+    write(Some(550));
+    let out = Command::new(env!("CARGO_BIN_EXE_parley"))
+        .args(["import", file.to_str().unwrap()])
+        .env("PARLEY_DATA_DIR", dir.path())
+        .env_remove("PARLEY_DATABASE_URL")
+        .env_remove("PARLEY_CONFIG")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(stderr.contains("line 550: messages[0].role"), "{stderr}");
+    assert!(
+        stderr.contains("500 conversations stored before it; resume with --from-line 501"),
+        "{stderr}"
+    );
+    write(None);
+    let out = parley(
+        dir.path(),
+        &["import", "--from-line", "501", file.to_str().unwrap()],
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("100 conversations created"), "{stderr}");
+    let ws = parley(dir.path(), &["workspaces", "list"]);
+    assert!(String::from_utf8_lossy(&ws.stdout).contains("600 conversations"));
+}

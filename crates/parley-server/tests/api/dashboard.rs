@@ -9,14 +9,14 @@ use crate::helpers::Backend;
 use crate::helpers::TestApp;
 
 /// A client that keeps cookies by hand and does not follow redirects.
-struct Browserish<'a> {
+pub(crate) struct Browserish<'a> {
     app: &'a TestApp,
     http: reqwest::Client,
     cookies: Vec<(String, String)>,
 }
 
 impl<'a> Browserish<'a> {
-    fn new(app: &'a TestApp) -> Self {
+    pub(crate) fn new(app: &'a TestApp) -> Self {
         Browserish {
             app,
             http: crate::helpers::http_client_builder()
@@ -27,7 +27,7 @@ impl<'a> Browserish<'a> {
         }
     }
 
-    fn cookie_header(&self) -> String {
+    pub(crate) fn cookie_header(&self) -> String {
         self.cookies
             .iter()
             .map(|(k, v)| format!("{k}={v}"))
@@ -47,7 +47,7 @@ impl<'a> Browserish<'a> {
         }
     }
 
-    async fn get(&mut self, path: &str) -> (u16, reqwest::header::HeaderMap, String) {
+    pub(crate) async fn get(&mut self, path: &str) -> (u16, reqwest::header::HeaderMap, String) {
         let res = self
             .http
             .get(self.app.url(path))
@@ -60,7 +60,7 @@ impl<'a> Browserish<'a> {
         (status, headers, res.text().await.unwrap())
     }
 
-    async fn post(
+    pub(crate) async fn post(
         &mut self,
         path: &str,
         form: &[(&str, &str)],
@@ -79,7 +79,7 @@ impl<'a> Browserish<'a> {
     }
 
     /// The value of a hidden input named `name` in `html`.
-    fn hidden(html: &str, name: &str) -> String {
+    pub(crate) fn hidden(html: &str, name: &str) -> String {
         let marker = format!("name=\"{name}\" value=\"");
         let start = html
             .find(&marker)
@@ -108,7 +108,7 @@ impl<'a> Browserish<'a> {
     }
 }
 
-async fn user(app: &TestApp, email: &str, role: UserRole) {
+pub(crate) async fn user(app: &TestApp, email: &str, role: UserRole) {
     let hash = parley_server::auth::hash_password("correct horse battery").unwrap();
     app.state
         .store

@@ -50,6 +50,21 @@ pub struct Resp {
 }
 
 impl Resp {
+    /// Sends `req` and reads the answer.
+    pub async fn of(req: reqwest::RequestBuilder) -> Resp {
+        let res = req.send().await.expect("the request reaches the server");
+        let status = res.status().as_u16();
+        let headers = res.headers().clone();
+        let text = res.text().await.unwrap();
+        let body = serde_json::from_str(&text).unwrap_or(Value::Null);
+        Resp {
+            status,
+            headers,
+            text,
+            body,
+        }
+    }
+
     /// The error code of an error answer.
     pub fn code(&self) -> &str {
         self.body["error"]["code"].as_str().unwrap_or("")
@@ -118,6 +133,11 @@ impl TestApp {
     }
 
     /// [`TestApp::spawn_on`] with settings adjusted by `tweak`.
+    ///
+    /// The test servers allow private networks (`allow_private_networks`), explicitly: the
+    /// stub provider, the fake Graph API and the fake Bot API all listen on 127.0.0.1, which
+    /// the guarded client refuses by default. Tests of that refusal reset it in `tweak`
+    /// ([`guarded`]).
     pub async fn spawn_on_with(
         backend: Backend,
         tweak: impl FnOnce(&mut Settings),
@@ -130,6 +150,7 @@ impl TestApp {
         let mut settings = Settings::resolve(Overrides {
             data_dir: Some(dir.path().to_path_buf()),
             database_url: db.as_ref().map(|d| d.url().to_owned()),
+            allow_private_networks: Some(true),
             ..Default::default()
         })
         .unwrap();
@@ -140,12 +161,10 @@ impl TestApp {
     /// A second server on the same database as `self` (PostgreSQL: several stateless servers).
     pub async fn second_server(&self) -> TestApp {
         let dir = tempfile::tempdir().unwrap();
-        let settings = Settings::resolve(Overrides {
-            data_dir: Some(dir.path().to_path_buf()),
-            database_url: Some(self.state.settings.database_url.clone()),
-            ..Default::default()
-        })
-        .unwrap();
+        let settings = Settings {
+            data_dir: dir.path().to_path_buf(),
+            ..(*self.state.settings).clone()
+        };
         let mut state = AppState::open(settings).await.unwrap();
         // Servers sharing a database share the secret key (PARLEY_SECRET_KEY in production).
         state.secrets = self.state.secrets.clone();
@@ -186,6 +205,27 @@ impl TestApp {
             _db: db,
             _shutdown: shutdown,
         }
+    }
+
+    /// A dashboard page as the session `cookie`.
+    pub async fn page(&self, path: &str, cookie: &str) -> Resp {
+        self.send(self.client.get(self.url(path)).header("cookie", cookie))
+            .await
+    }
+
+    /// Posts a dashboard form as the session `cookie`, without following the redirect.
+    pub async fn post_form(&self, path: &str, cookie: &str, form: &[(&str, &str)]) -> Resp {
+        let client = http_client_builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .unwrap();
+        self.send(
+            client
+                .post(self.url(path))
+                .header("cookie", cookie)
+                .form(form),
+        )
+        .await
     }
 
     /// A signed-in dashboard session of a new user with `role`: (cookie header, CSRF token).
@@ -231,17 +271,7 @@ impl TestApp {
     }
 
     pub async fn send(&self, req: reqwest::RequestBuilder) -> Resp {
-        let res = req.send().await.expect("the request reaches the server");
-        let status = res.status().as_u16();
-        let headers = res.headers().clone();
-        let text = res.text().await.unwrap();
-        let body = serde_json::from_str(&text).unwrap_or(Value::Null);
-        Resp {
-            status,
-            headers,
-            text,
-            body,
-        }
+        Resp::of(req).await
     }
 
     pub async fn get(&self, path: &str) -> Resp {
@@ -318,16 +348,77 @@ impl TestApp {
             .collect()
     }
 
+    /// The record of the test's API key ([`TestApp::key`]).
+    pub async fn key_record(&self) -> parley_core::model::ApiKey {
+        self.state
+            .store
+            .list_api_keys(self.workspace.id)
+            .await
+            .unwrap()
+            .remove(0)
+    }
+
+    /// Gives `assistant` a web widget that allows `origin` (other settings default); returns
+    /// its public key.
+    pub async fn widget_for(&self, assistant: parley_core::AssistantId, origin: &str) -> String {
+        let key = parley_server::widget::new_public_key().unwrap();
+        self.state
+            .store
+            .save_widget(&parley_core::widget::WidgetRecord {
+                workspace_id: self.workspace.id,
+                assistant_id: assistant,
+                public_key: key.clone(),
+                settings: parley_core::widget::WidgetSettings {
+                    allowed_origins: vec![origin.into()],
+                    ..Default::default()
+                },
+                updated_at: parley_core::Timestamp::now(),
+            })
+            .await
+            .unwrap();
+        key
+    }
+
     /// Imports SGD files in-process through the same code `parley import` runs.
     pub async fn import_sgd(&self, files: &[&str]) {
         let job = parley_server::import::ImportJob {
             paths: files.iter().map(|f| sgd_file(f)).collect(),
             sgd: true,
             sgd_options: Default::default(),
+            from_line: 1,
         };
         parley_server::import::run(&self.state, self.workspace.id, &job)
             .await
             .unwrap();
+    }
+}
+
+/// The port of a `http://host:port/...` URL (a fake's base URL).
+pub fn port_of(url: &str) -> String {
+    url::Url::parse(url)
+        .unwrap()
+        .port_or_known_default()
+        .unwrap()
+        .to_string()
+}
+
+/// Settings as a default `parley serve` has them for outgoing requests: private networks
+/// refused (for `spawn_on_with`'s `tweak`).
+pub fn guarded(settings: &mut Settings) {
+    settings.network = Default::default();
+}
+
+/// The operator's platform APIs pointed at fakes (for `spawn_on_with`'s `tweak`): the Graph
+/// API and the Bot API where ownership is proven and connections without their own URL go.
+pub fn platforms(graph: Option<&str>, bot: Option<&str>) -> impl FnOnce(&mut Settings) {
+    let (graph, bot) = (graph.map(str::to_owned), bot.map(str::to_owned));
+    move |s: &mut Settings| {
+        if let Some(g) = graph {
+            s.whatsapp_graph_base_url = g;
+        }
+        if let Some(b) = bot {
+            s.telegram_api_base_url = b;
+        }
     }
 }
 
@@ -343,6 +434,34 @@ pub fn conversation(assistant: &str, n: usize) -> Value {
         })
         .collect();
     serde_json::json!({"assistant": {"name": assistant, "company": "Acme"}, "channel": "widget", "messages": messages})
+}
+
+/// A Python interpreter that can import `module`: `PARLEY_TEST_PYTHON` (`.ci/run` makes a
+/// virtualenv in `target/ci-venv`), else `python3`. `None` after a loud SKIPPED when there is
+/// none, except under `CI=true`, where it fails.
+pub fn python_importing(module: &str) -> Option<String> {
+    let ci = std::env::var("CI").is_ok_and(|v| v == "true" || v == "1");
+    let candidate = match std::env::var("PARLEY_TEST_PYTHON") {
+        Ok(p) if !p.is_empty() => p,
+        _ => "python3".into(),
+    };
+    let ok = std::process::Command::new(&candidate)
+        .args(["-c", &format!("import {module}")])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if ok {
+        return Some(candidate);
+    }
+    assert!(
+        !ci,
+        "CI=true but no Python with the `{module}` package: set PARLEY_TEST_PYTHON (.ci/run does)"
+    );
+    eprintln!(
+        "\n*** SKIPPED: no Python with the `{module}` package. \
+         `python3 -m venv target/ci-venv && target/ci-venv/bin/pip install {module}`, then \
+         PARLEY_TEST_PYTHON=target/ci-venv/bin/python ***\n"
+    );
+    None
 }
 
 /// An HTTP client for tests (installs the TLS provider every client needs first).

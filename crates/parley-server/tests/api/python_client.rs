@@ -44,37 +44,9 @@ except openai.APIStatusError as e:
 print(json.dumps(out))
 "#;
 
-/// The Python interpreter to use, or `None` (after saying why) when there is none.
-fn python() -> Option<String> {
-    let ci = std::env::var("CI").is_ok_and(|v| v == "true" || v == "1");
-    let candidates: Vec<String> = match std::env::var("PARLEY_TEST_PYTHON") {
-        Ok(p) if !p.is_empty() => vec![p],
-        _ => vec!["python3".into()],
-    };
-    for p in candidates {
-        let ok = Command::new(&p)
-            .args(["-c", "import openai"])
-            .output()
-            .is_ok_and(|o| o.status.success());
-        if ok {
-            return Some(p);
-        }
-    }
-    assert!(
-        !ci,
-        "CI=true but no Python with the `openai` package: set PARLEY_TEST_PYTHON (.ci/run does)"
-    );
-    eprintln!(
-        "\n*** SKIPPED python client test: no Python with the `openai` package. \
-         `python3 -m venv target/ci-venv && target/ci-venv/bin/pip install openai`, then \
-         PARLEY_TEST_PYTHON=target/ci-venv/bin/python ***\n"
-    );
-    None
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_official_python_client_works_through_the_gateway() {
-    let Some(python) = python() else {
+    let Some(python) = crate::helpers::python_importing("openai") else {
         return;
     };
     let app = TestApp::spawn().await;

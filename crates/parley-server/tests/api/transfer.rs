@@ -201,6 +201,95 @@ async fn the_readme_jsonl_example_imports(backend: Backend) {
 crate::both_backends!(
     export_then_import_into_an_empty_instance_gives_the_same_data,
     import_is_atomic_and_names_the_bad_line,
+    a_large_import_is_atomic_per_batch_and_resumes_where_it_stopped,
     csv_export_has_one_row_per_conversation_and_defuses_formulas,
     the_readme_jsonl_example_imports,
 );
+
+/// Issue 10, item 7: an import larger than one batch (500 conversations) is stored batch by
+/// batch; a bad line stops it with its line number, keeps the batches before it, stores
+/// nothing of its own batch, and says where to resume; `from_line` resumes there, and the
+/// whole import ends with every line stored once.
+async fn a_large_import_is_atomic_per_batch_and_resumes_where_it_stopped(backend: Backend) {
+    let Some(app) = TestApp::spawn_on_with(backend, |s| s.max_body_bytes = 4_096).await else {
+        return;
+    };
+    let line = |n: usize, role: &str| {
+        json!({"external_id": format!("big-{n}"), "assistant": {"name": "Ava"},
+               "messages": [{"role": role, "content": format!("message {n}")}]})
+        .to_string()
+    };
+    let body = |bad: Option<usize>| -> String {
+        (1..=1_203)
+            .map(|n| line(n, if Some(n) == bad { "robot" } else { "user" }) + "\n")
+            .collect()
+    };
+    let r = app
+        .post_raw("/api/v1/import", "application/jsonl", body(Some(1_100)))
+        .await;
+    assert_eq!(r.status, 422, "{}", r.text);
+    assert_eq!(r.body["error"]["field"], "line 1100: messages[0].role");
+    assert_eq!(
+        r.body["imported"]["conversations_created"], 1_000,
+        "{}",
+        r.text
+    );
+    assert_eq!(r.body["resume_from_line"], 1_001);
+    assert_eq!(
+        app.get("/api/v1/conversations/count").await.body["count"],
+        1_000
+    );
+    // Resume from there with the line fixed.
+    let r = app
+        .post_raw(
+            "/api/v1/import?from_line=1001",
+            "application/jsonl",
+            body(None),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(
+        (
+            r.body["conversations_created"].as_i64(),
+            r.body["conversations_existing"].as_i64()
+        ),
+        (Some(203), Some(0))
+    );
+    assert_eq!(
+        app.get("/api/v1/conversations/count").await.body["count"],
+        1_203
+    );
+    // Sending everything again stores nothing twice.
+    let r = app
+        .post_raw("/api/v1/import", "application/jsonl", body(None))
+        .await;
+    assert_eq!(
+        (
+            r.body["conversations_created"].as_i64(),
+            r.body["messages_stored"].as_i64()
+        ),
+        (Some(0), Some(0)),
+        "{}",
+        r.text
+    );
+    // A line longer than max_body_bytes, and a bad from_line.
+    let long = line(9_999, "user").replace("message 9999", &"x".repeat(5_000));
+    let r = app
+        .post_raw(
+            "/api/v1/import",
+            "application/jsonl",
+            format!("{}\n{long}\n", line(1, "user")),
+        )
+        .await;
+    assert_eq!(
+        (r.status, r.code(), r.body["error"]["field"].as_str()),
+        (413, "line_too_large", Some("line 2")),
+        "{}",
+        r.text
+    );
+    assert_eq!(r.body["resume_from_line"], 1);
+    let r = app
+        .post_raw("/api/v1/import?from_line=0", "application/jsonl", "")
+        .await;
+    assert_eq!((r.status, r.code()), (400, "invalid_parameter"));
+}

@@ -13,12 +13,13 @@ use serde_json::{Value, json};
 use crate::channel_support::{
     all_messages, assistant, conversations, eventually, fixture, fixture_cases, messages, unix_now,
 };
-use crate::helpers::{Backend, Resp, TestApp};
+use crate::helpers::{Backend, Resp, TestApp, platforms};
 
 const APP_SECRET: &str = "meta-app-secret-0123456789";
 const ACCESS_TOKEN: &str = "EAAG-test-access-token-9876";
 const VERIFY_TOKEN: &str = "verify-me-please-4242";
 const PHONE_NUMBER_ID: &str = "1122334455667";
+const BUSINESS_ACCOUNT_ID: &str = "102290129340398";
 const CUSTOMER: &str = "972987654321";
 
 struct Rig {
@@ -33,10 +34,15 @@ async fn rig_with(
     tweak: impl FnOnce(&mut parley_server::config::Settings),
     extra: Value,
 ) -> Option<Rig> {
-    let app = TestApp::spawn_on_with(backend, tweak).await?;
     let graph = FakeGraph::start(ACCESS_TOKEN).await.unwrap();
+    let on_graph = platforms(Some(&graph.base_url), None);
+    let app = TestApp::spawn_on_with(backend, |s| {
+        on_graph(s);
+        tweak(s);
+    })
+    .await?;
     let stub = StubProvider::start().await.unwrap();
-    graph.set_phone_number(PHONE_NUMBER_ID, "GREEN", "TIER_250");
+    graph.set_phone_number(BUSINESS_ACCOUNT_ID, PHONE_NUMBER_ID, "GREEN", "TIER_250");
     let assistant = assistant(&app, &stub).await;
     let mut body = json!({
         "kind": "whatsapp", "phone_number_id": PHONE_NUMBER_ID,
@@ -639,24 +645,123 @@ async fn images_are_described_by_the_vision_model() {
     assert_eq!(rig.app.list_ids("q=red%20bicycle").await.len(), 1);
 }
 
-/// A media file that never downloads is recorded with the error, after every attempt.
+/// Retries of later downloads come fast in these tests (the `[jobs]` retry settings).
+fn quick_retries(s: &mut parley_server::config::Settings) {
+    s.jobs.retry_first = Duration::from_millis(50);
+    s.jobs.retry_max = Duration::from_millis(200);
+}
+
+/// A media file that never downloads is recorded with the error after its first attempts,
+/// retried later by a job up to the cap, and then recorded as given up; the answer does not
+/// wait for it.
 #[tokio::test]
 async fn a_media_download_that_keeps_failing_is_recorded() {
-    let rig = rig(Backend::Sqlite).await.unwrap();
+    let rig = rig_with(Backend::Sqlite, quick_retries, json!({}))
+        .await
+        .unwrap();
     rig.graph.add_media("65463453", "image/jpeg", b"jpeg");
-    rig.graph.fail_downloads(10);
+    rig.graph.fail_downloads(1000);
     let mut payload = fixture("whatsapp", "pywa_updates_message.json")["image"].clone();
     value_mut(&mut payload)["messages"][0]["timestamp"] = json!(unix_now().to_string());
     rig.deliver(&payload).await;
-    let m = eventually(20, "the image", || async {
+    let first = eventually(20, "the image", || async {
         message_with(&rig.app, "wamid.xyzxyz").await
     })
     .await;
-    let a = &m["meta"]["channel"]["attachments"][0];
-    assert_eq!(a["download_attempts"], 3);
+    let a = &first["meta"]["channel"]["attachments"][0];
+    assert!(a["download_attempts"].as_u64().unwrap() >= 3, "{a}");
     assert!(a["download_error"].as_str().unwrap().contains("500"), "{a}");
+    assert_eq!(first["content"], "[image]");
+    let total = (1 + parley_server::jobs::MEDIA_DOWNLOAD_ATTEMPTS)
+        * parley_server::retry::DOWNLOAD.attempts;
+    let m = eventually(60, "the download given up", || async {
+        let m = message_with(&rig.app, "wamid.xyzxyz").await?;
+        let error = m["meta"]["channel"]["attachments"][0]["download_error"].as_str()?;
+        error.contains("gave up").then_some(m)
+    })
+    .await;
+    let a = &m["meta"]["channel"]["attachments"][0];
+    assert_eq!(a["download_attempts"], total, "{a}");
+    assert!(
+        a["download_error"]
+            .as_str()
+            .unwrap()
+            .contains(&format!("gave up after {total} attempts")),
+        "{a}"
+    );
     assert!(a.get("storage_key").is_none());
     assert_eq!(m["content"], "[image]");
+    let files = rig
+        .graph
+        .received()
+        .iter()
+        .filter(|r| r.path.starts_with("/files/"))
+        .count();
+    assert_eq!(
+        files as u32, total,
+        "capped: no download after the last job"
+    );
+    // The failed job stays visible in the queue (recorded just after the message).
+    eventually(10, "the job kept as failed", || async {
+        let gauges = parley_server::jobs::queue_gauges(&rig.app.state)
+            .await
+            .unwrap();
+        gauges
+            .iter()
+            .any(|g| g.kind == "media.download" && g.state == "failed" && g.count == 1)
+            .then_some(())
+    })
+    .await;
+}
+
+/// A voice note whose download failed all its first attempts is downloaded later by a job,
+/// then transcribed: the message's text becomes the transcript and is found by search.
+async fn a_download_that_failed_every_attempt_is_retried_later(backend: Backend) {
+    let Some(rig) = rig_with(
+        backend,
+        quick_retries,
+        json!({"transcription_model": "whisper-1"}),
+    )
+    .await
+    else {
+        return;
+    };
+    rig.stub
+        .set_transcript("Please call me back tomorrow morning");
+    let audio = b"OggS fake opus voice note";
+    rig.graph
+        .add_media("1234567890987654321", "audio/ogg", audio);
+    rig.graph
+        .fail_downloads(parley_server::retry::DOWNLOAD.attempts);
+    let mut payload = fixture("whatsapp", "pywa_updates_message.json")["voice"].clone();
+    value_mut(&mut payload)["messages"][0]["timestamp"] = json!(unix_now().to_string());
+    rig.deliver(&payload).await;
+    let m = eventually(30, "the voice note downloaded later", || async {
+        let m = message_with(&rig.app, "wamid.xyzxyz").await?;
+        m["meta"]["channel"]["attachments"][0]["storage_key"]
+            .is_string()
+            .then_some(m)
+    })
+    .await;
+    let a = &m["meta"]["channel"]["attachments"][0];
+    assert_eq!(
+        a["download_attempts"],
+        parley_server::retry::DOWNLOAD.attempts + 1,
+        "{a}"
+    );
+    assert!(a.get("download_error").is_none(), "{a}");
+    assert_eq!(a["size_bytes"], audio.len());
+    assert_eq!(m["content"], "🎤 Please call me back tomorrow morning");
+    assert_eq!(rig.app.list_ids("q=call%20me%20back").await.len(), 1);
+    // The customer is answered without waiting for the file.
+    eventually(20, "the answer", || async {
+        all_messages(&rig.app, "whatsapp")
+            .await
+            .iter()
+            .any(|m| m["role"] == "assistant")
+            .then_some(())
+    })
+    .await;
 }
 
 /// The provider hangs: the webhook is still answered at once, the customer's message is
@@ -744,8 +849,23 @@ async fn connections_are_validated_and_never_show_their_secrets() {
     let path = format!("/api/v1/assistants/{assistant}/channels");
     let base = json!({"kind": "whatsapp", "phone_number_id": PHONE_NUMBER_ID,
         "business_account_id": "1", "access_token": "t", "app_secret": "s", "verify_token": "v"});
+    // Without credentials that control the number, nothing is said about its connection.
     let r = app.post(&path, &base).await;
-    assert_eq!((r.status, r.code()), (409, "channel_exists"));
+    assert_eq!(
+        (r.status, r.code()),
+        (422, "ownership_not_proven"),
+        "{}",
+        r.text
+    );
+    assert_eq!(r.body["error"]["field"], "access_token");
+    assert!(!r.text.contains("already connected"), "{}", r.text);
+    // With them, the conflict is named.
+    let mut owned = base.clone();
+    owned["business_account_id"] = json!(BUSINESS_ACCOUNT_ID);
+    owned["access_token"] = json!(ACCESS_TOKEN);
+    let r = app.post(&path, &owned).await;
+    assert_eq!((r.status, r.code()), (409, "channel_exists"), "{}", r.text);
+    assert!(r.text.contains("in this workspace"), "{}", r.text);
     for (field, value, code) in [
         ("phone_number_id", json!("12ab"), "validation_failed"),
         ("access_token", json!(""), "validation_failed"),
@@ -861,7 +981,69 @@ crate::both_backends!(
     every_fixture_payload_is_stored,
     statuses_only_move_forward,
     replays_store_nothing_twice,
+    a_download_that_failed_every_attempt_is_retried_later,
+    media_over_the_attachment_quota_are_kept_and_flagged,
 );
+
+/// Issue 10, item 6: a customer's media count against the workspace's attachment quota but
+/// are not lost at it: over the quota the file is still kept, flagged `over_quota`; only past
+/// twice the quota is it left undownloaded (the message itself is stored, with the reason).
+async fn media_over_the_attachment_quota_are_kept_and_flagged(backend: Backend) {
+    let Some(rig) = rig_with(backend, |s| s.attachment_quota_bytes = 1_000, json!({})).await else {
+        return;
+    };
+    let image = fixture("whatsapp", "pywa_updates_message.json")["image"].clone();
+    for n in 1..=3 {
+        let media = format!("6546345{n}");
+        rig.graph.add_media(&media, "image/jpeg", &[n as u8; 800]);
+        let mut payload = image.clone();
+        let m = &mut value_mut(&mut payload)["messages"][0];
+        m["id"] = json!(format!("wamid.quota{n}"));
+        m["image"]["id"] = json!(media);
+        m["timestamp"] = json!(unix_now().to_string());
+        rig.deliver(&payload).await;
+        eventually(20, "the image", || async {
+            message_with(&rig.app, &format!("wamid.quota{n}")).await
+        })
+        .await;
+    }
+    let app = &rig.app;
+    let attachment = |n: u32| async move {
+        message_with(app, &format!("wamid.quota{n}")).await.unwrap()["meta"]["channel"]
+            ["attachments"][0]
+            .clone()
+    };
+    // 800 bytes: within the quota.
+    let a = attachment(1).await;
+    assert_eq!(a["size_bytes"], 800, "{a}");
+    assert!(a.get("over_quota").is_none(), "{a}");
+    // 1,600 bytes: over the quota, kept and flagged.
+    let a = attachment(2).await;
+    assert_eq!(
+        (a["size_bytes"].as_u64(), &a["over_quota"]),
+        (Some(800), &json!(true)),
+        "{a}"
+    );
+    assert!(a["storage_key"].is_string());
+    // 2,400 bytes would pass twice the quota: not downloaded, and said why.
+    let a = attachment(3).await;
+    assert!(a.get("storage_key").is_none(), "{a}");
+    assert!(
+        a["download_error"]
+            .as_str()
+            .is_some_and(|e| e.contains("attachment quota exceeded")),
+        "{a}"
+    );
+    let used = rig
+        .app
+        .state
+        .store
+        .attachments()
+        .attachment_usage(rig.app.workspace.id)
+        .await
+        .unwrap();
+    assert_eq!((used.bytes, used.files), (1_600, 2));
+}
 
 /// Meta posts every number of an app to the app's one callback URL: a message for another
 /// number connected through the same app goes to that number's connection and assistant; one
@@ -879,6 +1061,8 @@ async fn deliveries_for_another_number_of_the_app_are_routed_to_it() {
         )
         .await;
     let second = r.body["id"].as_str().unwrap().to_owned();
+    rig.graph
+        .set_phone_number(BUSINESS_ACCOUNT_ID, "5550001112223", "GREEN", "TIER_1K");
     let r = rig
         .app
         .post(

@@ -2,7 +2,7 @@
 //! origin checks, CORS, rate and size limits, the conversation flow with pre-chat variables,
 //! idempotent sends, reconnect by cursor, closing and rating, visitor isolation, and the tracker.
 
-use parley_core::widget::{FieldKind, PreChatField, WidgetRecord, WidgetSettings};
+use parley_core::widget::{FieldKind, PreChatField, WidgetMode, WidgetRecord, WidgetSettings};
 use parley_core::{AssistantId, Timestamp, UserRole};
 use parley_server::assistant::stub_provider::{Reply, StubProvider};
 use serde_json::{Value, json};
@@ -12,7 +12,8 @@ use crate::helpers::{Backend, Resp, TestApp};
 crate::both_backends!(
     a_conversation_from_pre_chat_to_rating,
     the_tracker_fills_the_client_data_tab,
-    a_voice_message_is_stored_transcribed_searched_and_answered
+    a_voice_message_is_stored_transcribed_searched_and_answered,
+    voice_needs_a_voice_mode_real_audio_and_room_in_the_quota
 );
 
 const SITE: &str = "http://site.test:8000";
@@ -1058,11 +1059,43 @@ async fn an_idle_conversation_ends_with_a_timeout() {
     assert_eq!(r.body["status"], "active");
 }
 
+/// Changes the settings of the widget with `key`.
+async fn update_widget(app: &TestApp, key: &str, change: impl FnOnce(&mut WidgetSettings)) {
+    let mut w = app.state.store.widget_by_key(key).await.unwrap().unwrap();
+    change(&mut w.settings);
+    app.state.store.save_widget(&w).await.unwrap();
+}
+
 /// Sets the widget's transcription model (empty: none).
 async fn set_transcription_model(app: &TestApp, key: &str, model: &str) {
-    let mut w = app.state.store.widget_by_key(key).await.unwrap().unwrap();
-    w.settings.transcription_model = model.to_owned();
-    app.state.store.save_widget(&w).await.unwrap();
+    update_widget(app, key, |s| s.transcription_model = model.to_owned()).await;
+}
+
+/// Switches the widget to the voice-and-chat mode (voice messages are refused in `chat`).
+async fn enable_voice(app: &TestApp, key: &str) {
+    update_widget(app, key, |s| s.mode = WidgetMode::VoiceAndChat).await;
+}
+
+/// The workspace's attachment usage as the store counts it: (bytes, files).
+async fn attachment_usage(app: &TestApp) -> (u64, u64) {
+    let u = app
+        .state
+        .store
+        .attachments()
+        .attachment_usage(app.workspace.id)
+        .await
+        .unwrap();
+    (u.bytes, u.files)
+}
+
+/// A recording from `../shared/fixtures/audio`.
+fn recording(name: &str) -> Vec<u8> {
+    std::fs::read(
+        crate::helpers::shared_dir()
+            .join("fixtures/audio")
+            .join(name),
+    )
+    .unwrap()
 }
 
 /// `POST /widget/v1/voice` from [`SITE`] with a visitor token, an audio body and its type.
@@ -1118,12 +1151,13 @@ async fn a_voice_message_is_stored_transcribed_searched_and_answered(backend: Ba
     stub.set_transcript("I would like a table for two tonight");
     let (_, key) = widget_app(&app, &stub, "Ava").await;
     set_transcription_model(&app, &key, "whisper-1").await;
+    enable_voice(&app, &key).await;
     let cfg = get(&app, &format!("/widget/v1/config?key={key}"), None).await;
     assert_eq!(cfg.body["voice_transcribed"], true, "{}", cfg.text);
     assert_eq!(cfg.body["max_voice_bytes"], 2 * 1024 * 1024);
     let (conversation, token) = start(&app, &key).await;
 
-    let audio = b"webm-opus fake recording".to_vec();
+    let audio = recording("en_sentence_16k_mono.webm");
     let r = send_voice(
         &app,
         &key,
@@ -1265,10 +1299,11 @@ async fn voice_uploads_are_checked() {
     let stub = StubProvider::start().await.unwrap();
     stub.set_default(Reply::text("Could you type your question, please?"));
     let (_, key) = widget_app(&app, &stub, "Ava").await;
+    enable_voice(&app, &key).await;
     let cfg = get(&app, &format!("/widget/v1/config?key={key}"), None).await;
     assert_eq!(cfg.body["voice_transcribed"], false, "{}", cfg.text);
     let (_, token) = start(&app, &key).await;
-    let audio = b"OggS fake".to_vec();
+    let audio = recording("en_sentence_16k_mono.opus");
 
     // Preflight: the audio content type is allowed for the site, not for another one.
     let pre = app
@@ -1358,18 +1393,10 @@ async fn voice_uploads_are_checked() {
     );
     assert_eq!(stored_files(&app), 0, "nothing kept from refused uploads");
 
-    // Larger than the other endpoints' 16 KiB, within the 2 MiB: kept, not transcribed (no
-    // model), and the assistant still asked with the placeholder.
-    let recording = vec![7u8; 512 * 1024];
-    let r = send_voice(
-        &app,
-        &key,
-        Some(&token),
-        "a1",
-        "audio/mpeg",
-        recording.clone(),
-    )
-    .await;
+    // Larger than the other endpoints' 16 KiB (a real 88 KB MP3), within the 2 MiB: kept, not
+    // transcribed (no model), and the assistant still asked with the placeholder.
+    let mp3 = recording("call_two_speakers_8k_mono.mp3");
+    let r = send_voice(&app, &key, Some(&token), "a1", "audio/mpeg", mp3).await;
     assert_eq!(r.status, 200, "{}", r.text);
     let ev = events(&r.text);
     assert_eq!(
@@ -1391,7 +1418,8 @@ async fn voice_uploads_are_checked() {
     // A failing provider: kept with the other placeholder.
     set_transcription_model(&app, &key, "whisper-1").await;
     drop(stub);
-    let r = send_voice(&app, &key, Some(&token), "a2", "audio/wav", audio.clone()).await;
+    let wav = recording("en_sentence_16k_mono.wav");
+    let r = send_voice(&app, &key, Some(&token), "a2", "audio/wav", wav).await;
     assert_eq!(r.status, 200, "{}", r.text);
     assert_eq!(
         events(&r.text)[0].1["content"],
@@ -1411,4 +1439,93 @@ async fn voice_uploads_are_checked() {
     let r = send_voice(&app, &key, Some(&token), "a3", "audio/ogg", audio).await;
     assert_eq!((r.status, r.code()), (409, "conversation_closed"));
     assert_eq!(stored_files(&app), 2);
+}
+
+/// Issue 10, item 6: a chat-only widget takes no recordings; a voice widget takes only bytes
+/// that are the declared audio container (2 MiB of zeros, or a WAV labelled WebM, are
+/// refused); and each workspace's attachments stay within `attachment_quota_bytes`, counted
+/// by the store (freed when the conversation is deleted), whichever server takes the upload.
+async fn voice_needs_a_voice_mode_real_audio_and_room_in_the_quota(backend: Backend) {
+    let webm = recording("en_sentence_16k_mono.webm");
+    let quota = 2 * webm.len() as u64 + 100;
+    let Some(app) = TestApp::spawn_on_with(backend, |s| s.attachment_quota_bytes = quota).await
+    else {
+        return;
+    };
+    let stub = StubProvider::start().await.unwrap();
+    stub.set_default(Reply::text("Noted."));
+    let (_, key) = widget_app(&app, &stub, "Ava").await;
+    let (conversation, token) = start(&app, &key).await;
+
+    // Chat mode (the default): refused before anything is kept.
+    let r = send_voice(&app, &key, Some(&token), "c1", "audio/webm", webm.clone()).await;
+    assert_eq!((r.status, r.code()), (403, "voice_disabled"), "{}", r.text);
+    assert_eq!(r.headers["access-control-allow-origin"], SITE);
+    assert_eq!(stored_files(&app), 0);
+
+    enable_voice(&app, &key).await;
+    let zeros = vec![0u8; parley_server::widget::chat::MAX_VOICE_BYTES];
+    for (mime, bytes) in [
+        ("audio/webm", zeros.clone()),
+        ("audio/ogg", zeros.clone()),
+        ("audio/mp4", zeros),
+        ("audio/webm", recording("en_sentence_16k_mono.wav")),
+        ("audio/mpeg", recording("en_sentence_16k_mono.opus")),
+        ("audio/wav", b"not a recording at all".to_vec()),
+    ] {
+        let r = send_voice(&app, &key, Some(&token), "c1", mime, bytes).await;
+        assert_eq!(
+            (r.status, r.code(), r.body["error"]["field"].as_str()),
+            (415, "audio_content_mismatch", Some("body")),
+            "{mime}: {}",
+            r.text
+        );
+    }
+    assert_eq!(stored_files(&app), 0, "nothing kept from refused uploads");
+
+    // The quota: two recordings fit, the third does not (on PostgreSQL a second server
+    // shares the count).
+    let other = if backend == Backend::Postgres {
+        Some(app.second_server().await)
+    } else {
+        None
+    };
+    let r = send_voice(&app, &key, Some(&token), "c1", "audio/webm", webm.clone()).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    let r = send_voice(
+        other.as_ref().unwrap_or(&app),
+        &key,
+        Some(&token),
+        "c2",
+        "audio/webm",
+        webm.clone(),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(attachment_usage(&app).await, (2 * webm.len() as u64, 2));
+    let r = send_voice(&app, &key, Some(&token), "c3", "audio/webm", webm.clone()).await;
+    assert_eq!(
+        (r.status, r.code()),
+        (413, "attachment_quota_exceeded"),
+        "{}",
+        r.text
+    );
+    assert_eq!(r.headers["access-control-allow-origin"], SITE);
+    // A resend of a stored recording is still answered (nothing new is stored).
+    let r = send_voice(&app, &key, Some(&token), "c1", "audio/webm", webm.clone()).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    // (Each test server has its own data directory; in production they share one.)
+    let files = |app: &TestApp| stored_files(app) + other.as_ref().map_or(0, stored_files);
+    assert_eq!(files(&app), 2);
+
+    // Deleting the conversation frees its bytes: recordings fit again.
+    let r = app
+        .delete(&format!("/api/v1/conversations/{conversation}"))
+        .await;
+    assert_eq!(r.status, 204, "{}", r.text);
+    assert_eq!(stored_files(&app), 0);
+    assert_eq!(attachment_usage(&app).await, (0, 0));
+    let (_, token) = start(&app, &key).await;
+    let r = send_voice(&app, &key, Some(&token), "c4", "audio/webm", webm).await;
+    assert_eq!(r.status, 200, "{}", r.text);
 }

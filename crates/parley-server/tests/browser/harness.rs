@@ -217,6 +217,25 @@ impl Browser {
         .await;
     }
 
+    /// Creates the admin `admin@example.com` with `password` in `app`'s workspace and signs
+    /// in as them through the form; returns the app's base URL.
+    pub async fn sign_in_new_admin(&self, app: &crate::helpers::TestApp, password: &str) -> String {
+        let hash = parley_server::auth::hash_password(password).unwrap();
+        app.state
+            .store
+            .create_user(
+                app.workspace.id,
+                "admin@example.com",
+                &hash,
+                parley_core::UserRole::Admin,
+            )
+            .await
+            .unwrap();
+        let base = app.url("");
+        self.sign_in(&base, "admin@example.com", password).await;
+        base
+    }
+
     /// Signs in through the form.
     pub async fn sign_in(&self, base: &str, email: &str, password: &str) {
         self.goto(&format!("{base}/login")).await;

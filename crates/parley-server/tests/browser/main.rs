@@ -6,6 +6,8 @@
 mod helpers;
 
 mod harness;
+mod privacy;
+mod providers;
 mod review;
 mod test_chat;
 mod whatsapp;

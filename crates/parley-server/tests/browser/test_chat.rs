@@ -4,7 +4,6 @@
 
 use std::time::Duration;
 
-use parley_core::UserRole;
 use parley_server::assistant::stub_provider::{Reply, StubProvider};
 use serde_json::Value;
 
@@ -22,19 +21,7 @@ async fn an_admin_sets_up_an_assistant_and_tries_it_in_test_chat() {
     };
     let app = TestApp::spawn().await;
     let stub = StubProvider::start().await.unwrap();
-    let hash = parley_server::auth::hash_password(PASSWORD).unwrap();
-    app.state
-        .store
-        .create_user(
-            app.workspace.id,
-            "admin@example.com",
-            &hash,
-            UserRole::Admin,
-        )
-        .await
-        .unwrap();
-    let base = app.url("");
-    b.sign_in(&base, "admin@example.com", PASSWORD).await;
+    let base = b.sign_in_new_admin(&app, PASSWORD).await;
 
     // No assistant yet: the Assistants page offers to create one.
     b.click("#nav-assistants").await;

@@ -3,7 +3,6 @@
 //! files; the stub provider transcribes, describes and answers. In the dashboard the photo is
 //! shown, the voice note plays, both with the text the models made of them.
 
-use parley_core::UserRole;
 use parley_server::assistant::stub_provider::{Reply, StubProvider};
 use parley_server::channels::fake_graph::FakeGraph;
 use parley_server::channels::whatsapp::sign;
@@ -154,8 +153,9 @@ async fn a_whatsapp_voice_note_and_photo_are_shown_and_played_in_the_transcript(
     let Some(b) = Browser::start(false).await else {
         return;
     };
-    let app = TestApp::spawn().await;
     let graph = FakeGraph::start(ACCESS_TOKEN).await.unwrap();
+    graph.set_phone_number("102290129340398", "1122334455667", "GREEN", "TIER_1K");
+    let app = TestApp::spawn_with(crate::helpers::platforms(Some(&graph.base_url), None)).await;
     let stub = StubProvider::start().await.unwrap();
     let r = app
         .post(
@@ -209,19 +209,7 @@ async fn a_whatsapp_voice_note_and_photo_are_shown_and_played_in_the_transcript(
     .await;
     wait_for_messages(&app, 4).await;
 
-    let hash = parley_server::auth::hash_password(PASSWORD).unwrap();
-    app.state
-        .store
-        .create_user(
-            app.workspace.id,
-            "admin@example.com",
-            &hash,
-            UserRole::Admin,
-        )
-        .await
-        .unwrap();
-    let base = app.url("");
-    b.sign_in(&base, "admin@example.com", PASSWORD).await;
+    let base = b.sign_in_new_admin(&app, PASSWORD).await;
     b.goto(&format!("{base}/conversations?open={conv}&tab=transcript"))
         .await;
     b.wait_for(

@@ -10,7 +10,7 @@ use tokio_postgres::Row;
 use tokio_postgres::types::ToSql;
 
 use super::{PostgresStore, is_unique_violation};
-use crate::channels::{CHANNEL_COLS, config_text, secrets_text};
+use crate::channels::{CHANNEL_COLS, ConfigEdit, MessageEdit, config_text, secrets_text};
 use crate::{ChannelStore, Result, StoreError};
 
 fn channel_from_row(r: &Row) -> Result<ChannelConnection> {
@@ -27,6 +27,18 @@ fn channel_from_row(r: &Row) -> Result<ChannelConnection> {
         secrets: serde_json::from_str(&secrets).map_err(StoreError::backend)?,
         created_at: Timestamp(r.get(7)),
     })
+}
+
+/// The error for an update that gives a message a channel id another message has.
+fn external_id_taken(e: tokio_postgres::Error) -> StoreError {
+    if is_unique_violation(&e) {
+        StoreError::Conflict {
+            code: "external_id_taken",
+            message: "another message of the conversation has this channel id".into(),
+        }
+    } else {
+        e.into()
+    }
 }
 
 impl PostgresStore {
@@ -225,16 +237,85 @@ impl ChannelStore for PostgresStore {
                 ],
             )
             .await
-            .map_err(|e| {
-                if is_unique_violation(&e) {
-                    StoreError::Conflict {
-                        code: "external_id_taken",
-                        message: "another message of the conversation has this channel id".into(),
-                    }
-                } else {
-                    e.into()
-                }
-            })?;
+            .map_err(external_id_taken)?;
         Ok(n > 0)
+    }
+
+    async fn edit_message(
+        &self,
+        workspace: WorkspaceId,
+        message: MessageId,
+        external_id: Option<&str>,
+        edit: MessageEdit,
+    ) -> Result<bool> {
+        let mut client = self.pool.get().await?;
+        let tx = client.transaction().await?;
+        // The row lock holds off every other edit of this message (on any server) until the
+        // transaction ends.
+        let row = tx
+            .query_opt(
+                "SELECT m.content, m.meta FROM messages m JOIN conversations c ON c.pk = m.conversation
+                 WHERE m.id = $1 AND c.workspace_id = $2 FOR UPDATE OF m",
+                &[&message.0, &workspace.0],
+            )
+            .await?;
+        let Some(row) = row else {
+            return Ok(false);
+        };
+        let mut content: String = row.get(0);
+        let mut meta = crate::sql::meta_from_text(row.get::<_, Option<&str>>(1));
+        let before = content.clone();
+        if !edit(&mut content, &mut meta) {
+            return Ok(false);
+        }
+        let changed = (content != before).then_some(content);
+        tx.execute(
+            "UPDATE messages SET meta = $2, external_id = coalesce($3, external_id),
+                 content = coalesce($4, content)
+             WHERE id = $1",
+            &[
+                &message.0,
+                &crate::sql::meta_text(&meta),
+                &external_id,
+                &changed,
+            ],
+        )
+        .await
+        .map_err(external_id_taken)?;
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    async fn edit_channel_config(
+        &self,
+        workspace: WorkspaceId,
+        id: ChannelConnectionId,
+        edit: ConfigEdit,
+    ) -> Result<bool> {
+        let mut client = self.pool.get().await?;
+        let tx = client.transaction().await?;
+        let row = tx
+            .query_opt(
+                "SELECT config FROM channel_connections WHERE id = $1 AND workspace_id = $2
+                 FOR UPDATE",
+                &[&id.0, &workspace.0],
+            )
+            .await?;
+        let Some(row) = row else {
+            return Ok(false);
+        };
+        let mut config: serde_json::Map<String, serde_json::Value> =
+            serde_json::from_str(row.get::<_, &str>(0)).map_err(StoreError::backend)?;
+        if !edit(&mut config) {
+            return Ok(false);
+        }
+        let text = serde_json::to_string(&config).map_err(StoreError::backend)?;
+        tx.execute(
+            "UPDATE channel_connections SET config = $2 WHERE id = $1",
+            &[&id.0, &text],
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(true)
     }
 }

@@ -10,7 +10,9 @@
 //! inserted with one `INSERT ... SELECT FROM unnest(...)`. Search uses pg_trgm GIN indexes with
 //! `ILIKE`, with the same probe-or-walk plan as the SQLite backend.
 
+mod attachments;
 mod channels;
+mod jobs;
 mod read;
 mod widget;
 mod write;
@@ -66,6 +68,16 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         6,
         "widget",
         include_str!("../../migrations/postgres/0006_widget.sql"),
+    ),
+    (
+        9,
+        "attachment_quota",
+        include_str!("../../migrations/postgres/0009_attachment_quota.sql"),
+    ),
+    (
+        10,
+        "jobs",
+        include_str!("../../migrations/postgres/0010_jobs.sql"),
     ),
 ];
 
@@ -214,7 +226,27 @@ impl Store for PostgresStore {
         "postgres"
     }
 
+    fn pool_stats(&self) -> crate::PoolStats {
+        let status = self.pool.status();
+        crate::PoolStats {
+            max: status.max_size as u64,
+            size: status.size as u64,
+            available: status.available as u64,
+            waiting: status.waiting as u64,
+            writer_queue: None,
+            wal_bytes: None,
+        }
+    }
+
     fn channels(&self) -> &dyn crate::ChannelStore {
+        self
+    }
+
+    fn attachments(&self) -> &dyn crate::AttachmentStore {
+        self
+    }
+
+    fn jobs(&self) -> &dyn crate::JobStore {
         self
     }
 
@@ -416,6 +448,19 @@ impl Store for PostgresStore {
 
     async fn clear_login_failures(&self, subject: &str, before: Timestamp) -> Result<()> {
         write::clear_login_failures(&self.pool, subject, before).await
+    }
+
+    async fn claim_login_attempt(
+        &self,
+        limits: &[(String, u64)],
+        since: Timestamp,
+        at: Timestamp,
+    ) -> Result<bool> {
+        write::claim_login_attempt(&self.pool, limits, since, at).await
+    }
+
+    async fn release_login_attempt(&self, subject: &str, at: Timestamp) -> Result<()> {
+        write::release_login_attempt(&self.pool, subject, at).await
     }
 
     async fn export_users(&self, workspace: WorkspaceId) -> Result<Vec<(User, String)>> {

@@ -454,9 +454,20 @@ pub(super) async fn ingest(
     workspace: WorkspaceId,
     batches: Vec<IngestBatch>,
 ) -> Result<Vec<IngestOutcome>> {
+    ingest_with_jobs(pool, workspace, batches, Vec::new()).await
+}
+
+/// [`ingest`], enqueueing the follow-up `jobs` in the same transaction (see
+/// [`crate::jobs::IngestJob`]).
+pub(super) async fn ingest_with_jobs(
+    pool: &Pool,
+    workspace: WorkspaceId,
+    batches: Vec<IngestBatch>,
+    jobs: Vec<crate::jobs::IngestJob>,
+) -> Result<Vec<IngestOutcome>> {
     let mut attempt = 0u64;
     loop {
-        match ingest_once(pool, workspace, &batches).await {
+        match ingest_once(pool, workspace, &batches, &jobs).await {
             Err(e) if retryable(&e) && attempt < 8 => {
                 attempt += 1;
                 tracing::debug!(attempt, error = %e, "retrying an ingest transaction");
@@ -675,13 +686,53 @@ fn plan_messages(
     results
 }
 
+/// `batches` with the client-given ids that another workspace uses replaced by their stand-ins
+/// (see [`crate::scoped_ids`]); borrowed as they are when there are none.
+async fn scope_foreign_ids<'a>(
+    tx: &Transaction<'_>,
+    workspace: WorkspaceId,
+    batches: &'a [IngestBatch],
+) -> Result<std::borrow::Cow<'a, [IngestBatch]>> {
+    let (conversations, messages) = crate::scoped_ids::client_ids(batches);
+    let mut foreign = Vec::with_capacity(2);
+    for (sql, ids) in [
+        (
+            "SELECT id FROM conversations WHERE id = ANY($1) AND workspace_id <> $2",
+            conversations,
+        ),
+        (
+            "SELECT m.id FROM messages m JOIN conversations c ON c.pk = m.conversation
+              WHERE m.id = ANY($1) AND c.workspace_id <> $2",
+            messages,
+        ),
+    ] {
+        let mut found = HashSet::new();
+        if !ids.is_empty() {
+            let stmt = tx.prepare_cached(sql).await?;
+            for row in tx.query(&stmt, &[&ids, &workspace.0]).await? {
+                found.insert(row.get::<_, Uuid>(0));
+            }
+        }
+        foreign.push(found);
+    }
+    if foreign.iter().all(HashSet::is_empty) {
+        return Ok(std::borrow::Cow::Borrowed(batches));
+    }
+    let mut scoped = batches.to_vec();
+    crate::scoped_ids::scope_foreign_ids(&mut scoped, workspace, &foreign[0], &foreign[1]);
+    Ok(std::borrow::Cow::Owned(scoped))
+}
+
 async fn ingest_once(
     pool: &Pool,
     workspace: WorkspaceId,
     batches: &[IngestBatch],
+    jobs: &[crate::jobs::IngestJob],
 ) -> Result<Vec<IngestOutcome>> {
     let mut client = pool.get().await?;
     let tx = client.transaction().await?;
+    let scoped = scope_foreign_ids(&tx, workspace, batches).await?;
+    let batches: &[IngestBatch] = &scoped;
     let now = Timestamp::now();
     // Locks in one global order: the assistants the request names, then the conversations.
     let mut named: Vec<&AssistantRef> = batches
@@ -815,6 +866,9 @@ async fn ingest_once(
         }
     }
     bump_counter(&tx, workspace, created_count).await?;
+    for job in crate::jobs::due_after_ingest(batches.len(), &outcomes, jobs.to_vec()) {
+        super::jobs::insert(&tx, &job, now).await?;
+    }
     tx.commit().await?;
     Ok(outcomes)
 }
@@ -1126,6 +1180,60 @@ pub(super) async fn clear_login_failures(
         .execute(
             "DELETE FROM login_failures WHERE subject = $1 AND at < $2",
             &[&subject, &before.0],
+        )
+        .await?;
+    Ok(())
+}
+
+/// The first key of the advisory locks that serialise sign-in claims per subject (the second is
+/// the subject's `hashtext`): "PaLo" in ASCII, so they do not meet other advisory locks.
+const LOGIN_LOCK_CLASS: i32 = 0x5061_4c6f;
+
+/// In one transaction: lock every subject (advisory, transaction-scoped, in key order so two
+/// claims never wait for each other crosswise), count, and insert only when every count is
+/// under its limit. Under READ COMMITTED a count alone would not see rows that concurrent
+/// transactions are inserting; the lock makes the claims of one subject take turns, across
+/// every server on the database.
+pub(super) async fn claim_login_attempt(
+    pool: &Pool,
+    limits: &[(String, u64)],
+    since: Timestamp,
+    at: Timestamp,
+) -> Result<bool> {
+    let subjects: Vec<&str> = limits.iter().map(|(s, _)| s.as_str()).collect();
+    let mut client = pool.get().await?;
+    let tx = client.transaction().await?;
+    tx.execute(
+        "SELECT pg_advisory_xact_lock($1, k)
+           FROM (SELECT DISTINCT hashtext(s) AS k FROM unnest($2::text[]) AS s ORDER BY k) AS keys",
+        &[&LOGIN_LOCK_CLASS, &subjects],
+    )
+    .await?;
+    let count = tx
+        .prepare_cached("SELECT count(*) FROM login_failures WHERE subject = $1 AND at >= $2")
+        .await?;
+    for (subject, limit) in limits {
+        let n: i64 = tx.query_one(&count, &[subject, &since.0]).await?.get(0);
+        if n as u64 >= *limit {
+            return Ok(false);
+        }
+    }
+    tx.execute(
+        "INSERT INTO login_failures (subject, at) SELECT s, $2 FROM unnest($1::text[]) AS s",
+        &[&subjects, &at.0],
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(true)
+}
+
+pub(super) async fn release_login_attempt(pool: &Pool, subject: &str, at: Timestamp) -> Result<()> {
+    let client = pool.get().await?;
+    client
+        .execute(
+            "DELETE FROM login_failures WHERE ctid =
+                 (SELECT ctid FROM login_failures WHERE subject = $1 AND at = $2 LIMIT 1)",
+            &[&subject, &at.0],
         )
         .await?;
     Ok(())

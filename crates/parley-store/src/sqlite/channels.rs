@@ -9,7 +9,7 @@ use parley_core::{
 use rusqlite::{Connection, OptionalExtension, Row, params};
 
 use super::SqliteStore;
-use crate::channels::{CHANNEL_COLS, config_text, secrets_text};
+use crate::channels::{CHANNEL_COLS, ConfigEdit, MessageEdit, config_text, secrets_text};
 use crate::{ChannelStore, Result, StoreError};
 
 fn bad(i: usize, what: &str) -> rusqlite::Error {
@@ -109,18 +109,91 @@ fn update_message(
                 external_id
             ],
         )
-        .map_err(|e| match &e {
-            rusqlite::Error::SqliteFailure(f, _)
-                if f.code == rusqlite::ErrorCode::ConstraintViolation =>
-            {
-                StoreError::Conflict {
-                    code: "external_id_taken",
-                    message: "another message of the conversation has this channel id".into(),
-                }
-            }
-            _ => e.into(),
-        })?;
+        .map_err(external_id_taken)?;
     Ok(n > 0)
+}
+
+fn external_id_taken(e: rusqlite::Error) -> StoreError {
+    match &e {
+        rusqlite::Error::SqliteFailure(f, _)
+            if f.code == rusqlite::ErrorCode::ConstraintViolation =>
+        {
+            StoreError::Conflict {
+                code: "external_id_taken",
+                message: "another message of the conversation has this channel id".into(),
+            }
+        }
+        _ => e.into(),
+    }
+}
+
+/// [`ChannelStore::edit_message`] on the writer connection: the read and the write are one
+/// job of the single writer, so no other edit comes between them.
+fn edit_message(
+    c: &Connection,
+    ws: WorkspaceId,
+    id: MessageId,
+    external_id: Option<&str>,
+    edit: MessageEdit,
+) -> Result<bool> {
+    let row: Option<(String, Option<String>)> = c
+        .prepare_cached(
+            "SELECT m.content, m.meta FROM messages m JOIN conversations c ON c.pk = m.conversation
+             WHERE m.id = ?1 AND c.workspace_id = ?2",
+        )?
+        .query_row(params![id.as_bytes(), ws.as_bytes()], |r| {
+            Ok((r.get(0)?, r.get(1)?))
+        })
+        .optional()?;
+    let Some((mut content, meta)) = row else {
+        return Ok(false);
+    };
+    let mut meta = crate::sql::meta_from_text(meta.as_deref());
+    let before = content.clone();
+    if !edit(&mut content, &mut meta) {
+        return Ok(false);
+    }
+    c.execute(
+        "UPDATE messages SET meta = ?2, external_id = coalesce(?3, external_id) WHERE id = ?1",
+        params![id.as_bytes(), crate::sql::meta_text(&meta), external_id],
+    )
+    .map_err(external_id_taken)?;
+    // Only a changed text is written: the search index follows `UPDATE OF content`.
+    if content != before {
+        c.execute(
+            "UPDATE messages SET content = ?2 WHERE id = ?1",
+            params![id.as_bytes(), content],
+        )?;
+    }
+    Ok(true)
+}
+
+fn edit_config(
+    c: &Connection,
+    ws: WorkspaceId,
+    id: ChannelConnectionId,
+    edit: ConfigEdit,
+) -> Result<bool> {
+    let text: Option<String> = c
+        .prepare_cached(
+            "SELECT config FROM channel_connections WHERE id = ?1 AND workspace_id = ?2",
+        )?
+        .query_row(params![id.as_bytes(), ws.as_bytes()], |r| r.get(0))
+        .optional()?;
+    let Some(text) = text else {
+        return Ok(false);
+    };
+    let mut config: serde_json::Map<String, serde_json::Value> =
+        serde_json::from_str(&text).map_err(StoreError::backend)?;
+    if !edit(&mut config) {
+        return Ok(false);
+    }
+    let text = serde_json::to_string(&config).map_err(StoreError::backend)?;
+    c.execute(
+        "UPDATE channel_connections SET config = ?2 WHERE id = ?1",
+        params![id.as_bytes(), text],
+    )?;
+    Ok(true)
 }
 
 #[async_trait]
@@ -255,6 +328,28 @@ impl ChannelStore for SqliteStore {
     ) -> Result<bool> {
         let (ext, meta) = (external_id.map(str::to_owned), meta.clone());
         self.write(move |c| update_message(c, workspace, message, ext.as_deref(), &meta))
+            .await
+    }
+
+    async fn edit_message(
+        &self,
+        workspace: WorkspaceId,
+        message: MessageId,
+        external_id: Option<&str>,
+        edit: MessageEdit,
+    ) -> Result<bool> {
+        let ext = external_id.map(str::to_owned);
+        self.write(move |c| edit_message(c, workspace, message, ext.as_deref(), edit))
+            .await
+    }
+
+    async fn edit_channel_config(
+        &self,
+        workspace: WorkspaceId,
+        id: ChannelConnectionId,
+        edit: ConfigEdit,
+    ) -> Result<bool> {
+        self.write(move |c| edit_config(c, workspace, id, edit))
             .await
     }
 }

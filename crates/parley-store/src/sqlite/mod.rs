@@ -9,7 +9,9 @@
 //! many requests (group commit); a lone request is committed at once. Reads run on a small pool
 //! of read-only connections on the blocking thread pool, concurrently with the writer (WAL).
 
+mod attachments;
 mod channels;
+mod jobs;
 mod read;
 mod widget;
 mod write;
@@ -73,6 +75,16 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "widget",
         include_str!("../../migrations/sqlite/0007_widget.sql"),
     ),
+    (
+        10,
+        "attachment_quota",
+        include_str!("../../migrations/sqlite/0010_attachment_quota.sql"),
+    ),
+    (
+        11,
+        "jobs",
+        include_str!("../../migrations/sqlite/0011_jobs.sql"),
+    ),
 ];
 
 /// Tuning of the SQLite backend.
@@ -93,7 +105,14 @@ pub struct SqliteOptions {
     /// How many conversations a search first walks in sort order before asking the index
     /// (0 goes to the index at once).
     pub search_bounded_walk: i64,
+    /// The write-ahead log's cap, in bytes (default [`DEFAULT_WAL_MAX_BYTES`]): past a quarter
+    /// of it the writer truncates the log between two group commits, and a log SQLite restarts is
+    /// cut back to it (`journal_size_limit`). See `WalWatch`.
+    pub wal_max_bytes: u64,
 }
+
+/// The default cap of the write-ahead log: 64 MiB.
+pub const DEFAULT_WAL_MAX_BYTES: u64 = 64 * 1024 * 1024;
 
 impl Default for SqliteOptions {
     fn default() -> Self {
@@ -104,6 +123,7 @@ impl Default for SqliteOptions {
             cache_kib: 16 * 1024,
             search_probe_limit: crate::SEARCH_PROBE_LIMIT,
             search_bounded_walk: crate::sql::BOUNDED_WALK_SQLITE,
+            wal_max_bytes: DEFAULT_WAL_MAX_BYTES,
         }
     }
 }
@@ -119,13 +139,15 @@ pub struct SqliteStore {
     path: PathBuf,
     jobs: mpsc::Sender<Job>,
     readers: Arc<ReaderPool>,
-    /// Dropping it stops the checkpoint thread (see `checkpoint_loop`).
-    _checkpointer: std::sync::mpsc::Sender<()>,
+    /// Calls on the checkpoint thread; dropping it stops the thread (see `checkpoint_loop`).
+    checkpointer: std::sync::mpsc::Sender<CloseCall>,
 }
 
 struct ReaderPool {
     idle: Mutex<Vec<Connection>>,
     permits: Semaphore,
+    /// Reads waiting for a permit (for [`Store::pool_stats`]).
+    waiting: std::sync::atomic::AtomicU64,
     path: PathBuf,
     options: SqliteOptions,
 }
@@ -214,7 +236,54 @@ fn migrate_to(conn: &Connection, target: i64) -> Result<()> {
     Ok(())
 }
 
-fn writer_loop(conn: Connection, mut jobs: mpsc::Receiver<Job>, max_group: usize) {
+/// A call on the checkpoint thread from [`Store::close`]: truncate the log now, waiting up to
+/// 10 s for readers, and answer.
+type CloseCall = std::sync::mpsc::Sender<Result<()>>;
+
+/// How the writer keeps the write-ahead log under its cap: after each commit it looks at the
+/// log's size (a `stat`, no SQL), and past a quarter of the cap it truncates the log itself,
+/// between two groups. The writer is the only other user of the write lock a truncating
+/// checkpoint needs, so there it never waits for (or starves behind) a commit. It waits at most
+/// [`TRUNCATE_WAIT`] for readers of an older snapshot, else tries after the next commit; past
+/// half the cap it waits up to [`TRUNCATE_WAIT_URGENT`], so long reads cannot push the log over
+/// the cap. Jobs arriving meanwhile queue and go into the next group commit. One transaction
+/// larger than the rest of the cap (a large import batch) still grows the log past it.
+struct WalWatch {
+    path: PathBuf,
+    /// A quarter of the cap.
+    trigger: u64,
+    /// Half the cap.
+    urgent: u64,
+}
+
+impl WalWatch {
+    fn new(path: PathBuf, cap: u64) -> WalWatch {
+        WalWatch {
+            path,
+            trigger: (cap / 4).max(1),
+            urgent: (cap / 2).max(1),
+        }
+    }
+
+    fn after_commit(&self, conn: &Connection) {
+        let size = wal_bytes(&self.path);
+        if size <= self.trigger {
+            return;
+        }
+        let wait = if size > self.urgent {
+            TRUNCATE_WAIT_URGENT
+        } else {
+            TRUNCATE_WAIT
+        };
+        match truncate_wal(conn, wait) {
+            Ok(true) => tracing::debug!("sqlite: write-ahead log truncated"),
+            Ok(false) => tracing::debug!("sqlite: WAL truncation deferred: a reader holds it"),
+            Err(e) => tracing::warn!(error = %e, "sqlite: WAL truncation failed"),
+        }
+    }
+}
+
+fn writer_loop(conn: Connection, mut jobs: mpsc::Receiver<Job>, max_group: usize, wal: WalWatch) {
     let mut group: Vec<Job> = Vec::with_capacity(max_group);
     while let Some(first) = jobs.blocking_recv() {
         group.push(first);
@@ -281,39 +350,65 @@ fn writer_loop(conn: Connection, mut jobs: mpsc::Receiver<Job>, max_group: usize
         for done in completions {
             done(committed.clone().map_err(StoreError::Backend));
         }
+        wal.after_commit(&conn);
     }
 }
 
-/// WAL pages (4 KiB) past which a checkpoint also waits for readers to leave the old snapshot,
-/// so the WAL restarts from its beginning instead of growing (256 MiB).
-const WAL_RESTART_PAGES: i64 = 65_536;
+/// The `-wal` file beside the database `path`.
+fn wal_path(path: &Path) -> PathBuf {
+    let mut name = path.as_os_str().to_owned();
+    name.push("-wal");
+    PathBuf::from(name)
+}
 
-/// Copies committed WAL frames into the database file in the background, every 200 ms, on its
-/// own connection; the writer has automatic checkpoints turned off, so a commit never waits
-/// for one. `PASSIVE` checkpoints neither block nor wait; a WAL past [`WAL_RESTART_PAGES`]
-/// gets a `RESTART` one. Durability is unchanged: a commit is durable once in the WAL. Ends
-/// when the store is dropped, with a last checkpoint.
-fn checkpoint_loop(conn: Connection, stop: std::sync::mpsc::Receiver<()>) {
+/// The size of the write-ahead log file, in bytes (0 when there is none).
+fn wal_bytes(path: &Path) -> u64 {
+    std::fs::metadata(wal_path(path)).map_or(0, |m| m.len())
+}
+
+/// How long a truncating checkpoint may wait for readers of an older snapshot (and, while it
+/// waits, hold back the writer) before it gives up until the next tick.
+const TRUNCATE_WAIT: std::time::Duration = std::time::Duration::from_millis(100);
+/// [`TRUNCATE_WAIT`] once the log is near its cap.
+const TRUNCATE_WAIT_URGENT: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// `PRAGMA wal_checkpoint(TRUNCATE)` waiting at most `wait` for readers: `Ok(true)` when the
+/// log was copied and cut to zero bytes, `Ok(false)` when a reader held it (SQLITE_BUSY).
+fn truncate_wal(conn: &Connection, wait: std::time::Duration) -> rusqlite::Result<bool> {
+    conn.busy_timeout(wait)?;
+    let busy = conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |r| {
+        r.get::<_, i64>(0)
+    });
+    conn.busy_timeout(std::time::Duration::from_secs(10))?;
+    Ok(busy? == 0)
+}
+
+/// Copies committed frames of the write-ahead log into the database file, on its own
+/// connection, so a commit never waits for a checkpoint (the writer has automatic checkpoints
+/// turned off): every 200 ms a `PASSIVE` checkpoint, which neither blocks nor waits. It keeps
+/// the work of the writer's truncating checkpoint (see [`WalWatch`]) small. A [`CloseCall`]
+/// truncates the log at once. Durability is unchanged: a commit is durable once in the log.
+/// Ends when the store is dropped.
+fn checkpoint_loop(conn: Connection, calls: std::sync::mpsc::Receiver<CloseCall>) {
     use std::sync::mpsc::RecvTimeoutError;
     loop {
-        let stopping = !matches!(
-            stop.recv_timeout(std::time::Duration::from_millis(200)),
-            Err(RecvTimeoutError::Timeout)
-        );
-        let passive = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| {
-            Ok((r.get::<_, i64>(1)?, r.get::<_, i64>(2)?))
-        });
-        match passive {
-            Ok((log, _)) if log > WAL_RESTART_PAGES => {
-                if let Err(e) = conn.query_row("PRAGMA wal_checkpoint(RESTART)", [], |_| Ok(())) {
-                    tracing::warn!(error = %e, "sqlite: WAL restart checkpoint failed");
-                }
+        match calls.recv_timeout(std::time::Duration::from_millis(200)) {
+            Ok(reply) => {
+                let result = match truncate_wal(&conn, std::time::Duration::from_secs(10)) {
+                    Ok(true) => Ok(()),
+                    Ok(false) => Err(StoreError::Backend(
+                        "the write-ahead log is still in use by a reader".into(),
+                    )),
+                    Err(e) => Err(e.into()),
+                };
+                let _ = reply.send(result);
+                continue;
             }
-            Ok(_) => {}
-            Err(e) => tracing::warn!(error = %e, "sqlite: checkpoint failed"),
+            Err(RecvTimeoutError::Timeout) => {}
+            Err(RecvTimeoutError::Disconnected) => return,
         }
-        if stopping {
-            return;
+        if let Err(e) = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())) {
+            tracing::warn!(error = %e, "sqlite: checkpoint failed");
         }
     }
 }
@@ -338,8 +433,17 @@ impl SqliteStore {
             }
             migrate(&conn)?;
             // The checkpoint thread copies the WAL into the database instead, so commits do
-            // not wait for it (see `checkpoint_loop`).
-            conn.execute_batch("PRAGMA wal_autocheckpoint = 0")?;
+            // not wait for it (see `checkpoint_loop`). A log SQLite restarts from its
+            // beginning is cut back to the cap rather than kept at its largest size.
+            conn.execute_batch(&format!(
+                "PRAGMA wal_autocheckpoint = 0; PRAGMA journal_size_limit = {};",
+                opts.wal_max_bytes.min(i64::MAX as u64)
+            ))?;
+            // A log left by an earlier process (a crash, or a version before the cap) is
+            // copied in and cut now, before anything else uses it.
+            if !truncate_wal(&conn, TRUNCATE_WAIT)? {
+                tracing::info!("sqlite: the write-ahead log is in use by another process");
+            }
             Ok(conn)
         })
         .await
@@ -347,11 +451,12 @@ impl SqliteStore {
 
         let (tx, rx) = mpsc::channel::<Job>(4096);
         let max_group = options.max_group.max(1);
+        let watch = WalWatch::new(path.clone(), options.wal_max_bytes);
         // The thread ends once every sender is gone (the store is dropped), after committing
         // what is queued; acknowledged writes are committed before they are acknowledged.
         std::thread::Builder::new()
             .name("parley-sqlite-writer".into())
-            .spawn(move || writer_loop(writer, rx, max_group))
+            .spawn(move || writer_loop(writer, rx, max_group, watch))
             .map_err(backend_err)?;
 
         let checkpoint_conn = {
@@ -360,15 +465,16 @@ impl SqliteStore {
                 .await
                 .map_err(backend_err)??
         };
-        let (checkpointer, stop) = std::sync::mpsc::channel::<()>();
+        let (checkpointer, calls) = std::sync::mpsc::channel();
         std::thread::Builder::new()
             .name("parley-sqlite-checkpoint".into())
-            .spawn(move || checkpoint_loop(checkpoint_conn, stop))
+            .spawn(move || checkpoint_loop(checkpoint_conn, calls))
             .map_err(backend_err)?;
 
         let readers = Arc::new(ReaderPool {
             idle: Mutex::new(Vec::new()),
             permits: Semaphore::new(options.readers.max(1)),
+            waiting: Default::default(),
             path: path.clone(),
             options,
         });
@@ -376,7 +482,7 @@ impl SqliteStore {
             path,
             jobs: tx,
             readers,
-            _checkpointer: checkpointer,
+            checkpointer,
         })
     }
 
@@ -417,7 +523,11 @@ impl SqliteStore {
         R: Send + 'static,
     {
         let pool = self.readers.clone();
-        let _permit = pool.permits.acquire().await.map_err(backend_err)?;
+        use std::sync::atomic::Ordering::Relaxed;
+        pool.waiting.fetch_add(1, Relaxed);
+        let permit = pool.permits.acquire().await;
+        pool.waiting.fetch_sub(1, Relaxed);
+        let _permit = permit.map_err(backend_err)?;
         let conn = pool.idle.lock().expect("reader pool lock").pop();
         let pool2 = pool.clone();
         let (conn, result) = tokio::task::spawn_blocking(move || {
@@ -442,6 +552,42 @@ impl Store for SqliteStore {
     }
 
     fn channels(&self) -> &dyn crate::ChannelStore {
+        self
+    }
+
+    fn pool_stats(&self) -> crate::PoolStats {
+        let max = self.readers.options.readers.max(1) as u64;
+        let in_use = max.saturating_sub(self.readers.permits.available_permits() as u64);
+        let idle = self.readers.idle.lock().map_or(0, |v| v.len() as u64);
+        crate::PoolStats {
+            max,
+            size: idle + in_use,
+            available: idle,
+            waiting: self
+                .readers
+                .waiting
+                .load(std::sync::atomic::Ordering::Relaxed),
+            writer_queue: Some((self.jobs.max_capacity() - self.jobs.capacity()) as u64),
+            wal_bytes: Some(wal_bytes(&self.path)),
+        }
+    }
+
+    async fn close(&self) -> Result<()> {
+        let (reply, answer) = std::sync::mpsc::channel();
+        self.checkpointer
+            .send(reply)
+            .map_err(|_| StoreError::Backend("the SQLite checkpoint thread has stopped".into()))?;
+        tokio::task::spawn_blocking(move || answer.recv())
+            .await
+            .map_err(backend_err)?
+            .map_err(|_| StoreError::Backend("the SQLite checkpoint thread has stopped".into()))?
+    }
+
+    fn attachments(&self) -> &dyn crate::AttachmentStore {
+        self
+    }
+
+    fn jobs(&self) -> &dyn crate::JobStore {
         self
     }
 
@@ -679,6 +825,23 @@ impl Store for SqliteStore {
             .await
     }
 
+    async fn claim_login_attempt(
+        &self,
+        limits: &[(String, u64)],
+        since: Timestamp,
+        at: Timestamp,
+    ) -> Result<bool> {
+        let limits = limits.to_vec();
+        self.write(move |c| write::claim_login_attempt(c, &limits, since, at))
+            .await
+    }
+
+    async fn release_login_attempt(&self, subject: &str, at: Timestamp) -> Result<()> {
+        let subject = subject.to_owned();
+        self.write(move |c| write::release_login_attempt(c, &subject, at))
+            .await
+    }
+
     async fn export_users(&self, workspace: WorkspaceId) -> Result<Vec<(User, String)>> {
         self.read(move |c| read::export_users(c, workspace)).await
     }
@@ -778,6 +941,94 @@ impl Store for SqliteStore {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The writer keeps the log under its cap while commits arrive faster than the checkpoint
+    /// thread's ticks, and `close` leaves it empty with the store still open.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_wal_stays_under_its_cap_and_close_empties_it() {
+        const CAP: u64 = 4 * 1024 * 1024;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("wal.db");
+        let store = SqliteStore::open(
+            &path,
+            SqliteOptions {
+                wal_max_bytes: CAP,
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+        store
+            .write(|c| Ok(c.execute_batch("CREATE TABLE filler (b BLOB)")?))
+            .await
+            .unwrap();
+        let mut largest = 0;
+        // 16 MiB in 64 KiB commits: four times the cap.
+        for _ in 0..256 {
+            store
+                .write(|c| Ok(c.execute_batch("INSERT INTO filler VALUES (randomblob(65536))")?))
+                .await
+                .unwrap();
+            largest = largest.max(wal_bytes(&path));
+        }
+        assert!(largest <= CAP, "the WAL reached {largest} bytes");
+        assert!(largest > 0);
+        store.close().await.unwrap();
+        assert_eq!(wal_bytes(&path), 0, "close truncates the log");
+        assert_eq!(store.pool_stats().wal_bytes, Some(0));
+        // Still usable afterwards.
+        store
+            .write(|c| Ok(c.execute_batch("DELETE FROM filler")?))
+            .await
+            .unwrap();
+    }
+
+    /// Migration 10 counts the attachment files stored before it: those in the message's own
+    /// workspace folder, not keys pointing elsewhere.
+    #[test]
+    fn migration_10_counts_existing_attachments() {
+        let dir = tempfile::tempdir().unwrap();
+        let conn = connect(&dir.path().join("old.db"), &SqliteOptions::default(), false).unwrap();
+        migrate_to(&conn, 7).unwrap();
+        let ws = WorkspaceId::new();
+        let own = format!("{ws}/{}", uuid::Uuid::now_v7());
+        let meta = serde_json::json!({"channel": {"type": "voice", "attachments": [
+            {"kind": "voice", "media_id": "a", "size_bytes": 1234, "storage_key": own},
+            {"kind": "image", "media_id": "b", "size_bytes": 99, "storage_key": "../secret.key"},
+            {"kind": "image", "media_id": "c", "size_bytes": 5,
+             "storage_key": format!("{}/{}", WorkspaceId::new(), uuid::Uuid::now_v7())},
+            {"kind": "image", "media_id": "d"}
+        ]}})
+        .to_string();
+        conn.execute(
+            "INSERT INTO workspaces (id, slug, name, created_at) VALUES (?1, 'w', 'W', 0)",
+            [ws.as_bytes()],
+        )
+        .unwrap();
+        conn.execute_batch(
+            "INSERT INTO assistants (id, workspace_id, name, mode, created_at, updated_at)
+                 SELECT x'02', id, 'Ava', 'active', 0, 0 FROM workspaces;
+             INSERT INTO conversations (id, workspace_id, assistant_id, assistant_name, channel, status, started_at, last_message_at, created_at, updated_at)
+                 SELECT x'03', id, x'02', 'Ava', 'whatsapp', 'active', 0, 0, 0, 0 FROM workspaces;",
+        )
+        .unwrap();
+        conn.execute(
+            "INSERT INTO messages (id, conversation, seq, visible_seq, role, content, created_at, meta)
+             VALUES (x'04', 1, 1, 1, 'user', 'a voice note', 0, ?1)",
+            [meta],
+        )
+        .unwrap();
+        migrate(&conn).unwrap();
+        let (bytes, files, key): (i64, i64, String) = conn
+            .query_row(
+                "SELECT u.bytes, u.files, f.storage_key FROM attachment_usage u
+                 JOIN attachment_files f ON f.workspace_id = u.workspace_id",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+            )
+            .unwrap();
+        assert_eq!((bytes, files, key), (1234, 1, own));
+    }
 
     /// A database written before migration 3 keeps every search hit after it.
     #[test]

@@ -1,5 +1,7 @@
 //! Writes, run on the writer connection inside a job's savepoint (see `mod.rs`).
 
+use std::collections::HashSet;
+
 use parley_core::model::{
     ApiKey, Assistant, AssistantRef, AssistantVersion, ConversationPatch, User, Variable, Workspace,
 };
@@ -8,6 +10,7 @@ use parley_core::{
     WorkspaceId,
 };
 use rusqlite::{Connection, OptionalExtension, params};
+use uuid::Uuid;
 
 use crate::counters::Counters;
 use crate::{
@@ -553,11 +556,58 @@ fn index_for_search(c: &Connection, conversations: Vec<i64>, messages: Vec<i64>)
     Ok(())
 }
 
+/// The client-given ids of `batches` that another workspace uses: (conversation ids, message
+/// ids). See [`crate::scoped_ids`].
+fn foreign_client_ids(
+    c: &Connection,
+    workspace: WorkspaceId,
+    batches: &[IngestBatch],
+) -> Result<(HashSet<Uuid>, HashSet<Uuid>)> {
+    let (conversations, messages) = crate::scoped_ids::client_ids(batches);
+    let found = |sql: &str, ids: Vec<Uuid>| -> Result<HashSet<Uuid>> {
+        if ids.is_empty() {
+            return Ok(HashSet::new());
+        }
+        let list = std::rc::Rc::new(
+            ids.iter()
+                .map(|id| rusqlite::types::Value::Blob(id.as_bytes().to_vec()))
+                .collect::<Vec<_>>(),
+        );
+        let mut stmt = c.prepare_cached(sql)?;
+        let rows = stmt.query_map(params![list, workspace.as_bytes()], |r| {
+            r.get::<_, Vec<u8>>(0)
+        })?;
+        let mut out = HashSet::new();
+        for row in rows {
+            out.extend(Uuid::from_slice(&row?).ok());
+        }
+        Ok(out)
+    };
+    Ok((
+        found(
+            "SELECT id FROM conversations WHERE id IN rarray(?1) AND workspace_id <> ?2",
+            conversations,
+        )?,
+        found(
+            "SELECT m.id FROM messages m JOIN conversations c ON c.pk = m.conversation
+              WHERE m.id IN rarray(?1) AND c.workspace_id <> ?2",
+            messages,
+        )?,
+    ))
+}
+
 pub(super) fn ingest(
     c: &Connection,
     workspace: WorkspaceId,
-    batches: Vec<IngestBatch>,
+    mut batches: Vec<IngestBatch>,
 ) -> Result<Vec<IngestOutcome>> {
+    let (foreign_conversations, foreign_messages) = foreign_client_ids(c, workspace, &batches)?;
+    crate::scoped_ids::scope_foreign_ids(
+        &mut batches,
+        workspace,
+        &foreign_conversations,
+        &foreign_messages,
+    );
     let now = Timestamp::now();
     let mut outcomes = Vec::with_capacity(batches.len());
     let (mut new_conversations, mut new_messages) = (Vec::new(), Vec::new());
@@ -801,6 +851,39 @@ pub(super) fn clear_login_failures(c: &Connection, subject: &str, before: Timest
         "DELETE FROM login_failures WHERE subject = ?1 AND at < ?2",
         params![subject, before.0],
     )?;
+    Ok(())
+}
+
+/// Runs on the one writer connection, so no other claim (nor any other process's write, which
+/// waits for the write lock) comes between the counts and the inserts.
+pub(super) fn claim_login_attempt(
+    c: &Connection,
+    limits: &[(String, u64)],
+    since: Timestamp,
+    at: Timestamp,
+) -> Result<bool> {
+    let mut count =
+        c.prepare_cached("SELECT count(*) FROM login_failures WHERE subject = ?1 AND at >= ?2")?;
+    for (subject, limit) in limits {
+        let n: i64 = count.query_row(params![subject, since.0], |r| r.get(0))?;
+        if n as u64 >= *limit {
+            return Ok(false);
+        }
+    }
+    let mut insert =
+        c.prepare_cached("INSERT INTO login_failures (subject, at) VALUES (?1, ?2)")?;
+    for (subject, _) in limits {
+        insert.execute(params![subject, at.0])?;
+    }
+    Ok(true)
+}
+
+pub(super) fn release_login_attempt(c: &Connection, subject: &str, at: Timestamp) -> Result<()> {
+    c.prepare_cached(
+        "DELETE FROM login_failures WHERE rowid =
+             (SELECT rowid FROM login_failures WHERE subject = ?1 AND at = ?2 LIMIT 1)",
+    )?
+    .execute(params![subject, at.0])?;
     Ok(())
 }
 
