@@ -120,7 +120,9 @@ impl From<StoreError> for ApiError {
             StoreError::Conflict { code, message } => {
                 ApiError::new(StatusCode::CONFLICT, code, message)
             }
-            StoreError::Backend(cause) => ApiError::internal(cause),
+            StoreError::Backend { message, .. } | StoreError::Retryable { message, .. } => {
+                ApiError::internal(message)
+            }
         }
     }
 }

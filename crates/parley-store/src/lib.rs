@@ -64,14 +64,49 @@ pub enum StoreError {
         /// Human explanation, safe to show to the caller.
         message: String,
     },
-    /// The database failed or is unreachable. The text is for logs, never for API callers.
-    Backend(String),
+    /// The database failed or is unreachable. `message` is for logs, never for API callers;
+    /// `source` is the driver's error when there is one (see [`std::error::Error::source`]).
+    Backend {
+        /// What failed, for logs.
+        message: String,
+        /// The underlying error (rusqlite, tokio-postgres, the pool), when there is one.
+        source: Option<ErrorSource>,
+    },
+    /// A transaction lost to a concurrent one and was rolled back whole: PostgreSQL SQLSTATE
+    /// `40001` (serialization_failure) or `40P01` (deadlock_detected). Running the same
+    /// operation again may succeed; the stores retry their own transactions a few times before
+    /// returning this.
+    Retryable {
+        /// What failed, for logs.
+        message: String,
+        /// The underlying error, when there is one.
+        source: Option<ErrorSource>,
+    },
 }
 
+/// The underlying error of a [`StoreError`].
+pub type ErrorSource = Box<dyn std::error::Error + Send + Sync + 'static>;
+
 impl StoreError {
-    /// A backend failure from any error.
+    /// A backend failure described by `e` (no underlying error kept).
     pub fn backend(e: impl fmt::Display) -> Self {
-        StoreError::Backend(e.to_string())
+        StoreError::Backend {
+            message: e.to_string(),
+            source: None,
+        }
+    }
+
+    /// A backend failure caused by the driver error `e`, kept as the source.
+    pub fn from_source(e: impl std::error::Error + Send + Sync + 'static) -> Self {
+        StoreError::Backend {
+            message: e.to_string(),
+            source: Some(Box::new(e)),
+        }
+    }
+
+    /// Whether running the failed operation again may succeed ([`StoreError::Retryable`]).
+    pub fn is_retryable(&self) -> bool {
+        matches!(self, StoreError::Retryable { .. })
     }
 }
 
@@ -80,12 +115,24 @@ impl fmt::Display for StoreError {
         match self {
             StoreError::NotFound { what } => write!(f, "{what} not found"),
             StoreError::Conflict { message, .. } => f.write_str(message),
-            StoreError::Backend(e) => write!(f, "database error: {e}"),
+            StoreError::Backend { message, .. } => write!(f, "database error: {message}"),
+            StoreError::Retryable { message, .. } => {
+                write!(f, "database error (may be retried): {message}")
+            }
         }
     }
 }
 
-impl std::error::Error for StoreError {}
+impl std::error::Error for StoreError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            StoreError::Backend { source, .. } | StoreError::Retryable { source, .. } => source
+                .as_deref()
+                .map(|e| e as &(dyn std::error::Error + 'static)),
+            _ => None,
+        }
+    }
+}
 
 /// Store results.
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
@@ -650,7 +697,7 @@ pub async fn open_with(url: &str, opts: &OpenOptions) -> Result<std::sync::Arc<d
             postgres::PostgresStore::open(url, postgres::PostgresOptions::default()).await?;
         return Ok(std::sync::Arc::new(store));
     }
-    Err(StoreError::Backend(format!(
+    Err(StoreError::backend(format!(
         "unsupported database URL {:?}: use sqlite://PATH or postgres://USER:PASSWORD@HOST:PORT/DATABASE",
         redact_url(url)
     )))

@@ -21,7 +21,7 @@ fn channel_from_row(r: &Row) -> Result<ChannelConnection> {
         id: ChannelConnectionId(r.get(0)),
         workspace_id: WorkspaceId(r.get(1)),
         assistant_id: AssistantId(r.get(2)),
-        kind: kind.parse().map_err(StoreError::Backend)?,
+        kind: kind.parse().map_err(StoreError::backend)?,
         external_key: r.get(4),
         config: serde_json::from_str(&config).map_err(StoreError::backend)?,
         secrets: serde_json::from_str(&secrets).map_err(StoreError::backend)?,

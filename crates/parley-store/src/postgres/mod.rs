@@ -112,16 +112,30 @@ pub struct PostgresStore {
 
 impl From<tokio_postgres::Error> for StoreError {
     fn from(e: tokio_postgres::Error) -> Self {
-        match e.as_db_error() {
-            Some(db) => StoreError::Backend(format!("{}: {}", db.code().code(), db.message())),
-            None => StoreError::Backend(e.to_string()),
+        use tokio_postgres::error::SqlState;
+        let message = match e.as_db_error() {
+            Some(db) => format!("{}: {}", db.code().code(), db.message()),
+            None => e.to_string(),
+        };
+        // Retries are chosen by the SQLSTATE class, not by parsing text.
+        let retryable = e.code().is_some_and(|c| {
+            *c == SqlState::T_R_SERIALIZATION_FAILURE || *c == SqlState::T_R_DEADLOCK_DETECTED
+        });
+        let source = Some(Box::new(e) as crate::ErrorSource);
+        if retryable {
+            StoreError::Retryable { message, source }
+        } else {
+            StoreError::Backend { message, source }
         }
     }
 }
 
 impl From<deadpool_postgres::PoolError> for StoreError {
     fn from(e: deadpool_postgres::PoolError) -> Self {
-        StoreError::Backend(format!("connection pool: {e}"))
+        StoreError::Backend {
+            message: format!("connection pool: {e}"),
+            source: Some(Box::new(e)),
+        }
     }
 }
 
@@ -151,7 +165,7 @@ impl PostgresStore {
     /// Errors: the database is unreachable or the migration fails.
     pub async fn open(url: &str, options: PostgresOptions) -> Result<Self> {
         let mut config = tokio_postgres::Config::from_str(url)
-            .map_err(|e| StoreError::Backend(format!("invalid PostgreSQL URL: {e}")))?;
+            .map_err(|e| StoreError::backend(format!("invalid PostgreSQL URL: {e}")))?;
         if config.get_application_name().is_none() {
             config.application_name("parley");
         }
@@ -165,7 +179,7 @@ impl PostgresStore {
         let pool = Pool::builder(manager)
             .max_size(options.pool_size.max(1))
             .build()
-            .map_err(|e| StoreError::Backend(format!("connection pool: {e}")))?;
+            .map_err(|e| StoreError::backend(format!("connection pool: {e}")))?;
         let store = PostgresStore { pool, options };
         store.migrate().await?;
         let client = store.pool.get().await?;

@@ -33,7 +33,7 @@ const SNIPPET_CONTEXT: usize = 60;
 
 fn parse<T: std::str::FromStr>(text: &str) -> Result<T> {
     text.parse()
-        .map_err(|_| StoreError::Backend(format!("invalid stored value {text:?}")))
+        .map_err(|_| StoreError::backend(format!("invalid stored value {text:?}")))
 }
 
 fn ts(v: i64) -> Timestamp {

@@ -12,7 +12,7 @@ use super::is_unique_violation;
 use crate::{Result, StoreError};
 
 fn json_err(e: serde_json::Error) -> StoreError {
-    StoreError::Backend(format!("stored JSON: {e}"))
+    StoreError::backend(format!("stored JSON: {e}"))
 }
 
 const WIDGET_COLS: &str = "workspace_id, assistant_id, public_key, settings, updated_at";

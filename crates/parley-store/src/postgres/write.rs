@@ -443,7 +443,7 @@ fn assistant_key(r: &AssistantRef) -> (String, String) {
 /// Whether a failed transaction may simply be run again (deadlock or serialization failure:
 /// PostgreSQL rolled it back whole).
 fn retryable(e: &StoreError) -> bool {
-    matches!(e, StoreError::Backend(m) if m.starts_with("40P01") || m.starts_with("40001"))
+    e.is_retryable()
 }
 
 /// Writes batches in one transaction, retrying it when PostgreSQL resolves a deadlock by
@@ -827,9 +827,10 @@ async fn ingest_once(
                 else {
                     // Lost a race to a concurrent creator of the same external id: retrying
                     // finds it (locked) and appends to it.
-                    return Err(StoreError::Backend(
-                        "40001: concurrent create of the same external id".into(),
-                    ));
+                    return Err(StoreError::Retryable {
+                        message: "concurrent create of the same external id".into(),
+                        source: None,
+                    });
                 };
                 k.pk = pk;
                 upsert_variables(&tx, pk, &nc.variables, now).await?;

@@ -158,7 +158,7 @@ fn backend_err(e: impl std::fmt::Display) -> StoreError {
 
 impl From<rusqlite::Error> for StoreError {
     fn from(e: rusqlite::Error) -> Self {
-        StoreError::Backend(e.to_string())
+        StoreError::from_source(e)
     }
 }
 
@@ -348,7 +348,7 @@ fn writer_loop(conn: Connection, mut jobs: mpsc::Receiver<Job>, max_group: usize
             e.to_string()
         });
         for done in completions {
-            done(committed.clone().map_err(StoreError::Backend));
+            done(committed.clone().map_err(StoreError::backend));
         }
         wal.after_commit(&conn);
     }
@@ -396,8 +396,8 @@ fn checkpoint_loop(conn: Connection, calls: std::sync::mpsc::Receiver<CloseCall>
             Ok(reply) => {
                 let result = match truncate_wal(&conn, std::time::Duration::from_secs(10)) {
                     Ok(true) => Ok(()),
-                    Ok(false) => Err(StoreError::Backend(
-                        "the write-ahead log is still in use by a reader".into(),
+                    Ok(false) => Err(StoreError::backend(
+                        "the write-ahead log is still in use by a reader",
                     )),
                     Err(e) => Err(e.into()),
                 };
@@ -427,7 +427,7 @@ impl SqliteStore {
             let conn = connect(&open_path, &opts, false)?;
             let mode: String = conn.query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))?;
             if !mode.eq_ignore_ascii_case("wal") {
-                return Err(StoreError::Backend(format!(
+                return Err(StoreError::backend(format!(
                     "could not enable WAL (got {mode})"
                 )));
             }
@@ -510,10 +510,10 @@ impl SqliteStore {
         self.jobs
             .send(job)
             .await
-            .map_err(|_| StoreError::Backend("the SQLite writer has stopped".into()))?;
+            .map_err(|_| StoreError::backend("the SQLite writer has stopped"))?;
         answer
             .await
-            .map_err(|_| StoreError::Backend("the SQLite writer dropped a job".into()))?
+            .map_err(|_| StoreError::backend("the SQLite writer dropped a job"))?
     }
 
     /// Runs `f` on a read connection from the pool, on the blocking thread pool.
@@ -576,11 +576,11 @@ impl Store for SqliteStore {
         let (reply, answer) = std::sync::mpsc::channel();
         self.checkpointer
             .send(reply)
-            .map_err(|_| StoreError::Backend("the SQLite checkpoint thread has stopped".into()))?;
+            .map_err(|_| StoreError::backend("the SQLite checkpoint thread has stopped"))?;
         tokio::task::spawn_blocking(move || answer.recv())
             .await
             .map_err(backend_err)?
-            .map_err(|_| StoreError::Backend("the SQLite checkpoint thread has stopped".into()))?
+            .map_err(|_| StoreError::backend("the SQLite checkpoint thread has stopped"))?
     }
 
     fn attachments(&self) -> &dyn crate::AttachmentStore {

@@ -11,7 +11,7 @@ use uuid::Uuid;
 use crate::{Result, StoreError};
 
 fn json_err(e: serde_json::Error) -> StoreError {
-    StoreError::Backend(format!("stored JSON: {e}"))
+    StoreError::backend(format!("stored JSON: {e}"))
 }
 
 /// A widget row: workspace, assistant, key, settings JSON, update time.
