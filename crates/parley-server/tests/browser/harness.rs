@@ -5,6 +5,7 @@
 //! missing browser fails the run. Tests take a global lock so one browser runs at a time (the
 //! machine has two cores).
 
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -14,6 +15,56 @@ use serde_json::{Value, json};
 use tokio::sync::{Mutex, MutexGuard};
 
 static ONE_AT_A_TIME: Mutex<()> = Mutex::const_new(());
+
+/// A process started in a process group of its own (its pid is the group id). Dropping the
+/// guard kills the whole group with SIGKILL, the process and everything it started
+/// (chromedriver and its Chromium), whether the test passed, failed or panicked.
+pub struct ProcessGroup {
+    child: Child,
+}
+
+impl ProcessGroup {
+    /// Spawns `cmd` as the leader of a new process group.
+    pub fn spawn(cmd: &mut Command) -> std::io::Result<ProcessGroup> {
+        let child = cmd.process_group(0).spawn()?;
+        Ok(ProcessGroup { child })
+    }
+
+    /// The group id (the leader's pid).
+    pub fn id(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// The live (not zombie) processes of group `pgid`, read from `/proc/*/stat` (field 5 is
+    /// the process group, field 3 the state; both after the parenthesised command name).
+    pub fn members(pgid: u32) -> Vec<u32> {
+        let Ok(dir) = std::fs::read_dir("/proc") else {
+            return Vec::new();
+        };
+        dir.filter_map(|e| {
+            let pid: u32 = e.ok()?.file_name().to_str()?.parse().ok()?;
+            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+            let rest = &stat[stat.rfind(')')? + 1..];
+            let fields: Vec<&str> = rest.split_whitespace().collect();
+            let (state, group) = (fields.first()?, fields.get(2)?.parse::<u32>().ok()?);
+            (group == pgid && *state != "Z" && *state != "X").then_some(pid)
+        })
+        .collect()
+    }
+}
+
+impl Drop for ProcessGroup {
+    fn drop(&mut self) {
+        // `kill -KILL -- -PGID` signals every process of the group (no unsafe libc call).
+        let _ = Command::new("kill")
+            .args(["-KILL", "--", &format!("-{}", self.child.id())])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
 
 fn find_binary(names: &[&str]) -> Option<PathBuf> {
     let path = std::env::var_os("PATH").unwrap_or_default();
@@ -43,7 +94,7 @@ pub fn screenshot_dir() -> PathBuf {
 
 pub struct Browser {
     pub client: Client,
-    driver: Child,
+    driver: ProcessGroup,
     _turn: MutexGuard<'static, ()>,
 }
 
@@ -70,12 +121,13 @@ impl Browser {
             let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
             l.local_addr().unwrap().port()
         };
-        let child = Command::new(&driver)
-            .arg(format!("--port={port}"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start chromedriver");
+        let child = ProcessGroup::spawn(
+            Command::new(&driver)
+                .arg(format!("--port={port}"))
+                .stdout(Stdio::null())
+                .stderr(Stdio::null()),
+        )
+        .expect("start chromedriver");
         let url = format!("http://127.0.0.1:{port}");
         let deadline = Instant::now() + Duration::from_secs(20);
         parley_server::assistant::provider::install_tls();
@@ -275,10 +327,16 @@ impl Browser {
         }
     }
 
-    pub async fn close(mut self) {
+    /// Ends the session politely, then the driver's process group (dropping a `Browser`
+    /// without `close`, as a panicking test does, still kills the group).
+    pub async fn close(self) {
         let _ = self.client.clone().close().await;
-        let _ = self.driver.kill();
-        let _ = self.driver.wait();
+        drop(self.driver);
+    }
+
+    /// The process group of chromedriver and the Chromium it started.
+    pub fn process_group(&self) -> u32 {
+        self.driver.id()
     }
 }
 
@@ -303,5 +361,34 @@ impl fantoccini::wd::WebDriverCompatibleCommand for GetLog {
             axum::http::Method::POST,
             Some(r#"{"type":"browser"}"#.to_owned()),
         )
+    }
+}
+
+/// A browser dropped without `close` (a failed or panicking test) leaves no chromedriver or
+/// Chromium process behind.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dropped_browser_leaves_no_process_behind() {
+    let Some(b) = Browser::start(false).await else {
+        return;
+    };
+    b.client.goto("about:blank").await.unwrap();
+    let group = b.process_group();
+    let before = ProcessGroup::members(group);
+    assert!(
+        before.len() > 1,
+        "chromedriver and its Chromium share the group: {before:?}"
+    );
+    drop(b);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let left = ProcessGroup::members(group);
+        if left.is_empty() {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "processes of group {group} still running: {left:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
