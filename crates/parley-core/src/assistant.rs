@@ -344,8 +344,10 @@ pub struct MemoryField {
 #[serde(deny_unknown_fields)]
 pub struct PriceOverride {
     /// Nano-USD per million prompt (input) tokens.
+    #[serde(deserialize_with = "crate::model::int::exact")]
     pub prompt_nanousd_per_mtok: i64,
     /// Nano-USD per million completion (output) tokens.
+    #[serde(deserialize_with = "crate::model::int::exact")]
     pub completion_nanousd_per_mtok: i64,
 }
 
@@ -375,7 +377,11 @@ pub struct AssistantSettingsInput {
     )]
     pub provider: Option<Option<ProviderInput>>,
     /// The system prompt, up to 100,000 characters.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "crate::model::present",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub system_prompt: Option<String>,
     /// 0 to 2; `null` leaves the provider's default.
     #[serde(
@@ -387,12 +393,16 @@ pub struct AssistantSettingsInput {
     /// 1 to 1,000,000; `null` leaves the provider's default.
     #[serde(
         default,
-        deserialize_with = "double_option",
+        deserialize_with = "crate::model::int::clearable",
         skip_serializing_if = "Option::is_none"
     )]
     pub max_tokens: Option<Option<u32>>,
     /// Replaces the whole list.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "crate::model::present",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub memory_fields: Option<Vec<MemoryField>>,
     /// `null` goes back to the price table.
     #[serde(

@@ -27,6 +27,96 @@ where
     Option::<T>::deserialize(d).map(Some)
 }
 
+/// Deserialises an optional PATCH field that may be absent but not `null` (a name, a mode: there
+/// is nothing to clear). `null` is refused with serde's "invalid type: null" error, which the API
+/// answers as 422 `validation_failed`, as the OpenAPI document's non-nullable type says.
+pub fn present<'de, T, D>(d: D) -> Result<Option<T>, D::Error>
+where
+    T: Deserialize<'de>,
+    D: Deserializer<'de>,
+{
+    T::deserialize(d).map(Some)
+}
+
+/// Integers in JSON input as JSON Schema counts them: `5620` and also `5620.0` (a number with a
+/// zero fraction is an integer there, and the OpenAPI document's `integer` fields are JSON
+/// Schema). Fractions, and values out of the field's range, are refused with an "invalid value"
+/// error (422 `validation_failed` through the API). Use with `#[serde(deserialize_with = ...)]`:
+/// [`int::exact`] for a plain integer, [`int::optional`] for an `Option` (`null` is `None`),
+/// [`int::clearable`] for a PATCH field where `null` clears (`Some(None)`), [`int::present`] for
+/// a PATCH field that may be absent but not `null`.
+pub mod int {
+    use serde::de::Error as _;
+    use serde::{Deserialize, Deserializer};
+
+    fn integer<T: TryFrom<i64> + TryFrom<u64>, E: serde::de::Error>(
+        n: serde_json::Number,
+    ) -> Result<T, E> {
+        let out_of_range = || E::custom(format!("{n} is out of range for this field"));
+        if let Some(u) = n.as_u64() {
+            return T::try_from(u).map_err(|_| out_of_range());
+        }
+        if let Some(i) = n.as_i64() {
+            return T::try_from(i).map_err(|_| out_of_range());
+        }
+        match n.as_f64() {
+            // An integral f64 strictly inside i64's range converts exactly. (-2^63 itself is
+            // left out: an integer below i64::MIN, which serde_json reads as an f64, rounds to
+            // it.)
+            Some(f)
+                if f.fract() == 0.0
+                    && f > -9.223_372_036_854_776e18
+                    && f < 9.223_372_036_854_776e18 =>
+            {
+                T::try_from(f as i64).map_err(|_| out_of_range())
+            }
+            _ => Err(E::custom(format!("expected an integer, got {n}"))),
+        }
+    }
+
+    /// A required or defaulted integer field.
+    pub fn exact<'de, T, D>(d: D) -> Result<T, D::Error>
+    where
+        T: TryFrom<i64> + TryFrom<u64>,
+        D: Deserializer<'de>,
+    {
+        integer(serde_json::Number::deserialize(d)?)
+    }
+
+    /// An optional integer field (`null` or absent: `None`; absent needs `#[serde(default)]`).
+    pub fn optional<'de, T, D>(d: D) -> Result<Option<T>, D::Error>
+    where
+        T: TryFrom<i64> + TryFrom<u64>,
+        D: Deserializer<'de>,
+    {
+        Option::<serde_json::Number>::deserialize(d)?
+            .map(integer)
+            .transpose()
+    }
+
+    /// A PATCH integer field where `null` clears (`Some(None)`); absent needs
+    /// `#[serde(default)]`.
+    pub fn clearable<'de, T, D>(d: D) -> Result<Option<Option<T>>, D::Error>
+    where
+        T: TryFrom<i64> + TryFrom<u64>,
+        D: Deserializer<'de>,
+    {
+        optional(d).map(Some)
+    }
+
+    /// A PATCH integer field that may be absent but not `null`.
+    pub fn present<'de, T, D>(d: D) -> Result<Option<T>, D::Error>
+    where
+        T: TryFrom<i64> + TryFrom<u64>,
+        D: Deserializer<'de>,
+    {
+        match Option::<serde_json::Number>::deserialize(d)? {
+            Some(n) => integer(n).map(Some),
+            None => Err(D::Error::custom("invalid type: null, expected an integer")),
+        }
+    }
+}
+
 /// A tenant.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Workspace {
@@ -143,20 +233,40 @@ pub struct AssistantInput {
 #[serde(deny_unknown_fields)]
 pub struct AssistantPatch {
     /// New display name.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "present",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub name: Option<String>,
     /// New company.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "present",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub company: Option<String>,
     /// New mode.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "present",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub mode: Option<AssistantMode>,
     /// Settings to change (see [`AssistantSettingsInput`]).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "present",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub settings: Option<AssistantSettingsInput>,
     /// The version the change was made against: when given and no longer current, the patch
     /// is refused (409 `version_conflict`) instead of overwriting someone else's change.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "int::present",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub version: Option<i64>,
 }
 
@@ -185,6 +295,7 @@ pub struct AssistantRef {
 #[serde(deny_unknown_fields)]
 pub struct Rating {
     /// 1 to 5 stars.
+    #[serde(deserialize_with = "int::exact")]
     pub score: u8,
     /// The client's comment, if any.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -251,7 +362,11 @@ pub struct MessageInput {
     pub usage: Option<UsageInput>,
     /// Its cost in nano-USD (1e-9 USD), when the client knows it; otherwise Parley computes it
     /// from `usage` and `model`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "int::optional"
+    )]
     pub cost_nanousd: Option<i64>,
     /// How it was produced: tool calls, failures, estimates (see [`MessageMeta`]).
     #[serde(default, skip_serializing_if = "MessageMeta::is_empty")]
@@ -281,17 +396,29 @@ pub struct MessageMeta {
     pub usage_estimated: bool,
     /// How many of the oldest messages were left out of the request to fit the model's
     /// context window.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "int::optional"
+    )]
     pub history_dropped: Option<u32>,
     /// Why the answer failed (provider down, timeout...); the message's text is then what the
     /// customer was told.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<MessageError>,
     /// The assistant version that produced it.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "int::optional"
+    )]
     pub assistant_version: Option<i64>,
     /// Time from the request to the provider to its last byte, in ms.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "int::optional"
+    )]
     pub latency_ms: Option<i64>,
     /// The customer message an assistant answer (or failure notice) was the turn for, when
     /// Parley's background `answer` job wrote it: a job run again after a crash finds it and
@@ -386,7 +513,11 @@ pub struct ConversationInput {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub memory: Option<Map<String, Value>>,
     /// The assistant version that handled it, when Parley's runtime did.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "int::optional"
+    )]
     pub assistant_version: Option<i64>,
     /// Messages, in order.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -404,7 +535,11 @@ fn default_channel() -> Channel {
 #[serde(deny_unknown_fields)]
 pub struct ConversationPatch {
     /// New status.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "present",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub status: Option<ConversationStatus>,
     /// New end time (`null` clears).
     #[serde(
@@ -442,13 +577,25 @@ pub struct ConversationPatch {
     )]
     pub converted: Option<Option<bool>>,
     /// New contact.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "present",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub contact: Option<String>,
     /// Variables to add or replace, by key.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "present",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub variables: Option<Vec<Variable>>,
     /// Memory keys to set (or remove, with `null`).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "present",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub memory: Option<Map<String, Value>>,
 }
 

@@ -23,8 +23,10 @@ const FEMTO_PER_NANO: i128 = 1_000_000;
 #[serde(deny_unknown_fields)]
 pub struct Usage {
     /// Input tokens.
+    #[serde(deserialize_with = "crate::model::int::exact")]
     pub prompt_tokens: i64,
     /// Output tokens.
+    #[serde(deserialize_with = "crate::model::int::exact")]
     pub completion_tokens: i64,
 }
 

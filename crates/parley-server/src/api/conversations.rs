@@ -74,6 +74,8 @@ pub(crate) fn parse_filter(p: &Params) -> Result<ConversationFilter, ApiError> {
     };
     let from = bound("from", false)?;
     let to = bound("to", true)?;
+    // A range that ends before it starts is almost always a typo: said so, rather than answered
+    // with an empty list. (JSON Schema cannot state it; the OpenAPI document says it in words.)
     if let (Some(f), Some(t)) = (from, to)
         && t <= f
     {

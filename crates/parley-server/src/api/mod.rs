@@ -55,6 +55,14 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("GET", "/v1/models"),
 ];
 
+/// A query value as the integer text it denotes: JSON Schema's integers include `5620.0` (a
+/// number with a zero fraction), so `"5620.0"` reads as `"5620"`; anything else is unchanged.
+pub(crate) fn integer_text(v: &str) -> &str {
+    v.strip_suffix(".0")
+        .filter(|w| !w.is_empty() && !w.contains('.'))
+        .unwrap_or(v)
+}
+
 /// The `/api/v1` router.
 pub fn router(state: &AppState) -> Router<AppState> {
     let import_limit = state.settings.max_import_bytes;
@@ -137,6 +145,15 @@ pub(crate) async fn read_body(req: Request) -> Result<Bytes, ApiError> {
 /// Errors: 400 `invalid_json` for syntax errors; 422 `validation_failed` for a wrong shape,
 /// unknown field or unknown enum name.
 pub(crate) fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    // Every body is a JSON object; serde's derived structs would also take a JSON array (their
+    // fields by position), which the document does not allow.
+    if bytes.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'[') {
+        return Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "validation_failed",
+            "the body must be a JSON object, not an array",
+        ));
+    }
     let de = &mut serde_json::Deserializer::from_slice(bytes);
     let value = serde_path_to_error::deserialize(de).map_err(|e| {
         let path = e.path().to_string();
@@ -250,7 +267,7 @@ impl Params {
     ) -> Result<u32, ApiError> {
         match self.get(name) {
             None => Ok(default),
-            Some(v) => v
+            Some(v) => integer_text(v)
                 .parse::<u32>()
                 .ok()
                 .filter(|n| range.contains(n))

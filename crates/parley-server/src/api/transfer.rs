@@ -29,13 +29,14 @@ pub(super) async fn import(
     req: Request,
 ) -> Result<Response, ApiError> {
     let p = Params::parse(raw.as_deref(), &["from_line"])?;
-    let from_line =
-        match p.get("from_line") {
-            None => 1,
-            Some(v) => v.parse::<u64>().ok().filter(|n| *n >= 1).ok_or_else(|| {
-                ApiError::bad_param("from_line", "from_line: a line number from 1")
-            })?,
-        };
+    let from_line = match p.get("from_line") {
+        None => 1,
+        Some(v) => super::integer_text(v)
+            .parse::<u64>()
+            .ok()
+            .filter(|n| *n >= 1)
+            .ok_or_else(|| ApiError::bad_param("from_line", "from_line: a line number from 1"))?,
+    };
     let limit = st.settings.max_import_bytes;
     let mut import = JsonlImport::new(&st, auth.workspace, from_line, st.settings.max_body_bytes);
     let mut body = req.into_body().into_data_stream();

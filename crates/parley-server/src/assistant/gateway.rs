@@ -244,14 +244,7 @@ async fn chat_completions(
     let started = Instant::now();
     let mut request: Value = serde_json::from_slice(&body)
         .map_err(|e| bad_request("invalid_json", format!("the body is not valid JSON: {e}")))?;
-    if !request.get("messages").is_some_and(Value::is_array) {
-        return Err(ApiError::new(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "validation_failed",
-            "messages: give the conversation as an array of messages",
-        )
-        .with_field("messages"));
-    }
+    check_request(&request)?;
     let model = request
         .get("model")
         .and_then(Value::as_str)
@@ -557,6 +550,51 @@ fn message_key(role: Role, text: &str, meta: &MessageMeta) -> String {
     }
     let digest = h.finalize();
     digest[..8].iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Checks the fields Parley reads from an OpenAI `CreateChatCompletionRequest` (everything
+/// else goes to the provider as sent): `messages` an array of objects, each with a string
+/// `role`; `model` a string; `stream` a boolean and `user` a string, each also `null` (absent).
+/// Errors: 422 `validation_failed` naming the field.
+fn check_request(request: &Value) -> Result<(), ApiError> {
+    let invalid = |field: &str, message: &str| {
+        ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "validation_failed",
+            format!("{field}: {message}"),
+        )
+        .with_field(field)
+    };
+    let Some(messages) = request.get("messages").and_then(Value::as_array) else {
+        return Err(invalid(
+            "messages",
+            "give the conversation as an array of messages",
+        ));
+    };
+    for (i, m) in messages.iter().enumerate() {
+        if !m.get("role").is_some_and(Value::is_string) {
+            return Err(invalid(
+                &format!("messages[{i}].role"),
+                "each message is an object with a string role",
+            ));
+        }
+    }
+    if request.get("model").is_some_and(|m| !m.is_string()) {
+        return Err(invalid("model", "must be a string"));
+    }
+    if request
+        .get("stream")
+        .is_some_and(|v| !v.is_boolean() && !v.is_null())
+    {
+        return Err(invalid("stream", "must be true or false"));
+    }
+    if request
+        .get("user")
+        .is_some_and(|v| !v.is_string() && !v.is_null())
+    {
+        return Err(invalid("user", "must be a string"));
+    }
+    Ok(())
 }
 
 /// Gives each message its external id `gw-<hash>-<n>`, `n` counting earlier identical messages.

@@ -315,9 +315,24 @@ pub(super) async fn messages(
         Ok(t) => t,
         Err(e) => return c.answer(e),
     };
-    let after: Option<MessageId> = form_urlencoded::parse(q.as_deref().unwrap_or("").as_bytes())
-        .find(|(k, _)| k == "after")
-        .and_then(|(_, v)| v.parse().ok());
+    // `after` is a message id (a UUID) or absent; anything else is the caller's mistake, said so
+    // rather than silently answering the whole transcript.
+    let after: Option<MessageId> =
+        match form_urlencoded::parse(q.as_deref().unwrap_or("").as_bytes())
+            .find(|(k, _)| k == "after")
+        {
+            None => None,
+            // The hyphenated form only, as the document's `format: uuid` (RFC 9562) has it.
+            Some((_, v)) => match v.parse().ok().filter(|_| v.len() == 36) {
+                Some(id) => Some(id),
+                None => {
+                    return c.answer(ApiError::bad_param(
+                        "after",
+                        format!("after must be a message id (a UUID), got {v:?}"),
+                    ));
+                }
+            },
+        };
     let (detail, list) = match tokio::try_join!(
         async { Ok::<_, ApiError>(st.store.get_conversation(t.w, t.c).await?) },
         all_messages(&st, &t)
@@ -807,6 +822,7 @@ pub(super) async fn close(
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RateInput {
+    #[serde(deserialize_with = "parley_core::model::int::exact")]
     score: u8,
     #[serde(default)]
     comment: Option<String>,

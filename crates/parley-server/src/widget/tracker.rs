@@ -426,9 +426,9 @@ struct ItemInput {
     name: String,
     #[serde(default)]
     url: String,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "parley_core::model::int::optional")]
     time_spent_ms: Option<i64>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "parley_core::model::int::optional")]
     scroll_depth: Option<u8>,
     #[serde(default)]
     data: Value,
@@ -492,6 +492,16 @@ pub(super) async fn track(
     let now = Timestamp::now();
     let mut stored = 0;
     for (i, it) in input.items.into_iter().enumerate() {
+        if it.scroll_depth.is_some_and(|v| v > 100) {
+            return c.answer(
+                ApiError::new(
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    "validation_failed",
+                    "a percentage from 0 to 100",
+                )
+                .with_field(format!("items[{i}].scroll_depth")),
+            );
+        }
         let data = scrub(it.data);
         if !(data.is_null() || data.is_object())
             || serde_json::to_string(&data).map_or(0, |s| s.len()) > MAX_DATA_BYTES
@@ -513,7 +523,7 @@ pub(super) async fn track(
             url: scrub_url(&it.url),
             at: now,
             time_spent_ms: it.time_spent_ms.map(|v| v.clamp(0, 86_400_000)),
-            scroll_depth: it.scroll_depth.map(|v| v.min(100)),
+            scroll_depth: it.scroll_depth,
             data,
         };
         match st.store.save_tracker_item(t.w, &item).await {

@@ -21,6 +21,7 @@ mod operations;
 mod providers;
 mod python_client;
 mod scale;
+mod schemathesis;
 mod search;
 mod signin;
 mod streaming;
