@@ -754,9 +754,8 @@ async fn record(
         IngestRequest::Create(Box::new(input)),
         now,
     ) {
-        Ok(batch) => st
-            .store
-            .ingest(workspace, vec![batch])
+        // Through the one ingest path's commit, like every other writer (metrics included).
+        Ok(batch) => crate::ingest::commit(st, workspace, vec![batch])
             .await
             .map(|_| ())
             .map_err(|e| e.to_string()),
