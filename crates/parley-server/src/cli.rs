@@ -25,7 +25,6 @@ use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use futures_util::StreamExt;
-use parley_core::model::Workspace;
 use parley_core::query::ConversationFilter;
 use parley_core::{Channel, ConversationStatus, Timestamp};
 use parley_store::Store;
@@ -34,6 +33,7 @@ use crate::AppState;
 use crate::config::{Overrides, Settings};
 use crate::import::{ImportJob, sgd::SgdOptions};
 use crate::transfer::{Format, export_stream};
+use crate::workspaces::select_workspace;
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
@@ -377,47 +377,6 @@ pub fn slugify(name: &str) -> String {
         }
     }
     slug.trim_end_matches('-').to_owned()
-}
-
-/// The workspace `slug`, or the only one; never creates one.
-/// Errors: unknown slug, no workspace, or several and none named.
-pub async fn select_existing_workspace(
-    store: &dyn Store,
-    slug: Option<&str>,
-) -> Result<Workspace, BoxError> {
-    let all = store.list_workspaces().await?;
-    if all.is_empty() {
-        return Err("the source has no workspace".into());
-    }
-    select_workspace(store, slug).await
-}
-
-/// The workspace a command acts on: `--workspace SLUG`, else the only one (creating `default`
-/// when there is none). Errors: the slug is unknown, or there are several and none was named.
-pub async fn select_workspace(
-    store: &dyn Store,
-    slug: Option<&str>,
-) -> Result<Workspace, BoxError> {
-    if let Some(slug) = slug {
-        return store
-            .workspace_by_slug(slug)
-            .await?
-            .ok_or_else(|| format!("no workspace {slug:?}; see `parley workspaces list`").into());
-    }
-    let mut all = store.list_workspaces().await?;
-    match all.len() {
-        0 => Ok(store.create_workspace("default", "Default").await?),
-        1 => Ok(all.remove(0)),
-        _ => Err(format!(
-            "there are {} workspaces; choose one with --workspace ({})",
-            all.len(),
-            all.iter()
-                .map(|w| w.slug.as_str())
-                .collect::<Vec<_>>()
-                .join(", ")
-        )
-        .into()),
-    }
 }
 
 async fn migrate_store(from: &str, to: &str, workspace: Option<&str>) -> Result<(), BoxError> {

@@ -26,6 +26,7 @@ pub mod assistant;
 pub mod auth;
 pub mod backup;
 pub mod bench;
+pub mod body;
 pub mod channels;
 pub mod cli;
 pub mod client_addr;
@@ -43,6 +44,7 @@ pub mod retry;
 pub mod secrets;
 pub mod transfer;
 pub mod widget;
+pub mod workspaces;
 
 use std::sync::Arc;
 

@@ -182,7 +182,7 @@ pub async fn migrate(
     slug: Option<&str>,
     mut progress: impl FnMut(u64),
 ) -> Result<MigrationReport, BoxError> {
-    let ws = crate::cli::select_existing_workspace(from, slug).await?;
+    let ws = crate::workspaces::select_existing_workspace(from, slug).await?;
     match to.workspace_by_slug(&ws.slug).await? {
         Some(existing) if existing.id != ws.id => {
             return Err(format!(

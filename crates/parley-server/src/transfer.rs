@@ -90,7 +90,7 @@ pub fn prepare_line(
             ..e
         }
     };
-    let input: ConversationInput = crate::api::parse_json(trimmed).map_err(at_line)?;
+    let input: ConversationInput = crate::body::parse_json(trimmed).map_err(at_line)?;
     prepare(prices, IngestRequest::Create(Box::new(input)), now)
         .map(Some)
         .map_err(|e| at_line(ApiError::from(e)))

@@ -17,6 +17,7 @@ use bytes::Bytes;
 use serde::de::DeserializeOwned;
 
 use crate::AppState;
+pub(crate) use crate::body::parse_json;
 use crate::error::ApiError;
 
 /// The OpenAPI 3.1 document of the API.
@@ -139,48 +140,6 @@ pub(crate) async fn read_body(req: Request) -> Result<Bytes, ApiError> {
             )
         }
     })
-}
-
-/// Parses JSON text into `T`, reporting the path of the field at fault.
-/// Errors: 400 `invalid_json` for syntax errors; 422 `validation_failed` for a wrong shape,
-/// unknown field or unknown enum name.
-pub(crate) fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
-    // Every body is a JSON object; serde's derived structs would also take a JSON array (their
-    // fields by position), which the document does not allow.
-    if bytes.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'[') {
-        return Err(ApiError::new(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "validation_failed",
-            "the body must be a JSON object, not an array",
-        ));
-    }
-    let de = &mut serde_json::Deserializer::from_slice(bytes);
-    let value = serde_path_to_error::deserialize(de).map_err(|e| {
-        let path = e.path().to_string();
-        let inner = e.into_inner();
-        match inner.classify() {
-            serde_json::error::Category::Data => {
-                let path = if path == "." { String::new() } else { path };
-                let message = if path.is_empty() {
-                    inner.to_string()
-                } else {
-                    format!("{path}: {inner}")
-                };
-                ApiError::new(
-                    StatusCode::UNPROCESSABLE_ENTITY,
-                    "validation_failed",
-                    message,
-                )
-                .with_field(path)
-            }
-            _ => ApiError::new(
-                StatusCode::BAD_REQUEST,
-                "invalid_json",
-                format!("malformed JSON: {inner}"),
-            ),
-        }
-    })?;
-    Ok(value)
 }
 
 /// A JSON request body. Requires `Content-Type: application/json` (415 otherwise); see

@@ -250,113 +250,31 @@ pub async fn view_with_inbox(state: &AppState, c: &ChannelConnection) -> Value {
     v
 }
 
-/// A connection as the assistant page lists it.
-pub struct ChannelRow {
-    /// The connection's id.
-    pub id: String,
-    /// `whatsapp` or `telegram` (the badge's class).
-    pub kind: String,
-    /// "WhatsApp" or "Telegram".
-    pub label: &'static str,
-    /// Phone number id or bot id.
-    pub external_key: String,
-    /// `/webhooks/{kind}/{id}`.
-    pub webhook_path: String,
-    /// The secrets' hints, e.g. "access_token …9876 · app_secret …6789".
-    pub secrets: String,
-    /// WhatsApp: quality rating and messaging limit, e.g. "Quality GREEN · limit TIER_1K
-    /// (1000 customers / 24 h)"; empty when unknown.
-    pub quality: String,
-    /// When it was connected, in the viewer's time zone.
-    pub connected: String,
-    /// The webhook inbox when deliveries wait or failed, e.g. "Inbox: 3 waiting (oldest 2 min)
-    /// · 1 failed"; empty when every delivery was processed.
-    pub inbox: String,
-}
-
-/// The assistant's connections for its dashboard page (`tz`: the viewer's offset in minutes);
-/// empty when the store fails (logged).
-pub async fn rows(
-    state: &AppState,
-    workspace: WorkspaceId,
-    assistant: parley_core::AssistantId,
-    tz: i32,
-) -> Vec<ChannelRow> {
-    let list = match state
-        .store
-        .channels()
-        .list_channels(workspace, Some(assistant))
-        .await
-    {
-        Ok(l) => l,
-        Err(e) => {
-            tracing::error!(error = %e, "could not list channel connections");
-            return Vec::new();
-        }
-    };
-    let mut rows = Vec::with_capacity(list.len());
-    for c in &list {
-        let inbox = inbox_line(&crate::jobs::inbox(state, c).await);
-        rows.push(ChannelRow {
-            id: c.id.to_string(),
-            kind: c.kind.as_str().to_owned(),
-            label: match c.kind {
-                ChannelKind::Whatsapp => "WhatsApp",
-                ChannelKind::Telegram => "Telegram",
-            },
-            external_key: c.external_key.clone(),
-            webhook_path: format!("/webhooks/{}/{}", c.kind, c.id),
-            secrets: c
-                .secrets
-                .iter()
-                .map(|(k, v)| format!("{k} {}", v.hint))
-                .collect::<Vec<_>>()
-                .join(" · "),
-            connected: crate::dashboard::format::datetime(c.created_at, tz),
-            quality: quality_line(c),
-            inbox,
-        });
+/// A conversation input with nothing but the channel set.
+pub(crate) fn new_conversation(
+    channel: parley_core::Channel,
+) -> parley_core::model::ConversationInput {
+    parley_core::model::ConversationInput {
+        id: None,
+        external_id: None,
+        assistant: parley_core::model::AssistantRef {
+            id: None,
+            name: None,
+            company: None,
+        },
+        channel,
+        status: None,
+        contact: None,
+        session_id: None,
+        started_at: None,
+        ended_at: None,
+        end_reason: None,
+        rating: None,
+        sentiment: None,
+        converted: None,
+        variables: Vec::new(),
+        memory: None,
+        assistant_version: None,
+        messages: Vec::new(),
     }
-    rows
-}
-
-/// "Inbox: 3 waiting (oldest 2 min) · 1 failed", or empty when nothing waits or failed.
-fn inbox_line(inbox: &crate::jobs::InboxView) -> String {
-    let mut parts = Vec::new();
-    if inbox.pending > 0 {
-        let age = inbox.oldest_pending_age_ms.unwrap_or(0) / 1000;
-        let age = if age < 120 {
-            format!("{age} s")
-        } else if age < 7200 {
-            format!("{} min", age / 60)
-        } else {
-            format!("{} h", age / 3600)
-        };
-        parts.push(format!("{} waiting (oldest {age})", inbox.pending));
-    }
-    if inbox.failed > 0 {
-        parts.push(format!("{} failed", inbox.failed));
-    }
-    if parts.is_empty() {
-        String::new()
-    } else {
-        format!("Inbox: {}", parts.join(" · "))
-    }
-}
-
-fn quality_line(c: &ChannelConnection) -> String {
-    let mut parts = Vec::new();
-    if let Some(q) = config_str(c, "quality_rating") {
-        parts.push(format!("Quality {q}"));
-    }
-    if let Some(e) = config_str(c, "quality_event") {
-        parts.push(format!("last quality event {e}"));
-    }
-    if let Some(t) = config_str(c, "messaging_limit_tier") {
-        parts.push(match whatsapp::tier_limit(t) {
-            Some(n) => format!("limit {t} ({n} customers / 24 h)"),
-            None => format!("limit {t}"),
-        });
-    }
-    parts.join(" · ")
 }

@@ -456,7 +456,7 @@ async fn process(state: &AppState, c: &ChannelConnection, update: &Value) -> Res
         ),
     };
     let answer = is_message && !edited && meta.kind != "sticker";
-    let mut input = super::whatsapp::new_conversation(Channel::Telegram);
+    let mut input = super::new_conversation(Channel::Telegram);
     input.external_id = Some(conversation_ref);
     input.assistant = AssistantRef {
         id: Some(c.assistant_id),

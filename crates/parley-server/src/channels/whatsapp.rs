@@ -558,7 +558,7 @@ async fn receive(
                 ..Default::default()
             },
         }],
-        ..new_conversation(Channel::Whatsapp)
+        ..super::new_conversation(Channel::Whatsapp)
     };
     ingest_with_jobs(
         state,
@@ -568,33 +568,6 @@ async fn receive(
     )
     .await?;
     mark().await
-}
-
-/// A conversation input with nothing but the channel set.
-pub(crate) fn new_conversation(channel: Channel) -> ConversationInput {
-    ConversationInput {
-        id: None,
-        external_id: None,
-        assistant: AssistantRef {
-            id: None,
-            name: None,
-            company: None,
-        },
-        channel,
-        status: None,
-        contact: None,
-        session_id: None,
-        started_at: None,
-        ended_at: None,
-        end_reason: None,
-        rating: None,
-        sentiment: None,
-        converted: None,
-        variables: Vec::new(),
-        memory: None,
-        assistant_version: None,
-        messages: Vec::new(),
-    }
 }
 
 /// Marks the message a customer edited (`edited_by`) or deleted (`deleted`), as one atomic

@@ -170,7 +170,7 @@ struct FormPage {
     window_hint: String,
     versions: Vec<VersionRow>,
     /// WhatsApp senders and Telegram bots connected to the assistant.
-    channels: Vec<crate::channels::ChannelRow>,
+    channels: Vec<super::channels::ChannelRow>,
     /// The outcome of the last channel form: (ok, message).
     channel_notice: Option<(bool, String)>,
 }
@@ -350,7 +350,7 @@ fn form_page(
     f: FormValues,
     error: Option<(String, String)>,
     saved: bool,
-    channels: Vec<crate::channels::ChannelRow>,
+    channels: Vec<super::channels::ChannelRow>,
     channel_notice: Option<(bool, String)>,
 ) -> Response {
     let (key_status, key_source) = key_status(existing.map(|a| &a.settings));
@@ -505,7 +505,7 @@ pub(super) async fn edit_form(
     };
     let values = values_of(&a, &st.settings.providers);
     let tz = tz_offset(&headers);
-    let channels = crate::channels::rows(&st, ws, a.id, tz).await;
+    let channels = super::channels::rows(&st, ws, a.id, tz).await;
     form_page(
         &st,
         &session,
@@ -874,7 +874,7 @@ async fn save(
             };
             let total = st.store.conversation_total(ws).await.unwrap_or(0);
             let channels = match &existing {
-                Some(a) => crate::channels::rows(&st, ws, a.id, tz).await,
+                Some(a) => super::channels::rows(&st, ws, a.id, tz).await,
                 None => Vec::new(),
             };
             let mut res = form_page(

@@ -27,6 +27,7 @@
 
 mod assistants;
 mod attachments;
+pub(crate) mod channels;
 mod client_data;
 pub(crate) mod format;
 mod login;

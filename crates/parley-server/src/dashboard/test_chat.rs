@@ -277,7 +277,7 @@ pub(super) async fn send(
             "the page has expired: reload it and try again",
         );
     }
-    let input: SendInput = match crate::api::parse_json(&body) {
+    let input: SendInput = match crate::body::parse_json(&body) {
         Ok(i) => i,
         Err(e) => return e.into_response(),
     };

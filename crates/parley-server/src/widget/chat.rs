@@ -50,7 +50,7 @@ pub const VOICE_TRANSCRIPTION_FAILED: &str = "🎤 Voice message (the transcript
 
 /// Parses a JSON body, answering errors with the request's CORS headers.
 fn parse<T: serde::de::DeserializeOwned>(c: &Checked, body: &[u8]) -> Result<T, Box<Response>> {
-    crate::api::parse_json(body).map_err(|e| Box::new(c.answer(e)))
+    crate::body::parse_json(body).map_err(|e| Box::new(c.answer(e)))
 }
 
 /// What every visitor request with a body starts with: the key, origin and rate checks

@@ -303,7 +303,7 @@ pub(super) async fn session(
     if !settings.tracking || (settings.respect_dnt && privacy_signal(&headers)) {
         return c.answer(Json(json!({"recording": false})));
     }
-    let input: SessionInput = match crate::api::parse_json(&body) {
+    let input: SessionInput = match crate::body::parse_json(&body) {
         Ok(i) => i,
         Err(e) => return c.answer(e),
     };
@@ -475,7 +475,7 @@ pub(super) async fn track(
             "start a tracker session first: the tracker token is missing or not valid for this widget",
         ));
     };
-    let input: TrackInput = match crate::api::parse_json(&body) {
+    let input: TrackInput = match crate::body::parse_json(&body) {
         Ok(i) => i,
         Err(e) => return c.answer(e),
     };
