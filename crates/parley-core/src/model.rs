@@ -524,6 +524,36 @@ pub struct ConversationInput {
     pub messages: Vec<MessageInput>,
 }
 
+impl ConversationInput {
+    /// A conversation on `channel` for the assistant with id `assistant`, everything else
+    /// unset (defaults apply at ingest); fill the rest with struct update syntax.
+    pub fn for_assistant(assistant: Option<AssistantId>, channel: Channel) -> ConversationInput {
+        ConversationInput {
+            id: None,
+            external_id: None,
+            assistant: AssistantRef {
+                id: assistant,
+                name: None,
+                company: None,
+            },
+            channel,
+            status: None,
+            contact: None,
+            session_id: None,
+            started_at: None,
+            ended_at: None,
+            end_reason: None,
+            rating: None,
+            sentiment: None,
+            converted: None,
+            variables: Vec::new(),
+            memory: None,
+            assistant_version: None,
+            messages: Vec::new(),
+        }
+    }
+}
+
 fn default_channel() -> Channel {
     Channel::Api
 }

@@ -34,7 +34,7 @@ use axum::routing::{get, post};
 use eventsource_stream::Eventsource as _;
 use futures_util::StreamExt as _;
 use parley_core::model::{
-    Assistant, AssistantRef, ConversationInput, MessageError, MessageInput, MessageMeta, ToolCall,
+    Assistant, ConversationInput, MessageError, MessageInput, MessageMeta, ToolCall,
 };
 use parley_core::pricing::Usage;
 use parley_core::{Channel, MessageId, Role, Timestamp, WorkspaceId};
@@ -725,27 +725,11 @@ async fn record(
     };
     messages.push(answer);
     let input = ConversationInput {
-        id: None,
         external_id: target.external_id,
-        assistant: AssistantRef {
-            id: Some(assistant.id),
-            name: None,
-            company: None,
-        },
-        channel: Channel::Api,
-        status: None,
         contact: target.contact,
-        session_id: None,
-        started_at: None,
-        ended_at: None,
-        end_reason: None,
-        rating: None,
-        sentiment: None,
-        converted: None,
-        variables: Vec::new(),
-        memory: None,
         assistant_version: Some(assistant.version),
         messages,
+        ..ConversationInput::for_assistant(Some(assistant.id), Channel::Api)
     };
     let price = assistant.settings.price.map(|p| p.as_model_price());
     let result = match prepare_priced(

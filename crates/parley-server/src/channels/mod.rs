@@ -254,27 +254,5 @@ pub async fn view_with_inbox(state: &AppState, c: &ChannelConnection) -> Value {
 pub(crate) fn new_conversation(
     channel: parley_core::Channel,
 ) -> parley_core::model::ConversationInput {
-    parley_core::model::ConversationInput {
-        id: None,
-        external_id: None,
-        assistant: parley_core::model::AssistantRef {
-            id: None,
-            name: None,
-            company: None,
-        },
-        channel,
-        status: None,
-        contact: None,
-        session_id: None,
-        started_at: None,
-        ended_at: None,
-        end_reason: None,
-        rating: None,
-        sentiment: None,
-        converted: None,
-        variables: Vec::new(),
-        memory: None,
-        assistant_version: None,
-        messages: Vec::new(),
-    }
+    parley_core::model::ConversationInput::for_assistant(None, channel)
 }

@@ -25,7 +25,7 @@ use axum::body::Bytes;
 use axum::extract::{Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
-use parley_core::model::{AssistantRef, ConversationInput, MessageInput};
+use parley_core::model::{ConversationInput, MessageInput};
 use parley_core::query::TranscriptQuery;
 use parley_core::{AssistantId, Channel, ConversationId, Role, Timestamp};
 use serde::Deserialize;
@@ -344,27 +344,10 @@ pub(super) async fn send(
             messages: vec![message],
         },
         None => IngestRequest::Create(Box::new(ConversationInput {
-            id: None,
-            external_id: None,
-            assistant: AssistantRef {
-                id: Some(assistant.id),
-                name: None,
-                company: None,
-            },
-            channel: Channel::Test,
-            status: None,
             contact: Some(session.user.email.clone()),
-            session_id: None,
-            started_at: None,
-            ended_at: None,
-            end_reason: None,
-            rating: None,
-            sentiment: None,
-            converted: None,
-            variables: Vec::new(),
-            memory: None,
             assistant_version: Some(assistant.version),
             messages: vec![message],
+            ..ConversationInput::for_assistant(Some(assistant.id), Channel::Test)
         })),
     };
     let outcome = match ingest(&st, ws, vec![request]).await {
