@@ -66,6 +66,40 @@ pub struct BenchOptions {
     pub command: String,
     /// Which workload groups run on each backend.
     pub workloads: Vec<Workload>,
+    /// Keep the filled database (PostgreSQL: named [`KEEP_PG_NAME`], not dropped) and write
+    /// what the read workloads need into `kept.json` in the backend's data directory, so later
+    /// runs can pass `reuse`.
+    pub keep: bool,
+    /// Skip ingest and fill (phases 1-4): run the read workloads (5-6) against the database an
+    /// earlier `keep` run filled in the same `--bench-dir` at the same scale. Its write-phase rows
+    /// are reported again, marked as from that run.
+    pub reuse: bool,
+}
+
+/// The PostgreSQL database a `--keep` run fills and a `--reuse` run reads.
+pub const KEEP_PG_NAME: &str = "parley_bench_keep";
+
+/// What a `--keep` run leaves for `--reuse` runs (`kept.json`).
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+struct Kept {
+    /// Conversations of the workload (the scale).
+    total: u64,
+    /// The workspace and its API key's secret.
+    workspace: uuid::Uuid,
+    key: String,
+    /// PostgreSQL database name (`None` for SQLite).
+    pg_name: Option<String>,
+    /// Messages stored in all.
+    messages_total: u64,
+    /// The 10,000-message conversation of the transcript workload.
+    transcript_id: String,
+    /// Rows and figures of phases 1-4.
+    rows: Vec<Row>,
+    figures: serde_json::Map<String, Value>,
+    /// Peak server RSS during phases 2-3, KiB.
+    peak_rss_kib: u64,
+    /// The run that filled it.
+    filled_at: String,
 }
 
 /// A group of workloads, chosen with `--workloads`.
@@ -78,7 +112,7 @@ pub enum Workload {
 }
 
 /// One line of the results table.
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct Row {
     /// What was measured.
     pub workload: String,
@@ -365,8 +399,145 @@ async fn run_backend(
 ) -> Result<(Vec<Row>, Value), BoxError> {
     eprintln!("\n== {} ==", backend.name());
     let data_dir = opts.data_dir.join(backend.name());
-    let db = Database::create(backend, &data_dir, &opts.postgres_url).await?;
-    let (store, ws, key) = bench_workspace(&db).await?;
+    let kept_path = data_dir.join("kept.json");
+    let (db, kept) = if opts.reuse {
+        let kept: Kept = serde_json::from_slice(&std::fs::read(&kept_path).map_err(|e| {
+            format!("{}: {e} (fill it first with --keep)", kept_path.display())
+        })?)?;
+        if kept.total != total {
+            return Err(format!(
+                "{} holds {} conversations, this run's scale asks for {total}",
+                kept_path.display(),
+                kept.total
+            )
+            .into());
+        }
+        let db = Database::existing(
+            backend,
+            &data_dir,
+            &opts.postgres_url,
+            kept.pg_name.as_deref().unwrap_or(KEEP_PG_NAME),
+        )
+        .await?;
+        eprintln!("reusing the database filled at {}", kept.filled_at);
+        (db, kept)
+    } else {
+        let db = Database::create(
+            backend,
+            &data_dir,
+            &opts.postgres_url,
+            opts.keep.then_some(KEEP_PG_NAME),
+        )
+        .await?;
+        let kept = fill_backend(&db, &data_dir, corpus, total).await?;
+        if opts.keep {
+            std::fs::write(&kept_path, serde_json::to_vec_pretty(&kept)?)?;
+        }
+        (db, kept)
+    };
+    let mut rows = kept.rows.clone();
+    let mut figures = kept.figures.clone();
+    if opts.reuse {
+        for r in &mut rows {
+            r.workload = format!("{} (from the fill run of {})", r.workload, kept.filled_at);
+        }
+    }
+    let ctx = Ctx {
+        http: reqwest::Client::builder()
+            .pool_max_idle_per_host(128)
+            .build()?,
+        key: kept.key.clone(),
+        workspace: WorkspaceId(kept.workspace),
+    };
+    // The delete workload's conversations, made anew by every run (it consumes them).
+    let special_ids: Vec<String> = {
+        let store = parley_store::open(&db.url).await?;
+        let prices = parley_core::pricing::PriceTable::builtin();
+        let run = Timestamp::now().0;
+        let mut special = Vec::new();
+        for d in 0..20 {
+            special.push(prepare(
+                &prices,
+                IngestRequest::Create(Box::new(long_conversation(
+                    &format!("bench-delete-{run}-{d}"),
+                    1_000,
+                ))),
+                Timestamp::now(),
+            )?);
+        }
+        let mut ids = vec![kept.transcript_id.clone()];
+        ids.extend(
+            store
+                .ingest(ctx.workspace, special)
+                .await?
+                .iter()
+                .map(|o| o.conversation_id.to_string()),
+        );
+        ids
+    };
+
+    // 5. Reads against the filled database.
+    let mut server = Server::start(&db.url, &data_dir).await?;
+    let (_, count) = ctx.get(&server.base, "/api/v1/conversations/count").await?;
+    eprintln!("database: {} conversations", count["count"]);
+    let messages_total = kept.messages_total;
+    read_benchmarks(
+        &ctx,
+        &mut server,
+        &db,
+        backend,
+        total,
+        &special_ids,
+        &mut rows,
+        &mut figures,
+    )
+    .await?;
+    let peak_rss = kept.peak_rss_kib.max(server.stop());
+
+    // 6. Memory and size.
+    let peak_mb = peak_rss as f64 / 1024.0;
+    rows.push(row(
+        "server resident memory, peak over all of the above",
+        format!("{peak_mb:.0} MB"),
+        String::new(),
+        String::new(),
+        "<= 150 MB",
+        Some(peak_mb <= 150.0),
+    ));
+    let size = db.size_bytes().await?;
+    let per_million = size as f64 / 1_048_576.0 / (messages_total as f64 / 1e6);
+    rows.push(row(
+        "database size per million messages",
+        format!(
+            "{per_million:.0} MB ({:.2} GB for {:.1} M messages)",
+            size as f64 / 1e9,
+            messages_total as f64 / 1e6
+        ),
+        String::new(),
+        String::new(),
+        "reported",
+        None,
+    ));
+    figures.insert("peak_rss_mb".into(), json!(peak_mb));
+    figures.insert("db_bytes".into(), json!(size));
+    figures.insert("messages".into(), json!(messages_total));
+    figures.insert("mb_per_million_messages".into(), json!(per_million));
+    if backend == Backend::Postgres && !opts.keep && !opts.reuse {
+        db.drop_database().await?;
+    }
+    Ok((rows, Value::Object(figures)))
+}
+
+/// Phases 1-4 on a fresh database: raw baselines, ingest through the server, bulk fill; the
+/// transcript conversation; then planner statistics.
+async fn fill_backend(
+    db: &Database,
+    data_dir: &std::path::Path,
+    corpus: &Corpus,
+    total: u64,
+) -> Result<Kept, BoxError> {
+    let backend = db.backend;
+    let (store, ws, key) = bench_workspace(db).await?;
     let ctx = Ctx {
         http: reqwest::Client::builder()
             .pool_max_idle_per_host(128)
@@ -424,7 +595,7 @@ async fn run_backend(
     store.delete_conversation(ws.id, scratch_id).await?;
 
     // 2-3. Ingest through the server.
-    let mut server = Server::start(&db.url, &data_dir).await?;
+    let mut server = Server::start(&db.url, data_dir).await?;
     let mut bodies: Vec<(String, u64)> = Vec::new();
     let (mut body, mut in_body, mut conv) = (String::new(), 0u64, 0u64);
     let mut a_messages = 0u64;
@@ -559,7 +730,7 @@ async fn run_backend(
         (backend == Backend::Sqlite).then_some(single_rate >= 10_000.0),
     ));
     figures.insert("ingest_single_64".into(), json!({"messages_per_s": single_rate, "latency": single_lat, "raw_single_commit_rows_per_s": raw_single}));
-    let mut peak_rss = server.stop();
+    let peak_rss = server.stop();
 
     // 4. Bulk fill to size, plus the transcript and delete workloads' conversations.
     let started = Instant::now();
@@ -579,27 +750,19 @@ async fn run_backend(
     )
     .await?;
     let fill_secs = started.elapsed().as_secs_f64();
-    let mut special = vec![prepare(
-        &prices,
-        IngestRequest::Create(Box::new(long_conversation("bench-transcript", 10_000))),
-        Timestamp::now(),
-    )?];
-    for d in 0..20 {
-        special.push(prepare(
-            &prices,
-            IngestRequest::Create(Box::new(long_conversation(
-                &format!("bench-delete-{d}"),
-                1_000,
-            ))),
-            Timestamp::now(),
-        )?);
-    }
-    let special_ids: Vec<String> = store
-        .ingest(ws.id, special)
+    let transcript_id = store
+        .ingest(
+            ws.id,
+            vec![prepare(
+                &prices,
+                IngestRequest::Create(Box::new(long_conversation("bench-transcript", 10_000))),
+                Timestamp::now(),
+            )?],
+        )
         .await?
-        .iter()
+        .first()
         .map(|o| o.conversation_id.to_string())
-        .collect();
+        .ok_or("the transcript conversation was not stored")?;
     rows.push(row(
         "bulk fill through the store (no HTTP), 500 conversations per transaction",
         rate(filled as f64 / fill_secs),
@@ -615,59 +778,20 @@ async fn run_backend(
     drop(store);
     db.analyze().await?;
 
-    // 5. Reads against the filled database.
-    let mut server = Server::start(&db.url, &data_dir).await?;
-    let messages_total: u64 = {
-        let (_, count) = ctx.get(&server.base, "/api/v1/conversations/count").await?;
-        eprintln!("database: {} conversations", count["count"]);
-        a_messages + 64 * live_per_client as u64 + filled + 30_000
-    };
-    read_benchmarks(
-        &ctx,
-        &mut server,
-        &db,
-        backend,
+    Ok(Kept {
         total,
-        &special_ids,
-        &mut rows,
-        &mut figures,
-    )
-    .await?;
-    peak_rss = peak_rss.max(server.stop());
-
-    // 6. Memory and size.
-    let peak_mb = peak_rss as f64 / 1024.0;
-    rows.push(row(
-        "server resident memory, peak over all of the above",
-        format!("{peak_mb:.0} MB"),
-        String::new(),
-        String::new(),
-        "<= 150 MB",
-        Some(peak_mb <= 150.0),
-    ));
-    let size = db.size_bytes().await?;
-    let per_million = size as f64 / 1_048_576.0 / (messages_total as f64 / 1e6);
-    rows.push(row(
-        "database size per million messages",
-        format!(
-            "{per_million:.0} MB ({:.2} GB for {:.1} M messages)",
-            size as f64 / 1e9,
-            messages_total as f64 / 1e6
-        ),
-        String::new(),
-        String::new(),
-        "reported",
-        None,
-    ));
-    figures.insert("peak_rss_mb".into(), json!(peak_mb));
-    figures.insert("db_bytes".into(), json!(size));
-    figures.insert("messages".into(), json!(messages_total));
-    figures.insert("mb_per_million_messages".into(), json!(per_million));
-    if backend == Backend::Postgres {
-        db.drop_database().await?;
-    }
-    Ok((rows, Value::Object(figures)))
+        workspace: ws.id.0,
+        key: key.secret.clone(),
+        pg_name: db.pg_name().map(str::to_owned),
+        messages_total: a_messages + 64 * live_per_client as u64 + filled + 10_000,
+        transcript_id,
+        rows,
+        figures,
+        peak_rss_kib: peak_rss,
+        filled_at: Timestamp::now().to_rfc3339(),
+    })
 }
+
 
 #[allow(clippy::too_many_arguments)]
 async fn read_benchmarks(
@@ -877,7 +1001,12 @@ async fn read_benchmarks(
         let store = parley_store::open(&db.url).await?;
         let hash = crate::auth::hash_password("benchmark password")?;
         let user = store
-            .create_user(ctx.workspace, "bench@example.com", &hash, UserRole::Admin)
+            .create_user(
+                ctx.workspace,
+                &format!("bench-{}@example.com", Timestamp::now().0),
+                &hash,
+                UserRole::Admin,
+            )
             .await?;
         let now = Timestamp::now();
         store
