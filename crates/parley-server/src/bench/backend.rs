@@ -106,7 +106,9 @@ impl Database {
             Backend::Sqlite => {
                 let path = dir.join("bench.db");
                 if !path.exists() {
-                    return Err(format!("{} does not exist (fill it with --keep)", path.display()).into());
+                    return Err(
+                        format!("{} does not exist (fill it with --keep)", path.display()).into(),
+                    );
                 }
                 Ok(Database {
                     backend,
@@ -449,9 +451,11 @@ impl Database {
         Ok((clients * per_client) as f64 / started.elapsed().as_secs_f64())
     }
 
-    /// The search baseline: the first page of conversations containing `term`, newest first,
-    /// as a plain scan — `LIKE '%term%'` (SQLite) / `ILIKE` with the trigram index disabled
-    /// (PostgreSQL) — without Parley's indexes. Returns the query's duration.
+    /// The search baseline: the first page of conversations containing `term` in a visible
+    /// message, the session id, the contact or the assistant's name (what Parley's search
+    /// matches), newest first, as a plain scan — `LIKE '%term%'` (SQLite) / `ILIKE` with the
+    /// trigram index disabled (PostgreSQL) — without Parley's indexes. Returns the query's
+    /// duration.
     pub async fn like_scan(&self, workspace: uuid::Uuid, term: &str) -> Result<Duration, BoxError> {
         let pattern = format!("%{term}%");
         match &self.sqlite_path {
@@ -462,7 +466,8 @@ impl Database {
                     let started = Instant::now();
                     let mut stmt = conn.prepare(
                         "SELECT c.id FROM conversations c WHERE c.workspace_id = ?1
-                           AND c.pk IN (SELECT conversation FROM messages WHERE visible_seq IS NOT NULL AND content LIKE ?2)
+                           AND (c.session_id LIKE ?2 OR c.contact LIKE ?2 OR c.assistant_name LIKE ?2
+                                OR c.pk IN (SELECT conversation FROM messages WHERE visible_seq IS NOT NULL AND content LIKE ?2))
                          ORDER BY c.last_message_at DESC, c.id DESC LIMIT 50",
                     )?;
                     let rows = stmt.query_map(rusqlite::params![workspace.as_bytes(), pattern], |_| Ok(()))?;
@@ -480,7 +485,8 @@ impl Database {
                     .await?;
                 tx.query(
                     "SELECT c.id FROM conversations c WHERE c.workspace_id = $1
-                       AND c.pk IN (SELECT conversation FROM messages WHERE visible_seq IS NOT NULL AND content ILIKE $2)
+                       AND (c.session_id ILIKE $2 OR c.contact ILIKE $2 OR c.assistant_name ILIKE $2
+                            OR c.pk IN (SELECT conversation FROM messages WHERE visible_seq IS NOT NULL AND content ILIKE $2))
                      ORDER BY c.last_message_at DESC, c.id DESC LIMIT 50",
                     &[&workspace, &pattern],
                 )

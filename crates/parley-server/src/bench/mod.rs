@@ -66,7 +66,7 @@ pub struct BenchOptions {
     pub command: String,
     /// Which workload groups run on each backend.
     pub workloads: Vec<Workload>,
-    /// Keep the filled database (PostgreSQL: named [`KEEP_PG_NAME`], not dropped) and write
+    /// Keep the filled database (PostgreSQL: named [`KEEP_PG_NAME`]`_{conversations}`, not dropped) and write
     /// what the read workloads need into `kept.json` in the backend's data directory, so later
     /// runs can pass `reuse`.
     pub keep: bool,
@@ -76,7 +76,8 @@ pub struct BenchOptions {
     pub reuse: bool,
 }
 
-/// The PostgreSQL database a `--keep` run fills and a `--reuse` run reads.
+/// The prefix of the PostgreSQL database a `--keep` run fills (`{KEEP_PG_NAME}_{conversations}`)
+/// and a `--reuse` run reads (its name is recorded in `kept.json`).
 pub const KEEP_PG_NAME: &str = "parley_bench_keep";
 
 /// What a `--keep` run leaves for `--reuse` runs (`kept.json`).
@@ -308,6 +309,13 @@ pub async fn run(opts: BenchOptions) -> Result<Value, BoxError> {
         }
         println!("\n### {}\n", backend.name());
         println!("{}", table(&rows));
+        if let Some(subsets) = figures
+            .pointer("/list_first_page/subsets")
+            .and_then(|v| serde_json::from_value::<Vec<SubsetFigure>>(v.clone()).ok())
+        {
+            println!("\n#### {}: list filter subsets\n", backend.name());
+            println!("{}", subset_table(&subsets));
+        }
         results.push(json!({"backend": backend.name(), "rows": rows, "figures": figures}));
     }
     let report = json!({
@@ -401,9 +409,10 @@ async fn run_backend(
     let data_dir = opts.data_dir.join(backend.name());
     let kept_path = data_dir.join("kept.json");
     let (db, kept) = if opts.reuse {
-        let kept: Kept = serde_json::from_slice(&std::fs::read(&kept_path).map_err(|e| {
-            format!("{}: {e} (fill it first with --keep)", kept_path.display())
-        })?)?;
+        let kept: Kept =
+            serde_json::from_slice(&std::fs::read(&kept_path).map_err(|e| {
+                format!("{}: {e} (fill it first with --keep)", kept_path.display())
+            })?)?;
         if kept.total != total {
             return Err(format!(
                 "{} holds {} conversations, this run's scale asks for {total}",
@@ -426,7 +435,9 @@ async fn run_backend(
             backend,
             &data_dir,
             &opts.postgres_url,
-            opts.keep.then_some(KEEP_PG_NAME),
+            opts.keep
+                .then(|| format!("{KEEP_PG_NAME}_{total}"))
+                .as_deref(),
         )
         .await?;
         let kept = fill_backend(&db, &data_dir, corpus, total).await?;
@@ -792,6 +803,62 @@ async fn fill_backend(
     })
 }
 
+/// Requests per search term (after one warm-up).
+const SEARCH_SAMPLES: usize = 30;
+
+/// Requests per list combination (after one warm-up); with 10 the p99 is the slowest.
+const LIST_SAMPLES: usize = 10;
+
+/// The list's filters as the harness sets them, one value each: (name, query string). Every
+/// subset of them is measured under every sort. `min_rating=1` is the broadest rating range
+/// (the rated 40 %), the one issue 11 found slowest; the week is early in the workload's 180
+/// days; the search term is the medium one (one message in 100).
+fn list_filters(assistant: &str) -> Vec<(&'static str, String)> {
+    vec![
+        ("status", "status=closed".into()),
+        ("channel", "channel=whatsapp".into()),
+        ("assistant", format!("assistant={assistant}")),
+        ("min_rating", "min_rating=1".into()),
+        ("date range", "from=2026-07-01&to=2026-07-07".into()),
+        ("search", format!("q={}", workload::MEDIUM_TERM)),
+    ]
+}
+
+/// One subset of the list's filters, over every sort.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct SubsetFigure {
+    /// The filters set, joined by ` + ` (`none` for none).
+    pub filters: String,
+    /// Over all its sorts' samples.
+    pub latency: Latency,
+    /// Its slowest sort by p99, and that p99 in ms.
+    pub slowest_sort: String,
+    /// See `slowest_sort`.
+    pub slowest_p99_ms: f64,
+}
+
+/// The filter-subset table (markdown): per subset, p50/p99 over its sorts and the slowest sort.
+pub fn subset_table(subsets: &[SubsetFigure]) -> String {
+    let mut t = String::from(
+        "| filters | p50 over its sorts (ms) | p99 over its sorts (ms) | slowest sort (its p99, ms) | p99 <= 10 ms |\n|---|---|---|---|---|\n",
+    );
+    for s in subsets {
+        t.push_str(&format!(
+            "| {} | {:.2} | {:.2} | {} ({:.2}) | {} |\n",
+            s.filters,
+            s.latency.p50_ms,
+            s.latency.p99_ms,
+            s.slowest_sort,
+            s.slowest_p99_ms,
+            if s.slowest_p99_ms <= 10.0 {
+                "yes"
+            } else {
+                "**no**"
+            }
+        ));
+    }
+    t
+}
 
 #[allow(clippy::too_many_arguments)]
 async fn read_benchmarks(
@@ -827,61 +894,80 @@ async fn read_benchmarks(
     ));
     figures.insert("count_badge".into(), json!(count));
 
-    // First page, every filter and sort.
-    let filters: Vec<(&str, String)> = vec![
-        ("none", String::new()),
-        ("status", "status=closed".into()),
-        ("channel", "channel=whatsapp".into()),
-        ("rare channel", "channel=voip".into()),
-        ("agent", format!("assistant={ava}")),
-        ("min rating", "min_rating=4".into()),
-        ("date range", "from=2026-07-01&to=2026-07-07".into()),
-        (
-            "combined",
-            "status=closed&channel=widget&min_rating=3".into(),
-        ),
-    ];
+    // First page: every subset of the list's filters under every sort.
     let sorts: Vec<Sort> = Sort::ALL
         .iter()
         .copied()
         .filter(|s| s.key_name() != "created")
         .collect();
+    let filters = list_filters(&ava);
     let mut all = Vec::new();
     let mut worst = (0.0f64, String::new());
-    for (name, f) in &filters {
+    let mut subsets = Vec::new();
+    for mask in 0..(1u32 << filters.len()) {
+        let chosen: Vec<&(&str, String)> = filters
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| mask & (1 << i) != 0)
+            .map(|(_, f)| f)
+            .collect();
+        let name = if chosen.is_empty() {
+            "none".to_owned()
+        } else {
+            chosen.iter().map(|f| f.0).collect::<Vec<_>>().join(" + ")
+        };
+        let query: String = chosen.iter().map(|f| format!("&{}", f.1)).collect();
+        let mut in_subset = Vec::new();
+        let mut slowest = (0.0f64, String::new());
         for s in &sorts {
-            let path = format!("/api/v1/conversations?limit=50&sort={s}&{f}");
-            let samples = ctx.sample(&base, &path, 10).await?;
+            let path = format!("/api/v1/conversations?limit=50&sort={s}{query}");
+            let samples = ctx.sample(&base, &path, LIST_SAMPLES).await?;
             let l = Latency::of(&samples);
             if l.p99_ms > worst.0 {
                 worst = (l.p99_ms, format!("{name}, sort {s}"));
             }
-            all.extend(samples);
+            if l.p99_ms > slowest.0 {
+                slowest = (l.p99_ms, s.to_string());
+            }
+            in_subset.extend(samples);
         }
+        let l = Latency::of(&in_subset);
+        subsets.push(SubsetFigure {
+            filters: name,
+            latency: l,
+            slowest_sort: slowest.1,
+            slowest_p99_ms: slowest.0,
+        });
+        all.extend(in_subset);
         server.sample_rss();
     }
     let list = Latency::of(&all);
     let list_target = total >= 1_000_000;
+    let misses = subsets.iter().filter(|s| s.slowest_p99_ms > 10.0).count();
     rows.push(row(
         &format!(
-            "list, first page, {} filters x {} sorts",
+            "list, first page, all {} subsets of {} filters x {} sorts ({LIST_SAMPLES} requests each)",
+            subsets.len(),
             filters.len(),
             sorts.len()
         ),
         format!(
-            "{} (slowest combination: p99 {:.2} ms, {})",
+            "{} (slowest combination: p99 {:.2} ms, {}; subsets with a sort over 10 ms: {misses})",
             lat(&list),
             worst.0,
             worst.1
         ),
         String::new(),
         String::new(),
-        "p99 <= 10 ms at 1 M conversations",
-        list_target.then_some(list.p99_ms <= 10.0),
+        "p99 <= 10 ms at 1 M conversations, every combination",
+        list_target.then_some(worst.0 <= 10.0),
     ));
     figures.insert(
         "list_first_page".into(),
-        json!({"latency": list, "slowest_p99_ms": worst.0, "slowest": worst.1}),
+        json!({"latency": list, "slowest_p99_ms": worst.0, "slowest": worst.1,
+               "filters": filters.iter().map(|f| json!({"name": f.0, "query": f.1})).collect::<Vec<_>>(),
+               "sorts": sorts.iter().map(|s| s.to_string()).collect::<Vec<_>>(),
+               "subsets": subsets}),
     );
 
     // A page 1,000 deep, by cursor.
@@ -916,54 +1002,51 @@ async fn read_benchmarks(
         json!({"latency": deep, "page": pages + 1}),
     );
 
-    // Search.
+    // Search, each term beside the plain scan of the same run.
     let mut search_figures = serde_json::Map::new();
-    for (kind, term, baseline) in [
-        ("rare", workload::RARE_TERM, true),
-        ("medium", workload::MEDIUM_TERM, false),
-        ("common", workload::COMMON_TERM, true),
-        ("two letters", "ok", false),
-        ("absent", "xqzvjw", false),
+    let session = format!("sess-{:08x}", total / 2);
+    let scan = if backend == Backend::Sqlite {
+        "LIKE"
+    } else {
+        "ILIKE"
+    };
+    for (kind, term) in [
+        ("rare", workload::RARE_TERM),
+        ("medium", workload::MEDIUM_TERM),
+        ("common", workload::COMMON_TERM),
+        ("two letters", "ok"),
+        ("absent", "xqzvjw"),
+        ("session id", session.as_str()),
     ] {
         let l = Latency::of(
             &ctx.sample(
                 &base,
                 &format!("/api/v1/conversations?limit=50&q={term}"),
-                30,
+                SEARCH_SAMPLES,
             )
             .await?,
         );
-        let (base_txt, ratio) = if baseline {
-            let mut b = Vec::new();
-            for _ in 0..3 {
-                b.push(db.like_scan(ctx.workspace.0, term).await?);
-            }
-            let b = Latency::of(&b);
-            (
-                format!(
-                    "plain {} scan: p50 {:.0} ms",
-                    if backend == Backend::Sqlite {
-                        "LIKE"
-                    } else {
-                        "ILIKE"
-                    },
-                    b.p50_ms
-                ),
-                format!("{:.3}", l.p50_ms / b.p50_ms),
-            )
+        let mut b = Vec::new();
+        for _ in 0..3 {
+            b.push(db.like_scan(ctx.workspace.0, term).await?);
+        }
+        let b = Latency::of(&b);
+        let search_target = if total >= 1_000_000 {
+            Some(l.p99_ms <= 30.0)
+        } else if total == 10_000 {
+            Some(l.p50_ms <= 3.0)
         } else {
-            (String::new(), String::new())
+            None
         };
-        let target = total >= 625_000;
         rows.push(row(
             &format!("search \"{term}\" ({kind})"),
             lat(&l),
-            base_txt,
-            ratio,
-            "p99 <= 50 ms at 10 M messages",
-            target.then_some(l.p99_ms <= 50.0),
+            format!("plain {scan} scan: p50 {:.1} ms", b.p50_ms),
+            format!("{:.3}", l.p50_ms / b.p50_ms),
+            "p50 <= 3 ms at 10 k conversations; p99 <= 30 ms at 1 M",
+            search_target,
         ));
-        search_figures.insert(kind.into(), json!(l));
+        search_figures.insert(kind.into(), json!({"term": term, "latency": l, "scan": b}));
         server.sample_rss();
     }
     figures.insert("search".into(), Value::Object(search_figures));
