@@ -933,11 +933,17 @@ async fn read_benchmarks(
         }
         let l = Latency::of(&in_subset);
         subsets.push(SubsetFigure {
-            filters: name,
+            filters: name.clone(),
             latency: l,
-            slowest_sort: slowest.1,
+            slowest_sort: slowest.1.clone(),
             slowest_p99_ms: slowest.0,
         });
+        eprintln!(
+            "  list [{name}]: {} (slowest sort {} p99 {:.2} ms)",
+            lat(&l),
+            slowest.1,
+            slowest.0
+        );
         all.extend(in_subset);
         server.sample_rss();
     }
