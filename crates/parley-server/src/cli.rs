@@ -215,6 +215,14 @@ enum Command {
         /// and `gateway` (the OpenAI-compatible gateway's added latency).
         #[arg(long, value_delimiter = ',', default_value = "storage,gateway")]
         workloads: Vec<String>,
+        /// Keep the filled databases (PostgreSQL: `parley_bench_keep`) and record them in
+        /// `BENCH_DIR/BACKEND/kept.json` for later `--reuse` runs.
+        #[arg(long)]
+        keep: bool,
+        /// Run only the read workloads against the databases a `--keep` run filled in the same
+        /// `--bench-dir` at the same `--scale` (its ingest and fill rows are repeated, marked).
+        #[arg(long, conflicts_with = "keep")]
+        reuse: bool,
     },
     /// Copy a workspace from one database to another (e.g. SQLite to PostgreSQL) and verify it.
     MigrateStore {
@@ -436,6 +444,8 @@ async fn run(cli: Cli) -> Result<(), BoxError> {
         bench_dir,
         out,
         workloads,
+        keep,
+        reuse,
     } = &cli.command
     {
         let workloads = workloads
@@ -464,6 +474,8 @@ async fn run(cli: Cli) -> Result<(), BoxError> {
             out: out.clone(),
             command,
             workloads,
+            keep: *keep,
+            reuse: *reuse,
         };
         crate::bench::run(opts).await?;
         return Ok(());

@@ -43,10 +43,14 @@ impl Database {
     /// SQLite: a new file `bench.db` in `dir`. PostgreSQL: a new database `parley_bench_{pid}`
     /// on the server at `pg_admin_url` (dropped first if it exists), so two runs on one server
     /// (a bench beside the CI smoke test) do not drop each other's database.
+    ///
+    /// `pg_name` overrides the PostgreSQL database's name (`--keep` uses a fixed one so a later
+    /// `--reuse` run finds it).
     pub async fn create(
         backend: Backend,
         dir: &std::path::Path,
         pg_admin_url: &str,
+        pg_name: Option<&str>,
     ) -> Result<Database, BoxError> {
         match backend {
             Backend::Sqlite => {
@@ -65,7 +69,9 @@ impl Database {
             Backend::Postgres => {
                 let (client, conn) = tokio_postgres::connect(pg_admin_url, NoTls).await?;
                 tokio::spawn(conn);
-                let name = format!("parley_bench_{}", std::process::id());
+                let name = pg_name
+                    .map(str::to_owned)
+                    .unwrap_or_else(|| format!("parley_bench_{}", std::process::id()));
                 client
                     .batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
                     .await?;
@@ -85,6 +91,50 @@ impl Database {
                 })
             }
         }
+    }
+
+    /// A database filled by an earlier run with `--keep`: SQLite `bench.db` in `dir`, or the
+    /// PostgreSQL database `name` on the server at `pg_admin_url`. Nothing is created or
+    /// dropped; errors if it does not exist.
+    pub async fn existing(
+        backend: Backend,
+        dir: &std::path::Path,
+        pg_admin_url: &str,
+        name: &str,
+    ) -> Result<Database, BoxError> {
+        match backend {
+            Backend::Sqlite => {
+                let path = dir.join("bench.db");
+                if !path.exists() {
+                    return Err(
+                        format!("{} does not exist (fill it with --keep)", path.display()).into(),
+                    );
+                }
+                Ok(Database {
+                    backend,
+                    url: format!("sqlite://{}", path.display()),
+                    sqlite_path: Some(path),
+                    pg_admin: None,
+                })
+            }
+            Backend::Postgres => {
+                let server = pg_admin_url
+                    .rsplit_once('/')
+                    .map(|(s, _)| s)
+                    .ok_or("the PostgreSQL URL must end in /DATABASE")?;
+                Ok(Database {
+                    backend,
+                    url: format!("{server}/{name}"),
+                    sqlite_path: None,
+                    pg_admin: Some((pg_admin_url.to_owned(), name.to_owned())),
+                })
+            }
+        }
+    }
+
+    /// The PostgreSQL database's name (`None` for SQLite).
+    pub fn pg_name(&self) -> Option<&str> {
+        self.pg_admin.as_ref().map(|(_, n)| n.as_str())
     }
 
     /// Size on disk in bytes (SQLite: the file after a WAL checkpoint; PostgreSQL:
@@ -401,9 +451,11 @@ impl Database {
         Ok((clients * per_client) as f64 / started.elapsed().as_secs_f64())
     }
 
-    /// The search baseline: the first page of conversations containing `term`, newest first,
-    /// as a plain scan — `LIKE '%term%'` (SQLite) / `ILIKE` with the trigram index disabled
-    /// (PostgreSQL) — without Parley's indexes. Returns the query's duration.
+    /// The search baseline: the first page of conversations containing `term` in a visible
+    /// message, the session id, the contact or the assistant's name (what Parley's search
+    /// matches), newest first, as a plain scan — `LIKE '%term%'` (SQLite) / `ILIKE` with the
+    /// trigram index disabled (PostgreSQL) — without Parley's indexes. Returns the query's
+    /// duration.
     pub async fn like_scan(&self, workspace: uuid::Uuid, term: &str) -> Result<Duration, BoxError> {
         let pattern = format!("%{term}%");
         match &self.sqlite_path {
@@ -414,7 +466,8 @@ impl Database {
                     let started = Instant::now();
                     let mut stmt = conn.prepare(
                         "SELECT c.id FROM conversations c WHERE c.workspace_id = ?1
-                           AND c.pk IN (SELECT conversation FROM messages WHERE visible_seq IS NOT NULL AND content LIKE ?2)
+                           AND (c.session_id LIKE ?2 OR c.contact LIKE ?2 OR c.assistant_name LIKE ?2
+                                OR c.pk IN (SELECT conversation FROM messages WHERE visible_seq IS NOT NULL AND content LIKE ?2))
                          ORDER BY c.last_message_at DESC, c.id DESC LIMIT 50",
                     )?;
                     let rows = stmt.query_map(rusqlite::params![workspace.as_bytes(), pattern], |_| Ok(()))?;
@@ -432,7 +485,8 @@ impl Database {
                     .await?;
                 tx.query(
                     "SELECT c.id FROM conversations c WHERE c.workspace_id = $1
-                       AND c.pk IN (SELECT conversation FROM messages WHERE visible_seq IS NOT NULL AND content ILIKE $2)
+                       AND (c.session_id ILIKE $2 OR c.contact ILIKE $2 OR c.assistant_name ILIKE $2
+                            OR c.pk IN (SELECT conversation FROM messages WHERE visible_seq IS NOT NULL AND content ILIKE $2))
                      ORDER BY c.last_message_at DESC, c.id DESC LIMIT 50",
                     &[&workspace, &pattern],
                 )

@@ -102,7 +102,7 @@ pub async fn run(
     eprintln!("\n== {} gateway ==", backend.name());
     let dir = data_dir.join(format!("{}-gateway", backend.name()));
     std::fs::create_dir_all(&dir)?;
-    let db = Database::create(backend, &dir, postgres_url).await?;
+    let db = Database::create(backend, &dir, postgres_url, None).await?;
     let key = super::bench_workspace(&db).await?.2.secret;
     let stub = StubProvider::start().await?;
     stub.set_default(Reply::text(ANSWER));

@@ -66,6 +66,41 @@ pub struct BenchOptions {
     pub command: String,
     /// Which workload groups run on each backend.
     pub workloads: Vec<Workload>,
+    /// Keep the filled database (PostgreSQL: named [`KEEP_PG_NAME`]`_{conversations}`, not dropped) and write
+    /// what the read workloads need into `kept.json` in the backend's data directory, so later
+    /// runs can pass `reuse`.
+    pub keep: bool,
+    /// Skip ingest and fill (phases 1-4): run the read workloads (5-6) against the database an
+    /// earlier `keep` run filled in the same `--bench-dir` at the same scale. Its write-phase rows
+    /// are reported again, marked as from that run.
+    pub reuse: bool,
+}
+
+/// The prefix of the PostgreSQL database a `--keep` run fills (`{KEEP_PG_NAME}_{conversations}`)
+/// and a `--reuse` run reads (its name is recorded in `kept.json`).
+pub const KEEP_PG_NAME: &str = "parley_bench_keep";
+
+/// What a `--keep` run leaves for `--reuse` runs (`kept.json`).
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+struct Kept {
+    /// Conversations of the workload (the scale).
+    total: u64,
+    /// The workspace and its API key's secret.
+    workspace: uuid::Uuid,
+    key: String,
+    /// PostgreSQL database name (`None` for SQLite).
+    pg_name: Option<String>,
+    /// Messages stored in all.
+    messages_total: u64,
+    /// The 10,000-message conversation of the transcript workload.
+    transcript_id: String,
+    /// Rows and figures of phases 1-4.
+    rows: Vec<Row>,
+    figures: serde_json::Map<String, Value>,
+    /// Peak server RSS during phases 2-3, KiB.
+    peak_rss_kib: u64,
+    /// The run that filled it.
+    filled_at: String,
 }
 
 /// A group of workloads, chosen with `--workloads`.
@@ -78,7 +113,7 @@ pub enum Workload {
 }
 
 /// One line of the results table.
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct Row {
     /// What was measured.
     pub workload: String,
@@ -274,6 +309,13 @@ pub async fn run(opts: BenchOptions) -> Result<Value, BoxError> {
         }
         println!("\n### {}\n", backend.name());
         println!("{}", table(&rows));
+        if let Some(subsets) = figures
+            .pointer("/list_first_page/subsets")
+            .and_then(|v| serde_json::from_value::<Vec<SubsetFigure>>(v.clone()).ok())
+        {
+            println!("\n#### {}: list filter subsets\n", backend.name());
+            println!("{}", subset_table(&subsets));
+        }
         results.push(json!({"backend": backend.name(), "rows": rows, "figures": figures}));
     }
     let report = json!({
@@ -365,8 +407,148 @@ async fn run_backend(
 ) -> Result<(Vec<Row>, Value), BoxError> {
     eprintln!("\n== {} ==", backend.name());
     let data_dir = opts.data_dir.join(backend.name());
-    let db = Database::create(backend, &data_dir, &opts.postgres_url).await?;
-    let (store, ws, key) = bench_workspace(&db).await?;
+    let kept_path = data_dir.join("kept.json");
+    let (db, kept) = if opts.reuse {
+        let kept: Kept =
+            serde_json::from_slice(&std::fs::read(&kept_path).map_err(|e| {
+                format!("{}: {e} (fill it first with --keep)", kept_path.display())
+            })?)?;
+        if kept.total != total {
+            return Err(format!(
+                "{} holds {} conversations, this run's scale asks for {total}",
+                kept_path.display(),
+                kept.total
+            )
+            .into());
+        }
+        let db = Database::existing(
+            backend,
+            &data_dir,
+            &opts.postgres_url,
+            kept.pg_name.as_deref().unwrap_or(KEEP_PG_NAME),
+        )
+        .await?;
+        eprintln!("reusing the database filled at {}", kept.filled_at);
+        (db, kept)
+    } else {
+        let db = Database::create(
+            backend,
+            &data_dir,
+            &opts.postgres_url,
+            opts.keep
+                .then(|| format!("{KEEP_PG_NAME}_{total}"))
+                .as_deref(),
+        )
+        .await?;
+        let kept = fill_backend(&db, &data_dir, corpus, total).await?;
+        if opts.keep {
+            std::fs::write(&kept_path, serde_json::to_vec_pretty(&kept)?)?;
+        }
+        (db, kept)
+    };
+    let mut rows = kept.rows.clone();
+    let mut figures = kept.figures.clone();
+    if opts.reuse {
+        for r in &mut rows {
+            r.workload = format!("{} (from the fill run of {})", r.workload, kept.filled_at);
+        }
+    }
+    let ctx = Ctx {
+        http: reqwest::Client::builder()
+            .pool_max_idle_per_host(128)
+            .build()?,
+        key: kept.key.clone(),
+        workspace: WorkspaceId(kept.workspace),
+    };
+    // The delete workload's conversations, made anew by every run (it consumes them).
+    let special_ids: Vec<String> = {
+        let store = parley_store::open(&db.url).await?;
+        let prices = parley_core::pricing::PriceTable::builtin();
+        let run = Timestamp::now().0;
+        let mut special = Vec::new();
+        for d in 0..20 {
+            special.push(prepare(
+                &prices,
+                IngestRequest::Create(Box::new(long_conversation(
+                    &format!("bench-delete-{run}-{d}"),
+                    1_000,
+                ))),
+                Timestamp::now(),
+            )?);
+        }
+        let mut ids = vec![kept.transcript_id.clone()];
+        ids.extend(
+            store
+                .ingest(ctx.workspace, special)
+                .await?
+                .iter()
+                .map(|o| o.conversation_id.to_string()),
+        );
+        ids
+    };
+
+    // 5. Reads against the filled database.
+    let mut server = Server::start(&db.url, &data_dir).await?;
+    let (_, count) = ctx.get(&server.base, "/api/v1/conversations/count").await?;
+    eprintln!("database: {} conversations", count["count"]);
+    let messages_total = kept.messages_total;
+    read_benchmarks(
+        &ctx,
+        &mut server,
+        &db,
+        backend,
+        total,
+        &special_ids,
+        &mut rows,
+        &mut figures,
+    )
+    .await?;
+    let peak_rss = kept.peak_rss_kib.max(server.stop());
+
+    // 6. Memory and size.
+    let peak_mb = peak_rss as f64 / 1024.0;
+    rows.push(row(
+        "server resident memory, peak over all of the above",
+        format!("{peak_mb:.0} MB"),
+        String::new(),
+        String::new(),
+        "<= 150 MB",
+        Some(peak_mb <= 150.0),
+    ));
+    let size = db.size_bytes().await?;
+    let per_million = size as f64 / 1_048_576.0 / (messages_total as f64 / 1e6);
+    rows.push(row(
+        "database size per million messages",
+        format!(
+            "{per_million:.0} MB ({:.2} GB for {:.1} M messages)",
+            size as f64 / 1e9,
+            messages_total as f64 / 1e6
+        ),
+        String::new(),
+        String::new(),
+        "reported",
+        None,
+    ));
+    figures.insert("peak_rss_mb".into(), json!(peak_mb));
+    figures.insert("db_bytes".into(), json!(size));
+    figures.insert("messages".into(), json!(messages_total));
+    figures.insert("mb_per_million_messages".into(), json!(per_million));
+    if backend == Backend::Postgres && !opts.keep && !opts.reuse {
+        db.drop_database().await?;
+    }
+    Ok((rows, Value::Object(figures)))
+}
+
+/// Phases 1-4 on a fresh database: raw baselines, ingest through the server, bulk fill; the
+/// transcript conversation; then planner statistics.
+async fn fill_backend(
+    db: &Database,
+    data_dir: &std::path::Path,
+    corpus: &Corpus,
+    total: u64,
+) -> Result<Kept, BoxError> {
+    let backend = db.backend;
+    let (store, ws, key) = bench_workspace(db).await?;
     let ctx = Ctx {
         http: reqwest::Client::builder()
             .pool_max_idle_per_host(128)
@@ -424,7 +606,7 @@ async fn run_backend(
     store.delete_conversation(ws.id, scratch_id).await?;
 
     // 2-3. Ingest through the server.
-    let mut server = Server::start(&db.url, &data_dir).await?;
+    let mut server = Server::start(&db.url, data_dir).await?;
     let mut bodies: Vec<(String, u64)> = Vec::new();
     let (mut body, mut in_body, mut conv) = (String::new(), 0u64, 0u64);
     let mut a_messages = 0u64;
@@ -559,7 +741,7 @@ async fn run_backend(
         (backend == Backend::Sqlite).then_some(single_rate >= 10_000.0),
     ));
     figures.insert("ingest_single_64".into(), json!({"messages_per_s": single_rate, "latency": single_lat, "raw_single_commit_rows_per_s": raw_single}));
-    let mut peak_rss = server.stop();
+    let peak_rss = server.stop();
 
     // 4. Bulk fill to size, plus the transcript and delete workloads' conversations.
     let started = Instant::now();
@@ -579,27 +761,19 @@ async fn run_backend(
     )
     .await?;
     let fill_secs = started.elapsed().as_secs_f64();
-    let mut special = vec![prepare(
-        &prices,
-        IngestRequest::Create(Box::new(long_conversation("bench-transcript", 10_000))),
-        Timestamp::now(),
-    )?];
-    for d in 0..20 {
-        special.push(prepare(
-            &prices,
-            IngestRequest::Create(Box::new(long_conversation(
-                &format!("bench-delete-{d}"),
-                1_000,
-            ))),
-            Timestamp::now(),
-        )?);
-    }
-    let special_ids: Vec<String> = store
-        .ingest(ws.id, special)
+    let transcript_id = store
+        .ingest(
+            ws.id,
+            vec![prepare(
+                &prices,
+                IngestRequest::Create(Box::new(long_conversation("bench-transcript", 10_000))),
+                Timestamp::now(),
+            )?],
+        )
         .await?
-        .iter()
+        .first()
         .map(|o| o.conversation_id.to_string())
-        .collect();
+        .ok_or("the transcript conversation was not stored")?;
     rows.push(row(
         "bulk fill through the store (no HTTP), 500 conversations per transaction",
         rate(filled as f64 / fill_secs),
@@ -615,58 +789,75 @@ async fn run_backend(
     drop(store);
     db.analyze().await?;
 
-    // 5. Reads against the filled database.
-    let mut server = Server::start(&db.url, &data_dir).await?;
-    let messages_total: u64 = {
-        let (_, count) = ctx.get(&server.base, "/api/v1/conversations/count").await?;
-        eprintln!("database: {} conversations", count["count"]);
-        a_messages + 64 * live_per_client as u64 + filled + 30_000
-    };
-    read_benchmarks(
-        &ctx,
-        &mut server,
-        &db,
-        backend,
+    Ok(Kept {
         total,
-        &special_ids,
-        &mut rows,
-        &mut figures,
-    )
-    .await?;
-    peak_rss = peak_rss.max(server.stop());
+        workspace: ws.id.0,
+        key: key.secret.clone(),
+        pg_name: db.pg_name().map(str::to_owned),
+        messages_total: a_messages + 64 * live_per_client as u64 + filled + 10_000,
+        transcript_id,
+        rows,
+        figures,
+        peak_rss_kib: peak_rss,
+        filled_at: Timestamp::now().to_rfc3339(),
+    })
+}
 
-    // 6. Memory and size.
-    let peak_mb = peak_rss as f64 / 1024.0;
-    rows.push(row(
-        "server resident memory, peak over all of the above",
-        format!("{peak_mb:.0} MB"),
-        String::new(),
-        String::new(),
-        "<= 150 MB",
-        Some(peak_mb <= 150.0),
-    ));
-    let size = db.size_bytes().await?;
-    let per_million = size as f64 / 1_048_576.0 / (messages_total as f64 / 1e6);
-    rows.push(row(
-        "database size per million messages",
-        format!(
-            "{per_million:.0} MB ({:.2} GB for {:.1} M messages)",
-            size as f64 / 1e9,
-            messages_total as f64 / 1e6
-        ),
-        String::new(),
-        String::new(),
-        "reported",
-        None,
-    ));
-    figures.insert("peak_rss_mb".into(), json!(peak_mb));
-    figures.insert("db_bytes".into(), json!(size));
-    figures.insert("messages".into(), json!(messages_total));
-    figures.insert("mb_per_million_messages".into(), json!(per_million));
-    if backend == Backend::Postgres {
-        db.drop_database().await?;
+/// Requests per search term (after one warm-up).
+const SEARCH_SAMPLES: usize = 30;
+
+/// Requests per list combination (after one warm-up); with 10 the p99 is the slowest.
+const LIST_SAMPLES: usize = 10;
+
+/// The list's filters as the harness sets them, one value each: (name, query string). Every
+/// subset of them is measured under every sort. `min_rating=1` is the broadest rating range
+/// (the rated 40 %), the one issue 11 found slowest; the week is early in the workload's 180
+/// days; the search term is the medium one (one message in 100).
+fn list_filters(assistant: &str) -> Vec<(&'static str, String)> {
+    vec![
+        ("status", "status=closed".into()),
+        ("channel", "channel=whatsapp".into()),
+        ("assistant", format!("assistant={assistant}")),
+        ("min_rating", "min_rating=1".into()),
+        ("date range", "from=2026-07-01&to=2026-07-07".into()),
+        ("search", format!("q={}", workload::MEDIUM_TERM)),
+    ]
+}
+
+/// One subset of the list's filters, over every sort.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct SubsetFigure {
+    /// The filters set, joined by ` + ` (`none` for none).
+    pub filters: String,
+    /// Over all its sorts' samples.
+    pub latency: Latency,
+    /// Its slowest sort by p99, and that p99 in ms.
+    pub slowest_sort: String,
+    /// See `slowest_sort`.
+    pub slowest_p99_ms: f64,
+}
+
+/// The filter-subset table (markdown): per subset, p50/p99 over its sorts and the slowest sort.
+pub fn subset_table(subsets: &[SubsetFigure]) -> String {
+    let mut t = String::from(
+        "| filters | p50 over its sorts (ms) | p99 over its sorts (ms) | slowest sort (its p99, ms) | p99 <= 10 ms |\n|---|---|---|---|---|\n",
+    );
+    for s in subsets {
+        t.push_str(&format!(
+            "| {} | {:.2} | {:.2} | {} ({:.2}) | {} |\n",
+            s.filters,
+            s.latency.p50_ms,
+            s.latency.p99_ms,
+            s.slowest_sort,
+            s.slowest_p99_ms,
+            if s.slowest_p99_ms <= 10.0 {
+                "yes"
+            } else {
+                "**no**"
+            }
+        ));
     }
-    Ok((rows, Value::Object(figures)))
+    t
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -703,61 +894,86 @@ async fn read_benchmarks(
     ));
     figures.insert("count_badge".into(), json!(count));
 
-    // First page, every filter and sort.
-    let filters: Vec<(&str, String)> = vec![
-        ("none", String::new()),
-        ("status", "status=closed".into()),
-        ("channel", "channel=whatsapp".into()),
-        ("rare channel", "channel=voip".into()),
-        ("agent", format!("assistant={ava}")),
-        ("min rating", "min_rating=4".into()),
-        ("date range", "from=2026-07-01&to=2026-07-07".into()),
-        (
-            "combined",
-            "status=closed&channel=widget&min_rating=3".into(),
-        ),
-    ];
+    // First page: every subset of the list's filters under every sort.
     let sorts: Vec<Sort> = Sort::ALL
         .iter()
         .copied()
         .filter(|s| s.key_name() != "created")
         .collect();
+    let filters = list_filters(&ava);
     let mut all = Vec::new();
     let mut worst = (0.0f64, String::new());
-    for (name, f) in &filters {
+    let mut subsets = Vec::new();
+    for mask in 0..(1u32 << filters.len()) {
+        let chosen: Vec<&(&str, String)> = filters
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| mask & (1 << i) != 0)
+            .map(|(_, f)| f)
+            .collect();
+        let name = if chosen.is_empty() {
+            "none".to_owned()
+        } else {
+            chosen.iter().map(|f| f.0).collect::<Vec<_>>().join(" + ")
+        };
+        let query: String = chosen.iter().map(|f| format!("&{}", f.1)).collect();
+        let mut in_subset = Vec::new();
+        let mut slowest = (0.0f64, String::new());
         for s in &sorts {
-            let path = format!("/api/v1/conversations?limit=50&sort={s}&{f}");
-            let samples = ctx.sample(&base, &path, 10).await?;
+            let path = format!("/api/v1/conversations?limit=50&sort={s}{query}");
+            let samples = ctx.sample(&base, &path, LIST_SAMPLES).await?;
             let l = Latency::of(&samples);
             if l.p99_ms > worst.0 {
                 worst = (l.p99_ms, format!("{name}, sort {s}"));
             }
-            all.extend(samples);
+            if l.p99_ms > slowest.0 {
+                slowest = (l.p99_ms, s.to_string());
+            }
+            in_subset.extend(samples);
         }
+        let l = Latency::of(&in_subset);
+        subsets.push(SubsetFigure {
+            filters: name.clone(),
+            latency: l,
+            slowest_sort: slowest.1.clone(),
+            slowest_p99_ms: slowest.0,
+        });
+        eprintln!(
+            "  list [{name}]: {} (slowest sort {} p99 {:.2} ms)",
+            lat(&l),
+            slowest.1,
+            slowest.0
+        );
+        all.extend(in_subset);
         server.sample_rss();
     }
     let list = Latency::of(&all);
     let list_target = total >= 1_000_000;
+    let misses = subsets.iter().filter(|s| s.slowest_p99_ms > 10.0).count();
     rows.push(row(
         &format!(
-            "list, first page, {} filters x {} sorts",
+            "list, first page, all {} subsets of {} filters x {} sorts ({LIST_SAMPLES} requests each)",
+            subsets.len(),
             filters.len(),
             sorts.len()
         ),
         format!(
-            "{} (slowest combination: p99 {:.2} ms, {})",
+            "{} (slowest combination: p99 {:.2} ms, {}; subsets with a sort over 10 ms: {misses})",
             lat(&list),
             worst.0,
             worst.1
         ),
         String::new(),
         String::new(),
-        "p99 <= 10 ms at 1 M conversations",
-        list_target.then_some(list.p99_ms <= 10.0),
+        "p99 <= 10 ms at 1 M conversations, every combination",
+        list_target.then_some(worst.0 <= 10.0),
     ));
     figures.insert(
         "list_first_page".into(),
-        json!({"latency": list, "slowest_p99_ms": worst.0, "slowest": worst.1}),
+        json!({"latency": list, "slowest_p99_ms": worst.0, "slowest": worst.1,
+               "filters": filters.iter().map(|f| json!({"name": f.0, "query": f.1})).collect::<Vec<_>>(),
+               "sorts": sorts.iter().map(|s| s.to_string()).collect::<Vec<_>>(),
+               "subsets": subsets}),
     );
 
     // A page 1,000 deep, by cursor.
@@ -792,54 +1008,51 @@ async fn read_benchmarks(
         json!({"latency": deep, "page": pages + 1}),
     );
 
-    // Search.
+    // Search, each term beside the plain scan of the same run.
     let mut search_figures = serde_json::Map::new();
-    for (kind, term, baseline) in [
-        ("rare", workload::RARE_TERM, true),
-        ("medium", workload::MEDIUM_TERM, false),
-        ("common", workload::COMMON_TERM, true),
-        ("two letters", "ok", false),
-        ("absent", "xqzvjw", false),
+    let session = format!("sess-{:08x}", total / 2);
+    let scan = if backend == Backend::Sqlite {
+        "LIKE"
+    } else {
+        "ILIKE"
+    };
+    for (kind, term) in [
+        ("rare", workload::RARE_TERM),
+        ("medium", workload::MEDIUM_TERM),
+        ("common", workload::COMMON_TERM),
+        ("two letters", "ok"),
+        ("absent", "xqzvjw"),
+        ("session id", session.as_str()),
     ] {
         let l = Latency::of(
             &ctx.sample(
                 &base,
                 &format!("/api/v1/conversations?limit=50&q={term}"),
-                30,
+                SEARCH_SAMPLES,
             )
             .await?,
         );
-        let (base_txt, ratio) = if baseline {
-            let mut b = Vec::new();
-            for _ in 0..3 {
-                b.push(db.like_scan(ctx.workspace.0, term).await?);
-            }
-            let b = Latency::of(&b);
-            (
-                format!(
-                    "plain {} scan: p50 {:.0} ms",
-                    if backend == Backend::Sqlite {
-                        "LIKE"
-                    } else {
-                        "ILIKE"
-                    },
-                    b.p50_ms
-                ),
-                format!("{:.3}", l.p50_ms / b.p50_ms),
-            )
+        let mut b = Vec::new();
+        for _ in 0..3 {
+            b.push(db.like_scan(ctx.workspace.0, term).await?);
+        }
+        let b = Latency::of(&b);
+        let search_target = if total >= 1_000_000 {
+            Some(l.p99_ms <= 30.0)
+        } else if total == 10_000 {
+            Some(l.p50_ms <= 3.0)
         } else {
-            (String::new(), String::new())
+            None
         };
-        let target = total >= 625_000;
         rows.push(row(
             &format!("search \"{term}\" ({kind})"),
             lat(&l),
-            base_txt,
-            ratio,
-            "p99 <= 50 ms at 10 M messages",
-            target.then_some(l.p99_ms <= 50.0),
+            format!("plain {scan} scan: p50 {:.1} ms", b.p50_ms),
+            format!("{:.3}", l.p50_ms / b.p50_ms),
+            "p50 <= 3 ms at 10 k conversations; p99 <= 30 ms at 1 M",
+            search_target,
         ));
-        search_figures.insert(kind.into(), json!(l));
+        search_figures.insert(kind.into(), json!({"term": term, "latency": l, "scan": b}));
         server.sample_rss();
     }
     figures.insert("search".into(), Value::Object(search_figures));
@@ -877,7 +1090,12 @@ async fn read_benchmarks(
         let store = parley_store::open(&db.url).await?;
         let hash = crate::auth::hash_password("benchmark password")?;
         let user = store
-            .create_user(ctx.workspace, "bench@example.com", &hash, UserRole::Admin)
+            .create_user(
+                ctx.workspace,
+                &format!("bench-{}@example.com", Timestamp::now().0),
+                &hash,
+                UserRole::Admin,
+            )
             .await?;
         let now = Timestamp::now();
         store

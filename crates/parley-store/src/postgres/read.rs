@@ -506,13 +506,24 @@ pub(super) async fn list_conversations(
         .as_deref()
         .filter(|t| bounded_walk > 0 && t.chars().count() >= 3)
     {
+        // Only the first `bounded_walk` rows are tested: find the last of them, then walk in
+        // index order up to it (the page stops once full).
+        let nth = sql::nth_row_query(Dialect::Postgres, ws, q, bounded_walk, &names, false);
+        let through = query_rows(&client, &nth).await?.pop().map(|r| {
+            let key = if sql::text_key(q.sort) {
+                SortValue::Text(r.get(2))
+            } else {
+                SortValue::Int(r.get(2))
+            };
+            sql::boundary(q.sort, r.get(0), r.get(1), key)
+        });
         let sql = sql::page_query(
             Dialect::Postgres,
             ws,
             q,
             &sql::walk(term),
             &PageOptions {
-                bound: Some(bounded_walk),
+                through: through.as_ref(),
                 agent_names: &names,
                 ..Default::default()
             },
@@ -522,7 +533,8 @@ pub(super) async fn list_conversations(
             .iter()
             .map(summary_from_row)
             .collect::<Result<Vec<_>>>()?;
-        if rows.len() > limit {
+        // Without a boundary the walk covered the whole list: its rows are the answer.
+        if rows.len() > limit || through.is_none() {
             found = Some(rows);
         }
     }

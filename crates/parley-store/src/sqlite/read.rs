@@ -329,13 +329,42 @@ fn query_rows<T>(
     Ok(out)
 }
 
+/// Rows of a date range meeting a search's other filters up to which the range is sought and
+/// sorted rather than walked in sort order (see [`walk_date_range`]).
+const SEARCH_SEEK_ROWS: i64 = 2_000;
+
 /// Whether to walk the sort order with the date range as a filter (see
 /// `sql::date_range_is_wide`): only for non-date sorts; counts the range up to the crossover.
-fn walk_date_range(c: &Connection, ws: WorkspaceId, q: &ListQuery) -> Result<bool> {
+///
+/// A search tests its term on every row the walk passes that meets the filters, so for a
+/// search the question is how many rows of the range meet the other filters: up to
+/// `SEARCH_SEEK_ROWS` of them are cheaper to seek, test and sort than walking the sort order
+/// past the rows outside the range (200 ms for a week, a channel and an assistant under
+/// `-status` at 1 M conversations).
+fn walk_date_range(
+    c: &Connection,
+    ws: WorkspaceId,
+    q: &ListQuery,
+    names: &[String],
+) -> Result<bool> {
     if q.sort.key == parley_core::query::SortKey::Date
         || (q.filter.from.is_none() && q.filter.to.is_none())
     {
         return Ok(false);
+    }
+    if q.filter.q.is_some() {
+        let mut sql = Sql::new(
+            Dialect::Sqlite,
+            "SELECT count(*) FROM (SELECT 1 FROM conversations c INDEXED BY conversations_by_date",
+        );
+        push_filters(&mut sql, ws, &q.filter, &SearchPlan::None, names);
+        let l = sql.bind(Param::Int(SEARCH_SEEK_ROWS));
+        sql.push(&format!(" LIMIT {l})"));
+        let n = query_rows(c, &sql, |r| r.get::<_, i64>(0))?
+            .first()
+            .copied()
+            .unwrap_or(0);
+        return Ok(n >= SEARCH_SEEK_ROWS);
     }
     let total = conversation_total(c, ws)? as i64;
     let cap = (51.0 * total.max(1) as f64).sqrt().ceil() as i64;
@@ -366,42 +395,157 @@ fn agent_names(c: &Connection, ws: WorkspaceId, f: &ConversationFilter) -> Resul
     Ok(names.collect::<rusqlite::Result<_>>()?)
 }
 
-fn plan_search(c: &Connection, q: Option<&str>, probe_limit: usize) -> Result<SearchPlan> {
+/// The term's distinct trigrams, each quoted as an FTS5 string, likeliest-rare first: by the
+/// sum of their characters' commonness in text (letters by their frequency in English, then
+/// digits, space and punctuation as most common), so a rare word's telling trigram is usually
+/// among the first looked up.
+fn quoted_trigrams(term: &str) -> Vec<String> {
+    fn commonness(c: char) -> u32 {
+        const LETTERS: &str = "zqxjkvbpygfwmucldrhsnioate";
+        match c.to_ascii_lowercase() {
+            ' ' | '.' | ',' => 40,
+            l if l.is_ascii_lowercase() => LETTERS.find(l).map_or(10, |i| i as u32 + 1),
+            d if d.is_ascii_digit() => 20,
+            _ => 10,
+        }
+    }
+    let chars: Vec<char> = term.chars().collect();
+    let mut out: Vec<(u32, String)> = chars
+        .windows(3)
+        .map(|w| {
+            let text: String = w.iter().collect();
+            (
+                w.iter().map(|c| commonness(*c)).sum(),
+                format!("\"{}\"", text.replace('"', "\"\"")),
+            )
+        })
+        .collect();
+    out.sort();
+    out.dedup_by(|a, b| a.1 == b.1);
+    out.into_iter().map(|(_, t)| t).collect()
+}
+
+/// Trigrams [`rarest_trigrams`] looks up at most before it calls a term not rare.
+const TRIGRAMS_TRIED: usize = 12;
+
+/// A trigram of `term` in at most `limit` rows of the full-text table `table` (with a second
+/// such one when found, as an FTS5 `AND` expression); `Ok(None)` when none of the
+/// [`TRIGRAMS_TRIED`] likeliest-rare trigrams is. Each trigram's rows are counted only up to
+/// `limit + 1`, so a common trigram costs a short read of its doclist, not all of it; the
+/// lookups stop at a trigram in no row, or at the second rare one.
+fn rarest_trigrams(
+    c: &Connection,
+    table: &str,
+    term: &str,
+    limit: usize,
+) -> Result<Option<String>> {
+    let mut stmt = c.prepare_cached(&format!(
+        "SELECT count(*) FROM (SELECT 1 FROM {table} WHERE {table} MATCH ?1 LIMIT ?2)"
+    ))?;
+    let mut rare: Vec<String> = Vec::new();
+    for t in quoted_trigrams(term).into_iter().take(TRIGRAMS_TRIED) {
+        let n: i64 = stmt.query_row(params![t, limit as i64 + 1], |r| r.get(0))?;
+        if n == 0 {
+            return Ok(Some(t));
+        }
+        if n <= limit as i64 {
+            rare.push(t);
+            if rare.len() == 2 {
+                break;
+            }
+        }
+    }
+    Ok((!rare.is_empty()).then(|| rare.join(" AND ")))
+}
+
+/// Most rows a trigram may be in for [`rare_candidates`] to read the conversations straight
+/// from it (each such row is fetched and verified).
+const RARE_TRIGRAM_ROWS: usize = 1_000;
+
+/// The conversations containing `term` (3+ characters) when it is rare: on each side (message
+/// texts, the conversations' own fields) some trigram of it is in at most
+/// `min(RARE_TRIGRAM_ROWS, probe_limit)` rows. Then those rows, verified against the text, are
+/// exactly the matches, read without the full `AND` of every trigram (which walks the long
+/// doclists of the term's common trigrams: 10 ms for an 11-letter word at 16 M messages).
+/// `Ok(None)` when the term is not rare on some side.
+fn rare_candidates(c: &Connection, term: &str, probe_limit: usize) -> Result<Option<Vec<i64>>> {
+    let limit = RARE_TRIGRAM_ROWS.min(probe_limit);
+    let Some(in_messages) = rarest_trigrams(c, "messages_fts", term, limit)? else {
+        return Ok(None);
+    };
+    let Some(in_fields) = rarest_trigrams(c, "conversations_fts", term, limit)? else {
+        return Ok(None);
+    };
+    let folded = parley_core::search::fold(term);
+    let mut pks: Vec<i64> = c
+        .prepare_cached(
+            "SELECT m.conversation FROM messages_fts f JOIN messages m ON m.pk = f.rowid
+              WHERE messages_fts MATCH ?1 AND parley_contains(m.content, ?2)",
+        )?
+        .query_map(params![in_messages, folded], |r| r.get(0))?
+        .collect::<rusqlite::Result<_>>()?;
+    pks.extend(
+        c.prepare_cached(
+            "SELECT c.pk FROM conversations_fts f JOIN conversations c ON c.pk = f.rowid
+              WHERE conversations_fts MATCH ?1
+                AND (parley_contains(c.session_id, ?2) OR parley_contains(c.contact, ?2)
+                     OR parley_contains(c.assistant_name, ?2))",
+        )?
+        .query_map(params![in_fields, folded], |r| r.get::<_, i64>(0))?
+        .collect::<rusqlite::Result<Vec<_>>>()?,
+    );
+    pks.sort_unstable();
+    pks.dedup();
+    if pks.len() > probe_limit {
+        return Ok(None);
+    }
+    Ok(Some(pks))
+}
+
+/// How `q` restricts the rows: exact candidates from the index when the term is rare or
+/// found in at most `probe_limit` conversations, else the walk. `rare_tried`: the caller already
+/// asked [`rare_candidates`] (and it said no).
+fn plan_search(
+    c: &Connection,
+    q: Option<&str>,
+    probe_limit: usize,
+    rare_tried: bool,
+) -> Result<SearchPlan> {
     let Some(term) = q else {
         return Ok(SearchPlan::None);
     };
     if term.chars().count() < 3 {
         return Ok(sql::walk(term));
     }
-    // The indexes keep no positions (detail=none): look up every trigram of the term, then
-    // verify each candidate row with the same test the walk uses, so results are exact.
-    let chars: Vec<char> = term.chars().collect();
-    let all_trigrams = chars
-        .windows(3)
-        .map(|w| format!("\"{}\"", w.iter().collect::<String>().replace('"', "\"\"")))
-        .collect::<Vec<_>>()
-        .join(" AND ");
-    let folded = parley_core::search::fold(term);
-    let mut stmt = c.prepare_cached(
-        "SELECT conversation FROM (
-             SELECT m.conversation AS conversation
-               FROM messages_fts f JOIN messages m ON m.pk = f.rowid
-              WHERE messages_fts MATCH ?1 AND parley_contains(m.content, ?3)
-             UNION
-             SELECT c.pk FROM conversations_fts f JOIN conversations c ON c.pk = f.rowid
-              WHERE conversations_fts MATCH ?1
-                AND (parley_contains(c.session_id, ?3) OR parley_contains(c.contact, ?3)
-                     OR parley_contains(c.assistant_name, ?3))
-         ) LIMIT ?2",
-    )?;
-    let pks: Vec<i64> = stmt
-        .query_map(params![all_trigrams, probe_limit as i64 + 1, folded], |r| {
-            r.get::<_, i64>(0)
-        })?
-        .collect::<rusqlite::Result<_>>()?;
-    if pks.len() > probe_limit {
-        return Ok(sql::walk(term));
+    if !rare_tried && let Some(pks) = rare_candidates(c, term, probe_limit)? {
+        return Ok(SearchPlan::Candidates(pks));
     }
+    // The indexes keep no positions (detail=none): look up every trigram of the term, then
+    // verify each candidate row with the same test the walk uses, so results are exact. The
+    // rows stream (no UNION to materialise first), so a term in more than `probe_limit`
+    // conversations stops the read there.
+    let all_trigrams = quoted_trigrams(term).join(" AND ");
+    let folded = parley_core::search::fold(term);
+    let mut pks = std::collections::HashSet::new();
+    for sql in [
+        "SELECT m.conversation FROM messages_fts f JOIN messages m ON m.pk = f.rowid
+          WHERE messages_fts MATCH ?1 AND parley_contains(m.content, ?2)",
+        "SELECT c.pk FROM conversations_fts f JOIN conversations c ON c.pk = f.rowid
+          WHERE conversations_fts MATCH ?1
+            AND (parley_contains(c.session_id, ?2) OR parley_contains(c.contact, ?2)
+                 OR parley_contains(c.assistant_name, ?2))",
+    ] {
+        let mut stmt = c.prepare_cached(sql)?;
+        let mut rows = stmt.query(params![all_trigrams, folded])?;
+        while let Some(row) = rows.next()? {
+            pks.insert(row.get::<_, i64>(0)?);
+            if pks.len() > probe_limit {
+                return Ok(sql::walk(term));
+            }
+        }
+    }
+    let mut pks: Vec<i64> = pks.into_iter().collect();
+    pks.sort_unstable();
     Ok(SearchPlan::Candidates(pks))
 }
 
@@ -506,31 +650,61 @@ pub(super) fn list_conversations(
 ) -> Result<ConversationPage> {
     let limit = q.limit.clamp(1, parley_core::query::MAX_LIMIT) as usize;
     let names = agent_names(c, ws, &q.filter)?;
-    let date_as_filter = walk_date_range(c, ws, q)?;
+    let date_as_filter = walk_date_range(c, ws, q, &names)?;
     // A term that fills the page among the first conversations in order is common: that walk
     // is the page. Otherwise ask the index (see the module docs).
     let mut found = None;
+    // A rare term's conversations come straight from the index; only a term that is not rare
+    // is tried by walking.
+    let mut plan = None;
+    if let Some(term) = q.filter.q.as_deref().filter(|t| t.chars().count() >= 3)
+        && let Some(pks) = rare_candidates(c, term, probe_limit)?
+    {
+        plan = Some(SearchPlan::Candidates(pks));
+    }
     if let Some(term) = q
         .filter
         .q
         .as_deref()
-        .filter(|t| bounded_walk > 0 && t.chars().count() >= 3)
+        .filter(|t| plan.is_none() && bounded_walk > 0 && t.chars().count() >= 3)
     {
+        // Only the first `bounded_walk` rows are tested: find the last of them, then walk in
+        // index order up to it (the page stops once full).
+        let nth = sql::nth_row_query(Dialect::Sqlite, ws, q, bounded_walk, &names, date_as_filter);
+        let through = query_rows(c, &nth, |r| {
+            let id: Vec<u8> = r.get(0)?;
+            let key = match r.get_ref(2)? {
+                rusqlite::types::ValueRef::Integer(i) => SortValue::Int(i),
+                other => SortValue::Text(other.as_str()?.to_owned()),
+            };
+            Ok(sql::boundary(
+                q.sort,
+                uuid::Uuid::from_slice(&id).unwrap_or_default(),
+                r.get(1)?,
+                key,
+            ))
+        })?
+        .pop();
         let sql = sql::page_query(
             Dialect::Sqlite,
             ws,
             q,
             &sql::walk(term),
             &PageOptions {
-                bound: Some(bounded_walk),
+                through: through.as_ref(),
                 agent_names: &names,
                 date_as_filter,
                 key_equals: None,
             },
         );
         let rows = query_rows(c, &sql, summary_from_row)?;
-        if rows.len() > limit {
+        // Without a boundary the walk covered the whole list: its rows are the answer. A term
+        // in enough of the rows walked is common enough to walk on; only a rarer one asks
+        // the index for every conversation holding it.
+        if rows.len() > limit || through.is_none() {
             found = Some(rows);
+        } else if rows.len() >= sql::DENSE_ENOUGH_TO_WALK {
+            plan = Some(sql::walk(term));
         }
     }
     if found.is_none() && sql::key_by_key_column(q).is_some() {
@@ -539,7 +713,10 @@ pub(super) fn list_conversations(
     let mut rows = match found {
         Some(rows) => rows,
         None => {
-            let plan = plan_search(c, q.filter.q.as_deref(), probe_limit)?;
+            let plan = match plan {
+                Some(plan) => plan,
+                None => plan_search(c, q.filter.q.as_deref(), probe_limit, true)?,
+            };
             if plan == SearchPlan::Candidates(Vec::new()) {
                 return Ok(ConversationPage {
                     items: Vec::new(),
@@ -596,7 +773,7 @@ pub(super) fn count_conversations(
             exact: true,
         });
     }
-    let plan = plan_search(c, f.q.as_deref(), probe_limit)?;
+    let plan = plan_search(c, f.q.as_deref(), probe_limit, false)?;
     if let SearchPlan::Candidates(pks) = &plan
         && pks.is_empty()
     {
