@@ -67,6 +67,17 @@ where
     }
 }
 
+/// Waits (at most 30 s) until connection `channel`'s webhook inbox holds no delivery waiting or
+/// running (`inbox.pending` of `GET /api/v1/channels/{id}`): every delivery received so far has
+/// been processed.
+pub async fn inbox_drained(app: &TestApp, channel: &str) {
+    eventually(30, "the webhook inbox to drain", || async {
+        let r = app.get(&format!("/api/v1/channels/{channel}")).await;
+        (r.body["inbox"]["pending"] == 0).then_some(())
+    })
+    .await
+}
+
 /// The ids of the workspace's conversations on `channel`.
 pub async fn conversations(app: &TestApp, channel: &str) -> Vec<Value> {
     let r = app
