@@ -253,44 +253,25 @@ pub fn restore(input: &Path, data_dir: &Path, force: bool) -> Result<Manifest, B
     Ok(manifest)
 }
 
-/// `VACUUM INTO` on a read-only connection: the database as of the start of its read
-/// transaction, written compacted to `copy`.
+/// `VACUUM INTO` on a read-only connection (see [`parley_store::sqlite_file::snapshot`]).
 fn snapshot(db: &Path, copy: &Path) -> Result<(), BoxError> {
-    let conn = rusqlite::Connection::open_with_flags(
-        db,
-        rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
-    )?;
-    conn.busy_timeout(std::time::Duration::from_secs(30))?;
-    let target = copy.to_str().ok_or("the backup path must be valid UTF-8")?;
-    conn.execute("VACUUM INTO ?1", [target])
-        .map_err(|e| format!("copying {}: {e}", db.display()))?;
-    Ok(())
+    parley_store::sqlite_file::snapshot(db, copy)
 }
 
 fn count_conversations(copy: &Path) -> Result<Vec<WorkspaceCount>, BoxError> {
-    let conn =
-        rusqlite::Connection::open_with_flags(copy, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)?;
-    let mut stmt = conn.prepare(
-        "SELECT w.slug, (SELECT count(*) FROM conversations c WHERE c.workspace_id = w.id)
-         FROM workspaces w ORDER BY w.slug",
-    )?;
-    let rows = stmt.query_map([], |r| {
-        Ok(WorkspaceCount {
-            slug: r.get(0)?,
-            conversations: r.get::<_, i64>(1)? as u64,
-        })
-    })?;
-    Ok(rows.collect::<Result<Vec<_>, _>>()?)
+    Ok(
+        parley_store::sqlite_file::conversations_per_workspace(copy)?
+            .into_iter()
+            .map(|(slug, conversations)| WorkspaceCount {
+                slug,
+                conversations,
+            })
+            .collect(),
+    )
 }
 
 fn check_integrity(db: &Path) -> Result<(), BoxError> {
-    let conn =
-        rusqlite::Connection::open_with_flags(db, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)?;
-    let verdict: String = conn.query_row("PRAGMA quick_check", [], |r| r.get(0))?;
-    if verdict != "ok" {
-        return Err(format!("the restored database fails SQLite's check: {verdict}").into());
-    }
-    Ok(())
+    parley_store::sqlite_file::quick_check(db)
 }
 
 fn sum(path: &Path) -> Result<FileSum, BoxError> {

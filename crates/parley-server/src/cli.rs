@@ -184,46 +184,6 @@ enum Command {
     },
     /// Create or upgrade the database schema, then exit.
     Migrate,
-    /// Run the benchmark harness (see BENCHMARKS.md).
-    Bench {
-        /// Workload size: 1.0 = 1,000,000 conversations (~16 M messages).
-        #[arg(long, default_value_t = 0.01)]
-        scale: f64,
-        /// Backends, comma-separated.
-        #[arg(long, value_delimiter = ',', default_value = "sqlite,postgres")]
-        backends: Vec<String>,
-        /// PostgreSQL server for the postgres backend (the harness creates `parley_bench_{pid}` there).
-        #[arg(
-            long,
-            env = "PARLEY_BENCH_POSTGRES",
-            default_value = "postgres://postgres@127.0.0.1:5432/postgres"
-        )]
-        postgres: String,
-        /// SGD dialogues directory.
-        #[arg(
-            long,
-            default_value = "../shared/datasets/sgd-schema-guided-dialogue/train"
-        )]
-        sgd: std::path::PathBuf,
-        /// Where the benchmark databases go.
-        #[arg(long, default_value = "bench-data")]
-        bench_dir: std::path::PathBuf,
-        /// JSON results file.
-        #[arg(long, default_value = "bench-results/latest.json")]
-        out: std::path::PathBuf,
-        /// Workload groups, comma-separated: `storage` (ingest, list, search, dashboard...)
-        /// and `gateway` (the OpenAI-compatible gateway's added latency).
-        #[arg(long, value_delimiter = ',', default_value = "storage,gateway")]
-        workloads: Vec<String>,
-        /// Keep the filled databases (PostgreSQL: `parley_bench_keep`) and record them in
-        /// `BENCH_DIR/BACKEND/kept.json` for later `--reuse` runs.
-        #[arg(long)]
-        keep: bool,
-        /// Run only the read workloads against the databases a `--keep` run filled in the same
-        /// `--bench-dir` at the same `--scale` (its ingest and fill rows are repeated, marked).
-        #[arg(long, conflicts_with = "keep")]
-        reuse: bool,
-    },
     /// Copy a workspace from one database to another (e.g. SQLite to PostgreSQL) and verify it.
     MigrateStore {
         /// Source database URL (`sqlite://PATH`).
@@ -336,6 +296,13 @@ pub fn main() -> ExitCode {
         })
         .unwrap_or_default();
     init_logging(serving, format);
+    block_on(run(cli))
+}
+
+/// Installs the TLS provider, runs `work` on a multi-threaded tokio runtime and turns its
+/// outcome into the process's exit code (an error printed as `error: ...` on standard error).
+/// Shared by `parley` and `parley-bench`.
+pub fn block_on(work: impl std::future::Future<Output = Result<(), BoxError>>) -> ExitCode {
     crate::assistant::provider::install_tls();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -347,7 +314,7 @@ pub fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(run(cli)) {
+    match runtime.block_on(work) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e}");
@@ -435,50 +402,6 @@ async fn run(cli: Cli) -> Result<(), BoxError> {
     } = &cli.command
     {
         return migrate_store(from, to, workspace.as_deref()).await;
-    }
-    if let Command::Bench {
-        scale,
-        backends,
-        postgres,
-        sgd,
-        bench_dir,
-        out,
-        workloads,
-        keep,
-        reuse,
-    } = &cli.command
-    {
-        let workloads = workloads
-            .iter()
-            .map(|w| match w.as_str() {
-                "storage" => Ok(crate::bench::Workload::Storage),
-                "gateway" => Ok(crate::bench::Workload::Gateway),
-                other => Err(format!("unknown workload {other:?}: storage or gateway")),
-            })
-            .collect::<Result<Vec<_>, _>>()?;
-        let backends = backends
-            .iter()
-            .map(|b| match b.as_str() {
-                "sqlite" => Ok(crate::bench::backend::Backend::Sqlite),
-                "postgres" => Ok(crate::bench::backend::Backend::Postgres),
-                other => Err(format!("unknown backend {other:?}: sqlite or postgres")),
-            })
-            .collect::<Result<Vec<_>, _>>()?;
-        let command = std::env::args().collect::<Vec<_>>().join(" ");
-        let opts = crate::bench::BenchOptions {
-            scale: *scale,
-            backends,
-            postgres_url: postgres.clone(),
-            sgd_dir: sgd.clone(),
-            data_dir: bench_dir.clone(),
-            out: out.clone(),
-            command,
-            workloads,
-            keep: *keep,
-            reuse: *reuse,
-        };
-        crate::bench::run(opts).await?;
-        return Ok(());
     }
     let mut overrides = Overrides::default();
     if let Command::Serve {
@@ -614,7 +537,6 @@ async fn run(cli: Cli) -> Result<(), BoxError> {
         Command::Workspaces { command } => workspaces(store, command).await,
         Command::Users { command } => users(store, command).await,
         Command::MigrateStore { .. } => unreachable!("handled before the store is opened"),
-        Command::Bench { .. } => unreachable!("handled before the store is opened"),
         Command::Backup { .. } | Command::Restore { .. } => {
             unreachable!("handled before the store is opened")
         }

@@ -25,7 +25,6 @@ pub mod api;
 pub mod assistant;
 pub mod auth;
 pub mod backup;
-pub mod bench;
 pub mod body;
 pub mod channels;
 pub mod cli;

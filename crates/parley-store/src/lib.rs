@@ -43,6 +43,7 @@ pub mod postgres;
 pub mod scoped_ids;
 mod sql;
 pub mod sqlite;
+pub mod sqlite_file;
 pub mod testing;
 
 pub use attachments::{Admission, AttachmentStore, AttachmentUsage};

@@ -8,14 +8,13 @@
 //! - [`tokens`]: token counts with a real tokenizer, for estimates and the context window;
 //! - [`runtime`]: one assistant turn — history, the memory tool, storing the answer through
 //!   [`crate::ingest`];
-//! - [`gateway`]: `POST /v1/chat/completions` and `GET /v1/models`;
-//! - [`stub_provider`]: a stand-in OpenAI-compatible server on 127.0.0.1, for tests and the
-//!   benchmark harness.
+//! - [`gateway`]: `POST /v1/chat/completions` and `GET /v1/models`.
+//!
+//! The stand-in provider the tests and the benchmark use lives in `parley-testkit`.
 
 pub mod gateway;
 pub mod provider;
 pub mod runtime;
-pub mod stub_provider;
 pub mod tokens;
 
 use parley_core::model::{Assistant, AssistantInput, AssistantPatch};

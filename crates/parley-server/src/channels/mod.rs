@@ -9,8 +9,9 @@
 //! - [`telegram`]: `setWebhook` with a secret token, updates, `sendMessage`.
 //! - [`media`]: attachment storage under the data directory, voice transcription and image
 //!   descriptions.
-//! - [`fake_graph`] and [`fake_bot_api`]: stand-ins for Meta's Graph API and Telegram's Bot API
-//!   on 127.0.0.1, for the tests.
+//!
+//! The stand-ins for Meta's Graph API and Telegram's Bot API the tests use live in
+//! `parley-testkit`.
 //!
 //! A connection ([`ChannelConnection`]) ties one sender to one assistant, and is made only once
 //! its credentials are proven to control the sender at the operator's platform API
@@ -20,8 +21,6 @@
 //! conversation's `external_id` is `{kind}:{connection id}:{customer id}`, so every customer
 //! has one conversation per connection and replies know where to go.
 
-pub mod fake_bot_api;
-pub mod fake_graph;
 pub mod media;
 pub mod telegram;
 pub mod whatsapp;

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use parley_core::UserRole;
 use parley_core::assistant::ProviderKey;
-use parley_server::assistant::stub_provider::{Reply, StubProvider};
+use parley_testkit::stub_provider::{Reply, StubProvider};
 use serde_json::{Value, json};
 
 use crate::helpers::{Backend, TestApp, fixture, memory_call_stream};

@@ -7,10 +7,10 @@
 
 use parley_core::channel::{ChannelConnection, ChannelKind, SealedSecret};
 use parley_server::assistant::runtime::FAILURE_TEXT;
-use parley_server::assistant::stub_provider::{Reply, StubProvider};
-use parley_server::channels::fake_bot_api::FakeBotApi;
-use parley_server::channels::fake_graph::FakeGraph;
 use parley_server::channels::whatsapp::sign;
+use parley_testkit::fake_bot_api::FakeBotApi;
+use parley_testkit::fake_graph::FakeGraph;
+use parley_testkit::stub_provider::{Reply, StubProvider};
 use serde_json::{Value, json};
 
 use crate::channel_support::{all_messages, eventually, fixture};

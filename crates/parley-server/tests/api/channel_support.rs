@@ -4,7 +4,7 @@
 
 use std::time::{Duration, Instant};
 
-use parley_server::assistant::stub_provider::StubProvider;
+use parley_testkit::stub_provider::StubProvider;
 use serde_json::{Value, json};
 
 use crate::helpers::{TestApp, shared_dir};

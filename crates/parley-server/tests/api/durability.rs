@@ -4,9 +4,9 @@
 //! once, against the fake Graph API, the fake Bot API and the stub provider on 127.0.0.1. The
 //! moments are reached with the test hook `PARLEY_TEST_HOLD_JOBS` (see `parley_server::jobs`).
 
-use parley_server::assistant::stub_provider::StubProvider;
-use parley_server::channels::fake_bot_api::FakeBotApi;
-use parley_server::channels::fake_graph::FakeGraph;
+use parley_testkit::fake_bot_api::FakeBotApi;
+use parley_testkit::fake_graph::FakeGraph;
+use parley_testkit::stub_provider::StubProvider;
 use serde_json::{Value, json};
 
 use crate::channel_support::{eventually, fixture, unix_now};

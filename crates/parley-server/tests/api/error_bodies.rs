@@ -223,7 +223,7 @@ async fn framework_errors_have_the_error_body_on_every_kind_of_route() {
 /// even when they are not JSON (only Parley's own errors take Parley's form).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_gateway_passes_a_providers_plain_text_error_through() {
-    use parley_server::assistant::stub_provider::{Reply, StubProvider};
+    use parley_testkit::stub_provider::{Reply, StubProvider};
     let app = TestApp::spawn().await;
     let stub = StubProvider::start().await.unwrap();
     stub.set_default(Reply::Json {

@@ -483,7 +483,7 @@ pub fn fixture(name: &str) -> Value {
 }
 
 /// The recorded tool-call stream, its call renamed to `save_memory` with `arguments`.
-pub fn memory_call_stream(arguments: &str) -> parley_server::assistant::stub_provider::Reply {
+pub fn memory_call_stream(arguments: &str) -> parley_testkit::stub_provider::Reply {
     let f = fixture("openai_python_stream_tool_call_with_usage.json");
     let mut events = Vec::new();
     let mut first_args = true;
@@ -507,7 +507,7 @@ pub fn memory_call_stream(arguments: &str) -> parley_server::assistant::stub_pro
         }
         events.push(chunk.to_string());
     }
-    parley_server::assistant::stub_provider::Reply::Stream {
+    parley_testkit::stub_provider::Reply::Stream {
         events,
         delay: std::time::Duration::ZERO,
         cut_after: None,

@@ -17,8 +17,8 @@ use std::time::{Duration, Instant};
 
 use parley_core::widget::{WidgetRecord, WidgetSettings};
 use parley_core::{AssistantId, Timestamp};
-use parley_server::assistant::stub_provider::{Reply, StubProvider};
 use parley_server::client_addr::TrustedProxies;
+use parley_testkit::stub_provider::{Reply, StubProvider};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 

@@ -10,9 +10,9 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use base64::Engine as _;
-use parley_server::assistant::stub_provider::StubProvider;
-use parley_server::channels::fake_graph::FakeGraph;
 use parley_server::channels::whatsapp::sign;
+use parley_testkit::fake_graph::FakeGraph;
+use parley_testkit::stub_provider::StubProvider;
 use serde_json::{Value, json};
 
 use crate::helpers::{Backend, Resp, http_client};

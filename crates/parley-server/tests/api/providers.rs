@@ -5,8 +5,8 @@
 //! variables, `unsafe` being forbidden).
 
 use parley_core::UserRole;
-use parley_server::assistant::stub_provider::StubProvider;
 use parley_store::NewAssistant;
+use parley_testkit::stub_provider::StubProvider;
 use serde_json::json;
 
 use crate::helpers::{Backend, TestApp, guarded, port_of};

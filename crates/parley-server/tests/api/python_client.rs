@@ -7,7 +7,7 @@
 use std::process::Command;
 use std::time::Duration;
 
-use parley_server::assistant::stub_provider::{Reply, StubProvider};
+use parley_testkit::stub_provider::{Reply, StubProvider};
 use serde_json::{Value, json};
 
 use crate::helpers::TestApp;

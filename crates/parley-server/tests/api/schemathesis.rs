@@ -11,7 +11,7 @@
 
 use std::process::Command;
 
-use parley_server::assistant::stub_provider::StubProvider;
+use parley_testkit::stub_provider::StubProvider;
 use serde_json::json;
 
 use crate::helpers::TestApp;

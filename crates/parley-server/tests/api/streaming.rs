@@ -7,7 +7,7 @@
 use std::io::Read;
 
 use parley_core::UserRole;
-use parley_server::assistant::stub_provider::{Reply, StubProvider};
+use parley_testkit::stub_provider::{Reply, StubProvider};
 use serde_json::{Value, json};
 
 use crate::helpers::{Backend, TestApp, fixture, shared_dir};

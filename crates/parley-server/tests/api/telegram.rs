@@ -5,8 +5,8 @@
 
 use std::time::{Duration, Instant};
 
-use parley_server::assistant::stub_provider::{Reply, StubProvider};
-use parley_server::channels::fake_bot_api::FakeBotApi;
+use parley_testkit::fake_bot_api::FakeBotApi;
+use parley_testkit::stub_provider::{Reply, StubProvider};
 use serde_json::{Value, json};
 
 use crate::channel_support::{

@@ -8,9 +8,9 @@ use std::time::Duration;
 
 use parley_core::Timestamp;
 use parley_core::widget::{WidgetRecord, WidgetSettings};
-use parley_server::assistant::stub_provider::{Reply, StubProvider};
-use parley_server::channels::fake_graph::FakeGraph;
 use parley_server::channels::whatsapp::sign;
+use parley_testkit::fake_graph::FakeGraph;
+use parley_testkit::stub_provider::{Reply, StubProvider};
 use serde_json::{Value, json};
 
 use crate::channel_support::{eventually, fixture, unix_now};

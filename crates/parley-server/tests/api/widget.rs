@@ -4,7 +4,7 @@
 
 use parley_core::widget::{FieldKind, PreChatField, WidgetMode, WidgetRecord, WidgetSettings};
 use parley_core::{AssistantId, Timestamp, UserRole};
-use parley_server::assistant::stub_provider::{Reply, StubProvider};
+use parley_testkit::stub_provider::{Reply, StubProvider};
 use serde_json::{Value, json};
 
 use crate::helpers::{Backend, Resp, TestApp};

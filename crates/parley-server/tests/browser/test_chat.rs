@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use parley_server::assistant::stub_provider::{Reply, StubProvider};
+use parley_testkit::stub_provider::{Reply, StubProvider};
 use serde_json::Value;
 
 use crate::harness::Browser;

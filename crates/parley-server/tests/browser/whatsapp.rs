@@ -3,9 +3,9 @@
 //! files; the stub provider transcribes, describes and answers. In the dashboard the photo is
 //! shown, the voice note plays, both with the text the models made of them.
 
-use parley_server::assistant::stub_provider::{Reply, StubProvider};
-use parley_server::channels::fake_graph::FakeGraph;
 use parley_server::channels::whatsapp::sign;
+use parley_testkit::fake_graph::FakeGraph;
+use parley_testkit::stub_provider::{Reply, StubProvider};
 use serde_json::{Value, json};
 
 use crate::harness::Browser;

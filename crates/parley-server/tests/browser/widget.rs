@@ -11,7 +11,7 @@ use axum::extract::Path;
 use axum::response::Html;
 use parley_core::widget::{FieldKind, PreChatField, WidgetMode, WidgetRecord, WidgetSettings};
 use parley_core::{AssistantId, Timestamp, UserRole};
-use parley_server::assistant::stub_provider::{Reply, StubProvider};
+use parley_testkit::stub_provider::{Reply, StubProvider};
 use serde_json::{Value, json};
 
 use crate::harness::Browser;

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 use parley_core::Timestamp;
 use tokio_postgres::NoTls;
 
-use super::workload::{self, Corpus};
+use crate::workload::{self, Corpus};
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 

@@ -65,14 +65,7 @@ impl FakeBotApi {
             .route("/{bot}/{method}", post(method))
             .route("/file/{bot}/{*path}", get(file))
             .with_state(state.clone());
-        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        tokio::spawn(async move {
-            let _ = axum::serve(listener, app)
-                .with_graceful_shutdown(async {
-                    let _ = stopped.await;
-                })
-                .await;
-        });
+        let stop = crate::serve(listener, app);
         Ok(FakeBotApi {
             base_url: format!("http://{addr}"),
             state,

@@ -20,7 +20,7 @@ use axum::routing::{get, post};
 use parley_core::pricing::Usage;
 use serde_json::{Value, json};
 
-use super::tokens;
+use parley_server::assistant::tokens;
 
 /// What the stub answers to one request.
 #[derive(Debug, Clone)]
@@ -137,14 +137,7 @@ impl StubProvider {
             .with_state(state.clone());
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
         let addr = listener.local_addr()?;
-        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        tokio::spawn(async move {
-            let _ = axum::serve(listener, app)
-                .with_graceful_shutdown(async {
-                    let _ = stopped.await;
-                })
-                .await;
-        });
+        let stop = crate::serve(listener, app);
         Ok(StubProvider {
             base_url: format!("http://{addr}/v1"),
             state,

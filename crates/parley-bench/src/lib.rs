@@ -39,9 +39,9 @@ use parley_core::{Channel, Role, Timestamp, UserRole, WorkspaceId};
 use parley_store::Store;
 use serde_json::{Value, json};
 
-use crate::ingest::{IngestRequest, prepare};
 use backend::{Backend, Database};
 use measure::Latency;
+use parley_server::ingest::{IngestRequest, prepare};
 use server::Server;
 use workload::Corpus;
 
@@ -152,7 +152,10 @@ fn lat(l: &Latency) -> String {
 }
 
 fn rate(r: f64) -> String {
-    format!("{} msg/s", crate::dashboard::format_int(r.round() as i64))
+    format!(
+        "{} msg/s",
+        parley_server::dashboard::format_int(r.round() as i64)
+    )
 }
 
 /// Conversations of a scale.
@@ -386,13 +389,13 @@ async fn bench_workspace(
     (
         Arc<dyn Store>,
         parley_core::model::Workspace,
-        crate::auth::NewApiKey,
+        parley_server::auth::NewApiKey,
     ),
     BoxError,
 > {
     let store = parley_store::open(&db.url).await?;
     let ws = store.create_workspace("bench", "Bench").await?;
-    let key = crate::auth::generate_api_key()?;
+    let key = parley_server::auth::generate_api_key()?;
     store
         .create_api_key(ws.id, "bench", &key.prefix, key.hash)
         .await?;
@@ -1085,10 +1088,10 @@ async fn read_benchmarks(
     figures.insert("transcript_page".into(), json!(transcript));
 
     // The dashboard (issue 3's budget).
-    let token = crate::auth::session::random_token();
+    let token = parley_server::auth::session::random_token();
     {
         let store = parley_store::open(&db.url).await?;
-        let hash = crate::auth::hash_password("benchmark password")?;
+        let hash = parley_server::auth::hash_password("benchmark password")?;
         let user = store
             .create_user(
                 ctx.workspace,
@@ -1100,7 +1103,7 @@ async fn read_benchmarks(
         let now = Timestamp::now();
         store
             .create_session(&parley_store::NewSession {
-                token_hash: crate::auth::session::token_hash(&token),
+                token_hash: parley_server::auth::session::token_hash(&token),
                 user_id: user.id,
                 csrf_token: "bench".into(),
                 created_at: now,

@@ -78,14 +78,7 @@ impl FakeGraph {
             .route("/v21.0/{id}", get(media_info))
             .route("/files/{id}", get(media_file))
             .with_state(state.clone());
-        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        tokio::spawn(async move {
-            let _ = axum::serve(listener, app)
-                .with_graceful_shutdown(async {
-                    let _ = stopped.await;
-                })
-                .await;
-        });
+        let stop = crate::serve(listener, app);
         Ok(FakeGraph {
             base_url: format!("http://{addr}/v21.0"),
             state,

@@ -20,11 +20,11 @@ use std::time::{Duration, Instant};
 use futures_util::StreamExt as _;
 use serde_json::{Value, json};
 
-use super::backend::{Backend, Database};
-use super::measure::Latency;
-use super::server::Server;
-use super::{BoxError, Row, row};
-use crate::assistant::stub_provider::{Reply, StubProvider};
+use crate::backend::{Backend, Database};
+use crate::measure::Latency;
+use crate::server::Server;
+use crate::{BoxError, Row, row};
+use parley_testkit::stub_provider::{Reply, StubProvider};
 
 /// The stub's answer: 24 words, streamed two words per chunk.
 const ANSWER: &str = "Thanks for asking. The Roadster comes in three frame sizes, and the medium \
@@ -103,7 +103,7 @@ pub async fn run(
     let dir = data_dir.join(format!("{}-gateway", backend.name()));
     std::fs::create_dir_all(&dir)?;
     let db = Database::create(backend, &dir, postgres_url, None).await?;
-    let key = super::bench_workspace(&db).await?.2.secret;
+    let key = crate::bench_workspace(&db).await?.2.secret;
     let stub = StubProvider::start().await?;
     stub.set_default(Reply::text(ANSWER));
     let mut server = Server::start(&db.url, &dir).await?;
