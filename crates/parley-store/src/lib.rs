@@ -39,6 +39,7 @@ pub mod attachments;
 mod channels;
 mod counters;
 pub mod jobs;
+mod migrate;
 pub mod postgres;
 pub mod scoped_ids;
 mod sql;

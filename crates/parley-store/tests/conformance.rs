@@ -2616,3 +2616,159 @@ async fn sqlite_search_strategies_agree() {
         );
     }
 }
+
+/// The migration files of `dialect` as today's directory holds them: (version, name, SQL), in
+/// order of version, read from disk (not from the store's embedded list).
+fn migration_files(dialect: &str) -> Vec<(i64, String, String)> {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("migrations")
+        .join(dialect);
+    let mut files: Vec<(i64, String, String)> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| {
+            let path = e.unwrap().path();
+            let stem = path.file_stem().unwrap().to_str().unwrap().to_owned();
+            let (version, name) = stem.split_once('_').unwrap();
+            let sql = std::fs::read_to_string(&path).unwrap();
+            (version.parse().unwrap(), name.to_owned(), sql)
+        })
+        .collect();
+    files.sort_by_key(|f| f.0);
+    files
+}
+
+/// SQLite: a database migrated the way Parley did before the shared runner (its own record
+/// table, one transaction per file) opens without re-running anything, keeps its data, and its
+/// record of applied versions is left exactly as it was.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_opens_a_database_migrated_by_the_old_runner() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("old.db");
+    let files = migration_files("sqlite");
+    assert_eq!(
+        files.iter().map(|f| f.0).collect::<Vec<_>>(),
+        [1, 2, 3, 4, 5, 6, 7, 10, 11]
+    );
+    let records = |conn: &rusqlite::Connection| -> Vec<(i64, String, i64)> {
+        let mut st = conn
+            .prepare("SELECT version, name, applied_at FROM parley_migrations ORDER BY version")
+            .unwrap();
+        st.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+            .unwrap()
+            .map(|r| r.unwrap())
+            .collect()
+    };
+    let before = {
+        let mut conn = rusqlite::Connection::open(&path).unwrap();
+        conn.execute_batch(
+            "PRAGMA journal_mode = WAL;
+             CREATE TABLE IF NOT EXISTS parley_migrations (
+                 version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at INTEGER NOT NULL)",
+        )
+        .unwrap();
+        for (version, name, sql) in &files {
+            let tx = conn.transaction().unwrap();
+            tx.execute_batch(sql).unwrap();
+            tx.execute(
+                "INSERT INTO parley_migrations (version, name, applied_at) VALUES (?1, ?2, ?3)",
+                rusqlite::params![version, name, 1000 + version],
+            )
+            .unwrap();
+            tx.commit().unwrap();
+        }
+        conn.execute(
+            "INSERT INTO workspaces (id, slug, name, created_at) VALUES (?1, 'old', 'Old', 0)",
+            [WorkspaceId::new().as_bytes().to_vec()],
+        )
+        .unwrap();
+        records(&conn)
+    };
+    assert_eq!(before.len(), files.len());
+    let store = parley_store::sqlite::SqliteStore::open(
+        &path,
+        parley_store::sqlite::SqliteOptions::default(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        store.workspace_by_slug("old").await.unwrap().unwrap().name,
+        "Old"
+    );
+    store.close().await.unwrap();
+    drop(store);
+    let conn = rusqlite::Connection::open(&path).unwrap();
+    assert_eq!(
+        records(&conn),
+        before,
+        "nothing re-ran or was recorded again"
+    );
+}
+
+/// PostgreSQL: the same story as `sqlite_opens_a_database_migrated_by_the_old_runner`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_opens_a_database_migrated_by_the_old_runner() {
+    let Some(db) = parley_store::testing::TestDatabase::create().await else {
+        return;
+    };
+    let files = migration_files("postgres");
+    assert_eq!(
+        files.iter().map(|f| f.0).collect::<Vec<_>>(),
+        [1, 2, 3, 4, 5, 6, 9, 10]
+    );
+    let (mut client, conn) = tokio_postgres::connect(db.url(), tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    let driver = tokio::spawn(conn);
+    async fn records(client: &tokio_postgres::Client) -> Vec<(i64, String, i64)> {
+        client
+            .query(
+                "SELECT version, name, applied_at FROM parley_migrations ORDER BY version",
+                &[],
+            )
+            .await
+            .unwrap()
+            .iter()
+            .map(|r| (r.get(0), r.get(1), r.get(2)))
+            .collect()
+    }
+    let tx = client.transaction().await.unwrap();
+    tx.batch_execute(
+        "CREATE TABLE IF NOT EXISTS parley_migrations (
+             version bigint PRIMARY KEY, name text NOT NULL, applied_at bigint NOT NULL)",
+    )
+    .await
+    .unwrap();
+    for (version, name, sql) in &files {
+        tx.batch_execute(sql).await.unwrap();
+        tx.execute(
+            "INSERT INTO parley_migrations (version, name, applied_at) VALUES ($1, $2, $3)",
+            &[version, name, &(1000 + version)],
+        )
+        .await
+        .unwrap();
+    }
+    tx.execute(
+        "INSERT INTO workspaces (id, slug, name, created_at) VALUES ($1, 'old', 'Old', 0)",
+        &[&uuid::Uuid::now_v7()],
+    )
+    .await
+    .unwrap();
+    tx.commit().await.unwrap();
+    let before = records(&client).await;
+    assert_eq!(before.len(), files.len());
+    let store = parley_store::postgres::PostgresStore::open(db.url(), Default::default())
+        .await
+        .unwrap();
+    assert_eq!(
+        store.workspace_by_slug("old").await.unwrap().unwrap().name,
+        "Old"
+    );
+    assert_eq!(
+        records(&client).await,
+        before,
+        "nothing re-ran or was recorded again"
+    );
+    drop(store);
+    drop(client);
+    let _ = driver.await;
+}

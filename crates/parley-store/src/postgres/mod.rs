@@ -38,49 +38,6 @@ use crate::{
     NewSession, Result, SessionRecord, Store, StoreError,
 };
 
-const MIGRATIONS: &[(i64, &str, &str)] = &[
-    (
-        1,
-        "init",
-        include_str!("../../migrations/postgres/0001_init.sql"),
-    ),
-    (
-        2,
-        "users",
-        include_str!("../../migrations/postgres/0002_users.sql"),
-    ),
-    (
-        3,
-        "covering_sort_indexes",
-        include_str!("../../migrations/postgres/0003_covering_sort_indexes.sql"),
-    ),
-    (
-        4,
-        "assistant_runtime",
-        include_str!("../../migrations/postgres/0004_assistant_runtime.sql"),
-    ),
-    (
-        5,
-        "channels",
-        include_str!("../../migrations/postgres/0005_channels.sql"),
-    ),
-    (
-        6,
-        "widget",
-        include_str!("../../migrations/postgres/0006_widget.sql"),
-    ),
-    (
-        9,
-        "attachment_quota",
-        include_str!("../../migrations/postgres/0009_attachment_quota.sql"),
-    ),
-    (
-        10,
-        "jobs",
-        include_str!("../../migrations/postgres/0010_jobs.sql"),
-    ),
-];
-
 /// Tuning of the PostgreSQL backend.
 #[derive(Debug, Clone)]
 pub struct PostgresOptions {
@@ -200,30 +157,7 @@ impl PostgresStore {
         let tx = client.transaction().await?;
         tx.execute("SELECT pg_advisory_xact_lock(7411386297452036)", &[])
             .await?;
-        tx.batch_execute(
-            "CREATE TABLE IF NOT EXISTS parley_migrations (
-                 version bigint PRIMARY KEY, name text NOT NULL, applied_at bigint NOT NULL)",
-        )
-        .await?;
-        let current: i64 = tx
-            .query_one(
-                "SELECT coalesce(max(version), 0) FROM parley_migrations",
-                &[],
-            )
-            .await?
-            .get(0);
-        for (version, name, sql) in MIGRATIONS {
-            if *version <= current {
-                continue;
-            }
-            tx.batch_execute(sql).await?;
-            tx.execute(
-                "INSERT INTO parley_migrations (version, name, applied_at) VALUES ($1, $2, $3)",
-                &[version, name, &Timestamp::now().0],
-            )
-            .await?;
-            tracing::info!(version, name, "applied PostgreSQL migration");
-        }
+        crate::migrate::run(&mut PostgresMigrations { tx: &tx }, i64::MAX).await?;
         tx.commit().await?;
         Ok(())
     }
@@ -231,6 +165,33 @@ impl PostgresStore {
     /// A pooled connection (for the benchmark's raw baselines and tests).
     pub async fn connection(&self) -> Result<deadpool_postgres::Object> {
         Ok(self.pool.get().await?)
+    }
+}
+
+/// The migration runner's view of the open migration transaction.
+struct PostgresMigrations<'a, 'b> {
+    tx: &'a deadpool_postgres::Transaction<'b>,
+}
+
+#[async_trait]
+impl crate::migrate::MigrationTarget for PostgresMigrations<'_, '_> {
+    fn dialect(&self) -> crate::sql::Dialect {
+        crate::sql::Dialect::Postgres
+    }
+    async fn batch(&mut self, sql: &str) -> Result<()> {
+        Ok(self.tx.batch_execute(sql).await?)
+    }
+    async fn integer(&mut self, sql: &str) -> Result<i64> {
+        Ok(self.tx.query_one(sql, &[]).await?.get(0))
+    }
+    async fn record(&mut self, version: i64, name: &str, applied_at: i64) -> Result<()> {
+        self.tx
+            .execute(
+                crate::migrate::record_sql(crate::sql::Dialect::Postgres),
+                &[&version, &name, &applied_at],
+            )
+            .await?;
+        Ok(())
     }
 }
 
