@@ -2464,6 +2464,396 @@ async fn attachment_usage_is_maintained_and_bounded(store: Arc<dyn Store>) {
     );
 }
 
+async fn assistant(store: &dyn Store, ws: WorkspaceId, name: &str) -> parley_core::AssistantId {
+    let input = NewAssistant {
+        name: name.into(),
+        company: "Acme".into(),
+        mode: AssistantMode::Active,
+        settings: AssistantSettings::default(),
+    };
+    store.create_assistant(ws, &input).await.unwrap().id
+}
+
+async fn widgets_are_found_by_assistant_and_key(store: Arc<dyn Store>) {
+    use parley_core::widget::{WidgetRecord, WidgetSettings};
+    let ws = workspace(&*store, "w").await;
+    let other = workspace(&*store, "other").await;
+    let ava = assistant(&*store, ws, "Ava").await;
+    let bea = assistant(&*store, ws, "Bea").await;
+    let elsewhere = assistant(&*store, other, "Cleo").await;
+    assert_eq!(store.widget_for_assistant(ws, ava).await.unwrap(), None);
+    assert_eq!(store.widget_by_key("pk_one").await.unwrap(), None);
+
+    let mut first = WidgetRecord {
+        workspace_id: ws,
+        assistant_id: ava,
+        public_key: "pk_one".into(),
+        settings: WidgetSettings {
+            allowed_origins: vec!["https://shop.example.com".into()],
+            title: "Ask Ava".into(),
+            ..Default::default()
+        },
+        updated_at: Timestamp(T0),
+    };
+    store.save_widget(&first).await.unwrap();
+    assert_eq!(
+        store.widget_for_assistant(ws, ava).await.unwrap().as_ref(),
+        Some(&first)
+    );
+    assert_eq!(
+        store.widget_by_key("pk_one").await.unwrap().as_ref(),
+        Some(&first)
+    );
+    assert_eq!(store.widget_for_assistant(ws, bea).await.unwrap(), None);
+    assert_eq!(
+        store.widget_for_assistant(other, ava).await.unwrap(),
+        None,
+        "another workspace does not see it"
+    );
+
+    // Replacing the key revokes the old one; the settings are replaced, not merged.
+    first.public_key = "pk_two".into();
+    first.settings = WidgetSettings {
+        enabled: false,
+        ..Default::default()
+    };
+    first.updated_at = Timestamp(T0 + 1000);
+    store.save_widget(&first).await.unwrap();
+    assert_eq!(store.widget_by_key("pk_one").await.unwrap(), None);
+    assert_eq!(
+        store.widget_by_key("pk_two").await.unwrap().as_ref(),
+        Some(&first)
+    );
+    assert_eq!(
+        store.widget_for_assistant(ws, ava).await.unwrap().as_ref(),
+        Some(&first)
+    );
+
+    // A key is one widget's only.
+    let taken = WidgetRecord {
+        assistant_id: bea,
+        ..first.clone()
+    };
+    assert!(matches!(
+        store.save_widget(&taken).await,
+        Err(StoreError::Conflict {
+            code: "widget_key_taken",
+            ..
+        })
+    ));
+    assert_eq!(store.widget_for_assistant(ws, bea).await.unwrap(), None);
+    // An assistant of another workspace cannot get a widget here.
+    let foreign = WidgetRecord {
+        assistant_id: elsewhere,
+        public_key: "pk_three".into(),
+        ..first.clone()
+    };
+    assert!(matches!(
+        store.save_widget(&foreign).await,
+        Err(StoreError::NotFound { .. })
+    ));
+    assert_eq!(store.widget_by_key("pk_three").await.unwrap(), None);
+}
+
+async fn tracker_records_a_visit_and_follows_its_conversations(store: Arc<dyn Store>) {
+    use parley_core::widget::{TrackerItem, TrackerItemKind, TrackerSession};
+    let ws = workspace(&*store, "w").await;
+    let other = workspace(&*store, "other").await;
+    let ava = assistant(&*store, ws, "Ava").await;
+    let mut visit = TrackerSession {
+        id: uuid::Uuid::now_v7(),
+        workspace_id: Some(ws),
+        assistant_id: Some(ava),
+        started_at: Some(Timestamp(T0)),
+        last_seen_at: Some(Timestamp(T0 + 5_000)),
+        device: "desktop".into(),
+        browser: "Firefox 140.0".into(),
+        os: "Linux".into(),
+        country: "DE".into(),
+        city: "Berlin".into(),
+        landing_page: "https://shop.example.com/".into(),
+        referrer: "https://www.google.com/".into(),
+        traffic_source: "search".into(),
+        utm_source: "news".into(),
+        utm_medium: "email".into(),
+        utm_campaign: "spring".into(),
+    };
+    store.save_tracker_session(&visit).await.unwrap();
+    assert_eq!(
+        store.tracker_session(ws, visit.id).await.unwrap().as_ref(),
+        Some(&visit)
+    );
+    assert_eq!(store.tracker_session(other, visit.id).await.unwrap(), None);
+    visit.last_seen_at = Some(Timestamp(T0 + 60_000));
+    store.save_tracker_session(&visit).await.unwrap();
+    assert_eq!(
+        store.tracker_session(ws, visit.id).await.unwrap().as_ref(),
+        Some(&visit),
+        "saving again replaces"
+    );
+    // Another workspace cannot take the id over.
+    let hijack = TrackerSession {
+        workspace_id: Some(other),
+        assistant_id: None,
+        device: "mobile".into(),
+        ..visit.clone()
+    };
+    assert!(matches!(
+        store.save_tracker_session(&hijack).await,
+        Err(StoreError::Conflict {
+            code: "tracker_session_taken",
+            ..
+        })
+    ));
+    assert_eq!(
+        store.tracker_session(ws, visit.id).await.unwrap().as_ref(),
+        Some(&visit)
+    );
+
+    let item = |kind, name: &str, at: i64| TrackerItem {
+        id: uuid::Uuid::now_v7(),
+        session_id: visit.id,
+        kind,
+        name: name.into(),
+        url: "https://shop.example.com/shoes".into(),
+        at: Timestamp(at),
+        time_spent_ms: None,
+        scroll_depth: None,
+        data: serde_json::Value::Null,
+    };
+    // Saved out of order: the record lists them by time.
+    let mut form = item(TrackerItemKind::Trigger, "form_submit", T0 + 30_000);
+    form.data = serde_json::json!({"email": "ann@example.com", "size": "42"});
+    let mut page = item(TrackerItemKind::Pageview, "Shoes", T0 + 1_000);
+    page.time_spent_ms = Some(2_000);
+    page.scroll_depth = Some(40);
+    let mut click = item(TrackerItemKind::Event, "click", T0 + 20_000);
+    click.data = serde_json::json!({"element": "buy"});
+    for i in [&form, &page, &click] {
+        store.save_tracker_item(ws, i).await.unwrap();
+    }
+    // The script resends a pageview as it learns more: one row, updated.
+    page.time_spent_ms = Some(25_000);
+    page.scroll_depth = Some(90);
+    store.save_tracker_item(ws, &page).await.unwrap();
+    assert!(matches!(
+        store
+            .save_tracker_item(other, &item(TrackerItemKind::Event, "x", T0))
+            .await,
+        Err(StoreError::NotFound { .. })
+    ));
+
+    let first = create(
+        &*store,
+        ws,
+        conv("Ava", T0),
+        vec![msg(Role::User, "hi", T0)],
+    )
+    .await;
+    let second = create(
+        &*store,
+        ws,
+        conv("Ava", T0),
+        vec![msg(Role::User, "again", T0)],
+    )
+    .await;
+    assert_eq!(
+        store.tracker_for_conversation(ws, first).await.unwrap(),
+        None
+    );
+    assert!(matches!(
+        store.link_tracker_session(other, visit.id, first).await,
+        Err(StoreError::NotFound { .. })
+    ));
+    store
+        .link_tracker_session(ws, visit.id, first)
+        .await
+        .unwrap();
+    store
+        .link_tracker_session(ws, visit.id, second)
+        .await
+        .unwrap();
+    let record = store
+        .tracker_for_conversation(ws, first)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(record.session, visit);
+    assert_eq!(
+        record.items,
+        vec![page.clone(), click.clone(), form.clone()]
+    );
+    assert_eq!(record.pages_visited(), 1);
+    assert!(!record.bounced());
+    assert_eq!(
+        store.tracker_for_conversation(ws, second).await.unwrap(),
+        Some(record.clone())
+    );
+    assert_eq!(
+        store.tracker_for_conversation(other, first).await.unwrap(),
+        None
+    );
+
+    // The visit outlives one of its conversations, not the last one.
+    assert!(store.delete_conversation(ws, first).await.unwrap());
+    assert_eq!(
+        store.tracker_for_conversation(ws, first).await.unwrap(),
+        None
+    );
+    assert_eq!(
+        store.tracker_for_conversation(ws, second).await.unwrap(),
+        Some(record)
+    );
+    assert!(store.delete_conversation(ws, second).await.unwrap());
+    assert_eq!(store.tracker_session(ws, visit.id).await.unwrap(), None);
+}
+
+async fn transfer_imports_records_verbatim(store: Arc<dyn Store>) {
+    use parley_core::model::{ApiKey, Assistant, AssistantVersion, User, Workspace};
+    use parley_core::{ApiKeyId, AssistantId, UserId, UserRole};
+    // What `parley migrate-store` read from another store.
+    let ws = Workspace {
+        id: WorkspaceId::new(),
+        slug: "moved".into(),
+        name: "Moved Inc".into(),
+        created_at: Timestamp(T0 - 86_400_000),
+    };
+    let settings = AssistantSettings {
+        system_prompt: "Be brief.".into(),
+        ..Default::default()
+    };
+    let assistant = Assistant {
+        id: AssistantId::new(),
+        name: "Ava Prime".into(),
+        company: "Acme".into(),
+        mode: AssistantMode::Active,
+        version: 2,
+        settings: settings.clone(),
+        created_at: Timestamp(T0 - 1000),
+        updated_at: Timestamp(T0),
+    };
+    let versions = vec![
+        AssistantVersion {
+            version: 1,
+            name: "Ava".into(),
+            company: "Acme".into(),
+            mode: AssistantMode::Passive,
+            settings: AssistantSettings::default(),
+            created_at: Timestamp(T0 - 1000),
+        },
+        AssistantVersion {
+            version: 2,
+            name: "Ava Prime".into(),
+            company: "Acme".into(),
+            mode: AssistantMode::Active,
+            settings,
+            created_at: Timestamp(T0),
+        },
+    ];
+    let user = User {
+        id: UserId::new(),
+        workspace_id: ws.id,
+        email: "ann@example.com".into(),
+        role: UserRole::Admin,
+        created_at: Timestamp(T0 - 500),
+    };
+    let key = ApiKey {
+        id: ApiKeyId::new(),
+        workspace_id: ws.id,
+        name: "ci".into(),
+        prefix: "pk_abcd".into(),
+        created_at: Timestamp(T0 - 400),
+        revoked_at: Some(Timestamp(T0 - 300)),
+    };
+    let hash = "$argon2id$v=19$m=19456,t=2,p=1$c2FsdHNhbHQ$aGFzaGhhc2hoYXNoaGFzaA";
+
+    store.import_workspace(&ws).await.unwrap();
+    // Versions arrive in any order.
+    let reversed: Vec<_> = versions.iter().rev().cloned().collect();
+    store
+        .import_assistant(ws.id, &assistant, &reversed)
+        .await
+        .unwrap();
+    store.import_user(&user, hash).await.unwrap();
+    store.import_api_key(&key, [9; 32]).await.unwrap();
+
+    assert_eq!(
+        store.workspace_by_slug("moved").await.unwrap(),
+        Some(ws.clone())
+    );
+    assert_eq!(
+        store.get_assistant(ws.id, assistant.id).await.unwrap(),
+        Some(assistant.clone())
+    );
+    let mut newest_first = versions.clone();
+    newest_first.reverse();
+    assert_eq!(
+        store.assistant_versions(ws.id, assistant.id).await.unwrap(),
+        Some(newest_first)
+    );
+    assert_eq!(
+        store.export_users(ws.id).await.unwrap(),
+        vec![(user.clone(), hash.to_owned())]
+    );
+    assert_eq!(
+        store.user_for_login("ann@example.com").await.unwrap(),
+        Some((user.clone(), hash.to_owned()))
+    );
+    assert_eq!(
+        store.export_api_keys(ws.id).await.unwrap(),
+        vec![(key.clone(), [9; 32])]
+    );
+    assert_eq!(
+        store.api_key_by_hash([9; 32]).await.unwrap(),
+        Some(key.clone())
+    );
+    // The next version continues the imported history.
+    let next = NewAssistant {
+        name: "Ava Prime".into(),
+        company: "Acme".into(),
+        mode: AssistantMode::Active,
+        settings: AssistantSettings::default(),
+    };
+    let updated = store
+        .update_assistant(ws.id, assistant.id, &next, Some(2))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(updated.version, 3);
+
+    // Running the transfer again: the workspace refuses, the rest is left as it is.
+    assert!(matches!(
+        store.import_workspace(&ws).await,
+        Err(StoreError::Conflict {
+            code: "workspace_exists",
+            ..
+        })
+    ));
+    store
+        .import_assistant(ws.id, &assistant, &versions)
+        .await
+        .unwrap();
+    store.import_user(&user, "other-hash").await.unwrap();
+    store.import_api_key(&key, [9; 32]).await.unwrap();
+    assert_eq!(
+        store
+            .get_assistant(ws.id, assistant.id)
+            .await
+            .unwrap()
+            .unwrap()
+            .version,
+        3
+    );
+    assert_eq!(
+        store.export_users(ws.id).await.unwrap(),
+        vec![(user, hash.to_owned())]
+    );
+    assert_eq!(
+        store.export_api_keys(ws.id).await.unwrap(),
+        vec![(key, [9; 32])]
+    );
+}
+
 macro_rules! backends {
     ($($test:ident),+ $(,)?) => {
         mod sqlite {
@@ -2532,6 +2922,9 @@ backends!(
     inbox_leases_and_rate_windows,
     concurrent_edits_lose_nothing,
     attachment_usage_is_maintained_and_bounded,
+    widgets_are_found_by_assistant_and_key,
+    tracker_records_a_visit_and_follows_its_conversations,
+    transfer_imports_records_verbatim,
 );
 
 /// SQLite only: the three search strategies give the same pages and counts — the bounded walk
