@@ -636,6 +636,19 @@ impl ConversationPatch {
     }
 }
 
+/// The memory merge rule of a patch ([`ConversationPatch::memory`]): each key of `changes` is
+/// set to its value in `memory`, or removed from it when the value is JSON `null`; keys that
+/// `changes` does not name are kept as they are.
+pub fn merge_memory(memory: &mut Map<String, Value>, changes: &Map<String, Value>) {
+    for (key, value) in changes {
+        if value.is_null() {
+            memory.remove(key);
+        } else {
+            memory.insert(key.clone(), value.clone());
+        }
+    }
+}
+
 /// The assistant as shown on a conversation.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AssistantSummary {
@@ -847,5 +860,30 @@ impl ConversationExport {
             assistant_version: self.detail.assistant_version,
             messages: self.messages.iter().map(Message::to_input).collect(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn memory_merge_sets_replaces_removes_and_keeps() {
+        let obj = |v: Value| v.as_object().cloned().unwrap();
+        let mut memory = obj(serde_json::json!({"email": "a@x.io", "plan": "pro", "n": 1}));
+        merge_memory(
+            &mut memory,
+            &obj(
+                serde_json::json!({"plan": "free", "n": null, "city": {"name": "Köln"},
+                                    "absent": null}),
+            ),
+        );
+        assert_eq!(
+            Value::Object(memory),
+            serde_json::json!({"email": "a@x.io", "plan": "free", "city": {"name": "Köln"}})
+        );
+        let mut empty = Map::new();
+        merge_memory(&mut empty, &Map::new());
+        assert!(empty.is_empty());
     }
 }

@@ -110,6 +110,10 @@ pub(crate) fn to_sql(params: &[Param]) -> Vec<Box<dyn ToSql + Sync + Send>> {
                 Param::Text(t) => Box::new(t.clone()),
                 Param::Uuid(u) => Box::new(*u),
                 Param::IntList(l) => Box::new(l.clone()),
+                Param::OptInt(i) => Box::new(*i),
+                Param::OptText(t) => Box::new(t.clone()),
+                Param::OptFloat(f) => Box::new(*f),
+                Param::OptBool(b) => Box::new(*b),
             }
         })
         .collect()

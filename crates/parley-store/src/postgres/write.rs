@@ -972,90 +972,25 @@ pub(super) async fn update_conversation(
     };
     let pk: i64 = row.get(0);
     let now = Timestamp::now();
-    if let Some(status) = p.status {
-        tx.execute(
-            "UPDATE conversations SET status = $2 WHERE pk = $1",
-            &[&pk, &status.as_str()],
-        )
-        .await?;
-    }
-    if let Some(ended_at) = p.ended_at {
-        tx.execute(
-            "UPDATE conversations SET ended_at = $2 WHERE pk = $1",
-            &[&pk, &ended_at.map(|t| t.0)],
-        )
-        .await?;
-    }
-    if let Some(reason) = &p.end_reason {
-        tx.execute(
-            "UPDATE conversations SET end_reason = $2 WHERE pk = $1",
-            &[&pk, reason],
-        )
-        .await?;
-    }
-    if let Some(rating) = &p.rating {
-        let (score, comment, at) = match rating {
-            Some(r) => (
-                r.score as i64,
-                r.comment.clone(),
-                Some(r.rated_at.unwrap_or(now).0),
-            ),
-            None => (0, None, None),
-        };
-        tx.execute("UPDATE conversations SET rating = $2, rating_comment = $3, rated_at = $4 WHERE pk = $1", &[&pk, &score, &comment, &at])
-            .await?;
-    }
-    if let Some(sentiment) = &p.sentiment {
-        tx.execute(
-            "UPDATE conversations SET sentiment = $2, sentiment_score = $3 WHERE pk = $1",
-            &[
-                &pk,
-                &sentiment.as_ref().map(|s| s.label.as_str()),
-                &sentiment.as_ref().and_then(|s| s.score),
-            ],
-        )
-        .await?;
-    }
-    if let Some(converted) = p.converted {
-        tx.execute(
-            "UPDATE conversations SET converted = $2 WHERE pk = $1",
-            &[&pk, &converted],
-        )
-        .await?;
-    }
-    if let Some(contact) = &p.contact {
-        tx.execute(
-            "UPDATE conversations SET contact = $2 WHERE pk = $1",
-            &[&pk, contact],
-        )
-        .await?;
-    }
+    let memory = match &p.memory {
+        Some(changes) => {
+            let text: String = row.get(1);
+            let mut memory = serde_json::from_str(&text).unwrap_or_default();
+            parley_core::model::merge_memory(&mut memory, changes);
+            Some(serde_json::to_string(&memory).map_err(StoreError::backend)?)
+        }
+        None => None,
+    };
+    let sql = crate::sql::conversation_patch(crate::sql::Dialect::Postgres, pk, p, memory, now);
+    let values = super::to_sql(&sql.params);
+    let refs: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> = values
+        .iter()
+        .map(|b| b.as_ref() as &(dyn tokio_postgres::types::ToSql + Sync))
+        .collect();
+    tx.execute(sql.text.as_str(), &refs).await?;
     if let Some(vars) = &p.variables {
         upsert_variables(&tx, pk, vars, now).await?;
     }
-    if let Some(changes) = &p.memory {
-        let text: String = row.get(1);
-        let mut memory: serde_json::Map<String, serde_json::Value> =
-            serde_json::from_str(&text).unwrap_or_default();
-        for (k, v) in changes {
-            if v.is_null() {
-                memory.remove(k);
-            } else {
-                memory.insert(k.clone(), v.clone());
-            }
-        }
-        let text = serde_json::to_string(&memory).map_err(StoreError::backend)?;
-        tx.execute(
-            "UPDATE conversations SET memory = $2 WHERE pk = $1",
-            &[&pk, &text],
-        )
-        .await?;
-    }
-    tx.execute(
-        "UPDATE conversations SET updated_at = $2 WHERE pk = $1",
-        &[&pk, &now.0],
-    )
-    .await?;
     tx.commit().await?;
     Ok(true)
 }

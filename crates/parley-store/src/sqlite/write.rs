@@ -672,88 +672,27 @@ pub(super) fn update_conversation(
         return Ok(false);
     };
     let now = Timestamp::now();
-    if let Some(status) = p.status {
-        c.execute(
-            "UPDATE conversations SET status = ?2 WHERE pk = ?1",
-            params![pk, status.as_str()],
-        )?;
-    }
-    if let Some(ended_at) = p.ended_at {
-        c.execute(
-            "UPDATE conversations SET ended_at = ?2 WHERE pk = ?1",
-            params![pk, ended_at.map(|t| t.0)],
-        )?;
-    }
-    if let Some(reason) = &p.end_reason {
-        c.execute(
-            "UPDATE conversations SET end_reason = ?2 WHERE pk = ?1",
-            params![pk, reason],
-        )?;
-    }
-    if let Some(rating) = &p.rating {
-        let (score, comment, at) = match rating {
-            Some(r) => (
-                r.score as i64,
-                r.comment.clone(),
-                Some(r.rated_at.unwrap_or(now).0),
-            ),
-            None => (0, None, None),
-        };
-        c.execute(
-            "UPDATE conversations SET rating = ?2, rating_comment = ?3, rated_at = ?4 WHERE pk = ?1",
-            params![pk, score, comment, at],
-        )?;
-    }
-    if let Some(sentiment) = &p.sentiment {
-        c.execute(
-            "UPDATE conversations SET sentiment = ?2, sentiment_score = ?3 WHERE pk = ?1",
-            params![
-                pk,
-                sentiment.as_ref().map(|s| s.label.as_str()),
-                sentiment.as_ref().and_then(|s| s.score)
-            ],
-        )?;
-    }
-    if let Some(converted) = p.converted {
-        c.execute(
-            "UPDATE conversations SET converted = ?2 WHERE pk = ?1",
-            params![pk, converted],
-        )?;
-    }
-    if let Some(contact) = &p.contact {
-        c.execute(
-            "UPDATE conversations SET contact = ?2 WHERE pk = ?1",
-            params![pk, contact],
-        )?;
-    }
+    let memory = match &p.memory {
+        Some(changes) => {
+            let text: String = c.query_row(
+                "SELECT memory FROM conversations WHERE pk = ?1",
+                [pk],
+                |r| r.get(0),
+            )?;
+            let mut memory = serde_json::from_str(&text).unwrap_or_default();
+            parley_core::model::merge_memory(&mut memory, changes);
+            Some(serde_json::to_string(&memory).map_err(StoreError::backend)?)
+        }
+        None => None,
+    };
+    let sql = crate::sql::conversation_patch(crate::sql::Dialect::Sqlite, pk, p, memory, now);
+    c.prepare_cached(&sql.text)?
+        .execute(rusqlite::params_from_iter(
+            sql.params.iter().map(super::read::to_value),
+        ))?;
     if let Some(vars) = &p.variables {
         upsert_variables(c, pk, vars, now)?;
     }
-    if let Some(changes) = &p.memory {
-        let text: String = c.query_row(
-            "SELECT memory FROM conversations WHERE pk = ?1",
-            [pk],
-            |r| r.get(0),
-        )?;
-        let mut memory: serde_json::Map<String, serde_json::Value> =
-            serde_json::from_str(&text).unwrap_or_default();
-        for (k, v) in changes {
-            if v.is_null() {
-                memory.remove(k);
-            } else {
-                memory.insert(k.clone(), v.clone());
-            }
-        }
-        let text = serde_json::to_string(&memory).map_err(StoreError::backend)?;
-        c.execute(
-            "UPDATE conversations SET memory = ?2 WHERE pk = ?1",
-            params![pk, text],
-        )?;
-    }
-    c.execute(
-        "UPDATE conversations SET updated_at = ?2 WHERE pk = ?1",
-        params![pk, now.0],
-    )?;
     Ok(true)
 }
 
