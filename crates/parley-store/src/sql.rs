@@ -97,6 +97,60 @@ pub(crate) enum Param {
     OptBool(Option<bool>),
 }
 
+/// The assistant `old` after `input` (the versioning rule of
+/// [`parley_core::model::Assistant::next_version`], made now), as a store error on a conflict:
+/// `Conflict("version_conflict")`.
+pub(crate) fn next_assistant(
+    old: &parley_core::model::Assistant,
+    input: &crate::NewAssistant,
+    expected_version: Option<i64>,
+) -> crate::Result<parley_core::model::Assistant> {
+    old.next_version(
+        &input.name,
+        &input.company,
+        input.mode,
+        input.settings.clone(),
+        expected_version,
+        parley_core::Timestamp::now(),
+    )
+    .map_err(|e| crate::StoreError::Conflict {
+        code: "version_conflict",
+        message: e.to_string(),
+    })
+}
+
+/// The UPDATE that stores assistant `a` at its new version (name, company, mode, version,
+/// settings, updated_at), for `dialect`.
+pub(crate) fn assistant_update(dialect: Dialect, a: &parley_core::model::Assistant) -> Sql {
+    let mut sql = Sql::new(dialect, "UPDATE assistants SET ");
+    let values = [
+        ("name", Param::Text(a.name.clone())),
+        ("company", Param::Text(a.company.clone())),
+        ("mode", Param::Text(a.mode.as_str().to_owned())),
+        ("version", Param::Int(a.version)),
+        ("settings", Param::Text(settings_text(&a.settings))),
+        ("updated_at", Param::Int(a.updated_at.0)),
+    ];
+    let sets: Vec<String> = values
+        .into_iter()
+        .map(|(column, value)| format!("{column} = {}", sql.bind(value)))
+        .collect();
+    let id = sql.bind(Param::Uuid(a.id.0));
+    sql.push(&sets.join(", "));
+    sql.push(&format!(" WHERE id = {id}"));
+    sql
+}
+
+/// The UPDATE that copies a renamed assistant's name onto its conversations (the list sorts
+/// and searches by it), for `dialect`.
+pub(crate) fn assistant_rename(dialect: Dialect, a: &parley_core::model::Assistant) -> Sql {
+    let mut sql = Sql::new(dialect, "UPDATE conversations SET assistant_name = ");
+    let name = sql.bind(Param::Text(a.name.clone()));
+    let id = sql.bind(Param::Uuid(a.id.0));
+    sql.push(&format!("{name} WHERE assistant_id = {id}"));
+    sql
+}
+
 /// The one UPDATE of a conversation patch's own columns, for `dialect`: every field the patch
 /// names (status, end, rating with its comment and time, sentiment with its score, conversion,
 /// contact), `memory` when given (the merged JSON text, see

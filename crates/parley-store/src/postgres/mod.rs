@@ -119,6 +119,14 @@ pub(crate) fn to_sql(params: &[Param]) -> Vec<Box<dyn ToSql + Sync + Send>> {
         .collect()
 }
 
+/// Borrows boxed driver values (from [`to_sql`]) as the parameter slice a query takes.
+pub(crate) fn refs(values: &[Box<dyn ToSql + Sync + Send>]) -> Vec<&(dyn ToSql + Sync)> {
+    values
+        .iter()
+        .map(|b| b.as_ref() as &(dyn ToSql + Sync))
+        .collect()
+}
+
 impl PostgresStore {
     /// Connects to the database at `url` (`postgres://user:password@host:port/db`), applies
     /// pending migrations (serialised across servers by an advisory lock), and checks that the

@@ -12,8 +12,9 @@ use parley_core::{
 };
 use uuid::Uuid;
 
-use super::is_unique_violation;
+use super::{is_unique_violation, refs, to_sql};
 use crate::counters::Counters;
+use crate::sql::Dialect;
 use crate::{
     IngestBatch, IngestOutcome, IngestTarget, MessageOutcome, NewAssistant, NewConversation,
     NewMessage, NewSession, Result, StoreError,
@@ -236,48 +237,16 @@ pub(super) async fn update_assistant(
         return Ok(None);
     };
     let old = super::read::assistant_from_row(&row)?;
-    if let Some(v) = expected_version
-        && v != old.version
-    {
-        return Err(StoreError::Conflict {
-            code: "version_conflict",
-            message: format!(
-                "the assistant was changed meanwhile: it is at version {}, the change was made against version {v}",
-                old.version
-            ),
-        });
-    }
-    let a = Assistant {
-        name: input.name.trim().to_owned(),
-        company: input.company.trim().to_owned(),
-        mode: input.mode,
-        version: old.version + 1,
-        settings: input.settings.clone(),
-        updated_at: Timestamp::now().max(old.updated_at),
-        ..old.clone()
-    };
-    tx.execute(
-        "UPDATE assistants SET name = $2, company = $3, mode = $4, version = $5, settings = $6,
-                               updated_at = $7
-          WHERE id = $1",
-        &[
-            &a.id.0,
-            &a.name,
-            &a.company,
-            &a.mode.as_str(),
-            &a.version,
-            &crate::sql::settings_text(&a.settings),
-            &a.updated_at.0,
-        ],
-    )
-    .await
-    .map_err(assistant_exists(&a))?;
+    let a = crate::sql::next_assistant(&old, input, expected_version)?;
+    let update = crate::sql::assistant_update(Dialect::Postgres, &a);
+    let values = to_sql(&update.params);
+    tx.execute(update.text.as_str(), &refs(&values))
+        .await
+        .map_err(assistant_exists(&a))?;
     if a.name != old.name {
-        tx.execute(
-            "UPDATE conversations SET assistant_name = $2 WHERE assistant_id = $1",
-            &[&a.id.0, &a.name],
-        )
-        .await?;
+        let rename = crate::sql::assistant_rename(Dialect::Postgres, &a);
+        let values = to_sql(&rename.params);
+        tx.execute(rename.text.as_str(), &refs(&values)).await?;
     }
     insert_version(&tx, &a).await?;
     tx.commit().await?;
@@ -981,13 +950,9 @@ pub(super) async fn update_conversation(
         }
         None => None,
     };
-    let sql = crate::sql::conversation_patch(crate::sql::Dialect::Postgres, pk, p, memory, now);
-    let values = super::to_sql(&sql.params);
-    let refs: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> = values
-        .iter()
-        .map(|b| b.as_ref() as &(dyn tokio_postgres::types::ToSql + Sync))
-        .collect();
-    tx.execute(sql.text.as_str(), &refs).await?;
+    let sql = crate::sql::conversation_patch(Dialect::Postgres, pk, p, memory, now);
+    let values = to_sql(&sql.params);
+    tx.execute(sql.text.as_str(), &refs(&values)).await?;
     if let Some(vars) = &p.variables {
         upsert_variables(&tx, pk, vars, now).await?;
     }

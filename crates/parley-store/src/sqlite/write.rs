@@ -9,10 +9,12 @@ use parley_core::{
     ApiKeyId, AssistantId, AssistantMode, ConversationId, MessageId, Timestamp, UserId, UserRole,
     WorkspaceId,
 };
-use rusqlite::{Connection, OptionalExtension, params};
+use rusqlite::{Connection, OptionalExtension, params, params_from_iter};
 use uuid::Uuid;
 
+use super::read::to_value;
 use crate::counters::Counters;
+use crate::sql::Dialect;
 use crate::{
     IngestBatch, IngestOutcome, IngestTarget, MessageOutcome, NewAssistant, NewConversation,
     NewMessage, NewSession, Result, StoreError,
@@ -204,44 +206,15 @@ pub(super) fn update_assistant(
     let Some(old) = super::read::get_assistant(c, workspace, id)? else {
         return Ok(None);
     };
-    if let Some(v) = expected_version
-        && v != old.version
-    {
-        return Err(StoreError::Conflict {
-            code: "version_conflict",
-            message: format!(
-                "the assistant was changed meanwhile: it is at version {}, the change was made against version {v}",
-                old.version
-            ),
-        });
-    }
-    let a = Assistant {
-        name: input.name.trim().to_owned(),
-        company: input.company.trim().to_owned(),
-        mode: input.mode,
-        version: old.version + 1,
-        settings: input.settings.clone(),
-        updated_at: Timestamp::now().max(old.updated_at),
-        ..old.clone()
-    };
-    c.prepare_cached(
-        "UPDATE assistants SET name = ?2, company = ?3, mode = ?4, version = ?5, settings = ?6,
-                               updated_at = ?7
-          WHERE id = ?1",
-    )?
-    .execute(params![
-        a.id.as_bytes(),
-        a.name,
-        a.company,
-        a.mode.as_str(),
-        a.version,
-        crate::sql::settings_text(&a.settings),
-        a.updated_at.0,
-    ])
-    .map_err(assistant_exists(&a))?;
+    let a = crate::sql::next_assistant(&old, input, expected_version)?;
+    let update = crate::sql::assistant_update(Dialect::Sqlite, &a);
+    c.prepare_cached(&update.text)?
+        .execute(params_from_iter(update.params.iter().map(to_value)))
+        .map_err(assistant_exists(&a))?;
     if a.name != old.name {
-        c.prepare_cached("UPDATE conversations SET assistant_name = ?2 WHERE assistant_id = ?1")?
-            .execute(params![a.id.as_bytes(), a.name])?;
+        let rename = crate::sql::assistant_rename(Dialect::Sqlite, &a);
+        c.prepare_cached(&rename.text)?
+            .execute(params_from_iter(rename.params.iter().map(to_value)))?;
     }
     insert_version(c, &a)?;
     Ok(Some(a))
