@@ -171,15 +171,20 @@ async fn assistants_are_unique_by_name_and_company(store: Arc<dyn Store>) {
         mode: AssistantMode::Hybrid,
         settings: Default::default(),
     };
-    let a = store.create_assistant(ws, &input).await.unwrap();
+    let a = store
+        .assistants()
+        .create_assistant(ws, &input)
+        .await
+        .unwrap();
     assert!(matches!(
-        store.create_assistant(ws, &input).await,
+        store.assistants().create_assistant(ws, &input).await,
         Err(StoreError::Conflict {
             code: "assistant_exists",
             ..
         })
     ));
     let b = store
+        .assistants()
         .create_assistant(
             ws,
             &NewAssistant {
@@ -189,13 +194,19 @@ async fn assistants_are_unique_by_name_and_company(store: Arc<dyn Store>) {
         )
         .await
         .unwrap();
-    let all = store.list_assistants(ws).await.unwrap();
+    let all = store.assistants().list_assistants(ws).await.unwrap();
     assert_eq!(
         all.iter().map(|x| x.id).collect::<Vec<_>>(),
         vec![a.id, b.id]
     );
     assert_eq!(
-        store.get_assistant(ws, a.id).await.unwrap().unwrap().mode,
+        store
+            .assistants()
+            .get_assistant(ws, a.id)
+            .await
+            .unwrap()
+            .unwrap()
+            .mode,
         AssistantMode::Hybrid
     );
     // A conversation naming an existing assistant reuses it; a new name creates one.
@@ -214,7 +225,10 @@ async fn assistants_are_unique_by_name_and_company(store: Arc<dyn Store>) {
         a.id
     );
     create(&*store, ws, conv("Brand New", T0), vec![]).await;
-    assert_eq!(store.list_assistants(ws).await.unwrap().len(), 3);
+    assert_eq!(
+        store.assistants().list_assistants(ws).await.unwrap().len(),
+        3
+    );
     // By id: must be in the workspace.
     let other = workspace(&*store, "o").await;
     let mut c = conv("x", T0);
@@ -247,7 +261,7 @@ async fn assistants_keep_versions(store: Arc<dyn Store>) {
         mode: AssistantMode::Active,
         settings: settings.clone(),
     };
-    let a = store.create_assistant(ws, &v1).await.unwrap();
+    let a = store.assistants().create_assistant(ws, &v1).await.unwrap();
     assert_eq!((a.version, &a.settings), (1, &settings));
     let id = create(&*store, ws, conv("Ava", T0), vec![]).await;
     let mut changed = settings.clone();
@@ -258,6 +272,7 @@ async fn assistants_keep_versions(store: Arc<dyn Store>) {
         ..v1.clone()
     };
     let b = store
+        .assistants()
         .update_assistant(ws, a.id, &v2, Some(1))
         .await
         .unwrap()
@@ -266,15 +281,31 @@ async fn assistants_keep_versions(store: Arc<dyn Store>) {
         (b.version, b.name.as_str(), b.created_at),
         (2, "Ava Prime", a.created_at)
     );
-    assert_eq!(store.get_assistant(ws, a.id).await.unwrap().unwrap(), b);
+    assert_eq!(
+        store
+            .assistants()
+            .get_assistant(ws, a.id)
+            .await
+            .unwrap()
+            .unwrap(),
+        b
+    );
     assert!(matches!(
-        store.update_assistant(ws, a.id, &v1, Some(1)).await,
+        store
+            .assistants()
+            .update_assistant(ws, a.id, &v1, Some(1))
+            .await,
         Err(StoreError::Conflict {
             code: "version_conflict",
             ..
         })
     ));
-    let history = store.assistant_versions(ws, a.id).await.unwrap().unwrap();
+    let history = store
+        .assistants()
+        .assistant_versions(ws, a.id)
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(
         history
             .iter()
@@ -297,14 +328,23 @@ async fn assistants_keep_versions(store: Arc<dyn Store>) {
     let other = workspace(&*store, "o").await;
     assert_eq!(
         store
+            .assistants()
             .update_assistant(other, a.id, &v1, None)
             .await
             .unwrap(),
         None
     );
-    assert_eq!(store.assistant_versions(other, a.id).await.unwrap(), None);
+    assert_eq!(
+        store
+            .assistants()
+            .assistant_versions(other, a.id)
+            .await
+            .unwrap(),
+        None
+    );
     // A name and company another assistant has is a conflict.
     store
+        .assistants()
         .create_assistant(
             ws,
             &NewAssistant {
@@ -316,6 +356,7 @@ async fn assistants_keep_versions(store: Arc<dyn Store>) {
         .unwrap();
     assert!(matches!(
         store
+            .assistants()
             .update_assistant(
                 ws,
                 a.id,
@@ -691,7 +732,12 @@ async fn ingest_batches_are_atomic(store: Arc<dyn Store>) {
             .is_empty()
     );
     assert!(
-        store.list_assistants(ws).await.unwrap().is_empty(),
+        store
+            .assistants()
+            .list_assistants(ws)
+            .await
+            .unwrap()
+            .is_empty(),
         "the assistant created on the way is rolled back too"
     );
 }
@@ -1432,7 +1478,14 @@ async fn workspaces_are_isolated(store: Arc<dyn Store>) {
     );
     assert_eq!(store.conversation_total(b).await.unwrap(), 0);
     assert!(!store.delete_conversation(b, in_a).await.unwrap());
-    assert!(store.list_assistants(b).await.unwrap().is_empty());
+    assert!(
+        store
+            .assistants()
+            .list_assistants(b)
+            .await
+            .unwrap()
+            .is_empty()
+    );
     // The same external id in another workspace is another conversation.
     c.id = ConversationId::new();
     let in_b = create(&*store, b, c, vec![]).await;
@@ -1704,7 +1757,7 @@ async fn concurrent_batches_in_opposite_orders_all_succeed(store: Arc<dyn Store>
     }
     assert_eq!(store.conversation_total(ws).await.unwrap(), 4 + 8 * 5 * 6);
     assert_eq!(
-        store.list_assistants(ws).await.unwrap().len(),
+        store.assistants().list_assistants(ws).await.unwrap().len(),
         7,
         "each new assistant created once"
     );
@@ -1737,8 +1790,16 @@ async fn channel_connections_and_message_updates(store: Arc<dyn Store>) {
         mode: AssistantMode::Active,
         settings: AssistantSettings::default(),
     };
-    let ava = store.create_assistant(a, &new_assistant).await.unwrap();
-    let bob = store.create_assistant(b, &new_assistant).await.unwrap();
+    let ava = store
+        .assistants()
+        .create_assistant(a, &new_assistant)
+        .await
+        .unwrap();
+    let bob = store
+        .assistants()
+        .create_assistant(b, &new_assistant)
+        .await
+        .unwrap();
     let mut config = serde_json::Map::new();
     config.insert("phone_number_id".into(), serde_json::json!("1122334455667"));
     let connection = ChannelConnection {
@@ -2471,7 +2532,12 @@ async fn assistant(store: &dyn Store, ws: WorkspaceId, name: &str) -> parley_cor
         mode: AssistantMode::Active,
         settings: AssistantSettings::default(),
     };
-    store.create_assistant(ws, &input).await.unwrap().id
+    store
+        .assistants()
+        .create_assistant(ws, &input)
+        .await
+        .unwrap()
+        .id
 }
 
 async fn widgets_are_found_by_assistant_and_key(store: Arc<dyn Store>) {
@@ -2782,13 +2848,21 @@ async fn transfer_imports_records_verbatim(store: Arc<dyn Store>) {
         Some(ws.clone())
     );
     assert_eq!(
-        store.get_assistant(ws.id, assistant.id).await.unwrap(),
+        store
+            .assistants()
+            .get_assistant(ws.id, assistant.id)
+            .await
+            .unwrap(),
         Some(assistant.clone())
     );
     let mut newest_first = versions.clone();
     newest_first.reverse();
     assert_eq!(
-        store.assistant_versions(ws.id, assistant.id).await.unwrap(),
+        store
+            .assistants()
+            .assistant_versions(ws.id, assistant.id)
+            .await
+            .unwrap(),
         Some(newest_first)
     );
     assert_eq!(
@@ -2815,6 +2889,7 @@ async fn transfer_imports_records_verbatim(store: Arc<dyn Store>) {
         settings: AssistantSettings::default(),
     };
     let updated = store
+        .assistants()
         .update_assistant(ws.id, assistant.id, &next, Some(2))
         .await
         .unwrap()
@@ -2837,6 +2912,7 @@ async fn transfer_imports_records_verbatim(store: Arc<dyn Store>) {
     store.import_api_key(&key, [9; 32]).await.unwrap();
     assert_eq!(
         store
+            .assistants()
             .get_assistant(ws.id, assistant.id)
             .await
             .unwrap()

@@ -10,6 +10,7 @@
 //! inserted with one `INSERT ... SELECT FROM unnest(...)`. Search uses pg_trgm GIN indexes with
 //! `ILIKE`, with the same probe-or-walk plan as the SQLite backend.
 
+mod assistants;
 mod attachments;
 mod channels;
 mod jobs;
@@ -34,8 +35,8 @@ use tokio_postgres::types::ToSql;
 
 use crate::sql::Param;
 use crate::{
-    ConversationCount, ConversationPage, IngestBatch, IngestOutcome, MessagePage, NewAssistant,
-    NewSession, Result, SessionRecord, Store, StoreError,
+    ConversationCount, ConversationPage, IngestBatch, IngestOutcome, MessagePage, NewSession,
+    Result, SessionRecord, Store, StoreError,
 };
 
 /// Tuning of the PostgreSQL backend.
@@ -237,6 +238,10 @@ impl Store for PostgresStore {
         self
     }
 
+    fn assistants(&self) -> &dyn crate::AssistantStore {
+        self
+    }
+
     async fn create_workspace(&self, slug: &str, name: &str) -> Result<Workspace> {
         write::create_workspace(&self.pool, slug, name).await
     }
@@ -269,44 +274,6 @@ impl Store for PostgresStore {
 
     async fn revoke_api_key(&self, workspace: WorkspaceId, id: ApiKeyId) -> Result<()> {
         write::revoke_api_key(&self.pool, workspace, id).await
-    }
-
-    async fn create_assistant(
-        &self,
-        workspace: WorkspaceId,
-        input: &NewAssistant,
-    ) -> Result<Assistant> {
-        write::create_assistant(&self.pool, workspace, input).await
-    }
-
-    async fn update_assistant(
-        &self,
-        workspace: WorkspaceId,
-        id: AssistantId,
-        input: &NewAssistant,
-        expected_version: Option<i64>,
-    ) -> Result<Option<Assistant>> {
-        write::update_assistant(&self.pool, workspace, id, input, expected_version).await
-    }
-
-    async fn assistant_versions(
-        &self,
-        workspace: WorkspaceId,
-        id: AssistantId,
-    ) -> Result<Option<Vec<AssistantVersion>>> {
-        read::assistant_versions(&self.pool, workspace, id).await
-    }
-
-    async fn list_assistants(&self, workspace: WorkspaceId) -> Result<Vec<Assistant>> {
-        read::list_assistants(&self.pool, workspace).await
-    }
-
-    async fn get_assistant(
-        &self,
-        workspace: WorkspaceId,
-        id: AssistantId,
-    ) -> Result<Option<Assistant>> {
-        read::get_assistant(&self.pool, workspace, id).await
     }
 
     async fn ingest(

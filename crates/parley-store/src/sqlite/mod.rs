@@ -9,6 +9,7 @@
 //! many requests (group commit); a lone request is committed at once. Reads run on a small pool
 //! of read-only connections on the blocking thread pool, concurrently with the writer (WAL).
 
+mod assistants;
 mod attachments;
 mod channels;
 mod jobs;
@@ -34,8 +35,8 @@ use rusqlite::{Connection, OpenFlags};
 use tokio::sync::{Semaphore, mpsc, oneshot};
 
 use crate::{
-    ConversationCount, ConversationPage, IngestBatch, IngestOutcome, MessagePage, NewAssistant,
-    NewSession, Result, SessionRecord, Store, StoreError,
+    ConversationCount, ConversationPage, IngestBatch, IngestOutcome, MessagePage, NewSession,
+    Result, SessionRecord, Store, StoreError,
 };
 
 /// Tuning of the SQLite backend.
@@ -557,6 +558,10 @@ impl Store for SqliteStore {
         self
     }
 
+    fn assistants(&self) -> &dyn crate::AssistantStore {
+        self
+    }
+
     async fn create_workspace(&self, slug: &str, name: &str) -> Result<Workspace> {
         let (slug, name) = (slug.to_owned(), name.to_owned());
         self.write(move |c| write::create_workspace(c, &slug, &name))
@@ -595,51 +600,6 @@ impl Store for SqliteStore {
 
     async fn revoke_api_key(&self, workspace: WorkspaceId, id: ApiKeyId) -> Result<()> {
         self.write(move |c| write::revoke_api_key(c, workspace, id))
-            .await
-    }
-
-    async fn create_assistant(
-        &self,
-        workspace: WorkspaceId,
-        input: &NewAssistant,
-    ) -> Result<Assistant> {
-        let input = input.clone();
-        self.write(move |c| write::create_assistant(c, workspace, &input))
-            .await
-    }
-
-    async fn update_assistant(
-        &self,
-        workspace: WorkspaceId,
-        id: AssistantId,
-        input: &NewAssistant,
-        expected_version: Option<i64>,
-    ) -> Result<Option<Assistant>> {
-        let input = input.clone();
-        self.write(move |c| write::update_assistant(c, workspace, id, &input, expected_version))
-            .await
-    }
-
-    async fn assistant_versions(
-        &self,
-        workspace: WorkspaceId,
-        id: AssistantId,
-    ) -> Result<Option<Vec<AssistantVersion>>> {
-        self.read(move |c| read::assistant_versions(c, workspace, id))
-            .await
-    }
-
-    async fn list_assistants(&self, workspace: WorkspaceId) -> Result<Vec<Assistant>> {
-        self.read(move |c| read::list_assistants(c, workspace))
-            .await
-    }
-
-    async fn get_assistant(
-        &self,
-        workspace: WorkspaceId,
-        id: AssistantId,
-    ) -> Result<Option<Assistant>> {
-        self.read(move |c| read::get_assistant(c, workspace, id))
             .await
     }
 
