@@ -183,7 +183,60 @@ pub struct Assistant {
     pub updated_at: Timestamp,
 }
 
+/// An edit was made against another version than the assistant's current one (see
+/// [`Assistant::next_version`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct VersionConflict {
+    /// The assistant's current version.
+    pub current: i64,
+    /// The version the edit was made against.
+    pub expected: i64,
+}
+
+impl std::fmt::Display for VersionConflict {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "the assistant was changed meanwhile: it is at version {}, the change was made against version {}",
+            self.current, self.expected
+        )
+    }
+}
+
 impl Assistant {
+    /// The versioning rule: the assistant after an edit to `name`, `company` (both trimmed),
+    /// `mode` and `settings`, made at `now`. Every edit makes a new version (current + 1), even
+    /// one that changes nothing; `updated_at` never goes back (the later of `now` and the last
+    /// update); id and creation time stay. Errors: [`VersionConflict`] when `expected` is given
+    /// and is not the current version.
+    pub fn next_version(
+        &self,
+        name: &str,
+        company: &str,
+        mode: AssistantMode,
+        settings: AssistantSettings,
+        expected: Option<i64>,
+        now: Timestamp,
+    ) -> Result<Assistant, VersionConflict> {
+        if let Some(expected) = expected
+            && expected != self.version
+        {
+            return Err(VersionConflict {
+                current: self.version,
+                expected,
+            });
+        }
+        Ok(Assistant {
+            name: name.trim().to_owned(),
+            company: company.trim().to_owned(),
+            mode,
+            version: self.version + 1,
+            settings,
+            updated_at: now.max(self.updated_at),
+            ..self.clone()
+        })
+    }
+
     /// The assistant as API outputs show it: the provider key redacted.
     pub fn redacted(&self) -> Assistant {
         Assistant {
@@ -636,6 +689,19 @@ impl ConversationPatch {
     }
 }
 
+/// The memory merge rule of a patch ([`ConversationPatch::memory`]): each key of `changes` is
+/// set to its value in `memory`, or removed from it when the value is JSON `null`; keys that
+/// `changes` does not name are kept as they are.
+pub fn merge_memory(memory: &mut Map<String, Value>, changes: &Map<String, Value>) {
+    for (key, value) in changes {
+        if value.is_null() {
+            memory.remove(key);
+        } else {
+            memory.insert(key.clone(), value.clone());
+        }
+    }
+}
+
 /// The assistant as shown on a conversation.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AssistantSummary {
@@ -847,5 +913,100 @@ impl ConversationExport {
             assistant_version: self.detail.assistant_version,
             messages: self.messages.iter().map(Message::to_input).collect(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_edit_makes_the_next_version() {
+        let old = Assistant {
+            id: AssistantId::new(),
+            name: "Ava".into(),
+            company: "Acme".into(),
+            mode: AssistantMode::Active,
+            version: 3,
+            settings: AssistantSettings::default(),
+            created_at: Timestamp(10),
+            updated_at: Timestamp(500),
+        };
+        let settings = AssistantSettings {
+            system_prompt: "Be brief.".into(),
+            ..Default::default()
+        };
+        let next = old
+            .next_version(
+                " Ava Prime ",
+                " ",
+                AssistantMode::Hybrid,
+                settings.clone(),
+                Some(3),
+                Timestamp(900),
+            )
+            .unwrap();
+        assert_eq!(
+            next,
+            Assistant {
+                name: "Ava Prime".into(),
+                company: String::new(),
+                mode: AssistantMode::Hybrid,
+                version: 4,
+                settings,
+                updated_at: Timestamp(900),
+                ..old.clone()
+            }
+        );
+        // Without an expected version any edit applies; a clock behind keeps updated_at.
+        let same = old
+            .next_version(
+                "Ava",
+                "Acme",
+                old.mode,
+                old.settings.clone(),
+                None,
+                Timestamp(100),
+            )
+            .unwrap();
+        assert_eq!((same.version, same.updated_at), (4, Timestamp(500)));
+        let err = old
+            .next_version(
+                "Ava",
+                "Acme",
+                old.mode,
+                old.settings.clone(),
+                Some(2),
+                Timestamp(900),
+            )
+            .unwrap_err();
+        assert_eq!(
+            err,
+            VersionConflict {
+                current: 3,
+                expected: 2
+            }
+        );
+        assert!(err.to_string().contains("at version 3"));
+    }
+
+    #[test]
+    fn memory_merge_sets_replaces_removes_and_keeps() {
+        let obj = |v: Value| v.as_object().cloned().unwrap();
+        let mut memory = obj(serde_json::json!({"email": "a@x.io", "plan": "pro", "n": 1}));
+        merge_memory(
+            &mut memory,
+            &obj(
+                serde_json::json!({"plan": "free", "n": null, "city": {"name": "Köln"},
+                                    "absent": null}),
+            ),
+        );
+        assert_eq!(
+            Value::Object(memory),
+            serde_json::json!({"email": "a@x.io", "plan": "free", "city": {"name": "Köln"}})
+        );
+        let mut empty = Map::new();
+        merge_memory(&mut empty, &Map::new());
+        assert!(empty.is_empty());
     }
 }

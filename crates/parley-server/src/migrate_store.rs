@@ -150,9 +150,12 @@ where
 pub async fn digest(store: &dyn Store, workspace: &Workspace) -> Result<String, BoxError> {
     let mut hasher = Sha256::new();
     // Assistants with their settings and every version, then the conversations.
-    for a in store.list_assistants(workspace.id).await? {
+    for a in store.assistants().list_assistants(workspace.id).await? {
         hasher.update(serde_json::to_vec(&a)?);
-        let versions = store.assistant_versions(workspace.id, a.id).await?;
+        let versions = store
+            .assistants()
+            .assistant_versions(workspace.id, a.id)
+            .await?;
         hasher.update(serde_json::to_vec(&versions)?);
         hasher.update(b"\n");
     }
@@ -198,9 +201,10 @@ pub async fn migrate(
         workspace: ws.slug.clone(),
         ..Default::default()
     };
-    let assistants = from.list_assistants(ws.id).await?;
+    let assistants = from.assistants().list_assistants(ws.id).await?;
     for a in &assistants {
         let versions = from
+            .assistants()
             .assistant_versions(ws.id, a.id)
             .await?
             .unwrap_or_default();

@@ -35,10 +35,12 @@ use parley_core::{
 };
 use serde::Serialize;
 
+pub mod assistants;
 pub mod attachments;
 mod channels;
 mod counters;
 pub mod jobs;
+mod migrate;
 pub mod postgres;
 pub mod scoped_ids;
 mod sql;
@@ -46,6 +48,7 @@ pub mod sqlite;
 pub mod sqlite_file;
 pub mod testing;
 
+pub use assistants::AssistantStore;
 pub use attachments::{Admission, AttachmentStore, AttachmentUsage};
 pub use channels::{ChannelStore, ConfigEdit, MessageEdit};
 pub use jobs::JobStore;
@@ -384,6 +387,8 @@ pub trait Store: Send + Sync + 'static {
     /// The record of stored attachment files and each workspace's usage (the attachment
     /// quota): see [`AttachmentStore`].
     fn attachments(&self) -> &dyn AttachmentStore;
+    /// The workspace's assistants and their version history: see [`AssistantStore`].
+    fn assistants(&self) -> &dyn AssistantStore;
 
     /// Creates a workspace. Errors: `Conflict("workspace_exists")` if the slug is taken.
     async fn create_workspace(&self, slug: &str, name: &str) -> Result<Workspace>;
@@ -406,40 +411,6 @@ pub trait Store: Send + Sync + 'static {
     async fn list_api_keys(&self, workspace: WorkspaceId) -> Result<Vec<ApiKey>>;
     /// Revokes a key. Errors: `NotFound("api key")`.
     async fn revoke_api_key(&self, workspace: WorkspaceId, id: ApiKeyId) -> Result<()>;
-
-    /// Creates an assistant at version 1. Errors: `Conflict("assistant_exists")` when the
-    /// workspace already has one with this name and company.
-    async fn create_assistant(
-        &self,
-        workspace: WorkspaceId,
-        input: &NewAssistant,
-    ) -> Result<Assistant>;
-    /// Makes a new version of an assistant (version + 1, kept in its history); a new name is
-    /// copied onto its conversations (the list sorts and searches by it). `None` if it is not
-    /// in the workspace. Errors: `Conflict("version_conflict")` when `expected_version` is given
-    /// and is not the current version; `Conflict("assistant_exists")` for a name and company
-    /// another assistant has.
-    async fn update_assistant(
-        &self,
-        workspace: WorkspaceId,
-        id: AssistantId,
-        input: &NewAssistant,
-        expected_version: Option<i64>,
-    ) -> Result<Option<Assistant>>;
-    /// An assistant's versions, newest first; `None` if it is not in the workspace.
-    async fn assistant_versions(
-        &self,
-        workspace: WorkspaceId,
-        id: AssistantId,
-    ) -> Result<Option<Vec<AssistantVersion>>>;
-    /// The workspace's assistants, by name.
-    async fn list_assistants(&self, workspace: WorkspaceId) -> Result<Vec<Assistant>>;
-    /// One assistant.
-    async fn get_assistant(
-        &self,
-        workspace: WorkspaceId,
-        id: AssistantId,
-    ) -> Result<Option<Assistant>>;
 
     /// Writes batches atomically: either every batch is applied or none. See [`IngestTarget`]
     /// and [`MessageOutcome`] for the de-duplication rules. Errors: `NotFound("conversation")`

@@ -90,6 +90,128 @@ pub(crate) enum Param {
     Text(String),
     Uuid(Uuid),
     IntList(Vec<i64>),
+    /// Nullable columns: a typed NULL for PostgreSQL, which checks a parameter's type.
+    OptInt(Option<i64>),
+    OptText(Option<String>),
+    OptFloat(Option<f64>),
+    OptBool(Option<bool>),
+}
+
+/// The assistant `old` after `input` (the versioning rule of
+/// [`parley_core::model::Assistant::next_version`], made now), as a store error on a conflict:
+/// `Conflict("version_conflict")`.
+pub(crate) fn next_assistant(
+    old: &parley_core::model::Assistant,
+    input: &crate::NewAssistant,
+    expected_version: Option<i64>,
+) -> crate::Result<parley_core::model::Assistant> {
+    old.next_version(
+        &input.name,
+        &input.company,
+        input.mode,
+        input.settings.clone(),
+        expected_version,
+        parley_core::Timestamp::now(),
+    )
+    .map_err(|e| crate::StoreError::Conflict {
+        code: "version_conflict",
+        message: e.to_string(),
+    })
+}
+
+/// The UPDATE that stores assistant `a` at its new version (name, company, mode, version,
+/// settings, updated_at), for `dialect`.
+pub(crate) fn assistant_update(dialect: Dialect, a: &parley_core::model::Assistant) -> Sql {
+    let mut sql = Sql::new(dialect, "UPDATE assistants SET ");
+    let values = [
+        ("name", Param::Text(a.name.clone())),
+        ("company", Param::Text(a.company.clone())),
+        ("mode", Param::Text(a.mode.as_str().to_owned())),
+        ("version", Param::Int(a.version)),
+        ("settings", Param::Text(settings_text(&a.settings))),
+        ("updated_at", Param::Int(a.updated_at.0)),
+    ];
+    let sets: Vec<String> = values
+        .into_iter()
+        .map(|(column, value)| format!("{column} = {}", sql.bind(value)))
+        .collect();
+    let id = sql.bind(Param::Uuid(a.id.0));
+    sql.push(&sets.join(", "));
+    sql.push(&format!(" WHERE id = {id}"));
+    sql
+}
+
+/// The UPDATE that copies a renamed assistant's name onto its conversations (the list sorts
+/// and searches by it), for `dialect`.
+pub(crate) fn assistant_rename(dialect: Dialect, a: &parley_core::model::Assistant) -> Sql {
+    let mut sql = Sql::new(dialect, "UPDATE conversations SET assistant_name = ");
+    let name = sql.bind(Param::Text(a.name.clone()));
+    let id = sql.bind(Param::Uuid(a.id.0));
+    sql.push(&format!("{name} WHERE assistant_id = {id}"));
+    sql
+}
+
+/// The one UPDATE of a conversation patch's own columns, for `dialect`: every field the patch
+/// names (status, end, rating with its comment and time, sentiment with its score, conversion,
+/// contact), `memory` when given (the merged JSON text, see
+/// [`parley_core::model::merge_memory`]) and always `updated_at = now`, on the row `pk`.
+/// A rating given without a time is rated `now`; clearing the rating stores score 0 and no
+/// comment or time. Variables live in their own table and are not part of it.
+pub(crate) fn conversation_patch(
+    dialect: Dialect,
+    pk: i64,
+    p: &parley_core::model::ConversationPatch,
+    memory: Option<String>,
+    now: parley_core::Timestamp,
+) -> Sql {
+    let mut sql = Sql::new(dialect, "UPDATE conversations SET ");
+    let mut sets: Vec<String> = Vec::new();
+    let mut set = |sql: &mut Sql, column: &str, value: Param| {
+        let mark = sql.bind(value);
+        sets.push(format!("{column} = {mark}"));
+    };
+    if let Some(status) = p.status {
+        set(&mut sql, "status", Param::Text(status.as_str().to_owned()));
+    }
+    if let Some(ended_at) = p.ended_at {
+        set(&mut sql, "ended_at", Param::OptInt(ended_at.map(|t| t.0)));
+    }
+    if let Some(reason) = &p.end_reason {
+        set(&mut sql, "end_reason", Param::OptText(reason.clone()));
+    }
+    if let Some(rating) = &p.rating {
+        let (score, comment, at) = match rating {
+            Some(r) => (
+                i64::from(r.score),
+                r.comment.clone(),
+                Some(r.rated_at.unwrap_or(now).0),
+            ),
+            None => (0, None, None),
+        };
+        set(&mut sql, "rating", Param::Int(score));
+        set(&mut sql, "rating_comment", Param::OptText(comment));
+        set(&mut sql, "rated_at", Param::OptInt(at));
+    }
+    if let Some(sentiment) = &p.sentiment {
+        let label = sentiment.as_ref().map(|s| s.label.as_str().to_owned());
+        set(&mut sql, "sentiment", Param::OptText(label));
+        let score = sentiment.as_ref().and_then(|s| s.score);
+        set(&mut sql, "sentiment_score", Param::OptFloat(score));
+    }
+    if let Some(converted) = p.converted {
+        set(&mut sql, "converted", Param::OptBool(converted));
+    }
+    if let Some(contact) = &p.contact {
+        set(&mut sql, "contact", Param::Text(contact.clone()));
+    }
+    if let Some(memory) = memory {
+        set(&mut sql, "memory", Param::Text(memory));
+    }
+    set(&mut sql, "updated_at", Param::Int(now.0));
+    let pk = sql.bind(Param::Int(pk));
+    sql.push(&sets.join(", "));
+    sql.push(&format!(" WHERE pk = {pk}"));
+    sql
 }
 
 /// SQL text with positional parameters, built clause by clause.
@@ -528,6 +650,48 @@ pub(crate) fn push_order(sql: &mut Sql, sort: Sort) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_conversation_patch_is_one_update() {
+        use parley_core::model::{ConversationPatch, Rating};
+        let now = parley_core::Timestamp(5_000);
+        let patch = ConversationPatch {
+            status: Some(parley_core::ConversationStatus::Closed),
+            rating: Some(Some(Rating {
+                score: 4,
+                comment: None,
+                rated_at: None,
+            })),
+            converted: Some(None),
+            ..Default::default()
+        };
+        let sql = conversation_patch(Dialect::Postgres, 7, &patch, Some("{}".into()), now);
+        assert_eq!(
+            sql.text,
+            "UPDATE conversations SET status = $1, rating = $2, rating_comment = $3, \
+             rated_at = $4, converted = $5, memory = $6, updated_at = $7 WHERE pk = $8"
+        );
+        assert_eq!(
+            sql.params,
+            vec![
+                Param::Text("closed".into()),
+                Param::Int(4),
+                Param::OptText(None),
+                Param::OptInt(Some(5_000)),
+                Param::OptBool(None),
+                Param::Text("{}".into()),
+                Param::Int(5_000),
+                Param::Int(7),
+            ]
+        );
+        let empty =
+            conversation_patch(Dialect::Sqlite, 3, &ConversationPatch::default(), None, now);
+        assert_eq!(
+            empty.text,
+            "UPDATE conversations SET updated_at = ?1 WHERE pk = ?2"
+        );
+        assert_eq!(empty.params, vec![Param::Int(5_000), Param::Int(3)]);
+    }
 
     #[test]
     fn like_patterns_escape_wildcards() {

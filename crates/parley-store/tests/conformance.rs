@@ -171,15 +171,20 @@ async fn assistants_are_unique_by_name_and_company(store: Arc<dyn Store>) {
         mode: AssistantMode::Hybrid,
         settings: Default::default(),
     };
-    let a = store.create_assistant(ws, &input).await.unwrap();
+    let a = store
+        .assistants()
+        .create_assistant(ws, &input)
+        .await
+        .unwrap();
     assert!(matches!(
-        store.create_assistant(ws, &input).await,
+        store.assistants().create_assistant(ws, &input).await,
         Err(StoreError::Conflict {
             code: "assistant_exists",
             ..
         })
     ));
     let b = store
+        .assistants()
         .create_assistant(
             ws,
             &NewAssistant {
@@ -189,13 +194,19 @@ async fn assistants_are_unique_by_name_and_company(store: Arc<dyn Store>) {
         )
         .await
         .unwrap();
-    let all = store.list_assistants(ws).await.unwrap();
+    let all = store.assistants().list_assistants(ws).await.unwrap();
     assert_eq!(
         all.iter().map(|x| x.id).collect::<Vec<_>>(),
         vec![a.id, b.id]
     );
     assert_eq!(
-        store.get_assistant(ws, a.id).await.unwrap().unwrap().mode,
+        store
+            .assistants()
+            .get_assistant(ws, a.id)
+            .await
+            .unwrap()
+            .unwrap()
+            .mode,
         AssistantMode::Hybrid
     );
     // A conversation naming an existing assistant reuses it; a new name creates one.
@@ -214,7 +225,10 @@ async fn assistants_are_unique_by_name_and_company(store: Arc<dyn Store>) {
         a.id
     );
     create(&*store, ws, conv("Brand New", T0), vec![]).await;
-    assert_eq!(store.list_assistants(ws).await.unwrap().len(), 3);
+    assert_eq!(
+        store.assistants().list_assistants(ws).await.unwrap().len(),
+        3
+    );
     // By id: must be in the workspace.
     let other = workspace(&*store, "o").await;
     let mut c = conv("x", T0);
@@ -247,7 +261,7 @@ async fn assistants_keep_versions(store: Arc<dyn Store>) {
         mode: AssistantMode::Active,
         settings: settings.clone(),
     };
-    let a = store.create_assistant(ws, &v1).await.unwrap();
+    let a = store.assistants().create_assistant(ws, &v1).await.unwrap();
     assert_eq!((a.version, &a.settings), (1, &settings));
     let id = create(&*store, ws, conv("Ava", T0), vec![]).await;
     let mut changed = settings.clone();
@@ -258,6 +272,7 @@ async fn assistants_keep_versions(store: Arc<dyn Store>) {
         ..v1.clone()
     };
     let b = store
+        .assistants()
         .update_assistant(ws, a.id, &v2, Some(1))
         .await
         .unwrap()
@@ -266,15 +281,31 @@ async fn assistants_keep_versions(store: Arc<dyn Store>) {
         (b.version, b.name.as_str(), b.created_at),
         (2, "Ava Prime", a.created_at)
     );
-    assert_eq!(store.get_assistant(ws, a.id).await.unwrap().unwrap(), b);
+    assert_eq!(
+        store
+            .assistants()
+            .get_assistant(ws, a.id)
+            .await
+            .unwrap()
+            .unwrap(),
+        b
+    );
     assert!(matches!(
-        store.update_assistant(ws, a.id, &v1, Some(1)).await,
+        store
+            .assistants()
+            .update_assistant(ws, a.id, &v1, Some(1))
+            .await,
         Err(StoreError::Conflict {
             code: "version_conflict",
             ..
         })
     ));
-    let history = store.assistant_versions(ws, a.id).await.unwrap().unwrap();
+    let history = store
+        .assistants()
+        .assistant_versions(ws, a.id)
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(
         history
             .iter()
@@ -297,14 +328,23 @@ async fn assistants_keep_versions(store: Arc<dyn Store>) {
     let other = workspace(&*store, "o").await;
     assert_eq!(
         store
+            .assistants()
             .update_assistant(other, a.id, &v1, None)
             .await
             .unwrap(),
         None
     );
-    assert_eq!(store.assistant_versions(other, a.id).await.unwrap(), None);
+    assert_eq!(
+        store
+            .assistants()
+            .assistant_versions(other, a.id)
+            .await
+            .unwrap(),
+        None
+    );
     // A name and company another assistant has is a conflict.
     store
+        .assistants()
         .create_assistant(
             ws,
             &NewAssistant {
@@ -316,6 +356,7 @@ async fn assistants_keep_versions(store: Arc<dyn Store>) {
         .unwrap();
     assert!(matches!(
         store
+            .assistants()
             .update_assistant(
                 ws,
                 a.id,
@@ -691,7 +732,12 @@ async fn ingest_batches_are_atomic(store: Arc<dyn Store>) {
             .is_empty()
     );
     assert!(
-        store.list_assistants(ws).await.unwrap().is_empty(),
+        store
+            .assistants()
+            .list_assistants(ws)
+            .await
+            .unwrap()
+            .is_empty(),
         "the assistant created on the way is rolled back too"
     );
 }
@@ -1432,7 +1478,14 @@ async fn workspaces_are_isolated(store: Arc<dyn Store>) {
     );
     assert_eq!(store.conversation_total(b).await.unwrap(), 0);
     assert!(!store.delete_conversation(b, in_a).await.unwrap());
-    assert!(store.list_assistants(b).await.unwrap().is_empty());
+    assert!(
+        store
+            .assistants()
+            .list_assistants(b)
+            .await
+            .unwrap()
+            .is_empty()
+    );
     // The same external id in another workspace is another conversation.
     c.id = ConversationId::new();
     let in_b = create(&*store, b, c, vec![]).await;
@@ -1704,7 +1757,7 @@ async fn concurrent_batches_in_opposite_orders_all_succeed(store: Arc<dyn Store>
     }
     assert_eq!(store.conversation_total(ws).await.unwrap(), 4 + 8 * 5 * 6);
     assert_eq!(
-        store.list_assistants(ws).await.unwrap().len(),
+        store.assistants().list_assistants(ws).await.unwrap().len(),
         7,
         "each new assistant created once"
     );
@@ -1737,8 +1790,16 @@ async fn channel_connections_and_message_updates(store: Arc<dyn Store>) {
         mode: AssistantMode::Active,
         settings: AssistantSettings::default(),
     };
-    let ava = store.create_assistant(a, &new_assistant).await.unwrap();
-    let bob = store.create_assistant(b, &new_assistant).await.unwrap();
+    let ava = store
+        .assistants()
+        .create_assistant(a, &new_assistant)
+        .await
+        .unwrap();
+    let bob = store
+        .assistants()
+        .create_assistant(b, &new_assistant)
+        .await
+        .unwrap();
     let mut config = serde_json::Map::new();
     config.insert("phone_number_id".into(), serde_json::json!("1122334455667"));
     let connection = ChannelConnection {
@@ -2464,6 +2525,411 @@ async fn attachment_usage_is_maintained_and_bounded(store: Arc<dyn Store>) {
     );
 }
 
+async fn assistant(store: &dyn Store, ws: WorkspaceId, name: &str) -> parley_core::AssistantId {
+    let input = NewAssistant {
+        name: name.into(),
+        company: "Acme".into(),
+        mode: AssistantMode::Active,
+        settings: AssistantSettings::default(),
+    };
+    store
+        .assistants()
+        .create_assistant(ws, &input)
+        .await
+        .unwrap()
+        .id
+}
+
+async fn widgets_are_found_by_assistant_and_key(store: Arc<dyn Store>) {
+    use parley_core::widget::{WidgetRecord, WidgetSettings};
+    let ws = workspace(&*store, "w").await;
+    let other = workspace(&*store, "other").await;
+    let ava = assistant(&*store, ws, "Ava").await;
+    let bea = assistant(&*store, ws, "Bea").await;
+    let elsewhere = assistant(&*store, other, "Cleo").await;
+    assert_eq!(store.widget_for_assistant(ws, ava).await.unwrap(), None);
+    assert_eq!(store.widget_by_key("pk_one").await.unwrap(), None);
+
+    let mut first = WidgetRecord {
+        workspace_id: ws,
+        assistant_id: ava,
+        public_key: "pk_one".into(),
+        settings: WidgetSettings {
+            allowed_origins: vec!["https://shop.example.com".into()],
+            title: "Ask Ava".into(),
+            ..Default::default()
+        },
+        updated_at: Timestamp(T0),
+    };
+    store.save_widget(&first).await.unwrap();
+    assert_eq!(
+        store.widget_for_assistant(ws, ava).await.unwrap().as_ref(),
+        Some(&first)
+    );
+    assert_eq!(
+        store.widget_by_key("pk_one").await.unwrap().as_ref(),
+        Some(&first)
+    );
+    assert_eq!(store.widget_for_assistant(ws, bea).await.unwrap(), None);
+    assert_eq!(
+        store.widget_for_assistant(other, ava).await.unwrap(),
+        None,
+        "another workspace does not see it"
+    );
+
+    // Replacing the key revokes the old one; the settings are replaced, not merged.
+    first.public_key = "pk_two".into();
+    first.settings = WidgetSettings {
+        enabled: false,
+        ..Default::default()
+    };
+    first.updated_at = Timestamp(T0 + 1000);
+    store.save_widget(&first).await.unwrap();
+    assert_eq!(store.widget_by_key("pk_one").await.unwrap(), None);
+    assert_eq!(
+        store.widget_by_key("pk_two").await.unwrap().as_ref(),
+        Some(&first)
+    );
+    assert_eq!(
+        store.widget_for_assistant(ws, ava).await.unwrap().as_ref(),
+        Some(&first)
+    );
+
+    // A key is one widget's only.
+    let taken = WidgetRecord {
+        assistant_id: bea,
+        ..first.clone()
+    };
+    assert!(matches!(
+        store.save_widget(&taken).await,
+        Err(StoreError::Conflict {
+            code: "widget_key_taken",
+            ..
+        })
+    ));
+    assert_eq!(store.widget_for_assistant(ws, bea).await.unwrap(), None);
+    // An assistant of another workspace cannot get a widget here.
+    let foreign = WidgetRecord {
+        assistant_id: elsewhere,
+        public_key: "pk_three".into(),
+        ..first.clone()
+    };
+    assert!(matches!(
+        store.save_widget(&foreign).await,
+        Err(StoreError::NotFound { .. })
+    ));
+    assert_eq!(store.widget_by_key("pk_three").await.unwrap(), None);
+}
+
+async fn tracker_records_a_visit_and_follows_its_conversations(store: Arc<dyn Store>) {
+    use parley_core::widget::{TrackerItem, TrackerItemKind, TrackerSession};
+    let ws = workspace(&*store, "w").await;
+    let other = workspace(&*store, "other").await;
+    let ava = assistant(&*store, ws, "Ava").await;
+    let mut visit = TrackerSession {
+        id: uuid::Uuid::now_v7(),
+        workspace_id: Some(ws),
+        assistant_id: Some(ava),
+        started_at: Some(Timestamp(T0)),
+        last_seen_at: Some(Timestamp(T0 + 5_000)),
+        device: "desktop".into(),
+        browser: "Firefox 140.0".into(),
+        os: "Linux".into(),
+        country: "DE".into(),
+        city: "Berlin".into(),
+        landing_page: "https://shop.example.com/".into(),
+        referrer: "https://www.google.com/".into(),
+        traffic_source: "search".into(),
+        utm_source: "news".into(),
+        utm_medium: "email".into(),
+        utm_campaign: "spring".into(),
+    };
+    store.save_tracker_session(&visit).await.unwrap();
+    assert_eq!(
+        store.tracker_session(ws, visit.id).await.unwrap().as_ref(),
+        Some(&visit)
+    );
+    assert_eq!(store.tracker_session(other, visit.id).await.unwrap(), None);
+    visit.last_seen_at = Some(Timestamp(T0 + 60_000));
+    store.save_tracker_session(&visit).await.unwrap();
+    assert_eq!(
+        store.tracker_session(ws, visit.id).await.unwrap().as_ref(),
+        Some(&visit),
+        "saving again replaces"
+    );
+    // Another workspace cannot take the id over.
+    let hijack = TrackerSession {
+        workspace_id: Some(other),
+        assistant_id: None,
+        device: "mobile".into(),
+        ..visit.clone()
+    };
+    assert!(matches!(
+        store.save_tracker_session(&hijack).await,
+        Err(StoreError::Conflict {
+            code: "tracker_session_taken",
+            ..
+        })
+    ));
+    assert_eq!(
+        store.tracker_session(ws, visit.id).await.unwrap().as_ref(),
+        Some(&visit)
+    );
+
+    let item = |kind, name: &str, at: i64| TrackerItem {
+        id: uuid::Uuid::now_v7(),
+        session_id: visit.id,
+        kind,
+        name: name.into(),
+        url: "https://shop.example.com/shoes".into(),
+        at: Timestamp(at),
+        time_spent_ms: None,
+        scroll_depth: None,
+        data: serde_json::Value::Null,
+    };
+    // Saved out of order: the record lists them by time.
+    let mut form = item(TrackerItemKind::Trigger, "form_submit", T0 + 30_000);
+    form.data = serde_json::json!({"email": "ann@example.com", "size": "42"});
+    let mut page = item(TrackerItemKind::Pageview, "Shoes", T0 + 1_000);
+    page.time_spent_ms = Some(2_000);
+    page.scroll_depth = Some(40);
+    let mut click = item(TrackerItemKind::Event, "click", T0 + 20_000);
+    click.data = serde_json::json!({"element": "buy"});
+    for i in [&form, &page, &click] {
+        store.save_tracker_item(ws, i).await.unwrap();
+    }
+    // The script resends a pageview as it learns more: one row, updated.
+    page.time_spent_ms = Some(25_000);
+    page.scroll_depth = Some(90);
+    store.save_tracker_item(ws, &page).await.unwrap();
+    assert!(matches!(
+        store
+            .save_tracker_item(other, &item(TrackerItemKind::Event, "x", T0))
+            .await,
+        Err(StoreError::NotFound { .. })
+    ));
+
+    let first = create(
+        &*store,
+        ws,
+        conv("Ava", T0),
+        vec![msg(Role::User, "hi", T0)],
+    )
+    .await;
+    let second = create(
+        &*store,
+        ws,
+        conv("Ava", T0),
+        vec![msg(Role::User, "again", T0)],
+    )
+    .await;
+    assert_eq!(
+        store.tracker_for_conversation(ws, first).await.unwrap(),
+        None
+    );
+    assert!(matches!(
+        store.link_tracker_session(other, visit.id, first).await,
+        Err(StoreError::NotFound { .. })
+    ));
+    store
+        .link_tracker_session(ws, visit.id, first)
+        .await
+        .unwrap();
+    store
+        .link_tracker_session(ws, visit.id, second)
+        .await
+        .unwrap();
+    let record = store
+        .tracker_for_conversation(ws, first)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(record.session, visit);
+    assert_eq!(
+        record.items,
+        vec![page.clone(), click.clone(), form.clone()]
+    );
+    assert_eq!(record.pages_visited(), 1);
+    assert!(!record.bounced());
+    assert_eq!(
+        store.tracker_for_conversation(ws, second).await.unwrap(),
+        Some(record.clone())
+    );
+    assert_eq!(
+        store.tracker_for_conversation(other, first).await.unwrap(),
+        None
+    );
+
+    // The visit outlives one of its conversations, not the last one.
+    assert!(store.delete_conversation(ws, first).await.unwrap());
+    assert_eq!(
+        store.tracker_for_conversation(ws, first).await.unwrap(),
+        None
+    );
+    assert_eq!(
+        store.tracker_for_conversation(ws, second).await.unwrap(),
+        Some(record)
+    );
+    assert!(store.delete_conversation(ws, second).await.unwrap());
+    assert_eq!(store.tracker_session(ws, visit.id).await.unwrap(), None);
+}
+
+async fn transfer_imports_records_verbatim(store: Arc<dyn Store>) {
+    use parley_core::model::{ApiKey, Assistant, AssistantVersion, User, Workspace};
+    use parley_core::{ApiKeyId, AssistantId, UserId, UserRole};
+    // What `parley migrate-store` read from another store.
+    let ws = Workspace {
+        id: WorkspaceId::new(),
+        slug: "moved".into(),
+        name: "Moved Inc".into(),
+        created_at: Timestamp(T0 - 86_400_000),
+    };
+    let settings = AssistantSettings {
+        system_prompt: "Be brief.".into(),
+        ..Default::default()
+    };
+    let assistant = Assistant {
+        id: AssistantId::new(),
+        name: "Ava Prime".into(),
+        company: "Acme".into(),
+        mode: AssistantMode::Active,
+        version: 2,
+        settings: settings.clone(),
+        created_at: Timestamp(T0 - 1000),
+        updated_at: Timestamp(T0),
+    };
+    let versions = vec![
+        AssistantVersion {
+            version: 1,
+            name: "Ava".into(),
+            company: "Acme".into(),
+            mode: AssistantMode::Passive,
+            settings: AssistantSettings::default(),
+            created_at: Timestamp(T0 - 1000),
+        },
+        AssistantVersion {
+            version: 2,
+            name: "Ava Prime".into(),
+            company: "Acme".into(),
+            mode: AssistantMode::Active,
+            settings,
+            created_at: Timestamp(T0),
+        },
+    ];
+    let user = User {
+        id: UserId::new(),
+        workspace_id: ws.id,
+        email: "ann@example.com".into(),
+        role: UserRole::Admin,
+        created_at: Timestamp(T0 - 500),
+    };
+    let key = ApiKey {
+        id: ApiKeyId::new(),
+        workspace_id: ws.id,
+        name: "ci".into(),
+        prefix: "pk_abcd".into(),
+        created_at: Timestamp(T0 - 400),
+        revoked_at: Some(Timestamp(T0 - 300)),
+    };
+    let hash = "$argon2id$v=19$m=19456,t=2,p=1$c2FsdHNhbHQ$aGFzaGhhc2hoYXNoaGFzaA";
+
+    store.import_workspace(&ws).await.unwrap();
+    // Versions arrive in any order.
+    let reversed: Vec<_> = versions.iter().rev().cloned().collect();
+    store
+        .import_assistant(ws.id, &assistant, &reversed)
+        .await
+        .unwrap();
+    store.import_user(&user, hash).await.unwrap();
+    store.import_api_key(&key, [9; 32]).await.unwrap();
+
+    assert_eq!(
+        store.workspace_by_slug("moved").await.unwrap(),
+        Some(ws.clone())
+    );
+    assert_eq!(
+        store
+            .assistants()
+            .get_assistant(ws.id, assistant.id)
+            .await
+            .unwrap(),
+        Some(assistant.clone())
+    );
+    let mut newest_first = versions.clone();
+    newest_first.reverse();
+    assert_eq!(
+        store
+            .assistants()
+            .assistant_versions(ws.id, assistant.id)
+            .await
+            .unwrap(),
+        Some(newest_first)
+    );
+    assert_eq!(
+        store.export_users(ws.id).await.unwrap(),
+        vec![(user.clone(), hash.to_owned())]
+    );
+    assert_eq!(
+        store.user_for_login("ann@example.com").await.unwrap(),
+        Some((user.clone(), hash.to_owned()))
+    );
+    assert_eq!(
+        store.export_api_keys(ws.id).await.unwrap(),
+        vec![(key.clone(), [9; 32])]
+    );
+    assert_eq!(
+        store.api_key_by_hash([9; 32]).await.unwrap(),
+        Some(key.clone())
+    );
+    // The next version continues the imported history.
+    let next = NewAssistant {
+        name: "Ava Prime".into(),
+        company: "Acme".into(),
+        mode: AssistantMode::Active,
+        settings: AssistantSettings::default(),
+    };
+    let updated = store
+        .assistants()
+        .update_assistant(ws.id, assistant.id, &next, Some(2))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(updated.version, 3);
+
+    // Running the transfer again: the workspace refuses, the rest is left as it is.
+    assert!(matches!(
+        store.import_workspace(&ws).await,
+        Err(StoreError::Conflict {
+            code: "workspace_exists",
+            ..
+        })
+    ));
+    store
+        .import_assistant(ws.id, &assistant, &versions)
+        .await
+        .unwrap();
+    store.import_user(&user, "other-hash").await.unwrap();
+    store.import_api_key(&key, [9; 32]).await.unwrap();
+    assert_eq!(
+        store
+            .assistants()
+            .get_assistant(ws.id, assistant.id)
+            .await
+            .unwrap()
+            .unwrap()
+            .version,
+        3
+    );
+    assert_eq!(
+        store.export_users(ws.id).await.unwrap(),
+        vec![(user, hash.to_owned())]
+    );
+    assert_eq!(
+        store.export_api_keys(ws.id).await.unwrap(),
+        vec![(key, [9; 32])]
+    );
+}
+
 macro_rules! backends {
     ($($test:ident),+ $(,)?) => {
         mod sqlite {
@@ -2532,6 +2998,9 @@ backends!(
     inbox_leases_and_rate_windows,
     concurrent_edits_lose_nothing,
     attachment_usage_is_maintained_and_bounded,
+    widgets_are_found_by_assistant_and_key,
+    tracker_records_a_visit_and_follows_its_conversations,
+    transfer_imports_records_verbatim,
 );
 
 /// SQLite only: the three search strategies give the same pages and counts — the bounded walk
@@ -2615,4 +3084,160 @@ async fn sqlite_search_strategies_agree() {
             14
         );
     }
+}
+
+/// The migration files of `dialect` as today's directory holds them: (version, name, SQL), in
+/// order of version, read from disk (not from the store's embedded list).
+fn migration_files(dialect: &str) -> Vec<(i64, String, String)> {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("migrations")
+        .join(dialect);
+    let mut files: Vec<(i64, String, String)> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| {
+            let path = e.unwrap().path();
+            let stem = path.file_stem().unwrap().to_str().unwrap().to_owned();
+            let (version, name) = stem.split_once('_').unwrap();
+            let sql = std::fs::read_to_string(&path).unwrap();
+            (version.parse().unwrap(), name.to_owned(), sql)
+        })
+        .collect();
+    files.sort_by_key(|f| f.0);
+    files
+}
+
+/// SQLite: a database migrated the way Parley did before the shared runner (its own record
+/// table, one transaction per file) opens without re-running anything, keeps its data, and its
+/// record of applied versions is left exactly as it was.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_opens_a_database_migrated_by_the_old_runner() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("old.db");
+    let files = migration_files("sqlite");
+    assert_eq!(
+        files.iter().map(|f| f.0).collect::<Vec<_>>(),
+        [1, 2, 3, 4, 5, 6, 7, 10, 11]
+    );
+    let records = |conn: &rusqlite::Connection| -> Vec<(i64, String, i64)> {
+        let mut st = conn
+            .prepare("SELECT version, name, applied_at FROM parley_migrations ORDER BY version")
+            .unwrap();
+        st.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+            .unwrap()
+            .map(|r| r.unwrap())
+            .collect()
+    };
+    let before = {
+        let mut conn = rusqlite::Connection::open(&path).unwrap();
+        conn.execute_batch(
+            "PRAGMA journal_mode = WAL;
+             CREATE TABLE IF NOT EXISTS parley_migrations (
+                 version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at INTEGER NOT NULL)",
+        )
+        .unwrap();
+        for (version, name, sql) in &files {
+            let tx = conn.transaction().unwrap();
+            tx.execute_batch(sql).unwrap();
+            tx.execute(
+                "INSERT INTO parley_migrations (version, name, applied_at) VALUES (?1, ?2, ?3)",
+                rusqlite::params![version, name, 1000 + version],
+            )
+            .unwrap();
+            tx.commit().unwrap();
+        }
+        conn.execute(
+            "INSERT INTO workspaces (id, slug, name, created_at) VALUES (?1, 'old', 'Old', 0)",
+            [WorkspaceId::new().as_bytes().to_vec()],
+        )
+        .unwrap();
+        records(&conn)
+    };
+    assert_eq!(before.len(), files.len());
+    let store = parley_store::sqlite::SqliteStore::open(
+        &path,
+        parley_store::sqlite::SqliteOptions::default(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        store.workspace_by_slug("old").await.unwrap().unwrap().name,
+        "Old"
+    );
+    store.close().await.unwrap();
+    drop(store);
+    let conn = rusqlite::Connection::open(&path).unwrap();
+    assert_eq!(
+        records(&conn),
+        before,
+        "nothing re-ran or was recorded again"
+    );
+}
+
+/// PostgreSQL: the same story as `sqlite_opens_a_database_migrated_by_the_old_runner`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_opens_a_database_migrated_by_the_old_runner() {
+    let Some(db) = parley_store::testing::TestDatabase::create().await else {
+        return;
+    };
+    let files = migration_files("postgres");
+    assert_eq!(
+        files.iter().map(|f| f.0).collect::<Vec<_>>(),
+        [1, 2, 3, 4, 5, 6, 9, 10]
+    );
+    let (mut client, conn) = tokio_postgres::connect(db.url(), tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    let driver = tokio::spawn(conn);
+    async fn records(client: &tokio_postgres::Client) -> Vec<(i64, String, i64)> {
+        client
+            .query(
+                "SELECT version, name, applied_at FROM parley_migrations ORDER BY version",
+                &[],
+            )
+            .await
+            .unwrap()
+            .iter()
+            .map(|r| (r.get(0), r.get(1), r.get(2)))
+            .collect()
+    }
+    let tx = client.transaction().await.unwrap();
+    tx.batch_execute(
+        "CREATE TABLE IF NOT EXISTS parley_migrations (
+             version bigint PRIMARY KEY, name text NOT NULL, applied_at bigint NOT NULL)",
+    )
+    .await
+    .unwrap();
+    for (version, name, sql) in &files {
+        tx.batch_execute(sql).await.unwrap();
+        tx.execute(
+            "INSERT INTO parley_migrations (version, name, applied_at) VALUES ($1, $2, $3)",
+            &[version, name, &(1000 + version)],
+        )
+        .await
+        .unwrap();
+    }
+    tx.execute(
+        "INSERT INTO workspaces (id, slug, name, created_at) VALUES ($1, 'old', 'Old', 0)",
+        &[&uuid::Uuid::now_v7()],
+    )
+    .await
+    .unwrap();
+    tx.commit().await.unwrap();
+    let before = records(&client).await;
+    assert_eq!(before.len(), files.len());
+    let store = parley_store::postgres::PostgresStore::open(db.url(), Default::default())
+        .await
+        .unwrap();
+    assert_eq!(
+        store.workspace_by_slug("old").await.unwrap().unwrap().name,
+        "Old"
+    );
+    assert_eq!(
+        records(&client).await,
+        before,
+        "nothing re-ran or was recorded again"
+    );
+    drop(store);
+    drop(client);
+    let _ = driver.await;
 }

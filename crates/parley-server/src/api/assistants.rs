@@ -26,6 +26,7 @@ pub(super) async fn list(
 ) -> Result<Response, ApiError> {
     let items: Vec<_> = st
         .store
+        .assistants()
         .list_assistants(auth.workspace)
         .await?
         .iter()
@@ -54,6 +55,7 @@ pub(super) async fn detail(
 ) -> Result<Response, ApiError> {
     let a = st
         .store
+        .assistants()
         .get_assistant(auth.workspace, parse_id(&id)?)
         .await?
         .ok_or_else(|| ApiError::not_found("assistant"))?;
@@ -80,6 +82,7 @@ pub(super) async fn versions(
 ) -> Result<Response, ApiError> {
     let mut items = st
         .store
+        .assistants()
         .assistant_versions(auth.workspace, parse_id(&id)?)
         .await?
         .ok_or_else(|| ApiError::not_found("assistant"))?;

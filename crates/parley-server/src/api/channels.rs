@@ -223,6 +223,7 @@ async fn free_sender(st: &AppState, c: &ChannelConnection) -> Result<(), ApiErro
     let message = if holder.workspace_id == c.workspace_id {
         let assistant = st
             .store
+            .assistants()
             .get_assistant(holder.workspace_id, holder.assistant_id)
             .await?
             .map(|a| a.name)
@@ -282,6 +283,7 @@ pub(crate) async fn connect(
     input: &ConnectInput,
 ) -> Result<ChannelConnection, ApiError> {
     st.store
+        .assistants()
         .get_assistant(workspace, assistant)
         .await?
         .ok_or_else(|| ApiError::not_found("assistant"))?;
@@ -423,6 +425,7 @@ pub(super) async fn list(
 ) -> Result<Response, ApiError> {
     let assistant = parse_assistant(&id)?;
     st.store
+        .assistants()
         .get_assistant(auth.workspace, assistant)
         .await?
         .ok_or_else(|| ApiError::not_found("assistant"))?;

@@ -75,7 +75,7 @@ async fn choose_assistant(
     headers: &HeaderMap,
     model: Option<&str>,
 ) -> Result<(Assistant, bool), ApiError> {
-    let all = state.store.list_assistants(workspace).await?;
+    let all = state.store.assistants().list_assistants(workspace).await?;
     if let Some(wanted) = headers.get(ASSISTANT_HEADER) {
         let wanted = wanted.to_str().unwrap_or_default().trim();
         return all

@@ -37,6 +37,7 @@ pub async fn create(
     let settings = apply_settings(state, &settings, &input.settings)?;
     Ok(state
         .store
+        .assistants()
         .create_assistant(
             workspace,
             &NewAssistant {
@@ -60,6 +61,7 @@ pub async fn update(
 ) -> Result<Assistant, ApiError> {
     let current = state
         .store
+        .assistants()
         .get_assistant(workspace, id)
         .await?
         .ok_or_else(|| ApiError::not_found("assistant"))?;
@@ -79,6 +81,7 @@ pub async fn update(
     };
     state
         .store
+        .assistants()
         .update_assistant(
             workspace,
             id,
@@ -137,7 +140,7 @@ pub async fn log_legacy_providers(state: &AppState) {
         }
     };
     for ws in workspaces {
-        let Ok(assistants) = state.store.list_assistants(ws.id).await else {
+        let Ok(assistants) = state.store.assistants().list_assistants(ws.id).await else {
             continue;
         };
         for a in assistants {

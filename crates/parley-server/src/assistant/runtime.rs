@@ -249,7 +249,7 @@ pub fn has_usable_provider(state: &AppState, assistant: &Assistant) -> bool {
 /// (imports, logs of other systems) pay one small query per customer message, not three.
 /// A store error counts as "no" (logged).
 pub async fn any_assistant_answers(state: &AppState, workspace: WorkspaceId) -> bool {
-    match state.store.list_assistants(workspace).await {
+    match state.store.assistants().list_assistants(workspace).await {
         Ok(list) => list
             .iter()
             .any(|a| has_usable_provider(state, a) && a.mode != AssistantMode::Passive),
@@ -269,7 +269,12 @@ pub async fn assistant_answers(
     workspace: WorkspaceId,
     assistant: parley_core::AssistantId,
 ) -> bool {
-    match state.store.get_assistant(workspace, assistant).await {
+    match state
+        .store
+        .assistants()
+        .get_assistant(workspace, assistant)
+        .await
+    {
         Ok(Some(a)) => has_usable_provider(state, &a) && a.mode != AssistantMode::Passive,
         Ok(None) => false,
         Err(e) => {
@@ -345,6 +350,7 @@ async fn locked_turn(
     }
     let assistant = state
         .store
+        .assistants()
         .get_assistant(workspace, export.detail.summary.assistant.id)
         .await?
         .ok_or_else(|| ApiError::not_found("assistant"))?;

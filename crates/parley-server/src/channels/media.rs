@@ -485,6 +485,7 @@ pub async fn transcribe_with(
     let key = a.storage_key.clone()?;
     let assistant = state
         .store
+        .assistants()
         .get_assistant(ws, assistant)
         .await
         .ok()
@@ -541,6 +542,7 @@ pub async fn describe_if_configured(
     let key = a.storage_key.clone()?;
     let assistant = state
         .store
+        .assistants()
         .get_assistant(c.workspace_id, c.assistant_id)
         .await
         .ok()

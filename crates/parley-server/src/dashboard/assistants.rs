@@ -57,7 +57,7 @@ pub(super) async fn list(
     let tz = tz_offset(&headers);
     let ws = session.user.workspace_id;
     let (assistants, total) = match tokio::try_join!(
-        st.store.list_assistants(ws),
+        st.store.assistants().list_assistants(ws),
         st.store.conversation_total(ws)
     ) {
         Ok(x) => x,
@@ -495,8 +495,8 @@ pub(super) async fn edit_form(
         return error_page(StatusCode::NOT_FOUND, "Not found", "No such assistant.");
     };
     let (a, versions, total) = match tokio::try_join!(
-        st.store.get_assistant(ws, id),
-        st.store.assistant_versions(ws, id),
+        st.store.assistants().get_assistant(ws, id),
+        st.store.assistants().assistant_versions(ws, id),
         st.store.conversation_total(ws)
     ) {
         Ok((Some(a), Some(v), t)) => (a, v, t),
@@ -807,7 +807,7 @@ async fn save(
             let Ok(id) = id.parse::<AssistantId>() else {
                 return error_page(StatusCode::NOT_FOUND, "Not found", "No such assistant.");
             };
-            match st.store.get_assistant(ws, id).await {
+            match st.store.assistants().get_assistant(ws, id).await {
                 Ok(Some(a)) => Some(a),
                 Ok(None) => {
                     return error_page(StatusCode::NOT_FOUND, "Not found", "No such assistant.");
@@ -865,6 +865,7 @@ async fn save(
             let versions = match &existing {
                 Some(a) => st
                     .store
+                    .assistants()
                     .assistant_versions(ws, a.id)
                     .await
                     .ok()

@@ -384,7 +384,7 @@ pub(super) async fn conversations(
         store.list_conversations(ws, &query),
         count,
         store.conversation_total(ws),
-        store.list_assistants(ws),
+        store.assistants().list_assistants(ws),
         open_panel
     );
     let total = total.unwrap_or(0);

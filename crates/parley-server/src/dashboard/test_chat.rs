@@ -94,7 +94,7 @@ pub(super) async fn page(
     let tz = tz_offset(&headers);
     let ws = session.user.workspace_id;
     let (assistants, total) = match tokio::try_join!(
-        st.store.list_assistants(ws),
+        st.store.assistants().list_assistants(ws),
         st.store.conversation_total(ws)
     ) {
         Ok(x) => x,
@@ -294,7 +294,7 @@ pub(super) async fn send(
     let Ok(assistant_id) = input.assistant.parse::<AssistantId>() else {
         return ApiError::not_found("assistant").into_response();
     };
-    let assistant = match st.store.get_assistant(ws, assistant_id).await {
+    let assistant = match st.store.assistants().get_assistant(ws, assistant_id).await {
         Ok(Some(a)) => a,
         Ok(None) => return ApiError::not_found("assistant").into_response(),
         Err(e) => return ApiError::from(e).into_response(),

@@ -245,7 +245,7 @@ async fn load(
         ));
     };
     let (a, w, total) = match tokio::try_join!(
-        st.store.get_assistant(ws, id),
+        st.store.assistants().get_assistant(ws, id),
         st.store.widget_for_assistant(ws, id),
         st.store.conversation_total(ws)
     ) {

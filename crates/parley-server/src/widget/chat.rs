@@ -175,7 +175,12 @@ pub(super) async fn start(
         );
     }
     let ws = c.widget.workspace_id;
-    let assistant = match st.store.get_assistant(ws, c.widget.assistant_id).await {
+    let assistant = match st
+        .store
+        .assistants()
+        .get_assistant(ws, c.widget.assistant_id)
+        .await
+    {
         Ok(Some(a)) => a,
         Ok(None) => return c.answer(ApiError::not_found("assistant")),
         Err(e) => return c.answer(ApiError::from(e)),

@@ -127,6 +127,7 @@ async fn assistants_are_versioned_and_never_show_their_keys(backend: Backend) {
     let stored = app
         .state
         .store
+        .assistants()
         .get_assistant(app.workspace.id, id.parse().unwrap())
         .await
         .unwrap()

@@ -37,6 +37,7 @@ async fn legacy_assistant(app: &TestApp, name: &str, base_url: &str, var: &str) 
     let a = app
         .state
         .store
+        .assistants()
         .create_assistant(
             app.workspace.id,
             &NewAssistant {

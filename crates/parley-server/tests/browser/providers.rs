@@ -72,6 +72,7 @@ async fn an_admin_picks_a_server_provider_or_a_custom_one() {
     let legacy = app
         .state
         .store
+        .assistants()
         .create_assistant(
             app.workspace.id,
             &NewAssistant {

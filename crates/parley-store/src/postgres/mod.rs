@@ -10,6 +10,7 @@
 //! inserted with one `INSERT ... SELECT FROM unnest(...)`. Search uses pg_trgm GIN indexes with
 //! `ILIKE`, with the same probe-or-walk plan as the SQLite backend.
 
+mod assistants;
 mod attachments;
 mod channels;
 mod jobs;
@@ -34,52 +35,9 @@ use tokio_postgres::types::ToSql;
 
 use crate::sql::Param;
 use crate::{
-    ConversationCount, ConversationPage, IngestBatch, IngestOutcome, MessagePage, NewAssistant,
-    NewSession, Result, SessionRecord, Store, StoreError,
+    ConversationCount, ConversationPage, IngestBatch, IngestOutcome, MessagePage, NewSession,
+    Result, SessionRecord, Store, StoreError,
 };
-
-const MIGRATIONS: &[(i64, &str, &str)] = &[
-    (
-        1,
-        "init",
-        include_str!("../../migrations/postgres/0001_init.sql"),
-    ),
-    (
-        2,
-        "users",
-        include_str!("../../migrations/postgres/0002_users.sql"),
-    ),
-    (
-        3,
-        "covering_sort_indexes",
-        include_str!("../../migrations/postgres/0003_covering_sort_indexes.sql"),
-    ),
-    (
-        4,
-        "assistant_runtime",
-        include_str!("../../migrations/postgres/0004_assistant_runtime.sql"),
-    ),
-    (
-        5,
-        "channels",
-        include_str!("../../migrations/postgres/0005_channels.sql"),
-    ),
-    (
-        6,
-        "widget",
-        include_str!("../../migrations/postgres/0006_widget.sql"),
-    ),
-    (
-        9,
-        "attachment_quota",
-        include_str!("../../migrations/postgres/0009_attachment_quota.sql"),
-    ),
-    (
-        10,
-        "jobs",
-        include_str!("../../migrations/postgres/0010_jobs.sql"),
-    ),
-];
 
 /// Tuning of the PostgreSQL backend.
 #[derive(Debug, Clone)]
@@ -153,8 +111,20 @@ pub(crate) fn to_sql(params: &[Param]) -> Vec<Box<dyn ToSql + Sync + Send>> {
                 Param::Text(t) => Box::new(t.clone()),
                 Param::Uuid(u) => Box::new(*u),
                 Param::IntList(l) => Box::new(l.clone()),
+                Param::OptInt(i) => Box::new(*i),
+                Param::OptText(t) => Box::new(t.clone()),
+                Param::OptFloat(f) => Box::new(*f),
+                Param::OptBool(b) => Box::new(*b),
             }
         })
+        .collect()
+}
+
+/// Borrows boxed driver values (from [`to_sql`]) as the parameter slice a query takes.
+pub(crate) fn refs(values: &[Box<dyn ToSql + Sync + Send>]) -> Vec<&(dyn ToSql + Sync)> {
+    values
+        .iter()
+        .map(|b| b.as_ref() as &(dyn ToSql + Sync))
         .collect()
 }
 
@@ -200,30 +170,7 @@ impl PostgresStore {
         let tx = client.transaction().await?;
         tx.execute("SELECT pg_advisory_xact_lock(7411386297452036)", &[])
             .await?;
-        tx.batch_execute(
-            "CREATE TABLE IF NOT EXISTS parley_migrations (
-                 version bigint PRIMARY KEY, name text NOT NULL, applied_at bigint NOT NULL)",
-        )
-        .await?;
-        let current: i64 = tx
-            .query_one(
-                "SELECT coalesce(max(version), 0) FROM parley_migrations",
-                &[],
-            )
-            .await?
-            .get(0);
-        for (version, name, sql) in MIGRATIONS {
-            if *version <= current {
-                continue;
-            }
-            tx.batch_execute(sql).await?;
-            tx.execute(
-                "INSERT INTO parley_migrations (version, name, applied_at) VALUES ($1, $2, $3)",
-                &[version, name, &Timestamp::now().0],
-            )
-            .await?;
-            tracing::info!(version, name, "applied PostgreSQL migration");
-        }
+        crate::migrate::run(&mut PostgresMigrations { tx: &tx }, i64::MAX).await?;
         tx.commit().await?;
         Ok(())
     }
@@ -231,6 +178,33 @@ impl PostgresStore {
     /// A pooled connection (for the benchmark's raw baselines and tests).
     pub async fn connection(&self) -> Result<deadpool_postgres::Object> {
         Ok(self.pool.get().await?)
+    }
+}
+
+/// The migration runner's view of the open migration transaction.
+struct PostgresMigrations<'a, 'b> {
+    tx: &'a deadpool_postgres::Transaction<'b>,
+}
+
+#[async_trait]
+impl crate::migrate::MigrationTarget for PostgresMigrations<'_, '_> {
+    fn dialect(&self) -> crate::sql::Dialect {
+        crate::sql::Dialect::Postgres
+    }
+    async fn batch(&mut self, sql: &str) -> Result<()> {
+        Ok(self.tx.batch_execute(sql).await?)
+    }
+    async fn integer(&mut self, sql: &str) -> Result<i64> {
+        Ok(self.tx.query_one(sql, &[]).await?.get(0))
+    }
+    async fn record(&mut self, version: i64, name: &str, applied_at: i64) -> Result<()> {
+        self.tx
+            .execute(
+                crate::migrate::record_sql(crate::sql::Dialect::Postgres),
+                &[&version, &name, &applied_at],
+            )
+            .await?;
+        Ok(())
     }
 }
 
@@ -261,6 +235,10 @@ impl Store for PostgresStore {
     }
 
     fn jobs(&self) -> &dyn crate::JobStore {
+        self
+    }
+
+    fn assistants(&self) -> &dyn crate::AssistantStore {
         self
     }
 
@@ -296,44 +274,6 @@ impl Store for PostgresStore {
 
     async fn revoke_api_key(&self, workspace: WorkspaceId, id: ApiKeyId) -> Result<()> {
         write::revoke_api_key(&self.pool, workspace, id).await
-    }
-
-    async fn create_assistant(
-        &self,
-        workspace: WorkspaceId,
-        input: &NewAssistant,
-    ) -> Result<Assistant> {
-        write::create_assistant(&self.pool, workspace, input).await
-    }
-
-    async fn update_assistant(
-        &self,
-        workspace: WorkspaceId,
-        id: AssistantId,
-        input: &NewAssistant,
-        expected_version: Option<i64>,
-    ) -> Result<Option<Assistant>> {
-        write::update_assistant(&self.pool, workspace, id, input, expected_version).await
-    }
-
-    async fn assistant_versions(
-        &self,
-        workspace: WorkspaceId,
-        id: AssistantId,
-    ) -> Result<Option<Vec<AssistantVersion>>> {
-        read::assistant_versions(&self.pool, workspace, id).await
-    }
-
-    async fn list_assistants(&self, workspace: WorkspaceId) -> Result<Vec<Assistant>> {
-        read::list_assistants(&self.pool, workspace).await
-    }
-
-    async fn get_assistant(
-        &self,
-        workspace: WorkspaceId,
-        id: AssistantId,
-    ) -> Result<Option<Assistant>> {
-        read::get_assistant(&self.pool, workspace, id).await
     }
 
     async fn ingest(

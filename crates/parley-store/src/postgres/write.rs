@@ -12,8 +12,9 @@ use parley_core::{
 };
 use uuid::Uuid;
 
-use super::is_unique_violation;
+use super::{is_unique_violation, refs, to_sql};
 use crate::counters::Counters;
+use crate::sql::Dialect;
 use crate::{
     IngestBatch, IngestOutcome, IngestTarget, MessageOutcome, NewAssistant, NewConversation,
     NewMessage, NewSession, Result, StoreError,
@@ -236,48 +237,16 @@ pub(super) async fn update_assistant(
         return Ok(None);
     };
     let old = super::read::assistant_from_row(&row)?;
-    if let Some(v) = expected_version
-        && v != old.version
-    {
-        return Err(StoreError::Conflict {
-            code: "version_conflict",
-            message: format!(
-                "the assistant was changed meanwhile: it is at version {}, the change was made against version {v}",
-                old.version
-            ),
-        });
-    }
-    let a = Assistant {
-        name: input.name.trim().to_owned(),
-        company: input.company.trim().to_owned(),
-        mode: input.mode,
-        version: old.version + 1,
-        settings: input.settings.clone(),
-        updated_at: Timestamp::now().max(old.updated_at),
-        ..old.clone()
-    };
-    tx.execute(
-        "UPDATE assistants SET name = $2, company = $3, mode = $4, version = $5, settings = $6,
-                               updated_at = $7
-          WHERE id = $1",
-        &[
-            &a.id.0,
-            &a.name,
-            &a.company,
-            &a.mode.as_str(),
-            &a.version,
-            &crate::sql::settings_text(&a.settings),
-            &a.updated_at.0,
-        ],
-    )
-    .await
-    .map_err(assistant_exists(&a))?;
+    let a = crate::sql::next_assistant(&old, input, expected_version)?;
+    let update = crate::sql::assistant_update(Dialect::Postgres, &a);
+    let values = to_sql(&update.params);
+    tx.execute(update.text.as_str(), &refs(&values))
+        .await
+        .map_err(assistant_exists(&a))?;
     if a.name != old.name {
-        tx.execute(
-            "UPDATE conversations SET assistant_name = $2 WHERE assistant_id = $1",
-            &[&a.id.0, &a.name],
-        )
-        .await?;
+        let rename = crate::sql::assistant_rename(Dialect::Postgres, &a);
+        let values = to_sql(&rename.params);
+        tx.execute(rename.text.as_str(), &refs(&values)).await?;
     }
     insert_version(&tx, &a).await?;
     tx.commit().await?;
@@ -972,90 +941,21 @@ pub(super) async fn update_conversation(
     };
     let pk: i64 = row.get(0);
     let now = Timestamp::now();
-    if let Some(status) = p.status {
-        tx.execute(
-            "UPDATE conversations SET status = $2 WHERE pk = $1",
-            &[&pk, &status.as_str()],
-        )
-        .await?;
-    }
-    if let Some(ended_at) = p.ended_at {
-        tx.execute(
-            "UPDATE conversations SET ended_at = $2 WHERE pk = $1",
-            &[&pk, &ended_at.map(|t| t.0)],
-        )
-        .await?;
-    }
-    if let Some(reason) = &p.end_reason {
-        tx.execute(
-            "UPDATE conversations SET end_reason = $2 WHERE pk = $1",
-            &[&pk, reason],
-        )
-        .await?;
-    }
-    if let Some(rating) = &p.rating {
-        let (score, comment, at) = match rating {
-            Some(r) => (
-                r.score as i64,
-                r.comment.clone(),
-                Some(r.rated_at.unwrap_or(now).0),
-            ),
-            None => (0, None, None),
-        };
-        tx.execute("UPDATE conversations SET rating = $2, rating_comment = $3, rated_at = $4 WHERE pk = $1", &[&pk, &score, &comment, &at])
-            .await?;
-    }
-    if let Some(sentiment) = &p.sentiment {
-        tx.execute(
-            "UPDATE conversations SET sentiment = $2, sentiment_score = $3 WHERE pk = $1",
-            &[
-                &pk,
-                &sentiment.as_ref().map(|s| s.label.as_str()),
-                &sentiment.as_ref().and_then(|s| s.score),
-            ],
-        )
-        .await?;
-    }
-    if let Some(converted) = p.converted {
-        tx.execute(
-            "UPDATE conversations SET converted = $2 WHERE pk = $1",
-            &[&pk, &converted],
-        )
-        .await?;
-    }
-    if let Some(contact) = &p.contact {
-        tx.execute(
-            "UPDATE conversations SET contact = $2 WHERE pk = $1",
-            &[&pk, contact],
-        )
-        .await?;
-    }
+    let memory = match &p.memory {
+        Some(changes) => {
+            let text: String = row.get(1);
+            let mut memory = serde_json::from_str(&text).unwrap_or_default();
+            parley_core::model::merge_memory(&mut memory, changes);
+            Some(serde_json::to_string(&memory).map_err(StoreError::backend)?)
+        }
+        None => None,
+    };
+    let sql = crate::sql::conversation_patch(Dialect::Postgres, pk, p, memory, now);
+    let values = to_sql(&sql.params);
+    tx.execute(sql.text.as_str(), &refs(&values)).await?;
     if let Some(vars) = &p.variables {
         upsert_variables(&tx, pk, vars, now).await?;
     }
-    if let Some(changes) = &p.memory {
-        let text: String = row.get(1);
-        let mut memory: serde_json::Map<String, serde_json::Value> =
-            serde_json::from_str(&text).unwrap_or_default();
-        for (k, v) in changes {
-            if v.is_null() {
-                memory.remove(k);
-            } else {
-                memory.insert(k.clone(), v.clone());
-            }
-        }
-        let text = serde_json::to_string(&memory).map_err(StoreError::backend)?;
-        tx.execute(
-            "UPDATE conversations SET memory = $2 WHERE pk = $1",
-            &[&pk, &text],
-        )
-        .await?;
-    }
-    tx.execute(
-        "UPDATE conversations SET updated_at = $2 WHERE pk = $1",
-        &[&pk, &now.0],
-    )
-    .await?;
     tx.commit().await?;
     Ok(true)
 }

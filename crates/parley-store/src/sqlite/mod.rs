@@ -9,6 +9,7 @@
 //! many requests (group commit); a lone request is committed at once. Reads run on a small pool
 //! of read-only connections on the blocking thread pool, concurrently with the writer (WAL).
 
+mod assistants;
 mod attachments;
 mod channels;
 mod jobs;
@@ -34,58 +35,9 @@ use rusqlite::{Connection, OpenFlags};
 use tokio::sync::{Semaphore, mpsc, oneshot};
 
 use crate::{
-    ConversationCount, ConversationPage, IngestBatch, IngestOutcome, MessagePage, NewAssistant,
-    NewSession, Result, SessionRecord, Store, StoreError,
+    ConversationCount, ConversationPage, IngestBatch, IngestOutcome, MessagePage, NewSession,
+    Result, SessionRecord, Store, StoreError,
 };
-
-/// The migrations, in order: (version, name, SQL).
-const MIGRATIONS: &[(i64, &str, &str)] = &[
-    (
-        1,
-        "init",
-        include_str!("../../migrations/sqlite/0001_init.sql"),
-    ),
-    (
-        2,
-        "users",
-        include_str!("../../migrations/sqlite/0002_users.sql"),
-    ),
-    (
-        3,
-        "search_batches",
-        include_str!("../../migrations/sqlite/0003_search_batches.sql"),
-    ),
-    (
-        4,
-        "covering_sort_indexes",
-        include_str!("../../migrations/sqlite/0004_covering_sort_indexes.sql"),
-    ),
-    (
-        5,
-        "assistant_runtime",
-        include_str!("../../migrations/sqlite/0005_assistant_runtime.sql"),
-    ),
-    (
-        6,
-        "channels",
-        include_str!("../../migrations/sqlite/0006_channels.sql"),
-    ),
-    (
-        7,
-        "widget",
-        include_str!("../../migrations/sqlite/0007_widget.sql"),
-    ),
-    (
-        10,
-        "attachment_quota",
-        include_str!("../../migrations/sqlite/0010_attachment_quota.sql"),
-    ),
-    (
-        11,
-        "jobs",
-        include_str!("../../migrations/sqlite/0011_jobs.sql"),
-    ),
-];
 
 /// Tuning of the SQLite backend.
 #[derive(Debug, Clone)]
@@ -205,35 +157,50 @@ fn connect(path: &Path, options: &SqliteOptions, read_only: bool) -> Result<Conn
     Ok(conn)
 }
 
-fn migrate(conn: &Connection) -> Result<()> {
+fn migrate(conn: &mut Connection) -> Result<()> {
     migrate_to(conn, i64::MAX)
 }
 
-/// Applies pending migrations up to and including `target`.
-fn migrate_to(conn: &Connection, target: i64) -> Result<()> {
-    conn.execute_batch(
-        "CREATE TABLE IF NOT EXISTS parley_migrations (
-             version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at INTEGER NOT NULL)",
-    )?;
-    let current: i64 = conn.query_row(
-        "SELECT coalesce(max(version), 0) FROM parley_migrations",
-        [],
-        |r| r.get(0),
-    )?;
-    for (version, name, sql) in MIGRATIONS {
-        if *version <= current || *version > target {
-            continue;
+/// Applies pending migrations up to and including `target`, all in one transaction, through
+/// the shared runner ([`crate::migrate`]).
+fn migrate_to(conn: &mut Connection, target: i64) -> Result<()> {
+    // A transaction by hand: rusqlite's `Transaction` borrows the connection shared, which is
+    // not `Send`, and the runner's target must be.
+    conn.execute_batch("BEGIN")?;
+    let mut db = SqliteMigrations { conn: &mut *conn };
+    match crate::migrate::run_sync(crate::migrate::run(&mut db, target)) {
+        Ok(_) => Ok(conn.execute_batch("COMMIT")?),
+        Err(e) => {
+            let _ = conn.execute_batch("ROLLBACK");
+            Err(e)
         }
-        let tx = conn.unchecked_transaction()?;
-        tx.execute_batch(sql)?;
-        tx.execute(
-            "INSERT INTO parley_migrations (version, name, applied_at) VALUES (?1, ?2, ?3)",
-            rusqlite::params![version, name, parley_core::Timestamp::now().0],
-        )?;
-        tx.commit()?;
-        tracing::info!(version, name, "applied SQLite migration");
     }
-    Ok(())
+}
+
+/// The migration runner's view of a SQLite connection inside an open transaction; every step
+/// is synchronous.
+struct SqliteMigrations<'a> {
+    conn: &'a mut Connection,
+}
+
+#[async_trait]
+impl crate::migrate::MigrationTarget for SqliteMigrations<'_> {
+    fn dialect(&self) -> crate::sql::Dialect {
+        crate::sql::Dialect::Sqlite
+    }
+    async fn batch(&mut self, sql: &str) -> Result<()> {
+        Ok(self.conn.execute_batch(sql)?)
+    }
+    async fn integer(&mut self, sql: &str) -> Result<i64> {
+        Ok(self.conn.query_row(sql, [], |r| r.get(0))?)
+    }
+    async fn record(&mut self, version: i64, name: &str, applied_at: i64) -> Result<()> {
+        self.conn.execute(
+            crate::migrate::record_sql(crate::sql::Dialect::Sqlite),
+            rusqlite::params![version, name, applied_at],
+        )?;
+        Ok(())
+    }
 }
 
 /// A call on the checkpoint thread from [`Store::close`]: truncate the log now, waiting up to
@@ -424,14 +391,14 @@ impl SqliteStore {
         let opts = options.clone();
         let open_path = path.clone();
         let writer = tokio::task::spawn_blocking(move || -> Result<Connection> {
-            let conn = connect(&open_path, &opts, false)?;
+            let mut conn = connect(&open_path, &opts, false)?;
             let mode: String = conn.query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))?;
             if !mode.eq_ignore_ascii_case("wal") {
                 return Err(StoreError::backend(format!(
                     "could not enable WAL (got {mode})"
                 )));
             }
-            migrate(&conn)?;
+            migrate(&mut conn)?;
             // The checkpoint thread copies the WAL into the database instead, so commits do
             // not wait for it (see `checkpoint_loop`). A log SQLite restarts from its
             // beginning is cut back to the cap rather than kept at its largest size.
@@ -591,6 +558,10 @@ impl Store for SqliteStore {
         self
     }
 
+    fn assistants(&self) -> &dyn crate::AssistantStore {
+        self
+    }
+
     async fn create_workspace(&self, slug: &str, name: &str) -> Result<Workspace> {
         let (slug, name) = (slug.to_owned(), name.to_owned());
         self.write(move |c| write::create_workspace(c, &slug, &name))
@@ -629,51 +600,6 @@ impl Store for SqliteStore {
 
     async fn revoke_api_key(&self, workspace: WorkspaceId, id: ApiKeyId) -> Result<()> {
         self.write(move |c| write::revoke_api_key(c, workspace, id))
-            .await
-    }
-
-    async fn create_assistant(
-        &self,
-        workspace: WorkspaceId,
-        input: &NewAssistant,
-    ) -> Result<Assistant> {
-        let input = input.clone();
-        self.write(move |c| write::create_assistant(c, workspace, &input))
-            .await
-    }
-
-    async fn update_assistant(
-        &self,
-        workspace: WorkspaceId,
-        id: AssistantId,
-        input: &NewAssistant,
-        expected_version: Option<i64>,
-    ) -> Result<Option<Assistant>> {
-        let input = input.clone();
-        self.write(move |c| write::update_assistant(c, workspace, id, &input, expected_version))
-            .await
-    }
-
-    async fn assistant_versions(
-        &self,
-        workspace: WorkspaceId,
-        id: AssistantId,
-    ) -> Result<Option<Vec<AssistantVersion>>> {
-        self.read(move |c| read::assistant_versions(c, workspace, id))
-            .await
-    }
-
-    async fn list_assistants(&self, workspace: WorkspaceId) -> Result<Vec<Assistant>> {
-        self.read(move |c| read::list_assistants(c, workspace))
-            .await
-    }
-
-    async fn get_assistant(
-        &self,
-        workspace: WorkspaceId,
-        id: AssistantId,
-    ) -> Result<Option<Assistant>> {
-        self.read(move |c| read::get_assistant(c, workspace, id))
             .await
     }
 
@@ -988,8 +914,9 @@ mod tests {
     #[test]
     fn migration_10_counts_existing_attachments() {
         let dir = tempfile::tempdir().unwrap();
-        let conn = connect(&dir.path().join("old.db"), &SqliteOptions::default(), false).unwrap();
-        migrate_to(&conn, 7).unwrap();
+        let mut conn =
+            connect(&dir.path().join("old.db"), &SqliteOptions::default(), false).unwrap();
+        migrate_to(&mut conn, 7).unwrap();
         let ws = WorkspaceId::new();
         let own = format!("{ws}/{}", uuid::Uuid::now_v7());
         let meta = serde_json::json!({"channel": {"type": "voice", "attachments": [
@@ -1018,7 +945,7 @@ mod tests {
             [meta],
         )
         .unwrap();
-        migrate(&conn).unwrap();
+        migrate(&mut conn).unwrap();
         let (bytes, files, key): (i64, i64, String) = conn
             .query_row(
                 "SELECT u.bytes, u.files, f.storage_key FROM attachment_usage u
@@ -1036,8 +963,8 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("old.db");
         let opts = SqliteOptions::default();
-        let conn = connect(&path, &opts, false).unwrap();
-        migrate_to(&conn, 2).unwrap();
+        let mut conn = connect(&path, &opts, false).unwrap();
+        migrate_to(&mut conn, 2).unwrap();
         conn.execute_batch(
             "INSERT INTO workspaces (id, slug, name, created_at) VALUES (x'01', 'w', 'W', 0);
              INSERT INTO assistants (id, workspace_id, name, mode, created_at, updated_at) VALUES (x'02', x'01', 'Ava', 'active', 0, 0);
@@ -1047,7 +974,7 @@ mod tests {
              INSERT INTO messages (id, conversation, seq, visible_seq, role, content, created_at) VALUES (x'05', 1, 2, NULL, 'system', 'hidden prompt', 0);",
         )
         .unwrap();
-        migrate(&conn).unwrap();
+        migrate(&mut conn).unwrap();
         let hits = |table: &str, q: &str| -> i64 {
             conn.query_row(
                 &format!("SELECT count(*) FROM {table} WHERE {table} MATCH ?1"),
@@ -1068,6 +995,9 @@ mod tests {
                 r.get(0)
             })
             .unwrap();
-        assert_eq!(version, MIGRATIONS.last().expect("migrations").0);
+        assert_eq!(
+            version,
+            crate::migrate::SQLITE.last().expect("migrations").version
+        );
     }
 }

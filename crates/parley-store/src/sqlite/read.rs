@@ -296,12 +296,16 @@ pub(super) fn conversation_total(c: &Connection, ws: WorkspaceId) -> Result<u64>
     Ok(n.unwrap_or(0).max(0) as u64)
 }
 
-fn to_value(p: &Param) -> Value {
+pub(super) fn to_value(p: &Param) -> Value {
     match p {
         Param::Int(i) => Value::Integer(*i),
         Param::Text(t) => Value::Text(t.clone()),
         Param::Uuid(u) => Value::Blob(u.as_bytes().to_vec()),
         Param::IntList(_) => Value::Null,
+        Param::OptInt(i) => i.map_or(Value::Null, Value::Integer),
+        Param::OptText(t) => t.clone().map_or(Value::Null, Value::Text),
+        Param::OptFloat(f) => f.map_or(Value::Null, Value::Real),
+        Param::OptBool(b) => b.map_or(Value::Null, |b| Value::Integer(i64::from(b))),
     }
 }
 

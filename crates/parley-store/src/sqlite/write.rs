@@ -9,10 +9,12 @@ use parley_core::{
     ApiKeyId, AssistantId, AssistantMode, ConversationId, MessageId, Timestamp, UserId, UserRole,
     WorkspaceId,
 };
-use rusqlite::{Connection, OptionalExtension, params};
+use rusqlite::{Connection, OptionalExtension, params, params_from_iter};
 use uuid::Uuid;
 
+use super::read::to_value;
 use crate::counters::Counters;
+use crate::sql::Dialect;
 use crate::{
     IngestBatch, IngestOutcome, IngestTarget, MessageOutcome, NewAssistant, NewConversation,
     NewMessage, NewSession, Result, StoreError,
@@ -204,44 +206,15 @@ pub(super) fn update_assistant(
     let Some(old) = super::read::get_assistant(c, workspace, id)? else {
         return Ok(None);
     };
-    if let Some(v) = expected_version
-        && v != old.version
-    {
-        return Err(StoreError::Conflict {
-            code: "version_conflict",
-            message: format!(
-                "the assistant was changed meanwhile: it is at version {}, the change was made against version {v}",
-                old.version
-            ),
-        });
-    }
-    let a = Assistant {
-        name: input.name.trim().to_owned(),
-        company: input.company.trim().to_owned(),
-        mode: input.mode,
-        version: old.version + 1,
-        settings: input.settings.clone(),
-        updated_at: Timestamp::now().max(old.updated_at),
-        ..old.clone()
-    };
-    c.prepare_cached(
-        "UPDATE assistants SET name = ?2, company = ?3, mode = ?4, version = ?5, settings = ?6,
-                               updated_at = ?7
-          WHERE id = ?1",
-    )?
-    .execute(params![
-        a.id.as_bytes(),
-        a.name,
-        a.company,
-        a.mode.as_str(),
-        a.version,
-        crate::sql::settings_text(&a.settings),
-        a.updated_at.0,
-    ])
-    .map_err(assistant_exists(&a))?;
+    let a = crate::sql::next_assistant(&old, input, expected_version)?;
+    let update = crate::sql::assistant_update(Dialect::Sqlite, &a);
+    c.prepare_cached(&update.text)?
+        .execute(params_from_iter(update.params.iter().map(to_value)))
+        .map_err(assistant_exists(&a))?;
     if a.name != old.name {
-        c.prepare_cached("UPDATE conversations SET assistant_name = ?2 WHERE assistant_id = ?1")?
-            .execute(params![a.id.as_bytes(), a.name])?;
+        let rename = crate::sql::assistant_rename(Dialect::Sqlite, &a);
+        c.prepare_cached(&rename.text)?
+            .execute(params_from_iter(rename.params.iter().map(to_value)))?;
     }
     insert_version(c, &a)?;
     Ok(Some(a))
@@ -672,88 +645,27 @@ pub(super) fn update_conversation(
         return Ok(false);
     };
     let now = Timestamp::now();
-    if let Some(status) = p.status {
-        c.execute(
-            "UPDATE conversations SET status = ?2 WHERE pk = ?1",
-            params![pk, status.as_str()],
-        )?;
-    }
-    if let Some(ended_at) = p.ended_at {
-        c.execute(
-            "UPDATE conversations SET ended_at = ?2 WHERE pk = ?1",
-            params![pk, ended_at.map(|t| t.0)],
-        )?;
-    }
-    if let Some(reason) = &p.end_reason {
-        c.execute(
-            "UPDATE conversations SET end_reason = ?2 WHERE pk = ?1",
-            params![pk, reason],
-        )?;
-    }
-    if let Some(rating) = &p.rating {
-        let (score, comment, at) = match rating {
-            Some(r) => (
-                r.score as i64,
-                r.comment.clone(),
-                Some(r.rated_at.unwrap_or(now).0),
-            ),
-            None => (0, None, None),
-        };
-        c.execute(
-            "UPDATE conversations SET rating = ?2, rating_comment = ?3, rated_at = ?4 WHERE pk = ?1",
-            params![pk, score, comment, at],
-        )?;
-    }
-    if let Some(sentiment) = &p.sentiment {
-        c.execute(
-            "UPDATE conversations SET sentiment = ?2, sentiment_score = ?3 WHERE pk = ?1",
-            params![
-                pk,
-                sentiment.as_ref().map(|s| s.label.as_str()),
-                sentiment.as_ref().and_then(|s| s.score)
-            ],
-        )?;
-    }
-    if let Some(converted) = p.converted {
-        c.execute(
-            "UPDATE conversations SET converted = ?2 WHERE pk = ?1",
-            params![pk, converted],
-        )?;
-    }
-    if let Some(contact) = &p.contact {
-        c.execute(
-            "UPDATE conversations SET contact = ?2 WHERE pk = ?1",
-            params![pk, contact],
-        )?;
-    }
+    let memory = match &p.memory {
+        Some(changes) => {
+            let text: String = c.query_row(
+                "SELECT memory FROM conversations WHERE pk = ?1",
+                [pk],
+                |r| r.get(0),
+            )?;
+            let mut memory = serde_json::from_str(&text).unwrap_or_default();
+            parley_core::model::merge_memory(&mut memory, changes);
+            Some(serde_json::to_string(&memory).map_err(StoreError::backend)?)
+        }
+        None => None,
+    };
+    let sql = crate::sql::conversation_patch(crate::sql::Dialect::Sqlite, pk, p, memory, now);
+    c.prepare_cached(&sql.text)?
+        .execute(rusqlite::params_from_iter(
+            sql.params.iter().map(super::read::to_value),
+        ))?;
     if let Some(vars) = &p.variables {
         upsert_variables(c, pk, vars, now)?;
     }
-    if let Some(changes) = &p.memory {
-        let text: String = c.query_row(
-            "SELECT memory FROM conversations WHERE pk = ?1",
-            [pk],
-            |r| r.get(0),
-        )?;
-        let mut memory: serde_json::Map<String, serde_json::Value> =
-            serde_json::from_str(&text).unwrap_or_default();
-        for (k, v) in changes {
-            if v.is_null() {
-                memory.remove(k);
-            } else {
-                memory.insert(k.clone(), v.clone());
-            }
-        }
-        let text = serde_json::to_string(&memory).map_err(StoreError::backend)?;
-        c.execute(
-            "UPDATE conversations SET memory = ?2 WHERE pk = ?1",
-            params![pk, text],
-        )?;
-    }
-    c.execute(
-        "UPDATE conversations SET updated_at = ?2 WHERE pk = ?1",
-        params![pk, now.0],
-    )?;
     Ok(true)
 }
 
