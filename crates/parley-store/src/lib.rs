@@ -38,6 +38,7 @@ use serde::Serialize;
 pub mod attachments;
 mod channels;
 mod counters;
+pub mod insights;
 pub mod jobs;
 pub mod postgres;
 pub mod scoped_ids;
@@ -47,6 +48,7 @@ pub mod testing;
 
 pub use attachments::{Admission, AttachmentStore, AttachmentUsage};
 pub use channels::{ChannelStore, ConfigEdit, MessageEdit};
+pub use insights::{InsightStore, StoredInsight};
 pub use jobs::JobStore;
 
 /// What a store operation can fail with.
@@ -383,6 +385,8 @@ pub trait Store: Send + Sync + 'static {
     /// The record of stored attachment files and each workspace's usage (the attachment
     /// quota): see [`AttachmentStore`].
     fn attachments(&self) -> &dyn AttachmentStore;
+    /// The computed insights of each conversation (issue 13): see [`InsightStore`].
+    fn insights(&self) -> &dyn InsightStore;
 
     /// Creates a workspace. Errors: `Conflict("workspace_exists")` if the slug is taken.
     async fn create_workspace(&self, slug: &str, name: &str) -> Result<Workspace>;

@@ -12,6 +12,7 @@
 
 mod attachments;
 mod channels;
+mod insights;
 mod jobs;
 mod read;
 mod widget;
@@ -78,6 +79,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         10,
         "jobs",
         include_str!("../../migrations/postgres/0010_jobs.sql"),
+    ),
+    (
+        11,
+        "insights",
+        include_str!("../../migrations/postgres/0011_insights.sql"),
     ),
 ];
 
@@ -257,6 +263,10 @@ impl Store for PostgresStore {
     }
 
     fn attachments(&self) -> &dyn crate::AttachmentStore {
+        self
+    }
+
+    fn insights(&self) -> &dyn crate::InsightStore {
         self
     }
 

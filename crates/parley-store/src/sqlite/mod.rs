@@ -11,6 +11,7 @@
 
 mod attachments;
 mod channels;
+mod insights;
 mod jobs;
 mod read;
 mod widget;
@@ -84,6 +85,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         11,
         "jobs",
         include_str!("../../migrations/sqlite/0011_jobs.sql"),
+    ),
+    (
+        12,
+        "insights",
+        include_str!("../../migrations/sqlite/0012_insights.sql"),
     ),
 ];
 
@@ -584,6 +590,10 @@ impl Store for SqliteStore {
     }
 
     fn attachments(&self) -> &dyn crate::AttachmentStore {
+        self
+    }
+
+    fn insights(&self) -> &dyn crate::InsightStore {
         self
     }
 
