@@ -23,6 +23,10 @@ pub const LABEL_THRESHOLD: f64 = 0.05;
 /// an improvement (or, negated, a worsening).
 pub const SHIFT_THRESHOLD: f64 = 0.3;
 
+/// The `whatlang` confidence (0 to 1) from which Latin-script text detected as a language other
+/// than English is left unanalysed.
+pub const MIN_OTHER_LANGUAGE_CONFIDENCE: f64 = 0.5;
+
 /// How long after the assistant's last answer a customer may come back before the conversation
 /// counts as resolved by the AI: 24 hours, in ms.
 pub const COME_BACK_MS: i64 = 24 * 60 * 60 * 1000;
@@ -101,16 +105,17 @@ pub fn label(score: f64) -> SentimentLabel {
 }
 
 /// The language of `text` as an ISO 639-3 code, and whether the lexicon can read it: English,
-/// or text `whatlang` cannot place confidently that is in the Latin script (short English
-/// replies such as "ok thanks" are often unreliable detections). Non-Latin scripts are never
-/// readable.
+/// or Latin-script text whose detected other language has a confidence below
+/// [`MIN_OTHER_LANGUAGE_CONFIDENCE`] (short English replies such as "ok thanks" are often
+/// misdetected with a low confidence). Non-Latin scripts are never readable.
 pub fn readable(text: &str) -> (Option<String>, bool) {
     match whatlang::detect(text) {
         None => (None, true),
         Some(info) => {
             let code = info.lang().code().to_owned();
             let ok = info.lang() == whatlang::Lang::Eng
-                || (info.script() == whatlang::Script::Latin && !info.is_reliable());
+                || (info.script() == whatlang::Script::Latin
+                    && info.confidence() < MIN_OTHER_LANGUAGE_CONFIDENCE);
             (Some(code), ok)
         }
     }
@@ -335,6 +340,7 @@ mod tests {
     fn text_the_lexicon_cannot_read_is_not_analysed() {
         let c = conv(ConversationStatus::Closed);
         for text in [
+            "Hola, mi pedido llegó roto y necesito que me devuelvan el dinero hoy",
             "Hola, necesito ayuda con mi pedido porque llegó roto y estoy muy enfadado con la tienda",
             "Здравствуйте, мой заказ пришёл сломанным, я очень недоволен вашим магазином",
             "注文した商品が壊れて届きました。とても残念です。",
