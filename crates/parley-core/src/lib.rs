@@ -19,6 +19,7 @@ pub mod assistant;
 pub mod audio;
 pub mod channel;
 pub mod id;
+pub mod insights;
 pub mod markdown;
 pub mod model;
 pub mod pricing;
@@ -34,5 +35,6 @@ pub use id::{
 };
 pub use time::Timestamp;
 pub use vocab::{
-    AssistantMode, Channel, ConversationStatus, Role, SentimentLabel, UserRole, VariableSource,
+    AssistantMode, Channel, ConversationStatus, Resolution, Role, SentimentLabel, SentimentShift,
+    UserRole, VariableSource,
 };

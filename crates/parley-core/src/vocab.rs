@@ -202,6 +202,34 @@ named_enum!(
 );
 
 named_enum!(
+    /// How a conversation turned out (issue 13; the rules are in `insights::resolution` and the
+    /// README's "Insights" section).
+    Resolution, "resolution" {
+        /// The assistant answered, no team member wrote, no hand-off, and the customer did not
+        /// come back within 24 hours of the last answer (or said it helped).
+        ResolvedByAi => "resolved_by_ai",
+        /// A team member (`agent` role) wrote, or the assistant handed off.
+        HandedOff => "handed_off",
+        /// The customer's last message got no answer, or it ended negative without a hand-off.
+        Unresolved => "unresolved",
+        /// Still open: none of the above can be decided yet.
+        Ongoing => "ongoing",
+    }
+);
+
+named_enum!(
+    /// How the customer's sentiment moved from their first to their last message.
+    SentimentShift, "sentiment_shift" {
+        /// The last customer message scores clearly higher than the first.
+        Improved => "improved",
+        /// About the same.
+        Steady => "steady",
+        /// The last customer message scores clearly lower than the first.
+        Worsened => "worsened",
+    }
+);
+
+named_enum!(
     /// How an assistant takes part in its conversations.
     AssistantMode, "mode" {
         /// The AI answers customers.

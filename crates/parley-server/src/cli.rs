@@ -140,6 +140,13 @@ enum Command {
         #[arg(required = true)]
         paths: Vec<PathBuf>,
     },
+    /// Compute the insights (sentiment, resolution, response times) of every conversation
+    /// whose insight is missing or stale: the backfill after an import or an upgrade.
+    Analyse {
+        /// Workspace slug [default: every workspace].
+        #[arg(long)]
+        workspace: Option<String>,
+    },
     /// Export conversations (oldest first) to a file or standard output.
     Export {
         /// Output format.
@@ -492,6 +499,34 @@ async fn run(cli: Cli) -> Result<(), BoxError> {
             };
             eprintln!("Importing into workspace {:?}…", ws.slug);
             crate::import::run(&state, ws.id, &job).await?;
+            Ok(())
+        }
+        Command::Analyse { workspace } => {
+            let targets = match workspace {
+                Some(slug) => vec![select_workspace(store, Some(&slug)).await?],
+                None => store.list_workspaces().await?,
+            };
+            for ws in targets {
+                let started = std::time::Instant::now();
+                let rate = |n: u64| n as f64 / started.elapsed().as_secs_f64().max(1e-9);
+                let n = crate::insights::analyse_stale(store, ws.id, |n| {
+                    eprint!(
+                        "\r{}: analysed {n} conversations ({:.0}/s)",
+                        ws.slug,
+                        rate(n)
+                    );
+                })
+                .await?;
+                if n > 0 {
+                    eprintln!();
+                }
+                println!(
+                    "{}: {n} conversations analysed in {:.2} s ({:.0}/s)",
+                    ws.slug,
+                    started.elapsed().as_secs_f64(),
+                    rate(n)
+                );
+            }
             Ok(())
         }
         Command::Export {

@@ -34,6 +34,7 @@ pub mod dashboard;
 pub mod error;
 pub mod import;
 pub mod ingest;
+pub mod insights;
 pub mod jobs;
 pub mod metrics;
 pub mod migrate_store;

@@ -39,6 +39,7 @@ pub mod assistants;
 pub mod attachments;
 mod channels;
 mod counters;
+pub mod insights;
 pub mod jobs;
 mod migrate;
 pub mod postgres;
@@ -51,6 +52,7 @@ pub mod testing;
 pub use assistants::AssistantStore;
 pub use attachments::{Admission, AttachmentStore, AttachmentUsage};
 pub use channels::{ChannelStore, ConfigEdit, MessageEdit};
+pub use insights::{InsightStore, StoredInsight};
 pub use jobs::JobStore;
 
 /// What a store operation can fail with.
@@ -389,6 +391,8 @@ pub trait Store: Send + Sync + 'static {
     fn attachments(&self) -> &dyn AttachmentStore;
     /// The workspace's assistants and their version history: see [`AssistantStore`].
     fn assistants(&self) -> &dyn AssistantStore;
+    /// The computed insights of each conversation (issue 13): see [`InsightStore`].
+    fn insights(&self) -> &dyn InsightStore;
 
     /// Creates a workspace. Errors: `Conflict("workspace_exists")` if the slug is taken.
     async fn create_workspace(&self, slug: &str, name: &str) -> Result<Workspace>;

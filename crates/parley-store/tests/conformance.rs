@@ -2930,6 +2930,92 @@ async fn transfer_imports_records_verbatim(store: Arc<dyn Store>) {
     );
 }
 
+async fn insights_are_stored_per_conversation(store: Arc<dyn Store>) {
+    use parley_core::insights::{ConversationInsight, SentimentSource};
+    use parley_core::{Resolution, SentimentShift};
+    let a = workspace(&*store, "a").await;
+    let b = workspace(&*store, "b").await;
+    let one = create(&*store, a, conv("Bot", T0), vec![msg(Role::User, "hi", T0)]).await;
+    let two = create(&*store, a, conv("Bot", T0 + 1), vec![]).await;
+    let theirs = create(&*store, b, conv("Bot", T0), vec![]).await;
+    let insights = store.insights();
+    assert_eq!(
+        insights.stale_insights(a, 10).await.unwrap(),
+        vec![one, two]
+    );
+    assert_eq!(insights.stale_insights(a, 1).await.unwrap(), vec![one]);
+    assert_eq!(insights.insight(a, one).await.unwrap(), None);
+
+    let full = ConversationInsight {
+        sentiment: Some(Sentiment {
+            label: SentimentLabel::Negative,
+            score: Some(-0.625),
+        }),
+        sentiment_source: Some(SentimentSource::Lexicon),
+        sentiment_shift: Some(SentimentShift::Worsened),
+        language: Some("eng".into()),
+        resolution: Resolution::Unresolved,
+        first_response_ms: Some(1_500),
+        duration_ms: Some(60_000),
+    };
+    let at = Timestamp::now();
+    insights.save_insight(a, one, &full, at).await.unwrap();
+    let stored = insights.insight(a, one).await.unwrap().expect("stored");
+    assert_eq!((stored.insight, stored.analysed_at), (full.clone(), at));
+    assert_eq!(insights.stale_insights(a, 10).await.unwrap(), vec![two]);
+
+    // Replacing keeps one row; the empty insight (not analysed, nothing known) round-trips.
+    let empty = ConversationInsight {
+        sentiment: None,
+        sentiment_source: None,
+        sentiment_shift: None,
+        language: None,
+        resolution: Resolution::Ongoing,
+        first_response_ms: None,
+        duration_ms: None,
+    };
+    insights.save_insight(a, one, &empty, at).await.unwrap();
+    assert_eq!(
+        insights.insight(a, one).await.unwrap().unwrap().insight,
+        empty
+    );
+
+    // Workspaces are isolated both ways.
+    assert!(matches!(
+        insights.save_insight(b, one, &full, at).await,
+        Err(StoreError::NotFound {
+            what: "conversation"
+        })
+    ));
+    assert!(matches!(
+        insights.save_insight(a, theirs, &full, at).await,
+        Err(StoreError::NotFound { .. })
+    ));
+    assert_eq!(insights.insight(b, one).await.unwrap(), None);
+    assert_eq!(insights.stale_insights(b, 10).await.unwrap(), vec![theirs]);
+
+    // A change to the conversation makes its insight stale again.
+    tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    let patch = ConversationPatch {
+        end_reason: Some(Some("handoff".into())),
+        ..Default::default()
+    };
+    store
+        .update_conversation(a, one, &patch)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        insights.stale_insights(a, 10).await.unwrap(),
+        vec![one, two]
+    );
+
+    // Deleting the conversation deletes its insight.
+    assert!(store.delete_conversation(a, one).await.unwrap());
+    assert_eq!(insights.insight(a, one).await.unwrap(), None);
+    assert_eq!(insights.stale_insights(a, 10).await.unwrap(), vec![two]);
+}
+
 macro_rules! backends {
     ($($test:ident),+ $(,)?) => {
         mod sqlite {
@@ -3001,6 +3087,7 @@ backends!(
     widgets_are_found_by_assistant_and_key,
     tracker_records_a_visit_and_follows_its_conversations,
     transfer_imports_records_verbatim,
+    insights_are_stored_per_conversation,
 );
 
 /// SQLite only: the three search strategies give the same pages and counts — the bounded walk
@@ -3116,7 +3203,7 @@ async fn sqlite_opens_a_database_migrated_by_the_old_runner() {
     let files = migration_files("sqlite");
     assert_eq!(
         files.iter().map(|f| f.0).collect::<Vec<_>>(),
-        [1, 2, 3, 4, 5, 6, 7, 10, 11]
+        [1, 2, 3, 4, 5, 6, 7, 10, 11, 12]
     );
     let records = |conn: &rusqlite::Connection| -> Vec<(i64, String, i64)> {
         let mut st = conn
@@ -3182,7 +3269,7 @@ async fn postgres_opens_a_database_migrated_by_the_old_runner() {
     let files = migration_files("postgres");
     assert_eq!(
         files.iter().map(|f| f.0).collect::<Vec<_>>(),
-        [1, 2, 3, 4, 5, 6, 9, 10]
+        [1, 2, 3, 4, 5, 6, 9, 10, 11]
     );
     let (mut client, conn) = tokio_postgres::connect(db.url(), tokio_postgres::NoTls)
         .await

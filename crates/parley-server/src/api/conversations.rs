@@ -206,7 +206,42 @@ pub(super) async fn detail(
         .get_conversation(auth.workspace, id)
         .await?
         .ok_or_else(|| ApiError::not_found("conversation"))?;
-    Ok(Json(d).into_response())
+    let stored = st.store.insights().insight(auth.workspace, id).await?;
+    Ok(Json(with_insight(d, stored)).into_response())
+}
+
+/// The record with its computed insight (issue 13), as `GET /api/v1/conversations/{id}` answers
+/// it: a client-sent `sentiment` stays (`sentiment_source: "client"`); otherwise the computed one
+/// fills it (`"lexicon"`), or it stays `null` (not analysed). `sentiment_shift`, `resolution`,
+/// `first_response_ms` and `analysed_at` come from the stored insight and are left out until
+/// the conversation has been analysed (`parley analyse`).
+fn with_insight(
+    mut d: parley_core::model::ConversationDetail,
+    stored: Option<parley_store::StoredInsight>,
+) -> serde_json::Value {
+    let client = d.summary.sentiment.is_some();
+    let mut extra = serde_json::Map::new();
+    if let Some(s) = stored {
+        let i = s.insight;
+        if !client {
+            d.summary.sentiment = i.sentiment;
+        }
+        extra.insert("sentiment_shift".into(), json!(i.sentiment_shift));
+        extra.insert("resolution".into(), json!(i.resolution));
+        extra.insert("first_response_ms".into(), json!(i.first_response_ms));
+        extra.insert("analysed_at".into(), json!(s.analysed_at));
+    }
+    let source = if client {
+        Some("client")
+    } else {
+        d.summary.sentiment.as_ref().map(|_| "lexicon")
+    };
+    extra.insert("sentiment_source".into(), json!(source));
+    let mut v = json!(d);
+    if let Some(o) = v.as_object_mut() {
+        o.extend(extra);
+    }
+    v
 }
 
 /// `PATCH /api/v1/conversations/{id}`.

@@ -14,6 +14,7 @@ mod durability;
 mod error_bodies;
 mod errors;
 mod import_memory;
+mod insights;
 mod keys;
 mod list;
 mod openapi;

@@ -13,6 +13,7 @@
 mod assistants;
 mod attachments;
 mod channels;
+mod insights;
 mod jobs;
 mod read;
 mod widget;
@@ -231,6 +232,10 @@ impl Store for PostgresStore {
     }
 
     fn attachments(&self) -> &dyn crate::AttachmentStore {
+        self
+    }
+
+    fn insights(&self) -> &dyn crate::InsightStore {
         self
     }
 

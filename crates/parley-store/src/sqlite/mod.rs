@@ -12,6 +12,7 @@
 mod assistants;
 mod attachments;
 mod channels;
+mod insights;
 mod jobs;
 mod read;
 mod widget;
@@ -551,6 +552,10 @@ impl Store for SqliteStore {
     }
 
     fn attachments(&self) -> &dyn crate::AttachmentStore {
+        self
+    }
+
+    fn insights(&self) -> &dyn crate::InsightStore {
         self
     }
 

@@ -1,0 +1,190 @@
+//! Issue 13 (part): the conversation record carries the insight `parley analyse` computed, on
+//! both backends, for conversations built to hit each resolution outcome, and on the SGD import,
+//! where the first response time is checked against the one computed here from the transcript.
+
+use serde_json::{Value, json};
+
+use crate::helpers::{Backend, TestApp};
+
+fn conv(status: &str, messages: &[(&str, &str, u32)]) -> Value {
+    let messages: Vec<Value> = messages
+        .iter()
+        .map(|(role, text, s)| {
+            json!({"role": role, "content": text,
+                   "created_at": format!("2026-11-01T10:00:{s:02}Z")})
+        })
+        .collect();
+    json!({"assistant": {"name": "Helper", "company": "Acme"}, "channel": "widget",
+           "status": status, "started_at": "2026-11-01T10:00:00Z", "messages": messages})
+}
+
+async fn analyse(app: &TestApp) -> u64 {
+    parley_server::insights::analyse_stale(&*app.state.store, app.workspace.id, |_| {})
+        .await
+        .unwrap()
+}
+
+async fn record(app: &TestApp, id: &str) -> Value {
+    let r = app.get(&format!("/api/v1/conversations/{id}")).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    r.body
+}
+
+async fn the_record_carries_each_outcome(backend: Backend) {
+    let Some(app) = TestApp::spawn_on(backend).await else {
+        return;
+    };
+    let q = "Where is my order?";
+    let resolved = app
+        .create(conv(
+            "closed",
+            &[("user", q, 1), ("assistant", "It ships tomorrow.", 4)],
+        ))
+        .await;
+    let handed = app
+        .create(conv(
+            "closed",
+            &[
+                ("user", q, 1),
+                ("assistant", "Let me check.", 2),
+                ("agent", "I have it.", 9),
+            ],
+        ))
+        .await;
+    let unanswered = app
+        .create(conv(
+            "closed",
+            &[("user", q, 1), ("assistant", "Hm.", 3), ("user", q, 5)],
+        ))
+        .await;
+    let angry = app
+        .create(conv(
+            "closed",
+            &[
+                ("user", "This is terrible, I hate this awful shop.", 1),
+                ("assistant", "Sorry.", 2),
+                ("user", "Useless. Worst service ever.", 3),
+                ("assistant", "Sorry again.", 4),
+            ],
+        ))
+        .await;
+    let spanish = app
+        .create(conv(
+            "closed",
+            &[
+                (
+                    "user",
+                    "Hola, mi pedido llegó roto y necesito que me devuelvan el dinero hoy",
+                    1,
+                ),
+                ("assistant", "Lo siento.", 2),
+            ],
+        ))
+        .await;
+    let mut with_client = conv(
+        "closed",
+        &[
+            ("user", "Great, I love it, thanks!", 1),
+            ("assistant", "Glad to help.", 2),
+        ],
+    );
+    with_client["sentiment"] = json!({"label": "negative", "score": -0.5});
+    let client = app.create(with_client).await;
+
+    // Before the analysis: only the client's sentiment is known.
+    let before = record(&app, &resolved).await;
+    assert!(before.get("resolution").is_none(), "{before}");
+    assert_eq!(before["sentiment"], Value::Null);
+    assert_eq!(before["sentiment_source"], Value::Null);
+    assert_eq!(record(&app, &client).await["sentiment_source"], "client");
+
+    assert_eq!(analyse(&app).await, 6);
+    assert_eq!(analyse(&app).await, 0, "nothing is stale after a run");
+
+    let r = record(&app, &resolved).await;
+    assert_eq!(r["resolution"], "resolved_by_ai", "{r}");
+    assert_eq!(r["first_response_ms"], 3_000);
+    assert_eq!(r["sentiment"]["label"], "neutral");
+    assert_eq!(r["sentiment_source"], "lexicon");
+    assert_eq!(r["sentiment_shift"], Value::Null, "one customer message");
+    assert!(r["analysed_at"].is_string());
+
+    let r = record(&app, &handed).await;
+    assert_eq!(r["resolution"], "handed_off", "{r}");
+    assert_eq!(r["first_response_ms"], 1_000);
+
+    let r = record(&app, &unanswered).await;
+    assert_eq!(r["resolution"], "unresolved", "{r}");
+    assert_eq!(r["first_response_ms"], 2_000);
+    assert_eq!(r["sentiment_shift"], "steady");
+
+    let r = record(&app, &angry).await;
+    assert_eq!(r["resolution"], "unresolved", "{r}");
+    assert_eq!(r["sentiment"]["label"], "negative");
+    let score = r["sentiment"]["score"].as_f64().unwrap();
+    assert!((-1.0..0.0).contains(&score), "{score}");
+
+    let r = record(&app, &spanish).await;
+    assert_eq!(r["sentiment"], Value::Null, "not analysed: {r}");
+    assert_eq!(r["sentiment_source"], Value::Null);
+
+    let r = record(&app, &client).await;
+    assert_eq!(
+        r["sentiment"],
+        json!({"label": "negative", "score": -0.5}),
+        "the client's wins"
+    );
+    assert_eq!(r["sentiment_source"], "client");
+
+    // A change makes the insight stale; the next run recomputes it.
+    let p = app
+        .post(
+            &format!("/api/v1/conversations/{resolved}/messages"),
+            &json!({"messages": [{"role": "agent", "content": "Anything else?",
+                                   "created_at": "2026-11-01T10:00:30Z"}]}),
+        )
+        .await;
+    assert!(p.status < 300, "{}", p.text);
+    assert_eq!(analyse(&app).await, 1);
+    assert_eq!(record(&app, &resolved).await["resolution"], "handed_off");
+}
+
+/// The first response time of SGD conversations equals the one computed here from their
+/// transcripts (first user message to the next assistant or agent message).
+async fn sgd_first_response_matches_the_transcript(backend: Backend) {
+    let Some(app) = TestApp::spawn_on(backend).await else {
+        return;
+    };
+    app.import_sgd(&["dialogues_001.json"]).await;
+    let n = app.get("/api/v1/conversations/count").await.body["count"].as_u64();
+    assert!(n.is_some_and(|n| n > 0));
+    assert_eq!(Some(analyse(&app).await), n);
+    for id in app.list_ids("limit=25").await {
+        let m = app
+            .get(&format!(
+                "/api/v1/conversations/{id}/messages?order=asc&per_page=200"
+            ))
+            .await;
+        let items = m.body["items"].as_array().expect("items").clone();
+        let at = |v: &Value| {
+            parley_core::Timestamp::parse_rfc3339(v["created_at"].as_str().unwrap())
+                .unwrap()
+                .0
+        };
+        let first_user = items.iter().position(|v| v["role"] == "user");
+        let want = first_user.and_then(|u| {
+            items[u + 1..]
+                .iter()
+                .find(|v| v["role"] == "assistant" || v["role"] == "agent")
+                .map(|v| at(v) - at(&items[u]))
+        });
+        let r = record(&app, &id).await;
+        assert_eq!(r["first_response_ms"].as_i64(), want, "{id}");
+        assert!(r["resolution"].is_string());
+    }
+}
+
+crate::both_backends!(
+    the_record_carries_each_outcome,
+    sgd_first_response_matches_the_transcript,
+);

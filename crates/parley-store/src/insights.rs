@@ -1,0 +1,122 @@
+//! The computed insights of each conversation (issue 13): sentiment, its shift, resolution,
+//! first response time and duration, as `parley_core::insights::analyse` found them. One row per
+//! conversation (`conversation_insights`), deleted with it; written off the request path by the
+//! server's `insights.analyse` job and by `parley analyse`.
+
+use async_trait::async_trait;
+use parley_core::insights::ConversationInsight;
+use parley_core::{ConversationId, Timestamp, WorkspaceId};
+
+use crate::Result;
+
+/// A stored insight and when it was computed.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoredInsight {
+    /// What was computed.
+    pub insight: ConversationInsight,
+    /// When (ms since the epoch, UTC); older than the conversation's `updated_at` means stale.
+    pub analysed_at: Timestamp,
+}
+
+/// The insights part of the store, reached through [`crate::Store::insights`]. Every method is
+/// scoped to one workspace.
+#[async_trait]
+pub trait InsightStore: Send + Sync {
+    /// Stores (or replaces) the insight of one conversation of the workspace.
+    /// [`crate::StoreError::NotFound`] when the conversation is not the workspace's.
+    async fn save_insight(
+        &self,
+        workspace: WorkspaceId,
+        conversation: ConversationId,
+        insight: &ConversationInsight,
+        analysed_at: Timestamp,
+    ) -> Result<()>;
+    /// The stored insight of one conversation of the workspace, `None` when there is none
+    /// (never analysed, or not the workspace's conversation).
+    async fn insight(
+        &self,
+        workspace: WorkspaceId,
+        conversation: ConversationId,
+    ) -> Result<Option<StoredInsight>>;
+    /// Up to `limit` of the workspace's conversations whose insight is missing or older than the
+    /// conversation's last change (`updated_at`), oldest conversation first: the backfill's
+    /// work list.
+    async fn stale_insights(
+        &self,
+        workspace: WorkspaceId,
+        limit: u32,
+    ) -> Result<Vec<ConversationId>>;
+}
+
+/// The stored form of an insight's enums and the way back; shared by both backends.
+pub(crate) mod columns {
+    use parley_core::insights::{ConversationInsight, SentimentSource};
+    use parley_core::model::Sentiment;
+    use parley_core::{Resolution, SentimentShift};
+
+    use crate::{Result, StoreError};
+
+    /// The row's columns after `conversation` and `workspace_id`, in table order.
+    pub(crate) type Row = (
+        Option<String>,
+        Option<f64>,
+        Option<String>,
+        Option<String>,
+        Option<String>,
+        String,
+        Option<i64>,
+        Option<i64>,
+    );
+
+    /// An insight as a row.
+    pub(crate) fn to_row(i: &ConversationInsight) -> Row {
+        (
+            i.sentiment.as_ref().map(|s| s.label.as_str().to_owned()),
+            i.sentiment.as_ref().and_then(|s| s.score),
+            i.sentiment_source.map(|s| s.as_str().to_owned()),
+            i.sentiment_shift.map(|s| s.as_str().to_owned()),
+            i.language.clone(),
+            i.resolution.as_str().to_owned(),
+            i.first_response_ms,
+            i.duration_ms,
+        )
+    }
+
+    fn bad(what: &str, v: &str) -> StoreError {
+        StoreError::backend(format!("conversation_insights.{what} holds {v:?}"))
+    }
+
+    /// A row back as an insight; a value no version wrote is a backend error.
+    pub(crate) fn from_row(r: Row) -> Result<ConversationInsight> {
+        let (label, score, source, shift, language, resolution, first, duration) = r;
+        let sentiment = match label {
+            None => None,
+            Some(l) => Some(Sentiment {
+                label: l.parse().map_err(|_| bad("sentiment_label", &l))?,
+                score,
+            }),
+        };
+        let sentiment_source = match source {
+            None => None,
+            Some(s) => Some(SentimentSource::parse(&s).ok_or_else(|| bad("sentiment_source", &s))?),
+        };
+        let sentiment_shift = match shift {
+            None => None,
+            Some(s) => Some(
+                s.parse::<SentimentShift>()
+                    .map_err(|_| bad("sentiment_shift", &s))?,
+            ),
+        };
+        Ok(ConversationInsight {
+            sentiment,
+            sentiment_source,
+            sentiment_shift,
+            language,
+            resolution: resolution
+                .parse::<Resolution>()
+                .map_err(|_| bad("resolution", &resolution))?,
+            first_response_ms: first,
+            duration_ms: duration,
+        })
+    }
+}
