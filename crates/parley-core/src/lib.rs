@@ -18,6 +18,7 @@
 pub mod assistant;
 pub mod audio;
 pub mod channel;
+pub mod chat_markup;
 pub mod id;
 pub mod insights;
 pub mod markdown;

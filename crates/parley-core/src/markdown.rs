@@ -113,7 +113,7 @@ fn images_as_links<'a>(events: impl Iterator<Item = Event<'a>>) -> impl Iterator
 }
 
 /// `text` escaped for a double-quoted HTML attribute.
-fn escape_attr(text: &str) -> String {
+pub(crate) fn escape_attr(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     for c in text.chars() {
         match c {

@@ -51,7 +51,7 @@
     });
   }
 
-  /* ---------- sanitised markdown: **bold**, *italic*, `code`, [links](https://), lists ---------- */
+  /* ---------- sanitised markdown: **bold**, *italic*, `code`, [links](https://), lists, tables ---------- */
   function inline(parent, text) {
     var re = /(\*\*([^*]+)\*\*|\*([^*]+)\*|`([^`]+)`|\[([^\]]+)\]\((https?:\/\/[^\s)]+)\))/g, last = 0, m;
     while ((m = re.exec(text))) {
@@ -64,11 +64,33 @@
     }
     if (last < text.length) parent.appendChild(document.createTextNode(text.slice(last)));
   }
+  /* A GitHub-style table: a header row, a `|---|:--:|` delimiter row, then body rows. */
+  function cells(line) {
+    return line.trim().replace(/^\|/, "").replace(/\|$/, "").split("|").map(function (c) { return c.trim(); });
+  }
+  function isTable(lines) {
+    return lines.length >= 2 && /\|/.test(lines[0]) && /^\s*\|?\s*:?-+:?\s*(\|\s*:?-+:?\s*)*\|?\s*$/.test(lines[1]);
+  }
+  function table(lines) {
+    var wrap = el("div", "tbl"), t = el("table"), head = el("thead"), body = el("tbody"), tr = el("tr");
+    var align = cells(lines[1]).map(function (c) { return /^:-+:$/.test(c) ? "center" : /-:$/.test(c) ? "right" : ""; });
+    var width = cells(lines[0]).length;
+    cells(lines[0]).forEach(function (c, i) { var th = el("th"); if (align[i]) th.style.textAlign = align[i]; inline(th, c); tr.appendChild(th); });
+    head.appendChild(tr); t.appendChild(head);
+    lines.slice(2).forEach(function (l) {
+      var row = el("tr"), cs = cells(l);
+      for (var i = 0; i < width; i++) { var td = el("td"); if (align[i]) td.style.textAlign = align[i]; inline(td, cs[i] || ""); row.appendChild(td); }
+      body.appendChild(row);
+    });
+    t.appendChild(body); wrap.appendChild(t);
+    return wrap;
+  }
   function markdown(text) {
     var root = el("div", "md");
     String(text).split(/\n{2,}/).forEach(function (block) {
       var lines = block.split("\n");
-      if (lines.every(function (l) { return /^\s*([-*]|\d+\.)\s+/.test(l); })) {
+      if (isTable(lines)) root.appendChild(table(lines));
+      else if (lines.every(function (l) { return /^\s*([-*]|\d+\.)\s+/.test(l); })) {
         var list = el(/^\s*\d/.test(lines[0]) ? "ol" : "ul");
         lines.forEach(function (l) { var li = el("li"); inline(li, l.replace(/^\s*([-*]|\d+\.)\s+/, "")); list.appendChild(li); });
         root.appendChild(list);
@@ -83,18 +105,19 @@
 
   /* ---------- styles (a constructed stylesheet: allowed by strict CSP style-src) ---------- */
   var CSS = ":host{all:initial}*{box-sizing:border-box;font-family:system-ui,-apple-system,'Segoe UI',Roboto,sans-serif}" +
-    ".root{position:fixed;bottom:20px;z-index:2147483000;font-size:14px;color:#1f2330}.root.right{right:20px}.root.left{left:20px}" +
+    ".root{position:fixed;bottom:20px;z-index:2147483000;font-size:14px;color:#1f2330;display:flex;flex-direction:column}.root.right{right:20px;align-items:flex-end}.root.left{left:20px;align-items:flex-start}" +
     ".root.inline{position:static}" +
-    ".launcher{width:56px;height:56px;border-radius:50%;border:0;cursor:pointer;background:var(--c);color:var(--t);box-shadow:0 6px 20px rgba(0,0,0,.2);font-size:24px}" +
+    ".launcher{width:56px;height:56px;border-radius:50%;border:0;cursor:pointer;background:var(--c);color:var(--t);box-shadow:0 6px 20px rgba(0,0,0,.2);display:flex;align-items:center;justify-content:center;padding:0}.launcher svg{width:26px;height:26px}" +
     ".panel{width:360px;max-width:calc(100vw - 40px);height:520px;max-height:calc(100vh - 100px);background:#fff;border-radius:14px;box-shadow:0 12px 40px rgba(0,0,0,.22);display:flex;flex-direction:column;overflow:hidden;margin-bottom:12px}" +
     ".inline .panel{margin:0;max-height:none;width:100%;max-width:100%}" +
-    ".head{background:var(--c);color:var(--t);padding:12px 14px;display:flex;align-items:center;gap:8px}.head h2{font-size:15px;margin:0;flex:1;font-weight:600}" +
-    ".head button{background:transparent;border:1px solid currentColor;color:inherit;border-radius:6px;padding:3px 8px;font-size:12px;cursor:pointer;opacity:.9}" +
+    ".head{background:var(--c);color:var(--t);padding:12px 14px;display:flex;align-items:center;gap:8px}.head h2{font-size:15px;margin:0;flex:1;min-width:0;font-weight:600;white-space:nowrap;overflow:hidden;text-overflow:ellipsis}" +
+    ".head button{flex:none;background:transparent;border:0;color:inherit;border-radius:6px;width:30px;height:30px;padding:0;cursor:pointer;opacity:.85;display:flex;align-items:center;justify-content:center}.head button:hover,.head button:focus-visible{opacity:1;background:rgba(255,255,255,.18)}.head svg{width:18px;height:18px}" +
     ".msgs{flex:1;overflow-y:auto;padding:12px;display:flex;flex-direction:column;gap:8px;background:#f7f7fa}" +
     ".b{max-width:85%;padding:8px 11px;border-radius:12px;line-height:1.45;word-wrap:break-word;white-space:normal}" +
     ".b.user{align-self:flex-end;background:var(--c);color:var(--t);border-bottom-right-radius:4px}" +
     ".b.assistant,.b.agent{align-self:flex-start;background:#fff;border:1px solid #e4e4ea;border-bottom-left-radius:4px}" +
-    ".b.pending{opacity:.6}.b p{margin:0 0 6px}.b p:last-child{margin:0}.b ul,.b ol{margin:0;padding-left:18px}.b code{background:rgba(0,0,0,.07);padding:0 3px;border-radius:3px}.b a{color:inherit}" +
+    ".b.pending{opacity:.6}.b p{margin:0 0 6px}.b p:last-child{margin:0}.b ul,.b ol{margin:0 0 6px;padding-left:18px}.b ul:last-child,.b ol:last-child{margin-bottom:0}.b code{background:rgba(0,0,0,.07);padding:0 3px;border-radius:3px}.b a{color:inherit}" +
+    ".tbl{overflow-x:auto;margin:0 0 6px}.tbl:last-child{margin:0}.b table{border-collapse:collapse;font-size:13px}.b th,.b td{border:1px solid #e4e4ea;padding:3px 6px;text-align:left;vertical-align:top}.b th{background:#f3f3f7;font-weight:600}" +
     ".typing{align-self:flex-start;display:flex;gap:4px;padding:10px 12px;background:#fff;border:1px solid #e4e4ea;border-radius:12px}" +
     ".typing i{width:6px;height:6px;border-radius:50%;background:#999;animation:p 1s infinite}.typing i:nth-child(2){animation-delay:.15s}.typing i:nth-child(3){animation-delay:.3s}" +
     "@keyframes p{0%,100%{opacity:.3}50%{opacity:1}}" +
@@ -107,6 +130,30 @@
     "label{display:flex;flex-direction:column;gap:4px;font-size:13px;font-weight:600}.err{color:#b42318;font-size:12px;font-weight:400}" +
     ".stars{display:flex;gap:4px}.stars button{font-size:28px;background:none;border:0;cursor:pointer;color:#ccc;padding:0}.stars button.on{color:#f5a524}" +
     ".note{color:#666;font-size:13px;text-align:center}";
+
+  /* ---------- icons: inline SVG paths (no emoji font needed, no markup parsed) ---------- */
+  var ICONS = {
+    chat: "M4 5.5A2.5 2.5 0 0 1 6.5 3h11A2.5 2.5 0 0 1 20 5.5v8a2.5 2.5 0 0 1-2.5 2.5H10l-4.2 3.6A.5.5 0 0 1 5 19.2V16h0A2.5 2.5 0 0 1 4 13.5z",
+    close: "M6 6l12 12M18 6L6 18",
+    plus: "M12 5v14M5 12h14",
+    end: "M7 7h10v10H7z"
+  };
+  function icon(name) {
+    var ns = "http://www.w3.org/2000/svg", svg = document.createElementNS(ns, "svg"), path = document.createElementNS(ns, "path");
+    svg.setAttribute("viewBox", "0 0 24 24"); svg.setAttribute("aria-hidden", "true"); svg.setAttribute("focusable", "false");
+    path.setAttribute("d", ICONS[name]);
+    if (name === "chat") path.setAttribute("fill", "currentColor");
+    else { path.setAttribute("fill", "none"); path.setAttribute("stroke", "currentColor"); path.setAttribute("stroke-width", "2"); path.setAttribute("stroke-linecap", "round"); path.setAttribute("stroke-linejoin", "round"); }
+    svg.appendChild(path);
+    return svg;
+  }
+  /* A header button: an icon, its label for screen readers and as a tooltip. */
+  function iconButton(cls, name, label) {
+    var b = el("button", cls); b.type = "button";
+    b.setAttribute("aria-label", label); b.title = label;
+    b.appendChild(icon(name));
+    return b;
+  }
 
   /* ---------- the widget ---------- */
   function Widget(cfg, mount, preview) {
@@ -140,10 +187,10 @@
       panel.setAttribute("role", "dialog");
       head.appendChild(el("h2", null, w.cfg.title));
       if (w.state.token && !w.state.closed) {
-        var end = el("button", "end", w.s.end_conversation); end.onclick = function () { w.close("visitor_closed"); }; head.appendChild(end);
+        var end = iconButton("end", "end", w.s.end_conversation); end.onclick = function () { w.close("visitor_closed"); }; head.appendChild(end);
       }
-      var fresh = el("button", "new", w.s.new_conversation); fresh.onclick = function () { w.reset(); }; head.appendChild(fresh);
-      if (!w.preview) { var x = el("button", "min", "×"); x.setAttribute("aria-label", "Close"); x.onclick = function () { w.toggle(false); }; head.appendChild(x); }
+      var fresh = iconButton("new", "plus", w.s.new_conversation); fresh.onclick = function () { w.reset(); }; head.appendChild(fresh);
+      if (!w.preview) { var x = iconButton("min", "close", "Close"); x.onclick = function () { w.toggle(false); }; head.appendChild(x); }
       panel.appendChild(head);
       var pre = w.cfg.pre_chat || [];
       if (!w.state.token && pre.length) panel.appendChild(w.preForm(pre));
@@ -156,7 +203,8 @@
       r.appendChild(panel);
     }
     if (!w.preview) {
-      var l = el("button", "launcher", w.open ? "×" : "💬");
+      var l = el("button", "launcher"); l.type = "button"; l.appendChild(icon(w.open ? "close" : "chat"));
+      l.setAttribute("aria-expanded", w.open ? "true" : "false");
       l.setAttribute("aria-label", w.cfg.title);
       l.onclick = function () { w.toggle(!w.open); };
       r.appendChild(l);

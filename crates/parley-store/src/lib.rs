@@ -556,6 +556,10 @@ pub trait Store: Send + Sync + 'static {
     /// Errors: `NotFound` for an assistant outside the workspace; `Conflict("widget_key_taken")`
     /// if another widget has the key.
     async fn save_widget(&self, widget: &WidgetRecord) -> Result<()>;
+    /// Stores `widget` unless the assistant has one already, and returns the assistant's
+    /// stored widget either way: the first visit to the widget settings page keeps the key it
+    /// shows, even when two visits race. Errors: as [`Store::save_widget`].
+    async fn create_widget(&self, widget: &WidgetRecord) -> Result<WidgetRecord>;
     /// Creates or replaces a tracker session (by id, within the workspace; a session of another
     /// workspace with the same id is left alone and `Conflict("tracker_session_taken")` returned).
     async fn save_tracker_session(&self, session: &TrackerSession) -> Result<()>;

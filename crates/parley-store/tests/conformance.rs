@@ -2619,6 +2619,33 @@ async fn widgets_are_found_by_assistant_and_key(store: Arc<dyn Store>) {
         Err(StoreError::NotFound { .. })
     ));
     assert_eq!(store.widget_by_key("pk_three").await.unwrap(), None);
+
+    // create_widget keeps the first widget: a second, racing first visit gets the stored one.
+    let made = WidgetRecord {
+        assistant_id: bea,
+        public_key: "pk_bea".into(),
+        ..first.clone()
+    };
+    assert_eq!(store.create_widget(&made).await.unwrap(), made);
+    let racing = WidgetRecord {
+        public_key: "pk_bea_later".into(),
+        ..made.clone()
+    };
+    assert_eq!(
+        store.create_widget(&racing).await.unwrap(),
+        made,
+        "the stored widget, not the new one"
+    );
+    assert_eq!(store.widget_by_key("pk_bea_later").await.unwrap(), None);
+    assert!(matches!(
+        store
+            .create_widget(&WidgetRecord {
+                public_key: "pk_four".into(),
+                ..foreign.clone()
+            })
+            .await,
+        Err(StoreError::NotFound { .. })
+    ));
 }
 
 async fn tracker_records_a_visit_and_follows_its_conversations(store: Arc<dyn Store>) {

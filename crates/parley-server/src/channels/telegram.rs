@@ -33,6 +33,7 @@ use parley_core::channel::{
     Attachment, ChannelConnection, ChannelError, ChannelKind, ChannelMessageMeta, Delivery,
     DeliveryStatus,
 };
+use parley_core::chat_markup::{Markup, to_markup};
 use parley_core::model::{AssistantRef, Message, MessageInput, MessageMeta};
 use parley_core::{Channel, ChannelConnectionId, ConversationId, Role, Timestamp, WorkspaceId};
 use serde_json::{Value, json};
@@ -651,7 +652,12 @@ async fn send_parts(
     let mut first_id = None;
     for part in split_message(text, MAX_MESSAGE_UNITS) {
         use backon::Retryable as _;
-        let body = json!({"chat_id": chat_id, "text": part});
+        // Each part's markdown as Telegram HTML (always well formed, so never refused).
+        let body = json!({
+            "chat_id": chat_id,
+            "text": to_markup(&part, Markup::TelegramHtml),
+            "parse_mode": "HTML",
+        });
         // Only a 429 is retried, after exactly the `retry_after` Telegram asks for.
         let policy = crate::retry::Policy {
             attempts: MAX_SEND_ATTEMPTS,

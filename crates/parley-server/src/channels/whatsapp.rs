@@ -45,6 +45,7 @@ use parley_core::channel::{
     Attachment, ChannelConnection, ChannelError, ChannelKind, ChannelMessageMeta, Delivery,
     DeliveryStatus,
 };
+use parley_core::chat_markup::{Markup, to_markup};
 use parley_core::model::{AssistantRef, ConversationInput, Message, MessageInput, MessageMeta};
 use parley_core::{Channel, ChannelConnectionId, ConversationId, Role, Timestamp, WorkspaceId};
 use serde_json::{Value, json};
@@ -1095,7 +1096,8 @@ pub async fn reply(
             "recipient_type": "individual",
             "to": to,
             "type": "text",
-            "text": {"preview_url": false, "body": m.content},
+            // Markdown as WhatsApp's own formatting (`*bold*`, `_italic_`...).
+            "text": {"preview_url": false, "body": to_markup(&m.content, Markup::WhatsApp)},
         });
         graph_send(state, c, &body).await
     } else {

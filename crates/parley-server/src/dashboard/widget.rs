@@ -229,8 +229,8 @@ fn render(
     }
 }
 
-/// The assistant's widget, created with a fresh key and default settings on first visit (not
-/// stored until saved).
+/// The assistant's widget, created and stored with a fresh key and default settings on the
+/// first visit, so the key (and script tag) shown works at once, before any save.
 async fn load(
     st: &AppState,
     session: &Session,
@@ -261,21 +261,27 @@ async fn load(
     };
     let w = match w {
         Some(w) => w,
-        None => WidgetRecord {
-            workspace_id: ws,
-            assistant_id: a.id,
-            public_key: crate::widget::new_public_key()
-                .map_err(|e| ApiError::internal(e).into_response())?,
-            settings: WidgetSettings {
-                title: if a.company.is_empty() {
-                    format!("Chat with {}", a.name)
-                } else {
-                    a.company.clone()
+        None => {
+            let fresh = WidgetRecord {
+                workspace_id: ws,
+                assistant_id: a.id,
+                public_key: crate::widget::new_public_key()
+                    .map_err(|e| ApiError::internal(e).into_response())?,
+                settings: WidgetSettings {
+                    title: if a.company.is_empty() {
+                        format!("Chat with {}", a.name)
+                    } else {
+                        a.company.clone()
+                    },
+                    ..Default::default()
                 },
-                ..Default::default()
-            },
-            updated_at: Timestamp::now(),
-        },
+                updated_at: Timestamp::now(),
+            };
+            st.store
+                .create_widget(&fresh)
+                .await
+                .map_err(|e| ApiError::from(e).into_response())?
+        }
     };
     Ok((a, w, total))
 }

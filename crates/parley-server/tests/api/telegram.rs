@@ -279,7 +279,35 @@ async fn long_answers_are_split_and_rate_limits_honoured() {
         .map(|s| s["text"].as_str().unwrap())
         .collect();
     assert!(parts.iter().all(|p| p.encode_utf16().count() <= 4096));
-    assert_eq!(parts.concat(), answer["content"].as_str().unwrap());
+    // Each part is sent as Telegram HTML (tidied of the spaces at its cut), the words intact.
+    let words = |t: &str| t.split_whitespace().map(str::to_owned).collect::<Vec<_>>();
+    assert_eq!(
+        words(&parts.join(" ")),
+        words(answer["content"].as_str().unwrap())
+    );
+}
+
+/// The assistant writes markdown; the customer receives Telegram's HTML formatting
+/// (`parse_mode: HTML`, escaped), while Parley keeps the markdown as written.
+#[tokio::test]
+async fn markdown_answers_are_sent_as_telegram_html() {
+    let rig = rig(Backend::Sqlite).await.unwrap();
+    let md = "The **Roadster** is *in stock* & ships <today>:\n\n- size 42\n- [track it](https://shop.example/t)";
+    rig.stub.set_default(Reply::text(md));
+    rig.deliver(&text_update(11, "Is the Roadster in stock?"))
+        .await;
+    let answer = eventually(20, "the answer", || async {
+        message_with(&rig.app, "out:1001").await
+    })
+    .await;
+    assert_eq!(answer["content"], md, "stored as written");
+    let sends = rig.sends();
+    assert_eq!(sends.len(), 1);
+    assert_eq!(sends[0]["parse_mode"], "HTML");
+    assert_eq!(
+        sends[0]["text"],
+        "The <b>Roadster</b> is <i>in stock</i> &amp; ships &lt;today&gt;:\n\n\u{2022} size 42\n\u{2022} <a href=\"https://shop.example/t\">track it</a>"
+    );
 }
 
 /// Telegram's refusals (a blocked bot; a `retry_after` too long to wait) are recorded on the

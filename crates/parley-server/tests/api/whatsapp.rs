@@ -253,6 +253,30 @@ async fn every_fixture_payload_is_stored(backend: Backend) {
     assert!(rig.graph.sends().is_empty(), "nothing was sent to Meta");
 }
 
+/// The assistant writes markdown; the customer receives WhatsApp's own formatting, while
+/// Parley keeps the markdown as written.
+#[tokio::test]
+async fn markdown_answers_are_sent_in_whatsapp_formatting() {
+    let rig = rig(Backend::Sqlite).await.unwrap();
+    let md = "The **Roadster** is *in stock*:\n\n- size 42\n- [track it](https://shop.example/t)";
+    rig.stub.set_default(Reply::text(md));
+    rig.deliver(&text_message(
+        "wamid.md-1",
+        unix_now(),
+        "Is the Roadster in stock?",
+    ))
+    .await;
+    let answer = eventually(20, "the answer sent to Meta", || async {
+        message_with(&rig.app, "wamid.fake-1").await
+    })
+    .await;
+    assert_eq!(answer["content"], md, "stored as written");
+    assert_eq!(
+        rig.graph.sends()[0]["text"]["body"],
+        "The *Roadster* is _in stock_:\n\n\u{2022} size 42\n\u{2022} track it (https://shop.example/t)"
+    );
+}
+
 /// The status fixtures move an outbound message forward only, whatever order they come in;
 /// a failure records Meta's error.
 async fn statuses_only_move_forward(backend: Backend) {

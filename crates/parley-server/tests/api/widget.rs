@@ -713,6 +713,13 @@ async fn the_settings_page_saves_and_shows_the_script_tag() {
     let stub = StubProvider::start().await.unwrap();
     let r = app.post("/api/v1/assistants", &json!({"name": "Cleo", "settings": {"provider": {"base_url": stub.base_url, "model": "gpt-4o-mini"}}})).await;
     let id = r.body["id"].as_str().unwrap().to_owned();
+    let stored_widget = async || {
+        app.state
+            .store
+            .widget_for_assistant(app.workspace.id, id.parse().unwrap())
+            .await
+            .unwrap()
+    };
     let (cookie, csrf) = app.dashboard_session(UserRole::Admin).await;
     let page = app
         .send(
@@ -728,6 +735,38 @@ async fn the_settings_page_saves_and_shows_the_script_tag() {
         "the script tag"
     );
     assert!(page.text.contains("id=\"widget-preview\""));
+    // The key shown on the first visit, before any save, is stored and is the key that works
+    // (issue 14: a new user who copies the script tag at once must not get a dead widget).
+    let stored = stored_widget()
+        .await
+        .expect("the first visit stores the widget");
+    assert!(
+        page.text.contains(&stored.public_key),
+        "the page shows the stored key"
+    );
+    let again = app
+        .send(
+            app.client
+                .get(app.url(&format!("/assistants/{id}/widget")))
+                .header("cookie", &cookie),
+        )
+        .await;
+    assert!(
+        again.text.contains(&stored.public_key),
+        "a second visit shows the same key"
+    );
+    let config = app
+        .send(
+            app.client
+                .get(app.url(&format!("/widget/v1/config?key={}", stored.public_key)))
+                .header("origin", "https://shop.example.com"),
+        )
+        .await;
+    assert_eq!(
+        config.body["error"]["code"], "origin_not_allowed",
+        "the key is known; only the site's origin is still to be allowed: {}",
+        config.text
+    );
     let form = |origins: &str, pre_chat: &str| {
         vec![
             ("_csrf", csrf.clone()),
@@ -758,23 +797,18 @@ async fn the_settings_page_saves_and_shows_the_script_tag() {
         r.text.contains("allowed_origins[0]"),
         "the error names the field"
     );
-    assert!(
-        app.state
-            .store
-            .widget_for_assistant(app.workspace.id, id.parse().unwrap())
+    assert_eq!(
+        stored_widget()
             .await
-            .unwrap()
-            .is_none()
+            .expect("stored on the first visit")
+            .settings
+            .allowed_origins,
+        Vec::<String>::new(),
+        "the rejected form changed nothing"
     );
     let r = app.send(post(form("https://Shop.Example.com/\nhttp://127.0.0.1:3000", "email | E-mail | email | required\ntopic | Topic | dropdown | optional | Sales, Support"))).await;
     assert!(r.status == 303 || r.status == 200, "{}", r.status);
-    let w = app
-        .state
-        .store
-        .widget_for_assistant(app.workspace.id, id.parse().unwrap())
-        .await
-        .unwrap()
-        .expect("saved");
+    let w = stored_widget().await.expect("saved");
     assert_eq!(
         w.settings.allowed_origins,
         vec!["https://shop.example.com", "http://127.0.0.1:3000"]
@@ -805,23 +839,11 @@ async fn the_settings_page_saves_and_shows_the_script_tag() {
     let mut f = form("https://shop.example.com", "");
     f.push(("respect_dnt", "1".into()));
     app.send(post(f.clone())).await;
-    let same = app
-        .state
-        .store
-        .widget_for_assistant(app.workspace.id, id.parse().unwrap())
-        .await
-        .unwrap()
-        .unwrap();
+    let same = stored_widget().await.unwrap();
     assert_eq!(same.public_key, w.public_key);
     f.push(("rotate_key", "1".into()));
     app.send(post(f)).await;
-    let rotated = app
-        .state
-        .store
-        .widget_for_assistant(app.workspace.id, id.parse().unwrap())
-        .await
-        .unwrap()
-        .unwrap();
+    let rotated = stored_widget().await.unwrap();
     assert_ne!(rotated.public_key, w.public_key);
     // Members may look but not save.
     let (member, member_csrf) = app.dashboard_session(UserRole::Member).await;

@@ -94,7 +94,7 @@ async fn a_visitor_chats_through_the_widget_and_the_dashboard_shows_the_visit() 
     let app = TestApp::spawn().await;
     let stub = StubProvider::start().await.unwrap();
     stub.set_default(Reply::Text {
-        content: "Yes! The **Roadster** ships free to Austria:\n\n- 2-4 days\n- tracked".into(),
+        content: "Yes! The **Roadster** ships free to Austria:\n\n- 2-4 days\n- tracked\n\n| Country | Days |\n|---|---:|\n| Austria | 2-4 |\n| Italy | 3-5 |".into(),
         usage: None,
         delay: Duration::from_millis(40),
     });
@@ -179,11 +179,42 @@ async fn a_visitor_chats_through_the_widget_and_the_dashboard_shows_the_visit() 
         json!("none"),
         "the page's `button` and `div` rules stay outside"
     );
+    // The launcher is an SVG icon (no emoji font needed) and stays in its corner when the
+    // panel opens (issue 14: it used to jump from right to left).
+    let closed = b
+        .js(&in_widget(
+            "const l = root.querySelector('.launcher'); return [l.getBoundingClientRect().right, !!l.querySelector('svg'), l.textContent]",
+        ))
+        .await;
+    assert_eq!(closed[1], json!(true), "an SVG icon: {closed}");
+    assert_eq!(closed[2], json!(""), "no emoji text: {closed}");
     b.js(&in_widget(
         "root.querySelector('.launcher').click(); return true",
     ))
     .await;
     widget_has(&b, "the pre-chat form", "form.pre").await;
+    let opened = b
+        .js(&in_widget(
+            "return root.querySelector('.launcher').getBoundingClientRect().right",
+        ))
+        .await;
+    assert!(
+        (opened.as_f64().unwrap() - closed[0].as_f64().unwrap()).abs() < 1.0,
+        "the launcher does not move when the panel opens: {closed} -> {opened}"
+    );
+    // The header's buttons are icons with labels; the title keeps one line.
+    let head = b
+        .js(&in_widget(
+            "const h = root.querySelector('.head h2'); const lh = parseFloat(getComputedStyle(h).lineHeight) || 20;
+             return [h.getBoundingClientRect().height <= lh * 1.5,
+                     [...root.querySelectorAll('.head button')].every(x => x.getAttribute('aria-label') && x.querySelector('svg'))]",
+        ))
+        .await;
+    assert_eq!(
+        head,
+        json!([true, true]),
+        "one-line title, labelled icon buttons"
+    );
     // Required fields are checked in the browser.
     b.js(&in_widget(
         "root.querySelector('form.pre button').click(); return true",
@@ -224,6 +255,18 @@ async fn a_visitor_chats_through_the_widget_and_the_dashboard_shows_the_visit() 
     ))
     .await;
     b.wait_for("the answer", &in_widget("const a = root.querySelectorAll('.b.assistant'); return a.length === 2 && !!a[1].querySelector('strong') && a[1].querySelectorAll('li').length === 2 && !root.querySelector('.typing')")).await;
+    // A markdown table is a table, not raw pipes (as in the dashboard), once the answer has
+    // streamed in completely.
+    b.wait_for(
+        "the table",
+        &in_widget(
+            "const a = root.querySelectorAll('.b.assistant')[1];
+             return a.querySelectorAll('table thead th').length === 2
+               && [...a.querySelectorAll('table tbody td')].map(td => td.textContent).join(',') === 'Austria,2-4,Italy,3-5'
+               && !a.textContent.includes('|')",
+        ),
+    )
+    .await;
     assert_eq!(
         b.js(&in_widget("return root.querySelectorAll('.b.user').length"))
             .await,

@@ -442,6 +442,10 @@ impl Store for PostgresStore {
         widget::save_widget(&self.pool, w).await
     }
 
+    async fn create_widget(&self, w: &WidgetRecord) -> Result<WidgetRecord> {
+        widget::create_widget(&self.pool, w).await
+    }
+
     async fn save_tracker_session(&self, s: &TrackerSession) -> Result<()> {
         widget::save_tracker_session(&self.pool, s).await
     }

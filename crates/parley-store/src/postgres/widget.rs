@@ -62,6 +62,20 @@ pub(super) async fn widget_by_key(pool: &Pool, key: &str) -> Result<Option<Widge
 }
 
 pub(super) async fn save_widget(pool: &Pool, w: &WidgetRecord) -> Result<()> {
+    put_widget(pool, w, true).await
+}
+
+/// [`crate::Store::create_widget`]: inserts unless the assistant has a widget, then reads it.
+pub(super) async fn create_widget(pool: &Pool, w: &WidgetRecord) -> Result<WidgetRecord> {
+    put_widget(pool, w, false).await?;
+    widget_for_assistant(pool, w.workspace_id, w.assistant_id)
+        .await?
+        .ok_or(StoreError::NotFound { what: "widget" })
+}
+
+/// Inserts the widget; an existing widget of the assistant is replaced when `replace`, kept
+/// otherwise.
+async fn put_widget(pool: &Pool, w: &WidgetRecord, replace: bool) -> Result<()> {
     let client = pool.get().await?;
     let found = client
         .query_opt(
@@ -73,12 +87,19 @@ pub(super) async fn save_widget(pool: &Pool, w: &WidgetRecord) -> Result<()> {
         return Err(StoreError::NotFound { what: "assistant" });
     }
     let settings = serde_json::to_string(&w.settings).map_err(json_err)?;
+    let on_conflict = if replace {
+        "DO UPDATE SET public_key = excluded.public_key,
+                 settings = excluded.settings, updated_at = excluded.updated_at"
+    } else {
+        "DO NOTHING"
+    };
     client
         .execute(
-            "INSERT INTO widgets (assistant_id, workspace_id, public_key, settings, updated_at)
-             VALUES ($1, $2, $3, $4, $5)
-             ON CONFLICT (assistant_id) DO UPDATE SET public_key = excluded.public_key,
-                 settings = excluded.settings, updated_at = excluded.updated_at",
+            &format!(
+                "INSERT INTO widgets (assistant_id, workspace_id, public_key, settings, updated_at)
+                 VALUES ($1, $2, $3, $4, $5)
+                 ON CONFLICT (assistant_id) {on_conflict}"
+            ),
             &[
                 &w.assistant_id.0,
                 &w.workspace_id.0,

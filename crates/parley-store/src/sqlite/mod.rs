@@ -796,6 +796,11 @@ impl Store for SqliteStore {
         self.write(move |c| widget::save_widget(c, &w)).await
     }
 
+    async fn create_widget(&self, w: &WidgetRecord) -> Result<WidgetRecord> {
+        let w = w.clone();
+        self.write(move |c| widget::create_widget(c, &w)).await
+    }
+
     async fn save_tracker_session(&self, s: &TrackerSession) -> Result<()> {
         let s = s.clone();
         self.write(move |c| widget::save_tracker_session(c, &s))

@@ -64,6 +64,19 @@ pub(super) fn widget_by_key(c: &Connection, key: &str) -> Result<Option<WidgetRe
 }
 
 pub(super) fn save_widget(c: &Connection, w: &WidgetRecord) -> Result<()> {
+    put_widget(c, w, true)
+}
+
+/// [`crate::Store::create_widget`]: inserts unless the assistant has a widget, then reads it.
+pub(super) fn create_widget(c: &Connection, w: &WidgetRecord) -> Result<WidgetRecord> {
+    put_widget(c, w, false)?;
+    widget_for_assistant(c, w.workspace_id, w.assistant_id)?
+        .ok_or(StoreError::NotFound { what: "widget" })
+}
+
+/// Inserts the widget; an existing widget of the assistant is replaced when `replace`, kept
+/// otherwise.
+fn put_widget(c: &Connection, w: &WidgetRecord, replace: bool) -> Result<()> {
     let exists: Option<i64> = c
         .prepare_cached("SELECT 1 FROM assistants WHERE id = ?1 AND workspace_id = ?2")?
         .query_row(
@@ -75,12 +88,17 @@ pub(super) fn save_widget(c: &Connection, w: &WidgetRecord) -> Result<()> {
         return Err(StoreError::NotFound { what: "assistant" });
     }
     let settings = serde_json::to_string(&w.settings).map_err(json_err)?;
-    c.prepare_cached(
+    let on_conflict = if replace {
+        "DO UPDATE SET public_key = excluded.public_key,
+             settings = excluded.settings, updated_at = excluded.updated_at"
+    } else {
+        "DO NOTHING"
+    };
+    c.prepare_cached(&format!(
         "INSERT INTO widgets (assistant_id, workspace_id, public_key, settings, updated_at)
          VALUES (?1, ?2, ?3, ?4, ?5)
-         ON CONFLICT (assistant_id) DO UPDATE SET public_key = excluded.public_key,
-             settings = excluded.settings, updated_at = excluded.updated_at",
-    )?
+         ON CONFLICT (assistant_id) {on_conflict}"
+    ))?
     .execute(params![
         w.assistant_id.as_bytes(),
         w.workspace_id.as_bytes(),
