@@ -611,7 +611,6 @@ async fn transcribe(
     a: &Attachment,
     bytes: Vec<u8>,
 ) -> Result<String, String> {
-    let boundary = format!("parley-{}", uuid::Uuid::now_v7().simple());
     let mime = a.mime_type.as_deref().unwrap_or("audio/ogg");
     // Providers tell the format by the file name's extension.
     let ext = match mime.split(';').next().unwrap_or("").trim() {
@@ -621,25 +620,18 @@ async fn transcribe(
         "audio/wav" | "audio/x-wav" | "audio/wave" => "wav",
         _ => "ogg",
     };
-    let mut body = Vec::with_capacity(bytes.len() + 512);
-    body.extend_from_slice(
-        format!(
-            "--{boundary}\r\nContent-Disposition: form-data; name=\"model\"\r\n\r\n{model}\r\n\
-             --{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"voice.{ext}\"\r\n\
-             Content-Type: {mime}\r\n\r\n"
-        )
-        .as_bytes(),
-    );
-    body.extend_from_slice(&bytes);
-    body.extend_from_slice(format!("\r\n--{boundary}--\r\n").as_bytes());
+    // reqwest's multipart encoder (RFC 7578) writes the boundary and part headers.
+    let file = reqwest::multipart::Part::bytes(bytes)
+        .file_name(format!("voice.{ext}"))
+        .mime_str(mime)
+        .map_err(|e| format!("media type {mime:?}: {e}"))?;
+    let form = reqwest::multipart::Form::new()
+        .text("model", model.to_owned())
+        .part("file", file);
     let res = endpoint
         .request(reqwest::Method::POST, "audio/transcriptions")
-        .header(
-            "content-type",
-            format!("multipart/form-data; boundary={boundary}"),
-        )
         .timeout(super::PLATFORM_TIMEOUT)
-        .body(body)
+        .multipart(form)
         .send()
         .await
         .map_err(crate::assistant::provider::describe)?;
