@@ -982,7 +982,7 @@ async fn read_benchmarks(
     // A page 1,000 deep, by cursor.
     let pages = ((total / 50) as usize).saturating_sub(2).min(1000);
     let mut deep = Vec::new();
-    for s in ["-date", "-messages", "agent"] {
+    for s in ["-date", "-messages", "assistant"] {
         let mut path = format!("/api/v1/conversations?limit=50&sort={s}");
         for _ in 0..pages {
             let (_, page) = ctx.get(&base, &path).await?;

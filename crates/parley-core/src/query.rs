@@ -61,8 +61,9 @@ pub enum SortKey {
     Messages,
     /// Rating score, unrated counting as 0.
     Rating,
-    /// Assistant name.
-    Agent,
+    /// Assistant name (`assistant`; `agent` is accepted as an alias, the name this sort had
+    /// before `agent` came to mean only a human team member).
+    Assistant,
     /// Status name.
     Status,
     /// Creation order (the UUIDv7 id). Immutable, so paging in this order never skips or
@@ -117,11 +118,11 @@ impl Sort {
             descending: false,
         },
         Sort {
-            key: SortKey::Agent,
+            key: SortKey::Assistant,
             descending: true,
         },
         Sort {
-            key: SortKey::Agent,
+            key: SortKey::Assistant,
             descending: false,
         },
         Sort {
@@ -142,13 +143,13 @@ impl Sort {
         },
     ];
 
-    /// The key's name without direction: `date`, `messages`, `rating`, `agent`, `status`.
+    /// The key's name without direction: `date`, `messages`, `rating`, `assistant`, `status`, `created`.
     pub fn key_name(self) -> &'static str {
         match self.key {
             SortKey::Date => "date",
             SortKey::Messages => "messages",
             SortKey::Rating => "rating",
-            SortKey::Agent => "agent",
+            SortKey::Assistant => "assistant",
             SortKey::Status => "status",
             SortKey::Created => "created",
         }
@@ -180,7 +181,7 @@ impl fmt::Display for BadSort {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "unknown sort {:?}; expected one of date, messages, rating, agent, status, created, optionally prefixed with - for descending",
+            "unknown sort {:?}; expected one of date, messages, rating, assistant (or its alias agent), status, created, optionally prefixed with - for descending",
             self.0
         )
     }
@@ -199,7 +200,7 @@ impl FromStr for Sort {
             "date" => SortKey::Date,
             "messages" => SortKey::Messages,
             "rating" => SortKey::Rating,
-            "agent" => SortKey::Agent,
+            "assistant" | "agent" => SortKey::Assistant,
             "status" => SortKey::Status,
             "created" => SortKey::Created,
             _ => return Err(BadSort(s.to_owned())),
@@ -258,7 +259,7 @@ impl Cursor {
             SortKey::Date => SortValue::Int(row.last_message_at.0),
             SortKey::Messages => SortValue::Int(row.message_count),
             SortKey::Rating => SortValue::Int(row.rating.as_ref().map_or(0, |r| r.score as i64)),
-            SortKey::Agent => SortValue::Text(row.assistant.name.clone()),
+            SortKey::Assistant => SortValue::Text(row.assistant.name.clone()),
             SortKey::Status => SortValue::Text(row.status.as_str().to_owned()),
             SortKey::Created => SortValue::Int(0),
         };
@@ -291,7 +292,7 @@ impl Cursor {
             (
                 SortKey::Date | SortKey::Messages | SortKey::Rating | SortKey::Created,
                 SortValue::Int(_)
-            ) | (SortKey::Agent | SortKey::Status, SortValue::Text(_))
+            ) | (SortKey::Assistant | SortKey::Status, SortValue::Text(_))
         );
         if !key_ok {
             return Err(BadCursor("its key does not match the sort order"));
@@ -365,6 +366,10 @@ mod tests {
         }
         assert_eq!("-date".parse::<Sort>().unwrap(), Sort::default());
         assert!("price".parse::<Sort>().is_err());
+        // `agent` is the old name of the assistant sort: still accepted, shown as `assistant`.
+        let old: Sort = "-agent".parse().unwrap();
+        assert_eq!(old.key, SortKey::Assistant);
+        assert_eq!(old.to_string(), "-assistant");
     }
 
     #[test]

@@ -457,7 +457,7 @@ fn sort_index_hint(dialect: Dialect, query: &ListQuery, date_as_filter: bool) ->
         SortKey::Date => " INDEXED BY conversations_by_date",
         SortKey::Messages => " INDEXED BY conversations_by_messages",
         SortKey::Rating => " INDEXED BY conversations_by_rating",
-        SortKey::Agent => " INDEXED BY conversations_by_agent",
+        SortKey::Assistant => " INDEXED BY conversations_by_agent",
         SortKey::Status => " INDEXED BY conversations_by_status",
         SortKey::Created => " INDEXED BY conversations_by_created",
     }
@@ -508,7 +508,7 @@ pub(crate) fn boundary(sort: Sort, id: Uuid, date: i64, key: SortValue) -> Curso
 
 /// Whether the sort key of [`nth_row_query`]'s third column is text (agent, status).
 pub(crate) fn text_key(sort: Sort) -> bool {
-    matches!(sort.key, SortKey::Agent | SortKey::Status)
+    matches!(sort.key, SortKey::Assistant | SortKey::Status)
 }
 
 fn sort_value_param(v: &SortValue) -> Param {
@@ -523,7 +523,7 @@ fn key_column(key: SortKey) -> Option<&'static str> {
     match key {
         SortKey::Messages => Some("c.message_count"),
         SortKey::Rating => Some("c.rating"),
-        SortKey::Agent => Some("c.assistant_name"),
+        SortKey::Assistant => Some("c.assistant_name"),
         SortKey::Status => Some("c.status"),
         SortKey::Date | SortKey::Created => None,
     }
@@ -603,7 +603,7 @@ pub(crate) fn sort_columns(key: SortKey) -> &'static [&'static str] {
         SortKey::Date => &["c.last_message_at", "c.id"],
         SortKey::Messages => &["c.message_count", "c.last_message_at", "c.id"],
         SortKey::Rating => &["c.rating", "c.last_message_at", "c.id"],
-        SortKey::Agent => &["c.assistant_name", "c.last_message_at", "c.id"],
+        SortKey::Assistant => &["c.assistant_name", "c.last_message_at", "c.id"],
         SortKey::Status => &["c.status", "c.last_message_at", "c.id"],
         SortKey::Created => &["c.id"],
     }

@@ -920,7 +920,7 @@ async fn keyset_pagination_covers_every_sort(store: Arc<dyn Store>) {
             let k = match sort.key_name() {
                 "messages" => format!("{:08}", s.message_count),
                 "rating" => format!("{}", s.rating.as_ref().map_or(0, |r| r.score)),
-                "agent" => s.assistant.name.clone(),
+                "assistant" => s.assistant.name.clone(),
                 "status" => s.status.as_str().to_owned(),
                 _ => String::new(),
             };
@@ -945,7 +945,7 @@ fn sort_key(
     let k = match sort.key_name() {
         "messages" => format!("{:08}", s.message_count),
         "rating" => format!("{}", s.rating.as_ref().map_or(0, |r| r.score)),
-        "agent" => s.assistant.name.clone(),
+        "assistant" => s.assistant.name.clone(),
         "status" => s.status.as_str().to_owned(),
         "created" => String::new(),
         _ => String::new(),

@@ -376,7 +376,10 @@ mod tests {
     fn sort_links_toggle() {
         let v = ViewState::default();
         assert_eq!(v.sort_href(SortKey::Date), "/conversations?sort=date");
-        assert_eq!(v.sort_href(SortKey::Agent), "/conversations?sort=agent");
+        assert_eq!(
+            v.sort_href(SortKey::Assistant),
+            "/conversations?sort=assistant"
+        );
         assert_eq!(
             v.sort_href(SortKey::Messages),
             "/conversations?sort=-messages"

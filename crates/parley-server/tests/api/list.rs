@@ -139,6 +139,8 @@ async fn every_sort_pages_through_everything_by_cursor(backend: Backend) {
         "-messages",
         "rating",
         "-rating",
+        "assistant",
+        "-assistant",
         "agent",
         "-agent",
         "status",
@@ -172,7 +174,7 @@ async fn every_sort_pages_through_everything_by_cursor(backend: Backend) {
             let k = match sort.trim_start_matches('-') {
                 "messages" => format!("{:06}", c["message_count"].as_i64().unwrap()),
                 "rating" => c["rating"]["score"].as_i64().unwrap_or(0).to_string(),
-                "agent" => c["assistant"]["name"].as_str().unwrap().to_owned(),
+                "assistant" | "agent" => c["assistant"]["name"].as_str().unwrap().to_owned(),
                 "status" => c["status"].as_str().unwrap().to_owned(),
                 _ => String::new(),
             };

@@ -171,7 +171,7 @@ async fn a_reviewer_filters_searches_reads_and_deletes() {
     .await;
     assert_eq!(row_ids(&b).await, api_ids(&app, "sort=messages").await);
     for (header, sort) in [
-        ("th.c-agent a", "agent"),
+        ("th.c-agent a", "assistant"),
         ("th.c-status a", "status"),
         ("th.c-rating a", "-rating"),
         ("th.c-date a", "-date"),
