@@ -224,20 +224,32 @@ impl ChannelStore for PostgresStore {
         meta: &MessageMeta,
     ) -> Result<bool> {
         let client = self.pool.get().await?;
+        // One statement: the update and its `message.updated` event commit together.
         let n = client
             .execute(
-                "UPDATE messages SET meta = $3, external_id = coalesce($4, external_id)
-                 WHERE id = $1 AND conversation IN
-                     (SELECT pk FROM conversations WHERE workspace_id = $2)",
+                &format!(
+                    "WITH u AS (
+                         UPDATE messages SET meta = $3, external_id = coalesce($4, external_id)
+                          WHERE id = $1 AND conversation IN
+                              (SELECT pk FROM conversations WHERE workspace_id = $2)
+                         RETURNING id, conversation)
+                     {}",
+                    super::events::message_updated_tail(5, 6)
+                ),
                 &[
                     &message.0,
                     &workspace.0,
                     &crate::sql::meta_text(meta),
                     &external_id,
+                    &Timestamp::now().0,
+                    &crate::events::message_updated_data(message),
                 ],
             )
             .await
             .map_err(external_id_taken)?;
+        if n > 0 {
+            self.events.bump();
+        }
         Ok(n > 0)
     }
 
@@ -270,19 +282,28 @@ impl ChannelStore for PostgresStore {
         }
         let changed = (content != before).then_some(content);
         tx.execute(
-            "UPDATE messages SET meta = $2, external_id = coalesce($3, external_id),
-                 content = coalesce($4, content)
-             WHERE id = $1",
+            &format!(
+                "WITH u AS (
+                     UPDATE messages SET meta = $2, external_id = coalesce($3, external_id),
+                         content = coalesce($4, content)
+                      WHERE id = $1
+                     RETURNING id, conversation)
+                 {}",
+                super::events::message_updated_tail(5, 6)
+            ),
             &[
                 &message.0,
                 &crate::sql::meta_text(&meta),
                 &external_id,
                 &changed,
+                &Timestamp::now().0,
+                &crate::events::message_updated_data(message),
             ],
         )
         .await
         .map_err(external_id_taken)?;
         tx.commit().await?;
+        self.events.bump();
         Ok(true)
     }
 

@@ -839,6 +839,9 @@ async fn ingest_once(
     for job in crate::jobs::due_after_ingest(batches.len(), &outcomes, jobs.to_vec()) {
         super::jobs::insert(&tx, &job, now).await?;
     }
+    // Last: the append holds the event log's ordering lock until the commit.
+    let events = crate::events::ingest_events(batches, &outcomes);
+    super::events::append(&tx, workspace, &events, now).await?;
     tx.commit().await?;
     Ok(outcomes)
 }
@@ -956,6 +959,7 @@ pub(super) async fn update_conversation(
     if let Some(vars) = &p.variables {
         upsert_variables(&tx, pk, vars, now).await?;
     }
+    super::events::append(&tx, workspace, &crate::events::patch_events(id, p), now).await?;
     tx.commit().await?;
     Ok(true)
 }
@@ -976,6 +980,16 @@ pub(super) async fn delete_conversation(
         return Ok(false);
     };
     let pk: i64 = row.get(0);
+    // The event first, while the row it reads its channel and assistant from exists. (The
+    // ordering lock it takes is held from here; the deletes below touch only this
+    // conversation's rows, locked above.)
+    super::events::append(
+        &tx,
+        workspace,
+        &[crate::events::deleted_event(id)],
+        Timestamp::now(),
+    )
+    .await?;
     // The trigram index entries go with the rows, in this transaction.
     tx.execute(
         &tx.prepare_cached("DELETE FROM messages WHERE conversation = $1")
