@@ -6,6 +6,7 @@
 //! `timeout`) and the visitor is asked for a rating.
 
 use axum::body::Bytes;
+use axum::response::sse::Event;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{RawQuery, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
@@ -370,8 +371,9 @@ struct SendInput {
     content: String,
 }
 
-fn sse(event: &str, data: Value) -> Bytes {
-    Bytes::from(format!("event: {event}\ndata: {data}\n\n"))
+/// One event of the answer stream (see [`crate::sse`]).
+fn sse(event: &str, data: Value) -> Event {
+    crate::sse::json_event(event, &data)
 }
 
 /// `POST /widget/v1/messages`: stores the visitor's message (once per `client_id`) and streams
@@ -521,7 +523,7 @@ async fn store_and_answer(
         .flatten()
         .and_then(|l| l.into_iter().find(|m| m.id == stored_id));
 
-    let (out, rx) = tokio::sync::mpsc::unbounded_channel::<Bytes>();
+    let (out, rx) = tokio::sync::mpsc::unbounded_channel::<Event>();
     if let Some(m) = &stored {
         let _ = out.send(sse("message", visitor_message(m)));
     }
@@ -572,17 +574,16 @@ async fn store_and_answer(
     let stream = futures_util::stream::unfold(rx, |mut rx| async move {
         rx.recv()
             .await
-            .map(|b| (Ok::<Bytes, std::convert::Infallible>(b), rx))
+            .map(|e| (e, rx))
     });
-    let mut res =
-        Response::new(metrics.stream_body(crate::metrics::StreamKind::WidgetChat, stream));
-    let h = res.headers_mut();
-    h.insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("text/event-stream; charset=utf-8"),
+    let mut res = crate::sse::respond(
+        &metrics,
+        crate::metrics::StreamKind::WidgetChat,
+        stream,
+        crate::sse::KEEP_ALIVE,
     );
-    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    h.insert("x-accel-buffering", HeaderValue::from_static("no"));
+    res.headers_mut()
+        .insert("x-accel-buffering", HeaderValue::from_static("no"));
     c.answer(res)
 }
 
