@@ -27,6 +27,7 @@
 
 mod assistants;
 mod attachments;
+mod live;
 pub(crate) mod channels;
 mod client_data;
 pub(crate) mod format;
@@ -85,6 +86,7 @@ pub fn router() -> Router<AppState> {
         .route("/login", get(login::page).post(login::submit))
         .route("/logout", post(login::logout))
         .route("/conversations", get(pages::conversations))
+        .route("/dashboard/events", get(live::events))
         .route("/conversations/{id}/panel", get(pages::panel))
         .route("/conversations/{id}/transcript", get(pages::transcript))
         .route(
