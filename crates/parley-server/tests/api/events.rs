@@ -22,6 +22,10 @@ impl Events {
         if let Some(id) = last {
             req = req.header("Last-Event-ID", id.to_string());
         }
+        Events::of(req).await
+    }
+
+    async fn of(req: reqwest::RequestBuilder) -> Events {
         let res = req.send().await.unwrap();
         assert_eq!(res.status(), 200);
         assert!(
@@ -225,7 +229,89 @@ async fn another_workspace_sees_nothing(backend: Backend) {
     assert_eq!(from_zero.take(1).await[0]["conversation_id"], last.as_str());
 }
 
-crate::both_backends!(stream_filters_and_resumes, another_workspace_sees_nothing);
+/// The dashboard's stream: a signed-in member gets their workspace's events in the same shape,
+/// a member of another workspace none of them, and without a session there is no stream.
+async fn the_dashboard_stream_is_the_members_workspace(backend: Backend) {
+    let Some(app) = TestApp::spawn_on(backend).await else {
+        return;
+    };
+    let (cookie, _) = app.dashboard_session(parley_core::UserRole::Member).await;
+    let (other_ws, other_key) = app.other_tenant("rival").await;
+    let eve = app
+        .state
+        .store
+        .create_user(
+            other_ws.id,
+            "eve@example.com",
+            "not-a-real-hash",
+            parley_core::UserRole::Admin,
+        )
+        .await
+        .unwrap();
+    let token = parley_server::auth::session::random_token();
+    let now = parley_core::Timestamp::now();
+    app.state
+        .store
+        .create_session(&parley_store::NewSession {
+            token_hash: parley_server::auth::session::token_hash(&token),
+            user_id: eve.id,
+            csrf_token: parley_server::auth::session::random_token(),
+            created_at: now,
+            expires_at: now.add_millis(3_600_000),
+        })
+        .await
+        .unwrap();
+    let eve_cookie = format!("parley_session={token}");
+    let dashboard = |cookie: &str, last: Option<i64>| {
+        let mut req = app
+            .client
+            .get(app.url("/dashboard/events"))
+            .header("cookie", cookie);
+        if let Some(id) = last {
+            req = req.header("Last-Event-ID", id.to_string());
+        }
+        Events::of(req)
+    };
+    let mut ours = dashboard(&cookie, None).await;
+    let mut theirs = dashboard(&eve_cookie, Some(0)).await;
+    let id = app.create(conversation("Ava", 1)).await;
+    let got = ours.take(2).await;
+    assert_eq!(types(&got), ["conversation.created", "message.created"]);
+    assert_eq!(got[0]["conversation_id"], id.as_str());
+    let r = app
+        .post_as("/api/v1/conversations", &conversation("Rival", 0), &other_key)
+        .await;
+    let their_id = r.body["conversation"]["id"].as_str().unwrap().to_owned();
+    let first = theirs.take(1).await;
+    assert_eq!(first[0]["conversation_id"], their_id.as_str(), "none of ours came first");
+    // An expired resume point starts from now rather than failing the browser's EventSource.
+    app.state
+        .store
+        .events()
+        .prune_before(parley_core::Timestamp(parley_core::Timestamp::now().0 + 1))
+        .await
+        .unwrap();
+    let mut resumed = dashboard(&cookie, Some(1)).await;
+    let next = app.create(conversation("Ava", 0)).await;
+    assert_eq!(resumed.take(1).await[0]["conversation_id"], next.as_str());
+    // No session, no stream.
+    let res = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap()
+        .get(app.url("/dashboard/events"))
+        .send()
+        .await
+        .unwrap();
+    assert!(res.status().is_redirection(), "{}", res.status());
+    assert!(res.headers()["location"].to_str().unwrap().starts_with("/login"));
+}
+
+crate::both_backends!(
+    stream_filters_and_resumes,
+    another_workspace_sees_nothing,
+    the_dashboard_stream_is_the_members_workspace
+);
 
 /// Two `parley serve` processes on one PostgreSQL database: a listener on B receives what is
 /// ingested on A (B's LISTEN connection hears A's commit).
