@@ -3230,6 +3230,76 @@ async fn events_are_pruned_and_remembered(store: Arc<dyn Store>) {
     assert_eq!(events.pruned_through().await.unwrap(), latest, "the mark never goes back");
 }
 
+/// PostgreSQL: a store's subscribers are woken by another store's commit (LISTEN/NOTIFY), and
+/// after the listening connection is cut, by the reconnect itself, so what was committed
+/// while it was down is read from the log.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_listeners_hear_other_servers_and_recover_after_a_reconnect() {
+    use parley_store::EventFilter;
+    let Some(db) = parley_store::testing::TestDatabase::create().await else {
+        return;
+    };
+    let open = || parley_store::postgres::PostgresStore::open(db.url(), Default::default());
+    let (a, b) = (open().await.unwrap(), open().await.unwrap());
+    let ws = workspace(&a, "w").await;
+    let deadline = std::time::Duration::from_secs(30);
+    let mut wake = b.events().subscribe();
+    // The first wake-up: B's LISTEN connection is up.
+    tokio::time::timeout(deadline, wake.changed()).await.unwrap().unwrap();
+    let first = create(&a, ws, conv("Ava", T0), vec![]).await;
+    tokio::time::timeout(deadline, wake.changed()).await.unwrap().unwrap();
+    let got = b.events().events_after(ws, 0, &EventFilter::default(), 10).await.unwrap();
+    assert_eq!(got.iter().map(|e| e.conversation_id).collect::<Vec<_>>(), [Some(first)]);
+
+    // Cut B's listening connection; commit on A while it is (or may be) down.
+    let (admin, conn) = tokio_postgres::connect(db.url(), tokio_postgres::NoTls).await.unwrap();
+    let driver = tokio::spawn(conn);
+    let cut = admin
+        .query_one(
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity
+              WHERE datname = current_database() AND query = 'LISTEN parley_events'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get::<_, i64>(0);
+    assert_eq!(cut, 1, "one listening connection");
+    wake.borrow_and_update();
+    let second = create(&a, ws, conv("Bo", T0), vec![]).await;
+    // Woken by the notification or by the reconnect: either way the log has it.
+    let mut seen = false;
+    while !seen {
+        tokio::time::timeout(deadline, wake.changed()).await.unwrap().unwrap();
+        let got = b.events().events_after(ws, 0, &EventFilter::default(), 10).await.unwrap();
+        seen = got.iter().any(|e| e.conversation_id == Some(second));
+    }
+    // And it listens again: a later commit on A wakes B.
+    tokio::time::timeout(deadline, async {
+        loop {
+            let n = admin
+                .query_one(
+                    "SELECT count(*) FROM pg_stat_activity
+                      WHERE datname = current_database() AND query = 'LISTEN parley_events'",
+                    &[],
+                )
+                .await
+                .unwrap()
+                .get::<_, i64>(0);
+            if n == 1 {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+    })
+    .await
+    .unwrap();
+    wake.borrow_and_update();
+    create(&a, ws, conv("Cy", T0), vec![]).await;
+    tokio::time::timeout(deadline, wake.changed()).await.unwrap().unwrap();
+    drop(admin);
+    let _ = driver.await;
+}
+
 macro_rules! backends {
     ($($test:ident),+ $(,)?) => {
         mod sqlite {
