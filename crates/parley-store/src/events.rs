@@ -345,7 +345,9 @@ pub(crate) fn events_after_sql(
     q.in_list("channel", &filter.channels, |c| {
         Param::Text(c.as_str().to_owned())
     });
-    q.in_list("type", &filter.types, |t| Param::Text(t.as_str().to_owned()));
+    q.in_list("type", &filter.types, |t| {
+        Param::Text(t.as_str().to_owned())
+    });
     let lim = q.bind(Param::Int(i64::from(limit.max(1))));
     q.push(&format!(" ORDER BY id LIMIT {lim}"));
     q

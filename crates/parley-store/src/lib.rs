@@ -53,8 +53,8 @@ pub mod testing;
 pub use assistants::AssistantStore;
 pub use attachments::{Admission, AttachmentStore, AttachmentUsage};
 pub use channels::{ChannelStore, ConfigEdit, MessageEdit};
-pub use insights::{InsightStore, StoredInsight};
 pub use events::{EventFilter, EventStore, EventType, StoredEvent};
+pub use insights::{InsightStore, StoredInsight};
 pub use jobs::JobStore;
 
 /// What a store operation can fail with.

@@ -3027,7 +3027,8 @@ async fn events_follow_every_write(store: Arc<dyn Store>) {
     let mut wake = events.subscribe();
     wake.borrow_and_update();
     let start = events.latest_event_id().await.unwrap();
-    let types = |v: &[parley_store::StoredEvent]| v.iter().map(|e| e.event_type).collect::<Vec<_>>();
+    let types =
+        |v: &[parley_store::StoredEvent]| v.iter().map(|e| e.event_type).collect::<Vec<_>>();
 
     let mut c = conv("Ava", T0);
     c.variables = vec![Variable {
@@ -3045,12 +3046,24 @@ async fn events_follow_every_write(store: Arc<dyn Store>) {
     ));
     let m1 = ext(msg(Role::User, "hi", T0 + 1), "m1");
     let out = store
-        .ingest(a, vec![new_batch(c, vec![m1.clone(), msg(Role::Assistant, "hello", T0 + 2)])])
+        .ingest(
+            a,
+            vec![new_batch(
+                c,
+                vec![m1.clone(), msg(Role::Assistant, "hello", T0 + 2)],
+            )],
+        )
         .await
         .unwrap();
     let id = out[0].conversation_id;
-    assert!(wake.has_changed().unwrap(), "a commit with events wakes subscribers");
-    let got = events.events_after(a, start, &EventFilter::default(), 100).await.unwrap();
+    assert!(
+        wake.has_changed().unwrap(),
+        "a commit with events wakes subscribers"
+    );
+    let got = events
+        .events_after(a, start, &EventFilter::default(), 100)
+        .await
+        .unwrap();
     assert_eq!(
         types(&got),
         [
@@ -3088,7 +3101,13 @@ async fn events_follow_every_write(store: Arc<dyn Store>) {
         )
         .await
         .unwrap();
-    assert!(events.events_after(a, last, &EventFilter::default(), 100).await.unwrap().is_empty());
+    assert!(
+        events
+            .events_after(a, last, &EventFilter::default(), 100)
+            .await
+            .unwrap()
+            .is_empty()
+    );
     store
         .ingest(
             a,
@@ -3099,8 +3118,14 @@ async fn events_follow_every_write(store: Arc<dyn Store>) {
         )
         .await
         .unwrap();
-    let got = events.events_after(a, last, &EventFilter::default(), 100).await.unwrap();
-    assert_eq!(types(&got), [EventType::ConversationUpdated, EventType::MessageCreated]);
+    let got = events
+        .events_after(a, last, &EventFilter::default(), 100)
+        .await
+        .unwrap();
+    assert_eq!(
+        types(&got),
+        [EventType::ConversationUpdated, EventType::MessageCreated]
+    );
     assert_eq!(got[0].data["fields"], serde_json::json!(["messages"]));
 
     // A rolled-back batch leaves no event.
@@ -3113,7 +3138,13 @@ async fn events_follow_every_write(store: Arc<dyn Store>) {
         .ingest(a, vec![new_batch(conv("Ava", T0), vec![]), bad])
         .await
         .unwrap_err();
-    assert!(events.events_after(a, last, &EventFilter::default(), 100).await.unwrap().is_empty());
+    assert!(
+        events
+            .events_after(a, last, &EventFilter::default(), 100)
+            .await
+            .unwrap()
+            .is_empty()
+    );
 
     // Patches.
     let patch = ConversationPatch {
@@ -3121,9 +3152,19 @@ async fn events_follow_every_write(store: Arc<dyn Store>) {
         rating: Some(None),
         ..Default::default()
     };
-    store.update_conversation(a, id, &patch).await.unwrap().unwrap();
-    let got = events.events_after(a, last, &EventFilter::default(), 100).await.unwrap();
-    assert_eq!(types(&got), [EventType::ConversationUpdated, EventType::RatingUpdated]);
+    store
+        .update_conversation(a, id, &patch)
+        .await
+        .unwrap()
+        .unwrap();
+    let got = events
+        .events_after(a, last, &EventFilter::default(), 100)
+        .await
+        .unwrap();
+    assert_eq!(
+        types(&got),
+        [EventType::ConversationUpdated, EventType::RatingUpdated]
+    );
     assert_eq!(got[0].data["fields"], serde_json::json!(["status"]));
     assert_eq!(got[1].data["rating"], serde_json::Value::Null);
 
@@ -3139,15 +3180,26 @@ async fn events_follow_every_write(store: Arc<dyn Store>) {
     assert!(
         store
             .channels()
-            .edit_message(a, first_message, None, Box::new(|text, _| {
-                text.push('!');
-                true
-            }))
+            .edit_message(
+                a,
+                first_message,
+                None,
+                Box::new(|text, _| {
+                    text.push('!');
+                    true
+                })
+            )
             .await
             .unwrap()
     );
-    let got = events.events_after(a, last, &EventFilter::default(), 100).await.unwrap();
-    assert_eq!(types(&got), [EventType::MessageUpdated, EventType::MessageUpdated]);
+    let got = events
+        .events_after(a, last, &EventFilter::default(), 100)
+        .await
+        .unwrap();
+    assert_eq!(
+        types(&got),
+        [EventType::MessageUpdated, EventType::MessageUpdated]
+    );
     assert_eq!(got[0].data["message_id"], first_message.to_string());
 
     // Filters.
@@ -3161,7 +3213,10 @@ async fn events_follow_every_write(store: Arc<dyn Store>) {
         ..Default::default()
     })
     .await;
-    assert_eq!(types(&of_other), [EventType::ConversationCreated, EventType::MessageCreated]);
+    assert_eq!(
+        types(&of_other),
+        [EventType::ConversationCreated, EventType::MessageCreated]
+    );
     let created = only(EventFilter {
         types: vec![EventType::ConversationCreated],
         ..Default::default()
@@ -3182,7 +3237,11 @@ async fn events_follow_every_write(store: Arc<dyn Store>) {
     .await;
     assert!(on_whatsapp.is_empty());
     assert_eq!(
-        events.events_after(a, start, &EventFilter::default(), 3).await.unwrap().len(),
+        events
+            .events_after(a, start, &EventFilter::default(), 3)
+            .await
+            .unwrap()
+            .len(),
         3,
         "the limit holds"
     );
@@ -3190,15 +3249,36 @@ async fn events_follow_every_write(store: Arc<dyn Store>) {
     // Delete: the event keeps the conversation's channel though the row is gone.
     let last = events.latest_event_id().await.unwrap();
     assert!(store.delete_conversation(a, id).await.unwrap());
-    let got = events.events_after(a, last, &EventFilter::default(), 100).await.unwrap();
+    let got = events
+        .events_after(a, last, &EventFilter::default(), 100)
+        .await
+        .unwrap();
     assert_eq!(types(&got), [EventType::ConversationDeleted]);
     assert_eq!(got[0].channel, Some(Channel::Widget));
 
     // Another workspace sees none of it, and a failed patch or delete announces nothing.
-    assert!(events.events_after(b, start, &EventFilter::default(), 100).await.unwrap().is_empty());
+    assert!(
+        events
+            .events_after(b, start, &EventFilter::default(), 100)
+            .await
+            .unwrap()
+            .is_empty()
+    );
     assert!(!store.delete_conversation(b, other).await.unwrap());
-    assert!(store.update_conversation(b, other, &patch).await.unwrap().is_none());
-    assert!(events.events_after(b, start, &EventFilter::default(), 100).await.unwrap().is_empty());
+    assert!(
+        store
+            .update_conversation(b, other, &patch)
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert!(
+        events
+            .events_after(b, start, &EventFilter::default(), 100)
+            .await
+            .unwrap()
+            .is_empty()
+    );
     assert_eq!(
         events.latest_event_id().await.unwrap(),
         got[0].id,
@@ -3216,18 +3296,35 @@ async fn events_are_pruned_and_remembered(store: Arc<dyn Store>) {
     create(&*store, ws, conv("Ava", T0), vec![msg(Role::User, "x", T0)]).await;
     let latest = events.latest_event_id().await.unwrap();
     assert!(latest > 0);
-    assert_eq!(events.prune_before(Timestamp(T0)).await.unwrap(), 0, "nothing that old");
+    assert_eq!(
+        events.prune_before(Timestamp(T0)).await.unwrap(),
+        0,
+        "nothing that old"
+    );
     let cut = Timestamp(Timestamp::now().0 + 1);
     assert_eq!(events.prune_before(cut).await.unwrap(), 2);
     assert_eq!(events.pruned_through().await.unwrap(), latest);
     assert_eq!(events.latest_event_id().await.unwrap(), latest);
-    assert!(events.events_after(ws, 0, &EventFilter::default(), 10).await.unwrap().is_empty());
+    assert!(
+        events
+            .events_after(ws, 0, &EventFilter::default(), 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
     create(&*store, ws, conv("Ava", T0), vec![]).await;
-    let got = events.events_after(ws, 0, &EventFilter::default(), 10).await.unwrap();
+    let got = events
+        .events_after(ws, 0, &EventFilter::default(), 10)
+        .await
+        .unwrap();
     assert_eq!(got.len(), 1);
     assert!(got[0].id > latest, "ids are never reused");
     assert_eq!(events.prune_before(Timestamp(T0)).await.unwrap(), 0);
-    assert_eq!(events.pruned_through().await.unwrap(), latest, "the mark never goes back");
+    assert_eq!(
+        events.pruned_through().await.unwrap(),
+        latest,
+        "the mark never goes back"
+    );
 }
 
 /// PostgreSQL: a store's subscribers are woken by another store's commit (LISTEN/NOTIFY), and
@@ -3245,14 +3342,29 @@ async fn postgres_listeners_hear_other_servers_and_recover_after_a_reconnect() {
     let deadline = std::time::Duration::from_secs(30);
     let mut wake = b.events().subscribe();
     // The first wake-up: B's LISTEN connection is up.
-    tokio::time::timeout(deadline, wake.changed()).await.unwrap().unwrap();
+    tokio::time::timeout(deadline, wake.changed())
+        .await
+        .unwrap()
+        .unwrap();
     let first = create(&a, ws, conv("Ava", T0), vec![]).await;
-    tokio::time::timeout(deadline, wake.changed()).await.unwrap().unwrap();
-    let got = b.events().events_after(ws, 0, &EventFilter::default(), 10).await.unwrap();
-    assert_eq!(got.iter().map(|e| e.conversation_id).collect::<Vec<_>>(), [Some(first)]);
+    tokio::time::timeout(deadline, wake.changed())
+        .await
+        .unwrap()
+        .unwrap();
+    let got = b
+        .events()
+        .events_after(ws, 0, &EventFilter::default(), 10)
+        .await
+        .unwrap();
+    assert_eq!(
+        got.iter().map(|e| e.conversation_id).collect::<Vec<_>>(),
+        [Some(first)]
+    );
 
     // Cut B's listening connection; commit on A while it is (or may be) down.
-    let (admin, conn) = tokio_postgres::connect(db.url(), tokio_postgres::NoTls).await.unwrap();
+    let (admin, conn) = tokio_postgres::connect(db.url(), tokio_postgres::NoTls)
+        .await
+        .unwrap();
     let driver = tokio::spawn(conn);
     let cut = admin
         .query_one(
@@ -3269,8 +3381,15 @@ async fn postgres_listeners_hear_other_servers_and_recover_after_a_reconnect() {
     // Woken by the notification or by the reconnect: either way the log has it.
     let mut seen = false;
     while !seen {
-        tokio::time::timeout(deadline, wake.changed()).await.unwrap().unwrap();
-        let got = b.events().events_after(ws, 0, &EventFilter::default(), 10).await.unwrap();
+        tokio::time::timeout(deadline, wake.changed())
+            .await
+            .unwrap()
+            .unwrap();
+        let got = b
+            .events()
+            .events_after(ws, 0, &EventFilter::default(), 10)
+            .await
+            .unwrap();
         seen = got.iter().any(|e| e.conversation_id == Some(second));
     }
     // And it listens again: a later commit on A wakes B.
@@ -3295,7 +3414,10 @@ async fn postgres_listeners_hear_other_servers_and_recover_after_a_reconnect() {
     .unwrap();
     wake.borrow_and_update();
     create(&a, ws, conv("Cy", T0), vec![]).await;
-    tokio::time::timeout(deadline, wake.changed()).await.unwrap().unwrap();
+    tokio::time::timeout(deadline, wake.changed())
+        .await
+        .unwrap()
+        .unwrap();
     drop(admin);
     let _ = driver.await;
 }

@@ -12,7 +12,13 @@ use crate::auth::ApiKeyAuth;
 use crate::error::ApiError;
 
 /// The query parameters of the route.
-const PARAMS: &[&str] = &["conversation", "channel", "assistant", "type", "last_event_id"];
+const PARAMS: &[&str] = &[
+    "conversation",
+    "channel",
+    "assistant",
+    "type",
+    "last_event_id",
+];
 
 /// Parses the filters (`conversation` and `assistant` ids, `channel` and `type` comma lists).
 /// Errors: 400 `invalid_parameter` naming the parameter.

@@ -22,9 +22,9 @@
 
 use askama::Template;
 use axum::body::Bytes;
-use axum::response::sse::Event;
 use axum::extract::{Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::response::sse::Event;
 use axum::response::{Html, IntoResponse, Response};
 use parley_core::model::{ConversationInput, MessageInput};
 use parley_core::query::TranscriptQuery;
@@ -437,11 +437,8 @@ pub(super) async fn send(
         }
         let _ = out.send(sse("done", json!({})));
     });
-    let stream = futures_util::stream::unfold(rx, |mut rx| async move {
-        rx.recv()
-            .await
-            .map(|e| (e, rx))
-    });
+    let stream =
+        futures_util::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|e| (e, rx)) });
     let mut res = crate::sse::respond(
         &metrics,
         crate::metrics::StreamKind::TestChat,

@@ -6,10 +6,10 @@
 //! `timeout`) and the visitor is asked for a rating.
 
 use axum::body::Bytes;
-use axum::response::sse::Event;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{RawQuery, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::sse::Event;
 use axum::response::{Json, Response};
 use parley_core::channel::{Attachment, ChannelMessageMeta};
 use parley_core::model::{
@@ -571,11 +571,8 @@ async fn store_and_answer(
         let _ = out.send(sse("done", json!({"duplicate": true})));
         drop(out);
     }
-    let stream = futures_util::stream::unfold(rx, |mut rx| async move {
-        rx.recv()
-            .await
-            .map(|e| (e, rx))
-    });
+    let stream =
+        futures_util::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|e| (e, rx)) });
     let mut res = crate::sse::respond(
         &metrics,
         crate::metrics::StreamKind::WidgetChat,

@@ -57,7 +57,11 @@ impl Events {
         for _ in 0..n {
             let (id, ty, data) = self.next().await;
             assert_eq!(id, data["id"].to_string(), "the SSE id is the event id");
-            assert_eq!(ty, data["type"].as_str().unwrap(), "the SSE event is the type");
+            assert_eq!(
+                ty,
+                data["type"].as_str().unwrap(),
+                "the SSE event is the type"
+            );
             out.push(data);
         }
         out
@@ -92,7 +96,10 @@ async fn stream_filters_and_resumes(backend: Backend) {
     assert_eq!(got[1]["data"]["role"], "user");
     assert!(got[0]["created_at"].as_str().unwrap().ends_with('Z'));
     let only_messages = messages.take(2).await;
-    assert_eq!(types(&only_messages), ["message.created", "message.created"]);
+    assert_eq!(
+        types(&only_messages),
+        ["message.created", "message.created"]
+    );
     assert_eq!(only_messages[0]["id"], got[1]["id"]);
 
     let r = app
@@ -136,7 +143,11 @@ async fn stream_filters_and_resumes(backend: Backend) {
     let tail = all.take(3).await;
     assert_eq!(
         types(&tail),
-        ["conversation.created", "message.created", "conversation.deleted"]
+        [
+            "conversation.created",
+            "message.created",
+            "conversation.deleted"
+        ]
     );
     assert_eq!(tail[0]["conversation_id"], other.as_str());
 
@@ -160,7 +171,10 @@ async fn stream_filters_and_resumes(backend: Backend) {
     wa["channel"] = json!("whatsapp");
     let wa_id = app.create(wa).await;
     let (_, ty, data) = on_whatsapp.next().await;
-    assert_eq!((ty.as_str(), data["conversation_id"].as_str()), ("conversation.created", Some(wa_id.as_str())));
+    assert_eq!(
+        (ty.as_str(), data["conversation_id"].as_str()),
+        ("conversation.created", Some(wa_id.as_str()))
+    );
 
     // Bad parameters.
     for (q, code) in [
@@ -196,26 +210,32 @@ async fn another_workspace_sees_nothing(backend: Backend) {
         return;
     };
     let (_ws, other_key) = app.other_tenant("rival").await;
-    let mut theirs = Events::open(
-        &app.client,
-        app.url("/api/v1/events"),
-        &other_key,
-        Some(0),
-    )
-    .await;
+    let mut theirs =
+        Events::open(&app.client, app.url("/api/v1/events"), &other_key, Some(0)).await;
     let ours = app.create(conversation("Ava", 3)).await;
     let r = app
-        .post_as("/api/v1/conversations", &conversation("Rival", 1), &other_key)
+        .post_as(
+            "/api/v1/conversations",
+            &conversation("Rival", 1),
+            &other_key,
+        )
         .await;
     assert!(r.status < 300, "{}", r.text);
     let their_id = r.body["conversation"]["id"].as_str().unwrap().to_owned();
     let got = theirs.take(2).await;
     assert_eq!(types(&got), ["conversation.created", "message.created"]);
-    assert!(got.iter().all(|e| e["conversation_id"] == their_id.as_str()));
+    assert!(
+        got.iter()
+            .all(|e| e["conversation_id"] == their_id.as_str())
+    );
     // From the start of the log: their three events, then the next one of theirs; none of ours
     // (which came first) in between.
     let r = app
-        .post_as("/api/v1/conversations", &conversation("Rival", 0), &other_key)
+        .post_as(
+            "/api/v1/conversations",
+            &conversation("Rival", 0),
+            &other_key,
+        )
         .await;
     assert!(r.status < 300, "{}", r.text);
     let mut from_zero =
@@ -223,7 +243,11 @@ async fn another_workspace_sees_nothing(backend: Backend) {
     let got = from_zero.take(3).await;
     assert!(got.iter().all(|e| e["conversation_id"] != ours.as_str()));
     let r = app
-        .post_as("/api/v1/conversations", &conversation("Rival", 0), &other_key)
+        .post_as(
+            "/api/v1/conversations",
+            &conversation("Rival", 0),
+            &other_key,
+        )
         .await;
     let last = r.body["conversation"]["id"].as_str().unwrap().to_owned();
     assert_eq!(from_zero.take(1).await[0]["conversation_id"], last.as_str());
@@ -279,11 +303,19 @@ async fn the_dashboard_stream_is_the_members_workspace(backend: Backend) {
     assert_eq!(types(&got), ["conversation.created", "message.created"]);
     assert_eq!(got[0]["conversation_id"], id.as_str());
     let r = app
-        .post_as("/api/v1/conversations", &conversation("Rival", 0), &other_key)
+        .post_as(
+            "/api/v1/conversations",
+            &conversation("Rival", 0),
+            &other_key,
+        )
         .await;
     let their_id = r.body["conversation"]["id"].as_str().unwrap().to_owned();
     let first = theirs.take(1).await;
-    assert_eq!(first[0]["conversation_id"], their_id.as_str(), "none of ours came first");
+    assert_eq!(
+        first[0]["conversation_id"],
+        their_id.as_str(),
+        "none of ours came first"
+    );
     // An expired resume point starts from now rather than failing the browser's EventSource.
     app.state
         .store
@@ -304,7 +336,12 @@ async fn the_dashboard_stream_is_the_members_workspace(backend: Backend) {
         .await
         .unwrap();
     assert!(res.status().is_redirection(), "{}", res.status());
-    assert!(res.headers()["location"].to_str().unwrap().starts_with("/login"));
+    assert!(
+        res.headers()["location"]
+            .to_str()
+            .unwrap()
+            .starts_with("/login")
+    );
 }
 
 crate::both_backends!(
@@ -322,7 +359,9 @@ async fn a_listener_on_one_server_hears_an_ingest_on_another() {
     };
     let (a, b) = (site.start("a", ""), site.start("b", ""));
     let mut on_b = Events::open(&b.client, b.url("/api/v1/events"), &b.key, None).await;
-    let r = a.post("/api/v1/conversations", &conversation("Ava", 1)).await;
+    let r = a
+        .post("/api/v1/conversations", &conversation("Ava", 1))
+        .await;
     assert!(r.status < 300, "{}", r.text);
     let id = r.body["conversation"]["id"].as_str().unwrap().to_owned();
     let got = on_b.take(2).await;

@@ -17,7 +17,12 @@ async fn the_open_panel_and_the_list_follow_new_messages_without_a_reload() {
     let hash = parley_server::auth::hash_password("correct horse battery").unwrap();
     app.state
         .store
-        .create_user(app.workspace.id, "reviewer@example.com", &hash, UserRole::Admin)
+        .create_user(
+            app.workspace.id,
+            "reviewer@example.com",
+            &hash,
+            UserRole::Admin,
+        )
         .await
         .unwrap();
     let id = app
@@ -29,8 +34,11 @@ async fn the_open_panel_and_the_list_follow_new_messages_without_a_reload() {
         .await;
     b.sign_in(&app.base, "reviewer@example.com", "correct horse battery")
         .await;
-    b.goto(&format!("{}/conversations?open={id}&tab=transcript", app.base))
-        .await;
+    b.goto(&format!(
+        "{}/conversations?open={id}&tab=transcript",
+        app.base
+    ))
+    .await;
     b.wait_for(
         "the transcript",
         "return !!document.querySelector('#transcript .role-user')",
@@ -84,6 +92,10 @@ async fn the_open_panel_and_the_list_follow_new_messages_without_a_reload() {
     )
     .await;
     assert_eq!(b.js("return window.__noReload === true").await, json!(true));
-    assert!(b.console_errors().await.is_empty(), "{:?}", b.console_errors().await);
+    assert!(
+        b.console_errors().await.is_empty(),
+        "{:?}",
+        b.console_errors().await
+    );
     b.close().await;
 }

@@ -5,8 +5,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use parley_core::{AssistantId, ConversationId, Timestamp, WorkspaceId};
 use deadpool_postgres::Transaction;
+use parley_core::{AssistantId, ConversationId, Timestamp, WorkspaceId};
 use tokio_postgres::{AsyncMessage, NoTls};
 use uuid::Uuid;
 
@@ -61,9 +61,7 @@ fn event_from_row(r: &tokio_postgres::Row) -> Result<StoredEvent> {
         workspace_id: WorkspaceId(r.get(1)),
         event_type,
         conversation_id: r.get::<_, Option<Uuid>>(3).map(ConversationId),
-        channel: r
-            .get::<_, Option<&str>>(4)
-            .and_then(|c| c.parse().ok()),
+        channel: r.get::<_, Option<&str>>(4).and_then(|c| c.parse().ok()),
         assistant_id: r.get::<_, Option<Uuid>>(5).map(AssistantId),
         created_at: Timestamp(r.get(6)),
         data,

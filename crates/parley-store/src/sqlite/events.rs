@@ -117,9 +117,11 @@ impl EventStore for SqliteStore {
 
     async fn pruned_through(&self) -> Result<i64> {
         self.read(|c| {
-            Ok(c.query_row("SELECT pruned_through FROM event_log_state", [], |r| {
-                r.get(0)
-            })?)
+            Ok(
+                c.query_row("SELECT pruned_through FROM event_log_state", [], |r| {
+                    r.get(0)
+                })?,
+            )
         })
         .await
     }
