@@ -3422,6 +3422,71 @@ async fn postgres_listeners_hear_other_servers_and_recover_after_a_reconnect() {
     let _ = driver.await;
 }
 
+/// Concurrent message updates and edits of one message, and appends to its conversation, all
+/// succeed (the event log's ordering never deadlocks with row locks), each with its event.
+async fn concurrent_event_writers_never_deadlock(store: Arc<dyn Store>) {
+    use parley_store::{EventFilter, EventType};
+    let ws = workspace(&*store, "w").await;
+    let out = store
+        .ingest(ws, vec![new_batch(conv("Ava", T0), vec![msg(Role::User, "x", T0)])])
+        .await
+        .unwrap();
+    let (id, m) = match out[0].messages[0] {
+        MessageOutcome::Stored { id } => (out[0].conversation_id, id),
+        other => panic!("{other:?}"),
+    };
+    let start = store.events().latest_event_id().await.unwrap();
+    let mut tasks = Vec::new();
+    for i in 0..24 {
+        let store = store.clone();
+        tasks.push(tokio::spawn(async move {
+            match i % 3 {
+                0 => assert!(
+                    store
+                        .channels()
+                        .update_message_channel(ws, m, None, &MessageMeta::default())
+                        .await
+                        .unwrap()
+                ),
+                1 => assert!(
+                    store
+                        .channels()
+                        .edit_message(ws, m, None, Box::new(|t, _| {
+                            t.push('.');
+                            true
+                        }))
+                        .await
+                        .unwrap()
+                ),
+                _ => {
+                    store
+                        .ingest(
+                            ws,
+                            vec![IngestBatch {
+                                target: IngestTarget::Existing(id),
+                                messages: vec![msg(Role::User, "more", T0 + i)],
+                            }],
+                        )
+                        .await
+                        .unwrap();
+                }
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let got = store
+        .events()
+        .events_after(ws, start, &EventFilter::default(), 1000)
+        .await
+        .unwrap();
+    let count = |t: EventType| got.iter().filter(|e| e.event_type == t).count();
+    assert_eq!(count(EventType::MessageUpdated), 16);
+    assert_eq!(count(EventType::MessageCreated), 8);
+    assert!(store.delete_conversation(ws, id).await.unwrap());
+}
+
 macro_rules! backends {
     ($($test:ident),+ $(,)?) => {
         mod sqlite {
@@ -3496,6 +3561,7 @@ backends!(
     insights_are_stored_per_conversation,
     events_follow_every_write,
     events_are_pruned_and_remembered,
+    concurrent_event_writers_never_deadlock,
 );
 
 /// SQLite only: the three search strategies give the same pages and counts — the bounded walk

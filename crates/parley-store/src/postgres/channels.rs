@@ -223,30 +223,40 @@ impl ChannelStore for PostgresStore {
         external_id: Option<&str>,
         meta: &MessageMeta,
     ) -> Result<bool> {
-        let client = self.pool.get().await?;
-        // One statement: the update and its `message.updated` event commit together.
-        let n = client
+        let mut client = self.pool.get().await?;
+        // The update (which takes the message's row lock) first, then its `message.updated`
+        // event (which takes the event log's ordering lock), in one transaction: in one
+        // statement the log's lock could come first and deadlock with an edit holding the row.
+        let tx = client.transaction().await?;
+        let n = tx
             .execute(
-                &format!(
-                    "WITH u AS (
-                         UPDATE messages SET meta = $3, external_id = coalesce($4, external_id)
-                          WHERE id = $1 AND conversation IN
-                              (SELECT pk FROM conversations WHERE workspace_id = $2)
-                         RETURNING id, conversation)
-                     {}",
-                    super::events::message_updated_tail(5, 6)
-                ),
+                "UPDATE messages SET meta = $3, external_id = coalesce($4, external_id)
+                  WHERE id = $1 AND conversation IN
+                      (SELECT pk FROM conversations WHERE workspace_id = $2)",
                 &[
                     &message.0,
                     &workspace.0,
                     &crate::sql::meta_text(meta),
                     &external_id,
-                    &Timestamp::now().0,
-                    &crate::events::message_updated_data(message),
                 ],
             )
             .await
             .map_err(external_id_taken)?;
+        if n > 0 {
+            tx.execute(
+                &format!(
+                    "WITH u AS (SELECT id, conversation FROM messages WHERE id = $1) {}",
+                    super::events::message_updated_tail(2, 3)
+                ),
+                &[
+                    &message.0,
+                    &Timestamp::now().0,
+                    &crate::events::message_updated_data(message),
+                ],
+            )
+            .await?;
+        }
+        tx.commit().await?;
         if n > 0 {
             self.events.bump();
         }

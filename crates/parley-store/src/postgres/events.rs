@@ -16,8 +16,9 @@ use crate::events::{EventFilter, EventSignal, EventStore, PendingEvent, StoredEv
 use crate::sql::Dialect;
 
 /// Appends `events` of `workspace`'s conversations in one statement; the workspace, channel and
-/// assistant come from each conversation's row. Call it last in the transaction: its statement
-/// trigger takes the log's ordering lock until commit (migration 0012).
+/// assistant come from each conversation's row. Call it last in the transaction, after every
+/// row lock the transaction takes: its statement trigger takes the log's ordering lock until
+/// commit (migration 0012), and waiting for a row lock while holding it could deadlock.
 pub(super) async fn append(
     tx: &Transaction<'_>,
     workspace: WorkspaceId,
@@ -41,6 +42,34 @@ pub(super) async fn append(
         .await?;
     tx.execute(&stmt, &[&now.0, &types, &convs, &data, &workspace.0])
         .await?;
+    Ok(())
+}
+
+/// Appends `conversation.deleted` with the channel and assistant read before the delete (the
+/// row is gone by the time the append comes last in the transaction).
+pub(super) async fn append_deleted(
+    tx: &Transaction<'_>,
+    workspace: WorkspaceId,
+    conversation: ConversationId,
+    channel: &str,
+    assistant: Uuid,
+    now: Timestamp,
+) -> Result<()> {
+    let e = crate::events::deleted_event(conversation);
+    tx.execute(
+        "INSERT INTO events (workspace_id, type, conversation_id, channel, assistant_id, created_at, data)
+         VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        &[
+            &workspace.0,
+            &e.event_type.as_str(),
+            &conversation.0,
+            &channel,
+            &assistant,
+            &now.0,
+            &e.data,
+        ],
+    )
+    .await?;
     Ok(())
 }
 

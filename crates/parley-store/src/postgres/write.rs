@@ -973,23 +973,14 @@ pub(super) async fn delete_conversation(
     let tx = client.transaction().await?;
     let stmt = tx
         .prepare_cached(
-            "SELECT pk FROM conversations WHERE id = $1 AND workspace_id = $2 FOR UPDATE",
+            "SELECT pk, channel, assistant_id FROM conversations
+              WHERE id = $1 AND workspace_id = $2 FOR UPDATE",
         )
         .await?;
     let Some(row) = tx.query_opt(&stmt, &[&id.0, &workspace.0]).await? else {
         return Ok(false);
     };
     let pk: i64 = row.get(0);
-    // The event first, while the row it reads its channel and assistant from exists. (The
-    // ordering lock it takes is held from here; the deletes below touch only this
-    // conversation's rows, locked above.)
-    super::events::append(
-        &tx,
-        workspace,
-        &[crate::events::deleted_event(id)],
-        Timestamp::now(),
-    )
-    .await?;
     // The trigram index entries go with the rows, in this transaction.
     tx.execute(
         &tx.prepare_cached("DELETE FROM messages WHERE conversation = $1")
@@ -1011,6 +1002,12 @@ pub(super) async fn delete_conversation(
     )
     .await?;
     bump_counter(&tx, workspace, -1).await?;
+    // Last (the ordering lock it takes must come after every row lock, or it could deadlock
+    // with a message edit): the row is gone, so the channel and assistant are the ones read
+    // with the lock above.
+    let (channel, assistant): (String, Uuid) = (row.get(1), row.get(2));
+    super::events::append_deleted(&tx, workspace, id, &channel, assistant, Timestamp::now())
+        .await?;
     tx.commit().await?;
     Ok(true)
 }
