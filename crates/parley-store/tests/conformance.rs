@@ -3428,7 +3428,10 @@ async fn concurrent_event_writers_never_deadlock(store: Arc<dyn Store>) {
     use parley_store::{EventFilter, EventType};
     let ws = workspace(&*store, "w").await;
     let out = store
-        .ingest(ws, vec![new_batch(conv("Ava", T0), vec![msg(Role::User, "x", T0)])])
+        .ingest(
+            ws,
+            vec![new_batch(conv("Ava", T0), vec![msg(Role::User, "x", T0)])],
+        )
         .await
         .unwrap();
     let (id, m) = match out[0].messages[0] {
@@ -3451,10 +3454,15 @@ async fn concurrent_event_writers_never_deadlock(store: Arc<dyn Store>) {
                 1 => assert!(
                     store
                         .channels()
-                        .edit_message(ws, m, None, Box::new(|t, _| {
-                            t.push('.');
-                            true
-                        }))
+                        .edit_message(
+                            ws,
+                            m,
+                            None,
+                            Box::new(|t, _| {
+                                t.push('.');
+                                true
+                            })
+                        )
                         .await
                         .unwrap()
                 ),

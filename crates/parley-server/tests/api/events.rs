@@ -367,4 +367,12 @@ async fn a_listener_on_one_server_hears_an_ingest_on_another() {
     let got = on_b.take(2).await;
     assert_eq!(types(&got), ["conversation.created", "message.created"]);
     assert!(got.iter().all(|e| e["conversation_id"] == id.as_str()));
+    // A graceful shutdown ends open streams instead of waiting for them for ever.
+    let log = b.terminate();
+    assert!(!log.contains("panicked"), "{log}");
+    let end = tokio::time::timeout(Duration::from_secs(30), on_b.inner.next())
+        .await
+        .expect("the stream ends");
+    assert!(end.is_none(), "{end:?}");
+    drop(a);
 }
