@@ -270,10 +270,12 @@
         const body = $('#conversations tbody', fresh);
         const mine = $('#conversations tbody');
         if (body && mine) mine.replaceWith(body);
-        $$('[data-live-count]', fresh).forEach((el) => {
-          const here = $('[data-live-count="' + el.dataset.liveCount + '"]');
-          if (here) here.textContent = el.textContent;
-        });
+        const count = $('#nav-count', fresh);
+        const badge = $('#nav-count');
+        if (count && badge) {
+          badge.textContent = count.textContent;
+          badge.title = count.title;
+        }
         markSelected(openId());
       } catch (e) { /* the next event or a reload shows it */ }
     }
