@@ -234,6 +234,71 @@
 
   if (panel && panel.classList.contains('open')) wirePanel();
 
+  // Live updates (issue 14): the dashboard's event stream names what changed, and the page
+  // re-fetches it from the server: the open panel (new messages, status, rating, variables),
+  // the list rows and the count badge. A deleted conversation disappears. Bursts are coalesced.
+  if (panel && table && window.EventSource) {
+    const live = new EventSource('/dashboard/events');
+    const openId = () => {
+      const inner = $('.panel-inner', panel);
+      return panel.classList.contains('open') && inner ? inner.dataset.id : null;
+    };
+    let panelTimer = null;
+    let listTimer = null;
+    async function refreshPanel(id) {
+      if (openId() !== id) return;
+      const active = $('.tab-link.active:not([hidden])', panel) || $('.tab-link.active', panel);
+      const tab = active ? active.dataset.tab : null;
+      const params = query();
+      params.delete('open');
+      params.delete('notice');
+      try {
+        const html = await fetchHtml('/conversations/' + encodeURIComponent(id) + '/panel?' + params);
+        if (openId() !== id) return;
+        panel.innerHTML = html;
+        wirePanel();
+        if (tab) showTab(tab);
+      } catch (e) { /* the next event or a reload shows it */ }
+    }
+    async function refreshList() {
+      const params = query();
+      params.delete('open');
+      params.delete('notice');
+      try {
+        const html = await fetchHtml(hrefOf(params));
+        const fresh = new DOMParser().parseFromString(html, 'text/html');
+        const body = $('#conversations tbody', fresh);
+        const mine = $('#conversations tbody');
+        if (body && mine) mine.replaceWith(body);
+        const count = $('#nav-count', fresh);
+        const badge = $('#nav-count');
+        if (count && badge) {
+          badge.textContent = count.textContent;
+          badge.title = count.title;
+        }
+        markSelected(openId());
+      } catch (e) { /* the next event or a reload shows it */ }
+    }
+    function onEvent(ev) {
+      let e;
+      try { e = JSON.parse(ev.data); } catch (err) { return; }
+      const id = e.conversation_id;
+      if (e.type === 'conversation.deleted') {
+        const row = $('tr.row[data-id="' + id + '"]');
+        if (row) row.remove();
+        if (openId() === id) closePanel(true);
+      } else if (id && openId() === id) {
+        clearTimeout(panelTimer);
+        panelTimer = setTimeout(() => refreshPanel(id), 100);
+      }
+      clearTimeout(listTimer);
+      listTimer = setTimeout(refreshList, 300);
+    }
+    ['conversation.created', 'conversation.updated', 'conversation.deleted', 'message.created',
+      'message.updated', 'variables.updated', 'rating.updated'].forEach((t) => live.addEventListener(t, onEvent));
+    window.addEventListener('pagehide', () => live.close());
+  }
+
   // Selects marked data-autosubmit submit their form on change (the Test Chat assistant picker).
   $$('select[data-autosubmit]').forEach((s) => s.addEventListener('change', () => s.form.submit()));
 

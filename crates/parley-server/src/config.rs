@@ -93,6 +93,8 @@ pub struct FileSettings {
     pub sqlite_wal_max_bytes: Option<u64>,
     /// The `[jobs]` table: the background worker (see [`JobSettings`]).
     pub jobs: Option<FileJobSettings>,
+    /// The `[events]` table: the live event log (see [`EventSettings`]).
+    pub events: Option<FileEventSettings>,
     /// The operator's LLM providers by name (see [`OperatorProvider`]).
     pub providers: Option<OperatorProviders>,
     /// Let outgoing requests to workspace-given URLs reach loopback and private networks.
@@ -139,6 +141,40 @@ pub struct FileJobSettings {
     pub retry_first_ms: Option<u64>,
     /// Longest wait between retries, in ms.
     pub retry_max_ms: Option<u64>,
+}
+
+/// The `[events]` table of the TOML file (times in ms).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileEventSettings {
+    /// How long events stay in the log for `Last-Event-ID` resumes, in ms.
+    pub retention_ms: Option<u64>,
+}
+
+/// The live event log (see [`crate::events`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EventSettings {
+    /// How long an event stays resumable (default 1 h, 1 min to 30 days); older events are
+    /// pruned, and a resume from before the pruned ones answers 410 `events_expired`.
+    pub retention: std::time::Duration,
+}
+
+impl Default for EventSettings {
+    fn default() -> Self {
+        EventSettings::from_file(None)
+    }
+}
+
+impl EventSettings {
+    fn from_file(f: Option<&FileEventSettings>) -> EventSettings {
+        let ms = f
+            .and_then(|f| f.retention_ms)
+            .unwrap_or(3_600_000)
+            .clamp(60_000, 30 * 86_400_000);
+        EventSettings {
+            retention: std::time::Duration::from_millis(ms),
+        }
+    }
 }
 
 /// How the background worker runs (see [`crate::jobs`]).
@@ -250,6 +286,8 @@ pub struct Settings {
     pub sqlite_wal_max_bytes: u64,
     /// The background worker (`[jobs]`).
     pub jobs: JobSettings,
+    /// The live event log (`[events]`).
+    pub events: EventSettings,
     /// The operator's LLM providers, by name (default: none). Workspaces pick one by name;
     /// its URL and key are never theirs to choose or see.
     pub providers: OperatorProviders,
@@ -394,6 +432,7 @@ impl Settings {
                 .unwrap_or(parley_store::sqlite::DEFAULT_WAL_MAX_BYTES)
                 .max(1024 * 1024),
             jobs: JobSettings::from_file(file.jobs.as_ref()),
+            events: EventSettings::from_file(file.events.as_ref()),
             providers: checked_providers(file.providers.unwrap_or_default())?,
             network: NetworkSettings {
                 allow_private_networks: o

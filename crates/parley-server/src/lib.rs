@@ -32,6 +32,7 @@ pub mod client_addr;
 pub mod config;
 pub mod dashboard;
 pub mod error;
+pub mod events;
 pub mod import;
 pub mod ingest;
 pub mod insights;
@@ -42,6 +43,7 @@ pub mod net;
 pub mod responses;
 pub mod retry;
 pub mod secrets;
+pub mod sse;
 pub mod transfer;
 pub mod widget;
 pub mod workspaces;
@@ -84,6 +86,8 @@ pub struct AppState {
     pub widget: Arc<widget::WidgetState>,
     /// This server's metrics (see [`metrics`]).
     pub metrics: Arc<metrics::Metrics>,
+    /// The live event hub (see [`events`]).
+    pub events: Arc<events::EventHub>,
 }
 
 impl AppState {
@@ -113,6 +117,7 @@ impl AppState {
             jobs,
             widget: Arc::new(widget),
             metrics: Arc::default(),
+            events: Arc::default(),
         })
     }
 }
@@ -236,9 +241,18 @@ pub async fn serve(
     });
     let store = state.store.clone();
     let worker = jobs::start(state.clone());
+    let live = events::start(&state);
+    // Open event streams never end by themselves: shutting down ends them, so the graceful
+    // shutdown can wait for every other response.
+    let hub = state.events.clone();
+    let shutdown = async move {
+        shutdown.await;
+        hub.close();
+    };
     let served = axum::serve(listener, app)
         .with_graceful_shutdown(shutdown)
         .await;
+    live.stop();
     worker.stop().await;
     served?;
     // Every request is answered and the worker has stopped: leave the store tidy (SQLite: an

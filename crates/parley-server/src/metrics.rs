@@ -101,6 +101,8 @@ pub enum StreamKind {
     WidgetChat,
     /// A streamed `POST /v1/chat/completions` through the gateway.
     Gateway,
+    /// A live event stream (`GET /api/v1/events`, the dashboard's `/dashboard/events`).
+    Events,
 }
 
 impl StreamKind {
@@ -109,6 +111,7 @@ impl StreamKind {
             StreamKind::TestChat => "test_chat",
             StreamKind::WidgetChat => "widget_chat",
             StreamKind::Gateway => "gateway",
+            StreamKind::Events => "events",
         }
     }
 }

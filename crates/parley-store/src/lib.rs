@@ -39,6 +39,7 @@ pub mod assistants;
 pub mod attachments;
 mod channels;
 mod counters;
+pub mod events;
 pub mod insights;
 pub mod jobs;
 mod migrate;
@@ -52,6 +53,7 @@ pub mod testing;
 pub use assistants::AssistantStore;
 pub use attachments::{Admission, AttachmentStore, AttachmentUsage};
 pub use channels::{ChannelStore, ConfigEdit, MessageEdit};
+pub use events::{EventFilter, EventStore, EventType, StoredEvent};
 pub use insights::{InsightStore, StoredInsight};
 pub use jobs::JobStore;
 
@@ -393,6 +395,8 @@ pub trait Store: Send + Sync + 'static {
     fn assistants(&self) -> &dyn AssistantStore;
     /// The computed insights of each conversation (issue 13): see [`InsightStore`].
     fn insights(&self) -> &dyn InsightStore;
+    /// The event log (live updates): reads, wake-ups and retention.
+    fn events(&self) -> &dyn EventStore;
 
     /// Creates a workspace. Errors: `Conflict("workspace_exists")` if the slug is taken.
     async fn create_workspace(&self, slug: &str, name: &str) -> Result<Workspace>;

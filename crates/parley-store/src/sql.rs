@@ -248,7 +248,7 @@ impl Sql {
         self.text.push_str(s);
     }
 
-    fn in_list<T>(&mut self, column: &str, values: &[T], to: impl Fn(&T) -> Param) {
+    pub(crate) fn in_list<T>(&mut self, column: &str, values: &[T], to: impl Fn(&T) -> Param) {
         if values.is_empty() {
             return;
         }

@@ -3043,6 +3043,485 @@ async fn insights_are_stored_per_conversation(store: Arc<dyn Store>) {
     assert_eq!(insights.stale_insights(a, 10).await.unwrap(), vec![two]);
 }
 
+/// The event log follows every write, in the write's transaction: ingest (created, variables,
+/// rating, messages; appends to an existing conversation), patches, message updates and
+/// deletes; nothing for a duplicate or a rolled-back batch; reads are per workspace, filtered,
+/// in id order; a subscriber is woken by a commit.
+async fn events_follow_every_write(store: Arc<dyn Store>) {
+    use parley_store::{EventFilter, EventType};
+    let (a, b) = (workspace(&*store, "a").await, workspace(&*store, "b").await);
+    let events = store.events();
+    let mut wake = events.subscribe();
+    wake.borrow_and_update();
+    let start = events.latest_event_id().await.unwrap();
+    let types =
+        |v: &[parley_store::StoredEvent]| v.iter().map(|e| e.event_type).collect::<Vec<_>>();
+
+    let mut c = conv("Ava", T0);
+    c.variables = vec![Variable {
+        key: "city".into(),
+        value: "Oslo".into(),
+        source: VariableSource::PreChat,
+    }];
+    c.rating = Some((
+        Rating {
+            score: 4,
+            comment: None,
+            rated_at: None,
+        },
+        Timestamp(T0),
+    ));
+    let m1 = ext(msg(Role::User, "hi", T0 + 1), "m1");
+    let out = store
+        .ingest(
+            a,
+            vec![new_batch(
+                c,
+                vec![m1.clone(), msg(Role::Assistant, "hello", T0 + 2)],
+            )],
+        )
+        .await
+        .unwrap();
+    let id = out[0].conversation_id;
+    assert!(
+        wake.has_changed().unwrap(),
+        "a commit with events wakes subscribers"
+    );
+    let got = events
+        .events_after(a, start, &EventFilter::default(), 100)
+        .await
+        .unwrap();
+    assert_eq!(
+        types(&got),
+        [
+            EventType::ConversationCreated,
+            EventType::VariablesUpdated,
+            EventType::RatingUpdated,
+            EventType::MessageCreated,
+            EventType::MessageCreated
+        ]
+    );
+    assert!(got.windows(2).all(|w| w[0].id < w[1].id));
+    let e = &got[3];
+    assert_eq!(e.workspace_id, a);
+    assert_eq!(e.conversation_id, Some(id));
+    assert_eq!(e.channel, Some(Channel::Widget));
+    assert!(e.assistant_id.is_some());
+    assert_eq!(e.data["role"], "user");
+    let first_message = match out[0].messages[0] {
+        MessageOutcome::Stored { id } => id,
+        other => panic!("{other:?}"),
+    };
+    assert_eq!(e.data["message_id"], first_message.to_string());
+    assert_eq!(got[1].data["keys"], serde_json::json!(["city"]));
+    assert_eq!(got[2].data["rating"], 4);
+
+    // A repeat stores nothing and announces nothing; an append to it is an update.
+    let last = got.last().unwrap().id;
+    store
+        .ingest(
+            a,
+            vec![IngestBatch {
+                target: IngestTarget::Existing(id),
+                messages: vec![m1.clone()],
+            }],
+        )
+        .await
+        .unwrap();
+    assert!(
+        events
+            .events_after(a, last, &EventFilter::default(), 100)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    store
+        .ingest(
+            a,
+            vec![IngestBatch {
+                target: IngestTarget::Existing(id),
+                messages: vec![msg(Role::User, "more", T0 + 3)],
+            }],
+        )
+        .await
+        .unwrap();
+    let got = events
+        .events_after(a, last, &EventFilter::default(), 100)
+        .await
+        .unwrap();
+    assert_eq!(
+        types(&got),
+        [EventType::ConversationUpdated, EventType::MessageCreated]
+    );
+    assert_eq!(got[0].data["fields"], serde_json::json!(["messages"]));
+
+    // A rolled-back batch leaves no event.
+    let last = got.last().unwrap().id;
+    let bad = IngestBatch {
+        target: IngestTarget::Existing(ConversationId::new()),
+        messages: vec![msg(Role::User, "x", T0)],
+    };
+    store
+        .ingest(a, vec![new_batch(conv("Ava", T0), vec![]), bad])
+        .await
+        .unwrap_err();
+    assert!(
+        events
+            .events_after(a, last, &EventFilter::default(), 100)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+
+    // Patches.
+    let patch = ConversationPatch {
+        status: Some(ConversationStatus::Closed),
+        rating: Some(None),
+        ..Default::default()
+    };
+    store
+        .update_conversation(a, id, &patch)
+        .await
+        .unwrap()
+        .unwrap();
+    let got = events
+        .events_after(a, last, &EventFilter::default(), 100)
+        .await
+        .unwrap();
+    assert_eq!(
+        types(&got),
+        [EventType::ConversationUpdated, EventType::RatingUpdated]
+    );
+    assert_eq!(got[0].data["fields"], serde_json::json!(["status"]));
+    assert_eq!(got[1].data["rating"], serde_json::Value::Null);
+
+    // Message updates (delivery status, edits).
+    let last = got.last().unwrap().id;
+    assert!(
+        store
+            .channels()
+            .update_message_channel(a, first_message, Some("wamid.1"), &MessageMeta::default())
+            .await
+            .unwrap()
+    );
+    assert!(
+        store
+            .channels()
+            .edit_message(
+                a,
+                first_message,
+                None,
+                Box::new(|text, _| {
+                    text.push('!');
+                    true
+                })
+            )
+            .await
+            .unwrap()
+    );
+    let got = events
+        .events_after(a, last, &EventFilter::default(), 100)
+        .await
+        .unwrap();
+    assert_eq!(
+        types(&got),
+        [EventType::MessageUpdated, EventType::MessageUpdated]
+    );
+    assert_eq!(got[0].data["message_id"], first_message.to_string());
+
+    // Filters.
+    let other = create(&*store, a, conv("Bo", T0), vec![msg(Role::User, "x", T0)]).await;
+    let only = |f: EventFilter| {
+        let events = store.events();
+        async move { events.events_after(a, start, &f, 100).await.unwrap() }
+    };
+    let of_other = only(EventFilter {
+        conversation: Some(other),
+        ..Default::default()
+    })
+    .await;
+    assert_eq!(
+        types(&of_other),
+        [EventType::ConversationCreated, EventType::MessageCreated]
+    );
+    let created = only(EventFilter {
+        types: vec![EventType::ConversationCreated],
+        ..Default::default()
+    })
+    .await;
+    assert_eq!(created.len(), 2);
+    let bo = of_other[0].assistant_id;
+    let by_bo = only(EventFilter {
+        assistant: bo,
+        ..Default::default()
+    })
+    .await;
+    assert_eq!(by_bo.len(), 2);
+    let on_whatsapp = only(EventFilter {
+        channels: vec![Channel::Whatsapp],
+        ..Default::default()
+    })
+    .await;
+    assert!(on_whatsapp.is_empty());
+    assert_eq!(
+        events
+            .events_after(a, start, &EventFilter::default(), 3)
+            .await
+            .unwrap()
+            .len(),
+        3,
+        "the limit holds"
+    );
+
+    // Delete: the event keeps the conversation's channel though the row is gone.
+    let last = events.latest_event_id().await.unwrap();
+    assert!(store.delete_conversation(a, id).await.unwrap());
+    let got = events
+        .events_after(a, last, &EventFilter::default(), 100)
+        .await
+        .unwrap();
+    assert_eq!(types(&got), [EventType::ConversationDeleted]);
+    assert_eq!(got[0].channel, Some(Channel::Widget));
+
+    // Another workspace sees none of it, and a failed patch or delete announces nothing.
+    assert!(
+        events
+            .events_after(b, start, &EventFilter::default(), 100)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert!(!store.delete_conversation(b, other).await.unwrap());
+    assert!(
+        store
+            .update_conversation(b, other, &patch)
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert!(
+        events
+            .events_after(b, start, &EventFilter::default(), 100)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(
+        events.latest_event_id().await.unwrap(),
+        got[0].id,
+        "nothing was appended for the other workspace's attempts"
+    );
+}
+
+/// Retention: pruning deletes old events, remembers the highest id it deleted, and ids go on
+/// growing above it.
+async fn events_are_pruned_and_remembered(store: Arc<dyn Store>) {
+    use parley_store::EventFilter;
+    let ws = workspace(&*store, "w").await;
+    let events = store.events();
+    assert_eq!(events.pruned_through().await.unwrap(), 0);
+    create(&*store, ws, conv("Ava", T0), vec![msg(Role::User, "x", T0)]).await;
+    let latest = events.latest_event_id().await.unwrap();
+    assert!(latest > 0);
+    assert_eq!(
+        events.prune_before(Timestamp(T0)).await.unwrap(),
+        0,
+        "nothing that old"
+    );
+    let cut = Timestamp(Timestamp::now().0 + 1);
+    assert_eq!(events.prune_before(cut).await.unwrap(), 2);
+    assert_eq!(events.pruned_through().await.unwrap(), latest);
+    assert_eq!(events.latest_event_id().await.unwrap(), latest);
+    assert!(
+        events
+            .events_after(ws, 0, &EventFilter::default(), 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    create(&*store, ws, conv("Ava", T0), vec![]).await;
+    let got = events
+        .events_after(ws, 0, &EventFilter::default(), 10)
+        .await
+        .unwrap();
+    assert_eq!(got.len(), 1);
+    assert!(got[0].id > latest, "ids are never reused");
+    assert_eq!(events.prune_before(Timestamp(T0)).await.unwrap(), 0);
+    assert_eq!(
+        events.pruned_through().await.unwrap(),
+        latest,
+        "the mark never goes back"
+    );
+}
+
+/// PostgreSQL: a store's subscribers are woken by another store's commit (LISTEN/NOTIFY), and
+/// after the listening connection is cut, by the reconnect itself, so what was committed
+/// while it was down is read from the log.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_listeners_hear_other_servers_and_recover_after_a_reconnect() {
+    use parley_store::EventFilter;
+    let Some(db) = parley_store::testing::TestDatabase::create().await else {
+        return;
+    };
+    let open = || parley_store::postgres::PostgresStore::open(db.url(), Default::default());
+    let (a, b) = (open().await.unwrap(), open().await.unwrap());
+    let ws = workspace(&a, "w").await;
+    let deadline = std::time::Duration::from_secs(30);
+    let mut wake = b.events().subscribe();
+    // The first wake-up: B's LISTEN connection is up.
+    tokio::time::timeout(deadline, wake.changed())
+        .await
+        .unwrap()
+        .unwrap();
+    let first = create(&a, ws, conv("Ava", T0), vec![]).await;
+    tokio::time::timeout(deadline, wake.changed())
+        .await
+        .unwrap()
+        .unwrap();
+    let got = b
+        .events()
+        .events_after(ws, 0, &EventFilter::default(), 10)
+        .await
+        .unwrap();
+    assert_eq!(
+        got.iter().map(|e| e.conversation_id).collect::<Vec<_>>(),
+        [Some(first)]
+    );
+
+    // Cut B's listening connection; commit on A while it is (or may be) down.
+    let (admin, conn) = tokio_postgres::connect(db.url(), tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    let driver = tokio::spawn(conn);
+    let cut = admin
+        .query_one(
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity
+              WHERE datname = current_database() AND query = 'LISTEN parley_events'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get::<_, i64>(0);
+    assert_eq!(cut, 1, "one listening connection");
+    wake.borrow_and_update();
+    let second = create(&a, ws, conv("Bo", T0), vec![]).await;
+    // Woken by the notification or by the reconnect: either way the log has it.
+    let mut seen = false;
+    while !seen {
+        tokio::time::timeout(deadline, wake.changed())
+            .await
+            .unwrap()
+            .unwrap();
+        let got = b
+            .events()
+            .events_after(ws, 0, &EventFilter::default(), 10)
+            .await
+            .unwrap();
+        seen = got.iter().any(|e| e.conversation_id == Some(second));
+    }
+    // And it listens again: a later commit on A wakes B.
+    tokio::time::timeout(deadline, async {
+        loop {
+            let n = admin
+                .query_one(
+                    "SELECT count(*) FROM pg_stat_activity
+                      WHERE datname = current_database() AND query = 'LISTEN parley_events'",
+                    &[],
+                )
+                .await
+                .unwrap()
+                .get::<_, i64>(0);
+            if n == 1 {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+    })
+    .await
+    .unwrap();
+    wake.borrow_and_update();
+    create(&a, ws, conv("Cy", T0), vec![]).await;
+    tokio::time::timeout(deadline, wake.changed())
+        .await
+        .unwrap()
+        .unwrap();
+    drop(admin);
+    let _ = driver.await;
+}
+
+/// Concurrent message updates and edits of one message, and appends to its conversation, all
+/// succeed (the event log's ordering never deadlocks with row locks), each with its event.
+async fn concurrent_event_writers_never_deadlock(store: Arc<dyn Store>) {
+    use parley_store::{EventFilter, EventType};
+    let ws = workspace(&*store, "w").await;
+    let out = store
+        .ingest(
+            ws,
+            vec![new_batch(conv("Ava", T0), vec![msg(Role::User, "x", T0)])],
+        )
+        .await
+        .unwrap();
+    let (id, m) = match out[0].messages[0] {
+        MessageOutcome::Stored { id } => (out[0].conversation_id, id),
+        other => panic!("{other:?}"),
+    };
+    let start = store.events().latest_event_id().await.unwrap();
+    let mut tasks = Vec::new();
+    for i in 0..24 {
+        let store = store.clone();
+        tasks.push(tokio::spawn(async move {
+            match i % 3 {
+                0 => assert!(
+                    store
+                        .channels()
+                        .update_message_channel(ws, m, None, &MessageMeta::default())
+                        .await
+                        .unwrap()
+                ),
+                1 => assert!(
+                    store
+                        .channels()
+                        .edit_message(
+                            ws,
+                            m,
+                            None,
+                            Box::new(|t, _| {
+                                t.push('.');
+                                true
+                            })
+                        )
+                        .await
+                        .unwrap()
+                ),
+                _ => {
+                    store
+                        .ingest(
+                            ws,
+                            vec![IngestBatch {
+                                target: IngestTarget::Existing(id),
+                                messages: vec![msg(Role::User, "more", T0 + i)],
+                            }],
+                        )
+                        .await
+                        .unwrap();
+                }
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let got = store
+        .events()
+        .events_after(ws, start, &EventFilter::default(), 1000)
+        .await
+        .unwrap();
+    let count = |t: EventType| got.iter().filter(|e| e.event_type == t).count();
+    assert_eq!(count(EventType::MessageUpdated), 16);
+    assert_eq!(count(EventType::MessageCreated), 8);
+    assert!(store.delete_conversation(ws, id).await.unwrap());
+}
+
 macro_rules! backends {
     ($($test:ident),+ $(,)?) => {
         mod sqlite {
@@ -3115,6 +3594,9 @@ backends!(
     tracker_records_a_visit_and_follows_its_conversations,
     transfer_imports_records_verbatim,
     insights_are_stored_per_conversation,
+    events_follow_every_write,
+    events_are_pruned_and_remembered,
+    concurrent_event_writers_never_deadlock,
 );
 
 /// SQLite only: the three search strategies give the same pages and counts — the bounded walk
@@ -3230,7 +3712,7 @@ async fn sqlite_opens_a_database_migrated_by_the_old_runner() {
     let files = migration_files("sqlite");
     assert_eq!(
         files.iter().map(|f| f.0).collect::<Vec<_>>(),
-        [1, 2, 3, 4, 5, 6, 7, 10, 11, 12]
+        [1, 2, 3, 4, 5, 6, 7, 10, 11, 12, 13]
     );
     let records = |conn: &rusqlite::Connection| -> Vec<(i64, String, i64)> {
         let mut st = conn
@@ -3296,7 +3778,7 @@ async fn postgres_opens_a_database_migrated_by_the_old_runner() {
     let files = migration_files("postgres");
     assert_eq!(
         files.iter().map(|f| f.0).collect::<Vec<_>>(),
-        [1, 2, 3, 4, 5, 6, 9, 10, 11]
+        [1, 2, 3, 4, 5, 6, 9, 10, 11, 12]
     );
     let (mut client, conn) = tokio_postgres::connect(db.url(), tokio_postgres::NoTls)
         .await

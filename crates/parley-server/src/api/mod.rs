@@ -7,6 +7,7 @@
 mod assistants;
 pub(crate) mod channels;
 mod conversations;
+mod events;
 mod transfer;
 
 use axum::Router;
@@ -50,6 +51,7 @@ pub const ROUTES: &[(&str, &str)] = &[
         "GET",
         "/api/v1/conversations/{id}/messages/{message_id}/attachments/{index}",
     ),
+    ("GET", "/api/v1/events"),
     ("POST", "/api/v1/import"),
     ("GET", "/api/v1/export"),
     ("POST", "/v1/chat/completions"),
@@ -73,6 +75,7 @@ pub fn router(state: &AppState) -> Router<AppState> {
             get(conversations::list).post(conversations::create),
         )
         .route("/conversations/count", get(conversations::count))
+        .route("/events", get(events::stream))
         .route(
             "/conversations/{id}",
             get(conversations::detail)

@@ -10,6 +10,7 @@
 //! | `GET /login`, `POST /login`, `POST /logout` | sign in and out |
 //! | `GET /conversations` | the list, filters, search, paging; `?open=ID` with the panel |
 //! | `GET /conversations/{id}/panel` | the panel alone (fetched by the script) |
+//! | `GET /dashboard/events` | the member's workspace's live events (SSE, see [`crate::events`]) |
 //! | `GET /conversations/{id}/transcript?page=N` | one page of older messages |
 //! | `POST /conversations/{id}/rating/delete` | remove the client rating |
 //! | `POST /conversations/{id}/delete` | delete the conversation (admins) |
@@ -30,6 +31,7 @@ mod attachments;
 pub(crate) mod channels;
 mod client_data;
 pub(crate) mod format;
+mod live;
 mod login;
 mod pages;
 mod state;
@@ -85,6 +87,7 @@ pub fn router() -> Router<AppState> {
         .route("/login", get(login::page).post(login::submit))
         .route("/logout", post(login::logout))
         .route("/conversations", get(pages::conversations))
+        .route("/dashboard/events", get(live::events))
         .route("/conversations/{id}/panel", get(pages::panel))
         .route("/conversations/{id}/transcript", get(pages::transcript))
         .route(

@@ -23,7 +23,8 @@
 use askama::Template;
 use axum::body::Bytes;
 use axum::extract::{Query, State};
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::response::sse::Event;
 use axum::response::{Html, IntoResponse, Response};
 use parley_core::model::{ConversationInput, MessageInput};
 use parley_core::query::TranscriptQuery;
@@ -252,8 +253,9 @@ fn provider_names(st: &AppState) -> String {
     format!(" (here: {})", names.join(", "))
 }
 
-fn sse(event: &str, data: Value) -> Bytes {
-    Bytes::from(format!("event: {event}\ndata: {data}\n\n"))
+/// One event of the answer stream (see [`crate::sse`]).
+fn sse(event: &str, data: Value) -> Event {
+    crate::sse::json_event(event, &data)
 }
 
 fn json_error(status: StatusCode, code: &'static str, message: impl Into<String>) -> Response {
@@ -373,7 +375,7 @@ pub(super) async fn send(
         _ => None,
     };
 
-    let (out, rx) = tokio::sync::mpsc::unbounded_channel::<Bytes>();
+    let (out, rx) = tokio::sync::mpsc::unbounded_channel::<Event>();
     let _ = out.send(sse(
         "conversation",
         json!({"id": conversation.to_string(),
@@ -435,23 +437,20 @@ pub(super) async fn send(
         }
         let _ = out.send(sse("done", json!({})));
     });
-    let stream = futures_util::stream::unfold(rx, |mut rx| async move {
-        rx.recv()
-            .await
-            .map(|b| (Ok::<Bytes, std::convert::Infallible>(b), rx))
-    });
-    let mut res = Response::new(metrics.stream_body(crate::metrics::StreamKind::TestChat, stream));
-    let h = res.headers_mut();
-    h.insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("text/event-stream; charset=utf-8"),
+    let stream =
+        futures_util::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|e| (e, rx)) });
+    let mut res = crate::sse::respond(
+        &metrics,
+        crate::metrics::StreamKind::TestChat,
+        stream,
+        crate::sse::KEEP_ALIVE,
     );
-    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    h.insert("x-accel-buffering", HeaderValue::from_static("no"));
+    res.headers_mut()
+        .insert("x-accel-buffering", HeaderValue::from_static("no"));
     res
 }
 
-fn stored_event(conversation: ConversationId, m: &parley_core::model::Message, tz: i32) -> Bytes {
+fn stored_event(conversation: ConversationId, m: &parley_core::model::Message, tz: i32) -> Event {
     let html = BubbleFragment {
         m: bubble(conversation, m, tz),
     }

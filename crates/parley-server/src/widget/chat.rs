@@ -9,6 +9,7 @@ use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{RawQuery, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::sse::Event;
 use axum::response::{Json, Response};
 use parley_core::channel::{Attachment, ChannelMessageMeta};
 use parley_core::model::{
@@ -370,8 +371,9 @@ struct SendInput {
     content: String,
 }
 
-fn sse(event: &str, data: Value) -> Bytes {
-    Bytes::from(format!("event: {event}\ndata: {data}\n\n"))
+/// One event of the answer stream (see [`crate::sse`]).
+fn sse(event: &str, data: Value) -> Event {
+    crate::sse::json_event(event, &data)
 }
 
 /// `POST /widget/v1/messages`: stores the visitor's message (once per `client_id`) and streams
@@ -521,7 +523,7 @@ async fn store_and_answer(
         .flatten()
         .and_then(|l| l.into_iter().find(|m| m.id == stored_id));
 
-    let (out, rx) = tokio::sync::mpsc::unbounded_channel::<Bytes>();
+    let (out, rx) = tokio::sync::mpsc::unbounded_channel::<Event>();
     if let Some(m) = &stored {
         let _ = out.send(sse("message", visitor_message(m)));
     }
@@ -569,20 +571,16 @@ async fn store_and_answer(
         let _ = out.send(sse("done", json!({"duplicate": true})));
         drop(out);
     }
-    let stream = futures_util::stream::unfold(rx, |mut rx| async move {
-        rx.recv()
-            .await
-            .map(|b| (Ok::<Bytes, std::convert::Infallible>(b), rx))
-    });
-    let mut res =
-        Response::new(metrics.stream_body(crate::metrics::StreamKind::WidgetChat, stream));
-    let h = res.headers_mut();
-    h.insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("text/event-stream; charset=utf-8"),
+    let stream =
+        futures_util::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|e| (e, rx)) });
+    let mut res = crate::sse::respond(
+        &metrics,
+        crate::metrics::StreamKind::WidgetChat,
+        stream,
+        crate::sse::KEEP_ALIVE,
     );
-    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    h.insert("x-accel-buffering", HeaderValue::from_static("no"));
+    res.headers_mut()
+        .insert("x-accel-buffering", HeaderValue::from_static("no"));
     c.answer(res)
 }
 

@@ -13,6 +13,7 @@ mod dashboard;
 mod durability;
 mod error_bodies;
 mod errors;
+mod events;
 mod import_memory;
 mod insights;
 mod keys;

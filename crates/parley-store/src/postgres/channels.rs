@@ -223,12 +223,16 @@ impl ChannelStore for PostgresStore {
         external_id: Option<&str>,
         meta: &MessageMeta,
     ) -> Result<bool> {
-        let client = self.pool.get().await?;
-        let n = client
+        let mut client = self.pool.get().await?;
+        // The update (which takes the message's row lock) first, then its `message.updated`
+        // event (which takes the event log's ordering lock), in one transaction: in one
+        // statement the log's lock could come first and deadlock with an edit holding the row.
+        let tx = client.transaction().await?;
+        let n = tx
             .execute(
                 "UPDATE messages SET meta = $3, external_id = coalesce($4, external_id)
-                 WHERE id = $1 AND conversation IN
-                     (SELECT pk FROM conversations WHERE workspace_id = $2)",
+                  WHERE id = $1 AND conversation IN
+                      (SELECT pk FROM conversations WHERE workspace_id = $2)",
                 &[
                     &message.0,
                     &workspace.0,
@@ -238,6 +242,24 @@ impl ChannelStore for PostgresStore {
             )
             .await
             .map_err(external_id_taken)?;
+        if n > 0 {
+            tx.execute(
+                &format!(
+                    "WITH u AS (SELECT id, conversation FROM messages WHERE id = $1) {}",
+                    super::events::message_updated_tail(2, 3)
+                ),
+                &[
+                    &message.0,
+                    &Timestamp::now().0,
+                    &crate::events::message_updated_data(message),
+                ],
+            )
+            .await?;
+        }
+        tx.commit().await?;
+        if n > 0 {
+            self.events.bump();
+        }
         Ok(n > 0)
     }
 
@@ -270,19 +292,28 @@ impl ChannelStore for PostgresStore {
         }
         let changed = (content != before).then_some(content);
         tx.execute(
-            "UPDATE messages SET meta = $2, external_id = coalesce($3, external_id),
-                 content = coalesce($4, content)
-             WHERE id = $1",
+            &format!(
+                "WITH u AS (
+                     UPDATE messages SET meta = $2, external_id = coalesce($3, external_id),
+                         content = coalesce($4, content)
+                      WHERE id = $1
+                     RETURNING id, conversation)
+                 {}",
+                super::events::message_updated_tail(5, 6)
+            ),
             &[
                 &message.0,
                 &crate::sql::meta_text(&meta),
                 &external_id,
                 &changed,
+                &Timestamp::now().0,
+                &crate::events::message_updated_data(message),
             ],
         )
         .await
         .map_err(external_id_taken)?;
         tx.commit().await?;
+        self.events.bump();
         Ok(true)
     }
 

@@ -94,7 +94,9 @@ impl JobStore for PostgresStore {
         batches: Vec<IngestBatch>,
         jobs: Vec<IngestJob>,
     ) -> Result<Vec<IngestOutcome>> {
-        super::write::ingest_with_jobs(&self.pool, workspace, batches, jobs).await
+        let out = super::write::ingest_with_jobs(&self.pool, workspace, batches, jobs).await?;
+        self.events.bump();
+        Ok(out)
     }
 
     async fn claim(

@@ -13,6 +13,7 @@
 mod assistants;
 mod attachments;
 mod channels;
+mod events;
 mod insights;
 mod jobs;
 mod read;
@@ -67,6 +68,13 @@ impl Default for PostgresOptions {
 pub struct PostgresStore {
     pool: Pool,
     options: PostgresOptions,
+    /// The connection settings, for the `LISTEN parley_events` connection.
+    config: tokio_postgres::Config,
+    /// Bumped after this store's commits that appended events, and by the listener.
+    events: std::sync::Arc<crate::events::EventSignal>,
+    /// Stops the listener task when the store goes (dropping it ends the task); `None` until
+    /// the first [`crate::EventStore::subscribe`] starts it.
+    listener: std::sync::Mutex<Option<tokio::sync::oneshot::Sender<()>>>,
 }
 
 impl From<tokio_postgres::Error> for StoreError {
@@ -141,7 +149,7 @@ impl PostgresStore {
             config.application_name("parley");
         }
         let manager = Manager::from_config(
-            config,
+            config.clone(),
             NoTls,
             ManagerConfig {
                 recycling_method: RecyclingMethod::Fast,
@@ -151,7 +159,13 @@ impl PostgresStore {
             .max_size(options.pool_size.max(1))
             .build()
             .map_err(|e| StoreError::backend(format!("connection pool: {e}")))?;
-        let store = PostgresStore { pool, options };
+        let store = PostgresStore {
+            pool,
+            options,
+            config,
+            events: Default::default(),
+            listener: Default::default(),
+        };
         store.migrate().await?;
         let client = store.pool.get().await?;
         let folds: bool = client
@@ -174,6 +188,25 @@ impl PostgresStore {
         crate::migrate::run(&mut PostgresMigrations { tx: &tx }, i64::MAX).await?;
         tx.commit().await?;
         Ok(())
+    }
+
+    /// Starts the `LISTEN parley_events` task once (needs a Tokio runtime; without one,
+    /// wake-ups come from this store's own commits only).
+    fn start_listening(&self) {
+        let mut guard = self.listener.lock().expect("listener lock");
+        if guard.is_some() {
+            return;
+        }
+        let Ok(handle) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        let (stop, stopped) = tokio::sync::oneshot::channel();
+        handle.spawn(events::listen(
+            self.config.clone(),
+            self.events.clone(),
+            stopped,
+        ));
+        *guard = Some(stop);
     }
 
     /// A pooled connection (for the benchmark's raw baselines and tests).
@@ -243,6 +276,10 @@ impl Store for PostgresStore {
         self
     }
 
+    fn events(&self) -> &dyn crate::EventStore {
+        self
+    }
+
     fn assistants(&self) -> &dyn crate::AssistantStore {
         self
     }
@@ -286,7 +323,9 @@ impl Store for PostgresStore {
         workspace: WorkspaceId,
         batches: Vec<IngestBatch>,
     ) -> Result<Vec<IngestOutcome>> {
-        write::ingest(&self.pool, workspace, batches).await
+        let out = write::ingest(&self.pool, workspace, batches).await?;
+        self.events.bump();
+        Ok(out)
     }
 
     async fn update_conversation(
@@ -298,6 +337,7 @@ impl Store for PostgresStore {
         if !write::update_conversation(&self.pool, workspace, id, patch).await? {
             return Ok(None);
         }
+        self.events.bump();
         read::get_conversation(&self.pool, workspace, id).await
     }
 
@@ -306,7 +346,11 @@ impl Store for PostgresStore {
         workspace: WorkspaceId,
         id: ConversationId,
     ) -> Result<bool> {
-        write::delete_conversation(&self.pool, workspace, id).await
+        let deleted = write::delete_conversation(&self.pool, workspace, id).await?;
+        if deleted {
+            self.events.bump();
+        }
+        Ok(deleted)
     }
 
     async fn list_conversations(

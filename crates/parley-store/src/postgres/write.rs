@@ -839,6 +839,9 @@ async fn ingest_once(
     for job in crate::jobs::due_after_ingest(batches.len(), &outcomes, jobs.to_vec()) {
         super::jobs::insert(&tx, &job, now).await?;
     }
+    // Last: the append holds the event log's ordering lock until the commit.
+    let events = crate::events::ingest_events(batches, &outcomes);
+    super::events::append(&tx, workspace, &events, now).await?;
     tx.commit().await?;
     Ok(outcomes)
 }
@@ -956,6 +959,7 @@ pub(super) async fn update_conversation(
     if let Some(vars) = &p.variables {
         upsert_variables(&tx, pk, vars, now).await?;
     }
+    super::events::append(&tx, workspace, &crate::events::patch_events(id, p), now).await?;
     tx.commit().await?;
     Ok(true)
 }
@@ -969,7 +973,8 @@ pub(super) async fn delete_conversation(
     let tx = client.transaction().await?;
     let stmt = tx
         .prepare_cached(
-            "SELECT pk FROM conversations WHERE id = $1 AND workspace_id = $2 FOR UPDATE",
+            "SELECT pk, channel, assistant_id FROM conversations
+              WHERE id = $1 AND workspace_id = $2 FOR UPDATE",
         )
         .await?;
     let Some(row) = tx.query_opt(&stmt, &[&id.0, &workspace.0]).await? else {
@@ -997,6 +1002,12 @@ pub(super) async fn delete_conversation(
     )
     .await?;
     bump_counter(&tx, workspace, -1).await?;
+    // Last (the ordering lock it takes must come after every row lock, or it could deadlock
+    // with a message edit): the row is gone, so the channel and assistant are the ones read
+    // with the lock above.
+    let (channel, assistant): (String, Uuid) = (row.get(1), row.get(2));
+    super::events::append_deleted(&tx, workspace, id, &channel, assistant, Timestamp::now())
+        .await?;
     tx.commit().await?;
     Ok(true)
 }

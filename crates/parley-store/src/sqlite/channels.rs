@@ -110,6 +110,9 @@ fn update_message(
             ],
         )
         .map_err(external_id_taken)?;
+    if n > 0 {
+        super::events::append_message_updated(c, ws, id)?;
+    }
     Ok(n > 0)
 }
 
@@ -165,6 +168,7 @@ fn edit_message(
             params![id.as_bytes(), content],
         )?;
     }
+    super::events::append_message_updated(c, ws, id)?;
     Ok(true)
 }
 
@@ -327,8 +331,13 @@ impl ChannelStore for SqliteStore {
         meta: &MessageMeta,
     ) -> Result<bool> {
         let (ext, meta) = (external_id.map(str::to_owned), meta.clone());
-        self.write(move |c| update_message(c, workspace, message, ext.as_deref(), &meta))
-            .await
+        let wrote = self
+            .write(move |c| update_message(c, workspace, message, ext.as_deref(), &meta))
+            .await?;
+        if wrote {
+            self.events.bump();
+        }
+        Ok(wrote)
     }
 
     async fn edit_message(
@@ -339,8 +348,13 @@ impl ChannelStore for SqliteStore {
         edit: MessageEdit,
     ) -> Result<bool> {
         let ext = external_id.map(str::to_owned);
-        self.write(move |c| edit_message(c, workspace, message, ext.as_deref(), edit))
-            .await
+        let wrote = self
+            .write(move |c| edit_message(c, workspace, message, ext.as_deref(), edit))
+            .await?;
+        if wrote {
+            self.events.bump();
+        }
+        Ok(wrote)
     }
 
     async fn edit_channel_config(

@@ -117,6 +117,7 @@ impl JobStore for SqliteStore {
             Ok(outcomes)
         })
         .await
+        .inspect(|_| self.events.bump())
     }
 
     async fn claim(

@@ -12,6 +12,7 @@
 mod assistants;
 mod attachments;
 mod channels;
+mod events;
 mod insights;
 mod jobs;
 mod read;
@@ -94,6 +95,8 @@ pub struct SqliteStore {
     readers: Arc<ReaderPool>,
     /// Calls on the checkpoint thread; dropping it stops the thread (see `checkpoint_loop`).
     checkpointer: std::sync::mpsc::Sender<CloseCall>,
+    /// Bumped after every commit that appended events ([`crate::EventStore::subscribe`]).
+    events: crate::events::EventSignal,
 }
 
 struct ReaderPool {
@@ -451,6 +454,7 @@ impl SqliteStore {
             jobs: tx,
             readers,
             checkpointer,
+            events: Default::default(),
         })
     }
 
@@ -559,6 +563,10 @@ impl Store for SqliteStore {
         self
     }
 
+    fn events(&self) -> &dyn crate::EventStore {
+        self
+    }
+
     fn jobs(&self) -> &dyn crate::JobStore {
         self
     }
@@ -613,8 +621,11 @@ impl Store for SqliteStore {
         workspace: WorkspaceId,
         batches: Vec<IngestBatch>,
     ) -> Result<Vec<IngestOutcome>> {
-        self.write(move |c| write::ingest(c, workspace, batches))
-            .await
+        let out = self
+            .write(move |c| write::ingest(c, workspace, batches))
+            .await?;
+        self.events.bump();
+        Ok(out)
     }
 
     async fn update_conversation(
@@ -624,13 +635,18 @@ impl Store for SqliteStore {
         patch: &ConversationPatch,
     ) -> Result<Option<ConversationDetail>> {
         let patch = patch.clone();
-        self.write(move |c| {
-            if !write::update_conversation(c, workspace, id, &patch)? {
-                return Ok(None);
-            }
-            read::get_conversation(c, workspace, id)
-        })
-        .await
+        let out = self
+            .write(move |c| {
+                if !write::update_conversation(c, workspace, id, &patch)? {
+                    return Ok(None);
+                }
+                read::get_conversation(c, workspace, id)
+            })
+            .await?;
+        if out.is_some() {
+            self.events.bump();
+        }
+        Ok(out)
     }
 
     async fn delete_conversation(
@@ -638,8 +654,13 @@ impl Store for SqliteStore {
         workspace: WorkspaceId,
         id: ConversationId,
     ) -> Result<bool> {
-        self.write(move |c| write::delete_conversation(c, workspace, id))
-            .await
+        let deleted = self
+            .write(move |c| write::delete_conversation(c, workspace, id))
+            .await?;
+        if deleted {
+            self.events.bump();
+        }
+        Ok(deleted)
     }
 
     async fn list_conversations(

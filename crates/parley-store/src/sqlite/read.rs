@@ -310,7 +310,7 @@ pub(super) fn to_value(p: &Param) -> Value {
 }
 
 /// Runs `sql` with its parameters bound (lists through the `rarray` module), mapping every row.
-fn query_rows<T>(
+pub(super) fn query_rows<T>(
     c: &Connection,
     sql: &Sql,
     mut map: impl FnMut(&Row<'_>) -> rusqlite::Result<T>,

@@ -584,7 +584,7 @@ pub(super) fn ingest(
     let now = Timestamp::now();
     let mut outcomes = Vec::with_capacity(batches.len());
     let (mut new_conversations, mut new_messages) = (Vec::new(), Vec::new());
-    for batch in batches {
+    for batch in &batches {
         let (pk, id, created) = match &batch.target {
             IngestTarget::Existing(id) => {
                 let pk = conversation_pk(c, workspace, *id)?.ok_or(StoreError::NotFound {
@@ -632,6 +632,8 @@ pub(super) fn ingest(
         });
     }
     index_for_search(c, new_conversations, new_messages)?;
+    let events = crate::events::ingest_events(&batches, &outcomes);
+    super::events::append(c, workspace, &events, now)?;
     Ok(outcomes)
 }
 
@@ -666,6 +668,7 @@ pub(super) fn update_conversation(
     if let Some(vars) = &p.variables {
         upsert_variables(c, pk, vars, now)?;
     }
+    super::events::append(c, workspace, &crate::events::patch_events(id, p), now)?;
     Ok(true)
 }
 
@@ -677,6 +680,13 @@ pub(super) fn delete_conversation(
     let Some(pk) = conversation_pk(c, workspace, id)? else {
         return Ok(false);
     };
+    // The event first: it reads the conversation's channel and assistant from its row.
+    super::events::append(
+        c,
+        workspace,
+        &[crate::events::deleted_event(id)],
+        Timestamp::now(),
+    )?;
     // Messages first: their triggers remove the search index entries.
     c.prepare_cached("DELETE FROM messages WHERE conversation = ?1")?
         .execute([pk])?;
