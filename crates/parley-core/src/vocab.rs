@@ -230,6 +230,21 @@ named_enum!(
 );
 
 named_enum!(
+    /// A list filter on a conversation's sentiment (the client's if it sent one, else the
+    /// computed one): one of the labels, or `not_analyzed` (neither is known).
+    SentimentFilter, "sentiment" {
+        /// Labelled positive.
+        Positive => "positive",
+        /// Labelled neutral.
+        Neutral => "neutral",
+        /// Labelled negative.
+        Negative => "negative",
+        /// No sentiment: not analysed yet, or a language the analyser does not read.
+        NotAnalyzed => "not_analyzed",
+    }
+);
+
+named_enum!(
     /// How an assistant takes part in its conversations.
     AssistantMode, "mode" {
         /// The AI answers customers.
@@ -272,5 +287,29 @@ mod tests {
         assert!(err.to_string().contains("whatsapp"));
         assert!("User".parse::<Role>().is_err(), "names are case-sensitive");
         assert!(!Role::Tool.is_visible() && Role::Agent.is_visible());
+    }
+}
+
+impl SentimentFilter {
+    /// Human label for the dashboard.
+    pub fn label(self) -> &'static str {
+        match self {
+            SentimentFilter::Positive => "Positive",
+            SentimentFilter::Neutral => "Neutral",
+            SentimentFilter::Negative => "Negative",
+            SentimentFilter::NotAnalyzed => "Not analyzed",
+        }
+    }
+}
+
+impl Resolution {
+    /// Human label for the dashboard.
+    pub fn label(self) -> &'static str {
+        match self {
+            Resolution::ResolvedByAi => "Resolved by AI",
+            Resolution::HandedOff => "Handed off",
+            Resolution::Unresolved => "Unresolved",
+            Resolution::Ongoing => "Ongoing",
+        }
     }
 }

@@ -236,9 +236,13 @@ pub async fn serve(
     });
     let store = state.store.clone();
     let worker = jobs::start(state.clone());
+    let analyser = insights::start(state.clone());
     let served = axum::serve(listener, app)
         .with_graceful_shutdown(shutdown)
         .await;
+    if let Some(a) = analyser {
+        a.stop().await;
+    }
     worker.stop().await;
     served?;
     // Every request is answered and the worker has stopped: leave the store tidy (SQLite: an

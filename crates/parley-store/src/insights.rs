@@ -18,6 +18,35 @@ pub struct StoredInsight {
     pub analysed_at: Timestamp,
 }
 
+/// A position in one workspace's conversations ordered by `(updated_at, pk)`: the analyser's
+/// watermark (everything at or before it is analysed) and its scan cursor.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct InsightCursor {
+    /// The conversation's `updated_at`, ms since the epoch (UTC).
+    pub updated_at: i64,
+    /// The conversation's storage key (`conversations.pk`), the tie-breaker.
+    pub pk: i64,
+}
+
+impl InsightCursor {
+    /// Before every conversation: where a workspace never analysed starts.
+    pub const START: InsightCursor = InsightCursor {
+        updated_at: i64::MIN,
+        pk: i64::MIN,
+    };
+}
+
+/// One conversation past a cursor, as [`InsightStore::changed_conversations`] lists it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChangedConversation {
+    /// The conversation.
+    pub id: ConversationId,
+    /// Its position (to move the cursor past it).
+    pub cursor: InsightCursor,
+    /// Its insight is missing or older than its `updated_at`.
+    pub stale: bool,
+}
+
 /// The insights part of the store, reached through [`crate::Store::insights`]. Every method is
 /// scoped to one workspace.
 #[async_trait]
@@ -38,6 +67,13 @@ pub trait InsightStore: Send + Sync {
         workspace: WorkspaceId,
         conversation: ConversationId,
     ) -> Result<Option<StoredInsight>>;
+    /// The stored insights of those of `conversations` that are the workspace's and analysed
+    /// (a list page's rows), in no particular order.
+    async fn insights_of(
+        &self,
+        workspace: WorkspaceId,
+        conversations: &[ConversationId],
+    ) -> Result<Vec<(ConversationId, StoredInsight)>>;
     /// Up to `limit` of the workspace's conversations whose insight is missing or older than the
     /// conversation's last change (`updated_at`), oldest conversation first: the backfill's
     /// work list.
@@ -46,6 +82,37 @@ pub trait InsightStore: Send + Sync {
         workspace: WorkspaceId,
         limit: u32,
     ) -> Result<Vec<ConversationId>>;
+    /// The workspace's stored watermark ([`InsightCursor::START`] when it has none).
+    async fn insight_watermark(&self, workspace: WorkspaceId) -> Result<InsightCursor>;
+    /// Takes (or renews) the workspace's analysis lease for `worker` until `until` when it is
+    /// free (never taken, released, expired at `now`) or already `worker`'s, and returns the
+    /// watermark; `None` when another worker holds it.
+    async fn claim_insight_watermark(
+        &self,
+        workspace: WorkspaceId,
+        worker: &str,
+        now: Timestamp,
+        until: Timestamp,
+    ) -> Result<Option<InsightCursor>>;
+    /// Up to `limit` of the workspace's conversations after `after` in `(updated_at, pk)`
+    /// order (an index range scan), each marked stale or not.
+    async fn changed_conversations(
+        &self,
+        workspace: WorkspaceId,
+        after: InsightCursor,
+        limit: u32,
+    ) -> Result<Vec<ChangedConversation>>;
+    /// Moves the watermark forward to `to` (never back) and renews the lease until `until`,
+    /// if `worker` still holds it; `false` when it lost the lease (nothing changed).
+    async fn advance_insight_watermark(
+        &self,
+        workspace: WorkspaceId,
+        worker: &str,
+        to: InsightCursor,
+        until: Timestamp,
+    ) -> Result<bool>;
+    /// Gives the lease up if `worker` holds it.
+    async fn release_insight_watermark(&self, workspace: WorkspaceId, worker: &str) -> Result<()>;
 }
 
 /// The stored form of an insight's enums and the way back; shared by both backends.

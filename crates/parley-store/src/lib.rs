@@ -52,7 +52,7 @@ pub mod testing;
 pub use assistants::AssistantStore;
 pub use attachments::{Admission, AttachmentStore, AttachmentUsage};
 pub use channels::{ChannelStore, ConfigEdit, MessageEdit};
-pub use insights::{InsightStore, StoredInsight};
+pub use insights::{ChangedConversation, InsightCursor, InsightStore, StoredInsight};
 pub use jobs::JobStore;
 
 /// What a store operation can fail with.

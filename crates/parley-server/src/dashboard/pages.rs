@@ -130,6 +130,8 @@ struct ConversationsPage {
     sort_param: String,
     status_options: Vec<Opt>,
     channel_options: Vec<Opt>,
+    sentiment_options: Vec<Opt>,
+    resolution_options: Vec<Opt>,
     agent_options: Vec<Opt>,
     rating_options: Vec<Opt>,
     range: &'static str,
@@ -273,6 +275,30 @@ fn chips(view: &ViewState, assistants: &[Assistant], today: &str, week_start: &s
             kind: "Agent",
             value: names.join(", "),
             remove: base.with(|v| v.assistants.clear()),
+        });
+    }
+    if !view.sentiments.is_empty() {
+        out.push(Chip {
+            kind: "Sentiment",
+            value: view
+                .sentiments
+                .iter()
+                .map(|s| s.label())
+                .collect::<Vec<_>>()
+                .join(", "),
+            remove: base.with(|v| v.sentiments.clear()),
+        });
+    }
+    if !view.resolutions.is_empty() {
+        out.push(Chip {
+            kind: "Outcome",
+            value: view
+                .resolutions
+                .iter()
+                .map(|r| r.label())
+                .collect::<Vec<_>>()
+                .join(", "),
+            remove: base.with(|v| v.resolutions.clear()),
         });
     }
     if let Some(r) = view.min_rating {
@@ -475,6 +501,20 @@ pub(super) async fn conversations(
         .iter()
         .map(|c| opt(c.to_string(), c.label().into(), view.channels.contains(c)))
         .collect();
+    let sentiment_options = parley_core::SentimentFilter::ALL
+        .iter()
+        .map(|s| opt(s.to_string(), s.label().into(), view.sentiments.contains(s)))
+        .collect();
+    let resolution_options = parley_core::Resolution::ALL
+        .iter()
+        .map(|r| {
+            opt(
+                r.to_string(),
+                r.label().into(),
+                view.resolutions.contains(r),
+            )
+        })
+        .collect();
     let agent_options = assistants
         .iter()
         .map(|a| {
@@ -530,6 +570,8 @@ pub(super) async fn conversations(
         },
         status_options,
         channel_options,
+        sentiment_options,
+        resolution_options,
         agent_options,
         rating_options,
         range,

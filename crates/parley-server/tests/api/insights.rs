@@ -18,6 +18,11 @@ fn conv(status: &str, messages: &[(&str, &str, u32)]) -> Value {
            "status": status, "started_at": "2026-11-01T10:00:00Z", "messages": messages})
 }
 
+/// The background analyser off: these tests count what `parley analyse`'s pass does.
+fn manual(s: &mut parley_server::config::Settings) {
+    s.jobs.insights = false;
+}
+
 async fn analyse(app: &TestApp) -> u64 {
     parley_server::insights::analyse_stale(&*app.state.store, app.workspace.id, |_| {})
         .await
@@ -31,7 +36,7 @@ async fn record(app: &TestApp, id: &str) -> Value {
 }
 
 async fn the_record_carries_each_outcome(backend: Backend) {
-    let Some(app) = TestApp::spawn_on(backend).await else {
+    let Some(app) = TestApp::spawn_on_with(backend, manual).await else {
         return;
     };
     let q = "Where is my order?";
@@ -152,7 +157,7 @@ async fn the_record_carries_each_outcome(backend: Backend) {
 /// The first response time of SGD conversations equals the one computed here from their
 /// transcripts (first user message to the next assistant or agent message).
 async fn sgd_first_response_matches_the_transcript(backend: Backend) {
-    let Some(app) = TestApp::spawn_on(backend).await else {
+    let Some(app) = TestApp::spawn_on_with(backend, manual).await else {
         return;
     };
     app.import_sgd(&["dialogues_001.json"]).await;
@@ -184,7 +189,71 @@ async fn sgd_first_response_matches_the_transcript(backend: Backend) {
     }
 }
 
+/// Polls the record of `id` until `done(record)` holds (the background analyser is off the
+/// request path), for at most 60 s.
+async fn record_when(app: &TestApp, id: &str, done: impl Fn(&Value) -> bool) -> Value {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        let r = record(app, id).await;
+        if done(&r) {
+            return r;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the analyser did not get to it: {r}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}
+
+/// The server keeps insights current by itself: a conversation posted through the API gets its
+/// sentiment and resolution without `parley analyse`, and a later change is analysed again.
+async fn the_server_analyses_changes_by_itself(backend: Backend) {
+    let Some(app) = TestApp::spawn_on(backend).await else {
+        return;
+    };
+    let id = app
+        .create(conv(
+            "closed",
+            &[
+                ("user", "Thanks, this is great, I love it!", 1),
+                ("assistant", "Glad to help.", 2),
+            ],
+        ))
+        .await;
+    let r = record_when(&app, &id, |r| r.get("resolution").is_some()).await;
+    assert_eq!(r["resolution"], "resolved_by_ai", "{r}");
+    assert_eq!(r["sentiment"]["label"], "positive", "{r}");
+    assert_eq!(r["sentiment_source"], "lexicon");
+
+    let p = app
+        .post(
+            &format!("/api/v1/conversations/{id}/messages"),
+            &json!({"messages": [{"role": "agent", "content": "Anything else?",
+                                   "created_at": "2026-11-01T10:00:30Z"}]}),
+        )
+        .await;
+    assert!(p.status < 300, "{}", p.text);
+    let r = record_when(&app, &id, |r| r["resolution"] == "handed_off").await;
+    assert_eq!(r["first_response_ms"], 1_000);
+    // Nothing is left for a backfill once the server caught up (it may be mid-pass: retry
+    // while it holds the workspace).
+    let left = loop {
+        match parley_server::insights::analyse_stale(&*app.state.store, app.workspace.id, |_| {})
+            .await
+        {
+            Ok(n) => break n,
+            Err(parley_store::StoreError::Conflict { .. }) => {
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await
+            }
+            Err(e) => panic!("{e}"),
+        }
+    };
+    assert_eq!(left, 0);
+}
+
 crate::both_backends!(
+    the_server_analyses_changes_by_itself,
     the_record_carries_each_outcome,
     sgd_first_response_matches_the_transcript,
 );
