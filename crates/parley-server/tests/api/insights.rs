@@ -252,7 +252,170 @@ async fn the_server_analyses_changes_by_itself(backend: Backend) {
     assert_eq!(left, 0);
 }
 
+/// The list, count and export endpoints filter on `sentiment=` and `resolution=`, list rows
+/// carry both, other workspaces' conversations never match, and bad values are 400.
+async fn lists_filter_on_sentiment_and_resolution(backend: Backend) {
+    let Some(app) = TestApp::spawn_on_with(backend, manual).await else {
+        return;
+    };
+    let q = "Where is my order?";
+    let resolved = app
+        .create(conv(
+            "closed",
+            &[("user", q, 1), ("assistant", "It ships tomorrow.", 4)],
+        ))
+        .await;
+    let happy = app
+        .create(conv(
+            "closed",
+            &[
+                ("user", "Thanks, this is great, I love it!", 1),
+                ("assistant", "Glad to help.", 2),
+            ],
+        ))
+        .await;
+    let handed = app
+        .create(conv(
+            "closed",
+            &[
+                ("user", q, 1),
+                ("assistant", "Let me check.", 2),
+                ("agent", "I have it.", 9),
+            ],
+        ))
+        .await;
+    let angry = app
+        .create(conv(
+            "closed",
+            &[
+                ("user", "This is terrible, I hate this awful shop.", 1),
+                ("assistant", "Sorry.", 2),
+                ("user", "Useless. Worst service ever.", 3),
+                ("assistant", "Sorry again.", 4),
+            ],
+        ))
+        .await;
+    let mut with_client = conv(
+        "closed",
+        &[
+            ("user", "Great, I love it, thanks!", 1),
+            ("assistant", "Glad to help.", 2),
+        ],
+    );
+    with_client["sentiment"] = json!({"label": "negative", "score": -0.5});
+    let client = app.create(with_client).await;
+    // The other workspace has the same kinds of conversation, analysed too.
+    let (other, other_key) = app.other_tenant("other").await;
+    for body in [
+        conv(
+            "closed",
+            &[("user", q, 1), ("assistant", "It ships tomorrow.", 4)],
+        ),
+        conv(
+            "closed",
+            &[
+                ("user", "This is terrible, I hate this awful shop.", 1),
+                ("assistant", "Sorry.", 2),
+            ],
+        ),
+    ] {
+        let r = app
+            .post_as("/api/v1/conversations", &body, &other_key)
+            .await;
+        assert!(r.status < 300, "{}", r.text);
+    }
+    assert_eq!(analyse(&app).await, 5);
+    parley_server::insights::analyse_stale(&*app.state.store, other.id, |_| {})
+        .await
+        .unwrap();
+    // Created after the analysis: not analysed.
+    let fresh = app.create(conv("active", &[("user", q, 1)])).await;
+
+    let sorted = |mut v: Vec<String>| {
+        v.sort();
+        v
+    };
+    let want = |ids: &[&String]| sorted(ids.iter().map(|s| (*s).clone()).collect());
+    let cases: Vec<(&str, Vec<&String>)> = vec![
+        ("resolution=resolved_by_ai", vec![&resolved, &happy]),
+        ("resolution=handed_off", vec![&handed]),
+        // The client's negative sentiment makes it end negative: unresolved.
+        ("resolution=unresolved", vec![&angry, &client]),
+        ("resolution=ongoing", vec![]),
+        (
+            "resolution=handed_off,unresolved",
+            vec![&handed, &angry, &client],
+        ),
+        ("sentiment=positive", vec![&happy]),
+        ("sentiment=negative", vec![&angry, &client]),
+        ("sentiment=neutral", vec![&resolved, &handed]),
+        ("sentiment=not_analyzed", vec![&fresh]),
+        ("sentiment=neutral&resolution=handed_off", vec![&handed]),
+        ("sentiment=positive&resolution=unresolved", vec![]),
+        ("sentiment=positive,not_analyzed", vec![&happy, &fresh]),
+    ];
+    for (query, ids) in &cases {
+        let expected = want(ids);
+        assert_eq!(sorted(app.list_ids(query).await), expected, "list {query}");
+        let c = app
+            .get(&format!("/api/v1/conversations/count?{query}"))
+            .await;
+        assert_eq!(c.status, 200, "{}", c.text);
+        assert_eq!(c.body["count"], expected.len(), "count {query}");
+        let e = app.get(&format!("/api/v1/export?{query}")).await;
+        assert_eq!(e.status, 200, "{}", e.text);
+        let exported: Vec<String> = e
+            .text
+            .lines()
+            .filter(|l| !l.trim().is_empty())
+            .map(|l| {
+                let v: Value = serde_json::from_str(l).unwrap();
+                v["conversation"]["id"]
+                    .as_str()
+                    .or(v["id"].as_str())
+                    .unwrap()
+                    .to_owned()
+            })
+            .collect();
+        assert_eq!(sorted(exported), expected, "export {query}");
+    }
+
+    // List rows carry the outcome and the computed sentiment.
+    let page = app.get("/api/v1/conversations?limit=50").await;
+    let row = |id: &String| {
+        page.body["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["id"] == id.as_str())
+            .unwrap()
+            .clone()
+    };
+    assert_eq!(row(&resolved)["resolution"], "resolved_by_ai");
+    assert_eq!(row(&happy)["sentiment"]["label"], "positive");
+    assert_eq!(
+        row(&client)["sentiment"]["label"],
+        "negative",
+        "the client's wins"
+    );
+    assert_eq!(row(&fresh)["resolution"], Value::Null);
+    assert_eq!(row(&fresh)["sentiment"], Value::Null);
+
+    for bad in ["sentiment=happy", "resolution=solved"] {
+        for path in [
+            "/api/v1/conversations",
+            "/api/v1/conversations/count",
+            "/api/v1/export",
+        ] {
+            let r = app.get(&format!("{path}?{bad}")).await;
+            assert_eq!(r.status, 400, "{path}?{bad}: {}", r.text);
+            assert_eq!(r.code(), "invalid_parameter");
+        }
+    }
+}
+
 crate::both_backends!(
+    lists_filter_on_sentiment_and_resolution,
     the_server_analyses_changes_by_itself,
     the_record_carries_each_outcome,
     sgd_first_response_matches_the_transcript,
