@@ -414,7 +414,71 @@ async fn lists_filter_on_sentiment_and_resolution(backend: Backend) {
     }
 }
 
+/// The dashboard: the panel shows the computed sentiment, its source and shift, the outcome
+/// and the first response time; the list takes `sentiment=` / `resolution=` as chips.
+async fn the_dashboard_shows_insights(backend: Backend) {
+    let Some(app) = TestApp::spawn_on_with(backend, manual).await else {
+        return;
+    };
+    let angry = app
+        .create(conv(
+            "closed",
+            &[
+                ("user", "I love this shop, thanks!", 1),
+                ("assistant", "Glad to help.", 2),
+                ("user", "Useless. Worst service ever, I hate it.", 3),
+                ("assistant", "Sorry.", 5),
+            ],
+        ))
+        .await;
+    let handed = app
+        .create(conv(
+            "closed",
+            &[
+                ("user", "This is terrible, I hate it.", 1),
+                ("agent", "I have it.", 9),
+            ],
+        ))
+        .await;
+    let (cookie, _) = app.dashboard_session(parley_core::UserRole::Admin).await;
+    let before = app
+        .page(&format!("/conversations?open={angry}"), &cookie)
+        .await;
+    assert!(before.text.contains("Not analyzed yet"), "{}", before.text);
+    analyse(&app).await;
+    let panel = app
+        .page(&format!("/conversations/{angry}/panel"), &cookie)
+        .await;
+    assert_eq!(panel.status, 200);
+    let t = &panel.text;
+    assert!(
+        t.contains(r#"<dd data-field="outcome">Resolved by AI</dd>"#),
+        "{t}"
+    );
+    assert!(
+        t.contains(r#"<dd data-field="first-response">1s</dd>"#),
+        "{t}"
+    );
+    // Mixed overall (neutral), but it got worse.
+    assert!(t.contains("Neutral ("), "{t}");
+    assert!(
+        t.contains("computed · Worsened over the conversation"),
+        "{t}"
+    );
+
+    let list = app
+        .page("/conversations?resolution=handed_off", &cookie)
+        .await;
+    assert_eq!(list.status, 200);
+    assert!(list.text.contains(&handed) && !list.text.contains(&angry));
+    assert!(list.text.contains("Outcome") && list.text.contains("Handed off"));
+    let list = app.page("/conversations?sentiment=neutral", &cookie).await;
+    assert!(list.text.contains(&angry) && !list.text.contains(&handed));
+    assert!(list.text.contains("Sentiment") && list.text.contains("Neutral"));
+}
+
 crate::both_backends!(
+    the_dashboard_shows_insights,
     lists_filter_on_sentiment_and_resolution,
     the_server_analyses_changes_by_itself,
     the_record_carries_each_outcome,
