@@ -47,6 +47,55 @@ pub struct ChangedConversation {
     pub stale: bool,
 }
 
+/// The cohort an insights figure is computed over: the workspace's conversations *started* in
+/// `[from, to)` (one population for every rate), optionally on one channel / of one assistant.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct InsightWindow {
+    /// First millisecond (inclusive), UTC.
+    pub from: Timestamp,
+    /// End (exclusive), UTC.
+    pub to: Timestamp,
+    /// Only this channel.
+    pub channel: Option<parley_core::Channel>,
+    /// Only this assistant.
+    pub assistant: Option<parley_core::AssistantId>,
+}
+
+/// Sums over one [`InsightWindow`]'s cohort, straight from the rows (no rollups yet).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct InsightTotals {
+    /// Conversations started in the window.
+    pub conversations: i64,
+    /// Their visible messages.
+    pub messages: i64,
+    /// Of them, analysed ones with outcome `resolved_by_ai`.
+    pub resolved_by_ai: i64,
+    /// Outcome `handed_off`.
+    pub handed_off: i64,
+    /// Outcome `unresolved`.
+    pub unresolved: i64,
+    /// Outcome `ongoing`.
+    pub ongoing: i64,
+    /// Rated ones.
+    pub rated: i64,
+    /// Sum of their ratings (1-5 each).
+    pub rating_sum: i64,
+    /// Rated 4 or 5.
+    pub rated_4_or_5: i64,
+    /// Sentiment (the client's, else the computed one) positive.
+    pub positive: i64,
+    /// Neutral.
+    pub neutral: i64,
+    /// Negative.
+    pub negative: i64,
+    /// Prompt tokens.
+    pub prompt_tokens: i64,
+    /// Completion tokens.
+    pub completion_tokens: i64,
+    /// Cost, nano-USD.
+    pub cost_nanousd: i64,
+}
+
 /// The insights part of the store, reached through [`crate::Store::insights`]. Every method is
 /// scoped to one workspace.
 #[async_trait]
@@ -111,8 +160,72 @@ pub trait InsightStore: Send + Sync {
         to: InsightCursor,
         until: Timestamp,
     ) -> Result<bool>;
+    /// The sums over `window`'s cohort (an aggregate over the rows: correct at any size, fast
+    /// up to about 100k conversations per window; rollups are a later step).
+    async fn insight_totals(
+        &self,
+        workspace: WorkspaceId,
+        window: &InsightWindow,
+    ) -> Result<InsightTotals>;
     /// Gives the lease up if `worker` holds it.
     async fn release_insight_watermark(&self, workspace: WorkspaceId, worker: &str) -> Result<()>;
+}
+
+/// The aggregate behind [`InsightStore::insight_totals`], shared by both backends: `p(n)` is
+/// the dialect's placeholder n (1 workspace, 2 from, 3 to, 4 channel or NULL, 5 assistant or
+/// NULL); the 15 columns are [`InsightTotals`]' fields in order.
+pub(crate) fn totals_sql(p: impl Fn(u8) -> String, text: &str, uuid: &str) -> String {
+    let sum = |e: &str| format!("CAST(COALESCE(SUM({e}), 0) AS BIGINT)");
+    let when = |cond: &str| sum(&format!("CASE WHEN {cond} THEN 1 ELSE 0 END"));
+    let label = "COALESCE(c.sentiment, i.sentiment_label)";
+    format!(
+        "SELECT count(*), {messages}, {resolved}, {handed}, {unresolved}, {ongoing}, {rated},
+                {rating_sum}, {csat}, {pos}, {neu}, {neg}, {prompt}, {completion}, {cost}
+         FROM conversations c LEFT JOIN conversation_insights i ON i.conversation = c.pk
+         WHERE c.workspace_id = {ws} AND c.started_at >= {from} AND c.started_at < {to}
+           AND ({ch}{text} IS NULL OR c.channel = {ch})
+           AND ({a}{uuid} IS NULL OR c.assistant_id = {a})",
+        messages = sum("c.message_count"),
+        resolved = when("i.resolution = 'resolved_by_ai'"),
+        handed = when("i.resolution = 'handed_off'"),
+        unresolved = when("i.resolution = 'unresolved'"),
+        ongoing = when("i.resolution = 'ongoing'"),
+        rated = when("c.rating > 0"),
+        rating_sum = sum("CASE WHEN c.rating > 0 THEN c.rating ELSE 0 END"),
+        csat = when("c.rating >= 4"),
+        pos = when(&format!("{label} = 'positive'")),
+        neu = when(&format!("{label} = 'neutral'")),
+        neg = when(&format!("{label} = 'negative'")),
+        prompt = sum("c.prompt_tokens"),
+        completion = sum("c.completion_tokens"),
+        cost = sum("c.cost_nanousd"),
+        ws = p(1),
+        from = p(2),
+        to = p(3),
+        ch = p(4),
+        a = p(5),
+    )
+}
+
+/// The 15 columns of [`totals_sql`] as totals.
+pub(crate) fn totals_from(v: [i64; 15]) -> InsightTotals {
+    InsightTotals {
+        conversations: v[0],
+        messages: v[1],
+        resolved_by_ai: v[2],
+        handed_off: v[3],
+        unresolved: v[4],
+        ongoing: v[5],
+        rated: v[6],
+        rating_sum: v[7],
+        rated_4_or_5: v[8],
+        positive: v[9],
+        neutral: v[10],
+        negative: v[11],
+        prompt_tokens: v[12],
+        completion_tokens: v[13],
+        cost_nanousd: v[14],
+    }
 }
 
 /// The stored form of an insight's enums and the way back; shared by both backends.

@@ -52,7 +52,9 @@ pub mod testing;
 pub use assistants::AssistantStore;
 pub use attachments::{Admission, AttachmentStore, AttachmentUsage};
 pub use channels::{ChannelStore, ConfigEdit, MessageEdit};
-pub use insights::{ChangedConversation, InsightCursor, InsightStore, StoredInsight};
+pub use insights::{
+    ChangedConversation, InsightCursor, InsightStore, InsightTotals, InsightWindow, StoredInsight,
+};
 pub use jobs::JobStore;
 
 /// What a store operation can fail with.

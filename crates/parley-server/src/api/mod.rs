@@ -7,6 +7,7 @@
 mod assistants;
 pub(crate) mod channels;
 mod conversations;
+pub(crate) mod insights;
 mod transfer;
 
 use axum::Router;
@@ -28,6 +29,7 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("GET", "/api/v1/conversations"),
     ("POST", "/api/v1/conversations"),
     ("GET", "/api/v1/conversations/count"),
+    ("GET", "/api/v1/insights/summary"),
     ("GET", "/api/v1/conversations/{id}"),
     ("PATCH", "/api/v1/conversations/{id}"),
     ("DELETE", "/api/v1/conversations/{id}"),
@@ -73,6 +75,7 @@ pub fn router(state: &AppState) -> Router<AppState> {
             get(conversations::list).post(conversations::create),
         )
         .route("/conversations/count", get(conversations::count))
+        .route("/insights/summary", get(insights::summary))
         .route(
             "/conversations/{id}",
             get(conversations::detail)

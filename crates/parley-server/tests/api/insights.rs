@@ -477,7 +477,259 @@ async fn the_dashboard_shows_insights(backend: Backend) {
     assert!(list.text.contains("Sentiment") && list.text.contains("Neutral"));
 }
 
+/// One conversation for the summary test, started on 2026-11-`day` at 10:00 UTC.
+struct Planned {
+    day: u32,
+    channel: &'static str,
+    texts: Vec<(&'static str, &'static str)>,
+    rating: Option<u8>,
+    cost: i64,
+    tokens: (i64, i64),
+}
+
+/// `GET /api/v1/insights/summary`: each figure equals the aggregate computed here from the
+/// conversations posted (built to hit each outcome, in the window, in the previous period and
+/// outside both), per channel too; another workspace never counts; bad parameters are 400.
+async fn the_summary_equals_the_raw_aggregates(backend: Backend) {
+    let Some(app) = TestApp::spawn_on_with(backend, manual).await else {
+        return;
+    };
+    let q = "Where is my order?";
+    let plan = vec![
+        // The window: 2026-11-10 .. 2026-11-20 (10 days); previous: 10-31 .. 11-10.
+        Planned {
+            day: 10,
+            channel: "widget",
+            texts: vec![("user", q), ("assistant", "It ships tomorrow.")],
+            rating: Some(5),
+            cost: 1_000,
+            tokens: (10, 5),
+        },
+        Planned {
+            day: 12,
+            channel: "widget",
+            texts: vec![
+                ("user", "Thanks, this is great, I love it!"),
+                ("assistant", "Glad to help."),
+            ],
+            rating: Some(4),
+            cost: 3_000,
+            tokens: (20, 7),
+        },
+        Planned {
+            day: 13,
+            channel: "whatsapp",
+            texts: vec![
+                ("user", q),
+                ("assistant", "Let me check."),
+                ("agent", "I have it."),
+            ],
+            rating: Some(2),
+            cost: 500,
+            tokens: (8, 2),
+        },
+        Planned {
+            day: 15,
+            channel: "whatsapp",
+            texts: vec![
+                ("user", "This is terrible, I hate this awful shop."),
+                ("assistant", "Sorry."),
+                ("user", "Useless. Worst service ever."),
+            ],
+            rating: None,
+            cost: 700,
+            tokens: (9, 1),
+        },
+        Planned {
+            day: 19,
+            channel: "widget",
+            texts: vec![("user", q)],
+            rating: None,
+            cost: 0,
+            tokens: (0, 0),
+        },
+        // The previous period.
+        Planned {
+            day: 2,
+            channel: "widget",
+            texts: vec![("user", q), ("assistant", "It ships tomorrow.")],
+            rating: Some(3),
+            cost: 2_000,
+            tokens: (4, 4),
+        },
+        Planned {
+            day: 9,
+            channel: "whatsapp",
+            texts: vec![("user", q), ("agent", "On it.")],
+            rating: None,
+            cost: 0,
+            tokens: (0, 0),
+        },
+        // Outside both.
+        Planned {
+            day: 25,
+            channel: "widget",
+            texts: vec![("user", q), ("assistant", "It ships tomorrow.")],
+            rating: Some(1),
+            cost: 9_999,
+            tokens: (1, 1),
+        },
+    ];
+    for c in &plan {
+        let n = c.texts.len() as i64;
+        let messages: Vec<Value> = c
+            .texts
+            .iter()
+            .enumerate()
+            .map(|(i, (role, text))| {
+                let mut m = json!({"role": role, "content": text,
+                    "created_at": format!("2026-11-{:02}T10:00:{:02}Z", c.day, i * 2 + 1)});
+                // The whole cost and usage on the last message.
+                if i as i64 == n - 1 {
+                    m["cost_nanousd"] = json!(c.cost);
+                    m["usage"] =
+                        json!({"prompt_tokens": c.tokens.0, "completion_tokens": c.tokens.1});
+                }
+                m
+            })
+            .collect();
+        let mut body = json!({"assistant": {"name": "Helper", "company": "Acme"},
+            "channel": c.channel, "status": if c.texts.len() == 1 { "active" } else { "closed" },
+            "started_at": format!("2026-11-{:02}T10:00:00Z", c.day), "messages": messages});
+        if let Some(r) = c.rating {
+            body["rating"] = json!({"score": r});
+        }
+        app.create(body).await;
+    }
+    // Another workspace, same window: never counted.
+    let (_, other_key) = app.other_tenant("other").await;
+    let r = app
+        .post_as(
+            "/api/v1/conversations",
+            &json!({"assistant": {"name": "Helper"}, "channel": "widget",
+                    "started_at": "2026-11-11T10:00:00Z",
+                    "messages": [{"role": "user", "content": q}]}),
+            &other_key,
+        )
+        .await;
+    assert!(r.status < 300, "{}", r.text);
+    analyse(&app).await;
+
+    // The outcome of each conversation as the record says it.
+    let mut outcome = std::collections::HashMap::new();
+    for id in app.list_ids("limit=50").await {
+        let r = record(&app, &id).await;
+        let day: u32 = r["started_at"].as_str().unwrap()[8..10].parse().unwrap();
+        outcome.insert(
+            day,
+            (
+                r["resolution"].as_str().unwrap().to_owned(),
+                r["sentiment"]["label"].as_str().map(str::to_owned),
+            ),
+        );
+    }
+    // The plan hits each outcome but `ongoing` (a conversation still in progress now, which
+    // cannot start in a past window).
+    for want in ["resolved_by_ai", "handed_off", "unresolved"] {
+        assert!(
+            outcome.values().any(|(o, _)| o == want),
+            "{want}: {outcome:?}"
+        );
+    }
+
+    let expect = |days: std::ops::Range<u32>, channel: Option<&str>| -> Value {
+        let cohort: Vec<&Planned> = plan
+            .iter()
+            .filter(|c| days.contains(&c.day) && channel.is_none_or(|ch| ch == c.channel))
+            .collect();
+        let n = cohort.len() as i64;
+        let count = |o: &str| cohort.iter().filter(|c| outcome[&c.day].0 == o).count() as i64;
+        let sentiment = |l: Option<&str>| {
+            cohort
+                .iter()
+                .filter(|c| outcome[&c.day].1.as_deref() == l)
+                .count() as i64
+        };
+        let ratings: Vec<i64> = cohort
+            .iter()
+            .filter_map(|c| c.rating.map(i64::from))
+            .collect();
+        let ratio = |a: i64, b: i64| {
+            if b == 0 {
+                Value::Null
+            } else {
+                json!(a as f64 / b as f64)
+            }
+        };
+        let cost: i64 = cohort.iter().map(|c| c.cost).sum();
+        let resolved = count("resolved_by_ai");
+        json!({
+            "conversations": n,
+            "messages": cohort.iter().map(|c| c.texts.len() as i64).sum::<i64>(),
+            "resolution_rate": ratio(resolved, n),
+            "handoff_rate": ratio(count("handed_off"), n),
+            "average_rating": ratio(ratings.iter().sum(), ratings.len() as i64),
+            "csat": ratio(ratings.iter().filter(|r| **r >= 4).count() as i64, ratings.len() as i64),
+            "rated": ratings.len(),
+            "resolved_by_ai": resolved,
+            "handed_off": count("handed_off"),
+            "unresolved": count("unresolved"),
+            "ongoing": count("ongoing"),
+            "sentiment_positive": sentiment(Some("positive")),
+            "sentiment_neutral": sentiment(Some("neutral")),
+            "sentiment_negative": sentiment(Some("negative")),
+            "sentiment_not_analyzed": sentiment(None),
+            "prompt_tokens": cohort.iter().map(|c| c.tokens.0).sum::<i64>(),
+            "completion_tokens": cohort.iter().map(|c| c.tokens.1).sum::<i64>(),
+            "cost_nanousd": cost,
+            "cost_per_resolved_nanousd": if resolved == 0 { Value::Null } else { json!(cost / resolved) },
+        })
+    };
+    for (query, channel) in [
+        ("", None),
+        ("&channel=widget", Some("widget")),
+        ("&channel=whatsapp", Some("whatsapp")),
+    ] {
+        let r = app
+            .get(&format!(
+                "/api/v1/insights/summary?from=2026-11-10&to=2026-11-19{query}"
+            ))
+            .await;
+        assert_eq!(r.status, 200, "{}", r.text);
+        assert_eq!(r.body["from"], "2026-11-10T00:00:00.000Z", "{}", r.text);
+        assert_eq!(r.body["previous_from"], "2026-10-31T00:00:00.000Z");
+        let now = expect(10..20, channel);
+        let before = expect(1..10, channel);
+        for (name, value) in now.as_object().unwrap() {
+            let got = &r.body["figures"][name];
+            assert_eq!(&got["value"], value, "{name}{query}: {}", r.text);
+            assert_eq!(got["previous"], before[name], "{name} previous{query}");
+        }
+    }
+    // A bare date is a day in tz: at +02:00 the window starts 2 hours earlier.
+    let r = app
+        .get("/api/v1/insights/summary?from=2026-11-10&to=2026-11-19&tz=%2B02:00")
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(r.body["from"], "2026-11-09T22:00:00.000Z");
+
+    for bad in [
+        "from=yesterday",
+        "from=2026-11-10&to=2026-11-01",
+        "channel=fax",
+        "assistant=42",
+        "tz=Mars/Olympus",
+        "from=2020-01-01&to=2026-01-01",
+        "color=red",
+    ] {
+        let r = app.get(&format!("/api/v1/insights/summary?{bad}")).await;
+        assert_eq!(r.status, 400, "{bad}: {}", r.text);
+        assert_eq!(r.code(), "invalid_parameter", "{bad}");
+    }
+}
+
 crate::both_backends!(
+    the_summary_equals_the_raw_aggregates,
     the_dashboard_shows_insights,
     lists_filter_on_sentiment_and_resolution,
     the_server_analyses_changes_by_itself,

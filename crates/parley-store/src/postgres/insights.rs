@@ -6,7 +6,10 @@ use parley_core::{ConversationId, Timestamp, WorkspaceId};
 
 use super::PostgresStore;
 use crate::insights::columns::{from_row, to_row};
-use crate::insights::{ChangedConversation, InsightCursor, InsightStore, StoredInsight};
+use crate::insights::{
+    ChangedConversation, InsightCursor, InsightStore, InsightTotals, InsightWindow, StoredInsight,
+    totals_from, totals_sql,
+};
 use crate::{Result, StoreError};
 
 #[async_trait]
@@ -265,5 +268,33 @@ impl InsightStore for PostgresStore {
             )
             .await?;
         Ok(())
+    }
+
+    async fn insight_totals(
+        &self,
+        workspace: WorkspaceId,
+        window: &InsightWindow,
+    ) -> Result<InsightTotals> {
+        let sql = totals_sql(|n| format!("${n}"), "::text", "::uuid");
+        let channel = window.channel.map(|c| c.as_str().to_owned());
+        let assistant = window.assistant.map(|a| a.0);
+        let client = self.pool.get().await?;
+        let r = client
+            .query_one(
+                &sql,
+                &[
+                    &workspace.0,
+                    &window.from.0,
+                    &window.to.0,
+                    &channel,
+                    &assistant,
+                ],
+            )
+            .await?;
+        let mut v = [0i64; 15];
+        for (i, slot) in v.iter_mut().enumerate() {
+            *slot = r.get(i);
+        }
+        Ok(totals_from(v))
     }
 }

@@ -7,7 +7,10 @@ use rusqlite::{OptionalExtension, params};
 
 use super::SqliteStore;
 use crate::insights::columns::{from_row, to_row};
-use crate::insights::{ChangedConversation, InsightCursor, InsightStore, StoredInsight};
+use crate::insights::{
+    ChangedConversation, InsightCursor, InsightStore, InsightTotals, InsightWindow, StoredInsight,
+    totals_from, totals_sql,
+};
 use crate::{Result, StoreError};
 
 #[async_trait]
@@ -334,6 +337,35 @@ impl InsightStore for SqliteStore {
             )?
             .execute(params![workspace.as_bytes(), worker])?;
             Ok(())
+        })
+        .await
+    }
+
+    async fn insight_totals(
+        &self,
+        workspace: WorkspaceId,
+        window: &InsightWindow,
+    ) -> Result<InsightTotals> {
+        let w = *window;
+        self.read(move |c| {
+            let sql = totals_sql(|n| format!("?{n}"), "", "");
+            let v = c.prepare_cached(&sql)?.query_row(
+                params![
+                    workspace.as_bytes(),
+                    w.from.0,
+                    w.to.0,
+                    w.channel.map(|ch| ch.as_str()),
+                    w.assistant.map(|a| a.as_bytes().to_vec()),
+                ],
+                |r| {
+                    let mut v = [0i64; 15];
+                    for (i, slot) in v.iter_mut().enumerate() {
+                        *slot = r.get(i)?;
+                    }
+                    Ok(v)
+                },
+            )?;
+            Ok(totals_from(v))
         })
         .await
     }
