@@ -267,29 +267,6 @@ named_enum!(
     }
 );
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn names_round_trip_and_unknown_names_list_the_choices() {
-        for c in Channel::ALL {
-            assert_eq!(c.as_str().parse::<Channel>().unwrap(), *c);
-            let json = serde_json::to_string(c).unwrap();
-            assert_eq!(json, format!("\"{}\"", c.as_str()));
-        }
-        assert_eq!(
-            "pre_chat".parse::<VariableSource>().unwrap(),
-            VariableSource::PreChat
-        );
-        let err = "sms".parse::<Channel>().unwrap_err();
-        assert!(err.to_string().contains("unknown channel \"sms\""));
-        assert!(err.to_string().contains("whatsapp"));
-        assert!("User".parse::<Role>().is_err(), "names are case-sensitive");
-        assert!(!Role::Tool.is_visible() && Role::Agent.is_visible());
-    }
-}
-
 impl SentimentFilter {
     /// Human label for the dashboard.
     pub fn label(self) -> &'static str {
@@ -311,5 +288,28 @@ impl Resolution {
             Resolution::Unresolved => "Unresolved",
             Resolution::Ongoing => "Ongoing",
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_round_trip_and_unknown_names_list_the_choices() {
+        for c in Channel::ALL {
+            assert_eq!(c.as_str().parse::<Channel>().unwrap(), *c);
+            let json = serde_json::to_string(c).unwrap();
+            assert_eq!(json, format!("\"{}\"", c.as_str()));
+        }
+        assert_eq!(
+            "pre_chat".parse::<VariableSource>().unwrap(),
+            VariableSource::PreChat
+        );
+        let err = "sms".parse::<Channel>().unwrap_err();
+        assert!(err.to_string().contains("unknown channel \"sms\""));
+        assert!(err.to_string().contains("whatsapp"));
+        assert!("User".parse::<Role>().is_err(), "names are case-sensitive");
+        assert!(!Role::Tool.is_visible() && Role::Agent.is_visible());
     }
 }
