@@ -96,6 +96,45 @@ pub struct InsightTotals {
     pub cost_nanousd: i64,
 }
 
+/// How [`InsightStore::insight_groups`] groups a cohort. Keys are computed from `started_at`
+/// shifted by `offset_ms` (the viewer's UTC offset, ms east of UTC).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum InsightGrouping {
+    /// Key `k` = `floor((started_at + offset_ms - origin_ms) / size_ms)`: the bucket starting
+    /// at `k * size_ms + origin_ms - offset_ms` (UTC). Sizes are positive.
+    Buckets {
+        /// Bucket length, ms (an hour, a day, a week).
+        size_ms: i64,
+        /// The local time buckets are aligned to (0, or a Monday for weeks), ms.
+        origin_ms: i64,
+        /// Shift, ms east of UTC.
+        offset_ms: i64,
+    },
+    /// Key = weekday (Monday 0 .. Sunday 6) * 24 + hour (0-23), local time.
+    WeekHour {
+        /// Shift, ms east of UTC.
+        offset_ms: i64,
+    },
+}
+
+impl InsightGrouping {
+    /// The SQL key expression over `c.started_at` (integers only, no parameters).
+    pub(crate) fn key_sql(self) -> String {
+        match self {
+            InsightGrouping::Buckets {
+                size_ms,
+                origin_ms,
+                offset_ms,
+            } => format!("((c.started_at + {}) / {size_ms})", offset_ms - origin_ms),
+            // 1970-01-01 was a Thursday (weekday 3 from Monday).
+            InsightGrouping::WeekHour { offset_ms } => format!(
+                "((((c.started_at + {offset_ms}) / 86400000) + 3) % 7 * 24
+                  + ((c.started_at + {offset_ms}) / 3600000) % 24)"
+            ),
+        }
+    }
+}
+
 /// The insights part of the store, reached through [`crate::Store::insights`]. Every method is
 /// scoped to one workspace.
 #[async_trait]
@@ -167,6 +206,14 @@ pub trait InsightStore: Send + Sync {
         workspace: WorkspaceId,
         window: &InsightWindow,
     ) -> Result<InsightTotals>;
+    /// The sums over `window`'s cohort per group key (see [`InsightGrouping`]), keys
+    /// ascending, groups without conversations left out.
+    async fn insight_groups(
+        &self,
+        workspace: WorkspaceId,
+        window: &InsightWindow,
+        grouping: InsightGrouping,
+    ) -> Result<Vec<(i64, InsightTotals)>>;
     /// Gives the lease up if `worker` holds it.
     async fn release_insight_watermark(&self, workspace: WorkspaceId, worker: &str) -> Result<()>;
 }
@@ -175,16 +222,30 @@ pub trait InsightStore: Send + Sync {
 /// the dialect's placeholder n (1 workspace, 2 from, 3 to, 4 channel or NULL, 5 assistant or
 /// NULL); the 15 columns are [`InsightTotals`]' fields in order.
 pub(crate) fn totals_sql(p: impl Fn(u8) -> String, text: &str, uuid: &str) -> String {
+    totals_sql_by(p, text, uuid, None)
+}
+
+/// [`totals_sql`] grouped by `key` (an SQL expression, first column; then the 15), ascending.
+pub(crate) fn totals_sql_by(
+    p: impl Fn(u8) -> String,
+    text: &str,
+    uuid: &str,
+    key: Option<&str>,
+) -> String {
     let sum = |e: &str| format!("CAST(COALESCE(SUM({e}), 0) AS BIGINT)");
     let when = |cond: &str| sum(&format!("CASE WHEN {cond} THEN 1 ELSE 0 END"));
     let label = "COALESCE(c.sentiment, i.sentiment_label)";
+    let (head, tail) = match key {
+        Some(k) => (format!("{k} AS k, "), " GROUP BY k ORDER BY k"),
+        None => (String::new(), ""),
+    };
     format!(
-        "SELECT count(*), {messages}, {resolved}, {handed}, {unresolved}, {ongoing}, {rated},
+        "SELECT {head}count(*), {messages}, {resolved}, {handed}, {unresolved}, {ongoing}, {rated},
                 {rating_sum}, {csat}, {pos}, {neu}, {neg}, {prompt}, {completion}, {cost}
          FROM conversations c LEFT JOIN conversation_insights i ON i.conversation = c.pk
          WHERE c.workspace_id = {ws} AND c.started_at >= {from} AND c.started_at < {to}
            AND ({ch}{text} IS NULL OR c.channel = {ch})
-           AND ({a}{uuid} IS NULL OR c.assistant_id = {a})",
+           AND ({a}{uuid} IS NULL OR c.assistant_id = {a}){tail}",
         messages = sum("c.message_count"),
         resolved = when("i.resolution = 'resolved_by_ai'"),
         handed = when("i.resolution = 'handed_off'"),

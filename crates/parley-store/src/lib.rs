@@ -53,7 +53,8 @@ pub use assistants::AssistantStore;
 pub use attachments::{Admission, AttachmentStore, AttachmentUsage};
 pub use channels::{ChannelStore, ConfigEdit, MessageEdit};
 pub use insights::{
-    ChangedConversation, InsightCursor, InsightStore, InsightTotals, InsightWindow, StoredInsight,
+    ChangedConversation, InsightCursor, InsightGrouping, InsightStore, InsightTotals,
+    InsightWindow, StoredInsight,
 };
 pub use jobs::JobStore;
 

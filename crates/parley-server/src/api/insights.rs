@@ -202,3 +202,181 @@ pub(super) async fn summary(
     let (window, tz) = parse_window(&p)?;
     Ok(Json(summary_of(&st, auth.workspace, &window, tz).await?).into_response())
 }
+
+const HOUR_MS: i64 = 3_600_000;
+/// 1970-01-05, the first Monday of the epoch: weeks start on Mondays.
+const MONDAY_MS: i64 = 4 * DAY_MS;
+/// The most points one timeseries answers.
+const MAX_POINTS: i64 = 2_000;
+
+/// A timeseries metric (`metric=`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Metric {
+    /// Conversations started.
+    Conversations,
+    /// Their visible messages.
+    Messages,
+    /// Their cost, nano-USD.
+    Cost,
+    /// Their prompt and completion tokens.
+    Tokens,
+    /// Their sentiment mix.
+    Sentiment,
+}
+
+impl Metric {
+    fn parse(v: &str) -> Option<Metric> {
+        Some(match v {
+            "conversations" => Metric::Conversations,
+            "messages" => Metric::Messages,
+            "cost" => Metric::Cost,
+            "tokens" => Metric::Tokens,
+            "sentiment" => Metric::Sentiment,
+            _ => return None,
+        })
+    }
+
+    /// The point's value for `t`.
+    pub(crate) fn value(self, t: &InsightTotals) -> Value {
+        match self {
+            Metric::Conversations => json!(t.conversations),
+            Metric::Messages => json!(t.messages),
+            Metric::Cost => json!(t.cost_nanousd),
+            Metric::Tokens => json!({"prompt_tokens": t.prompt_tokens,
+                                     "completion_tokens": t.completion_tokens}),
+            Metric::Sentiment => json!({"positive": t.positive, "neutral": t.neutral,
+                "negative": t.negative,
+                "not_analyzed": t.conversations - t.positive - t.neutral - t.negative}),
+        }
+    }
+}
+
+/// The buckets of a timeseries: (grouping, bucket length ms, origin ms).
+fn buckets(interval: &str, tz: i32) -> Option<(parley_store::InsightGrouping, i64, i64)> {
+    let (size_ms, origin_ms) = match interval {
+        "hour" => (HOUR_MS, 0),
+        "day" => (DAY_MS, 0),
+        "week" => (7 * DAY_MS, MONDAY_MS),
+        _ => return None,
+    };
+    let offset_ms = tz as i64 * 60_000;
+    Some((
+        parley_store::InsightGrouping::Buckets {
+            size_ms,
+            origin_ms,
+            offset_ms,
+        },
+        size_ms,
+        origin_ms - offset_ms,
+    ))
+}
+
+/// One timeseries: every bucket overlapping the window, in order (empty ones with zero
+/// values), as `GET /api/v1/insights/timeseries` answers it. Errors: the store's; 400 when
+/// the window holds more than 2,000 buckets.
+pub(crate) async fn timeseries_of(
+    st: &AppState,
+    workspace: parley_core::WorkspaceId,
+    window: &InsightWindow,
+    tz: i32,
+    metric: Metric,
+    interval: &str,
+) -> Result<Value, ApiError> {
+    let (grouping, size, origin) = buckets(interval, tz)
+        .ok_or_else(|| ApiError::bad_param("interval", "interval must be hour, day or week"))?;
+    let key = |t: i64| (t - origin).div_euclid(size);
+    let (first, last) = (key(window.from.0), key(window.to.0 - 1));
+    if last - first + 1 > MAX_POINTS {
+        return Err(ApiError::bad_param(
+            "interval",
+            format!("the window holds more than {MAX_POINTS} {interval}s; use a longer interval"),
+        ));
+    }
+    let groups: std::collections::HashMap<i64, InsightTotals> = st
+        .store
+        .insights()
+        .insight_groups(workspace, window, grouping)
+        .await?
+        .into_iter()
+        .collect();
+    let points: Vec<Value> = (first..=last)
+        .map(|k| {
+            let t = groups.get(&k).copied().unwrap_or_default();
+            json!({"start": Timestamp(k * size + origin), "value": metric.value(&t)})
+        })
+        .collect();
+    Ok(json!({"from": window.from, "to": window.to, "interval": interval, "points": points}))
+}
+
+/// `GET /api/v1/insights/timeseries?metric=&interval=` plus the window parameters. Errors: 400
+/// `invalid_parameter` (a bad `metric` or `interval`, too many points, see [`parse_window`]).
+pub(super) async fn timeseries(
+    State(st): State<AppState>,
+    auth: ApiKeyAuth,
+    RawQuery(raw): RawQuery,
+) -> Result<Response, ApiError> {
+    let allowed: Vec<&str> = WINDOW_PARAMS
+        .iter()
+        .copied()
+        .chain(["metric", "interval"])
+        .collect();
+    let p = Params::parse(raw.as_deref(), &allowed)?;
+    let metric = Metric::parse(p.get("metric").unwrap_or("conversations")).ok_or_else(|| {
+        ApiError::bad_param(
+            "metric",
+            "metric must be conversations, messages, cost, tokens or sentiment",
+        )
+    })?;
+    let interval = p.get("interval").unwrap_or("day").to_owned();
+    let (window, tz) = parse_window(&p)?;
+    let mut v = timeseries_of(&st, auth.workspace, &window, tz, metric, &interval).await?;
+    v["metric"] = json!(p.get("metric").unwrap_or("conversations"));
+    Ok(Json(v).into_response())
+}
+
+/// The 7 x 24 grid of conversations started in the window (rows Monday..Sunday, columns hour
+/// 0..23, local time in `tz`). Errors: the store's.
+pub(crate) async fn heatmap_of(
+    st: &AppState,
+    workspace: parley_core::WorkspaceId,
+    window: &InsightWindow,
+    tz: i32,
+) -> Result<Vec<Vec<i64>>, ApiError> {
+    let groups = st
+        .store
+        .insights()
+        .insight_groups(
+            workspace,
+            window,
+            parley_store::InsightGrouping::WeekHour {
+                offset_ms: tz as i64 * 60_000,
+            },
+        )
+        .await?;
+    let mut cells = vec![vec![0i64; 24]; 7];
+    for (k, t) in groups {
+        if (0..168).contains(&k) {
+            cells[(k / 24) as usize][(k % 24) as usize] = t.conversations;
+        }
+    }
+    Ok(cells)
+}
+
+/// `GET /api/v1/insights/heatmap` with the window parameters: conversations started per
+/// weekday and hour. Errors: 400 `invalid_parameter` (see [`parse_window`]).
+pub(super) async fn heatmap(
+    State(st): State<AppState>,
+    auth: ApiKeyAuth,
+    RawQuery(raw): RawQuery,
+) -> Result<Response, ApiError> {
+    let p = Params::parse(raw.as_deref(), WINDOW_PARAMS)?;
+    let (window, tz) = parse_window(&p)?;
+    let cells = heatmap_of(&st, auth.workspace, &window, tz).await?;
+    Ok(Json(json!({
+        "from": window.from,
+        "to": window.to,
+        "days": ["monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday"],
+        "cells": cells,
+    }))
+    .into_response())
+}

@@ -30,6 +30,8 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("POST", "/api/v1/conversations"),
     ("GET", "/api/v1/conversations/count"),
     ("GET", "/api/v1/insights/summary"),
+    ("GET", "/api/v1/insights/timeseries"),
+    ("GET", "/api/v1/insights/heatmap"),
     ("GET", "/api/v1/conversations/{id}"),
     ("PATCH", "/api/v1/conversations/{id}"),
     ("DELETE", "/api/v1/conversations/{id}"),
@@ -76,6 +78,8 @@ pub fn router(state: &AppState) -> Router<AppState> {
         )
         .route("/conversations/count", get(conversations::count))
         .route("/insights/summary", get(insights::summary))
+        .route("/insights/timeseries", get(insights::timeseries))
+        .route("/insights/heatmap", get(insights::heatmap))
         .route(
             "/conversations/{id}",
             get(conversations::detail)

@@ -706,6 +706,75 @@ async fn the_summary_equals_the_raw_aggregates(backend: Backend) {
             assert_eq!(got["previous"], before[name], "{name} previous{query}");
         }
     }
+    // Per day: conversations, cost and sentiment of the conversations started that day.
+    async fn days(app: &TestApp, metric: &str) -> Vec<Value> {
+        let r = app
+            .get(&format!(
+                "/api/v1/insights/timeseries?metric={metric}&interval=day&from=2026-11-10&to=2026-11-19"
+            ))
+            .await;
+        assert_eq!(r.status, 200, "{}", r.text);
+        r.body["points"].as_array().unwrap().clone()
+    }
+    let conversations = days(&app, "conversations").await;
+    let cost = days(&app, "cost").await;
+    let sentiment = days(&app, "sentiment").await;
+    assert_eq!(conversations.len(), 10, "one point per day, empty days too");
+    for (i, day) in (10..20u32).enumerate() {
+        let started: Vec<&Planned> = plan.iter().filter(|c| c.day == day).collect();
+        assert_eq!(
+            conversations[i]["start"],
+            format!("2026-11-{day:02}T00:00:00.000Z")
+        );
+        assert_eq!(conversations[i]["value"], started.len(), "day {day}");
+        assert_eq!(
+            cost[i]["value"],
+            started.iter().map(|c| c.cost).sum::<i64>(),
+            "day {day}"
+        );
+        let negative = started
+            .iter()
+            .filter(|c| outcome[&c.day].1.as_deref() == Some("negative"))
+            .count();
+        assert_eq!(sentiment[i]["value"]["negative"], negative, "day {day}");
+    }
+    // Weekly points start on Mondays; the sum over them is the window's count.
+    let r = app
+        .get("/api/v1/insights/timeseries?interval=week&from=2026-11-10&to=2026-11-19")
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    let weeks = r.body["points"].as_array().unwrap();
+    assert_eq!(weeks[0]["start"], "2026-11-09T00:00:00.000Z", "a Monday");
+    let total: u64 = weeks.iter().map(|p| p["value"].as_u64().unwrap()).sum();
+    assert_eq!(total, 5);
+
+    // The heatmap: 2026-11-01 was a Sunday, so November day d is weekday (d + 5) % 7 from
+    // Monday; every conversation started at 10:00 UTC (12:00 at +02:00).
+    for (tz, hour) in [("", 10usize), ("&tz=%2B02:00", 12)] {
+        let r = app
+            .get(&format!(
+                "/api/v1/insights/heatmap?from=2026-11-01T00:00:00Z&to=2026-12-01T00:00:00Z{tz}"
+            ))
+            .await;
+        assert_eq!(r.status, 200, "{}", r.text);
+        let mut want = vec![vec![0u64; 24]; 7];
+        for c in &plan {
+            want[((c.day + 5) % 7) as usize][hour] += 1;
+        }
+        assert_eq!(r.body["cells"], json!(want), "{tz}");
+    }
+    for bad in [
+        "metric=mood",
+        "interval=minute",
+        "interval=hour&from=2026-01-01&to=2026-12-01",
+    ] {
+        let r = app.get(&format!("/api/v1/insights/timeseries?{bad}")).await;
+        assert_eq!(r.status, 400, "{bad}: {}", r.text);
+        assert_eq!(r.code(), "invalid_parameter", "{bad}");
+    }
+    let r = app.get("/api/v1/insights/heatmap?tz=nowhere").await;
+    assert_eq!(r.status, 400);
+
     // A bare date is a day in tz: at +02:00 the window starts 2 hours earlier.
     let r = app
         .get("/api/v1/insights/summary?from=2026-11-10&to=2026-11-19&tz=%2B02:00")

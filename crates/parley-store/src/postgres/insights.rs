@@ -5,10 +5,11 @@ use parley_core::insights::ConversationInsight;
 use parley_core::{ConversationId, Timestamp, WorkspaceId};
 
 use super::PostgresStore;
+use crate::insights::InsightGrouping;
 use crate::insights::columns::{from_row, to_row};
 use crate::insights::{
     ChangedConversation, InsightCursor, InsightStore, InsightTotals, InsightWindow, StoredInsight,
-    totals_from, totals_sql,
+    totals_from, totals_sql, totals_sql_by,
 };
 use crate::{Result, StoreError};
 
@@ -296,5 +297,41 @@ impl InsightStore for PostgresStore {
             *slot = r.get(i);
         }
         Ok(totals_from(v))
+    }
+
+    async fn insight_groups(
+        &self,
+        workspace: WorkspaceId,
+        window: &InsightWindow,
+        grouping: InsightGrouping,
+    ) -> Result<Vec<(i64, InsightTotals)>> {
+        // bigint arithmetic keeps the key a bigint.
+        let key = format!("({})::bigint", grouping.key_sql());
+        let sql = totals_sql_by(|n| format!("${n}"), "::text", "::uuid", Some(&key));
+        let channel = window.channel.map(|c| c.as_str().to_owned());
+        let assistant = window.assistant.map(|a| a.0);
+        let client = self.pool.get().await?;
+        let rows = client
+            .query(
+                &sql,
+                &[
+                    &workspace.0,
+                    &window.from.0,
+                    &window.to.0,
+                    &channel,
+                    &assistant,
+                ],
+            )
+            .await?;
+        Ok(rows
+            .iter()
+            .map(|r| {
+                let mut v = [0i64; 15];
+                for (i, slot) in v.iter_mut().enumerate() {
+                    *slot = r.get(i + 1);
+                }
+                (r.get::<_, i64>(0), totals_from(v))
+            })
+            .collect())
     }
 }

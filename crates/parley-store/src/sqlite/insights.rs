@@ -6,10 +6,11 @@ use parley_core::{ConversationId, Timestamp, WorkspaceId};
 use rusqlite::{OptionalExtension, params};
 
 use super::SqliteStore;
+use crate::insights::InsightGrouping;
 use crate::insights::columns::{from_row, to_row};
 use crate::insights::{
     ChangedConversation, InsightCursor, InsightStore, InsightTotals, InsightWindow, StoredInsight,
-    totals_from, totals_sql,
+    totals_from, totals_sql, totals_sql_by,
 };
 use crate::{Result, StoreError};
 
@@ -366,6 +367,40 @@ impl InsightStore for SqliteStore {
                 },
             )?;
             Ok(totals_from(v))
+        })
+        .await
+    }
+
+    async fn insight_groups(
+        &self,
+        workspace: WorkspaceId,
+        window: &InsightWindow,
+        grouping: InsightGrouping,
+    ) -> Result<Vec<(i64, InsightTotals)>> {
+        let w = *window;
+        self.read(move |c| {
+            let key = grouping.key_sql();
+            let sql = totals_sql_by(|n| format!("?{n}"), "", "", Some(&key));
+            let mut st = c.prepare(&sql)?;
+            let rows = st
+                .query_map(
+                    params![
+                        workspace.as_bytes(),
+                        w.from.0,
+                        w.to.0,
+                        w.channel.map(|ch| ch.as_str()),
+                        w.assistant.map(|a| a.as_bytes().to_vec()),
+                    ],
+                    |r| {
+                        let mut v = [0i64; 15];
+                        for (i, slot) in v.iter_mut().enumerate() {
+                            *slot = r.get(i + 1)?;
+                        }
+                        Ok((r.get::<_, i64>(0)?, totals_from(v)))
+                    },
+                )?
+                .collect::<rusqlite::Result<Vec<_>>>()?;
+            Ok(rows)
         })
         .await
     }
