@@ -30,6 +30,7 @@ mod attachments;
 pub(crate) mod channels;
 mod client_data;
 pub(crate) mod format;
+mod insights;
 mod login;
 mod pages;
 mod state;
@@ -96,6 +97,7 @@ pub fn router() -> Router<AppState> {
             "/conversations/{id}/messages/{message_id}/attachments/{index}",
             get(attachments::attachment),
         )
+        .route("/insights", get(insights::page))
         .route("/assistants", get(assistants::list))
         .route(
             "/assistants/new",

@@ -6,6 +6,7 @@
 mod helpers;
 
 mod harness;
+mod insights;
 mod privacy;
 mod providers;
 mod review;
