@@ -36,6 +36,6 @@ pub use id::{
 };
 pub use time::Timestamp;
 pub use vocab::{
-    AssistantMode, Channel, ConversationStatus, Resolution, Role, SentimentLabel, SentimentShift,
-    UserRole, VariableSource,
+    AssistantMode, Channel, ConversationStatus, Resolution, Role, SentimentFilter, SentimentLabel,
+    SentimentShift, UserRole, VariableSource,
 };

@@ -43,6 +43,11 @@ pub struct ConversationFilter {
     /// Case-insensitive substring of the session id, contact, assistant name or any visible
     /// message's content. Already trimmed; never empty.
     pub q: Option<String>,
+    /// Sentiment (the client's, else the computed one) is one of these (empty: any).
+    pub sentiments: Vec<crate::SentimentFilter>,
+    /// The computed resolution outcome is one of these (empty: any); a conversation not
+    /// analysed yet matches none.
+    pub resolutions: Vec<crate::Resolution>,
 }
 
 impl ConversationFilter {

@@ -230,6 +230,21 @@ named_enum!(
 );
 
 named_enum!(
+    /// A list filter on a conversation's sentiment (the client's if it sent one, else the
+    /// computed one): one of the labels, or `not_analyzed` (neither is known).
+    SentimentFilter, "sentiment" {
+        /// Labelled positive.
+        Positive => "positive",
+        /// Labelled neutral.
+        Neutral => "neutral",
+        /// Labelled negative.
+        Negative => "negative",
+        /// No sentiment: not analysed yet, or a language the analyser does not read.
+        NotAnalyzed => "not_analyzed",
+    }
+);
+
+named_enum!(
     /// How an assistant takes part in its conversations.
     AssistantMode, "mode" {
         /// The AI answers customers.
@@ -251,6 +266,30 @@ named_enum!(
         Member => "member",
     }
 );
+
+impl SentimentFilter {
+    /// Human label for the dashboard.
+    pub fn label(self) -> &'static str {
+        match self {
+            SentimentFilter::Positive => "Positive",
+            SentimentFilter::Neutral => "Neutral",
+            SentimentFilter::Negative => "Negative",
+            SentimentFilter::NotAnalyzed => "Not analyzed",
+        }
+    }
+}
+
+impl Resolution {
+    /// Human label for the dashboard.
+    pub fn label(self) -> &'static str {
+        match self {
+            Resolution::ResolvedByAi => "Resolved by AI",
+            Resolution::HandedOff => "Handed off",
+            Resolution::Unresolved => "Unresolved",
+            Resolution::Ongoing => "Ongoing",
+        }
+    }
+}
 
 #[cfg(test)]
 mod tests {

@@ -141,6 +141,8 @@ pub struct FileJobSettings {
     pub retry_first_ms: Option<u64>,
     /// Longest wait between retries, in ms.
     pub retry_max_ms: Option<u64>,
+    /// Run the background insights analyser (default true; see [`crate::insights`]).
+    pub insights: Option<bool>,
 }
 
 /// The `[events]` table of the TOML file (times in ms).
@@ -191,6 +193,9 @@ pub struct JobSettings {
     pub retry_first: std::time::Duration,
     /// Longest wait between two retries (default 1 h, at least `retry_first`).
     pub retry_max: std::time::Duration,
+    /// Keep every conversation's insights current in the background (default true; see
+    /// [`crate::insights`]). Off, only `parley analyse` computes them.
+    pub insights: bool,
 }
 
 impl Default for JobSettings {
@@ -212,6 +217,7 @@ impl JobSettings {
             retry_first,
             retry_max: ms(f.and_then(|f| f.retry_max_ms), 3_600_000, 10, 86_400_000)
                 .max(retry_first),
+            insights: f.and_then(|f| f.insights).unwrap_or(true),
         }
     }
 }

@@ -135,6 +135,7 @@ pub async fn commit(
 ) -> Result<Vec<IngestOutcome>, ApiError> {
     let counted = crate::metrics::batch_channels(&batches);
     let outcomes = state.store.ingest(workspace, batches).await?;
+    state.jobs.wake_insights();
     state
         .metrics
         .ingested(state, workspace, &counted, &outcomes)

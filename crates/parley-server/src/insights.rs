@@ -1,60 +1,237 @@
-//! Keeping each conversation's insights (issue 13) current: [`analyse_stale`] finds the
-//! workspace's conversations whose insight is missing or older than their last change
-//! ([`parley_store::InsightStore::stale_insights`]), analyses them with
-//! [`parley_core::insights::analyse`] and stores the results. `parley analyse` runs it as a
-//! backfill. Nothing here runs on a request's path.
+//! Keeping each conversation's insights (issue 13) current, off the request path.
+//!
+//! **How changed conversations are found.** Every change to a conversation stamps its
+//! `updated_at`. The analyser walks each workspace's conversations in `(updated_at, pk)` order
+//! (an index range scan, `conversations_by_updated`) past a stored watermark
+//! ([`parley_store::InsightCursor`]), analyses the ones whose insight is missing or older than
+//! their `updated_at` with [`parley_core::insights::analyse`], stores the results and moves the
+//! watermark. This was chosen over a job row per change because it adds nothing to the write
+//! path but one index entry (ingest writes no extra row, and a burst of messages to one
+//! conversation is analysed once), and it is durable without one: the watermark only moves
+//! after the insights before it are stored, so a crash leaves the work to be found again on
+//! restart, and re-analysing is idempotent.
+//!
+//! **Commits that land late.** A writer stamps `updated_at` before its transaction commits, so
+//! a row can appear behind rows already scanned. The stored watermark therefore never moves past
+//! `now - LAG_MS` ([`LAG_MS`]); rows in that window are looked at again by the next pass (and
+//! skipped when their insight is current). A server whose clock is more than [`LAG_MS`] behind
+//! the others can still be missed until the conversation changes again.
+//!
+//! **Several servers (PostgreSQL).** The watermark row carries a lease (`claimed_by`,
+//! `claimed_until`, [`LEASE_MS`]) taken with one conditional upsert, so one server analyses a
+//! workspace at a time and another takes over when it dies; an idle workspace costs a pass two
+//! reads and no write.
+//!
+//! **When.** [`start`] runs a pass over every workspace when an ingest commits (woken through
+//! [`crate::jobs::Jobs::wake_insights`], after [`SETTLE`] so a burst is one pass) and every
+//! [`PERIOD`] (changes by other servers, patches, ratings). `parley analyse` runs the same pass
+//! ([`analyse_changed`]) as a backfill. `[jobs] insights = false` turns the background analyser
+//! off (then only `parley analyse` computes insights).
+
+use std::time::Duration;
 
 use parley_core::insights::analyse;
-use parley_core::{Timestamp, WorkspaceId};
-use parley_store::{Store, StoreError};
+use parley_core::{ConversationId, Timestamp, WorkspaceId};
+use parley_store::{InsightCursor, Store, StoreError};
+use tokio::sync::watch;
+
+use crate::AppState;
 
 /// Conversations read, analysed and stored per round.
 pub const BATCH: u32 = 500;
+/// How far (ms) behind the clock the stored watermark stays, for commits that land after rows
+/// stamped later than theirs.
+pub const LAG_MS: i64 = 10_000;
+/// How long (ms) a workspace's analysis lease lasts without renewal (renewed every round).
+pub const LEASE_MS: i64 = 60_000;
+/// The longest the background analyser waits between passes.
+pub const PERIOD: Duration = Duration::from_secs(5);
+/// How long a wake-up waits for more commits before the pass starts.
+pub const SETTLE: Duration = Duration::from_millis(100);
 
-/// Analyses every stale conversation of `workspace`, [`BATCH`] at a time, calling
-/// `progress(done)` after each round; returns how many were analysed. A conversation changed
-/// while it is analysed is stale again and is picked up by the next round (or the next run).
-/// Errors: the store's.
+/// What one pass over a workspace did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Pass {
+    /// This many conversations were analysed (0: nothing was stale).
+    Analysed(u64),
+    /// Another worker holds the workspace's lease; nothing was done.
+    Busy,
+}
+
+/// One pass over `workspace` as `worker`: analyses every conversation changed past the
+/// watermark whose insight is missing or stale, [`BATCH`] at a time, calling `progress(done)`
+/// after each round, and moves the watermark. A conversation changed while it is analysed is
+/// stale again and is picked up by the next pass. Errors: the store's.
+pub async fn analyse_changed(
+    store: &dyn Store,
+    workspace: WorkspaceId,
+    worker: &str,
+    mut progress: impl FnMut(u64),
+) -> Result<Pass, StoreError> {
+    let insights = store.insights();
+    // Read-only first, so an idle workspace costs no write.
+    let mark = insights.insight_watermark(workspace).await?;
+    let first = insights
+        .changed_conversations(workspace, mark, BATCH)
+        .await?;
+    if first.len() < BATCH as usize && !first.iter().any(|c| c.stale) {
+        return Ok(Pass::Analysed(0));
+    }
+    let lease = || Timestamp(Timestamp::now().0.saturating_add(LEASE_MS));
+    let Some(mut scan) = insights
+        .claim_insight_watermark(workspace, worker, Timestamp::now(), lease())
+        .await?
+    else {
+        return Ok(Pass::Busy);
+    };
+    let mut done = 0u64;
+    let result = async {
+        loop {
+            // Taken before the scan: every commit stamped before `seen - LAG_MS` is visible to it.
+            let seen = Timestamp::now();
+            let rows = insights
+                .changed_conversations(workspace, scan, BATCH)
+                .await?;
+            let stale: Vec<ConversationId> =
+                rows.iter().filter(|c| c.stale).map(|c| c.id).collect();
+            if !stale.is_empty() {
+                done += analyse_some(store, workspace, &stale).await?;
+                progress(done);
+            }
+            let Some(last) = rows.last() else {
+                return Ok(());
+            };
+            scan = last.cursor;
+            let cap = InsightCursor {
+                updated_at: seen.0.saturating_sub(LAG_MS + 1),
+                pk: i64::MAX,
+            };
+            if !insights
+                .advance_insight_watermark(workspace, worker, scan.min(cap), lease())
+                .await?
+            {
+                // The lease ran out and another worker took it: it carries on from the mark.
+                return Ok(());
+            }
+            if rows.len() < BATCH as usize {
+                return Ok(());
+            }
+        }
+    }
+    .await;
+    let released = insights.release_insight_watermark(workspace, worker).await;
+    result.and(released).map(|()| Pass::Analysed(done))
+}
+
+/// Analyses and stores the conversations `ids` of `workspace`; returns how many still
+/// existed. Errors: the store's.
+async fn analyse_some(
+    store: &dyn Store,
+    workspace: WorkspaceId,
+    ids: &[ConversationId],
+) -> Result<u64, StoreError> {
+    let records = store.export_conversations(workspace, ids).await?;
+    let now = Timestamp::now();
+    let saves = records.iter().map(|r| {
+        let insight = analyse(&r.detail.summary, &r.messages, now);
+        // Never older than the change it reflects, so the conversation is not stale after it
+        // even when the record's clock ran ahead of this one.
+        let at = Timestamp(now.0.max(r.detail.updated_at.0));
+        let id = r.detail.summary.id;
+        async move {
+            match store
+                .insights()
+                .save_insight(workspace, id, &insight, at)
+                .await
+            {
+                // Deleted since it was listed: nothing to keep.
+                Err(StoreError::NotFound { .. }) => Ok(()),
+                other => other,
+            }
+        }
+    });
+    // Concurrently, so SQLite commits the round as one group.
+    for r in futures_util::future::join_all(saves).await {
+        r?;
+    }
+    Ok(records.len() as u64)
+}
+
+/// [`analyse_changed`] as a worker of its own (`parley analyse`, tests): returns how many
+/// conversations were analysed. Errors: the store's; `Conflict` `analysis_busy` when a server
+/// is analysing the workspace right now (try again when it is done).
 pub async fn analyse_stale(
     store: &dyn Store,
     workspace: WorkspaceId,
-    mut progress: impl FnMut(u64),
+    progress: impl FnMut(u64),
 ) -> Result<u64, StoreError> {
-    let mut done = 0u64;
-    loop {
-        let ids = store.insights().stale_insights(workspace, BATCH).await?;
-        if ids.is_empty() {
-            return Ok(done);
+    let worker = format!("analyse-{}", uuid::Uuid::now_v7().simple());
+    match analyse_changed(store, workspace, &worker, progress).await? {
+        Pass::Analysed(n) => Ok(n),
+        Pass::Busy => Err(StoreError::Conflict {
+            code: "analysis_busy",
+            message: "a server is analysing this workspace now; try again shortly".into(),
+        }),
+    }
+}
+
+/// The running background analyser; [`Analyser::stop`] ends it.
+pub struct Analyser {
+    stop: watch::Sender<bool>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Analyser {
+    /// Stops it, abandoning a pass midway (its work is found again on the next start).
+    pub async fn stop(self) {
+        let _ = self.stop.send(true);
+        if let Err(e) = self.task.await {
+            tracing::error!(error = %e, "the insights analyser ended badly");
         }
-        let records = store.export_conversations(workspace, &ids).await?;
-        let now = Timestamp::now();
-        let saves = records.iter().map(|r| {
-            let insight = analyse(&r.detail.summary, &r.messages, now);
-            // Never older than the change it reflects, so the round always makes progress
-            // even when the record's clock ran ahead of this one.
-            let at = Timestamp(now.0.max(r.detail.updated_at.0));
-            let id = r.detail.summary.id;
-            async move {
-                match store
-                    .insights()
-                    .save_insight(workspace, id, &insight, at)
-                    .await
-                {
-                    // Deleted since it was listed: nothing to keep.
-                    Err(StoreError::NotFound { .. }) => Ok(()),
-                    other => other,
+    }
+}
+
+/// Starts the background analyser (see the module docs); `None` when `[jobs] insights` is
+/// off.
+pub fn start(state: AppState) -> Option<Analyser> {
+    if !state.jobs.settings.insights {
+        return None;
+    }
+    let (stop, stopped) = watch::channel(false);
+    let task = tokio::spawn(run(state, stopped));
+    Some(Analyser { stop, task })
+}
+
+async fn run(state: AppState, mut stopped: watch::Receiver<bool>) {
+    let worker = state.jobs.worker.clone();
+    let store = state.store.as_ref();
+    while !*stopped.borrow() {
+        match store.list_workspaces().await {
+            Ok(list) => {
+                for ws in list {
+                    tokio::select! {
+                        r = analyse_changed(store, ws.id, &worker, |_| {}) => match r {
+                            Ok(Pass::Analysed(0) | Pass::Busy) => {}
+                            Ok(Pass::Analysed(n)) => {
+                                tracing::debug!(workspace = %ws.slug, conversations = n, "analysed");
+                            }
+                            Err(e) => tracing::warn!(error = %e, workspace = %ws.slug,
+                                                     "could not analyse conversations"),
+                        },
+                        _ = stopped.changed() => {
+                            // Give the lease back at once, so the next start need not wait.
+                            let _ = store.insights().release_insight_watermark(ws.id, &worker).await;
+                            return;
+                        }
+                    }
                 }
             }
-        });
-        // Concurrently, so SQLite commits the round as one group.
-        for r in futures_util::future::join_all(saves).await {
-            r?;
+            Err(e) => tracing::warn!(error = %e, "could not list workspaces to analyse"),
         }
-        if records.is_empty() {
-            // Every listed conversation was deleted meanwhile; list again.
-            continue;
+        tokio::select! {
+            _ = state.jobs.insights_woken() => tokio::time::sleep(SETTLE).await,
+            _ = tokio::time::sleep(PERIOD) => {}
+            _ = stopped.changed() => {}
         }
-        done += records.len() as u64;
-        progress(done);
     }
 }

@@ -76,6 +76,7 @@ pub struct Jobs {
     /// The `[jobs]` settings.
     pub settings: JobSettings,
     wake: Notify,
+    insights: Notify,
     hold: Vec<String>,
 }
 
@@ -98,6 +99,7 @@ impl Jobs {
             worker: format!("{}-{}", std::process::id(), uuid::Uuid::now_v7().simple()),
             settings: settings.clone(),
             wake: Notify::new(),
+            insights: Notify::new(),
             hold,
         }
     }
@@ -105,6 +107,17 @@ impl Jobs {
     /// Wakes this server's worker (after writing a job it should run soon).
     pub fn wake(&self) {
         self.wake.notify_one();
+    }
+
+    /// Wakes this server's insights analyser ([`crate::insights`]) after conversations
+    /// changed.
+    pub fn wake_insights(&self) {
+        self.insights.notify_one();
+    }
+
+    /// Resolves at the next [`Jobs::wake_insights`] (or at once if one came meanwhile).
+    pub(crate) async fn insights_woken(&self) {
+        self.insights.notified().await;
     }
 
     /// Test hook: waits for ever when `point` is listed in [`HOLD_ENV`].

@@ -242,6 +242,7 @@ pub async fn serve(
     let store = state.store.clone();
     let worker = jobs::start(state.clone());
     let live = events::start(&state);
+    let analyser = insights::start(state.clone());
     // Open event streams never end by themselves: shutting down ends them, so the graceful
     // shutdown can wait for every other response.
     let hub = state.events.clone();
@@ -253,6 +254,9 @@ pub async fn serve(
         .with_graceful_shutdown(shutdown)
         .await;
     live.stop();
+    if let Some(a) = analyser {
+        a.stop().await;
+    }
     worker.stop().await;
     served?;
     // Every request is answered and the worker has stopped: leave the store tidy (SQLite: an

@@ -18,6 +18,123 @@ pub struct StoredInsight {
     pub analysed_at: Timestamp,
 }
 
+/// A position in one workspace's conversations ordered by `(updated_at, pk)`: the analyser's
+/// watermark (everything at or before it is analysed) and its scan cursor.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct InsightCursor {
+    /// The conversation's `updated_at`, ms since the epoch (UTC).
+    pub updated_at: i64,
+    /// The conversation's storage key (`conversations.pk`), the tie-breaker.
+    pub pk: i64,
+}
+
+impl InsightCursor {
+    /// Before every conversation: where a workspace never analysed starts.
+    pub const START: InsightCursor = InsightCursor {
+        updated_at: i64::MIN,
+        pk: i64::MIN,
+    };
+}
+
+/// One conversation past a cursor, as [`InsightStore::changed_conversations`] lists it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChangedConversation {
+    /// The conversation.
+    pub id: ConversationId,
+    /// Its position (to move the cursor past it).
+    pub cursor: InsightCursor,
+    /// Its insight is missing or older than its `updated_at`.
+    pub stale: bool,
+}
+
+/// The cohort an insights figure is computed over: the workspace's conversations *started* in
+/// `[from, to)` (one population for every rate), optionally on one channel / of one assistant.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct InsightWindow {
+    /// First millisecond (inclusive), UTC.
+    pub from: Timestamp,
+    /// End (exclusive), UTC.
+    pub to: Timestamp,
+    /// Only this channel.
+    pub channel: Option<parley_core::Channel>,
+    /// Only this assistant.
+    pub assistant: Option<parley_core::AssistantId>,
+}
+
+/// Sums over one [`InsightWindow`]'s cohort, straight from the rows (no rollups yet).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct InsightTotals {
+    /// Conversations started in the window.
+    pub conversations: i64,
+    /// Their visible messages.
+    pub messages: i64,
+    /// Of them, analysed ones with outcome `resolved_by_ai`.
+    pub resolved_by_ai: i64,
+    /// Outcome `handed_off`.
+    pub handed_off: i64,
+    /// Outcome `unresolved`.
+    pub unresolved: i64,
+    /// Outcome `ongoing`.
+    pub ongoing: i64,
+    /// Rated ones.
+    pub rated: i64,
+    /// Sum of their ratings (1-5 each).
+    pub rating_sum: i64,
+    /// Rated 4 or 5.
+    pub rated_4_or_5: i64,
+    /// Sentiment (the client's, else the computed one) positive.
+    pub positive: i64,
+    /// Neutral.
+    pub neutral: i64,
+    /// Negative.
+    pub negative: i64,
+    /// Prompt tokens.
+    pub prompt_tokens: i64,
+    /// Completion tokens.
+    pub completion_tokens: i64,
+    /// Cost, nano-USD.
+    pub cost_nanousd: i64,
+}
+
+/// How [`InsightStore::insight_groups`] groups a cohort. Keys are computed from `started_at`
+/// shifted by `offset_ms` (the viewer's UTC offset, ms east of UTC).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum InsightGrouping {
+    /// Key `k` = `floor((started_at + offset_ms - origin_ms) / size_ms)`: the bucket starting
+    /// at `k * size_ms + origin_ms - offset_ms` (UTC). Sizes are positive.
+    Buckets {
+        /// Bucket length, ms (an hour, a day, a week).
+        size_ms: i64,
+        /// The local time buckets are aligned to (0, or a Monday for weeks), ms.
+        origin_ms: i64,
+        /// Shift, ms east of UTC.
+        offset_ms: i64,
+    },
+    /// Key = weekday (Monday 0 .. Sunday 6) * 24 + hour (0-23), local time.
+    WeekHour {
+        /// Shift, ms east of UTC.
+        offset_ms: i64,
+    },
+}
+
+impl InsightGrouping {
+    /// The SQL key expression over `c.started_at` (integers only, no parameters).
+    pub(crate) fn key_sql(self) -> String {
+        match self {
+            InsightGrouping::Buckets {
+                size_ms,
+                origin_ms,
+                offset_ms,
+            } => format!("((c.started_at + {}) / {size_ms})", offset_ms - origin_ms),
+            // 1970-01-01 was a Thursday (weekday 3 from Monday).
+            InsightGrouping::WeekHour { offset_ms } => format!(
+                "((((c.started_at + {offset_ms}) / 86400000) + 3) % 7 * 24
+                  + ((c.started_at + {offset_ms}) / 3600000) % 24)"
+            ),
+        }
+    }
+}
+
 /// The insights part of the store, reached through [`crate::Store::insights`]. Every method is
 /// scoped to one workspace.
 #[async_trait]
@@ -38,6 +155,13 @@ pub trait InsightStore: Send + Sync {
         workspace: WorkspaceId,
         conversation: ConversationId,
     ) -> Result<Option<StoredInsight>>;
+    /// The stored insights of those of `conversations` that are the workspace's and analysed
+    /// (a list page's rows), in no particular order.
+    async fn insights_of(
+        &self,
+        workspace: WorkspaceId,
+        conversations: &[ConversationId],
+    ) -> Result<Vec<(ConversationId, StoredInsight)>>;
     /// Up to `limit` of the workspace's conversations whose insight is missing or older than the
     /// conversation's last change (`updated_at`), oldest conversation first: the backfill's
     /// work list.
@@ -46,6 +170,123 @@ pub trait InsightStore: Send + Sync {
         workspace: WorkspaceId,
         limit: u32,
     ) -> Result<Vec<ConversationId>>;
+    /// The workspace's stored watermark ([`InsightCursor::START`] when it has none).
+    async fn insight_watermark(&self, workspace: WorkspaceId) -> Result<InsightCursor>;
+    /// Takes (or renews) the workspace's analysis lease for `worker` until `until` when it is
+    /// free (never taken, released, expired at `now`) or already `worker`'s, and returns the
+    /// watermark; `None` when another worker holds it.
+    async fn claim_insight_watermark(
+        &self,
+        workspace: WorkspaceId,
+        worker: &str,
+        now: Timestamp,
+        until: Timestamp,
+    ) -> Result<Option<InsightCursor>>;
+    /// Up to `limit` of the workspace's conversations after `after` in `(updated_at, pk)`
+    /// order (an index range scan), each marked stale or not.
+    async fn changed_conversations(
+        &self,
+        workspace: WorkspaceId,
+        after: InsightCursor,
+        limit: u32,
+    ) -> Result<Vec<ChangedConversation>>;
+    /// Moves the watermark forward to `to` (never back) and renews the lease until `until`,
+    /// if `worker` still holds it; `false` when it lost the lease (nothing changed).
+    async fn advance_insight_watermark(
+        &self,
+        workspace: WorkspaceId,
+        worker: &str,
+        to: InsightCursor,
+        until: Timestamp,
+    ) -> Result<bool>;
+    /// The sums over `window`'s cohort (an aggregate over the rows: correct at any size, fast
+    /// up to about 100k conversations per window; rollups are a later step).
+    async fn insight_totals(
+        &self,
+        workspace: WorkspaceId,
+        window: &InsightWindow,
+    ) -> Result<InsightTotals>;
+    /// The sums over `window`'s cohort per group key (see [`InsightGrouping`]), keys
+    /// ascending, groups without conversations left out.
+    async fn insight_groups(
+        &self,
+        workspace: WorkspaceId,
+        window: &InsightWindow,
+        grouping: InsightGrouping,
+    ) -> Result<Vec<(i64, InsightTotals)>>;
+    /// Gives the lease up if `worker` holds it.
+    async fn release_insight_watermark(&self, workspace: WorkspaceId, worker: &str) -> Result<()>;
+}
+
+/// The aggregate behind [`InsightStore::insight_totals`], shared by both backends: `p(n)` is
+/// the dialect's placeholder n (1 workspace, 2 from, 3 to, 4 channel or NULL, 5 assistant or
+/// NULL); the 15 columns are [`InsightTotals`]' fields in order.
+pub(crate) fn totals_sql(p: impl Fn(u8) -> String, text: &str, uuid: &str) -> String {
+    totals_sql_by(p, text, uuid, None)
+}
+
+/// [`totals_sql`] grouped by `key` (an SQL expression, first column; then the 15), ascending.
+pub(crate) fn totals_sql_by(
+    p: impl Fn(u8) -> String,
+    text: &str,
+    uuid: &str,
+    key: Option<&str>,
+) -> String {
+    let sum = |e: &str| format!("CAST(COALESCE(SUM({e}), 0) AS BIGINT)");
+    let when = |cond: &str| sum(&format!("CASE WHEN {cond} THEN 1 ELSE 0 END"));
+    let label = "COALESCE(c.sentiment, i.sentiment_label)";
+    let (head, tail) = match key {
+        Some(k) => (format!("{k} AS k, "), " GROUP BY k ORDER BY k"),
+        None => (String::new(), ""),
+    };
+    format!(
+        "SELECT {head}count(*), {messages}, {resolved}, {handed}, {unresolved}, {ongoing}, {rated},
+                {rating_sum}, {csat}, {pos}, {neu}, {neg}, {prompt}, {completion}, {cost}
+         FROM conversations c LEFT JOIN conversation_insights i ON i.conversation = c.pk
+         WHERE c.workspace_id = {ws} AND c.started_at >= {from} AND c.started_at < {to}
+           AND ({ch}{text} IS NULL OR c.channel = {ch})
+           AND ({a}{uuid} IS NULL OR c.assistant_id = {a}){tail}",
+        messages = sum("c.message_count"),
+        resolved = when("i.resolution = 'resolved_by_ai'"),
+        handed = when("i.resolution = 'handed_off'"),
+        unresolved = when("i.resolution = 'unresolved'"),
+        ongoing = when("i.resolution = 'ongoing'"),
+        rated = when("c.rating > 0"),
+        rating_sum = sum("CASE WHEN c.rating > 0 THEN c.rating ELSE 0 END"),
+        csat = when("c.rating >= 4"),
+        pos = when(&format!("{label} = 'positive'")),
+        neu = when(&format!("{label} = 'neutral'")),
+        neg = when(&format!("{label} = 'negative'")),
+        prompt = sum("c.prompt_tokens"),
+        completion = sum("c.completion_tokens"),
+        cost = sum("c.cost_nanousd"),
+        ws = p(1),
+        from = p(2),
+        to = p(3),
+        ch = p(4),
+        a = p(5),
+    )
+}
+
+/// The 15 columns of [`totals_sql`] as totals.
+pub(crate) fn totals_from(v: [i64; 15]) -> InsightTotals {
+    InsightTotals {
+        conversations: v[0],
+        messages: v[1],
+        resolved_by_ai: v[2],
+        handed_off: v[3],
+        unresolved: v[4],
+        ongoing: v[5],
+        rated: v[6],
+        rating_sum: v[7],
+        rated_4_or_5: v[8],
+        positive: v[9],
+        neutral: v[10],
+        negative: v[11],
+        prompt_tokens: v[12],
+        completion_tokens: v[13],
+        cost_nanousd: v[14],
+    }
 }
 
 /// The stored form of an insight's enums and the way back; shared by both backends.

@@ -54,7 +54,10 @@ pub use assistants::AssistantStore;
 pub use attachments::{Admission, AttachmentStore, AttachmentUsage};
 pub use channels::{ChannelStore, ConfigEdit, MessageEdit};
 pub use events::{EventFilter, EventStore, EventType, StoredEvent};
-pub use insights::{InsightStore, StoredInsight};
+pub use insights::{
+    ChangedConversation, InsightCursor, InsightGrouping, InsightStore, InsightTotals,
+    InsightWindow, StoredInsight,
+};
 pub use jobs::JobStore;
 
 /// What a store operation can fail with.

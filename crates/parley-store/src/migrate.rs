@@ -57,6 +57,12 @@ pub(crate) const SQLITE: &[Migration] = &[
     migration!("sqlite", 11, "jobs", "0011_jobs"),
     migration!("sqlite", 12, "insights", "0012_insights"),
     migration!("sqlite", 13, "events", "0013_events"),
+    migration!(
+        "sqlite",
+        14,
+        "insight_watermarks",
+        "0014_insight_watermarks"
+    ),
 ];
 
 /// The PostgreSQL migrations, in order (`migrations/postgres`).
@@ -76,6 +82,12 @@ pub(crate) const POSTGRES: &[Migration] = &[
     migration!("postgres", 10, "jobs", "0010_jobs"),
     migration!("postgres", 11, "insights", "0011_insights"),
     migration!("postgres", 12, "events", "0012_events"),
+    migration!(
+        "postgres",
+        13,
+        "insight_watermarks",
+        "0013_insight_watermarks"
+    ),
 ];
 
 /// The migrations of `dialect`, in order.
@@ -177,8 +189,8 @@ mod tests {
     #[test]
     fn versions_are_the_recorded_ones() {
         let v = |l: &[Migration]| l.iter().map(|m| m.version).collect::<Vec<_>>();
-        assert_eq!(v(SQLITE), [1, 2, 3, 4, 5, 6, 7, 10, 11, 12, 13]);
-        assert_eq!(v(POSTGRES), [1, 2, 3, 4, 5, 6, 9, 10, 11, 12]);
+        assert_eq!(v(SQLITE), [1, 2, 3, 4, 5, 6, 7, 10, 11, 12, 13, 14]);
+        assert_eq!(v(POSTGRES), [1, 2, 3, 4, 5, 6, 9, 10, 11, 12, 13]);
         for list in [SQLITE, POSTGRES] {
             assert!(list.windows(2).all(|w| w[0].version < w[1].version));
             assert!(list.iter().all(|m| !m.sql.trim().is_empty()));
@@ -189,10 +201,10 @@ mod tests {
     fn pending_skips_applied_and_stops_at_target() {
         let v = |l: Vec<Migration>| l.iter().map(|m| m.version).collect::<Vec<_>>();
         assert_eq!(v(pending(SQLITE, 0, i64::MAX)).len(), SQLITE.len());
-        assert_eq!(v(pending(SQLITE, 7, i64::MAX)), [10, 11, 12, 13]);
+        assert_eq!(v(pending(SQLITE, 7, i64::MAX)), [10, 11, 12, 13, 14]);
         assert_eq!(v(pending(SQLITE, 2, 7)), [3, 4, 5, 6, 7]);
-        assert_eq!(v(pending(POSTGRES, 10, i64::MAX)), [11, 12]);
+        assert_eq!(v(pending(POSTGRES, 10, i64::MAX)), [11, 12, 13]);
         // A recorded version between two embedded ones (a gap) still counts as the high mark.
-        assert_eq!(v(pending(POSTGRES, 8, i64::MAX)), [9, 10, 11, 12]);
+        assert_eq!(v(pending(POSTGRES, 8, i64::MAX)), [9, 10, 11, 12, 13]);
     }
 }

@@ -317,6 +317,7 @@ pub(crate) fn push_filters(
         let p = sql.bind(Param::Int(min as i64));
         sql.push(&format!(" AND c.rating >= {p}"));
     }
+    push_insight_filters(sql, f);
     let date = if sql.date_as_filter && sql.dialect == Dialect::Sqlite {
         "+c.last_message_at"
     } else {
@@ -332,6 +333,44 @@ pub(crate) fn push_filters(
     }
     let condition = search_condition(sql, plan);
     sql.push(&condition);
+}
+
+/// The insight filters (issue 13), each one correlated sub-query on `conversation_insights`
+/// (keyed by the conversation's pk), kept apart from the list plans above: sentiment is the
+/// client's (`c.sentiment`) when it sent one, else the computed label; resolution is the
+/// computed outcome.
+fn push_insight_filters(sql: &mut Sql, f: &ConversationFilter) {
+    use parley_core::SentimentFilter;
+    if !f.sentiments.is_empty() {
+        let label = "COALESCE(c.sentiment, (SELECT i.sentiment_label FROM conversation_insights i
+                       WHERE i.conversation = c.pk))";
+        let mut any: Vec<String> = Vec::new();
+        let labels: Vec<String> = f
+            .sentiments
+            .iter()
+            .filter(|s| **s != SentimentFilter::NotAnalyzed)
+            .map(|s| sql.bind(Param::Text(s.as_str().into())))
+            .collect();
+        if !labels.is_empty() {
+            any.push(format!("{label} IN ({})", labels.join(", ")));
+        }
+        if f.sentiments.contains(&SentimentFilter::NotAnalyzed) {
+            any.push(format!("{label} IS NULL"));
+        }
+        sql.push(&format!(" AND ({})", any.join(" OR ")));
+    }
+    if !f.resolutions.is_empty() {
+        let marks: Vec<String> = f
+            .resolutions
+            .iter()
+            .map(|r| sql.bind(Param::Text(r.as_str().into())))
+            .collect();
+        sql.push(&format!(
+            " AND EXISTS (SELECT 1 FROM conversation_insights i WHERE i.conversation = c.pk
+                          AND i.resolution IN ({}))",
+            marks.join(", ")
+        ));
+    }
 }
 
 /// The search plan's condition (` AND ...`), or nothing.

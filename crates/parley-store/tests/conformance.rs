@@ -2957,6 +2957,161 @@ async fn transfer_imports_records_verbatim(store: Arc<dyn Store>) {
     );
 }
 
+/// The analyser's watermark: changed conversations are listed past a cursor in
+/// `(updated_at, pk)` order with their staleness, the lease keeps a second worker out until
+/// it is released or expires, the mark never moves back, and workspaces are isolated.
+async fn insight_watermarks_lease_and_order(store: Arc<dyn Store>) {
+    use parley_core::Resolution;
+    use parley_core::insights::ConversationInsight;
+    use parley_store::InsightCursor;
+    let a = workspace(&*store, "a").await;
+    let b = workspace(&*store, "b").await;
+    let one = create(&*store, a, conv("Bot", T0), vec![]).await;
+    let two = create(&*store, a, conv("Bot", T0 + 1), vec![]).await;
+    let theirs = create(&*store, b, conv("Bot", T0), vec![]).await;
+    let insights = store.insights();
+    assert_eq!(
+        insights.insight_watermark(a).await.unwrap(),
+        InsightCursor::START
+    );
+    let rows = insights
+        .changed_conversations(a, InsightCursor::START, 10)
+        .await
+        .unwrap();
+    assert_eq!(
+        rows.iter().map(|r| r.id).collect::<Vec<_>>(),
+        vec![one, two]
+    );
+    assert!(rows.iter().all(|r| r.stale));
+    assert!(rows[0].cursor < rows[1].cursor);
+    let after_one = insights
+        .changed_conversations(a, rows[0].cursor, 10)
+        .await
+        .unwrap();
+    assert_eq!(
+        after_one.iter().map(|r| r.id).collect::<Vec<_>>(),
+        vec![two]
+    );
+    let theirs_rows = insights
+        .changed_conversations(b, InsightCursor::START, 10)
+        .await
+        .unwrap();
+    assert_eq!(
+        theirs_rows.iter().map(|r| r.id).collect::<Vec<_>>(),
+        vec![theirs]
+    );
+
+    // An analysed conversation is listed but not stale.
+    let insight = ConversationInsight {
+        sentiment: None,
+        sentiment_source: None,
+        sentiment_shift: None,
+        language: None,
+        resolution: Resolution::Ongoing,
+        first_response_ms: None,
+        duration_ms: None,
+    };
+    let later = Timestamp(Timestamp::now().0 + 60_000);
+    insights
+        .save_insight(a, one, &insight, later)
+        .await
+        .unwrap();
+    let rows2 = insights
+        .changed_conversations(a, InsightCursor::START, 10)
+        .await
+        .unwrap();
+    assert_eq!(
+        rows2.iter().map(|r| r.stale).collect::<Vec<_>>(),
+        vec![false, true]
+    );
+
+    // The lease: one worker at a time, until released or expired.
+    let now = Timestamp::now();
+    let until = Timestamp(now.0 + 60_000);
+    assert_eq!(
+        insights
+            .claim_insight_watermark(a, "w1", now, until)
+            .await
+            .unwrap(),
+        Some(InsightCursor::START)
+    );
+    assert_eq!(
+        insights
+            .claim_insight_watermark(a, "w2", now, until)
+            .await
+            .unwrap(),
+        None
+    );
+    assert!(
+        insights
+            .claim_insight_watermark(b, "w2", now, until)
+            .await
+            .unwrap()
+            .is_some()
+    );
+    assert!(
+        !insights
+            .advance_insight_watermark(a, "w2", rows[0].cursor, until)
+            .await
+            .unwrap(),
+        "not w2's lease"
+    );
+    assert!(
+        insights
+            .advance_insight_watermark(a, "w1", rows[1].cursor, until)
+            .await
+            .unwrap()
+    );
+    assert!(
+        insights
+            .advance_insight_watermark(a, "w1", rows[0].cursor, until)
+            .await
+            .unwrap()
+    );
+    assert_eq!(
+        insights.insight_watermark(a).await.unwrap(),
+        rows[1].cursor,
+        "never back"
+    );
+    assert_eq!(
+        insights.insight_watermark(b).await.unwrap(),
+        InsightCursor::START
+    );
+    // Expired: another worker takes it, with the mark.
+    let past_expiry = Timestamp(until.0 + 1);
+    assert_eq!(
+        insights
+            .claim_insight_watermark(a, "w2", past_expiry, Timestamp(past_expiry.0 + 1))
+            .await
+            .unwrap(),
+        Some(rows[1].cursor)
+    );
+    insights.release_insight_watermark(a, "w1").await.unwrap();
+    assert_eq!(
+        insights
+            .claim_insight_watermark(a, "w1", now, until)
+            .await
+            .unwrap(),
+        None,
+        "releasing someone else's lease does nothing"
+    );
+    insights.release_insight_watermark(a, "w2").await.unwrap();
+    assert_eq!(
+        insights
+            .claim_insight_watermark(a, "w1", now, until)
+            .await
+            .unwrap(),
+        Some(rows[1].cursor)
+    );
+    assert!(
+        insights
+            .changed_conversations(a, rows[1].cursor, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}
+
 async fn insights_are_stored_per_conversation(store: Arc<dyn Store>) {
     use parley_core::insights::{ConversationInsight, SentimentSource};
     use parley_core::{Resolution, SentimentShift};
@@ -3597,6 +3752,7 @@ backends!(
     events_follow_every_write,
     events_are_pruned_and_remembered,
     concurrent_event_writers_never_deadlock,
+    insight_watermarks_lease_and_order,
 );
 
 /// SQLite only: the three search strategies give the same pages and counts — the bounded walk
@@ -3712,7 +3868,7 @@ async fn sqlite_opens_a_database_migrated_by_the_old_runner() {
     let files = migration_files("sqlite");
     assert_eq!(
         files.iter().map(|f| f.0).collect::<Vec<_>>(),
-        [1, 2, 3, 4, 5, 6, 7, 10, 11, 12, 13]
+        [1, 2, 3, 4, 5, 6, 7, 10, 11, 12, 13, 14]
     );
     let records = |conn: &rusqlite::Connection| -> Vec<(i64, String, i64)> {
         let mut st = conn
@@ -3778,7 +3934,7 @@ async fn postgres_opens_a_database_migrated_by_the_old_runner() {
     let files = migration_files("postgres");
     assert_eq!(
         files.iter().map(|f| f.0).collect::<Vec<_>>(),
-        [1, 2, 3, 4, 5, 6, 9, 10, 11, 12]
+        [1, 2, 3, 4, 5, 6, 9, 10, 11, 12, 13]
     );
     let (mut client, conn) = tokio_postgres::connect(db.url(), tokio_postgres::NoTls)
         .await

@@ -29,6 +29,8 @@ pub(crate) const FILTER_PARAMS: &[&str] = &[
     "from",
     "to",
     "q",
+    "sentiment",
+    "resolution",
 ];
 
 /// Parses the list filters. Errors: 400 `invalid_parameter` naming the parameter.
@@ -93,6 +95,8 @@ pub(crate) fn parse_filter(p: &Params) -> Result<ConversationFilter, ApiError> {
         from,
         to,
         q,
+        sentiments: names(p, "sentiment")?,
+        resolutions: names(p, "resolution")?,
     })
 }
 
@@ -135,7 +139,42 @@ pub(super) async fn list(
 ) -> Result<Response, ApiError> {
     let query = list_query(raw.as_deref())?;
     let page = st.store.list_conversations(auth.workspace, &query).await?;
-    Ok(Json(page).into_response())
+    let ids: Vec<ConversationId> = page.items.iter().map(|r| r.conversation.id).collect();
+    let insights: std::collections::HashMap<
+        ConversationId,
+        parley_core::insights::ConversationInsight,
+    > = st
+        .store
+        .insights()
+        .insights_of(auth.workspace, &ids)
+        .await?
+        .into_iter()
+        .map(|(id, s)| (id, s.insight))
+        .collect();
+    let mut v = json!(page);
+    if let Some(items) = v.get_mut("items").and_then(|i| i.as_array_mut()) {
+        for (row, listed) in items.iter_mut().zip(&page.items) {
+            with_list_insight(row, insights.get(&listed.conversation.id));
+        }
+    }
+    Ok(Json(v).into_response())
+}
+
+/// A list row with its insight (issue 13): `sentiment` is the client's, else the computed one,
+/// else `null`; `resolution` is the computed outcome, `null` until analysed.
+fn with_list_insight(
+    row: &mut serde_json::Value,
+    insight: Option<&parley_core::insights::ConversationInsight>,
+) {
+    let Some(o) = row.as_object_mut() else {
+        return;
+    };
+    if o.get("sentiment").is_none_or(|s| s.is_null())
+        && let Some(s) = insight.and_then(|i| i.sentiment.as_ref())
+    {
+        o.insert("sentiment".into(), json!(s));
+    }
+    o.insert("resolution".into(), json!(insight.map(|i| i.resolution)));
 }
 
 /// `GET /api/v1/conversations/count`.

@@ -8,6 +8,7 @@ mod assistants;
 pub(crate) mod channels;
 mod conversations;
 mod events;
+pub(crate) mod insights;
 mod transfer;
 
 use axum::Router;
@@ -29,6 +30,9 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("GET", "/api/v1/conversations"),
     ("POST", "/api/v1/conversations"),
     ("GET", "/api/v1/conversations/count"),
+    ("GET", "/api/v1/insights/summary"),
+    ("GET", "/api/v1/insights/timeseries"),
+    ("GET", "/api/v1/insights/heatmap"),
     ("GET", "/api/v1/conversations/{id}"),
     ("PATCH", "/api/v1/conversations/{id}"),
     ("DELETE", "/api/v1/conversations/{id}"),
@@ -76,6 +80,9 @@ pub fn router(state: &AppState) -> Router<AppState> {
         )
         .route("/conversations/count", get(conversations::count))
         .route("/events", get(events::stream))
+        .route("/insights/summary", get(insights::summary))
+        .route("/insights/timeseries", get(insights::timeseries))
+        .route("/insights/heatmap", get(insights::heatmap))
         .route(
             "/conversations/{id}",
             get(conversations::detail)

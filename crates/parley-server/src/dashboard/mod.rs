@@ -32,6 +32,7 @@ pub(crate) mod channels;
 mod client_data;
 pub(crate) mod format;
 mod live;
+mod insights;
 mod login;
 mod pages;
 mod state;
@@ -99,6 +100,7 @@ pub fn router() -> Router<AppState> {
             "/conversations/{id}/messages/{message_id}/attachments/{index}",
             get(attachments::attachment),
         )
+        .route("/insights", get(insights::page))
         .route("/assistants", get(assistants::list))
         .route(
             "/assistants/new",

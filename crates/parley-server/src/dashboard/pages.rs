@@ -130,6 +130,8 @@ struct ConversationsPage {
     sort_param: String,
     status_options: Vec<Opt>,
     channel_options: Vec<Opt>,
+    sentiment_options: Vec<Opt>,
+    resolution_options: Vec<Opt>,
     agent_options: Vec<Opt>,
     rating_options: Vec<Opt>,
     range: &'static str,
@@ -273,6 +275,30 @@ fn chips(view: &ViewState, assistants: &[Assistant], today: &str, week_start: &s
             kind: "Agent",
             value: names.join(", "),
             remove: base.with(|v| v.assistants.clear()),
+        });
+    }
+    if !view.sentiments.is_empty() {
+        out.push(Chip {
+            kind: "Sentiment",
+            value: view
+                .sentiments
+                .iter()
+                .map(|s| s.label())
+                .collect::<Vec<_>>()
+                .join(", "),
+            remove: base.with(|v| v.sentiments.clear()),
+        });
+    }
+    if !view.resolutions.is_empty() {
+        out.push(Chip {
+            kind: "Outcome",
+            value: view
+                .resolutions
+                .iter()
+                .map(|r| r.label())
+                .collect::<Vec<_>>()
+                .join(", "),
+            remove: base.with(|v| v.resolutions.clear()),
         });
     }
     if let Some(r) = view.min_rating {
@@ -475,6 +501,20 @@ pub(super) async fn conversations(
         .iter()
         .map(|c| opt(c.to_string(), c.label().into(), view.channels.contains(c)))
         .collect();
+    let sentiment_options = parley_core::SentimentFilter::ALL
+        .iter()
+        .map(|s| opt(s.to_string(), s.label().into(), view.sentiments.contains(s)))
+        .collect();
+    let resolution_options = parley_core::Resolution::ALL
+        .iter()
+        .map(|r| {
+            opt(
+                r.to_string(),
+                r.label().into(),
+                view.resolutions.contains(r),
+            )
+        })
+        .collect();
     let agent_options = assistants
         .iter()
         .map(|a| {
@@ -530,6 +570,8 @@ pub(super) async fn conversations(
         },
         status_options,
         channel_options,
+        sentiment_options,
+        resolution_options,
         agent_options,
         rating_options,
         range,
@@ -852,6 +894,13 @@ struct Panel {
     status_label: &'static str,
     ended_how: String,
     sentiment: String,
+    /// Where the sentiment came from and how it moved, e.g. "computed · Worsened over the
+    /// conversation"; empty when not analysed.
+    sentiment_detail: String,
+    /// The resolution outcome's label, or "Not analyzed yet".
+    outcome: String,
+    /// First response time, "No answer", or "Not analyzed yet".
+    first_response: String,
     session: String,
     converted: &'static str,
     external_id: String,
@@ -886,10 +935,11 @@ async fn build_panel(
         newest_first: true,
         include_hidden: false,
     };
-    let (detail, messages, tracker) = tokio::try_join!(
+    let (detail, messages, tracker, insight) = tokio::try_join!(
         st.store.get_conversation(ws, id),
         st.store.list_messages(ws, id, &tq),
-        st.store.tracker_for_conversation(ws, id)
+        st.store.tracker_for_conversation(ws, id),
+        st.store.insights().insight(ws, id)
     )?;
     let (Some(d), Some(mut messages)) = (detail, messages) else {
         return Ok(None);
@@ -900,11 +950,21 @@ async fn build_panel(
     let website = tracker
         .as_ref()
         .map(|t| super::client_data::website_session(t, tz));
-    Ok(Some(panel_html(&d, session, view, transcript, website, tz)))
+    let insight = insight.map(|i| i.insight);
+    Ok(Some(panel_html(
+        &d,
+        insight.as_ref(),
+        session,
+        view,
+        transcript,
+        website,
+        tz,
+    )))
 }
 
 fn panel_html(
     d: &ConversationDetail,
+    insight: Option<&parley_core::insights::ConversationInsight>,
     session: &Session,
     view: &ViewState,
     transcript: String,
@@ -937,12 +997,45 @@ fn panel_html(
         (None, ConversationStatus::Active) => "Still ongoing".into(),
         (None, _) => "Completed".into(),
     };
-    let sentiment = match &s.sentiment {
+    // The client's sentiment wins; else the computed one (issue 13).
+    let shown_sentiment = s
+        .sentiment
+        .as_ref()
+        .or_else(|| insight.and_then(|i| i.sentiment.as_ref()));
+    let sentiment = match shown_sentiment {
         Some(x) => match x.score {
             Some(score) => format!("{} ({score:+.2})", capitalise(x.label.as_str())),
             None => capitalise(x.label.as_str()),
         },
+        None if insight.is_some() => "Not analyzed (language not supported)".into(),
         None => "Not analyzed".into(),
+    };
+    let sentiment_detail = {
+        let source = if s.sentiment.is_some() {
+            Some("sent by the client")
+        } else if shown_sentiment.is_some() {
+            Some("computed")
+        } else {
+            None
+        };
+        let shift = insight
+            .and_then(|i| i.sentiment_shift)
+            .map(|x| format!("{} over the conversation", capitalise(x.as_str())));
+        [source.map(str::to_owned), shift]
+            .into_iter()
+            .flatten()
+            .collect::<Vec<_>>()
+            .join(" · ")
+    };
+    let outcome = insight.map_or_else(
+        || "Not analyzed yet".to_owned(),
+        |i| i.resolution.label().to_owned(),
+    );
+    let first_response = match insight {
+        None => "Not analyzed yet".to_owned(),
+        Some(i) => i
+            .first_response_ms
+            .map_or_else(|| "No answer".to_owned(), format::duration),
     };
     Panel {
         id: s.id.to_string(),
@@ -978,6 +1071,7 @@ fn panel_html(
             }),
         duration: s
             .duration_ms
+            .or_else(|| insight.and_then(|i| i.duration_ms))
             .map_or_else(|| "Ongoing".into(), format::duration),
         messages: format::int(s.message_count),
         stored_messages: format::int(d.stored_message_count),
@@ -1000,6 +1094,9 @@ fn panel_html(
         status_label: s.status.label(),
         ended_how,
         sentiment,
+        sentiment_detail,
+        outcome,
+        first_response,
         session: s.session_id.clone().unwrap_or_else(|| "—".into()),
         converted: match s.converted {
             Some(true) => "Yes",

@@ -4,7 +4,10 @@
 //! reported on the page instead of failing the whole page.
 
 use parley_core::query::{ConversationFilter, Cursor, Sort, SortKey};
-use parley_core::{AssistantId, Channel, ConversationId, ConversationStatus, Timestamp};
+use parley_core::{
+    AssistantId, Channel, ConversationId, ConversationStatus, Resolution, SentimentFilter,
+    Timestamp,
+};
 
 /// The open conversation's tab.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -55,6 +58,10 @@ pub struct ViewState {
     pub to: Option<String>,
     /// Search text.
     pub q: Option<String>,
+    /// Sentiment filter (issue 13).
+    pub sentiments: Vec<SentimentFilter>,
+    /// Resolution outcome filter (issue 13).
+    pub resolutions: Vec<Resolution>,
     /// Sort order.
     pub sort: Sort,
     /// Page after this cursor (for `sort`).
@@ -103,6 +110,24 @@ impl ViewState {
                     for s in list() {
                         match s.parse() {
                             Ok(c) if !v.channels.contains(&c) => v.channels.push(c),
+                            Ok(_) => {}
+                            Err(e) => errors.push(format!("{e}")),
+                        }
+                    }
+                }
+                "sentiment" => {
+                    for s in list() {
+                        match s.parse() {
+                            Ok(x) if !v.sentiments.contains(&x) => v.sentiments.push(x),
+                            Ok(_) => {}
+                            Err(e) => errors.push(format!("{e}")),
+                        }
+                    }
+                }
+                "resolution" => {
+                    for s in list() {
+                        match s.parse() {
+                            Ok(x) if !v.resolutions.contains(&x) => v.resolutions.push(x),
                             Ok(_) => {}
                             Err(e) => errors.push(format!("{e}")),
                         }
@@ -183,6 +208,8 @@ impl ViewState {
                 .and_then(|d| Timestamp::parse_bound(d, true).ok())
                 .map(shift),
             q: self.q.clone(),
+            sentiments: self.sentiments.clone(),
+            resolutions: self.resolutions.clone(),
         }
     }
 
@@ -195,6 +222,8 @@ impl ViewState {
             || self.from.is_some()
             || self.to.is_some()
             || self.q.is_some()
+            || !self.sentiments.is_empty()
+            || !self.resolutions.is_empty()
     }
 
     /// The query string of this state (without the leading `?`), in a stable order.
@@ -221,6 +250,18 @@ impl ViewState {
         }
         if let Some(r) = self.min_rating {
             s.append_pair("min_rating", &r.to_string());
+        }
+        if !self.sentiments.is_empty() {
+            s.append_pair(
+                "sentiment",
+                &join(self.sentiments.iter().map(|x| x.to_string()).collect()),
+            );
+        }
+        if !self.resolutions.is_empty() {
+            s.append_pair(
+                "resolution",
+                &join(self.resolutions.iter().map(|x| x.to_string()).collect()),
+            );
         }
         if let Some(f) = &self.from {
             s.append_pair("from", f);

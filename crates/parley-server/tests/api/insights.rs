@@ -18,6 +18,11 @@ fn conv(status: &str, messages: &[(&str, &str, u32)]) -> Value {
            "status": status, "started_at": "2026-11-01T10:00:00Z", "messages": messages})
 }
 
+/// The background analyser off: these tests count what `parley analyse`'s pass does.
+fn manual(s: &mut parley_server::config::Settings) {
+    s.jobs.insights = false;
+}
+
 async fn analyse(app: &TestApp) -> u64 {
     parley_server::insights::analyse_stale(&*app.state.store, app.workspace.id, |_| {})
         .await
@@ -31,7 +36,7 @@ async fn record(app: &TestApp, id: &str) -> Value {
 }
 
 async fn the_record_carries_each_outcome(backend: Backend) {
-    let Some(app) = TestApp::spawn_on(backend).await else {
+    let Some(app) = TestApp::spawn_on_with(backend, manual).await else {
         return;
     };
     let q = "Where is my order?";
@@ -152,7 +157,7 @@ async fn the_record_carries_each_outcome(backend: Backend) {
 /// The first response time of SGD conversations equals the one computed here from their
 /// transcripts (first user message to the next assistant or agent message).
 async fn sgd_first_response_matches_the_transcript(backend: Backend) {
-    let Some(app) = TestApp::spawn_on(backend).await else {
+    let Some(app) = TestApp::spawn_on_with(backend, manual).await else {
         return;
     };
     app.import_sgd(&["dialogues_001.json"]).await;
@@ -184,7 +189,619 @@ async fn sgd_first_response_matches_the_transcript(backend: Backend) {
     }
 }
 
+/// Polls the record of `id` until `done(record)` holds (the background analyser is off the
+/// request path), for at most 60 s.
+async fn record_when(app: &TestApp, id: &str, done: impl Fn(&Value) -> bool) -> Value {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        let r = record(app, id).await;
+        if done(&r) {
+            return r;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the analyser did not get to it: {r}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}
+
+/// The server keeps insights current by itself: a conversation posted through the API gets its
+/// sentiment and resolution without `parley analyse`, and a later change is analysed again.
+async fn the_server_analyses_changes_by_itself(backend: Backend) {
+    let Some(app) = TestApp::spawn_on(backend).await else {
+        return;
+    };
+    let id = app
+        .create(conv(
+            "closed",
+            &[
+                ("user", "Thanks, this is great, I love it!", 1),
+                ("assistant", "Glad to help.", 2),
+            ],
+        ))
+        .await;
+    let r = record_when(&app, &id, |r| r.get("resolution").is_some()).await;
+    assert_eq!(r["resolution"], "resolved_by_ai", "{r}");
+    assert_eq!(r["sentiment"]["label"], "positive", "{r}");
+    assert_eq!(r["sentiment_source"], "lexicon");
+
+    let p = app
+        .post(
+            &format!("/api/v1/conversations/{id}/messages"),
+            &json!({"messages": [{"role": "agent", "content": "Anything else?",
+                                   "created_at": "2026-11-01T10:00:30Z"}]}),
+        )
+        .await;
+    assert!(p.status < 300, "{}", p.text);
+    let r = record_when(&app, &id, |r| r["resolution"] == "handed_off").await;
+    assert_eq!(r["first_response_ms"], 1_000);
+    // Nothing is left for a backfill once the server caught up (it may be mid-pass: retry
+    // while it holds the workspace).
+    let left = loop {
+        match parley_server::insights::analyse_stale(&*app.state.store, app.workspace.id, |_| {})
+            .await
+        {
+            Ok(n) => break n,
+            Err(parley_store::StoreError::Conflict { .. }) => {
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await
+            }
+            Err(e) => panic!("{e}"),
+        }
+    };
+    assert_eq!(left, 0);
+}
+
+/// The list, count and export endpoints filter on `sentiment=` and `resolution=`, list rows
+/// carry both, other workspaces' conversations never match, and bad values are 400.
+async fn lists_filter_on_sentiment_and_resolution(backend: Backend) {
+    let Some(app) = TestApp::spawn_on_with(backend, manual).await else {
+        return;
+    };
+    let q = "Where is my order?";
+    let resolved = app
+        .create(conv(
+            "closed",
+            &[("user", q, 1), ("assistant", "It ships tomorrow.", 4)],
+        ))
+        .await;
+    let happy = app
+        .create(conv(
+            "closed",
+            &[
+                ("user", "Thanks, this is great, I love it!", 1),
+                ("assistant", "Glad to help.", 2),
+            ],
+        ))
+        .await;
+    let handed = app
+        .create(conv(
+            "closed",
+            &[
+                ("user", q, 1),
+                ("assistant", "Let me check.", 2),
+                ("agent", "I have it.", 9),
+            ],
+        ))
+        .await;
+    let angry = app
+        .create(conv(
+            "closed",
+            &[
+                ("user", "This is terrible, I hate this awful shop.", 1),
+                ("assistant", "Sorry.", 2),
+                ("user", "Useless. Worst service ever.", 3),
+                ("assistant", "Sorry again.", 4),
+            ],
+        ))
+        .await;
+    let mut with_client = conv(
+        "closed",
+        &[
+            ("user", "Great, I love it, thanks!", 1),
+            ("assistant", "Glad to help.", 2),
+        ],
+    );
+    with_client["sentiment"] = json!({"label": "negative", "score": -0.5});
+    let client = app.create(with_client).await;
+    // The other workspace has the same kinds of conversation, analysed too.
+    let (other, other_key) = app.other_tenant("other").await;
+    for body in [
+        conv(
+            "closed",
+            &[("user", q, 1), ("assistant", "It ships tomorrow.", 4)],
+        ),
+        conv(
+            "closed",
+            &[
+                ("user", "This is terrible, I hate this awful shop.", 1),
+                ("assistant", "Sorry.", 2),
+            ],
+        ),
+    ] {
+        let r = app
+            .post_as("/api/v1/conversations", &body, &other_key)
+            .await;
+        assert!(r.status < 300, "{}", r.text);
+    }
+    assert_eq!(analyse(&app).await, 5);
+    parley_server::insights::analyse_stale(&*app.state.store, other.id, |_| {})
+        .await
+        .unwrap();
+    // Created after the analysis: not analysed.
+    let fresh = app.create(conv("active", &[("user", q, 1)])).await;
+
+    let sorted = |mut v: Vec<String>| {
+        v.sort();
+        v
+    };
+    let want = |ids: &[&String]| sorted(ids.iter().map(|s| (*s).clone()).collect());
+    let cases: Vec<(&str, Vec<&String>)> = vec![
+        ("resolution=resolved_by_ai", vec![&resolved, &happy]),
+        ("resolution=handed_off", vec![&handed]),
+        // The client's negative sentiment makes it end negative: unresolved.
+        ("resolution=unresolved", vec![&angry, &client]),
+        ("resolution=ongoing", vec![]),
+        (
+            "resolution=handed_off,unresolved",
+            vec![&handed, &angry, &client],
+        ),
+        ("sentiment=positive", vec![&happy]),
+        ("sentiment=negative", vec![&angry, &client]),
+        ("sentiment=neutral", vec![&resolved, &handed]),
+        ("sentiment=not_analyzed", vec![&fresh]),
+        ("sentiment=neutral&resolution=handed_off", vec![&handed]),
+        ("sentiment=positive&resolution=unresolved", vec![]),
+        ("sentiment=positive,not_analyzed", vec![&happy, &fresh]),
+    ];
+    for (query, ids) in &cases {
+        let expected = want(ids);
+        assert_eq!(sorted(app.list_ids(query).await), expected, "list {query}");
+        let c = app
+            .get(&format!("/api/v1/conversations/count?{query}"))
+            .await;
+        assert_eq!(c.status, 200, "{}", c.text);
+        assert_eq!(c.body["count"], expected.len(), "count {query}");
+        let e = app.get(&format!("/api/v1/export?{query}")).await;
+        assert_eq!(e.status, 200, "{}", e.text);
+        let exported: Vec<String> = e
+            .text
+            .lines()
+            .filter(|l| !l.trim().is_empty())
+            .map(|l| {
+                let v: Value = serde_json::from_str(l).unwrap();
+                v["conversation"]["id"]
+                    .as_str()
+                    .or(v["id"].as_str())
+                    .unwrap()
+                    .to_owned()
+            })
+            .collect();
+        assert_eq!(sorted(exported), expected, "export {query}");
+    }
+
+    // List rows carry the outcome and the computed sentiment.
+    let page = app.get("/api/v1/conversations?limit=50").await;
+    let row = |id: &String| {
+        page.body["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["id"] == id.as_str())
+            .unwrap()
+            .clone()
+    };
+    assert_eq!(row(&resolved)["resolution"], "resolved_by_ai");
+    assert_eq!(row(&happy)["sentiment"]["label"], "positive");
+    assert_eq!(
+        row(&client)["sentiment"]["label"],
+        "negative",
+        "the client's wins"
+    );
+    assert_eq!(row(&fresh)["resolution"], Value::Null);
+    assert_eq!(row(&fresh)["sentiment"], Value::Null);
+
+    for bad in ["sentiment=happy", "resolution=solved"] {
+        for path in [
+            "/api/v1/conversations",
+            "/api/v1/conversations/count",
+            "/api/v1/export",
+        ] {
+            let r = app.get(&format!("{path}?{bad}")).await;
+            assert_eq!(r.status, 400, "{path}?{bad}: {}", r.text);
+            assert_eq!(r.code(), "invalid_parameter");
+        }
+    }
+}
+
+/// The dashboard: the panel shows the computed sentiment, its source and shift, the outcome
+/// and the first response time; the list takes `sentiment=` / `resolution=` as chips.
+async fn the_dashboard_shows_insights(backend: Backend) {
+    let Some(app) = TestApp::spawn_on_with(backend, manual).await else {
+        return;
+    };
+    let angry = app
+        .create(conv(
+            "closed",
+            &[
+                ("user", "I love this shop, thanks!", 1),
+                ("assistant", "Glad to help.", 2),
+                ("user", "Useless. Worst service ever, I hate it.", 3),
+                ("assistant", "Sorry.", 5),
+            ],
+        ))
+        .await;
+    let handed = app
+        .create(conv(
+            "closed",
+            &[
+                ("user", "This is terrible, I hate it.", 1),
+                ("agent", "I have it.", 9),
+            ],
+        ))
+        .await;
+    let (cookie, _) = app.dashboard_session(parley_core::UserRole::Admin).await;
+    let before = app
+        .page(&format!("/conversations?open={angry}"), &cookie)
+        .await;
+    assert!(before.text.contains("Not analyzed yet"), "{}", before.text);
+    analyse(&app).await;
+    let panel = app
+        .page(&format!("/conversations/{angry}/panel"), &cookie)
+        .await;
+    assert_eq!(panel.status, 200);
+    let t = &panel.text;
+    assert!(
+        t.contains(r#"<dd data-field="outcome">Resolved by AI</dd>"#),
+        "{t}"
+    );
+    assert!(
+        t.contains(r#"<dd data-field="first-response">1s</dd>"#),
+        "{t}"
+    );
+    // Mixed overall (neutral), but it got worse.
+    assert!(t.contains("Neutral ("), "{t}");
+    assert!(
+        t.contains("computed · Worsened over the conversation"),
+        "{t}"
+    );
+
+    let list = app
+        .page("/conversations?resolution=handed_off", &cookie)
+        .await;
+    assert_eq!(list.status, 200);
+    assert!(list.text.contains(&handed) && !list.text.contains(&angry));
+    assert!(list.text.contains("Outcome") && list.text.contains("Handed off"));
+    let list = app.page("/conversations?sentiment=neutral", &cookie).await;
+    assert!(list.text.contains(&angry) && !list.text.contains(&handed));
+    assert!(list.text.contains("Sentiment") && list.text.contains("Neutral"));
+}
+
+/// One conversation for the summary test, started on 2026-11-`day` at 10:00 UTC.
+struct Planned {
+    day: u32,
+    channel: &'static str,
+    texts: Vec<(&'static str, &'static str)>,
+    rating: Option<u8>,
+    cost: i64,
+    tokens: (i64, i64),
+}
+
+/// `GET /api/v1/insights/summary`: each figure equals the aggregate computed here from the
+/// conversations posted (built to hit each outcome, in the window, in the previous period and
+/// outside both), per channel too; another workspace never counts; bad parameters are 400.
+async fn the_summary_equals_the_raw_aggregates(backend: Backend) {
+    let Some(app) = TestApp::spawn_on_with(backend, manual).await else {
+        return;
+    };
+    let q = "Where is my order?";
+    let plan = vec![
+        // The window: 2026-11-10 .. 2026-11-20 (10 days); previous: 10-31 .. 11-10.
+        Planned {
+            day: 10,
+            channel: "widget",
+            texts: vec![("user", q), ("assistant", "It ships tomorrow.")],
+            rating: Some(5),
+            cost: 1_000,
+            tokens: (10, 5),
+        },
+        Planned {
+            day: 12,
+            channel: "widget",
+            texts: vec![
+                ("user", "Thanks, this is great, I love it!"),
+                ("assistant", "Glad to help."),
+            ],
+            rating: Some(4),
+            cost: 3_000,
+            tokens: (20, 7),
+        },
+        Planned {
+            day: 13,
+            channel: "whatsapp",
+            texts: vec![
+                ("user", q),
+                ("assistant", "Let me check."),
+                ("agent", "I have it."),
+            ],
+            rating: Some(2),
+            cost: 500,
+            tokens: (8, 2),
+        },
+        Planned {
+            day: 15,
+            channel: "whatsapp",
+            texts: vec![
+                ("user", "This is terrible, I hate this awful shop."),
+                ("assistant", "Sorry."),
+                ("user", "Useless. Worst service ever."),
+            ],
+            rating: None,
+            cost: 700,
+            tokens: (9, 1),
+        },
+        Planned {
+            day: 19,
+            channel: "widget",
+            texts: vec![("user", q)],
+            rating: None,
+            cost: 0,
+            tokens: (0, 0),
+        },
+        // The previous period.
+        Planned {
+            day: 2,
+            channel: "widget",
+            texts: vec![("user", q), ("assistant", "It ships tomorrow.")],
+            rating: Some(3),
+            cost: 2_000,
+            tokens: (4, 4),
+        },
+        Planned {
+            day: 9,
+            channel: "whatsapp",
+            texts: vec![("user", q), ("agent", "On it.")],
+            rating: None,
+            cost: 0,
+            tokens: (0, 0),
+        },
+        // Outside both.
+        Planned {
+            day: 25,
+            channel: "widget",
+            texts: vec![("user", q), ("assistant", "It ships tomorrow.")],
+            rating: Some(1),
+            cost: 9_999,
+            tokens: (1, 1),
+        },
+    ];
+    for c in &plan {
+        let n = c.texts.len() as i64;
+        let messages: Vec<Value> = c
+            .texts
+            .iter()
+            .enumerate()
+            .map(|(i, (role, text))| {
+                let mut m = json!({"role": role, "content": text,
+                    "created_at": format!("2026-11-{:02}T10:00:{:02}Z", c.day, i * 2 + 1)});
+                // The whole cost and usage on the last message.
+                if i as i64 == n - 1 {
+                    m["cost_nanousd"] = json!(c.cost);
+                    m["usage"] =
+                        json!({"prompt_tokens": c.tokens.0, "completion_tokens": c.tokens.1});
+                }
+                m
+            })
+            .collect();
+        let mut body = json!({"assistant": {"name": "Helper", "company": "Acme"},
+            "channel": c.channel, "status": if c.texts.len() == 1 { "active" } else { "closed" },
+            "started_at": format!("2026-11-{:02}T10:00:00Z", c.day), "messages": messages});
+        if let Some(r) = c.rating {
+            body["rating"] = json!({"score": r});
+        }
+        app.create(body).await;
+    }
+    // Another workspace, same window: never counted.
+    let (_, other_key) = app.other_tenant("other").await;
+    let r = app
+        .post_as(
+            "/api/v1/conversations",
+            &json!({"assistant": {"name": "Helper"}, "channel": "widget",
+                    "started_at": "2026-11-11T10:00:00Z",
+                    "messages": [{"role": "user", "content": q}]}),
+            &other_key,
+        )
+        .await;
+    assert!(r.status < 300, "{}", r.text);
+    analyse(&app).await;
+
+    // The outcome of each conversation as the record says it.
+    let mut outcome = std::collections::HashMap::new();
+    for id in app.list_ids("limit=50").await {
+        let r = record(&app, &id).await;
+        let day: u32 = r["started_at"].as_str().unwrap()[8..10].parse().unwrap();
+        outcome.insert(
+            day,
+            (
+                r["resolution"].as_str().unwrap().to_owned(),
+                r["sentiment"]["label"].as_str().map(str::to_owned),
+            ),
+        );
+    }
+    // The plan hits each outcome but `ongoing` (a conversation still in progress now, which
+    // cannot start in a past window).
+    for want in ["resolved_by_ai", "handed_off", "unresolved"] {
+        assert!(
+            outcome.values().any(|(o, _)| o == want),
+            "{want}: {outcome:?}"
+        );
+    }
+
+    let expect = |days: std::ops::Range<u32>, channel: Option<&str>| -> Value {
+        let cohort: Vec<&Planned> = plan
+            .iter()
+            .filter(|c| days.contains(&c.day) && channel.is_none_or(|ch| ch == c.channel))
+            .collect();
+        let n = cohort.len() as i64;
+        let count = |o: &str| cohort.iter().filter(|c| outcome[&c.day].0 == o).count() as i64;
+        let sentiment = |l: Option<&str>| {
+            cohort
+                .iter()
+                .filter(|c| outcome[&c.day].1.as_deref() == l)
+                .count() as i64
+        };
+        let ratings: Vec<i64> = cohort
+            .iter()
+            .filter_map(|c| c.rating.map(i64::from))
+            .collect();
+        let ratio = |a: i64, b: i64| {
+            if b == 0 {
+                Value::Null
+            } else {
+                json!(a as f64 / b as f64)
+            }
+        };
+        let cost: i64 = cohort.iter().map(|c| c.cost).sum();
+        let resolved = count("resolved_by_ai");
+        json!({
+            "conversations": n,
+            "messages": cohort.iter().map(|c| c.texts.len() as i64).sum::<i64>(),
+            "resolution_rate": ratio(resolved, n),
+            "handoff_rate": ratio(count("handed_off"), n),
+            "average_rating": ratio(ratings.iter().sum(), ratings.len() as i64),
+            "csat": ratio(ratings.iter().filter(|r| **r >= 4).count() as i64, ratings.len() as i64),
+            "rated": ratings.len(),
+            "resolved_by_ai": resolved,
+            "handed_off": count("handed_off"),
+            "unresolved": count("unresolved"),
+            "ongoing": count("ongoing"),
+            "sentiment_positive": sentiment(Some("positive")),
+            "sentiment_neutral": sentiment(Some("neutral")),
+            "sentiment_negative": sentiment(Some("negative")),
+            "sentiment_not_analyzed": sentiment(None),
+            "prompt_tokens": cohort.iter().map(|c| c.tokens.0).sum::<i64>(),
+            "completion_tokens": cohort.iter().map(|c| c.tokens.1).sum::<i64>(),
+            "cost_nanousd": cost,
+            "cost_per_resolved_nanousd": if resolved == 0 { Value::Null } else { json!(cost / resolved) },
+        })
+    };
+    for (query, channel) in [
+        ("", None),
+        ("&channel=widget", Some("widget")),
+        ("&channel=whatsapp", Some("whatsapp")),
+    ] {
+        let r = app
+            .get(&format!(
+                "/api/v1/insights/summary?from=2026-11-10&to=2026-11-19{query}"
+            ))
+            .await;
+        assert_eq!(r.status, 200, "{}", r.text);
+        assert_eq!(r.body["from"], "2026-11-10T00:00:00.000Z", "{}", r.text);
+        assert_eq!(r.body["previous_from"], "2026-10-31T00:00:00.000Z");
+        let now = expect(10..20, channel);
+        let before = expect(1..10, channel);
+        for (name, value) in now.as_object().unwrap() {
+            let got = &r.body["figures"][name];
+            assert_eq!(&got["value"], value, "{name}{query}: {}", r.text);
+            assert_eq!(got["previous"], before[name], "{name} previous{query}");
+        }
+    }
+    // Per day: conversations, cost and sentiment of the conversations started that day.
+    async fn days(app: &TestApp, metric: &str) -> Vec<Value> {
+        let r = app
+            .get(&format!(
+                "/api/v1/insights/timeseries?metric={metric}&interval=day&from=2026-11-10&to=2026-11-19"
+            ))
+            .await;
+        assert_eq!(r.status, 200, "{}", r.text);
+        r.body["points"].as_array().unwrap().clone()
+    }
+    let conversations = days(&app, "conversations").await;
+    let cost = days(&app, "cost").await;
+    let sentiment = days(&app, "sentiment").await;
+    assert_eq!(conversations.len(), 10, "one point per day, empty days too");
+    for (i, day) in (10..20u32).enumerate() {
+        let started: Vec<&Planned> = plan.iter().filter(|c| c.day == day).collect();
+        assert_eq!(
+            conversations[i]["start"],
+            format!("2026-11-{day:02}T00:00:00.000Z")
+        );
+        assert_eq!(conversations[i]["value"], started.len(), "day {day}");
+        assert_eq!(
+            cost[i]["value"],
+            started.iter().map(|c| c.cost).sum::<i64>(),
+            "day {day}"
+        );
+        let negative = started
+            .iter()
+            .filter(|c| outcome[&c.day].1.as_deref() == Some("negative"))
+            .count();
+        assert_eq!(sentiment[i]["value"]["negative"], negative, "day {day}");
+    }
+    // Weekly points start on Mondays; the sum over them is the window's count.
+    let r = app
+        .get("/api/v1/insights/timeseries?interval=week&from=2026-11-10&to=2026-11-19")
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    let weeks = r.body["points"].as_array().unwrap();
+    assert_eq!(weeks[0]["start"], "2026-11-09T00:00:00.000Z", "a Monday");
+    let total: u64 = weeks.iter().map(|p| p["value"].as_u64().unwrap()).sum();
+    assert_eq!(total, 5);
+
+    // The heatmap: 2026-11-01 was a Sunday, so November day d is weekday (d + 5) % 7 from
+    // Monday; every conversation started at 10:00 UTC (12:00 at +02:00).
+    for (tz, hour) in [("", 10usize), ("&tz=%2B02:00", 12)] {
+        let r = app
+            .get(&format!(
+                "/api/v1/insights/heatmap?from=2026-11-01T00:00:00Z&to=2026-12-01T00:00:00Z{tz}"
+            ))
+            .await;
+        assert_eq!(r.status, 200, "{}", r.text);
+        let mut want = vec![vec![0u64; 24]; 7];
+        for c in &plan {
+            want[((c.day + 5) % 7) as usize][hour] += 1;
+        }
+        assert_eq!(r.body["cells"], json!(want), "{tz}");
+    }
+    for bad in [
+        "metric=mood",
+        "interval=minute",
+        "interval=hour&from=2026-01-01&to=2026-12-01",
+    ] {
+        let r = app.get(&format!("/api/v1/insights/timeseries?{bad}")).await;
+        assert_eq!(r.status, 400, "{bad}: {}", r.text);
+        assert_eq!(r.code(), "invalid_parameter", "{bad}");
+    }
+    let r = app.get("/api/v1/insights/heatmap?tz=nowhere").await;
+    assert_eq!(r.status, 400);
+
+    // A bare date is a day in tz: at +02:00 the window starts 2 hours earlier.
+    let r = app
+        .get("/api/v1/insights/summary?from=2026-11-10&to=2026-11-19&tz=%2B02:00")
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(r.body["from"], "2026-11-09T22:00:00.000Z");
+
+    for bad in [
+        "from=yesterday",
+        "from=2026-11-10&to=2026-11-01",
+        "channel=fax",
+        "assistant=42",
+        "tz=Mars/Olympus",
+        "from=2020-01-01&to=2026-01-01",
+        "color=red",
+    ] {
+        let r = app.get(&format!("/api/v1/insights/summary?{bad}")).await;
+        assert_eq!(r.status, 400, "{bad}: {}", r.text);
+        assert_eq!(r.code(), "invalid_parameter", "{bad}");
+    }
+}
+
 crate::both_backends!(
+    the_summary_equals_the_raw_aggregates,
+    the_dashboard_shows_insights,
+    lists_filter_on_sentiment_and_resolution,
+    the_server_analyses_changes_by_itself,
     the_record_carries_each_outcome,
     sgd_first_response_matches_the_transcript,
 );

@@ -7,6 +7,7 @@ mod helpers;
 
 mod harness;
 mod live;
+mod insights;
 mod privacy;
 mod providers;
 mod review;

@@ -5,8 +5,12 @@ use parley_core::insights::ConversationInsight;
 use parley_core::{ConversationId, Timestamp, WorkspaceId};
 
 use super::PostgresStore;
+use crate::insights::InsightGrouping;
 use crate::insights::columns::{from_row, to_row};
-use crate::insights::{InsightStore, StoredInsight};
+use crate::insights::{
+    ChangedConversation, InsightCursor, InsightStore, InsightTotals, InsightWindow, StoredInsight,
+    totals_from, totals_sql, totals_sql_by,
+};
 use crate::{Result, StoreError};
 
 #[async_trait]
@@ -92,6 +96,48 @@ impl InsightStore for PostgresStore {
         .transpose()
     }
 
+    async fn insights_of(
+        &self,
+        workspace: WorkspaceId,
+        conversations: &[ConversationId],
+    ) -> Result<Vec<(ConversationId, StoredInsight)>> {
+        if conversations.is_empty() {
+            return Ok(Vec::new());
+        }
+        let ids: Vec<uuid::Uuid> = conversations.iter().map(|c| c.0).collect();
+        let client = self.pool.get().await?;
+        let rows = client
+            .query(
+                "SELECT c.id, i.sentiment_label, i.sentiment_score, i.sentiment_source,
+                        i.sentiment_shift, i.language, i.resolution, i.first_response_ms,
+                        i.duration_ms, i.analysed_at
+                 FROM conversations c JOIN conversation_insights i ON i.conversation = c.pk
+                 WHERE c.workspace_id = $1 AND c.id = ANY($2)",
+                &[&workspace.0, &ids],
+            )
+            .await?;
+        rows.iter()
+            .map(|r| {
+                Ok((
+                    ConversationId(r.get(0)),
+                    StoredInsight {
+                        insight: from_row((
+                            r.get(1),
+                            r.get(2),
+                            r.get(3),
+                            r.get(4),
+                            r.get(5),
+                            r.get(6),
+                            r.get(7),
+                            r.get(8),
+                        ))?,
+                        analysed_at: Timestamp(r.get(9)),
+                    },
+                ))
+            })
+            .collect()
+    }
+
     async fn stale_insights(
         &self,
         workspace: WorkspaceId,
@@ -109,5 +155,183 @@ impl InsightStore for PostgresStore {
             )
             .await?;
         Ok(rows.iter().map(|r| ConversationId(r.get(0))).collect())
+    }
+
+    async fn insight_watermark(&self, workspace: WorkspaceId) -> Result<InsightCursor> {
+        let client = self.pool.get().await?;
+        let row = client
+            .query_opt(
+                "SELECT updated_at, pk FROM insight_watermarks WHERE workspace_id = $1",
+                &[&workspace.0],
+            )
+            .await?;
+        Ok(row.map_or(InsightCursor::START, |r| InsightCursor {
+            updated_at: r.get(0),
+            pk: r.get(1),
+        }))
+    }
+
+    async fn claim_insight_watermark(
+        &self,
+        workspace: WorkspaceId,
+        worker: &str,
+        now: Timestamp,
+        until: Timestamp,
+    ) -> Result<Option<InsightCursor>> {
+        let client = self.pool.get().await?;
+        let row = client
+            .query_opt(
+                "INSERT INTO insight_watermarks
+                     (workspace_id, updated_at, pk, claimed_by, claimed_until)
+                 VALUES ($1, $2, $2, $3, $4)
+                 ON CONFLICT (workspace_id) DO UPDATE SET
+                     claimed_by = excluded.claimed_by,
+                     claimed_until = excluded.claimed_until
+                 WHERE insight_watermarks.claimed_until < $5
+                    OR insight_watermarks.claimed_by = excluded.claimed_by
+                 RETURNING updated_at, pk",
+                &[&workspace.0, &i64::MIN, &worker, &until.0, &now.0],
+            )
+            .await?;
+        Ok(row.map(|r| InsightCursor {
+            updated_at: r.get(0),
+            pk: r.get(1),
+        }))
+    }
+
+    async fn changed_conversations(
+        &self,
+        workspace: WorkspaceId,
+        after: InsightCursor,
+        limit: u32,
+    ) -> Result<Vec<ChangedConversation>> {
+        let client = self.pool.get().await?;
+        let rows = client
+            .query(
+                "SELECT c.id, c.updated_at, c.pk,
+                        i.conversation IS NULL OR i.analysed_at < c.updated_at
+                 FROM conversations c
+                 LEFT JOIN conversation_insights i ON i.conversation = c.pk
+                 WHERE c.workspace_id = $1 AND (c.updated_at, c.pk) > ($2, $3)
+                 ORDER BY c.updated_at, c.pk LIMIT $4",
+                &[
+                    &workspace.0,
+                    &after.updated_at,
+                    &after.pk,
+                    &i64::from(limit),
+                ],
+            )
+            .await?;
+        Ok(rows
+            .iter()
+            .map(|r| ChangedConversation {
+                id: ConversationId(r.get(0)),
+                cursor: InsightCursor {
+                    updated_at: r.get(1),
+                    pk: r.get(2),
+                },
+                stale: r.get(3),
+            })
+            .collect())
+    }
+
+    async fn advance_insight_watermark(
+        &self,
+        workspace: WorkspaceId,
+        worker: &str,
+        to: InsightCursor,
+        until: Timestamp,
+    ) -> Result<bool> {
+        let client = self.pool.get().await?;
+        // Every SET expression sees the old row, so both CASEs compare with the old mark.
+        let n = client
+            .execute(
+                "UPDATE insight_watermarks SET
+                     updated_at = CASE WHEN ($3::bigint, $4::bigint) > (updated_at, pk) THEN $3
+                                  ELSE updated_at END,
+                     pk = CASE WHEN ($3::bigint, $4::bigint) > (updated_at, pk) THEN $4
+                          ELSE pk END,
+                     claimed_until = $5
+                 WHERE workspace_id = $1 AND claimed_by = $2",
+                &[&workspace.0, &worker, &to.updated_at, &to.pk, &until.0],
+            )
+            .await?;
+        Ok(n == 1)
+    }
+
+    async fn release_insight_watermark(&self, workspace: WorkspaceId, worker: &str) -> Result<()> {
+        let client = self.pool.get().await?;
+        client
+            .execute(
+                "UPDATE insight_watermarks SET claimed_by = NULL, claimed_until = 0
+                 WHERE workspace_id = $1 AND claimed_by = $2",
+                &[&workspace.0, &worker],
+            )
+            .await?;
+        Ok(())
+    }
+
+    async fn insight_totals(
+        &self,
+        workspace: WorkspaceId,
+        window: &InsightWindow,
+    ) -> Result<InsightTotals> {
+        let sql = totals_sql(|n| format!("${n}"), "::text", "::uuid");
+        let channel = window.channel.map(|c| c.as_str().to_owned());
+        let assistant = window.assistant.map(|a| a.0);
+        let client = self.pool.get().await?;
+        let r = client
+            .query_one(
+                &sql,
+                &[
+                    &workspace.0,
+                    &window.from.0,
+                    &window.to.0,
+                    &channel,
+                    &assistant,
+                ],
+            )
+            .await?;
+        let mut v = [0i64; 15];
+        for (i, slot) in v.iter_mut().enumerate() {
+            *slot = r.get(i);
+        }
+        Ok(totals_from(v))
+    }
+
+    async fn insight_groups(
+        &self,
+        workspace: WorkspaceId,
+        window: &InsightWindow,
+        grouping: InsightGrouping,
+    ) -> Result<Vec<(i64, InsightTotals)>> {
+        // bigint arithmetic keeps the key a bigint.
+        let key = format!("({})::bigint", grouping.key_sql());
+        let sql = totals_sql_by(|n| format!("${n}"), "::text", "::uuid", Some(&key));
+        let channel = window.channel.map(|c| c.as_str().to_owned());
+        let assistant = window.assistant.map(|a| a.0);
+        let client = self.pool.get().await?;
+        let rows = client
+            .query(
+                &sql,
+                &[
+                    &workspace.0,
+                    &window.from.0,
+                    &window.to.0,
+                    &channel,
+                    &assistant,
+                ],
+            )
+            .await?;
+        Ok(rows
+            .iter()
+            .map(|r| {
+                let mut v = [0i64; 15];
+                for (i, slot) in v.iter_mut().enumerate() {
+                    *slot = r.get(i + 1);
+                }
+                (r.get::<_, i64>(0), totals_from(v))
+            })
+            .collect())
     }
 }

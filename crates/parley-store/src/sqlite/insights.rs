@@ -6,8 +6,12 @@ use parley_core::{ConversationId, Timestamp, WorkspaceId};
 use rusqlite::{OptionalExtension, params};
 
 use super::SqliteStore;
+use crate::insights::InsightGrouping;
 use crate::insights::columns::{from_row, to_row};
-use crate::insights::{InsightStore, StoredInsight};
+use crate::insights::{
+    ChangedConversation, InsightCursor, InsightStore, InsightTotals, InsightWindow, StoredInsight,
+    totals_from, totals_sql, totals_sql_by,
+};
 use crate::{Result, StoreError};
 
 #[async_trait]
@@ -107,6 +111,65 @@ impl InsightStore for SqliteStore {
         .await
     }
 
+    async fn insights_of(
+        &self,
+        workspace: WorkspaceId,
+        conversations: &[ConversationId],
+    ) -> Result<Vec<(ConversationId, StoredInsight)>> {
+        if conversations.is_empty() {
+            return Ok(Vec::new());
+        }
+        let ids: Vec<Vec<u8>> = conversations
+            .iter()
+            .map(|c| c.as_bytes().to_vec())
+            .collect();
+        self.read(move |c| {
+            let marks: Vec<String> = (0..ids.len()).map(|n| format!("?{}", n + 2)).collect();
+            let mut st = c.prepare(&format!(
+                "SELECT c.id, i.sentiment_label, i.sentiment_score, i.sentiment_source,
+                        i.sentiment_shift, i.language, i.resolution, i.first_response_ms,
+                        i.duration_ms, i.analysed_at
+                 FROM conversations c JOIN conversation_insights i ON i.conversation = c.pk
+                 WHERE c.workspace_id = ?1 AND c.id IN ({})",
+                marks.join(", ")
+            ))?;
+            let mut values: Vec<&dyn rusqlite::ToSql> = vec![workspace.as_bytes()];
+            values.extend(ids.iter().map(|b| b as &dyn rusqlite::ToSql));
+            let rows = st
+                .query_map(values.as_slice(), |r| {
+                    Ok((
+                        r.get::<_, Vec<u8>>(0)?,
+                        (
+                            r.get(1)?,
+                            r.get(2)?,
+                            r.get(3)?,
+                            r.get(4)?,
+                            r.get(5)?,
+                            r.get(6)?,
+                            r.get(7)?,
+                            r.get(8)?,
+                        ),
+                        r.get::<_, i64>(9)?,
+                    ))
+                })?
+                .collect::<rusqlite::Result<Vec<_>>>()?;
+            rows.into_iter()
+                .map(|(id, row, at)| {
+                    let id = ConversationId::from_slice(&id)
+                        .ok_or_else(|| StoreError::backend("a conversation id is not 16 bytes"))?;
+                    Ok((
+                        id,
+                        StoredInsight {
+                            insight: from_row(row)?,
+                            analysed_at: Timestamp(at),
+                        },
+                    ))
+                })
+                .collect()
+        })
+        .await
+    }
+
     async fn stale_insights(
         &self,
         workspace: WorkspaceId,
@@ -131,6 +194,213 @@ impl InsightStore for SqliteStore {
                         .ok_or_else(|| StoreError::backend("a conversation id is not 16 bytes"))
                 })
                 .collect()
+        })
+        .await
+    }
+
+    async fn insight_watermark(&self, workspace: WorkspaceId) -> Result<InsightCursor> {
+        self.read(move |c| {
+            let row: Option<(i64, i64)> = c
+                .prepare_cached(
+                    "SELECT updated_at, pk FROM insight_watermarks WHERE workspace_id = ?1",
+                )?
+                .query_row(params![workspace.as_bytes()], |r| {
+                    Ok((r.get(0)?, r.get(1)?))
+                })
+                .optional()?;
+            Ok(
+                row.map_or(InsightCursor::START, |(updated_at, pk)| InsightCursor {
+                    updated_at,
+                    pk,
+                }),
+            )
+        })
+        .await
+    }
+
+    async fn claim_insight_watermark(
+        &self,
+        workspace: WorkspaceId,
+        worker: &str,
+        now: Timestamp,
+        until: Timestamp,
+    ) -> Result<Option<InsightCursor>> {
+        let worker = worker.to_owned();
+        self.write(move |c| {
+            let row: Option<(i64, i64)> = c
+                .prepare_cached(
+                    "INSERT INTO insight_watermarks
+                         (workspace_id, updated_at, pk, claimed_by, claimed_until)
+                     VALUES (?1, ?2, ?2, ?3, ?4)
+                     ON CONFLICT (workspace_id) DO UPDATE SET
+                         claimed_by = excluded.claimed_by,
+                         claimed_until = excluded.claimed_until
+                     WHERE insight_watermarks.claimed_until < ?5
+                        OR insight_watermarks.claimed_by = excluded.claimed_by
+                     RETURNING updated_at, pk",
+                )?
+                .query_row(
+                    params![workspace.as_bytes(), i64::MIN, worker, until.0, now.0],
+                    |r| Ok((r.get(0)?, r.get(1)?)),
+                )
+                .optional()?;
+            Ok(row.map(|(updated_at, pk)| InsightCursor { updated_at, pk }))
+        })
+        .await
+    }
+
+    async fn changed_conversations(
+        &self,
+        workspace: WorkspaceId,
+        after: InsightCursor,
+        limit: u32,
+    ) -> Result<Vec<ChangedConversation>> {
+        self.read(move |c| {
+            let mut st = c.prepare_cached(
+                "SELECT c.id, c.updated_at, c.pk,
+                        i.conversation IS NULL OR i.analysed_at < c.updated_at
+                 FROM conversations c INDEXED BY conversations_by_updated
+                 LEFT JOIN conversation_insights i ON i.conversation = c.pk
+                 WHERE c.workspace_id = ?1 AND c.updated_at >= ?2
+                   AND (c.updated_at > ?2 OR c.pk > ?3)
+                 ORDER BY c.updated_at, c.pk LIMIT ?4",
+            )?;
+            let rows = st
+                .query_map(
+                    params![
+                        workspace.as_bytes(),
+                        after.updated_at,
+                        after.pk,
+                        i64::from(limit)
+                    ],
+                    |r| {
+                        Ok((
+                            r.get::<_, Vec<u8>>(0)?,
+                            r.get::<_, i64>(1)?,
+                            r.get::<_, i64>(2)?,
+                            r.get::<_, bool>(3)?,
+                        ))
+                    },
+                )?
+                .collect::<rusqlite::Result<Vec<_>>>()?;
+            rows.into_iter()
+                .map(|(id, updated_at, pk, stale)| {
+                    Ok(ChangedConversation {
+                        id: ConversationId::from_slice(&id).ok_or_else(|| {
+                            StoreError::backend("a conversation id is not 16 bytes")
+                        })?,
+                        cursor: InsightCursor { updated_at, pk },
+                        stale,
+                    })
+                })
+                .collect()
+        })
+        .await
+    }
+
+    async fn advance_insight_watermark(
+        &self,
+        workspace: WorkspaceId,
+        worker: &str,
+        to: InsightCursor,
+        until: Timestamp,
+    ) -> Result<bool> {
+        let worker = worker.to_owned();
+        self.write(move |c| {
+            // Every SET expression sees the old row, so both CASEs compare with the old mark.
+            let n = c
+                .prepare_cached(
+                    "UPDATE insight_watermarks SET
+                         updated_at = CASE WHEN (?3, ?4) > (updated_at, pk) THEN ?3
+                                      ELSE updated_at END,
+                         pk = CASE WHEN (?3, ?4) > (updated_at, pk) THEN ?4 ELSE pk END,
+                         claimed_until = ?5
+                     WHERE workspace_id = ?1 AND claimed_by = ?2",
+                )?
+                .execute(params![
+                    workspace.as_bytes(),
+                    worker,
+                    to.updated_at,
+                    to.pk,
+                    until.0
+                ])?;
+            Ok(n == 1)
+        })
+        .await
+    }
+
+    async fn release_insight_watermark(&self, workspace: WorkspaceId, worker: &str) -> Result<()> {
+        let worker = worker.to_owned();
+        self.write(move |c| {
+            c.prepare_cached(
+                "UPDATE insight_watermarks SET claimed_by = NULL, claimed_until = 0
+                 WHERE workspace_id = ?1 AND claimed_by = ?2",
+            )?
+            .execute(params![workspace.as_bytes(), worker])?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn insight_totals(
+        &self,
+        workspace: WorkspaceId,
+        window: &InsightWindow,
+    ) -> Result<InsightTotals> {
+        let w = *window;
+        self.read(move |c| {
+            let sql = totals_sql(|n| format!("?{n}"), "", "");
+            let v = c.prepare_cached(&sql)?.query_row(
+                params![
+                    workspace.as_bytes(),
+                    w.from.0,
+                    w.to.0,
+                    w.channel.map(|ch| ch.as_str()),
+                    w.assistant.map(|a| a.as_bytes().to_vec()),
+                ],
+                |r| {
+                    let mut v = [0i64; 15];
+                    for (i, slot) in v.iter_mut().enumerate() {
+                        *slot = r.get(i)?;
+                    }
+                    Ok(v)
+                },
+            )?;
+            Ok(totals_from(v))
+        })
+        .await
+    }
+
+    async fn insight_groups(
+        &self,
+        workspace: WorkspaceId,
+        window: &InsightWindow,
+        grouping: InsightGrouping,
+    ) -> Result<Vec<(i64, InsightTotals)>> {
+        let w = *window;
+        self.read(move |c| {
+            let key = grouping.key_sql();
+            let sql = totals_sql_by(|n| format!("?{n}"), "", "", Some(&key));
+            let mut st = c.prepare(&sql)?;
+            let rows = st
+                .query_map(
+                    params![
+                        workspace.as_bytes(),
+                        w.from.0,
+                        w.to.0,
+                        w.channel.map(|ch| ch.as_str()),
+                        w.assistant.map(|a| a.as_bytes().to_vec()),
+                    ],
+                    |r| {
+                        let mut v = [0i64; 15];
+                        for (i, slot) in v.iter_mut().enumerate() {
+                            *slot = r.get(i + 1)?;
+                        }
+                        Ok((r.get::<_, i64>(0)?, totals_from(v)))
+                    },
+                )?
+                .collect::<rusqlite::Result<Vec<_>>>()?;
+            Ok(rows)
         })
         .await
     }

@@ -1,0 +1,382 @@
+//! `/api/v1/insights/*` (issue 13): figures over a cohort of conversations.
+//!
+//! The cohort is always the workspace's conversations **started** in `[from, to)`, so every
+//! rate divides by the same population (resolution rate = resolved by AI / conversations in
+//! the cohort; conversations not analysed yet count in the denominator only). Each figure
+//! comes with its value over the previous period of the same length. The figures are
+//! aggregates over the rows ([`parley_store::InsightStore::insight_totals`]): exact, but not
+//! yet backed by rollups, so a window holding a million conversations is a scan (issue 13's
+//! rollups are a later step).
+
+use axum::Json;
+use axum::extract::{RawQuery, State};
+use axum::response::{IntoResponse, Response};
+use parley_core::{AssistantId, Channel, Timestamp};
+use parley_store::{InsightTotals, InsightWindow};
+use serde_json::{Value, json};
+
+use super::Params;
+use crate::AppState;
+use crate::auth::ApiKeyAuth;
+use crate::error::ApiError;
+
+/// The parameters every insights route takes.
+pub(crate) const WINDOW_PARAMS: &[&str] = &["from", "to", "channel", "assistant", "tz"];
+
+const DAY_MS: i64 = 86_400_000;
+/// The default window: the last 30 days.
+const DEFAULT_DAYS: i64 = 30;
+/// The longest window, in days.
+const MAX_DAYS: i64 = 400;
+
+/// A fixed UTC offset from `tz`: `UTC`, `Z`, or `±HH:MM`, in minutes east of UTC. Named zones
+/// (`Europe/Paris`) are not supported yet. Errors: 400 `invalid_parameter` on `tz`.
+pub(crate) fn parse_tz(p: &Params) -> Result<i32, ApiError> {
+    let Some(v) = p.get("tz") else {
+        return Ok(0);
+    };
+    if v.eq_ignore_ascii_case("utc") || v == "Z" {
+        return Ok(0);
+    }
+    let bad = || {
+        ApiError::bad_param(
+            "tz",
+            format!("tz must be UTC or a fixed offset like +02:00, got {v:?}"),
+        )
+    };
+    let (sign, rest) = match v.as_bytes().first() {
+        Some(b'+') => (1, &v[1..]),
+        Some(b'-') => (-1, &v[1..]),
+        _ => return Err(bad()),
+    };
+    let (h, m) = rest.split_once(':').ok_or_else(bad)?;
+    let (h, m): (i32, i32) = (h.parse().map_err(|_| bad())?, m.parse().map_err(|_| bad())?);
+    if h.to_string().len() > 2 || h > 14 || !(0..60).contains(&m) || m.to_string().len() > 2 {
+        return Err(bad());
+    }
+    Ok(sign * (h * 60 + m))
+}
+
+/// The window the parameters name: `from` / `to` as RFC 3339 or `YYYY-MM-DD` (a day in `tz`;
+/// `to` includes its whole day), by default the last 30 days; `channel`, `assistant` (an id).
+/// Errors: 400 `invalid_parameter` naming the parameter (bad value, `to` not after `from`,
+/// longer than 400 days).
+pub(crate) fn parse_window(p: &Params) -> Result<(InsightWindow, i32), ApiError> {
+    let tz = parse_tz(p)?;
+    let bound = |name: &str, end: bool| -> Result<Option<Timestamp>, ApiError> {
+        p.get(name)
+            .map(|v| {
+                let t = Timestamp::parse_bound(v, end).map_err(|_| {
+                    ApiError::bad_param(
+                        name,
+                        format!("{name} must be an RFC 3339 date-time or YYYY-MM-DD, got {v:?}"),
+                    )
+                })?;
+                // A bare day is that day in `tz`.
+                Ok(if v.len() == 10 {
+                    t.add_millis(-(tz as i64) * 60_000)
+                } else {
+                    t
+                })
+            })
+            .transpose()
+    };
+    let to = bound("to", true)?.unwrap_or_else(Timestamp::now);
+    let from = bound("from", false)?.unwrap_or(to.add_millis(-DEFAULT_DAYS * DAY_MS));
+    if to <= from {
+        return Err(ApiError::bad_param("to", "to must be after from"));
+    }
+    if to.0 - from.0 > MAX_DAYS * DAY_MS {
+        return Err(ApiError::bad_param(
+            "from",
+            format!("the window may span at most {MAX_DAYS} days"),
+        ));
+    }
+    let channel = p
+        .get("channel")
+        .map(|v| {
+            v.parse::<Channel>()
+                .map_err(|e| ApiError::bad_param("channel", e.to_string()))
+        })
+        .transpose()?;
+    let assistant = p
+        .get("assistant")
+        .map(|v| {
+            v.parse::<AssistantId>().map_err(|_| {
+                ApiError::bad_param("assistant", format!("{v:?} is not an assistant id"))
+            })
+        })
+        .transpose()?;
+    Ok((
+        InsightWindow {
+            from,
+            to,
+            channel,
+            assistant,
+        },
+        tz,
+    ))
+}
+
+/// `n / d`, `None` when `d` is 0.
+fn ratio(n: i64, d: i64) -> Option<f64> {
+    (d > 0).then(|| n as f64 / d as f64)
+}
+
+/// Each headline figure of `t` (see the module docs), by name.
+fn figures(t: &InsightTotals) -> Vec<(&'static str, Value)> {
+    let not_analyzed = t.conversations - t.positive - t.neutral - t.negative;
+    vec![
+        ("conversations", json!(t.conversations)),
+        ("messages", json!(t.messages)),
+        (
+            "resolution_rate",
+            json!(ratio(t.resolved_by_ai, t.conversations)),
+        ),
+        ("handoff_rate", json!(ratio(t.handed_off, t.conversations))),
+        ("average_rating", json!(ratio(t.rating_sum, t.rated))),
+        ("csat", json!(ratio(t.rated_4_or_5, t.rated))),
+        ("rated", json!(t.rated)),
+        ("resolved_by_ai", json!(t.resolved_by_ai)),
+        ("handed_off", json!(t.handed_off)),
+        ("unresolved", json!(t.unresolved)),
+        ("ongoing", json!(t.ongoing)),
+        ("sentiment_positive", json!(t.positive)),
+        ("sentiment_neutral", json!(t.neutral)),
+        ("sentiment_negative", json!(t.negative)),
+        ("sentiment_not_analyzed", json!(not_analyzed)),
+        ("prompt_tokens", json!(t.prompt_tokens)),
+        ("completion_tokens", json!(t.completion_tokens)),
+        ("cost_nanousd", json!(t.cost_nanousd)),
+        (
+            "cost_per_resolved_nanousd",
+            json!((t.resolved_by_ai > 0).then(|| t.cost_nanousd / t.resolved_by_ai)),
+        ),
+    ]
+}
+
+/// The summary of `window` and its previous period, as `GET /api/v1/insights/summary`
+/// answers it. Errors: the store's.
+pub(crate) async fn summary_of(
+    st: &AppState,
+    workspace: parley_core::WorkspaceId,
+    window: &InsightWindow,
+    tz: i32,
+) -> Result<Value, ApiError> {
+    let span = window.to.0 - window.from.0;
+    let previous = InsightWindow {
+        from: window.from.add_millis(-span),
+        to: window.from,
+        ..*window
+    };
+    let insights = st.store.insights();
+    let (now, before) = tokio::try_join!(
+        insights.insight_totals(workspace, window),
+        insights.insight_totals(workspace, &previous)
+    )?;
+    let mut figures_json = serde_json::Map::new();
+    for ((name, value), (_, prev)) in figures(&now).into_iter().zip(figures(&before)) {
+        figures_json.insert(name.into(), json!({"value": value, "previous": prev}));
+    }
+    let sign = if tz < 0 { '-' } else { '+' };
+    Ok(json!({
+        "from": window.from,
+        "to": window.to,
+        "previous_from": previous.from,
+        "previous_to": previous.to,
+        "tz": format!("{sign}{:02}:{:02}", tz.abs() / 60, tz.abs() % 60),
+        "channel": window.channel,
+        "assistant": window.assistant,
+        "figures": figures_json,
+    }))
+}
+
+/// `GET /api/v1/insights/summary`: the headline figures of the window's cohort and of the
+/// previous period. Errors: 400 `invalid_parameter` (see [`parse_window`]).
+pub(super) async fn summary(
+    State(st): State<AppState>,
+    auth: ApiKeyAuth,
+    RawQuery(raw): RawQuery,
+) -> Result<Response, ApiError> {
+    let p = Params::parse(raw.as_deref(), WINDOW_PARAMS)?;
+    let (window, tz) = parse_window(&p)?;
+    Ok(Json(summary_of(&st, auth.workspace, &window, tz).await?).into_response())
+}
+
+const HOUR_MS: i64 = 3_600_000;
+/// 1970-01-05, the first Monday of the epoch: weeks start on Mondays.
+const MONDAY_MS: i64 = 4 * DAY_MS;
+/// The most points one timeseries answers.
+const MAX_POINTS: i64 = 2_000;
+
+/// A timeseries metric (`metric=`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Metric {
+    /// Conversations started.
+    Conversations,
+    /// Their visible messages.
+    Messages,
+    /// Their cost, nano-USD.
+    Cost,
+    /// Their prompt and completion tokens.
+    Tokens,
+    /// Their sentiment mix.
+    Sentiment,
+}
+
+impl Metric {
+    fn parse(v: &str) -> Option<Metric> {
+        Some(match v {
+            "conversations" => Metric::Conversations,
+            "messages" => Metric::Messages,
+            "cost" => Metric::Cost,
+            "tokens" => Metric::Tokens,
+            "sentiment" => Metric::Sentiment,
+            _ => return None,
+        })
+    }
+
+    /// The point's value for `t`.
+    pub(crate) fn value(self, t: &InsightTotals) -> Value {
+        match self {
+            Metric::Conversations => json!(t.conversations),
+            Metric::Messages => json!(t.messages),
+            Metric::Cost => json!(t.cost_nanousd),
+            Metric::Tokens => json!({"prompt_tokens": t.prompt_tokens,
+                                     "completion_tokens": t.completion_tokens}),
+            Metric::Sentiment => json!({"positive": t.positive, "neutral": t.neutral,
+                "negative": t.negative,
+                "not_analyzed": t.conversations - t.positive - t.neutral - t.negative}),
+        }
+    }
+}
+
+/// The buckets of a timeseries: (grouping, bucket length ms, origin ms).
+fn buckets(interval: &str, tz: i32) -> Option<(parley_store::InsightGrouping, i64, i64)> {
+    let (size_ms, origin_ms) = match interval {
+        "hour" => (HOUR_MS, 0),
+        "day" => (DAY_MS, 0),
+        "week" => (7 * DAY_MS, MONDAY_MS),
+        _ => return None,
+    };
+    let offset_ms = tz as i64 * 60_000;
+    Some((
+        parley_store::InsightGrouping::Buckets {
+            size_ms,
+            origin_ms,
+            offset_ms,
+        },
+        size_ms,
+        origin_ms - offset_ms,
+    ))
+}
+
+/// One timeseries: every bucket overlapping the window, in order (empty ones with zero
+/// values), as `GET /api/v1/insights/timeseries` answers it. Errors: the store's; 400 when
+/// the window holds more than 2,000 buckets.
+pub(crate) async fn timeseries_of(
+    st: &AppState,
+    workspace: parley_core::WorkspaceId,
+    window: &InsightWindow,
+    tz: i32,
+    metric: Metric,
+    interval: &str,
+) -> Result<Value, ApiError> {
+    let (grouping, size, origin) = buckets(interval, tz)
+        .ok_or_else(|| ApiError::bad_param("interval", "interval must be hour, day or week"))?;
+    let key = |t: i64| (t - origin).div_euclid(size);
+    let (first, last) = (key(window.from.0), key(window.to.0 - 1));
+    if last - first + 1 > MAX_POINTS {
+        return Err(ApiError::bad_param(
+            "interval",
+            format!("the window holds more than {MAX_POINTS} {interval}s; use a longer interval"),
+        ));
+    }
+    let groups: std::collections::HashMap<i64, InsightTotals> = st
+        .store
+        .insights()
+        .insight_groups(workspace, window, grouping)
+        .await?
+        .into_iter()
+        .collect();
+    let points: Vec<Value> = (first..=last)
+        .map(|k| {
+            let t = groups.get(&k).copied().unwrap_or_default();
+            json!({"start": Timestamp(k * size + origin), "value": metric.value(&t)})
+        })
+        .collect();
+    Ok(json!({"from": window.from, "to": window.to, "interval": interval, "points": points}))
+}
+
+/// `GET /api/v1/insights/timeseries?metric=&interval=` plus the window parameters. Errors: 400
+/// `invalid_parameter` (a bad `metric` or `interval`, too many points, see [`parse_window`]).
+pub(super) async fn timeseries(
+    State(st): State<AppState>,
+    auth: ApiKeyAuth,
+    RawQuery(raw): RawQuery,
+) -> Result<Response, ApiError> {
+    let allowed: Vec<&str> = WINDOW_PARAMS
+        .iter()
+        .copied()
+        .chain(["metric", "interval"])
+        .collect();
+    let p = Params::parse(raw.as_deref(), &allowed)?;
+    let metric = Metric::parse(p.get("metric").unwrap_or("conversations")).ok_or_else(|| {
+        ApiError::bad_param(
+            "metric",
+            "metric must be conversations, messages, cost, tokens or sentiment",
+        )
+    })?;
+    let interval = p.get("interval").unwrap_or("day").to_owned();
+    let (window, tz) = parse_window(&p)?;
+    let mut v = timeseries_of(&st, auth.workspace, &window, tz, metric, &interval).await?;
+    v["metric"] = json!(p.get("metric").unwrap_or("conversations"));
+    Ok(Json(v).into_response())
+}
+
+/// The 7 x 24 grid of conversations started in the window (rows Monday..Sunday, columns hour
+/// 0..23, local time in `tz`). Errors: the store's.
+pub(crate) async fn heatmap_of(
+    st: &AppState,
+    workspace: parley_core::WorkspaceId,
+    window: &InsightWindow,
+    tz: i32,
+) -> Result<Vec<Vec<i64>>, ApiError> {
+    let groups = st
+        .store
+        .insights()
+        .insight_groups(
+            workspace,
+            window,
+            parley_store::InsightGrouping::WeekHour {
+                offset_ms: tz as i64 * 60_000,
+            },
+        )
+        .await?;
+    let mut cells = vec![vec![0i64; 24]; 7];
+    for (k, t) in groups {
+        if (0..168).contains(&k) {
+            cells[(k / 24) as usize][(k % 24) as usize] = t.conversations;
+        }
+    }
+    Ok(cells)
+}
+
+/// `GET /api/v1/insights/heatmap` with the window parameters: conversations started per
+/// weekday and hour. Errors: 400 `invalid_parameter` (see [`parse_window`]).
+pub(super) async fn heatmap(
+    State(st): State<AppState>,
+    auth: ApiKeyAuth,
+    RawQuery(raw): RawQuery,
+) -> Result<Response, ApiError> {
+    let p = Params::parse(raw.as_deref(), WINDOW_PARAMS)?;
+    let (window, tz) = parse_window(&p)?;
+    let cells = heatmap_of(&st, auth.workspace, &window, tz).await?;
+    Ok(Json(json!({
+        "from": window.from,
+        "to": window.to,
+        "days": ["monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday"],
+        "cells": cells,
+    }))
+    .into_response())
+}

@@ -1,0 +1,406 @@
+//! The Insights page (issue 13): for a range (Today, 7, 30 or 90 days, in the viewer's time
+//! zone) and optional channel / assistant, the headline cards with their change against the
+//! previous period, conversations over time as a server-rendered SVG bar chart (with the same
+//! numbers in a table), and the 7 x 24 peak-times grid (numbers in every cell, so it reads
+//! without colour). Figures come from the same code as `/api/v1/insights/*`. Cards and bars
+//! drill down to the Conversations list with the same range and filters. No script.
+
+use askama::Template;
+use axum::extract::{RawQuery, State};
+use axum::http::HeaderMap;
+use axum::response::{Html, IntoResponse, Response};
+use parley_core::{AssistantId, Channel, Resolution, SentimentFilter, Timestamp};
+use parley_store::InsightWindow;
+use serde_json::Value;
+
+use super::format;
+use super::pages::Layout;
+use super::state::ViewState;
+use super::tz_offset;
+use crate::AppState;
+use crate::api::insights::{Metric, heatmap_of, summary_of, timeseries_of};
+use crate::auth::Session;
+use crate::error::ApiError;
+
+const DAY_MS: i64 = 86_400_000;
+
+/// The ranges the picker offers: (URL value, label, days).
+const RANGES: &[(&str, &str, i64)] = &[
+    ("today", "Today", 1),
+    ("7d", "Last 7 days", 7),
+    ("30d", "Last 30 days", 30),
+    ("90d", "Last 90 days", 90),
+];
+
+struct Card {
+    id: &'static str,
+    label: &'static str,
+    value: String,
+    change: String,
+    href: String,
+}
+
+struct Bar {
+    x: u32,
+    y: u32,
+    width: u32,
+    height: u32,
+    label: String,
+    value: i64,
+    href: String,
+}
+
+struct Opt {
+    value: String,
+    label: String,
+    selected: bool,
+}
+
+#[derive(Template)]
+#[template(path = "insights.html")]
+struct InsightsPage {
+    layout: Layout,
+    ranges: Vec<(String, &'static str, bool)>,
+    channel_options: Vec<Opt>,
+    assistant_options: Vec<Opt>,
+    range: String,
+    range_label: &'static str,
+    cards: Vec<Card>,
+    sentiment: Vec<Card>,
+    bars: Vec<Bar>,
+    chart_max: i64,
+    chart_height: u32,
+    chart_width: u32,
+    hours: Vec<u32>,
+    heatmap: Vec<(&'static str, Vec<(i64, u32)>)>,
+}
+
+/// `n / d` as a percentage text, "—" when unknown.
+fn percent(v: &Value) -> String {
+    v.as_f64()
+        .map_or_else(|| "—".to_owned(), |r| format!("{:.1}%", r * 100.0))
+}
+
+/// The change text of a figure: "+3 vs previous period", "+4.2 pts", "—".
+fn change(now: &Value, before: &Value, kind: &str) -> String {
+    match (now.as_f64(), before.as_f64()) {
+        (Some(a), Some(b)) => {
+            let d = a - b;
+            let sign = if d > 0.0 {
+                "+"
+            } else if d < 0.0 {
+                "−"
+            } else {
+                "±"
+            };
+            let d = d.abs();
+            match kind {
+                "rate" => format!("{sign}{:.1} pts vs previous period", d * 100.0),
+                "rating" => format!("{sign}{d:.2} vs previous period"),
+                "cost" => format!("{sign}{} vs previous period", format::cost(d as i64)),
+                _ => format!("{sign}{} vs previous period", format::int(d as i64)),
+            }
+        }
+        (Some(_), None) => "no previous value".into(),
+        _ => "—".into(),
+    }
+}
+
+/// `GET /insights`.
+pub(super) async fn page(
+    State(st): State<AppState>,
+    session: Session,
+    headers: HeaderMap,
+    RawQuery(raw): RawQuery,
+) -> Response {
+    match build(&st, &session, &headers, raw.as_deref()).await {
+        Ok(html) => Html(html).into_response(),
+        Err(e) => e.into_response(),
+    }
+}
+
+async fn build(
+    st: &AppState,
+    session: &Session,
+    headers: &HeaderMap,
+    raw: Option<&str>,
+) -> Result<String, ApiError> {
+    let tz = tz_offset(headers);
+    let ws = session.user.workspace_id;
+    let mut range = "7d".to_owned();
+    let mut channel: Option<Channel> = None;
+    let mut assistant: Option<AssistantId> = None;
+    for (k, v) in form_urlencoded::parse(raw.unwrap_or("").as_bytes()) {
+        match k.as_ref() {
+            "range" if RANGES.iter().any(|r| r.0 == v) => range = v.into_owned(),
+            "channel" => channel = v.parse().ok(),
+            "assistant" => assistant = v.parse().ok(),
+            _ => {}
+        }
+    }
+    let &(_, range_label, days) = RANGES.iter().find(|r| r.0 == range).unwrap_or(&RANGES[1]);
+    // Whole local days, ending with today.
+    let today = format::date_iso(Timestamp::now(), tz);
+    let first_day = format::date_iso(Timestamp::now().add_millis(-(days - 1) * DAY_MS), tz);
+    let shift = |t: Timestamp| t.add_millis(-(tz as i64) * 60_000);
+    let from = Timestamp::parse_bound(&first_day, false)
+        .map(shift)
+        .map_err(|_| ApiError::internal("bad day"))?;
+    let to = Timestamp::parse_bound(&today, true)
+        .map(shift)
+        .map_err(|_| ApiError::internal("bad day"))?;
+    let window = InsightWindow {
+        from,
+        to,
+        channel,
+        assistant,
+    };
+    let interval = if days == 1 { "hour" } else { "day" };
+    let (summary, series, cells, assistants, total) = tokio::try_join!(
+        summary_of(st, ws, &window, tz),
+        timeseries_of(st, ws, &window, tz, Metric::Conversations, interval),
+        heatmap_of(st, ws, &window, tz),
+        async {
+            st.store
+                .assistants()
+                .list_assistants(ws)
+                .await
+                .map_err(ApiError::from)
+        },
+        async {
+            st.store
+                .conversation_total(ws)
+                .await
+                .map_err(ApiError::from)
+        },
+    )?;
+
+    // The Conversations list with the same range and filters.
+    let list = |f: &dyn Fn(&mut ViewState)| {
+        let mut v = ViewState {
+            from: Some(first_day.clone()),
+            to: Some(today.clone()),
+            channels: channel.into_iter().collect(),
+            assistants: assistant.into_iter().collect(),
+            tpage: 1,
+            ..Default::default()
+        };
+        f(&mut v);
+        v.href()
+    };
+    let fig = |name: &str| &summary["figures"][name];
+    let card = |id, label, name: &str, kind: &str, href: String| {
+        let f = fig(name);
+        let value = match kind {
+            "rate" => percent(&f["value"]),
+            "rating" => f["value"]
+                .as_f64()
+                .map_or_else(|| "—".to_owned(), |r| format!("{r:.2} / 5")),
+            "cost" => f["value"]
+                .as_i64()
+                .map_or_else(|| "—".to_owned(), format::cost),
+            _ => f["value"]
+                .as_i64()
+                .map_or_else(|| "—".to_owned(), format::int),
+        };
+        Card {
+            id,
+            label,
+            value,
+            change: change(&f["value"], &f["previous"], kind),
+            href,
+        }
+    };
+    let tokens = |w: &str| {
+        fig("prompt_tokens")[w].as_i64().unwrap_or(0)
+            + fig("completion_tokens")[w].as_i64().unwrap_or(0)
+    };
+    let token_card = Card {
+        id: "tokens",
+        label: "Tokens",
+        value: format::int(tokens("value")),
+        change: change(
+            &Value::from(tokens("value")),
+            &Value::from(tokens("previous")),
+            "count",
+        ),
+        href: list(&|_| {}),
+    };
+    let cards = vec![
+        card(
+            "conversations",
+            "Conversations",
+            "conversations",
+            "count",
+            list(&|_| {}),
+        ),
+        card("messages", "Messages", "messages", "count", list(&|_| {})),
+        card(
+            "resolution-rate",
+            "Resolution rate (AI)",
+            "resolution_rate",
+            "rate",
+            list(&|v| v.resolutions = vec![Resolution::ResolvedByAi]),
+        ),
+        card(
+            "handoff-rate",
+            "Hand-off rate",
+            "handoff_rate",
+            "rate",
+            list(&|v| v.resolutions = vec![Resolution::HandedOff]),
+        ),
+        card(
+            "average-rating",
+            "Average rating",
+            "average_rating",
+            "rating",
+            list(&|v| v.min_rating = Some(1)),
+        ),
+        card(
+            "csat",
+            "CSAT (4–5 stars)",
+            "csat",
+            "rate",
+            list(&|v| v.min_rating = Some(4)),
+        ),
+        token_card,
+        card("cost", "Cost", "cost_nanousd", "cost", list(&|_| {})),
+        card(
+            "cost-per-resolved",
+            "Cost per resolved conversation",
+            "cost_per_resolved_nanousd",
+            "cost",
+            list(&|v| v.resolutions = vec![Resolution::ResolvedByAi]),
+        ),
+    ];
+    let sentiment = [
+        (
+            "sentiment-positive",
+            "Positive",
+            "sentiment_positive",
+            SentimentFilter::Positive,
+        ),
+        (
+            "sentiment-neutral",
+            "Neutral",
+            "sentiment_neutral",
+            SentimentFilter::Neutral,
+        ),
+        (
+            "sentiment-negative",
+            "Negative",
+            "sentiment_negative",
+            SentimentFilter::Negative,
+        ),
+        (
+            "sentiment-not-analyzed",
+            "Not analyzed",
+            "sentiment_not_analyzed",
+            SentimentFilter::NotAnalyzed,
+        ),
+    ]
+    .into_iter()
+    .map(|(id, label, name, s)| card(id, label, name, "count", list(&|v| v.sentiments = vec![s])))
+    .collect();
+
+    // The bar chart.
+    let points = series["points"].as_array().cloned().unwrap_or_default();
+    let chart_max = points
+        .iter()
+        .filter_map(|p| p["value"].as_i64())
+        .max()
+        .unwrap_or(0)
+        .max(1);
+    let (chart_width, chart_height) = (720u32, 160u32);
+    let slot = chart_width / points.len().max(1) as u32;
+    let bars = points
+        .iter()
+        .enumerate()
+        .map(|(i, p)| {
+            let value = p["value"].as_i64().unwrap_or(0);
+            let start = p["start"]
+                .as_str()
+                .and_then(|s| Timestamp::parse_rfc3339(s).ok())
+                .unwrap_or(from);
+            let height = ((value as f64 / chart_max as f64) * chart_height as f64).round() as u32;
+            let day = format::date_iso(start, tz);
+            let label = if interval == "hour" {
+                format::clock(start, tz)
+            } else {
+                format::day_label(&day)
+            };
+            Bar {
+                x: i as u32 * slot + 1,
+                y: chart_height - height,
+                width: slot.saturating_sub(2).max(1),
+                height,
+                label,
+                value,
+                href: list(&|v| {
+                    v.from = Some(day.clone());
+                    v.to = Some(day.clone());
+                }),
+            }
+        })
+        .collect();
+
+    let max_cell = cells.iter().flatten().copied().max().unwrap_or(0).max(1);
+    let names = ["Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"];
+    let heatmap = names
+        .iter()
+        .zip(cells)
+        .map(|(n, row)| {
+            let row = row
+                .into_iter()
+                // Shade level 0-4 (a class: the page's CSP allows no inline style).
+                .map(|c| (c, ((c * 4 + max_cell - 1) / max_cell) as u32))
+                .collect();
+            (*n, row)
+        })
+        .collect();
+
+    let page = InsightsPage {
+        layout: Layout::new("insights", "Insights", session, tz, total),
+        ranges: RANGES
+            .iter()
+            .map(|(v, label, _)| {
+                let mut q = form_urlencoded::Serializer::new(String::new());
+                q.append_pair("range", v);
+                if let Some(c) = channel {
+                    q.append_pair("channel", c.as_str());
+                }
+                if let Some(a) = assistant {
+                    q.append_pair("assistant", &a.to_string());
+                }
+                (format!("/insights?{}", q.finish()), *label, *v == range)
+            })
+            .collect(),
+        channel_options: Channel::ALL
+            .iter()
+            .map(|c| Opt {
+                value: c.to_string(),
+                label: c.label().into(),
+                selected: channel == Some(*c),
+            })
+            .collect(),
+        assistant_options: assistants
+            .iter()
+            .map(|a| Opt {
+                value: a.id.to_string(),
+                label: a.name.clone(),
+                selected: assistant == Some(a.id),
+            })
+            .collect(),
+        range,
+        range_label,
+        cards,
+        sentiment,
+        bars,
+        chart_max,
+        chart_height,
+        chart_width,
+        hours: (0..24).collect(),
+        heatmap,
+    };
+    page.render().map_err(ApiError::internal)
+}
