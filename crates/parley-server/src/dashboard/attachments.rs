@@ -59,3 +59,38 @@ pub(super) async fn attachment(
     );
     res
 }
+
+/// `GET /conversations/{id}/messages/{message_id}/attachments/{index}/peaks`: the waveform and
+/// duration of a stored audio attachment ([`crate::peaks::Peaks`] as JSON) for the player, for
+/// a signed-in reviewer of the same workspace. Computed and kept beside the file on first use
+/// when the file was stored before peaks existed. Errors: 404 (`{"error":…}`) for an unknown
+/// conversation, message or attachment, one of another workspace, one not downloaded, or one
+/// that is not audio.
+pub(super) async fn peaks(
+    State(st): State<AppState>,
+    session: Session,
+    Path((id, message, index)): Path<(String, String, String)>,
+) -> Response {
+    use crate::error::ApiError;
+    let (Ok(id), Ok(message), Ok(index)) = (id.parse(), message.parse(), index.parse()) else {
+        return ApiError::not_found("attachment").into_response();
+    };
+    let (a, path) = match media::locate(&st, session.user.workspace_id, id, message, index).await {
+        Ok(found) => found,
+        Err(e) => return e.into_response(),
+    };
+    if !crate::peaks::is_audio(&a.kind, a.mime_type.as_deref()) {
+        return ApiError::not_found("audio attachment").into_response();
+    }
+    match crate::peaks::load_or_compute(&path, a.mime_type.as_deref()).await {
+        Ok(p) => {
+            let mut res = axum::Json(p).into_response();
+            res.headers_mut().insert(
+                header::CACHE_CONTROL,
+                HeaderValue::from_static("private, max-age=3600"),
+            );
+            res
+        }
+        Err(_) => ApiError::not_found("attachment file").into_response(),
+    }
+}

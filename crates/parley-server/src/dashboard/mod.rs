@@ -96,6 +96,10 @@ pub fn router() -> Router<AppState> {
             "/conversations/{id}/messages/{message_id}/attachments/{index}",
             get(attachments::attachment),
         )
+        .route(
+            "/conversations/{id}/messages/{message_id}/attachments/{index}/peaks",
+            get(attachments::peaks),
+        )
         .route("/assistants", get(assistants::list))
         .route(
             "/assistants/new",
