@@ -36,6 +36,9 @@ use crate::channels::media;
 use crate::error::ApiError;
 use crate::ingest::{IngestRequest, ingest_with_jobs};
 
+/// Largest offset into a recording, in ms (10 days).
+pub const MAX_OFFSET_MS: u64 = 864_000_000;
+
 /// Most transcript segments in one call.
 pub const MAX_SEGMENTS: usize = 5000;
 
@@ -162,6 +165,29 @@ pub fn validate(c: &CallInput) -> Result<(), ApiError> {
     if id.is_empty() || id.chars().count() > 200 {
         return Err(invalid("call_id", "call_id must be 1-200 characters"));
     }
+    for (field, v) in [
+        ("platform", &c.platform),
+        ("caller", &c.caller),
+        ("callee", &c.callee),
+        ("direction", &c.direction),
+        ("end_reason", &c.end_reason),
+    ] {
+        if let Some(v) = v
+            && (v.contains('\0') || v.chars().count() > 200)
+        {
+            return Err(invalid(
+                field,
+                format!("{field}: at most 200 characters, no NUL"),
+            ));
+        }
+    }
+    if let Some(a) = &c.analysis
+        && serde_json::to_string(a)
+            .unwrap_or_default()
+            .contains("\\u0000")
+    {
+        return Err(invalid("analysis", "analysis holds a NUL character"));
+    }
     if let Some(end) = c.ended_at
         && end.as_millis() < c.started_at.as_millis()
     {
@@ -202,6 +228,12 @@ pub fn validate(c: &CallInput) -> Result<(), ApiError> {
         ));
     }
     for (i, s) in c.transcript.iter().enumerate() {
+        if s.end_ms > MAX_OFFSET_MS {
+            return Err(invalid(
+                &format!("transcript[{i}].end_ms"),
+                format!("offsets are at most {MAX_OFFSET_MS} ms"),
+            ));
+        }
         if s.end_ms < s.start_ms {
             return Err(invalid(
                 &format!("transcript[{i}].end_ms"),
@@ -526,4 +558,133 @@ pub fn sniff_mime(bytes: &[u8]) -> &'static str {
         }
     }
     "application/octet-stream"
+}
+
+/// Retell AI's post-call webhooks (`call_ended`, `call_analyzed`): the `x-retell-signature`
+/// check and the call object's mapping to a [`CallInput`]. Building blocks of the Retell
+/// webhook; the route itself (with its per-assistant connection) is not there yet.
+pub mod retell {
+    use hmac::{KeyInit, Mac};
+    use serde_json::Value;
+
+    use super::{CallInput, Segment, Speaker};
+    use parley_core::model::{AssistantRef, Sentiment};
+
+    type HmacSha256 = hmac::Hmac<sha2_hmac::Sha256>;
+
+    /// How far a signature's timestamp may be from now, in ms (Retell's SDKs: 5 minutes).
+    pub const TOLERANCE_MS: i64 = 300_000;
+
+    /// Whether `header` (`x-retell-signature`: `v=<timestamp ms>,d=<hex HMAC-SHA256>`) signs
+    /// `body` with the Retell API key `api_key` at a time within [`TOLERANCE_MS`] of `now_ms`.
+    /// The digest is HMAC-SHA256 (key = the API key) of the raw body followed by the decimal
+    /// timestamp, as Retell's SDKs compute it (`webhook_auth` in retell-python-sdk); the
+    /// header must be exactly that shape, lowercase hex, and is compared in constant time.
+    pub fn signature_valid(body: &[u8], header: &str, api_key: &str, now_ms: i64) -> bool {
+        let Some(rest) = header.strip_prefix("v=") else {
+            return false;
+        };
+        let Some((ts, digest)) = rest.split_once(",d=") else {
+            return false;
+        };
+        if ts.is_empty() || !ts.bytes().all(|b| b.is_ascii_digit()) || ts.len() > 18 {
+            return false;
+        }
+        if digest.len() != 64
+            || !digest
+                .bytes()
+                .all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+        {
+            return false;
+        }
+        let Ok(at) = ts.parse::<i64>() else {
+            return false;
+        };
+        if (now_ms - at).abs() > TOLERANCE_MS {
+            return false;
+        }
+        let mut expected = [0u8; 32];
+        for (i, byte) in expected.iter_mut().enumerate() {
+            match u8::from_str_radix(&digest[2 * i..2 * i + 2], 16) {
+                Ok(b) => *byte = b,
+                Err(_) => return false,
+            }
+        }
+        let mut mac =
+            HmacSha256::new_from_slice(api_key.as_bytes()).expect("HMAC takes keys of any length");
+        mac.update(body);
+        mac.update(ts.as_bytes());
+        mac.verify_slice(&expected).is_ok()
+    }
+
+    /// The call of a Retell webhook body (`{"event", "call": {…}}`, the call object of
+    /// Retell's API: `call_id`, `from_number`, `to_number`, `direction`, `start_timestamp` /
+    /// `end_timestamp` in ms, `disconnection_reason`, `recording_url`, `transcript_object[]`
+    /// with `words[{start, end}]` in seconds, `call_analysis.user_sentiment`, `call_cost.
+    /// combined_cost` in cents) as a [`CallInput`] for `assistant`. A turn's offsets are its
+    /// first word's start and last word's end. Errors: what is missing.
+    pub fn call_input(body: &Value, assistant: AssistantRef) -> Result<CallInput, String> {
+        let c = &body["call"];
+        let id = c["call_id"].as_str().ok_or("call.call_id is missing")?;
+        let ms = |v: &Value| v.as_i64().map(parley_core::Timestamp);
+        let started = ms(&c["start_timestamp"]).ok_or("call.start_timestamp is missing")?;
+        let text = |v: &Value| v.as_str().map(str::to_owned);
+        let mut transcript = Vec::new();
+        for t in c["transcript_object"].as_array().into_iter().flatten() {
+            let words = t["words"].as_array();
+            let secs = |w: Option<&Value>, k: &str| {
+                w.and_then(|w| w[k].as_f64())
+                    .map(|s| (s * 1000.0).round().max(0.0) as u64)
+            };
+            let start_ms = secs(words.and_then(|w| w.first()), "start").unwrap_or(0);
+            let end_ms = secs(words.and_then(|w| w.last()), "end")
+                .unwrap_or(start_ms)
+                .max(start_ms);
+            let content = t["content"].as_str().unwrap_or_default().trim();
+            if content.is_empty() {
+                continue;
+            }
+            transcript.push(Segment {
+                speaker: if t["role"] == "user" {
+                    Speaker::User
+                } else {
+                    Speaker::Assistant
+                },
+                start_ms,
+                end_ms,
+                text: content.to_owned(),
+            });
+        }
+        let analysis = c["call_analysis"].as_object().cloned();
+        let sentiment = c["call_analysis"]["user_sentiment"]
+            .as_str()
+            .and_then(|s| match s.to_ascii_lowercase().as_str() {
+                "positive" => Some("positive"),
+                "negative" => Some("negative"),
+                "neutral" => Some("neutral"),
+                _ => None,
+            })
+            .and_then(|label| {
+                serde_json::from_value::<Sentiment>(serde_json::json!({"label": label})).ok()
+            });
+        Ok(CallInput {
+            call_id: id.to_owned(),
+            assistant,
+            platform: Some("retell".into()),
+            caller: text(&c["from_number"]),
+            callee: text(&c["to_number"]),
+            direction: text(&c["direction"]),
+            started_at: started,
+            ended_at: ms(&c["end_timestamp"]),
+            end_reason: text(&c["disconnection_reason"]),
+            cost_nanousd: c["call_cost"]["combined_cost"]
+                .as_f64()
+                .map(|cents| (cents * 10_000_000.0).round() as i64),
+            recording_url: text(&c["recording_url"]),
+            recording: None,
+            sentiment,
+            analysis,
+            transcript,
+        })
+    }
 }
