@@ -128,8 +128,8 @@
     var dragging = false;
     wave.addEventListener("pointerdown", function (e) {
       dragging = true;
-      if (wave.setPointerCapture) wave.setPointerCapture(e.pointerId);
       fromPointer(e);
+      try { wave.setPointerCapture(e.pointerId); } catch (_) { /* not an active pointer */ }
     });
     wave.addEventListener("pointermove", function (e) { if (dragging) fromPointer(e); });
     wave.addEventListener("pointerup", function () { dragging = false; });
