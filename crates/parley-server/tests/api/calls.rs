@@ -258,6 +258,38 @@ async fn an_uploaded_opus_recording_gets_its_waveform(backend: Backend) {
     assert_eq!(p.body["decoded"], true, "{}", p.text);
     assert!(p.body["duration_ms"].as_u64().unwrap().abs_diff(3670) <= 150);
 
+    // The recording is served in byte ranges, so the player can seek in it.
+    let file = path.trim_end_matches("/peaks");
+    let part = app
+        .send(
+            app.client
+                .get(app.url(file))
+                .header("cookie", &cookie)
+                .header("range", "bytes=100-199"),
+        )
+        .await;
+    assert_eq!(part.status, 206);
+    assert_eq!(
+        part.headers["content-range"],
+        format!("bytes 100-199/{}", bytes.len())
+    );
+    assert_eq!(part.headers["accept-ranges"], "bytes");
+    let whole = app.page(file, &cookie).await;
+    assert_eq!(whole.status, 200);
+    assert_eq!(whole.headers["accept-ranges"], "bytes");
+    let past = app
+        .send(
+            app.client
+                .get(app.url(file))
+                .header("cookie", &cookie)
+                .header("range", format!("bytes={}-", bytes.len() + 10)),
+        )
+        .await;
+    assert_eq!(
+        past.status, 200,
+        "a range outside the file gets the whole file"
+    );
+
     // The upload of a replay is not kept.
     let again = app.post("/api/v1/calls", &body).await;
     assert_eq!(again.status, 200, "{}", again.text);
