@@ -70,6 +70,14 @@ struct GlobalArgs {
     log_format: Option<crate::config::LogFormat>,
 }
 
+/// `parley audio …`.
+#[derive(Subcommand, Debug)]
+enum AudioCommand {
+    /// Compute the missing waveform peaks (`<file>.peaks.json`) of every stored attachment
+    /// that decodes as audio.
+    Backfill,
+}
+
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Run the HTTP server.
@@ -173,6 +181,12 @@ enum Command {
         /// Only conversations dated before this (RFC 3339, or YYYY-MM-DD inclusive).
         #[arg(long)]
         to: Option<String>,
+    },
+    /// Audio attachments: `parley audio backfill` computes the waveform peaks and durations of
+    /// stored audio that has none yet (files stored before the player existed).
+    Audio {
+        #[command(subcommand)]
+        command: AudioCommand,
     },
     /// Manage API keys.
     Keys {
@@ -458,6 +472,19 @@ async fn run(cli: Cli) -> Result<(), BoxError> {
         print_manifest("Backed up", &m);
         return Ok(());
     }
+    if let Command::Audio {
+        command: AudioCommand::Backfill,
+    } = &cli.command
+    {
+        let root = settings.data_dir.join("attachments");
+        let (written, skipped) = if root.is_dir() {
+            crate::peaks::backfill(&root).await?
+        } else {
+            (0, 0)
+        };
+        println!("Waveforms computed: {written}; files that are not decodable audio: {skipped}.");
+        return Ok(());
+    }
     if settings.database_url.starts_with("sqlite") {
         std::fs::create_dir_all(&settings.data_dir).map_err(|e| {
             format!(
@@ -572,7 +599,7 @@ async fn run(cli: Cli) -> Result<(), BoxError> {
         Command::Workspaces { command } => workspaces(store, command).await,
         Command::Users { command } => users(store, command).await,
         Command::MigrateStore { .. } => unreachable!("handled before the store is opened"),
-        Command::Backup { .. } | Command::Restore { .. } => {
+        Command::Backup { .. } | Command::Restore { .. } | Command::Audio { .. } => {
             unreachable!("handled before the store is opened")
         }
     }

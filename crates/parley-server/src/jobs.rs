@@ -53,6 +53,9 @@ pub const TELEGRAM_DELIVERY: &str = "telegram.delivery";
 pub const ANSWER: &str = "answer";
 /// A channel file to download again (payload: `{"index": n}`, the attachment's position).
 pub const MEDIA_DOWNLOAD: &str = "media.download";
+/// Kind of the job that downloads a phone call's recording (`POST /api/v1/calls` with a
+/// `recording_url`; [`crate::api::calls::download_recording`]).
+pub const VOIP_RECORDING: &str = "voip.recording";
 
 /// Claims of a webhook delivery before it is given up.
 pub const DELIVERY_ATTEMPTS: u32 = 10;
@@ -387,6 +390,7 @@ async fn handle(state: &AppState, job: &Job) -> Result<(), JobError> {
             };
             crate::channels::media::download_later(state, &c, job).await
         }
+        VOIP_RECORDING => crate::api::calls::download_recording(state, job).await,
         other => Err(JobError::Permanent(format!("unknown job kind {other:?}"))),
     }
 }

@@ -40,6 +40,7 @@ pub mod jobs;
 pub mod metrics;
 pub mod migrate_store;
 pub mod net;
+pub mod peaks;
 pub mod responses;
 pub mod retry;
 pub mod secrets;

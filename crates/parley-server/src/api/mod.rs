@@ -5,6 +5,7 @@
 //! the two in step.
 
 mod assistants;
+pub mod calls;
 pub(crate) mod channels;
 mod conversations;
 mod events;
@@ -56,6 +57,7 @@ pub const ROUTES: &[(&str, &str)] = &[
         "/api/v1/conversations/{id}/messages/{message_id}/attachments/{index}",
     ),
     ("GET", "/api/v1/events"),
+    ("POST", "/api/v1/calls"),
     ("POST", "/api/v1/import"),
     ("GET", "/api/v1/export"),
     ("POST", "/v1/chat/completions"),
@@ -124,6 +126,7 @@ pub fn router(state: &AppState) -> Router<AppState> {
             "/conversations/{id}/messages/{message_id}/attachments/{index}",
             get(channels::attachment),
         )
+        .route("/calls", post(calls::create))
         .route(
             "/import",
             post(transfer::import).layer(DefaultBodyLimit::max(import_limit)),

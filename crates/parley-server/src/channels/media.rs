@@ -118,16 +118,16 @@ pub async fn fetch_bytes(req: reqwest::RequestBuilder, what: &str) -> Result<Vec
         .to_vec())
 }
 
-/// A stored attachment and its bytes: attachment `index` (0-based, in
+/// A stored attachment and the path of its file (not read): attachment `index` (0-based, in
 /// `meta.channel.attachments`) of message `message` in `conversation` of workspace `ws`.
 /// Errors: 404 for an unknown conversation, message or attachment, or one not downloaded.
-pub async fn read(
+pub async fn locate(
     state: &AppState,
     ws: WorkspaceId,
     conversation: parley_core::ConversationId,
     message: parley_core::MessageId,
     index: usize,
-) -> Result<(Attachment, Vec<u8>), crate::error::ApiError> {
+) -> Result<(Attachment, PathBuf), crate::error::ApiError> {
     use crate::error::ApiError;
     let export = state
         .store
@@ -151,9 +151,24 @@ pub async fn read(
     if !key_of_workspace(ws, key) {
         return Err(ApiError::not_found("attachment file"));
     }
-    let bytes = tokio::fs::read(path_of(state, key))
+    let path = path_of(state, key);
+    Ok((a, path))
+}
+
+/// A stored attachment and its bytes: attachment `index` (0-based, in
+/// `meta.channel.attachments`) of message `message` in `conversation` of workspace `ws`.
+/// Errors: 404 for an unknown conversation, message or attachment, or one not downloaded.
+pub async fn read(
+    state: &AppState,
+    ws: WorkspaceId,
+    conversation: parley_core::ConversationId,
+    message: parley_core::MessageId,
+    index: usize,
+) -> Result<(Attachment, Vec<u8>), crate::error::ApiError> {
+    let (a, path) = locate(state, ws, conversation, message, index).await?;
+    let bytes = tokio::fs::read(path)
         .await
-        .map_err(|_| ApiError::not_found("attachment file"))?;
+        .map_err(|_| crate::error::ApiError::not_found("attachment file"))?;
     Ok((a, bytes))
 }
 
@@ -415,6 +430,11 @@ pub async fn store_attachment(
         }
         return Err(storage(&e));
     }
+    if crate::peaks::is_audio(&a.kind, a.mime_type.as_deref()) {
+        // The player's waveform, computed once while the bytes are at hand.
+        let peaks = crate::peaks::compute_blocking(bytes.to_vec(), a.mime_type.as_deref()).await;
+        crate::peaks::write_sidecar(&path, &peaks).await;
+    }
     a.storage_key = Some(key);
     a.size_bytes = Some(size);
     a.sha256 = Some(
@@ -450,9 +470,12 @@ pub async fn remove_attachments(state: &AppState, ws: WorkspaceId, storage_keys:
         }
     };
     for key in forgotten {
-        if let Err(e) = tokio::fs::remove_file(path_of(state, &key)).await {
+        let path = path_of(state, &key);
+        if let Err(e) = tokio::fs::remove_file(&path).await {
             tracing::warn!(key, error = %e, "could not remove an attachment");
         }
+        // Its waveform, when it is audio (absent otherwise).
+        let _ = tokio::fs::remove_file(crate::peaks::sidecar_of(&path)).await;
     }
 }
 

@@ -58,6 +58,10 @@ pub use state::{Tab, ViewState};
 pub const APP_CSS: &str = include_str!("../../assets/app.css");
 /// The dashboard's script.
 pub const APP_JS: &str = include_str!("../../assets/app.js");
+/// The audio player's script (issue 15), kept apart from the panel's script.
+pub const PLAYER_JS: &str = include_str!("../../assets/player.js");
+/// The audio player's styles.
+pub const PLAYER_CSS: &str = include_str!("../../assets/player.css");
 /// The favicon.
 pub const FAVICON_SVG: &str = include_str!("../../assets/favicon.svg");
 
@@ -70,7 +74,7 @@ pub fn asset_version() -> &'static str {
     static VERSION: OnceLock<String> = OnceLock::new();
     VERSION.get_or_init(|| {
         let mut h = Sha256::new();
-        for a in [APP_CSS, APP_JS, FAVICON_SVG] {
+        for a in [APP_CSS, APP_JS, PLAYER_JS, PLAYER_CSS, FAVICON_SVG] {
             h.update(a.as_bytes());
         }
         h.finalize()
@@ -101,6 +105,10 @@ pub fn router() -> Router<AppState> {
             get(attachments::attachment),
         )
         .route("/insights", get(insights::page))
+        .route(
+            "/conversations/{id}/messages/{message_id}/attachments/{index}/peaks",
+            get(attachments::peaks),
+        )
         .route("/assistants", get(assistants::list))
         .route(
             "/assistants/new",
@@ -153,6 +161,8 @@ async fn asset(Path(file): Path<String>) -> Response {
     let (body, kind) = match file.as_str() {
         "app.css" => (APP_CSS, "text/css; charset=utf-8"),
         "app.js" => (APP_JS, "text/javascript; charset=utf-8"),
+        "player.js" => (PLAYER_JS, "text/javascript; charset=utf-8"),
+        "player.css" => (PLAYER_CSS, "text/css; charset=utf-8"),
         "favicon.svg" => (FAVICON_SVG, "image/svg+xml"),
         _ => return (StatusCode::NOT_FOUND, "no such asset").into_response(),
     };

@@ -105,6 +105,8 @@ struct Row {
     date: String,
     date_iso: String,
     date_title: String,
+    /// A phone call's length ("3:05"), shown under the channel badge.
+    call_duration: Option<String>,
 }
 
 struct Chip {
@@ -219,6 +221,10 @@ fn row(c: &ListedConversation, view: &ViewState, tz: i32) -> Row {
         date: format::datetime(s.last_message_at, tz),
         date_iso: s.last_message_at.to_rfc3339(),
         date_title: format::full(s.last_message_at, tz),
+        call_duration: (s.channel == parley_core::Channel::Voip)
+            .then_some(s.duration_ms)
+            .flatten()
+            .map(|ms| crate::api::calls::clock(ms.max(0) as u64)),
     }
 }
 
@@ -651,6 +657,8 @@ pub(super) struct Bubble {
     pub(super) delivery: Option<String>,
     /// The customer later edited or deleted this message on the channel.
     pub(super) note: Option<&'static str>,
+    /// A phone call's transcript turn: (start, end) in ms into the call's recording.
+    pub(super) offset: Option<(u64, u64)>,
 }
 
 /// A file shown in a transcript bubble.
@@ -686,7 +694,7 @@ fn channel_parts(
             let inline = crate::channels::media::inline_safe(mime);
             let kind = match a.kind.as_str() {
                 "image" | "sticker" if inline => "image",
-                "audio" | "voice" if inline => "audio",
+                "audio" | "voice" | "recording" if inline => "audio",
                 "video" if inline => "video",
                 _ => "file",
             };
@@ -694,6 +702,7 @@ fn channel_parts(
                 match a.kind.as_str() {
                     "voice" => "Voice note",
                     "audio" => "Audio",
+                    "recording" => "Call recording",
                     "image" => "Image",
                     "sticker" => "Sticker",
                     "video" => "Video",
@@ -828,7 +837,16 @@ pub(super) fn bubble(conversation: ConversationId, m: &Message, tz: i32) -> Bubb
         attachments,
         delivery,
         note,
+        offset: turn_offset(m),
     }
+}
+
+/// A call transcript turn's offsets (`meta.channel` of type `transcript`, `details.start_ms`
+/// and `details.end_ms`), for the call player's highlight.
+fn turn_offset(m: &Message) -> Option<(u64, u64)> {
+    let c = m.meta.channel.as_ref().filter(|c| c.kind == "transcript")?;
+    let d = c.details.as_ref()?;
+    Some((d["start_ms"].as_u64()?, d["end_ms"].as_u64()?))
 }
 
 /// Renders transcript pages `1..=through` (newest first in storage, shown oldest first).
@@ -950,8 +968,13 @@ async fn build_panel(
     let website = tracker
         .as_ref()
         .map(|t| super::client_data::website_session(t, tz));
+    let call_player = if d.summary.channel == parley_core::Channel::Voip {
+        call_recording(st, ws, id).await?
+    } else {
+        None
+    };
     let insight = insight.map(|i| i.insight);
-    Ok(Some(panel_html(
+    let mut html = panel_html(
         &d,
         insight.as_ref(),
         session,
@@ -959,7 +982,54 @@ async fn build_panel(
         transcript,
         website,
         tz,
-    )))
+    );
+    if let Some(src) = call_player {
+        html = html.replacen(
+            CALL_PLAYER_SLOT,
+            &format!(
+                "<div class=\"player call-player\" data-src=\"{src}\" data-peaks=\"{src}/peaks\" data-label=\"Call recording\"></div>"
+            ),
+            1,
+        );
+    }
+    Ok(Some(html))
+}
+
+/// Where the call player goes in `panel.html` (an HTML comment, left as is for other
+/// conversations).
+const CALL_PLAYER_SLOT: &str = "<!-- call-player -->";
+
+/// The dashboard URL of a call's stored recording: the attachment of its `call` message (a
+/// hidden system message, among the first of the conversation).
+async fn call_recording(
+    st: &AppState,
+    ws: parley_core::WorkspaceId,
+    id: ConversationId,
+) -> Result<Option<String>, parley_store::StoreError> {
+    let first = st
+        .store
+        .list_messages(
+            ws,
+            id,
+            &TranscriptQuery {
+                page: 1,
+                per_page: 5,
+                newest_first: false,
+                include_hidden: true,
+            },
+        )
+        .await?;
+    Ok(first.and_then(|p| {
+        p.items.iter().find_map(|m| {
+            let c = m.meta.channel.as_ref().filter(|c| c.kind == "call")?;
+            let a = c.attachments.first()?;
+            a.storage_key.as_ref()?;
+            Some(format!(
+                "/conversations/{id}/messages/{}/attachments/0",
+                m.id
+            ))
+        })
+    }))
 }
 
 fn panel_html(

@@ -339,8 +339,8 @@ async fn the_dashboards_own_css_and_js_stay_under_50_kb_gzipped(backend: Backend
     let Some(app) = TestApp::spawn_on(backend).await else {
         return;
     };
-    let mut total = 0;
-    for asset in ["app.css", "app.js"] {
+    let (mut total, mut player) = (0, 0);
+    for asset in ["app.css", "app.js", "player.css", "player.js"] {
         let res = crate::helpers::http_client()
             .get(app.url(&format!(
                 "/assets/{asset}?v={}",
@@ -357,10 +357,16 @@ async fn the_dashboards_own_css_and_js_stay_under_50_kb_gzipped(backend: Backend
                 .unwrap()
                 .contains("immutable")
         );
-        total += res.bytes().await.unwrap().len();
+        let n = res.bytes().await.unwrap().len();
+        total += n;
+        if asset.starts_with("player") {
+            player += n;
+        }
     }
-    eprintln!("dashboard CSS + JS, gzipped as served: {total} bytes");
+    eprintln!("dashboard CSS + JS, gzipped as served: {total} bytes (audio player: {player})");
     assert!(total < 50 * 1024, "{total} bytes");
+    // The audio player (issue 15) adds at most 10 KB gzipped.
+    assert!(player <= 10 * 1024, "the player: {player} bytes");
 }
 
 crate::both_backends!(

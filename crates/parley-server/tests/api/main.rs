@@ -7,6 +7,7 @@ mod processes;
 
 mod assistants;
 mod bidi;
+mod calls;
 mod cli;
 mod conversations;
 mod dashboard;
@@ -20,6 +21,7 @@ mod keys;
 mod list;
 mod openapi;
 mod operations;
+mod peaks;
 mod providers;
 mod python_client;
 mod scale;

@@ -50,6 +50,9 @@ const ORIGIN: &str = "https://shop.example";
 /// keys unique within a list (conversations, messages, patches), and a widget's pre-chat
 /// fields, which are each widget's own form; and on a channel connection, whose credentials are
 /// proven with the platform (unreachable here, so 422 `ownership_not_proven`). The list's
+/// A call (`POST /api/v1/calls`) has such rules too: `ended_at` not before `started_at`, each
+/// turn's `end_ms` not before its `start_ms`, a recording as a URL or an upload but not both,
+/// and an upload that decodes as base64. The list's
 /// `cursor` is opaque: only a `next_cursor` the server wrote decodes, so any other string is a
 /// 400 there. The gateway answers 400 `provider_not_configured` for an assistant (named by
 /// header or model) that exists without a provider, which other operations create.
@@ -77,7 +80,7 @@ include-path-regex = "^/widget/v1/"
 parameters = {{ "header.Origin" = "{ORIGIN}", "header.X-Parley-Visitor" = "{visitor}", "header.X-Parley-Tracker" = "{tracker}" }}
 
 [[operations]]
-include-name = ["POST /api/v1/conversations", "PATCH /api/v1/conversations/{{id}}", "POST /api/v1/conversations/{{id}}/messages", "POST /api/v1/import", "POST /api/v1/assistants", "PATCH /api/v1/assistants/{{id}}", "POST /api/v1/assistants/{{id}}/channels", "POST /widget/v1/conversations"]
+include-name = ["POST /api/v1/conversations", "PATCH /api/v1/conversations/{{id}}", "POST /api/v1/conversations/{{id}}/messages", "POST /api/v1/import", "POST /api/v1/assistants", "PATCH /api/v1/assistants/{{id}}", "POST /api/v1/assistants/{{id}}/channels", "POST /widget/v1/conversations", "POST /api/v1/calls"]
 checks.positive_data_acceptance.expected-statuses = ["2xx", "401", "403", "404", "409", "422"]
 
 # The event stream never ends by itself; tests/api/events.rs covers it.

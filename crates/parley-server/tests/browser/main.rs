@@ -12,6 +12,7 @@ mod privacy;
 mod providers;
 mod review;
 mod test_chat;
+mod voice;
 mod whatsapp;
 mod widget;
 mod xss;
