@@ -583,12 +583,14 @@ fn search_match(
 
 /// A page read one sort-key value at a time (see `sql::key_by_key_column`): up to
 /// `KEY_BY_KEY_MAX_STEPS` values, each one seek, then the remaining keys in one ordinary query.
+/// `plan` is the search's condition on each step's rows (`SearchPlan::None` without a search).
 /// Returns up to `limit + 1` rows in sort order.
 fn key_by_key(
     c: &Connection,
     ws: WorkspaceId,
     q: &ListQuery,
     names: &[String],
+    plan: &SearchPlan,
 ) -> Result<Vec<(i64, ConversationSummary)>> {
     let want = q.limit.clamp(1, parley_core::query::MAX_LIMIT) as usize + 1;
     let key_of = |r: &Row<'_>| -> rusqlite::Result<SortValue> {
@@ -609,7 +611,7 @@ fn key_by_key(
             Dialect::Sqlite,
             ws,
             q,
-            &SearchPlan::None,
+            plan,
             &PageOptions {
                 agent_names: names,
                 key_equals: Some(&value),
@@ -634,7 +636,7 @@ fn key_by_key(
         Dialect::Sqlite,
         ws,
         &rest,
-        &SearchPlan::None,
+        plan,
         &PageOptions {
             agent_names: names,
             ..Default::default()
@@ -654,7 +656,6 @@ pub(super) fn list_conversations(
 ) -> Result<ConversationPage> {
     let limit = q.limit.clamp(1, parley_core::query::MAX_LIMIT) as usize;
     let names = agent_names(c, ws, &q.filter)?;
-    let date_as_filter = walk_date_range(c, ws, q, &names)?;
     // A term that fills the page among the first conversations in order is common: that walk
     // is the page. Otherwise ask the index (see the module docs).
     let mut found = None;
@@ -666,11 +667,17 @@ pub(super) fn list_conversations(
     {
         plan = Some(SearchPlan::Candidates(pks));
     }
-    if let Some(term) = q
-        .filter
-        .q
-        .as_deref()
-        .filter(|t| plan.is_none() && bounded_walk > 0 && t.chars().count() >= 3)
+    // A date range under a sort led by another key: read key by key, a search (not rare)
+    // walking each key's slice of the range (see `sql::key_by_key_column`).
+    if plan.is_none() && sql::key_by_key_column(q).is_some() {
+        let step = q.filter.q.as_deref().map_or(SearchPlan::None, sql::walk);
+        found = Some(key_by_key(c, ws, q, &names, &step)?);
+    }
+    let date_as_filter = found.is_none() && walk_date_range(c, ws, q, &names)?;
+    if let Some(term) =
+        q.filter.q.as_deref().filter(|t| {
+            found.is_none() && plan.is_none() && bounded_walk > 0 && t.chars().count() >= 3
+        })
     {
         // Only the first `bounded_walk` rows are tested: find the last of them, then walk in
         // index order up to it (the page stops once full).
@@ -707,12 +714,10 @@ pub(super) fn list_conversations(
         // the index for every conversation holding it.
         if rows.len() > limit || through.is_none() {
             found = Some(rows);
-        } else if rows.len() >= sql::DENSE_ENOUGH_TO_WALK {
+        } else if sql::walk_beats_probe(rows.len(), bounded_walk, limit, conversation_total(c, ws)?)
+        {
             plan = Some(sql::walk(term));
         }
-    }
-    if found.is_none() && sql::key_by_key_column(q).is_some() {
-        found = Some(key_by_key(c, ws, q, &names)?);
     }
     let mut rows = match found {
         Some(rows) => rows,
