@@ -12,6 +12,13 @@
 //!   trigram index cannot answer it), the list is walked in sort order and each conversation
 //!   is tested with `parley_contains` on its fields and visible messages, stopping when the page
 //!   is full. A common term fills a page after a few rows.
+//!
+//! With a date range under a sort led by another key (status, rating, agent, messages), a term
+//! that is not rare skips the bounded walk: the page is read key by key, each key's slice of
+//! the range sought in its index and walked with the term tested on its rows
+//! (`sql::key_by_key_column`). After a bounded walk that did not fill the page, the term is
+//! walked on when it was dense enough among the rows walked, else probed
+//! (`sql::walk_beats_probe`).
 
 use std::rc::Rc;
 
@@ -462,6 +469,39 @@ fn rarest_trigrams(
     Ok((!rare.is_empty()).then(|| rare.join(" AND ")))
 }
 
+/// Rows of a trigram [`narrowest_trigrams`] counts at most.
+const TRIGRAM_COUNT_CAP: i64 = 20_000;
+
+/// Trigrams [`narrowest_trigrams`] intersects at most.
+const TRIGRAMS_INTERSECTED: usize = 3;
+
+/// The FTS5 `AND` of the term's (3+ characters) trigrams in the fewest rows of `table`: of the
+/// [`TRIGRAMS_TRIED`] likeliest-rare ones, each counted up to [`TRIGRAM_COUNT_CAP`], the
+/// [`TRIGRAMS_INTERSECTED`] smallest (a trigram in no row alone). Every row holding the term
+/// holds all of them, and each candidate is verified against the text, so the probe stays
+/// exact; intersecting every trigram instead walks the doclists of the common ones (`ess`,
+/// `s-0` and `-00` of a session id are in every conversation: 100 ms at 1 M).
+fn narrowest_trigrams(c: &Connection, table: &str, term: &str) -> Result<String> {
+    let mut stmt = c.prepare_cached(&format!(
+        "SELECT count(*) FROM (SELECT 1 FROM {table} WHERE {table} MATCH ?1 LIMIT ?2)"
+    ))?;
+    let mut counted: Vec<(i64, String)> = Vec::new();
+    for t in quoted_trigrams(term).into_iter().take(TRIGRAMS_TRIED) {
+        let n: i64 = stmt.query_row(params![t, TRIGRAM_COUNT_CAP + 1], |r| r.get(0))?;
+        if n == 0 {
+            return Ok(t);
+        }
+        counted.push((n, t));
+    }
+    counted.sort();
+    Ok(counted
+        .into_iter()
+        .take(TRIGRAMS_INTERSECTED)
+        .map(|(_, t)| t)
+        .collect::<Vec<_>>()
+        .join(" AND "))
+}
+
 /// Most rows a trigram may be in for [`rare_candidates`] to read the conversations straight
 /// from it (each such row is fetched and verified).
 const RARE_TRIGRAM_ROWS: usize = 1_000;
@@ -524,23 +564,29 @@ fn plan_search(
     if !rare_tried && let Some(pks) = rare_candidates(c, term, probe_limit)? {
         return Ok(SearchPlan::Candidates(pks));
     }
-    // The indexes keep no positions (detail=none): look up every trigram of the term, then
+    // The indexes keep no positions (detail=none): look up the term's narrowest trigrams, then
     // verify each candidate row with the same test the walk uses, so results are exact. The
     // rows stream (no UNION to materialise first), so a term in more than `probe_limit`
     // conversations stops the read there.
-    let all_trigrams = quoted_trigrams(term).join(" AND ");
     let folded = parley_core::search::fold(term);
     let mut pks = std::collections::HashSet::new();
-    for sql in [
-        "SELECT m.conversation FROM messages_fts f JOIN messages m ON m.pk = f.rowid
-          WHERE messages_fts MATCH ?1 AND parley_contains(m.content, ?2)",
-        "SELECT c.pk FROM conversations_fts f JOIN conversations c ON c.pk = f.rowid
-          WHERE conversations_fts MATCH ?1
-            AND (parley_contains(c.session_id, ?2) OR parley_contains(c.contact, ?2)
-                 OR parley_contains(c.assistant_name, ?2))",
+    for (table, sql) in [
+        (
+            "messages_fts",
+            "SELECT m.conversation FROM messages_fts f JOIN messages m ON m.pk = f.rowid
+              WHERE messages_fts MATCH ?1 AND parley_contains(m.content, ?2)",
+        ),
+        (
+            "conversations_fts",
+            "SELECT c.pk FROM conversations_fts f JOIN conversations c ON c.pk = f.rowid
+              WHERE conversations_fts MATCH ?1
+                AND (parley_contains(c.session_id, ?2) OR parley_contains(c.contact, ?2)
+                     OR parley_contains(c.assistant_name, ?2))",
+        ),
     ] {
+        let trigrams = narrowest_trigrams(c, table, term)?;
         let mut stmt = c.prepare_cached(sql)?;
-        let mut rows = stmt.query(params![all_trigrams, folded])?;
+        let mut rows = stmt.query(params![trigrams, folded])?;
         while let Some(row) = rows.next()? {
             pks.insert(row.get::<_, i64>(0)?);
             if pks.len() > probe_limit {
