@@ -419,11 +419,18 @@ pub(crate) const BOUNDED_WALK_SQLITE: i64 = 500;
 /// trigram probe, which reads every matching message (640 ms at 16 M messages).
 pub(crate) const BOUNDED_WALK_POSTGRES: i64 = 500;
 
-/// Matches among a bounded walk's rows that make a term common enough to walk on: 10 in 500
-/// is 2 % of the rows, so a page of 50 is expected within 2,500 rows of the walk. Fewer, and
-/// the index is asked for every conversation with the term (which for a term in 1 % of the
-/// messages reads 160,000 of them at 16 M messages: 800 ms).
-pub(crate) const DENSE_ENOUGH_TO_WALK: usize = 10;
+/// Whether a term found in `matches` of the `walked` conversations of a bounded
+/// walk is cheaper to walk on than to probe the trigram index for, in a workspace of `total`
+/// conversations. A page of `limit` needs about `limit x walked / matches` conversations
+/// walked; the probe reads every message holding the term, about `total x matches / walked`
+/// rows, each a fetch and a test costing about what testing one conversation's messages does
+/// (PostgreSQL: a heap fetch; SQLite: a doclist entry per trigram and the message read). So
+/// the walk wins from `matches^2 >= limit x walked^2 / total`: 4 of 500 at 1 M conversations,
+/// 12 at 100 k, 36 at 10 k (where the probe is small anyway).
+pub(crate) fn walk_beats_probe(matches: usize, walked: i64, limit: usize, total: u64) -> bool {
+    let (m, w) = (matches as f64, walked.max(1) as f64);
+    m > 0.0 && m * m >= limit as f64 * w * w / total.max(1) as f64
+}
 
 /// How [`page_query`] reads a page, beyond the list query itself.
 #[derive(Debug, Default, Clone, Copy)]
@@ -576,9 +583,17 @@ pub(crate) const KEY_BY_KEY_MAX_STEPS: usize = 64;
 /// index is in date order, so each value's slice of the range is one seek; read in one query,
 /// the range can only be tested row by row while walking every key's rows outside it (40 ms
 /// at 1 M conversations for an early week under `-status`), or sorted after seeking the date
-/// index. Searches keep their own plan.
+/// index. A search that walks (a term not rare enough for its candidates) walks each slice
+/// the same way, testing the term on the slice's rows only: in one query it tested every row
+/// of the range (seek and sort) or walked past every key's rows outside it, 1 s at 1 M
+/// conversations for an early week and a term in one conversation in seven under `-status`.
+/// Except a search under the messages sort: its keys are many (every message count) with a few
+/// rows of the range each, so the steps cost more than they save (at 100 k conversations a
+/// week with a term under `-messages`: 11 ms in one query, 33 ms key by key).
 pub(crate) fn key_by_key_column(q: &ListQuery) -> Option<&'static str> {
-    if q.filter.q.is_some() || (q.filter.from.is_none() && q.filter.to.is_none()) {
+    if (q.filter.from.is_none() && q.filter.to.is_none())
+        || (q.filter.q.is_some() && q.sort.key == SortKey::Messages)
+    {
         return None;
     }
     key_column(q.sort.key)
@@ -730,6 +745,16 @@ mod tests {
             "UPDATE conversations SET updated_at = ?1 WHERE pk = ?2"
         );
         assert_eq!(empty.params, vec![Param::Int(5_000), Param::Int(3)]);
+    }
+
+    #[test]
+    fn walking_beats_probing_for_denser_terms_in_bigger_lists() {
+        assert!(!walk_beats_probe(0, 500, 50, 1_000_000));
+        assert!(!walk_beats_probe(3, 500, 50, 1_000_000));
+        assert!(walk_beats_probe(4, 500, 50, 1_000_000));
+        assert!(!walk_beats_probe(11, 500, 50, 100_000));
+        assert!(walk_beats_probe(12, 500, 50, 100_000));
+        assert!(walk_beats_probe(36, 500, 50, 10_000));
     }
 
     #[test]

@@ -3838,6 +3838,263 @@ async fn sqlite_search_strategies_agree() {
     }
 }
 
+/// Filters x search x every sort against a brute-force scan: a few hundred generated
+/// conversations, every subset of the list's filters (status, channel, assistant, min_rating,
+/// date range) with no search and with terms of every kind (common, medium, rare, two letters,
+/// a session id, absent), under every sort, paged through their cursors. Each page sequence
+/// must be exactly the rows a scan of the conversations and their messages finds, in sort
+/// order. Run on each store in `stores` (the same database opened with different search
+/// tunings, so the walk, the probe and their fallbacks all answer); the first one writes.
+async fn filter_search_sort_matches_brute_force(stores: Vec<Arc<dyn Store>>) {
+    let writer = &*stores[0];
+    let ws = workspace(writer, "w").await;
+    let agents = ["Ava", "Zed", "Mia", "Bo Support"];
+    let channels = [
+        Channel::Widget,
+        Channel::Whatsapp,
+        Channel::Telegram,
+        Channel::Api,
+    ];
+    let statuses = [
+        ConversationStatus::Active,
+        ConversationStatus::Closed,
+        ConversationStatus::Closed,
+        ConversationStatus::Archived,
+    ];
+    let words = [
+        "hello", "booking", "table", "train", "hotel", "weather", "okay", "thanks", "ticket",
+    ];
+    // A small deterministic generator (xorshift), so the corpus is the same on every run.
+    let mut seed: u64 = 0x2545_f491_4f6c_dd1d;
+    let mut next = move |n: u64| {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        seed % n
+    };
+    let n = 260i64;
+    let mut texts: std::collections::HashMap<ConversationId, Vec<String>> = Default::default();
+    let mut batches = Vec::new();
+    let mut batch_texts = Vec::new();
+    for i in 0..n {
+        let mut c = conv(
+            agents[next(4) as usize],
+            T0 + i * 60_000 + next(30_000) as i64,
+        );
+        c.channel = channels[next(4) as usize];
+        c.status = statuses[next(4) as usize];
+        c.session_id = Some(format!("sess-{i:04x}"));
+        c.contact = (next(3) > 0).then(|| format!("+49 170 {:05}", next(100_000)));
+        if next(10) < 6 {
+            c.rating = Some((
+                Rating {
+                    score: next(5) as u8 + 1,
+                    comment: None,
+                    rated_at: None,
+                },
+                Timestamp(T0),
+            ));
+        }
+        let mut visible = Vec::new();
+        let mut messages = Vec::new();
+        for k in 0..next(7) {
+            let mut text = format!(
+                "{} {} {}",
+                words[next(9) as usize],
+                words[next(9) as usize],
+                i
+            );
+            match next(100) {
+                0..=1 => text.push_str(" Quokkaberry!"),
+                2..=19 => text.push_str(" see FERNWOOD."),
+                _ => {}
+            }
+            let role = if k % 2 == 0 {
+                Role::User
+            } else {
+                Role::Assistant
+            };
+            // A hidden message with a term: never found by it.
+            if next(20) == 0 {
+                messages.push(msg(
+                    Role::System,
+                    "hidden fernwood quokkaberry",
+                    T0 + i * 60_000 + 40_000,
+                ));
+            }
+            messages.push(msg(role, &text, T0 + i * 60_000 + 40_000 + k as i64));
+            visible.push(text);
+        }
+        let id = c.id;
+        batches.push(new_batch(c, messages));
+        batch_texts.push((id, visible));
+        if batches.len() == 50 || i == n - 1 {
+            let out = writer
+                .ingest(ws, std::mem::take(&mut batches))
+                .await
+                .unwrap();
+            for (o, (id, t)) in out.iter().zip(batch_texts.drain(..)) {
+                assert_eq!(o.conversation_id, id);
+                texts.insert(id, t);
+            }
+        }
+    }
+    let mut everything = Vec::new();
+    let mut query = list(Default::default(), "-date", 100);
+    loop {
+        let page = writer.list_conversations(ws, &query).await.unwrap();
+        everything.extend(page.items.into_iter().map(|i| i.conversation));
+        match page.next_cursor {
+            Some(c) => query.cursor = Some(Cursor::decode(&c, query.sort).unwrap()),
+            None => break,
+        }
+    }
+    assert_eq!(everything.len(), n as usize);
+    let ava = everything
+        .iter()
+        .find(|c| c.assistant.name == "Ava")
+        .unwrap()
+        .assistant
+        .id;
+    let order = |sort: Sort, s: &parley_core::model::ConversationSummary| {
+        if sort.key_name() == "created" {
+            (String::new(), 0, s.id)
+        } else {
+            sort_key(sort, s)
+        }
+    };
+    let terms: [Option<&str>; 7] = [
+        None,
+        Some("booking"),
+        Some("fernwood"),
+        Some("QUOKKABERRY"),
+        Some("ok"),
+        Some("sess-00a"),
+        Some("xqzvjw"),
+    ];
+    let (from, to) = (T0 + 60 * 60_000, T0 + 170 * 60_000);
+    for term in terms {
+        for mask in 0..32u32 {
+            let filter = ConversationFilter {
+                statuses: if mask & 1 != 0 {
+                    vec![ConversationStatus::Closed]
+                } else {
+                    vec![]
+                },
+                channels: if mask & 2 != 0 {
+                    vec![Channel::Whatsapp, Channel::Telegram]
+                } else {
+                    vec![]
+                },
+                assistants: if mask & 4 != 0 { vec![ava] } else { vec![] },
+                min_rating: (mask & 8 != 0).then_some(3),
+                from: (mask & 16 != 0).then_some(Timestamp(from)),
+                to: (mask & 16 != 0).then_some(Timestamp(to)),
+                q: term.map(str::to_owned),
+            };
+            let matches = |c: &parley_core::model::ConversationSummary| {
+                let t = term.map(str::to_lowercase);
+                (filter.statuses.is_empty() || filter.statuses.contains(&c.status))
+                    && (filter.channels.is_empty() || filter.channels.contains(&c.channel))
+                    && (filter.assistants.is_empty() || filter.assistants.contains(&c.assistant.id))
+                    && filter
+                        .min_rating
+                        .is_none_or(|m| c.rating.as_ref().is_some_and(|r| r.score >= m))
+                    && filter.from.is_none_or(|f| c.last_message_at >= f)
+                    && filter.to.is_none_or(|t| c.last_message_at < t)
+                    && t.is_none_or(|t| {
+                        let has = |s: &str| s.to_lowercase().contains(&t);
+                        c.session_id.as_deref().is_some_and(has)
+                            || c.contact.as_deref().is_some_and(has)
+                            || has(&c.assistant.name)
+                            || texts[&c.id].iter().any(|m| has(m))
+                    })
+            };
+            for sort in Sort::ALL {
+                let mut expected: Vec<_> = everything.iter().filter(|c| matches(c)).collect();
+                expected.sort_by_key(|c| order(sort, c));
+                if sort.descending {
+                    expected.reverse();
+                }
+                let expected: Vec<ConversationId> = expected.iter().map(|c| c.id).collect();
+                for (k, store) in stores.iter().enumerate() {
+                    let mut query = list(filter.clone(), &sort.to_string(), 25);
+                    let mut got = Vec::new();
+                    loop {
+                        let page = store.list_conversations(ws, &query).await.unwrap();
+                        for item in &page.items {
+                            assert_eq!(
+                                item.search_match.is_some(),
+                                term.is_some(),
+                                "store {k}, {sort}, {filter:?}: a match with every searched row"
+                            );
+                        }
+                        got.extend(page.items.into_iter().map(|i| i.conversation.id));
+                        match page.next_cursor {
+                            Some(c) => query.cursor = Some(Cursor::decode(&c, sort).unwrap()),
+                            None => break,
+                        }
+                    }
+                    assert_eq!(got, expected, "store {k}, {sort}, {filter:?}");
+                }
+            }
+            if term.is_some() || mask != 0 {
+                let count = writer.count_conversations(ws, &filter).await.unwrap();
+                let n = everything.iter().filter(|c| matches(c)).count() as u64;
+                assert!(
+                    count.count == n || (!count.exact && count.count <= n),
+                    "{filter:?}: count {count:?}, expected {n}"
+                );
+            }
+        }
+    }
+}
+
+/// SQLite: [`filter_search_sort_matches_brute_force`] with the default tuning, a short bounded
+/// walk and a small probe (so the walk falls through to the probe and the probe to the full
+/// walk), and the probe alone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_filter_search_sort_matches_brute_force() {
+    use parley_store::sqlite::{SqliteOptions, SqliteStore};
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("parley.db");
+    let mut stores: Vec<Arc<dyn Store>> = Vec::new();
+    for (walk, probe) in [(None, None), (Some(12), Some(6)), (Some(0), None)] {
+        let defaults = SqliteOptions::default();
+        let options = SqliteOptions {
+            search_bounded_walk: walk.unwrap_or(defaults.search_bounded_walk),
+            search_probe_limit: probe.unwrap_or(defaults.search_probe_limit),
+            ..defaults
+        };
+        stores.push(Arc::new(SqliteStore::open(&path, options).await.unwrap()));
+    }
+    filter_search_sort_matches_brute_force(stores).await;
+}
+
+/// PostgreSQL: the same story as `sqlite_filter_search_sort_matches_brute_force` (default
+/// tuning, and the short walk with the small probe).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_filter_search_sort_matches_brute_force() {
+    use parley_store::postgres::{PostgresOptions, PostgresStore};
+    let Some(db) = parley_store::testing::TestDatabase::create().await else {
+        return;
+    };
+    let mut stores: Vec<Arc<dyn Store>> = Vec::new();
+    // Two tunings (the third of SQLite's adds little here and costs a minute in CI).
+    for (walk, probe) in [(None, None), (Some(12), Some(6))] {
+        let defaults = PostgresOptions::default();
+        let options = PostgresOptions {
+            pool_size: 4,
+            search_bounded_walk: walk.unwrap_or(defaults.search_bounded_walk),
+            search_probe_limit: probe.unwrap_or(defaults.search_probe_limit),
+        };
+        stores.push(Arc::new(
+            PostgresStore::open(db.url(), options).await.unwrap(),
+        ));
+    }
+    filter_search_sort_matches_brute_force(stores).await;
+}
+
 /// The migration files of `dialect` as today's directory holds them: (version, name, SQL), in
 /// order of version, read from disk (not from the store's embedded list).
 fn migration_files(dialect: &str) -> Vec<(i64, String, String)> {

@@ -12,6 +12,13 @@
 //!   trigram index cannot answer it), the list is walked in sort order and each conversation
 //!   is tested with `parley_contains` on its fields and visible messages, stopping when the page
 //!   is full. A common term fills a page after a few rows.
+//!
+//! With a date range under a sort led by another key (status, rating, agent, messages), a term
+//! that is not rare skips the bounded walk: the page is read key by key, each key's slice of
+//! the range sought in its index and walked with the term tested on its rows
+//! (`sql::key_by_key_column`). After a bounded walk that did not fill the page, the term is
+//! walked on when it was dense enough among the rows walked, else probed
+//! (`sql::walk_beats_probe`).
 
 use std::rc::Rc;
 
@@ -462,6 +469,39 @@ fn rarest_trigrams(
     Ok((!rare.is_empty()).then(|| rare.join(" AND ")))
 }
 
+/// Rows of a trigram [`narrowest_trigrams`] counts at most.
+const TRIGRAM_COUNT_CAP: i64 = 20_000;
+
+/// Trigrams [`narrowest_trigrams`] intersects at most.
+const TRIGRAMS_INTERSECTED: usize = 3;
+
+/// The FTS5 `AND` of the term's (3+ characters) trigrams in the fewest rows of `table`: of the
+/// [`TRIGRAMS_TRIED`] likeliest-rare ones, each counted up to [`TRIGRAM_COUNT_CAP`], the
+/// [`TRIGRAMS_INTERSECTED`] smallest (a trigram in no row alone). Every row holding the term
+/// holds all of them, and each candidate is verified against the text, so the probe stays
+/// exact; intersecting every trigram instead walks the doclists of the common ones (`ess`,
+/// `s-0` and `-00` of a session id are in every conversation: 100 ms at 1 M).
+fn narrowest_trigrams(c: &Connection, table: &str, term: &str) -> Result<String> {
+    let mut stmt = c.prepare_cached(&format!(
+        "SELECT count(*) FROM (SELECT 1 FROM {table} WHERE {table} MATCH ?1 LIMIT ?2)"
+    ))?;
+    let mut counted: Vec<(i64, String)> = Vec::new();
+    for t in quoted_trigrams(term).into_iter().take(TRIGRAMS_TRIED) {
+        let n: i64 = stmt.query_row(params![t, TRIGRAM_COUNT_CAP + 1], |r| r.get(0))?;
+        if n == 0 {
+            return Ok(t);
+        }
+        counted.push((n, t));
+    }
+    counted.sort();
+    Ok(counted
+        .into_iter()
+        .take(TRIGRAMS_INTERSECTED)
+        .map(|(_, t)| t)
+        .collect::<Vec<_>>()
+        .join(" AND "))
+}
+
 /// Most rows a trigram may be in for [`rare_candidates`] to read the conversations straight
 /// from it (each such row is fetched and verified).
 const RARE_TRIGRAM_ROWS: usize = 1_000;
@@ -524,23 +564,29 @@ fn plan_search(
     if !rare_tried && let Some(pks) = rare_candidates(c, term, probe_limit)? {
         return Ok(SearchPlan::Candidates(pks));
     }
-    // The indexes keep no positions (detail=none): look up every trigram of the term, then
+    // The indexes keep no positions (detail=none): look up the term's narrowest trigrams, then
     // verify each candidate row with the same test the walk uses, so results are exact. The
     // rows stream (no UNION to materialise first), so a term in more than `probe_limit`
     // conversations stops the read there.
-    let all_trigrams = quoted_trigrams(term).join(" AND ");
     let folded = parley_core::search::fold(term);
     let mut pks = std::collections::HashSet::new();
-    for sql in [
-        "SELECT m.conversation FROM messages_fts f JOIN messages m ON m.pk = f.rowid
-          WHERE messages_fts MATCH ?1 AND parley_contains(m.content, ?2)",
-        "SELECT c.pk FROM conversations_fts f JOIN conversations c ON c.pk = f.rowid
-          WHERE conversations_fts MATCH ?1
-            AND (parley_contains(c.session_id, ?2) OR parley_contains(c.contact, ?2)
-                 OR parley_contains(c.assistant_name, ?2))",
+    for (table, sql) in [
+        (
+            "messages_fts",
+            "SELECT m.conversation FROM messages_fts f JOIN messages m ON m.pk = f.rowid
+              WHERE messages_fts MATCH ?1 AND parley_contains(m.content, ?2)",
+        ),
+        (
+            "conversations_fts",
+            "SELECT c.pk FROM conversations_fts f JOIN conversations c ON c.pk = f.rowid
+              WHERE conversations_fts MATCH ?1
+                AND (parley_contains(c.session_id, ?2) OR parley_contains(c.contact, ?2)
+                     OR parley_contains(c.assistant_name, ?2))",
+        ),
     ] {
+        let trigrams = narrowest_trigrams(c, table, term)?;
         let mut stmt = c.prepare_cached(sql)?;
-        let mut rows = stmt.query(params![all_trigrams, folded])?;
+        let mut rows = stmt.query(params![trigrams, folded])?;
         while let Some(row) = rows.next()? {
             pks.insert(row.get::<_, i64>(0)?);
             if pks.len() > probe_limit {
@@ -583,12 +629,14 @@ fn search_match(
 
 /// A page read one sort-key value at a time (see `sql::key_by_key_column`): up to
 /// `KEY_BY_KEY_MAX_STEPS` values, each one seek, then the remaining keys in one ordinary query.
+/// `plan` is the search's condition on each step's rows (`SearchPlan::None` without a search).
 /// Returns up to `limit + 1` rows in sort order.
 fn key_by_key(
     c: &Connection,
     ws: WorkspaceId,
     q: &ListQuery,
     names: &[String],
+    plan: &SearchPlan,
 ) -> Result<Vec<(i64, ConversationSummary)>> {
     let want = q.limit.clamp(1, parley_core::query::MAX_LIMIT) as usize + 1;
     let key_of = |r: &Row<'_>| -> rusqlite::Result<SortValue> {
@@ -609,7 +657,7 @@ fn key_by_key(
             Dialect::Sqlite,
             ws,
             q,
-            &SearchPlan::None,
+            plan,
             &PageOptions {
                 agent_names: names,
                 key_equals: Some(&value),
@@ -634,7 +682,7 @@ fn key_by_key(
         Dialect::Sqlite,
         ws,
         &rest,
-        &SearchPlan::None,
+        plan,
         &PageOptions {
             agent_names: names,
             ..Default::default()
@@ -654,7 +702,6 @@ pub(super) fn list_conversations(
 ) -> Result<ConversationPage> {
     let limit = q.limit.clamp(1, parley_core::query::MAX_LIMIT) as usize;
     let names = agent_names(c, ws, &q.filter)?;
-    let date_as_filter = walk_date_range(c, ws, q, &names)?;
     // A term that fills the page among the first conversations in order is common: that walk
     // is the page. Otherwise ask the index (see the module docs).
     let mut found = None;
@@ -666,11 +713,17 @@ pub(super) fn list_conversations(
     {
         plan = Some(SearchPlan::Candidates(pks));
     }
-    if let Some(term) = q
-        .filter
-        .q
-        .as_deref()
-        .filter(|t| plan.is_none() && bounded_walk > 0 && t.chars().count() >= 3)
+    // A date range under a sort led by another key: read key by key, a search (not rare)
+    // walking each key's slice of the range (see `sql::key_by_key_column`).
+    if plan.is_none() && sql::key_by_key_column(q).is_some() {
+        let step = q.filter.q.as_deref().map_or(SearchPlan::None, sql::walk);
+        found = Some(key_by_key(c, ws, q, &names, &step)?);
+    }
+    let date_as_filter = found.is_none() && walk_date_range(c, ws, q, &names)?;
+    if let Some(term) =
+        q.filter.q.as_deref().filter(|t| {
+            found.is_none() && plan.is_none() && bounded_walk > 0 && t.chars().count() >= 3
+        })
     {
         // Only the first `bounded_walk` rows are tested: find the last of them, then walk in
         // index order up to it (the page stops once full).
@@ -707,12 +760,10 @@ pub(super) fn list_conversations(
         // the index for every conversation holding it.
         if rows.len() > limit || through.is_none() {
             found = Some(rows);
-        } else if rows.len() >= sql::DENSE_ENOUGH_TO_WALK {
+        } else if sql::walk_beats_probe(rows.len(), bounded_walk, limit, conversation_total(c, ws)?)
+        {
             plan = Some(sql::walk(term));
         }
-    }
-    if found.is_none() && sql::key_by_key_column(q).is_some() {
-        found = Some(key_by_key(c, ws, q, &names)?);
     }
     let mut rows = match found {
         Some(rows) => rows,
