@@ -3991,6 +3991,8 @@ async fn filter_search_sort_matches_brute_force(stores: Vec<Arc<dyn Store>>) {
                 from: (mask & 16 != 0).then_some(Timestamp(from)),
                 to: (mask & 16 != 0).then_some(Timestamp(to)),
                 q: term.map(str::to_owned),
+                // The insight filters have stories of their own (insights tests).
+                ..Default::default()
             };
             let matches = |c: &parley_core::model::ConversationSummary| {
                 let t = term.map(str::to_lowercase);
