@@ -974,15 +974,7 @@ async fn build_panel(
         None
     };
     let insight = insight.map(|i| i.insight);
-    let mut html = panel_html(
-        &d,
-        insight.as_ref(),
-        session,
-        view,
-        transcript,
-        website,
-        tz,
-    );
+    let mut html = panel_html(&d, insight.as_ref(), session, view, transcript, website, tz);
     if let Some(src) = call_player {
         html = html.replacen(
             CALL_PLAYER_SLOT,

@@ -6,8 +6,8 @@
 mod helpers;
 
 mod harness;
-mod live;
 mod insights;
+mod live;
 mod privacy;
 mod providers;
 mod review;
