@@ -32,8 +32,9 @@ pub(crate) struct Counters {
     pub cost: i64,
     /// Messages with usage but no known price.
     pub unpriced: i64,
-    /// A message appended in this batch carries a voice note or audio (a channel attachment
-    /// of kind `voice` or `audio`): the conversation is no longer text-only. Only ever set.
+    /// A message appended in this batch carries a voice note, audio or a call recording (a
+    /// channel attachment of kind `voice`, `audio` or `recording`): the conversation is no
+    /// longer text-only. Only ever set.
     pub voice: bool,
 }
 
@@ -70,7 +71,7 @@ impl Counters {
         if m.meta.channel.as_ref().is_some_and(|c| {
             c.attachments
                 .iter()
-                .any(|a| matches!(a.kind.as_str(), "voice" | "audio"))
+                .any(|a| matches!(a.kind.as_str(), "voice" | "audio" | "recording"))
         }) {
             self.voice = true;
         }

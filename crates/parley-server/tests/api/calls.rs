@@ -120,6 +120,10 @@ async fn a_call_is_stored_with_its_transcript_recording_and_peaks(backend: Backe
     assert_eq!(c["contact"], "+15550001111");
     assert_eq!(c["end_reason"], "customer-ended-call");
     assert_eq!(c["sentiment"]["label"], "positive", "{c}");
+    assert_eq!(
+        c["has_voice"], true,
+        "a call with a recording is not text-only: {c}"
+    );
 
     // Each turn is a message with its offset into the recording, at start + offset.
     let ms = messages(&app, &id).await;

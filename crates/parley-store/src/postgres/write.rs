@@ -528,9 +528,9 @@ async fn insert_conversation(
                  contact, session_id, started_at, ended_at, last_message_at, rating, rating_comment,
                  rated_at, sentiment, sentiment_score, end_reason, converted, memory, created_at, updated_at,
                  stored_message_count, message_count, last_inbound_at, last_message_preview, prompt_tokens,
-                 completion_tokens, cost_nanousd, unpriced_message_count, assistant_version)
+                 completion_tokens, cost_nanousd, unpriced_message_count, assistant_version, has_voice)
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $21, $12, $13, $14, $15, $16, $17, $18, $19, $20, $20,
-                     $22, $23, $24, $25, $26, $27, $28, $29, $30)
+                     $22, $23, $24, $25, $26, $27, $28, $29, $30, $31)
              ON CONFLICT (workspace_id, external_id) WHERE external_id IS NOT NULL DO NOTHING
              RETURNING pk",
         )
@@ -569,6 +569,9 @@ async fn insert_conversation(
                 &k.cost,
                 &k.unpriced,
                 &nc.assistant_version,
+                // A first batch with a voice note or recording is not text-only (SQLite sets it
+                // in the counters' UPDATE that follows its insert).
+                &k.voice,
             ],
         )
         .await
