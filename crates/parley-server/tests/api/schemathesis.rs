@@ -95,6 +95,12 @@ checks.positive_data_acceptance.expected-statuses = ["2xx", "400", "401", "403",
 [[operations]]
 include-name = ["GET /api/v1/conversations", "GET /api/v1/conversations/count", "GET /api/v1/export"]
 checks.positive_data_acceptance.expected-statuses = ["2xx", "400", "401", "403", "404", "409"]
+
+# The insights window's rules relate its parameters (`to` after `from`, at most 400 days), which
+# a JSON Schema cannot say: a schema-valid window may still be refused with 400.
+[[operations]]
+include-name = ["GET /api/v1/insights/summary", "GET /api/v1/insights/timeseries", "GET /api/v1/insights/heatmap"]
+checks.positive_data_acceptance.expected-statuses = ["2xx", "400", "401", "403", "404", "409"]
 "#
     )
 }
@@ -201,5 +207,5 @@ async fn schemathesis_finds_the_document_and_the_server_in_agreement() {
         eprintln!("schemathesis {}", &stdout[at..]);
     }
     // It really tested every operation.
-    assert!(stdout.contains("Tested: 35"), "{stdout}");
+    assert!(stdout.contains("Tested: 39"), "{stdout}");
 }
