@@ -94,6 +94,61 @@ pub struct InsightTotals {
     pub completion_tokens: i64,
     /// Cost, nano-USD.
     pub cost_nanousd: i64,
+    /// Analysed ones with a first response time.
+    pub first_responses: i64,
+    /// Sum of those first response times, ms.
+    pub first_response_ms_sum: i64,
+    /// Analysed ones with a duration.
+    pub durations: i64,
+    /// Sum of those durations, ms.
+    pub duration_ms_sum: i64,
+}
+
+impl InsightTotals {
+    /// Adds `other`'s sums to these (the totals of the union of two disjoint cohorts).
+    pub fn add(&mut self, other: &InsightTotals) {
+        let fields = [
+            (&mut self.conversations, other.conversations),
+            (&mut self.messages, other.messages),
+            (&mut self.resolved_by_ai, other.resolved_by_ai),
+            (&mut self.handed_off, other.handed_off),
+            (&mut self.unresolved, other.unresolved),
+            (&mut self.ongoing, other.ongoing),
+            (&mut self.rated, other.rated),
+            (&mut self.rating_sum, other.rating_sum),
+            (&mut self.rated_4_or_5, other.rated_4_or_5),
+            (&mut self.positive, other.positive),
+            (&mut self.neutral, other.neutral),
+            (&mut self.negative, other.negative),
+            (&mut self.prompt_tokens, other.prompt_tokens),
+            (&mut self.completion_tokens, other.completion_tokens),
+            (&mut self.cost_nanousd, other.cost_nanousd),
+            (&mut self.first_responses, other.first_responses),
+            (&mut self.first_response_ms_sum, other.first_response_ms_sum),
+            (&mut self.durations, other.durations),
+            (&mut self.duration_ms_sum, other.duration_ms_sum),
+        ];
+        for (mine, theirs) in fields {
+            *mine += theirs;
+        }
+    }
+}
+
+/// The number of columns [`InsightTotals`] is read from (its fields, in order).
+pub(crate) const TOTAL_COLUMNS: usize = 19;
+
+/// The sums of one assistant version's conversations in an [`InsightWindow`]'s cohort, as
+/// [`InsightStore::insight_assistants`] lists them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AssistantTotals {
+    /// The assistant the conversations were answered by; `None` for conversations without one
+    /// (imported, or recorded by a client that named none).
+    pub assistant: Option<parley_core::AssistantId>,
+    /// The assistant's version they ran (`conversations.assistant_version`); `None` when not
+    /// recorded (conversations ingested with only an assistant name).
+    pub version: Option<i64>,
+    /// The sums.
+    pub totals: InsightTotals,
 }
 
 /// How [`InsightStore::insight_groups`] groups a cohort. Keys are computed from `started_at`
@@ -214,34 +269,46 @@ pub trait InsightStore: Send + Sync {
         window: &InsightWindow,
         grouping: InsightGrouping,
     ) -> Result<Vec<(i64, InsightTotals)>>;
+    /// The sums over `window`'s cohort per assistant and assistant version, ordered by
+    /// assistant id then version (rows without an assistant or a version first).
+    async fn insight_assistants(
+        &self,
+        workspace: WorkspaceId,
+        window: &InsightWindow,
+    ) -> Result<Vec<AssistantTotals>>;
     /// Gives the lease up if `worker` holds it.
     async fn release_insight_watermark(&self, workspace: WorkspaceId, worker: &str) -> Result<()>;
 }
 
 /// The aggregate behind [`InsightStore::insight_totals`], shared by both backends: `p(n)` is
 /// the dialect's placeholder n (1 workspace, 2 from, 3 to, 4 channel or NULL, 5 assistant or
-/// NULL); the 15 columns are [`InsightTotals`]' fields in order.
+/// NULL); the [`TOTAL_COLUMNS`] columns are [`InsightTotals`]' fields in order.
 pub(crate) fn totals_sql(p: impl Fn(u8) -> String, text: &str, uuid: &str) -> String {
-    totals_sql_by(p, text, uuid, None)
+    totals_sql_by(p, text, uuid, &[])
 }
 
-/// [`totals_sql`] grouped by `key` (an SQL expression, first column; then the 15), ascending.
+/// [`totals_sql`] grouped by `keys` (SQL expressions, the first columns; then the totals'),
+/// ascending by the keys in order.
 pub(crate) fn totals_sql_by(
     p: impl Fn(u8) -> String,
     text: &str,
     uuid: &str,
-    key: Option<&str>,
+    keys: &[&str],
 ) -> String {
     let sum = |e: &str| format!("CAST(COALESCE(SUM({e}), 0) AS BIGINT)");
     let when = |cond: &str| sum(&format!("CASE WHEN {cond} THEN 1 ELSE 0 END"));
     let label = "COALESCE(c.sentiment, i.sentiment_label)";
-    let (head, tail) = match key {
-        Some(k) => (format!("{k} AS k, "), " GROUP BY k ORDER BY k"),
-        None => (String::new(), ""),
+    let head: String = keys.iter().map(|k| format!("{k}, ")).collect();
+    let tail = if keys.is_empty() {
+        String::new()
+    } else {
+        let at: Vec<String> = (1..=keys.len()).map(|n| n.to_string()).collect();
+        format!(" GROUP BY {at} ORDER BY {at}", at = at.join(", "))
     };
     format!(
         "SELECT {head}count(*), {messages}, {resolved}, {handed}, {unresolved}, {ongoing}, {rated},
-                {rating_sum}, {csat}, {pos}, {neu}, {neg}, {prompt}, {completion}, {cost}
+                {rating_sum}, {csat}, {pos}, {neu}, {neg}, {prompt}, {completion}, {cost},
+                {firsts}, {first_sum}, {durations}, {duration_sum}
          FROM conversations c LEFT JOIN conversation_insights i ON i.conversation = c.pk
          WHERE c.workspace_id = {ws} AND c.started_at >= {from} AND c.started_at < {to}
            AND ({ch}{text} IS NULL OR c.channel = {ch})
@@ -260,6 +327,10 @@ pub(crate) fn totals_sql_by(
         prompt = sum("c.prompt_tokens"),
         completion = sum("c.completion_tokens"),
         cost = sum("c.cost_nanousd"),
+        firsts = when("i.first_response_ms IS NOT NULL"),
+        first_sum = sum("i.first_response_ms"),
+        durations = when("i.duration_ms IS NOT NULL"),
+        duration_sum = sum("i.duration_ms"),
         ws = p(1),
         from = p(2),
         to = p(3),
@@ -268,8 +339,8 @@ pub(crate) fn totals_sql_by(
     )
 }
 
-/// The 15 columns of [`totals_sql`] as totals.
-pub(crate) fn totals_from(v: [i64; 15]) -> InsightTotals {
+/// The [`TOTAL_COLUMNS`] columns of [`totals_sql`] as totals.
+pub(crate) fn totals_from(v: [i64; TOTAL_COLUMNS]) -> InsightTotals {
     InsightTotals {
         conversations: v[0],
         messages: v[1],
@@ -286,6 +357,10 @@ pub(crate) fn totals_from(v: [i64; 15]) -> InsightTotals {
         prompt_tokens: v[12],
         completion_tokens: v[13],
         cost_nanousd: v[14],
+        first_responses: v[15],
+        first_response_ms_sum: v[16],
+        durations: v[17],
+        duration_ms_sum: v[18],
     }
 }
 

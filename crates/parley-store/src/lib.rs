@@ -55,8 +55,8 @@ pub use attachments::{Admission, AttachmentStore, AttachmentUsage};
 pub use channels::{ChannelStore, ConfigEdit, MessageEdit};
 pub use events::{EventFilter, EventStore, EventType, StoredEvent};
 pub use insights::{
-    ChangedConversation, InsightCursor, InsightGrouping, InsightStore, InsightTotals,
-    InsightWindow, StoredInsight,
+    AssistantTotals, ChangedConversation, InsightCursor, InsightGrouping, InsightStore,
+    InsightTotals, InsightWindow, StoredInsight,
 };
 pub use jobs::JobStore;
 

@@ -191,6 +191,115 @@ pub(crate) async fn summary_of(
     }))
 }
 
+/// `n / d` rounded to whole units, `None` when `d` is 0.
+fn average(n: i64, d: i64) -> Option<i64> {
+    (d > 0).then(|| (n as f64 / d as f64).round() as i64)
+}
+
+/// [`figures`] plus the average first response time and duration (ms) of the analysed
+/// conversations that have one: the assistant comparison's row.
+fn comparison_figures(t: &InsightTotals) -> Value {
+    let mut m: serde_json::Map<String, Value> = figures(t)
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v))
+        .collect();
+    m.insert(
+        "average_first_response_ms".into(),
+        json!(average(t.first_response_ms_sum, t.first_responses)),
+    );
+    m.insert(
+        "average_duration_ms".into(),
+        json!(average(t.duration_ms_sum, t.durations)),
+    );
+    Value::Object(m)
+}
+
+/// One assistant's totals and its versions' (version, totals).
+type AssistantGroup = (
+    Option<AssistantId>,
+    InsightTotals,
+    Vec<(Option<i64>, InsightTotals)>,
+);
+
+/// The assistant comparison of `window`'s cohort, as `GET /api/v1/insights/assistants`
+/// answers it: one entry per assistant (`assistant` its id, `name` its current name; both
+/// `null` for conversations recorded without an assistant id), most conversations first, with
+/// its figures and one entry per version it ran (newest first; `version: null` for
+/// conversations that recorded none). Errors: the store's.
+pub(crate) async fn assistants_of(
+    st: &AppState,
+    workspace: parley_core::WorkspaceId,
+    window: &InsightWindow,
+) -> Result<Value, ApiError> {
+    let (rows, known) = tokio::try_join!(
+        async {
+            st.store
+                .insights()
+                .insight_assistants(workspace, window)
+                .await
+                .map_err(ApiError::from)
+        },
+        async {
+            st.store
+                .assistants()
+                .list_assistants(workspace)
+                .await
+                .map_err(ApiError::from)
+        },
+    )?;
+    // The store orders by assistant then version: consecutive rows are one assistant's.
+    let mut groups: Vec<(
+        Option<AssistantId>,
+        InsightTotals,
+        Vec<(Option<i64>, InsightTotals)>,
+    )> = Vec::new();
+    for r in rows {
+        match groups.last_mut() {
+            Some(g) if g.0 == r.assistant => {
+                g.1.add(&r.totals);
+                g.2.push((r.version, r.totals));
+            }
+            _ => groups.push((r.assistant, r.totals, vec![(r.version, r.totals)])),
+        }
+    }
+    groups.sort_by_key(|g| (g.0.is_none(), -g.1.conversations));
+    let entries: Vec<Value> = groups
+        .into_iter()
+        .map(|(id, total, mut versions)| {
+            versions.sort_by_key(|v| std::cmp::Reverse(v.0));
+            let name = id.and_then(|id| known.iter().find(|a| a.id == id).map(|a| a.name.clone()));
+            json!({
+                "assistant": id,
+                "name": name,
+                "figures": comparison_figures(&total),
+                "versions": versions
+                    .iter()
+                    .map(|(v, t)| json!({"version": v, "figures": comparison_figures(t)}))
+                    .collect::<Vec<_>>(),
+            })
+        })
+        .collect();
+    Ok(json!({
+        "from": window.from,
+        "to": window.to,
+        "channel": window.channel,
+        "assistant": window.assistant,
+        "assistants": entries,
+    }))
+}
+
+/// `GET /api/v1/insights/assistants`: the assistant comparison (see [`assistants_of`]) with the
+/// window parameters. Errors: 400 `invalid_parameter` (see [`parse_window`]).
+pub(super) async fn assistants(
+    State(st): State<AppState>,
+    auth: ApiKeyAuth,
+    RawQuery(raw): RawQuery,
+) -> Result<Response, ApiError> {
+    let p = Params::parse(raw.as_deref(), WINDOW_PARAMS)?;
+    let (window, _) = parse_window(&p)?;
+    Ok(Json(assistants_of(&st, auth.workspace, &window).await?).into_response())
+}
+
 /// `GET /api/v1/insights/summary`: the headline figures of the window's cohort and of the
 /// previous period. Errors: 400 `invalid_parameter` (see [`parse_window`]).
 pub(super) async fn summary(

@@ -34,6 +34,7 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("GET", "/api/v1/insights/summary"),
     ("GET", "/api/v1/insights/timeseries"),
     ("GET", "/api/v1/insights/heatmap"),
+    ("GET", "/api/v1/insights/assistants"),
     ("GET", "/api/v1/conversations/{id}"),
     ("PATCH", "/api/v1/conversations/{id}"),
     ("DELETE", "/api/v1/conversations/{id}"),
@@ -85,6 +86,7 @@ pub fn router(state: &AppState) -> Router<AppState> {
         .route("/insights/summary", get(insights::summary))
         .route("/insights/timeseries", get(insights::timeseries))
         .route("/insights/heatmap", get(insights::heatmap))
+        .route("/insights/assistants", get(insights::assistants))
         .route(
             "/conversations/{id}",
             get(conversations::detail)

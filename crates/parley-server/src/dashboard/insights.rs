@@ -18,7 +18,7 @@ use super::pages::Layout;
 use super::state::ViewState;
 use super::tz_offset;
 use crate::AppState;
-use crate::api::insights::{Metric, heatmap_of, summary_of, timeseries_of};
+use crate::api::insights::{Metric, assistants_of, heatmap_of, summary_of, timeseries_of};
 use crate::auth::Session;
 use crate::error::ApiError;
 
@@ -50,6 +50,64 @@ struct Bar {
     href: String,
 }
 
+/// One row of the assistant comparison: an assistant, or one of its versions under it.
+struct CompareRow {
+    /// The assistant's name ("No assistant" for conversations without one), or "v2".
+    label: String,
+    /// A version row (indented under its assistant).
+    version: bool,
+    /// The Conversations list of the assistant (versions link to their assistant's).
+    href: String,
+    conversations: String,
+    resolution: String,
+    handoff: String,
+    rating: String,
+    csat: String,
+    sentiment: String,
+    first_response: String,
+    duration: String,
+    tokens: String,
+    cost: String,
+    cost_per_resolved: String,
+}
+
+impl CompareRow {
+    /// The row of `figures` (a `/insights/assistants` figures object).
+    fn new(label: String, version: bool, href: String, f: &Value) -> CompareRow {
+        let count = |k: &str| f[k].as_i64().map_or_else(|| "—".to_owned(), format::int);
+        let money = |k: &str| f[k].as_i64().map_or_else(|| "—".to_owned(), format::cost);
+        let ms = |k: &str| {
+            f[k].as_i64()
+                .map_or_else(|| "—".to_owned(), format::duration)
+        };
+        let tokens =
+            f["prompt_tokens"].as_i64().unwrap_or(0) + f["completion_tokens"].as_i64().unwrap_or(0);
+        CompareRow {
+            label,
+            version,
+            href,
+            conversations: count("conversations"),
+            resolution: percent(&f["resolution_rate"]),
+            handoff: percent(&f["handoff_rate"]),
+            rating: f["average_rating"]
+                .as_f64()
+                .map_or_else(|| "—".to_owned(), |r| format!("{r:.2}")),
+            csat: percent(&f["csat"]),
+            sentiment: format!(
+                "{} / {} / {}",
+                count("sentiment_positive"),
+                count("sentiment_neutral"),
+                count("sentiment_negative")
+            ),
+            first_response: ms("average_first_response_ms"),
+            duration: ms("average_duration_ms"),
+            tokens: format::int(tokens),
+            cost: money("cost_nanousd"),
+            cost_per_resolved: money("cost_per_resolved_nanousd"),
+        }
+    }
+}
+
 struct Opt {
     value: String,
     label: String,
@@ -73,6 +131,7 @@ struct InsightsPage {
     chart_width: u32,
     hours: Vec<u32>,
     heatmap: Vec<(&'static str, Vec<(i64, u32)>)>,
+    comparison: Vec<CompareRow>,
 }
 
 /// `n / d` as a percentage text, "—" when unknown.
@@ -156,7 +215,7 @@ async fn build(
         assistant,
     };
     let interval = if days == 1 { "hour" } else { "day" };
-    let (summary, series, cells, assistants, total) = tokio::try_join!(
+    let (summary, series, cells, assistants, total, compared) = tokio::try_join!(
         summary_of(st, ws, &window, tz),
         timeseries_of(st, ws, &window, tz, Metric::Conversations, interval),
         heatmap_of(st, ws, &window, tz),
@@ -173,6 +232,7 @@ async fn build(
                 .await
                 .map_err(ApiError::from)
         },
+        assistants_of(st, ws, &window),
     )?;
 
     // The Conversations list with the same range and filters.
@@ -359,6 +419,39 @@ async fn build(
         })
         .collect();
 
+    // The assistant comparison: each assistant, then its versions.
+    let mut comparison = Vec::new();
+    for a in compared["assistants"].as_array().into_iter().flatten() {
+        let id = a["assistant"]
+            .as_str()
+            .and_then(|v| v.parse::<AssistantId>().ok());
+        let href = match id {
+            Some(id) => list(&|v| v.assistants = vec![id]),
+            None => list(&|_| {}),
+        };
+        let name = a["name"].as_str().map_or_else(
+            || {
+                if id.is_some() {
+                    "Deleted assistant".to_owned()
+                } else {
+                    "No assistant".to_owned()
+                }
+            },
+            str::to_owned,
+        );
+        comparison.push(CompareRow::new(name, false, href.clone(), &a["figures"]));
+        let versions = a["versions"].as_array().cloned().unwrap_or_default();
+        // A single version adds nothing to its assistant's row.
+        if versions.len() > 1 {
+            for v in &versions {
+                let label = v["version"]
+                    .as_i64()
+                    .map_or_else(|| "version not recorded".to_owned(), |n| format!("v{n}"));
+                comparison.push(CompareRow::new(label, true, href.clone(), &v["figures"]));
+            }
+        }
+    }
+
     let page = InsightsPage {
         layout: Layout::new("insights", "Insights", session, tz, total),
         ranges: RANGES
@@ -401,6 +494,7 @@ async fn build(
         chart_width,
         hours: (0..24).collect(),
         heatmap,
+        comparison,
     };
     page.render().map_err(ApiError::internal)
 }

@@ -797,7 +797,252 @@ async fn the_summary_equals_the_raw_aggregates(backend: Backend) {
     }
 }
 
+/// `/insights/assistants`: one row per assistant and per version, each equal to the same
+/// figures computed here from the conversation records.
+async fn the_assistant_comparison_equals_the_raw_aggregates(backend: Backend) {
+    let Some(app) = TestApp::spawn_on_with(backend, manual).await else {
+        return;
+    };
+    // (assistant name, version, day, texts as (role, text, second), rating, cost nano-USD)
+    type Plan = (
+        &'static str,
+        Option<i64>,
+        u32,
+        Vec<(&'static str, &'static str, u32)>,
+        Option<u8>,
+        i64,
+    );
+    let q = "Where is my order?";
+    let plan: Vec<Plan> = vec![
+        (
+            "Alpha",
+            Some(1),
+            10,
+            vec![("user", q, 1), ("assistant", "Tomorrow.", 4)],
+            Some(5),
+            1_000,
+        ),
+        (
+            "Alpha",
+            Some(1),
+            11,
+            vec![
+                ("user", q, 1),
+                ("assistant", "Hm.", 9),
+                ("agent", "On it.", 20),
+            ],
+            Some(2),
+            500,
+        ),
+        (
+            "Alpha",
+            Some(2),
+            12,
+            vec![
+                ("user", "Thanks, this is great!", 1),
+                ("assistant", "Glad to help.", 3),
+            ],
+            Some(4),
+            2_000,
+        ),
+        ("Alpha", None, 13, vec![("user", q, 1)], None, 0),
+        (
+            "Beta",
+            Some(3),
+            14,
+            vec![("user", "This is awful.", 2), ("assistant", "Sorry.", 7)],
+            None,
+            700,
+        ),
+        (
+            "Beta",
+            Some(3),
+            15,
+            vec![("user", q, 1), ("assistant", "It ships today.", 2)],
+            Some(3),
+            300,
+        ),
+        (
+            "Gamma",
+            None,
+            16,
+            vec![("user", q, 1), ("assistant", "Soon.", 5)],
+            None,
+            100,
+        ),
+        // Outside the window.
+        (
+            "Beta",
+            Some(3),
+            25,
+            vec![("user", q, 1), ("assistant", "Later.", 2)],
+            Some(1),
+            9_999,
+        ),
+    ];
+    let mut ids = Vec::new();
+    for (assistant, version, day, texts, rating, cost) in &plan {
+        let n = texts.len();
+        let messages: Vec<Value> = texts
+            .iter()
+            .enumerate()
+            .map(|(i, (role, text, sec))| {
+                let mut m = json!({"role": role, "content": text,
+                    "created_at": format!("2026-11-{day:02}T10:00:{sec:02}Z")});
+                if i + 1 == n {
+                    m["cost_nanousd"] = json!(cost);
+                    m["usage"] = json!({"prompt_tokens": 3, "completion_tokens": 2});
+                }
+                m
+            })
+            .collect();
+        let mut body = json!({"channel": "widget", "status": "closed",
+            "started_at": format!("2026-11-{day:02}T10:00:00Z"), "messages": messages});
+        body["assistant"] = json!({"name": assistant, "company": "Acme"});
+        if let Some(v) = version {
+            body["assistant_version"] = json!(v);
+        }
+        if let Some(r) = rating {
+            body["rating"] = json!({"score": r});
+        }
+        ids.push(app.create(body).await);
+    }
+    // Another workspace's assistant of the same name: never counted.
+    let (_, other_key) = app.other_tenant("other").await;
+    let r = app
+        .post_as(
+            "/api/v1/conversations",
+            &json!({"assistant": {"name": "Alpha", "company": "Acme"}, "channel": "widget",
+                    "started_at": "2026-11-11T10:00:00Z",
+                    "messages": [{"role": "user", "content": q}]}),
+            &other_key,
+        )
+        .await;
+    assert!(r.status < 300, "{}", r.text);
+    analyse(&app).await;
+
+    let mut records = Vec::new();
+    for id in &ids {
+        records.push(record(&app, id).await);
+    }
+    // The expected figures of the planned conversations `which` selects (in the window).
+    let expect = |which: &dyn Fn(&Plan) -> bool| -> Value {
+        let cohort: Vec<(&Plan, &Value)> = plan
+            .iter()
+            .zip(&records)
+            .filter(|(p, _)| p.2 < 20 && which(p))
+            .collect();
+        let count = |o: &str| cohort.iter().filter(|(_, r)| r["resolution"] == o).count() as i64;
+        let ratings: Vec<i64> = cohort
+            .iter()
+            .filter_map(|(p, _)| p.4.map(i64::from))
+            .collect();
+        let avg = |field: &str| {
+            let v: Vec<i64> = cohort
+                .iter()
+                .filter_map(|(_, r)| r[field].as_i64())
+                .collect();
+            if v.is_empty() {
+                Value::Null
+            } else {
+                json!((v.iter().sum::<i64>() as f64 / v.len() as f64).round() as i64)
+            }
+        };
+        json!({
+            "conversations": cohort.len(),
+            "messages": cohort.iter().map(|(p, _)| p.3.len()).sum::<usize>(),
+            "resolved_by_ai": count("resolved_by_ai"),
+            "handed_off": count("handed_off"),
+            "unresolved": count("unresolved"),
+            "rated": ratings.len(),
+            "average_rating": if ratings.is_empty() { Value::Null }
+                else { json!(ratings.iter().sum::<i64>() as f64 / ratings.len() as f64) },
+            "cost_nanousd": cohort.iter().map(|(p, _)| p.5).sum::<i64>(),
+            "prompt_tokens": 3 * cohort.len(),
+            "average_first_response_ms": avg("first_response_ms"),
+            "average_duration_ms": avg("duration_ms"),
+        })
+    };
+    let r = app
+        .get("/api/v1/insights/assistants?from=2026-11-10&to=2026-11-19")
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    let rows = r.body["assistants"].as_array().unwrap();
+    let names: Vec<&Value> = rows.iter().map(|a| &a["name"]).collect();
+    // Most conversations first.
+    assert_eq!(
+        names,
+        [&json!("Alpha"), &json!("Beta"), &json!("Gamma")],
+        "{}",
+        r.text
+    );
+    let check = |got: &Value, want: Value, what: &str| {
+        for (k, v) in want.as_object().unwrap() {
+            assert_eq!(&got[k], v, "{what} {k}: {got}");
+        }
+    };
+    check(&rows[0]["figures"], expect(&|p| p.0 == "Alpha"), "Alpha");
+    check(&rows[1]["figures"], expect(&|p| p.0 == "Beta"), "Beta");
+    check(&rows[2]["figures"], expect(&|p| p.0 == "Gamma"), "Gamma");
+    assert!(
+        rows.iter().all(|a| a["assistant"].is_string()),
+        "{}",
+        r.text
+    );
+    // Alpha's versions, newest first, the unversioned last.
+    let versions: Vec<&Value> = rows[0]["versions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| &v["version"])
+        .collect();
+    assert_eq!(versions, [&json!(2), &json!(1), &Value::Null], "{}", r.text);
+    for (i, v) in [Some(2), Some(1), None].into_iter().enumerate() {
+        check(
+            &rows[0]["versions"][i]["figures"],
+            expect(&|p| p.0 == "Alpha" && p.1 == v),
+            &format!("Alpha v{v:?}"),
+        );
+    }
+    // The assistant filter keeps one row; a channel without conversations none.
+    let alpha = rows[0]["assistant"].as_str().unwrap();
+    let r = app
+        .get(&format!(
+            "/api/v1/insights/assistants?from=2026-11-10&to=2026-11-19&assistant={alpha}"
+        ))
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(r.body["assistants"].as_array().unwrap().len(), 1);
+    let r = app
+        .get("/api/v1/insights/assistants?from=2026-11-10&to=2026-11-19&channel=telegram")
+        .await;
+    assert_eq!(r.body["assistants"], json!([]), "{}", r.text);
+    for bad in ["from=yesterday", "assistant=42", "sort=name"] {
+        let r = app.get(&format!("/api/v1/insights/assistants?{bad}")).await;
+        assert_eq!(r.status, 400, "{bad}: {}", r.text);
+        assert_eq!(r.code(), "invalid_parameter", "{bad}");
+    }
+    // The Insights page shows the comparison table, one row per assistant and version.
+    let (cookie, _) = app.dashboard_session(parley_core::UserRole::Admin).await;
+    let page = app.page("/insights?range=90d", &cookie).await;
+    assert_eq!(page.status, 200);
+    let t = &page.text;
+    assert!(t.contains(r#"id="assistant-comparison""#), "{t}");
+    assert!(
+        t.contains(&format!("assistant={alpha}")),
+        "rows drill down: {t}"
+    );
+    for label in ["v2", "v1", "version not recorded"] {
+        assert!(
+            t.contains(&format!(r#"<span class="muted">{label}</span>"#)),
+            "{label}: {t}"
+        );
+    }
+    assert!(t.contains("<bdi>Gamma</bdi>"), "{t}");
+}
+
 crate::both_backends!(
+    the_assistant_comparison_equals_the_raw_aggregates,
     the_summary_equals_the_raw_aggregates,
     the_dashboard_shows_insights,
     lists_filter_on_sentiment_and_resolution,

@@ -2,14 +2,14 @@
 
 use async_trait::async_trait;
 use parley_core::insights::ConversationInsight;
-use parley_core::{ConversationId, Timestamp, WorkspaceId};
+use parley_core::{AssistantId, ConversationId, Timestamp, WorkspaceId};
 
 use super::PostgresStore;
 use crate::insights::InsightGrouping;
 use crate::insights::columns::{from_row, to_row};
 use crate::insights::{
-    ChangedConversation, InsightCursor, InsightStore, InsightTotals, InsightWindow, StoredInsight,
-    totals_from, totals_sql, totals_sql_by,
+    AssistantTotals, ChangedConversation, InsightCursor, InsightStore, InsightTotals,
+    InsightWindow, StoredInsight, TOTAL_COLUMNS, totals_from, totals_sql, totals_sql_by,
 };
 use crate::{Result, StoreError};
 
@@ -277,26 +277,8 @@ impl InsightStore for PostgresStore {
         window: &InsightWindow,
     ) -> Result<InsightTotals> {
         let sql = totals_sql(|n| format!("${n}"), "::text", "::uuid");
-        let channel = window.channel.map(|c| c.as_str().to_owned());
-        let assistant = window.assistant.map(|a| a.0);
-        let client = self.pool.get().await?;
-        let r = client
-            .query_one(
-                &sql,
-                &[
-                    &workspace.0,
-                    &window.from.0,
-                    &window.to.0,
-                    &channel,
-                    &assistant,
-                ],
-            )
-            .await?;
-        let mut v = [0i64; 15];
-        for (i, slot) in v.iter_mut().enumerate() {
-            *slot = r.get(i);
-        }
-        Ok(totals_from(v))
+        let rows = self.grouped(workspace, window, &sql).await?;
+        Ok(rows.first().map(|r| totals_at(r, 0)).unwrap_or_default())
     }
 
     async fn insight_groups(
@@ -307,13 +289,44 @@ impl InsightStore for PostgresStore {
     ) -> Result<Vec<(i64, InsightTotals)>> {
         // bigint arithmetic keeps the key a bigint.
         let key = format!("({})::bigint", grouping.key_sql());
-        let sql = totals_sql_by(|n| format!("${n}"), "::text", "::uuid", Some(&key));
+        let sql = totals_sql_by(|n| format!("${n}"), "::text", "::uuid", &[&key]);
+        let rows = self.grouped(workspace, window, &sql).await?;
+        Ok(rows.iter().map(|r| (r.get(0), totals_at(r, 1))).collect())
+    }
+
+    async fn insight_assistants(
+        &self,
+        workspace: WorkspaceId,
+        window: &InsightWindow,
+    ) -> Result<Vec<AssistantTotals>> {
+        let keys = ["c.assistant_id", "c.assistant_version"];
+        let sql = totals_sql_by(|n| format!("${n}"), "::text", "::uuid", &keys);
+        let rows = self.grouped(workspace, window, &sql).await?;
+        Ok(rows
+            .iter()
+            .map(|r| AssistantTotals {
+                assistant: r.get::<_, Option<uuid::Uuid>>(0).map(AssistantId),
+                version: r.get(1),
+                totals: totals_at(r, 2),
+            })
+            .collect())
+    }
+}
+
+impl PostgresStore {
+    /// Runs one of the [`totals_sql`] family over `window` (the five parameters bound).
+    async fn grouped(
+        &self,
+        workspace: WorkspaceId,
+        window: &InsightWindow,
+        sql: &str,
+    ) -> Result<Vec<tokio_postgres::Row>> {
         let channel = window.channel.map(|c| c.as_str().to_owned());
         let assistant = window.assistant.map(|a| a.0);
         let client = self.pool.get().await?;
-        let rows = client
+        Ok(client
             .query(
-                &sql,
+                sql,
                 &[
                     &workspace.0,
                     &window.from.0,
@@ -322,16 +335,15 @@ impl InsightStore for PostgresStore {
                     &assistant,
                 ],
             )
-            .await?;
-        Ok(rows
-            .iter()
-            .map(|r| {
-                let mut v = [0i64; 15];
-                for (i, slot) in v.iter_mut().enumerate() {
-                    *slot = r.get(i + 1);
-                }
-                (r.get::<_, i64>(0), totals_from(v))
-            })
-            .collect())
+            .await?)
     }
+}
+
+/// The [`TOTAL_COLUMNS`] columns from `at` on as totals.
+fn totals_at(r: &tokio_postgres::Row, at: usize) -> InsightTotals {
+    let mut v = [0i64; TOTAL_COLUMNS];
+    for (i, slot) in v.iter_mut().enumerate() {
+        *slot = r.get(at + i);
+    }
+    totals_from(v)
 }

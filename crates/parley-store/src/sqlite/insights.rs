@@ -2,15 +2,15 @@
 
 use async_trait::async_trait;
 use parley_core::insights::ConversationInsight;
-use parley_core::{ConversationId, Timestamp, WorkspaceId};
+use parley_core::{AssistantId, ConversationId, Timestamp, WorkspaceId};
 use rusqlite::{OptionalExtension, params};
 
 use super::SqliteStore;
 use crate::insights::InsightGrouping;
 use crate::insights::columns::{from_row, to_row};
 use crate::insights::{
-    ChangedConversation, InsightCursor, InsightStore, InsightTotals, InsightWindow, StoredInsight,
-    totals_from, totals_sql, totals_sql_by,
+    AssistantTotals, ChangedConversation, InsightCursor, InsightStore, InsightTotals,
+    InsightWindow, StoredInsight, TOTAL_COLUMNS, totals_from, totals_sql, totals_sql_by,
 };
 use crate::{Result, StoreError};
 
@@ -347,28 +347,11 @@ impl InsightStore for SqliteStore {
         workspace: WorkspaceId,
         window: &InsightWindow,
     ) -> Result<InsightTotals> {
-        let w = *window;
-        self.read(move |c| {
-            let sql = totals_sql(|n| format!("?{n}"), "", "");
-            let v = c.prepare_cached(&sql)?.query_row(
-                params![
-                    workspace.as_bytes(),
-                    w.from.0,
-                    w.to.0,
-                    w.channel.map(|ch| ch.as_str()),
-                    w.assistant.map(|a| a.as_bytes().to_vec()),
-                ],
-                |r| {
-                    let mut v = [0i64; 15];
-                    for (i, slot) in v.iter_mut().enumerate() {
-                        *slot = r.get(i)?;
-                    }
-                    Ok(v)
-                },
-            )?;
-            Ok(totals_from(v))
-        })
-        .await
+        let sql = totals_sql(|n| format!("?{n}"), "", "");
+        let rows = self
+            .grouped(workspace, window, sql, |r| totals_at(r, 0))
+            .await?;
+        Ok(rows.into_iter().next().unwrap_or_default())
     }
 
     async fn insight_groups(
@@ -377,11 +360,54 @@ impl InsightStore for SqliteStore {
         window: &InsightWindow,
         grouping: InsightGrouping,
     ) -> Result<Vec<(i64, InsightTotals)>> {
+        let sql = totals_sql_by(|n| format!("?{n}"), "", "", &[&grouping.key_sql()]);
+        self.grouped(workspace, window, sql, |r| {
+            Ok((r.get(0)?, totals_at(r, 1)?))
+        })
+        .await
+    }
+
+    async fn insight_assistants(
+        &self,
+        workspace: WorkspaceId,
+        window: &InsightWindow,
+    ) -> Result<Vec<AssistantTotals>> {
+        let keys = ["c.assistant_id", "c.assistant_version"];
+        let sql = totals_sql_by(|n| format!("?{n}"), "", "", &keys);
+        self.grouped(workspace, window, sql, |r| {
+            let assistant = match r.get::<_, Option<Vec<u8>>>(0)? {
+                None => None,
+                Some(b) => Some(AssistantId::from_slice(&b).ok_or_else(|| {
+                    rusqlite::Error::FromSqlConversionFailure(
+                        0,
+                        rusqlite::types::Type::Blob,
+                        "conversations.assistant_id is not a UUID".into(),
+                    )
+                })?),
+            };
+            Ok(AssistantTotals {
+                assistant,
+                version: r.get(1)?,
+                totals: totals_at(r, 2)?,
+            })
+        })
+        .await
+    }
+}
+
+impl SqliteStore {
+    /// Runs one of the [`totals_sql`] family over `window` (the five parameters bound) and maps
+    /// each row with `row`.
+    async fn grouped<T: Send + 'static>(
+        &self,
+        workspace: WorkspaceId,
+        window: &InsightWindow,
+        sql: String,
+        row: fn(&rusqlite::Row<'_>) -> rusqlite::Result<T>,
+    ) -> Result<Vec<T>> {
         let w = *window;
         self.read(move |c| {
-            let key = grouping.key_sql();
-            let sql = totals_sql_by(|n| format!("?{n}"), "", "", Some(&key));
-            let mut st = c.prepare(&sql)?;
+            let mut st = c.prepare_cached(&sql)?;
             let rows = st
                 .query_map(
                     params![
@@ -391,17 +417,20 @@ impl InsightStore for SqliteStore {
                         w.channel.map(|ch| ch.as_str()),
                         w.assistant.map(|a| a.as_bytes().to_vec()),
                     ],
-                    |r| {
-                        let mut v = [0i64; 15];
-                        for (i, slot) in v.iter_mut().enumerate() {
-                            *slot = r.get(i + 1)?;
-                        }
-                        Ok((r.get::<_, i64>(0)?, totals_from(v)))
-                    },
+                    row,
                 )?
                 .collect::<rusqlite::Result<Vec<_>>>()?;
             Ok(rows)
         })
         .await
     }
+}
+
+/// The [`TOTAL_COLUMNS`] columns from `at` on as totals.
+fn totals_at(r: &rusqlite::Row<'_>, at: usize) -> rusqlite::Result<InsightTotals> {
+    let mut v = [0i64; TOTAL_COLUMNS];
+    for (i, slot) in v.iter_mut().enumerate() {
+        *slot = r.get(at + i)?;
+    }
+    Ok(totals_from(v))
 }
