@@ -1173,6 +1173,103 @@ pub async fn send_template(
     result
 }
 
+/// An approved message template of a WhatsApp Business Account, as the template picker shows
+/// it: Meta's `name`, `language`, `category`, the body's text and how many `{{n}}` parameters
+/// the body takes.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct TemplateInfo {
+    /// The template's name.
+    pub name: String,
+    /// Its language code (`en_US`).
+    pub language: String,
+    /// `MARKETING`, `UTILITY` or `AUTHENTICATION`.
+    pub category: String,
+    /// The `BODY` component's text, with its `{{1}}`, `{{2}}`... placeholders.
+    pub body: String,
+    /// How many body parameters it takes (the highest `{{n}}`).
+    pub parameters: usize,
+}
+
+/// The highest `{{n}}` placeholder in a template body (0 without any).
+pub fn placeholder_count(body: &str) -> usize {
+    let mut max = 0;
+    let mut rest = body;
+    while let Some(start) = rest.find("{{") {
+        rest = &rest[start + 2..];
+        if let Some(end) = rest.find("}}")
+            && let Ok(n) = rest[..end].trim().parse::<usize>()
+        {
+            max = max.max(n);
+        }
+    }
+    max
+}
+
+/// The APPROVED message templates of the connection's WhatsApp Business Account, from the
+/// Graph API (`GET /{business_account_id}/message_templates`, first 100, through the guarded
+/// client), sorted by name and language. Errors: the Graph API's error, or code 0 when it could
+/// not be reached.
+pub async fn approved_templates(
+    state: &AppState,
+    c: &ChannelConnection,
+) -> Result<Vec<TemplateInfo>, ChannelError> {
+    let token = open_secret(state, c, "access_token").map_err(|e| ChannelError {
+        code: 0,
+        title: "connection_unusable".into(),
+        message: Some(e),
+    })?;
+    let waba = config_str(c, "business_account_id").unwrap_or_default();
+    let url = format!(
+        "{}/{waba}/message_templates?fields=name,language,status,category,components&limit=100",
+        graph_base(state, c)
+    );
+    let client = state
+        .net
+        .platform_client(&url, &state.settings.whatsapp_graph_base_url)
+        .map_err(|_| refused_error())?;
+    let res = client
+        .get(url)
+        .bearer_auth(token)
+        .timeout(super::PLATFORM_TIMEOUT)
+        .send()
+        .await
+        .map_err(|e| ChannelError {
+            code: 0,
+            title: "graph_unreachable".into(),
+            message: Some(crate::assistant::provider::describe(e)),
+        })?;
+    let status = res.status();
+    let answer: Value = res.json().await.unwrap_or(Value::Null);
+    if !status.is_success() {
+        return Err(graph_error(&answer["error"]));
+    }
+    let mut out: Vec<TemplateInfo> = answer["data"]
+        .as_array()
+        .map(Vec::as_slice)
+        .unwrap_or_default()
+        .iter()
+        .filter(|t| t["status"].as_str() == Some("APPROVED"))
+        .filter_map(|t| {
+            let body = t["components"]
+                .as_array()?
+                .iter()
+                .find(|c| c["type"].as_str() == Some("BODY"))
+                .and_then(|c| c["text"].as_str())
+                .unwrap_or_default()
+                .to_owned();
+            Some(TemplateInfo {
+                name: t["name"].as_str()?.to_owned(),
+                language: t["language"].as_str()?.to_owned(),
+                category: t["category"].as_str().unwrap_or_default().to_owned(),
+                parameters: placeholder_count(&body),
+                body,
+            })
+        })
+        .collect();
+    out.sort_by(|a, b| (&a.name, &a.language).cmp(&(&b.name, &b.language)));
+    Ok(out)
+}
+
 /// Downloads attachment `a` of a message that came through `c` ([`media::download`]); false
 /// when it is not stored (the error is on `a`).
 pub(crate) async fn download_attachment(

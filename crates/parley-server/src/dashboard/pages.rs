@@ -387,7 +387,7 @@ pub(super) async fn conversations(
             (view.sort, None, false)
         }
     };
-    let filter = view.filter(tz);
+    let filter = view.filter(tz, session.user.id);
     let query = ListQuery {
         filter: filter.clone(),
         sort,
