@@ -20,7 +20,9 @@
 
 use axum::http::StatusCode;
 use parley_core::channel::{ChannelConnection, ChannelKind, ChannelMessageMeta};
-use parley_core::model::{Author, ConversationDetail, ConversationPatch, Message, MessageInput, MessageMeta};
+use parley_core::model::{
+    Author, ConversationDetail, ConversationPatch, Message, MessageInput, MessageMeta,
+};
 use parley_core::{
     AssistantMode, ConversationId, ConversationStatus, MessageId, Role, Timestamp, UserId,
     WorkspaceId,
@@ -132,7 +134,9 @@ pub async fn mark_team_message(
 ) -> Result<(), ApiError> {
     let patch = team_message_patch(mode_of(st, ws, d).await, d);
     if !patch.is_empty() {
-        st.store.update_conversation(ws, d.summary.id, &patch).await?;
+        st.store
+            .update_conversation(ws, d.summary.id, &patch)
+            .await?;
     }
     Ok(())
 }
@@ -275,7 +279,8 @@ pub async fn reply(
 /// already (a run after a crash), and records the outcome on the message. A platform's refusal
 /// is recorded and not retried.
 pub(crate) async fn deliver(st: &AppState, job: &Job) -> Result<(), JobError> {
-    let (Some(ws), Some(id), Some(message)) = (job.workspace_id, job.conversation_id, job.message_id)
+    let (Some(ws), Some(id), Some(message)) =
+        (job.workspace_id, job.conversation_id, job.message_id)
     else {
         return Err(JobError::Permanent("the job names no message".into()));
     };

@@ -6,7 +6,8 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use parley_core::model::{ConversationInput, ConversationPatch, MessageInput};
 use parley_core::query::{
-    AssigneeFilter, ConversationFilter, Cursor, DEFAULT_LIMIT, ListQuery, MAX_LIMIT, Sort, TranscriptQuery,
+    AssigneeFilter, ConversationFilter, Cursor, DEFAULT_LIMIT, ListQuery, MAX_LIMIT, Sort,
+    TranscriptQuery,
 };
 use parley_core::{AssistantId, Channel, ConversationId, ConversationStatus, Role, Timestamp};
 use parley_store::MessageOutcome;

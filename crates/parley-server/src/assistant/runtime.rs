@@ -522,16 +522,15 @@ async fn locked_turn(
         )];
         let mut results = Vec::new();
         for call in &completion.tool_calls {
-            let result =
-                run_tool(
-                    state,
-                    workspace,
-                    conversation,
-                    (settings, assistant.mode),
-                    call,
-                    &mut memory,
-                )
-                .await?;
+            let result = run_tool(
+                state,
+                workspace,
+                conversation,
+                (settings, assistant.mode),
+                call,
+                &mut memory,
+            )
+            .await?;
             if let Some((key, value)) = &result.saved {
                 emit(
                     &events,

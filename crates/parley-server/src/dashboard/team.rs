@@ -57,20 +57,22 @@ pub(super) async fn reply(
     Path(id): Path<String>,
     body: Bytes,
 ) -> Response {
-    answer(async {
-        let id = guard(&session, &headers, &id)?;
-        let mut input: ReplyInput = crate::body::parse_json(&body)?;
-        input.author = None;
-        let author = Author {
-            user_id: Some(session.user.id),
-            name: session.user.email.clone(),
-        };
-        let ws = session.user.workspace_id;
-        let m = team::reply(&st, ws, id, author, input.body()?).await?;
-        tracing::info!(user = %session.user.email, conversation = %id, "replied");
-        Ok((StatusCode::CREATED, Json(m)).into_response())
-    }
-    .await)
+    answer(
+        async {
+            let id = guard(&session, &headers, &id)?;
+            let mut input: ReplyInput = crate::body::parse_json(&body)?;
+            input.author = None;
+            let author = Author {
+                user_id: Some(session.user.id),
+                name: session.user.email.clone(),
+            };
+            let ws = session.user.workspace_id;
+            let m = team::reply(&st, ws, id, author, input.body()?).await?;
+            tracing::info!(user = %session.user.email, conversation = %id, "replied");
+            Ok((StatusCode::CREATED, Json(m)).into_response())
+        }
+        .await,
+    )
 }
 
 /// `POST /conversations/{id}/takeover`. Errors: see [`team::take_over`].
@@ -80,12 +82,14 @@ pub(super) async fn take_over(
     headers: HeaderMap,
     Path(id): Path<String>,
 ) -> Response {
-    answer(async {
-        let id = guard(&session, &headers, &id)?;
-        team::take_over(&st, session.user.workspace_id, id).await?;
-        Ok(ok())
-    }
-    .await)
+    answer(
+        async {
+            let id = guard(&session, &headers, &id)?;
+            team::take_over(&st, session.user.workspace_id, id).await?;
+            Ok(ok())
+        }
+        .await,
+    )
 }
 
 /// `POST /conversations/{id}/handback`. Errors: see [`team::hand_back`].
@@ -95,12 +99,14 @@ pub(super) async fn hand_back(
     headers: HeaderMap,
     Path(id): Path<String>,
 ) -> Response {
-    answer(async {
-        let id = guard(&session, &headers, &id)?;
-        team::hand_back(&st, session.user.workspace_id, id).await?;
-        Ok(ok())
-    }
-    .await)
+    answer(
+        async {
+            let id = guard(&session, &headers, &id)?;
+            team::hand_back(&st, session.user.workspace_id, id).await?;
+            Ok(ok())
+        }
+        .await,
+    )
 }
 
 #[derive(Deserialize)]
@@ -120,18 +126,22 @@ pub(super) async fn status(
     Path(id): Path<String>,
     body: Bytes,
 ) -> Response {
-    answer(async {
-        let id = guard(&session, &headers, &id)?;
-        let input: StatusInput = crate::body::parse_json(&body)?;
-        let change = match input.status {
-            ConversationStatus::Closed => StatusChange::Close(input.end_reason.unwrap_or_default()),
-            ConversationStatus::Archived => StatusChange::Archive,
-            ConversationStatus::Active => StatusChange::Reopen,
-        };
-        team::set_status(&st, session.user.workspace_id, id, &change).await?;
-        Ok(ok())
-    }
-    .await)
+    answer(
+        async {
+            let id = guard(&session, &headers, &id)?;
+            let input: StatusInput = crate::body::parse_json(&body)?;
+            let change = match input.status {
+                ConversationStatus::Closed => {
+                    StatusChange::Close(input.end_reason.unwrap_or_default())
+                }
+                ConversationStatus::Archived => StatusChange::Archive,
+                ConversationStatus::Active => StatusChange::Reopen,
+            };
+            team::set_status(&st, session.user.workspace_id, id, &change).await?;
+            Ok(ok())
+        }
+        .await,
+    )
 }
 
 #[derive(Deserialize)]
@@ -148,13 +158,15 @@ pub(super) async fn assign(
     Path(id): Path<String>,
     body: Bytes,
 ) -> Response {
-    answer(async {
-        let id = guard(&session, &headers, &id)?;
-        let input: AssignInput = crate::body::parse_json(&body)?;
-        team::assign(&st, session.user.workspace_id, id, input.assignee_id).await?;
-        Ok(ok())
-    }
-    .await)
+    answer(
+        async {
+            let id = guard(&session, &headers, &id)?;
+            let input: AssignInput = crate::body::parse_json(&body)?;
+            team::assign(&st, session.user.workspace_id, id, input.assignee_id).await?;
+            Ok(ok())
+        }
+        .await,
+    )
 }
 
 /// `GET /conversations/{id}/templates`: `{"templates": [...]}` for the template picker.
@@ -164,10 +176,14 @@ pub(super) async fn templates(
     session: Session,
     Path(id): Path<String>,
 ) -> Response {
-    answer(async {
-        let id: ConversationId = id.parse().map_err(|_| ApiError::not_found("conversation"))?;
-        let list = crate::api::team::templates_of(&st, session.user.workspace_id, id).await?;
-        Ok(Json(json!({ "templates": list })).into_response())
-    }
-    .await)
+    answer(
+        async {
+            let id: ConversationId = id
+                .parse()
+                .map_err(|_| ApiError::not_found("conversation"))?;
+            let list = crate::api::team::templates_of(&st, session.user.workspace_id, id).await?;
+            Ok(Json(json!({ "templates": list })).into_response())
+        }
+        .await,
+    )
 }

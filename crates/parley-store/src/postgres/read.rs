@@ -6,7 +6,8 @@ use std::collections::{HashMap, HashSet};
 use deadpool_postgres::Pool;
 use parley_core::model::{
     ApiKey, Assistant, AssistantSummary, AssistantVersion, ConversationDetail, ConversationExport,
-    ConversationSummary, Handoff, Message, Sentiment, StoredRating, UsageTotals, User, Variable, Workspace,
+    ConversationSummary, Handoff, Message, Sentiment, StoredRating, UsageTotals, User, Variable,
+    Workspace,
 };
 use parley_core::pricing::{CostSource, Usage};
 use parley_core::query::{

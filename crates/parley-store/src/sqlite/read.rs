@@ -24,7 +24,8 @@ use std::rc::Rc;
 
 use parley_core::model::{
     ApiKey, Assistant, AssistantSummary, AssistantVersion, ConversationDetail, ConversationExport,
-    ConversationSummary, Handoff, Message, Sentiment, StoredRating, UsageTotals, User, Variable, Workspace,
+    ConversationSummary, Handoff, Message, Sentiment, StoredRating, UsageTotals, User, Variable,
+    Workspace,
 };
 use parley_core::pricing::{CostSource, Usage};
 use parley_core::query::{ConversationFilter, Cursor, ListQuery, SortValue, TranscriptQuery};
@@ -232,7 +233,10 @@ fn summary_from_row(r: &Row<'_>) -> rusqlite::Result<(i64, ConversationSummary)>
         converted: r.get(24)?,
         duration_ms: None,
         taken_over_at: r.get::<_, Option<i64>>(25)?.map(ts),
-        handoff: match (r.get::<_, Option<String>>(26)?, r.get::<_, Option<i64>>(27)?) {
+        handoff: match (
+            r.get::<_, Option<String>>(26)?,
+            r.get::<_, Option<i64>>(27)?,
+        ) {
             (Some(reason), Some(at)) => Some(Handoff {
                 reason,
                 requested_at: ts(at),
