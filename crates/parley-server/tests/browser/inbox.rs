@@ -286,8 +286,22 @@ async fn a_reviewer_takes_over_a_widget_chat_and_the_visitor_sees_the_reply_live
         ))
         .await;
     visitor
-        .wait_for("the phone panel", "return !!document.querySelector('#composer-text') && !!document.querySelector('#needs-human')")
+        .wait_for("the phone panel", "return !!document.querySelector('#composer-text')")
         .await;
+    settle().await;
+    let width = visitor
+        .js("return [document.documentElement.scrollWidth, window.innerWidth]")
+        .await;
+    assert_eq!(width[0], width[1], "no horizontal scrolling on a phone: {width}");
+    visitor
+        .wait_for(
+            "the phone panel, slid in",
+            "const p = document.querySelector('#panel'); const r = p.getBoundingClientRect();
+             return !!document.querySelector('#composer-text') && !!document.querySelector('#needs-human')
+                 && Math.abs(r.left) < 1 && Math.abs(r.right - document.documentElement.clientWidth) < 1",
+        )
+        .await;
+    settle().await;
     visitor.screenshot("inbox-panel-composer-phone").await;
     assert!(
         reviewer.console_errors().await.is_empty(),
