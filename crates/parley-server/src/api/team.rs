@@ -121,12 +121,20 @@ pub(super) async fn hand_back(
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AssignInput {
-    /// A member's user id, or `null` for nobody.
-    pub assignee_id: Option<parley_core::UserId>,
+    /// A member's user id, or `null` for nobody; required (`None` when absent).
+    #[serde(default, deserialize_with = "present")]
+    pub assignee_id: Option<Option<parley_core::UserId>>,
 }
 
-/// `PUT /api/v1/conversations/{id}/assignee`: 200 with the record. Errors: see
-/// [`team::assign`].
+/// A field that is there, `null` or not (its absence is `None`).
+fn present<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> Result<Option<Option<parley_core::UserId>>, D::Error> {
+    Option::<parley_core::UserId>::deserialize(d).map(Some)
+}
+
+/// `PUT /api/v1/conversations/{id}/assignee`: 200 with the record. Errors: 422
+/// `validation_failed` without `assignee_id`; see [`team::assign`].
 pub(super) async fn assign(
     State(st): State<AppState>,
     auth: ApiKeyAuth,
@@ -134,7 +142,15 @@ pub(super) async fn assign(
     ApiJson(input): ApiJson<AssignInput>,
 ) -> Result<Response, ApiError> {
     let id: ConversationId = path_id(&id, "conversation")?;
-    Ok(Json(team::assign(&st, auth.workspace, id, input.assignee_id).await?).into_response())
+    let Some(user) = input.assignee_id else {
+        return Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "validation_failed",
+            "assignee_id: is required (a user id, or null for nobody)",
+        )
+        .with_field("assignee_id"));
+    };
+    Ok(Json(team::assign(&st, auth.workspace, id, user).await?).into_response())
 }
 
 /// The approved templates of the WhatsApp number conversation `id` came through. Errors: 404;

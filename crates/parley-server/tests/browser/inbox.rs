@@ -286,13 +286,19 @@ async fn a_reviewer_takes_over_a_widget_chat_and_the_visitor_sees_the_reply_live
         ))
         .await;
     visitor
-        .wait_for("the phone panel", "return !!document.querySelector('#composer-text')")
+        .wait_for(
+            "the phone panel",
+            "return !!document.querySelector('#composer-text')",
+        )
         .await;
     settle().await;
     let width = visitor
         .js("return [document.documentElement.scrollWidth, window.innerWidth]")
         .await;
-    assert_eq!(width[0], width[1], "no horizontal scrolling on a phone: {width}");
+    assert_eq!(
+        width[0], width[1],
+        "no horizontal scrolling on a phone: {width}"
+    );
     visitor
         .wait_for(
             "the phone panel, slid in",

@@ -285,7 +285,10 @@ async fn outside_the_window_the_panel_sends_an_approved_template() {
     let app = TestApp::spawn_with(crate::helpers::platforms(Some(&graph.base_url), None)).await;
     // An assistant that only records: the team answers.
     let r = app
-        .post("/api/v1/assistants", &json!({"name": "Ava", "company": "Acme Bikes"}))
+        .post(
+            "/api/v1/assistants",
+            &json!({"name": "Ava", "company": "Acme Bikes"}),
+        )
         .await;
     let assistant = r.body["id"].as_str().unwrap().to_owned();
     let r = app
@@ -308,8 +311,11 @@ async fn outside_the_window_the_panel_sends_an_approved_template() {
     deliver(&app, &webhook, old).await;
     let id = wait_for_messages(&app, 1).await;
     b.sign_in_new_admin(&app, PASSWORD).await;
-    b.goto(&format!("{}/conversations?open={id}&tab=transcript", app.base))
-        .await;
+    b.goto(&format!(
+        "{}/conversations?open={id}&tab=transcript",
+        app.base
+    ))
+    .await;
     b.wait_for(
         "the template picker",
         "const s = document.querySelector('#template-pick'); return !!s && s.options.length === 2 && !document.querySelector('#composer-text')",
@@ -340,9 +346,14 @@ async fn outside_the_window_the_panel_sends_an_approved_template() {
     b.close().await;
 
     let phone = Browser::start(true).await.unwrap();
-    phone.sign_in(&app.base, "admin@example.com", PASSWORD).await;
     phone
-        .goto(&format!("{}/conversations?open={id}&tab=transcript", app.base))
+        .sign_in(&app.base, "admin@example.com", PASSWORD)
+        .await;
+    phone
+        .goto(&format!(
+            "{}/conversations?open={id}&tab=transcript",
+            app.base
+        ))
         .await;
     phone
         .wait_for(
