@@ -327,14 +327,7 @@ pub async fn take_over(
     ws: WorkspaceId,
     id: ConversationId,
 ) -> Result<ConversationDetail, ApiError> {
-    let d = detail(st, ws, id).await?;
-    require_hybrid(mode_of(st, ws, &d).await)?;
-    let patch = ConversationPatch {
-        taken_over: Some(Some(d.summary.taken_over_at.unwrap_or_else(Timestamp::now))),
-        handoff: d.summary.handoff.is_some().then_some(None),
-        ..Default::default()
-    };
-    update(st, ws, id, &patch).await
+    set_handling(st, ws, id, true).await
 }
 
 /// "Hand back to AI": the hybrid assistant answers conversation `id` again (from the next
@@ -344,10 +337,21 @@ pub async fn hand_back(
     ws: WorkspaceId,
     id: ConversationId,
 ) -> Result<ConversationDetail, ApiError> {
+    set_handling(st, ws, id, false).await
+}
+
+/// [`take_over`] (`team` true) or [`hand_back`]; either answers a hand-off request.
+async fn set_handling(
+    st: &AppState,
+    ws: WorkspaceId,
+    id: ConversationId,
+    team: bool,
+) -> Result<ConversationDetail, ApiError> {
     let d = detail(st, ws, id).await?;
     require_hybrid(mode_of(st, ws, &d).await)?;
+    let since = team.then(|| d.summary.taken_over_at.unwrap_or_else(Timestamp::now));
     let patch = ConversationPatch {
-        taken_over: Some(None),
+        taken_over: Some(since),
         handoff: d.summary.handoff.is_some().then_some(None),
         ..Default::default()
     };

@@ -970,21 +970,44 @@ async fn graph_send(
     c: &ChannelConnection,
     body: &Value,
 ) -> Result<String, ChannelError> {
+    let url = format!("{}/{}/messages", graph_base(state, c), c.external_key);
+    let answer = graph_call(state, c, url, Some(body)).await?;
+    answer["messages"][0]["id"]
+        .as_str()
+        .map(str::to_owned)
+        .ok_or_else(|| ChannelError {
+            code: 0,
+            title: "unexpected_answer".into(),
+            message: Some("the Graph API answer carries no messages[0].id".into()),
+        })
+}
+
+/// One Graph API request of connection `c` with its access token, through the guarded client:
+/// a POST of `body`, or a GET without one; returns the JSON answer. Errors: the Graph API's
+/// error object; code 0 when the connection's token cannot be opened, the guard refuses the
+/// address, or the Graph API could not be reached.
+async fn graph_call(
+    state: &AppState,
+    c: &ChannelConnection,
+    url: String,
+    body: Option<&Value>,
+) -> Result<Value, ChannelError> {
     let token = open_secret(state, c, "access_token").map_err(|e| ChannelError {
         code: 0,
         title: "connection_unusable".into(),
         message: Some(e),
     })?;
-    let url = format!("{}/{}/messages", graph_base(state, c), c.external_key);
     let client = state
         .net
         .platform_client(&url, &state.settings.whatsapp_graph_base_url)
         .map_err(|_| refused_error())?;
-    let res = client
-        .post(url)
+    let request = match body {
+        Some(b) => client.post(url).json(b),
+        None => client.get(url),
+    };
+    let res = request
         .bearer_auth(token)
         .timeout(super::PLATFORM_TIMEOUT)
-        .json(body)
         .send()
         .await
         .map_err(|e| {
@@ -1002,14 +1025,7 @@ async fn graph_send(
     if !status.is_success() {
         return Err(graph_error(&answer["error"]));
     }
-    answer["messages"][0]["id"]
-        .as_str()
-        .map(str::to_owned)
-        .ok_or_else(|| ChannelError {
-            code: 0,
-            title: "unexpected_answer".into(),
-            message: Some("the Graph API answer carries no messages[0].id".into()),
-        })
+    Ok(answer)
 }
 
 /// Records the outcome of a send on the stored message: its `wamid` and `accepted`, or
@@ -1213,36 +1229,12 @@ pub async fn approved_templates(
     state: &AppState,
     c: &ChannelConnection,
 ) -> Result<Vec<TemplateInfo>, ChannelError> {
-    let token = open_secret(state, c, "access_token").map_err(|e| ChannelError {
-        code: 0,
-        title: "connection_unusable".into(),
-        message: Some(e),
-    })?;
     let waba = config_str(c, "business_account_id").unwrap_or_default();
     let url = format!(
         "{}/{waba}/message_templates?fields=name,language,status,category,components&limit=100",
         graph_base(state, c)
     );
-    let client = state
-        .net
-        .platform_client(&url, &state.settings.whatsapp_graph_base_url)
-        .map_err(|_| refused_error())?;
-    let res = client
-        .get(url)
-        .bearer_auth(token)
-        .timeout(super::PLATFORM_TIMEOUT)
-        .send()
-        .await
-        .map_err(|e| ChannelError {
-            code: 0,
-            title: "graph_unreachable".into(),
-            message: Some(crate::assistant::provider::describe(e)),
-        })?;
-    let status = res.status();
-    let answer: Value = res.json().await.unwrap_or(Value::Null);
-    if !status.is_success() {
-        return Err(graph_error(&answer["error"]));
-    }
+    let answer = graph_call(state, c, url, None).await?;
     let mut out: Vec<TemplateInfo> = answer["data"]
         .as_array()
         .map(Vec::as_slice)
@@ -1333,6 +1325,15 @@ impl media::Fetch for WhatsappMedia<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_template_takes_as_many_parameters_as_its_highest_placeholder() {
+        assert_eq!(placeholder_count("Hi {{1}}, order {{2}} shipped"), 2);
+        assert_eq!(placeholder_count("{{ 3 }} then {{1}}"), 3);
+        assert_eq!(placeholder_count("No parameters, {{name}} is not one"), 0);
+        assert_eq!(placeholder_count("unclosed {{1"), 0);
+        assert_eq!(placeholder_count(""), 0);
+    }
 
     #[test]
     fn signatures_verify_only_for_the_exact_body_and_secret() {

@@ -82,14 +82,7 @@ pub(super) async fn take_over(
     headers: HeaderMap,
     Path(id): Path<String>,
 ) -> Response {
-    answer(
-        async {
-            let id = guard(&session, &headers, &id)?;
-            team::take_over(&st, session.user.workspace_id, id).await?;
-            Ok(ok())
-        }
-        .await,
-    )
+    handling(&st, &session, &headers, &id, true).await
 }
 
 /// `POST /conversations/{id}/handback`. Errors: see [`team::hand_back`].
@@ -99,10 +92,25 @@ pub(super) async fn hand_back(
     headers: HeaderMap,
     Path(id): Path<String>,
 ) -> Response {
+    handling(&st, &session, &headers, &id, false).await
+}
+
+async fn handling(
+    st: &AppState,
+    session: &Session,
+    headers: &HeaderMap,
+    id: &str,
+    team_handles: bool,
+) -> Response {
     answer(
         async {
-            let id = guard(&session, &headers, &id)?;
-            team::hand_back(&st, session.user.workspace_id, id).await?;
+            let id = guard(session, headers, id)?;
+            let ws = session.user.workspace_id;
+            if team_handles {
+                team::take_over(st, ws, id).await?;
+            } else {
+                team::hand_back(st, ws, id).await?;
+            }
             Ok(ok())
         }
         .await,

@@ -60,6 +60,15 @@ async fn assistant_answers(app: &TestApp, id: &str, n: usize) -> Vec<Value> {
     .await
 }
 
+/// How many messages of `role` the conversation holds.
+async fn count_role(app: &TestApp, id: &str, role: &str) -> usize {
+    messages(app, id)
+        .await
+        .iter()
+        .filter(|m| m["role"] == role)
+        .count()
+}
+
 /// Waits until no job is queued or running (every answer job has run).
 async fn jobs_idle(app: &TestApp) {
     eventually(20, "the job queue to drain", || async {
@@ -199,7 +208,7 @@ async fn the_hand_off_tool_flags_the_conversation(backend: Backend) {
     let listed = app.list_ids("needs_human=true").await;
     assert_eq!(
         listed,
-        [id.clone()],
+        [id.as_str()],
         "only the handed-off one needs attention"
     );
     let count = app
@@ -235,14 +244,7 @@ async fn the_hand_off_tool_flags_the_conversation(backend: Backend) {
     customer_says(&app, &id, "Hello? Anyone?").await;
     jobs_idle(&app).await;
     let calls = stub.requests().len();
-    assert_eq!(
-        messages(&app, &id)
-            .await
-            .iter()
-            .filter(|m| m["role"] == "assistant")
-            .count(),
-        1
-    );
+    assert_eq!(count_role(&app, &id, "assistant").await, 1);
 
     // A team reply answers the request.
     let r = app
@@ -389,9 +391,9 @@ async fn status_and_assignment(backend: Backend) {
     assert_eq!(detail(&app, &id).await["assignee_id"], me.id.to_string());
     assert_eq!(
         app.list_ids(&format!("assignee={}", me.id)).await,
-        [id.clone()]
+        [id.as_str()]
     );
-    assert_eq!(app.list_ids("assignee=none").await, [other.clone()]);
+    assert_eq!(app.list_ids("assignee=none").await, [other.as_str()]);
     let (stranger_ws, _) = app.other_tenant("strangers").await;
     let stranger = app
         .state
@@ -487,14 +489,7 @@ async fn team_actions_stay_in_their_workspace(backend: Backend) {
     // Nothing changed here.
     let d = detail(&app, &id).await;
     assert!(d["taken_over_at"].is_null());
-    assert_eq!(
-        messages(&app, &id)
-            .await
-            .iter()
-            .filter(|m| m["role"] == "agent")
-            .count(),
-        0
-    );
+    assert_eq!(count_role(&app, &id, "agent").await, 0);
     // Templates belong to WhatsApp conversations.
     let r = app
         .get(&format!("/api/v1/conversations/{id}/templates"))
