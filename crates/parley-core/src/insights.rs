@@ -291,6 +291,9 @@ mod tests {
             end_reason: None,
             converted: None,
             duration_ms: None,
+            taken_over_at: None,
+            handoff: None,
+            assignee_id: None,
         }
     }
 

@@ -482,6 +482,22 @@ pub struct MessageMeta {
     /// attachments, delivery status (see [`crate::channel::ChannelMessageMeta`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub channel: Option<crate::channel::ChannelMessageMeta>,
+    /// Who wrote a team member's (`agent`) message sent from Parley (the dashboard's composer,
+    /// or the API naming one).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub author: Option<Author>,
+}
+
+/// The team member who wrote an `agent` message.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Author {
+    /// The signed-in user, when a member of the workspace wrote it in the dashboard.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user_id: Option<UserId>,
+    /// How to show them: the user's email, or the name an API client gave (at most 200
+    /// characters).
+    pub name: String,
 }
 
 impl MessageMeta {
@@ -680,6 +696,30 @@ pub struct ConversationPatch {
         skip_serializing_if = "Option::is_none"
     )]
     pub memory: Option<Map<String, Value>>,
+    /// The team's take-over mark ([`ConversationSummary::taken_over_at`]): `Some(Some(t))`
+    /// takes over at `t`, `Some(None)` hands back to the assistant. Not part of the API's
+    /// PATCH body: set by the team actions (the server's `team` module).
+    #[serde(skip)]
+    pub taken_over: Option<Option<Timestamp>>,
+    /// The "Needs a human" flag ([`ConversationSummary::handoff`]): `Some(Some(h))` raises
+    /// it (and appends a `handoff.requested` event), `Some(None)` clears it. Not part of the
+    /// API's PATCH body.
+    #[serde(skip)]
+    pub handoff: Option<Option<Handoff>>,
+    /// The team member the conversation is assigned to (`Some(None)` unassigns). The caller
+    /// checks that the user is a member of the workspace. Not part of the API's PATCH body.
+    #[serde(skip)]
+    pub assignee: Option<Option<UserId>>,
+}
+
+/// The assistant's request for a human (its `hand_off` tool): the conversation "Needs a
+/// human" until a team member replies, takes over or closes it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Handoff {
+    /// Why, in the assistant's words (at most 500 characters).
+    pub reason: String,
+    /// When it asked (ms since the epoch, UTC; RFC 3339 on the wire).
+    pub requested_at: Timestamp,
 }
 
 impl ConversationPatch {
@@ -787,6 +827,16 @@ pub struct ConversationSummary {
     /// `ended_at - started_at` in ms; for a conversation that is not active but has no end time,
     /// `last_message_at - started_at`; `null` while it is ongoing.
     pub duration_ms: Option<i64>,
+    /// Since when a team member handles it: a hybrid assistant stays silent here until the
+    /// team hands it back (`null`: the assistant may answer, as its mode says).
+    #[serde(default)]
+    pub taken_over_at: Option<Timestamp>,
+    /// Set while the conversation "Needs a human" (the assistant called `hand_off`).
+    #[serde(default)]
+    pub handoff: Option<Handoff>,
+    /// The team member it is assigned to (a user id of the workspace).
+    #[serde(default)]
+    pub assignee_id: Option<UserId>,
 }
 
 impl ConversationSummary {

@@ -48,6 +48,20 @@ pub struct ConversationFilter {
     /// The computed resolution outcome is one of these (empty: any); a conversation not
     /// analysed yet matches none.
     pub resolutions: Vec<crate::Resolution>,
+    /// Only conversations that "Need a human" (the assistant called `hand_off` and no team
+    /// member has answered yet): the Needs attention view.
+    pub needs_human: bool,
+    /// Only conversations assigned to this member, or (`Unassigned`) to nobody.
+    pub assignee: Option<AssigneeFilter>,
+}
+
+/// Who a listed conversation is assigned to ([`ConversationFilter::assignee`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AssigneeFilter {
+    /// Assigned to nobody.
+    Unassigned,
+    /// Assigned to this member.
+    User(crate::UserId),
 }
 
 impl ConversationFilter {

@@ -149,9 +149,145 @@
       busy(true);
     }));
     wireOlder();
+    wireTeam();
     const active = $('.tab-link.active', panel);
     if (active && active.dataset.tab === 'transcript') showTab('transcript');
   }
+
+  // The team's actions (issue 14): JSON requests with the session's CSRF token; the live
+  // stream then refreshes the panel and the list.
+  async function teamPost(path, body) {
+    const bar = $('#team-bar', panel);
+    const inner = $('.panel-inner', panel);
+    if (!bar || !inner) return null;
+    busy(true);
+    try {
+      const res = await fetch('/conversations/' + encodeURIComponent(inner.dataset.id) + '/' + path, {
+        method: 'POST', credentials: 'same-origin',
+        headers: { 'Content-Type': 'application/json', 'X-CSRF-Token': bar.dataset.csrf },
+        body: JSON.stringify(body || {}),
+      });
+      const data = await res.json().catch(() => ({}));
+      if (!res.ok) throw new Error((data.error && data.error.message) || ('HTTP ' + res.status));
+      return data;
+    } finally {
+      busy(false);
+    }
+  }
+  const teamRefresh = () => { const i = $('.panel-inner', panel); if (i && window.parleyRefreshPanel) window.parleyRefreshPanel(i.dataset.id); };
+
+  function wireTeam() {
+    $$('[data-team]', panel).forEach((b) => b.addEventListener('click', async () => {
+      try { await teamPost(b.dataset.team); teamRefresh(); } catch (e) { notify(e.message); }
+    }));
+    $$('[data-team-status]', panel).forEach((b) => b.addEventListener('click', async () => {
+      try { await teamPost('status', { status: b.dataset.teamStatus }); teamRefresh(); } catch (e) { notify(e.message); }
+    }));
+    const confirmClose = $('#confirm-close', panel);
+    if (confirmClose) confirmClose.addEventListener('click', async () => {
+      const reason = $('#end-reason', panel).value;
+      $('#close-dialog', panel).close();
+      try { await teamPost('status', { status: 'closed', end_reason: reason }); teamRefresh(); } catch (e) { notify(e.message); }
+    });
+    const assignee = $('[data-team-assign]', panel);
+    if (assignee) assignee.addEventListener('change', async () => {
+      try { await teamPost('assign', { assignee_id: assignee.value || null }); notify('Assigned.'); } catch (e) { notify(e.message); }
+    });
+    const form = $('#composer', panel);
+    if (form) {
+      const text = $('#composer-text', form);
+      const error = $('#composer-error', form);
+      const send = async () => {
+        const value = text.value.trim();
+        if (!value) return;
+        error.textContent = '';
+        text.disabled = true;
+        try {
+          await teamPost('reply', { text: value });
+          text.value = '';
+          sessionStorage.removeItem('parley-draft-' + form.dataset.id);
+          teamRefresh();
+        } catch (e) {
+          error.textContent = e.message;
+        } finally {
+          text.disabled = false;
+          text.focus();
+        }
+      };
+      form.addEventListener('submit', (ev) => { ev.preventDefault(); send(); });
+      text.addEventListener('keydown', (ev) => {
+        if (ev.key === 'Enter' && !ev.shiftKey && !ev.isComposing) { ev.preventDefault(); send(); }
+      });
+      text.addEventListener('input', () => sessionStorage.setItem('parley-draft-' + form.dataset.id, text.value));
+      const draft = sessionStorage.getItem('parley-draft-' + form.dataset.id);
+      if (draft) text.value = draft;
+    }
+    const tform = $('#template-form', panel);
+    if (tform) wireTemplates(tform);
+  }
+
+  // The WhatsApp template picker: the number's approved templates, one input per parameter.
+  async function wireTemplates(tform) {
+    const pick = $('#template-pick', tform);
+    const body = $('#template-body', tform);
+    const params = $('#template-params', tform);
+    const error = $('#composer-error', tform);
+    let list = [];
+    try {
+      const res = await fetch('/conversations/' + encodeURIComponent(tform.dataset.id) + '/templates', { credentials: 'same-origin' });
+      const data = await res.json();
+      if (!res.ok) throw new Error((data.error && data.error.message) || ('HTTP ' + res.status));
+      list = data.templates;
+    } catch (e) {
+      pick.innerHTML = '';
+      error.textContent = 'Could not load the templates: ' + e.message;
+      return;
+    }
+    pick.innerHTML = '';
+    const none = doc.createElement('option');
+    none.value = ''; none.textContent = list.length ? 'Choose a template' : 'No approved templates';
+    pick.appendChild(none);
+    list.forEach((t, i) => {
+      const o = doc.createElement('option');
+      o.value = String(i); o.textContent = t.name + ' (' + t.language + ')';
+      pick.appendChild(o);
+    });
+    const show = () => {
+      const t = list[Number(pick.value)];
+      params.innerHTML = '';
+      body.textContent = t && pick.value !== '' ? t.body : '';
+      if (!t || pick.value === '') return;
+      for (let n = 1; n <= t.parameters; n++) {
+        const label = doc.createElement('label');
+        label.textContent = '{{' + n + '}} ';
+        const input = doc.createElement('input');
+        input.type = 'text'; input.required = true; input.className = 'template-param'; input.maxLength = 1024;
+        label.appendChild(input);
+        params.appendChild(label);
+      }
+    };
+    pick.addEventListener('change', show);
+    tform.addEventListener('submit', async (ev) => {
+      ev.preventDefault();
+      const t = list[Number(pick.value)];
+      if (!t || pick.value === '') return;
+      const values = $$('.template-param', params).map((i) => i.value);
+      error.textContent = '';
+      try {
+        await teamPost('reply', { template: { name: t.name, language: t.language, parameters: values } });
+        teamRefresh();
+      } catch (e) { error.textContent = e.message; }
+    });
+  }
+
+  // The tab title counts the conversations that need a human.
+  const attention = $('#attention-count');
+  const baseTitle = doc.title;
+  function titleCount() {
+    const n = attention ? Number(attention.dataset.count || '0') : 0;
+    doc.title = n > 0 ? '(' + n + ') ' + baseTitle : baseTitle;
+  }
+  titleCount();
 
   // Rows open the panel in place; a modified click still opens a new tab through the link.
   const table = $('#conversations');
@@ -245,8 +381,10 @@
     };
     let panelTimer = null;
     let listTimer = null;
+    window.parleyRefreshPanel = (id) => refreshPanel(id);
     async function refreshPanel(id) {
       if (openId() !== id) return;
+      const typing = doc.activeElement && doc.activeElement.id === 'composer-text';
       const active = $('.tab-link.active:not([hidden])', panel) || $('.tab-link.active', panel);
       const tab = active ? active.dataset.tab : null;
       const params = query();
@@ -258,6 +396,10 @@
         panel.innerHTML = html;
         wirePanel();
         if (tab) showTab(tab);
+        const pane = $('[data-pane="transcript"]', panel);
+        if (pane) pane.scrollTop = pane.scrollHeight;
+        const text = $('#composer-text', panel);
+        if (typing && text) text.focus();
       } catch (e) { /* the next event or a reload shows it */ }
     }
     async function refreshList() {
@@ -275,6 +417,13 @@
         if (count && badge) {
           badge.textContent = count.textContent;
           badge.title = count.title;
+        }
+        const need = $('#attention-count', fresh);
+        if (need && attention) {
+          attention.textContent = need.textContent;
+          attention.dataset.count = need.dataset.count;
+          attention.hidden = need.hidden;
+          titleCount();
         }
         markSelected(openId());
       } catch (e) { /* the next event or a reload shows it */ }
@@ -295,7 +444,7 @@
       listTimer = setTimeout(refreshList, 300);
     }
     ['conversation.created', 'conversation.updated', 'conversation.deleted', 'message.created',
-      'message.updated', 'variables.updated', 'rating.updated'].forEach((t) => live.addEventListener(t, onEvent));
+      'message.updated', 'variables.updated', 'rating.updated', 'handoff.requested'].forEach((t) => live.addEventListener(t, onEvent));
     window.addEventListener('pagehide', () => live.close());
   }
 

@@ -176,7 +176,7 @@
     w.open = preview || !!w.state.open;
     w.draw();
     if (!preview && w.state.token) w.sync();
-    if (!preview) setInterval(function () { w.idleCheck(); }, 20000);
+    if (!preview) { setInterval(function () { w.idleCheck(); }, 20000); w.watch(); }
   }
   Widget.prototype.persist = function () { if (!this.preview) save(this.skey, this.state); };
   Widget.prototype.draw = function () {
@@ -409,17 +409,39 @@
       else w.sync();
     });
   };
-  Widget.prototype.sync = function () {
-    var w = this;
+  /* `quiet`: draw only when something changed, keeping what the visitor is typing (the live
+     look for team replies, see `watch`). */
+  Widget.prototype.sync = function (quiet) {
+    var w = this, sig = function () { return JSON.stringify(w.msgs.map(function (m) { return [m.id, m.content]; })) + w.state.closed; };
+    var before = sig();
     return call("GET", "/messages", null, { "x-parley-visitor": w.state.token }).then(json).then(function (b) {
+      if (quiet) {
+        var probe = w.msgs.slice(), closed = w.state.closed;
+        b.messages.forEach(function (m) { w.merge(m); });
+        if (b.status !== "active") w.state.closed = true;
+        var changed = sig() !== before;
+        w.msgs = probe; w.state.closed = closed;
+        if (!changed || w.streaming != null) return;
+        var ta = w.root.querySelector(".compose textarea"), draft = ta ? ta.value : "", focused = ta && w.shadow.activeElement === ta;
+        quiet = function () { var t = w.root.querySelector(".compose textarea"); if (t) { t.value = draft; if (focused) t.focus(); } };
+      }
       w.msgs = w.msgs.filter(function (m) { return m.pending && !b.messages.some(function (n) { return n.client_id === m.client_id; }); });
       b.messages.forEach(function (m) { w.merge(m); });
       w.msgs.sort(function (a, c) { return (a.pending ? 1 : 0) - (c.pending ? 1 : 0); });
       if (b.status !== "active") { w.state.closed = true; w.state.rated = b.rated; }
       w.persist(); if (w.streaming == null) w.draw();
+      if (typeof quiet === "function") quiet();
     }, function (e) {
       if (e.code === "invalid_visitor_token" || e.status === 404) { w.state = { open: w.open }; w.persist(); w.draw(); }
     });
+  };
+  /* A team member's reply (issue 14) comes without a request of the visitor's: while the chat
+     is open and visible, look for new messages every 3 seconds. */
+  Widget.prototype.watch = function () {
+    var w = this;
+    setInterval(function () {
+      if (w.open && w.state.token && !w.state.closed && w.streaming == null && document.visibilityState === "visible") w.sync(true);
+    }, 3000);
   };
   /* After a retried send the answer may still be on its way: look again until it is there. */
   Widget.prototype.poll = function (tries) {

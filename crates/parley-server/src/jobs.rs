@@ -11,6 +11,7 @@
 //! | --- | --- | --- |
 //! | `whatsapp.delivery`, `telegram.delivery` | the webhook, before it answers 200 (payload: the raw body) | the delivery's statuses, messages and media; writes the follow-up jobs with the messages |
 //! | `answer` | the ingest of a new customer message that an assistant may answer (API, channels) | the assistant's turn, at most once per customer message, and the reply on its channel |
+//! | `reply.send` | a team member's reply on WhatsApp or Telegram ([`crate::team::reply`]) | sends it once and records its delivery ([`crate::team::deliver`]) |
 //! | `media.download` | a channel message whose file failed every download attempt | downloads it again later (up to [`MEDIA_DOWNLOAD_ATTEMPTS`] times), then transcribes or describes it as configured |
 //!
 //! **Exactly once.** A delivery processed twice (a crash after its messages were stored)
@@ -391,6 +392,7 @@ async fn handle(state: &AppState, job: &Job) -> Result<(), JobError> {
             crate::channels::media::download_later(state, &c, job).await
         }
         VOIP_RECORDING => crate::api::calls::download_recording(state, job).await,
+        crate::team::REPLY_SEND => crate::team::deliver(state, job).await,
         other => Err(JobError::Permanent(format!("unknown job kind {other:?}"))),
     }
 }

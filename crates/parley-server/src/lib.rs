@@ -45,6 +45,7 @@ pub mod responses;
 pub mod retry;
 pub mod secrets;
 pub mod sse;
+pub mod team;
 pub mod transfer;
 pub mod widget;
 pub mod workspaces;

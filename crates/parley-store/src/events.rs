@@ -41,11 +41,14 @@ pub enum EventType {
     VariablesUpdated,
     /// The rating was set or removed. `data`: `{"rating": 1..5 | null}`.
     RatingUpdated,
+    /// The assistant asked for a human (its `hand_off` tool): the conversation "Needs a
+    /// human". `data`: `{"reason"}`.
+    HandoffRequested,
 }
 
 impl EventType {
     /// Every type, in documentation order.
-    pub const ALL: [EventType; 7] = [
+    pub const ALL: [EventType; 8] = [
         EventType::ConversationCreated,
         EventType::ConversationUpdated,
         EventType::ConversationDeleted,
@@ -53,6 +56,7 @@ impl EventType {
         EventType::MessageUpdated,
         EventType::VariablesUpdated,
         EventType::RatingUpdated,
+        EventType::HandoffRequested,
     ];
 
     /// The stored and wire name, e.g. `message.created`.
@@ -65,6 +69,7 @@ impl EventType {
             EventType::MessageUpdated => "message.updated",
             EventType::VariablesUpdated => "variables.updated",
             EventType::RatingUpdated => "rating.updated",
+            EventType::HandoffRequested => "handoff.requested",
         }
     }
 
@@ -251,6 +256,15 @@ pub(crate) fn patch_events(
     if p.memory.is_some() {
         fields.push("memory");
     }
+    if p.taken_over.is_some() {
+        fields.push("taken_over_at");
+    }
+    if p.handoff.is_some() {
+        fields.push("handoff");
+    }
+    if p.assignee.is_some() {
+        fields.push("assignee_id");
+    }
     let mut out = Vec::new();
     if !fields.is_empty() {
         out.push(PendingEvent::new(
@@ -264,6 +278,13 @@ pub(crate) fn patch_events(
             EventType::RatingUpdated,
             conversation,
             json!({ "rating": rating.as_ref().map(|r| r.score) }),
+        ));
+    }
+    if let Some(Some(h)) = &p.handoff {
+        out.push(PendingEvent::new(
+            EventType::HandoffRequested,
+            conversation,
+            json!({ "reason": h.reason }),
         ));
     }
     if let Some(vars) = &p.variables {

@@ -12,7 +12,8 @@ pub(crate) const SUMMARY_COLS: &str = "c.pk, c.id, c.external_id, c.assistant_id
     coalesce(a.company, ''), c.channel, c.status, c.contact, c.session_id, c.started_at, \
     c.ended_at, c.last_message_at, c.last_message_preview, c.message_count, c.prompt_tokens, \
     c.completion_tokens, c.cost_nanousd, c.rating, c.rating_comment, c.rated_at, c.sentiment, \
-    c.sentiment_score, c.end_reason, c.converted";
+    c.sentiment_score, c.end_reason, c.converted, c.taken_over_at, c.handoff_reason, c.handoff_at, \
+    c.assignee_id";
 
 /// Extra columns of the full record, after [`SUMMARY_COLS`].
 pub(crate) const DETAIL_COLS: &str = "c.memory, c.stored_message_count, c.unpriced_message_count, \
@@ -95,6 +96,7 @@ pub(crate) enum Param {
     OptText(Option<String>),
     OptFloat(Option<f64>),
     OptBool(Option<bool>),
+    OptUuid(Option<Uuid>),
 }
 
 /// The assistant `old` after `input` (the versioning rule of
@@ -207,6 +209,18 @@ pub(crate) fn conversation_patch(
     if let Some(memory) = memory {
         set(&mut sql, "memory", Param::Text(memory));
     }
+    if let Some(at) = p.taken_over {
+        set(&mut sql, "taken_over_at", Param::OptInt(at.map(|t| t.0)));
+    }
+    if let Some(h) = &p.handoff {
+        let reason = h.as_ref().map(|h| h.reason.clone());
+        set(&mut sql, "handoff_reason", Param::OptText(reason));
+        let at = h.as_ref().map(|h| h.requested_at.0);
+        set(&mut sql, "handoff_at", Param::OptInt(at));
+    }
+    if let Some(user) = p.assignee {
+        set(&mut sql, "assignee_id", Param::OptUuid(user.map(|u| u.0)));
+    }
     set(&mut sql, "updated_at", Param::Int(now.0));
     let pk = sql.bind(Param::Int(pk));
     sql.push(&sets.join(", "));
@@ -318,6 +332,19 @@ pub(crate) fn push_filters(
         sql.push(&format!(" AND c.rating >= {p}"));
     }
     push_insight_filters(sql, f);
+    if f.needs_human {
+        sql.push(" AND c.handoff_at IS NOT NULL");
+    }
+    match f.assignee {
+        None => {}
+        Some(parley_core::query::AssigneeFilter::Unassigned) => {
+            sql.push(" AND c.assignee_id IS NULL");
+        }
+        Some(parley_core::query::AssigneeFilter::User(u)) => {
+            let p = sql.bind(Param::Uuid(u.0));
+            sql.push(&format!(" AND c.assignee_id = {p}"));
+        }
+    }
     let date = if sql.date_as_filter && sql.dialect == Dialect::Sqlite {
         "+c.last_message_at"
     } else {

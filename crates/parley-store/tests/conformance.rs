@@ -3718,6 +3718,141 @@ macro_rules! backends {
     };
 }
 
+/// The team's marks (issue 14): take over, a hand-off ("Needs a human", with its
+/// `handoff.requested` event) and the assignee are written by a patch, read back on the list
+/// row and the record, filter the list (Needs attention, Mine, Unassigned) and clear again.
+async fn team_marks_round_trip_and_filter(store: Arc<dyn Store>) {
+    use parley_core::model::Handoff;
+    use parley_core::query::AssigneeFilter;
+    use parley_store::{EventFilter, events::EventType};
+    let ws = workspace(&*store, "w").await;
+    let a = create(
+        &*store,
+        ws,
+        conv("Ava", T0),
+        vec![msg(Role::User, "a person please", T0 + 1)],
+    )
+    .await;
+    let b = create(
+        &*store,
+        ws,
+        conv("Ava", T0 + 5),
+        vec![msg(Role::User, "hi", T0 + 6)],
+    )
+    .await;
+    let member = store
+        .create_user(ws, "dana@example.com", "x", parley_core::UserRole::Member)
+        .await
+        .unwrap();
+    let after = store.events().latest_event_id().await.unwrap();
+    let at = Timestamp(T0 + 100);
+    let d = store
+        .update_conversation(
+            ws,
+            a,
+            &ConversationPatch {
+                taken_over: Some(Some(at)),
+                handoff: Some(Some(Handoff {
+                    reason: "asks for a person".into(),
+                    requested_at: at,
+                })),
+                assignee: Some(Some(member.id)),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap()
+        .unwrap();
+    let s = &d.summary;
+    assert_eq!(s.taken_over_at, Some(at));
+    assert_eq!(
+        s.handoff,
+        Some(Handoff {
+            reason: "asks for a person".into(),
+            requested_at: at
+        })
+    );
+    assert_eq!(s.assignee_id, Some(member.id));
+    let filter = |f: ConversationFilter| list(f, "-date", 50);
+    let needs = ConversationFilter {
+        needs_human: true,
+        ..Default::default()
+    };
+    assert_eq!(ids(&*store, ws, filter(needs.clone())).await, [a]);
+    assert_eq!(
+        store.count_conversations(ws, &needs).await.unwrap().count,
+        1
+    );
+    let mine = ConversationFilter {
+        assignee: Some(AssigneeFilter::User(member.id)),
+        ..Default::default()
+    };
+    assert_eq!(ids(&*store, ws, filter(mine.clone())).await, [a]);
+    let nobody = ConversationFilter {
+        assignee: Some(AssigneeFilter::Unassigned),
+        ..Default::default()
+    };
+    assert_eq!(ids(&*store, ws, filter(nobody.clone())).await, [b]);
+    let page = store
+        .list_conversations(ws, &filter(needs.clone()))
+        .await
+        .unwrap();
+    assert_eq!(
+        page.items[0].conversation.taken_over_at,
+        Some(at),
+        "on the list row too"
+    );
+    let events = store
+        .events()
+        .events_after(
+            ws,
+            after,
+            &EventFilter {
+                types: vec![EventType::HandoffRequested, EventType::ConversationUpdated],
+                ..Default::default()
+            },
+            10,
+        )
+        .await
+        .unwrap();
+    let kinds: Vec<EventType> = events.iter().map(|e| e.event_type).collect();
+    assert_eq!(
+        kinds,
+        [EventType::ConversationUpdated, EventType::HandoffRequested]
+    );
+    assert_eq!(events[1].data["reason"], "asks for a person");
+    assert_eq!(
+        events[0].data["fields"],
+        serde_json::json!(["taken_over_at", "handoff", "assignee_id"])
+    );
+    // Cleared again.
+    let d = store
+        .update_conversation(
+            ws,
+            a,
+            &ConversationPatch {
+                taken_over: Some(None),
+                handoff: Some(None),
+                assignee: Some(None),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (
+            d.summary.taken_over_at,
+            d.summary.handoff,
+            d.summary.assignee_id
+        ),
+        (None, None, None)
+    );
+    assert!(ids(&*store, ws, filter(needs)).await.is_empty());
+    assert_eq!(ids(&*store, ws, filter(nobody)).await.len(), 2);
+    assert!(ids(&*store, ws, filter(mine)).await.is_empty());
+}
+
 backends!(
     workspaces_and_api_keys,
     assistants_are_unique_by_name_and_company,
@@ -3753,6 +3888,7 @@ backends!(
     events_are_pruned_and_remembered,
     concurrent_event_writers_never_deadlock,
     insight_watermarks_lease_and_order,
+    team_marks_round_trip_and_filter,
 );
 
 /// SQLite only: the three search strategies give the same pages and counts — the bounded walk
@@ -4127,7 +4263,7 @@ async fn sqlite_opens_a_database_migrated_by_the_old_runner() {
     let files = migration_files("sqlite");
     assert_eq!(
         files.iter().map(|f| f.0).collect::<Vec<_>>(),
-        [1, 2, 3, 4, 5, 6, 7, 10, 11, 12, 13, 14]
+        [1, 2, 3, 4, 5, 6, 7, 10, 11, 12, 13, 14, 15]
     );
     let records = |conn: &rusqlite::Connection| -> Vec<(i64, String, i64)> {
         let mut st = conn
@@ -4193,7 +4329,7 @@ async fn postgres_opens_a_database_migrated_by_the_old_runner() {
     let files = migration_files("postgres");
     assert_eq!(
         files.iter().map(|f| f.0).collect::<Vec<_>>(),
-        [1, 2, 3, 4, 5, 6, 9, 10, 11, 12, 13]
+        [1, 2, 3, 4, 5, 6, 9, 10, 11, 12, 13, 14]
     );
     let (mut client, conn) = tokio_postgres::connect(db.url(), tokio_postgres::NoTls)
         .await

@@ -3,7 +3,9 @@
 //! with `{"messaging_product", "contacts", "messages": [{"id": "wamid..."}]}`), answers a phone
 //! number (`GET /v21.0/{phone-number-id}`: `id`, `display_phone_number`, `verified_name`,
 //! `quality_rating`, `messaging_limit_tier`) and a WhatsApp Business Account's numbers
-//! (`GET /v21.0/{waba-id}/phone_numbers`: `{"data": [...], "paging": {"cursors"}}`), serves
+//! (`GET /v21.0/{waba-id}/phone_numbers`: `{"data": [...], "paging": {"cursors"}}`), lists an
+//! account's message templates (`GET /v21.0/{waba-id}/message_templates`: `{"data": [{"name",
+//! "language", "status", "category", "id", "components"}], "paging"}`), serves
 //! media (`GET /v21.0/{media-id}` gives a URL on the fake, `GET /files/{media-id}` the bytes),
 //! and fails on demand: a scripted Graph error body with its status for the next sends, or a
 //! number of failing file downloads. Every route requires the one access token the fake was
@@ -43,6 +45,8 @@ struct FakeState {
     /// The host media URLs are given with (default: the fake's own address).
     media_host: Option<String>,
     failing_downloads: u32,
+    /// Business account id -> its message templates, as Meta lists them.
+    templates: HashMap<String, Vec<Value>>,
     received: Vec<Received>,
     sent: u64,
 }
@@ -75,6 +79,7 @@ impl FakeGraph {
         let app = Router::new()
             .route("/v21.0/{id}/messages", post(send))
             .route("/v21.0/{id}/phone_numbers", get(phone_numbers))
+            .route("/v21.0/{id}/message_templates", get(message_templates))
             .route("/v21.0/{id}", get(media_info))
             .route("/files/{id}", get(media_file))
             .with_state(state.clone());
@@ -90,6 +95,14 @@ impl FakeGraph {
     /// `{"error": {...}}`).
     pub fn fail_next_send(&self, status: u16, body: Value) {
         lock(&self.state).send_script.push_back((status, body));
+    }
+
+    /// Lists these templates (Meta's objects: `name`, `language`, `status`, `category`,
+    /// `components`...) for WhatsApp Business Account `business_account_id`.
+    pub fn set_templates(&self, business_account_id: &str, templates: Vec<Value>) {
+        lock(&self.state)
+            .templates
+            .insert(business_account_id.to_owned(), templates);
     }
 
     /// Serves a media file under `id`.
@@ -299,6 +312,33 @@ async fn phone_numbers(
         "paging": {"cursors": {"before": "QVFIUmRfYmVmb3Jl", "after": "QVFIUmRfYWZ0ZXI"}},
     }))
     .into_response()
+}
+
+/// `GET /v21.0/{waba-id}/message_templates`: the account's templates, one page (an account
+/// the fake does not hold is Meta's 100/33 error).
+async fn message_templates(
+    State(st): State<Shared>,
+    Path(waba): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    let mut s = lock(&st);
+    record(
+        &mut s,
+        format!("/v21.0/{waba}/message_templates"),
+        &headers,
+        Value::Null,
+    );
+    if !authorized(&s, &headers) {
+        return unauthorized();
+    }
+    match s.templates.get(&waba) {
+        Some(list) => axum::Json(json!({
+            "data": list,
+            "paging": {"cursors": {"before": "QVFIUmJlZm9yZQ", "after": "QVFIUmFmdGVy"}},
+        }))
+        .into_response(),
+        None => no_such_object(&waba),
+    }
 }
 
 async fn media_file(

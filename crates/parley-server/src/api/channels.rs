@@ -568,6 +568,7 @@ pub(super) async fn send(
             ));
         }
     };
+    crate::team::mark_team_message(&st, auth.workspace, &detail).await?;
     let stored = ingest(
         &st,
         auth.workspace,

@@ -6,7 +6,8 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use parley_core::model::{ConversationInput, ConversationPatch, MessageInput};
 use parley_core::query::{
-    ConversationFilter, Cursor, DEFAULT_LIMIT, ListQuery, MAX_LIMIT, Sort, TranscriptQuery,
+    AssigneeFilter, ConversationFilter, Cursor, DEFAULT_LIMIT, ListQuery, MAX_LIMIT, Sort,
+    TranscriptQuery,
 };
 use parley_core::{AssistantId, Channel, ConversationId, ConversationStatus, Role, Timestamp};
 use parley_store::MessageOutcome;
@@ -31,6 +32,8 @@ pub(crate) const FILTER_PARAMS: &[&str] = &[
     "q",
     "sentiment",
     "resolution",
+    "needs_human",
+    "assignee",
 ];
 
 /// Parses the list filters. Errors: 400 `invalid_parameter` naming the parameter.
@@ -97,6 +100,26 @@ pub(crate) fn parse_filter(p: &Params) -> Result<ConversationFilter, ApiError> {
         q,
         sentiments: names(p, "sentiment")?,
         resolutions: names(p, "resolution")?,
+        needs_human: match p.get("needs_human") {
+            None | Some("false") => false,
+            Some("true") => true,
+            Some(v) => {
+                return Err(ApiError::bad_param(
+                    "needs_human",
+                    format!("needs_human must be true or false, got {v:?}"),
+                ));
+            }
+        },
+        assignee: match p.get("assignee") {
+            None => None,
+            Some("none") => Some(AssigneeFilter::Unassigned),
+            Some(v) => Some(AssigneeFilter::User(v.parse().map_err(|_| {
+                ApiError::bad_param(
+                    "assignee",
+                    format!("assignee must be a user id or none, got {v:?}"),
+                )
+            })?)),
+        },
     })
 }
 

@@ -10,6 +10,7 @@ pub(crate) mod channels;
 mod conversations;
 mod events;
 pub(crate) mod insights;
+pub mod team;
 mod transfer;
 
 use axum::Router;
@@ -53,6 +54,11 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("DELETE", "/api/v1/channels/{id}"),
     ("POST", "/api/v1/conversations/{id}/channel-messages"),
     ("GET", "/api/v1/conversations/{id}/channel"),
+    ("POST", "/api/v1/conversations/{id}/replies"),
+    ("POST", "/api/v1/conversations/{id}/takeover"),
+    ("POST", "/api/v1/conversations/{id}/handback"),
+    ("PUT", "/api/v1/conversations/{id}/assignee"),
+    ("GET", "/api/v1/conversations/{id}/templates"),
     (
         "GET",
         "/api/v1/conversations/{id}/messages/{message_id}/attachments/{index}",
@@ -120,6 +126,14 @@ pub fn router(state: &AppState) -> Router<AppState> {
             get(channels::detail).delete(channels::delete),
         )
         .route("/conversations/{id}/channel-messages", post(channels::send))
+        .route("/conversations/{id}/replies", post(team::reply))
+        .route("/conversations/{id}/takeover", post(team::take_over))
+        .route("/conversations/{id}/handback", post(team::hand_back))
+        .route(
+            "/conversations/{id}/assignee",
+            axum::routing::put(team::assign),
+        )
+        .route("/conversations/{id}/templates", get(team::templates))
         .route(
             "/conversations/{id}/channel",
             get(channels::conversation_channel),

@@ -23,8 +23,12 @@
 //! - **One turn at a time** per conversation, across every server sharing the database (a
 //!   lease in the store, see [`respond`]); a turn for a customer message that already has an
 //!   answer after it answers nothing ([`respond_to`], what the `answer` job calls).
-//! - **Modes.** `active` assistants always answer; `hybrid` ones until a team member (`agent`
-//!   message) has joined the conversation; `passive` ones never do.
+//! - **Modes.** `active` assistants always answer; `hybrid` ones unless a team member took the
+//!   conversation over (`taken_over_at`, set by a team reply or "Take over" and cleared by "Hand
+//!   back to AI": [`crate::team`]); `passive` ones never do.
+//! - **Hand-off.** Hybrid assistants also get the tool `hand_off(reason)`: when the model calls
+//!   it, the conversation is flagged "Needs a human" (a `handoff.requested` event) and taken
+//!   over, and the turn ends with [`HANDOFF_TEXT`] to the customer (no further model call).
 
 use std::time::Duration;
 
@@ -52,6 +56,13 @@ pub const MAX_ATTEMPTS: u32 = crate::retry::PROVIDER.attempts;
 pub const MAX_TOOL_ROUNDS: usize = 4;
 /// The name of the memory tool.
 pub const MEMORY_TOOL: &str = "save_memory";
+/// The name of the hand-off tool (hybrid assistants).
+pub const HANDOFF_TOOL: &str = "hand_off";
+/// What the customer is told after the assistant handed the conversation to the team.
+pub const HANDOFF_TEXT: &str =
+    "I've asked a member of our team to take over — someone will answer you here shortly.";
+/// Longest hand-off reason kept, in characters.
+pub const MAX_HANDOFF_REASON_CHARS: usize = 500;
 /// What the customer is told when no answer could be produced.
 pub const FAILURE_TEXT: &str =
     "Sorry, I can't answer right now. Please try again in a moment — your message was received.";
@@ -99,16 +110,41 @@ fn emit(events: &Option<UnboundedSender<TurnEvent>>, e: TurnEvent) {
     }
 }
 
-/// Whether `assistant` answers in a conversation holding `messages`.
-pub fn answers(assistant: &Assistant, messages: &[Message]) -> Result<(), &'static str> {
+/// Whether `assistant` answers in conversation `c` (see the module docs' modes).
+pub fn answers(
+    assistant: &Assistant,
+    c: &parley_core::model::ConversationSummary,
+) -> Result<(), &'static str> {
     match assistant.mode {
         AssistantMode::Active => Ok(()),
         AssistantMode::Passive => Err("the assistant is passive: the team answers"),
-        AssistantMode::Hybrid if messages.iter().any(|m| m.role == Role::Agent) => {
+        AssistantMode::Hybrid if c.taken_over_at.is_some() => {
             Err("a team member has taken over this conversation")
         }
         AssistantMode::Hybrid => Ok(()),
     }
+}
+
+/// The `hand_off` tool definition (hybrid assistants only; none for the other modes).
+pub fn handoff_tools(mode: AssistantMode) -> Vec<Value> {
+    if mode != AssistantMode::Hybrid {
+        return Vec::new();
+    }
+    vec![json!({
+        "type": "function",
+        "function": {
+            "name": HANDOFF_TOOL,
+            "description": "Hand the conversation to a human team member: when the customer asks for a person, or you cannot help. The customer is told someone will answer.",
+            "parameters": {
+                "type": "object",
+                "properties": {
+                    "reason": {"type": "string", "description": "Why a human is needed, in one sentence."}
+                },
+                "required": ["reason"],
+                "additionalProperties": false
+            }
+        }
+    })]
 }
 
 /// The `save_memory` tool definition for `settings`' memory fields (none without fields).
@@ -354,7 +390,7 @@ async fn locked_turn(
         .get_assistant(workspace, export.detail.summary.assistant.id)
         .await?
         .ok_or_else(|| ApiError::not_found("assistant"))?;
-    if let Err(why) = answers(&assistant, &export.messages) {
+    if let Err(why) = answers(&assistant, &export.detail.summary) {
         return Ok(TurnOutcome::NotAnswering(why));
     }
     // Background answers come only from assistants with a provider: one without only records
@@ -394,7 +430,8 @@ async fn locked_turn(
             .await;
         }
     };
-    let tools = memory_tools(settings);
+    let mut tools = memory_tools(settings);
+    tools.extend(handoff_tools(assistant.mode));
     let system = system_message(settings, &export.detail.variables);
     let mut messages = history(&export.messages);
     let window = state
@@ -485,8 +522,15 @@ async fn locked_turn(
         )];
         let mut results = Vec::new();
         for call in &completion.tool_calls {
-            let result =
-                run_tool(state, workspace, conversation, settings, call, &mut memory).await?;
+            let result = run_tool(
+                state,
+                workspace,
+                conversation,
+                (settings, assistant.mode),
+                call,
+                &mut memory,
+            )
+            .await?;
             if let Some((key, value)) = &result.saved {
                 emit(
                     &events,
@@ -496,7 +540,7 @@ async fn locked_turn(
                     },
                 );
             }
-            results.push((call.id.clone(), result.reply.clone()));
+            results.push((call.id.clone(), result.reply.clone(), result.handed_off));
             batch.push(message(
                 Role::Tool,
                 result.reply,
@@ -508,8 +552,29 @@ async fn locked_turn(
                 },
             ));
         }
-        for m in store(state, workspace, conversation, price.as_ref(), batch).await? {
+        let handed_off = results.iter().any(|(_, _, h)| *h);
+        if handed_off {
+            // The customer is told a person will answer; the model is not called again.
+            emit(&events, TurnEvent::Delta(HANDOFF_TEXT.to_owned()));
+            batch.push(message(
+                Role::Assistant,
+                HANDOFF_TEXT.to_owned(),
+                None,
+                None,
+                MessageMeta {
+                    assistant_version: Some(assistant.version),
+                    in_reply_to: trigger,
+                    ..Default::default()
+                },
+            ));
+        }
+        let stored = store(state, workspace, conversation, price.as_ref(), batch).await?;
+        let last = stored.last().cloned();
+        for m in stored {
             emit(&events, TurnEvent::Stored(Box::new(m)));
+        }
+        if handed_off && let Some(answer) = last {
+            return Ok(TurnOutcome::Answered(Box::new(answer)));
         }
         let calls: Vec<Value> = completion
             .tool_calls
@@ -527,7 +592,7 @@ async fn locked_turn(
         request
             .messages
             .push(json!({"role": "assistant", "content": content, "tool_calls": calls}));
-        for (id, reply) in results {
+        for (id, reply, _) in results {
             request
                 .messages
                 .push(json!({"role": "tool", "tool_call_id": id, "content": reply}));
@@ -640,22 +705,56 @@ async fn call_with_retries(
 struct ToolResult {
     reply: String,
     saved: Option<(String, String)>,
+    handed_off: bool,
 }
 
-/// Runs one tool call. Only `save_memory` exists; anything else is answered with an error the
-/// model can read. A saved value becomes an `extracted` variable at once.
+/// Runs one tool call: `save_memory`, or `hand_off` for a hybrid assistant (`mode`); anything
+/// else is answered with an error the model can read. A saved value becomes an `extracted`
+/// variable at once; a hand-off flags the conversation "Needs a human" and takes it over, in
+/// one patch.
 async fn run_tool(
     state: &AppState,
     workspace: WorkspaceId,
     conversation: ConversationId,
-    settings: &AssistantSettings,
+    (settings, mode): (&AssistantSettings, AssistantMode),
     call: &ToolCall,
     memory: &mut Vec<Variable>,
 ) -> Result<ToolResult, ApiError> {
     let refuse = |why: String| ToolResult {
         reply: json!({"error": why}).to_string(),
         saved: None,
+        handed_off: false,
     };
+    if call.name == HANDOFF_TOOL && mode == AssistantMode::Hybrid {
+        let args: Value = serde_json::from_str(&call.arguments).unwrap_or(Value::Null);
+        let reason: String = args["reason"]
+            .as_str()
+            .map(str::trim)
+            .filter(|r| !r.is_empty())
+            .unwrap_or("the assistant asked for a human")
+            .chars()
+            .take(MAX_HANDOFF_REASON_CHARS)
+            .collect();
+        let now = Timestamp::now();
+        let patch = ConversationPatch {
+            handoff: Some(Some(parley_core::model::Handoff {
+                reason,
+                requested_at: now,
+            })),
+            taken_over: Some(Some(now)),
+            ..Default::default()
+        };
+        state
+            .store
+            .update_conversation(workspace, conversation, &patch)
+            .await?
+            .ok_or_else(|| ApiError::not_found("conversation"))?;
+        return Ok(ToolResult {
+            reply: json!({"handed_off": true}).to_string(),
+            saved: None,
+            handed_off: true,
+        });
+    }
     if call.name != MEMORY_TOOL {
         return Ok(refuse(format!("there is no tool named {:?}", call.name)));
     }
@@ -702,6 +801,7 @@ async fn run_tool(
     Ok(ToolResult {
         reply: json!({"saved": field}).to_string(),
         saved: Some((field.to_owned(), value)),
+        handed_off: false,
     })
 }
 

@@ -970,21 +970,44 @@ async fn graph_send(
     c: &ChannelConnection,
     body: &Value,
 ) -> Result<String, ChannelError> {
+    let url = format!("{}/{}/messages", graph_base(state, c), c.external_key);
+    let answer = graph_call(state, c, url, Some(body)).await?;
+    answer["messages"][0]["id"]
+        .as_str()
+        .map(str::to_owned)
+        .ok_or_else(|| ChannelError {
+            code: 0,
+            title: "unexpected_answer".into(),
+            message: Some("the Graph API answer carries no messages[0].id".into()),
+        })
+}
+
+/// One Graph API request of connection `c` with its access token, through the guarded client:
+/// a POST of `body`, or a GET without one; returns the JSON answer. Errors: the Graph API's
+/// error object; code 0 when the connection's token cannot be opened, the guard refuses the
+/// address, or the Graph API could not be reached.
+async fn graph_call(
+    state: &AppState,
+    c: &ChannelConnection,
+    url: String,
+    body: Option<&Value>,
+) -> Result<Value, ChannelError> {
     let token = open_secret(state, c, "access_token").map_err(|e| ChannelError {
         code: 0,
         title: "connection_unusable".into(),
         message: Some(e),
     })?;
-    let url = format!("{}/{}/messages", graph_base(state, c), c.external_key);
     let client = state
         .net
         .platform_client(&url, &state.settings.whatsapp_graph_base_url)
         .map_err(|_| refused_error())?;
-    let res = client
-        .post(url)
+    let request = match body {
+        Some(b) => client.post(url).json(b),
+        None => client.get(url),
+    };
+    let res = request
         .bearer_auth(token)
         .timeout(super::PLATFORM_TIMEOUT)
-        .json(body)
         .send()
         .await
         .map_err(|e| {
@@ -1002,14 +1025,7 @@ async fn graph_send(
     if !status.is_success() {
         return Err(graph_error(&answer["error"]));
     }
-    answer["messages"][0]["id"]
-        .as_str()
-        .map(str::to_owned)
-        .ok_or_else(|| ChannelError {
-            code: 0,
-            title: "unexpected_answer".into(),
-            message: Some("the Graph API answer carries no messages[0].id".into()),
-        })
+    Ok(answer)
 }
 
 /// Records the outcome of a send on the stored message: its `wamid` and `accepted`, or
@@ -1173,6 +1189,79 @@ pub async fn send_template(
     result
 }
 
+/// An approved message template of a WhatsApp Business Account, as the template picker shows
+/// it: Meta's `name`, `language`, `category`, the body's text and how many `{{n}}` parameters
+/// the body takes.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct TemplateInfo {
+    /// The template's name.
+    pub name: String,
+    /// Its language code (`en_US`).
+    pub language: String,
+    /// `MARKETING`, `UTILITY` or `AUTHENTICATION`.
+    pub category: String,
+    /// The `BODY` component's text, with its `{{1}}`, `{{2}}`... placeholders.
+    pub body: String,
+    /// How many body parameters it takes (the highest `{{n}}`).
+    pub parameters: usize,
+}
+
+/// The highest `{{n}}` placeholder in a template body (0 without any).
+pub fn placeholder_count(body: &str) -> usize {
+    let mut max = 0;
+    let mut rest = body;
+    while let Some(start) = rest.find("{{") {
+        rest = &rest[start + 2..];
+        if let Some(end) = rest.find("}}")
+            && let Ok(n) = rest[..end].trim().parse::<usize>()
+        {
+            max = max.max(n);
+        }
+    }
+    max
+}
+
+/// The APPROVED message templates of the connection's WhatsApp Business Account, from the
+/// Graph API (`GET /{business_account_id}/message_templates`, first 100, through the guarded
+/// client), sorted by name and language. Errors: the Graph API's error, or code 0 when it could
+/// not be reached.
+pub async fn approved_templates(
+    state: &AppState,
+    c: &ChannelConnection,
+) -> Result<Vec<TemplateInfo>, ChannelError> {
+    let waba = config_str(c, "business_account_id").unwrap_or_default();
+    let url = format!(
+        "{}/{waba}/message_templates?fields=name,language,status,category,components&limit=100",
+        graph_base(state, c)
+    );
+    let answer = graph_call(state, c, url, None).await?;
+    let mut out: Vec<TemplateInfo> = answer["data"]
+        .as_array()
+        .map(Vec::as_slice)
+        .unwrap_or_default()
+        .iter()
+        .filter(|t| t["status"].as_str() == Some("APPROVED"))
+        .filter_map(|t| {
+            let body = t["components"]
+                .as_array()?
+                .iter()
+                .find(|c| c["type"].as_str() == Some("BODY"))
+                .and_then(|c| c["text"].as_str())
+                .unwrap_or_default()
+                .to_owned();
+            Some(TemplateInfo {
+                name: t["name"].as_str()?.to_owned(),
+                language: t["language"].as_str()?.to_owned(),
+                category: t["category"].as_str().unwrap_or_default().to_owned(),
+                parameters: placeholder_count(&body),
+                body,
+            })
+        })
+        .collect();
+    out.sort_by(|a, b| (&a.name, &a.language).cmp(&(&b.name, &b.language)));
+    Ok(out)
+}
+
 /// Downloads attachment `a` of a message that came through `c` ([`media::download`]); false
 /// when it is not stored (the error is on `a`).
 pub(crate) async fn download_attachment(
@@ -1236,6 +1325,15 @@ impl media::Fetch for WhatsappMedia<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_template_takes_as_many_parameters_as_its_highest_placeholder() {
+        assert_eq!(placeholder_count("Hi {{1}}, order {{2}} shipped"), 2);
+        assert_eq!(placeholder_count("{{ 3 }} then {{1}}"), 3);
+        assert_eq!(placeholder_count("No parameters, {{name}} is not one"), 0);
+        assert_eq!(placeholder_count("unclosed {{1"), 0);
+        assert_eq!(placeholder_count(""), 0);
+    }
 
     #[test]
     fn signatures_verify_only_for_the_exact_body_and_secret() {

@@ -14,6 +14,7 @@
 //! | `GET /conversations/{id}/transcript?page=N` | one page of older messages |
 //! | `POST /conversations/{id}/rating/delete` | remove the client rating |
 //! | `POST /conversations/{id}/delete` | delete the conversation (admins) |
+//! | `POST /conversations/{id}/reply`, `takeover`, `handback`, `status`, `assign`; `GET .../templates` | the team's actions (JSON, see [`team`]) |
 //! | `GET /assistants`, `GET /assistants/new`, `GET /assistants/{id}` | assistants and their form |
 //! | `POST /assistants/new`, `POST /assistants/{id}` | create, or save a new version (admins) |
 //! | `GET /assistants/{id}/widget`, `POST` | the assistant's web widget settings (admins save) |
@@ -36,6 +37,7 @@ mod live;
 mod login;
 mod pages;
 mod state;
+mod team;
 mod test_chat;
 mod widget;
 
@@ -100,6 +102,12 @@ pub fn router() -> Router<AppState> {
             post(pages::remove_rating),
         )
         .route("/conversations/{id}/delete", post(pages::delete))
+        .route("/conversations/{id}/reply", post(team::reply))
+        .route("/conversations/{id}/takeover", post(team::take_over))
+        .route("/conversations/{id}/handback", post(team::hand_back))
+        .route("/conversations/{id}/status", post(team::status))
+        .route("/conversations/{id}/assign", post(team::assign))
+        .route("/conversations/{id}/templates", get(team::templates))
         .route(
             "/conversations/{id}/messages/{message_id}/attachments/{index}",
             get(attachments::attachment),

@@ -37,9 +37,17 @@ pub(super) struct Layout {
     pub(super) email: String,
     pub(super) initial: String,
     pub(super) role: &'static str,
+    /// How many conversations need a human (the Needs attention badge; 0 hides it).
+    pub(super) attention: u64,
 }
 
 impl Layout {
+    /// The layout with the Needs attention count `n`.
+    pub(super) fn with_attention(mut self, n: u64) -> Layout {
+        self.attention = n;
+        self
+    }
+
     /// The layout of a page titled `title` under navigation item `nav`.
     pub(super) fn new(
         nav: &'static str,
@@ -74,6 +82,7 @@ impl Layout {
                 UserRole::Admin => "Admin",
                 UserRole::Member => "Member",
             },
+            attention: 0,
         }
     }
 }
@@ -107,6 +116,10 @@ struct Row {
     date_title: String,
     /// A phone call's length ("3:05"), shown under the channel badge.
     call_duration: Option<String>,
+    /// The assistant asked for a human (Needs a human).
+    needs_human: bool,
+    /// A team member took it over (the hybrid assistant is paused).
+    taken_over: bool,
 }
 
 struct Chip {
@@ -225,6 +238,8 @@ fn row(c: &ListedConversation, view: &ViewState, tz: i32) -> Row {
             .then_some(s.duration_ms)
             .flatten()
             .map(|ms| crate::api::calls::clock(ms.max(0) as u64)),
+        needs_human: s.handoff.is_some(),
+        taken_over: s.taken_over_at.is_some(),
     }
 }
 
@@ -387,7 +402,7 @@ pub(super) async fn conversations(
             (view.sort, None, false)
         }
     };
-    let filter = view.filter(tz);
+    let filter = view.filter(tz, session.user.id);
     let query = ListQuery {
         filter: filter.clone(),
         sort,
@@ -412,14 +427,20 @@ pub(super) async fn conversations(
             })
         }
     };
-    let (page, count, total, assistants, panel) = tokio::join!(
+    let attention_filter = parley_core::query::ConversationFilter {
+        needs_human: true,
+        ..Default::default()
+    };
+    let (page, count, total, assistants, panel, attention) = tokio::join!(
         store.list_conversations(ws, &query),
         count,
         store.conversation_total(ws),
         store.assistants().list_assistants(ws),
-        open_panel
+        open_panel,
+        store.count_conversations(ws, &attention_filter)
     );
     let total = total.unwrap_or(0);
+    let attention = attention.map(|c| c.count).unwrap_or(0);
     let count = match count {
         Ok(c) if filtered => c,
         _ => ConversationCount {
@@ -565,7 +586,8 @@ pub(super) async fn conversations(
         _ => None,
     };
     let page = ConversationsPage {
-        layout: Layout::new("conversations", "Conversations", &session, tz, total),
+        layout: Layout::new("conversations", "Conversations", &session, tz, total)
+            .with_attention(attention),
         count_label: count_label(&count),
         keep_for_search,
         q: view.q.clone().unwrap_or_default(),
@@ -738,10 +760,15 @@ fn channel_parts(
             S::Played => "Played",
         };
         match d.errors.first() {
-            Some(e) if d.status == S::Failed => format!("{status}: {} ({})", e.title, e.code),
+            Some(e) if d.status == S::Failed => match &e.message {
+                Some(why) => format!("Not delivered: {} ({}): {why}", e.title, e.code),
+                None => format!("Not delivered: {} ({})", e.title, e.code),
+            },
             _ => status.to_owned(),
         }
     });
+    // A team reply the background send has not handled yet.
+    let delivery = delivery.or_else(|| (m.role == Role::Agent).then(|| "Sending…".to_owned()));
     let note = if c.deleted {
         Some("deleted by the customer")
     } else if c.edited_by.is_some() {
@@ -792,7 +819,10 @@ pub(super) fn bubble(conversation: ConversationId, m: &Message, tz: i32) -> Bubb
             || "Assistant".to_owned(),
             |model| format!("Assistant · {}", format::isolate(model)),
         ),
-        Role::Agent => "Team member".to_owned(),
+        Role::Agent => match &m.meta.author {
+            Some(a) => format!("Team member · {}", format::isolate(&a.name)),
+            None => "Team member".to_owned(),
+        },
         Role::System => "System".to_owned(),
         Role::Tool => "Tool".to_owned(),
     };
@@ -928,6 +958,26 @@ struct Panel {
     variables: Vec<VarRow>,
     /// The web widget visitor's website session, when the tracker recorded one.
     website: Option<super::client_data::WebsiteSession>,
+    /// The team's controls (issue 14).
+    team: TeamBar,
+}
+
+/// The panel's team controls: take over / hand back, Needs a human, status, assignment, and
+/// what the composer offers.
+#[derive(Default)]
+pub(super) struct TeamBar {
+    /// The assistant is hybrid (take over / hand back apply).
+    hybrid: bool,
+    /// A team member has taken over (the assistant is paused).
+    taken_over: bool,
+    /// The assistant's hand-off reason while it "Needs a human".
+    handoff: Option<String>,
+    /// The conversation is active (replies allowed; Close and Archive offered).
+    active: bool,
+    /// WhatsApp outside the 24-hour window: only templates can go.
+    templates_only: bool,
+    /// The workspace's members: (id, email, assigned).
+    members: Vec<(String, String, bool)>,
 }
 
 struct VarRow {
@@ -974,7 +1024,38 @@ async fn build_panel(
         None
     };
     let insight = insight.map(|i| i.insight);
-    let mut html = panel_html(&d, insight.as_ref(), session, view, transcript, website, tz);
+    let (assistant, members) = tokio::try_join!(
+        st.store
+            .assistants()
+            .get_assistant(ws, d.summary.assistant.id),
+        st.store.list_users(ws)
+    )?;
+    let s = &d.summary;
+    let team = TeamBar {
+        hybrid: assistant.is_some_and(|a| a.mode == parley_core::AssistantMode::Hybrid),
+        taken_over: s.taken_over_at.is_some(),
+        handoff: s.handoff.as_ref().map(|h| h.reason.clone()),
+        active: s.status == ConversationStatus::Active,
+        templates_only: s.channel == parley_core::Channel::Whatsapp
+            && s.external_id.is_some()
+            && !crate::channels::whatsapp::window_open(d.last_inbound_at, Timestamp::now()),
+        members: members
+            .into_iter()
+            .map(|u| {
+                let on = s.assignee_id == Some(u.id);
+                (u.id.to_string(), u.email, on)
+            })
+            .collect(),
+    };
+    let mut html = panel_html(
+        &d,
+        insight.as_ref(),
+        session,
+        view,
+        (transcript, team),
+        website,
+        tz,
+    );
     if let Some(src) = call_player {
         html = html.replacen(
             CALL_PLAYER_SLOT,
@@ -1029,7 +1110,7 @@ fn panel_html(
     insight: Option<&parley_core::insights::ConversationInsight>,
     session: &Session,
     view: &ViewState,
-    transcript: String,
+    (transcript, team): (String, TeamBar),
     website: Option<super::client_data::WebsiteSession>,
     tz: i32,
 ) -> String {
@@ -1180,6 +1261,7 @@ fn panel_html(
             })
             .collect(),
         website,
+        team,
     }
     .render()
     .unwrap_or_default()

@@ -3,7 +3,7 @@
 //! as a link and the back button works. Parsing is lenient: an invalid value is dropped and
 //! reported on the page instead of failing the whole page.
 
-use parley_core::query::{ConversationFilter, Cursor, Sort, SortKey};
+use parley_core::query::{AssigneeFilter, ConversationFilter, Cursor, Sort, SortKey};
 use parley_core::{
     AssistantId, Channel, ConversationId, ConversationStatus, Resolution, SentimentFilter,
     Timestamp,
@@ -41,6 +41,43 @@ impl Tab {
     }
 }
 
+/// The team's views of the list (`view=`): Needs attention, Mine, Unassigned.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Inbox {
+    /// Conversations that need a human (the assistant called `hand_off`).
+    Attention,
+    /// Conversations assigned to the signed-in member.
+    Mine,
+    /// Conversations assigned to nobody.
+    Unassigned,
+}
+
+impl Inbox {
+    /// URL name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Inbox::Attention => "attention",
+            Inbox::Mine => "mine",
+            Inbox::Unassigned => "unassigned",
+        }
+    }
+
+    /// The view's heading.
+    pub fn label(self) -> &'static str {
+        match self {
+            Inbox::Attention => "Needs attention",
+            Inbox::Mine => "Mine",
+            Inbox::Unassigned => "Unassigned",
+        }
+    }
+
+    fn parse(s: &str) -> Option<Inbox> {
+        [Inbox::Attention, Inbox::Mine, Inbox::Unassigned]
+            .into_iter()
+            .find(|i| i.as_str() == s)
+    }
+}
+
 /// Everything the URL says about the view.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ViewState {
@@ -62,6 +99,8 @@ pub struct ViewState {
     pub sentiments: Vec<SentimentFilter>,
     /// Resolution outcome filter (issue 13).
     pub resolutions: Vec<Resolution>,
+    /// The team view (`view=`), if any.
+    pub inbox: Option<Inbox>,
     /// Sort order.
     pub sort: Sort,
     /// Page after this cursor (for `sort`).
@@ -158,6 +197,10 @@ impl ViewState {
                     }
                 }
                 "q" => v.q = Some(value.chars().take(200).collect()),
+                "view" => match Inbox::parse(value) {
+                    Some(i) => v.inbox = Some(i),
+                    None => errors.push(format!("unknown view {value:?}")),
+                },
                 "sort" => match value.parse() {
                     Ok(s) => v.sort = s,
                     Err(e) => errors.push(format!("{e}")),
@@ -189,8 +232,9 @@ impl ViewState {
         (v, errors)
     }
 
-    /// The store filter, with day bounds in the viewer's UTC offset (minutes east of UTC).
-    pub fn filter(&self, offset_minutes: i32) -> ConversationFilter {
+    /// The store filter, with day bounds in the viewer's UTC offset (minutes east of UTC);
+    /// `me` is the viewer (the "Mine" view).
+    pub fn filter(&self, offset_minutes: i32, me: parley_core::UserId) -> ConversationFilter {
         let shift = |t: Timestamp| t.add_millis(-(offset_minutes as i64) * 60_000);
         ConversationFilter {
             statuses: self.statuses.clone(),
@@ -210,6 +254,12 @@ impl ViewState {
             q: self.q.clone(),
             sentiments: self.sentiments.clone(),
             resolutions: self.resolutions.clone(),
+            needs_human: self.inbox == Some(Inbox::Attention),
+            assignee: match self.inbox {
+                Some(Inbox::Mine) => Some(AssigneeFilter::User(me)),
+                Some(Inbox::Unassigned) => Some(AssigneeFilter::Unassigned),
+                _ => None,
+            },
         }
     }
 
@@ -224,6 +274,7 @@ impl ViewState {
             || self.q.is_some()
             || !self.sentiments.is_empty()
             || !self.resolutions.is_empty()
+            || self.inbox.is_some()
     }
 
     /// The query string of this state (without the leading `?`), in a stable order.
@@ -262,6 +313,9 @@ impl ViewState {
                 "resolution",
                 &join(self.resolutions.iter().map(|x| x.to_string()).collect()),
             );
+        }
+        if let Some(i) = self.inbox {
+            s.append_pair("view", i.as_str());
         }
         if let Some(f) = &self.from {
             s.append_pair("from", f);
@@ -408,7 +462,7 @@ mod tests {
     #[test]
     fn day_bounds_follow_the_viewers_offset() {
         let (v, _) = ViewState::parse(Some("from=2026-11-20&to=2026-11-20"));
-        let f = v.filter(60);
+        let f = v.filter(60, parley_core::UserId::new());
         assert_eq!(f.from.unwrap().to_rfc3339(), "2026-11-19T23:00:00.000Z");
         assert_eq!(f.to.unwrap().to_rfc3339(), "2026-11-20T23:00:00.000Z");
     }

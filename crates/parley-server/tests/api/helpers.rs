@@ -230,11 +230,20 @@ impl TestApp {
 
     /// A signed-in dashboard session of a new user with `role`: (cookie header, CSRF token).
     pub async fn dashboard_session(&self, role: parley_core::UserRole) -> (String, String) {
+        self.session_in(self.workspace.id, role).await
+    }
+
+    /// [`TestApp::dashboard_session`] of a new user of workspace `ws`.
+    pub async fn session_in(
+        &self,
+        ws: parley_core::WorkspaceId,
+        role: parley_core::UserRole,
+    ) -> (String, String) {
         let email = format!("{}@example.com", uuid::Uuid::now_v7().simple());
         let user = self
             .state
             .store
-            .create_user(self.workspace.id, &email, "not-a-real-hash", role)
+            .create_user(ws, &email, "not-a-real-hash", role)
             .await
             .unwrap();
         let token = parley_server::auth::session::random_token();
@@ -484,6 +493,12 @@ pub fn fixture(name: &str) -> Value {
 
 /// The recorded tool-call stream, its call renamed to `save_memory` with `arguments`.
 pub fn memory_call_stream(arguments: &str) -> parley_testkit::stub_provider::Reply {
+    tool_call_stream("save_memory", arguments)
+}
+
+/// The recorded tool-call stream (../shared/fixtures/openai), its call renamed to `name` with
+/// `arguments` (sent in one fragment).
+pub fn tool_call_stream(name: &str, arguments: &str) -> parley_testkit::stub_provider::Reply {
     let f = fixture("openai_python_stream_tool_call_with_usage.json");
     let mut events = Vec::new();
     let mut first_args = true;
@@ -498,7 +513,7 @@ pub fn memory_call_stream(arguments: &str) -> parley_testkit::stub_provider::Rep
         let mut chunk: Value = serde_json::from_str(data).unwrap();
         if let Some(call) = chunk.pointer_mut("/choices/0/delta/tool_calls/0/function") {
             if call.get("name").is_some() {
-                call["name"] = serde_json::json!("save_memory");
+                call["name"] = serde_json::json!(name);
             } else if call.get("arguments").is_some() {
                 // The recorded fragments are replaced by ours, sent in one fragment.
                 call["arguments"] = serde_json::json!(if first_args { arguments } else { "" });

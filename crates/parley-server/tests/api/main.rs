@@ -29,6 +29,7 @@ mod schemathesis;
 mod search;
 mod signin;
 mod streaming;
+mod team;
 mod telegram;
 mod tenancy;
 mod transfer;

@@ -52,7 +52,10 @@ const ORIGIN: &str = "https://shop.example";
 /// proven with the platform (unreachable here, so 422 `ownership_not_proven`). The list's
 /// A call (`POST /api/v1/calls`) has such rules too: `ended_at` not before `started_at`, each
 /// turn's `end_ms` not before its `start_ms`, a recording as a URL or an upload but not both,
-/// and an upload that decodes as base64. The list's
+/// and an upload that decodes as base64. A team reply (`POST .../replies`) is refused with 422
+/// for free-form WhatsApp text outside the 24-hour window and for a template off WhatsApp, and
+/// an assignment (`PUT .../assignee`) names a user who must be a member of the workspace.
+/// The list's
 /// `cursor` is opaque: only a `next_cursor` the server wrote decodes, so any other string is a
 /// 400 there. The gateway answers 400 `provider_not_configured` for an assistant (named by
 /// header or model) that exists without a provider, which other operations create.
@@ -80,7 +83,7 @@ include-path-regex = "^/widget/v1/"
 parameters = {{ "header.Origin" = "{ORIGIN}", "header.X-Parley-Visitor" = "{visitor}", "header.X-Parley-Tracker" = "{tracker}" }}
 
 [[operations]]
-include-name = ["POST /api/v1/conversations", "PATCH /api/v1/conversations/{{id}}", "POST /api/v1/conversations/{{id}}/messages", "POST /api/v1/import", "POST /api/v1/assistants", "PATCH /api/v1/assistants/{{id}}", "POST /api/v1/assistants/{{id}}/channels", "POST /widget/v1/conversations", "POST /api/v1/calls"]
+include-name = ["POST /api/v1/conversations", "PATCH /api/v1/conversations/{{id}}", "POST /api/v1/conversations/{{id}}/messages", "POST /api/v1/import", "POST /api/v1/assistants", "PATCH /api/v1/assistants/{{id}}", "POST /api/v1/assistants/{{id}}/channels", "POST /widget/v1/conversations", "POST /api/v1/calls", "POST /api/v1/conversations/{{id}}/replies", "PUT /api/v1/conversations/{{id}}/assignee"]
 checks.positive_data_acceptance.expected-statuses = ["2xx", "401", "403", "404", "409", "422"]
 
 # The event stream never ends by itself; tests/api/events.rs covers it.
@@ -207,5 +210,5 @@ async fn schemathesis_finds_the_document_and_the_server_in_agreement() {
         eprintln!("schemathesis {}", &stdout[at..]);
     }
     // It really tested every operation.
-    assert!(stdout.contains("Tested: 40"), "{stdout}");
+    assert!(stdout.contains("Tested: 45"), "{stdout}");
 }

@@ -1008,6 +1008,7 @@ crate::both_backends!(
     replays_store_nothing_twice,
     a_download_that_failed_every_attempt_is_retried_later,
     media_over_the_attachment_quota_are_kept_and_flagged,
+    team_replies_inside_and_outside_the_window,
 );
 
 /// Issue 10, item 6: a customer's media count against the workspace's attachment quota but
@@ -1124,4 +1125,151 @@ async fn deliveries_for_another_number_of_the_app_are_routed_to_it() {
     })
     .await;
     assert!(message_with(&rig.app, "wamid.unknown-1").await.is_none());
+}
+
+/// A team reply (issue 14) through `POST /api/v1/conversations/{id}/replies`: inside the
+/// 24-hour window free-form text goes out by the background send job and its delivery is
+/// recorded; outside it free-form text is refused before anything is stored, the number's
+/// approved templates are listed from the Graph API (with their parameter counts), and a
+/// template goes out; Meta's refusal is recorded on the message with its reason.
+async fn team_replies_inside_and_outside_the_window(backend: Backend) {
+    let Some(rig) = rig(backend).await else {
+        return;
+    };
+    rig.graph.set_templates(
+        BUSINESS_ACCOUNT_ID,
+        vec![
+            json!({"name": "order_update", "language": "en_US", "status": "APPROVED",
+                   "category": "UTILITY", "id": "1",
+                   "components": [{"type": "BODY", "text": "Hi {{1}}, order {{2}} has shipped."}]}),
+            json!({"name": "draft_promo", "language": "en_US", "status": "PENDING",
+                   "category": "MARKETING", "id": "2",
+                   "components": [{"type": "BODY", "text": "Sale!"}]}),
+            json!({"name": "hello_world", "language": "en_US", "status": "APPROVED",
+                   "category": "UTILITY", "id": "3",
+                   "components": [{"type": "HEADER", "format": "TEXT", "text": "Hello"},
+                                  {"type": "BODY", "text": "Welcome and congratulations!"}]}),
+        ],
+    );
+    // Inside the window.
+    rig.deliver(&text_message(
+        "wamid.in-1",
+        unix_now(),
+        "Can a person help me?",
+    ))
+    .await;
+    let conversation = eventually(20, "the conversation", || async {
+        let c = conversations(&rig.app, "whatsapp").await.pop()?;
+        Some(c["id"].as_str()?.to_owned())
+    })
+    .await;
+    crate::channel_support::inbox_drained(&rig.app, &rig.channel).await;
+    let before = rig.graph.sends().len();
+    let path = format!("/api/v1/conversations/{conversation}/replies");
+    let r = rig
+        .app
+        .post(
+            &path,
+            &json!({"text": "Sure, **Dana** here.", "author": "Dana"}),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", r.text);
+    let id = r.body["id"].as_str().unwrap().to_owned();
+    let delivered = eventually(20, "the reply's delivery", || async {
+        let ms = messages(&rig.app, &conversation).await;
+        let m = ms.into_iter().find(|m| m["id"] == id.as_str())?;
+        m["meta"]["channel"]["delivery"].is_object().then_some(m)
+    })
+    .await;
+    assert_eq!(
+        delivered["meta"]["channel"]["delivery"]["status"],
+        "accepted"
+    );
+    assert_eq!(delivered["meta"]["author"]["name"], "Dana");
+    let sends = rig.graph.sends();
+    assert_eq!(sends.len(), before + 1, "sent once");
+    let sent = sends.last().unwrap();
+    assert_eq!(sent["to"], CUSTOMER);
+    assert_eq!(
+        sent["text"]["body"], "Sure, *Dana* here.",
+        "WhatsApp's own bold"
+    );
+    // The conversation's assistant is active: a team reply does not pause it.
+    assert!(
+        rig.app
+            .get(&format!("/api/v1/conversations/{conversation}"))
+            .await
+            .body["taken_over_at"]
+            .is_null()
+    );
+
+    // The templates of the number: approved ones only, with their parameters.
+    let t = rig
+        .app
+        .get(&format!("/api/v1/conversations/{conversation}/templates"))
+        .await;
+    assert_eq!(t.status, 200, "{}", t.text);
+    let list = t.body["templates"].as_array().unwrap();
+    let names: Vec<&str> = list.iter().map(|t| t["name"].as_str().unwrap()).collect();
+    assert_eq!(names, ["hello_world", "order_update"]);
+    assert_eq!(list[1]["parameters"], 2);
+    assert_eq!(list[1]["body"], "Hi {{1}}, order {{2}} has shipped.");
+    assert_eq!(list[0]["parameters"], 0);
+
+    // Outside the window: another customer, who wrote 25 hours ago.
+    let mut old = text_message("wamid.old-1", unix_now() - 25 * 3600, "Still there?");
+    let value = value_mut(&mut old);
+    value["messages"][0]["from"] = json!("15550009999");
+    value["contacts"][0]["wa_id"] = json!("15550009999");
+    rig.deliver(&old).await;
+    let closed = eventually(20, "the second conversation", || async {
+        conversations(&rig.app, "whatsapp")
+            .await
+            .into_iter()
+            .find(|c| c["id"] != conversation.as_str())
+            .map(|c| c["id"].as_str().unwrap().to_owned())
+    })
+    .await;
+    crate::channel_support::inbox_drained(&rig.app, &rig.channel).await;
+    let path = format!("/api/v1/conversations/{closed}/replies");
+    let stored_before = messages(&rig.app, &closed).await.len();
+    let sends_before = rig.graph.sends().len();
+    let r = rig.app.post(&path, &json!({"text": "We are open"})).await;
+    assert_eq!((r.status, r.code()), (422, "window_closed"), "{}", r.text);
+    assert_eq!(
+        messages(&rig.app, &closed).await.len(),
+        stored_before,
+        "nothing stored"
+    );
+    let template = json!({"template": {"name": "order_update", "language": "en_US",
+                                        "parameters": ["Sam", "4711"]}});
+    let r = rig.app.post(&path, &template).await;
+    assert_eq!(r.status, 201, "{}", r.text);
+    assert_eq!(r.body["meta"]["channel"]["type"], "template");
+    eventually(20, "the template's send", || async {
+        (rig.graph.sends().len() > sends_before).then_some(())
+    })
+    .await;
+    let sent = rig.graph.sends().pop().unwrap();
+    assert_eq!(sent["to"], "15550009999");
+    assert_eq!(sent["template"]["name"], "order_update");
+    assert_eq!(
+        sent["template"]["components"][0]["parameters"][1],
+        json!({"type": "text", "text": "4711"})
+    );
+    // Meta refuses the next one: the message says why.
+    let error = fixture("whatsapp", "pywa_test_error_objects.json")["ReEngagementMessage"].clone();
+    rig.graph.fail_next_send(400, json!({"error": error}));
+    let r = rig.app.post(&path, &template).await;
+    assert_eq!(r.status, 201, "{}", r.text);
+    let failed_id = r.body["id"].as_str().unwrap().to_owned();
+    let failed = eventually(20, "the failed delivery", || async {
+        let ms = messages(&rig.app, &closed).await;
+        let m = ms.into_iter().find(|m| m["id"] == failed_id.as_str())?;
+        m["meta"]["channel"]["delivery"].is_object().then_some(m)
+    })
+    .await;
+    let d = &failed["meta"]["channel"]["delivery"];
+    assert_eq!(d["status"], "failed");
+    assert_eq!(d["errors"][0]["code"], 131047);
 }

@@ -95,7 +95,7 @@ pub fn screenshot_dir() -> PathBuf {
 pub struct Browser {
     pub client: Client,
     driver: ProcessGroup,
-    _turn: MutexGuard<'static, ()>,
+    _turn: Option<MutexGuard<'static, ()>>,
 }
 
 impl Browser {
@@ -103,6 +103,16 @@ impl Browser {
     /// the browser is not installed and this is not CI. `mobile` emulates a 390x844 phone.
     pub async fn start(mobile: bool) -> Option<Browser> {
         let turn = ONE_AT_A_TIME.lock().await;
+        Self::launch(mobile, Some(turn)).await
+    }
+
+    /// A second browser (its own chromedriver and session, so its own cookies and storage) for
+    /// a test that already holds one: the two sessions of a reviewer and a visitor.
+    pub async fn start_another(&self, mobile: bool) -> Option<Browser> {
+        Self::launch(mobile, None).await
+    }
+
+    async fn launch(mobile: bool, turn: Option<MutexGuard<'static, ()>>) -> Option<Browser> {
         let driver = find_binary(&["chromedriver"]);
         let chromium = find_binary(&["chromium", "chromium-browser", "google-chrome"]);
         let (Some(driver), Some(chromium)) = (driver, chromium) else {

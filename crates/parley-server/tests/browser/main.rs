@@ -6,6 +6,7 @@
 mod helpers;
 
 mod harness;
+mod inbox;
 mod insights;
 mod live;
 mod privacy;

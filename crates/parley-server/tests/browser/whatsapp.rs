@@ -261,3 +261,111 @@ async fn a_whatsapp_voice_note_and_photo_are_shown_and_played_in_the_transcript(
 
     b.close().await;
 }
+
+/// Outside the 24-hour window the panel offers the number's approved templates (listed from
+/// the fake Graph API) instead of free text; the reviewer picks one, fills its parameters and
+/// sends it, and the fake Graph API receives it. Screenshots on desktop and phone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn outside_the_window_the_panel_sends_an_approved_template() {
+    let Some(b) = Browser::start(false).await else {
+        return;
+    };
+    let graph = FakeGraph::start(ACCESS_TOKEN).await.unwrap();
+    graph.set_phone_number("102290129340398", "1122334455667", "GREEN", "TIER_1K");
+    graph.set_templates(
+        "102290129340398",
+        vec![
+            json!({"name": "order_update", "language": "en_US", "status": "APPROVED",
+                   "category": "UTILITY", "id": "1",
+                   "components": [{"type": "BODY", "text": "Hi {{1}}, your order {{2}} has shipped."}]}),
+            json!({"name": "winter_sale", "language": "en_US", "status": "REJECTED",
+                   "category": "MARKETING", "id": "2", "components": [{"type": "BODY", "text": "Sale"}]}),
+        ],
+    );
+    let app = TestApp::spawn_with(crate::helpers::platforms(Some(&graph.base_url), None)).await;
+    // An assistant that only records: the team answers.
+    let r = app
+        .post(
+            "/api/v1/assistants",
+            &json!({"name": "Ava", "company": "Acme Bikes"}),
+        )
+        .await;
+    let assistant = r.body["id"].as_str().unwrap().to_owned();
+    let r = app
+        .post(
+            &format!("/api/v1/assistants/{assistant}/channels"),
+            &json!({"kind": "whatsapp", "phone_number_id": "1122334455667",
+                    "business_account_id": "102290129340398", "access_token": ACCESS_TOKEN,
+                    "app_secret": APP_SECRET, "verify_token": "verify-me-please-4242",
+                    "graph_base_url": graph.base_url}),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", r.text);
+    let webhook = app.url(&format!(
+        "/webhooks/whatsapp/{}",
+        r.body["id"].as_str().unwrap()
+    ));
+    let mut old = inbound("text", "wamid.window-1", None);
+    old["entry"][0]["changes"][0]["value"]["messages"][0]["timestamp"] =
+        json!((parley_core::Timestamp::now().0 / 1000 - 25 * 3600).to_string());
+    deliver(&app, &webhook, old).await;
+    let id = wait_for_messages(&app, 1).await;
+    b.sign_in_new_admin(&app, PASSWORD).await;
+    b.goto(&format!(
+        "{}/conversations?open={id}&tab=transcript",
+        app.base
+    ))
+    .await;
+    b.wait_for(
+        "the template picker",
+        "const s = document.querySelector('#template-pick'); return !!s && s.options.length === 2 && !document.querySelector('#composer-text')",
+    )
+    .await;
+    b.js("const s = document.querySelector('#template-pick'); s.value = '0'; s.dispatchEvent(new Event('change')); return true")
+        .await;
+    b.wait_for(
+        "the template's parameters",
+        "return document.querySelectorAll('.template-param').length === 2 && document.querySelector('#template-body').textContent.includes('has shipped')",
+    )
+    .await;
+    b.js("const p = document.querySelectorAll('.template-param'); p[0].value = 'Sam'; p[1].value = 'A-4711'; return true")
+        .await;
+    b.screenshot("inbox-template-picker").await;
+    let before = graph.sends().len();
+    b.click("#template-send").await;
+    b.wait_for(
+        "the template in the transcript",
+        "return [...document.querySelectorAll('#transcript .role-agent')].some(m => m.textContent.includes('order_update') && /Accepted|Sent|Delivered/.test(m.textContent))",
+    )
+    .await;
+    let sent = graph.sends();
+    assert_eq!(sent.len(), before + 1);
+    let t = &sent.last().unwrap()["template"];
+    assert_eq!(t["name"], "order_update");
+    assert_eq!(t["components"][0]["parameters"][1]["text"], "A-4711");
+    b.close().await;
+
+    let phone = Browser::start(true).await.unwrap();
+    phone
+        .sign_in(&app.base, "admin@example.com", PASSWORD)
+        .await;
+    phone
+        .goto(&format!(
+            "{}/conversations?open={id}&tab=transcript",
+            app.base
+        ))
+        .await;
+    phone
+        .wait_for(
+            "the phone template picker",
+            "const s = document.querySelector('#template-pick'); const p = document.querySelector('#panel').getBoundingClientRect();
+             return !!s && s.options.length === 2 && Math.abs(p.left) < 1",
+        )
+        .await;
+    phone
+        .js("const s = document.querySelector('#template-pick'); s.value = '0'; s.dispatchEvent(new Event('change')); document.querySelector('#template-form').scrollIntoView(); return true")
+        .await;
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    phone.screenshot("inbox-template-picker-phone").await;
+    phone.close().await;
+}

@@ -21,7 +21,7 @@ const PASSWORD: &str = "correct horse battery";
 
 /// Serves the sample shop (`/` and `/{page}`) embedding the widget from `parley` with `key`;
 /// returns its origin.
-async fn host_site(parley: String, key: String) -> String {
+pub(crate) async fn host_site(parley: String, key: String) -> String {
     let page = move |name: String| {
         let (title, body) = if name == "pricing" {
             (
@@ -64,14 +64,14 @@ async fn host_site(parley: String, key: String) -> String {
 }
 
 /// Runs `script` inside the widget's shadow root (`root` is the shadow root).
-fn in_widget(script: &str) -> String {
+pub(crate) fn in_widget(script: &str) -> String {
     format!(
         "const host = document.getElementById('parley-widget'); if (!host || !host.shadowRoot) return null;
          const root = host.shadowRoot; {script}"
     )
 }
 
-async fn widget_has(b: &Browser, what: &str, css: &str) {
+pub(crate) async fn widget_has(b: &Browser, what: &str, css: &str) {
     b.wait_for(
         what,
         &in_widget(&format!("return !!root.querySelector({css:?})")),

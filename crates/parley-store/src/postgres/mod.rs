@@ -124,6 +124,7 @@ pub(crate) fn to_sql(params: &[Param]) -> Vec<Box<dyn ToSql + Sync + Send>> {
                 Param::OptText(t) => Box::new(t.clone()),
                 Param::OptFloat(f) => Box::new(*f),
                 Param::OptBool(b) => Box::new(*b),
+                Param::OptUuid(u) => Box::new(*u),
             }
         })
         .collect()

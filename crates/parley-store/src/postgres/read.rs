@@ -6,7 +6,8 @@ use std::collections::{HashMap, HashSet};
 use deadpool_postgres::Pool;
 use parley_core::model::{
     ApiKey, Assistant, AssistantSummary, AssistantVersion, ConversationDetail, ConversationExport,
-    ConversationSummary, Message, Sentiment, StoredRating, UsageTotals, User, Variable, Workspace,
+    ConversationSummary, Handoff, Message, Sentiment, StoredRating, UsageTotals, User, Variable,
+    Workspace,
 };
 use parley_core::pricing::{CostSource, Usage};
 use parley_core::query::{
@@ -232,6 +233,15 @@ fn summary_from_row(r: &Row) -> Result<(i64, ConversationSummary)> {
         end_reason: r.get(23),
         converted: r.get(24),
         duration_ms: None,
+        taken_over_at: r.get::<_, Option<i64>>(25).map(ts),
+        handoff: match (r.get::<_, Option<String>>(26), r.get::<_, Option<i64>>(27)) {
+            (Some(reason), Some(at)) => Some(Handoff {
+                reason,
+                requested_at: ts(at),
+            }),
+            _ => None,
+        },
+        assignee_id: r.get::<_, Option<uuid::Uuid>>(28).map(UserId),
     };
     s.compute_duration();
     Ok((r.get(0), s))
@@ -251,7 +261,7 @@ async fn detail_by(
         return Ok(None);
     };
     let (pk, summary) = summary_from_row(&r)?;
-    let memory: String = r.get(25);
+    let memory: String = r.get(29);
     let vars = client
         .prepare_cached(
             "SELECT key, value, source FROM variables WHERE conversation = $1 ORDER BY key",
@@ -275,13 +285,13 @@ async fn detail_by(
             summary,
             variables,
             memory: serde_json::from_str(&memory).unwrap_or_default(),
-            stored_message_count: r.get(26),
-            unpriced_message_count: r.get(27),
-            has_voice: r.get(28),
-            last_inbound_at: r.get::<_, Option<i64>>(29).map(ts),
-            created_at: ts(r.get(30)),
-            updated_at: ts(r.get(31)),
-            assistant_version: r.get(32),
+            stored_message_count: r.get(30),
+            unpriced_message_count: r.get(31),
+            has_voice: r.get(32),
+            last_inbound_at: r.get::<_, Option<i64>>(33).map(ts),
+            created_at: ts(r.get(34)),
+            updated_at: ts(r.get(35)),
+            assistant_version: r.get(36),
         },
     )))
 }

@@ -24,7 +24,8 @@ use std::rc::Rc;
 
 use parley_core::model::{
     ApiKey, Assistant, AssistantSummary, AssistantVersion, ConversationDetail, ConversationExport,
-    ConversationSummary, Message, Sentiment, StoredRating, UsageTotals, User, Variable, Workspace,
+    ConversationSummary, Handoff, Message, Sentiment, StoredRating, UsageTotals, User, Variable,
+    Workspace,
 };
 use parley_core::pricing::{CostSource, Usage};
 use parley_core::query::{ConversationFilter, Cursor, ListQuery, SortValue, TranscriptQuery};
@@ -231,6 +232,20 @@ fn summary_from_row(r: &Row<'_>) -> rusqlite::Result<(i64, ConversationSummary)>
         end_reason: r.get(23)?,
         converted: r.get(24)?,
         duration_ms: None,
+        taken_over_at: r.get::<_, Option<i64>>(25)?.map(ts),
+        handoff: match (
+            r.get::<_, Option<String>>(26)?,
+            r.get::<_, Option<i64>>(27)?,
+        ) {
+            (Some(reason), Some(at)) => Some(Handoff {
+                reason,
+                requested_at: ts(at),
+            }),
+            _ => None,
+        },
+        assignee_id: r
+            .get::<_, Option<Vec<u8>>>(28)?
+            .and_then(|b| UserId::from_slice(&b)),
     };
     s.compute_duration();
     Ok((r.get(0)?, s))
@@ -262,20 +277,20 @@ fn detail_by(
         .prepare_cached(&sql)?
         .query_row(params![id.as_bytes(), ws.as_bytes()], |r| {
             let (pk, summary) = summary_from_row(r)?;
-            let memory: String = r.get(25)?;
+            let memory: String = r.get(29)?;
             Ok((
                 pk,
                 ConversationDetail {
                     summary,
                     variables: Vec::new(),
                     memory: serde_json::from_str(&memory).unwrap_or_default(),
-                    stored_message_count: r.get(26)?,
-                    unpriced_message_count: r.get(27)?,
-                    has_voice: r.get(28)?,
-                    last_inbound_at: r.get::<_, Option<i64>>(29)?.map(ts),
-                    created_at: ts(r.get(30)?),
-                    updated_at: ts(r.get(31)?),
-                    assistant_version: r.get(32)?,
+                    stored_message_count: r.get(30)?,
+                    unpriced_message_count: r.get(31)?,
+                    has_voice: r.get(32)?,
+                    last_inbound_at: r.get::<_, Option<i64>>(33)?.map(ts),
+                    created_at: ts(r.get(34)?),
+                    updated_at: ts(r.get(35)?),
+                    assistant_version: r.get(36)?,
                 },
             ))
         })
@@ -313,6 +328,7 @@ pub(super) fn to_value(p: &Param) -> Value {
         Param::OptText(t) => t.clone().map_or(Value::Null, Value::Text),
         Param::OptFloat(f) => f.map_or(Value::Null, Value::Real),
         Param::OptBool(b) => b.map_or(Value::Null, |b| Value::Integer(i64::from(b))),
+        Param::OptUuid(u) => u.map_or(Value::Null, |u| Value::Blob(u.as_bytes().to_vec())),
     }
 }
 
