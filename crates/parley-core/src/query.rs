@@ -48,6 +48,9 @@ pub struct ConversationFilter {
     /// The computed resolution outcome is one of these (empty: any); a conversation not
     /// analysed yet matches none.
     pub resolutions: Vec<crate::Resolution>,
+    /// Only calls: conversations on channel `voip`, or any with a voice message or recording
+    /// (`has_voice`). The dashboard's **Calls** quick filter; `calls=true` in the API.
+    pub calls: bool,
 }
 
 impl ConversationFilter {

@@ -31,6 +31,7 @@ pub(crate) const FILTER_PARAMS: &[&str] = &[
     "q",
     "sentiment",
     "resolution",
+    "calls",
 ];
 
 /// Parses the list filters. Errors: 400 `invalid_parameter` naming the parameter.
@@ -97,6 +98,16 @@ pub(crate) fn parse_filter(p: &Params) -> Result<ConversationFilter, ApiError> {
         q,
         sentiments: names(p, "sentiment")?,
         resolutions: names(p, "resolution")?,
+        calls: match p.get("calls") {
+            None | Some("false") => false,
+            Some("true") => true,
+            Some(v) => {
+                return Err(ApiError::bad_param(
+                    "calls",
+                    format!("calls must be true or false, got {v:?}"),
+                ));
+            }
+        },
     })
 }
 

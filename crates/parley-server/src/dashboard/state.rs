@@ -62,6 +62,9 @@ pub struct ViewState {
     pub sentiments: Vec<SentimentFilter>,
     /// Resolution outcome filter (issue 13).
     pub resolutions: Vec<Resolution>,
+    /// The **Calls** quick filter (`calls=true`): channel `voip` or any conversation with
+    /// voice.
+    pub calls: bool,
     /// Sort order.
     pub sort: Sort,
     /// Page after this cursor (for `sort`).
@@ -157,6 +160,11 @@ impl ViewState {
                         errors.push(format!("{k} must be a date like 2026-11-20, not {value:?}"));
                     }
                 }
+                "calls" => match value {
+                    "true" | "1" => v.calls = true,
+                    "false" | "0" => v.calls = false,
+                    _ => errors.push(format!("calls must be true or false, not {value:?}")),
+                },
                 "q" => v.q = Some(value.chars().take(200).collect()),
                 "sort" => match value.parse() {
                     Ok(s) => v.sort = s,
@@ -210,6 +218,7 @@ impl ViewState {
             q: self.q.clone(),
             sentiments: self.sentiments.clone(),
             resolutions: self.resolutions.clone(),
+            calls: self.calls,
         }
     }
 
@@ -224,6 +233,7 @@ impl ViewState {
             || self.q.is_some()
             || !self.sentiments.is_empty()
             || !self.resolutions.is_empty()
+            || self.calls
     }
 
     /// The query string of this state (without the leading `?`), in a stable order.
@@ -262,6 +272,9 @@ impl ViewState {
                 "resolution",
                 &join(self.resolutions.iter().map(|x| x.to_string()).collect()),
             );
+        }
+        if self.calls {
+            s.append_pair("calls", "true");
         }
         if let Some(f) = &self.from {
             s.append_pair("from", f);
