@@ -270,7 +270,8 @@ pub mod retell {
 
     /// The call of a Retell webhook body (`{"event", "call": {…}}`, the call object of
     /// Retell's API: `call_id`, `from_number`, `to_number`, `direction`, `start_timestamp` /
-    /// `end_timestamp` in ms, `disconnection_reason`, `recording_url`, `transcript_object[]`
+    /// `end_timestamp` in ms, `disconnection_reason`, `recording_url` (and the stereo
+    /// `recording_multi_channel_url`, kept as `stereo_recording_url`), `transcript_object[]`
     /// with `words[{start, end}]` in seconds, `call_analysis.user_sentiment`, `call_cost.
     /// combined_cost` in cents) as a [`CallInput`] for `assistant`. A turn's offsets are its
     /// first word's start and last word's end. Errors: what is missing.
@@ -333,7 +334,7 @@ pub mod retell {
                 .map(|cents| (cents * 10_000_000.0).round() as i64),
             recording_url: text(&c["recording_url"]),
             recording: None,
-            stereo_recording_url: None,
+            stereo_recording_url: text(&c["recording_multi_channel_url"]),
             sentiment,
             analysis,
             transcript,
