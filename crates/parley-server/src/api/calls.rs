@@ -212,11 +212,11 @@ pub fn validate(c: &CallInput) -> Result<(), ApiError> {
     ] {
         if let Some(u) = u {
             match url::Url::parse(u) {
-                Ok(p) if matches!(p.scheme(), "http" | "https") && u.len() <= 4096 => {}
+                Ok(p) if matches!(p.scheme(), "http" | "https") && u.len() <= 2000 => {}
                 _ => {
                     return Err(invalid(
                         field,
-                        format!("{field} must be an http(s) URL of at most 4096 characters"),
+                        format!("{field} must be an http(s) URL of at most 2000 characters"),
                     ));
                 }
             }

@@ -412,9 +412,17 @@ pub(crate) async fn connect(
         }
         ChannelKind::Retell | ChannelKind::Vapi => {
             let (name, given, other) = if c.kind == ChannelKind::Retell {
-                ("api_key", &input.api_key, ("server_secret", &input.server_secret))
+                (
+                    "api_key",
+                    &input.api_key,
+                    ("server_secret", &input.server_secret),
+                )
             } else {
-                ("server_secret", &input.server_secret, ("api_key", &input.api_key))
+                (
+                    "server_secret",
+                    &input.server_secret,
+                    ("api_key", &input.api_key),
+                )
             };
             for (v, f) in [
                 (&input.phone_number_id, "phone_number_id"),

@@ -115,8 +115,13 @@ fn refused(c: &ChannelConnection, missing: bool, what: &str) -> ApiError {
 
 /// The body as JSON. Errors: 400 `invalid_json`.
 fn json_body(body: &[u8]) -> Result<Value, ApiError> {
-    serde_json::from_slice(body)
-        .map_err(|_| ApiError::new(StatusCode::BAD_REQUEST, "invalid_json", "the body is not JSON"))
+    serde_json::from_slice(body).map_err(|_| {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_json",
+            "the body is not JSON",
+        )
+    })
 }
 
 /// `POST /webhooks/retell/{id}`: a Retell webhook (see the [module docs](self)). 404 for an
@@ -199,7 +204,11 @@ pub async fn process_delivery(
     let call = match c.kind {
         ChannelKind::Retell => retell::call_input(&v, assistant),
         ChannelKind::Vapi => vapi::call_input(&v["message"], assistant),
-        other => return Err(JobError::Permanent(format!("{other} is not a voice platform"))),
+        other => {
+            return Err(JobError::Permanent(format!(
+                "{other} is not a voice platform"
+            )));
+        }
     };
     let call = match call {
         Ok(call) => call,
@@ -469,7 +478,8 @@ pub mod vapi {
 
     /// An ISO 8601 / RFC 3339 time of the report.
     fn time(v: &Value) -> Option<Timestamp> {
-        v.as_str().and_then(|s| Timestamp::parse_bound(s, false).ok())
+        v.as_str()
+            .and_then(|s| Timestamp::parse_bound(s, false).ok())
     }
 
     /// The call of an `end-of-call-report` (`message`, the body's `message` object) as a
@@ -517,9 +527,10 @@ pub mod vapi {
         let mono = url(&artifact["recordingUrl"])
             .or_else(|| url(&artifact["recording"]["mono"]["combinedUrl"]))
             .or_else(|| url(&message["recordingUrl"]));
-        let customer = url(&message["customer"]["number"]).or_else(|| url(&call["customer"]["number"]));
-        let number = url(&message["phoneNumber"]["number"])
-            .or_else(|| url(&call["phoneNumber"]["number"]));
+        let customer =
+            url(&message["customer"]["number"]).or_else(|| url(&call["customer"]["number"]));
+        let number =
+            url(&message["phoneNumber"]["number"]).or_else(|| url(&call["phoneNumber"]["number"]));
         let (direction, caller, callee) = match call["type"].as_str() {
             Some("outboundPhoneCall") => (Some("outbound"), number, customer),
             Some("inboundPhoneCall") => (Some("inbound"), customer, number),

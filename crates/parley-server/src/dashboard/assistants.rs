@@ -505,7 +505,8 @@ pub(super) async fn edit_form(
     };
     let values = values_of(&a, &st.settings.providers);
     let tz = tz_offset(&headers);
-    let channels = super::channels::rows(&st, ws, a.id, tz, &super::channels::origin(&headers)).await;
+    let channels =
+        super::channels::rows(&st, ws, a.id, tz, &super::channels::origin(&headers)).await;
     form_page(
         &st,
         &session,
@@ -885,7 +886,10 @@ async fn save(
             };
             let total = st.store.conversation_total(ws).await.unwrap_or(0);
             let channels = match &existing {
-                Some(a) => super::channels::rows(&st, ws, a.id, tz, &super::channels::origin(&headers)).await,
+                Some(a) => {
+                    super::channels::rows(&st, ws, a.id, tz, &super::channels::origin(&headers))
+                        .await
+                }
                 None => Vec::new(),
             };
             let mut res = form_page(

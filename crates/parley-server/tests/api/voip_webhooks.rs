@@ -84,7 +84,11 @@ async fn connect(app: &TestApp, assistant: &str, body: Value) -> String {
     let path = r.body["webhook_path"].as_str().unwrap().to_owned();
     assert_eq!(
         path,
-        format!("/webhooks/{}/{}", body["kind"].as_str().unwrap(), r.body["id"].as_str().unwrap())
+        format!(
+            "/webhooks/{}/{}",
+            body["kind"].as_str().unwrap(),
+            r.body["id"].as_str().unwrap()
+        )
     );
     assert_eq!(r.body["inbox"]["pending"], 0);
     let shown = r.body["secrets"].to_string();
@@ -136,7 +140,10 @@ fn retell_utterances() -> Vec<Value> {
     segments()
         .iter()
         .map(|s| {
-            let (start, end) = (s["start_ms"].as_f64().unwrap(), s["end_ms"].as_f64().unwrap());
+            let (start, end) = (
+                s["start_ms"].as_f64().unwrap(),
+                s["end_ms"].as_f64().unwrap(),
+            );
             let words: Vec<&str> = s["text"].as_str().unwrap().split(' ').collect();
             let step = (end - start) / words.len() as f64;
             let timed: Vec<Value> = words
@@ -157,8 +164,8 @@ fn retell_utterances() -> Vec<Value> {
 /// audio fixture's timeline and recording: `call_ended` (without `call_analysis`, as Retell's
 /// webhook docs say) or `call_analyzed` (with it).
 fn retell_event(id: &str, recording: &str, analyzed: bool) -> Value {
-    let mut call = fixture("voip", "retell_openapi_call_object_example.json")["V2PhoneCallResponse"]
-        .clone();
+    let mut call =
+        fixture("voip", "retell_openapi_call_object_example.json")["V2PhoneCallResponse"].clone();
     call["call_id"] = json!(id);
     call["call_status"] = json!("ended");
     call["start_timestamp"] = json!(START_MS);
@@ -184,7 +191,10 @@ async fn turns_match_the_fixture(app: &TestApp, id: &str) -> Vec<Value> {
     assert_eq!(turns.len(), expected.len(), "each turn once: {ms:?}");
     for (m, s) in turns.iter().zip(&expected) {
         let d = &m["meta"]["channel"]["details"];
-        assert_eq!((&d["start_ms"], &d["end_ms"]), (&s["start_ms"], &s["end_ms"]));
+        assert_eq!(
+            (&d["start_ms"], &d["end_ms"]),
+            (&s["start_ms"], &s["end_ms"])
+        );
         assert_eq!(m["content"], s["text"]);
         assert_eq!(m["role"], s["speaker"]);
     }
@@ -236,12 +246,24 @@ async fn retell_fixtures_are_accepted_signed_and_refused_otherwise(backend: Back
     assert_eq!(r.status, 200, "{}", r.text);
 
     let r = deliver(&app, &path, body, &[]).await;
-    assert_eq!((r.status, r.code()), (401, "signature_missing"), "{}", r.text);
+    assert_eq!(
+        (r.status, r.code()),
+        (401, "signature_missing"),
+        "{}",
+        r.text
+    );
     let refused: Vec<(String, String)> = [
-        ("the vector's own, stale signature", v["expected_signature"].as_str().unwrap().to_owned()),
+        (
+            "the vector's own, stale signature",
+            v["expected_signature"].as_str().unwrap().to_owned(),
+        ),
         (
             "the wrong key",
-            retell_signature(body, v["wrong_api_key_rejected"].as_str().unwrap(), now_ms()),
+            retell_signature(
+                body,
+                v["wrong_api_key_rejected"].as_str().unwrap(),
+                now_ms(),
+            ),
         ),
     ]
     .into_iter()
@@ -257,7 +279,12 @@ async fn retell_fixtures_are_accepted_signed_and_refused_otherwise(backend: Back
     .collect();
     for (why, sig) in refused {
         let r = deliver(&app, &path, body, &[("x-retell-signature", sig)]).await;
-        assert_eq!((r.status, r.code()), (401, "signature_invalid"), "{why}: {}", r.text);
+        assert_eq!(
+            (r.status, r.code()),
+            (401, "signature_invalid"),
+            "{why}: {}",
+            r.text
+        );
         assert!(r.body["error"]["message"].is_string());
     }
     let tampered = v["tampered_body_rejected"].as_str().unwrap();
@@ -274,15 +301,25 @@ async fn retell_fixtures_are_accepted_signed_and_refused_otherwise(backend: Back
     let r = deliver(&app, &path, &event.to_string(), &[]).await;
     assert_eq!(r.status, 401, "unsigned: refused");
     inbox_drained(&app).await;
-    assert!(calls(&app).await.is_empty(), "nothing stored for a refused delivery");
+    assert!(
+        calls(&app).await.is_empty(),
+        "nothing stored for a refused delivery"
+    );
     let r = retell(&app, &path, &event, key).await;
     assert_eq!(r.status, 200, "{}", r.text);
     let id = the_call(&app).await;
     let c = app.get(&format!("/api/v1/conversations/{id}")).await;
     assert_eq!(c.body["channel"], "voip");
     assert_eq!(c.body["contact"], "+12137771234");
-    assert_eq!(c.body["sentiment"]["label"], "positive", "user_sentiment Positive");
-    assert_eq!(c.body["assistant"]["id"], assistant.as_str(), "the connection's assistant");
+    assert_eq!(
+        c.body["sentiment"]["label"], "positive",
+        "user_sentiment Positive"
+    );
+    assert_eq!(
+        c.body["assistant"]["id"],
+        assistant.as_str(),
+        "the connection's assistant"
+    );
     let ms = messages(&app, &id).await;
     let turn = &ms[1];
     assert_eq!(turn["content"], "hi how are you doing?");
@@ -292,7 +329,12 @@ async fn retell_fixtures_are_accepted_signed_and_refused_otherwise(backend: Back
     assert_eq!(cm["cost_nanousd"], 700_000_000, "combined_cost 70 cents");
     let d = &cm["meta"]["channel"]["details"];
     assert_eq!(d["platform"], "retell");
-    assert!(d["analysis"]["call_summary"].as_str().unwrap().contains("appointment"));
+    assert!(
+        d["analysis"]["call_summary"]
+            .as_str()
+            .unwrap()
+            .contains("appointment")
+    );
     assert_eq!(d["analysis"]["call_successful"], true);
 }
 
@@ -324,12 +366,24 @@ async fn a_retell_call_is_stored_once_and_its_analysis_added(backend: Backend) {
     let ms = turns_match_the_fixture(&app, &id).await;
     let c = app.get(&format!("/api/v1/conversations/{id}")).await;
     assert_eq!(c.body["end_reason"], "user_hangup");
-    assert!(c.body["sentiment"].is_null(), "not analysed yet: {}", c.text);
+    assert!(
+        c.body["sentiment"].is_null(),
+        "not analysed yet: {}",
+        c.text
+    );
     let a = recording(&app, &id).await;
     assert_eq!(a["mime_type"], "audio/wav");
     assert!(hits.load(Ordering::SeqCst) >= 2, "retried after the 503");
-    let file = app.state.settings.data_dir.join("attachments").join(a["storage_key"].as_str().unwrap());
-    assert!(std::fs::metadata(parley_server::peaks::sidecar_of(&file)).is_ok(), "peaks kept");
+    let file = app
+        .state
+        .settings
+        .data_dir
+        .join("attachments")
+        .join(a["storage_key"].as_str().unwrap());
+    assert!(
+        std::fs::metadata(parley_server::peaks::sidecar_of(&file)).is_ok(),
+        "peaks kept"
+    );
 
     let analyzed = retell_event("call-r1", &url, true);
     let r = retell(&app, &path, &analyzed, key).await;
@@ -343,7 +397,12 @@ async fn a_retell_call_is_stored_once_and_its_analysis_added(backend: Backend) {
     let after = turns_match_the_fixture(&app, &id).await;
     assert_eq!(after.len(), ms.len(), "call_analyzed stores no turn twice");
     let d = &call_message(&after)["meta"]["channel"]["details"];
-    assert!(d["analysis"]["call_summary"].as_str().unwrap().contains("appointment"));
+    assert!(
+        d["analysis"]["call_summary"]
+            .as_str()
+            .unwrap()
+            .contains("appointment")
+    );
     assert_eq!(d["end_reason"], "user_hangup");
     assert_eq!(d["duration_ms"], 21_833);
 
@@ -358,14 +417,28 @@ async fn a_retell_call_is_stored_once_and_its_analysis_added(backend: Backend) {
     let replayed = messages(&app, &id).await;
     assert_eq!(replayed.len(), ms.len());
     assert!(call_message(&replayed)["meta"]["channel"]["details"]["analysis"].is_object());
-    let usage = app.state.store.attachments().attachment_usage(app.workspace.id).await.unwrap();
+    let usage = app
+        .state
+        .store
+        .attachments()
+        .attachment_usage(app.workspace.id)
+        .await
+        .unwrap();
     assert_eq!(usage.files, 1, "the recording downloaded once");
 
     // A caller cannot be written to through the platform.
     let r = app
-        .post(&format!("/api/v1/conversations/{id}/channel-messages"), &json!({"text": "hi"}))
+        .post(
+            &format!("/api/v1/conversations/{id}/channel-messages"),
+            &json!({"text": "hi"}),
+        )
         .await;
-    assert_eq!((r.status, r.code()), (409, "not_a_channel_conversation"), "{}", r.text);
+    assert_eq!(
+        (r.status, r.code()),
+        (409, "not_a_channel_conversation"),
+        "{}",
+        r.text
+    );
 }
 
 /// A Vapi `end-of-call-report` for call `id`, built from Vapi's documented schema (see the
@@ -380,7 +453,10 @@ fn vapi_report(id: &str, recording: &str, stereo: &str) -> Value {
                "secondsFromStart": 0}),
     ];
     for s in segments() {
-        let (start, end) = (s["start_ms"].as_i64().unwrap(), s["end_ms"].as_i64().unwrap());
+        let (start, end) = (
+            s["start_ms"].as_i64().unwrap(),
+            s["end_ms"].as_i64().unwrap(),
+        );
         turns.push(json!({
             "role": if s["speaker"] == "assistant" { "bot" } else { "user" },
             "message": s["text"],
@@ -430,7 +506,12 @@ async fn a_vapi_report_is_verified_and_stored_once(backend: Backend) {
         return;
     };
     let secret = "vapi-secret-0123456789";
-    let path = connect(&app, &assistant, json!({"kind": "vapi", "server_secret": secret})).await;
+    let path = connect(
+        &app,
+        &assistant,
+        json!({"kind": "vapi", "server_secret": secret}),
+    )
+    .await;
     let (platform, hits) = fake_platform().await;
     let report = vapi_report(
         "vapi-call-1",
@@ -440,14 +521,25 @@ async fn a_vapi_report_is_verified_and_stored_once(backend: Backend) {
     let body = report.to_string();
 
     let r = deliver(&app, &path, &body, &[]).await;
-    assert_eq!((r.status, r.code()), (401, "signature_missing"), "{}", r.text);
+    assert_eq!(
+        (r.status, r.code()),
+        (401, "signature_missing"),
+        "{}",
+        r.text
+    );
     let wrong_hmac = hmac_hex("another-secret", &[body.as_bytes()]);
     let now_s = (now_ms() / 1000).to_string();
     let stale_s = (now_ms() / 1000 - 3600).to_string();
     let stale_sig = hmac_hex(secret, &[stale_s.as_bytes(), b".", body.as_bytes()]);
     for (why, headers) in [
-        ("a wrong X-Vapi-Secret", vec![("x-vapi-secret", "nope".to_owned())]),
-        ("a wrong bearer token", vec![("authorization", "Bearer nope".to_owned())]),
+        (
+            "a wrong X-Vapi-Secret",
+            vec![("x-vapi-secret", "nope".to_owned())],
+        ),
+        (
+            "a wrong bearer token",
+            vec![("authorization", "Bearer nope".to_owned())],
+        ),
         ("a wrong key's HMAC", vec![("x-signature", wrong_hmac)]),
         (
             "an HMAC an hour old",
@@ -455,16 +547,30 @@ async fn a_vapi_report_is_verified_and_stored_once(backend: Backend) {
         ),
     ] {
         let r = deliver(&app, &path, &body, &headers).await;
-        assert_eq!((r.status, r.code()), (401, "signature_invalid"), "{why}: {}", r.text);
+        assert_eq!(
+            (r.status, r.code()),
+            (401, "signature_invalid"),
+            "{why}: {}",
+            r.text
+        );
     }
     inbox_drained(&app).await;
-    assert!(calls(&app).await.is_empty(), "nothing stored for refused deliveries");
+    assert!(
+        calls(&app).await.is_empty(),
+        "nothing stored for refused deliveries"
+    );
 
     // A status update is acknowledged, not stored.
     let status = json!({"message": {"type": "status-update", "status": "in-progress",
                                     "call": {"id": "vapi-call-1"}}})
     .to_string();
-    let r = deliver(&app, &path, &status, &[("x-vapi-secret", secret.to_owned())]).await;
+    let r = deliver(
+        &app,
+        &path,
+        &status,
+        &[("x-vapi-secret", secret.to_owned())],
+    )
+    .await;
     assert_eq!(r.status, 200, "{}", r.text);
     assert_eq!(r.body, json!({}));
 
@@ -485,8 +591,18 @@ async fn a_vapi_report_is_verified_and_stored_once(backend: Backend) {
     assert_eq!(d["end_reason"], "customer-ended-call");
     assert_eq!(d["duration_ms"], 21_833);
     assert_eq!(d["analysis"]["structuredData"]["order_found"], true);
-    assert!(d["analysis"]["summary"].as_str().unwrap().contains("tomorrow"));
-    assert!(d["stereo_recording_url"].as_str().unwrap().ends_with("/recordings/stereo.wav"));
+    assert!(
+        d["analysis"]["summary"]
+            .as_str()
+            .unwrap()
+            .contains("tomorrow")
+    );
+    assert!(
+        d["stereo_recording_url"]
+            .as_str()
+            .unwrap()
+            .ends_with("/recordings/stereo.wav")
+    );
     let a = recording(&app, &id).await;
     assert_eq!(a["mime_type"], "audio/mpeg");
     assert!(hits.load(Ordering::SeqCst) >= 2, "retried after the 503");
@@ -501,9 +617,18 @@ async fn a_vapi_report_is_verified_and_stored_once(backend: Backend) {
         .collect();
     let sig_b64 = base64::engine::general_purpose::STANDARD.encode(raw);
     for (why, headers) in [
-        ("a bearer token", vec![("authorization", format!("Bearer {secret}"))]),
-        ("HMAC over {timestamp}.{body}", vec![("x-signature", sig_ts), ("x-timestamp", ts)]),
-        ("HMAC over the body, prefixed", vec![("x-vapi-signature", format!("sha256={sig_plain}"))]),
+        (
+            "a bearer token",
+            vec![("authorization", format!("Bearer {secret}"))],
+        ),
+        (
+            "HMAC over {timestamp}.{body}",
+            vec![("x-signature", sig_ts), ("x-timestamp", ts)],
+        ),
+        (
+            "HMAC over the body, prefixed",
+            vec![("x-vapi-signature", format!("sha256={sig_plain}"))],
+        ),
         ("HMAC in base64", vec![("x-signature", sig_b64)]),
     ] {
         let r = deliver(&app, &path, &body, &headers).await;
@@ -512,7 +637,13 @@ async fn a_vapi_report_is_verified_and_stored_once(backend: Backend) {
     inbox_drained(&app).await;
     assert_eq!(calls(&app).await, vec![id.clone()]);
     assert_eq!(messages(&app, &id).await.len(), ms.len(), "nothing twice");
-    let usage = app.state.store.attachments().attachment_usage(app.workspace.id).await.unwrap();
+    let usage = app
+        .state
+        .store
+        .attachments()
+        .attachment_usage(app.workspace.id)
+        .await
+        .unwrap();
     assert_eq!(usage.files, 1);
 }
 
@@ -526,10 +657,22 @@ async fn voip_connections_are_validated_and_scoped(backend: Backend) {
     let url = format!("/api/v1/assistants/{assistant}/channels");
     for (body, field) in [
         (json!({"kind": "retell"}), "api_key"),
-        (json!({"kind": "vapi", "server_secret": "  "}), "server_secret"),
-        (json!({"kind": "vapi", "server_secret": "s3cret-s3cret", "api_key": "k"}), "api_key"),
-        (json!({"kind": "retell", "api_key": "k", "bot_token": "1:x"}), "bot_token"),
-        (json!({"kind": "whatsapp", "server_secret": "x"}), "server_secret"),
+        (
+            json!({"kind": "vapi", "server_secret": "  "}),
+            "server_secret",
+        ),
+        (
+            json!({"kind": "vapi", "server_secret": "s3cret-s3cret", "api_key": "k"}),
+            "api_key",
+        ),
+        (
+            json!({"kind": "retell", "api_key": "k", "bot_token": "1:x"}),
+            "bot_token",
+        ),
+        (
+            json!({"kind": "whatsapp", "server_secret": "x"}),
+            "server_secret",
+        ),
     ] {
         let r = app.post(&url, &body).await;
         assert_eq!(r.status, 422, "{body}: {}", r.text);
@@ -538,8 +681,12 @@ async fn voip_connections_are_validated_and_scoped(backend: Backend) {
     let r = app.post(&url, &json!({"kind": "sip"})).await;
     assert_eq!(r.status, 422, "{}", r.text);
 
-    let path = connect(&app, &assistant, json!({"kind": "vapi", "server_secret": "ours-0123456789"}))
-        .await;
+    let path = connect(
+        &app,
+        &assistant,
+        json!({"kind": "vapi", "server_secret": "ours-0123456789"}),
+    )
+    .await;
     let r = app.get(&url).await;
     assert_eq!(r.body["items"][0]["kind"], "vapi");
     assert_eq!(r.body["items"][0]["secrets"]["server_secret"], "…6789");
@@ -559,7 +706,11 @@ async fn voip_connections_are_validated_and_scoped(backend: Backend) {
     // Another workspace's connection with the same secret stores into that workspace.
     let (_, other_key) = app.other_tenant("other").await;
     let r = app
-        .post_as("/api/v1/assistants", &json!({"name": "Their desk"}), &other_key)
+        .post_as(
+            "/api/v1/assistants",
+            &json!({"name": "Their desk"}),
+            &other_key,
+        )
         .await;
     let theirs = r.body["id"].as_str().unwrap().to_owned();
     let r = app
@@ -571,7 +722,11 @@ async fn voip_connections_are_validated_and_scoped(backend: Backend) {
         .await;
     assert_eq!(r.status, 201, "{}", r.text);
     let their_path = r.body["webhook_path"].as_str().unwrap().to_owned();
-    let mut report = vapi_report("shared-id", "http://127.0.0.1:9/none.wav", "http://127.0.0.1:9/s.wav");
+    let mut report = vapi_report(
+        "shared-id",
+        "http://127.0.0.1:9/none.wav",
+        "http://127.0.0.1:9/s.wav",
+    );
     report["message"]["artifact"]
         .as_object_mut()
         .unwrap()
@@ -589,7 +744,9 @@ async fn voip_connections_are_validated_and_scoped(backend: Backend) {
     .await;
     assert_eq!(r.status, 200, "{}", r.text);
     let listed = eventually(30, "their call", || async {
-        let r = app.get_as("/api/v1/conversations?channel=voip", &other_key).await;
+        let r = app
+            .get_as("/api/v1/conversations?channel=voip", &other_key)
+            .await;
         (!r.body["items"].as_array().unwrap().is_empty()).then_some(r)
     })
     .await;
@@ -600,7 +757,13 @@ async fn voip_connections_are_validated_and_scoped(backend: Backend) {
     let id = path.rsplit('/').next().unwrap();
     let r = app.delete(&format!("/api/v1/channels/{id}")).await;
     assert_eq!(r.status, 204);
-    let r = deliver(&app, &path, "{}", &[("x-vapi-secret", "ours-0123456789".to_owned())]).await;
+    let r = deliver(
+        &app,
+        &path,
+        "{}",
+        &[("x-vapi-secret", "ours-0123456789".to_owned())],
+    )
+    .await;
     assert_eq!(r.status, 404);
 }
 
@@ -621,14 +784,18 @@ async fn the_calls_filter_keeps_calls_and_voice(backend: Backend) {
     assert_eq!(call.status, 201, "{}", call.text);
     let call_id = call.body["conversation"]["id"].as_str().unwrap().to_owned();
     let voice = app
-        .create(json!({"assistant": {"name": "Ava"}, "channel": "widget", "messages": [
+        .create(
+            json!({"assistant": {"name": "Ava"}, "channel": "widget", "messages": [
             {"role": "user", "content": "[voice note]", "meta": {"channel": {"type": "voice",
              "attachments": [{"kind": "voice", "media_id": "v1", "mime_type": "audio/ogg"}]}}},
-            {"role": "assistant", "content": "Got it."}]}))
+            {"role": "assistant", "content": "Got it."}]}),
+        )
         .await;
     let text = app
-        .create(json!({"assistant": {"name": "Ava"}, "channel": "widget", "messages": [
-            {"role": "user", "content": "Hi"}]}))
+        .create(
+            json!({"assistant": {"name": "Ava"}, "channel": "widget", "messages": [
+            {"role": "user", "content": "Hi"}]}),
+        )
         .await;
     let mut ids = app.list_ids("calls=true").await;
     ids.sort();
@@ -642,7 +809,12 @@ async fn the_calls_filter_keeps_calls_and_voice(backend: Backend) {
     assert_eq!(app.list_ids("calls=false").await.len(), 3);
     assert_eq!(app.list_ids("calls=true&channel=voip").await, vec![call_id]);
     let r = app.get("/api/v1/conversations?calls=maybe").await;
-    assert_eq!((r.status, r.code()), (400, "invalid_parameter"), "{}", r.text);
+    assert_eq!(
+        (r.status, r.code()),
+        (400, "invalid_parameter"),
+        "{}",
+        r.text
+    );
 
     // The dashboard's quick filter: a Calls button, the URL, and a chip.
     let (cookie, _) = app.dashboard_session(parley_core::UserRole::Member).await;
