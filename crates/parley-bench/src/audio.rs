@@ -92,7 +92,11 @@ fn time_peaks(bytes: &[u8], mime: &str, runs: usize) -> (f64, u64, f64) {
         std::hint::black_box(p);
     }
     let ms = median(times);
-    (ms, first.duration_ms, first.duration_ms as f64 / ms.max(1e-6))
+    (
+        ms,
+        first.duration_ms,
+        first.duration_ms as f64 / ms.max(1e-6),
+    )
 }
 
 /// Runs the voice rows (see the [module docs](self)). Errors: an unreadable fixtures
@@ -111,8 +115,10 @@ pub async fn run(opts: AudioOptions) -> Result<(), Box<dyn std::error::Error + S
         let (ms, dur, speed) = time_peaks(&bytes, mime, opts.runs);
         let name = path.file_name().unwrap_or_default().to_string_lossy();
         println!("  {name:<32} {dur:>7} ms audio  {ms:>8.2} ms  {speed:>8.0}x real time");
-        rows.push(json!({"row": "peaks", "file": name, "audio_ms": dur, "median_ms": ms,
-                         "x_real_time": speed}));
+        rows.push(
+            json!({"row": "peaks", "file": name, "audio_ms": dur, "median_ms": ms,
+                         "x_real_time": speed}),
+        );
     }
     let long = long_wav(LONG_SECONDS);
     let (ms, dur, speed) = time_peaks(&long, "audio/wav", opts.runs);
@@ -120,8 +126,10 @@ pub async fn run(opts: AudioOptions) -> Result<(), Box<dyn std::error::Error + S
         "  {:<32} {dur:>7} ms audio  {ms:>8.2} ms  {speed:>8.0}x real time",
         "generated 10-minute WAV (8 kHz)"
     );
-    rows.push(json!({"row": "peaks", "file": "generated-10min-8k.wav", "audio_ms": dur,
-                     "median_ms": ms, "x_real_time": speed}));
+    rows.push(
+        json!({"row": "peaks", "file": "generated-10min-8k.wav", "audio_ms": dur,
+                     "median_ms": ms, "x_real_time": speed}),
+    );
 
     let peaks = parley_server::peaks::compute(long.clone(), Some("audio/wav"));
     match paint(&opts, long, serde_json::to_vec(&peaks)?).await {
@@ -200,13 +208,21 @@ async fn serve(runs: usize, wav: Vec<u8>, peaks: Vec<u8>) -> std::io::Result<Str
         )
         .route(
             "/player.css",
-            get(|| async { ([("content-type", "text/css")], parley_server::dashboard::PLAYER_CSS) }),
+            get(|| async {
+                (
+                    [("content-type", "text/css")],
+                    parley_server::dashboard::PLAYER_CSS,
+                )
+            }),
         )
         .route(
             "/peaks",
             get(move || async move {
                 (
-                    [("content-type", "application/json"), ("cache-control", "no-store")],
+                    [
+                        ("content-type", "application/json"),
+                        ("cache-control", "no-store"),
+                    ],
                     peaks,
                 )
             }),
@@ -295,7 +311,9 @@ async fn paint(
                 return Ok::<_, Box<dyn std::error::Error + Send + Sync>>(times);
             }
             if Instant::now() > deadline {
-                return Err(format!("the page measured {} of {} runs", times.len(), opts.runs).into());
+                return Err(
+                    format!("the page measured {} of {} runs", times.len(), opts.runs).into(),
+                );
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
