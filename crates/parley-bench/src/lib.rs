@@ -23,6 +23,7 @@
 //! Sizes follow `--scale`: 1.0 is 1,000,000 conversations (about 16 M messages, the SGD mean
 //! of 16 turns); CI runs a tiny scale as a smoke test that asserts nothing about speed.
 
+pub mod audio;
 pub mod backend;
 pub mod gateway;
 pub mod measure;

@@ -53,9 +53,42 @@ struct Args {
     reuse: bool,
 }
 
+/// `parley-bench audio`: the voice rows (peak computation speed, waveform paint time; see
+/// `parley_bench::audio`).
+#[derive(Parser)]
+#[command(name = "parley-bench audio")]
+struct AudioArgs {
+    /// The audio fixtures.
+    #[arg(long, default_value = "../shared/fixtures/audio")]
+    fixtures: PathBuf,
+    /// Timed runs per measurement.
+    #[arg(long, default_value_t = 5)]
+    runs: usize,
+    /// chromedriver, for the paint rows.
+    #[arg(long, default_value = "/usr/bin/chromedriver")]
+    chromedriver: PathBuf,
+    /// Chromium, for the paint rows.
+    #[arg(long, default_value = "/usr/bin/chromium")]
+    chromium: PathBuf,
+    /// JSON results file.
+    #[arg(long)]
+    out: Option<PathBuf>,
+}
+
 fn main() -> ExitCode {
     if std::env::args().nth(1).as_deref() == Some("serve") {
         return parley_server::cli::main();
+    }
+    if std::env::args().nth(1).as_deref() == Some("audio") {
+        let args = AudioArgs::parse_from(std::env::args().skip(1));
+        let opts = parley_bench::audio::AudioOptions {
+            fixtures: args.fixtures,
+            runs: args.runs.max(1),
+            chromedriver: args.chromedriver,
+            chromium: args.chromium,
+            out: args.out,
+        };
+        return parley_server::cli::block_on(parley_bench::audio::run(opts));
     }
     parley_server::cli::block_on(run(Args::parse()))
 }

@@ -1,5 +1,5 @@
-//! Messaging channels (WhatsApp Cloud API, Telegram Bot API): the connection of a sender to an
-//! assistant, and what Parley records about a message's life on such a channel (its platform
+//! Messaging channels (WhatsApp Cloud API, Telegram Bot API) and AI voice platforms (Retell,
+//! Vapi): the connection of a sender to an assistant, and what Parley records about a message's life on such a channel (its platform
 //! type, attachments, delivery status). Pure data: the server's `channels` module talks to the
 //! platforms.
 
@@ -21,15 +21,27 @@ pub enum ChannelKind {
     Whatsapp,
     /// Telegram's Bot API.
     Telegram,
+    /// Retell AI's post-call webhooks (phone calls on channel `voip`).
+    Retell,
+    /// Vapi's server messages (phone calls on channel `voip`).
+    Vapi,
 }
 
 impl ChannelKind {
-    /// The wire and storage name: `whatsapp` or `telegram`.
+    /// The wire and storage name: `whatsapp`, `telegram`, `retell` or `vapi`.
     pub fn as_str(self) -> &'static str {
         match self {
             ChannelKind::Whatsapp => "whatsapp",
             ChannelKind::Telegram => "telegram",
+            ChannelKind::Retell => "retell",
+            ChannelKind::Vapi => "vapi",
         }
+    }
+
+    /// Whether the kind is an AI voice platform (its conversations are phone calls on channel
+    /// `voip`, and Parley sends nothing back through it).
+    pub fn is_voip(self) -> bool {
+        matches!(self, ChannelKind::Retell | ChannelKind::Vapi)
     }
 }
 
@@ -41,13 +53,16 @@ impl fmt::Display for ChannelKind {
 
 impl FromStr for ChannelKind {
     type Err = String;
-    /// Parses `whatsapp` or `telegram`. Errors: any other text, with the accepted names.
+    /// Parses `whatsapp`, `telegram`, `retell` or `vapi`. Errors: any other text, with the
+    /// accepted names.
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         match s {
             "whatsapp" => Ok(ChannelKind::Whatsapp),
             "telegram" => Ok(ChannelKind::Telegram),
+            "retell" => Ok(ChannelKind::Retell),
+            "vapi" => Ok(ChannelKind::Vapi),
             _ => Err(format!(
-                "unknown channel kind {s:?}; expected whatsapp or telegram"
+                "unknown channel kind {s:?}; expected whatsapp, telegram, retell or vapi"
             )),
         }
     }
@@ -76,8 +91,9 @@ impl SealedSecret {
     }
 }
 
-/// A sender connected to an assistant: a WhatsApp phone number or a Telegram bot. Every
-/// conversation arriving through it is handled by its assistant.
+/// A sender connected to an assistant: a WhatsApp phone number, a Telegram bot, or an AI voice
+/// platform's webhook (Retell, Vapi). Every conversation arriving through it is handled by its
+/// assistant.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ChannelConnection {
     /// Id; also the path segment of its webhook URL (`/webhooks/{kind}/{id}`).
@@ -89,13 +105,14 @@ pub struct ChannelConnection {
     /// The platform.
     pub kind: ChannelKind,
     /// The platform's id of the sender, unique per kind across the instance: the WhatsApp
-    /// phone number id, or the Telegram bot's id (the digits before `:` in its token).
+    /// phone number id, or the Telegram bot's id (the digits before `:` in its token); for a
+    /// voice platform, which has no sender to claim, the connection's own id.
     pub external_key: String,
     /// Settings that are not secret (a JSON object; keys per kind, see the server's
     /// `channels::whatsapp::Config` and `channels::telegram::Config`).
     pub config: Map<String, Value>,
     /// Sealed secrets by name (`access_token`, `app_secret`, `verify_token`, `bot_token`,
-    /// `webhook_secret`).
+    /// `webhook_secret`; Retell's `api_key`, Vapi's `server_secret`).
     pub secrets: BTreeMap<String, SealedSecret>,
     /// When it was connected.
     pub created_at: Timestamp,

@@ -53,6 +53,9 @@ pub struct ConversationFilter {
     pub needs_human: bool,
     /// Only conversations assigned to this member, or (`Unassigned`) to nobody.
     pub assignee: Option<AssigneeFilter>,
+    /// Only calls: conversations on channel `voip`, or any with a voice message or recording
+    /// (`has_voice`). The dashboard's **Calls** quick filter; `calls=true` in the API.
+    pub calls: bool,
 }
 
 /// Who a listed conversation is assigned to ([`ConversationFilter::assignee`]).

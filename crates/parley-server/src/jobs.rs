@@ -10,6 +10,8 @@
 //! | kind | written by | does |
 //! | --- | --- | --- |
 //! | `whatsapp.delivery`, `telegram.delivery` | the webhook, before it answers 200 (payload: the raw body) | the delivery's statuses, messages and media; writes the follow-up jobs with the messages |
+//! | `retell.delivery`, `vapi.delivery` | the voice platform's webhook, before it answers 200 (payload: the raw body) | the call ([`crate::channels::voip`]): its conversation and turns, or the analysis added to it; writes the `voip.recording` job with the turns |
+//! | `voip.recording` | a call with a recording URL (`POST /api/v1/calls`, the voice webhooks) | downloads the recording through the guarded client, with its waveform peaks |
 //! | `answer` | the ingest of a new customer message that an assistant may answer (API, channels) | the assistant's turn, at most once per customer message, and the reply on its channel |
 //! | `reply.send` | a team member's reply on WhatsApp or Telegram ([`crate::team::reply`]) | sends it once and records its delivery ([`crate::team::deliver`]) |
 //! | `media.download` | a channel message whose file failed every download attempt | downloads it again later (up to [`MEDIA_DOWNLOAD_ATTEMPTS`] times), then transcribes or describes it as configured |
@@ -50,6 +52,10 @@ use crate::retry::Policy;
 pub const WHATSAPP_DELIVERY: &str = "whatsapp.delivery";
 /// A Telegram webhook update (payload: the raw body).
 pub const TELEGRAM_DELIVERY: &str = "telegram.delivery";
+/// A Retell webhook, `call_ended` or `call_analyzed` (payload: the raw body).
+pub const RETELL_DELIVERY: &str = "retell.delivery";
+/// A Vapi `end-of-call-report` server message (payload: the raw body).
+pub const VAPI_DELIVERY: &str = "vapi.delivery";
 /// The assistant's answer to a customer message (payload: `{"reply": null | {"to"} | {"chat"}}`).
 pub const ANSWER: &str = "answer";
 /// A channel file to download again (payload: `{"index": n}`, the attachment's position).
@@ -383,6 +389,12 @@ async fn handle(state: &AppState, job: &Job) -> Result<(), JobError> {
                 return Ok(());
             };
             crate::channels::telegram::process_delivery(state, &c, &job.payload).await
+        }
+        RETELL_DELIVERY | VAPI_DELIVERY => {
+            let Some(c) = connection(state, job).await? else {
+                return Ok(());
+            };
+            crate::channels::voip::process_delivery(state, &c, &job.payload).await
         }
         ANSWER => answer(state, job).await,
         MEDIA_DOWNLOAD => {

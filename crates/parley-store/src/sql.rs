@@ -331,6 +331,14 @@ pub(crate) fn push_filters(
         let p = sql.bind(Param::Int(min as i64));
         sql.push(&format!(" AND c.rating >= {p}"));
     }
+    if f.calls {
+        let voip = sql.bind(Param::Text(parley_core::Channel::Voip.as_str().into()));
+        let yes = match sql.dialect {
+            Dialect::Sqlite => "1",
+            Dialect::Postgres => "TRUE",
+        };
+        sql.push(&format!(" AND (c.channel = {voip} OR c.has_voice = {yes})"));
+    }
     push_insight_filters(sql, f);
     if f.needs_human {
         sql.push(" AND c.handoff_at IS NOT NULL");

@@ -116,6 +116,10 @@ pub struct CallInput {
     /// The recording itself, instead of a URL.
     #[serde(default)]
     pub recording: Option<Upload>,
+    /// Where the platform keeps a stereo recording (one speaker per channel; http or https),
+    /// kept in the call's details as `stereo_recording_url`, not downloaded.
+    #[serde(default)]
+    pub stereo_recording_url: Option<String>,
     /// The platform's sentiment of the call (kept as the client's).
     #[serde(default)]
     pub sentiment: Option<Sentiment>,
@@ -202,14 +206,19 @@ pub fn validate(c: &CallInput) -> Result<(), ApiError> {
             "give recording_url or recording, not both",
         ));
     }
-    if let Some(u) = &c.recording_url {
-        match url::Url::parse(u) {
-            Ok(p) if matches!(p.scheme(), "http" | "https") => {}
-            _ => {
-                return Err(invalid(
-                    "recording_url",
-                    "recording_url must be an http(s) URL",
-                ));
+    for (field, u) in [
+        ("recording_url", &c.recording_url),
+        ("stereo_recording_url", &c.stereo_recording_url),
+    ] {
+        if let Some(u) = u {
+            match url::Url::parse(u) {
+                Ok(p) if matches!(p.scheme(), "http" | "https") && u.len() <= 2000 => {}
+                _ => {
+                    return Err(invalid(
+                        field,
+                        format!("{field} must be an http(s) URL of at most 2000 characters"),
+                    ));
+                }
             }
         }
     }
@@ -264,18 +273,27 @@ pub fn clock(ms: u64) -> String {
     }
 }
 
+/// The `details` of a call's `call` message: `caller`, `callee`, `platform`, `direction`,
+/// `duration_ms`, `end_reason`, `stereo_recording_url` (each `null` when unknown) and the
+/// platform's `analysis` when it sent one.
+pub fn call_details(c: &CallInput) -> Value {
+    let mut details = json!({
+        "caller": c.caller, "callee": c.callee, "platform": c.platform,
+        "direction": c.direction, "duration_ms": duration_ms(c), "end_reason": c.end_reason,
+        "stereo_recording_url": c.stereo_recording_url,
+    });
+    if let Some(a) = &c.analysis {
+        details["analysis"] = Value::Object(a.clone());
+    }
+    details
+}
+
 /// The conversation a call becomes (see the [module docs](self)). `recording` is the
 /// recording attachment (stored already for an upload, to be downloaded for a URL).
 pub fn to_conversation(c: &CallInput, recording: Option<Attachment>) -> ConversationInput {
     let id = c.call_id.trim();
     let duration = duration_ms(c);
-    let mut details = json!({
-        "caller": c.caller, "callee": c.callee, "platform": c.platform,
-        "direction": c.direction, "duration_ms": duration, "end_reason": c.end_reason,
-    });
-    if let Some(a) = &c.analysis {
-        details["analysis"] = Value::Object(a.clone());
-    }
+    let details = call_details(c);
     let who = c.caller.as_deref().unwrap_or("unknown caller");
     let mut notice = format!("📞 Call from {who}");
     if let Some(to) = &c.callee {
@@ -343,6 +361,18 @@ pub async fn store_call(
     ws: WorkspaceId,
     c: &CallInput,
 ) -> Result<(bool, parley_core::ConversationId), ApiError> {
+    store_call_as(st, ws, c, c.call_id.trim()).await
+}
+
+/// [`store_call`] with the conversation's `external_id` set to `key` instead of the call id
+/// (a call from a voice platform's webhook is keyed by its connection, see
+/// [`crate::channels::conversation_key`]).
+pub async fn store_call_as(
+    st: &AppState,
+    ws: WorkspaceId,
+    c: &CallInput,
+    key: &str,
+) -> Result<(bool, parley_core::ConversationId), ApiError> {
     validate(c)?;
     let mut recording = None;
     let mut uploaded_key = None;
@@ -385,7 +415,8 @@ pub async fn store_call(
         }
         None => Vec::new(),
     };
-    let input = to_conversation(c, recording);
+    let mut input = to_conversation(c, recording);
+    input.external_id = Some(key.to_owned());
     let out = ingest_with_jobs(st, ws, vec![IngestRequest::Create(Box::new(input))], jobs).await;
     let out = match out {
         Ok(mut o) => o.remove(0),
@@ -402,6 +433,91 @@ pub async fn store_call(
         media::remove_attachments(st, ws, &[k]).await;
     }
     Ok((out.created, out.conversation_id))
+}
+
+/// The `call` message of conversation `id` (a hidden system message among its first few
+/// messages), or `None` when the conversation is not a call or not in the workspace.
+/// Errors: the store's.
+pub async fn call_message(
+    st: &AppState,
+    ws: WorkspaceId,
+    id: parley_core::ConversationId,
+) -> Result<Option<parley_core::model::Message>, parley_store::StoreError> {
+    let first = st
+        .store
+        .list_messages(
+            ws,
+            id,
+            &parley_core::query::TranscriptQuery {
+                page: 1,
+                per_page: 5,
+                newest_first: false,
+                include_hidden: true,
+            },
+        )
+        .await?;
+    Ok(first.and_then(|p| {
+        p.items
+            .into_iter()
+            .find(|m| m.meta.channel.as_ref().is_some_and(|c| c.kind == "call"))
+    }))
+}
+
+/// Brings a call stored before up to date with what the platform sent since (Retell's
+/// `call_analyzed` after `call_ended`, or the same report again): every known field of the
+/// call message's [`call_details`] that `c` has (not `null`) replaces the stored one, and the
+/// conversation takes `c`'s sentiment, end time and end reason when they are given and
+/// differ. Transcript turns and the recording are never touched here (the ingest that ran
+/// before stored any new turn). Idempotent: a second run changes nothing. Errors: the store's.
+pub async fn update_call(
+    st: &AppState,
+    ws: WorkspaceId,
+    id: parley_core::ConversationId,
+    c: &CallInput,
+) -> Result<(), ApiError> {
+    if let Some(m) = call_message(st, ws, id).await? {
+        let Value::Object(fresh) = call_details(c) else {
+            return Ok(());
+        };
+        crate::channels::edit_message(st, ws, m.id, None, move |_, meta| {
+            let Some(ch) = meta.channel.as_mut() else {
+                return (false, ());
+            };
+            let details = ch.details.get_or_insert_with(|| json!({}));
+            let Some(stored) = details.as_object_mut() else {
+                return (false, ());
+            };
+            let mut changed = false;
+            for (k, v) in fresh {
+                if !v.is_null() && stored.get(&k) != Some(&v) {
+                    stored.insert(k, v);
+                    changed = true;
+                }
+            }
+            (changed, ())
+        })
+        .await?;
+    }
+    let Some(now) = st.store.get_conversation(ws, id).await? else {
+        return Ok(());
+    };
+    let s = &now.summary;
+    let mut patch = parley_core::model::ConversationPatch::default();
+    if let Some(x) = &c.sentiment
+        && s.sentiment.as_ref() != Some(x)
+    {
+        patch.sentiment = Some(Some(x.clone()));
+    }
+    if c.ended_at.is_some() && s.ended_at != c.ended_at {
+        patch.ended_at = Some(c.ended_at);
+    }
+    if c.end_reason.is_some() && s.end_reason != c.end_reason {
+        patch.end_reason = Some(c.end_reason.clone());
+    }
+    if !patch.is_empty() {
+        st.store.update_conversation(ws, id, &patch).await?;
+    }
+    Ok(())
 }
 
 /// A recording attachment not yet stored (`media_id` = where it comes from).
@@ -560,131 +676,6 @@ pub fn sniff_mime(bytes: &[u8]) -> &'static str {
     "application/octet-stream"
 }
 
-/// Retell AI's post-call webhooks (`call_ended`, `call_analyzed`): the `x-retell-signature`
-/// check and the call object's mapping to a [`CallInput`]. Building blocks of the Retell
-/// webhook; the route itself (with its per-assistant connection) is not there yet.
-pub mod retell {
-    use hmac::{KeyInit, Mac};
-    use serde_json::Value;
-
-    use super::{CallInput, Segment, Speaker};
-    use parley_core::model::{AssistantRef, Sentiment};
-
-    type HmacSha256 = hmac::Hmac<sha2_hmac::Sha256>;
-
-    /// How far a signature's timestamp may be from now, in ms (Retell's SDKs: 5 minutes).
-    pub const TOLERANCE_MS: i64 = 300_000;
-
-    /// Whether `header` (`x-retell-signature`: `v=<timestamp ms>,d=<hex HMAC-SHA256>`) signs
-    /// `body` with the Retell API key `api_key` at a time within [`TOLERANCE_MS`] of `now_ms`.
-    /// The digest is HMAC-SHA256 (key = the API key) of the raw body followed by the decimal
-    /// timestamp, as Retell's SDKs compute it (`webhook_auth` in retell-python-sdk); the
-    /// header must be exactly that shape, lowercase hex, and is compared in constant time.
-    pub fn signature_valid(body: &[u8], header: &str, api_key: &str, now_ms: i64) -> bool {
-        let Some(rest) = header.strip_prefix("v=") else {
-            return false;
-        };
-        let Some((ts, digest)) = rest.split_once(",d=") else {
-            return false;
-        };
-        if ts.is_empty() || !ts.bytes().all(|b| b.is_ascii_digit()) || ts.len() > 18 {
-            return false;
-        }
-        if digest.len() != 64
-            || !digest
-                .bytes()
-                .all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
-        {
-            return false;
-        }
-        let Ok(at) = ts.parse::<i64>() else {
-            return false;
-        };
-        if (now_ms - at).abs() > TOLERANCE_MS {
-            return false;
-        }
-        let mut expected = [0u8; 32];
-        for (i, byte) in expected.iter_mut().enumerate() {
-            match u8::from_str_radix(&digest[2 * i..2 * i + 2], 16) {
-                Ok(b) => *byte = b,
-                Err(_) => return false,
-            }
-        }
-        let mut mac =
-            HmacSha256::new_from_slice(api_key.as_bytes()).expect("HMAC takes keys of any length");
-        mac.update(body);
-        mac.update(ts.as_bytes());
-        mac.verify_slice(&expected).is_ok()
-    }
-
-    /// The call of a Retell webhook body (`{"event", "call": {…}}`, the call object of
-    /// Retell's API: `call_id`, `from_number`, `to_number`, `direction`, `start_timestamp` /
-    /// `end_timestamp` in ms, `disconnection_reason`, `recording_url`, `transcript_object[]`
-    /// with `words[{start, end}]` in seconds, `call_analysis.user_sentiment`, `call_cost.
-    /// combined_cost` in cents) as a [`CallInput`] for `assistant`. A turn's offsets are its
-    /// first word's start and last word's end. Errors: what is missing.
-    pub fn call_input(body: &Value, assistant: AssistantRef) -> Result<CallInput, String> {
-        let c = &body["call"];
-        let id = c["call_id"].as_str().ok_or("call.call_id is missing")?;
-        let ms = |v: &Value| v.as_i64().map(parley_core::Timestamp);
-        let started = ms(&c["start_timestamp"]).ok_or("call.start_timestamp is missing")?;
-        let text = |v: &Value| v.as_str().map(str::to_owned);
-        let mut transcript = Vec::new();
-        for t in c["transcript_object"].as_array().into_iter().flatten() {
-            let words = t["words"].as_array();
-            let secs = |w: Option<&Value>, k: &str| {
-                w.and_then(|w| w[k].as_f64())
-                    .map(|s| (s * 1000.0).round().max(0.0) as u64)
-            };
-            let start_ms = secs(words.and_then(|w| w.first()), "start").unwrap_or(0);
-            let end_ms = secs(words.and_then(|w| w.last()), "end")
-                .unwrap_or(start_ms)
-                .max(start_ms);
-            let content = t["content"].as_str().unwrap_or_default().trim();
-            if content.is_empty() {
-                continue;
-            }
-            transcript.push(Segment {
-                speaker: if t["role"] == "user" {
-                    Speaker::User
-                } else {
-                    Speaker::Assistant
-                },
-                start_ms,
-                end_ms,
-                text: content.to_owned(),
-            });
-        }
-        let analysis = c["call_analysis"].as_object().cloned();
-        let sentiment = c["call_analysis"]["user_sentiment"]
-            .as_str()
-            .and_then(|s| match s.to_ascii_lowercase().as_str() {
-                "positive" => Some("positive"),
-                "negative" => Some("negative"),
-                "neutral" => Some("neutral"),
-                _ => None,
-            })
-            .and_then(|label| {
-                serde_json::from_value::<Sentiment>(serde_json::json!({"label": label})).ok()
-            });
-        Ok(CallInput {
-            call_id: id.to_owned(),
-            assistant,
-            platform: Some("retell".into()),
-            caller: text(&c["from_number"]),
-            callee: text(&c["to_number"]),
-            direction: text(&c["direction"]),
-            started_at: started,
-            ended_at: ms(&c["end_timestamp"]),
-            end_reason: text(&c["disconnection_reason"]),
-            cost_nanousd: c["call_cost"]["combined_cost"]
-                .as_f64()
-                .map(|cents| (cents * 10_000_000.0).round() as i64),
-            recording_url: text(&c["recording_url"]),
-            recording: None,
-            sentiment,
-            analysis,
-            transcript,
-        })
-    }
-}
+/// Retell's signature check and call mapping, which live with the Retell webhook
+/// ([`crate::channels::voip`]).
+pub use crate::channels::voip::retell;

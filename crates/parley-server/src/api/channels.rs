@@ -1,6 +1,7 @@
 //! Channel connections and channel sends:
 //!
-//! - `POST /api/v1/assistants/{id}/channels`: connect a WhatsApp sender or a Telegram bot;
+//! - `POST /api/v1/assistants/{id}/channels`: connect a WhatsApp sender, a Telegram bot, or a
+//!   voice platform (Retell, Vapi: see [`crate::channels::voip`]);
 //! - `GET /api/v1/assistants/{id}/channels`, `GET /api/v1/channels/{id}`,
 //!   `DELETE /api/v1/channels/{id}`;
 //! - `POST /api/v1/conversations/{id}/channel-messages`: a team member's message (text, or a
@@ -31,11 +32,12 @@ use crate::ingest::{IngestRequest, ingest};
 /// `business_account_id`, `access_token`, `app_secret`, `verify_token` (and optionally
 /// `graph_base_url`); Telegram needs `bot_token` and `public_base_url` (and optionally
 /// `api_base_url`). Either may name a `transcription_model` for voice notes and a
-/// `vision_model` for images.
+/// `vision_model` for images. Retell needs `api_key`, Vapi `server_secret`, and neither takes
+/// anything else.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ConnectInput {
-    /// `whatsapp` or `telegram`.
+    /// `whatsapp`, `telegram`, `retell` or `vapi`.
     pub kind: ChannelKind,
     /// WhatsApp: the phone number's id in Meta's Business Manager (digits).
     #[serde(default)]
@@ -73,6 +75,13 @@ pub struct ConnectInput {
     /// described when set.
     #[serde(default)]
     pub vision_model: Option<String>,
+    /// Retell: the API key with the webhook badge, which signs Retell's webhooks (sealed).
+    #[serde(default)]
+    pub api_key: Option<String>,
+    /// Vapi: the server URL secret, or the token or HMAC secret key of the Custom Credential
+    /// on the server URL (sealed).
+    #[serde(default)]
+    pub server_secret: Option<String>,
 }
 
 fn invalid(field: &str, message: impl Into<String>) -> ApiError {
@@ -156,6 +165,8 @@ fn require_proof(proof: channels::Proof, kind: ChannelKind, field: &str) -> Resu
             match kind {
                 ChannelKind::Whatsapp => "whatsapp_unreachable",
                 ChannelKind::Telegram => "telegram_unreachable",
+                ChannelKind::Retell => "retell_unreachable",
+                ChannelKind::Vapi => "vapi_unreachable",
             },
             format!(
                 "could not ask {} to confirm the credentials: {why}",
@@ -169,6 +180,8 @@ fn platform_name(kind: ChannelKind) -> &'static str {
     match kind {
         ChannelKind::Whatsapp => "Meta's Graph API",
         ChannelKind::Telegram => "Telegram",
+        ChannelKind::Retell => "Retell",
+        ChannelKind::Vapi => "Vapi",
     }
 }
 
@@ -191,6 +204,8 @@ async fn holder_proof(st: &AppState, holder: &ChannelConnection) -> channels::Pr
                 Err(e) => channels::Proof::Refused(e),
             }
         }
+        // Nothing is claimed: a voice platform's connection is keyed by its own id.
+        ChannelKind::Retell | ChannelKind::Vapi => channels::Proof::Proven,
     }
 }
 
@@ -249,6 +264,8 @@ fn platform_label(kind: ChannelKind) -> &'static str {
     match kind {
         ChannelKind::Whatsapp => "WhatsApp number",
         ChannelKind::Telegram => "Telegram bot",
+        ChannelKind::Retell => "Retell account",
+        ChannelKind::Vapi => "Vapi account",
     }
 }
 
@@ -318,6 +335,8 @@ pub(crate) async fn connect(
                 (&input.bot_token, "bot_token"),
                 (&input.public_base_url, "public_base_url"),
                 (&input.api_base_url, "api_base_url"),
+                (&input.api_key, "api_key"),
+                (&input.server_secret, "server_secret"),
             ] {
                 forbid(v, f, input.kind)?;
             }
@@ -357,6 +376,8 @@ pub(crate) async fn connect(
                 (&input.app_secret, "app_secret"),
                 (&input.verify_token, "verify_token"),
                 (&input.graph_base_url, "graph_base_url"),
+                (&input.api_key, "api_key"),
+                (&input.server_secret, "server_secret"),
             ] {
                 forbid(v, f, input.kind)?;
             }
@@ -388,6 +409,44 @@ pub(crate) async fn connect(
             channels::seal(st, &mut c.secrets, "webhook_secret", &webhook_secret);
             free_sender(st, &c).await?;
             telegram::set_webhook(st, &c, token, &webhook_secret).await?;
+        }
+        ChannelKind::Retell | ChannelKind::Vapi => {
+            let (name, given, other) = if c.kind == ChannelKind::Retell {
+                (
+                    "api_key",
+                    &input.api_key,
+                    ("server_secret", &input.server_secret),
+                )
+            } else {
+                (
+                    "server_secret",
+                    &input.server_secret,
+                    ("api_key", &input.api_key),
+                )
+            };
+            for (v, f) in [
+                (&input.phone_number_id, "phone_number_id"),
+                (&input.business_account_id, "business_account_id"),
+                (&input.access_token, "access_token"),
+                (&input.app_secret, "app_secret"),
+                (&input.verify_token, "verify_token"),
+                (&input.graph_base_url, "graph_base_url"),
+                (&input.bot_token, "bot_token"),
+                (&input.public_base_url, "public_base_url"),
+                (&input.api_base_url, "api_base_url"),
+                (&input.transcription_model, "transcription_model"),
+                (&input.vision_model, "vision_model"),
+                (other.1, other.0),
+            ] {
+                forbid(v, f, input.kind)?;
+            }
+            let secret = required(given, name, 512)?;
+            if secret.chars().any(char::is_control) {
+                return Err(invalid(name, "must not hold control characters"));
+            }
+            debug_assert_eq!(name, channels::voip::secret_name(c.kind));
+            c.external_key = c.id.to_string();
+            channels::seal(st, &mut c.secrets, name, secret);
         }
     }
     st.store.channels().create_channel(&c).await?;
@@ -602,6 +661,12 @@ pub(super) async fn send(
             whatsapp::reply(&st, &c, conversation, &customer, &message).await
         }
         (ChannelKind::Telegram, _) => telegram::reply(&st, &c, &customer, &message).await,
+        // `connection_of` refuses calls; said again here for the compiler.
+        (ChannelKind::Retell | ChannelKind::Vapi, _) => Err(parley_core::channel::ChannelError {
+            code: 0,
+            title: "not_a_channel_conversation".into(),
+            message: Some("nothing can be sent to a caller through a voice platform".into()),
+        }),
     };
     let message = find_message(&st, &auth, conversation, message_id).await?;
     match result {

@@ -34,6 +34,7 @@ pub(crate) const FILTER_PARAMS: &[&str] = &[
     "resolution",
     "needs_human",
     "assignee",
+    "calls",
 ];
 
 /// Parses the list filters. Errors: 400 `invalid_parameter` naming the parameter.
@@ -119,6 +120,16 @@ pub(crate) fn parse_filter(p: &Params) -> Result<ConversationFilter, ApiError> {
                     format!("assignee must be a user id or none, got {v:?}"),
                 )
             })?)),
+        },
+        calls: match p.get("calls") {
+            None | Some("false") => false,
+            Some("true") => true,
+            Some(v) => {
+                return Err(ApiError::bad_param(
+                    "calls",
+                    format!("calls must be true or false, got {v:?}"),
+                ));
+            }
         },
     })
 }

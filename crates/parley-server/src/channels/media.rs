@@ -335,6 +335,12 @@ pub async fn download_later(
         parley_core::channel::ChannelKind::Telegram => {
             super::telegram::download_attachment(state, c, &mut a).await
         }
+        // Call recordings come by URL (the `voip.recording` job), never by platform media id.
+        parley_core::channel::ChannelKind::Retell | parley_core::channel::ChannelKind::Vapi => {
+            return Err(JobError::Permanent(
+                "a voice platform's connection has no media to download".into(),
+            ));
+        }
     };
     let last = job.attempts >= job.max_attempts;
     let (mut transcript, mut description) = (None, None);

@@ -9,6 +9,7 @@
 //! - [`telegram`]: `setWebhook` with a secret token, updates, `sendMessage`.
 //! - [`media`]: attachment storage under the data directory, voice transcription and image
 //!   descriptions.
+//! - [`voip`]: Retell's and Vapi's post-call webhooks (phone calls on channel `voip`).
 //!
 //! The stand-ins for Meta's Graph API and Telegram's Bot API the tests use live in
 //! `parley-testkit`.
@@ -23,6 +24,7 @@
 
 pub mod media;
 pub mod telegram;
+pub mod voip;
 pub mod whatsapp;
 
 use std::collections::BTreeMap;
@@ -48,6 +50,8 @@ pub fn router() -> Router<AppState> {
             get(whatsapp::verify).post(whatsapp::webhook),
         )
         .route("/webhooks/telegram/{id}", post(telegram::webhook))
+        .route("/webhooks/retell/{id}", post(voip::retell_webhook))
+        .route("/webhooks/vapi/{id}", post(voip::vapi_webhook))
 }
 
 /// A connection as the API shows it: settings, the secrets' hints (never the secrets), the
@@ -162,7 +166,11 @@ pub async fn connection_of(
         )
     };
     let key = detail.summary.external_id.clone().ok_or_else(not_channel)?;
-    let (_, id, customer) = parse_conversation_key(&key).ok_or_else(not_channel)?;
+    let (kind, id, customer) = parse_conversation_key(&key).ok_or_else(not_channel)?;
+    if kind.is_voip() {
+        // A phone call: nothing can be sent back to the caller through the platform.
+        return Err(not_channel());
+    }
     let customer = customer.to_owned();
     let c = state
         .store

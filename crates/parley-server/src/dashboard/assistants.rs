@@ -505,7 +505,8 @@ pub(super) async fn edit_form(
     };
     let values = values_of(&a, &st.settings.providers);
     let tz = tz_offset(&headers);
-    let channels = super::channels::rows(&st, ws, a.id, tz).await;
+    let channels =
+        super::channels::rows(&st, ws, a.id, tz, &super::channels::origin(&headers)).await;
     form_page(
         &st,
         &session,
@@ -567,6 +568,12 @@ pub(super) struct ChannelForm {
     /// Advanced: the Bot API base (a local Bot API server).
     #[serde(default)]
     api_base_url: String,
+    /// Retell: the API key that signs its webhooks.
+    #[serde(default)]
+    api_key: String,
+    /// Vapi: the server URL secret (or credential token / HMAC key).
+    #[serde(default)]
+    server_secret: String,
 }
 
 /// A form with only its CSRF token.
@@ -602,6 +609,8 @@ pub(super) async fn connect_channel(
     let kind = match f.kind.as_str() {
         "whatsapp" => parley_core::channel::ChannelKind::Whatsapp,
         "telegram" => parley_core::channel::ChannelKind::Telegram,
+        "retell" => parley_core::channel::ChannelKind::Retell,
+        "vapi" => parley_core::channel::ChannelKind::Vapi,
         _ => return back_to_channels(&id, &[("channel_error", "unknown channel kind")]),
     };
     let input = crate::api::channels::ConnectInput {
@@ -617,6 +626,8 @@ pub(super) async fn connect_channel(
         api_base_url: given(&f.api_base_url),
         transcription_model: given(&f.transcription_model),
         vision_model: given(&f.vision_model),
+        api_key: given(&f.api_key),
+        server_secret: given(&f.server_secret),
     };
     match crate::api::channels::connect(&st, session.user.workspace_id, assistant, &input).await {
         Ok(_) => back_to_channels(&id, &[("channel", "connected")]),
@@ -875,7 +886,10 @@ async fn save(
             };
             let total = st.store.conversation_total(ws).await.unwrap_or(0);
             let channels = match &existing {
-                Some(a) => super::channels::rows(&st, ws, a.id, tz).await,
+                Some(a) => {
+                    super::channels::rows(&st, ws, a.id, tz, &super::channels::origin(&headers))
+                        .await
+                }
                 None => Vec::new(),
             };
             let mut res = form_page(

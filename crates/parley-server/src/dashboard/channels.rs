@@ -10,14 +10,15 @@ use crate::AppState;
 pub struct ChannelRow {
     /// The connection's id.
     pub id: String,
-    /// `whatsapp` or `telegram` (the badge's class).
+    /// `whatsapp`, `telegram`, `retell` or `vapi` (the badge's class).
     pub kind: String,
-    /// "WhatsApp" or "Telegram".
+    /// "WhatsApp", "Telegram", "Retell" or "Vapi".
     pub label: &'static str,
-    /// Phone number id or bot id.
+    /// Phone number id or bot id (a voice platform's: the connection id).
     pub external_key: String,
-    /// `/webhooks/{kind}/{id}`.
-    pub webhook_path: String,
+    /// The webhook's full URL as this page was reached (`{origin}/webhooks/{kind}/{id}`), what
+    /// the platform's settings want.
+    pub webhook_url: String,
     /// The secrets' hints, e.g. "access_token …9876 · app_secret …6789".
     pub secrets: String,
     /// WhatsApp: quality rating and messaging limit, e.g. "Quality GREEN · limit TIER_1K
@@ -30,13 +31,33 @@ pub struct ChannelRow {
     pub inbox: String,
 }
 
-/// The assistant's connections for its dashboard page (`tz`: the viewer's offset in minutes);
-/// empty when the store fails (logged).
+/// `scheme://host` of the page as the browser reached it: the `Host` header, with
+/// `X-Forwarded-Proto` (its first value) or else `http`; empty without a usable `Host`. Only
+/// ever shown back to the viewer, to copy into a platform's settings.
+pub fn origin(headers: &axum::http::HeaderMap) -> String {
+    let text = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+    let Some(host) = text("host").filter(|h| {
+        !h.is_empty()
+            && h.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b".-:[]".contains(&b))
+    }) else {
+        return String::new();
+    };
+    let scheme = match text("x-forwarded-proto").and_then(|p| p.split(',').next()) {
+        Some(p) if p.trim() == "https" => "https",
+        _ => "http",
+    };
+    format!("{scheme}://{host}")
+}
+
+/// The assistant's connections for its dashboard page (`tz`: the viewer's offset in minutes;
+/// `origin`: see [`origin`]); empty when the store fails (logged).
 pub async fn rows(
     state: &AppState,
     workspace: WorkspaceId,
     assistant: parley_core::AssistantId,
     tz: i32,
+    origin: &str,
 ) -> Vec<ChannelRow> {
     let list = match state
         .store
@@ -59,9 +80,11 @@ pub async fn rows(
             label: match c.kind {
                 ChannelKind::Whatsapp => "WhatsApp",
                 ChannelKind::Telegram => "Telegram",
+                ChannelKind::Retell => "Retell",
+                ChannelKind::Vapi => "Vapi",
             },
             external_key: c.external_key.clone(),
-            webhook_path: format!("/webhooks/{}/{}", c.kind, c.id),
+            webhook_url: format!("{origin}/webhooks/{}/{}", c.kind, c.id),
             secrets: c
                 .secrets
                 .iter()

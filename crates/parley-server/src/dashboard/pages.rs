@@ -152,6 +152,8 @@ struct ConversationsPage {
     range: &'static str,
     today_href: String,
     week_href: String,
+    /// The **Calls** quick filter toggled.
+    calls_href: String,
     from_value: String,
     to_value: String,
     clear_href: String,
@@ -320,6 +322,13 @@ fn chips(view: &ViewState, assistants: &[Assistant], today: &str, week_start: &s
                 .collect::<Vec<_>>()
                 .join(", "),
             remove: base.with(|v| v.resolutions.clear()),
+        });
+    }
+    if view.calls {
+        out.push(Chip {
+            kind: "Calls",
+            value: "Phone calls and voice".into(),
+            remove: base.with(|v| v.calls = false),
         });
     }
     if let Some(r) = view.min_rating {
@@ -611,6 +620,7 @@ pub(super) async fn conversations(
             v.from = Some(week_day.clone());
             v.to = None;
         }),
+        calls_href: first.with(|v| v.calls = !v.calls),
         from_value: view.from.clone().unwrap_or_default(),
         to_value: view.to.clone().unwrap_or_default(),
         clear_href: ViewState {
@@ -1079,29 +1089,14 @@ async fn call_recording(
     ws: parley_core::WorkspaceId,
     id: ConversationId,
 ) -> Result<Option<String>, parley_store::StoreError> {
-    let first = st
-        .store
-        .list_messages(
-            ws,
-            id,
-            &TranscriptQuery {
-                page: 1,
-                per_page: 5,
-                newest_first: false,
-                include_hidden: true,
-            },
-        )
-        .await?;
-    Ok(first.and_then(|p| {
-        p.items.iter().find_map(|m| {
-            let c = m.meta.channel.as_ref().filter(|c| c.kind == "call")?;
-            let a = c.attachments.first()?;
-            a.storage_key.as_ref()?;
-            Some(format!(
-                "/conversations/{id}/messages/{}/attachments/0",
-                m.id
-            ))
-        })
+    let call = crate::api::calls::call_message(st, ws, id).await?;
+    Ok(call.and_then(|m| {
+        let a = m.meta.channel.as_ref()?.attachments.first()?;
+        a.storage_key.as_ref()?;
+        Some(format!(
+            "/conversations/{id}/messages/{}/attachments/0",
+            m.id
+        ))
     }))
 }
 

@@ -101,6 +101,9 @@ pub struct ViewState {
     pub resolutions: Vec<Resolution>,
     /// The team view (`view=`), if any.
     pub inbox: Option<Inbox>,
+    /// The **Calls** quick filter (`calls=true`): channel `voip` or any conversation with
+    /// voice.
+    pub calls: bool,
     /// Sort order.
     pub sort: Sort,
     /// Page after this cursor (for `sort`).
@@ -196,6 +199,11 @@ impl ViewState {
                         errors.push(format!("{k} must be a date like 2026-11-20, not {value:?}"));
                     }
                 }
+                "calls" => match value {
+                    "true" | "1" => v.calls = true,
+                    "false" | "0" => v.calls = false,
+                    _ => errors.push(format!("calls must be true or false, not {value:?}")),
+                },
                 "q" => v.q = Some(value.chars().take(200).collect()),
                 "view" => match Inbox::parse(value) {
                     Some(i) => v.inbox = Some(i),
@@ -260,6 +268,7 @@ impl ViewState {
                 Some(Inbox::Unassigned) => Some(AssigneeFilter::Unassigned),
                 _ => None,
             },
+            calls: self.calls,
         }
     }
 
@@ -275,6 +284,7 @@ impl ViewState {
             || !self.sentiments.is_empty()
             || !self.resolutions.is_empty()
             || self.inbox.is_some()
+            || self.calls
     }
 
     /// The query string of this state (without the leading `?`), in a stable order.
@@ -316,6 +326,9 @@ impl ViewState {
         }
         if let Some(i) = self.inbox {
             s.append_pair("view", i.as_str());
+        }
+        if self.calls {
+            s.append_pair("calls", "true");
         }
         if let Some(f) = &self.from {
             s.append_pair("from", f);

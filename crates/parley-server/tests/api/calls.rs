@@ -19,7 +19,7 @@ use crate::helpers::{Backend, TestApp, shared_dir};
 /// A voice platform's recording storage: `GET /recordings/{file}` serves a fixture from
 /// `../shared/fixtures/audio`; the first request of each file answers 503 (the download is
 /// retried by the job queue). Returns (base URL, requests served).
-async fn fake_platform() -> (String, Arc<AtomicUsize>) {
+pub(crate) async fn fake_platform() -> (String, Arc<AtomicUsize>) {
     let hits = Arc::new(AtomicUsize::new(0));
     async fn recording(
         State(hits): State<Arc<AtomicUsize>>,
@@ -45,7 +45,7 @@ async fn fake_platform() -> (String, Arc<AtomicUsize>) {
 
 /// The four turns of `call_two_speakers_turns.json` as transcript segments (agent = the
 /// assistant, caller = the user).
-fn segments() -> Vec<Value> {
+pub(crate) fn segments() -> Vec<Value> {
     let turns: Value = serde_json::from_slice(
         &std::fs::read(shared_dir().join("fixtures/audio/call_two_speakers_turns.json")).unwrap(),
     )
@@ -75,7 +75,7 @@ fn call(id: &str) -> Value {
     })
 }
 
-async fn messages(app: &TestApp, conversation: &str) -> Vec<Value> {
+pub(crate) async fn messages(app: &TestApp, conversation: &str) -> Vec<Value> {
     let r = app
         .get(&format!(
             "/api/v1/conversations/{conversation}/messages?per_page=200&order=asc&include=all"
@@ -89,7 +89,7 @@ async fn messages(app: &TestApp, conversation: &str) -> Vec<Value> {
 }
 
 /// The call message (type `call`) of a conversation.
-fn call_message(ms: &[Value]) -> Value {
+pub(crate) fn call_message(ms: &[Value]) -> Value {
     ms.iter()
         .find(|m| m["meta"]["channel"]["type"] == "call")
         .cloned()

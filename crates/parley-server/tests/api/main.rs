@@ -34,6 +34,7 @@ mod telegram;
 mod tenancy;
 mod transfer;
 mod two_servers;
+mod voip_webhooks;
 mod whatsapp;
 mod widget;
 mod widget_keys;

@@ -1,8 +1,11 @@
 //! The audio player (issue 15) in Chromium: WhatsApp-style voice notes (Ogg/Opus and
-//! WebM/Opus from `../shared/fixtures/audio`) and a phone call (WAV, timed transcript) each
-//! show a waveform from the server's peaks; play, speed, skip, seek, keyboard and
-//! auto-advance are checked through the media elements' `currentTime` / `playbackRate`; the
-//! call player highlights and seeks to transcript turns; the phone layout works.
+//! WebM/Opus from `../shared/fixtures/audio`), a Vapi call (its `end-of-call-report` through
+//! the webhook, the MP3 recording downloaded from a fake platform on 127.0.0.1) and a phone
+//! call sent to `POST /api/v1/calls` (WAV upload) each show a waveform from the server's
+//! peaks; play, speed, skip, seek, keyboard and auto-advance are checked through the media
+//! elements' `currentTime` / `playbackRate`; the call player highlights and seeks to
+//! transcript turns; the Calls quick filter lists the calls and voice conversations only; the
+//! phone layout works.
 
 use base64::Engine as _;
 use serde_json::{Value, json};
@@ -79,6 +82,85 @@ async fn phone_call(app: &TestApp) -> String {
     r.body["conversation"]["id"].as_str().unwrap().to_owned()
 }
 
+/// A Vapi call: a Vapi connection of a new assistant, and an `end-of-call-report` (the shape
+/// of Vapi's documented schema, as in the API tests' `voip_webhooks.rs`) with the fixture's
+/// four turns, whose MP3 recording a fake platform on 127.0.0.1 serves. Returns the
+/// conversation once its recording is stored.
+async fn vapi_call(app: &TestApp) -> String {
+    let app_router = axum::Router::new().route(
+        "/call.mp3",
+        axum::routing::get(|| async {
+            (
+                [("content-type", "audio/mpeg")],
+                audio("call_two_speakers_8k_mono.mp3"),
+            )
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let platform = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app_router).await });
+    let r = app
+        .post("/api/v1/assistants", &json!({"name": "Vapi desk"}))
+        .await;
+    assert_eq!(r.status, 201, "{}", r.text);
+    let assistant = r.body["id"].as_str().unwrap().to_owned();
+    let r = app
+        .post(
+            &format!("/api/v1/assistants/{assistant}/channels"),
+            &json!({"kind": "vapi", "server_secret": "browser-secret-1234"}),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", r.text);
+    let path = r.body["webhook_path"].as_str().unwrap().to_owned();
+    let turns: Value = serde_json::from_slice(&audio("call_two_speakers_turns.json")).unwrap();
+    let start = 1_764_496_800_000_i64;
+    let messages: Vec<Value> = turns["turns"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| {
+            let (a, z) = (
+                t["start_ms"].as_i64().unwrap(),
+                t["end_ms"].as_i64().unwrap(),
+            );
+            json!({"role": if t["speaker"] == "agent" { "bot" } else { "user" },
+                   "message": t["text"], "time": start + a, "endTime": start + z,
+                   "secondsFromStart": a as f64 / 1000.0, "duration": (z - a) as f64 / 1000.0})
+        })
+        .collect();
+    let report = json!({"message": {"type": "end-of-call-report",
+        "startedAt": "2026-11-30T10:00:00.000Z", "endedAt": "2026-11-30T10:00:21.833Z",
+        "endedReason": "customer-ended-call", "cost": 0.0842,
+        "customer": {"number": "+15550003333"}, "phoneNumber": {"number": "+15550002222"},
+        "analysis": {"summary": "Order status asked."},
+        "artifact": {"messages": messages, "recordingUrl": format!("{platform}/call.mp3")},
+        "call": {"id": "vapi-browser-call", "type": "inboundPhoneCall"}}});
+    let r = app
+        .send(
+            app.client
+                .post(app.url(&path))
+                .header("x-vapi-secret", "browser-secret-1234")
+                .json(&report),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    for _ in 0..600 {
+        let ids = app.list_ids("channel=voip&q=%2B15550003333").await;
+        if let Some(id) = ids.first() {
+            let r = app
+                .get(&format!(
+                    "/api/v1/conversations/{id}/messages?include=all&order=asc"
+                ))
+                .await;
+            if r.body["items"][0]["meta"]["channel"]["attachments"][0]["storage_key"].is_string() {
+                return id.clone();
+            }
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    panic!("the Vapi call and its recording were not stored");
+}
+
 async fn num(b: &Browser, script: &str) -> f64 {
     b.js(script).await.as_f64().unwrap_or(f64::NAN)
 }
@@ -91,6 +173,11 @@ async fn voice_notes_and_a_call_play_in_the_waveform_player() {
     let app = TestApp::spawn().await;
     let notes = voice_notes(&app).await;
     let call = phone_call(&app).await;
+    let vapi = vapi_call(&app).await;
+    let text = app
+        .create(json!({"assistant": {"name": "Ava"}, "channel": "widget",
+                       "messages": [{"role": "user", "content": "Just text"}]}))
+        .await;
     let base = b.sign_in_new_admin(&app, PASSWORD).await;
 
     // Voice notes: two players, each with its waveform drawn from the server's peaks.
@@ -159,8 +246,27 @@ async fn voice_notes_and_a_call_play_in_the_waveform_player() {
     let t = num(&b, &format!("return {a1}.currentTime")).await;
     assert!((t - 3.67 / 2.0).abs() < 0.35, "seeked to the middle: {t}");
 
-    // The call: a conversation player at the top; clicking a turn seeks there and highlights it.
-    b.goto(&format!("{base}/conversations?open={call}&tab=transcript"))
+    // The Calls quick filter: the calls and the voice notes, not the text conversation.
+    b.goto(&format!("{base}/conversations")).await;
+    b.click("#quick-calls").await;
+    b.wait_for(
+        "the Calls filter",
+        "return location.search.includes('calls=true') && !!document.querySelector('.chip')",
+    )
+    .await;
+    let listed = b
+        .js("return [...document.querySelectorAll('tr.row[data-id]')].map(r => r.dataset.id)")
+        .await;
+    let listed: Vec<String> = serde_json::from_value(listed).unwrap();
+    for id in [&notes, &call, &vapi] {
+        assert!(listed.contains(id), "{id} listed: {listed:?}");
+    }
+    assert!(!listed.contains(&text), "text-only left out: {listed:?}");
+    b.screenshot("voice-calls-filter").await;
+
+    // The Vapi call (MP3 downloaded through the webhook's job): a conversation player at the
+    // top; clicking a turn seeks there and highlights it.
+    b.goto(&format!("{base}/conversations?open={vapi}&tab=transcript"))
         .await;
     b.wait_for(
         "the call's waveform",
@@ -182,6 +288,16 @@ async fn voice_notes_and_a_call_play_in_the_waveform_player() {
     .await;
     b.screenshot("voice-call").await;
     b.js(&format!("{ca}.pause(); return true")).await;
+    // Its speed and skip work too.
+    b.click(".call-player .pl-speed").await;
+    assert_eq!(num(&b, &format!("return {ca}.playbackRate")).await, 1.5);
+    let before = num(&b, &format!("return {ca}.currentTime")).await;
+    b.click(".call-player .pl-fwd").await;
+    let after = num(&b, &format!("return {ca}.currentTime")).await;
+    assert!(
+        (after - before - 5.0).abs() < 0.3,
+        "+5 s: {before} -> {after}"
+    );
     assert!(
         b.console_errors().await.is_empty(),
         "{:?}",
