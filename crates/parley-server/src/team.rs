@@ -110,6 +110,8 @@ async fn connection(
         .channels()
         .get_channel(ws, id)
         .await?
+        // A VoIP call has ended by the time it is stored: nothing to deliver a reply to.
+        .filter(|c| matches!(c.kind, ChannelKind::Whatsapp | ChannelKind::Telegram))
         .map(|c| (c, customer.to_owned())))
 }
 
@@ -311,6 +313,8 @@ pub(crate) async fn deliver(st: &AppState, job: &Job) -> Result<(), JobError> {
         }
         (ChannelKind::Whatsapp, None) => whatsapp::reply(st, &c, id, &customer, m).await,
         (ChannelKind::Telegram, _) => telegram::reply(st, &c, &customer, m).await,
+        // Never queued: `connection` leaves VoIP connections out.
+        (ChannelKind::Retell | ChannelKind::Vapi, _) => return Ok(()),
     };
     if let Err(e) = sent {
         tracing::warn!(conversation = %id, error = %e, "team reply not delivered");

@@ -248,11 +248,7 @@ pub(crate) async fn assistants_of(
         },
     )?;
     // The store orders by assistant then version: consecutive rows are one assistant's.
-    let mut groups: Vec<(
-        Option<AssistantId>,
-        InsightTotals,
-        Vec<(Option<i64>, InsightTotals)>,
-    )> = Vec::new();
+    let mut groups: Vec<AssistantGroup> = Vec::new();
     for r in rows {
         match groups.last_mut() {
             Some(g) if g.0 == r.assistant => {
