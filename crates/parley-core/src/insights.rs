@@ -86,6 +86,15 @@ pub struct ConversationInsight {
     pub first_response_ms: Option<i64>,
     /// The conversation's duration in ms (see [`ConversationSummary::duration_ms`]).
     pub duration_ms: Option<i64>,
+    /// The customer text's key phrases, best first (see [`crate::topics::key_phrases`]);
+    /// empty when there is no customer text or its language has no stop word list.
+    #[serde(default)]
+    pub key_phrases: Vec<String>,
+    /// The key of the workspace topic the conversation belongs to (see
+    /// [`crate::topics::topic_of`]); `None` until topics are learned, or when it is in none.
+    /// [`analyse`] leaves it `None`: topics are the workspace's, the server assigns them.
+    #[serde(default)]
+    pub topic: Option<String>,
 }
 
 /// VADER's compound score of one text, in [-1, 1].
@@ -174,6 +183,12 @@ pub fn analyse(
         resolution: resolution(conv, &msgs, now, negative, last_customer_positive),
         first_response_ms: first_response_ms(&msgs),
         duration_ms: conv.duration_ms,
+        // What the lexicon reads as English (see [`readable`]) is English to YAKE too.
+        key_phrases: crate::topics::key_phrases(
+            &customer,
+            if can_read { None } else { language.as_deref() },
+        ),
+        topic: None,
         sentiment,
         sentiment_source,
         sentiment_shift,

@@ -27,6 +27,7 @@ pub mod pricing;
 pub mod query;
 pub mod search;
 pub mod time;
+pub mod topics;
 pub mod validate;
 pub mod vocab;
 pub mod widget;

@@ -48,6 +48,14 @@ pub struct ConversationFilter {
     /// The computed resolution outcome is one of these (empty: any); a conversation not
     /// analysed yet matches none.
     pub resolutions: Vec<crate::Resolution>,
+    /// The conversation is in this workspace topic (its key, lower-case; see
+    /// [`crate::topics`]); a conversation in no topic, or not analysed yet, matches none.
+    pub topic: Option<String>,
+    /// Started (`started_at`) at or after this: the Insights cohort's date, so a drill-down
+    /// lists exactly the conversations a figure counted.
+    pub started_from: Option<Timestamp>,
+    /// Started strictly before this.
+    pub started_to: Option<Timestamp>,
     /// Only conversations that "Need a human" (the assistant called `hand_off` and no team
     /// member has answered yet): the Needs attention view.
     pub needs_human: bool,

@@ -22,6 +22,14 @@
 //! workspace at a time and another takes over when it dies; an idle workspace costs a pass two
 //! reads and no write.
 //!
+//! **Topics.** Each analysis stores the conversation's key phrases and gives it the workspace's
+//! topic they match ([`parley_core::topics::topic_of`]); the topics themselves are learned again
+//! ([`learn_topics`], from the [`TOPIC_SAMPLE`] most recently started conversations) at the end
+//! of a pass when analyses stored key phrases since they were last learned, at most every
+//! [`TOPICS_EVERY_MS`] in the background and at once by `parley analyse`. Learning re-assigns the
+//! sampled conversations and clears the topic of any other whose topic is gone, so every stored
+//! topic is one of the workspace's current ones.
+//!
 //! **When.** [`start`] runs a pass over every workspace when an ingest commits (woken through
 //! [`crate::jobs::Jobs::wake_insights`], after [`SETTLE`] so a burst is one pass) and every
 //! [`PERIOD`] (changes by other servers, patches, ratings). `parley analyse` runs the same pass
@@ -31,6 +39,7 @@
 use std::time::Duration;
 
 use parley_core::insights::analyse;
+use parley_core::topics::topic_of;
 use parley_core::{ConversationId, Timestamp, WorkspaceId};
 use parley_store::{InsightCursor, Store, StoreError};
 use tokio::sync::watch;
@@ -49,6 +58,12 @@ pub const PERIOD: Duration = Duration::from_secs(5);
 /// How long a wake-up waits for more commits before the pass starts.
 pub const SETTLE: Duration = Duration::from_millis(100);
 
+/// The most conversations (the most recently started) topics are learned from.
+pub const TOPIC_SAMPLE: u32 = 20_000;
+/// How often (ms) the background analyser learns a workspace's topics again while its
+/// conversations keep changing.
+pub const TOPICS_EVERY_MS: i64 = 60_000;
+
 /// What one pass over a workspace did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Pass {
@@ -60,12 +75,14 @@ pub enum Pass {
 
 /// One pass over `workspace` as `worker`: analyses every conversation changed past the
 /// watermark whose insight is missing or stale, [`BATCH`] at a time, calling `progress(done)`
-/// after each round, and moves the watermark. A conversation changed while it is analysed is
-/// stale again and is picked up by the next pass. Errors: the store's.
+/// after each round, and moves the watermark; then learns the topics again when key phrases
+/// changed since they were learned `topics_every_ms` or more ago. A conversation changed while
+/// it is analysed is stale again and is picked up by the next pass. Errors: the store's.
 pub async fn analyse_changed(
     store: &dyn Store,
     workspace: WorkspaceId,
     worker: &str,
+    topics_every_ms: i64,
     mut progress: impl FnMut(u64),
 ) -> Result<Pass, StoreError> {
     let insights = store.insights();
@@ -74,7 +91,10 @@ pub async fn analyse_changed(
     let first = insights
         .changed_conversations(workspace, mark, BATCH)
         .await?;
-    if first.len() < BATCH as usize && !first.iter().any(|c| c.stale) {
+    if first.len() < BATCH as usize
+        && !first.iter().any(|c| c.stale)
+        && !topics_due(store, workspace, topics_every_ms).await?
+    {
         return Ok(Pass::Analysed(0));
     }
     let lease = || Timestamp(Timestamp::now().0.saturating_add(LEASE_MS));
@@ -119,8 +139,68 @@ pub async fn analyse_changed(
         }
     }
     .await;
+    let result = match result {
+        Ok(()) => topics_after(store, workspace, done, topics_every_ms).await,
+        e => e,
+    };
     let released = insights.release_insight_watermark(workspace, worker).await;
     result.and(released).map(|()| Pass::Analysed(done))
+}
+
+/// Whether the workspace's topics are due to be learned again: key phrases changed after they
+/// were learned, and that was `every_ms` or more ago.
+async fn topics_due(
+    store: &dyn Store,
+    workspace: WorkspaceId,
+    every_ms: i64,
+) -> Result<bool, StoreError> {
+    let set = store.insights().topics(workspace).await?;
+    Ok(set.changed_at > set.learned_at
+        && Timestamp::now().0.saturating_sub(set.learned_at) >= every_ms)
+}
+
+/// The end of a pass that analysed `done` conversations: records the change and learns the
+/// topics when they are due.
+async fn topics_after(
+    store: &dyn Store,
+    workspace: WorkspaceId,
+    done: u64,
+    every_ms: i64,
+) -> Result<(), StoreError> {
+    if done > 0 {
+        store
+            .insights()
+            .note_topic_change(workspace, Timestamp::now())
+            .await?;
+    }
+    if topics_due(store, workspace, every_ms).await? {
+        learn_topics(store, workspace).await?;
+    }
+    Ok(())
+}
+
+/// Learns the workspace's topics from its [`TOPIC_SAMPLE`] most recently started analysed
+/// conversations, stores them and re-assigns the sampled conversations whose topic changed;
+/// returns the topics. Errors: the store's.
+pub async fn learn_topics(
+    store: &dyn Store,
+    workspace: WorkspaceId,
+) -> Result<Vec<parley_core::topics::Topic>, StoreError> {
+    let insights = store.insights();
+    let sample = insights.topic_sample(workspace, TOPIC_SAMPLE).await?;
+    let docs: Vec<Vec<String>> = sample.iter().map(|s| s.key_phrases.clone()).collect();
+    let topics = parley_core::topics::learn_topics(&docs, parley_core::topics::MAX_TOPICS);
+    let changes: Vec<(ConversationId, Option<String>)> = sample
+        .iter()
+        .filter_map(|s| {
+            let now = topic_of(&s.key_phrases, &topics).map(|t| t.key.clone());
+            (now != s.topic).then_some((s.id, now))
+        })
+        .collect();
+    insights
+        .save_topics(workspace, &topics, &changes, Timestamp::now())
+        .await?;
+    Ok(topics)
 }
 
 /// Analyses and stores the conversations `ids` of `workspace`; returns how many still
@@ -131,9 +211,11 @@ async fn analyse_some(
     ids: &[ConversationId],
 ) -> Result<u64, StoreError> {
     let records = store.export_conversations(workspace, ids).await?;
+    let topics = store.insights().topics(workspace).await?.topics;
     let now = Timestamp::now();
     let saves = records.iter().map(|r| {
-        let insight = analyse(&r.detail.summary, &r.messages, now);
+        let mut insight = analyse(&r.detail.summary, &r.messages, now);
+        insight.topic = topic_of(&insight.key_phrases, &topics).map(|t| t.key.clone());
         // Never older than the change it reflects, so the conversation is not stale after it
         // even when the record's clock ran ahead of this one.
         let at = Timestamp(now.0.max(r.detail.updated_at.0));
@@ -166,7 +248,7 @@ pub async fn analyse_stale(
     progress: impl FnMut(u64),
 ) -> Result<u64, StoreError> {
     let worker = format!("analyse-{}", uuid::Uuid::now_v7().simple());
-    match analyse_changed(store, workspace, &worker, progress).await? {
+    match analyse_changed(store, workspace, &worker, 0, progress).await? {
         Pass::Analysed(n) => Ok(n),
         Pass::Busy => Err(StoreError::Conflict {
             code: "analysis_busy",
@@ -210,7 +292,7 @@ async fn run(state: AppState, mut stopped: watch::Receiver<bool>) {
             Ok(list) => {
                 for ws in list {
                     tokio::select! {
-                        r = analyse_changed(store, ws.id, &worker, |_| {}) => match r {
+                        r = analyse_changed(store, ws.id, &worker, TOPICS_EVERY_MS, |_| {}) => match r {
                             Ok(Pass::Analysed(0) | Pass::Busy) => {}
                             Ok(Pass::Analysed(n)) => {
                                 tracing::debug!(workspace = %ws.slug, conversations = n, "analysed");

@@ -151,6 +151,28 @@ pub struct AssistantTotals {
     pub totals: InsightTotals,
 }
 
+/// One analysed conversation as topics are learned from it ([`InsightStore::topic_sample`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TopicSample {
+    /// The conversation.
+    pub id: ConversationId,
+    /// Its key phrases, best first (never empty in a sample).
+    pub key_phrases: Vec<String>,
+    /// The topic key it has now.
+    pub topic: Option<String>,
+}
+
+/// A workspace's learned topics ([`InsightStore::topics`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TopicSet {
+    /// In learning order (see [`parley_core::topics::learn_topics`]).
+    pub topics: Vec<parley_core::topics::Topic>,
+    /// When they were learned, ms since the epoch (UTC); 0: never.
+    pub learned_at: i64,
+    /// When an analysis last stored key phrases in the workspace, ms since the epoch; 0: never.
+    pub changed_at: i64,
+}
+
 /// How [`InsightStore::insight_groups`] groups a cohort. Keys are computed from `started_at`
 /// shifted by `offset_ms` (the viewer's UTC offset, ms east of UTC).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -278,6 +300,31 @@ pub trait InsightStore: Send + Sync {
     ) -> Result<Vec<AssistantTotals>>;
     /// Gives the lease up if `worker` holds it.
     async fn release_insight_watermark(&self, workspace: WorkspaceId, worker: &str) -> Result<()>;
+    /// Up to `limit` of the workspace's analysed conversations that have key phrases, the most
+    /// recently started first: what its topics are learned from.
+    async fn topic_sample(&self, workspace: WorkspaceId, limit: u32) -> Result<Vec<TopicSample>>;
+    /// Replaces the workspace's topics with `topics` (learning order) and records `learned_at`,
+    /// sets the topic of each conversation in `assignments` (a topic key, or `None`), and clears
+    /// the topic of every other conversation whose topic is no longer one of `topics`: all in
+    /// one transaction. Conversations not the workspace's are left alone.
+    async fn save_topics(
+        &self,
+        workspace: WorkspaceId,
+        topics: &[parley_core::topics::Topic],
+        assignments: &[(ConversationId, Option<String>)],
+        learned_at: Timestamp,
+    ) -> Result<()>;
+    /// The workspace's topics and when they were learned ([`TopicSet::default`] when never).
+    async fn topics(&self, workspace: WorkspaceId) -> Result<TopicSet>;
+    /// Records that analyses stored key phrases in the workspace at `at` (topics may be due).
+    async fn note_topic_change(&self, workspace: WorkspaceId, at: Timestamp) -> Result<()>;
+    /// The sums over `window`'s cohort per topic key, keys ascending; conversations in no topic
+    /// are left out.
+    async fn insight_topics(
+        &self,
+        workspace: WorkspaceId,
+        window: &InsightWindow,
+    ) -> Result<Vec<(String, InsightTotals)>>;
 }
 
 /// The aggregate behind [`InsightStore::insight_totals`], shared by both backends: `p(n)` is
@@ -382,6 +429,8 @@ pub(crate) mod columns {
         String,
         Option<i64>,
         Option<i64>,
+        Option<String>,
+        Option<String>,
     );
 
     /// An insight as a row.
@@ -395,7 +444,32 @@ pub(crate) mod columns {
             i.resolution.as_str().to_owned(),
             i.first_response_ms,
             i.duration_ms,
+            (!i.key_phrases.is_empty()).then(|| phrases_json(&i.key_phrases)),
+            i.topic.clone(),
         )
+    }
+
+    /// Phrases as their stored JSON array.
+    pub(crate) fn phrases_json(p: &[String]) -> String {
+        serde_json::to_string(p).unwrap_or_default()
+    }
+
+    /// A stored JSON array of phrases back; anything else is a backend error.
+    pub(crate) fn phrases_from(what: &str, json: &str) -> Result<Vec<String>> {
+        serde_json::from_str(json).map_err(|_| bad(what, json))
+    }
+
+    /// A `workspace_topics` row back as a topic.
+    pub(crate) fn topic_from(
+        key: String,
+        phrases: &str,
+        conversations: i64,
+    ) -> Result<parley_core::topics::Topic> {
+        Ok(parley_core::topics::Topic {
+            key,
+            phrases: phrases_from("workspace_topics.phrases", phrases)?,
+            conversations: usize::try_from(conversations).unwrap_or(0),
+        })
     }
 
     fn bad(what: &str, v: &str) -> StoreError {
@@ -404,7 +478,12 @@ pub(crate) mod columns {
 
     /// A row back as an insight; a value no version wrote is a backend error.
     pub(crate) fn from_row(r: Row) -> Result<ConversationInsight> {
-        let (label, score, source, shift, language, resolution, first, duration) = r;
+        let (label, score, source, shift, language, resolution, first, duration, phrases, topic) =
+            r;
+        let key_phrases = match phrases {
+            None => Vec::new(),
+            Some(p) => phrases_from("conversation_insights.key_phrases", &p)?,
+        };
         let sentiment = match label {
             None => None,
             Some(l) => Some(Sentiment {
@@ -433,6 +512,8 @@ pub(crate) mod columns {
                 .map_err(|_| bad("resolution", &resolution))?,
             first_response_ms: first,
             duration_ms: duration,
+            key_phrases,
+            topic,
         })
     }
 }

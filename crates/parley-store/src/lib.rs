@@ -56,7 +56,7 @@ pub use channels::{ChannelStore, ConfigEdit, MessageEdit};
 pub use events::{EventFilter, EventStore, EventType, StoredEvent};
 pub use insights::{
     AssistantTotals, ChangedConversation, InsightCursor, InsightGrouping, InsightStore,
-    InsightTotals, InsightWindow, StoredInsight,
+    InsightTotals, InsightWindow, StoredInsight, TopicSample, TopicSet,
 };
 pub use jobs::JobStore;
 

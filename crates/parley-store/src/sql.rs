@@ -373,7 +373,8 @@ pub(crate) fn push_filters(
 /// The insight filters (issue 13), each one correlated sub-query on `conversation_insights`
 /// (keyed by the conversation's pk), kept apart from the list plans above: sentiment is the
 /// client's (`c.sentiment`) when it sent one, else the computed label; resolution is the
-/// computed outcome.
+/// computed outcome; topic the assigned topic key; the start date bounds `c.started_at` (a
+/// residual condition: the plans above never range over it).
 fn push_insight_filters(sql: &mut Sql, f: &ConversationFilter) {
     use parley_core::SentimentFilter;
     if !f.sentiments.is_empty() {
@@ -404,6 +405,21 @@ fn push_insight_filters(sql: &mut Sql, f: &ConversationFilter) {
             " AND EXISTS (SELECT 1 FROM conversation_insights i WHERE i.conversation = c.pk
                           AND i.resolution IN ({}))",
             marks.join(", ")
+        ));
+    }
+    if let Some(from) = f.started_from {
+        let p = sql.bind(Param::Int(from.0));
+        sql.push(&format!(" AND c.started_at >= {p}"));
+    }
+    if let Some(to) = f.started_to {
+        let p = sql.bind(Param::Int(to.0));
+        sql.push(&format!(" AND c.started_at < {p}"));
+    }
+    if let Some(topic) = &f.topic {
+        let t = sql.bind(Param::Text(topic.clone()));
+        sql.push(&format!(
+            " AND EXISTS (SELECT 1 FROM conversation_insights i WHERE i.conversation = c.pk
+                          AND i.topic = {t})"
         ));
     }
 }

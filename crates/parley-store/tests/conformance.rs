@@ -3010,6 +3010,8 @@ async fn insight_watermarks_lease_and_order(store: Arc<dyn Store>) {
         resolution: Resolution::Ongoing,
         first_response_ms: None,
         duration_ms: None,
+        key_phrases: Vec::new(),
+        topic: None,
     };
     let later = Timestamp(Timestamp::now().0 + 60_000);
     insights
@@ -3139,6 +3141,8 @@ async fn insights_are_stored_per_conversation(store: Arc<dyn Store>) {
         resolution: Resolution::Unresolved,
         first_response_ms: Some(1_500),
         duration_ms: Some(60_000),
+        key_phrases: vec!["late delivery".into(), "refund".into()],
+        topic: Some("late delivery".into()),
     };
     let at = Timestamp::now();
     insights.save_insight(a, one, &full, at).await.unwrap();
@@ -3155,6 +3159,8 @@ async fn insights_are_stored_per_conversation(store: Arc<dyn Store>) {
         resolution: Resolution::Ongoing,
         first_response_ms: None,
         duration_ms: None,
+        key_phrases: Vec::new(),
+        topic: None,
     };
     insights.save_insight(a, one, &empty, at).await.unwrap();
     assert_eq!(
@@ -4263,7 +4269,7 @@ async fn sqlite_opens_a_database_migrated_by_the_old_runner() {
     let files = migration_files("sqlite");
     assert_eq!(
         files.iter().map(|f| f.0).collect::<Vec<_>>(),
-        [1, 2, 3, 4, 5, 6, 7, 10, 11, 12, 13, 14, 15]
+        [1, 2, 3, 4, 5, 6, 7, 10, 11, 12, 13, 14, 15, 21]
     );
     let records = |conn: &rusqlite::Connection| -> Vec<(i64, String, i64)> {
         let mut st = conn
@@ -4329,7 +4335,7 @@ async fn postgres_opens_a_database_migrated_by_the_old_runner() {
     let files = migration_files("postgres");
     assert_eq!(
         files.iter().map(|f| f.0).collect::<Vec<_>>(),
-        [1, 2, 3, 4, 5, 6, 9, 10, 11, 12, 13, 14]
+        [1, 2, 3, 4, 5, 6, 9, 10, 11, 12, 13, 14, 20]
     );
     let (mut client, conn) = tokio_postgres::connect(db.url(), tokio_postgres::NoTls)
         .await

@@ -32,6 +32,9 @@ pub(crate) const FILTER_PARAMS: &[&str] = &[
     "q",
     "sentiment",
     "resolution",
+    "topic",
+    "started_from",
+    "started_to",
     "needs_human",
     "assignee",
     "calls",
@@ -80,6 +83,16 @@ pub(crate) fn parse_filter(p: &Params) -> Result<ConversationFilter, ApiError> {
     };
     let from = bound("from", false)?;
     let to = bound("to", true)?;
+    let started_from = bound("started_from", false)?;
+    let started_to = bound("started_to", true)?;
+    if let (Some(f), Some(t)) = (started_from, started_to)
+        && t <= f
+    {
+        return Err(ApiError::bad_param(
+            "started_to",
+            "started_to must be after started_from",
+        ));
+    }
     // A range that ends before it starts is almost always a typo: said so, rather than answered
     // with an empty list. (JSON Schema cannot state it; the OpenAPI document says it in words.)
     if let (Some(f), Some(t)) = (from, to)
@@ -101,6 +114,18 @@ pub(crate) fn parse_filter(p: &Params) -> Result<ConversationFilter, ApiError> {
         q,
         sentiments: names(p, "sentiment")?,
         resolutions: names(p, "resolution")?,
+        topic: match p.get("topic").map(str::trim) {
+            None | Some("") => None,
+            Some(t) if t.chars().count() > 200 => {
+                return Err(ApiError::bad_param(
+                    "topic",
+                    "topic must be at most 200 characters",
+                ));
+            }
+            Some(t) => Some(t.to_lowercase()),
+        },
+        started_from,
+        started_to,
         needs_human: match p.get("needs_human") {
             None | Some("false") => false,
             Some("true") => true,
@@ -195,7 +220,8 @@ pub(super) async fn list(
 }
 
 /// A list row with its insight (issue 13): `sentiment` is the client's, else the computed one,
-/// else `null`; `resolution` is the computed outcome, `null` until analysed.
+/// else `null`; `resolution` is the computed outcome, `null` until analysed; `topic` the topic
+/// key, `null` when in none.
 fn with_list_insight(
     row: &mut serde_json::Value,
     insight: Option<&parley_core::insights::ConversationInsight>,
@@ -209,6 +235,10 @@ fn with_list_insight(
         o.insert("sentiment".into(), json!(s));
     }
     o.insert("resolution".into(), json!(insight.map(|i| i.resolution)));
+    o.insert(
+        "topic".into(),
+        json!(insight.and_then(|i| i.topic.as_ref())),
+    );
 }
 
 /// `GET /api/v1/conversations/count`.
@@ -286,7 +316,8 @@ pub(super) async fn detail(
 /// The record with its computed insight (issue 13), as `GET /api/v1/conversations/{id}` answers
 /// it: a client-sent `sentiment` stays (`sentiment_source: "client"`); otherwise the computed one
 /// fills it (`"lexicon"`), or it stays `null` (not analysed). `sentiment_shift`, `resolution`,
-/// `first_response_ms` and `analysed_at` come from the stored insight and are left out until
+/// `first_response_ms`, `key_phrases` (best first), `topic` (the topic key or `null`) and
+/// `analysed_at` come from the stored insight and are left out until
 /// the conversation has been analysed (`parley analyse`).
 fn with_insight(
     mut d: parley_core::model::ConversationDetail,
@@ -302,6 +333,8 @@ fn with_insight(
         extra.insert("sentiment_shift".into(), json!(i.sentiment_shift));
         extra.insert("resolution".into(), json!(i.resolution));
         extra.insert("first_response_ms".into(), json!(i.first_response_ms));
+        extra.insert("key_phrases".into(), json!(i.key_phrases));
+        extra.insert("topic".into(), json!(i.topic));
         extra.insert("analysed_at".into(), json!(s.analysed_at));
     }
     let source = if client {

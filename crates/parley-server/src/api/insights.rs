@@ -284,6 +284,80 @@ pub(crate) async fn assistants_of(
     }))
 }
 
+/// The topics of `window`'s cohort, as `GET /api/v1/insights/topics` answers it: one entry per
+/// workspace topic that has conversations started in the window, most conversations first
+/// (ties by key): `topic` (its key, the value of the list's `topic=` filter), `phrases` (naming
+/// it, the key first), `figures` (those of the assistant comparison: count, resolution rate,
+/// average rating, sentiment mix...) and `previous_conversations` (the same topic in the
+/// previous period of the same length: the trend). `learned_at` is when the topics were last
+/// learned (`null`: never). Errors: the store's.
+pub(crate) async fn topics_of(
+    st: &AppState,
+    workspace: parley_core::WorkspaceId,
+    window: &InsightWindow,
+) -> Result<Value, ApiError> {
+    let span = window.to.0 - window.from.0;
+    let previous = InsightWindow {
+        from: window.from.add_millis(-span),
+        to: window.from,
+        ..*window
+    };
+    let insights = st.store.insights();
+    let (now, before, set) = tokio::try_join!(
+        insights.insight_topics(workspace, window),
+        insights.insight_topics(workspace, &previous),
+        insights.topics(workspace),
+    )?;
+    let mut rows: Vec<(String, InsightTotals)> = now;
+    rows.sort_by(|a, b| {
+        b.1.conversations
+            .cmp(&a.1.conversations)
+            .then(a.0.cmp(&b.0))
+    });
+    let entries: Vec<Value> = rows
+        .iter()
+        .map(|(key, t)| {
+            let phrases = set
+                .topics
+                .iter()
+                .find(|x| &x.key == key)
+                .map_or_else(|| vec![key.clone()], |x| x.phrases.clone());
+            let prev = before
+                .iter()
+                .find(|(k, _)| k == key)
+                .map_or(0, |(_, t)| t.conversations);
+            json!({
+                "topic": key,
+                "phrases": phrases,
+                "figures": comparison_figures(t),
+                "previous_conversations": prev,
+            })
+        })
+        .collect();
+    Ok(json!({
+        "from": window.from,
+        "to": window.to,
+        "previous_from": previous.from,
+        "previous_to": previous.to,
+        "channel": window.channel,
+        "assistant": window.assistant,
+        "learned_at": (set.learned_at > 0).then_some(Timestamp(set.learned_at)),
+        "topics": entries,
+    }))
+}
+
+/// `GET /api/v1/insights/topics`: the topics (see [`topics_of`]) with the window parameters.
+/// Errors: 400 `invalid_parameter` (see [`parse_window`]).
+pub(super) async fn topics(
+    State(st): State<AppState>,
+    auth: ApiKeyAuth,
+    RawQuery(raw): RawQuery,
+) -> Result<Response, ApiError> {
+    let p = Params::parse(raw.as_deref(), WINDOW_PARAMS)?;
+    let (window, _) = parse_window(&p)?;
+    Ok(Json(topics_of(&st, auth.workspace, &window).await?).into_response())
+}
+
 /// `GET /api/v1/insights/assistants`: the assistant comparison (see [`assistants_of`]) with the
 /// window parameters. Errors: 400 `invalid_parameter` (see [`parse_window`]).
 pub(super) async fn assistants(

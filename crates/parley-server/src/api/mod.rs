@@ -36,6 +36,7 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("GET", "/api/v1/insights/timeseries"),
     ("GET", "/api/v1/insights/heatmap"),
     ("GET", "/api/v1/insights/assistants"),
+    ("GET", "/api/v1/insights/topics"),
     ("GET", "/api/v1/conversations/{id}"),
     ("PATCH", "/api/v1/conversations/{id}"),
     ("DELETE", "/api/v1/conversations/{id}"),
@@ -93,6 +94,7 @@ pub fn router(state: &AppState) -> Router<AppState> {
         .route("/insights/timeseries", get(insights::timeseries))
         .route("/insights/heatmap", get(insights::heatmap))
         .route("/insights/assistants", get(insights::assistants))
+        .route("/insights/topics", get(insights::topics))
         .route(
             "/conversations/{id}",
             get(conversations::detail)

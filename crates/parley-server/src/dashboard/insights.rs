@@ -18,7 +18,9 @@ use super::pages::Layout;
 use super::state::ViewState;
 use super::tz_offset;
 use crate::AppState;
-use crate::api::insights::{Metric, assistants_of, heatmap_of, summary_of, timeseries_of};
+use crate::api::insights::{
+    Metric, assistants_of, heatmap_of, summary_of, timeseries_of, topics_of,
+};
 use crate::auth::Session;
 use crate::error::ApiError;
 
@@ -108,6 +110,20 @@ impl CompareRow {
     }
 }
 
+/// One row of the Topics table.
+struct TopicRow {
+    /// The phrases naming it, " · "-separated (its key first).
+    label: String,
+    /// The Conversations list of the topic.
+    href: String,
+    conversations: String,
+    /// The change of its count against the previous period.
+    trend: String,
+    resolution: String,
+    rating: String,
+    sentiment: String,
+}
+
 struct Opt {
     value: String,
     label: String,
@@ -132,6 +148,8 @@ struct InsightsPage {
     hours: Vec<u32>,
     heatmap: Vec<(&'static str, Vec<(i64, u32)>)>,
     comparison: Vec<CompareRow>,
+    topics: Vec<TopicRow>,
+    topics_learned: bool,
 }
 
 /// `n / d` as a percentage text, "—" when unknown.
@@ -215,7 +233,7 @@ async fn build(
         assistant,
     };
     let interval = if days == 1 { "hour" } else { "day" };
-    let (summary, series, cells, assistants, total, compared) = tokio::try_join!(
+    let (summary, series, cells, assistants, total, compared, topic_list) = tokio::try_join!(
         summary_of(st, ws, &window, tz),
         timeseries_of(st, ws, &window, tz, Metric::Conversations, interval),
         heatmap_of(st, ws, &window, tz),
@@ -233,13 +251,14 @@ async fn build(
                 .map_err(ApiError::from)
         },
         assistants_of(st, ws, &window),
+        topics_of(st, ws, &window),
     )?;
 
     // The Conversations list with the same range and filters.
     let list = |f: &dyn Fn(&mut ViewState)| {
         let mut v = ViewState {
-            from: Some(first_day.clone()),
-            to: Some(today.clone()),
+            started_from: Some(first_day.clone()),
+            started_to: Some(today.clone()),
             channels: channel.into_iter().collect(),
             assistants: assistant.into_iter().collect(),
             tpage: 1,
@@ -397,8 +416,8 @@ async fn build(
                 label,
                 value,
                 href: list(&|v| {
-                    v.from = Some(day.clone());
-                    v.to = Some(day.clone());
+                    v.started_from = Some(day.clone());
+                    v.started_to = Some(day.clone());
                 }),
             }
         })
@@ -452,6 +471,40 @@ async fn build(
         }
     }
 
+    // The topics, most conversations first.
+    let topics = topic_list["topics"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|t| {
+            let f = &t["figures"];
+            let key = t["topic"].as_str().unwrap_or_default().to_owned();
+            let count = |k: &str| f[k].as_i64().map_or_else(|| "—".to_owned(), format::int);
+            TopicRow {
+                label: t["phrases"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .filter_map(Value::as_str)
+                    .collect::<Vec<_>>()
+                    .join(" · "),
+                href: list(&|v| v.topic = Some(key.clone())),
+                conversations: count("conversations"),
+                trend: change(&f["conversations"], &t["previous_conversations"], "count"),
+                resolution: percent(&f["resolution_rate"]),
+                rating: f["average_rating"]
+                    .as_f64()
+                    .map_or_else(|| "—".to_owned(), |r| format!("{r:.2}")),
+                sentiment: format!(
+                    "{} / {} / {}",
+                    count("sentiment_positive"),
+                    count("sentiment_neutral"),
+                    count("sentiment_negative")
+                ),
+            }
+        })
+        .collect();
+
     let page = InsightsPage {
         layout: Layout::new("insights", "Insights", session, tz, total),
         ranges: RANGES
@@ -495,6 +548,8 @@ async fn build(
         hours: (0..24).collect(),
         heatmap,
         comparison,
+        topics,
+        topics_learned: !topic_list["learned_at"].is_null(),
     };
     page.render().map_err(ApiError::internal)
 }

@@ -324,6 +324,13 @@ fn chips(view: &ViewState, assistants: &[Assistant], today: &str, week_start: &s
             remove: base.with(|v| v.resolutions.clear()),
         });
     }
+    if let Some(t) = &view.topic {
+        out.push(Chip {
+            kind: "Topic",
+            value: t.clone(),
+            remove: base.with(|v| v.topic = None),
+        });
+    }
     if view.calls {
         out.push(Chip {
             kind: "Calls",
@@ -370,6 +377,25 @@ fn chips(view: &ViewState, assistants: &[Assistant], today: &str, week_start: &s
                 });
             }
         }
+    }
+    if view.started_from.is_some() || view.started_to.is_some() {
+        let day = |d: &Option<String>| {
+            d.as_deref()
+                .map_or_else(|| "…".to_owned(), format::day_label)
+        };
+        let value = if view.started_from == view.started_to {
+            day(&view.started_from)
+        } else {
+            format!("{} – {}", day(&view.started_from), day(&view.started_to))
+        };
+        out.push(Chip {
+            kind: "Started",
+            value,
+            remove: base.with(|v| {
+                v.started_from = None;
+                v.started_to = None;
+            }),
+        });
     }
     if let Some(q) = &view.q {
         out.push(Chip {
@@ -959,6 +985,12 @@ struct Panel {
     outcome: String,
     /// First response time, "No answer", or "Not analyzed yet".
     first_response: String,
+    /// The topic's key and its Conversations list; `None` when in none.
+    topic: Option<(String, String)>,
+    /// The key phrases, best first; "Not analyzed yet" / "None" when there are none.
+    key_phrases: Vec<String>,
+    /// What the panel says instead of key phrases and topic when there are none.
+    phrases_note: &'static str,
     session: String,
     converted: &'static str,
     external_id: String,
@@ -1175,7 +1207,23 @@ fn panel_html(
             .first_response_ms
             .map_or_else(|| "No answer".to_owned(), format::duration),
     };
+    let topic = insight.and_then(|i| i.topic.clone()).map(|key| {
+        let href = ViewState {
+            topic: Some(key.clone()),
+            tpage: 1,
+            ..Default::default()
+        }
+        .href();
+        (key, href)
+    });
     Panel {
+        topic,
+        key_phrases: insight.map(|i| i.key_phrases.clone()).unwrap_or_default(),
+        phrases_note: if insight.is_some() {
+            "None"
+        } else {
+            "Not analyzed yet"
+        },
         id: s.id.to_string(),
         csrf: session.csrf.clone(),
         channel: s.channel.as_str(),

@@ -99,6 +99,12 @@ pub struct ViewState {
     pub sentiments: Vec<SentimentFilter>,
     /// Resolution outcome filter (issue 13).
     pub resolutions: Vec<Resolution>,
+    /// Topic filter (issue 13): a topic key.
+    pub topic: Option<String>,
+    /// First start day (viewer's calendar), `YYYY-MM-DD`: the Insights drill-downs' cohort.
+    pub started_from: Option<String>,
+    /// Last start day, inclusive.
+    pub started_to: Option<String>,
     /// The team view (`view=`), if any.
     pub inbox: Option<Inbox>,
     /// The **Calls** quick filter (`calls=true`): channel `voip` or any conversation with
@@ -188,6 +194,15 @@ impl ViewState {
                     Ok(n @ 1..=5) => v.min_rating = Some(n),
                     _ => errors.push(format!("minimum rating must be 1 to 5, not {value:?}")),
                 },
+                "started_from" | "started_to" => {
+                    if !is_day(value) {
+                        errors.push(format!("{k} must be a date like 2026-11-20, not {value:?}"));
+                    } else if k == "started_from" {
+                        v.started_from = Some(value.to_owned())
+                    } else {
+                        v.started_to = Some(value.to_owned())
+                    }
+                }
                 "from" | "to" => {
                     if is_day(value) {
                         if k == "from" {
@@ -205,6 +220,9 @@ impl ViewState {
                     _ => errors.push(format!("calls must be true or false, not {value:?}")),
                 },
                 "q" => v.q = Some(value.chars().take(200).collect()),
+                "topic" => {
+                    v.topic = Some(value.chars().take(200).collect::<String>().to_lowercase())
+                }
                 "view" => match Inbox::parse(value) {
                     Some(i) => v.inbox = Some(i),
                     None => errors.push(format!("unknown view {value:?}")),
@@ -262,6 +280,17 @@ impl ViewState {
             q: self.q.clone(),
             sentiments: self.sentiments.clone(),
             resolutions: self.resolutions.clone(),
+            topic: self.topic.clone(),
+            started_from: self
+                .started_from
+                .as_deref()
+                .and_then(|d| Timestamp::parse_bound(d, false).ok())
+                .map(shift),
+            started_to: self
+                .started_to
+                .as_deref()
+                .and_then(|d| Timestamp::parse_bound(d, true).ok())
+                .map(shift),
             needs_human: self.inbox == Some(Inbox::Attention),
             assignee: match self.inbox {
                 Some(Inbox::Mine) => Some(AssigneeFilter::User(me)),
@@ -283,6 +312,9 @@ impl ViewState {
             || self.q.is_some()
             || !self.sentiments.is_empty()
             || !self.resolutions.is_empty()
+            || self.topic.is_some()
+            || self.started_from.is_some()
+            || self.started_to.is_some()
             || self.inbox.is_some()
             || self.calls
     }
@@ -323,6 +355,15 @@ impl ViewState {
                 "resolution",
                 &join(self.resolutions.iter().map(|x| x.to_string()).collect()),
             );
+        }
+        if let Some(t) = &self.topic {
+            s.append_pair("topic", t);
+        }
+        if let Some(f) = &self.started_from {
+            s.append_pair("started_from", f);
+        }
+        if let Some(t) = &self.started_to {
+            s.append_pair("started_to", t);
         }
         if let Some(i) = self.inbox {
             s.append_pair("view", i.as_str());

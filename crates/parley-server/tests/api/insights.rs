@@ -1041,7 +1041,245 @@ async fn the_assistant_comparison_equals_the_raw_aggregates(backend: Backend) {
     assert!(t.contains("<bdi>Gamma</bdi>"), "{t}");
 }
 
+/// The window the SGD topics test reads: every dialogue of `dialogues_001.json` starts on
+/// 2026-06-01 or 2026-06-02 (see the importer's synthesised times).
+const SGD_WINDOW: &str = "from=2026-05-01&to=2026-06-30";
+
+/// Topics on the SGD import (issue 13): every record carries key phrases from its customer
+/// text and the topic the learned topics give it (`topic_of`, in learning order);
+/// `/insights/topics` equals the counts and outcomes computed here from the records; each
+/// topic's drill-down (`topic=` with the start dates) lists exactly its conversations; the
+/// `topic` filter is validated and scoped to the workspace.
+async fn topics_on_sgd_equal_the_raw_aggregates(backend: Backend) {
+    use std::collections::BTreeMap;
+    let Some(app) = TestApp::spawn_on_with(backend, manual).await else {
+        return;
+    };
+    app.import_sgd(&["dialogues_001.json"]).await;
+    let n = analyse(&app).await;
+    assert!(n > 100, "{n}");
+    let set = app
+        .state
+        .store
+        .insights()
+        .topics(app.workspace.id)
+        .await
+        .unwrap();
+    assert!(set.learned_at > 0, "learned by the pass");
+    assert!(set.topics.len() >= 3, "{:?}", set.topics);
+
+    let ids = app.list_ids("limit=200").await;
+    assert_eq!(ids.len() as u64, n);
+    // topic -> (conversations, resolved by AI, rated), from the records.
+    let mut want: BTreeMap<String, (i64, i64)> = BTreeMap::new();
+    for id in &ids {
+        let r = record(&app, id).await;
+        let phrases: Vec<String> = r["key_phrases"]
+            .as_array()
+            .unwrap_or_else(|| panic!("key_phrases: {r}"))
+            .iter()
+            .map(|p| p.as_str().unwrap().to_owned())
+            .collect();
+        assert!(
+            !phrases.is_empty(),
+            "English customer text has key phrases: {r}"
+        );
+        assert!(phrases.len() <= parley_core::topics::MAX_KEY_PHRASES);
+        let expected = parley_core::topics::topic_of(&phrases, &set.topics).map(|t| t.key.clone());
+        assert_eq!(r["topic"].as_str().map(str::to_owned), expected, "{id}");
+        if let Some(t) = expected {
+            assert!(phrases.contains(&t));
+            let e = want.entry(t).or_default();
+            e.0 += 1;
+            e.1 += i64::from(r["resolution"] == "resolved_by_ai");
+        }
+    }
+    assert!(!want.is_empty());
+
+    let t = app
+        .get(&format!("/api/v1/insights/topics?{SGD_WINDOW}"))
+        .await;
+    assert_eq!(t.status, 200, "{}", t.text);
+    let list = t.body["topics"].as_array().unwrap();
+    let got: BTreeMap<String, (i64, i64)> = list
+        .iter()
+        .map(|x| {
+            (
+                x["topic"].as_str().unwrap().to_owned(),
+                (
+                    x["figures"]["conversations"].as_i64().unwrap(),
+                    x["figures"]["resolved_by_ai"].as_i64().unwrap(),
+                ),
+            )
+        })
+        .collect();
+    assert_eq!(got, want);
+    let counts: Vec<i64> = list
+        .iter()
+        .map(|x| x["figures"]["conversations"].as_i64().unwrap())
+        .collect();
+    assert!(
+        counts.windows(2).all(|w| w[0] >= w[1]),
+        "most first: {counts:?}"
+    );
+    for x in list {
+        let key = x["topic"].as_str().unwrap();
+        assert_eq!(x["phrases"][0], key, "named by its key first");
+        assert_eq!(x["previous_conversations"], 0, "nothing before May");
+        // The drill-down lists exactly the topic's conversations of the window.
+        let q = format!(
+            "topic={}&started_from=2026-05-01&started_to=2026-06-30",
+            urlencoding(key)
+        );
+        let c = app.get(&format!("/api/v1/conversations/count?{q}")).await;
+        assert_eq!(c.status, 200, "{}", c.text);
+        assert_eq!(c.body["count"], x["figures"]["conversations"], "{key}");
+        let rows = app
+            .get(&format!("/api/v1/conversations?{q}&limit=200"))
+            .await;
+        assert!(
+            rows.body["items"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .all(|row| row["topic"] == key),
+            "{key}"
+        );
+    }
+    // A window without the import has no topics; the previous period of a later window sees
+    // them as the trend.
+    let empty = app
+        .get("/api/v1/insights/topics?from=2026-01-01&to=2026-02-01")
+        .await;
+    assert_eq!(empty.body["topics"], json!([]));
+    let later = app
+        .get("/api/v1/insights/topics?from=2026-06-30&to=2026-08-28")
+        .await;
+    assert_eq!(
+        later.body["topics"],
+        json!([]),
+        "the trend needs a count now"
+    );
+
+    // Filters: an unknown topic matches nothing; too long is a 400; another workspace sees none.
+    let none = app
+        .get("/api/v1/conversations/count?topic=no%20such%20topic")
+        .await;
+    assert_eq!(none.body["count"], 0);
+    let long = "x".repeat(201);
+    let r = app
+        .get(&format!("/api/v1/conversations/count?topic={long}"))
+        .await;
+    assert_eq!((r.status, r.code()), (400, "invalid_parameter"));
+    let r = app
+        .get("/api/v1/conversations/count?started_from=2026-06-02&started_to=2026-06-01")
+        .await;
+    assert_eq!((r.status, r.code()), (400, "invalid_parameter"));
+    let (_, other_key) = app.other_tenant("other").await;
+    let key = &list[0]["topic"];
+    let theirs = app
+        .get_as(
+            &format!(
+                "/api/v1/conversations/count?topic={}",
+                urlencoding(key.as_str().unwrap())
+            ),
+            &other_key,
+        )
+        .await;
+    assert_eq!(theirs.body["count"], 0);
+    let theirs = app
+        .get_as(&format!("/api/v1/insights/topics?{SGD_WINDOW}"), &other_key)
+        .await;
+    assert_eq!(theirs.body["topics"], json!([]));
+}
+
+fn urlencoding(s: &str) -> String {
+    form_urlencoded::byte_serialize(s.as_bytes()).collect()
+}
+
+/// The Insights page lists the topics of the range, each linking to the Conversations list of
+/// the topic (with the same start dates), and the panel shows a conversation's key phrases and
+/// topic.
+async fn the_dashboard_shows_topics(backend: Backend) {
+    let Some(app) = TestApp::spawn_on_with(backend, manual).await else {
+        return;
+    };
+    let now = parley_core::Timestamp::now().add_millis(-3_600_000);
+    let at = |s: i64| now.add_millis(s * 1000).to_rfc3339();
+    let texts = [
+        "My parcel never arrived and I want a refund for the blue jacket.",
+        "Where is my refund? The blue jacket was returned last week.",
+        "I returned the blue jacket, when do I get the refund?",
+        "How do I reset my password?",
+    ];
+    let mut ids = Vec::new();
+    for text in texts {
+        let id = app
+            .create(json!({"assistant": {"name": "Helper", "company": "Acme"},
+                           "channel": "widget", "status": "closed", "started_at": at(0),
+                           "messages": [{"role": "user", "content": text, "created_at": at(1)},
+                                        {"role": "assistant", "content": "Let me check.",
+                                         "created_at": at(3)}]}))
+            .await;
+        ids.push(id);
+    }
+    analyse(&app).await;
+    let r = record(&app, &ids[0]).await;
+    let key = r["topic"].as_str().expect("in a topic").to_owned();
+    for id in &ids[1..3] {
+        assert_eq!(record(&app, id).await["topic"], key.as_str());
+    }
+    assert_eq!(record(&app, &ids[3]).await["topic"], Value::Null);
+
+    let (cookie, _) = app.dashboard_session(parley_core::UserRole::Admin).await;
+    let page = app.page("/insights?range=7d", &cookie).await;
+    assert_eq!(page.status, 200);
+    let t = &page.text;
+    let table = &t[t.find(r#"id="topics""#).expect("topics table")..];
+    assert!(table.contains(&format!("<bdi>{key}")), "{table}");
+    let href = format!("topic={}", urlencoding(&key));
+    let start = table.find(&href).expect("drill-down link");
+    let link_start = table[..start].rfind("href=\"").unwrap() + 6;
+    let link = table[link_start..]
+        .split('"')
+        .next()
+        .unwrap()
+        .replace("&#38;", "&")
+        .replace("&amp;", "&");
+    assert!(
+        link.contains("started_from=") && link.contains("started_to="),
+        "{link}"
+    );
+    let list = app.page(&link, &cookie).await;
+    assert_eq!(list.status, 200);
+    for id in &ids[..3] {
+        assert!(list.text.contains(id.as_str()), "{id} listed");
+    }
+    assert!(!list.text.contains(ids[3].as_str()));
+    assert!(
+        list.text.contains(">Topic<") && list.text.contains(">Started<"),
+        "{}",
+        list.text
+    );
+
+    let panel = app
+        .page(&format!("/conversations/{}/panel", ids[0]), &cookie)
+        .await;
+    let p = &panel.text;
+    assert!(p.contains(r#"<dd data-field="topic"><a href=""#), "{p}");
+    assert!(p.contains(&format!("<bdi>{key}</bdi>")), "{p}");
+    let phrases = r["key_phrases"].as_array().unwrap();
+    for ph in phrases {
+        assert!(
+            p.contains(&format!("<bdi>{}</bdi>", ph.as_str().unwrap())),
+            "{ph}"
+        );
+    }
+}
+
 crate::both_backends!(
+    topics_on_sgd_equal_the_raw_aggregates,
+    the_dashboard_shows_topics,
     the_assistant_comparison_equals_the_raw_aggregates,
     the_summary_equals_the_raw_aggregates,
     the_dashboard_shows_insights,

@@ -6,12 +6,14 @@ use parley_core::{AssistantId, ConversationId, Timestamp, WorkspaceId};
 
 use super::PostgresStore;
 use crate::insights::InsightGrouping;
-use crate::insights::columns::{from_row, to_row};
+use crate::insights::columns::{from_row, phrases_from, phrases_json, to_row, topic_from};
 use crate::insights::{
     AssistantTotals, ChangedConversation, InsightCursor, InsightStore, InsightTotals,
-    InsightWindow, StoredInsight, TOTAL_COLUMNS, totals_from, totals_sql, totals_sql_by,
+    InsightWindow, StoredInsight, TOTAL_COLUMNS, TopicSample, TopicSet, totals_from, totals_sql,
+    totals_sql_by,
 };
 use crate::{Result, StoreError};
+use parley_core::topics::Topic;
 
 #[async_trait]
 impl InsightStore for PostgresStore {
@@ -28,8 +30,8 @@ impl InsightStore for PostgresStore {
             .execute(
                 "INSERT INTO conversation_insights (conversation, workspace_id, sentiment_label,
                      sentiment_score, sentiment_source, sentiment_shift, language, resolution,
-                     first_response_ms, duration_ms, analysed_at)
-                 SELECT c.pk, c.workspace_id, $3, $4, $5, $6, $7, $8, $9, $10, $11
+                     first_response_ms, duration_ms, analysed_at, key_phrases, topic)
+                 SELECT c.pk, c.workspace_id, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13
                  FROM conversations c WHERE c.id = $1 AND c.workspace_id = $2
                  ON CONFLICT (conversation) DO UPDATE SET
                      sentiment_label = excluded.sentiment_label,
@@ -38,7 +40,8 @@ impl InsightStore for PostgresStore {
                      sentiment_shift = excluded.sentiment_shift,
                      language = excluded.language, resolution = excluded.resolution,
                      first_response_ms = excluded.first_response_ms,
-                     duration_ms = excluded.duration_ms, analysed_at = excluded.analysed_at",
+                     duration_ms = excluded.duration_ms, analysed_at = excluded.analysed_at,
+                     key_phrases = excluded.key_phrases, topic = excluded.topic",
                 &[
                     &conversation.0,
                     &workspace.0,
@@ -51,6 +54,8 @@ impl InsightStore for PostgresStore {
                     &r.6,
                     &r.7,
                     &analysed_at.0,
+                    &r.8,
+                    &r.9,
                 ],
             )
             .await?;
@@ -72,7 +77,7 @@ impl InsightStore for PostgresStore {
             .query_opt(
                 "SELECT i.sentiment_label, i.sentiment_score, i.sentiment_source,
                         i.sentiment_shift, i.language, i.resolution, i.first_response_ms,
-                        i.duration_ms, i.analysed_at
+                        i.duration_ms, i.key_phrases, i.topic, i.analysed_at
                  FROM conversations c JOIN conversation_insights i ON i.conversation = c.pk
                  WHERE c.id = $1 AND c.workspace_id = $2",
                 &[&conversation.0, &workspace.0],
@@ -89,8 +94,10 @@ impl InsightStore for PostgresStore {
                     r.get(5),
                     r.get(6),
                     r.get(7),
+                    r.get(8),
+                    r.get(9),
                 ))?,
-                analysed_at: Timestamp(r.get(8)),
+                analysed_at: Timestamp(r.get(10)),
             })
         })
         .transpose()
@@ -110,7 +117,7 @@ impl InsightStore for PostgresStore {
             .query(
                 "SELECT c.id, i.sentiment_label, i.sentiment_score, i.sentiment_source,
                         i.sentiment_shift, i.language, i.resolution, i.first_response_ms,
-                        i.duration_ms, i.analysed_at
+                        i.duration_ms, i.key_phrases, i.topic, i.analysed_at
                  FROM conversations c JOIN conversation_insights i ON i.conversation = c.pk
                  WHERE c.workspace_id = $1 AND c.id = ANY($2)",
                 &[&workspace.0, &ids],
@@ -130,8 +137,10 @@ impl InsightStore for PostgresStore {
                             r.get(6),
                             r.get(7),
                             r.get(8),
+                            r.get(9),
+                            r.get(10),
                         ))?,
-                        analysed_at: Timestamp(r.get(9)),
+                        analysed_at: Timestamp(r.get(11)),
                     },
                 ))
             })
@@ -309,6 +318,130 @@ impl InsightStore for PostgresStore {
                 version: r.get(1),
                 totals: totals_at(r, 2),
             })
+            .collect())
+    }
+
+    async fn topic_sample(&self, workspace: WorkspaceId, limit: u32) -> Result<Vec<TopicSample>> {
+        let client = self.pool.get().await?;
+        let rows = client
+            .query(
+                "SELECT c.id, i.key_phrases, i.topic
+                 FROM conversation_insights i JOIN conversations c ON c.pk = i.conversation
+                 WHERE i.workspace_id = $1 AND i.key_phrases IS NOT NULL
+                 ORDER BY c.started_at DESC, c.pk DESC LIMIT $2",
+                &[&workspace.0, &i64::from(limit)],
+            )
+            .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(TopicSample {
+                    id: ConversationId(r.get(0)),
+                    key_phrases: phrases_from("conversation_insights.key_phrases", r.get(1))?,
+                    topic: r.get(2),
+                })
+            })
+            .collect()
+    }
+
+    async fn save_topics(
+        &self,
+        workspace: WorkspaceId,
+        topics: &[Topic],
+        assignments: &[(ConversationId, Option<String>)],
+        learned_at: Timestamp,
+    ) -> Result<()> {
+        let mut client = self.pool.get().await?;
+        let tx = client.transaction().await?;
+        tx.execute(
+            "DELETE FROM workspace_topics WHERE workspace_id = $1",
+            &[&workspace.0],
+        )
+        .await?;
+        let keys: Vec<&str> = topics.iter().map(|t| t.key.as_str()).collect();
+        let phrases: Vec<String> = topics.iter().map(|t| phrases_json(&t.phrases)).collect();
+        let counts: Vec<i64> = topics.iter().map(|t| t.conversations as i64).collect();
+        tx.execute(
+            "INSERT INTO workspace_topics (workspace_id, position, topic, phrases, conversations)
+             SELECT $1, (n - 1)::integer, t, p, k
+             FROM unnest($2::text[], $3::text[], $4::bigint[]) WITH ORDINALITY AS x(t, p, k, n)",
+            &[&workspace.0, &keys, &phrases, &counts],
+        )
+        .await?;
+        let ids: Vec<uuid::Uuid> = assignments.iter().map(|(id, _)| id.0).collect();
+        let to: Vec<Option<&str>> = assignments.iter().map(|(_, t)| t.as_deref()).collect();
+        tx.execute(
+            "UPDATE conversation_insights i SET topic = a.topic
+             FROM unnest($2::uuid[], $3::text[]) AS a(id, topic)
+             JOIN conversations c ON c.id = a.id AND c.workspace_id = $1
+             WHERE i.conversation = c.pk AND i.workspace_id = $1",
+            &[&workspace.0, &ids, &to],
+        )
+        .await?;
+        tx.execute(
+            "UPDATE conversation_insights SET topic = NULL
+             WHERE workspace_id = $1 AND topic IS NOT NULL AND NOT (topic = ANY($2))",
+            &[&workspace.0, &keys],
+        )
+        .await?;
+        tx.execute(
+            "INSERT INTO topic_learning (workspace_id, learned_at) VALUES ($1, $2)
+             ON CONFLICT (workspace_id) DO UPDATE SET learned_at = excluded.learned_at",
+            &[&workspace.0, &learned_at.0],
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn topics(&self, workspace: WorkspaceId) -> Result<TopicSet> {
+        let client = self.pool.get().await?;
+        let times = client
+            .query_opt(
+                "SELECT learned_at, changed_at FROM topic_learning WHERE workspace_id = $1",
+                &[&workspace.0],
+            )
+            .await?;
+        let rows = client
+            .query(
+                "SELECT topic, phrases, conversations FROM workspace_topics
+                 WHERE workspace_id = $1 ORDER BY position",
+                &[&workspace.0],
+            )
+            .await?;
+        let topics = rows
+            .iter()
+            .map(|r| topic_from(r.get(0), r.get(1), r.get(2)))
+            .collect::<Result<Vec<_>>>()?;
+        let (learned_at, changed_at) = times.map_or((0, 0), |r| (r.get(0), r.get(1)));
+        Ok(TopicSet {
+            topics,
+            learned_at,
+            changed_at,
+        })
+    }
+
+    async fn note_topic_change(&self, workspace: WorkspaceId, at: Timestamp) -> Result<()> {
+        let client = self.pool.get().await?;
+        client
+            .execute(
+                "INSERT INTO topic_learning (workspace_id, changed_at) VALUES ($1, $2)
+                 ON CONFLICT (workspace_id) DO UPDATE SET changed_at = excluded.changed_at",
+                &[&workspace.0, &at.0],
+            )
+            .await?;
+        Ok(())
+    }
+
+    async fn insight_topics(
+        &self,
+        workspace: WorkspaceId,
+        window: &InsightWindow,
+    ) -> Result<Vec<(String, InsightTotals)>> {
+        let sql = totals_sql_by(|n| format!("${n}"), "::text", "::uuid", &["i.topic"]);
+        let rows = self.grouped(workspace, window, &sql).await?;
+        Ok(rows
+            .iter()
+            .filter_map(|r| r.get::<_, Option<String>>(0).map(|k| (k, totals_at(r, 1))))
             .collect())
     }
 }

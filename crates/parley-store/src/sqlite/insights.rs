@@ -7,12 +7,14 @@ use rusqlite::{OptionalExtension, params};
 
 use super::SqliteStore;
 use crate::insights::InsightGrouping;
-use crate::insights::columns::{from_row, to_row};
+use crate::insights::columns::{from_row, phrases_from, phrases_json, to_row, topic_from};
 use crate::insights::{
     AssistantTotals, ChangedConversation, InsightCursor, InsightStore, InsightTotals,
-    InsightWindow, StoredInsight, TOTAL_COLUMNS, totals_from, totals_sql, totals_sql_by,
+    InsightWindow, StoredInsight, TOTAL_COLUMNS, TopicSample, TopicSet, totals_from, totals_sql,
+    totals_sql_by,
 };
 use crate::{Result, StoreError};
+use parley_core::topics::Topic;
 
 #[async_trait]
 impl InsightStore for SqliteStore {
@@ -38,8 +40,8 @@ impl InsightStore for SqliteStore {
             c.prepare_cached(
                 "INSERT INTO conversation_insights (conversation, workspace_id, sentiment_label,
                      sentiment_score, sentiment_source, sentiment_shift, language, resolution,
-                     first_response_ms, duration_ms, analysed_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)
+                     first_response_ms, duration_ms, analysed_at, key_phrases, topic)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)
                  ON CONFLICT (conversation) DO UPDATE SET
                      sentiment_label = excluded.sentiment_label,
                      sentiment_score = excluded.sentiment_score,
@@ -47,7 +49,8 @@ impl InsightStore for SqliteStore {
                      sentiment_shift = excluded.sentiment_shift,
                      language = excluded.language, resolution = excluded.resolution,
                      first_response_ms = excluded.first_response_ms,
-                     duration_ms = excluded.duration_ms, analysed_at = excluded.analysed_at",
+                     duration_ms = excluded.duration_ms, analysed_at = excluded.analysed_at,
+                     key_phrases = excluded.key_phrases, topic = excluded.topic",
             )?
             .execute(params![
                 pk,
@@ -60,7 +63,9 @@ impl InsightStore for SqliteStore {
                 r.5,
                 r.6,
                 r.7,
-                analysed_at.0
+                analysed_at.0,
+                r.8,
+                r.9
             ])?;
             Ok(())
         })
@@ -77,7 +82,7 @@ impl InsightStore for SqliteStore {
                 .prepare_cached(
                     "SELECT i.sentiment_label, i.sentiment_score, i.sentiment_source,
                             i.sentiment_shift, i.language, i.resolution, i.first_response_ms,
-                            i.duration_ms, i.analysed_at
+                            i.duration_ms, i.key_phrases, i.topic, i.analysed_at
                      FROM conversations c JOIN conversation_insights i ON i.conversation = c.pk
                      WHERE c.id = ?1 AND c.workspace_id = ?2",
                 )?
@@ -94,8 +99,10 @@ impl InsightStore for SqliteStore {
                                 r.get(5)?,
                                 r.get(6)?,
                                 r.get(7)?,
+                                r.get(8)?,
+                                r.get(9)?,
                             ),
-                            r.get::<_, i64>(8)?,
+                            r.get::<_, i64>(10)?,
                         ))
                     },
                 )
@@ -128,7 +135,7 @@ impl InsightStore for SqliteStore {
             let mut st = c.prepare(&format!(
                 "SELECT c.id, i.sentiment_label, i.sentiment_score, i.sentiment_source,
                         i.sentiment_shift, i.language, i.resolution, i.first_response_ms,
-                        i.duration_ms, i.analysed_at
+                        i.duration_ms, i.key_phrases, i.topic, i.analysed_at
                  FROM conversations c JOIN conversation_insights i ON i.conversation = c.pk
                  WHERE c.workspace_id = ?1 AND c.id IN ({})",
                 marks.join(", ")
@@ -148,8 +155,10 @@ impl InsightStore for SqliteStore {
                             r.get(6)?,
                             r.get(7)?,
                             r.get(8)?,
+                            r.get(9)?,
+                            r.get(10)?,
                         ),
-                        r.get::<_, i64>(9)?,
+                        r.get::<_, i64>(11)?,
                     ))
                 })?
                 .collect::<rusqlite::Result<Vec<_>>>()?;
@@ -392,6 +401,154 @@ impl InsightStore for SqliteStore {
             })
         })
         .await
+    }
+
+    async fn topic_sample(&self, workspace: WorkspaceId, limit: u32) -> Result<Vec<TopicSample>> {
+        self.read(move |c| {
+            let mut st = c.prepare_cached(
+                "SELECT c.id, i.key_phrases, i.topic
+                 FROM conversation_insights i JOIN conversations c ON c.pk = i.conversation
+                 WHERE i.workspace_id = ?1 AND i.key_phrases IS NOT NULL
+                 ORDER BY c.started_at DESC, c.pk DESC LIMIT ?2",
+            )?;
+            let rows = st
+                .query_map(params![workspace.as_bytes(), i64::from(limit)], |r| {
+                    Ok((
+                        r.get::<_, Vec<u8>>(0)?,
+                        r.get::<_, String>(1)?,
+                        r.get::<_, Option<String>>(2)?,
+                    ))
+                })?
+                .collect::<rusqlite::Result<Vec<_>>>()?;
+            rows.into_iter()
+                .map(|(id, phrases, topic)| {
+                    Ok(TopicSample {
+                        id: ConversationId::from_slice(&id).ok_or_else(|| {
+                            StoreError::backend("a conversation id is not 16 bytes")
+                        })?,
+                        key_phrases: phrases_from("conversation_insights.key_phrases", &phrases)?,
+                        topic,
+                    })
+                })
+                .collect()
+        })
+        .await
+    }
+
+    async fn save_topics(
+        &self,
+        workspace: WorkspaceId,
+        topics: &[Topic],
+        assignments: &[(ConversationId, Option<String>)],
+        learned_at: Timestamp,
+    ) -> Result<()> {
+        let topics = topics.to_vec();
+        let assignments = assignments.to_vec();
+        self.write(move |c| {
+            let ws = workspace.as_bytes();
+            c.prepare_cached("DELETE FROM workspace_topics WHERE workspace_id = ?1")?
+                .execute(params![ws])?;
+            let mut add = c.prepare_cached(
+                "INSERT INTO workspace_topics (workspace_id, position, topic, phrases, conversations)
+                 VALUES (?1, ?2, ?3, ?4, ?5)",
+            )?;
+            for (n, t) in topics.iter().enumerate() {
+                add.execute(params![
+                    ws,
+                    n as i64,
+                    t.key,
+                    phrases_json(&t.phrases),
+                    t.conversations as i64
+                ])?;
+            }
+            let mut set = c.prepare_cached(
+                "UPDATE conversation_insights SET topic = ?1
+                 WHERE workspace_id = ?2
+                   AND conversation = (SELECT pk FROM conversations
+                                       WHERE id = ?3 AND workspace_id = ?2)",
+            )?;
+            for (id, topic) in &assignments {
+                set.execute(params![topic, ws, id.as_bytes()])?;
+            }
+            c.prepare_cached(
+                "UPDATE conversation_insights SET topic = NULL
+                 WHERE workspace_id = ?1 AND topic IS NOT NULL
+                   AND topic NOT IN (SELECT topic FROM workspace_topics WHERE workspace_id = ?1)",
+            )?
+            .execute(params![ws])?;
+            c.prepare_cached(
+                "INSERT INTO topic_learning (workspace_id, learned_at) VALUES (?1, ?2)
+                 ON CONFLICT (workspace_id) DO UPDATE SET learned_at = excluded.learned_at",
+            )?
+            .execute(params![ws, learned_at.0])?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn topics(&self, workspace: WorkspaceId) -> Result<TopicSet> {
+        self.read(move |c| {
+            let ws = workspace.as_bytes();
+            let (learned_at, changed_at) = c
+                .prepare_cached(
+                    "SELECT learned_at, changed_at FROM topic_learning WHERE workspace_id = ?1",
+                )?
+                .query_row(params![ws], |r| Ok((r.get(0)?, r.get(1)?)))
+                .optional()?
+                .unwrap_or((0, 0));
+            let mut st = c.prepare_cached(
+                "SELECT topic, phrases, conversations FROM workspace_topics
+                 WHERE workspace_id = ?1 ORDER BY position",
+            )?;
+            let rows = st
+                .query_map(params![ws], |r| {
+                    Ok((
+                        r.get::<_, String>(0)?,
+                        r.get::<_, String>(1)?,
+                        r.get::<_, i64>(2)?,
+                    ))
+                })?
+                .collect::<rusqlite::Result<Vec<_>>>()?;
+            let topics = rows
+                .into_iter()
+                .map(|(key, phrases, n)| topic_from(key, &phrases, n))
+                .collect::<Result<Vec<_>>>()?;
+            Ok(TopicSet {
+                topics,
+                learned_at,
+                changed_at,
+            })
+        })
+        .await
+    }
+
+    async fn note_topic_change(&self, workspace: WorkspaceId, at: Timestamp) -> Result<()> {
+        self.write(move |c| {
+            c.prepare_cached(
+                "INSERT INTO topic_learning (workspace_id, changed_at) VALUES (?1, ?2)
+                 ON CONFLICT (workspace_id) DO UPDATE SET changed_at = excluded.changed_at",
+            )?
+            .execute(params![workspace.as_bytes(), at.0])?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn insight_topics(
+        &self,
+        workspace: WorkspaceId,
+        window: &InsightWindow,
+    ) -> Result<Vec<(String, InsightTotals)>> {
+        let sql = totals_sql_by(|n| format!("?{n}"), "", "", &["i.topic"]);
+        let rows = self
+            .grouped(workspace, window, sql, |r| {
+                Ok((r.get::<_, Option<String>>(0)?, totals_at(r, 1)?))
+            })
+            .await?;
+        Ok(rows
+            .into_iter()
+            .filter_map(|(k, t)| k.map(|k| (k, t)))
+            .collect())
     }
 }
 
