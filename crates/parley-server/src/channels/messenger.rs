@@ -283,13 +283,34 @@ async fn handle_event(
         if event["message"]["is_echo"] == true {
             return echo(state, c, &customer, at, &event["message"]).await;
         }
-        return receive(state, c, &customer, at, translate_message(&event["message"])).await;
+        return receive(
+            state,
+            c,
+            &customer,
+            at,
+            translate_message(&event["message"]),
+        )
+        .await;
     }
     if event["postback"].is_object() {
-        return receive(state, c, &customer, at, translate_postback(event, &customer)).await;
+        return receive(
+            state,
+            c,
+            &customer,
+            at,
+            translate_postback(event, &customer),
+        )
+        .await;
     }
     if event["reaction"].is_object() {
-        return receive(state, c, &customer, at, translate_reaction(event, &customer)).await;
+        return receive(
+            state,
+            c,
+            &customer,
+            at,
+            translate_reaction(event, &customer),
+        )
+        .await;
     }
     if event["delivery"].is_object() {
         let d = &event["delivery"];
@@ -300,7 +321,15 @@ async fn handle_event(
             .flatten()
             .filter_map(|m| m.as_str().map(str::to_owned))
             .collect();
-        return receipt(state, c, &customer, DeliveryStatus::Delivered, &mids, watermark).await;
+        return receipt(
+            state,
+            c,
+            &customer,
+            DeliveryStatus::Delivered,
+            &mids,
+            watermark,
+        )
+        .await;
     }
     if event["read"].is_object() {
         let watermark = event["read"]["watermark"].as_i64().map(Timestamp);
@@ -751,10 +780,12 @@ pub fn split_text(text: &str) -> Vec<String> {
 /// A Graph API error object (`{"message", "type", "code", "error_subcode", "fbtrace_id"}`) as
 /// a [`ChannelError`]: Meta's `code`, its `type` as the title, its message with the subcode.
 pub fn graph_error(e: &Value) -> ChannelError {
-    let message = e["message"].as_str().map(|m| match e["error_subcode"].as_i64() {
-        Some(sub) => format!("{m} (subcode {sub})"),
-        None => m.to_owned(),
-    });
+    let message = e["message"]
+        .as_str()
+        .map(|m| match e["error_subcode"].as_i64() {
+            Some(sub) => format!("{m} (subcode {sub})"),
+            None => m.to_owned(),
+        });
     ChannelError {
         code: e["code"].as_i64().unwrap_or(0),
         title: e["type"]
@@ -777,7 +808,11 @@ fn graph_base(state: &AppState) -> String {
 /// One Send API call (`POST /me/messages`) with the Page access token; returns the new
 /// message's `mid`. Errors: the Graph API's error; code 0 when it could not be reached or the
 /// token cannot be opened.
-async fn send_api(state: &AppState, c: &ChannelConnection, body: &Value) -> Result<String, ChannelError> {
+async fn send_api(
+    state: &AppState,
+    c: &ChannelConnection,
+    body: &Value,
+) -> Result<String, ChannelError> {
     let token = open_secret(state, c, "access_token").map_err(|e| ChannelError {
         code: 0,
         title: "connection_unusable".into(),
@@ -1047,8 +1082,10 @@ mod tests {
 
     #[test]
     fn graph_errors_keep_their_code_type_and_subcode() {
-        let e = graph_error(&json!({"message": "(#10) This message is sent outside of allowed window.",
-            "type": "OAuthException", "code": 10, "error_subcode": 2018278, "fbtrace_id": "x"}));
+        let e = graph_error(
+            &json!({"message": "(#10) This message is sent outside of allowed window.",
+            "type": "OAuthException", "code": 10, "error_subcode": 2018278, "fbtrace_id": "x"}),
+        );
         assert_eq!(e.code, 10);
         assert_eq!(e.title, "OAuthException");
         assert_eq!(
@@ -1061,20 +1098,29 @@ mod tests {
     fn messages_translate_by_their_content() {
         let t = translate_message(&json!({"mid": "m1", "text": "Action",
             "quick_reply": {"payload": "PICK_ACTION"}}));
-        assert_eq!((t.meta.kind.as_str(), t.content.as_str(), t.answer), ("quick_reply", "Action", true));
-        assert_eq!(t.meta.details.unwrap()["quick_reply"]["payload"], "PICK_ACTION");
+        assert_eq!(
+            (t.meta.kind.as_str(), t.content.as_str(), t.answer),
+            ("quick_reply", "Action", true)
+        );
+        assert_eq!(
+            t.meta.details.unwrap()["quick_reply"]["payload"],
+            "PICK_ACTION"
+        );
         let t = translate_message(&json!({"mid": "m2", "attachments": [
             {"type": "image", "payload": {"url": "https://scontent.xx.fbcdn.net/a.jpg"}},
             {"type": "file", "payload": {"url": "https://cdn.fbsbx.com/b.pdf"}}]}));
         assert_eq!(t.content, "[image] [file]");
         assert_eq!(t.meta.attachments.len(), 2);
         assert_eq!(t.meta.attachments[1].kind, "document");
-        let t = translate_message(&json!({"mid": "m3", "sticker_id": 369239263222822,
+        let t = translate_message(&json!({"mid": "m3", "sticker_id": 369239263222822_i64,
             "attachments": [{"type": "image", "payload": {"url": "https://scontent.xx.fbcdn.net/s.png"}}]}));
         assert_eq!((t.meta.kind.as_str(), t.answer), ("sticker", false));
         let t = translate_message(&json!({"mid": "m4", "attachments": [
             {"type": "location", "payload": {"coordinates": {"lat": 1.5, "long": -2.25}}}]}));
-        assert_eq!((t.meta.kind.as_str(), t.content.as_str()), ("location", "📍 1.5, -2.25"));
+        assert_eq!(
+            (t.meta.kind.as_str(), t.content.as_str()),
+            ("location", "📍 1.5, -2.25")
+        );
     }
 
     #[test]
