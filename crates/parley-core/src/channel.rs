@@ -1,4 +1,4 @@
-//! Messaging channels (WhatsApp Cloud API, Telegram Bot API) and AI voice platforms (Retell,
+//! Messaging channels (WhatsApp Cloud API, Telegram Bot API, Messenger Platform) and AI voice platforms (Retell,
 //! Vapi): the connection of a sender to an assistant, and what Parley records about a message's life on such a channel (its platform
 //! type, attachments, delivery status). Pure data: the server's `channels` module talks to the
 //! platforms.
@@ -21,6 +21,8 @@ pub enum ChannelKind {
     Whatsapp,
     /// Telegram's Bot API.
     Telegram,
+    /// Meta's Messenger Platform (a Facebook Page; Graph API Send API and page webhooks).
+    Messenger,
     /// Retell AI's post-call webhooks (phone calls on channel `voip`).
     Retell,
     /// Vapi's server messages (phone calls on channel `voip`).
@@ -28,11 +30,12 @@ pub enum ChannelKind {
 }
 
 impl ChannelKind {
-    /// The wire and storage name: `whatsapp`, `telegram`, `retell` or `vapi`.
+    /// The wire and storage name: `whatsapp`, `telegram`, `messenger`, `retell` or `vapi`.
     pub fn as_str(self) -> &'static str {
         match self {
             ChannelKind::Whatsapp => "whatsapp",
             ChannelKind::Telegram => "telegram",
+            ChannelKind::Messenger => "messenger",
             ChannelKind::Retell => "retell",
             ChannelKind::Vapi => "vapi",
         }
@@ -53,16 +56,17 @@ impl fmt::Display for ChannelKind {
 
 impl FromStr for ChannelKind {
     type Err = String;
-    /// Parses `whatsapp`, `telegram`, `retell` or `vapi`. Errors: any other text, with the
+    /// Parses `whatsapp`, `telegram`, `messenger`, `retell` or `vapi`. Errors: any other text, with the
     /// accepted names.
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         match s {
             "whatsapp" => Ok(ChannelKind::Whatsapp),
             "telegram" => Ok(ChannelKind::Telegram),
+            "messenger" => Ok(ChannelKind::Messenger),
             "retell" => Ok(ChannelKind::Retell),
             "vapi" => Ok(ChannelKind::Vapi),
             _ => Err(format!(
-                "unknown channel kind {s:?}; expected whatsapp, telegram, retell or vapi"
+                "unknown channel kind {s:?}; expected whatsapp, telegram, messenger, retell or vapi"
             )),
         }
     }
@@ -105,14 +109,16 @@ pub struct ChannelConnection {
     /// The platform.
     pub kind: ChannelKind,
     /// The platform's id of the sender, unique per kind across the instance: the WhatsApp
-    /// phone number id, or the Telegram bot's id (the digits before `:` in its token); for a
+    /// phone number id, the Telegram bot's id (the digits before `:` in its token), or the
+    /// Facebook Page id (Messenger); for a
     /// voice platform, which has no sender to claim, the connection's own id.
     pub external_key: String,
     /// Settings that are not secret (a JSON object; keys per kind, see the server's
     /// `channels::whatsapp::Config` and `channels::telegram::Config`).
     pub config: Map<String, Value>,
     /// Sealed secrets by name (`access_token`, `app_secret`, `verify_token`, `bot_token`,
-    /// `webhook_secret`; Retell's `api_key`, Vapi's `server_secret`).
+    /// `webhook_secret`; Messenger's `access_token` is the Page access token; Retell's
+    /// `api_key`, Vapi's `server_secret`).
     pub secrets: BTreeMap<String, SealedSecret>,
     /// When it was connected.
     pub created_at: Timestamp,
@@ -253,8 +259,9 @@ pub struct ChannelMessageMeta {
     /// The platform's message type: WhatsApp `messages[].type` (`text`, `image`, `audio`,
     /// `video`, `document`, `sticker`, `location`, `contacts`, `interactive`, `button`,
     /// `reaction`, `edit`, `revoke`, `order`, `system`, `unsupported`...); Telegram `text`,
-    /// `photo`, `voice`, `audio`, `document`, `video`, `sticker`, `edited`...; `template` for
-    /// a WhatsApp template Parley sent.
+    /// `photo`, `voice`, `audio`, `document`, `video`, `sticker`, `edited`...; Messenger
+    /// `text`, `quick_reply`, `attachments`, `sticker`, `location`, `postback`, `reaction`,
+    /// `echo`; `template` for a WhatsApp template Parley sent.
     #[serde(rename = "type")]
     pub kind: String,
     /// Type-specific details, as the platform sent them (location, contacts, the reply's ids,

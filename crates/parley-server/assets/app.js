@@ -203,7 +203,8 @@
         error.textContent = '';
         text.disabled = true;
         try {
-          await teamPost('reply', { text: value });
+          const tag = $('#message-tag', form);
+          await teamPost('reply', tag && tag.value ? { text: value, message_tag: tag.value } : { text: value });
           text.value = '';
           sessionStorage.removeItem('parley-draft-' + form.dataset.id);
           teamRefresh();

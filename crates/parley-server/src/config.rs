@@ -40,6 +40,8 @@ use crate::client_addr::{ForwardedHeader, TrustedProxies};
 /// # Where ownership of a connected number or bot is proven, and the default API of connections.
 /// whatsapp_graph_base_url = "https://graph.facebook.com/v21.0"
 /// telegram_api_base_url = "https://api.telegram.org"
+/// messenger_graph_base_url = "https://graph.facebook.com/v21.0"
+/// messenger_media_hosts = ["fbcdn.net", "fbsbx.com"]  # hosts Messenger attachments are fetched from
 /// attachment_quota_bytes = 5368709120         # per workspace: voice notes, images, documents; 0 = none
 ///
 /// [jobs]                  # background work (see `crate::jobs`)
@@ -105,6 +107,10 @@ pub struct FileSettings {
     pub whatsapp_graph_base_url: Option<String>,
     /// The Bot API that proves Telegram ownership and serves connections without their own.
     pub telegram_api_base_url: Option<String>,
+    /// The Graph API that proves a Messenger Page's ownership and receives its sends.
+    pub messenger_graph_base_url: Option<String>,
+    /// Host names (and their subdomains) Messenger attachment URLs are downloaded from.
+    pub messenger_media_hosts: Option<Vec<String>>,
     /// Most bytes of attachments (widget voice messages, WhatsApp and Telegram media) one
     /// workspace may store; 0 for no quota.
     pub attachment_quota_bytes: Option<u64>,
@@ -305,6 +311,15 @@ pub struct Settings {
     /// The Bot API base Parley trusts (default `https://api.telegram.org`): Telegram ownership
     /// is proven there, and connections without an `api_base_url` use it.
     pub telegram_api_base_url: String,
+    /// The Graph API base Parley trusts for Messenger (default
+    /// `https://graph.facebook.com/v21.0`): a Page's ownership is proven there
+    /// (`GET /me` with the Page access token) and every Send API call goes there.
+    pub messenger_graph_base_url: String,
+    /// The hosts a Messenger attachment's `payload.url` may name, each matching itself and
+    /// its subdomains (default [`DEFAULT_MESSENGER_MEDIA_HOSTS`], Meta's CDNs). A URL on any
+    /// other host (a shared link, a forged payload) is recorded, never fetched; the fetch
+    /// itself still goes through the guarded client ([`crate::net`]).
+    pub messenger_media_hosts: Vec<String>,
     /// Most bytes of attachments one workspace may store (default
     /// [`DEFAULT_ATTACHMENT_QUOTA_BYTES`]; 0 = no quota). See [`crate::channels::media`] for
     /// what happens at the quota.
@@ -325,6 +340,10 @@ pub struct NetworkSettings {
     /// [`parley_core::assistant::check_base_url`] when the settings are read.
     pub allowed_private_urls: Vec<String>,
 }
+
+/// Where Messenger attachments are served from by default: Meta's CDNs (`scontent.xx.fbcdn.net`
+/// for images, audio and video; `cdn.fbsbx.com` for files).
+pub const DEFAULT_MESSENGER_MEDIA_HOSTS: &[&str] = &["fbcdn.net", "fbsbx.com"];
 
 /// The default attachment quota per workspace: 5 GiB (about 40,000 two-minute voice messages,
 /// or a few thousand photos and documents).
@@ -360,6 +379,8 @@ impl fmt::Debug for Settings {
             .field("network", &self.network)
             .field("whatsapp_graph_base_url", &self.whatsapp_graph_base_url)
             .field("telegram_api_base_url", &self.telegram_api_base_url)
+            .field("messenger_graph_base_url", &self.messenger_graph_base_url)
+            .field("messenger_media_hosts", &self.messenger_media_hosts)
             .field("attachment_quota_bytes", &self.attachment_quota_bytes)
             .finish()
     }
@@ -464,6 +485,24 @@ impl Settings {
                     .as_deref()
                     .unwrap_or(crate::channels::telegram::DEFAULT_API_BASE_URL),
             )?,
+            messenger_graph_base_url: checked_url(
+                "messenger_graph_base_url",
+                file.messenger_graph_base_url
+                    .as_deref()
+                    .unwrap_or(crate::channels::messenger::DEFAULT_GRAPH_BASE_URL),
+            )?,
+            messenger_media_hosts: file
+                .messenger_media_hosts
+                .unwrap_or_else(|| {
+                    DEFAULT_MESSENGER_MEDIA_HOSTS
+                        .iter()
+                        .map(|h| (*h).to_owned())
+                        .collect()
+                })
+                .into_iter()
+                .map(|h| h.trim().trim_start_matches('.').to_ascii_lowercase())
+                .filter(|h| !h.is_empty())
+                .collect(),
             attachment_quota_bytes: file
                 .attachment_quota_bytes
                 .unwrap_or(DEFAULT_ATTACHMENT_QUOTA_BYTES),

@@ -9,7 +9,7 @@
 //!
 //! | kind | written by | does |
 //! | --- | --- | --- |
-//! | `whatsapp.delivery`, `telegram.delivery` | the webhook, before it answers 200 (payload: the raw body) | the delivery's statuses, messages and media; writes the follow-up jobs with the messages |
+//! | `whatsapp.delivery`, `telegram.delivery`, `messenger.delivery` | the webhook, before it answers 200 (payload: the raw body) | the delivery's statuses, messages and media; writes the follow-up jobs with the messages |
 //! | `retell.delivery`, `vapi.delivery` | the voice platform's webhook, before it answers 200 (payload: the raw body) | the call ([`crate::channels::voip`]): its conversation and turns, or the analysis added to it; writes the `voip.recording` job with the turns |
 //! | `voip.recording` | a call with a recording URL (`POST /api/v1/calls`, the voice webhooks) | downloads the recording through the guarded client, with its waveform peaks |
 //! | `answer` | the ingest of a new customer message that an assistant may answer (API, channels) | the assistant's turn, at most once per customer message, and the reply on its channel |
@@ -52,6 +52,8 @@ use crate::retry::Policy;
 pub const WHATSAPP_DELIVERY: &str = "whatsapp.delivery";
 /// A Telegram webhook update (payload: the raw body).
 pub const TELEGRAM_DELIVERY: &str = "telegram.delivery";
+/// A Messenger Page webhook delivery (payload: the raw body).
+pub const MESSENGER_DELIVERY: &str = "messenger.delivery";
 /// A Retell webhook, `call_ended` or `call_analyzed` (payload: the raw body).
 pub const RETELL_DELIVERY: &str = "retell.delivery";
 /// A Vapi `end-of-call-report` server message (payload: the raw body).
@@ -203,8 +205,8 @@ pub async fn enqueue_delivery(
 }
 
 /// The follow-up answer job for the last message of batch `batch` of an ingest: `reply`
-/// names where the answer goes (`null` for none, `{"to": phone}` for WhatsApp, `{"chat": id}`
-/// for Telegram), `connection` the channel connection it goes through.
+/// names where the answer goes (`null` for none, `{"to": phone}` for WhatsApp, `{"to": psid}`
+/// for Messenger, `{"chat": id}` for Telegram), `connection` the channel connection it goes through.
 pub fn answer_job(
     batch: usize,
     workspace: parley_core::WorkspaceId,
@@ -390,6 +392,12 @@ async fn handle(state: &AppState, job: &Job) -> Result<(), JobError> {
             };
             crate::channels::telegram::process_delivery(state, &c, &job.payload).await
         }
+        MESSENGER_DELIVERY => {
+            let Some(c) = connection(state, job).await? else {
+                return Ok(());
+            };
+            crate::channels::messenger::process_delivery(state, &c, &job.payload).await
+        }
         RETELL_DELIVERY | VAPI_DELIVERY => {
             let Some(c) = connection(state, job).await? else {
                 return Ok(());
@@ -463,6 +471,9 @@ async fn answer(state: &AppState, job: &Job) -> Result<(), JobError> {
     let sent = match (c.kind, reply["to"].as_str(), reply["chat"].as_str()) {
         (ChannelKind::Whatsapp, Some(to), _) => {
             crate::channels::whatsapp::reply(state, &c, conversation, to, &m).await
+        }
+        (ChannelKind::Messenger, Some(to), _) => {
+            crate::channels::messenger::reply(state, &c, conversation, to, &m, None).await
         }
         (ChannelKind::Telegram, _, Some(chat)) => {
             crate::channels::telegram::reply(state, &c, chat, &m).await

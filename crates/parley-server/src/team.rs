@@ -3,13 +3,16 @@
 //! the API (an API key) call the same functions, so both follow the same rules:
 //!
 //! - **Reply.** An `agent` message with its author ([`parley_core::model::Author`]) is stored
-//!   through the one ingest path; on WhatsApp and Telegram the send is a durable
+//!   through the one ingest path; on WhatsApp, Telegram and Messenger the send is a durable
 //!   [`REPLY_SEND`] job written in the same transaction ([`deliver`] runs it), so a reply
 //!   acknowledged with a 2xx goes out even after a crash. The message's `meta.channel.delivery`
 //!   then says `accepted`/`sent` or `failed` with the platform's error. The widget visitor
 //!   sees it through the widget's event stream; API and gateway conversations store it and
 //!   announce it as a `message.created` event. A free-form WhatsApp text outside the 24-hour
 //!   window is refused before anything is stored (422 `window_closed`): only a template can go.
+//!   On Messenger the same holds for its 24-hour standard messaging window, outside which a
+//!   reply goes only with the message tag the team chooses
+//!   ([`crate::channels::messenger::MessageTag`], [`ReplyBody::Tagged`]).
 //! - **Take over.** In hybrid mode a reply, or "Take over", sets `taken_over_at`: the assistant
 //!   stays silent in that conversation until "Hand back to AI" clears it. Active assistants
 //!   never pause (409 `assistant_not_hybrid`), passive ones never answer anyway. The mark is a
@@ -31,14 +34,14 @@ use parley_store::jobs::{IngestJob, Job, NewJob};
 use serde_json::{Value, json};
 
 use crate::AppState;
-use crate::channels::{self, telegram, whatsapp};
+use crate::channels::{self, messenger, telegram, whatsapp};
 use crate::error::ApiError;
 use crate::ingest::{IngestRequest, ingest_with_jobs};
 use crate::jobs::JobError;
 
-/// Kind of the job that sends a team member's reply on WhatsApp or Telegram (payload:
-/// `{"template": null | {"name", "language", "parameters"}}`; the job names the conversation,
-/// the message and the connection).
+/// Kind of the job that sends a team member's reply on WhatsApp, Telegram or Messenger (payload:
+/// `{"template": null | {"name", "language", "parameters"}, "message_tag": null | "HUMAN_AGENT"
+/// ...}`; the job names the conversation, the message and the connection).
 pub const REPLY_SEND: &str = "reply.send";
 /// Claims of a [`REPLY_SEND`] job (store failures; a platform's refusal is recorded on the
 /// message and not retried).
@@ -55,6 +58,9 @@ pub enum ReplyBody {
     Text(String),
     /// A WhatsApp template (the only thing that goes outside the 24-hour window).
     Template(whatsapp::Template),
+    /// Free-form text sent on Messenger with a message tag (`messaging_type: MESSAGE_TAG`),
+    /// which lets it go outside the 24-hour standard messaging window.
+    Tagged(String, messenger::MessageTag),
 }
 
 fn invalid(field: &str, message: impl Into<String>) -> ApiError {
@@ -111,7 +117,12 @@ async fn connection(
         .get_channel(ws, id)
         .await?
         // A VoIP call has ended by the time it is stored: nothing to deliver a reply to.
-        .filter(|c| matches!(c.kind, ChannelKind::Whatsapp | ChannelKind::Telegram))
+        .filter(|c| {
+            matches!(
+                c.kind,
+                ChannelKind::Whatsapp | ChannelKind::Telegram | ChannelKind::Messenger
+            )
+        })
         .map(|c| (c, customer.to_owned())))
 }
 
@@ -147,8 +158,9 @@ pub async fn mark_team_message(
 /// job that sends it (see the module docs). Returns the stored message (its delivery still
 /// empty: the job records it). Errors: 404 for an unknown conversation; 422
 /// `validation_failed` (empty or too long text, a template outside WhatsApp, a template
-/// without name or language); 422 `window_closed` for free-form WhatsApp text outside the
-/// 24-hour window; 409 `conversation_not_active` for a closed or archived conversation; the
+/// without name or language, a message tag outside Messenger); 422 `window_closed` for
+/// free-form WhatsApp text outside the 24-hour window, and Messenger text the window or the
+/// chosen tag does not allow ([`messenger::may_send`]); 409 `conversation_not_active` for a closed or archived conversation; the
 /// store's.
 pub async fn reply(
     st: &AppState,
@@ -169,8 +181,21 @@ pub async fn reply(
     let whatsapp = target
         .as_ref()
         .is_some_and(|(c, _)| c.kind == ChannelKind::Whatsapp);
+    let on_messenger = target
+        .as_ref()
+        .is_some_and(|(c, _)| c.kind == ChannelKind::Messenger);
+    let tag = match &body {
+        ReplyBody::Tagged(_, t) => Some(*t),
+        _ => None,
+    };
+    if tag.is_some() && !on_messenger {
+        return Err(invalid(
+            "message_tag",
+            "message tags are Messenger's: this conversation is not on a connected Facebook Page",
+        ));
+    }
     let (content, channel_meta, template) = match &body {
-        ReplyBody::Text(text) => {
+        ReplyBody::Text(text) | ReplyBody::Tagged(text, _) => {
             let text = text.trim();
             if text.is_empty() {
                 return Err(invalid("text", "write a message"));
@@ -186,6 +211,15 @@ pub async fn reply(
                     StatusCode::UNPROCESSABLE_ENTITY,
                     "window_closed",
                     "the WhatsApp 24-hour window is closed: only an approved template can be sent",
+                ));
+            }
+            if on_messenger
+                && let Err(why) = messenger::may_send(d.last_inbound_at, Timestamp::now(), tag)
+            {
+                return Err(ApiError::new(
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    "window_closed",
+                    why,
                 ));
             }
             (text.to_owned(), None, None)
@@ -243,7 +277,7 @@ pub async fn reply(
         Some((c, _)) => {
             let mut job = NewJob::new(
                 REPLY_SEND,
-                json!({ "template": template }).to_string(),
+                json!({ "template": template, "message_tag": tag }).to_string(),
                 REPLY_ATTEMPTS,
             );
             job.workspace_id = Some(ws);
@@ -307,12 +341,15 @@ pub(crate) async fn deliver(st: &AppState, job: &Job) -> Result<(), JobError> {
     let payload: Value = serde_json::from_str(&job.payload).unwrap_or(Value::Null);
     let template: Option<whatsapp::Template> =
         serde_json::from_value(payload["template"].clone()).ok();
+    let tag: Option<messenger::MessageTag> =
+        serde_json::from_value(payload["message_tag"].clone()).ok();
     let sent = match (c.kind, template) {
         (ChannelKind::Whatsapp, Some(t)) => {
             whatsapp::send_template(st, &c, &customer, export.detail.last_inbound_at, m, &t).await
         }
         (ChannelKind::Whatsapp, None) => whatsapp::reply(st, &c, id, &customer, m).await,
         (ChannelKind::Telegram, _) => telegram::reply(st, &c, &customer, m).await,
+        (ChannelKind::Messenger, _) => messenger::reply(st, &c, id, &customer, m, tag).await,
         // Never queued: `connection` leaves VoIP connections out.
         (ChannelKind::Retell | ChannelKind::Vapi, _) => return Ok(()),
     };

@@ -68,6 +68,14 @@ pub trait ChannelStore: Send + Sync {
         workspace: WorkspaceId,
         external_id: &str,
     ) -> Result<Option<(ConversationId, Message)>>;
+    /// The conversation of the workspace whose `external_id` is this (a channel conversation's
+    /// `{kind}:{connection}:{customer}` key), if any: how a platform's receipt that names the
+    /// customer but no message (Messenger's `read` watermark) finds its conversation.
+    async fn conversation_by_external_id(
+        &self,
+        workspace: WorkspaceId,
+        external_id: &str,
+    ) -> Result<Option<ConversationId>>;
     /// Replaces a stored message's meta, and sets its `external_id` when `external_id` is
     /// given (the platform's id of a reply Parley sent). False if the message is not in the
     /// workspace. Errors: `Conflict("external_id_taken")` when another message of the

@@ -1896,10 +1896,12 @@ async fn channel_connections_and_message_updates(store: Arc<dyn Store>) {
     );
 
     // Messages by their channel id, and their channel updates.
+    let mut keyed = conv("Ava", T0);
+    keyed.external_id = Some("messenger:c1:psid-1".into());
     let id = create(
         &*store,
         a,
-        conv("Ava", T0),
+        keyed,
         vec![
             ext(msg(Role::User, "hi", T0), "wamid.in"),
             msg(Role::Assistant, "hello", T0 + 1),
@@ -1913,6 +1915,20 @@ async fn channel_connections_and_message_updates(store: Arc<dyn Store>) {
         .unwrap()
         .unwrap();
     assert_eq!((found_in, inbound.content.as_str()), (id, "hi"));
+    // Conversations by their channel key, in their workspace only.
+    assert_eq!(
+        channels
+            .conversation_by_external_id(a, "messenger:c1:psid-1")
+            .await
+            .unwrap(),
+        Some(id)
+    );
+    for (ws, key) in [(b, "messenger:c1:psid-1"), (a, "messenger:c1:psid-2")] {
+        assert_eq!(
+            channels.conversation_by_external_id(ws, key).await.unwrap(),
+            None
+        );
+    }
     assert_eq!(
         channels
             .message_by_external_id(b, "wamid.in")

@@ -11,6 +11,13 @@
 //! number of failing file downloads. Every route requires the one access token the fake was
 //! started with (else Meta's 401 `OAuthException` 190); an object it does not hold is Meta's
 //! 400 `GraphMethodException` 100/33.
+//!
+//! **Messenger.** Facebook Pages added with [`FakeGraph::add_page`] each have their own Page
+//! access token: `GET /v21.0/me` with it answers the Page (`{"id", "name"}`; with the fake's
+//! main token a user that is no Page), and the Send API (`POST /v21.0/me/messages`) takes only
+//! Page tokens and answers `{"recipient_id", "message_id": "m_fake-N"}` (or the scripted
+//! failure). Attachment files are served without a token, as Meta's CDN serves them, at
+//! `GET /cdn/{id}` ([`FakeGraph::cdn_url`]); they fail like `/files` do.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
@@ -49,6 +56,8 @@ struct FakeState {
     templates: HashMap<String, Vec<Value>>,
     received: Vec<Received>,
     sent: u64,
+    /// Page access token -> (page id, page name).
+    pages: HashMap<String, (String, String)>,
 }
 
 type Shared = Arc<Mutex<FakeState>>;
@@ -82,6 +91,7 @@ impl FakeGraph {
             .route("/v21.0/{id}/message_templates", get(message_templates))
             .route("/v21.0/{id}", get(media_info))
             .route("/files/{id}", get(media_file))
+            .route("/cdn/{id}", get(cdn_file))
             .with_state(state.clone());
         let stop = crate::serve(listener, app);
         Ok(FakeGraph {
@@ -132,6 +142,28 @@ impl FakeGraph {
         );
     }
 
+    /// Adds Facebook Page `page_id` named `name`, whose Page access token is `page_token`.
+    pub fn add_page(&self, page_id: &str, name: &str, page_token: &str) {
+        lock(&self.state)
+            .pages
+            .insert(page_token.to_owned(), (page_id.to_owned(), name.to_owned()));
+    }
+
+    /// The URL of media file `id` as a Messenger attachment names it (served without a token).
+    pub fn cdn_url(&self, id: &str) -> String {
+        format!("{}/cdn/{id}", lock(&self.state).base)
+    }
+
+    /// The bodies of the Messenger Send API calls received (`POST /v21.0/me/messages`),
+    /// oldest first.
+    pub fn messenger_sends(&self) -> Vec<Value> {
+        self.received()
+            .into_iter()
+            .filter(|r| r.path == "/v21.0/me/messages")
+            .map(|r| r.body)
+            .collect()
+    }
+
     /// Media URLs name `host` (e.g. `localhost`) instead of the fake's IP address, on the
     /// fake's port.
     pub fn set_media_host(&self, host: &str) {
@@ -163,6 +195,15 @@ fn authorized(s: &FakeState, headers: &HeaderMap) -> bool {
         .get("authorization")
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v == format!("Bearer {}", s.token))
+}
+
+/// The Page whose access token the request carries.
+fn page_of(s: &FakeState, headers: &HeaderMap) -> Option<(String, String)> {
+    let token = headers
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())?
+        .strip_prefix("Bearer ")?;
+    s.pages.get(token).cloned()
 }
 
 fn record(s: &mut FakeState, path: String, headers: &HeaderMap, body: Value) {
@@ -201,6 +242,9 @@ async fn send(
         &headers,
         body.clone(),
     );
+    if id == "me" {
+        return messenger_send(&mut s, &headers, &body);
+    }
     if !authorized(&s, &headers) {
         return unauthorized();
     }
@@ -221,6 +265,26 @@ async fn send(
     .into_response()
 }
 
+/// The Send API: a Page token only; the scripted failure first, else a new `mid`.
+fn messenger_send(s: &mut FakeState, headers: &HeaderMap, body: &Value) -> Response {
+    if page_of(s, headers).is_none() {
+        return unauthorized();
+    }
+    if let Some((status, error)) = s.send_script.pop_front() {
+        return (
+            StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_REQUEST),
+            axum::Json(error),
+        )
+            .into_response();
+    }
+    s.sent += 1;
+    axum::Json(json!({
+        "recipient_id": body["recipient"]["id"],
+        "message_id": format!("m_fake-{}", s.sent),
+    }))
+    .into_response()
+}
+
 async fn media_info(
     State(st): State<Shared>,
     Path(id): Path<String>,
@@ -228,6 +292,16 @@ async fn media_info(
 ) -> Response {
     let mut s = lock(&st);
     record(&mut s, format!("/v21.0/{id}"), &headers, Value::Null);
+    if id == "me" {
+        // A Page token's node is its Page; the main token's is a (system) user.
+        return match page_of(&s, &headers) {
+            Some((page, name)) => axum::Json(json!({"id": page, "name": name})).into_response(),
+            None if authorized(&s, &headers) => {
+                axum::Json(json!({"id": "100000000000001", "name": "System User"})).into_response()
+            }
+            None => unauthorized(),
+        };
+    }
     if !authorized(&s, &headers) {
         return unauthorized();
     }
@@ -351,6 +425,24 @@ async fn media_file(
     if !authorized(&s, &headers) {
         return StatusCode::UNAUTHORIZED.into_response();
     }
+    if s.failing_downloads > 0 {
+        s.failing_downloads -= 1;
+        return StatusCode::INTERNAL_SERVER_ERROR.into_response();
+    }
+    match s.media.get(&id) {
+        Some((mime, bytes)) => ([("content-type", mime.clone())], bytes.clone()).into_response(),
+        None => StatusCode::NOT_FOUND.into_response(),
+    }
+}
+
+/// `GET /cdn/{id}`: a media file as Meta's CDN serves Messenger attachments (no token).
+async fn cdn_file(
+    State(st): State<Shared>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    let mut s = lock(&st);
+    record(&mut s, format!("/cdn/{id}"), &headers, Value::Null);
     if s.failing_downloads > 0 {
         s.failing_downloads -= 1;
         return StatusCode::INTERNAL_SERVER_ERROR.into_response();

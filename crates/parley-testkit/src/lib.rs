@@ -4,7 +4,7 @@
 //!
 //! - [`stub_provider`]: an OpenAI-compatible provider (chat completions, models, speech to
 //!   text) answering from a script;
-//! - [`fake_graph`]: Meta's Graph API (WhatsApp Cloud API);
+//! - [`fake_graph`]: Meta's Graph API (WhatsApp Cloud API, Messenger Pages and Send API);
 //! - [`fake_bot_api`]: Telegram's Bot API.
 //!
 //! Each listens on a free port of 127.0.0.1 and stops when dropped.

@@ -1,7 +1,7 @@
 //! Channel connections and channel sends:
 //!
-//! - `POST /api/v1/assistants/{id}/channels`: connect a WhatsApp sender, a Telegram bot, or a
-//!   voice platform (Retell, Vapi: see [`crate::channels::voip`]);
+//! - `POST /api/v1/assistants/{id}/channels`: connect a WhatsApp sender, a Telegram bot, a
+//!   Facebook Page (Messenger), or a voice platform (Retell, Vapi: see [`crate::channels::voip`]);
 //! - `GET /api/v1/assistants/{id}/channels`, `GET /api/v1/channels/{id}`,
 //!   `DELETE /api/v1/channels/{id}`;
 //! - `POST /api/v1/conversations/{id}/channel-messages`: a team member's message (text, or a
@@ -24,34 +24,38 @@ use parley_core::assistant::check_base_url;
 use super::ApiJson;
 use crate::AppState;
 use crate::auth::ApiKeyAuth;
-use crate::channels::{self, telegram, whatsapp};
+use crate::channels::{self, messenger, telegram, whatsapp};
 use crate::error::ApiError;
 use crate::ingest::{IngestRequest, ingest};
 
 /// `POST /api/v1/assistants/{id}/channels` body. WhatsApp needs `phone_number_id`,
 /// `business_account_id`, `access_token`, `app_secret`, `verify_token` (and optionally
 /// `graph_base_url`); Telegram needs `bot_token` and `public_base_url` (and optionally
-/// `api_base_url`). Either may name a `transcription_model` for voice notes and a
-/// `vision_model` for images. Retell needs `api_key`, Vapi `server_secret`, and neither takes
+/// `api_base_url`); Messenger needs `page_id`, `access_token` (the Page access token),
+/// `app_secret` and `verify_token`. Any of them may name a `transcription_model` for voice
+/// notes and a `vision_model` for images. Retell needs `api_key`, Vapi `server_secret`, and neither takes
 /// anything else.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ConnectInput {
-    /// `whatsapp`, `telegram`, `retell` or `vapi`.
+    /// `whatsapp`, `telegram`, `messenger`, `retell` or `vapi`.
     pub kind: ChannelKind,
+    /// Messenger: the Facebook Page's id (digits).
+    #[serde(default)]
+    pub page_id: Option<String>,
     /// WhatsApp: the phone number's id in Meta's Business Manager (digits).
     #[serde(default)]
     pub phone_number_id: Option<String>,
     /// WhatsApp: the WhatsApp Business Account id (digits).
     #[serde(default)]
     pub business_account_id: Option<String>,
-    /// WhatsApp: a system user access token (sealed).
+    /// WhatsApp: a system user access token; Messenger: the Page access token (sealed).
     #[serde(default)]
     pub access_token: Option<String>,
-    /// WhatsApp: the Meta app's secret, which signs webhooks (sealed).
+    /// WhatsApp and Messenger: the Meta app's secret, which signs webhooks (sealed).
     #[serde(default)]
     pub app_secret: Option<String>,
-    /// WhatsApp: the token Meta's verification handshake must present (sealed).
+    /// WhatsApp and Messenger: the token Meta's verification handshake must present (sealed).
     #[serde(default)]
     pub verify_token: Option<String>,
     /// WhatsApp: the Graph API base (default `https://graph.facebook.com/v21.0`).
@@ -165,6 +169,7 @@ fn require_proof(proof: channels::Proof, kind: ChannelKind, field: &str) -> Resu
             match kind {
                 ChannelKind::Whatsapp => "whatsapp_unreachable",
                 ChannelKind::Telegram => "telegram_unreachable",
+                ChannelKind::Messenger => "messenger_unreachable",
                 ChannelKind::Retell => "retell_unreachable",
                 ChannelKind::Vapi => "vapi_unreachable",
             },
@@ -178,7 +183,7 @@ fn require_proof(proof: channels::Proof, kind: ChannelKind, field: &str) -> Resu
 
 fn platform_name(kind: ChannelKind) -> &'static str {
     match kind {
-        ChannelKind::Whatsapp => "Meta's Graph API",
+        ChannelKind::Whatsapp | ChannelKind::Messenger => "Meta's Graph API",
         ChannelKind::Telegram => "Telegram",
         ChannelKind::Retell => "Retell",
         ChannelKind::Vapi => "Vapi",
@@ -204,6 +209,10 @@ async fn holder_proof(st: &AppState, holder: &ChannelConnection) -> channels::Pr
                 Err(e) => channels::Proof::Refused(e),
             }
         }
+        ChannelKind::Messenger => match channels::open_secret(st, holder, "access_token") {
+            Ok(token) => messenger::prove(st, &holder.external_key, &token).await.0,
+            Err(e) => channels::Proof::Refused(e),
+        },
         // Nothing is claimed: a voice platform's connection is keyed by its own id.
         ChannelKind::Retell | ChannelKind::Vapi => channels::Proof::Proven,
     }
@@ -264,6 +273,7 @@ fn platform_label(kind: ChannelKind) -> &'static str {
     match kind {
         ChannelKind::Whatsapp => "WhatsApp number",
         ChannelKind::Telegram => "Telegram bot",
+        ChannelKind::Messenger => "Facebook Page",
         ChannelKind::Retell => "Retell account",
         ChannelKind::Vapi => "Vapi account",
     }
@@ -329,6 +339,9 @@ pub(crate) async fn connect(
         }
         c.config.insert("vision_model".into(), json!(m));
     }
+    if input.kind != ChannelKind::Messenger {
+        forbid(&input.page_id, "page_id", input.kind)?;
+    }
     match input.kind {
         ChannelKind::Whatsapp => {
             for (v, f) in [
@@ -364,6 +377,35 @@ pub(crate) async fn connect(
                 whatsapp::probe_graph(st, &graph, &c.external_key, token).await?;
                 c.config.insert("graph_base_url".into(), json!(graph));
             }
+            channels::seal(st, &mut c.secrets, "access_token", token);
+            channels::seal(st, &mut c.secrets, "app_secret", app_secret);
+            channels::seal(st, &mut c.secrets, "verify_token", verify_token);
+        }
+        ChannelKind::Messenger => {
+            for (v, f) in [
+                (&input.phone_number_id, "phone_number_id"),
+                (&input.business_account_id, "business_account_id"),
+                (&input.graph_base_url, "graph_base_url"),
+                (&input.bot_token, "bot_token"),
+                (&input.public_base_url, "public_base_url"),
+                (&input.api_base_url, "api_base_url"),
+                (&input.api_key, "api_key"),
+                (&input.server_secret, "server_secret"),
+            ] {
+                forbid(v, f, input.kind)?;
+            }
+            c.external_key = digits(&input.page_id, "page_id")?;
+            let token = required(&input.access_token, "access_token", 4096)?;
+            let app_secret = required(&input.app_secret, "app_secret", 512)?;
+            let verify_token = required(&input.verify_token, "verify_token", 512)?;
+            // Ownership first, as for WhatsApp.
+            let (proof, name) = messenger::prove(st, &c.external_key, token).await;
+            require_proof(proof, c.kind, "access_token")?;
+            c.config.insert("page_id".into(), json!(c.external_key));
+            if let Some(name) = name {
+                c.config.insert("page_name".into(), json!(name));
+            }
+            free_sender(st, &c).await?;
             channels::seal(st, &mut c.secrets, "access_token", token);
             channels::seal(st, &mut c.secrets, "app_secret", app_secret);
             channels::seal(st, &mut c.secrets, "verify_token", verify_token);
@@ -460,7 +502,7 @@ pub(crate) async fn connect(
 /// `graph_base_url` / `api_base_url` the server does not connect to), `graph_rejected`,
 /// `telegram_rejected` (Telegram refuses the webhook); 409 `channel_exists` (to a proven
 /// owner: the sender is connected elsewhere); 502 `whatsapp_unreachable` /
-/// `telegram_unreachable`.
+/// `telegram_unreachable` / `messenger_unreachable`.
 pub(super) async fn create(
     State(st): State<AppState>,
     auth: ApiKeyAuth,
@@ -549,9 +591,9 @@ pub(crate) async fn disconnect(
 }
 
 /// `GET /api/v1/conversations/{id}/channel`: the connection a conversation came through, the
-/// customer's platform id and, for WhatsApp, the 24-hour window: `{"channel", "customer",
-/// "window": {"open", "closes_at"}}` (`window` null on Telegram, `closes_at` null when the
-/// customer never wrote). 404; 409 `not_a_channel_conversation`.
+/// customer's platform id and, for WhatsApp and Messenger, the 24-hour window: `{"channel",
+/// "customer", "window": {"open", "closes_at"}}` (`window` null on Telegram, `closes_at` null
+/// when the customer never wrote). 404; 409 `not_a_channel_conversation`.
 pub(super) async fn conversation_channel(
     State(st): State<AppState>,
     auth: ApiKeyAuth,
@@ -561,7 +603,7 @@ pub(super) async fn conversation_channel(
         .parse()
         .map_err(|_| ApiError::not_found("conversation"))?;
     let (c, customer, detail) = channels::connection_of(&st, auth.workspace, conversation).await?;
-    let window = (c.kind == ChannelKind::Whatsapp).then(|| {
+    let window = matches!(c.kind, ChannelKind::Whatsapp | ChannelKind::Messenger).then(|| {
         json!({
             "open": whatsapp::window_open(detail.last_inbound_at, Timestamp::now()),
             "closes_at": whatsapp::window_closes_at(detail.last_inbound_at),
@@ -661,6 +703,9 @@ pub(super) async fn send(
             whatsapp::reply(&st, &c, conversation, &customer, &message).await
         }
         (ChannelKind::Telegram, _) => telegram::reply(&st, &c, &customer, &message).await,
+        (ChannelKind::Messenger, _) => {
+            messenger::reply(&st, &c, conversation, &customer, &message, None).await
+        }
         // `connection_of` refuses calls; said again here for the compiler.
         (ChannelKind::Retell | ChannelKind::Vapi, _) => Err(parley_core::channel::ChannelError {
             code: 0,

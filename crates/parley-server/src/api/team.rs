@@ -29,7 +29,8 @@ use crate::channels::{self, whatsapp};
 use crate::error::ApiError;
 use crate::team::{self, ReplyBody};
 
-/// A reply's body: exactly one of `text` and `template`.
+/// A reply's body: exactly one of `text` and `template`; on Messenger `text` may come with a
+/// `message_tag`.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ReplyInput {
@@ -39,6 +40,11 @@ pub struct ReplyInput {
     /// A WhatsApp template: `{"name", "language", "parameters": [...]}`.
     #[serde(default)]
     pub template: Option<whatsapp::Template>,
+    /// Messenger only: the message tag that lets `text` go outside the 24-hour standard
+    /// messaging window (`HUMAN_AGENT`, `ACCOUNT_UPDATE`, `CONFIRMED_EVENT_UPDATE`,
+    /// `POST_PURCHASE_UPDATE`).
+    #[serde(default)]
+    pub message_tag: Option<String>,
     /// API only: who wrote it, as shown in the transcript (default `API`; at most 200
     /// characters).
     #[serde(default)]
@@ -47,11 +53,31 @@ pub struct ReplyInput {
 
 impl ReplyInput {
     /// The body, or 422 `validation_failed` unless exactly one of `text` and `template` is
-    /// given.
+    /// given, or for an unknown `message_tag` or one given with a template.
     pub fn body(self) -> Result<ReplyBody, ApiError> {
-        match (self.text, self.template) {
-            (Some(t), None) => Ok(ReplyBody::Text(t)),
-            (None, Some(t)) => Ok(ReplyBody::Template(t)),
+        let invalid = |field: &str, m: String| {
+            ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "validation_failed",
+                format!("{field}: {m}"),
+            )
+            .with_field(field)
+        };
+        let tag = match self.message_tag.as_deref() {
+            None => None,
+            Some(t) => Some(
+                crate::channels::messenger::MessageTag::parse(t)
+                    .map_err(|m| invalid("message_tag", m))?,
+            ),
+        };
+        match (self.text, self.template, tag) {
+            (Some(t), None, None) => Ok(ReplyBody::Text(t)),
+            (Some(t), None, Some(tag)) => Ok(ReplyBody::Tagged(t, tag)),
+            (None, Some(t), None) => Ok(ReplyBody::Template(t)),
+            (None, Some(_), Some(_)) => Err(invalid(
+                "message_tag",
+                "goes with a text, not a template".into(),
+            )),
             _ => Err(ApiError::new(
                 StatusCode::UNPROCESSABLE_ENTITY,
                 "validation_failed",

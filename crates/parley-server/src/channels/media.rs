@@ -335,6 +335,9 @@ pub async fn download_later(
         parley_core::channel::ChannelKind::Telegram => {
             super::telegram::download_attachment(state, c, &mut a).await
         }
+        parley_core::channel::ChannelKind::Messenger => {
+            super::messenger::download_again(state, c, &mut a).await
+        }
         // Call recordings come by URL (the `voip.recording` job), never by platform media id.
         parley_core::channel::ChannelKind::Retell | parley_core::channel::ChannelKind::Vapi => {
             return Err(JobError::Permanent(
@@ -695,6 +698,7 @@ pub async fn delete_conversation(
             d.summary.channel,
             parley_core::Channel::Whatsapp
                 | parley_core::Channel::Telegram
+                | parley_core::Channel::Messenger
                 | parley_core::Channel::Widget
         )
     }) {

@@ -1,5 +1,5 @@
-//! Messaging channels (DESIGN.md sections 2 and 3): WhatsApp Business (Meta's Cloud API) and
-//! Telegram bots. Each one only translates its platform's webhooks into
+//! Messaging channels (DESIGN.md sections 2 and 3): WhatsApp Business (Meta's Cloud API),
+//! Telegram bots and Facebook Messenger (a Page, through Meta's Messenger Platform). Each one only translates its platform's webhooks into
 //! [`crate::ingest`] calls and sends the assistant's answers back out; conversations, messages
 //! and de-duplication are the ingest path's.
 //!
@@ -7,6 +7,9 @@
 //!   messages and status callbacks, replies and templates through the Graph API, the 24-hour
 //!   window.
 //! - [`telegram`]: `setWebhook` with a secret token, updates, `sendMessage`.
+//! - [`messenger`]: the Page webhook (the same handshake and signature as WhatsApp's), messages,
+//!   postbacks, reactions, echoes, delivery and read receipts; the Send API with the 24-hour
+//!   standard messaging window and message tags.
 //! - [`media`]: attachment storage under the data directory, voice transcription and image
 //!   descriptions.
 //! - [`voip`]: Retell's and Vapi's post-call webhooks (phone calls on channel `voip`).
@@ -23,6 +26,7 @@
 //! has one conversation per connection and replies know where to go.
 
 pub mod media;
+pub mod messenger;
 pub mod telegram;
 pub mod voip;
 pub mod whatsapp;
@@ -50,6 +54,10 @@ pub fn router() -> Router<AppState> {
             get(whatsapp::verify).post(whatsapp::webhook),
         )
         .route("/webhooks/telegram/{id}", post(telegram::webhook))
+        .route(
+            "/webhooks/messenger/{id}",
+            get(messenger::verify).post(messenger::webhook),
+        )
         .route("/webhooks/retell/{id}", post(voip::retell_webhook))
         .route("/webhooks/vapi/{id}", post(voip::vapi_webhook))
 }
@@ -162,7 +170,7 @@ pub async fn connection_of(
         ApiError::new(
             axum::http::StatusCode::CONFLICT,
             "not_a_channel_conversation",
-            "this conversation did not come through a connected WhatsApp or Telegram sender",
+            "this conversation did not come through a connected WhatsApp, Telegram or Messenger sender",
         )
     };
     let key = detail.summary.external_id.clone().ok_or_else(not_channel)?;

@@ -147,6 +147,19 @@ pub async fn verify(
     RawQuery(query): RawQuery,
 ) -> Result<Response, ApiError> {
     let c = connection(&st, &id).await?;
+    handshake(&st, &c, query, "WhatsApp")
+}
+
+/// Meta's webhook verification handshake for connection `c` (WhatsApp and Messenger alike):
+/// 200 with `hub.challenge` as plain text when `hub.mode` is `subscribe` and
+/// `hub.verify_token` is the connection's verify token (compared in constant time); 403
+/// `verification_failed` otherwise. `platform` names it in the logs.
+pub(crate) fn handshake(
+    st: &AppState,
+    c: &ChannelConnection,
+    query: Option<String>,
+    platform: &str,
+) -> Result<Response, ApiError> {
     let mut mode = None;
     let mut token = None;
     let mut challenge = None;
@@ -158,17 +171,17 @@ pub async fn verify(
             _ => {}
         }
     }
-    let expected = open_secret(&st, &c, "verify_token").map_err(ApiError::internal)?;
+    let expected = open_secret(st, c, "verify_token").map_err(ApiError::internal)?;
     let token_ok = token
         .as_deref()
         .is_some_and(|t| bool::from(t.as_bytes().ct_eq(expected.as_bytes())));
     match (mode.as_deref(), challenge) {
         (Some("subscribe"), Some(challenge)) if token_ok => {
-            tracing::info!(connection = %c.id, "WhatsApp webhook verified");
+            tracing::info!(connection = %c.id, platform, "webhook verified");
             Ok((StatusCode::OK, challenge).into_response())
         }
         _ => {
-            tracing::warn!(connection = %c.id, "WhatsApp webhook verification refused");
+            tracing::warn!(connection = %c.id, platform, "webhook verification refused");
             Err(ApiError::new(
                 StatusCode::FORBIDDEN,
                 "verification_failed",
@@ -189,13 +202,29 @@ pub async fn webhook(
     body: Bytes,
 ) -> Result<Response, ApiError> {
     let c = connection(&st, &id).await?;
-    let app_secret = open_secret(&st, &c, "app_secret").map_err(ApiError::internal)?;
+    check_delivery(&st, &c, &headers, &body, "WhatsApp")?;
+    crate::jobs::enqueue_delivery(&st, crate::jobs::WHATSAPP_DELIVERY, &c, &body).await?;
+    Ok(StatusCode::OK.into_response())
+}
+
+/// Checks a Meta webhook delivery of connection `c` (WhatsApp and Messenger alike): its
+/// `X-Hub-Signature-256` against the raw body with the connection's app secret (401
+/// `signature_missing`, 403 `signature_invalid`, both logged), then that the body is JSON (400
+/// `invalid_json`). `platform` names it in the logs.
+pub(crate) fn check_delivery(
+    st: &AppState,
+    c: &ChannelConnection,
+    headers: &HeaderMap,
+    body: &[u8],
+    platform: &str,
+) -> Result<(), ApiError> {
+    let app_secret = open_secret(st, c, "app_secret").map_err(ApiError::internal)?;
     let header = headers
         .get("x-hub-signature-256")
         .and_then(|v| v.to_str().ok());
-    if let Err(e) = verify_signature(&app_secret, &body, header) {
-        tracing::warn!(connection = %c.id, reason = ?e, bytes = body.len(),
-            "refused a WhatsApp webhook delivery with a bad signature");
+    if let Err(e) = verify_signature(&app_secret, body, header) {
+        tracing::warn!(connection = %c.id, platform, reason = ?e, bytes = body.len(),
+            "refused a webhook delivery with a bad signature");
         return Err(match e {
             SignatureError::Missing => ApiError::new(
                 StatusCode::UNAUTHORIZED,
@@ -209,15 +238,14 @@ pub async fn webhook(
             ),
         });
     }
-    if serde_json::from_slice::<serde::de::IgnoredAny>(&body).is_err() {
+    if serde_json::from_slice::<serde::de::IgnoredAny>(body).is_err() {
         return Err(ApiError::new(
             StatusCode::BAD_REQUEST,
             "invalid_json",
             "the body is not JSON",
         ));
     }
-    crate::jobs::enqueue_delivery(&st, crate::jobs::WHATSAPP_DELIVERY, &c, &body).await?;
-    Ok(StatusCode::OK.into_response())
+    Ok(())
 }
 
 /// Processes one stored delivery (the `whatsapp.delivery` job; `body` is the raw body):
@@ -1028,9 +1056,10 @@ async fn graph_call(
     Ok(answer)
 }
 
-/// Records the outcome of a send on the stored message: its `wamid` and `accepted`, or
-/// `failed` with the error.
-async fn record_send(
+/// Records the outcome of a send on the stored message: the platform's message id (WhatsApp
+/// `wamid`, Messenger `mid`) and `accepted`, or `failed` with the error; `kind` and `details`
+/// become its `meta.channel` type and details.
+pub(crate) async fn record_send(
     state: &AppState,
     ws: WorkspaceId,
     m: &Message,

@@ -544,6 +544,9 @@ pub(super) struct ChannelForm {
     #[serde(rename = "_csrf", default)]
     csrf: String,
     kind: String,
+    /// Messenger: the Facebook Page's id.
+    #[serde(default)]
+    page_id: String,
     #[serde(default)]
     phone_number_id: String,
     #[serde(default)]
@@ -609,12 +612,14 @@ pub(super) async fn connect_channel(
     let kind = match f.kind.as_str() {
         "whatsapp" => parley_core::channel::ChannelKind::Whatsapp,
         "telegram" => parley_core::channel::ChannelKind::Telegram,
+        "messenger" => parley_core::channel::ChannelKind::Messenger,
         "retell" => parley_core::channel::ChannelKind::Retell,
         "vapi" => parley_core::channel::ChannelKind::Vapi,
         _ => return back_to_channels(&id, &[("channel_error", "unknown channel kind")]),
     };
     let input = crate::api::channels::ConnectInput {
         kind,
+        page_id: given(&f.page_id),
         phone_number_id: given(&f.phone_number_id),
         business_account_id: given(&f.business_account_id),
         access_token: given(&f.access_token),

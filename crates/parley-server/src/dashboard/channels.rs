@@ -10,11 +10,11 @@ use crate::AppState;
 pub struct ChannelRow {
     /// The connection's id.
     pub id: String,
-    /// `whatsapp`, `telegram`, `retell` or `vapi` (the badge's class).
+    /// `whatsapp`, `telegram`, `messenger`, `retell` or `vapi` (the badge's class).
     pub kind: String,
-    /// "WhatsApp", "Telegram", "Retell" or "Vapi".
+    /// "WhatsApp", "Telegram", "Messenger", "Retell" or "Vapi".
     pub label: &'static str,
-    /// Phone number id or bot id (a voice platform's: the connection id).
+    /// Phone number id, bot id or Page id (a voice platform's: the connection id).
     pub external_key: String,
     /// The webhook's full URL as this page was reached (`{origin}/webhooks/{kind}/{id}`), what
     /// the platform's settings want.
@@ -80,6 +80,7 @@ pub async fn rows(
             label: match c.kind {
                 ChannelKind::Whatsapp => "WhatsApp",
                 ChannelKind::Telegram => "Telegram",
+                ChannelKind::Messenger => "Messenger",
                 ChannelKind::Retell => "Retell",
                 ChannelKind::Vapi => "Vapi",
             },
@@ -125,6 +126,9 @@ fn inbox_line(inbox: &crate::jobs::InboxView) -> String {
 
 fn quality_line(c: &ChannelConnection) -> String {
     let mut parts = Vec::new();
+    if let Some(p) = crate::channels::config_str(c, "page_name") {
+        parts.push(format!("Page {p}"));
+    }
     if let Some(q) = crate::channels::config_str(c, "quality_rating") {
         parts.push(format!("Quality {q}"));
     }

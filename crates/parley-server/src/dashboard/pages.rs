@@ -958,8 +958,11 @@ struct Panel {
     started_title: String,
     last_title: String,
     has_voice: bool,
-    /// WhatsApp's 24-hour customer-service window: (open, "until ..."/"since ..." text).
+    /// WhatsApp's 24-hour customer-service window, or Messenger's standard messaging window:
+    /// (open, "until ..."/"since ..." text).
     window: Option<(bool, String)>,
+    /// What the window means on this channel (the window line's tooltip).
+    window_note: &'static str,
     duration: String,
     messages: String,
     stored_messages: String,
@@ -1018,6 +1021,12 @@ pub(super) struct TeamBar {
     active: bool,
     /// WhatsApp outside the 24-hour window: only templates can go.
     templates_only: bool,
+    /// A Messenger conversation: the composer offers message tags.
+    messenger: bool,
+    /// Messenger outside the 24-hour window: only a tagged message can go.
+    tag_required: bool,
+    /// The message tags the composer offers (wire name, label).
+    message_tags: Vec<(&'static str, &'static str)>,
     /// The workspace's members: (id, email, assigned).
     members: Vec<(String, String, bool)>,
 }
@@ -1081,6 +1090,18 @@ async fn build_panel(
         templates_only: s.channel == parley_core::Channel::Whatsapp
             && s.external_id.is_some()
             && !crate::channels::whatsapp::window_open(d.last_inbound_at, Timestamp::now()),
+        messenger: s.channel == parley_core::Channel::Messenger && s.external_id.is_some(),
+        tag_required: s.channel == parley_core::Channel::Messenger
+            && crate::channels::messenger::may_send(d.last_inbound_at, Timestamp::now(), None)
+                .is_err(),
+        message_tags: if s.channel == parley_core::Channel::Messenger {
+            crate::channels::messenger::MessageTag::ALL
+                .iter()
+                .map(|t| (t.as_str(), message_tag_label(*t)))
+                .collect()
+        } else {
+            Vec::new()
+        },
         members: members
             .into_iter()
             .map(|u| {
@@ -1243,18 +1264,31 @@ fn panel_html(
         started_title: format::full(s.started_at, tz),
         last_title: format::full(s.last_message_at, tz),
         has_voice: d.has_voice,
-        window: (s.channel == parley_core::Channel::Whatsapp)
-            .then(|| crate::channels::whatsapp::window_closes_at(d.last_inbound_at))
-            .flatten()
-            .map(|end| {
-                let open = Timestamp::now() < end;
-                let when = format::datetime(end, tz);
-                if open {
-                    (true, format!("Open until {when}"))
-                } else {
-                    (false, format!("Closed since {when}: templates only"))
-                }
-            }),
+        window: matches!(
+            s.channel,
+            parley_core::Channel::Whatsapp | parley_core::Channel::Messenger
+        )
+        .then(|| crate::channels::whatsapp::window_closes_at(d.last_inbound_at))
+        .flatten()
+        .map(|end| {
+            let open = Timestamp::now() < end;
+            let when = format::datetime(end, tz);
+            let only = if s.channel == parley_core::Channel::Messenger {
+                "message tags only"
+            } else {
+                "templates only"
+            };
+            if open {
+                (true, format!("Open until {when}"))
+            } else {
+                (false, format!("Closed since {when}: {only}"))
+            }
+        }),
+        window_note: if s.channel == parley_core::Channel::Messenger {
+            "Messenger lets a Page answer freely for 24 hours after the customer's last message; after that only with a message tag"
+        } else {
+            "WhatsApp lets a business answer freely for 24 hours after the customer's last message; after that only approved templates"
+        },
         duration: s
             .duration_ms
             .or_else(|| insight.and_then(|i| i.duration_ms))
@@ -1473,5 +1507,16 @@ pub(super) async fn delete(
             "This conversation does not exist (any more).",
         ),
         Err(e) => crate::error::ApiError::from(e).into_response(),
+    }
+}
+
+/// The composer's label of a Messenger message tag.
+fn message_tag_label(t: crate::channels::messenger::MessageTag) -> &'static str {
+    use crate::channels::messenger::MessageTag;
+    match t {
+        MessageTag::HumanAgent => "Human agent (up to 7 days)",
+        MessageTag::AccountUpdate => "Account update",
+        MessageTag::ConfirmedEventUpdate => "Confirmed event update",
+        MessageTag::PostPurchaseUpdate => "Post-purchase update",
     }
 }

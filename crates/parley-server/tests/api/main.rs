@@ -19,6 +19,7 @@ mod import_memory;
 mod insights;
 mod keys;
 mod list;
+mod messenger;
 mod openapi;
 mod operations;
 mod peaks;

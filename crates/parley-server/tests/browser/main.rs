@@ -9,6 +9,7 @@ mod harness;
 mod inbox;
 mod insights;
 mod live;
+mod messenger;
 mod privacy;
 mod providers;
 mod review;

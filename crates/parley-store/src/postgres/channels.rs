@@ -216,6 +216,23 @@ impl ChannelStore for PostgresStore {
         }
     }
 
+    async fn conversation_by_external_id(
+        &self,
+        workspace: WorkspaceId,
+        external_id: &str,
+    ) -> Result<Option<ConversationId>> {
+        let client = self.pool.get().await?;
+        let stmt = client
+            .prepare_cached(
+                "SELECT id FROM conversations WHERE workspace_id = $1 AND external_id = $2",
+            )
+            .await?;
+        Ok(client
+            .query_opt(&stmt, &[&workspace.0, &external_id])
+            .await?
+            .map(|r| ConversationId(r.get(0))))
+    }
+
     async fn update_message_channel(
         &self,
         workspace: WorkspaceId,

@@ -323,6 +323,24 @@ impl ChannelStore for SqliteStore {
         .await
     }
 
+    async fn conversation_by_external_id(
+        &self,
+        workspace: WorkspaceId,
+        external_id: &str,
+    ) -> Result<Option<ConversationId>> {
+        let ext = external_id.to_owned();
+        self.read(move |c| {
+            let id: Option<Vec<u8>> = c
+                .prepare_cached(
+                    "SELECT id FROM conversations WHERE workspace_id = ?1 AND external_id = ?2",
+                )?
+                .query_row(params![workspace.as_bytes(), ext], |r| r.get(0))
+                .optional()?;
+            Ok(id.and_then(|b| ConversationId::from_slice(&b)))
+        })
+        .await
+    }
+
     async fn update_message_channel(
         &self,
         workspace: WorkspaceId,
