@@ -104,6 +104,15 @@ pub(crate) fn parse_filter(p: &Params) -> Result<ConversationFilter, ApiError> {
     if q.as_ref().is_some_and(|q| q.chars().count() > 200) {
         return Err(ApiError::bad_param("q", "q must be at most 200 characters"));
     }
+    // No stored text holds a NUL (PostgreSQL text cannot): refused rather than sent to the store.
+    for name in ["q", "topic"] {
+        if p.get(name).is_some_and(|v| v.contains('\0')) {
+            return Err(ApiError::bad_param(
+                name,
+                format!("{name} must not contain a NUL character"),
+            ));
+        }
+    }
     Ok(ConversationFilter {
         statuses,
         channels,
