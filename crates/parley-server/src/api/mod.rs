@@ -25,7 +25,7 @@ use crate::AppState;
 pub(crate) use crate::body::parse_json;
 use crate::error::ApiError;
 pub(crate) use conversations::with_list_insight;
-pub(crate) use export::{download, parse_transcript_format, transcript_file};
+pub(crate) use export::{download, parse_finetune, parse_transcript_format, transcript_file};
 
 /// The OpenAPI 3.1 document of the API.
 pub const OPENAPI_JSON: &str = include_str!("openapi.json");

@@ -20,7 +20,8 @@
 //! pass over the same pages, keys only) and writes one column `var:<key>` per key, sorted by
 //! key, at most [`MAX_VARIABLE_COLUMNS`]; a key beyond that cap, or one that appeared between
 //! the two passes, lands in the last column, `other_variables`, as a JSON object (empty when
-//! there is none). Text cells a spreadsheet would run as a formula are prefixed with `'`.
+//! there is none). Text cells a spreadsheet would run as a formula (starting with `=`, `+`, `-`,
+//! `@`, tab or CR: a contact `+1 415...` too) are prefixed with `'`.
 //!
 //! **JSONL, one line per conversation**: the list's row exactly as `GET /api/v1/conversations`
 //! answers it (with `resolution`, and `match` when searched), plus `variables` (an object of

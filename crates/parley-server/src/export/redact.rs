@@ -3,8 +3,9 @@
 //! In this order:
 //! 1. the conversation's own identifiers, as literal text, case-insensitively: the contact
 //!    (phone number, Telegram user, visitor id) and the session id become `[CONTACT]`; the
-//!    values of variables whose key names a person or a way to reach one (`name`,
-//!    `first_name`, `email`, `phone`...) become `[NAME]`, `[EMAIL]` or `[PHONE]`;
+//!    values of variables whose key names a person ([`PERSON_KEYS`]: `name`, `first_name`...)
+//!    or a way to reach one (a key containing `mail`, `phone`, `mobile`) become `[NAME]`,
+//!    `[EMAIL]` or `[PHONE]`;
 //! 2. e-mail addresses (`local@domain.tld`) become `[EMAIL]`;
 //! 3. card-like numbers (13 to 19 digits, spaces or dashes between groups allowed) that pass
 //!    the Luhn check become `[CARD]`; other long digit runs are left to the phone rule;
@@ -96,6 +97,23 @@ pub struct Redactor {
     literals: Vec<(Regex, &'static str)>,
 }
 
+/// Variable keys that hold a person's name (lowercased). A key merely containing "name"
+/// (`restaurant_name`) is not one.
+const PERSON_KEYS: &[&str] = &[
+    "name",
+    "first_name",
+    "last_name",
+    "full_name",
+    "given_name",
+    "family_name",
+    "customer_name",
+    "contact_name",
+    "user_name",
+    "username",
+    "customer",
+    "contact",
+];
+
 /// The placeholder for a variable's value, by its key; `None` for a key that names nothing
 /// personal.
 fn variable_placeholder(key: &str) -> Option<&'static str> {
@@ -104,7 +122,7 @@ fn variable_placeholder(key: &str) -> Option<&'static str> {
         Some("[EMAIL]")
     } else if k.contains("phone") || k.contains("mobile") || k == "tel" {
         Some("[PHONE]")
-    } else if k.contains("name") || k == "customer" || k == "contact" {
+    } else if PERSON_KEYS.contains(&k.as_str()) {
         Some("[NAME]")
     } else {
         None
