@@ -236,7 +236,7 @@ enum ImportFormat {
 enum ExportCommand {
     /// An OpenAI chat fine-tuning set (JSONL), as `GET /api/v1/conversations/finetune`
     /// writes it (see the README's "Fine-tuning sets").
-    Finetune(FinetuneArgs),
+    Finetune(Box<FinetuneArgs>),
 }
 
 /// The flags of `parley export finetune`: the API's query parameters, checked by the same

@@ -67,7 +67,7 @@ pub fn luhn_valid(text: &str) -> bool {
             }
         })
         .sum();
-    sum % 10 == 0
+    sum.is_multiple_of(10)
 }
 
 /// Whether the match `[start, end)` of `text` stands alone: no digit or letter right before or
