@@ -4,6 +4,7 @@
 //! parley serve                         run the server (./parley-data, SQLite, 127.0.0.1:8080)
 //! parley import [--format jsonl|sgd] [--from-line N] PATH...
 //! parley export [--format jsonl|csv] [--output FILE] [filters]
+//! parley export finetune [filters] [--team-replies-only] [--keep-tools] [--no-redact] > out.jsonl
 //! parley keys create --name NAME       print a new API key (alone, on the last line)
 //! parley keys list | keys revoke ID
 //! parley workspaces create --name NAME [--slug SLUG] | workspaces list
@@ -181,6 +182,9 @@ enum Command {
         /// Only conversations dated before this (RFC 3339, or YYYY-MM-DD inclusive).
         #[arg(long)]
         to: Option<String>,
+        /// Another kind of export (`finetune`).
+        #[command(subcommand)]
+        what: Option<ExportCommand>,
     },
     /// Audio attachments: `parley audio backfill` computes the waveform peaks and durations of
     /// stored audio that has none yet (files stored before the player existed).
@@ -225,6 +229,102 @@ enum ImportFormat {
     Jsonl,
     /// Schema-Guided Dialogue dialogues files.
     Sgd,
+}
+
+/// `parley export …` kinds beyond the transfer export.
+#[derive(Debug, Subcommand)]
+enum ExportCommand {
+    /// An OpenAI chat fine-tuning set (JSONL), as `GET /api/v1/conversations/finetune`
+    /// writes it (see the README's "Fine-tuning sets").
+    Finetune(Box<FinetuneArgs>),
+}
+
+/// The flags of `parley export finetune`: the API's query parameters, checked by the same
+/// parser.
+#[derive(Debug, Args)]
+struct FinetuneArgs {
+    /// Workspace slug.
+    #[arg(long)]
+    workspace: Option<String>,
+    /// Output file [default: standard output].
+    #[arg(long, short)]
+    output: Option<PathBuf>,
+    /// Only these statuses (comma-separated).
+    #[arg(long)]
+    status: Option<String>,
+    /// Only these channels (comma-separated).
+    #[arg(long)]
+    channel: Option<String>,
+    /// Only these assistants (comma-separated ids).
+    #[arg(long)]
+    assistant: Option<String>,
+    /// Only conversations rated at least this (1-5).
+    #[arg(long)]
+    min_rating: Option<String>,
+    /// Only these outcomes (comma-separated: resolved_by_ai, handed_off, unresolved, ongoing).
+    #[arg(long)]
+    resolution: Option<String>,
+    /// Only these sentiments (comma-separated).
+    #[arg(long)]
+    sentiment: Option<String>,
+    /// Only conversations containing this text.
+    #[arg(long)]
+    q: Option<String>,
+    /// Only conversations dated at or after this (RFC 3339 or YYYY-MM-DD).
+    #[arg(long)]
+    from: Option<String>,
+    /// Only conversations dated before this (RFC 3339, or YYYY-MM-DD inclusive).
+    #[arg(long)]
+    to: Option<String>,
+    /// The order of the examples, as the list's `sort` (default `-date`).
+    #[arg(long)]
+    sort: Option<String>,
+    /// Only conversations with a team reply.
+    #[arg(long)]
+    has_team_replies: bool,
+    /// Train on team replies only (weight 0 on the AI's turns, 1 on the team's).
+    #[arg(long)]
+    team_replies_only: bool,
+    /// Keep tool calls and results.
+    #[arg(long)]
+    keep_tools: bool,
+    /// Write personal data as it is (redaction is on by default).
+    #[arg(long)]
+    no_redact: bool,
+}
+
+impl FinetuneArgs {
+    /// The flags as the API's query string.
+    fn query(&self) -> String {
+        let mut q = form_urlencoded::Serializer::new(String::new());
+        for (k, v) in [
+            ("status", &self.status),
+            ("channel", &self.channel),
+            ("assistant", &self.assistant),
+            ("min_rating", &self.min_rating),
+            ("resolution", &self.resolution),
+            ("sentiment", &self.sentiment),
+            ("q", &self.q),
+            ("from", &self.from),
+            ("to", &self.to),
+            ("sort", &self.sort),
+        ] {
+            if let Some(v) = v {
+                q.append_pair(k, v);
+            }
+        }
+        if self.has_team_replies {
+            q.append_pair("has_team_replies", "true");
+        }
+        if self.team_replies_only {
+            q.append_pair("train_on", "team");
+        }
+        if self.keep_tools {
+            q.append_pair("tools", "keep");
+        }
+        q.append_pair("redact", if self.no_redact { "false" } else { "true" });
+        q.finish()
+    }
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -565,7 +665,27 @@ async fn run(cli: Cli) -> Result<(), BoxError> {
             q,
             from,
             to,
+            what,
         } => {
+            if let Some(ExportCommand::Finetune(args)) = what {
+                let ws = select_workspace(store, args.workspace.as_deref()).await?;
+                let options = crate::api::parse_finetune(Some(&args.query()))
+                    .map_err(|e| -> BoxError { e.message.into() })?;
+                let mut out: Box<dyn Write> = match &args.output {
+                    Some(path) => Box::new(std::io::BufWriter::new(std::fs::File::create(path)?)),
+                    None => Box::new(std::io::BufWriter::new(std::io::stdout().lock())),
+                };
+                let mut stream = Box::pin(crate::export::finetune::finetune_stream(
+                    state.store.clone(),
+                    ws.id,
+                    options,
+                ));
+                while let Some(chunk) = stream.next().await {
+                    out.write_all(&chunk?)?;
+                }
+                out.flush()?;
+                return Ok(());
+            }
             let ws = select_workspace(store, workspace.as_deref()).await?;
             let bound = |v: Option<String>, end: bool| -> Result<Option<Timestamp>, BoxError> {
                 v.map(|v| Timestamp::parse_bound(&v, end).map_err(|e| e.to_string().into()))

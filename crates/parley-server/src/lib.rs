@@ -33,6 +33,7 @@ pub mod config;
 pub mod dashboard;
 pub mod error;
 pub mod events;
+pub mod export;
 pub mod import;
 pub mod ingest;
 pub mod insights;

@@ -161,7 +161,7 @@ const CSV_HEADER: [&str; 25] = [
 ];
 
 /// Neutralises spreadsheet formula injection in a free-text cell.
-fn safe_cell(text: &str) -> String {
+pub(crate) fn safe_cell(text: &str) -> String {
     match text.chars().next() {
         Some('=' | '+' | '-' | '@' | '\t' | '\r') => format!("'{text}"),
         _ => text.to_owned(),

@@ -231,7 +231,7 @@ pub(super) async fn list(
 /// A list row with its insight (issue 13): `sentiment` is the client's, else the computed one,
 /// else `null`; `resolution` is the computed outcome, `null` until analysed; `topic` the topic
 /// key, `null` when in none.
-fn with_list_insight(
+pub(crate) fn with_list_insight(
     row: &mut serde_json::Value,
     insight: Option<&parley_core::insights::ConversationInsight>,
 ) {

@@ -9,6 +9,7 @@ pub mod calls;
 pub(crate) mod channels;
 mod conversations;
 mod events;
+mod export;
 pub(crate) mod insights;
 pub mod team;
 mod transfer;
@@ -23,6 +24,8 @@ use serde::de::DeserializeOwned;
 use crate::AppState;
 pub(crate) use crate::body::parse_json;
 use crate::error::ApiError;
+pub(crate) use conversations::with_list_insight;
+pub(crate) use export::{download, parse_finetune, parse_transcript_format, transcript_file};
 
 /// The OpenAPI 3.1 document of the API.
 pub const OPENAPI_JSON: &str = include_str!("openapi.json");
@@ -32,6 +35,10 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("GET", "/api/v1/conversations"),
     ("POST", "/api/v1/conversations"),
     ("GET", "/api/v1/conversations/count"),
+    ("GET", "/api/v1/conversations/export"),
+    ("GET", "/api/v1/conversations/finetune"),
+    ("GET", "/api/v1/conversations/finetune/estimate"),
+    ("GET", "/api/v1/conversations/{id}/transcript"),
     ("GET", "/api/v1/insights/summary"),
     ("GET", "/api/v1/insights/timeseries"),
     ("GET", "/api/v1/insights/heatmap"),
@@ -89,6 +96,13 @@ pub fn router(state: &AppState) -> Router<AppState> {
             get(conversations::list).post(conversations::create),
         )
         .route("/conversations/count", get(conversations::count))
+        .route("/conversations/export", get(export::list))
+        .route("/conversations/finetune", get(export::finetune))
+        .route(
+            "/conversations/finetune/estimate",
+            get(export::finetune_estimate),
+        )
+        .route("/conversations/{id}/transcript", get(export::transcript))
         .route("/events", get(events::stream))
         .route("/insights/summary", get(insights::summary))
         .route("/insights/timeseries", get(insights::timeseries))
@@ -226,6 +240,16 @@ impl Params {
             }
         }
         Ok(Params { pairs })
+    }
+
+    /// Parses a raw query string accepting every name (for dashboard routes, whose query is
+    /// the list view's URL state plus a few names of their own).
+    pub(crate) fn lenient(raw: Option<&str>) -> Params {
+        Params {
+            pairs: form_urlencoded::parse(raw.unwrap_or("").as_bytes())
+                .map(|(k, v)| (k.into_owned(), v.into_owned()))
+                .collect(),
+        }
     }
 
     /// The last non-empty value of `name`.

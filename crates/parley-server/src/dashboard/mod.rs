@@ -12,6 +12,8 @@
 //! | `GET /conversations/{id}/panel` | the panel alone (fetched by the script) |
 //! | `GET /dashboard/events` | the member's workspace's live events (SSE, see [`crate::events`]) |
 //! | `GET /conversations/{id}/transcript?page=N` | one page of older messages |
+//! | `GET /conversations/export`, `.../export/count`, `.../finetune`, `.../finetune/estimate` | the Export dialog (see [`export`]) |
+//! | `GET /conversations/{id}/download?format=markdown\|text`, `GET /conversations/{id}/print` | transcript files and the print view |
 //! | `POST /conversations/{id}/rating/delete` | remove the client rating |
 //! | `POST /conversations/{id}/delete` | delete the conversation (admins) |
 //! | `POST /conversations/{id}/reply`, `takeover`, `handback`, `status`, `assign`; `GET .../templates` | the team's actions (JSON, see [`team`]) |
@@ -31,6 +33,7 @@ mod assistants;
 mod attachments;
 pub(crate) mod channels;
 mod client_data;
+mod export;
 pub(crate) mod format;
 mod insights;
 mod live;
@@ -64,6 +67,10 @@ pub const APP_JS: &str = include_str!("../../assets/app.js");
 pub const PLAYER_JS: &str = include_str!("../../assets/player.js");
 /// The audio player's styles.
 pub const PLAYER_CSS: &str = include_str!("../../assets/player.css");
+/// The Export dialog's and the print view's script (issue 16).
+pub const EXPORT_JS: &str = include_str!("../../assets/export.js");
+/// The print view's styles.
+pub const PRINT_CSS: &str = include_str!("../../assets/print.css");
 /// The favicon.
 pub const FAVICON_SVG: &str = include_str!("../../assets/favicon.svg");
 
@@ -76,7 +83,15 @@ pub fn asset_version() -> &'static str {
     static VERSION: OnceLock<String> = OnceLock::new();
     VERSION.get_or_init(|| {
         let mut h = Sha256::new();
-        for a in [APP_CSS, APP_JS, PLAYER_JS, PLAYER_CSS, FAVICON_SVG] {
+        for a in [
+            APP_CSS,
+            APP_JS,
+            PLAYER_JS,
+            PLAYER_CSS,
+            EXPORT_JS,
+            PRINT_CSS,
+            FAVICON_SVG,
+        ] {
             h.update(a.as_bytes());
         }
         h.finalize()
@@ -96,6 +111,18 @@ pub fn router() -> Router<AppState> {
         .route("/conversations", get(pages::conversations))
         .route("/dashboard/events", get(live::events))
         .route("/conversations/{id}/panel", get(pages::panel))
+        .route("/conversations/export", get(export::list))
+        .route("/conversations/export/count", get(export::count))
+        .route("/conversations/finetune", get(export::finetune))
+        .route(
+            "/conversations/finetune/estimate",
+            get(export::finetune_estimate),
+        )
+        .route(
+            "/conversations/{id}/download",
+            get(export::transcript_download),
+        )
+        .route("/conversations/{id}/print", get(export::print))
         .route("/conversations/{id}/transcript", get(pages::transcript))
         .route(
             "/conversations/{id}/rating/delete",
@@ -171,6 +198,8 @@ async fn asset(Path(file): Path<String>) -> Response {
         "app.js" => (APP_JS, "text/javascript; charset=utf-8"),
         "player.js" => (PLAYER_JS, "text/javascript; charset=utf-8"),
         "player.css" => (PLAYER_CSS, "text/css; charset=utf-8"),
+        "export.js" => (EXPORT_JS, "text/javascript; charset=utf-8"),
+        "print.css" => (PRINT_CSS, "text/css; charset=utf-8"),
         "favicon.svg" => (FAVICON_SVG, "image/svg+xml"),
         _ => return (StatusCode::NOT_FOUND, "no such asset").into_response(),
     };

@@ -127,3 +127,52 @@ fn a_jsonl_import_stops_at_a_bad_line_and_resumes_from_it() {
     let ws = parley(dir.path(), &["workspaces", "list"]);
     assert!(String::from_utf8_lossy(&ws.stdout).contains("600 conversations"));
 }
+
+#[test]
+fn export_finetune_from_the_command_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = sgd_file("dialogues_033.json");
+    parley(
+        dir.path(),
+        &["import", "--format", "sgd", file.to_str().unwrap()],
+    );
+    // To standard output, redacted by default.
+    let out = parley(dir.path(), &["export", "finetune", "--q", "dentist"]);
+    let text = String::from_utf8(out.stdout).unwrap();
+    let lines: Vec<serde_json::Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 32, "the SGD dialogues that mention a dentist");
+    assert!(lines.iter().all(|l| l["messages"][0]["role"] == "user"
+        && l["messages"].as_array().unwrap().last().unwrap()["role"] == "assistant"));
+    // Unredacted to a file: the dataset's phone numbers come through.
+    let out_file = dir.path().join("set.jsonl");
+    parley(
+        dir.path(),
+        &[
+            "export",
+            "finetune",
+            "--no-redact",
+            "--output",
+            out_file.to_str().unwrap(),
+        ],
+    );
+    let raw = std::fs::read_to_string(&out_file).unwrap();
+    assert_eq!(raw.lines().count(), 128);
+    let phone = regex::Regex::new(r"\b[0-9]{3}-[0-9]{3}-[0-9]{4}\b").unwrap();
+    assert!(phone.is_match(&raw));
+    // Team replies only over dialogues without any: an empty set. A bad value is refused with
+    // the API's message.
+    let out = parley(dir.path(), &["export", "finetune", "--team-replies-only"]);
+    assert!(out.stdout.is_empty());
+    let bad = Command::new(env!("CARGO_BIN_EXE_parley"))
+        .args(["export", "finetune", "--min-rating", "9"])
+        .env("PARLEY_DATA_DIR", dir.path())
+        .env_remove("PARLEY_DATABASE_URL")
+        .env_remove("PARLEY_CONFIG")
+        .output()
+        .unwrap();
+    assert!(!bad.status.success());
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("min_rating"));
+}

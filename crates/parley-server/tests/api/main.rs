@@ -15,6 +15,7 @@ mod durability;
 mod error_bodies;
 mod errors;
 mod events;
+mod export;
 mod import_memory;
 mod insights;
 mod keys;

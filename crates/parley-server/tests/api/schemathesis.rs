@@ -96,7 +96,7 @@ include-name = ["POST /v1/chat/completions", "GET /v1/models"]
 checks.positive_data_acceptance.expected-statuses = ["2xx", "400", "401", "403", "404", "409", "422"]
 
 [[operations]]
-include-name = ["GET /api/v1/conversations", "GET /api/v1/conversations/count", "GET /api/v1/export"]
+include-name = ["GET /api/v1/conversations", "GET /api/v1/conversations/count", "GET /api/v1/export", "GET /api/v1/conversations/export", "GET /api/v1/conversations/finetune", "GET /api/v1/conversations/finetune/estimate"]
 checks.positive_data_acceptance.expected-statuses = ["2xx", "400", "401", "403", "404", "409"]
 
 # The insights window's rules relate its parameters (`to` after `from`, at most 400 days), which

@@ -103,16 +103,26 @@ impl Browser {
     /// the browser is not installed and this is not CI. `mobile` emulates a 390x844 phone.
     pub async fn start(mobile: bool) -> Option<Browser> {
         let turn = ONE_AT_A_TIME.lock().await;
-        Self::launch(mobile, Some(turn)).await
+        Self::launch(mobile, Some(turn), None).await
+    }
+
+    /// [`Browser::start`] (desktop) saving downloads in `dir` without asking.
+    pub async fn start_downloading_to(dir: &Path) -> Option<Browser> {
+        let turn = ONE_AT_A_TIME.lock().await;
+        Self::launch(false, Some(turn), Some(dir)).await
     }
 
     /// A second browser (its own chromedriver and session, so its own cookies and storage) for
     /// a test that already holds one: the two sessions of a reviewer and a visitor.
     pub async fn start_another(&self, mobile: bool) -> Option<Browser> {
-        Self::launch(mobile, None).await
+        Self::launch(mobile, None, None).await
     }
 
-    async fn launch(mobile: bool, turn: Option<MutexGuard<'static, ()>>) -> Option<Browser> {
+    async fn launch(
+        mobile: bool,
+        turn: Option<MutexGuard<'static, ()>>,
+        downloads: Option<&Path>,
+    ) -> Option<Browser> {
         let driver = find_binary(&["chromedriver"]);
         let chromium = find_binary(&["chromium", "chromium-browser", "google-chrome"]);
         let (Some(driver), Some(chromium)) = (driver, chromium) else {
@@ -154,6 +164,10 @@ impl Browser {
                      // messages.
                      "--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream"],
         });
+        if let Some(dir) = downloads {
+            options["prefs"] = json!({"download.default_directory": dir,
+                                      "download.prompt_for_download": false});
+        }
         if mobile {
             options["mobileEmulation"] =
                 json!({"deviceMetrics": {"width": 390, "height": 844, "pixelRatio": 2}});
