@@ -234,6 +234,7 @@ pub const CONVERSATION_COLUMNS: &[&str] = &[
     "sentiment",
     "sentiment_score",
     "resolution",
+    "topic",
     "end_reason",
 ];
 
@@ -322,6 +323,7 @@ fn conversation_record(
             .and_then(Value::as_str)
             .unwrap_or_default()
             .to_owned(),
+        text(row.get("topic").and_then(Value::as_str)),
         text(s.end_reason.as_deref()),
     ];
     let values: BTreeMap<&str, &str> = detail
