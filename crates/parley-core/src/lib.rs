@@ -30,6 +30,7 @@ pub mod time;
 pub mod validate;
 pub mod vocab;
 pub mod widget;
+pub mod zone;
 
 pub use id::{
     ApiKeyId, AssistantId, ChannelConnectionId, ConversationId, MessageId, UserId, WorkspaceId,

@@ -2849,6 +2849,8 @@ async fn transfer_imports_records_verbatim(store: Arc<dyn Store>) {
         email: "ann@example.com".into(),
         role: UserRole::Admin,
         created_at: Timestamp(T0 - 500),
+        name: "Ann".into(),
+        last_sign_in_at: Some(Timestamp(T0 - 450)),
     };
     let key = ApiKey {
         id: ApiKeyId::new(),
@@ -2857,6 +2859,8 @@ async fn transfer_imports_records_verbatim(store: Arc<dyn Store>) {
         prefix: "pk_abcd".into(),
         created_at: Timestamp(T0 - 400),
         revoked_at: Some(Timestamp(T0 - 300)),
+        role: UserRole::Member,
+        last_used_at: Some(Timestamp(T0 - 350)),
     };
     let hash = "$argon2id$v=19$m=19456,t=2,p=1$c2FsdHNhbHQ$aGFzaGhhc2hoYXNoaGFzaA";
 
