@@ -26,10 +26,10 @@ impl PartialEq for Zone {
 
 impl Zone {
     /// The zone named `name`: an IANA name such as `Europe/Berlin` or `America/New_York`
-    /// (matched case-insensitively, answered in the database's spelling), or `UTC`.
+    /// (matched case-insensitively, answered in the database's spelling), or `UTC`; the text
+    /// is taken as it is (no trimming).
     /// Errors: a message naming the value when the database has no such zone.
     pub fn parse(name: &str) -> Result<Zone, String> {
-        let name = name.trim();
         let bad = || format!("{name:?} is not an IANA time zone name such as Europe/Berlin");
         // Fixed offsets and POSIX TZ strings are not names: refuse them here.
         if name.is_empty() || name.len() > 64 || name.starts_with(['+', '-']) {
