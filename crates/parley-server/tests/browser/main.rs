@@ -12,6 +12,7 @@ mod live;
 mod privacy;
 mod providers;
 mod review;
+mod settings;
 mod test_chat;
 mod voice;
 mod whatsapp;
