@@ -114,10 +114,8 @@ impl FromRequestParts<AppState> for ApiKeyAuth {
         let stale = key
             .last_used_at
             .is_none_or(|t| now.0 - t.0 >= parley_store::settings::KEY_TOUCH_INTERVAL_MS);
-        if stale {
-            if let Err(e) = state.store.settings().touch_api_key(key.id, now).await {
-                tracing::warn!(error = %e, "could not record an API key's last use");
-            }
+        if stale && let Err(e) = state.store.settings().touch_api_key(key.id, now).await {
+            tracing::warn!(error = %e, "could not record an API key's last use");
         }
         let auth = ApiKeyAuth {
             workspace: key.workspace_id,

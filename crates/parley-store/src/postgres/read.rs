@@ -96,12 +96,12 @@ pub(super) async fn api_key_by_hash(pool: &Pool, hash: [u8; 32]) -> Result<Optio
             "SELECT {KEY_COLS} FROM api_keys WHERE secret_hash = $1"
         ))
         .await?;
-    Ok(client
+    client
         .query_opt(&stmt, &[&&hash[..]])
         .await?
         .as_ref()
         .map(key_from_row)
-        .transpose()?)
+        .transpose()
 }
 
 pub(super) async fn list_api_keys(pool: &Pool, ws: WorkspaceId) -> Result<Vec<ApiKey>> {
