@@ -104,7 +104,7 @@ checks.positive_data_acceptance.expected-statuses = ["2xx", "400", "401", "403",
 # The insights window's rules relate its parameters (`to` after `from`, at most 400 days), which
 # a JSON Schema cannot say: a schema-valid window may still be refused with 400.
 [[operations]]
-include-name = ["GET /api/v1/insights/summary", "GET /api/v1/insights/timeseries", "GET /api/v1/insights/heatmap"]
+include-name = ["GET /api/v1/insights/summary", "GET /api/v1/insights/timeseries", "GET /api/v1/insights/heatmap", "GET /api/v1/insights/assistants"]
 checks.positive_data_acceptance.expected-statuses = ["2xx", "400", "401", "403", "404", "409"]
 "#
     )
