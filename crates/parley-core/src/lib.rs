@@ -31,6 +31,7 @@ pub mod topics;
 pub mod validate;
 pub mod vocab;
 pub mod widget;
+pub mod zone;
 
 pub use id::{
     ApiKeyId, AssistantId, ChannelConnectionId, ConversationId, MessageId, UserId, WorkspaceId,

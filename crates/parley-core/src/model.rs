@@ -145,6 +145,13 @@ pub struct ApiKey {
     pub created_at: Timestamp,
     /// When it was revoked; a revoked key authenticates nothing.
     pub revoked_at: Option<Timestamp>,
+    /// What the key may do: `admin` keys also manage members, keys and workspace settings;
+    /// `member` keys everything else. Keys made before roles existed (and `parley keys
+    /// create`) are `admin`.
+    pub role: UserRole,
+    /// When the key last authenticated a request, to the minute (updated at most once a
+    /// minute per key); `None` when never used.
+    pub last_used_at: Option<Timestamp>,
 }
 
 /// A dashboard user. Belongs to one workspace and sees only its data.
@@ -160,6 +167,11 @@ pub struct User {
     pub role: UserRole,
     /// When it was created.
     pub created_at: Timestamp,
+    /// Display name chosen when accepting an invite; empty when none (users made by `parley
+    /// users create`).
+    pub name: String,
+    /// When the user last signed in (a sign-in session was created); `None` when never.
+    pub last_sign_in_at: Option<Timestamp>,
 }
 
 /// An AI assistant (agent), at its current version.

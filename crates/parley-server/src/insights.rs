@@ -35,6 +35,11 @@
 //! [`PERIOD`] (changes by other servers, patches, ratings). `parley analyse` runs the same pass
 //! ([`analyse_changed`]) as a backfill. `[jobs] insights = false` turns the background analyser
 //! off (then only `parley analyse` computes insights).
+//!
+//! **Per workspace.** A workspace whose settings turn analysis off (`analysis_enabled`, the
+//! Settings page's Analysis section, issue 16) is skipped by every pass, `parley analyse`
+//! included: its watermark stays where it was, so turning analysis back on analyses every
+//! conversation changed meanwhile.
 
 use std::time::Duration;
 
@@ -71,6 +76,8 @@ pub enum Pass {
     Analysed(u64),
     /// Another worker holds the workspace's lease; nothing was done.
     Busy,
+    /// The workspace's settings turn analysis off; nothing was done.
+    Disabled,
 }
 
 /// One pass over `workspace` as `worker`: analyses every conversation changed past the
@@ -85,6 +92,14 @@ pub async fn analyse_changed(
     topics_every_ms: i64,
     mut progress: impl FnMut(u64),
 ) -> Result<Pass, StoreError> {
+    if !store
+        .settings()
+        .workspace_settings(workspace)
+        .await?
+        .analysis_enabled
+    {
+        return Ok(Pass::Disabled);
+    }
     let insights = store.insights();
     // Read-only first, so an idle workspace costs no write.
     let mark = insights.insight_watermark(workspace).await?;
@@ -241,7 +256,8 @@ async fn analyse_some(
 
 /// [`analyse_changed`] as a worker of its own (`parley analyse`, tests): returns how many
 /// conversations were analysed. Errors: the store's; `Conflict` `analysis_busy` when a server
-/// is analysing the workspace right now (try again when it is done).
+/// is analysing the workspace right now (try again when it is done); `Conflict`
+/// `analysis_disabled` when the workspace's settings turn analysis off.
 pub async fn analyse_stale(
     store: &dyn Store,
     workspace: WorkspaceId,
@@ -253,6 +269,10 @@ pub async fn analyse_stale(
         Pass::Busy => Err(StoreError::Conflict {
             code: "analysis_busy",
             message: "a server is analysing this workspace now; try again shortly".into(),
+        }),
+        Pass::Disabled => Err(StoreError::Conflict {
+            code: "analysis_disabled",
+            message: "analysis is turned off in this workspace's settings".into(),
         }),
     }
 }
@@ -293,7 +313,7 @@ async fn run(state: AppState, mut stopped: watch::Receiver<bool>) {
                 for ws in list {
                     tokio::select! {
                         r = analyse_changed(store, ws.id, &worker, TOPICS_EVERY_MS, |_| {}) => match r {
-                            Ok(Pass::Analysed(0) | Pass::Busy) => {}
+                            Ok(Pass::Analysed(0) | Pass::Busy | Pass::Disabled) => {}
                             Ok(Pass::Analysed(n)) => {
                                 tracing::debug!(workspace = %ws.slug, conversations = n, "analysed");
                             }

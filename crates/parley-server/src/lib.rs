@@ -49,6 +49,7 @@ pub mod sse;
 pub mod team;
 pub mod transfer;
 pub mod widget;
+pub mod workspace_settings;
 pub mod workspaces;
 
 use std::sync::Arc;

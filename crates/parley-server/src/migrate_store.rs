@@ -221,6 +221,14 @@ pub async fn migrate(
         to.import_api_key(k, *hash).await?;
     }
     report.api_keys = keys.len();
+    // The workspace's time zone and analysis switch, when it ever saved them (pending invites
+    // are not copied: their links are made anew on the target).
+    let settings = from.settings().workspace_settings(ws.id).await?;
+    if let Some(at) = settings.updated_at {
+        to.settings()
+            .save_workspace_settings(ws.id, &settings, at)
+            .await?;
+    }
 
     let mut done = 0u64;
     for_each_page(from, &ws, async |_, full| {

@@ -45,6 +45,7 @@ pub mod jobs;
 mod migrate;
 pub mod postgres;
 pub mod scoped_ids;
+pub mod settings;
 mod sql;
 pub mod sqlite;
 pub mod sqlite_file;
@@ -59,6 +60,7 @@ pub use insights::{
     InsightTotals, InsightWindow, StoredInsight, TopicSample, TopicSet,
 };
 pub use jobs::JobStore;
+pub use settings::{Invite, NewInvite, SettingsStore, WorkspaceSettings};
 
 /// What a store operation can fail with.
 #[derive(Debug)]
@@ -400,6 +402,9 @@ pub trait Store: Send + Sync + 'static {
     fn insights(&self) -> &dyn InsightStore;
     /// The event log (live updates): reads, wake-ups and retention.
     fn events(&self) -> &dyn EventStore;
+    /// Workspace settings, invites, members' roles and API key roles (issue 16): see
+    /// [`SettingsStore`].
+    fn settings(&self) -> &dyn SettingsStore;
 
     /// Creates a workspace. Errors: `Conflict("workspace_exists")` if the slug is taken.
     async fn create_workspace(&self, slug: &str, name: &str) -> Result<Workspace>;

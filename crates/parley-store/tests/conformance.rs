@@ -2865,6 +2865,8 @@ async fn transfer_imports_records_verbatim(store: Arc<dyn Store>) {
         email: "ann@example.com".into(),
         role: UserRole::Admin,
         created_at: Timestamp(T0 - 500),
+        name: "Ann".into(),
+        last_sign_in_at: Some(Timestamp(T0 - 450)),
     };
     let key = ApiKey {
         id: ApiKeyId::new(),
@@ -2873,6 +2875,8 @@ async fn transfer_imports_records_verbatim(store: Arc<dyn Store>) {
         prefix: "pk_abcd".into(),
         created_at: Timestamp(T0 - 400),
         revoked_at: Some(Timestamp(T0 - 300)),
+        role: UserRole::Member,
+        last_used_at: Some(Timestamp(T0 - 350)),
     };
     let hash = "$argon2id$v=19$m=19456,t=2,p=1$c2FsdHNhbHQ$aGFzaGhhc2hoYXNoaGFzaA";
 
@@ -4285,7 +4289,7 @@ async fn sqlite_opens_a_database_migrated_by_the_old_runner() {
     let files = migration_files("sqlite");
     assert_eq!(
         files.iter().map(|f| f.0).collect::<Vec<_>>(),
-        [1, 2, 3, 4, 5, 6, 7, 10, 11, 12, 13, 14, 15, 21]
+        [1, 2, 3, 4, 5, 6, 7, 10, 11, 12, 13, 14, 15, 18, 21]
     );
     let records = |conn: &rusqlite::Connection| -> Vec<(i64, String, i64)> {
         let mut st = conn
@@ -4351,7 +4355,7 @@ async fn postgres_opens_a_database_migrated_by_the_old_runner() {
     let files = migration_files("postgres");
     assert_eq!(
         files.iter().map(|f| f.0).collect::<Vec<_>>(),
-        [1, 2, 3, 4, 5, 6, 9, 10, 11, 12, 13, 14, 20]
+        [1, 2, 3, 4, 5, 6, 9, 10, 11, 12, 13, 14, 17, 20]
     );
     let (mut client, conn) = tokio_postgres::connect(db.url(), tokio_postgres::NoTls)
         .await

@@ -11,6 +11,7 @@
 use axum::Json;
 use axum::extract::{RawQuery, State};
 use axum::response::{IntoResponse, Response};
+use parley_core::zone::Zone;
 use parley_core::{AssistantId, Channel, Timestamp};
 use parley_store::{InsightTotals, InsightWindow};
 use serde_json::{Value, json};
@@ -29,40 +30,100 @@ const DEFAULT_DAYS: i64 = 30;
 /// The longest window, in days.
 const MAX_DAYS: i64 = 400;
 
-/// A fixed UTC offset from `tz`: `UTC`, `Z`, or `±HH:MM`, in minutes east of UTC. Named zones
-/// (`Europe/Paris`) are not supported yet. Errors: 400 `invalid_parameter` on `tz`.
-pub(crate) fn parse_tz(p: &Params) -> Result<i32, ApiError> {
+/// The time zone of the insights' local days, hours and weeks (`tz=`).
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum InsightTz {
+    /// A fixed offset, minutes east of UTC (`UTC`, `Z`, `+02:00`): buckets are grouped in SQL.
+    Fixed(i32),
+    /// A named zone with its DST rules (`Europe/Berlin`): local midnights move with the
+    /// zone's offset, so a day is 23, 24 or 25 hours; the store groups by UTC quarter hours
+    /// (every offset in use is a whole number of them) and they are summed into local buckets.
+    Named(Zone),
+}
+
+/// UTC quarter hours, the grouping a named zone's buckets are summed from.
+const QUARTER_MS: i64 = 900_000;
+
+impl InsightTz {
+    /// The zone's offset at `t`, minutes east of UTC.
+    pub(crate) fn offset_at(&self, t: Timestamp) -> i32 {
+        match self {
+            InsightTz::Fixed(m) => *m,
+            InsightTz::Named(z) => z.offset_minutes(t),
+        }
+    }
+
+    /// How answers name it: `+02:00`, or the zone's IANA name.
+    pub(crate) fn label(&self) -> String {
+        match self {
+            InsightTz::Fixed(tz) => {
+                let sign = if *tz < 0 { '-' } else { '+' };
+                format!("{sign}{:02}:{:02}", tz.abs() / 60, tz.abs() % 60)
+            }
+            InsightTz::Named(z) => z.name().to_owned(),
+        }
+    }
+
+    /// The workspace's zone (UTC, as the fixed offset 0, when it is UTC).
+    pub(crate) fn of(zone: Zone) -> InsightTz {
+        if zone.name() == "UTC" {
+            InsightTz::Fixed(0)
+        } else {
+            InsightTz::Named(zone)
+        }
+    }
+}
+
+/// The workspace's time zone as the insights' default `tz`. Errors: the store's.
+pub(crate) async fn workspace_tz(
+    st: &AppState,
+    workspace: parley_core::WorkspaceId,
+) -> Result<InsightTz, ApiError> {
+    Ok(InsightTz::of(
+        crate::workspace_settings::zone(st, workspace).await?,
+    ))
+}
+
+/// `tz`: `UTC`, `Z`, a fixed offset `±HH:MM`, or an IANA zone name (`Europe/Berlin`);
+/// `default` (the workspace's time zone) when absent. Errors: 400 `invalid_parameter` on `tz`.
+pub(crate) fn parse_tz(p: &Params, default: &InsightTz) -> Result<InsightTz, ApiError> {
     let Some(v) = p.get("tz") else {
-        return Ok(0);
+        return Ok(default.clone());
     };
     if v.eq_ignore_ascii_case("utc") || v == "Z" {
-        return Ok(0);
+        return Ok(InsightTz::Fixed(0));
     }
     let bad = || {
         ApiError::bad_param(
             "tz",
-            format!("tz must be UTC or a fixed offset like +02:00, got {v:?}"),
+            format!(
+                "tz must be UTC, a fixed offset like +02:00 or a time zone name like Europe/Berlin, got {v:?}"
+            ),
         )
     };
     let (sign, rest) = match v.as_bytes().first() {
         Some(b'+') => (1, &v[1..]),
         Some(b'-') => (-1, &v[1..]),
-        _ => return Err(bad()),
+        _ => return Zone::parse(v).map(InsightTz::of).map_err(|_| bad()),
     };
     let (h, m) = rest.split_once(':').ok_or_else(bad)?;
     let (h, m): (i32, i32) = (h.parse().map_err(|_| bad())?, m.parse().map_err(|_| bad())?);
     if h.to_string().len() > 2 || h > 14 || !(0..60).contains(&m) || m.to_string().len() > 2 {
         return Err(bad());
     }
-    Ok(sign * (h * 60 + m))
+    Ok(InsightTz::Fixed(sign * (h * 60 + m)))
 }
 
-/// The window the parameters name: `from` / `to` as RFC 3339 or `YYYY-MM-DD` (a day in `tz`;
-/// `to` includes its whole day), by default the last 30 days; `channel`, `assistant` (an id).
+/// The window the parameters name: `from` / `to` as RFC 3339 or `YYYY-MM-DD` (a day in `tz`,
+/// from its local midnight; `to` includes its whole day), by default the last 30 days;
+/// `channel`, `assistant` (an id); `tz` (see [`parse_tz`], `default` when absent).
 /// Errors: 400 `invalid_parameter` naming the parameter (bad value, `to` not after `from`,
 /// longer than 400 days).
-pub(crate) fn parse_window(p: &Params) -> Result<(InsightWindow, i32), ApiError> {
-    let tz = parse_tz(p)?;
+pub(crate) fn parse_window(
+    p: &Params,
+    default: &InsightTz,
+) -> Result<(InsightWindow, InsightTz), ApiError> {
+    let tz = parse_tz(p, default)?;
     let bound = |name: &str, end: bool| -> Result<Option<Timestamp>, ApiError> {
         p.get(name)
             .map(|v| {
@@ -73,10 +134,17 @@ pub(crate) fn parse_window(p: &Params) -> Result<(InsightWindow, i32), ApiError>
                     )
                 })?;
                 // A bare day is that day in `tz`.
-                Ok(if v.len() == 10 {
-                    t.add_millis(-(tz as i64) * 60_000)
-                } else {
-                    t
+                Ok(match &tz {
+                    _ if v.len() != 10 => t,
+                    InsightTz::Fixed(m) => t.add_millis(-(*m as i64) * 60_000),
+                    InsightTz::Named(z) => {
+                        let start = z.day_start(v).map_err(|m| ApiError::bad_param(name, m))?;
+                        if end {
+                            z.next_bucket(start, "day").unwrap_or(t)
+                        } else {
+                            start
+                        }
+                    }
                 })
             })
             .transpose()
@@ -161,7 +229,7 @@ pub(crate) async fn summary_of(
     st: &AppState,
     workspace: parley_core::WorkspaceId,
     window: &InsightWindow,
-    tz: i32,
+    tz: &InsightTz,
 ) -> Result<Value, ApiError> {
     let span = window.to.0 - window.from.0;
     let previous = InsightWindow {
@@ -178,13 +246,12 @@ pub(crate) async fn summary_of(
     for ((name, value), (_, prev)) in figures(&now).into_iter().zip(figures(&before)) {
         figures_json.insert(name.into(), json!({"value": value, "previous": prev}));
     }
-    let sign = if tz < 0 { '-' } else { '+' };
     Ok(json!({
         "from": window.from,
         "to": window.to,
         "previous_from": previous.from,
         "previous_to": previous.to,
-        "tz": format!("{sign}{:02}:{:02}", tz.abs() / 60, tz.abs() % 60),
+        "tz": tz.label(),
         "channel": window.channel,
         "assistant": window.assistant,
         "figures": figures_json,
@@ -354,7 +421,7 @@ pub(super) async fn topics(
     RawQuery(raw): RawQuery,
 ) -> Result<Response, ApiError> {
     let p = Params::parse(raw.as_deref(), WINDOW_PARAMS)?;
-    let (window, _) = parse_window(&p)?;
+    let (window, _) = parse_window(&p, &workspace_tz(&st, auth.workspace).await?)?;
     Ok(Json(topics_of(&st, auth.workspace, &window).await?).into_response())
 }
 
@@ -366,7 +433,7 @@ pub(super) async fn assistants(
     RawQuery(raw): RawQuery,
 ) -> Result<Response, ApiError> {
     let p = Params::parse(raw.as_deref(), WINDOW_PARAMS)?;
-    let (window, _) = parse_window(&p)?;
+    let (window, _) = parse_window(&p, &workspace_tz(&st, auth.workspace).await?)?;
     Ok(Json(assistants_of(&st, auth.workspace, &window).await?).into_response())
 }
 
@@ -378,8 +445,8 @@ pub(super) async fn summary(
     RawQuery(raw): RawQuery,
 ) -> Result<Response, ApiError> {
     let p = Params::parse(raw.as_deref(), WINDOW_PARAMS)?;
-    let (window, tz) = parse_window(&p)?;
-    Ok(Json(summary_of(&st, auth.workspace, &window, tz).await?).into_response())
+    let (window, tz) = parse_window(&p, &workspace_tz(&st, auth.workspace).await?)?;
+    Ok(Json(summary_of(&st, auth.workspace, &window, &tz).await?).into_response())
 }
 
 const HOUR_MS: i64 = 3_600_000;
@@ -457,19 +524,31 @@ pub(crate) async fn timeseries_of(
     st: &AppState,
     workspace: parley_core::WorkspaceId,
     window: &InsightWindow,
-    tz: i32,
+    tz: &InsightTz,
     metric: Metric,
     interval: &str,
 ) -> Result<Value, ApiError> {
-    let (grouping, size, origin) = buckets(interval, tz)
-        .ok_or_else(|| ApiError::bad_param("interval", "interval must be hour, day or week"))?;
+    let bad_interval = || ApiError::bad_param("interval", "interval must be hour, day or week");
+    let too_many = || {
+        ApiError::bad_param(
+            "interval",
+            format!("the window holds more than {MAX_POINTS} {interval}s; use a longer interval"),
+        )
+    };
+    let offset = match tz {
+        InsightTz::Fixed(m) => *m,
+        InsightTz::Named(zone) => {
+            return named_timeseries(st, workspace, window, zone, metric, interval)
+                .await?
+                .ok_or_else(bad_interval)?
+                .map_err(|()| too_many());
+        }
+    };
+    let (grouping, size, origin) = buckets(interval, offset).ok_or_else(bad_interval)?;
     let key = |t: i64| (t - origin).div_euclid(size);
     let (first, last) = (key(window.from.0), key(window.to.0 - 1));
     if last - first + 1 > MAX_POINTS {
-        return Err(ApiError::bad_param(
-            "interval",
-            format!("the window holds more than {MAX_POINTS} {interval}s; use a longer interval"),
-        ));
+        return Err(too_many());
     }
     let groups: std::collections::HashMap<i64, InsightTotals> = st
         .store
@@ -485,6 +564,69 @@ pub(crate) async fn timeseries_of(
         })
         .collect();
     Ok(json!({"from": window.from, "to": window.to, "interval": interval, "points": points}))
+}
+
+/// The store's sums per UTC quarter hour of `window`'s cohort.
+async fn quarter_hours(
+    st: &AppState,
+    workspace: parley_core::WorkspaceId,
+    window: &InsightWindow,
+) -> Result<Vec<(Timestamp, InsightTotals)>, ApiError> {
+    let grouping = parley_store::InsightGrouping::Buckets {
+        size_ms: QUARTER_MS,
+        origin_ms: 0,
+        offset_ms: 0,
+    };
+    Ok(st
+        .store
+        .insights()
+        .insight_groups(workspace, window, grouping)
+        .await?
+        .into_iter()
+        .map(|(k, t)| (Timestamp(k * QUARTER_MS), t))
+        .collect())
+}
+
+/// [`timeseries_of`] in a named zone: `None` for an unknown interval, `Some(Err(()))` when
+/// the window holds more than [`MAX_POINTS`] buckets.
+async fn named_timeseries(
+    st: &AppState,
+    workspace: parley_core::WorkspaceId,
+    window: &InsightWindow,
+    zone: &Zone,
+    metric: Metric,
+    interval: &str,
+) -> Result<Option<Result<Value, ()>>, ApiError> {
+    let Some(mut start) = zone.bucket_start(window.from, interval) else {
+        return Ok(None);
+    };
+    let mut starts = Vec::new();
+    while start < window.to {
+        if starts.len() as i64 >= MAX_POINTS {
+            return Ok(Some(Err(())));
+        }
+        starts.push(start);
+        match zone.next_bucket(start, interval) {
+            Some(next) if next > start => start = next,
+            _ => break,
+        }
+    }
+    let mut sums = vec![InsightTotals::default(); starts.len()];
+    for (at, t) in quarter_hours(st, workspace, window).await? {
+        // The last bucket starting at or before the quarter hour.
+        let i = starts.partition_point(|s| *s <= at);
+        if i > 0 {
+            sums[i - 1].add(&t);
+        }
+    }
+    let points: Vec<Value> = starts
+        .iter()
+        .zip(&sums)
+        .map(|(s, t)| json!({"start": s, "value": metric.value(t)}))
+        .collect();
+    Ok(Some(Ok(
+        json!({"from": window.from, "to": window.to, "interval": interval, "points": points}),
+    )))
 }
 
 /// `GET /api/v1/insights/timeseries?metric=&interval=` plus the window parameters. Errors: 400
@@ -507,8 +649,8 @@ pub(super) async fn timeseries(
         )
     })?;
     let interval = p.get("interval").unwrap_or("day").to_owned();
-    let (window, tz) = parse_window(&p)?;
-    let mut v = timeseries_of(&st, auth.workspace, &window, tz, metric, &interval).await?;
+    let (window, tz) = parse_window(&p, &workspace_tz(&st, auth.workspace).await?)?;
+    let mut v = timeseries_of(&st, auth.workspace, &window, &tz, metric, &interval).await?;
     v["metric"] = json!(p.get("metric").unwrap_or("conversations"));
     Ok(Json(v).into_response())
 }
@@ -519,8 +661,19 @@ pub(crate) async fn heatmap_of(
     st: &AppState,
     workspace: parley_core::WorkspaceId,
     window: &InsightWindow,
-    tz: i32,
+    tz: &InsightTz,
 ) -> Result<Vec<Vec<i64>>, ApiError> {
+    let tz = match tz {
+        InsightTz::Fixed(m) => *m,
+        InsightTz::Named(zone) => {
+            let mut cells = vec![vec![0i64; 24]; 7];
+            for (at, t) in quarter_hours(st, workspace, window).await? {
+                let (day, hour) = zone.weekday_hour(at);
+                cells[day as usize][hour as usize] += t.conversations;
+            }
+            return Ok(cells);
+        }
+    };
     let groups = st
         .store
         .insights()
@@ -549,8 +702,8 @@ pub(super) async fn heatmap(
     RawQuery(raw): RawQuery,
 ) -> Result<Response, ApiError> {
     let p = Params::parse(raw.as_deref(), WINDOW_PARAMS)?;
-    let (window, tz) = parse_window(&p)?;
-    let cells = heatmap_of(&st, auth.workspace, &window, tz).await?;
+    let (window, tz) = parse_window(&p, &workspace_tz(&st, auth.workspace).await?)?;
+    let cells = heatmap_of(&st, auth.workspace, &window, &tz).await?;
     Ok(Json(json!({
         "from": window.from,
         "to": window.to,

@@ -11,6 +11,7 @@ mod conversations;
 mod events;
 mod export;
 pub(crate) mod insights;
+mod settings;
 pub mod team;
 mod transfer;
 
@@ -73,6 +74,17 @@ pub const ROUTES: &[(&str, &str)] = &[
     ),
     ("GET", "/api/v1/events"),
     ("POST", "/api/v1/calls"),
+    ("GET", "/api/v1/members"),
+    ("PATCH", "/api/v1/members/{id}"),
+    ("DELETE", "/api/v1/members/{id}"),
+    ("GET", "/api/v1/invites"),
+    ("POST", "/api/v1/invites"),
+    ("DELETE", "/api/v1/invites/{id}"),
+    ("GET", "/api/v1/keys"),
+    ("POST", "/api/v1/keys"),
+    ("DELETE", "/api/v1/keys/{id}"),
+    ("GET", "/api/v1/settings"),
+    ("PATCH", "/api/v1/settings"),
     ("POST", "/api/v1/import"),
     ("GET", "/api/v1/export"),
     ("POST", "/v1/chat/completions"),
@@ -159,6 +171,25 @@ pub fn router(state: &AppState) -> Router<AppState> {
             get(channels::attachment),
         )
         .route("/calls", post(calls::create))
+        .route("/members", get(settings::members))
+        .route(
+            "/members/{id}",
+            axum::routing::patch(settings::update_member).delete(settings::remove_member),
+        )
+        .route(
+            "/invites",
+            get(settings::invites).post(settings::create_invite),
+        )
+        .route(
+            "/invites/{id}",
+            axum::routing::delete(settings::delete_invite),
+        )
+        .route("/keys", get(settings::keys).post(settings::create_key))
+        .route("/keys/{id}", axum::routing::delete(settings::revoke_key))
+        .route(
+            "/settings",
+            get(settings::settings).patch(settings::update_settings),
+        )
         .route(
             "/import",
             post(transfer::import).layer(DefaultBodyLimit::max(import_limit)),

@@ -5,7 +5,7 @@ use axum::http::header::AUTHORIZATION;
 use axum::http::request::Parts;
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use parley_core::{ApiKeyId, WorkspaceId};
+use parley_core::{ApiKeyId, Timestamp, UserRole, WorkspaceId};
 use sha2::{Digest, Sha256};
 
 use crate::AppState;
@@ -53,6 +53,23 @@ pub struct ApiKeyAuth {
     pub workspace: WorkspaceId,
     /// The key used.
     pub key: ApiKeyId,
+    /// What the key may do: admin-only routes (members, keys, workspace settings) refuse a
+    /// `member` key with 403 `forbidden` (see [`ApiKeyAuth::require_admin`]).
+    pub role: UserRole,
+}
+
+impl ApiKeyAuth {
+    /// Passes for an `admin` key. Errors: 403 `forbidden` naming `action` for a `member` key.
+    pub fn require_admin(&self, action: &str) -> Result<(), ApiError> {
+        if self.role == UserRole::Admin {
+            return Ok(());
+        }
+        Err(ApiError::new(
+            axum::http::StatusCode::FORBIDDEN,
+            "forbidden",
+            format!("only an admin API key can {action}; this key has the member role"),
+        ))
+    }
 }
 
 impl FromRequestParts<AppState> for ApiKeyAuth {
@@ -89,9 +106,21 @@ impl FromRequestParts<AppState> for ApiKeyAuth {
         if key.revoked_at.is_some() {
             return Err(ApiError::unauthorized("this API key has been revoked"));
         }
+        // Last use, to the minute: the key's row says when it was last recorded, so only
+        // the first request of each minute writes (one conditional UPDATE); it is awaited, so
+        // the list shows the request that just finished. A failed write costs nothing but
+        // that minute's record.
+        let now = Timestamp::now();
+        let stale = key
+            .last_used_at
+            .is_none_or(|t| now.0 - t.0 >= parley_store::settings::KEY_TOUCH_INTERVAL_MS);
+        if stale && let Err(e) = state.store.settings().touch_api_key(key.id, now).await {
+            tracing::warn!(error = %e, "could not record an API key's last use");
+        }
         let auth = ApiKeyAuth {
             workspace: key.workspace_id,
             key: key.id,
+            role: key.role,
         };
         Ok(auth)
     }

@@ -19,10 +19,11 @@ use super::state::ViewState;
 use super::tz_offset;
 use crate::AppState;
 use crate::api::insights::{
-    Metric, assistants_of, heatmap_of, summary_of, timeseries_of, topics_of,
+    InsightTz, Metric, assistants_of, heatmap_of, summary_of, timeseries_of, topics_of,
 };
 use crate::auth::Session;
 use crate::error::ApiError;
+use parley_core::zone::Zone;
 
 const DAY_MS: i64 = 86_400_000;
 
@@ -202,8 +203,14 @@ async fn build(
     headers: &HeaderMap,
     raw: Option<&str>,
 ) -> Result<String, ApiError> {
-    let tz = tz_offset(headers);
     let ws = session.user.workspace_id;
+    // The workspace's time zone once an admin chose one (Settings), else the viewer's offset.
+    let saved = st.store.settings().workspace_settings(ws).await?;
+    let itz = match saved.updated_at {
+        Some(_) => InsightTz::of(Zone::parse(&saved.time_zone).unwrap_or_else(|_| Zone::utc())),
+        None => InsightTz::Fixed(tz_offset(headers)),
+    };
+    let tz = itz.offset_at(Timestamp::now());
     let mut range = "7d".to_owned();
     let mut channel: Option<Channel> = None;
     let mut assistant: Option<AssistantId> = None;
@@ -220,12 +227,26 @@ async fn build(
     let today = format::date_iso(Timestamp::now(), tz);
     let first_day = format::date_iso(Timestamp::now().add_millis(-(days - 1) * DAY_MS), tz);
     let shift = |t: Timestamp| t.add_millis(-(tz as i64) * 60_000);
-    let from = Timestamp::parse_bound(&first_day, false)
-        .map(shift)
-        .map_err(|_| ApiError::internal("bad day"))?;
-    let to = Timestamp::parse_bound(&today, true)
-        .map(shift)
-        .map_err(|_| ApiError::internal("bad day"))?;
+    let (from, to) = match &itz {
+        InsightTz::Fixed(_) => (
+            Timestamp::parse_bound(&first_day, false)
+                .map(shift)
+                .map_err(|_| ApiError::internal("bad day"))?,
+            Timestamp::parse_bound(&today, true)
+                .map(shift)
+                .map_err(|_| ApiError::internal("bad day"))?,
+        ),
+        // Local midnights, whatever the offset was on each of those days.
+        InsightTz::Named(zone) => {
+            let start_of_today = zone.day_start(&today).map_err(ApiError::internal)?;
+            let first = zone.date_iso(start_of_today.add_millis(-(days - 1) * DAY_MS + DAY_MS / 2));
+            (
+                zone.day_start(&first).map_err(ApiError::internal)?,
+                zone.next_bucket(start_of_today, "day")
+                    .ok_or_else(|| ApiError::internal("bad day"))?,
+            )
+        }
+    };
     let window = InsightWindow {
         from,
         to,
@@ -234,9 +255,9 @@ async fn build(
     };
     let interval = if days == 1 { "hour" } else { "day" };
     let (summary, series, cells, assistants, total, compared, topic_list) = tokio::try_join!(
-        summary_of(st, ws, &window, tz),
-        timeseries_of(st, ws, &window, tz, Metric::Conversations, interval),
-        heatmap_of(st, ws, &window, tz),
+        summary_of(st, ws, &window, &itz),
+        timeseries_of(st, ws, &window, &itz, Metric::Conversations, interval),
+        heatmap_of(st, ws, &window, &itz),
         async {
             st.store
                 .assistants()
@@ -402,9 +423,9 @@ async fn build(
                 .and_then(|s| Timestamp::parse_rfc3339(s).ok())
                 .unwrap_or(from);
             let height = ((value as f64 / chart_max as f64) * chart_height as f64).round() as u32;
-            let day = format::date_iso(start, tz);
+            let day = format::date_iso(start, itz.offset_at(start));
             let label = if interval == "hour" {
-                format::clock(start, tz)
+                format::clock(start, itz.offset_at(start))
             } else {
                 format::day_label(&day)
             };

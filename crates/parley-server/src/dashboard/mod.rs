@@ -2,7 +2,7 @@
 //! file for what needs the browser (the sliding panel, tabs, keyboard, loading older messages).
 //! Every asset is served by the binary; nothing comes from a CDN. State lives in the URL.
 //!
-//! Routes (all but `/login` and `/assets` need a signed-in session; every POST checks the
+//! Routes (all but `/login`, `/invite/{token}` and `/assets` need a signed-in session; every POST checks the
 //! session's CSRF token):
 //!
 //! | route | what |
@@ -20,6 +20,8 @@
 //! | `GET /assistants`, `GET /assistants/new`, `GET /assistants/{id}` | assistants and their form |
 //! | `POST /assistants/new`, `POST /assistants/{id}` | create, or save a new version (admins) |
 //! | `GET /assistants/{id}/widget`, `POST` | the assistant's web widget settings (admins save) |
+//! | `GET /settings`, `POST /settings/...` | workspace settings: members, invites, API keys, time zone, analysis (admins; see [`settings`]) |
+//! | `GET /invite/{token}`, `POST` | an invitee joins the workspace (no session needed) |
 //! | `GET /test-chat` | Test Chat (`?assistant=ID`, `&conversation=ID` to continue) |
 //! | `POST /test-chat/send` | send a message; the answer streams back as server-sent events |
 //! | `GET /assets/{file}` | CSS, JavaScript, icon |
@@ -39,6 +41,7 @@ mod insights;
 mod live;
 mod login;
 mod pages;
+mod settings;
 mod state;
 mod team;
 mod test_chat;
@@ -164,6 +167,24 @@ pub fn router() -> Router<AppState> {
         .route(
             "/assistants/{id}/widget",
             get(widget::page).post(widget::save),
+        )
+        .route("/settings", get(settings::page))
+        .route("/settings/invites", post(settings::invite))
+        .route(
+            "/settings/invites/{id}/delete",
+            post(settings::delete_invite),
+        )
+        .route("/settings/members/{id}/role", post(settings::member_role))
+        .route(
+            "/settings/members/{id}/remove",
+            post(settings::remove_member),
+        )
+        .route("/settings/keys", post(settings::create_key))
+        .route("/settings/keys/{id}/revoke", post(settings::revoke_key))
+        .route("/settings/workspace", post(settings::save_workspace))
+        .route(
+            "/invite/{token}",
+            get(settings::invite_form).post(settings::accept),
         )
         .route("/test-chat", get(test_chat::page))
         .route("/test-chat/send", post(test_chat::send))

@@ -88,7 +88,7 @@ impl<'a> Browserish<'a> {
         html[start..start + html[start..].find('"').unwrap()].to_owned()
     }
 
-    async fn sign_in(
+    pub(crate) async fn sign_in(
         &mut self,
         email: &str,
         password: &str,

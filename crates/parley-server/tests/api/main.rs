@@ -29,6 +29,7 @@ mod python_client;
 mod scale;
 mod schemathesis;
 mod search;
+mod settings;
 mod signin;
 mod streaming;
 mod team;

@@ -14,6 +14,7 @@ mod messenger;
 mod privacy;
 mod providers;
 mod review;
+mod settings;
 mod test_chat;
 mod voice;
 mod whatsapp;

@@ -17,6 +17,7 @@ mod events;
 mod insights;
 mod jobs;
 mod read;
+mod settings;
 mod widget;
 mod write;
 
@@ -278,6 +279,10 @@ impl Store for PostgresStore {
     }
 
     fn events(&self) -> &dyn crate::EventStore {
+        self
+    }
+
+    fn settings(&self) -> &dyn crate::SettingsStore {
         self
     }
 

@@ -32,12 +32,12 @@ use crate::{
 
 const SNIPPET_CONTEXT: usize = 60;
 
-fn parse<T: std::str::FromStr>(text: &str) -> Result<T> {
+pub(super) fn parse<T: std::str::FromStr>(text: &str) -> Result<T> {
     text.parse()
         .map_err(|_| StoreError::backend(format!("invalid stored value {text:?}")))
 }
 
-fn ts(v: i64) -> Timestamp {
+pub(super) fn ts(v: i64) -> Timestamp {
     Timestamp(v)
 }
 
@@ -73,17 +73,20 @@ pub(super) async fn workspace_by_slug(pool: &Pool, slug: &str) -> Result<Option<
         .map(workspace_from_row))
 }
 
-const KEY_COLS: &str = "id, workspace_id, name, prefix, created_at, revoked_at";
+pub(super) const KEY_COLS: &str =
+    "id, workspace_id, name, prefix, created_at, revoked_at, role, last_used_at";
 
-fn key_from_row(r: &Row) -> ApiKey {
-    ApiKey {
+pub(super) fn key_from_row(r: &Row) -> Result<ApiKey> {
+    Ok(ApiKey {
         id: ApiKeyId(r.get(0)),
         workspace_id: WorkspaceId(r.get(1)),
         name: r.get(2),
         prefix: r.get(3),
         created_at: ts(r.get(4)),
         revoked_at: r.get::<_, Option<i64>>(5).map(ts),
-    }
+        role: parse(r.get::<_, &str>(6))?,
+        last_used_at: r.get::<_, Option<i64>>(7).map(ts),
+    })
 }
 
 pub(super) async fn api_key_by_hash(pool: &Pool, hash: [u8; 32]) -> Result<Option<ApiKey>> {
@@ -93,11 +96,12 @@ pub(super) async fn api_key_by_hash(pool: &Pool, hash: [u8; 32]) -> Result<Optio
             "SELECT {KEY_COLS} FROM api_keys WHERE secret_hash = $1"
         ))
         .await?;
-    Ok(client
+    client
         .query_opt(&stmt, &[&&hash[..]])
         .await?
         .as_ref()
-        .map(key_from_row))
+        .map(key_from_row)
+        .transpose()
 }
 
 pub(super) async fn list_api_keys(pool: &Pool, ws: WorkspaceId) -> Result<Vec<ApiKey>> {
@@ -105,7 +109,7 @@ pub(super) async fn list_api_keys(pool: &Pool, ws: WorkspaceId) -> Result<Vec<Ap
     let rows = client
         .query(&format!("SELECT {KEY_COLS} FROM api_keys WHERE workspace_id = $1 ORDER BY created_at DESC, id DESC"), &[&ws.0])
         .await?;
-    Ok(rows.iter().map(key_from_row).collect())
+    rows.iter().map(key_from_row).collect()
 }
 
 pub(super) fn assistant_from_row(r: &Row) -> Result<Assistant> {
@@ -762,15 +766,18 @@ pub(super) async fn export_conversations(
     Ok(out)
 }
 
-const USER_COLS: &str = "u.id, u.workspace_id, u.email, u.role, u.created_at";
+pub(super) const USER_COLS: &str =
+    "u.id, u.workspace_id, u.email, u.role, u.created_at, u.name, u.last_sign_in_at";
 
-fn user_from_row(r: &Row) -> Result<User> {
+pub(super) fn user_from_row(r: &Row) -> Result<User> {
     Ok(User {
         id: UserId(r.get(0)),
         workspace_id: WorkspaceId(r.get(1)),
         email: r.get(2),
         role: parse(r.get::<_, &str>(3))?,
         created_at: ts(r.get(4)),
+        name: r.get(5),
+        last_sign_in_at: r.get::<_, Option<i64>>(6).map(ts),
     })
 }
 
@@ -782,7 +789,7 @@ pub(super) async fn user_for_login(pool: &Pool, email: &str) -> Result<Option<(U
         ))
         .await?;
     match client.query_opt(&stmt, &[&email]).await? {
-        Some(r) => Ok(Some((user_from_row(&r)?, r.get(5)))),
+        Some(r) => Ok(Some((user_from_row(&r)?, r.get(7)))),
         None => Ok(None),
     }
 }
@@ -813,8 +820,8 @@ pub(super) async fn session(
     match client.query_opt(&stmt, &[&&token_hash[..], &now.0]).await? {
         Some(r) => Ok(Some(SessionRecord {
             user: user_from_row(&r)?,
-            csrf_token: r.get(5),
-            expires_at: ts(r.get(6)),
+            csrf_token: r.get(7),
+            expires_at: ts(r.get(8)),
         })),
         None => Ok(None),
     }
@@ -842,7 +849,7 @@ pub(super) async fn export_users(pool: &Pool, ws: WorkspaceId) -> Result<Vec<(Us
         .query(&format!("SELECT {USER_COLS}, u.password_hash FROM users u WHERE u.workspace_id = $1 ORDER BY u.email"), &[&ws.0])
         .await?;
     rows.iter()
-        .map(|r| Ok((user_from_row(r)?, r.get(5))))
+        .map(|r| Ok((user_from_row(r)?, r.get(7))))
         .collect()
 }
 
@@ -856,11 +863,11 @@ pub(super) async fn export_api_keys(
         .await?;
     rows.iter()
         .map(|r| {
-            let hash: &[u8] = r.get(6);
+            let hash: &[u8] = r.get(8);
             let hash: [u8; 32] = hash
                 .try_into()
                 .map_err(|_| StoreError::backend("invalid stored key hash"))?;
-            Ok((key_from_row(r), hash))
+            Ok((key_from_row(r)?, hash))
         })
         .collect()
 }

@@ -23,7 +23,7 @@ use crate::{
 /// Slots of the sharded conversation counter (see the migration).
 const COUNTER_SLOTS: i64 = 16;
 
-fn conflict_on_unique(
+pub(super) fn conflict_on_unique(
     code: &'static str,
     message: impl FnOnce() -> String,
 ) -> impl FnOnce(tokio_postgres::Error) -> StoreError {
@@ -39,7 +39,7 @@ fn conflict_on_unique(
     }
 }
 
-async fn ensure_workspace(tx: &Transaction<'_>, workspace: WorkspaceId) -> Result<()> {
+pub(super) async fn ensure_workspace(tx: &Transaction<'_>, workspace: WorkspaceId) -> Result<()> {
     let stmt = tx
         .prepare_cached("SELECT 1 FROM workspaces WHERE id = $1")
         .await?;
@@ -89,6 +89,8 @@ pub(super) async fn create_api_key(
         prefix: prefix.to_owned(),
         created_at: Timestamp::now(),
         revoked_at: None,
+        role: UserRole::Admin,
+        last_used_at: None,
     };
     let mut client = pool.get().await?;
     let tx = client.transaction().await?;
@@ -1028,6 +1030,8 @@ pub(super) async fn create_user(
         email: email.to_owned(),
         role,
         created_at: Timestamp::now(),
+        name: String::new(),
+        last_sign_in_at: None,
     };
     let mut client = pool.get().await?;
     let tx = client.transaction().await?;
@@ -1048,6 +1052,13 @@ pub(super) async fn create_session(pool: &Pool, s: &NewSession) -> Result<()> {
         .execute(
             "INSERT INTO sessions (token_hash, user_id, csrf_token, created_at, expires_at) VALUES ($1, $2, $3, $4, $5)",
             &[&&s.token_hash[..], &s.user_id.0, &s.csrf_token, &s.created_at.0, &s.expires_at.0],
+        )
+        .await?;
+    // A new session is a sign-in: the members list shows when it happened.
+    client
+        .execute(
+            "UPDATE users SET last_sign_in_at = $2 WHERE id = $1",
+            &[&s.user_id.0, &s.created_at.0],
         )
         .await?;
     client
@@ -1206,8 +1217,8 @@ pub(super) async fn import_user(pool: &Pool, u: &User, password_hash: &str) -> R
     let client = pool.get().await?;
     client
         .execute(
-            "INSERT INTO users (id, workspace_id, email, password_hash, role, created_at)
-             VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING",
+            "INSERT INTO users (id, workspace_id, email, password_hash, role, created_at, name, last_sign_in_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT DO NOTHING",
             &[
                 &u.id.0,
                 &u.workspace_id.0,
@@ -1215,6 +1226,8 @@ pub(super) async fn import_user(pool: &Pool, u: &User, password_hash: &str) -> R
                 &password_hash,
                 &u.role.as_str(),
                 &u.created_at.0,
+                &u.name,
+                &u.last_sign_in_at.map(|t| t.0),
             ],
         )
         .await?;
@@ -1225,9 +1238,9 @@ pub(super) async fn import_api_key(pool: &Pool, k: &ApiKey, secret_hash: [u8; 32
     let client = pool.get().await?;
     client
         .execute(
-            "INSERT INTO api_keys (id, workspace_id, name, prefix, secret_hash, created_at, revoked_at)
-             VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT DO NOTHING",
-            &[&k.id.0, &k.workspace_id.0, &k.name, &k.prefix, &&secret_hash[..], &k.created_at.0, &k.revoked_at.map(|t| t.0)],
+            "INSERT INTO api_keys (id, workspace_id, name, prefix, secret_hash, created_at, revoked_at, role, last_used_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT DO NOTHING",
+            &[&k.id.0, &k.workspace_id.0, &k.name, &k.prefix, &&secret_hash[..], &k.created_at.0, &k.revoked_at.map(|t| t.0), &k.role.as_str(), &k.last_used_at.map(|t| t.0)],
         )
         .await?;
     Ok(())

@@ -48,7 +48,7 @@ use crate::{
 /// Characters of context on each side of a search snippet.
 const SNIPPET_CONTEXT: usize = 60;
 
-fn conversion_error(i: usize, what: &str) -> rusqlite::Error {
+pub(super) fn conversion_error(i: usize, what: &str) -> rusqlite::Error {
     rusqlite::Error::FromSqlConversionFailure(
         i,
         rusqlite::types::Type::Text,
@@ -56,12 +56,16 @@ fn conversion_error(i: usize, what: &str) -> rusqlite::Error {
     )
 }
 
-fn get_id<T>(row: &Row<'_>, i: usize, from: fn(&[u8]) -> Option<T>) -> rusqlite::Result<T> {
+pub(super) fn get_id<T>(
+    row: &Row<'_>,
+    i: usize,
+    from: fn(&[u8]) -> Option<T>,
+) -> rusqlite::Result<T> {
     let bytes: Vec<u8> = row.get(i)?;
     from(&bytes).ok_or_else(|| conversion_error(i, "id"))
 }
 
-fn get_enum<T: std::str::FromStr>(row: &Row<'_>, i: usize) -> rusqlite::Result<T> {
+pub(super) fn get_enum<T: std::str::FromStr>(row: &Row<'_>, i: usize) -> rusqlite::Result<T> {
     let text: String = row.get(i)?;
     text.parse().map_err(|_| conversion_error(i, "name"))
 }
@@ -72,7 +76,7 @@ fn get_opt_enum<T: std::str::FromStr>(row: &Row<'_>, i: usize) -> rusqlite::Resu
         .transpose()
 }
 
-fn ts(v: i64) -> Timestamp {
+pub(super) fn ts(v: i64) -> Timestamp {
     Timestamp(v)
 }
 
@@ -101,9 +105,10 @@ pub(super) fn workspace_by_slug(c: &Connection, slug: &str) -> Result<Option<Wor
     )
 }
 
-const KEY_COLS: &str = "id, workspace_id, name, prefix, created_at, revoked_at";
+pub(super) const KEY_COLS: &str =
+    "id, workspace_id, name, prefix, created_at, revoked_at, role, last_used_at";
 
-fn key_from_row(r: &Row<'_>) -> rusqlite::Result<ApiKey> {
+pub(super) fn key_from_row(r: &Row<'_>) -> rusqlite::Result<ApiKey> {
     Ok(ApiKey {
         id: get_id(r, 0, ApiKeyId::from_slice)?,
         workspace_id: get_id(r, 1, WorkspaceId::from_slice)?,
@@ -111,6 +116,8 @@ fn key_from_row(r: &Row<'_>) -> rusqlite::Result<ApiKey> {
         prefix: r.get(3)?,
         created_at: ts(r.get(4)?),
         revoked_at: r.get::<_, Option<i64>>(5)?.map(ts),
+        role: get_enum(r, 6)?,
+        last_used_at: r.get::<_, Option<i64>>(7)?.map(ts),
     })
 }
 
@@ -968,15 +975,18 @@ pub(super) fn export_conversations(
     Ok(out)
 }
 
-const USER_COLS: &str = "u.id, u.workspace_id, u.email, u.role, u.created_at";
+pub(super) const USER_COLS: &str =
+    "u.id, u.workspace_id, u.email, u.role, u.created_at, u.name, u.last_sign_in_at";
 
-fn user_from_row(r: &Row<'_>) -> rusqlite::Result<User> {
+pub(super) fn user_from_row(r: &Row<'_>) -> rusqlite::Result<User> {
     Ok(User {
         id: get_id(r, 0, UserId::from_slice)?,
         workspace_id: get_id(r, 1, WorkspaceId::from_slice)?,
         email: r.get(2)?,
         role: get_enum(r, 3)?,
         created_at: ts(r.get(4)?),
+        name: r.get(5)?,
+        last_sign_in_at: r.get::<_, Option<i64>>(6)?.map(ts),
     })
 }
 
@@ -984,7 +994,7 @@ pub(super) fn user_for_login(c: &Connection, email: &str) -> Result<Option<(User
     Ok(c.prepare_cached(&format!(
         "SELECT {USER_COLS}, u.password_hash FROM users u WHERE u.email = ?1"
     ))?
-    .query_row([email], |r| Ok((user_from_row(r)?, r.get(5)?)))
+    .query_row([email], |r| Ok((user_from_row(r)?, r.get(7)?)))
     .optional()?)
 }
 
@@ -1006,7 +1016,7 @@ pub(super) fn session(
           WHERE s.token_hash = ?1 AND s.expires_at > ?2"
     ))?
     .query_row(params![&token_hash[..], now.0], |r| {
-        Ok(SessionRecord { user: user_from_row(r)?, csrf_token: r.get(5)?, expires_at: ts(r.get(6)?) })
+        Ok(SessionRecord { user: user_from_row(r)?, csrf_token: r.get(7)?, expires_at: ts(r.get(8)?) })
     })
     .optional()?)
 }
@@ -1022,7 +1032,7 @@ pub(super) fn export_users(c: &Connection, ws: WorkspaceId) -> Result<Vec<(User,
     let mut stmt = c.prepare_cached(&format!(
         "SELECT {USER_COLS}, u.password_hash FROM users u WHERE u.workspace_id = ?1 ORDER BY u.email"
     ))?;
-    let rows = stmt.query_map([ws.as_bytes()], |r| Ok((user_from_row(r)?, r.get(5)?)))?;
+    let rows = stmt.query_map([ws.as_bytes()], |r| Ok((user_from_row(r)?, r.get(7)?)))?;
     Ok(rows.collect::<rusqlite::Result<_>>()?)
 }
 
@@ -1031,10 +1041,10 @@ pub(super) fn export_api_keys(c: &Connection, ws: WorkspaceId) -> Result<Vec<(Ap
         "SELECT {KEY_COLS}, secret_hash FROM api_keys WHERE workspace_id = ?1 ORDER BY created_at, id"
     ))?;
     let rows = stmt.query_map([ws.as_bytes()], |r| {
-        let hash: Vec<u8> = r.get(6)?;
+        let hash: Vec<u8> = r.get(8)?;
         let hash: [u8; 32] = hash
             .try_into()
-            .map_err(|_| conversion_error(6, "key hash"))?;
+            .map_err(|_| conversion_error(8, "key hash"))?;
         Ok((key_from_row(r)?, hash))
     })?;
     Ok(rows.collect::<rusqlite::Result<_>>()?)

@@ -31,7 +31,7 @@ fn is_unique_violation(e: &rusqlite::Error) -> bool {
 
 /// Maps a unique-constraint violation to `Conflict { code, message }`, any other error to a
 /// backend error.
-fn conflict_on_unique(
+pub(super) fn conflict_on_unique(
     code: &'static str,
     message: impl FnOnce() -> String,
 ) -> impl FnOnce(rusqlite::Error) -> StoreError {
@@ -48,7 +48,7 @@ fn conflict_on_unique(
 }
 
 /// `NotFound("workspace")` unless the workspace exists.
-fn ensure_workspace(c: &Connection, workspace: WorkspaceId) -> Result<()> {
+pub(super) fn ensure_workspace(c: &Connection, workspace: WorkspaceId) -> Result<()> {
     let exists = c
         .prepare_cached("SELECT 1 FROM workspaces WHERE id = ?1")?
         .exists([workspace.as_bytes()])?;
@@ -90,6 +90,8 @@ pub(super) fn create_api_key(
         prefix: prefix.to_owned(),
         created_at: Timestamp::now(),
         revoked_at: None,
+        role: UserRole::Admin,
+        last_used_at: None,
     };
     ensure_workspace(c, workspace)?;
     c.execute(
@@ -716,6 +718,8 @@ pub(super) fn create_user(
         email: email.to_owned(),
         role,
         created_at: Timestamp::now(),
+        name: String::new(),
+        last_sign_in_at: None,
     };
     c.execute(
         "INSERT INTO users (id, workspace_id, email, password_hash, role, created_at)
@@ -739,6 +743,11 @@ pub(super) fn create_session(c: &Connection, s: &NewSession) -> Result<()> {
     c.execute(
         "INSERT INTO sessions (token_hash, user_id, csrf_token, created_at, expires_at) VALUES (?1, ?2, ?3, ?4, ?5)",
         params![&s.token_hash[..], s.user_id.as_bytes(), s.csrf_token, s.created_at.0, s.expires_at.0],
+    )?;
+    // A new session is a sign-in: the members list shows when it happened.
+    c.execute(
+        "UPDATE users SET last_sign_in_at = ?2 WHERE id = ?1",
+        params![s.user_id.as_bytes(), s.created_at.0],
     )?;
     // Expired sessions are swept as new ones arrive.
     c.execute(
@@ -849,15 +858,17 @@ pub(super) fn import_assistant(
 
 pub(super) fn import_user(c: &Connection, u: &User, password_hash: &str) -> Result<()> {
     c.execute(
-        "INSERT INTO users (id, workspace_id, email, password_hash, role, created_at)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT DO NOTHING",
+        "INSERT INTO users (id, workspace_id, email, password_hash, role, created_at, name, last_sign_in_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8) ON CONFLICT DO NOTHING",
         params![
             u.id.as_bytes(),
             u.workspace_id.as_bytes(),
             u.email,
             password_hash,
             u.role.as_str(),
-            u.created_at.0
+            u.created_at.0,
+            u.name,
+            u.last_sign_in_at.map(|t| t.0)
         ],
     )?;
     Ok(())
@@ -865,8 +876,8 @@ pub(super) fn import_user(c: &Connection, u: &User, password_hash: &str) -> Resu
 
 pub(super) fn import_api_key(c: &Connection, k: &ApiKey, secret_hash: [u8; 32]) -> Result<()> {
     c.execute(
-        "INSERT INTO api_keys (id, workspace_id, name, prefix, secret_hash, created_at, revoked_at)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) ON CONFLICT DO NOTHING",
+        "INSERT INTO api_keys (id, workspace_id, name, prefix, secret_hash, created_at, revoked_at, role, last_used_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9) ON CONFLICT DO NOTHING",
         params![
             k.id.as_bytes(),
             k.workspace_id.as_bytes(),
@@ -874,7 +885,9 @@ pub(super) fn import_api_key(c: &Connection, k: &ApiKey, secret_hash: [u8; 32]) 
             k.prefix,
             &secret_hash[..],
             k.created_at.0,
-            k.revoked_at.map(|t| t.0)
+            k.revoked_at.map(|t| t.0),
+            k.role.as_str(),
+            k.last_used_at.map(|t| t.0)
         ],
     )?;
     Ok(())
