@@ -335,7 +335,10 @@ fn looks_like_audio(b: &[u8]) -> bool {
 /// The length of a PCM WAV file in seconds (from its `fmt ` byte rate and `data` size); 0.0
 /// for anything else.
 fn wav_seconds(b: &[u8]) -> f64 {
-    let u32_at = |i: usize| b.get(i..i + 4).map(|s| u32::from_le_bytes([s[0], s[1], s[2], s[3]]));
+    let u32_at = |i: usize| {
+        b.get(i..i + 4)
+            .map(|s| u32::from_le_bytes([s[0], s[1], s[2], s[3]]))
+    };
     if !b.starts_with(b"RIFF") {
         return 0.0;
     }
@@ -364,16 +367,29 @@ fn audio_fixtures() -> std::path::PathBuf {
 /// (`call_two_speakers_turns.json`) joined.
 fn known_words(bytes: &[u8]) -> Option<String> {
     let dir = audio_fixtures();
-    for name in ["en_sentence_16k_mono.wav", "en_sentence_16k_mono.opus", "en_sentence_16k_mono.webm"] {
+    for name in [
+        "en_sentence_16k_mono.wav",
+        "en_sentence_16k_mono.opus",
+        "en_sentence_16k_mono.webm",
+    ] {
         if std::fs::read(dir.join(name)).is_ok_and(|f| f == bytes) {
             return Some("Hello, this is a short test of the Parley voice pipeline.".into());
         }
     }
-    for name in ["call_two_speakers_8k_mono.wav", "call_two_speakers_8k_mono.mp3"] {
+    for name in [
+        "call_two_speakers_8k_mono.wav",
+        "call_two_speakers_8k_mono.mp3",
+    ] {
         if std::fs::read(dir.join(name)).is_ok_and(|f| f == bytes) {
-            let turns: Value =
-                serde_json::from_slice(&std::fs::read(dir.join("call_two_speakers_turns.json")).ok()?).ok()?;
-            let text: Vec<&str> = turns["turns"].as_array()?.iter().filter_map(|t| t["text"].as_str()).collect();
+            let turns: Value = serde_json::from_slice(
+                &std::fs::read(dir.join("call_two_speakers_turns.json")).ok()?,
+            )
+            .ok()?;
+            let text: Vec<&str> = turns["turns"]
+                .as_array()?
+                .iter()
+                .filter_map(|t| t["text"].as_str())
+                .collect();
             return Some(text.join(" "));
         }
     }
@@ -390,9 +406,7 @@ async fn speech(State(st): State<Arc<StubState>>, body: Bytes) -> Response {
     if let Some(reply) = queued {
         return answer(reply, &request).await;
     }
-    let bad = |message: &str| {
-        answer(Reply::error(400, "invalid_value", message), &request)
-    };
+    let bad = |message: &str| answer(Reply::error(400, "invalid_value", message), &request);
     for field in ["model", "input", "voice"] {
         if !request[field].is_string() || request[field].as_str() == Some("") {
             return bad(&format!("'{field}' is a required property")).await;

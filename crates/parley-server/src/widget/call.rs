@@ -121,9 +121,12 @@ fn is_call_turn(m: &Message) -> bool {
 
 /// The index of a message's stored spoken answer among its attachments.
 fn speech_index(m: &Message) -> Option<usize> {
-    m.meta.channel.as_ref()?.attachments.iter().position(|a| {
-        a.kind == SPEECH_KIND && a.storage_key.is_some()
-    })
+    m.meta
+        .channel
+        .as_ref()?
+        .attachments
+        .iter()
+        .position(|a| a.kind == SPEECH_KIND && a.storage_key.is_some())
 }
 
 /// The turn's progress without its `speech_url` (see the module docs); `None` when `turn` is
@@ -435,11 +438,7 @@ pub(super) async fn get_call(
         .find(|(k, _)| k == "turn")
         .map(|(_, v)| v.into_owned())
         .unwrap_or_default();
-    let Some(turn) = raw
-        .parse::<MessageId>()
-        .ok()
-        .filter(|_| raw.len() == 36)
-    else {
+    let Some(turn) = raw.parse::<MessageId>().ok().filter(|_| raw.len() == 36) else {
         return c.answer(ApiError::bad_param(
             "turn",
             format!("turn must be a message id (a UUID), got {raw:?}"),
@@ -638,7 +637,14 @@ pub async fn run_turn(st: &AppState, job: &parley_store::jobs::Job) -> Result<()
         Err(e) => return Err(e.into()),
     };
     if speech_index(&answer).is_some() || payload.speech.model.is_empty() {
-        return set_stage(st, ws, turn, "done", json!({"answer": answer.id.to_string()})).await;
+        return set_stage(
+            st,
+            ws,
+            turn,
+            "done",
+            json!({"answer": answer.id.to_string()}),
+        )
+        .await;
     }
     let speech = SpeechRequest {
         model: payload.speech.model,
@@ -700,7 +706,14 @@ pub async fn run_turn(st: &AppState, job: &parley_store::jobs::Job) -> Result<()
     {
         media::remove_attachments(st, ws, &[key]).await;
     }
-    set_stage(st, ws, turn, "done", json!({"answer": answer.id.to_string()})).await
+    set_stage(
+        st,
+        ws,
+        turn,
+        "done",
+        json!({"answer": answer.id.to_string()}),
+    )
+    .await
 }
 
 /// The text to speak for an answer written in markdown: without emphasis, code and heading
@@ -742,7 +755,9 @@ mod tests {
     #[test]
     fn markdown_is_spoken_as_plain_text() {
         assert_eq!(
-            spoken_text("Yes — **free shipping** from `€50`.\n\n- see [our page](https://x.test/p)"),
+            spoken_text(
+                "Yes — **free shipping** from `€50`.\n\n- see [our page](https://x.test/p)"
+            ),
             "Yes — free shipping from €50. - see our page"
         );
         assert_eq!(spoken_text("Plain."), "Plain.");

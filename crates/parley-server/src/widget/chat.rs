@@ -279,7 +279,10 @@ pub(super) fn visitor_message(m: &Message) -> Value {
 }
 
 /// Every visible message of the conversation, oldest first.
-pub(super) async fn all_messages(st: &AppState, t: &VisitorToken) -> Result<Option<Vec<Message>>, ApiError> {
+pub(super) async fn all_messages(
+    st: &AppState,
+    t: &VisitorToken,
+) -> Result<Option<Vec<Message>>, ApiError> {
     let mut out = Vec::new();
     for page in 1.. {
         let p = st
@@ -464,7 +467,11 @@ pub(super) fn check_client_id(c: &Checked, client_id: &str) -> Result<(), Box<Re
 /// Checks that the visitor's conversation is still active (ending it first when it has been
 /// idle too long). Errors: 409 `conversation_closed`, 404 for a conversation that is gone, the
 /// store's.
-pub(super) async fn ensure_active(st: &AppState, c: &Checked, t: &VisitorToken) -> Result<(), Box<Response>> {
+pub(super) async fn ensure_active(
+    st: &AppState,
+    c: &Checked,
+    t: &VisitorToken,
+) -> Result<(), Box<Response>> {
     let status = match st.store.get_conversation(t.w, t.c).await {
         Ok(Some(d)) => expire_if_idle(st, c, t, &d.summary).await,
         Ok(None) => Err(ApiError::not_found("conversation")),
@@ -627,27 +634,31 @@ pub(super) fn recording_of(
         ))));
     }
     if body.is_empty() {
-        return Err(Box::new(c.answer(
-            ApiError::new(
-                StatusCode::UNPROCESSABLE_ENTITY,
-                "validation_failed",
-                "the recording is empty",
-            )
-            .with_field("body"),
-        )));
+        return Err(Box::new(
+            c.answer(
+                ApiError::new(
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    "validation_failed",
+                    "the recording is empty",
+                )
+                .with_field("body"),
+            ),
+        ));
     }
     if !parley_core::audio::matches_declared(&mime, &body) {
-        return Err(Box::new(c.answer(
-            ApiError::new(
-                StatusCode::UNSUPPORTED_MEDIA_TYPE,
-                "audio_content_mismatch",
-                format!(
-                    "the recording is not {mime}: expected {}",
-                    parley_core::audio::expected_signature(&mime)
-                ),
-            )
-            .with_field("body"),
-        )));
+        return Err(Box::new(
+            c.answer(
+                ApiError::new(
+                    StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                    "audio_content_mismatch",
+                    format!(
+                        "the recording is not {mime}: expected {}",
+                        parley_core::audio::expected_signature(&mime)
+                    ),
+                )
+                .with_field("body"),
+            ),
+        ));
     }
     Ok((client_id, mime))
 }
