@@ -103,16 +103,26 @@ impl Browser {
     /// the browser is not installed and this is not CI. `mobile` emulates a 390x844 phone.
     pub async fn start(mobile: bool) -> Option<Browser> {
         let turn = ONE_AT_A_TIME.lock().await;
-        Self::launch(mobile, Some(turn)).await
+        Self::launch(mobile, Some(turn), &[]).await
+    }
+
+    /// [`Browser::start`] with more Chromium flags (a fake microphone fed from a file...).
+    pub async fn start_with_args(mobile: bool, args: &[String]) -> Option<Browser> {
+        let turn = ONE_AT_A_TIME.lock().await;
+        Self::launch(mobile, Some(turn), args).await
     }
 
     /// A second browser (its own chromedriver and session, so its own cookies and storage) for
     /// a test that already holds one: the two sessions of a reviewer and a visitor.
     pub async fn start_another(&self, mobile: bool) -> Option<Browser> {
-        Self::launch(mobile, None).await
+        Self::launch(mobile, None, &[]).await
     }
 
-    async fn launch(mobile: bool, turn: Option<MutexGuard<'static, ()>>) -> Option<Browser> {
+    async fn launch(
+        mobile: bool,
+        turn: Option<MutexGuard<'static, ()>>,
+        extra: &[String],
+    ) -> Option<Browser> {
         let driver = find_binary(&["chromedriver"]);
         let chromium = find_binary(&["chromium", "chromium-browser", "google-chrome"]);
         let (Some(driver), Some(chromium)) = (driver, chromium) else {
@@ -154,6 +164,9 @@ impl Browser {
                      // messages.
                      "--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream"],
         });
+        if let Some(args) = options["args"].as_array_mut() {
+            args.extend(extra.iter().map(|a| json!(a)));
+        }
         if mobile {
             options["mobileEmulation"] =
                 json!({"deviceMetrics": {"width": 390, "height": 844, "pixelRatio": 2}});
@@ -193,7 +206,13 @@ impl Browser {
 
     /// Waits until `script` returns true (10 s at most).
     pub async fn wait_for(&self, what: &str, script: &str) {
-        let deadline = Instant::now() + Duration::from_secs(10);
+        self.wait_up_to(what, script, Duration::from_secs(10)).await
+    }
+
+    /// [`Browser::wait_for`] with a longer bound, for what runs at the pace of real audio (a
+    /// fake microphone playing a recording).
+    pub async fn wait_up_to(&self, what: &str, script: &str, limit: Duration) {
+        let deadline = Instant::now() + limit;
         loop {
             if self.js(script).await == Value::Bool(true) {
                 return;
