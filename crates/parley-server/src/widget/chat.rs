@@ -645,7 +645,7 @@ pub(super) fn recording_of(
             ),
         ));
     }
-    if !parley_core::audio::matches_declared(&mime, &body) {
+    if !parley_core::audio::matches_declared(&mime, body) {
         return Err(Box::new(
             c.answer(
                 ApiError::new(
