@@ -31,11 +31,14 @@ pub enum WidgetMode {
     #[default]
     Chat,
     /// Text and recorded voice messages (`POST /widget/v1/voice`: the audio is kept as an
-    /// attachment and, with a `transcription_model`, transcribed into the message's text).
+    /// attachment and, with a `transcription_model`, transcribed into the message's text), and
+    /// a call button when a browser voice call is possible (see [`WidgetMode::Voice`]).
     VoiceAndChat,
-    /// Recorded voice messages only (answers come back as text). Without a
-    /// `transcription_model` the script still offers text, since the assistant could not
-    /// understand the recordings.
+    /// Voice only: with a `transcription_model` and a `speech_model` a browser voice call
+    /// (`POST /widget/v1/call`: the visitor talks, the answers are spoken); with a
+    /// `transcription_model` only, recorded voice messages (answers come back as text).
+    /// Without a `transcription_model` the script still offers text, since the assistant
+    /// could not understand the recordings.
     Voice,
 }
 
@@ -188,6 +191,14 @@ pub struct WidgetStrings {
     /// Shown when the browser gives no microphone (refused permission, no device, no
     /// recording support); the widget then offers text.
     pub mic_denied: String,
+    /// The button that starts a voice call.
+    pub call: String,
+    /// The button that ends a voice call.
+    pub end_call: String,
+    /// A call's status while the widget listens to the visitor.
+    pub listening: String,
+    /// A call's status while the assistant's answer is played.
+    pub speaking: String,
 }
 
 impl Default for WidgetStrings {
@@ -203,12 +214,16 @@ impl Default for WidgetStrings {
             thanks: "Thank you for your feedback!".into(),
             record: "Record a voice message".into(),
             mic_denied: "The microphone is not available: please type your message.".into(),
+            call: "Start a voice call".into(),
+            end_call: "End call".into(),
+            listening: "Listening…".into(),
+            speaking: "Speaking…".into(),
         }
     }
 }
 
 impl WidgetStrings {
-    fn all(&self) -> [(&'static str, &String); 10] {
+    fn all(&self) -> [(&'static str, &String); 14] {
         [
             ("placeholder", &self.placeholder),
             ("send", &self.send),
@@ -220,6 +235,10 @@ impl WidgetStrings {
             ("thanks", &self.thanks),
             ("record", &self.record),
             ("mic_denied", &self.mic_denied),
+            ("call", &self.call),
+            ("end_call", &self.end_call),
+            ("listening", &self.listening),
+            ("speaking", &self.speaking),
         ]
     }
 }
@@ -261,7 +280,71 @@ pub struct WidgetSettings {
     /// messages (`POST {base_url}/audio/transcriptions`, such as `whisper-1`); empty: voice
     /// messages are kept untranscribed, with a placeholder text.
     pub transcription_model: String,
+    /// The text-to-speech model of the assistant's provider that speaks the assistant's answers
+    /// in a browser voice call (`POST {base_url}/audio/speech`, such as `tts-1` or
+    /// `gpt-4o-mini-tts`). A voice mode with both this and a `transcription_model` offers the
+    /// call; empty: no call (recorded voice messages only).
+    pub speech_model: String,
+    /// The provider's voice for [`WidgetSettings::speech_model`] (OpenAI's `alloy`, `nova`,
+    /// `onyx`...: any name of 1-64 letters, digits, `-` and `_`; default `alloy`).
+    pub speech_voice: String,
+    /// The audio format the provider is asked for (`response_format`): `mp3` (default), `wav`
+    /// or `opus` (Ogg/Opus). Every one of them plays in current browsers.
+    pub speech_format: SpeechFormat,
+    /// In a call, how long the visitor must be silent, in milliseconds, before their utterance
+    /// is sent (end of turn; 150-3000, default 700). Shorter answers sooner and cuts slow
+    /// speakers off; longer waits through pauses.
+    pub call_end_silence_ms: u32,
 }
+
+/// The audio format of spoken answers ([`WidgetSettings::speech_format`]), as OpenAI's
+/// `/audio/speech` names it in `response_format`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SpeechFormat {
+    /// MPEG audio layer III (`audio/mpeg`).
+    #[default]
+    Mp3,
+    /// RIFF/WAVE PCM (`audio/wav`).
+    Wav,
+    /// Opus in an Ogg container (`audio/ogg`).
+    Opus,
+}
+
+impl SpeechFormat {
+    /// The wire name (`response_format`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SpeechFormat::Mp3 => "mp3",
+            SpeechFormat::Wav => "wav",
+            SpeechFormat::Opus => "opus",
+        }
+    }
+
+    /// The MIME type of audio in this format.
+    pub fn mime_type(self) -> &'static str {
+        match self {
+            SpeechFormat::Mp3 => "audio/mpeg",
+            SpeechFormat::Wav => "audio/wav",
+            SpeechFormat::Opus => "audio/ogg",
+        }
+    }
+
+    /// The format named `name` (`mp3`, `wav`, `opus`), if any.
+    pub fn parse(name: &str) -> Option<SpeechFormat> {
+        match name {
+            "mp3" => Some(SpeechFormat::Mp3),
+            "wav" => Some(SpeechFormat::Wav),
+            "opus" => Some(SpeechFormat::Opus),
+            _ => None,
+        }
+    }
+}
+
+/// Shortest [`WidgetSettings::call_end_silence_ms`].
+pub const MIN_CALL_END_SILENCE_MS: u32 = 150;
+/// Longest [`WidgetSettings::call_end_silence_ms`].
+pub const MAX_CALL_END_SILENCE_MS: u32 = 3000;
 
 impl Default for WidgetSettings {
     fn default() -> Self {
@@ -280,6 +363,10 @@ impl Default for WidgetSettings {
             tracking: true,
             respect_dnt: true,
             transcription_model: String::new(),
+            speech_model: String::new(),
+            speech_voice: "alloy".into(),
+            speech_format: SpeechFormat::default(),
+            call_end_silence_ms: 700,
         }
     }
 }
@@ -352,6 +439,35 @@ impl WidgetSettings {
                 "a model name of at most 200 characters",
             ));
         }
+        self.speech_model = self.speech_model.trim().to_owned();
+        if self.speech_model.len() > 200 || self.speech_model.chars().any(char::is_control) {
+            return Err(Invalid::new(
+                "speech_model",
+                "a model name of at most 200 characters",
+            ));
+        }
+        self.speech_voice = self.speech_voice.trim().to_owned();
+        if self.speech_voice.is_empty() {
+            self.speech_voice = "alloy".into();
+        }
+        if self.speech_voice.len() > 64
+            || !self
+                .speech_voice
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+        {
+            return Err(Invalid::new(
+                "speech_voice",
+                "a voice name of 1-64 letters, digits, - and _",
+            ));
+        }
+        if !(MIN_CALL_END_SILENCE_MS..=MAX_CALL_END_SILENCE_MS).contains(&self.call_end_silence_ms)
+        {
+            return Err(Invalid::new(
+                "call_end_silence_ms",
+                format!("{MIN_CALL_END_SILENCE_MS} to {MAX_CALL_END_SILENCE_MS} milliseconds"),
+            ));
+        }
         if self.idle_timeout_minutes > MAX_IDLE_MINUTES {
             return Err(Invalid::new(
                 "idle_timeout_minutes",
@@ -400,6 +516,14 @@ impl WidgetSettings {
             }
         }
         Ok(())
+    }
+
+    /// Whether the widget offers a browser voice call: a voice mode, a `transcription_model`
+    /// and a `speech_model`.
+    pub fn call_enabled(&self) -> bool {
+        self.mode != WidgetMode::Chat
+            && !self.transcription_model.is_empty()
+            && !self.speech_model.is_empty()
     }
 
     /// Whether `origin` (an `Origin` header's value) may use the widget.

@@ -18,7 +18,8 @@
     Object.keys(base.strings || {}).forEach(function (k) { strings[k] = value("str_" + k) || base.strings[k]; });
     return { title: value("title"), greeting: value("greeting"), color: value("color"), text_color: value("text_color"),
              position: value("position"), mode: value("mode"), pre_chat: preChat(value("pre_chat")), strings: strings,
-             voice_transcribed: !!value("transcription_model").trim() };
+             voice_transcribed: !!value("transcription_model").trim(),
+             call: /voice/.test(value("mode")) && !!value("transcription_model").trim() && !!value("speech_model").trim() };
   }
   function draw() { if (window.Parley && window.Parley.preview) window.Parley.preview(mount, config()); }
   form.addEventListener("input", draw);

@@ -129,7 +129,10 @@
     "form.pre,.rate{padding:14px;display:flex;flex-direction:column;gap:10px;overflow-y:auto;flex:1}" +
     "label{display:flex;flex-direction:column;gap:4px;font-size:13px;font-weight:600}.err{color:#b42318;font-size:12px;font-weight:400}" +
     ".stars{display:flex;gap:4px}.stars button{font-size:28px;background:none;border:0;cursor:pointer;color:#ccc;padding:0}.stars button.on{color:#f5a524}" +
-    ".note{color:#666;font-size:13px;text-align:center}";
+    ".note{color:#666;font-size:13px;text-align:center}" +
+    ".callb:only-child{flex:1;padding:11px}.call{display:flex;align-items:center;gap:10px;padding:10px;border-top:1px solid #e4e4ea;background:#fff}" +
+    ".call-state{flex:1;font-weight:600}.level{width:8px;height:24px;border-radius:4px;background:var(--c);transform-origin:bottom;transform:scaleY(.08);transition:transform 60ms linear}" +
+    ".end-call{background:#b42318;color:#fff}";
 
   /* ---------- icons: inline SVG paths (no emoji font needed, no markup parsed) ---------- */
   var ICONS = {
@@ -198,7 +201,7 @@
       else {
         panel.appendChild(w.list());
         if (w.micOff && w.voice()) panel.appendChild(el("p", "err mic", w.s.mic_denied));
-        panel.appendChild(w.composer());
+        panel.appendChild(w.callOn ? w.callBar() : w.composer());
       }
       r.appendChild(panel);
     }
@@ -291,8 +294,12 @@
     var rec = w.voice() && !w.micOff;
     // Voice only hides the text input, unless recordings cannot be transcribed (the assistant
     // could not understand them) or there is no microphone.
+    // With a call on offer, voice only is the call; voice and chat gets a call button.
+    var callable = w.voice() && w.cfg.call && !w.micOff && (w.preview || w.canCall());
+    if (callable && w.cfg.mode === "voice") { c.appendChild(w.callButton()); return c; }
     if (!rec || w.cfg.mode !== "voice" || w.cfg.voice_transcribed === false) { c.appendChild(ta); c.appendChild(send); }
     if (rec) c.appendChild(w.recButton());
+    if (callable) c.appendChild(w.callButton());
     ta.onkeydown = function (e) { if (e.key === "Enter" && !e.shiftKey) { e.preventDefault(); c.requestSubmit ? c.requestSubmit() : c.onsubmit(e); } };
     c.onsubmit = function (e) {
       e.preventDefault();
@@ -455,6 +462,7 @@
   };
   Widget.prototype.close = function (reason) {
     var w = this;
+    w.endCall();
     return call("POST", "/close", { reason: reason }, { "x-parley-visitor": w.state.token }).then(json).then(function () {
       w.state.closed = true; w.persist(); w.draw();
     }, function (e) { w.toast(w.root, e); });
@@ -487,7 +495,197 @@
     box.appendChild(again);
     return box;
   };
-  Widget.prototype.reset = function () { if (this.rec) { this.rec.cancel = true; this.stopRec(); } this.state = { open: true }; this.msgs = []; this.streaming = null; this.persist(); this.draw(); };
+  Widget.prototype.reset = function () { this.endCall(); if (this.rec) { this.rec.cancel = true; this.stopRec(); } this.state = { open: true }; this.msgs = []; this.streaming = null; this.persist(); this.draw(); };
+
+  /* ---------- the voice call (issue 15) ----------
+     The microphone feeds a ScriptProcessor; an energy detector (RMS of 512-sample frames
+     against a threshold of max(0.015, 3 x the noise floor)) finds the visitor's utterances:
+     speech starts after two loud frames (with ~300 ms kept from before), and ends after the
+     widget's `call_end_silence_ms` of quiet (or 15 s). Each utterance goes to POST /call as a
+     16-bit PCM WAV; the turn's progress streams back (captions of both sides), and the spoken
+     answer plays from its speech_url as it downloads. Speech from the visitor while an answer
+     plays stops it (barge-in). */
+  Widget.prototype.canCall = function () {
+    return !!(navigator.mediaDevices && navigator.mediaDevices.getUserMedia && (window.AudioContext || window.webkitAudioContext));
+  };
+  Widget.prototype.callButton = function () {
+    var w = this, b = el("button", "btn callb", w.cfg.mode === "voice" ? "📞 " + w.s.call : "📞");
+    b.type = "button"; b.title = w.s.call; b.setAttribute("aria-label", w.s.call);
+    b.onclick = function () { w.startCall(); };
+    return b;
+  };
+  Widget.prototype.callBar = function () {
+    var w = this, bar = el("div", "call"), end = el("button", "btn end-call", w.s.end_call);
+    bar.setAttribute("role", "status"); bar.setAttribute("aria-live", "polite");
+    w.level = el("i", "level"); bar.appendChild(w.level);
+    bar.appendChild(el("span", "call-state"));
+    end.type = "button"; end.onclick = function () { w.endCall(); };
+    bar.appendChild(end);
+    setTimeout(function () { w.callStatus(); }, 0);
+    return bar;
+  };
+  Widget.prototype.callStatus = function () {
+    var k = this.callOn, bar = this.root.querySelector(".call");
+    if (!k || !bar) return;
+    bar.setAttribute("data-state", k.status);
+    bar.querySelector(".call-state").textContent = k.status === "speaking" ? this.s.speaking : k.status === "thinking" ? "…" : this.s.listening;
+  };
+  /* The one <audio> element of spoken answers: outside the redrawn part, so it keeps playing. */
+  Widget.prototype.speechEl = function () {
+    var w = this, a = w.audioEl;
+    if (a) return a;
+    a = w.audioEl = el("audio", "speech");
+    a.crossOrigin = "anonymous"; a.preload = "auto";
+    a.addEventListener("playing", function () { a.setAttribute("data-played", String(+(a.getAttribute("data-played") || 0) + 1)); });
+    a.addEventListener("ended", function () { var k = w.callOn; if (k && k.status === "speaking") { k.status = "listening"; w.callStatus(); } });
+    w.shadow.appendChild(a);
+    return a;
+  };
+  Widget.prototype.startCall = function () {
+    var w = this;
+    if (w.callOn || w.preview) return;
+    if (!w.state.token) return w.start({}).then(function () { w.startCall(); }, function (e) { w.toast(w.box, e); });
+    var k = w.callOn = { status: "listening", pre: [], utter: null, loud: 0, quiet: 0, voiced: 0, floor: 0, seq: 0, bargeIns: 0 };
+    w.speechEl();
+    w.draw();
+    navigator.mediaDevices.getUserMedia({ audio: { echoCancellation: true, noiseSuppression: false, autoGainControl: false } }).then(function (stream) {
+      if (w.callOn !== k) return stream.getTracks().forEach(function (t) { t.stop(); });
+      k.stream = stream;
+      var AC = window.AudioContext || window.webkitAudioContext, ctx, src;
+      // 16 kHz keeps the uploads small; a browser that cannot resample the microphone to it
+      // gets its own rate.
+      try { ctx = new AC({ sampleRate: 16000 }); src = ctx.createMediaStreamSource(stream); }
+      catch (e) { if (ctx) ctx.close(); ctx = new AC(); src = ctx.createMediaStreamSource(stream); }
+      var proc = ctx.createScriptProcessor(512, 1, 1), mute = ctx.createGain();
+      mute.gain.value = 0;
+      src.connect(proc); proc.connect(mute); mute.connect(ctx.destination);
+      k.ctx = ctx; k.nodes = [src, proc, mute];
+      proc.onaudioprocess = function (e) { if (w.callOn === k) w.vad(k, new Float32Array(e.inputBuffer.getChannelData(0)), ctx.sampleRate); };
+      if (ctx.state === "suspended") ctx.resume();
+    }, function () {
+      if (w.callOn !== k) return;
+      w.callOn = null; w.micOff = true; w.draw();
+    });
+  };
+  Widget.prototype.endCall = function () {
+    var k = this.callOn;
+    if (!k) return;
+    this.callOn = null;
+    if (k.stream) k.stream.getTracks().forEach(function (t) { t.stop(); });
+    if (k.ctx) k.ctx.close();
+    if (this.audioEl && !this.audioEl.paused) this.audioEl.pause();
+    this.draw();
+  };
+  /* One frame of the microphone: the voice-activity detector (see above). */
+  Widget.prototype.vad = function (k, f, rate) {
+    var w = this, sum = 0, i;
+    for (i = 0; i < f.length; i++) sum += f[i] * f[i];
+    var rms = Math.sqrt(sum / f.length), ms = f.length / rate * 1000, loud = rms >= Math.max(0.015, k.floor * 3);
+    if (w.level) w.level.style.transform = "scaleY(" + Math.max(0.08, Math.min(1, rms * 8)).toFixed(2) + ")";
+    if (!k.utter) {
+      k.pre.push(f);
+      if (k.pre.length * ms > 300) k.pre.shift();
+      if (!loud) { k.loud = 0; k.floor = k.floor * 0.95 + rms * 0.05; return; }
+      if (++k.loud < 2) return;
+      k.utter = k.pre; k.pre = []; k.quiet = 0; k.voiced = k.loud;
+      w.bargeIn(k);
+      return;
+    }
+    k.utter.push(f);
+    if (loud) { k.quiet = 0; k.voiced++; } else k.quiet++;
+    if (k.quiet * ms >= (w.cfg.call_end_silence_ms || 700) || k.utter.length * ms >= 15000) {
+      var u = k.utter;
+      k.utter = null; k.loud = 0; k.quiet = 0;
+      if (k.voiced * ms >= 200) w.sendTurn(k, wav(u, rate));
+    }
+  };
+  /* The visitor started speaking: an answer being played stops. */
+  Widget.prototype.bargeIn = function (k) {
+    var a = this.audioEl;
+    if (a && !a.paused && !a.ended) {
+      a.pause(); k.bargeIns++;
+      a.setAttribute("data-interrupted", String(k.bargeIns));
+    }
+    if (k.status === "speaking") { k.status = "listening"; this.callStatus(); }
+  };
+  /* 16-bit mono PCM WAV (RIFF) of float frames at `rate` Hz. */
+  function wav(frames, rate) {
+    var n = 0, o = 44;
+    frames.forEach(function (f) { n += f.length; });
+    var buf = new ArrayBuffer(44 + n * 2), v = new DataView(buf);
+    function str(at, t) { for (var i = 0; i < t.length; i++) v.setUint8(at + i, t.charCodeAt(i)); }
+    str(0, "RIFF"); v.setUint32(4, 36 + n * 2, true); str(8, "WAVE"); str(12, "fmt ");
+    v.setUint32(16, 16, true); v.setUint16(20, 1, true); v.setUint16(22, 1, true);
+    v.setUint32(24, rate, true); v.setUint32(28, rate * 2, true); v.setUint16(32, 2, true); v.setUint16(34, 16, true);
+    str(36, "data"); v.setUint32(40, n * 2, true);
+    frames.forEach(function (f) {
+      for (var i = 0; i < f.length; i++, o += 2) { var x = Math.max(-1, Math.min(1, f[i])); v.setInt16(o, x < 0 ? x * 32768 : x * 32767, true); }
+    });
+    return new Blob([buf], { type: "audio/wav" });
+  }
+  Widget.prototype.sendTurn = function (k, blob) {
+    var w = this, turn = { cid: rid().replace(/-/g, ""), n: ++k.seq };
+    k.latest = turn.n;
+    if (k.status !== "speaking") { k.status = "thinking"; w.callStatus(); }
+    w.merge({ client_id: turn.cid, role: "user", content: "🎤 …", pending: true });
+    w.state.last = Date.now(); w.persist(); w.draw();
+    w.followTurn(k, blob, turn, 0);
+  };
+  /* Sends the utterance (again, after a dropped connection: the same client id is never stored
+     twice) and follows its progress. */
+  Widget.prototype.followTurn = function (k, blob, turn, attempt) {
+    var w = this, last = null;
+    call("POST", "/call?client_id=" + turn.cid, blob, { "x-parley-visitor": w.state.token }).then(function (res) {
+      if (!res.ok) return json(res);
+      var reader = res.body.getReader(), dec = new TextDecoder(), buf = "";
+      function pump() {
+        return reader.read().then(function (r) {
+          if (r.done) return;
+          buf += dec.decode(r.value, { stream: true });
+          var parts = buf.split("\n\n"); buf = parts.pop();
+          parts.forEach(function (p) {
+            var ev = "", data = "";
+            p.split("\n").forEach(function (l) { if (l.indexOf("event: ") === 0) ev = l.slice(7); else if (l.indexOf("data: ") === 0) data += l.slice(6); });
+            if (ev === "turn") { last = JSON.parse(data); w.showTurn(k, turn, last); }
+          });
+          return pump();
+        });
+      }
+      return pump();
+    }).then(function () {
+      if (last && !/^(done|unanswered)$/.test(last.state)) w.pollTurn(k, turn, last.turn, 20);
+    }, function (e) {
+      if (e.code === "conversation_closed") { w.endCall(); w.state.closed = true; w.persist(); w.draw(); return; }
+      if (e.status && e.status < 500 && e.status !== 429) { w.toast(w.box, e); return; }
+      if (attempt < 3 && w.callOn === k) setTimeout(function () { w.followTurn(k, blob, turn, attempt + 1); }, 1000 * (attempt + 1));
+    });
+  };
+  Widget.prototype.pollTurn = function (k, turn, id, tries) {
+    var w = this;
+    if (!tries || w.callOn !== k) return;
+    setTimeout(function () {
+      call("GET", "/call?turn=" + encodeURIComponent(id), null, { "x-parley-visitor": w.state.token }).then(json).then(function (d) {
+        w.showTurn(k, turn, d);
+        if (!/^(done|unanswered)$/.test(d.state)) w.pollTurn(k, turn, id, tries - 1);
+      }, function () { w.pollTurn(k, turn, id, tries - 1); });
+    }, 1500);
+  };
+  /* Captions of both sides; the answer is spoken when it is the latest turn's. */
+  Widget.prototype.showTurn = function (k, turn, d) {
+    var w = this;
+    if (d.caption) w.merge(d.caption);
+    if (d.answer) w.merge(d.answer);
+    w.draw();
+    if (w.callOn !== k || k.latest !== turn.n) return;
+    if (d.state === "done" && d.speech_url && !turn.spoken) {
+      turn.spoken = true;
+      var a = w.speechEl();
+      a.src = BASE + d.speech_url;
+      k.status = "speaking"; w.callStatus();
+      var p = a.play();
+      if (p && p.catch) p.catch(function () { if (k.status === "speaking") { k.status = "listening"; w.callStatus(); } });
+    } else if (/^(done|unanswered)$/.test(d.state) && k.status === "thinking") { k.status = "listening"; w.callStatus(); }
+  };
 
   /* ---------- the tracker ---------- */
   var tracker = { token: null, queue: [], timer: null };

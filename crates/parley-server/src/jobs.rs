@@ -14,6 +14,7 @@
 //! | `voip.recording` | a call with a recording URL (`POST /api/v1/calls`, the voice webhooks) | downloads the recording through the guarded client, with its waveform peaks |
 //! | `answer` | the ingest of a new customer message that an assistant may answer (API, channels) | the assistant's turn, at most once per customer message, and the reply on its channel |
 //! | `reply.send` | a team member's reply on WhatsApp or Telegram ([`crate::team::reply`]) | sends it once and records its delivery ([`crate::team::deliver`]) |
+//! | `widget.call_turn` | an utterance of a browser voice call (`POST /widget/v1/call`), in the transaction that stores it | transcribes it, has the assistant answer, speaks the answer into a stored audio file ([`crate::widget::call`]) |
 //! | `media.download` | a channel message whose file failed every download attempt | downloads it again later (up to [`MEDIA_DOWNLOAD_ATTEMPTS`] times), then transcribes or describes it as configured |
 //!
 //! **Exactly once.** A delivery processed twice (a crash after its messages were stored)
@@ -65,6 +66,10 @@ pub const MEDIA_DOWNLOAD: &str = "media.download";
 /// Kind of the job that downloads a phone call's recording (`POST /api/v1/calls` with a
 /// `recording_url`; [`crate::api::calls::download_recording`]).
 pub const VOIP_RECORDING: &str = "voip.recording";
+
+/// A turn of a browser voice call (payload: the widget's transcription and speech settings;
+/// [`crate::widget::call::run_turn`]).
+pub const CALL_TURN: &str = "widget.call_turn";
 
 /// Claims of a webhook delivery before it is given up.
 pub const DELIVERY_ATTEMPTS: u32 = 10;
@@ -412,6 +417,7 @@ async fn handle(state: &AppState, job: &Job) -> Result<(), JobError> {
             crate::channels::media::download_later(state, &c, job).await
         }
         VOIP_RECORDING => crate::api::calls::download_recording(state, job).await,
+        CALL_TURN => crate::widget::call::run_turn(state, job).await,
         crate::team::REPLY_SEND => crate::team::deliver(state, job).await,
         other => Err(JobError::Permanent(format!("unknown job kind {other:?}"))),
     }

@@ -6,6 +6,15 @@
 //! [`Reply`] (or the default one), so a test can replay a recorded response, fail on demand
 //! (slow, 429, 500, a cut stream, a malformed chunk) and then see what Parley sent
 //! ([`StubProvider::requests`]).
+//!
+//! It also speaks OpenAI's audio API: `POST /v1/audio/transcriptions` (multipart `model` +
+//! `file`; refuses a file that is no known audio container with OpenAI's 400 `Invalid file
+//! format`; answers `json`, `text` or `verbose_json` with the duration read from a WAV header;
+//! the text is the one set by [`StubProvider::set_transcript`], else the known words of a
+//! recording from `../shared/fixtures/audio` sent as it is, else a default sentence) and
+//! `POST /v1/audio/speech` (JSON `model`, `input`, `voice`, `response_format`; answers the audio
+//! files of `../shared/fixtures/audio`: `wav` the 21.8 s two-speaker call, `mp3` the same as
+//! MP3, `opus` the Ogg/Opus sentence; see [`StubProvider::speeches`]).
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
@@ -103,6 +112,12 @@ struct StubState {
     transcription_files: Mutex<Vec<String>>,
     /// The `Authorization` header of every request (any route), in order of arrival.
     authorizations: Mutex<Vec<Option<String>>>,
+    /// Whether [`StubProvider::set_transcript`] was called (else known fixtures are recognised).
+    transcript_set: Mutex<bool>,
+    /// Every `/v1/audio/speech` request body, in order.
+    speeches: Mutex<Vec<Value>>,
+    /// Replies queued for `/v1/audio/speech` (an error, say) before the fixture audio.
+    speech_script: Mutex<VecDeque<Reply>>,
 }
 
 /// A running stub; it stops when dropped.
@@ -125,11 +140,15 @@ impl StubProvider {
             transcriptions: Mutex::new(Vec::new()),
             transcription_files: Mutex::new(Vec::new()),
             authorizations: Mutex::new(Vec::new()),
+            transcript_set: Mutex::new(false),
+            speeches: Mutex::new(Vec::new()),
+            speech_script: Mutex::new(VecDeque::new()),
         });
         let app = Router::new()
             .route("/v1/chat/completions", post(chat))
             .route("/v1/models", get(models))
             .route("/v1/audio/transcriptions", post(transcriptions))
+            .route("/v1/audio/speech", post(speech))
             .layer(axum::middleware::from_fn_with_state(
                 state.clone(),
                 record_authorization,
@@ -158,6 +177,19 @@ impl StubProvider {
     /// The text `/v1/audio/transcriptions` answers from now on.
     pub fn set_transcript(&self, text: &str) {
         *lock(&self.state.transcript) = text.to_owned();
+        *lock(&self.state.transcript_set) = true;
+    }
+
+    /// Every `/v1/audio/speech` request body received (`model`, `input`, `voice`,
+    /// `response_format`), oldest first.
+    pub fn speeches(&self) -> Vec<Value> {
+        lock(&self.state.speeches).clone()
+    }
+
+    /// Queues a reply for the next `/v1/audio/speech` request (only [`Reply::Json`] and
+    /// [`Reply::Slow`] of one make sense there: an error, a slow answer).
+    pub fn push_speech(&self, reply: Reply) {
+        lock(&self.state.speech_script).push_back(reply);
     }
 
     /// Every transcription request received, oldest first: (the `model` field, the audio
@@ -212,6 +244,8 @@ async fn transcriptions(
         .map(|b| format!("--{}", b.trim_matches('"')));
     let mut model = None;
     let mut file = None;
+    let mut bytes: Vec<u8> = Vec::new();
+    let mut format = String::from("json");
     if let Some(boundary) = boundary {
         // Split on the raw bytes: the file part is binary audio, not text.
         let find = |hay: &[u8], needle: &[u8]| hay.windows(needle.len()).position(|w| w == needle);
@@ -231,8 +265,11 @@ async fn transcriptions(
             let content = content.strip_suffix(b"\r\n").unwrap_or(content);
             if head.contains("name=\"model\"") {
                 model = Some(String::from_utf8_lossy(content).into_owned());
+            } else if head.contains("name=\"response_format\"") {
+                format = String::from_utf8_lossy(content).into_owned();
             } else if head.contains("name=\"file\"") {
                 file = Some(content.len());
+                bytes = content.to_vec();
                 let name = head
                     .split("filename=\"")
                     .nth(1)
@@ -245,7 +282,34 @@ async fn transcriptions(
     match (model, file) {
         (Some(model), Some(size)) => {
             lock(&st.transcriptions).push((model, size));
-            axum::Json(json!({"text": lock(&st.transcript).clone()})).into_response()
+            if !looks_like_audio(&bytes) {
+                return (
+                    StatusCode::BAD_REQUEST,
+                    axum::Json(json!({"error": {
+                        "message": "Invalid file format. Supported formats: ['flac', 'm4a', 'mp3', 'mp4', 'mpeg', 'mpga', 'oga', 'ogg', 'wav', 'webm']",
+                        "type": "invalid_request_error", "param": null, "code": null}})),
+                )
+                    .into_response();
+            }
+            let text = if *lock(&st.transcript_set) {
+                lock(&st.transcript).clone()
+            } else {
+                known_words(&bytes).unwrap_or_else(|| lock(&st.transcript).clone())
+            };
+            match format.as_str() {
+                "text" => text.into_response(),
+                "verbose_json" => {
+                    let duration = wav_seconds(&bytes);
+                    axum::Json(json!({
+                        "task": "transcribe", "language": "english", "duration": duration,
+                        "text": text,
+                        "segments": [{"id": 0, "seek": 0, "start": 0.0, "end": duration,
+                                      "text": text, "temperature": 0.0}],
+                    }))
+                    .into_response()
+                }
+                _ => axum::Json(json!({"text": text})).into_response(),
+            }
         }
         _ => (
             StatusCode::BAD_REQUEST,
@@ -253,6 +317,110 @@ async fn transcriptions(
                 "type": "invalid_request_error", "param": null, "code": null}})),
         )
             .into_response(),
+    }
+}
+
+/// Whether `b` starts like an audio container a provider takes: Ogg, RIFF/WAVE, EBML
+/// (WebM/Matroska), MP4 (`ftyp`), FLAC, an ID3 tag or an MPEG audio frame.
+fn looks_like_audio(b: &[u8]) -> bool {
+    b.starts_with(b"OggS")
+        || (b.starts_with(b"RIFF") && b.get(8..12) == Some(b"WAVE"))
+        || b.starts_with(&[0x1A, 0x45, 0xDF, 0xA3])
+        || b.get(4..8) == Some(b"ftyp")
+        || b.starts_with(b"fLaC")
+        || b.starts_with(b"ID3")
+        || (b.len() > 1 && b[0] == 0xFF && b[1] & 0xE0 == 0xE0)
+}
+
+/// The length of a PCM WAV file in seconds (from its `fmt ` byte rate and `data` size); 0.0
+/// for anything else.
+fn wav_seconds(b: &[u8]) -> f64 {
+    let u32_at = |i: usize| {
+        b.get(i..i + 4)
+            .map(|s| u32::from_le_bytes([s[0], s[1], s[2], s[3]]))
+    };
+    if !b.starts_with(b"RIFF") {
+        return 0.0;
+    }
+    let (mut at, mut rate, mut data) = (12usize, None, None);
+    while let (Some(id), Some(len)) = (b.get(at..at + 4), u32_at(at + 4)) {
+        if id == b"fmt " {
+            rate = u32_at(at + 16);
+        } else if id == b"data" {
+            data = Some(len);
+        }
+        at += 8 + len as usize + (len as usize & 1);
+    }
+    match (rate, data) {
+        (Some(r), Some(d)) if r > 0 => f64::from(d) / f64::from(r),
+        _ => 0.0,
+    }
+}
+
+/// The fixtures directory, `../shared/fixtures/audio` beside the checkout.
+fn audio_fixtures() -> std::path::PathBuf {
+    std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/fixtures/audio")
+}
+
+/// What a fixture recording sent byte for byte says: the sentence of the `en_sentence_16k_mono`
+/// files (fixtures/README.md), or the turns of the two-speaker call
+/// (`call_two_speakers_turns.json`) joined.
+fn known_words(bytes: &[u8]) -> Option<String> {
+    let dir = audio_fixtures();
+    for name in [
+        "en_sentence_16k_mono.wav",
+        "en_sentence_16k_mono.opus",
+        "en_sentence_16k_mono.webm",
+    ] {
+        if std::fs::read(dir.join(name)).is_ok_and(|f| f == bytes) {
+            return Some("Hello, this is a short test of the Parley voice pipeline.".into());
+        }
+    }
+    for name in [
+        "call_two_speakers_8k_mono.wav",
+        "call_two_speakers_8k_mono.mp3",
+    ] {
+        if std::fs::read(dir.join(name)).is_ok_and(|f| f == bytes) {
+            let turns: Value = serde_json::from_slice(
+                &std::fs::read(dir.join("call_two_speakers_turns.json")).ok()?,
+            )
+            .ok()?;
+            let text: Vec<&str> = turns["turns"]
+                .as_array()?
+                .iter()
+                .filter_map(|t| t["text"].as_str())
+                .collect();
+            return Some(text.join(" "));
+        }
+    }
+    None
+}
+
+/// `POST /v1/audio/speech`: JSON `{"model", "input", "voice", "response_format"?}` (OpenAI's
+/// text-to-speech request); answers a fixture recording in the asked format (`mp3`, the
+/// default, `wav` or `opus`), or OpenAI's 400 for a missing field or another format.
+async fn speech(State(st): State<Arc<StubState>>, body: Bytes) -> Response {
+    let request: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+    lock(&st.speeches).push(request.clone());
+    let queued = lock(&st.speech_script).pop_front();
+    if let Some(reply) = queued {
+        return answer(reply, &request).await;
+    }
+    let bad = |message: &str| answer(Reply::error(400, "invalid_value", message), &request);
+    for field in ["model", "input", "voice"] {
+        if !request[field].is_string() || request[field].as_str() == Some("") {
+            return bad(&format!("'{field}' is a required property")).await;
+        }
+    }
+    let (file, mime) = match request["response_format"].as_str().unwrap_or("mp3") {
+        "mp3" => ("call_two_speakers_8k_mono.mp3", "audio/mpeg"),
+        "wav" => ("call_two_speakers_8k_mono.wav", "audio/wav"),
+        "opus" => ("en_sentence_16k_mono.opus", "audio/ogg"),
+        other => return bad(&format!("'{other}' is not one of ['mp3', 'wav', 'opus']")).await,
+    };
+    match std::fs::read(audio_fixtures().join(file)) {
+        Ok(audio) => ([(header::CONTENT_TYPE, mime)], audio).into_response(),
+        Err(_) => (StatusCode::INTERNAL_SERVER_ERROR, "fixture audio not found").into_response(),
     }
 }
 

@@ -682,6 +682,80 @@ async fn transcribe(
         .ok_or_else(|| "the answer has no text".to_owned())
 }
 
+/// Longest text sent to `/audio/speech` in one request, in characters (OpenAI's limit for
+/// `input`); a longer answer is spoken up to there.
+pub const MAX_SPEECH_INPUT_CHARS: usize = 4096;
+
+/// What to speak and how: the provider's text-to-speech `model`, its `voice` and the audio
+/// `format`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SpeechRequest {
+    /// The text-to-speech model (`tts-1`...).
+    pub model: String,
+    /// The voice (`alloy`...).
+    pub voice: String,
+    /// The audio format asked for (`response_format`).
+    pub format: parley_core::widget::SpeechFormat,
+}
+
+/// Speaks `text` through the provider of `assistant` (`POST {base_url}/audio/speech`, JSON
+/// `{"model", "input", "voice", "response_format"}`, answered with the audio bytes; OpenAI's
+/// text-to-speech API, which OpenAI-compatible servers follow). The provider's URL is the
+/// tenant's, so the request goes through the guarded client like every provider call.
+/// Errors: a description for the logs (no usable provider or model, a transport failure, a
+/// non-2xx status, an empty or oversized body, or bytes that are not the asked format).
+pub async fn synthesize_speech(
+    state: &AppState,
+    ws: WorkspaceId,
+    assistant: parley_core::AssistantId,
+    speech: &SpeechRequest,
+    text: &str,
+) -> Result<Vec<u8>, String> {
+    let assistant = state
+        .store
+        .assistants()
+        .get_assistant(ws, assistant)
+        .await
+        .map_err(|e| e.to_string())?
+        .ok_or("the assistant is gone")?;
+    let endpoint = usable_endpoint(state, &assistant, &speech.model)
+        .ok_or("the assistant has no provider offering the speech model")?;
+    let input: String = text.chars().take(MAX_SPEECH_INPUT_CHARS).collect();
+    let res = endpoint
+        .request(reqwest::Method::POST, "audio/speech")
+        .timeout(super::PLATFORM_TIMEOUT)
+        .json(&serde_json::json!({
+            "model": speech.model,
+            "input": input,
+            "voice": speech.voice,
+            "response_format": speech.format.as_str(),
+        }))
+        .send()
+        .await
+        .map_err(crate::assistant::provider::describe)?;
+    let status = res.status();
+    let bytes = res
+        .bytes()
+        .await
+        .map_err(crate::assistant::provider::describe)?;
+    if !status.is_success() {
+        let why: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+        return Err(format!(
+            "HTTP {}: {}",
+            status.as_u16(),
+            why["error"]["message"]
+        ));
+    }
+    if bytes.is_empty() || bytes.len() > MAX_ATTACHMENT_BYTES {
+        return Err(format!("the provider sent {} bytes of speech", bytes.len()));
+    }
+    let mime = speech.format.mime_type();
+    if !parley_core::audio::matches_declared(mime, &bytes) {
+        return Err(format!("the provider's speech is not {mime}"));
+    }
+    Ok(bytes.to_vec())
+}
+
 /// Deletes a conversation with its stored attachments (DESIGN.md section 4: deleting a
 /// conversation deletes its blobs): the record first, in its one transaction, then the files
 /// its channel messages kept. Returns false if it was not in the workspace. Errors: the

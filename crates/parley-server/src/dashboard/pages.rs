@@ -752,7 +752,7 @@ fn channel_parts(
             let inline = crate::channels::media::inline_safe(mime);
             let kind = match a.kind.as_str() {
                 "image" | "sticker" if inline => "image",
-                "audio" | "voice" | "recording" if inline => "audio",
+                "audio" | "voice" | "recording" | "speech" if inline => "audio",
                 "video" if inline => "video",
                 _ => "file",
             };
@@ -761,6 +761,7 @@ fn channel_parts(
                     "voice" => "Voice note",
                     "audio" => "Audio",
                     "recording" => "Call recording",
+                    "speech" => "Spoken answer",
                     "image" => "Image",
                     "sticker" => "Sticker",
                     "video" => "Video",

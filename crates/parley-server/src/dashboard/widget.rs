@@ -186,6 +186,10 @@ fn strings_rows(s: &WidgetStrings) -> Vec<(&'static str, &'static str, String)> 
         ("str_thanks", "Thanks after rating", s.thanks.clone()),
         ("str_record", "Record button", s.record.clone()),
         ("str_mic_denied", "No microphone", s.mic_denied.clone()),
+        ("str_call", "Start call button", s.call.clone()),
+        ("str_end_call", "End call button", s.end_call.clone()),
+        ("str_listening", "Call: listening", s.listening.clone()),
+        ("str_speaking", "Call: speaking", s.speaking.clone()),
     ]
 }
 
@@ -362,7 +366,23 @@ pub(super) struct WidgetForm {
     #[serde(default)]
     str_mic_denied: String,
     #[serde(default)]
+    str_call: String,
+    #[serde(default)]
+    str_end_call: String,
+    #[serde(default)]
+    str_listening: String,
+    #[serde(default)]
+    str_speaking: String,
+    #[serde(default)]
     transcription_model: String,
+    #[serde(default)]
+    speech_model: String,
+    #[serde(default)]
+    speech_voice: String,
+    #[serde(default)]
+    speech_format: String,
+    #[serde(default)]
+    call_end_silence_ms: String,
 }
 
 fn settings_of(f: &WidgetForm) -> Result<WidgetSettings, String> {
@@ -414,10 +434,27 @@ fn settings_of(f: &WidgetForm) -> Result<WidgetSettings, String> {
                 thanks: or(&f.str_thanks, &defaults.thanks),
                 record: or(&f.str_record, &defaults.record),
                 mic_denied: or(&f.str_mic_denied, &defaults.mic_denied),
+                call: or(&f.str_call, &defaults.call),
+                end_call: or(&f.str_end_call, &defaults.end_call),
+                listening: or(&f.str_listening, &defaults.listening),
+                speaking: or(&f.str_speaking, &defaults.speaking),
             },
             tracking: f.tracking.is_some(),
             respect_dnt: f.respect_dnt.is_some(),
             transcription_model: f.transcription_model.trim().to_owned(),
+            speech_model: f.speech_model.trim().to_owned(),
+            speech_voice: f.speech_voice.trim().to_owned(),
+            speech_format: match f.speech_format.trim() {
+                "" => parley_core::widget::SpeechFormat::default(),
+                other => parley_core::widget::SpeechFormat::parse(other)
+                    .ok_or_else(|| "Speech format: mp3, wav or opus".to_owned())?,
+            },
+            call_end_silence_ms: match f.call_end_silence_ms.trim() {
+                "" => WidgetSettings::default().call_end_silence_ms,
+                v => v.parse().map_err(|_| {
+                    "End of turn after silence: a whole number of milliseconds".to_owned()
+                })?,
+            },
         };
     s.validate()
         .map_err(|e| format!("{}: {}", e.field, e.message))?;

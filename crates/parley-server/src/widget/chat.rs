@@ -57,7 +57,7 @@ fn parse<T: serde::de::DeserializeOwned>(c: &Checked, body: &[u8]) -> Result<T, 
 /// What every visitor request with a body starts with: the key, origin and rate checks
 /// ([`check`]), the body (at most `limit` bytes) and the visitor's token ([`visitor_of`]).
 /// `Err` is the response to send as it is.
-async fn visitor_request(
+pub(super) async fn visitor_request(
     st: &AppState,
     query: Option<&str>,
     headers: &HeaderMap,
@@ -103,6 +103,8 @@ pub(super) async fn config(
         "respect_dnt": s.respect_dnt,
         "voice_transcribed": !s.transcription_model.is_empty(),
         "max_voice_bytes": MAX_VOICE_BYTES,
+        "call": s.call_enabled(),
+        "call_end_silence_ms": s.call_end_silence_ms,
     })))
 }
 
@@ -265,7 +267,7 @@ async fn expire_if_idle(
 }
 
 /// A message as the visitor sees it.
-fn visitor_message(m: &Message) -> Value {
+pub(super) fn visitor_message(m: &Message) -> Value {
     json!({
         "id": m.id.to_string(),
         "client_id": m.external_id.as_deref().and_then(|e| e.strip_prefix("widget:")),
@@ -277,7 +279,10 @@ fn visitor_message(m: &Message) -> Value {
 }
 
 /// Every visible message of the conversation, oldest first.
-async fn all_messages(st: &AppState, t: &VisitorToken) -> Result<Option<Vec<Message>>, ApiError> {
+pub(super) async fn all_messages(
+    st: &AppState,
+    t: &VisitorToken,
+) -> Result<Option<Vec<Message>>, ApiError> {
     let mut out = Vec::new();
     for page in 1.. {
         let p = st
@@ -372,7 +377,7 @@ struct SendInput {
 }
 
 /// One event of the answer stream (see [`crate::sse`]).
-fn sse(event: &str, data: Value) -> Event {
+pub(super) fn sse(event: &str, data: Value) -> Event {
     crate::sse::json_event(event, &data)
 }
 
@@ -438,7 +443,7 @@ pub(super) async fn send(
 
 /// Checks a message's client id: 1-64 ASCII letters, digits, `-` and `_`.
 /// Errors: 422 `validation_failed` on `client_id`, with the request's CORS headers.
-fn check_client_id(c: &Checked, client_id: &str) -> Result<(), Box<Response>> {
+pub(super) fn check_client_id(c: &Checked, client_id: &str) -> Result<(), Box<Response>> {
     if client_id.is_empty()
         || client_id.len() > 64
         || !client_id
@@ -462,7 +467,11 @@ fn check_client_id(c: &Checked, client_id: &str) -> Result<(), Box<Response>> {
 /// Checks that the visitor's conversation is still active (ending it first when it has been
 /// idle too long). Errors: 409 `conversation_closed`, 404 for a conversation that is gone, the
 /// store's.
-async fn ensure_active(st: &AppState, c: &Checked, t: &VisitorToken) -> Result<(), Box<Response>> {
+pub(super) async fn ensure_active(
+    st: &AppState,
+    c: &Checked,
+    t: &VisitorToken,
+) -> Result<(), Box<Response>> {
     let status = match st.store.get_conversation(t.w, t.c).await {
         Ok(Some(d)) => expire_if_idle(st, c, t, &d.summary).await,
         Ok(None) => Err(ApiError::not_found("conversation")),
@@ -584,6 +593,76 @@ async fn store_and_answer(
     c.answer(res)
 }
 
+/// The checks of a recorded upload (`POST /widget/v1/voice` and `/call`): a voice mode, the
+/// `client_id` query parameter, the declared audio type and the bytes really being that
+/// container. Returns (client id, MIME type without parameters). Errors (answered with the
+/// request's CORS headers): 403 `voice_disabled`, 422 `validation_failed` (`client_id`, an
+/// empty body), 415 `unsupported_audio_type` / `audio_content_mismatch`.
+pub(super) fn recording_of(
+    c: &Checked,
+    q: Option<&str>,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Result<(String, String), Box<Response>> {
+    if c.widget.settings.mode == WidgetMode::Chat {
+        return Err(Box::new(c.answer(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "voice_disabled",
+            "this widget takes text only: voice messages are off in its settings",
+        ))));
+    }
+    let client_id = form_urlencoded::parse(q.unwrap_or("").as_bytes())
+        .find(|(k, _)| k == "client_id")
+        .map(|(_, v)| v.trim().to_owned())
+        .unwrap_or_default();
+    check_client_id(c, &client_id)?;
+    let mime = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .map(|v| v.trim().to_ascii_lowercase())
+        .unwrap_or_default();
+    if !VOICE_TYPES.contains(&mime.as_str()) {
+        return Err(Box::new(c.answer(ApiError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_audio_type",
+            format!(
+                "send the recording as one of {} (got {:?})",
+                VOICE_TYPES.join(", "),
+                mime
+            ),
+        ))));
+    }
+    if body.is_empty() {
+        return Err(Box::new(
+            c.answer(
+                ApiError::new(
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    "validation_failed",
+                    "the recording is empty",
+                )
+                .with_field("body"),
+            ),
+        ));
+    }
+    if !parley_core::audio::matches_declared(&mime, body) {
+        return Err(Box::new(
+            c.answer(
+                ApiError::new(
+                    StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                    "audio_content_mismatch",
+                    format!(
+                        "the recording is not {mime}: expected {}",
+                        parley_core::audio::expected_signature(&mime)
+                    ),
+                )
+                .with_field("body"),
+            ),
+        ));
+    }
+    Ok((client_id, mime))
+}
+
 /// `POST /widget/v1/voice?key=&client_id=ID`: a recorded voice message. The body is the audio
 /// itself (at most [`MAX_VOICE_BYTES`]), its `Content-Type` one of [`VOICE_TYPES`] (parameters
 /// such as `;codecs=opus` allowed); `client_id` makes it idempotent as for text.
@@ -623,60 +702,10 @@ pub(super) async fn voice(
             Ok(v) => v,
             Err(r) => return r,
         };
-    if c.widget.settings.mode == WidgetMode::Chat {
-        return c.answer(ApiError::new(
-            StatusCode::FORBIDDEN,
-            "voice_disabled",
-            "this widget takes text only: voice messages are off in its settings",
-        ));
-    }
-    let client_id = form_urlencoded::parse(q.as_deref().unwrap_or("").as_bytes())
-        .find(|(k, _)| k == "client_id")
-        .map(|(_, v)| v.trim().to_owned())
-        .unwrap_or_default();
-    if let Err(r) = check_client_id(&c, &client_id) {
-        return *r;
-    }
-    let mime = headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.split(';').next())
-        .map(|v| v.trim().to_ascii_lowercase())
-        .unwrap_or_default();
-    if !VOICE_TYPES.contains(&mime.as_str()) {
-        return c.answer(ApiError::new(
-            StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            "unsupported_audio_type",
-            format!(
-                "send the recording as one of {} (got {:?})",
-                VOICE_TYPES.join(", "),
-                mime
-            ),
-        ));
-    }
-    if body.is_empty() {
-        return c.answer(
-            ApiError::new(
-                StatusCode::UNPROCESSABLE_ENTITY,
-                "validation_failed",
-                "the recording is empty",
-            )
-            .with_field("body"),
-        );
-    }
-    if !parley_core::audio::matches_declared(&mime, &body) {
-        return c.answer(
-            ApiError::new(
-                StatusCode::UNSUPPORTED_MEDIA_TYPE,
-                "audio_content_mismatch",
-                format!(
-                    "the recording is not {mime}: expected {}",
-                    parley_core::audio::expected_signature(&mime)
-                ),
-            )
-            .with_field("body"),
-        );
-    }
+    let (client_id, mime) = match recording_of(&c, q.as_deref(), &headers, &body) {
+        Ok(v) => v,
+        Err(r) => return *r,
+    };
     if let Err(r) = ensure_active(&st, &c, &t).await {
         return *r;
     }

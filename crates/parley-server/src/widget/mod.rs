@@ -17,6 +17,9 @@
 //! | `POST /widget/v1/conversations` | start: `{"pre_chat": {key: value}, "tracker"?}` → `{"conversation_id", "visitor_token"}` |
 //! | `POST /widget/v1/messages` | send `{"client_id", "content"}`; the answer streams back (SSE) |
 //! | `POST /widget/v1/voice?client_id=ID` | voice modes only: send a recording (body: the audio, up to 2 MiB, `Content-Type` `audio/webm`, `audio/ogg`, `audio/mp4`, `audio/mpeg` or `audio/wav`, and really that container); counted against the workspace's attachment quota; transcribed when the widget names a `transcription_model`; the answer streams back (SSE) |
+//! | `POST /widget/v1/call?client_id=ID` | voice call: one utterance (body as for `/voice`), stored with its durable turn job; the turn's progress streams back (SSE); see [`call`] |
+//! | `GET /widget/v1/call?turn=ID` | a call turn's progress (after a dropped stream) |
+//! | `GET /widget/v1/speech?token=T` | a spoken answer's audio (the token comes with the turn's progress) |
 //! | `GET /widget/v1/messages?after=ID` | the visitor's messages after a message id (reconnect) |
 //! | `POST /widget/v1/close` | end the conversation `{"reason"?: "visitor_closed" \| "timeout"}` |
 //! | `POST /widget/v1/rating` | `{"score": 1-5, "comment"?}` |
@@ -27,8 +30,10 @@
 //! key, nothing else said), 403 `widget_disabled`, 403 `origin_not_allowed`, 401
 //! `invalid_visitor_token`, 429 `rate_limited` (with `Retry-After`), 413 `body_too_large`,
 //! 422 `validation_failed`, 409 `conversation_closed`; for voice also 403 `voice_disabled`,
-//! 413 `attachment_quota_exceeded`, 415 `unsupported_audio_type` and `audio_content_mismatch`.
+//! 413 `attachment_quota_exceeded`, 415 `unsupported_audio_type` and `audio_content_mismatch`;
+//! for calls also 403 `call_unavailable` and 401 `invalid_speech_token`.
 
+pub mod call;
 pub mod chat;
 pub mod tracker;
 pub mod ua;
@@ -195,6 +200,9 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("POST", "/widget/v1/messages"),
     ("GET", "/widget/v1/messages"),
     ("POST", "/widget/v1/voice"),
+    ("POST", "/widget/v1/call"),
+    ("GET", "/widget/v1/call"),
+    ("GET", "/widget/v1/speech"),
     ("POST", "/widget/v1/close"),
     ("POST", "/widget/v1/rating"),
     ("POST", "/widget/v1/track/session"),
@@ -211,6 +219,13 @@ pub fn router(state: &AppState) -> Router<AppState> {
             "/voice",
             post(chat::voice).layer(DefaultBodyLimit::max(chat::MAX_VOICE_BYTES)),
         )
+        .route(
+            "/call",
+            post(call::post_call)
+                .layer(DefaultBodyLimit::max(chat::MAX_VOICE_BYTES))
+                .get(call::get_call),
+        )
+        .route("/speech", get(call::speech))
         .route("/close", post(chat::close))
         .route("/rating", post(chat::rate))
         .route("/track/session", post(tracker::session))

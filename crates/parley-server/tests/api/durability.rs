@@ -314,7 +314,98 @@ async fn a_graceful_stop_hands_unfinished_jobs_back() {
     assert!(!b.log().contains("took back"), "nothing was left running");
 }
 
+/// A browser call's utterance (issue 15), acknowledged (its stream says `transcribing`) and
+/// killed before its turn job ran, is transcribed, answered and spoken exactly once after the
+/// restart.
+async fn a_call_utterance_survives_kill_9(backend: Backend) {
+    use parley_core::widget::{WidgetMode, WidgetRecord, WidgetSettings};
+    const SITE: &str = "http://site.test:8000";
+    let Some(site) = Site::new(backend).await else {
+        return;
+    };
+    let stub = StubProvider::start().await.unwrap();
+    let a = site.start("a", "widget.call_turn");
+    let assistant: parley_core::AssistantId = a.assistant(&stub).await.parse().unwrap();
+    let store = site.store().await;
+    let ws = store.workspace_by_slug("acme").await.unwrap().unwrap();
+    let key = parley_server::widget::new_public_key().unwrap();
+    let mut settings = WidgetSettings {
+        allowed_origins: vec![SITE.into()],
+        mode: WidgetMode::Voice,
+        transcription_model: "whisper-1".into(),
+        speech_model: "tts-1".into(),
+        ..Default::default()
+    };
+    settings.validate().unwrap();
+    store
+        .save_widget(&WidgetRecord {
+            workspace_id: ws.id,
+            assistant_id: assistant,
+            public_key: key.clone(),
+            settings,
+            updated_at: parley_core::Timestamp::now(),
+        })
+        .await
+        .unwrap();
+    drop(store);
+    let r = a
+        .send(
+            a.client
+                .post(a.url(&format!("/widget/v1/conversations?key={key}")))
+                .header("origin", SITE)
+                .json(&json!({})),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", r.text);
+    let conversation = r.body["conversation_id"].as_str().unwrap().to_owned();
+    let token = r.body["visitor_token"].as_str().unwrap().to_owned();
+    let wav =
+        std::fs::read(crate::helpers::shared_dir().join("fixtures/audio/en_sentence_16k_mono.wav"))
+            .unwrap();
+    let mut res = a
+        .client
+        .post(a.url(&format!("/widget/v1/call?key={key}&client_id=k1")))
+        .header("origin", SITE)
+        .header("x-parley-visitor", &token)
+        .header("content-type", "audio/wav")
+        .body(wav)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    let mut seen = String::new();
+    while !seen.contains("\"transcribing\"") {
+        let chunk = res.chunk().await.unwrap().expect("the stream goes on");
+        seen.push_str(&String::from_utf8_lossy(&chunk));
+    }
+    a.kill_9();
+
+    // Restarted on the same data directory (the recording is a local file there).
+    let b = site.start("a", "");
+    let messages = eventually(60, "the turn finished after the restart", || async {
+        let all = b.messages(&conversation).await;
+        all.iter()
+            .any(|m| m["meta"]["channel"]["details"]["turn"] == "done")
+            .then_some(all)
+    })
+    .await;
+    assert_eq!(messages.len(), 2, "{messages:?}");
+    assert_eq!(
+        messages[0]["content"],
+        "🎤 Hello, this is a short test of the Parley voice pipeline."
+    );
+    assert_eq!(messages[1]["role"], "assistant");
+    assert_eq!(
+        messages[1]["meta"]["channel"]["attachments"][0]["kind"],
+        "speech"
+    );
+    assert_eq!(stub.transcriptions().len(), 1);
+    assert_eq!(stub.requests().len(), 1);
+    assert_eq!(stub.speeches().len(), 1);
+}
+
 crate::both_backends!(
     a_webhook_and_an_api_message_survive_kill_9_at_every_stage,
     a_telegram_update_survives_kill_9,
+    a_call_utterance_survives_kill_9,
 );

@@ -40,4 +40,5 @@ mod two_servers;
 mod voip_webhooks;
 mod whatsapp;
 mod widget;
+mod widget_call;
 mod widget_keys;

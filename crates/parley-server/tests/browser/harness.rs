@@ -103,25 +103,32 @@ impl Browser {
     /// the browser is not installed and this is not CI. `mobile` emulates a 390x844 phone.
     pub async fn start(mobile: bool) -> Option<Browser> {
         let turn = ONE_AT_A_TIME.lock().await;
-        Self::launch(mobile, Some(turn), None).await
+        Self::launch(mobile, Some(turn), None, &[]).await
     }
 
     /// [`Browser::start`] (desktop) saving downloads in `dir` without asking.
     pub async fn start_downloading_to(dir: &Path) -> Option<Browser> {
         let turn = ONE_AT_A_TIME.lock().await;
-        Self::launch(false, Some(turn), Some(dir)).await
+        Self::launch(false, Some(turn), Some(dir), &[]).await
+    }
+
+    /// [`Browser::start`] with more Chromium flags (a fake microphone fed from a file...).
+    pub async fn start_with_args(mobile: bool, args: &[String]) -> Option<Browser> {
+        let turn = ONE_AT_A_TIME.lock().await;
+        Self::launch(mobile, Some(turn), None, args).await
     }
 
     /// A second browser (its own chromedriver and session, so its own cookies and storage) for
     /// a test that already holds one: the two sessions of a reviewer and a visitor.
     pub async fn start_another(&self, mobile: bool) -> Option<Browser> {
-        Self::launch(mobile, None, None).await
+        Self::launch(mobile, None, None, &[]).await
     }
 
     async fn launch(
         mobile: bool,
         turn: Option<MutexGuard<'static, ()>>,
         downloads: Option<&Path>,
+        extra: &[String],
     ) -> Option<Browser> {
         let driver = find_binary(&["chromedriver"]);
         let chromium = find_binary(&["chromium", "chromium-browser", "google-chrome"]);
@@ -168,6 +175,9 @@ impl Browser {
             options["prefs"] = json!({"download.default_directory": dir,
                                       "download.prompt_for_download": false});
         }
+        if let Some(args) = options["args"].as_array_mut() {
+            args.extend(extra.iter().map(|a| json!(a)));
+        }
         if mobile {
             options["mobileEmulation"] =
                 json!({"deviceMetrics": {"width": 390, "height": 844, "pixelRatio": 2}});
@@ -207,7 +217,13 @@ impl Browser {
 
     /// Waits until `script` returns true (10 s at most).
     pub async fn wait_for(&self, what: &str, script: &str) {
-        let deadline = Instant::now() + Duration::from_secs(10);
+        self.wait_up_to(what, script, Duration::from_secs(10)).await
+    }
+
+    /// [`Browser::wait_for`] with a longer bound, for what runs at the pace of real audio (a
+    /// fake microphone playing a recording).
+    pub async fn wait_up_to(&self, what: &str, script: &str, limit: Duration) {
+        let deadline = Instant::now() + limit;
         loop {
             if self.js(script).await == Value::Bool(true) {
                 return;

@@ -17,6 +17,7 @@ mod review;
 mod settings;
 mod test_chat;
 mod voice;
+mod voice_call;
 mod whatsapp;
 mod widget;
 mod xss;
