@@ -47,6 +47,7 @@ pub mod secrets;
 pub mod sse;
 pub mod team;
 pub mod transfer;
+pub mod webhooks;
 pub mod widget;
 pub mod workspaces;
 
@@ -90,6 +91,8 @@ pub struct AppState {
     pub metrics: Arc<metrics::Metrics>,
     /// The live event hub (see [`events`]).
     pub events: Arc<events::EventHub>,
+    /// Wakes this server's outgoing webhook sender (see [`webhooks`]).
+    pub webhook_signal: Arc<webhooks::WebhookSignal>,
 }
 
 impl AppState {
@@ -120,6 +123,7 @@ impl AppState {
             widget: Arc::new(widget),
             metrics: Arc::default(),
             events: Arc::default(),
+            webhook_signal: Arc::default(),
         })
     }
 }
@@ -245,6 +249,7 @@ pub async fn serve(
     let worker = jobs::start(state.clone());
     let live = events::start(&state);
     let analyser = insights::start(state.clone());
+    let webhooks = webhooks::start(state.clone());
     // Open event streams never end by themselves: shutting down ends them, so the graceful
     // shutdown can wait for every other response.
     let hub = state.events.clone();
@@ -256,6 +261,7 @@ pub async fn serve(
         .with_graceful_shutdown(shutdown)
         .await;
     live.stop();
+    webhooks.stop();
     if let Some(a) = analyser {
         a.stop().await;
     }

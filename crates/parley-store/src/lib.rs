@@ -49,6 +49,7 @@ mod sql;
 pub mod sqlite;
 pub mod sqlite_file;
 pub mod testing;
+pub mod webhooks;
 
 pub use assistants::AssistantStore;
 pub use attachments::{Admission, AttachmentStore, AttachmentUsage};
@@ -59,6 +60,7 @@ pub use insights::{
     InsightTotals, InsightWindow, StoredInsight,
 };
 pub use jobs::JobStore;
+pub use webhooks::WebhookStore;
 
 /// What a store operation can fail with.
 #[derive(Debug)]
@@ -400,6 +402,8 @@ pub trait Store: Send + Sync + 'static {
     fn insights(&self) -> &dyn InsightStore;
     /// The event log (live updates): reads, wake-ups and retention.
     fn events(&self) -> &dyn EventStore;
+    /// Outgoing webhook endpoints and their deliveries (issue 16): see [`WebhookStore`].
+    fn webhooks(&self) -> &dyn WebhookStore;
 
     /// Creates a workspace. Errors: `Conflict("workspace_exists")` if the slug is taken.
     async fn create_workspace(&self, slug: &str, name: &str) -> Result<Workspace>;

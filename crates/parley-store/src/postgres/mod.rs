@@ -17,6 +17,7 @@ mod events;
 mod insights;
 mod jobs;
 mod read;
+mod webhooks;
 mod widget;
 mod write;
 
@@ -278,6 +279,10 @@ impl Store for PostgresStore {
     }
 
     fn events(&self) -> &dyn crate::EventStore {
+        self
+    }
+
+    fn webhooks(&self) -> &dyn crate::WebhookStore {
         self
     }
 

@@ -16,6 +16,7 @@ mod events;
 mod insights;
 mod jobs;
 mod read;
+mod webhooks;
 mod widget;
 mod write;
 
@@ -564,6 +565,10 @@ impl Store for SqliteStore {
     }
 
     fn events(&self) -> &dyn crate::EventStore {
+        self
+    }
+
+    fn webhooks(&self) -> &dyn crate::WebhookStore {
         self
     }
 
