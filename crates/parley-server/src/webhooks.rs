@@ -85,9 +85,8 @@ pub fn new_secret() -> Result<String, getrandom::Error> {
 }
 
 /// The `webhook-signature` value for one attempt: `v1,` and the base64 HMAC-SHA256 of
-/// `{msg_id}.{timestamp}.{body}`, keyed with the base64-decoded text after `whsec_` (a secret
-/// that does not decode is used as its raw bytes, as the reference libraries do not; Parley's
-/// own secrets always decode).
+/// `{msg_id}.{timestamp}.{body}`, keyed with the base64-decoded text after `whsec_` (Parley's
+/// secrets always decode; any other text is used as its raw bytes).
 pub fn sign(secret: &str, msg_id: &str, timestamp: i64, body: &str) -> String {
     let text = secret.strip_prefix("whsec_").unwrap_or(secret);
     let key = B64
@@ -114,10 +113,7 @@ pub fn body(event: &StoredEvent, as_type: &str) -> String {
     let mut data = Map::new();
     data.insert("event_id".into(), json!(event.id));
     data.insert("conversation_id".into(), json!(event.conversation_id));
-    data.insert(
-        "channel".into(),
-        json!(event.channel.map(|c| c.as_str())),
-    );
+    data.insert("channel".into(), json!(event.channel.map(|c| c.as_str())));
     data.insert("assistant_id".into(), json!(event.assistant_id));
     if let Value::Object(own) = &event.data {
         for (k, v) in own {
@@ -170,14 +166,26 @@ fn invalid(field: &str, message: impl Into<String>) -> ApiError {
     .with_field(field)
 }
 
-/// Checks an endpoint URL: http(s), at most [`MAX_URL_LEN`] bytes, no user name, password or
-/// fragment, and (for an IP literal) an address the guarded client may reach. Returns it
-/// trimmed. Errors: 422 `validation_failed`, or 422 `destination_not_allowed` (both with
+/// Checks an endpoint URL: http(s), at most [`MAX_URL_LEN`] bytes, no spaces or control
+/// characters, no user name, password or fragment, and (for an IP literal) an address the
+/// guarded client may reach. Returns it as given. Errors: 422 `validation_failed`, or 422 `destination_not_allowed` (both with
 /// `field`).
 pub fn check_url(state: &AppState, url: &str, field: &str) -> Result<String, ApiError> {
-    let url = url.trim();
-    if url.is_empty() {
+    if url.trim().is_empty() {
         return Err(invalid(field, "is required"));
+    }
+    if url.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err(invalid(
+            field,
+            "may not contain spaces or control characters",
+        ));
+    }
+    let authority = url
+        .split_once("://")
+        .map(|(_, rest)| rest.split(['/', '?']).next().unwrap_or(""))
+        .unwrap_or("");
+    if authority.contains(['@', '\\']) {
+        return Err(invalid(field, "may not carry a user name or password"));
     }
     if url.len() > MAX_URL_LEN {
         return Err(invalid(
@@ -192,14 +200,17 @@ pub fn check_url(state: &AppState, url: &str, field: &str) -> Result<String, Api
     if !parsed.username().is_empty() || parsed.password().is_some() {
         return Err(invalid(field, "may not carry a user name or password"));
     }
-    if parsed.fragment().is_some() {
+    if parsed.fragment().is_some() || url.contains('#') {
         return Err(invalid(field, "may not have a #fragment"));
     }
     if let Err(e) = state.net.client_for(url) {
         return Err(ApiError::new(
             axum::http::StatusCode::UNPROCESSABLE_ENTITY,
             "destination_not_allowed",
-            format!("{field}: this server may not send requests there ({})", e.reason),
+            format!(
+                "{field}: this server may not send requests there ({})",
+                e.reason
+            ),
         )
         .with_field(field));
     }
@@ -518,7 +529,10 @@ async fn post(state: &AppState, url: &str, secret: &str, d: &WebhookDelivery) ->
     let sent = req
         .timeout(timeout)
         .header("content-type", "application/json")
-        .header("user-agent", concat!("Parley-Webhooks/", env!("CARGO_PKG_VERSION")))
+        .header(
+            "user-agent",
+            concat!("Parley-Webhooks/", env!("CARGO_PKG_VERSION")),
+        )
         .header("webhook-id", &id)
         .header("webhook-timestamp", ts.to_string())
         .header("webhook-signature", sign(secret, &id, ts, &d.body))
@@ -612,7 +626,10 @@ async fn send_one(state: AppState, d: WebhookDelivery) {
         response_excerpt: answer.excerpt,
         error: answer.error,
     };
-    match store.record_attempt(d.id, &state.jobs.worker, &attempt).await {
+    match store
+        .record_attempt(d.id, &state.jobs.worker, &attempt)
+        .await
+    {
         Ok(true) => {}
         Ok(false) => tracing::warn!(delivery = %d.id, "webhooks: lost a delivery's lease"),
         Err(e) => tracing::warn!(error = %e, "webhooks: could not record an attempt"),
@@ -648,7 +665,11 @@ mod tests {
     fn excerpts_stop_at_a_kibibyte_on_a_character_boundary() {
         let long = "é".repeat(1_000);
         let e = excerpt(long.as_bytes());
-        assert!(e.len() <= EXCERPT_BYTES && e.len() >= EXCERPT_BYTES - 3, "{}", e.len());
+        assert!(
+            e.len() <= EXCERPT_BYTES && e.len() >= EXCERPT_BYTES - 3,
+            "{}",
+            e.len()
+        );
         assert!(e.chars().all(|c| c == 'é'));
         assert_eq!(excerpt(b"ok"), "ok");
     }

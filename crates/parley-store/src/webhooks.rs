@@ -182,8 +182,11 @@ pub trait WebhookStore: Send + Sync {
     /// The workspace's endpoints, oldest first.
     async fn list_webhooks(&self, workspace: WorkspaceId) -> Result<Vec<WebhookEndpoint>>;
     /// One endpoint of the workspace.
-    async fn get_webhook(&self, workspace: WorkspaceId, id: Uuid)
-    -> Result<Option<WebhookEndpoint>>;
+    async fn get_webhook(
+        &self,
+        workspace: WorkspaceId,
+        id: Uuid,
+    ) -> Result<Option<WebhookEndpoint>>;
     /// Applies `patch`; the endpoint after it, or `None` when there is no such endpoint. A
     /// patch's `cursor` is applied only when it enables an endpoint that was disabled.
     async fn update_webhook(
@@ -304,9 +307,8 @@ pub(crate) const DELIVERY_COLS: &str = "id, endpoint_id, workspace_id, event_id,
 
 /// The status text of a stored row; an unknown one is a backend error.
 pub(crate) fn status_of(s: &str) -> Result<DeliveryStatus> {
-    DeliveryStatus::parse(s).ok_or_else(|| {
-        crate::StoreError::backend(format!("webhook_deliveries.status holds {s:?}"))
-    })
+    DeliveryStatus::parse(s)
+        .ok_or_else(|| crate::StoreError::backend(format!("webhook_deliveries.status holds {s:?}")))
 }
 
 /// The error of a "send again" while a server holds the delivery.

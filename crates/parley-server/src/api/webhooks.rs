@@ -203,12 +203,13 @@ pub(super) async fn deliveries(
 ) -> Result<Response, ApiError> {
     let p = Params::parse(raw.as_deref(), &["limit", "before"])?;
     let limit = p.int("limit", 1..=100, 50)?;
-    let before = match p.get("before") {
-        None => None,
-        Some(b) => Some(b.parse::<Uuid>().map_err(|_| {
-            ApiError::bad_param("before", "before must be a delivery id (a UUID)")
-        })?),
-    };
+    let before =
+        match p.get("before") {
+            None => None,
+            Some(b) => Some(b.parse::<Uuid>().map_err(|_| {
+                ApiError::bad_param("before", "before must be a delivery id (a UUID)")
+            })?),
+        };
     let e = endpoint(&st, &auth, &id).await?;
     let list = st
         .store

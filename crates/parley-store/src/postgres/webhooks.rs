@@ -176,9 +176,7 @@ impl WebhookStore for PostgresStore {
         let client = self.pool.get().await?;
         Ok(client
             .query(
-                &format!(
-                    "SELECT {ENDPOINT_COLS} FROM webhook_endpoints WHERE enabled ORDER BY id"
-                ),
+                &format!("SELECT {ENDPOINT_COLS} FROM webhook_endpoints WHERE enabled ORDER BY id"),
                 &[],
             )
             .await?
@@ -337,10 +335,7 @@ impl WebhookStore for PostgresStore {
         else {
             return Ok(None);
         };
-        if row
-            .get::<_, Option<i64>>(0)
-            .is_some_and(|l| l >= now.0)
-        {
+        if row.get::<_, Option<i64>>(0).is_some_and(|l| l >= now.0) {
             return Err(in_flight());
         }
         let row = tx

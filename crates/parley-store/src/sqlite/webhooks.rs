@@ -170,7 +170,9 @@ impl WebhookStore for SqliteStore {
     async fn delete_webhook(&self, ws: WorkspaceId, id: Uuid) -> Result<bool> {
         self.write(move |c| {
             let n = c
-                .prepare_cached("DELETE FROM webhook_endpoints WHERE id = ?1 AND workspace_id = ?2")?
+                .prepare_cached(
+                    "DELETE FROM webhook_endpoints WHERE id = ?1 AND workspace_id = ?2",
+                )?
                 .execute(params![id.as_bytes(), ws.as_bytes()])?;
             if n > 0 {
                 c.prepare_cached("DELETE FROM webhook_deliveries WHERE endpoint_id = ?1")?
