@@ -14,6 +14,7 @@ mod providers;
 mod review;
 mod test_chat;
 mod voice;
+mod webhooks;
 mod whatsapp;
 mod widget;
 mod xss;
