@@ -223,6 +223,15 @@ fn posted(raw: &[u8]) -> Posted {
     p
 }
 
+/// The form's URL, description and event types, checked as the API checks them.
+fn checked(st: &AppState, f: &Posted) -> Result<(String, String, Vec<String>), ApiError> {
+    Ok((
+        hooks::check_url(st, &f.url, "url")?,
+        hooks::check_description(&f.description, "description")?,
+        hooks::check_types(&f.types, "event_types")?,
+    ))
+}
+
 fn back(endpoint: Option<&str>, key: &str, text: &str) -> Response {
     let mut q = form_urlencoded::Serializer::new(String::new());
     if let Some(e) = endpoint {
@@ -248,14 +257,7 @@ pub(super) async fn create(
     if let Some(refused) = super::refuse_admin_form(&session, &f.csrf, "manage webhooks") {
         return refused;
     }
-    let checked = (|| {
-        Ok::<_, ApiError>((
-            hooks::check_url(&st, &f.url, "url")?,
-            hooks::check_description(&f.description, "description")?,
-            hooks::check_types(&f.types, "event_types")?,
-        ))
-    })();
-    let (url, description, types) = match checked {
+    let (url, description, types) = match checked(&st, &f) {
         Ok(v) => v,
         Err(e) => return back(None, "error", &e.message),
     };
@@ -296,17 +298,14 @@ pub(super) async fn edit(
         Ok(e) => e,
         Err(r) => return r,
     };
-    let checked = (|| {
-        Ok::<_, ApiError>(WebhookEndpointPatch {
-            url: Some(hooks::check_url(&st, &f.url, "url")?),
-            description: Some(hooks::check_description(&f.description, "description")?),
-            event_types: Some(hooks::check_types(&f.types, "event_types")?),
+    let patch = match checked(&st, &f) {
+        Ok((url, description, types)) => WebhookEndpointPatch {
+            url: Some(url),
+            description: Some(description),
+            event_types: Some(types),
             enabled: Some(f.enabled),
             ..Default::default()
-        })
-    })();
-    let patch = match checked {
-        Ok(p) => p,
+        },
         Err(e) => return back(Some(&id), "error", &e.message),
     };
     match hooks::update(&st, session.user.workspace_id, eid, patch).await {

@@ -637,6 +637,90 @@ async fn webhook_routes_validate_and_stay_in_their_workspace(backend: Backend) {
     assert_eq!(app.get(&format!("/api/v1/webhooks/{id}")).await.status, 404);
 }
 
+/// The settings page is for admins: a member gets 403 on the page and on every form; a form
+/// without the session's CSRF token is refused; an admin of another workspace cannot touch
+/// this one's endpoint through the page's forms.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_settings_page_is_for_admins_of_the_workspace() {
+    use parley_core::UserRole;
+    let app = TestApp::spawn().await;
+    let (id, secret) = add_endpoint(&app, "https://hooks.example/in", &["message.created"]).await;
+    let (admin, csrf) = app.dashboard_session(UserRole::Admin).await;
+    let page = app.page("/settings/webhooks", &admin).await;
+    assert_eq!(page.status, 200);
+    assert!(page.text.contains("https://hooks.example/in"));
+    assert!(!page.text.contains(&secret), "the secret only on reveal");
+    let shown = app
+        .post_form(
+            &format!("/settings/webhooks/{id}/secret"),
+            &admin,
+            &[("_csrf", &csrf)],
+        )
+        .await;
+    assert_eq!(shown.status, 200);
+    assert!(shown.text.contains(&secret));
+    let forged = app
+        .post_form(
+            &format!("/settings/webhooks/{id}/delete"),
+            &admin,
+            &[("_csrf", "nope")],
+        )
+        .await;
+    assert_eq!(forged.status, 403);
+
+    let (member, member_csrf) = app.dashboard_session(UserRole::Member).await;
+    assert_eq!(app.page("/settings/webhooks", &member).await.status, 403);
+    for path in [
+        "/settings/webhooks".to_owned(),
+        format!("/settings/webhooks/{id}"),
+        format!("/settings/webhooks/{id}/secret"),
+        format!("/settings/webhooks/{id}/rotate"),
+        format!("/settings/webhooks/{id}/delete"),
+    ] {
+        let r = app
+            .post_form(
+                &path,
+                &member,
+                &[("_csrf", &member_csrf), ("url", "https://x.example/")],
+            )
+            .await;
+        assert_eq!(r.status, 403, "{path}");
+        assert!(!r.text.contains(&secret));
+    }
+
+    let (other, _) = app.other_tenant("rival").await;
+    let (rival, rival_csrf) = app.session_in(other.id, UserRole::Admin).await;
+    let page = app.page("/settings/webhooks", &rival).await;
+    assert!(!page.text.contains("https://hooks.example/in"));
+    for path in [
+        format!("/settings/webhooks/{id}/secret"),
+        format!("/settings/webhooks/{id}/rotate"),
+        format!("/settings/webhooks/{id}/delete"),
+    ] {
+        let r = app
+            .post_form(&path, &rival, &[("_csrf", &rival_csrf)])
+            .await;
+        assert_eq!(r.status, 404, "{path}: {}", r.text);
+        assert!(!r.text.contains(&secret));
+    }
+    let r = app
+        .post_form(
+            &format!("/settings/webhooks/{id}"),
+            &rival,
+            &[
+                ("_csrf", &rival_csrf),
+                ("url", "https://evil.example/"),
+                ("event_types", "message.created"),
+            ],
+        )
+        .await;
+    assert_eq!(r.status, 303, "{}", r.text);
+    let mine = app.get(&format!("/api/v1/webhooks/{id}")).await;
+    assert_eq!(mine.body["url"], "https://hooks.example/in", "untouched");
+    let still = app.get(&format!("/api/v1/webhooks/{id}/secret")).await;
+    assert_eq!(still.body["secret"], secret.as_str());
+}
+
 crate::both_backends!(
     every_delivery_verifies_with_the_standard_webhooks_library,
     a_receiver_that_fails_then_recovers_gets_it_later,
