@@ -369,14 +369,14 @@ pub fn endpoint_json(e: &WebhookEndpoint) -> Value {
     })
 }
 
-/// A delivery as the API shows it: `{id, webhook_id, event_id, event_type, status, attempts,
+/// A delivery as the API shows it: `{id, message_id, event_id, event_type, status, attempts,
 /// next_attempt_at, retry_until, last_attempt_at, http_status, response_ms, response_excerpt,
 /// error, created_at, payload}` (times RFC 3339 or null; `payload` the JSON sent).
 pub fn delivery_json(d: &WebhookDelivery) -> Value {
     let t = |t: Option<Timestamp>| t.map(|t| t.to_rfc3339());
     json!({
         "id": d.id,
-        "webhook_id": message_id(d.id),
+        "message_id": message_id(d.id),
         "event_id": d.event_id,
         "event_type": d.event_type,
         "status": d.status.as_str(),

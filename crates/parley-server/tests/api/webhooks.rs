@@ -247,7 +247,7 @@ async fn every_delivery_verifies_with_the_standard_webhooks_library(backend: Bac
         assert_eq!(d["response_excerpt"], r#"{"ok":true}"#, "{d}");
         assert!(d["response_ms"].as_i64().is_some_and(|ms| ms >= 0), "{d}");
         assert!(d["next_attempt_at"].is_null());
-        assert!(got.iter().any(|g| g["id"] == d["webhook_id"]), "{d}");
+        assert!(got.iter().any(|g| g["id"] == d["message_id"]), "{d}");
     }
 
     // Another workspace's conversation, then a rotated secret and one more of ours.
@@ -321,7 +321,7 @@ async fn a_receiver_that_fails_then_recovers_gets_it_later(backend: Backend) {
     assert_eq!(log.len(), 1);
     assert_eq!(log[0]["attempts"], 3, "{}", log[0]);
     assert_eq!(log[0]["http_status"], 200);
-    assert_eq!(log[0]["webhook_id"], got[0]["id"]);
+    assert_eq!(log[0]["message_id"], got[0]["id"]);
 
     let delivery = log[0]["id"].as_str().unwrap();
     let again = app
