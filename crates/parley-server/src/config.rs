@@ -50,6 +50,12 @@ use crate::client_addr::{ForwardedHeader, TrustedProxies};
 /// retry_first_ms = 5000   # wait before a failed job's first retry; doubles each time
 /// retry_max_ms = 3600000  # longest wait between retries
 ///
+/// [webhooks]              # outgoing webhooks (see `crate::webhooks`)
+/// timeout_ms = 10000      # longest wait for an endpoint's answer
+/// retry_window_ms = 86400000  # retries stop this long after the event (then `failed`)
+/// retry_first_ms = 5000   # wait before the first retry; doubles each time, with jitter
+/// retry_max_ms = 3600000  # longest wait between retries
+///
 /// # LLM providers workspaces may pick by name; URL and key stay the operator's.
 /// [providers.openai]
 /// base_url = "https://api.openai.com/v1"
@@ -97,6 +103,8 @@ pub struct FileSettings {
     pub jobs: Option<FileJobSettings>,
     /// The `[events]` table: the live event log (see [`EventSettings`]).
     pub events: Option<FileEventSettings>,
+    /// The `[webhooks]` table: outgoing webhooks (see [`WebhookSettings`]).
+    pub webhooks: Option<FileWebhookSettings>,
     /// The operator's LLM providers by name (see [`OperatorProvider`]).
     pub providers: Option<OperatorProviders>,
     /// Let outgoing requests to workspace-given URLs reach loopback and private networks.
@@ -181,6 +189,64 @@ impl EventSettings {
             .clamp(60_000, 30 * 86_400_000);
         EventSettings {
             retention: std::time::Duration::from_millis(ms),
+        }
+    }
+}
+
+/// The `[webhooks]` table of the TOML file (every key optional; times in ms).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileWebhookSettings {
+    /// Longest wait for an endpoint's answer, in ms.
+    pub timeout_ms: Option<u64>,
+    /// How long after the event attempts go on, in ms.
+    pub retry_window_ms: Option<u64>,
+    /// Wait before the first retry, in ms.
+    pub retry_first_ms: Option<u64>,
+    /// Longest wait between retries, in ms.
+    pub retry_max_ms: Option<u64>,
+}
+
+/// How outgoing webhooks are sent (see [`crate::webhooks`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WebhookSettings {
+    /// Longest wait for an endpoint's answer, headers and body (default 10 s, 1 s to 60 s).
+    /// An attempt that takes longer counts as failed.
+    pub timeout: std::time::Duration,
+    /// Attempts go on until this long after the event was taken (default 24 h, 1 s to 7
+    /// days); then the delivery is `failed`. "Send again" gives it the same window again.
+    pub retry_window: std::time::Duration,
+    /// Wait before the first retry (default 5 s, at least 10 ms); doubled each retry, with
+    /// jitter.
+    pub retry_first: std::time::Duration,
+    /// Longest wait between two attempts (default 1 h, at least `retry_first`).
+    pub retry_max: std::time::Duration,
+}
+
+impl Default for WebhookSettings {
+    fn default() -> Self {
+        WebhookSettings::from_file(None)
+    }
+}
+
+impl WebhookSettings {
+    fn from_file(f: Option<&FileWebhookSettings>) -> WebhookSettings {
+        use std::time::Duration;
+        let ms = |v: Option<u64>, default: u64, min: u64, max: u64| {
+            Duration::from_millis(v.unwrap_or(default).clamp(min, max))
+        };
+        let retry_first = ms(f.and_then(|f| f.retry_first_ms), 5_000, 10, 86_400_000);
+        WebhookSettings {
+            timeout: ms(f.and_then(|f| f.timeout_ms), 10_000, 1_000, 60_000),
+            retry_window: ms(
+                f.and_then(|f| f.retry_window_ms),
+                86_400_000,
+                1_000,
+                7 * 86_400_000,
+            ),
+            retry_first,
+            retry_max: ms(f.and_then(|f| f.retry_max_ms), 3_600_000, 10, 86_400_000)
+                .max(retry_first),
         }
     }
 }
@@ -300,6 +366,8 @@ pub struct Settings {
     pub jobs: JobSettings,
     /// The live event log (`[events]`).
     pub events: EventSettings,
+    /// Outgoing webhooks (`[webhooks]`).
+    pub webhooks: WebhookSettings,
     /// The operator's LLM providers, by name (default: none). Workspaces pick one by name;
     /// its URL and key are never theirs to choose or see.
     pub providers: OperatorProviders,
@@ -375,6 +443,7 @@ impl fmt::Debug for Settings {
             .field("log_format", &self.log_format)
             .field("sqlite_wal_max_bytes", &self.sqlite_wal_max_bytes)
             .field("jobs", &self.jobs)
+            .field("webhooks", &self.webhooks)
             .field("providers", &self.providers)
             .field("network", &self.network)
             .field("whatsapp_graph_base_url", &self.whatsapp_graph_base_url)
@@ -460,6 +529,7 @@ impl Settings {
                 .max(1024 * 1024),
             jobs: JobSettings::from_file(file.jobs.as_ref()),
             events: EventSettings::from_file(file.events.as_ref()),
+            webhooks: WebhookSettings::from_file(file.webhooks.as_ref()),
             providers: checked_providers(file.providers.unwrap_or_default())?,
             network: NetworkSettings {
                 allow_private_networks: o

@@ -48,6 +48,7 @@ pub mod secrets;
 pub mod sse;
 pub mod team;
 pub mod transfer;
+pub mod webhooks;
 pub mod widget;
 pub mod workspace_settings;
 pub mod workspaces;
@@ -92,6 +93,8 @@ pub struct AppState {
     pub metrics: Arc<metrics::Metrics>,
     /// The live event hub (see [`events`]).
     pub events: Arc<events::EventHub>,
+    /// Wakes this server's outgoing webhook sender (see [`webhooks`]).
+    pub webhook_signal: Arc<webhooks::WebhookSignal>,
 }
 
 impl AppState {
@@ -122,6 +125,7 @@ impl AppState {
             widget: Arc::new(widget),
             metrics: Arc::default(),
             events: Arc::default(),
+            webhook_signal: Arc::default(),
         })
     }
 }
@@ -247,6 +251,7 @@ pub async fn serve(
     let worker = jobs::start(state.clone());
     let live = events::start(&state);
     let analyser = insights::start(state.clone());
+    let webhooks = webhooks::start(state.clone());
     // Open event streams never end by themselves: shutting down ends them, so the graceful
     // shutdown can wait for every other response.
     let hub = state.events.clone();
@@ -258,6 +263,7 @@ pub async fn serve(
         .with_graceful_shutdown(shutdown)
         .await;
     live.stop();
+    webhooks.stop();
     if let Some(a) = analyser {
         a.stop().await;
     }

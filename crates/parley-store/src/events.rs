@@ -28,7 +28,8 @@ pub enum EventType {
     ConversationCreated,
     /// A conversation changed: messages were appended to an existing one (`{"fields":
     /// ["messages"]}`) or a patch changed fields (`{"fields": [...]}`, the patched field names
-    /// other than `rating` and `variables`, which have events of their own).
+    /// other than `rating` and `variables`, which have events of their own; with `"status"`,
+    /// the new status, when the patch set it).
     ConversationUpdated,
     /// A conversation was deleted, with its messages. `data`: `{}`.
     ConversationDeleted,
@@ -131,7 +132,9 @@ pub trait EventStore: Send + Sync {
     /// The highest id pruned so far (0 when none): a resume point below it may have missed
     /// events that are gone.
     async fn pruned_through(&self) -> Result<i64>;
-    /// Deletes the events appended before `before` (ms since the epoch); returns how many.
+    /// Deletes the events appended before `before` (ms since the epoch), except those an
+    /// enabled outgoing webhook endpoint of their workspace has not taken yet (the retention
+    /// hold, see [`crate::webhooks`]); returns how many.
     async fn prune_before(&self, before: Timestamp) -> Result<u64>;
     /// A wake-up that changes after every commit of this store that appended events (and on
     /// PostgreSQL after a notification from any server sharing the database, or a reconnect of
@@ -267,10 +270,16 @@ pub(crate) fn patch_events(
     }
     let mut out = Vec::new();
     if !fields.is_empty() {
+        let mut data = json!({ "fields": fields });
+        // The new status, so a reader can tell a conversation ending (outgoing webhooks'
+        // `conversation.ended`) without reading the conversation.
+        if let Some(s) = p.status {
+            data["status"] = json!(s.as_str());
+        }
         out.push(PendingEvent::new(
             EventType::ConversationUpdated,
             conversation,
-            json!({ "fields": fields }),
+            data,
         ));
     }
     if let Some(rating) = &p.rating {

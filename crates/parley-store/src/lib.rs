@@ -50,6 +50,7 @@ mod sql;
 pub mod sqlite;
 pub mod sqlite_file;
 pub mod testing;
+pub mod webhooks;
 
 pub use assistants::AssistantStore;
 pub use attachments::{Admission, AttachmentStore, AttachmentUsage};
@@ -61,6 +62,7 @@ pub use insights::{
 };
 pub use jobs::JobStore;
 pub use settings::{Invite, NewInvite, SettingsStore, WorkspaceSettings};
+pub use webhooks::WebhookStore;
 
 /// What a store operation can fail with.
 #[derive(Debug)]
@@ -405,6 +407,8 @@ pub trait Store: Send + Sync + 'static {
     /// Workspace settings, invites, members' roles and API key roles (issue 16): see
     /// [`SettingsStore`].
     fn settings(&self) -> &dyn SettingsStore;
+    /// Outgoing webhook endpoints and their deliveries (issue 16): see [`WebhookStore`].
+    fn webhooks(&self) -> &dyn WebhookStore;
 
     /// Creates a workspace. Errors: `Conflict("workspace_exists")` if the slug is taken.
     async fn create_workspace(&self, slug: &str, name: &str) -> Result<Workspace>;

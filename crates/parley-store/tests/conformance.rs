@@ -3703,6 +3703,262 @@ async fn concurrent_event_writers_never_deadlock(store: Arc<dyn Store>) {
     assert!(store.delete_conversation(ws, id).await.unwrap());
 }
 
+/// Outgoing webhooks (issue 16): endpoints are scoped to their workspace; taking events is a
+/// compare-and-set on the cursor; a claimed delivery is leased to one claimer, whose attempt
+/// alone is recorded; "send again" makes it due again (refused while leased); the event log's
+/// pruning keeps what an enabled endpoint has not taken, and a disabled one holds nothing.
+async fn webhooks_take_claim_record_and_hold_retention(store: Arc<dyn Store>) {
+    use parley_store::EventFilter;
+    use parley_store::webhooks::{
+        DeliveryAttempt, DeliveryStatus, NewWebhookDelivery, WebhookEndpoint, WebhookEndpointPatch,
+    };
+    let (ws, other) = (workspace(&*store, "w").await, workspace(&*store, "o").await);
+    let start = store.events().latest_event_id().await.unwrap();
+    let now = Timestamp::now();
+    let endpoint = WebhookEndpoint {
+        id: uuid::Uuid::now_v7(),
+        workspace_id: ws,
+        url: "https://hooks.example/in".into(),
+        description: "CRM".into(),
+        event_types: vec!["conversation.created".into(), "message.created".into()],
+        enabled: true,
+        secret_sealed: "sealed".into(),
+        cursor: start,
+        created_at: now,
+        updated_at: now,
+    };
+    let hooks = store.webhooks();
+    hooks.create_webhook(&endpoint).await.unwrap();
+    assert_eq!(
+        hooks.list_webhooks(ws).await.unwrap(),
+        vec![endpoint.clone()]
+    );
+    assert!(hooks.list_webhooks(other).await.unwrap().is_empty());
+    assert_eq!(hooks.get_webhook(other, endpoint.id).await.unwrap(), None);
+    let p = WebhookEndpointPatch {
+        description: Some("x".into()),
+        ..Default::default()
+    };
+    assert_eq!(
+        hooks
+            .update_webhook(other, endpoint.id, &p, now)
+            .await
+            .unwrap(),
+        None
+    );
+    assert!(!hooks.delete_webhook(other, endpoint.id).await.unwrap());
+
+    create(
+        &*store,
+        ws,
+        conv("Ava", T0),
+        vec![msg(Role::User, "hi", T0 + 1)],
+    )
+    .await;
+    create(
+        &*store,
+        other,
+        conv("Ava", T0),
+        vec![msg(Role::User, "yo", T0 + 1)],
+    )
+    .await;
+    let mine = store
+        .events()
+        .events_after(ws, start, &EventFilter::default(), 100)
+        .await
+        .unwrap();
+    assert_eq!(mine.len(), 2);
+    // The hold: nothing of `ws` after the cursor is pruned; the other workspace's events are.
+    let future = Timestamp(Timestamp::now().0 + 60_000);
+    assert_eq!(store.events().prune_before(future).await.unwrap(), 2);
+    let kept = store
+        .events()
+        .events_after(ws, start, &EventFilter::default(), 100)
+        .await
+        .unwrap();
+    assert_eq!(kept, mine, "an enabled endpoint's untaken events stay");
+
+    let latest = store.events().latest_event_id().await.unwrap();
+    let deliveries: Vec<NewWebhookDelivery> = mine
+        .iter()
+        .map(|e| NewWebhookDelivery {
+            id: uuid::Uuid::now_v7(),
+            event_id: e.id,
+            event_type: e.event_type.as_str().into(),
+            body: format!("{{\"n\":{}}}", e.id),
+        })
+        .collect();
+    let until = Timestamp(now.0 + 86_400_000);
+    assert!(
+        hooks
+            .take(endpoint.id, start, latest, &deliveries, now, until)
+            .await
+            .unwrap()
+    );
+    assert!(
+        !hooks
+            .take(endpoint.id, start, latest, &deliveries, now, until)
+            .await
+            .unwrap(),
+        "a second take from the same cursor writes nothing"
+    );
+    assert_eq!(
+        hooks
+            .get_webhook(ws, endpoint.id)
+            .await
+            .unwrap()
+            .unwrap()
+            .cursor,
+        latest
+    );
+    // Taken: now the log may go.
+    assert_eq!(store.events().prune_before(future).await.unwrap(), 2);
+
+    let lease = Timestamp(Timestamp::now().0 + 60_000);
+    let claimed = hooks
+        .claim_deliveries("a", Timestamp::now(), lease, 10)
+        .await
+        .unwrap();
+    assert_eq!(claimed.len(), 2);
+    assert!(
+        claimed
+            .iter()
+            .all(|d| d.attempts == 1 && d.workspace_id == ws)
+    );
+    assert!(
+        hooks
+            .claim_deliveries("b", Timestamp::now(), lease, 10)
+            .await
+            .unwrap()
+            .is_empty(),
+        "leased deliveries go to no one else"
+    );
+    let first = claimed[0].id;
+    let retry = DeliveryAttempt {
+        status: DeliveryStatus::Pending,
+        next_attempt_at: Some(Timestamp::now()),
+        attempted_at: Timestamp::now(),
+        http_status: Some(500),
+        response_ms: 12,
+        response_excerpt: Some("oops".into()),
+        error: Some("HTTP 500".into()),
+    };
+    assert!(!hooks.record_attempt(first, "b", &retry).await.unwrap());
+    assert!(hooks.record_attempt(first, "a", &retry).await.unwrap());
+    assert!(
+        matches!(
+            hooks
+                .resend_delivery(ws, endpoint.id, claimed[1].id, Timestamp::now(), until)
+                .await,
+            Err(StoreError::Conflict {
+                code: "delivery_in_flight",
+                ..
+            })
+        ),
+        "a leased delivery cannot be sent again meanwhile"
+    );
+    let again = hooks
+        .claim_deliveries("b", Timestamp::now(), lease, 10)
+        .await
+        .unwrap();
+    assert_eq!(again.len(), 1);
+    assert_eq!((again[0].id, again[0].attempts), (first, 2));
+    let done = DeliveryAttempt {
+        status: DeliveryStatus::Succeeded,
+        next_attempt_at: None,
+        http_status: Some(204),
+        error: None,
+        response_excerpt: Some(String::new()),
+        ..retry
+    };
+    assert!(hooks.record_attempt(first, "b", &done).await.unwrap());
+    let log = hooks
+        .list_deliveries(ws, endpoint.id, None, 10)
+        .await
+        .unwrap();
+    assert_eq!(log.len(), 2);
+    let d = log.iter().find(|d| d.id == first).unwrap();
+    assert_eq!(
+        (d.status, d.attempts, d.http_status, d.next_attempt_at),
+        (DeliveryStatus::Succeeded, 2, Some(204), None)
+    );
+    assert_eq!(log[0].id, claimed[1].id.max(first), "newest first");
+    let page = hooks
+        .list_deliveries(ws, endpoint.id, Some(log[0].id), 10)
+        .await
+        .unwrap();
+    assert_eq!(page.len(), 1);
+    assert!(
+        hooks
+            .list_deliveries(other, endpoint.id, None, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(
+        hooks
+            .resend_delivery(other, endpoint.id, first, Timestamp::now(), until)
+            .await
+            .unwrap(),
+        None
+    );
+    let resent = hooks
+        .resend_delivery(ws, endpoint.id, first, Timestamp::now(), until)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(resent.status, DeliveryStatus::Pending);
+
+    // Disabled: nothing is claimed, nothing held; enabled again, it starts where it is told.
+    let off = WebhookEndpointPatch {
+        enabled: Some(false),
+        ..Default::default()
+    };
+    let e = hooks
+        .update_webhook(ws, endpoint.id, &off, Timestamp::now())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(!e.enabled);
+    assert!(hooks.enabled_webhooks().await.unwrap().is_empty());
+    assert!(
+        hooks
+            .claim_deliveries("c", Timestamp(Timestamp::now().0 + 120_000), lease, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let on = WebhookEndpointPatch {
+        enabled: Some(true),
+        cursor: Some(latest + 1000),
+        ..Default::default()
+    };
+    let e = hooks
+        .update_webhook(ws, endpoint.id, &on, Timestamp::now())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!((e.enabled, e.cursor), (true, latest + 1000));
+    let again_on = hooks
+        .update_webhook(ws, endpoint.id, &on, Timestamp::now())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        again_on.cursor,
+        latest + 1000,
+        "the cursor moves only when re-enabled"
+    );
+    assert!(hooks.delete_webhook(ws, endpoint.id).await.unwrap());
+    assert!(
+        hooks
+            .list_deliveries(ws, endpoint.id, None, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}
+
 macro_rules! backends {
     ($($test:ident),+ $(,)?) => {
         mod sqlite {
@@ -3915,6 +4171,7 @@ backends!(
     concurrent_event_writers_never_deadlock,
     insight_watermarks_lease_and_order,
     team_marks_round_trip_and_filter,
+    webhooks_take_claim_record_and_hold_retention,
 );
 
 /// SQLite only: the three search strategies give the same pages and counts — the bounded walk
@@ -4289,7 +4546,7 @@ async fn sqlite_opens_a_database_migrated_by_the_old_runner() {
     let files = migration_files("sqlite");
     assert_eq!(
         files.iter().map(|f| f.0).collect::<Vec<_>>(),
-        [1, 2, 3, 4, 5, 6, 7, 10, 11, 12, 13, 14, 15, 18, 21]
+        [1, 2, 3, 4, 5, 6, 7, 10, 11, 12, 13, 14, 15, 16, 18, 21]
     );
     let records = |conn: &rusqlite::Connection| -> Vec<(i64, String, i64)> {
         let mut st = conn
@@ -4355,7 +4612,7 @@ async fn postgres_opens_a_database_migrated_by_the_old_runner() {
     let files = migration_files("postgres");
     assert_eq!(
         files.iter().map(|f| f.0).collect::<Vec<_>>(),
-        [1, 2, 3, 4, 5, 6, 9, 10, 11, 12, 13, 14, 17, 20]
+        [1, 2, 3, 4, 5, 6, 9, 10, 11, 12, 13, 14, 15, 17, 20]
     );
     let (mut client, conn) = tokio_postgres::connect(db.url(), tokio_postgres::NoTls)
         .await

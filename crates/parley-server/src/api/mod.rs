@@ -14,6 +14,7 @@ pub(crate) mod insights;
 mod settings;
 pub mod team;
 mod transfer;
+mod webhooks;
 
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, FromRequest, Request};
@@ -73,6 +74,18 @@ pub const ROUTES: &[(&str, &str)] = &[
         "/api/v1/conversations/{id}/messages/{message_id}/attachments/{index}",
     ),
     ("GET", "/api/v1/events"),
+    ("GET", "/api/v1/webhooks"),
+    ("POST", "/api/v1/webhooks"),
+    ("GET", "/api/v1/webhooks/{id}"),
+    ("PATCH", "/api/v1/webhooks/{id}"),
+    ("DELETE", "/api/v1/webhooks/{id}"),
+    ("GET", "/api/v1/webhooks/{id}/secret"),
+    ("POST", "/api/v1/webhooks/{id}/secret"),
+    ("GET", "/api/v1/webhooks/{id}/deliveries"),
+    (
+        "POST",
+        "/api/v1/webhooks/{id}/deliveries/{delivery_id}/resend",
+    ),
     ("POST", "/api/v1/calls"),
     ("GET", "/api/v1/members"),
     ("PATCH", "/api/v1/members/{id}"),
@@ -169,6 +182,22 @@ pub fn router(state: &AppState) -> Router<AppState> {
         .route(
             "/conversations/{id}/messages/{message_id}/attachments/{index}",
             get(channels::attachment),
+        )
+        .route("/webhooks", get(webhooks::list).post(webhooks::create))
+        .route(
+            "/webhooks/{id}",
+            get(webhooks::detail)
+                .patch(webhooks::update)
+                .delete(webhooks::delete),
+        )
+        .route(
+            "/webhooks/{id}/secret",
+            get(webhooks::reveal).post(webhooks::rotate),
+        )
+        .route("/webhooks/{id}/deliveries", get(webhooks::deliveries))
+        .route(
+            "/webhooks/{id}/deliveries/{delivery_id}/resend",
+            post(webhooks::resend),
         )
         .route("/calls", post(calls::create))
         .route("/members", get(settings::members))

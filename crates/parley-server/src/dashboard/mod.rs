@@ -24,6 +24,7 @@
 //! | `GET /invite/{token}`, `POST` | an invitee joins the workspace (no session needed) |
 //! | `GET /test-chat` | Test Chat (`?assistant=ID`, `&conversation=ID` to continue) |
 //! | `POST /test-chat/send` | send a message; the answer streams back as server-sent events |
+//! | `GET /settings/webhooks`, `POST /settings/webhooks[/{id}[/delete,secret,rotate]]`, `POST .../deliveries/{d}/resend` | outgoing webhooks (admins; see [`webhooks`]) |
 //! | `GET /assets/{file}` | CSS, JavaScript, icon |
 //!
 //! Every dashboard response carries a strict Content-Security-Policy: scripts and styles only
@@ -45,6 +46,7 @@ mod settings;
 mod state;
 mod team;
 mod test_chat;
+mod webhooks;
 mod widget;
 
 use std::sync::OnceLock;
@@ -143,6 +145,18 @@ pub fn router() -> Router<AppState> {
             get(attachments::attachment),
         )
         .route("/insights", get(insights::page))
+        .route(
+            "/settings/webhooks",
+            get(webhooks::page).post(webhooks::create),
+        )
+        .route("/settings/webhooks/{id}", post(webhooks::edit))
+        .route("/settings/webhooks/{id}/delete", post(webhooks::delete))
+        .route("/settings/webhooks/{id}/secret", post(webhooks::reveal))
+        .route("/settings/webhooks/{id}/rotate", post(webhooks::rotate))
+        .route(
+            "/settings/webhooks/{id}/deliveries/{delivery}/resend",
+            post(webhooks::resend),
+        )
         .route(
             "/conversations/{id}/messages/{message_id}/attachments/{index}/peaks",
             get(attachments::peaks),

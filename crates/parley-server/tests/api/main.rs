@@ -38,6 +38,7 @@ mod tenancy;
 mod transfer;
 mod two_servers;
 mod voip_webhooks;
+mod webhooks;
 mod whatsapp;
 mod widget;
 mod widget_call;

@@ -88,6 +88,12 @@ parameters = {{ "header.Origin" = "{ORIGIN}", "header.X-Parley-Visitor" = "{visi
 include-name = ["POST /api/v1/conversations", "PATCH /api/v1/conversations/{{id}}", "POST /api/v1/conversations/{{id}}/messages", "POST /api/v1/import", "POST /api/v1/assistants", "PATCH /api/v1/assistants/{{id}}", "POST /api/v1/assistants/{{id}}/channels", "POST /widget/v1/conversations", "POST /api/v1/calls", "POST /api/v1/conversations/{{id}}/replies", "PUT /api/v1/conversations/{{id}}/assignee", "PATCH /api/v1/settings", "POST /api/v1/invites", "POST /api/v1/keys", "PATCH /api/v1/members/{{id}}"]
 checks.positive_data_acceptance.expected-statuses = ["2xx", "401", "403", "404", "409", "422"]
 
+# Outgoing webhooks: a URL JSON Schema allows may still not parse as one (a bad port, a bad
+# host) and a workspace has at most 20 endpoints (409 `too_many_webhooks`).
+[[operations]]
+include-name = ["POST /api/v1/webhooks", "PATCH /api/v1/webhooks/{{id}}"]
+checks.positive_data_acceptance.expected-statuses = ["2xx", "401", "403", "404", "409", "422"]
+
 # The event stream never ends by itself; tests/api/events.rs covers it.
 [[operations]]
 include-name = "GET /api/v1/events"

@@ -18,6 +18,7 @@ mod settings;
 mod test_chat;
 mod voice;
 mod voice_call;
+mod webhooks;
 mod whatsapp;
 mod widget;
 mod xss;

@@ -199,12 +199,12 @@ impl EventStore for PostgresStore {
         let tx = client.transaction().await?;
         tx.execute(
             "UPDATE event_log_state SET pruned_through = greatest(pruned_through,
-                 coalesce((SELECT max(id) FROM events WHERE created_at < $1), 0))",
+                 coalesce((SELECT max(id) FROM events WHERE created_at < $1 AND NOT EXISTS (SELECT 1 FROM webhook_endpoints w WHERE w.enabled AND w.workspace_id = events.workspace_id AND w.cursor < events.id)), 0))",
             &[&before.0],
         )
         .await?;
         let n = tx
-            .execute("DELETE FROM events WHERE created_at < $1", &[&before.0])
+            .execute("DELETE FROM events WHERE created_at < $1 AND NOT EXISTS (SELECT 1 FROM webhook_endpoints w WHERE w.enabled AND w.workspace_id = events.workspace_id AND w.cursor < events.id)", &[&before.0])
             .await?;
         tx.commit().await?;
         Ok(n)

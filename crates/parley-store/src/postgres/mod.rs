@@ -18,6 +18,7 @@ mod insights;
 mod jobs;
 mod read;
 mod settings;
+mod webhooks;
 mod widget;
 mod write;
 
@@ -283,6 +284,10 @@ impl Store for PostgresStore {
     }
 
     fn settings(&self) -> &dyn crate::SettingsStore {
+        self
+    }
+
+    fn webhooks(&self) -> &dyn crate::WebhookStore {
         self
     }
 

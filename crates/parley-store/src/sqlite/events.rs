@@ -130,10 +130,10 @@ impl EventStore for SqliteStore {
         self.write(move |c| {
             c.execute(
                 "UPDATE event_log_state SET pruned_through = max(pruned_through,
-                     coalesce((SELECT max(id) FROM events WHERE created_at < ?1), 0))",
+                     coalesce((SELECT max(id) FROM events WHERE created_at < ?1 AND NOT EXISTS (SELECT 1 FROM webhook_endpoints w WHERE w.enabled = 1 AND w.workspace_id = events.workspace_id AND w.cursor < events.id)), 0))",
                 [before.0],
             )?;
-            let n = c.execute("DELETE FROM events WHERE created_at < ?1", [before.0])?;
+            let n = c.execute("DELETE FROM events WHERE created_at < ?1 AND NOT EXISTS (SELECT 1 FROM webhook_endpoints w WHERE w.enabled = 1 AND w.workspace_id = events.workspace_id AND w.cursor < events.id)", [before.0])?;
             Ok(n as u64)
         })
         .await

@@ -17,6 +17,7 @@ mod insights;
 mod jobs;
 mod read;
 mod settings;
+mod webhooks;
 mod widget;
 mod write;
 
@@ -569,6 +570,10 @@ impl Store for SqliteStore {
     }
 
     fn settings(&self) -> &dyn crate::SettingsStore {
+        self
+    }
+
+    fn webhooks(&self) -> &dyn crate::WebhookStore {
         self
     }
 
