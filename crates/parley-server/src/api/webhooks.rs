@@ -8,8 +8,9 @@
 //!   `before`);
 //! - `POST /api/v1/webhooks/{id}/deliveries/{delivery_id}/resend` ("send again").
 //!
-//! API keys are the workspace's administrators' tool (a key is made by an admin), so every
-//! route here is open to any key of the workspace; the dashboard page is for admins only.
+//! Every route needs an `admin` API key of the workspace (a `member` key gets 403 `forbidden`:
+//! an endpoint's secret and the payloads it receives are an administrator's); the dashboard
+//! page is for admins only.
 //! An endpoint or delivery of another workspace answers 404.
 
 use axum::Json;
@@ -84,6 +85,7 @@ pub(super) async fn list(
     State(st): State<AppState>,
     auth: ApiKeyAuth,
 ) -> Result<Response, ApiError> {
+    auth.require_admin("manage outgoing webhooks")?;
     let list = st.store.webhooks().list_webhooks(auth.workspace).await?;
     let data: Vec<_> = list.iter().map(webhooks::endpoint_json).collect();
     Ok(Json(json!({ "data": data })).into_response())
@@ -96,6 +98,7 @@ pub(super) async fn create(
     auth: ApiKeyAuth,
     ApiJson(input): ApiJson<CreateWebhook>,
 ) -> Result<Response, ApiError> {
+    auth.require_admin("manage outgoing webhooks")?;
     let url = check_url(&st, input.url.as_deref().unwrap_or(""), "url")?;
     let description = check_description(input.description.as_deref().unwrap_or(""), "description")?;
     let types = check_types(input.event_types.as_deref().unwrap_or(&[]), "event_types")?;
@@ -119,6 +122,7 @@ pub(super) async fn detail(
     auth: ApiKeyAuth,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
+    auth.require_admin("manage outgoing webhooks")?;
     let e = endpoint(&st, &auth, &id).await?;
     Ok(Json(webhooks::endpoint_json(&e)).into_response())
 }
@@ -130,6 +134,7 @@ pub(super) async fn update(
     Path(id): Path<String>,
     ApiJson(input): ApiJson<PatchWebhook>,
 ) -> Result<Response, ApiError> {
+    auth.require_admin("manage outgoing webhooks")?;
     let id = webhook_id(&id)?;
     let patch = WebhookEndpointPatch {
         url: input
@@ -160,6 +165,7 @@ pub(super) async fn delete(
     auth: ApiKeyAuth,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
+    auth.require_admin("manage outgoing webhooks")?;
     if st
         .store
         .webhooks()
@@ -178,6 +184,7 @@ pub(super) async fn reveal(
     auth: ApiKeyAuth,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
+    auth.require_admin("manage outgoing webhooks")?;
     let e = endpoint(&st, &auth, &id).await?;
     Ok(Json(json!({ "secret": webhooks::reveal(&st, &e)? })).into_response())
 }
@@ -188,6 +195,7 @@ pub(super) async fn rotate(
     auth: ApiKeyAuth,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
+    auth.require_admin("manage outgoing webhooks")?;
     let secret = webhooks::rotate(&st, auth.workspace, webhook_id(&id)?).await?;
     Ok(Json(json!({ "secret": secret })).into_response())
 }
@@ -201,6 +209,7 @@ pub(super) async fn deliveries(
     Path(id): Path<String>,
     RawQuery(raw): RawQuery,
 ) -> Result<Response, ApiError> {
+    auth.require_admin("manage outgoing webhooks")?;
     let p = Params::parse(raw.as_deref(), &["limit", "before"])?;
     let limit = p.int("limit", 1..=100, 50)?;
     let before =
@@ -230,6 +239,7 @@ pub(super) async fn resend(
     auth: ApiKeyAuth,
     Path((id, delivery)): Path<(String, String)>,
 ) -> Result<Response, ApiError> {
+    auth.require_admin("manage outgoing webhooks")?;
     let endpoint = webhook_id(&id)?;
     let delivery: Uuid = path_id(&delivery, "delivery")?;
     let d = webhooks::resend(&st, auth.workspace, endpoint, delivery).await?;

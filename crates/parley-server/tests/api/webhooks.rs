@@ -497,6 +497,24 @@ async fn webhook_routes_validate_and_stay_in_their_workspace(backend: Backend) {
     let Some(app) = TestApp::spawn_on(backend).await else {
         return;
     };
+    // A member key (not an admin's) reaches none of it.
+    let r = app
+        .post("/api/v1/keys", &json!({"name": "reader", "role": "member"}))
+        .await;
+    assert_eq!(r.status, 201, "{}", r.text);
+    let member_key = r.body["secret"].as_str().unwrap().to_owned();
+    for (method, path) in [("GET", "/api/v1/webhooks"), ("POST", "/api/v1/webhooks")] {
+        let url = app.url(path);
+        let req = if method == "GET" {
+            reqwest::Client::new().get(url)
+        } else {
+            reqwest::Client::new()
+                .post(url)
+                .json(&json!({"url": "https://x.example/", "event_types": ["message.created"]}))
+        };
+        let r = app.send(req.bearer_auth(&member_key)).await;
+        assert_eq!((r.status, r.code()), (403, "forbidden"), "{method} {path}");
+    }
     let bad = [
         (
             json!({"url": "ftp://x.example/", "event_types": ["message.created"]}),
