@@ -42,6 +42,7 @@ pub mod migrate_store;
 pub mod net;
 pub mod peaks;
 pub mod responses;
+pub mod retention;
 pub mod retry;
 pub mod secrets;
 pub mod sse;
@@ -245,6 +246,7 @@ pub async fn serve(
     let worker = jobs::start(state.clone());
     let live = events::start(&state);
     let analyser = insights::start(state.clone());
+    let retention = retention::start(state.clone());
     // Open event streams never end by themselves: shutting down ends them, so the graceful
     // shutdown can wait for every other response.
     let hub = state.events.clone();
@@ -256,6 +258,7 @@ pub async fn serve(
         .with_graceful_shutdown(shutdown)
         .await;
     live.stop();
+    retention.stop().await;
     if let Some(a) = analyser {
         a.stop().await;
     }

@@ -44,6 +44,7 @@ pub mod insights;
 pub mod jobs;
 mod migrate;
 pub mod postgres;
+pub mod retention;
 pub mod scoped_ids;
 mod sql;
 pub mod sqlite;
@@ -59,6 +60,10 @@ pub use insights::{
     InsightTotals, InsightWindow, StoredInsight,
 };
 pub use jobs::JobStore;
+pub use retention::{
+    AuditEntry, ContactMatch, DeletedConversations, NewAuditEntry, RetentionCounts,
+    RetentionPolicy, RetentionStore,
+};
 
 /// What a store operation can fail with.
 #[derive(Debug)]
@@ -400,6 +405,9 @@ pub trait Store: Send + Sync + 'static {
     fn insights(&self) -> &dyn InsightStore;
     /// The event log (live updates): reads, wake-ups and retention.
     fn events(&self) -> &dyn EventStore;
+    /// Retention policies, the one conversation delete path, erasure look-ups and the audit
+    /// log (issue 16): see [`RetentionStore`].
+    fn retention(&self) -> &dyn RetentionStore;
 
     /// Creates a workspace. Errors: `Conflict("workspace_exists")` if the slug is taken.
     async fn create_workspace(&self, slug: &str, name: &str) -> Result<Workspace>;
@@ -444,8 +452,10 @@ pub trait Store: Send + Sync + 'static {
         patch: &ConversationPatch,
     ) -> Result<Option<ConversationDetail>>;
 
-    /// Deletes a conversation with its messages, variables and search index entries, in one
-    /// transaction. Returns false if it was not in the workspace.
+    /// Deletes a conversation with everything that belongs to it, in one transaction: a batch
+    /// of one of [`RetentionStore::delete_conversations`] (the one delete path). Its
+    /// attachment files are not removed here: the server's `media::delete_conversation` does
+    /// that with the keys the batch returns. Returns false if it was not in the workspace.
     async fn delete_conversation(&self, workspace: WorkspaceId, id: ConversationId)
     -> Result<bool>;
 

@@ -64,6 +64,7 @@ pub(crate) const SQLITE: &[Migration] = &[
         "0014_insight_watermarks"
     ),
     migration!("sqlite", 15, "team", "0015_team"),
+    migration!("sqlite", 17, "retention", "0017_retention"),
 ];
 
 /// The PostgreSQL migrations, in order (`migrations/postgres`).
@@ -90,6 +91,7 @@ pub(crate) const POSTGRES: &[Migration] = &[
         "0013_insight_watermarks"
     ),
     migration!("postgres", 14, "team", "0014_team"),
+    migration!("postgres", 16, "retention", "0016_retention"),
 ];
 
 /// The migrations of `dialect`, in order.

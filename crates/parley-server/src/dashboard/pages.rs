@@ -707,6 +707,8 @@ pub(super) struct BubbleAttachment {
     pub(super) description: Option<String>,
     /// Why the file could not be downloaded from the platform.
     pub(super) error: Option<String>,
+    /// When the retention policy removed the file (`YYYY-MM-DD`, UTC).
+    pub(super) removed: Option<String>,
 }
 
 /// The bubble parts of a channel message's metadata, for message `m` of `conversation`.
@@ -756,6 +758,9 @@ fn channel_parts(
                 transcript: a.transcript.clone(),
                 description: a.description.clone(),
                 error: a.download_error.clone(),
+                removed: a
+                    .removed_at
+                    .map(|t| t.to_string().chars().take(10).collect()),
             }
         })
         .collect();

@@ -17,6 +17,7 @@ mod events;
 mod insights;
 mod jobs;
 mod read;
+mod retention;
 mod widget;
 mod write;
 
@@ -281,6 +282,10 @@ impl Store for PostgresStore {
         self
     }
 
+    fn retention(&self) -> &dyn crate::RetentionStore {
+        self
+    }
+
     fn assistants(&self) -> &dyn crate::AssistantStore {
         self
     }
@@ -347,11 +352,8 @@ impl Store for PostgresStore {
         workspace: WorkspaceId,
         id: ConversationId,
     ) -> Result<bool> {
-        let deleted = write::delete_conversation(&self.pool, workspace, id).await?;
-        if deleted {
-            self.events.bump();
-        }
-        Ok(deleted)
+        let batch = crate::RetentionStore::delete_conversations(self, workspace, &[id]).await?;
+        Ok(!batch.conversations.is_empty())
     }
 
     async fn list_conversations(

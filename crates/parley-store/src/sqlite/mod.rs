@@ -16,6 +16,7 @@ mod events;
 mod insights;
 mod jobs;
 mod read;
+mod retention;
 mod widget;
 mod write;
 
@@ -567,6 +568,10 @@ impl Store for SqliteStore {
         self
     }
 
+    fn retention(&self) -> &dyn crate::RetentionStore {
+        self
+    }
+
     fn jobs(&self) -> &dyn crate::JobStore {
         self
     }
@@ -654,13 +659,8 @@ impl Store for SqliteStore {
         workspace: WorkspaceId,
         id: ConversationId,
     ) -> Result<bool> {
-        let deleted = self
-            .write(move |c| write::delete_conversation(c, workspace, id))
-            .await?;
-        if deleted {
-            self.events.bump();
-        }
-        Ok(deleted)
+        let batch = crate::RetentionStore::delete_conversations(self, workspace, &[id]).await?;
+        Ok(!batch.conversations.is_empty())
     }
 
     async fn list_conversations(
