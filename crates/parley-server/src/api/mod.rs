@@ -10,6 +10,7 @@ pub(crate) mod channels;
 mod conversations;
 mod events;
 pub(crate) mod insights;
+pub(crate) mod retention;
 pub mod team;
 mod transfer;
 
@@ -67,6 +68,11 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("POST", "/api/v1/calls"),
     ("POST", "/api/v1/import"),
     ("GET", "/api/v1/export"),
+    ("GET", "/api/v1/retention"),
+    ("PUT", "/api/v1/retention"),
+    ("POST", "/api/v1/retention/run"),
+    ("GET", "/api/v1/audit-log"),
+    ("POST", "/api/v1/contacts/erase"),
     ("POST", "/v1/chat/completions"),
     ("GET", "/v1/models"),
 ];
@@ -89,6 +95,13 @@ pub fn router(state: &AppState) -> Router<AppState> {
         )
         .route("/conversations/count", get(conversations::count))
         .route("/events", get(events::stream))
+        .route(
+            "/retention",
+            get(retention::get_policy).put(retention::put_policy),
+        )
+        .route("/retention/run", post(retention::run))
+        .route("/audit-log", get(retention::audit_log))
+        .route("/contacts/erase", post(retention::erase))
         .route("/insights/summary", get(insights::summary))
         .route("/insights/timeseries", get(insights::timeseries))
         .route("/insights/heatmap", get(insights::heatmap))

@@ -14,6 +14,8 @@
 //! | `GET /conversations/{id}/transcript?page=N` | one page of older messages |
 //! | `POST /conversations/{id}/rating/delete` | remove the client rating |
 //! | `POST /conversations/{id}/delete` | delete the conversation (admins) |
+//! | `POST /conversations/{id}/erase-contact` | delete everything about its contact (admins) |
+//! | `GET /settings/retention`, `POST`, `POST /settings/retention/run` | retention policy, runs, erasures (admins; see [`retention`]) |
 //! | `POST /conversations/{id}/reply`, `takeover`, `handback`, `status`, `assign`; `GET .../templates` | the team's actions (JSON, see [`team`]) |
 //! | `GET /assistants`, `GET /assistants/new`, `GET /assistants/{id}` | assistants and their form |
 //! | `POST /assistants/new`, `POST /assistants/{id}` | create, or save a new version (admins) |
@@ -36,6 +38,7 @@ mod insights;
 mod live;
 mod login;
 mod pages;
+mod retention;
 mod state;
 mod team;
 mod test_chat;
@@ -113,6 +116,15 @@ pub fn router() -> Router<AppState> {
             get(attachments::attachment),
         )
         .route("/insights", get(insights::page))
+        .route(
+            "/settings/retention",
+            get(retention::page).post(retention::save),
+        )
+        .route("/settings/retention/run", post(retention::run))
+        .route(
+            "/conversations/{id}/erase-contact",
+            post(pages::erase_contact),
+        )
         .route(
             "/conversations/{id}/messages/{message_id}/attachments/{index}/peaks",
             get(attachments::peaks),

@@ -592,6 +592,10 @@ pub(super) async fn conversations(
     let notice = match view.notice.as_deref() {
         Some("deleted") => Some("The conversation was deleted.".to_owned()),
         Some("rating_removed") => Some("The rating was removed.".to_owned()),
+        Some("contact_erased") => Some(
+            "Everything about the contact was deleted: their conversations, variables, visits and files."
+                .to_owned(),
+        ),
         _ => None,
     };
     let page = ConversationsPage {
@@ -930,6 +934,8 @@ struct Panel {
     contact: String,
     rated: bool,
     can_delete: bool,
+    /// Admins, on a conversation with a contact: "Delete everything about this contact".
+    can_erase: bool,
     self_href: String,
     close_href: String,
     started: String,
@@ -1190,6 +1196,8 @@ fn panel_html(
         contact: s.contact.clone().unwrap_or_else(|| "Anonymous".into()),
         rated: s.rating.is_some(),
         can_delete: session.user.role == UserRole::Admin,
+        can_erase: session.user.role == UserRole::Admin
+            && s.contact.as_deref().is_some_and(|c| !c.is_empty()),
         self_href: view.with(|v| v.notice = None),
         close_href: view.with(|v| {
             v.open = None;
@@ -1402,6 +1410,59 @@ pub(super) async fn remove_rating(
             "Not found",
             "This conversation does not exist (any more).",
         ),
+        Err(e) => crate::error::ApiError::from(e).into_response(),
+    }
+}
+
+/// `POST /conversations/{id}/erase-contact` (admins only): deletes everything about the
+/// conversation's contact (every conversation with the same contact; see
+/// [`crate::retention::erase_contact`]), then back to the list with a notice.
+pub(super) async fn erase_contact(
+    State(st): State<AppState>,
+    session: Session,
+    Path(id): Path<String>,
+    Form(form): Form<ActionForm>,
+) -> Response {
+    if let Some(refused) = super::refuse_admin_form(&session, &form.csrf, "erase contacts") {
+        return refused;
+    }
+    let ws = session.user.workspace_id;
+    let not_found = || {
+        error_page(
+            StatusCode::NOT_FOUND,
+            "Not found",
+            "This conversation does not exist (any more).",
+        )
+    };
+    let Some(id) = parse_id(&id) else {
+        return not_found();
+    };
+    let contact = match st.store.get_conversation(ws, id).await {
+        Ok(Some(d)) => d.summary.contact.filter(|c| !c.is_empty()),
+        Ok(None) => return not_found(),
+        Err(e) => return crate::error::ApiError::from(e).into_response(),
+    };
+    let Some(contact) = contact else {
+        return error_page(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "No contact",
+            "This conversation has no contact to erase; delete the conversation instead.",
+        );
+    };
+    let actor = crate::retention::user_actor(session.user.id);
+    match crate::retention::erase_contact(
+        &st,
+        ws,
+        &parley_store::ContactMatch::Contact(contact),
+        &actor,
+        "dashboard",
+    )
+    .await
+    {
+        Ok(done) => {
+            tracing::info!(user = %session.user.email, conversations = done.conversations, "erased a contact");
+            Redirect::to(&back_to(&form.back, "contact_erased")).into_response()
+        }
         Err(e) => crate::error::ApiError::from(e).into_response(),
     }
 }

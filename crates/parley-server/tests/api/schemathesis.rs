@@ -55,6 +55,9 @@ const ORIGIN: &str = "https://shop.example";
 /// and an upload that decodes as base64. A team reply (`POST .../replies`) is refused with 422
 /// for free-form WhatsApp text outside the 24-hour window and for a template off WhatsApp, and
 /// an assignment (`PUT .../assignee`) names a user who must be a member of the workspace.
+/// An erasure (`POST /api/v1/contacts/erase`) needs a real email (an `@`), a phone number of
+/// 5 digits or more, and a conversation with a contact; a retention run answers 409 while
+/// another one holds the workspace.
 /// The list's
 /// `cursor` is opaque: only a `next_cursor` the server wrote decodes, so any other string is a
 /// 400 there. The gateway answers 400 `provider_not_configured` for an assistant (named by
@@ -83,7 +86,7 @@ include-path-regex = "^/widget/v1/"
 parameters = {{ "header.Origin" = "{ORIGIN}", "header.X-Parley-Visitor" = "{visitor}", "header.X-Parley-Tracker" = "{tracker}" }}
 
 [[operations]]
-include-name = ["POST /api/v1/conversations", "PATCH /api/v1/conversations/{{id}}", "POST /api/v1/conversations/{{id}}/messages", "POST /api/v1/import", "POST /api/v1/assistants", "PATCH /api/v1/assistants/{{id}}", "POST /api/v1/assistants/{{id}}/channels", "POST /widget/v1/conversations", "POST /api/v1/calls", "POST /api/v1/conversations/{{id}}/replies", "PUT /api/v1/conversations/{{id}}/assignee"]
+include-name = ["POST /api/v1/conversations", "PATCH /api/v1/conversations/{{id}}", "POST /api/v1/conversations/{{id}}/messages", "POST /api/v1/import", "POST /api/v1/assistants", "PATCH /api/v1/assistants/{{id}}", "POST /api/v1/assistants/{{id}}/channels", "POST /widget/v1/conversations", "POST /api/v1/calls", "POST /api/v1/conversations/{{id}}/replies", "PUT /api/v1/conversations/{{id}}/assignee", "POST /api/v1/contacts/erase", "POST /api/v1/retention/run"]
 checks.positive_data_acceptance.expected-statuses = ["2xx", "401", "403", "404", "409", "422"]
 
 # The event stream never ends by itself; tests/api/events.rs covers it.
