@@ -181,6 +181,8 @@ async fn apply(
             c.conversations += done.conversations.len() as u64;
             c.messages += done.messages;
             c.attachment_files += done.storage_keys.len() as u64;
+            c.tracker_items += done.tracker_items;
+            c.tracker_sessions += done.tracker_sessions;
             renew().await?;
             if done.conversations.is_empty() || ids.len() < BATCH as usize {
                 break;

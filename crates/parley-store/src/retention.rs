@@ -63,7 +63,9 @@ impl RetentionPolicy {
     }
 }
 
-/// What a retention run counts, per kind of data. In a dry run: what would be deleted now.
+/// What a retention run counts, per kind of data. In a dry run: what would be deleted now
+/// (tracker data by its own age only: a recent visit linked to an expiring conversation goes
+/// with it in a real run, and is counted then).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RetentionCounts {
     /// Conversations deleted.
@@ -103,6 +105,10 @@ pub struct DeletedConversations {
     /// The storage keys of the attachment files their messages named (`meta.channel
     /// .attachments[].storage_key`); the caller forgets and removes them.
     pub storage_keys: Vec<String>,
+    /// Tracker items deleted with the visits no other conversation links to.
+    pub tracker_items: u64,
+    /// Those visits.
+    pub tracker_sessions: u64,
 }
 
 /// How a right-to-erasure request names the contact. Matching is within one workspace.

@@ -1077,14 +1077,8 @@ async fn build_panel(
         website,
         tz,
     );
-    if let Some(src) = call_player {
-        html = html.replacen(
-            CALL_PLAYER_SLOT,
-            &format!(
-                "<div class=\"player call-player\" data-src=\"{src}\" data-peaks=\"{src}/peaks\" data-label=\"Call recording\"></div>"
-            ),
-            1,
-        );
+    if let Some(player) = call_player {
+        html = html.replacen(CALL_PLAYER_SLOT, &player, 1);
     }
     Ok(Some(html))
 }
@@ -1093,8 +1087,9 @@ async fn build_panel(
 /// conversations).
 const CALL_PLAYER_SLOT: &str = "<!-- call-player -->";
 
-/// The dashboard URL of a call's stored recording: the attachment of its `call` message (a
-/// hidden system message, among the first of the conversation).
+/// The call player's HTML for a call's stored recording (the attachment of its `call`
+/// message, a hidden system message among the first of the conversation), or the note that
+/// the retention policy removed it; `None` without a recording.
 async fn call_recording(
     st: &AppState,
     ws: parley_core::WorkspaceId,
@@ -1103,10 +1098,16 @@ async fn call_recording(
     let call = crate::api::calls::call_message(st, ws, id).await?;
     Ok(call.and_then(|m| {
         let a = m.meta.channel.as_ref()?.attachments.first()?;
-        a.storage_key.as_ref()?;
+        if a.storage_key.is_none() {
+            // The date is digits and dashes only: nothing to escape.
+            let day: String = a.removed_at?.to_string().chars().take(10).collect();
+            return Some(format!(
+                "<div class=\"att-missing att-removed\" id=\"recording-removed\">Call recording — removed by the retention policy on {day}</div>"
+            ));
+        }
+        let src = format!("/conversations/{id}/messages/{}/attachments/0", m.id);
         Some(format!(
-            "/conversations/{id}/messages/{}/attachments/0",
-            m.id
+            "<div class=\"player call-player\" data-src=\"{src}\" data-peaks=\"{src}/peaks\" data-label=\"Call recording\"></div>"
         ))
     }))
 }

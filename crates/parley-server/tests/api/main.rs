@@ -24,6 +24,7 @@ mod operations;
 mod peaks;
 mod providers;
 mod python_client;
+mod retention;
 mod scale;
 mod schemathesis;
 mod search;

@@ -1047,7 +1047,10 @@ pub(super) async fn delete_conversations(
     )
     .await?;
     for id in &found {
-        super::widget::delete_for_conversation(&tx, ConversationId(*id)).await?;
+        let (items, sessions) =
+            super::widget::delete_for_conversation(&tx, ConversationId(*id)).await?;
+        out.tracker_items += items;
+        out.tracker_sessions += sessions;
     }
     tx.execute(
         &tx.prepare_cached("DELETE FROM conversations WHERE pk = ANY($1)")
