@@ -11,6 +11,7 @@ mod insights;
 mod live;
 mod privacy;
 mod providers;
+mod retention;
 mod review;
 mod test_chat;
 mod voice;
