@@ -205,10 +205,16 @@ mod tests {
     fn pending_skips_applied_and_stops_at_target() {
         let v = |l: Vec<Migration>| l.iter().map(|m| m.version).collect::<Vec<_>>();
         assert_eq!(v(pending(SQLITE, 0, i64::MAX)).len(), SQLITE.len());
-        assert_eq!(v(pending(SQLITE, 7, i64::MAX)), [10, 11, 12, 13, 14, 15, 17]);
+        assert_eq!(
+            v(pending(SQLITE, 7, i64::MAX)),
+            [10, 11, 12, 13, 14, 15, 17]
+        );
         assert_eq!(v(pending(SQLITE, 2, 7)), [3, 4, 5, 6, 7]);
         assert_eq!(v(pending(POSTGRES, 10, i64::MAX)), [11, 12, 13, 14, 16]);
         // A recorded version between two embedded ones (a gap) still counts as the high mark.
-        assert_eq!(v(pending(POSTGRES, 8, i64::MAX)), [9, 10, 11, 12, 13, 14, 16]);
+        assert_eq!(
+            v(pending(POSTGRES, 8, i64::MAX)),
+            [9, 10, 11, 12, 13, 14, 16]
+        );
     }
 }

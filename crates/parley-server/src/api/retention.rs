@@ -97,7 +97,7 @@ pub(crate) fn policy_from(body: Value) -> Result<RetentionPolicy, ApiError> {
     )?;
     let mut statuses = Vec::new();
     match m.get("conversation_statuses") {
-        None | Some(Value::Null) => {}
+        None => {}
         Some(Value::Array(list)) => {
             for (i, v) in list.iter().enumerate() {
                 let field = format!("conversation_statuses[{i}]");
@@ -208,7 +208,7 @@ pub(super) async fn run(
     };
     no_other_fields(&m, &["dry_run"])?;
     let dry_run = match m.get("dry_run") {
-        None | Some(Value::Null) => false,
+        None => false,
         Some(Value::Bool(b)) => *b,
         Some(_) => return Err(invalid("dry_run", "must be true or false")),
     };
@@ -225,6 +225,15 @@ pub(super) async fn audit_log(
     RawQuery(raw): RawQuery,
 ) -> Result<Response, ApiError> {
     let p = Params::parse(raw.as_deref(), &["action", "before", "limit"])?;
+    // An empty `before=` is not an id (the generic reader would skip it as absent).
+    if form_urlencoded::parse(raw.as_deref().unwrap_or("").as_bytes())
+        .any(|(k, v)| k == "before" && v.trim().is_empty())
+    {
+        return Err(ApiError::bad_param(
+            "before",
+            "before must be an entry id (a UUID)",
+        ));
+    }
     let limit = p.int("limit", 1..=200, 50)?;
     let before = p
         .get("before")
