@@ -247,6 +247,10 @@ pub struct Attachment {
     /// media are kept rather than lost; see `attachment_quota_bytes` in the server's settings).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub over_quota: bool,
+    /// When the workspace's retention policy removed the file (issue 16): `storage_key` is
+    /// then gone and only this record (and the message's text, transcript, description) stay.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub removed_at: Option<Timestamp>,
 }
 
 fn is_zero(n: &u32) -> bool {

@@ -79,8 +79,29 @@ enum AudioCommand {
     Backfill,
 }
 
+/// `parley retention …`.
+#[derive(Subcommand, Debug)]
+enum RetentionCommand {
+    /// Apply the retention policies now (each workspace's saved policy; see
+    /// `/settings/retention`), printing what was deleted per workspace; with `--dry-run`, print
+    /// what would be deleted and change nothing. Each run is recorded in the audit log.
+    Run {
+        /// Workspace slug [default: every workspace with a policy].
+        #[arg(long)]
+        workspace: Option<String>,
+        /// Count only; delete nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
+}
+
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Retention policies: `parley retention run [--workspace W] [--dry-run]`.
+    Retention {
+        #[command(subcommand)]
+        command: RetentionCommand,
+    },
     /// Run the HTTP server.
     Serve {
         /// Address to listen on [default: 127.0.0.1:8080].
@@ -719,6 +740,41 @@ async fn run(cli: Cli) -> Result<(), BoxError> {
         Command::Workspaces { command } => workspaces(store, command).await,
         Command::Users { command } => users(store, command).await,
         Command::MigrateStore { .. } => unreachable!("handled before the store is opened"),
+        Command::Retention {
+            command: RetentionCommand::Run { workspace, dry_run },
+        } => {
+            let targets = match workspace {
+                Some(slug) => vec![select_workspace(store, Some(&slug)).await?],
+                None => {
+                    let with = store.retention().workspaces_with_retention().await?;
+                    store
+                        .list_workspaces()
+                        .await?
+                        .into_iter()
+                        .filter(|w| with.contains(&w.id))
+                        .collect()
+                }
+            };
+            if targets.is_empty() {
+                println!("No workspace has a retention policy.");
+            }
+            for ws in targets {
+                let run = crate::retention::run(&state, ws.id, dry_run, "cli", true).await?;
+                let c = run.counts;
+                println!(
+                    "{}: {} {} conversations ({} messages), files of {} messages ({} files in all), {} tracker items, {} tracker sessions",
+                    ws.slug,
+                    if dry_run { "would delete" } else { "deleted" },
+                    c.conversations,
+                    c.messages,
+                    c.attachment_messages,
+                    c.attachment_files,
+                    c.tracker_items,
+                    c.tracker_sessions
+                );
+            }
+            Ok(())
+        }
         Command::Backup { .. } | Command::Restore { .. } | Command::Audio { .. } => {
             unreachable!("handled before the store is opened")
         }

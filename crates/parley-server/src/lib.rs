@@ -43,6 +43,7 @@ pub mod migrate_store;
 pub mod net;
 pub mod peaks;
 pub mod responses;
+pub mod retention;
 pub mod retry;
 pub mod secrets;
 pub mod sse;
@@ -252,6 +253,7 @@ pub async fn serve(
     let live = events::start(&state);
     let analyser = insights::start(state.clone());
     let webhooks = webhooks::start(state.clone());
+    let retention = retention::start(state.clone());
     // Open event streams never end by themselves: shutting down ends them, so the graceful
     // shutdown can wait for every other response.
     let hub = state.events.clone();
@@ -264,6 +266,7 @@ pub async fn serve(
         .await;
     live.stop();
     webhooks.stop();
+    retention.stop().await;
     if let Some(a) = analyser {
         a.stop().await;
     }

@@ -44,6 +44,7 @@ pub mod insights;
 pub mod jobs;
 mod migrate;
 pub mod postgres;
+pub mod retention;
 pub mod scoped_ids;
 pub mod settings;
 mod sql;
@@ -63,6 +64,10 @@ pub use insights::{
 pub use jobs::JobStore;
 pub use settings::{Invite, NewInvite, SettingsStore, WorkspaceSettings};
 pub use webhooks::WebhookStore;
+pub use retention::{
+    AuditEntry, ContactMatch, DeletedConversations, NewAuditEntry, RetentionCounts,
+    RetentionPolicy, RetentionStore,
+};
 
 /// What a store operation can fail with.
 #[derive(Debug)]
@@ -409,6 +414,9 @@ pub trait Store: Send + Sync + 'static {
     fn settings(&self) -> &dyn SettingsStore;
     /// Outgoing webhook endpoints and their deliveries (issue 16): see [`WebhookStore`].
     fn webhooks(&self) -> &dyn WebhookStore;
+    /// Retention policies, the one conversation delete path, erasure look-ups and the audit
+    /// log (issue 16): see [`RetentionStore`].
+    fn retention(&self) -> &dyn RetentionStore;
 
     /// Creates a workspace. Errors: `Conflict("workspace_exists")` if the slug is taken.
     async fn create_workspace(&self, slug: &str, name: &str) -> Result<Workspace>;
@@ -453,8 +461,10 @@ pub trait Store: Send + Sync + 'static {
         patch: &ConversationPatch,
     ) -> Result<Option<ConversationDetail>>;
 
-    /// Deletes a conversation with its messages, variables and search index entries, in one
-    /// transaction. Returns false if it was not in the workspace.
+    /// Deletes a conversation with everything that belongs to it, in one transaction: a batch
+    /// of one of [`RetentionStore::delete_conversations`] (the one delete path). Its
+    /// attachment files are not removed here: the server's `media::delete_conversation` does
+    /// that with the keys the batch returns. Returns false if it was not in the workspace.
     async fn delete_conversation(&self, workspace: WorkspaceId, id: ConversationId)
     -> Result<bool>;
 

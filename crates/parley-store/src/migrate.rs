@@ -65,6 +65,7 @@ pub(crate) const SQLITE: &[Migration] = &[
     ),
     migration!("sqlite", 15, "team", "0015_team"),
     migration!("sqlite", 16, "webhooks", "0016_webhooks"),
+    migration!("sqlite", 17, "retention", "0017_retention"),
     migration!("sqlite", 18, "settings", "0018_settings"),
     migration!("sqlite", 21, "topics", "0021_topics"),
 ];
@@ -94,6 +95,7 @@ pub(crate) const POSTGRES: &[Migration] = &[
     ),
     migration!("postgres", 14, "team", "0014_team"),
     migration!("postgres", 15, "webhooks", "0015_webhooks"),
+    migration!("postgres", 16, "retention", "0016_retention"),
     migration!("postgres", 17, "settings", "0017_settings"),
     migration!("postgres", 20, "topics", "0020_topics"),
 ];
@@ -197,8 +199,8 @@ mod tests {
     #[test]
     fn versions_are_the_recorded_ones() {
         let v = |l: &[Migration]| l.iter().map(|m| m.version).collect::<Vec<_>>();
-        assert_eq!(v(SQLITE), [1, 2, 3, 4, 5, 6, 7, 10, 11, 12, 13, 14, 15, 16, 18, 21]);
-        assert_eq!(v(POSTGRES), [1, 2, 3, 4, 5, 6, 9, 10, 11, 12, 13, 14, 15, 17, 20]);
+        assert_eq!(v(SQLITE), [1, 2, 3, 4, 5, 6, 7, 10, 11, 12, 13, 14, 15, 16, 17, 18, 21]);
+        assert_eq!(v(POSTGRES), [1, 2, 3, 4, 5, 6, 9, 10, 11, 12, 13, 14, 15, 16, 17, 20]);
         for list in [SQLITE, POSTGRES] {
             assert!(list.windows(2).all(|w| w[0].version < w[1].version));
             assert!(list.iter().all(|m| !m.sql.trim().is_empty()));
@@ -211,14 +213,14 @@ mod tests {
         assert_eq!(v(pending(SQLITE, 0, i64::MAX)).len(), SQLITE.len());
         assert_eq!(
             v(pending(SQLITE, 7, i64::MAX)),
-            [10, 11, 12, 13, 14, 15, 16, 18, 21]
+            [10, 11, 12, 13, 14, 15, 16, 17, 18, 21]
         );
         assert_eq!(v(pending(SQLITE, 2, 7)), [3, 4, 5, 6, 7]);
-        assert_eq!(v(pending(POSTGRES, 10, i64::MAX)), [11, 12, 13, 14, 15, 17, 20]);
+        assert_eq!(v(pending(POSTGRES, 10, i64::MAX)), [11, 12, 13, 14, 15, 16, 17, 20]);
         // A recorded version between two embedded ones (a gap) still counts as the high mark.
         assert_eq!(
             v(pending(POSTGRES, 8, i64::MAX)),
-            [9, 10, 11, 12, 13, 14, 15, 17, 20]
+            [9, 10, 11, 12, 13, 14, 15, 16, 17, 20]
         );
     }
 }

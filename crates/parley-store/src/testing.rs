@@ -115,3 +115,62 @@ impl Drop for TestDatabase {
         .join();
     }
 }
+
+/// One integer read straight from the database at `url` with the dialect's query (`sqlite`
+/// on a SQLite URL, `postgres` otherwise), bypassing the store: for tests that check what a
+/// table really holds (retention, erasure). Write ids into the SQL with [`id_literal`].
+/// Panics on any error (test support).
+pub async fn scalar(url: &str, sqlite: &str, postgres: &str) -> i64 {
+    if let Some(path) = crate::sqlite_path(url) {
+        let conn = rusqlite::Connection::open(path).expect("open the SQLite file");
+        return conn
+            .query_row(sqlite, [], |r| r.get::<_, i64>(0))
+            .unwrap_or_else(|e| panic!("{sqlite}: {e}"));
+    }
+    let (client, conn) = tokio_postgres::connect(url, NoTls)
+        .await
+        .expect("connect to PostgreSQL");
+    let task = tokio::spawn(conn);
+    let v: i64 = client
+        .query_one(postgres, &[])
+        .await
+        .unwrap_or_else(|e| panic!("{postgres}: {e}"))
+        .get(0);
+    drop(client);
+    let _ = task.await;
+    v
+}
+
+/// An id as a literal of the database at `url`: `X'…'` (SQLite blob) or `'…'::uuid`.
+pub fn id_literal(url: &str, id: uuid::Uuid) -> String {
+    if crate::sqlite_path(url).is_some() {
+        format!("X'{}'", id.simple())
+    } else {
+        format!("'{id}'::uuid")
+    }
+}
+
+/// Runs one statement straight on the database at `url` (as [`scalar`]): for tests that
+/// backdate a row to simulate the passage of time. Returns the rows affected. Panics on any
+/// error (test support).
+pub async fn execute(url: &str, sqlite: &str, postgres: &str) -> u64 {
+    if let Some(path) = crate::sqlite_path(url) {
+        let conn = rusqlite::Connection::open(path).expect("open the SQLite file");
+        conn.busy_timeout(std::time::Duration::from_secs(30))
+            .expect("busy timeout");
+        return conn
+            .execute(sqlite, [])
+            .unwrap_or_else(|e| panic!("{sqlite}: {e}")) as u64;
+    }
+    let (client, conn) = tokio_postgres::connect(url, NoTls)
+        .await
+        .expect("connect to PostgreSQL");
+    let task = tokio::spawn(conn);
+    let n = client
+        .execute(postgres, &[])
+        .await
+        .unwrap_or_else(|e| panic!("{postgres}: {e}"));
+    drop(client);
+    let _ = task.await;
+    n
+}

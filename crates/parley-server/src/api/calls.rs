@@ -535,6 +535,7 @@ fn recording_attachment(source: &str, mime: Option<String>) -> Attachment {
         download_attempts: 0,
         download_error: None,
         over_quota: false,
+        removed_at: None,
     }
 }
 

@@ -12,6 +12,7 @@ mod events;
 mod export;
 pub(crate) mod insights;
 mod settings;
+pub(crate) mod retention;
 pub mod team;
 mod transfer;
 mod webhooks;
@@ -100,6 +101,11 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("PATCH", "/api/v1/settings"),
     ("POST", "/api/v1/import"),
     ("GET", "/api/v1/export"),
+    ("GET", "/api/v1/retention"),
+    ("PUT", "/api/v1/retention"),
+    ("POST", "/api/v1/retention/run"),
+    ("GET", "/api/v1/audit-log"),
+    ("POST", "/api/v1/contacts/erase"),
     ("POST", "/v1/chat/completions"),
     ("GET", "/v1/models"),
 ];
@@ -129,6 +135,13 @@ pub fn router(state: &AppState) -> Router<AppState> {
         )
         .route("/conversations/{id}/transcript", get(export::transcript))
         .route("/events", get(events::stream))
+        .route(
+            "/retention",
+            get(retention::get_policy).put(retention::put_policy),
+        )
+        .route("/retention/run", post(retention::run))
+        .route("/audit-log", get(retention::audit_log))
+        .route("/contacts/erase", post(retention::erase))
         .route("/insights/summary", get(insights::summary))
         .route("/insights/timeseries", get(insights::timeseries))
         .route("/insights/heatmap", get(insights::heatmap))

@@ -757,36 +757,14 @@ pub async fn synthesize_speech(
 }
 
 /// Deletes a conversation with its stored attachments (DESIGN.md section 4: deleting a
-/// conversation deletes its blobs): the record first, in its one transaction, then the files
-/// its channel messages kept. Returns false if it was not in the workspace. Errors: the
-/// store's; a file that cannot be removed is logged, not an error.
+/// conversation deletes its blobs): a batch of one of [`crate::retention::delete_conversations`],
+/// the one delete path. Returns false if it was not in the workspace. Errors: the store's; a
+/// file that cannot be removed is logged, not an error.
 pub async fn delete_conversation(
     state: &AppState,
     ws: WorkspaceId,
     id: parley_core::ConversationId,
 ) -> Result<bool, parley_store::StoreError> {
-    let mut keys = Vec::new();
-    let summary = state.store.get_conversation(ws, id).await?;
-    if summary.as_ref().is_some_and(|d| {
-        matches!(
-            d.summary.channel,
-            parley_core::Channel::Whatsapp
-                | parley_core::Channel::Telegram
-                | parley_core::Channel::Messenger
-                | parley_core::Channel::Widget
-        )
-    }) {
-        for export in state.store.export_conversations(ws, &[id]).await? {
-            for m in export.messages {
-                for a in m.meta.channel.into_iter().flat_map(|c| c.attachments) {
-                    keys.extend(a.storage_key);
-                }
-            }
-        }
-    }
-    if !state.store.delete_conversation(ws, id).await? {
-        return Ok(false);
-    }
-    remove_attachments(state, ws, &keys).await;
-    Ok(true)
+    let done = crate::retention::delete_conversations(state, ws, &[id]).await?;
+    Ok(!done.conversations.is_empty())
 }

@@ -16,6 +16,8 @@
 //! | `GET /conversations/{id}/download?format=markdown\|text`, `GET /conversations/{id}/print` | transcript files and the print view |
 //! | `POST /conversations/{id}/rating/delete` | remove the client rating |
 //! | `POST /conversations/{id}/delete` | delete the conversation (admins) |
+//! | `POST /conversations/{id}/erase-contact` | delete everything about its contact (admins) |
+//! | `GET /settings/retention`, `POST`, `POST /settings/retention/run` | retention policy, runs, erasures (admins; see [`retention`]) |
 //! | `POST /conversations/{id}/reply`, `takeover`, `handback`, `status`, `assign`; `GET .../templates` | the team's actions (JSON, see [`team`]) |
 //! | `GET /assistants`, `GET /assistants/new`, `GET /assistants/{id}` | assistants and their form |
 //! | `POST /assistants/new`, `POST /assistants/{id}` | create, or save a new version (admins) |
@@ -43,6 +45,7 @@ mod live;
 mod login;
 mod pages;
 mod settings;
+mod retention;
 mod state;
 mod team;
 mod test_chat;
@@ -156,6 +159,15 @@ pub fn router() -> Router<AppState> {
         .route(
             "/settings/webhooks/{id}/deliveries/{delivery}/resend",
             post(webhooks::resend),
+        )
+        .route(
+            "/settings/retention",
+            get(retention::page).post(retention::save),
+        )
+        .route("/settings/retention/run", post(retention::run))
+        .route(
+            "/conversations/{id}/erase-contact",
+            post(pages::erase_contact),
         )
         .route(
             "/conversations/{id}/messages/{message_id}/attachments/{index}/peaks",

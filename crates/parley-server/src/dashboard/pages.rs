@@ -618,6 +618,10 @@ pub(super) async fn conversations(
     let notice = match view.notice.as_deref() {
         Some("deleted") => Some("The conversation was deleted.".to_owned()),
         Some("rating_removed") => Some("The rating was removed.".to_owned()),
+        Some("contact_erased") => Some(
+            "Everything about the contact was deleted: their conversations, variables, visits and files."
+                .to_owned(),
+        ),
         _ => None,
     };
     let page = ConversationsPage {
@@ -733,6 +737,8 @@ pub(super) struct BubbleAttachment {
     pub(super) description: Option<String>,
     /// Why the file could not be downloaded from the platform.
     pub(super) error: Option<String>,
+    /// When the retention policy removed the file (`YYYY-MM-DD`, UTC).
+    pub(super) removed: Option<String>,
 }
 
 /// The bubble parts of a channel message's metadata, for message `m` of `conversation`.
@@ -783,6 +789,9 @@ fn channel_parts(
                 transcript: a.transcript.clone(),
                 description: a.description.clone(),
                 error: a.download_error.clone(),
+                removed: a
+                    .removed_at
+                    .map(|t| t.to_string().chars().take(10).collect()),
             }
         })
         .collect();
@@ -952,6 +961,8 @@ struct Panel {
     contact: String,
     rated: bool,
     can_delete: bool,
+    /// Admins, on a conversation with a contact: "Delete everything about this contact".
+    can_erase: bool,
     self_href: String,
     close_href: String,
     started: String,
@@ -1120,14 +1131,8 @@ async fn build_panel(
         website,
         tz,
     );
-    if let Some(src) = call_player {
-        html = html.replacen(
-            CALL_PLAYER_SLOT,
-            &format!(
-                "<div class=\"player call-player\" data-src=\"{src}\" data-peaks=\"{src}/peaks\" data-label=\"Call recording\"></div>"
-            ),
-            1,
-        );
+    if let Some(player) = call_player {
+        html = html.replacen(CALL_PLAYER_SLOT, &player, 1);
     }
     Ok(Some(html))
 }
@@ -1136,8 +1141,9 @@ async fn build_panel(
 /// conversations).
 const CALL_PLAYER_SLOT: &str = "<!-- call-player -->";
 
-/// The dashboard URL of a call's stored recording: the attachment of its `call` message (a
-/// hidden system message, among the first of the conversation).
+/// The call player's HTML for a call's stored recording (the attachment of its `call`
+/// message, a hidden system message among the first of the conversation), or the note that
+/// the retention policy removed it; `None` without a recording.
 async fn call_recording(
     st: &AppState,
     ws: parley_core::WorkspaceId,
@@ -1146,10 +1152,16 @@ async fn call_recording(
     let call = crate::api::calls::call_message(st, ws, id).await?;
     Ok(call.and_then(|m| {
         let a = m.meta.channel.as_ref()?.attachments.first()?;
-        a.storage_key.as_ref()?;
+        if a.storage_key.is_none() {
+            // The date is digits and dashes only: nothing to escape.
+            let day: String = a.removed_at?.to_string().chars().take(10).collect();
+            return Some(format!(
+                "<div class=\"att-missing att-removed\" id=\"recording-removed\">Call recording — removed by the retention policy on {day}</div>"
+            ));
+        }
+        let src = format!("/conversations/{id}/messages/{}/attachments/0", m.id);
         Some(format!(
-            "/conversations/{id}/messages/{}/attachments/0",
-            m.id
+            "<div class=\"player call-player\" data-src=\"{src}\" data-peaks=\"{src}/peaks\" data-label=\"Call recording\"></div>"
         ))
     }))
 }
@@ -1255,6 +1267,8 @@ fn panel_html(
         contact: s.contact.clone().unwrap_or_else(|| "Anonymous".into()),
         rated: s.rating.is_some(),
         can_delete: session.user.role == UserRole::Admin,
+        can_erase: session.user.role == UserRole::Admin
+            && s.contact.as_deref().is_some_and(|c| !c.is_empty()),
         self_href: view.with(|v| v.notice = None),
         close_href: view.with(|v| {
             v.open = None;
@@ -1480,6 +1494,59 @@ pub(super) async fn remove_rating(
             "Not found",
             "This conversation does not exist (any more).",
         ),
+        Err(e) => crate::error::ApiError::from(e).into_response(),
+    }
+}
+
+/// `POST /conversations/{id}/erase-contact` (admins only): deletes everything about the
+/// conversation's contact (every conversation with the same contact; see
+/// [`crate::retention::erase_contact`]), then back to the list with a notice.
+pub(super) async fn erase_contact(
+    State(st): State<AppState>,
+    session: Session,
+    Path(id): Path<String>,
+    Form(form): Form<ActionForm>,
+) -> Response {
+    if let Some(refused) = super::refuse_admin_form(&session, &form.csrf, "erase contacts") {
+        return refused;
+    }
+    let ws = session.user.workspace_id;
+    let not_found = || {
+        error_page(
+            StatusCode::NOT_FOUND,
+            "Not found",
+            "This conversation does not exist (any more).",
+        )
+    };
+    let Some(id) = parse_id(&id) else {
+        return not_found();
+    };
+    let contact = match st.store.get_conversation(ws, id).await {
+        Ok(Some(d)) => d.summary.contact.filter(|c| !c.is_empty()),
+        Ok(None) => return not_found(),
+        Err(e) => return crate::error::ApiError::from(e).into_response(),
+    };
+    let Some(contact) = contact else {
+        return error_page(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "No contact",
+            "This conversation has no contact to erase; delete the conversation instead.",
+        );
+    };
+    let actor = crate::retention::user_actor(session.user.id);
+    match crate::retention::erase_contact(
+        &st,
+        ws,
+        &parley_store::ContactMatch::Contact(contact),
+        &actor,
+        "dashboard",
+    )
+    .await
+    {
+        Ok(done) => {
+            tracing::info!(user = %session.user.email, conversations = done.conversations, "erased a contact");
+            Redirect::to(&back_to(&form.back, "contact_erased")).into_response()
+        }
         Err(e) => crate::error::ApiError::from(e).into_response(),
     }
 }

@@ -26,6 +26,7 @@ mod operations;
 mod peaks;
 mod providers;
 mod python_client;
+mod retention;
 mod scale;
 mod schemathesis;
 mod search;

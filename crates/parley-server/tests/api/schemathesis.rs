@@ -57,6 +57,9 @@ const ORIGIN: &str = "https://shop.example";
 /// an assignment (`PUT .../assignee`) names a user who must be a member of the workspace.
 /// Workspace settings (issue 16): a time zone must be one the tz database knows, an invite's
 /// email an address nobody uses yet, a key's name not blank, and the last admin stays admin.
+/// An erasure (`POST /api/v1/contacts/erase`) needs a real email (an `@`), a phone number of
+/// 5 digits or more, and a conversation with a contact; a retention run answers 409 while
+/// another one holds the workspace.
 /// The list's
 /// `cursor` is opaque: only a `next_cursor` the server wrote decodes, so any other string is a
 /// 400 there. The gateway answers 400 `provider_not_configured` for an assistant (named by
@@ -85,7 +88,7 @@ include-path-regex = "^/widget/v1/"
 parameters = {{ "header.Origin" = "{ORIGIN}", "header.X-Parley-Visitor" = "{visitor}", "header.X-Parley-Tracker" = "{tracker}" }}
 
 [[operations]]
-include-name = ["POST /api/v1/conversations", "PATCH /api/v1/conversations/{{id}}", "POST /api/v1/conversations/{{id}}/messages", "POST /api/v1/import", "POST /api/v1/assistants", "PATCH /api/v1/assistants/{{id}}", "POST /api/v1/assistants/{{id}}/channels", "POST /widget/v1/conversations", "POST /api/v1/calls", "POST /api/v1/conversations/{{id}}/replies", "PUT /api/v1/conversations/{{id}}/assignee", "PATCH /api/v1/settings", "POST /api/v1/invites", "POST /api/v1/keys", "PATCH /api/v1/members/{{id}}"]
+include-name = ["POST /api/v1/conversations", "PATCH /api/v1/conversations/{{id}}", "POST /api/v1/conversations/{{id}}/messages", "POST /api/v1/import", "POST /api/v1/assistants", "PATCH /api/v1/assistants/{{id}}", "POST /api/v1/assistants/{{id}}/channels", "POST /widget/v1/conversations", "POST /api/v1/calls", "POST /api/v1/conversations/{{id}}/replies", "PUT /api/v1/conversations/{{id}}/assignee", "PATCH /api/v1/settings", "POST /api/v1/invites", "POST /api/v1/keys", "PATCH /api/v1/members/{{id}}", "POST /api/v1/contacts/erase", "POST /api/v1/retention/run"]
 checks.positive_data_acceptance.expected-statuses = ["2xx", "401", "403", "404", "409", "422"]
 
 # Outgoing webhooks: a URL JSON Schema allows may still not parse as one (a bad port, a bad

@@ -13,6 +13,7 @@ mod live;
 mod messenger;
 mod privacy;
 mod providers;
+mod retention;
 mod review;
 mod settings;
 mod test_chat;

@@ -19,6 +19,7 @@ mod jobs;
 mod read;
 mod settings;
 mod webhooks;
+mod retention;
 mod widget;
 mod write;
 
@@ -291,6 +292,10 @@ impl Store for PostgresStore {
         self
     }
 
+    fn retention(&self) -> &dyn crate::RetentionStore {
+        self
+    }
+
     fn assistants(&self) -> &dyn crate::AssistantStore {
         self
     }
@@ -357,11 +362,8 @@ impl Store for PostgresStore {
         workspace: WorkspaceId,
         id: ConversationId,
     ) -> Result<bool> {
-        let deleted = write::delete_conversation(&self.pool, workspace, id).await?;
-        if deleted {
-            self.events.bump();
-        }
-        Ok(deleted)
+        let batch = crate::RetentionStore::delete_conversations(self, workspace, &[id]).await?;
+        Ok(!batch.conversations.is_empty())
     }
 
     async fn list_conversations(

@@ -257,11 +257,12 @@ pub(super) async fn tracker_for_conversation(
 }
 
 /// Removes a conversation's link to its visit, and the visit with its items when no other
-/// conversation links to it (inside the conversation's deletion's transaction).
+/// conversation links to it (inside the conversation's deletion's transaction). Returns the
+/// (items, sessions) deleted.
 pub(super) async fn delete_for_conversation(
     tx: &deadpool_postgres::Transaction<'_>,
     conversation: ConversationId,
-) -> Result<()> {
+) -> Result<(u64, u64)> {
     let Some(row) = tx
         .query_opt(
             "DELETE FROM tracker_links WHERE conversation_id = $1 RETURNING session_id",
@@ -269,7 +270,7 @@ pub(super) async fn delete_for_conversation(
         )
         .await?
     else {
-        return Ok(());
+        return Ok((0, 0));
     };
     let session: Uuid = row.get(0);
     let others = tx
@@ -278,14 +279,17 @@ pub(super) async fn delete_for_conversation(
             &[&session],
         )
         .await?;
-    if others.is_none() {
-        tx.execute(
+    if others.is_some() {
+        return Ok((0, 0));
+    }
+    let items = tx
+        .execute(
             "DELETE FROM tracker_items WHERE session_id = $1",
             &[&session],
         )
         .await?;
-        tx.execute("DELETE FROM tracker_sessions WHERE id = $1", &[&session])
-            .await?;
-    }
-    Ok(())
+    let sessions = tx
+        .execute("DELETE FROM tracker_sessions WHERE id = $1", &[&session])
+        .await?;
+    Ok((items, sessions))
 }

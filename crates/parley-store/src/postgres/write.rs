@@ -969,52 +969,107 @@ pub(super) async fn update_conversation(
     Ok(true)
 }
 
-pub(super) async fn delete_conversation(
+/// Deletes the workspace's conversations among `ids` with everything that belongs to them
+/// (see [`crate::retention`]) in one transaction. The rows are locked in id order (two
+/// batches over the same conversations cannot deadlock), and the deletion events are written
+/// last: the ordering lock they take must come after every row lock, or it could deadlock
+/// with a message edit.
+pub(super) async fn delete_conversations(
     pool: &Pool,
     workspace: WorkspaceId,
-    id: ConversationId,
-) -> Result<bool> {
+    ids: &[ConversationId],
+) -> Result<crate::retention::DeletedConversations> {
+    let mut out = crate::retention::DeletedConversations::default();
+    let mut ids = ids.to_vec();
+    ids.sort();
+    ids.dedup();
     let mut client = pool.get().await?;
     let tx = client.transaction().await?;
-    let stmt = tx
-        .prepare_cached(
-            "SELECT pk, channel, assistant_id FROM conversations
-              WHERE id = $1 AND workspace_id = $2 FOR UPDATE",
+    let raw: Vec<Uuid> = ids.iter().map(|i| i.0).collect();
+    let rows = tx
+        .query(
+            &tx.prepare_cached(
+                "SELECT pk, id, channel, assistant_id FROM conversations
+                  WHERE id = ANY($1) AND workspace_id = $2 ORDER BY id FOR UPDATE",
+            )
+            .await?,
+            &[&raw, &workspace.0],
         )
         .await?;
-    let Some(row) = tx.query_opt(&stmt, &[&id.0, &workspace.0]).await? else {
-        return Ok(false);
-    };
-    let pk: i64 = row.get(0);
+    if rows.is_empty() {
+        return Ok(out);
+    }
+    let pks: Vec<i64> = rows.iter().map(|r| r.get(0)).collect();
+    let found: Vec<Uuid> = rows.iter().map(|r| r.get(1)).collect();
+    for meta in tx
+        .query(
+            &tx.prepare_cached(
+                "SELECT meta FROM messages WHERE conversation = ANY($1)
+                   AND meta LIKE '%\"storage_key\"%'",
+            )
+            .await?,
+            &[&pks],
+        )
+        .await?
+    {
+        let meta: Option<String> = meta.get(0);
+        out.storage_keys
+            .extend(crate::retention::storage_keys_of(meta.as_deref()));
+    }
     // The trigram index entries go with the rows, in this transaction.
-    tx.execute(
-        &tx.prepare_cached("DELETE FROM messages WHERE conversation = $1")
-            .await?,
-        &[&pk],
-    )
-    .await?;
-    tx.execute(
-        &tx.prepare_cached("DELETE FROM variables WHERE conversation = $1")
-            .await?,
-        &[&pk],
-    )
-    .await?;
-    super::widget::delete_for_conversation(&tx, id).await?;
-    tx.execute(
-        &tx.prepare_cached("DELETE FROM conversations WHERE pk = $1")
-            .await?,
-        &[&pk],
-    )
-    .await?;
-    bump_counter(&tx, workspace, -1).await?;
-    // Last (the ordering lock it takes must come after every row lock, or it could deadlock
-    // with a message edit): the row is gone, so the channel and assistant are the ones read
-    // with the lock above.
-    let (channel, assistant): (String, Uuid) = (row.get(1), row.get(2));
-    super::events::append_deleted(&tx, workspace, id, &channel, assistant, Timestamp::now())
+    out.messages = tx
+        .execute(
+            &tx.prepare_cached("DELETE FROM messages WHERE conversation = ANY($1)")
+                .await?,
+            &[&pks],
+        )
         .await?;
+    for sql in [
+        "DELETE FROM variables WHERE conversation = ANY($1)",
+        "DELETE FROM conversation_insights WHERE conversation = ANY($1)",
+    ] {
+        tx.execute(&tx.prepare_cached(sql).await?, &[&pks]).await?;
+    }
+    // Their earlier events (some hold text, e.g. a hand-off's reason), and the work still
+    // waiting for them (an answer, a media download, a send).
+    tx.execute(
+        &tx.prepare_cached(
+            "DELETE FROM events WHERE conversation_id = ANY($1) AND workspace_id = $2",
+        )
+        .await?,
+        &[&found, &workspace.0],
+    )
+    .await?;
+    tx.execute(
+        &tx.prepare_cached(
+            "DELETE FROM jobs WHERE conversation_id = ANY($1) AND state <> 'running'",
+        )
+        .await?,
+        &[&found],
+    )
+    .await?;
+    for id in &found {
+        let (items, sessions) =
+            super::widget::delete_for_conversation(&tx, ConversationId(*id)).await?;
+        out.tracker_items += items;
+        out.tracker_sessions += sessions;
+    }
+    tx.execute(
+        &tx.prepare_cached("DELETE FROM conversations WHERE pk = ANY($1)")
+            .await?,
+        &[&pks],
+    )
+    .await?;
+    bump_counter(&tx, workspace, -(rows.len() as i64)).await?;
+    let now = Timestamp::now();
+    for r in &rows {
+        let (id, channel, assistant): (Uuid, String, Uuid) = (r.get(1), r.get(2), r.get(3));
+        super::events::append_deleted(&tx, workspace, ConversationId(id), &channel, assistant, now)
+            .await?;
+        out.conversations.push(ConversationId(id));
+    }
     tx.commit().await?;
-    Ok(true)
+    Ok(out)
 }
 
 pub(super) async fn create_user(

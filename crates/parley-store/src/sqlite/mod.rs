@@ -18,6 +18,7 @@ mod jobs;
 mod read;
 mod settings;
 mod webhooks;
+mod retention;
 mod widget;
 mod write;
 
@@ -577,6 +578,10 @@ impl Store for SqliteStore {
         self
     }
 
+    fn retention(&self) -> &dyn crate::RetentionStore {
+        self
+    }
+
     fn jobs(&self) -> &dyn crate::JobStore {
         self
     }
@@ -664,13 +669,8 @@ impl Store for SqliteStore {
         workspace: WorkspaceId,
         id: ConversationId,
     ) -> Result<bool> {
-        let deleted = self
-            .write(move |c| write::delete_conversation(c, workspace, id))
-            .await?;
-        if deleted {
-            self.events.bump();
-        }
-        Ok(deleted)
+        let batch = crate::RetentionStore::delete_conversations(self, workspace, &[id]).await?;
+        Ok(!batch.conversations.is_empty())
     }
 
     async fn list_conversations(

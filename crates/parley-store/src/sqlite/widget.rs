@@ -257,24 +257,31 @@ pub(super) fn tracker_for_conversation(
 
 /// Removes a conversation's link to its visit, and the visit with its items when no other
 /// conversation links to it (called inside the conversation's deletion).
-pub(super) fn delete_for_conversation(c: &Connection, conversation: ConversationId) -> Result<()> {
+/// Returns the (items, sessions) deleted.
+pub(super) fn delete_for_conversation(
+    c: &Connection,
+    conversation: ConversationId,
+) -> Result<(u64, u64)> {
     let session: Option<Vec<u8>> = c
         .prepare_cached("SELECT session_id FROM tracker_links WHERE conversation_id = ?1")?
         .query_row([conversation.as_bytes()], |r| r.get(0))
         .optional()?;
     let Some(session) = session else {
-        return Ok(());
+        return Ok((0, 0));
     };
     c.prepare_cached("DELETE FROM tracker_links WHERE conversation_id = ?1")?
         .execute([conversation.as_bytes()])?;
     let others: i64 = c
         .prepare_cached("SELECT count(*) FROM tracker_links WHERE session_id = ?1")?
         .query_row([&session], |r| r.get(0))?;
-    if others == 0 {
-        c.prepare_cached("DELETE FROM tracker_items WHERE session_id = ?1")?
-            .execute([&session])?;
-        c.prepare_cached("DELETE FROM tracker_sessions WHERE id = ?1")?
-            .execute([&session])?;
+    if others > 0 {
+        return Ok((0, 0));
     }
-    Ok(())
+    let items = c
+        .prepare_cached("DELETE FROM tracker_items WHERE session_id = ?1")?
+        .execute([&session])?;
+    let sessions = c
+        .prepare_cached("DELETE FROM tracker_sessions WHERE id = ?1")?
+        .execute([&session])?;
+    Ok((items as u64, sessions as u64))
 }

@@ -674,33 +674,59 @@ pub(super) fn update_conversation(
     Ok(true)
 }
 
-pub(super) fn delete_conversation(
+/// Deletes one conversation of the workspace with everything that belongs to it (see
+/// [`crate::retention`]), adding what went to `out`; false if it was not in the workspace.
+/// Runs inside the caller's write transaction.
+pub(super) fn delete_one_conversation(
     c: &Connection,
     workspace: WorkspaceId,
     id: ConversationId,
+    out: &mut crate::retention::DeletedConversations,
 ) -> Result<bool> {
     let Some(pk) = conversation_pk(c, workspace, id)? else {
         return Ok(false);
     };
-    // The event first: it reads the conversation's channel and assistant from its row.
+    // Its earlier events go (some hold text, e.g. a hand-off's reason); the deletion event
+    // first: it reads the conversation's channel and assistant from its row.
+    c.prepare_cached("DELETE FROM events WHERE conversation_id = ?1 AND workspace_id = ?2")?
+        .execute(params![id.as_bytes(), workspace.as_bytes()])?;
     super::events::append(
         c,
         workspace,
         &[crate::events::deleted_event(id)],
         Timestamp::now(),
     )?;
+    {
+        let mut metas = c.prepare_cached(
+            "SELECT meta FROM messages WHERE conversation = ?1 AND meta LIKE '%\"storage_key\"%'",
+        )?;
+        let rows = metas.query_map([pk], |r| r.get::<_, Option<String>>(0))?;
+        for meta in rows {
+            out.storage_keys
+                .extend(crate::retention::storage_keys_of(meta?.as_deref()));
+        }
+    }
     // Messages first: their triggers remove the search index entries.
-    c.prepare_cached("DELETE FROM messages WHERE conversation = ?1")?
-        .execute([pk])?;
+    out.messages += c
+        .prepare_cached("DELETE FROM messages WHERE conversation = ?1")?
+        .execute([pk])? as u64;
     c.prepare_cached("DELETE FROM variables WHERE conversation = ?1")?
         .execute([pk])?;
-    super::widget::delete_for_conversation(c, id)?;
+    c.prepare_cached("DELETE FROM conversation_insights WHERE conversation = ?1")?
+        .execute([pk])?;
+    // Work still waiting for it (an answer, a media download, a send) has nothing to do.
+    c.prepare_cached("DELETE FROM jobs WHERE conversation_id = ?1 AND state <> 'running'")?
+        .execute([id.as_bytes()])?;
+    let (items, sessions) = super::widget::delete_for_conversation(c, id)?;
+    out.tracker_items += items;
+    out.tracker_sessions += sessions;
     c.prepare_cached("DELETE FROM conversations WHERE pk = ?1")?
         .execute([pk])?;
     c.prepare_cached(
         "UPDATE workspaces SET conversation_count = conversation_count - 1 WHERE id = ?1",
     )?
     .execute([workspace.as_bytes()])?;
+    out.conversations.push(id);
     Ok(true)
 }
 
