@@ -62,12 +62,12 @@ pub use insights::{
     InsightTotals, InsightWindow, StoredInsight, TopicSample, TopicSet,
 };
 pub use jobs::JobStore;
-pub use settings::{Invite, NewInvite, SettingsStore, WorkspaceSettings};
-pub use webhooks::WebhookStore;
 pub use retention::{
     AuditEntry, ContactMatch, DeletedConversations, NewAuditEntry, RetentionCounts,
     RetentionPolicy, RetentionStore,
 };
+pub use settings::{Invite, NewInvite, SettingsStore, WorkspaceSettings};
+pub use webhooks::WebhookStore;
 
 /// What a store operation can fail with.
 #[derive(Debug)]

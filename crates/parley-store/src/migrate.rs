@@ -199,8 +199,14 @@ mod tests {
     #[test]
     fn versions_are_the_recorded_ones() {
         let v = |l: &[Migration]| l.iter().map(|m| m.version).collect::<Vec<_>>();
-        assert_eq!(v(SQLITE), [1, 2, 3, 4, 5, 6, 7, 10, 11, 12, 13, 14, 15, 16, 17, 18, 21]);
-        assert_eq!(v(POSTGRES), [1, 2, 3, 4, 5, 6, 9, 10, 11, 12, 13, 14, 15, 16, 17, 20]);
+        assert_eq!(
+            v(SQLITE),
+            [1, 2, 3, 4, 5, 6, 7, 10, 11, 12, 13, 14, 15, 16, 17, 18, 21]
+        );
+        assert_eq!(
+            v(POSTGRES),
+            [1, 2, 3, 4, 5, 6, 9, 10, 11, 12, 13, 14, 15, 16, 17, 20]
+        );
         for list in [SQLITE, POSTGRES] {
             assert!(list.windows(2).all(|w| w[0].version < w[1].version));
             assert!(list.iter().all(|m| !m.sql.trim().is_empty()));
@@ -216,7 +222,10 @@ mod tests {
             [10, 11, 12, 13, 14, 15, 16, 17, 18, 21]
         );
         assert_eq!(v(pending(SQLITE, 2, 7)), [3, 4, 5, 6, 7]);
-        assert_eq!(v(pending(POSTGRES, 10, i64::MAX)), [11, 12, 13, 14, 15, 16, 17, 20]);
+        assert_eq!(
+            v(pending(POSTGRES, 10, i64::MAX)),
+            [11, 12, 13, 14, 15, 16, 17, 20]
+        );
         // A recorded version between two embedded ones (a gap) still counts as the high mark.
         assert_eq!(
             v(pending(POSTGRES, 8, i64::MAX)),

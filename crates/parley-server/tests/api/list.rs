@@ -221,7 +221,10 @@ async fn bad_list_parameters_are_refused_with_the_parameter_named(backend: Backe
         ("colour=red", "colour"),
         ("q=a%00b", "q"),
         ("topic=a%00b", "topic"),
-        ("started_from=2026-10-03&started_to=2026-10-01", "started_to"),
+        (
+            "started_from=2026-10-03&started_to=2026-10-01",
+            "started_to",
+        ),
     ] {
         let r = app.get(&format!("/api/v1/conversations?{query}")).await;
         assert_eq!(

@@ -17,9 +17,9 @@ mod events;
 mod insights;
 mod jobs;
 mod read;
+mod retention;
 mod settings;
 mod webhooks;
-mod retention;
 mod widget;
 mod write;
 
