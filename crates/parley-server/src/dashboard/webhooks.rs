@@ -241,9 +241,15 @@ fn back(endpoint: Option<&str>, key: &str, text: &str) -> Response {
     Redirect::to(&format!("/settings/webhooks?{}", q.finish())).into_response()
 }
 
-fn endpoint_id(text: &str) -> Result<Uuid, Response> {
-    text.parse()
-        .map_err(|_| error_page(StatusCode::NOT_FOUND, "Not found", "No such webhook."))
+/// The endpoint id in a path; `Err` is the 404 page (boxed: a response is large).
+fn endpoint_id(text: &str) -> Result<Uuid, Box<Response>> {
+    text.parse().map_err(|_| {
+        Box::new(error_page(
+            StatusCode::NOT_FOUND,
+            "Not found",
+            "No such webhook.",
+        ))
+    })
 }
 
 /// `POST /settings/webhooks`: adds an endpoint and shows its secret.
@@ -296,7 +302,7 @@ pub(super) async fn edit(
     }
     let eid = match endpoint_id(&id) {
         Ok(e) => e,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     let patch = match checked(&st, &f) {
         Ok((url, description, types)) => WebhookEndpointPatch {
@@ -333,7 +339,7 @@ pub(super) async fn delete(
     }
     let eid = match endpoint_id(&id) {
         Ok(e) => e,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     match st
         .store
@@ -360,7 +366,7 @@ pub(super) async fn reveal(
     }
     let eid = match endpoint_id(&id) {
         Ok(e) => e,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     let e = match st
         .store
@@ -397,7 +403,7 @@ pub(super) async fn rotate(
     }
     let eid = match endpoint_id(&id) {
         Ok(e) => e,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     match hooks::rotate(&st, session.user.workspace_id, eid).await {
         Ok(secret) => {
