@@ -161,7 +161,11 @@ async fn stream_filters_and_resumes(backend: Backend) {
         .filter(|e| e["conversation_id"] != id.as_str() || e["type"] == "conversation.deleted")
         .cloned()
         .collect();
-    assert_eq!(kept.len(), 3, "the other conversation's two events and the deletion");
+    assert_eq!(
+        kept.len(),
+        3,
+        "the other conversation's two events and the deletion"
+    );
     let mut resumed = open("", Some(seen)).await;
     let again = resumed.take(kept.len()).await;
     assert_eq!(again, kept);
