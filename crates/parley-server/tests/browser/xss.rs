@@ -45,7 +45,7 @@ for (const el of document.querySelectorAll('*')) {
     if (name === 'style') bad.push(el.tagName + ' style');
   }
 }
-for (const el of document.querySelectorAll('script')) if (!el.src || !['/assets/app.js', '/assets/player.js'].includes(new URL(el.src).pathname)) bad.push('script ' + el.outerHTML.slice(0, 80));
+for (const el of document.querySelectorAll('script')) if (!el.src || !['/assets/app.js', '/assets/player.js', '/assets/export.js'].includes(new URL(el.src).pathname)) bad.push('script ' + el.outerHTML.slice(0, 80));
 for (const el of document.querySelectorAll('iframe, object, embed, style, form[action^="javascript"], math')) bad.push(el.tagName);
 for (const el of document.querySelectorAll('svg')) if (!el.closest('.sprite') && !el.querySelector('use')) bad.push('svg ' + el.outerHTML.slice(0, 80));
 return bad;
