@@ -17,7 +17,9 @@
 //! unless the operator allows it). A 2xx answer is success; anything else (another status, a
 //! timeout, a refused destination) is retried with exponential backoff and jitter
 //! ([`crate::retry::Policy`], `[webhooks]` settings) until `retry_window` (24 h) after the event,
-//! then `failed`. "Send again" makes a delivery pending again with a fresh window.
+//! then `failed`. A `410 Gone` answer fails the delivery at once and disables the endpoint
+//! (written in the audit log as `webhook.disabled`); an admin enables it again from Settings.
+//! "Send again" makes a delivery pending again with a fresh window.
 //!
 //! **Crashes.** An event committed before a crash is taken after the restart (the log's
 //! retention keeps events an enabled endpoint has not taken). A crash during a send leaves the
@@ -596,8 +598,13 @@ async fn send_one(state: AppState, d: WebhookDelivery) {
     let response_ms = started.elapsed().as_millis() as i64;
     let now = Timestamp::now();
     let ok = answer.error.is_none();
+    // 410 Gone: the receiver says the endpoint no longer exists (the Standard Webhooks
+    // specification's "Endpoint disabling" advice); no retry, and the endpoint is disabled.
+    let gone = answer.status == Some(410);
     let (status, next) = if ok {
         (DeliveryStatus::Succeeded, None)
+    } else if gone {
+        (DeliveryStatus::Failed, None)
     } else {
         let policy = Policy {
             attempts: u32::MAX,
@@ -634,6 +641,52 @@ async fn send_one(state: AppState, d: WebhookDelivery) {
         Ok(false) => tracing::warn!(delivery = %d.id, "webhooks: lost a delivery's lease"),
         Err(e) => tracing::warn!(error = %e, "webhooks: could not record an attempt"),
     }
+    if gone && let Err(e) = disable_gone(&state, &endpoint, d.id).await {
+        tracing::warn!(error = %e, endpoint = %endpoint.id, "webhooks: could not disable an endpoint");
+    }
+}
+
+/// Disables an endpoint that answered 410 Gone and writes `webhook.disabled` in the workspace's
+/// audit log (actor `system`, details `{endpoint, reason, delivery}`; the URL is not written,
+/// it may hold a token). Its other pending deliveries stay pending and go out if an admin
+/// enables it again. Errors: the store's.
+async fn disable_gone(
+    state: &AppState,
+    endpoint: &WebhookEndpoint,
+    delivery: uuid::Uuid,
+) -> Result<(), parley_store::StoreError> {
+    if !endpoint.enabled {
+        return Ok(());
+    }
+    let ws = endpoint.workspace_id;
+    let patch = WebhookEndpointPatch {
+        enabled: Some(false),
+        ..WebhookEndpointPatch::default()
+    };
+    state
+        .store
+        .webhooks()
+        .update_webhook(ws, endpoint.id, &patch, Timestamp::now())
+        .await?;
+    tracing::warn!(endpoint = %endpoint.id, "webhooks: the endpoint answered 410 Gone; disabled");
+    state
+        .store
+        .retention()
+        .append_audit(
+            ws,
+            &parley_store::NewAuditEntry {
+                actor: "system".into(),
+                action: "webhook.disabled".into(),
+                target: format!("webhook:{}", endpoint.id),
+                details: json!({
+                    "endpoint": endpoint.id,
+                    "reason": "the endpoint answered HTTP 410 Gone",
+                    "delivery": delivery,
+                }),
+            },
+        )
+        .await?;
+    Ok(())
 }
 
 #[cfg(test)]

@@ -16,7 +16,8 @@ use crate::processes::Site;
 
 /// The receiver: `PUT /secret` (body: the secret) sets the key it verifies with; `POST` any
 /// path verifies the request, answers 400 when the signature is wrong, 500 for the first
-/// `FAIL_FIRST` verified requests ("down for maintenance") and 200 after; `GET` answers what it
+/// `FAIL_FIRST` verified requests ("down for maintenance"; `FAIL_STATUS` overrides the 500) and
+/// 200 after; `GET` answers what it
 /// got: `{"posts", "rejected", "received": [{"id", "type", "payload"}]}` (received: the
 /// verified requests it answered 200).
 const RECEIVER: &str = r#"
@@ -28,6 +29,7 @@ lock = threading.Lock()
 state = {"posts": 0, "rejected": 0, "received": []}
 hook = {"wh": None}
 fail_first = int(os.environ.get("FAIL_FIRST", "0"))
+fail_status = int(os.environ.get("FAIL_STATUS", "500"))
 
 class Handler(BaseHTTPRequestHandler):
     def log_message(self, *args):
@@ -68,7 +70,7 @@ class Handler(BaseHTTPRequestHandler):
             if not failing:
                 state["received"].append({"id": headers["webhook-id"], "type": payload["type"], "payload": payload})
         if failing:
-            self.answer(500, b'{"error":"down for maintenance"}')
+            self.answer(fail_status, b'{"error":"down for maintenance"}')
         else:
             self.answer(200, b'{"ok":true}')
 
@@ -87,10 +89,16 @@ impl Receiver {
     /// Starts one that fails its first `fail_first` verified requests; `None` without a Python
     /// that has `standardwebhooks` (a loud skip, a failure under `CI=true`).
     fn start(fail_first: u32) -> Option<Receiver> {
+        Receiver::start_failing_with(fail_first, 500)
+    }
+
+    /// Like [`Receiver::start`], failing with `status` instead of 500.
+    fn start_failing_with(fail_first: u32, status: u16) -> Option<Receiver> {
         let python = crate::helpers::python_importing("standardwebhooks")?;
         let mut child = Command::new(python)
             .args(["-c", RECEIVER])
             .env("FAIL_FIRST", fail_first.to_string())
+            .env("FAIL_STATUS", status.to_string())
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
@@ -380,6 +388,59 @@ async fn a_delivery_that_keeps_failing_ends_failed(backend: Backend) {
             .unwrap()
             .is_empty()
     );
+}
+
+/// A receiver that answers 410 Gone: the delivery fails at once (no retry), the endpoint is
+/// disabled and the audit log says so; enabled again, it receives the next events.
+async fn an_endpoint_that_answers_gone_is_disabled(backend: Backend) {
+    let Some(receiver) = Receiver::start_failing_with(1, 410) else {
+        return;
+    };
+    let Some(app) = TestApp::spawn_on_with(backend, quick_retries).await else {
+        return;
+    };
+    let (endpoint, secret) = add_endpoint(&app, &receiver.url, &["conversation.created"]).await;
+    receiver.set_secret(&secret).await;
+    app.create(crate::helpers::conversation("Ava", 1)).await;
+    let d = eventually(30, "the delivery to fail", || async {
+        let log = deliveries(&app, &endpoint).await;
+        log.first().filter(|d| d["status"] == "failed").cloned()
+    })
+    .await;
+    assert_eq!(
+        (d["http_status"].clone(), d["attempts"].clone()),
+        (json!(410), json!(1)),
+        "{d}"
+    );
+    let path = format!("/api/v1/webhooks/{endpoint}");
+    let e = eventually(30, "the endpoint to be disabled", || async {
+        let e = app.get(&path).await.body;
+        (e["enabled"] == false).then_some(e)
+    })
+    .await;
+    assert_eq!(e["id"], endpoint.as_str());
+    let log = app.get("/api/v1/audit-log?action=webhook.disabled").await;
+    assert_eq!(log.status, 200, "{}", log.text);
+    let entries = log.body["entries"].as_array().unwrap();
+    assert_eq!(entries.len(), 1, "{}", log.text);
+    assert_eq!(entries[0]["actor"], "system");
+    assert_eq!(entries[0]["target"], format!("webhook:{endpoint}"));
+    assert_eq!(entries[0]["details"]["delivery"], d["id"]);
+    // Disabled: the next event is not sent.
+    app.create(crate::helpers::conversation("Ben", 1)).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(
+        receiver.state().await["posts"],
+        1,
+        "nothing sent while disabled"
+    );
+    // Enabled again by an admin: new events go out (the receiver answers 200 now).
+    let r = app.patch(&path, &json!({"enabled": true})).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    app.create(crate::helpers::conversation("Cy", 1)).await;
+    let got = receiver.received(1).await;
+    assert_eq!(got[0]["type"], "conversation.created");
+    assert_eq!(deliveries(&app, &endpoint).await[0]["status"], "succeeded");
 }
 
 /// The server is killed (`kill -9`) after the change was acknowledged and before any event
@@ -743,6 +804,7 @@ crate::both_backends!(
     every_delivery_verifies_with_the_standard_webhooks_library,
     a_receiver_that_fails_then_recovers_gets_it_later,
     a_delivery_that_keeps_failing_ends_failed,
+    an_endpoint_that_answers_gone_is_disabled,
     delivered_once_across_a_restart,
     private_destinations_are_refused_unless_allowed,
     webhook_routes_validate_and_stay_in_their_workspace,
