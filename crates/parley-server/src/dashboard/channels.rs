@@ -10,9 +10,9 @@ use crate::AppState;
 pub struct ChannelRow {
     /// The connection's id.
     pub id: String,
-    /// `whatsapp`, `telegram`, `messenger`, `retell` or `vapi` (the badge's class).
+    /// `whatsapp`, `telegram`, `messenger`, `retell`, `vapi` or `twilio` (the badge's class).
     pub kind: String,
-    /// "WhatsApp", "Telegram", "Messenger", "Retell" or "Vapi".
+    /// "WhatsApp", "Telegram", "Messenger", "Retell", "Vapi" or "Twilio".
     pub label: &'static str,
     /// Phone number id, bot id or Page id (a voice platform's: the connection id).
     pub external_key: String,
@@ -83,6 +83,7 @@ pub async fn rows(
                 ChannelKind::Messenger => "Messenger",
                 ChannelKind::Retell => "Retell",
                 ChannelKind::Vapi => "Vapi",
+                ChannelKind::Twilio => "Twilio",
             },
             external_key: c.external_key.clone(),
             webhook_url: format!("{origin}/webhooks/{}/{}", c.kind, c.id),
