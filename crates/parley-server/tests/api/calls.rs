@@ -88,6 +88,22 @@ pub(crate) async fn messages(app: &TestApp, conversation: &str) -> Vec<Value> {
         .unwrap_or_else(|| panic!("messages: {}", r.text))
 }
 
+/// Asserts that the stored attachment `a` (its API shape) has its waveform peaks kept beside
+/// its file.
+pub(crate) fn assert_peaks_beside(app: &TestApp, a: &Value) {
+    let file = app
+        .state
+        .settings
+        .data_dir
+        .join("attachments")
+        .join(a["storage_key"].as_str().unwrap());
+    assert!(
+        std::fs::metadata(parley_server::peaks::sidecar_of(&file)).is_ok(),
+        "peaks kept beside the recording {}",
+        file.display()
+    );
+}
+
 /// The call message (type `call`) of a conversation.
 pub(crate) fn call_message(ms: &[Value]) -> Value {
     ms.iter()
@@ -169,16 +185,7 @@ async fn a_call_is_stored_with_its_transcript_recording_and_peaks(backend: Backe
     assert_eq!(a["kind"], "recording");
     assert_eq!(a["mime_type"], "audio/mpeg");
     assert!(hits.load(Ordering::SeqCst) >= 2, "retried after the 503");
-    let file = app
-        .state
-        .settings
-        .data_dir
-        .join("attachments")
-        .join(a["storage_key"].as_str().unwrap());
-    assert!(
-        std::fs::metadata(parley_server::peaks::sidecar_of(&file)).is_ok(),
-        "peaks kept beside the recording"
-    );
+    crate::calls::assert_peaks_beside(&app, &a);
 
     // The dashboard reads its waveform.
     let (cookie, _) = app.dashboard_session(parley_core::UserRole::Member).await;

@@ -374,16 +374,7 @@ async fn a_retell_call_is_stored_once_and_its_analysis_added(backend: Backend) {
     let a = recording(&app, &id).await;
     assert_eq!(a["mime_type"], "audio/wav");
     assert!(hits.load(Ordering::SeqCst) >= 2, "retried after the 503");
-    let file = app
-        .state
-        .settings
-        .data_dir
-        .join("attachments")
-        .join(a["storage_key"].as_str().unwrap());
-    assert!(
-        std::fs::metadata(parley_server::peaks::sidecar_of(&file)).is_ok(),
-        "peaks kept"
-    );
+    crate::calls::assert_peaks_beside(&app, &a);
 
     let analyzed = retell_event("call-r1", &url, true);
     let r = retell(&app, &path, &analyzed, key).await;
