@@ -63,7 +63,9 @@ pub(crate) fn segments() -> Vec<Value> {
         .collect()
 }
 
-fn call(id: &str) -> Value {
+/// A generic `POST /api/v1/calls` body for call `id`: the audio fixture's turns, a cost of
+/// 42,000,000 nano-USD, 21,833 ms, `customer-ended-call` and an analysis.
+pub(crate) fn call(id: &str) -> Value {
     json!({
         "call_id": id, "assistant": {"name": "Phone desk"}, "platform": "generic",
         "caller": "+15550001111", "callee": "+15550002222", "direction": "inbound",
