@@ -168,8 +168,12 @@ fn recording_callback(call: &str, url: &str) -> Vec<(&'static str, String)> {
 }
 
 /// An app pointed at the fake Twilio with a public base URL, an assistant on `stub`, and a
-/// Twilio connection with a transcription model; (app, webhook path).
-async fn rig(backend: Backend, twilio: &str, stub: &StubProvider) -> Option<(TestApp, String)> {
+/// Twilio connection with a transcription model; (app, webhook path, assistant id).
+async fn rig(
+    backend: Backend,
+    twilio: &str,
+    stub: &StubProvider,
+) -> Option<(TestApp, String, String)> {
     let twilio = twilio.to_owned();
     let app = TestApp::spawn_on_with(backend, move |s| {
         s.jobs.retry_first = Duration::from_millis(50);
@@ -202,7 +206,7 @@ async fn rig(backend: Backend, twilio: &str, stub: &StubProvider) -> Option<(Tes
     );
     assert_eq!(r.body["config"]["account_sid"], SID, "{}", r.text);
     let path = format!("/webhooks/twilio/{}", r.body["id"].as_str().unwrap());
-    Some((app, path))
+    Some((app, path, assistant))
 }
 
 async fn calls(app: &TestApp) -> Vec<String> {
@@ -216,7 +220,7 @@ async fn twilio_callbacks_make_one_verified_call(backend: Backend) {
     let (twilio, other, twilio_seen, other_seen) = fake_twilio().await;
     let stub = StubProvider::start().await.unwrap();
     stub.set_transcript("Hello, I am calling about my order. It ships tomorrow.");
-    let Some((app, path)) = rig(backend, &twilio, &stub).await else {
+    let Some((app, path, assistant)) = rig(backend, &twilio, &stub).await else {
         return;
     };
     let status = status_callback();
@@ -353,6 +357,19 @@ async fn twilio_callbacks_make_one_verified_call(backend: Backend) {
         !seen.is_empty() && seen.iter().all(Option::is_none),
         "{seen:?}"
     );
+
+    // The assistant's page offers the Twilio form and shows the URL to give Twilio: on the
+    // public base URL, not the address this page was reached at.
+    let (cookie, _) = app.dashboard_session(parley_core::UserRole::Admin).await;
+    let page = app.page(&format!("/assistants/{assistant}"), &cookie).await;
+    assert_eq!(page.status, 200);
+    assert!(page.text.contains("id=\"connect-twilio\""));
+    assert!(
+        page.text.contains(&format!("{PUBLIC}{path}")),
+        "{}",
+        page.text
+    );
+    assert!(!page.text.contains(TOKEN));
 }
 
 /// The connection's input is validated, and without `public_base_url` no Twilio callback can

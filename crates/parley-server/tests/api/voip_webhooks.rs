@@ -817,6 +817,11 @@ async fn the_calls_filter_keeps_calls_and_voice(backend: Backend) {
     assert!(page.text.contains(&voice) && !page.text.contains(&text));
 }
 
+/// What the calls story expects of one call: the end of its conversation's external id, the
+/// cost (nano-USD), duration (ms), end reason, a key of its analysis (empty: none), and
+/// whether it has the audio fixture's turns.
+type Expected = (&'static str, Option<i64>, i64, &'static str, &'static str, bool);
+
 /// The calls story, the same checks for every way a call comes in: `POST /api/v1/calls`,
 /// Retell's `call_analyzed`, Vapi's `end-of-call-report` and Twilio's callbacks. Each call
 /// keeps its turns' offsets (`start_ms` / `end_ms` of the audio fixture; Twilio sends no
@@ -928,8 +933,7 @@ async fn every_way_in_keeps_a_calls_offsets_cost_and_analysis(backend: Backend) 
         ["V2PhoneCallResponse"]["call_cost"]["combined_cost"]
         .as_f64()
         .unwrap();
-    // (conversation external id's end, cost, duration, end reason, an analysis key, turns?)
-    let expected: [(&str, Option<i64>, i64, &str, &str, bool); 4] = [
+    let expected: [Expected; 4] = [
         (
             "story-generic",
             Some(42_000_000),
