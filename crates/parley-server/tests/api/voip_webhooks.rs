@@ -820,7 +820,14 @@ async fn the_calls_filter_keeps_calls_and_voice(backend: Backend) {
 /// What the calls story expects of one call: the end of its conversation's external id, the
 /// cost (nano-USD), duration (ms), end reason, a key of its analysis (empty: none), and
 /// whether it has the audio fixture's turns.
-type Expected = (&'static str, Option<i64>, i64, &'static str, &'static str, bool);
+type Expected = (
+    &'static str,
+    Option<i64>,
+    i64,
+    &'static str,
+    &'static str,
+    bool,
+);
 
 /// The calls story, the same checks for every way a call comes in: `POST /api/v1/calls`,
 /// Retell's `call_analyzed`, Vapi's `end-of-call-report` and Twilio's callbacks. Each call
