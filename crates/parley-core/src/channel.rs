@@ -27,10 +27,14 @@ pub enum ChannelKind {
     Retell,
     /// Vapi's server messages (phone calls on channel `voip`).
     Vapi,
+    /// Twilio Programmable Voice's status and recording status callbacks (phone calls on
+    /// channel `voip`).
+    Twilio,
 }
 
 impl ChannelKind {
-    /// The wire and storage name: `whatsapp`, `telegram`, `messenger`, `retell` or `vapi`.
+    /// The wire and storage name: `whatsapp`, `telegram`, `messenger`, `retell`, `vapi` or
+    /// `twilio`.
     pub fn as_str(self) -> &'static str {
         match self {
             ChannelKind::Whatsapp => "whatsapp",
@@ -38,13 +42,17 @@ impl ChannelKind {
             ChannelKind::Messenger => "messenger",
             ChannelKind::Retell => "retell",
             ChannelKind::Vapi => "vapi",
+            ChannelKind::Twilio => "twilio",
         }
     }
 
     /// Whether the kind is an AI voice platform (its conversations are phone calls on channel
     /// `voip`, and Parley sends nothing back through it).
     pub fn is_voip(self) -> bool {
-        matches!(self, ChannelKind::Retell | ChannelKind::Vapi)
+        matches!(
+            self,
+            ChannelKind::Retell | ChannelKind::Vapi | ChannelKind::Twilio
+        )
     }
 }
 
@@ -56,7 +64,7 @@ impl fmt::Display for ChannelKind {
 
 impl FromStr for ChannelKind {
     type Err = String;
-    /// Parses `whatsapp`, `telegram`, `messenger`, `retell` or `vapi`. Errors: any other text, with the
+    /// Parses `whatsapp`, `telegram`, `messenger`, `retell`, `vapi` or `twilio`. Errors: any other text, with the
     /// accepted names.
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         match s {
@@ -65,8 +73,9 @@ impl FromStr for ChannelKind {
             "messenger" => Ok(ChannelKind::Messenger),
             "retell" => Ok(ChannelKind::Retell),
             "vapi" => Ok(ChannelKind::Vapi),
+            "twilio" => Ok(ChannelKind::Twilio),
             _ => Err(format!(
-                "unknown channel kind {s:?}; expected whatsapp, telegram, messenger, retell or vapi"
+                "unknown channel kind {s:?}; expected whatsapp, telegram, messenger, retell, vapi or twilio"
             )),
         }
     }
@@ -118,7 +127,7 @@ pub struct ChannelConnection {
     pub config: Map<String, Value>,
     /// Sealed secrets by name (`access_token`, `app_secret`, `verify_token`, `bot_token`,
     /// `webhook_secret`; Messenger's `access_token` is the Page access token; Retell's
-    /// `api_key`, Vapi's `server_secret`).
+    /// `api_key`, Vapi's `server_secret`, Twilio's `auth_token`).
     pub secrets: BTreeMap<String, SealedSecret>,
     /// When it was connected.
     pub created_at: Timestamp,

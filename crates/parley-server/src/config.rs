@@ -43,6 +43,10 @@ use crate::client_addr::{ForwardedHeader, TrustedProxies};
 /// messenger_graph_base_url = "https://graph.facebook.com/v21.0"
 /// messenger_media_hosts = ["fbcdn.net", "fbsbx.com"]  # hosts Messenger attachments are fetched from
 /// attachment_quota_bytes = 5368709120         # per workspace: voice notes, images, documents; 0 = none
+/// # The address the world reaches this server at; Twilio's signatures cover it (see
+/// # `crate::channels::voip::twilio`). Without it, Twilio webhooks are refused.
+/// public_base_url = "https://parley.example.com"
+/// twilio_api_base_url = "https://api.twilio.com"  # recordings here are fetched with the account's credentials
 ///
 /// [jobs]                  # background work (see `crate::jobs`)
 /// workers = 4             # jobs one server runs at once
@@ -122,6 +126,10 @@ pub struct FileSettings {
     /// Most bytes of attachments (widget voice messages, WhatsApp and Telegram media) one
     /// workspace may store; 0 for no quota.
     pub attachment_quota_bytes: Option<u64>,
+    /// The URL the world reaches this server at (`https://parley.example.com`).
+    pub public_base_url: Option<String>,
+    /// Twilio's REST API, whose recording URLs are fetched with the connection's credentials.
+    pub twilio_api_base_url: Option<String>,
 }
 
 /// How log lines are written to standard error.
@@ -392,6 +400,16 @@ pub struct Settings {
     /// [`DEFAULT_ATTACHMENT_QUOTA_BYTES`]; 0 = no quota). See [`crate::channels::media`] for
     /// what happens at the quota.
     pub attachment_quota_bytes: u64,
+    /// The URL the world reaches this server at (`https://parley.example.com`, no trailing
+    /// slash; default none). Twilio signs the URL it calls, so a Twilio webhook's signature is
+    /// checked against `{public_base_url}{path and query}`, never against the request's
+    /// `Host` header (which a proxy may rewrite and a sender may forge); without it, Twilio
+    /// webhooks answer 503 `public_base_url_missing`.
+    pub public_base_url: Option<String>,
+    /// Twilio's REST API (default `https://api.twilio.com`): a call recording whose URL has
+    /// this scheme, host and port is downloaded with HTTP basic auth (the connection's account
+    /// SID and auth token); a recording anywhere else is fetched without credentials.
+    pub twilio_api_base_url: String,
 }
 
 /// Which addresses outgoing requests to workspace-given URLs may reach (provider base URLs
@@ -451,6 +469,8 @@ impl fmt::Debug for Settings {
             .field("messenger_graph_base_url", &self.messenger_graph_base_url)
             .field("messenger_media_hosts", &self.messenger_media_hosts)
             .field("attachment_quota_bytes", &self.attachment_quota_bytes)
+            .field("public_base_url", &self.public_base_url)
+            .field("twilio_api_base_url", &self.twilio_api_base_url)
             .finish()
     }
 }
@@ -576,6 +596,18 @@ impl Settings {
             attachment_quota_bytes: file
                 .attachment_quota_bytes
                 .unwrap_or(DEFAULT_ATTACHMENT_QUOTA_BYTES),
+            public_base_url: file
+                .public_base_url
+                .as_deref()
+                .map(|u| checked_url("public_base_url", u))
+                .transpose()?
+                .map(|u| u.trim_end_matches('/').to_owned()),
+            twilio_api_base_url: checked_url(
+                "twilio_api_base_url",
+                file.twilio_api_base_url
+                    .as_deref()
+                    .unwrap_or(crate::channels::voip::twilio::DEFAULT_API_BASE_URL),
+            )?,
         })
     }
 

@@ -10,7 +10,7 @@
 //! | kind | written by | does |
 //! | --- | --- | --- |
 //! | `whatsapp.delivery`, `telegram.delivery`, `messenger.delivery` | the webhook, before it answers 200 (payload: the raw body) | the delivery's statuses, messages and media; writes the follow-up jobs with the messages |
-//! | `retell.delivery`, `vapi.delivery` | the voice platform's webhook, before it answers 200 (payload: the raw body) | the call ([`crate::channels::voip`]): its conversation and turns, or the analysis added to it; writes the `voip.recording` job with the turns |
+//! | `retell.delivery`, `vapi.delivery`, `twilio.delivery` | the voice platform's webhook, before it answers 200 (payload: the raw body) | the call ([`crate::channels::voip`]): its conversation and turns, or the analysis added to it; writes the `voip.recording` job with the turns |
 //! | `voip.recording` | a call with a recording URL (`POST /api/v1/calls`, the voice webhooks) | downloads the recording through the guarded client, with its waveform peaks |
 //! | `answer` | the ingest of a new customer message that an assistant may answer (API, channels) | the assistant's turn, at most once per customer message, and the reply on its channel |
 //! | `reply.send` | a team member's reply on WhatsApp or Telegram ([`crate::team::reply`]) | sends it once and records its delivery ([`crate::team::deliver`]) |
@@ -59,6 +59,9 @@ pub const MESSENGER_DELIVERY: &str = "messenger.delivery";
 pub const RETELL_DELIVERY: &str = "retell.delivery";
 /// A Vapi `end-of-call-report` server message (payload: the raw body).
 pub const VAPI_DELIVERY: &str = "vapi.delivery";
+/// A Twilio call status or recording status callback, completed (payload: the raw
+/// form-encoded body).
+pub const TWILIO_DELIVERY: &str = "twilio.delivery";
 /// The assistant's answer to a customer message (payload: `{"reply": null | {"to"} | {"chat"}}`).
 pub const ANSWER: &str = "answer";
 /// A channel file to download again (payload: `{"index": n}`, the attachment's position).
@@ -403,7 +406,7 @@ async fn handle(state: &AppState, job: &Job) -> Result<(), JobError> {
             };
             crate::channels::messenger::process_delivery(state, &c, &job.payload).await
         }
-        RETELL_DELIVERY | VAPI_DELIVERY => {
+        RETELL_DELIVERY | VAPI_DELIVERY | TWILIO_DELIVERY => {
             let Some(c) = connection(state, job).await? else {
                 return Ok(());
             };

@@ -351,7 +351,7 @@ pub(crate) async fn deliver(st: &AppState, job: &Job) -> Result<(), JobError> {
         (ChannelKind::Telegram, _) => telegram::reply(st, &c, &customer, m).await,
         (ChannelKind::Messenger, _) => messenger::reply(st, &c, id, &customer, m, tag).await,
         // Never queued: `connection` leaves VoIP connections out.
-        (ChannelKind::Retell | ChannelKind::Vapi, _) => return Ok(()),
+        (ChannelKind::Retell | ChannelKind::Vapi | ChannelKind::Twilio, _) => return Ok(()),
     };
     if let Err(e) = sent {
         tracing::warn!(conversation = %id, error = %e, "team reply not delivered");

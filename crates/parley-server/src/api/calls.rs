@@ -137,6 +137,11 @@ pub struct CallInput {
 pub struct RecordingJob {
     /// The recording's URL.
     pub url: String,
+    /// The voice platform's connection the call came through, when it came through one: a
+    /// Twilio connection's credentials are sent to Twilio's API host (and only there), and
+    /// its `transcription_model` transcribes the recording once downloaded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub connection: Option<parley_core::ChannelConnectionId>,
 }
 
 fn invalid(field: &str, message: impl Into<String>) -> ApiError {
@@ -361,17 +366,38 @@ pub async fn store_call(
     ws: WorkspaceId,
     c: &CallInput,
 ) -> Result<(bool, parley_core::ConversationId), ApiError> {
-    store_call_as(st, ws, c, c.call_id.trim()).await
+    store_call_as(st, ws, c, c.call_id.trim(), None).await
+}
+
+/// The `voip.recording` job for `url`, of workspace `ws`, through connection `via`.
+fn recording_job(
+    ws: WorkspaceId,
+    url: &str,
+    via: Option<parley_core::ChannelConnectionId>,
+) -> NewJob {
+    let payload = RecordingJob {
+        url: url.to_owned(),
+        connection: via,
+    };
+    let mut job = NewJob::new(
+        crate::jobs::VOIP_RECORDING,
+        serde_json::to_string(&payload).unwrap_or_default(),
+        crate::jobs::MEDIA_DOWNLOAD_ATTEMPTS,
+    );
+    job.workspace_id = Some(ws);
+    job
 }
 
 /// [`store_call`] with the conversation's `external_id` set to `key` instead of the call id
 /// (a call from a voice platform's webhook is keyed by its connection, see
-/// [`crate::channels::conversation_key`]).
+/// [`crate::channels::conversation_key`]) and the recording downloaded through connection
+/// `via` ([`RecordingJob::connection`]).
 pub async fn store_call_as(
     st: &AppState,
     ws: WorkspaceId,
     c: &CallInput,
     key: &str,
+    via: Option<parley_core::ChannelConnectionId>,
 ) -> Result<(bool, parley_core::ConversationId), ApiError> {
     validate(c)?;
     let mut recording = None;
@@ -404,15 +430,10 @@ pub async fn store_call_as(
         recording = Some(recording_attachment(u, None));
     }
     let jobs = match &c.recording_url {
-        Some(url) => {
-            let mut job = NewJob::new(
-                crate::jobs::VOIP_RECORDING,
-                serde_json::to_string(&RecordingJob { url: url.clone() }).unwrap_or_default(),
-                crate::jobs::MEDIA_DOWNLOAD_ATTEMPTS,
-            );
-            job.workspace_id = Some(ws);
-            vec![IngestJob { batch: 0, job }]
-        }
+        Some(url) => vec![IngestJob {
+            batch: 0,
+            job: recording_job(ws, url, via),
+        }],
         None => Vec::new(),
     };
     let mut input = to_conversation(c, recording);
@@ -520,6 +541,50 @@ pub async fn update_call(
     Ok(())
 }
 
+/// Gives a call stored before without a recording (Twilio's status callback came before its
+/// recording's) the recording of `c`, and writes the `voip.recording` job that downloads it
+/// through connection `via`. Nothing happens when `c` has no `recording_url` or the stored
+/// call has a recording already, so a replay writes no second job (two deliveries at the same
+/// moment may both write one: the second run finds the recording stored and ends). Errors:
+/// the store's.
+pub async fn add_recording(
+    st: &AppState,
+    ws: WorkspaceId,
+    id: parley_core::ConversationId,
+    c: &CallInput,
+    via: Option<parley_core::ChannelConnectionId>,
+) -> Result<(), ApiError> {
+    let (Some(url), Some(m)) = (&c.recording_url, call_message(st, ws, id).await?) else {
+        return Ok(());
+    };
+    if m.meta
+        .channel
+        .as_ref()
+        .is_none_or(|ch| !ch.attachments.is_empty())
+    {
+        return Ok(());
+    }
+    // The job first: a crash before the attachment is written leaves a job that finds no
+    // recording to fetch and ends, and the platform's retry (or the inbox's) comes here again.
+    let mut job = recording_job(ws, url, via);
+    job.conversation_id = Some(id);
+    job.message_id = Some(m.id);
+    st.store.jobs().enqueue(&job).await?;
+    let attachment = recording_attachment(url, None);
+    crate::channels::edit_message(st, ws, m.id, None, move |_, meta| {
+        match meta.channel.as_mut() {
+            Some(ch) if ch.attachments.is_empty() => {
+                ch.attachments.push(attachment);
+                (true, ())
+            }
+            _ => (false, ()),
+        }
+    })
+    .await?;
+    st.jobs.wake();
+    Ok(())
+}
+
 /// A recording attachment not yet stored (`media_id` = where it comes from).
 fn recording_attachment(source: &str, mime: Option<String>) -> Attachment {
     Attachment {
@@ -588,24 +653,46 @@ pub async fn download_recording(
     else {
         return Ok(());
     };
-    let Some((message, mut a)) = export.messages.into_iter().find_map(|m| {
-        let ch = m.meta.channel?;
-        (ch.kind == "call")
-            .then(|| ch.attachments.into_iter().next())
-            .flatten()
-            .map(|a| (m.id, a))
-    }) else {
+    let Some(call) = export
+        .messages
+        .into_iter()
+        .find(|m| m.meta.channel.as_ref().is_some_and(|ch| ch.kind == "call"))
+    else {
         return Ok(());
+    };
+    let message = call.id;
+    let Some(mut a) = call
+        .meta
+        .channel
+        .as_ref()
+        .and_then(|ch| ch.attachments.first().cloned())
+    else {
+        // A recording given to a call stored before ([`add_recording`]) is attached just
+        // after its job is written.
+        return Err(JobError::Retry("the recording is not attached yet".into()));
     };
     if a.storage_key.is_some() {
         return Ok(());
     }
     let last = job.attempts >= job.max_attempts;
+    let via = match payload.connection {
+        Some(id) => state.store.channels().channel_by_id(id).await?,
+        None => None,
+    };
     let fetched = match state.net.request(reqwest::Method::GET, &payload.url) {
         Err(refused) => Err((refused.to_string(), false)),
-        Ok(req) => media::fetch_bytes(req, "recording")
-            .await
-            .map_err(|e| (e, true)),
+        Ok(req) => {
+            let req = match via
+                .as_ref()
+                .map(|c| platform_credentials(state, c, &payload.url))
+            {
+                Some(Some((user, password))) => req.basic_auth(user, Some(password)),
+                _ => req,
+            };
+            media::fetch_bytes(req, "recording")
+                .await
+                .map_err(|e| (e, true))
+        }
     };
     let mut outcome = match fetched {
         Ok(bytes) if bytes.len() > media::MAX_ATTACHMENT_BYTES => {
@@ -621,6 +708,13 @@ pub async fn download_recording(
         }
         Err(e) => Err(e),
     };
+    let mut transcript = None;
+    if outcome.is_ok()
+        && let Some(c) = &via
+        && let Some(model) = crate::channels::config_str(c, "transcription_model")
+    {
+        transcript = media::transcribe_with(state, ws, c.assistant_id, model, &mut a).await;
+    }
     a.download_attempts += 1;
     if let Err((e, retry)) = &mut outcome {
         if last || !*retry {
@@ -653,11 +747,99 @@ pub async fn download_recording(
         // Stored by another run meanwhile: this copy is not needed.
         media::remove_attachments(state, ws, &[k]).await;
     }
+    if written == Some(true)
+        && let Some(text) = transcript
+    {
+        add_transcript(state, ws, conversation, &call, text).await?;
+    }
     match outcome {
         Ok(()) => Ok(()),
         Err((e, true)) => Err(JobError::Retry(e)),
         Err((e, false)) => Err(JobError::Permanent(e)),
     }
+}
+
+/// The HTTP basic auth credentials (account SID, auth token) to fetch `url` with through
+/// connection `c`: only for a Twilio connection, and only when `url` has the scheme, host and
+/// port of Twilio's API (`twilio_api_base_url`), so a recording URL elsewhere never receives
+/// them. `None` otherwise, or when the connection's secret cannot be opened (logged).
+fn platform_credentials(
+    state: &AppState,
+    c: &parley_core::channel::ChannelConnection,
+    url: &str,
+) -> Option<(String, String)> {
+    if c.kind != parley_core::channel::ChannelKind::Twilio {
+        return None;
+    }
+    let (Ok(target), Ok(api)) = (
+        url::Url::parse(url),
+        url::Url::parse(&state.settings.twilio_api_base_url),
+    ) else {
+        return None;
+    };
+    if target.origin() != api.origin() {
+        return None;
+    }
+    let sid = crate::channels::config_str(c, "account_sid")?.to_owned();
+    match crate::channels::open_secret(state, c, "auth_token") {
+        Ok(token) => Some((sid, token)),
+        Err(e) => {
+            tracing::warn!(connection = %c.id, error = %e, "the Twilio auth token cannot be opened");
+            None
+        }
+    }
+}
+
+/// Adds the speech-to-text `text` of the recording of `call` (the call message) to
+/// `conversation` as one `user` message spanning the recording (`start_ms` 0, `end_ms` the
+/// call's `duration_ms`), external id `{call message's external id}:transcript`, so a second
+/// run stores nothing twice. The provider's answer has no speaker separation, so the whole
+/// call is one caller message. Errors: the store's.
+async fn add_transcript(
+    state: &AppState,
+    ws: WorkspaceId,
+    conversation: parley_core::ConversationId,
+    call: &parley_core::model::Message,
+    text: String,
+) -> Result<(), ApiError> {
+    let text = text.trim().to_owned();
+    if text.is_empty() {
+        return Ok(());
+    }
+    let end_ms = call
+        .meta
+        .channel
+        .as_ref()
+        .and_then(|ch| ch.details.as_ref())
+        .and_then(|d| d["duration_ms"].as_u64())
+        .unwrap_or(0);
+    let external = format!(
+        "{}:transcript",
+        call.external_id.as_deref().unwrap_or("call")
+    );
+    let m = MessageInput {
+        external_id: Some(external),
+        created_at: Some(call.created_at),
+        meta: MessageMeta {
+            channel: Some(ChannelMessageMeta {
+                kind: "transcript".into(),
+                details: Some(json!({"start_ms": 0, "end_ms": end_ms, "speakers": "unseparated"})),
+                ..Default::default()
+            }),
+            ..Default::default()
+        },
+        ..message(Role::User, text)
+    };
+    crate::ingest::ingest(
+        state,
+        ws,
+        vec![IngestRequest::Append {
+            conversation,
+            messages: vec![m],
+        }],
+    )
+    .await?;
+    Ok(())
 }
 
 /// The MIME type of a downloaded recording from its first bytes (the platforms serve WAV and

@@ -34,11 +34,12 @@ use crate::ingest::{IngestRequest, ingest};
 /// `api_base_url`); Messenger needs `page_id`, `access_token` (the Page access token),
 /// `app_secret` and `verify_token`. Any of them may name a `transcription_model` for voice
 /// notes and a `vision_model` for images. Retell needs `api_key`, Vapi `server_secret`, and neither takes
-/// anything else.
+/// anything else. Twilio needs `account_sid` and `auth_token`, and may name a
+/// `transcription_model` for its call recordings.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ConnectInput {
-    /// `whatsapp`, `telegram`, `messenger`, `retell` or `vapi`.
+    /// `whatsapp`, `telegram`, `messenger`, `retell`, `vapi` or `twilio`.
     pub kind: ChannelKind,
     /// Messenger: the Facebook Page's id (digits).
     #[serde(default)]
@@ -86,6 +87,13 @@ pub struct ConnectInput {
     /// on the server URL (sealed).
     #[serde(default)]
     pub server_secret: Option<String>,
+    /// Twilio: the account SID (`AC` and 32 hex digits), shown back as is.
+    #[serde(default)]
+    pub account_sid: Option<String>,
+    /// Twilio: the account's auth token, which signs Twilio's webhooks and fetches its
+    /// recordings (sealed, never shown back).
+    #[serde(default)]
+    pub auth_token: Option<String>,
 }
 
 fn invalid(field: &str, message: impl Into<String>) -> ApiError {
@@ -106,6 +114,11 @@ fn required<'a>(v: &'a Option<String>, field: &str, max: usize) -> Result<&'a st
         }
         Some(s) => Ok(s),
     }
+}
+
+/// Whether `sid` is a Twilio account SID: `AC` and 32 hex digits.
+fn twilio_sid(sid: &str) -> bool {
+    sid.len() == 34 && sid.starts_with("AC") && sid[2..].bytes().all(|b| b.is_ascii_hexdigit())
 }
 
 fn digits(v: &Option<String>, field: &str) -> Result<String, ApiError> {
@@ -172,6 +185,7 @@ fn require_proof(proof: channels::Proof, kind: ChannelKind, field: &str) -> Resu
                 ChannelKind::Messenger => "messenger_unreachable",
                 ChannelKind::Retell => "retell_unreachable",
                 ChannelKind::Vapi => "vapi_unreachable",
+                ChannelKind::Twilio => "twilio_unreachable",
             },
             format!(
                 "could not ask {} to confirm the credentials: {why}",
@@ -187,6 +201,7 @@ fn platform_name(kind: ChannelKind) -> &'static str {
         ChannelKind::Telegram => "Telegram",
         ChannelKind::Retell => "Retell",
         ChannelKind::Vapi => "Vapi",
+        ChannelKind::Twilio => "Twilio",
     }
 }
 
@@ -214,7 +229,7 @@ async fn holder_proof(st: &AppState, holder: &ChannelConnection) -> channels::Pr
             Err(e) => channels::Proof::Refused(e),
         },
         // Nothing is claimed: a voice platform's connection is keyed by its own id.
-        ChannelKind::Retell | ChannelKind::Vapi => channels::Proof::Proven,
+        ChannelKind::Retell | ChannelKind::Vapi | ChannelKind::Twilio => channels::Proof::Proven,
     }
 }
 
@@ -276,6 +291,7 @@ fn platform_label(kind: ChannelKind) -> &'static str {
         ChannelKind::Messenger => "Facebook Page",
         ChannelKind::Retell => "Retell account",
         ChannelKind::Vapi => "Vapi account",
+        ChannelKind::Twilio => "Twilio account",
     }
 }
 
@@ -350,6 +366,8 @@ pub(crate) async fn connect(
                 (&input.api_base_url, "api_base_url"),
                 (&input.api_key, "api_key"),
                 (&input.server_secret, "server_secret"),
+                (&input.account_sid, "account_sid"),
+                (&input.auth_token, "auth_token"),
             ] {
                 forbid(v, f, input.kind)?;
             }
@@ -391,6 +409,8 @@ pub(crate) async fn connect(
                 (&input.api_base_url, "api_base_url"),
                 (&input.api_key, "api_key"),
                 (&input.server_secret, "server_secret"),
+                (&input.account_sid, "account_sid"),
+                (&input.auth_token, "auth_token"),
             ] {
                 forbid(v, f, input.kind)?;
             }
@@ -420,6 +440,8 @@ pub(crate) async fn connect(
                 (&input.graph_base_url, "graph_base_url"),
                 (&input.api_key, "api_key"),
                 (&input.server_secret, "server_secret"),
+                (&input.account_sid, "account_sid"),
+                (&input.auth_token, "auth_token"),
             ] {
                 forbid(v, f, input.kind)?;
             }
@@ -478,6 +500,8 @@ pub(crate) async fn connect(
                 (&input.api_base_url, "api_base_url"),
                 (&input.transcription_model, "transcription_model"),
                 (&input.vision_model, "vision_model"),
+                (&input.account_sid, "account_sid"),
+                (&input.auth_token, "auth_token"),
                 (other.1, other.0),
             ] {
                 forbid(v, f, input.kind)?;
@@ -489,6 +513,40 @@ pub(crate) async fn connect(
             debug_assert_eq!(name, channels::voip::secret_name(c.kind));
             c.external_key = c.id.to_string();
             channels::seal(st, &mut c.secrets, name, secret);
+        }
+        ChannelKind::Twilio => {
+            for (v, f) in [
+                (&input.phone_number_id, "phone_number_id"),
+                (&input.business_account_id, "business_account_id"),
+                (&input.access_token, "access_token"),
+                (&input.app_secret, "app_secret"),
+                (&input.verify_token, "verify_token"),
+                (&input.graph_base_url, "graph_base_url"),
+                (&input.bot_token, "bot_token"),
+                (&input.public_base_url, "public_base_url"),
+                (&input.api_base_url, "api_base_url"),
+                (&input.vision_model, "vision_model"),
+                (&input.api_key, "api_key"),
+                (&input.server_secret, "server_secret"),
+            ] {
+                forbid(v, f, input.kind)?;
+            }
+            let sid = required(&input.account_sid, "account_sid", 34)?;
+            if !twilio_sid(sid) {
+                return Err(invalid(
+                    "account_sid",
+                    "must be AC followed by 32 hex digits (Twilio Console, Account Info)",
+                ));
+            }
+            let token = required(&input.auth_token, "auth_token", 512)?;
+            if token.chars().any(char::is_control) {
+                return Err(invalid("auth_token", "must not hold control characters"));
+            }
+            // Like Retell's and Vapi's: no sender to claim, so the key is the connection's id
+            // (two workspaces may each connect a subaccount's calls).
+            c.external_key = c.id.to_string();
+            c.config.insert("account_sid".into(), json!(sid));
+            channels::seal(st, &mut c.secrets, "auth_token", token);
         }
     }
     st.store.channels().create_channel(&c).await?;
@@ -707,11 +765,13 @@ pub(super) async fn send(
             messenger::reply(&st, &c, conversation, &customer, &message, None).await
         }
         // `connection_of` refuses calls; said again here for the compiler.
-        (ChannelKind::Retell | ChannelKind::Vapi, _) => Err(parley_core::channel::ChannelError {
-            code: 0,
-            title: "not_a_channel_conversation".into(),
-            message: Some("nothing can be sent to a caller through a voice platform".into()),
-        }),
+        (ChannelKind::Retell | ChannelKind::Vapi | ChannelKind::Twilio, _) => {
+            Err(parley_core::channel::ChannelError {
+                code: 0,
+                title: "not_a_channel_conversation".into(),
+                message: Some("nothing can be sent to a caller through a voice platform".into()),
+            })
+        }
     };
     let message = find_message(&st, &auth, conversation, message_id).await?;
     match result {

@@ -339,7 +339,9 @@ pub async fn download_later(
             super::messenger::download_again(state, c, &mut a).await
         }
         // Call recordings come by URL (the `voip.recording` job), never by platform media id.
-        parley_core::channel::ChannelKind::Retell | parley_core::channel::ChannelKind::Vapi => {
+        parley_core::channel::ChannelKind::Retell
+        | parley_core::channel::ChannelKind::Vapi
+        | parley_core::channel::ChannelKind::Twilio => {
             return Err(JobError::Permanent(
                 "a voice platform's connection has no media to download".into(),
             ));

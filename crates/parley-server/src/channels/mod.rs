@@ -60,6 +60,7 @@ pub fn router() -> Router<AppState> {
         )
         .route("/webhooks/retell/{id}", post(voip::retell_webhook))
         .route("/webhooks/vapi/{id}", post(voip::vapi_webhook))
+        .route("/webhooks/twilio/{id}", post(voip::twilio_webhook))
 }
 
 /// A connection as the API shows it: settings, the secrets' hints (never the secrets), the

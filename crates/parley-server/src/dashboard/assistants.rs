@@ -577,6 +577,12 @@ pub(super) struct ChannelForm {
     /// Vapi: the server URL secret (or credential token / HMAC key).
     #[serde(default)]
     server_secret: String,
+    /// Twilio: the account SID.
+    #[serde(default)]
+    account_sid: String,
+    /// Twilio: the auth token.
+    #[serde(default)]
+    auth_token: String,
 }
 
 /// A form with only its CSRF token.
@@ -615,6 +621,7 @@ pub(super) async fn connect_channel(
         "messenger" => parley_core::channel::ChannelKind::Messenger,
         "retell" => parley_core::channel::ChannelKind::Retell,
         "vapi" => parley_core::channel::ChannelKind::Vapi,
+        "twilio" => parley_core::channel::ChannelKind::Twilio,
         _ => return back_to_channels(&id, &[("channel_error", "unknown channel kind")]),
     };
     let input = crate::api::channels::ConnectInput {
@@ -633,6 +640,8 @@ pub(super) async fn connect_channel(
         vision_model: given(&f.vision_model),
         api_key: given(&f.api_key),
         server_secret: given(&f.server_secret),
+        account_sid: given(&f.account_sid),
+        auth_token: given(&f.auth_token),
     };
     match crate::api::channels::connect(&st, session.user.workspace_id, assistant, &input).await {
         Ok(_) => back_to_channels(&id, &[("channel", "connected")]),

@@ -10,13 +10,14 @@ use crate::AppState;
 pub struct ChannelRow {
     /// The connection's id.
     pub id: String,
-    /// `whatsapp`, `telegram`, `messenger`, `retell` or `vapi` (the badge's class).
+    /// `whatsapp`, `telegram`, `messenger`, `retell`, `vapi` or `twilio` (the badge's class).
     pub kind: String,
-    /// "WhatsApp", "Telegram", "Messenger", "Retell" or "Vapi".
+    /// "WhatsApp", "Telegram", "Messenger", "Retell", "Vapi" or "Twilio".
     pub label: &'static str,
     /// Phone number id, bot id or Page id (a voice platform's: the connection id).
     pub external_key: String,
-    /// The webhook's full URL as this page was reached (`{origin}/webhooks/{kind}/{id}`), what
+    /// The webhook's full URL as this page was reached (`{origin}/webhooks/{kind}/{id}`; for
+    /// Twilio, on the operator's `public_base_url` when set), what
     /// the platform's settings want.
     pub webhook_url: String,
     /// The secrets' hints, e.g. "access_token …9876 · app_secret …6789".
@@ -83,9 +84,17 @@ pub async fn rows(
                 ChannelKind::Messenger => "Messenger",
                 ChannelKind::Retell => "Retell",
                 ChannelKind::Vapi => "Vapi",
+                ChannelKind::Twilio => "Twilio",
             },
             external_key: c.external_key.clone(),
-            webhook_url: format!("{origin}/webhooks/{}/{}", c.kind, c.id),
+            // Twilio signs the public URL it calls, so its row shows the one on the
+            // operator's `public_base_url` (the one its signature must cover).
+            webhook_url: match (&state.settings.public_base_url, c.kind) {
+                (Some(public), ChannelKind::Twilio) => {
+                    format!("{public}/webhooks/{}/{}", c.kind, c.id)
+                }
+                _ => format!("{origin}/webhooks/{}/{}", c.kind, c.id),
+            },
             secrets: c
                 .secrets
                 .iter()

@@ -63,7 +63,9 @@ pub(crate) fn segments() -> Vec<Value> {
         .collect()
 }
 
-fn call(id: &str) -> Value {
+/// A generic `POST /api/v1/calls` body for call `id`: the audio fixture's turns, a cost of
+/// 42,000,000 nano-USD, 21,833 ms, `customer-ended-call` and an analysis.
+pub(crate) fn call(id: &str) -> Value {
     json!({
         "call_id": id, "assistant": {"name": "Phone desk"}, "platform": "generic",
         "caller": "+15550001111", "callee": "+15550002222", "direction": "inbound",
@@ -86,6 +88,22 @@ pub(crate) async fn messages(app: &TestApp, conversation: &str) -> Vec<Value> {
         .as_array()
         .cloned()
         .unwrap_or_else(|| panic!("messages: {}", r.text))
+}
+
+/// Asserts that the stored attachment `a` (its API shape) has its waveform peaks kept beside
+/// its file.
+pub(crate) fn assert_peaks_beside(app: &TestApp, a: &Value) {
+    let file = app
+        .state
+        .settings
+        .data_dir
+        .join("attachments")
+        .join(a["storage_key"].as_str().unwrap());
+    assert!(
+        std::fs::metadata(parley_server::peaks::sidecar_of(&file)).is_ok(),
+        "peaks kept beside the recording {}",
+        file.display()
+    );
 }
 
 /// The call message (type `call`) of a conversation.
@@ -169,16 +187,7 @@ async fn a_call_is_stored_with_its_transcript_recording_and_peaks(backend: Backe
     assert_eq!(a["kind"], "recording");
     assert_eq!(a["mime_type"], "audio/mpeg");
     assert!(hits.load(Ordering::SeqCst) >= 2, "retried after the 503");
-    let file = app
-        .state
-        .settings
-        .data_dir
-        .join("attachments")
-        .join(a["storage_key"].as_str().unwrap());
-    assert!(
-        std::fs::metadata(parley_server::peaks::sidecar_of(&file)).is_ok(),
-        "peaks kept beside the recording"
-    );
+    crate::calls::assert_peaks_beside(&app, &a);
 
     // The dashboard reads its waveform.
     let (cookie, _) = app.dashboard_session(parley_core::UserRole::Member).await;

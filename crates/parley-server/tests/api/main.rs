@@ -37,6 +37,7 @@ mod team;
 mod telegram;
 mod tenancy;
 mod transfer;
+mod twilio;
 mod two_servers;
 mod voip_webhooks;
 mod webhooks;

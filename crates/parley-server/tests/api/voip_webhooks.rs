@@ -374,16 +374,7 @@ async fn a_retell_call_is_stored_once_and_its_analysis_added(backend: Backend) {
     let a = recording(&app, &id).await;
     assert_eq!(a["mime_type"], "audio/wav");
     assert!(hits.load(Ordering::SeqCst) >= 2, "retried after the 503");
-    let file = app
-        .state
-        .settings
-        .data_dir
-        .join("attachments")
-        .join(a["storage_key"].as_str().unwrap());
-    assert!(
-        std::fs::metadata(parley_server::peaks::sidecar_of(&file)).is_ok(),
-        "peaks kept"
-    );
+    crate::calls::assert_peaks_beside(&app, &a);
 
     let analyzed = retell_event("call-r1", &url, true);
     let r = retell(&app, &path, &analyzed, key).await;
@@ -826,7 +817,203 @@ async fn the_calls_filter_keeps_calls_and_voice(backend: Backend) {
     assert!(page.text.contains(&voice) && !page.text.contains(&text));
 }
 
+/// What the calls story expects of one call: the end of its conversation's external id, the
+/// cost (nano-USD), duration (ms), end reason, a key of its analysis (empty: none), and
+/// whether it has the audio fixture's turns.
+type Expected = (
+    &'static str,
+    Option<i64>,
+    i64,
+    &'static str,
+    &'static str,
+    bool,
+);
+
+/// The calls story, the same checks for every way a call comes in: `POST /api/v1/calls`,
+/// Retell's `call_analyzed`, Vapi's `end-of-call-report` and Twilio's callbacks. Each call
+/// keeps its turns' offsets (`start_ms` / `end_ms` of the audio fixture; Twilio sends no
+/// turns), its cost on the call message (nano-USD), its duration and end reason in the call's
+/// details and on the conversation, and the platform's analysis; delivering everything again
+/// stores nothing twice.
+async fn every_way_in_keeps_a_calls_offsets_cost_and_analysis(backend: Backend) {
+    let (platform, _) = fake_platform().await;
+    let app = TestApp::spawn_on_with(backend, |s| {
+        s.jobs.retry_first = Duration::from_millis(50);
+        s.jobs.retry_max = Duration::from_millis(200);
+        s.public_base_url = Some("https://parley.example.com".into());
+    })
+    .await;
+    let Some(app) = app else {
+        return;
+    };
+    let r = app
+        .post(
+            "/api/v1/assistants",
+            &json!({"name": "Phone desk", "company": "Acme"}),
+        )
+        .await;
+    let assistant = r.body["id"].as_str().unwrap().to_owned();
+    let (retell_key, vapi_secret) = ("key_story_0123456789", "vapi-story-secret-0123");
+    let twilio_token = "twilio-story-token-0123";
+    let retell_path = connect(
+        &app,
+        &assistant,
+        json!({"kind": "retell", "api_key": retell_key}),
+    )
+    .await;
+    let vapi_path = connect(
+        &app,
+        &assistant,
+        json!({"kind": "vapi", "server_secret": vapi_secret}),
+    )
+    .await;
+    let twilio_path = connect(
+        &app,
+        &assistant,
+        json!({"kind": "twilio", "account_sid": "AC0123456789abcdef0123456789abcdef",
+               "auth_token": twilio_token}),
+    )
+    .await;
+    let recording = |file: &str| format!("{platform}/recordings/{file}");
+    let generic = crate::calls::call("story-generic");
+    let retell_body = retell_event(
+        "story-retell",
+        &recording("call_two_speakers_8k_mono.wav"),
+        true,
+    );
+    let vapi_body = vapi_report(
+        "story-vapi",
+        &recording("call_two_speakers_8k_mono.mp3"),
+        &recording("stereo.wav"),
+    )
+    .to_string();
+    let twilio_form: Vec<(String, String)> = [
+        ("AccountSid", "AC0123456789abcdef0123456789abcdef"),
+        ("CallSid", "CAstory"),
+        ("CallStatus", "completed"),
+        ("CallDuration", "22"),
+        ("Direction", "inbound"),
+        ("From", "+15550001111"),
+        ("To", "+15550002222"),
+        ("Timestamp", "Sun, 30 Nov 2025 10:00:22 +0000"),
+    ]
+    .map(|(k, v)| (k.to_owned(), v.to_owned()))
+    .to_vec();
+    let twilio_sig = parley_server::channels::voip::twilio::signature(
+        &format!("https://parley.example.com{twilio_path}"),
+        &twilio_form,
+        twilio_token,
+    );
+    let twilio_body = url::form_urlencoded::Serializer::new(String::new())
+        .extend_pairs(twilio_form.iter())
+        .finish();
+    let deliver_all = || async {
+        let r = app.post("/api/v1/calls", &generic).await;
+        assert!(matches!(r.status, 200 | 201), "{}", r.text);
+        assert_eq!(
+            retell(&app, &retell_path, &retell_body, retell_key)
+                .await
+                .status,
+            200
+        );
+        let r = deliver(
+            &app,
+            &vapi_path,
+            &vapi_body,
+            &[("x-vapi-secret", vapi_secret.to_owned())],
+        )
+        .await;
+        assert_eq!(r.status, 200, "{}", r.text);
+        let r = app
+            .send(
+                app.client
+                    .post(app.url(&twilio_path))
+                    .header("content-type", "application/x-www-form-urlencoded")
+                    .header("x-twilio-signature", twilio_sig.clone())
+                    .body(twilio_body.clone()),
+            )
+            .await;
+        assert_eq!(r.status, 204, "{}", r.text);
+    };
+    deliver_all().await;
+    let fixture_cost = fixture("voip", "retell_openapi_call_object_example.json")
+        ["V2PhoneCallResponse"]["call_cost"]["combined_cost"]
+        .as_f64()
+        .unwrap();
+    let expected: [Expected; 4] = [
+        (
+            "story-generic",
+            Some(42_000_000),
+            21_833,
+            "customer-ended-call",
+            "summary",
+            true,
+        ),
+        (
+            "story-retell",
+            Some((fixture_cost * 1e7).round() as i64),
+            21_833,
+            "user_hangup",
+            "call_summary",
+            true,
+        ),
+        (
+            "story-vapi",
+            Some(84_200_000),
+            21_833,
+            "customer-ended-call",
+            "structuredData",
+            true,
+        ),
+        ("CAstory", None, 22_000, "completed", "", false),
+    ];
+    let find = |ext: &'static str| {
+        let app = &app;
+        async move {
+            eventually(30, ext, || async {
+                let r = app.get("/api/v1/conversations?channel=voip&limit=50").await;
+                r.body["items"].as_array()?.iter().find_map(|c| {
+                    c["external_id"]
+                        .as_str()
+                        .filter(|e| e.ends_with(ext))
+                        .map(|_| c["id"].as_str().unwrap().to_owned())
+                })
+            })
+            .await
+        }
+    };
+    let mut counts = Vec::new();
+    for (ext, cost, duration, end, analysis, turns) in expected {
+        let id = find(ext).await;
+        let ms = if turns {
+            turns_match_the_fixture(&app, &id).await
+        } else {
+            messages(&app, &id).await
+        };
+        let cm = call_message(&ms);
+        assert_eq!(cm["cost_nanousd"].as_i64(), cost, "{ext}: {cm}");
+        let d = &cm["meta"]["channel"]["details"];
+        assert_eq!(d["duration_ms"], duration, "{ext}: {d}");
+        assert_eq!(d["end_reason"], end, "{ext}: {d}");
+        if !analysis.is_empty() {
+            assert!(!d["analysis"][analysis].is_null(), "{ext}: {d}");
+        }
+        let c = app.get(&format!("/api/v1/conversations/{id}")).await;
+        assert_eq!(c.body["end_reason"], end, "{ext}");
+        counts.push((id, ms.len()));
+    }
+
+    // Everything again: the same conversations, no message twice.
+    deliver_all().await;
+    inbox_drained(&app).await;
+    assert_eq!(calls(&app).await.len(), 4);
+    for (id, n) in counts {
+        assert_eq!(messages(&app, &id).await.len(), n, "{id}");
+    }
+}
+
 crate::both_backends!(
+    every_way_in_keeps_a_calls_offsets_cost_and_analysis,
     retell_fixtures_are_accepted_signed_and_refused_otherwise,
     a_retell_call_is_stored_once_and_its_analysis_added,
     a_vapi_report_is_verified_and_stored_once,
