@@ -328,22 +328,11 @@ pub async fn download_later(
     if a.storage_key.is_some() {
         return Ok(());
     }
-    let stored = match c.kind {
-        parley_core::channel::ChannelKind::Whatsapp => {
-            super::whatsapp::download_attachment(state, c, &mut a).await
-        }
-        parley_core::channel::ChannelKind::Telegram => {
-            super::telegram::download_attachment(state, c, &mut a).await
-        }
-        parley_core::channel::ChannelKind::Messenger => {
-            super::messenger::download_again(state, c, &mut a).await
-        }
-        // Call recordings come by URL (the `voip.recording` job), never by platform media id.
-        parley_core::channel::ChannelKind::Retell | parley_core::channel::ChannelKind::Vapi => {
-            return Err(JobError::Permanent(
-                "a voice platform's connection has no media to download".into(),
-            ));
-        }
+    // Call recordings come by URL (the `voip.recording` job), never by platform media id.
+    let Some(stored) = super::download_again(state, c, &mut a).await else {
+        return Err(JobError::Permanent(
+            "a voice platform's connection has no media to download".into(),
+        ));
     };
     let last = job.attempts >= job.max_attempts;
     let (mut transcript, mut description) = (None, None);

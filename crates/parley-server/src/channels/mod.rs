@@ -25,8 +25,12 @@
 //! conversation's `external_id` is `{kind}:{connection id}:{customer id}`, so every customer
 //! has one conversation per connection and replies know where to go.
 
+pub mod delivery;
+#[cfg(test)]
+mod fixtures_test;
 pub mod media;
 pub mod messenger;
+pub mod meta;
 pub mod telegram;
 pub mod voip;
 pub mod whatsapp;
@@ -42,6 +46,10 @@ use serde_json::{Value, json};
 
 use crate::AppState;
 use crate::error::ApiError;
+
+/// The 24-hour window after the customer's last message, in ms: WhatsApp's customer service
+/// window and Messenger's standard messaging window.
+pub const WINDOW_MS: i64 = 24 * 3600 * 1000;
 
 /// Longest wait for a platform API call (Graph API, Bot API, media download).
 pub const PLATFORM_TIMEOUT: Duration = Duration::from_secs(30);
@@ -263,6 +271,90 @@ pub async fn view_with_inbox(state: &AppState, c: &ChannelConnection) -> Value {
     let mut v = view(c);
     v["inbox"] = json!(crate::jobs::inbox(state, c).await);
     v
+}
+
+/// The connection of `kind` webhook connection `id` (a path segment). Errors: 404
+/// `not_found` for an id that is not one, or a connection of another kind.
+pub(crate) async fn webhook_connection(
+    state: &AppState,
+    kind: ChannelKind,
+    id: &str,
+) -> Result<ChannelConnection, ApiError> {
+    let id: parley_core::ChannelConnectionId =
+        id.parse().map_err(|_| ApiError::not_found("connection"))?;
+    state
+        .store
+        .channels()
+        .channel_by_id(id)
+        .await?
+        .filter(|c| c.kind == kind)
+        .ok_or_else(|| ApiError::not_found("connection"))
+}
+
+/// A payload object read into `T`, kept also as it came (`raw`): Parley stores some platform
+/// objects verbatim (`meta.channel.details`) while reading its own fields typed.
+#[derive(Debug, Clone, Default)]
+pub struct WithRaw<T> {
+    /// The object as the platform sent it.
+    pub raw: Value,
+    /// The object read into its type.
+    pub parsed: T,
+}
+
+impl<'de, T: serde::de::DeserializeOwned> serde::Deserialize<'de> for WithRaw<T> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let raw = Value::deserialize(d)?;
+        let parsed = T::deserialize(&raw).map_err(serde::de::Error::custom)?;
+        Ok(WithRaw { raw, parsed })
+    }
+}
+
+impl<T> std::ops::Deref for WithRaw<T> {
+    type Target = T;
+    fn deref(&self) -> &T {
+        &self.parsed
+    }
+}
+
+/// Checks that a webhook body is JSON. Errors: 400 `invalid_json`. A body that is JSON but
+/// not of its platform's shape is refused later, when its job reads it (as a payload that
+/// cannot be processed).
+pub(crate) fn check_json(body: &[u8]) -> Result<(), ApiError> {
+    if serde_json::from_slice::<serde::de::IgnoredAny>(body).is_err() {
+        return Err(ApiError::new(
+            axum::http::StatusCode::BAD_REQUEST,
+            "invalid_json",
+            "the body is not JSON",
+        ));
+    }
+    Ok(())
+}
+
+/// Reads a stored webhook delivery (`body`, the raw body) as payload `T`. Errors: `Permanent`
+/// for a body that is not JSON or not of `T`'s shape (`what` names it: "delivery", "update").
+pub(crate) fn parse_delivery<T: serde::de::DeserializeOwned>(
+    body: &str,
+    what: &str,
+) -> Result<T, crate::jobs::JobError> {
+    serde_json::from_str(body).map_err(|e| {
+        crate::jobs::JobError::Permanent(format!("the {what} is not a payload Parley reads: {e}"))
+    })
+}
+
+/// Downloads attachment `a` of a message that came through `c` again (the `media.download`
+/// job), from its platform; `None` for a connection whose platform has no media ids (a voice
+/// platform), else whether it is stored now (the error is on `a`).
+pub(crate) async fn download_again(
+    state: &AppState,
+    c: &ChannelConnection,
+    a: &mut parley_core::channel::Attachment,
+) -> Option<bool> {
+    Some(match c.kind {
+        ChannelKind::Whatsapp => whatsapp::download_attachment(state, c, a).await,
+        ChannelKind::Telegram => telegram::download_attachment(state, c, a).await,
+        ChannelKind::Messenger => messenger::download_again(state, c, a).await,
+        ChannelKind::Retell | ChannelKind::Vapi => return None,
+    })
 }
 
 /// A conversation input with nothing but the channel set.
