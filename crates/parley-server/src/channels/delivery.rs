@@ -24,6 +24,22 @@ pub fn advance(current: &mut Option<Delivery>, new: Delivery) -> bool {
     true
 }
 
+/// When the customer of `conversation` last wrote (what the 24-hour window opens with);
+/// `None` when they never did or the conversation cannot be read.
+pub(crate) async fn last_inbound_at(
+    state: &AppState,
+    ws: WorkspaceId,
+    conversation: parley_core::ConversationId,
+) -> Option<Timestamp> {
+    state
+        .store
+        .get_conversation(ws, conversation)
+        .await
+        .ok()
+        .flatten()
+        .and_then(|d| d.last_inbound_at)
+}
+
 /// How a channel records a send on the stored message.
 #[derive(Debug, Clone)]
 pub(crate) struct Outgoing<'a> {

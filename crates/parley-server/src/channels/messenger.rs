@@ -47,14 +47,14 @@
 
 use axum::body::Bytes;
 use axum::extract::{Path, RawQuery, State};
-use axum::http::{HeaderMap, StatusCode};
-use axum::response::{IntoResponse, Response};
+use axum::http::HeaderMap;
+use axum::response::Response;
 use parley_core::channel::{
     Attachment, ChannelConnection, ChannelError, ChannelKind, ChannelMessageMeta, Delivery,
     DeliveryStatus,
 };
 use parley_core::chat_markup::{Markup, to_markup};
-use parley_core::model::{AssistantRef, ConversationInput, Message, MessageInput, MessageMeta};
+use parley_core::model::{AssistantRef, ConversationInput, Message, MessageInput};
 use parley_core::{Channel, ConversationId, Role, Timestamp};
 use serde_json::{Number, Value, json};
 
@@ -64,7 +64,7 @@ use self::payload::{Event, Me, SendAnswer, Webhook};
 use super::WithRaw;
 use super::delivery::{Outgoing, advance, record_send};
 use super::meta::{GraphError, GraphErrorBody};
-use super::{conversation_key, edit_message, media, meta, open_secret};
+use super::{conversation_key, edit_message, media, meta};
 use crate::AppState;
 use crate::error::ApiError;
 use crate::ingest::{IngestRequest, ingest_with_jobs};
@@ -183,8 +183,7 @@ pub async fn webhook(
 ) -> Result<Response, ApiError> {
     let c = super::webhook_connection(&st, ChannelKind::Messenger, &id).await?;
     meta::check_delivery(&st, &c, &headers, &body, "Messenger")?;
-    crate::jobs::enqueue_delivery(&st, crate::jobs::MESSENGER_DELIVERY, &c, &body).await?;
-    Ok(StatusCode::OK.into_response())
+    super::accept_delivery(&st, crate::jobs::MESSENGER_DELIVERY, &c, &body).await
 }
 
 /// Processes one stored delivery (the `messenger.delivery` job; `body` is the raw body, a
@@ -255,25 +254,13 @@ async fn handle_event(
         }
         return receive(state, c, &customer, at, translate_message(message)).await;
     }
-    if let Some(p) = &event.postback {
-        return receive(
-            state,
-            c,
-            &customer,
-            at,
-            translate_postback(event, p, &customer),
-        )
-        .await;
-    }
-    if let Some(r) = &event.reaction {
-        return receive(
-            state,
-            c,
-            &customer,
-            at,
-            translate_reaction(event, r, &customer),
-        )
-        .await;
+    let translated = match (&event.postback, &event.reaction) {
+        (Some(p), _) => Some(translate_postback(event, p, &customer)),
+        (None, Some(r)) => Some(translate_reaction(event, r, &customer)),
+        (None, None) => None,
+    };
+    if let Some(t) = translated {
+        return receive(state, c, &customer, at, t).await;
     }
     if let Some(d) = &event.delivery {
         let watermark = d.watermark.map(Timestamp);
@@ -519,37 +506,10 @@ async fn receive(
         tracing::debug!(mid = external_id, "Messenger message already stored");
         return Ok(());
     }
-    let mut jobs = Vec::new();
-    for (i, a) in t.meta.attachments.iter_mut().enumerate() {
-        match download_attachment(state, c, a).await {
-            Download::Stored => {}
-            Download::Failed => jobs.push(crate::jobs::media_job(0, c, i, state)),
-            Download::NotAllowed => {}
-        }
-        media::add_media_text(state, c, a, &mut t.content).await;
-    }
-    if t.answer {
-        jobs.push(crate::jobs::answer_job(
-            0,
-            ws,
-            Some(c.id),
-            json!({ "to": customer }),
-        ));
-    }
-    let message = MessageInput {
-        id: None,
-        external_id: Some(external_id),
-        role: Role::User,
-        content: t.content,
-        created_at: Some(at.unwrap_or_else(Timestamp::now)),
-        model: None,
-        usage: None,
-        cost_nanousd: None,
-        meta: MessageMeta {
-            channel: Some(t.meta),
-            ..Default::default()
-        },
-    };
+    let answer = t.answer.then_some(customer);
+    let jobs = super::inbound_jobs(state, c, &mut t.meta.attachments, &mut t.content, answer).await;
+    let created_at = Some(at.unwrap_or_else(Timestamp::now));
+    let message = super::channel_message(external_id, Role::User, t.content, created_at, t.meta);
     ingest_with_jobs(
         state,
         ws,
@@ -606,24 +566,17 @@ async fn echo(
     details.insert("is_echo".into(), json!(true));
     t.meta.details = Some(Value::Object(details));
     // Files the Page sent are kept as links: Parley did not receive them from the customer.
-    let input = MessageInput {
-        id: None,
-        external_id: Some(mid.to_owned()),
-        role: Role::Agent,
-        content: t.content,
-        created_at: Some(at.unwrap_or_else(Timestamp::now)),
-        model: None,
-        usage: None,
-        cost_nanousd: None,
-        meta: MessageMeta {
-            channel: Some(t.meta),
-            author: Some(parley_core::model::Author {
-                user_id: None,
-                name: "Facebook Page".into(),
-            }),
-            ..Default::default()
-        },
-    };
+    let mut input = super::channel_message(
+        mid.to_owned(),
+        Role::Agent,
+        t.content,
+        Some(at.unwrap_or_else(Timestamp::now)),
+        t.meta,
+    );
+    input.meta.author = Some(parley_core::model::Author {
+        user_id: None,
+        name: "Facebook Page".into(),
+    });
     let outcome = ingest_with_jobs(
         state,
         ws,
@@ -673,7 +626,7 @@ async fn receipt(
             .channels()
             .conversation_by_external_id(ws, &conversation_key(c, customer))
             .await?
-        && let Some(export) = state.store.export_conversations(ws, &[id]).await?.pop()
+        && let Some(export) = super::export_one(state, ws, id).await?
     {
         targets.extend(
             export
@@ -779,11 +732,7 @@ async fn send_api(
     c: &ChannelConnection,
     body: &Value,
 ) -> Result<String, ChannelError> {
-    let token = open_secret(state, c, "access_token").map_err(|e| ChannelError {
-        code: 0,
-        title: "connection_unusable".into(),
-        message: Some(e),
-    })?;
+    let token = super::send_secret(state, c, "access_token")?;
     let url = format!("{}/me/messages", graph_base(state));
     // The operator's Graph API: trusted (nothing here came from a workspace).
     let res = state
@@ -828,13 +777,7 @@ pub async fn reply(
     tag: Option<MessageTag>,
 ) -> Result<String, ChannelError> {
     let ws = c.workspace_id;
-    let last_inbound = state
-        .store
-        .get_conversation(ws, conversation)
-        .await
-        .ok()
-        .flatten()
-        .and_then(|d| d.last_inbound_at);
+    let last_inbound = crate::channels::delivery::last_inbound_at(state, ws, conversation).await;
     let result = match may_send(last_inbound, Timestamp::now(), tag) {
         Err(why) => Err(ChannelError {
             code: 0,
@@ -884,13 +827,20 @@ pub async fn reply(
 }
 
 /// How an attachment's download went.
-enum Download {
+pub(crate) enum Download {
     /// In the attachment store.
     Stored,
     /// Every attempt failed: a later `media.download` job tries again.
     Failed,
     /// Its URL is not on an allowed host (or there is none): recorded, never fetched.
     NotAllowed,
+}
+
+impl Download {
+    /// Whether a later `media.download` job should try again.
+    pub(crate) fn retry(&self) -> bool {
+        matches!(self, Download::Failed)
+    }
 }
 
 /// Whether `url` is an http(s) URL on one of the operator's `messenger_media_hosts` (the host
@@ -911,7 +861,9 @@ pub fn media_host_allowed(state: &AppState, url: &str) -> bool {
         })
 }
 
-async fn download_attachment(
+/// Downloads attachment `a` of a message that came through `c`, from its URL when that is on
+/// an allowed host.
+pub(crate) async fn download_attachment(
     state: &AppState,
     c: &ChannelConnection,
     a: &mut Attachment,
@@ -927,16 +879,6 @@ async fn download_attachment(
     } else {
         Download::Failed
     }
-}
-
-/// Downloads attachment `a` of a message that came through `c` again (the `media.download`
-/// job); false when it is not stored (the error is on `a`).
-pub(crate) async fn download_again(
-    state: &AppState,
-    c: &ChannelConnection,
-    a: &mut Attachment,
-) -> bool {
-    matches!(download_attachment(state, c, a).await, Download::Stored)
 }
 
 /// Messenger files are fetched from their `payload.url` (Meta's CDN, no token), through the

@@ -13,6 +13,13 @@
 //! - [`media`]: attachment storage under the data directory, voice transcription and image
 //!   descriptions.
 //! - [`voip`]: Retell's and Vapi's post-call webhooks (phone calls on channel `voip`).
+//! - [`meta`]: what WhatsApp and Messenger share as Meta platforms (the handshake, the
+//!   signature, same-app routing, the Graph API error object); [`delivery`]: how every channel
+//!   records a send and moves a delivery forward.
+//!
+//! Each platform reads its payloads into typed structs (`whatsapp::payload`,
+//! `telegram::payload`, `messenger::payload`, each naming the platform page it follows); a
+//! stored delivery that does not read fails its job permanently, as one that is not JSON does.
 //!
 //! The stand-ins for Meta's Graph API and Telegram's Bot API the tests use live in
 //! `parley-testkit`.
@@ -352,9 +359,127 @@ pub(crate) async fn download_again(
     Some(match c.kind {
         ChannelKind::Whatsapp => whatsapp::download_attachment(state, c, a).await,
         ChannelKind::Telegram => telegram::download_attachment(state, c, a).await,
-        ChannelKind::Messenger => messenger::download_again(state, c, a).await,
+        ChannelKind::Messenger => matches!(
+            messenger::download_attachment(state, c, a).await,
+            messenger::Download::Stored
+        ),
         ChannelKind::Retell | ChannelKind::Vapi => return None,
     })
+}
+
+/// Stores a checked webhook delivery of `c` in the durable inbox as a `job_kind` job
+/// ([`crate::jobs::enqueue_delivery`]) and answers 200. Errors: 500 when it cannot be stored
+/// (the platform delivers it again).
+pub(crate) async fn accept_delivery(
+    st: &AppState,
+    job_kind: &str,
+    c: &ChannelConnection,
+    body: &[u8],
+) -> Result<axum::response::Response, ApiError> {
+    use axum::response::IntoResponse;
+    crate::jobs::enqueue_delivery(st, job_kind, c, body).await?;
+    Ok(axum::http::StatusCode::OK.into_response())
+}
+
+/// Conversation `conversation` of `ws` with its messages, if it exists. Errors: the store's.
+pub(crate) async fn export_one(
+    state: &AppState,
+    ws: WorkspaceId,
+    conversation: ConversationId,
+) -> Result<Option<parley_core::model::ConversationExport>, parley_store::StoreError> {
+    Ok(state
+        .store
+        .export_conversations(ws, &[conversation])
+        .await?
+        .pop())
+}
+
+/// Opens the connection's secret `name` to download attachment `a` with; `None` (the reason
+/// on `a`) when it cannot be opened.
+pub(crate) fn download_secret(
+    state: &AppState,
+    c: &ChannelConnection,
+    name: &str,
+    a: &mut parley_core::channel::Attachment,
+) -> Option<String> {
+    match open_secret(state, c, name) {
+        Ok(t) => Some(t),
+        Err(e) => {
+            a.download_error = Some(format!("the connection is unusable: {e}"));
+            None
+        }
+    }
+}
+
+/// Opens the connection's secret `name` to send with. Errors: code 0 `connection_unusable`.
+pub(crate) fn send_secret(
+    state: &AppState,
+    c: &ChannelConnection,
+    name: &str,
+) -> Result<String, parley_core::channel::ChannelError> {
+    open_secret(state, c, name).map_err(|e| parley_core::channel::ChannelError {
+        code: 0,
+        title: "connection_unusable".into(),
+        message: Some(e),
+    })
+}
+
+/// A message that came through a channel, as the ingest path takes it: its platform id
+/// (`external_id`), role, text, time and `meta.channel`.
+pub(crate) fn channel_message(
+    external_id: String,
+    role: parley_core::Role,
+    content: String,
+    created_at: Option<parley_core::Timestamp>,
+    channel: parley_core::channel::ChannelMessageMeta,
+) -> parley_core::model::MessageInput {
+    parley_core::model::MessageInput {
+        id: None,
+        external_id: Some(external_id),
+        role,
+        content,
+        created_at,
+        model: None,
+        usage: None,
+        cost_nanousd: None,
+        meta: parley_core::model::MessageMeta {
+            channel: Some(channel),
+            ..Default::default()
+        },
+    }
+}
+
+/// Downloads the attachments of an inbound WhatsApp or Messenger message (adding a voice
+/// note's transcript or an image's description to `content`) and returns the jobs to store
+/// with it: a later download of each file that failed every attempt (index in `attachments`),
+/// then the assistant's answer to `answer` (the job's `{"to": customer}`) when it is given.
+pub(crate) async fn inbound_jobs(
+    state: &AppState,
+    c: &ChannelConnection,
+    attachments: &mut [parley_core::channel::Attachment],
+    content: &mut String,
+    answer: Option<&str>,
+) -> Vec<parley_store::jobs::IngestJob> {
+    let mut jobs = Vec::new();
+    for (i, a) in attachments.iter_mut().enumerate() {
+        let retry = match c.kind {
+            ChannelKind::Messenger => messenger::download_attachment(state, c, a).await.retry(),
+            _ => !whatsapp::download_attachment(state, c, a).await,
+        };
+        if retry {
+            jobs.push(crate::jobs::media_job(0, c, i, state));
+        }
+        media::add_media_text(state, c, a, content).await;
+    }
+    if let Some(to) = answer {
+        jobs.push(crate::jobs::answer_job(
+            0,
+            c.workspace_id,
+            Some(c.id),
+            json!({ "to": to }),
+        ));
+    }
+    jobs
 }
 
 /// A conversation input with nothing but the channel set.

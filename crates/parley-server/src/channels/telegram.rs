@@ -28,12 +28,12 @@ use std::time::Duration;
 use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use parley_core::channel::{
     Attachment, ChannelConnection, ChannelError, ChannelKind, ChannelMessageMeta, DeliveryStatus,
 };
 use parley_core::chat_markup::{Markup, to_markup};
-use parley_core::model::{AssistantRef, Message, MessageInput, MessageMeta};
+use parley_core::model::{AssistantRef, Message};
 use parley_core::{Channel, ConversationId, Role, Timestamp, WorkspaceId};
 use serde_json::{Value, json};
 use subtle::ConstantTimeEq;
@@ -274,8 +274,7 @@ pub async fn webhook(
         Some(_) => {}
     }
     super::check_json(&body)?;
-    crate::jobs::enqueue_delivery(&st, crate::jobs::TELEGRAM_DELIVERY, &c, &body).await?;
-    Ok(StatusCode::OK.into_response())
+    super::accept_delivery(&st, crate::jobs::TELEGRAM_DELIVERY, &c, &body).await
 }
 
 /// Processes one stored update (the `telegram.delivery` job; `body` is the raw body, an
@@ -521,22 +520,16 @@ async fn process(state: &AppState, c: &ChannelConnection, update: &Update) -> Re
     };
     input.contact = Some(display_name(who));
     input.session_id = Some(format!("tg-{chat}"));
-    input.messages = vec![MessageInput {
-        id: None,
-        external_id: Some(external_id.clone()),
-        role: Role::User,
+    let created_at = m
+        .and_then(|m| m.edit_date.or(m.date))
+        .map(|s| Timestamp(s * 1000));
+    input.messages = vec![super::channel_message(
+        external_id.clone(),
+        Role::User,
         content,
-        created_at: m
-            .and_then(|m| m.edit_date.or(m.date))
-            .map(|s| Timestamp(s * 1000)),
-        model: None,
-        usage: None,
-        cost_nanousd: None,
-        meta: MessageMeta {
-            channel: Some(meta),
-            ..Default::default()
-        },
-    }];
+        created_at,
+        meta,
+    )];
     if answer {
         jobs.push(crate::jobs::answer_job(
             0,
@@ -567,12 +560,8 @@ pub(crate) async fn download_attachment(
     c: &ChannelConnection,
     a: &mut Attachment,
 ) -> bool {
-    let token = match open_secret(state, c, "bot_token") {
-        Ok(t) => t,
-        Err(e) => {
-            a.download_error = Some(format!("the connection is unusable: {e}"));
-            return false;
-        }
+    let Some(token) = super::download_secret(state, c, "bot_token", a) else {
+        return false;
     };
     let fetch = TelegramFile {
         state,
@@ -667,11 +656,7 @@ async fn send_parts(
     chat: &str,
     text: &str,
 ) -> Result<String, ChannelError> {
-    let token = open_secret(state, c, "bot_token").map_err(|e| ChannelError {
-        code: 0,
-        title: "connection_unusable".into(),
-        message: Some(e),
-    })?;
+    let token = super::send_secret(state, c, "bot_token")?;
     let chat_id: Value = chat
         .parse::<i64>()
         .map(Value::from)
@@ -757,12 +742,7 @@ async fn mark_edited(
     original: i64,
     by: &str,
 ) -> Result<(), ApiError> {
-    let Some(export) = state
-        .store
-        .export_conversations(ws, &[conversation])
-        .await?
-        .pop()
-    else {
+    let Some(export) = super::export_one(state, ws, conversation).await? else {
         return Ok(());
     };
     let found = export.messages.into_iter().find(|m| {

@@ -2,13 +2,13 @@
 //! assistant when its type calls for it; edits and deletions also mark the original.
 
 use parley_core::channel::{Attachment, ChannelConnection, ChannelMessageMeta};
-use parley_core::model::{AssistantRef, ConversationInput, MessageInput, MessageMeta};
+use parley_core::model::{AssistantRef, ConversationInput};
 use parley_core::{Channel, Role, Timestamp, WorkspaceId};
-use serde_json::{Number, Value, json};
+use serde_json::{Number, Value};
 
 use super::payload::{InboundMessage, UnixTime};
 use crate::AppState;
-use crate::channels::{WithRaw, conversation_key, edit_message, media};
+use crate::channels::{WithRaw, conversation_key, edit_message};
 use crate::error::ApiError;
 use crate::ingest::{IngestRequest, ingest_with_jobs};
 
@@ -245,21 +245,10 @@ pub(super) async fn receive(
         tracing::debug!(wamid, "WhatsApp message already stored");
         return mark().await;
     }
-    let mut jobs = Vec::new();
-    for (i, a) in t.meta.attachments.iter_mut().enumerate() {
-        if !super::download_attachment(state, c, a).await {
-            jobs.push(crate::jobs::media_job(0, c, i, state));
-        }
-        media::add_media_text(state, c, a, &mut t.content).await;
-    }
-    if t.answer {
-        jobs.push(crate::jobs::answer_job(
-            0,
-            ws,
-            Some(c.id),
-            json!({ "to": from }),
-        ));
-    }
+    let answer = t.answer.then_some(from);
+    let jobs =
+        crate::channels::inbound_jobs(state, c, &mut t.meta.attachments, &mut t.content, answer)
+            .await;
     let contact = match name {
         Some(n) if !n.is_empty() => format!("{n} (+{from})"),
         _ => format!("+{from}"),
@@ -274,20 +263,13 @@ pub(super) async fn receive(
         },
         contact: Some(contact),
         session_id: Some(format!("wa-{from}")),
-        messages: vec![MessageInput {
-            id: None,
-            external_id: Some(wamid.to_owned()),
-            role: t.role,
-            content: t.content,
-            created_at: Some(created_at),
-            model: None,
-            usage: None,
-            cost_nanousd: None,
-            meta: MessageMeta {
-                channel: Some(t.meta),
-                ..Default::default()
-            },
-        }],
+        messages: vec![crate::channels::channel_message(
+            wamid.to_owned(),
+            t.role,
+            t.content,
+            Some(created_at),
+            t.meta,
+        )],
         ..crate::channels::new_conversation(Channel::Whatsapp)
     };
     ingest_with_jobs(

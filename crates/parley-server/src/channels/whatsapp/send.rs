@@ -13,7 +13,7 @@ use super::{WINDOW_MS, tier_limit, window_closes_at, window_open};
 use crate::AppState;
 use crate::channels::delivery::{Outgoing, record_send};
 use crate::channels::meta::{GraphErrorBody, answer};
-use crate::channels::{config_str, edit_config, media, open_secret};
+use crate::channels::{config_str, edit_config, media};
 
 /// A Graph API error object (`{"code", "title", "message", "error_data": {"details"}}`, or
 /// the `error` of an HTTP error body with `type`) as a [`ChannelError`].
@@ -86,11 +86,7 @@ pub(super) async fn graph_call<T: serde::de::DeserializeOwned + Default>(
     url: String,
     body: Option<&Value>,
 ) -> Result<T, ChannelError> {
-    let token = open_secret(state, c, "access_token").map_err(|e| ChannelError {
-        code: 0,
-        title: "connection_unusable".into(),
-        message: Some(e),
-    })?;
+    let token = crate::channels::send_secret(state, c, "access_token")?;
     let client = state
         .net
         .platform_client(&url, &state.settings.whatsapp_graph_base_url)
@@ -159,13 +155,7 @@ pub async fn reply(
     m: &Message,
 ) -> Result<String, ChannelError> {
     let ws = c.workspace_id;
-    let last_inbound = state
-        .store
-        .get_conversation(ws, conversation)
-        .await
-        .ok()
-        .flatten()
-        .and_then(|d| d.last_inbound_at);
+    let last_inbound = crate::channels::delivery::last_inbound_at(state, ws, conversation).await;
     let result = if window_open(last_inbound, Timestamp::now()) {
         let body = json!({
             "messaging_product": "whatsapp",
@@ -315,12 +305,8 @@ pub(crate) async fn download_attachment(
     c: &ChannelConnection,
     a: &mut Attachment,
 ) -> bool {
-    let token = match open_secret(state, c, "access_token") {
-        Ok(t) => t,
-        Err(e) => {
-            a.download_error = Some(format!("the connection is unusable: {e}"));
-            return false;
-        }
+    let Some(token) = crate::channels::download_secret(state, c, "access_token", a) else {
+        return false;
     };
     let fetch = WhatsappMedia {
         state,

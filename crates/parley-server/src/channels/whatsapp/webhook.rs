@@ -3,8 +3,8 @@
 
 use axum::body::Bytes;
 use axum::extract::{Path, RawQuery, State};
-use axum::http::{HeaderMap, StatusCode};
-use axum::response::{IntoResponse, Response};
+use axum::http::HeaderMap;
+use axum::response::Response;
 use parley_core::channel::{ChannelConnection, ChannelKind};
 
 use super::payload::{ChangeValue, Webhook};
@@ -38,8 +38,7 @@ pub async fn webhook(
 ) -> Result<Response, ApiError> {
     let c = crate::channels::webhook_connection(&st, ChannelKind::Whatsapp, &id).await?;
     meta::check_delivery(&st, &c, &headers, &body, "WhatsApp")?;
-    crate::jobs::enqueue_delivery(&st, crate::jobs::WHATSAPP_DELIVERY, &c, &body).await?;
-    Ok(StatusCode::OK.into_response())
+    crate::channels::accept_delivery(&st, crate::jobs::WHATSAPP_DELIVERY, &c, &body).await
 }
 
 /// Processes one stored delivery (the `whatsapp.delivery` job; `body` is the raw body, a
