@@ -129,11 +129,8 @@ pub async fn locate(
     index: usize,
 ) -> Result<(Attachment, PathBuf), crate::error::ApiError> {
     use crate::error::ApiError;
-    let export = state
-        .store
-        .export_conversations(ws, &[conversation])
+    let export = super::export_one(state, ws, conversation)
         .await?
-        .pop()
         .ok_or_else(|| ApiError::not_found("conversation"))?;
     let a = export
         .messages
@@ -308,12 +305,7 @@ pub async fn download_later(
     let Some(index) = payload["index"].as_u64().map(|i| i as usize) else {
         return Err(JobError::Permanent("the job names no attachment".into()));
     };
-    let Some(export) = state
-        .store
-        .export_conversations(ws, &[conversation])
-        .await?
-        .pop()
-    else {
+    let Some(export) = super::export_one(state, ws, conversation).await? else {
         return Ok(());
     };
     let Some(mut a) = export
@@ -328,24 +320,11 @@ pub async fn download_later(
     if a.storage_key.is_some() {
         return Ok(());
     }
-    let stored = match c.kind {
-        parley_core::channel::ChannelKind::Whatsapp => {
-            super::whatsapp::download_attachment(state, c, &mut a).await
-        }
-        parley_core::channel::ChannelKind::Telegram => {
-            super::telegram::download_attachment(state, c, &mut a).await
-        }
-        parley_core::channel::ChannelKind::Messenger => {
-            super::messenger::download_again(state, c, &mut a).await
-        }
-        // Call recordings come by URL (the `voip.recording` job), never by platform media id.
-        parley_core::channel::ChannelKind::Retell
-        | parley_core::channel::ChannelKind::Vapi
-        | parley_core::channel::ChannelKind::Twilio => {
-            return Err(JobError::Permanent(
-                "a voice platform's connection has no media to download".into(),
-            ));
-        }
+    // Call recordings come by URL (the `voip.recording` job), never by platform media id.
+    let Some(stored) = super::download_again(state, c, &mut a).await else {
+        return Err(JobError::Permanent(
+            "a voice platform's connection has no media to download".into(),
+        ));
     };
     let last = job.attempts >= job.max_attempts;
     let (mut transcript, mut description) = (None, None);
@@ -621,6 +600,17 @@ async fn describe(
         .send()
         .await
         .map_err(crate::assistant::provider::describe)?;
+    let answer = provider_answer(res).await?;
+    answer["choices"][0]["message"]["content"]
+        .as_str()
+        .map(|t| t.trim().to_owned())
+        .filter(|t| !t.is_empty())
+        .ok_or_else(|| "the answer has no text".to_owned())
+}
+
+/// The JSON answer of an OpenAI-compatible endpoint. Errors: a body that is not JSON; for an
+/// HTTP error, `HTTP {status}: {error.message}`.
+async fn provider_answer(res: reqwest::Response) -> Result<Value, String> {
     let status = res.status();
     let answer: Value = res.json().await.map_err(|e| e.to_string())?;
     if !status.is_success() {
@@ -630,11 +620,7 @@ async fn describe(
             answer["error"]["message"]
         ));
     }
-    answer["choices"][0]["message"]["content"]
-        .as_str()
-        .map(|t| t.trim().to_owned())
-        .filter(|t| !t.is_empty())
-        .ok_or_else(|| "the answer has no text".to_owned())
+    Ok(answer)
 }
 
 /// `POST {base_url}/audio/transcriptions` (OpenAI-compatible), multipart form with `model` and
@@ -669,15 +655,7 @@ async fn transcribe(
         .send()
         .await
         .map_err(crate::assistant::provider::describe)?;
-    let status = res.status();
-    let answer: Value = res.json().await.map_err(|e| e.to_string())?;
-    if !status.is_success() {
-        return Err(format!(
-            "HTTP {}: {}",
-            status.as_u16(),
-            answer["error"]["message"]
-        ));
-    }
+    let answer = provider_answer(res).await?;
     answer["text"]
         .as_str()
         .map(str::to_owned)

@@ -3,8 +3,8 @@
 //!
 //! **Webhook** (`/webhooks/messenger/{connection id}`): `GET` answers Meta's verification
 //! handshake and `POST` deliveries must carry `X-Hub-Signature-256` (HMAC-SHA256 of the raw
-//! body with the app secret), exactly as WhatsApp's ([`whatsapp::handshake`],
-//! [`whatsapp::check_delivery`]). A valid delivery is stored in the durable inbox (a
+//! body with the app secret), exactly as WhatsApp's ([`super::meta::handshake`],
+//! [`super::meta::check_delivery`]). A valid delivery is stored in the durable inbox (a
 //! `messenger.delivery` job, [`crate::jobs`]) before it is answered 200 and processed from
 //! there ([`process_delivery`]). A body is `{"object": "page", "entry": [{"id": PAGE_ID,
 //! "time", "messaging": [EVENT...]}]}`; an entry for another Page of the same Meta app (one
@@ -29,7 +29,7 @@
 //!   is then made from the customer, the time and the payload, equally stable across
 //!   redeliveries.
 //! - `delivery` (`mids[]`, `watermark`) and `read` (`watermark`): the delivery of the messages
-//!   Parley sent moves to `delivered` / `read` ([`whatsapp::advance`]: only ever forward): the
+//!   Parley sent moves to `delivered` / `read` ([`super::delivery::advance`]: only ever forward): the
 //!   named `mids`, and every message sent at or before the watermark.
 //! - Others (`optin`, `referral`, `account_linking`, handover...) are logged and skipped.
 //!
@@ -47,18 +47,24 @@
 
 use axum::body::Bytes;
 use axum::extract::{Path, RawQuery, State};
-use axum::http::{HeaderMap, StatusCode};
-use axum::response::{IntoResponse, Response};
+use axum::http::HeaderMap;
+use axum::response::Response;
 use parley_core::channel::{
     Attachment, ChannelConnection, ChannelError, ChannelKind, ChannelMessageMeta, Delivery,
     DeliveryStatus,
 };
 use parley_core::chat_markup::{Markup, to_markup};
-use parley_core::model::{AssistantRef, ConversationInput, Message, MessageInput, MessageMeta};
-use parley_core::{Channel, ChannelConnectionId, ConversationId, Role, Timestamp};
-use serde_json::{Value, json};
+use parley_core::model::{AssistantRef, ConversationInput, Message, MessageInput};
+use parley_core::{Channel, ConversationId, Role, Timestamp};
+use serde_json::{Number, Value, json};
 
-use super::{conversation_key, edit_message, media, open_secret, whatsapp};
+pub mod payload;
+
+use self::payload::{Event, Me, SendAnswer, Webhook};
+use super::WithRaw;
+use super::delivery::{Outgoing, advance, record_send};
+use super::meta::{GraphError, GraphErrorBody};
+use super::{conversation_key, edit_message, media, meta};
 use crate::AppState;
 use crate::error::ApiError;
 use crate::ingest::{IngestRequest, ingest_with_jobs};
@@ -67,7 +73,7 @@ use crate::jobs::JobError;
 /// Meta's Graph API, the default `messenger_graph_base_url`.
 pub const DEFAULT_GRAPH_BASE_URL: &str = "https://graph.facebook.com/v21.0";
 /// Messenger's standard messaging window after the customer's last message, in ms (24 h).
-pub const WINDOW_MS: i64 = whatsapp::WINDOW_MS;
+pub const WINDOW_MS: i64 = super::WINDOW_MS;
 /// How long after the customer's last message the `HUMAN_AGENT` tag may be used, in ms (7 days).
 pub const HUMAN_AGENT_WINDOW_MS: i64 = 7 * 24 * 3600 * 1000;
 /// Longest text of one Send API message, in characters.
@@ -155,26 +161,15 @@ pub fn window_closes_at(last_inbound_at: Option<Timestamp>) -> Option<Timestamp>
     last_inbound_at.map(|t| t.add_millis(WINDOW_MS))
 }
 
-async fn connection(state: &AppState, id: &str) -> Result<ChannelConnection, ApiError> {
-    let id: ChannelConnectionId = id.parse().map_err(|_| ApiError::not_found("connection"))?;
-    state
-        .store
-        .channels()
-        .channel_by_id(id)
-        .await?
-        .filter(|c| c.kind == ChannelKind::Messenger)
-        .ok_or_else(|| ApiError::not_found("connection"))
-}
-
-/// `GET /webhooks/messenger/{id}`: Meta's verification handshake ([`whatsapp::handshake`]);
+/// `GET /webhooks/messenger/{id}`: Meta's verification handshake ([`meta::handshake`]);
 /// 404 for an unknown connection.
 pub async fn verify(
     State(st): State<AppState>,
     Path(id): Path<String>,
     RawQuery(query): RawQuery,
 ) -> Result<Response, ApiError> {
-    let c = connection(&st, &id).await?;
-    whatsapp::handshake(&st, &c, query, "Messenger")
+    let c = super::webhook_connection(&st, ChannelKind::Messenger, &id).await?;
+    meta::handshake(&st, &c, query, "Messenger")
 }
 
 /// `POST /webhooks/messenger/{id}`: a webhook delivery. 401 `signature_missing`, 403
@@ -186,85 +181,57 @@ pub async fn webhook(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, ApiError> {
-    let c = connection(&st, &id).await?;
-    whatsapp::check_delivery(&st, &c, &headers, &body, "Messenger")?;
-    crate::jobs::enqueue_delivery(&st, crate::jobs::MESSENGER_DELIVERY, &c, &body).await?;
-    Ok(StatusCode::OK.into_response())
+    let c = super::webhook_connection(&st, ChannelKind::Messenger, &id).await?;
+    meta::check_delivery(&st, &c, &headers, &body, "Messenger")?;
+    super::accept_delivery(&st, crate::jobs::MESSENGER_DELIVERY, &c, &body).await
 }
 
-/// An id as Meta sends it: a string, or (in older payloads) a number.
-fn id_text(v: &Value) -> Option<String> {
-    match v {
-        Value::String(s) if !s.is_empty() => Some(s.clone()),
-        Value::Number(n) => Some(n.to_string()),
-        _ => None,
-    }
-}
-
-/// Processes one stored delivery (the `messenger.delivery` job; `body` is the raw body):
-/// every entry's events, in order. Errors: `Retry` when the store fails (what was stored is
-/// recognised on the next run), `Permanent` for a body that is not JSON.
+/// Processes one stored delivery (the `messenger.delivery` job; `body` is the raw body, a
+/// [`Webhook`]): every entry's events, in order. Errors: `Retry` when the store fails (what was
+/// stored is recognised on the next run), `Permanent` for a body that is not JSON or not of the
+/// webhook's shape.
 pub async fn process_delivery(
     state: &AppState,
     c: &ChannelConnection,
     body: &str,
 ) -> Result<(), JobError> {
-    let payload: Value = serde_json::from_str(body)
-        .map_err(|e| JobError::Permanent(format!("the delivery is not JSON: {e}")))?;
-    if payload["object"] != "page" {
-        tracing::debug!(object = %payload["object"], "ignoring a Messenger delivery that is not for a page");
+    let payload: Webhook = super::parse_delivery(body, "delivery")?;
+    if payload.object.as_deref() != Some("page") {
+        tracing::debug!(object = ?payload.object, "ignoring a Messenger delivery that is not for a page");
         return Ok(());
     }
-    for entry in payload["entry"].as_array().into_iter().flatten() {
+    for entry in &payload.entry {
         let routed;
-        let c = match id_text(&entry["id"]) {
-            Some(page) if page != c.external_key => match same_app_page(state, c, &page).await {
-                Some(other) => {
-                    routed = other;
-                    &routed
-                }
-                None => {
-                    tracing::warn!(connection = %c.id, page,
+        let c = match &entry.id.0 {
+            Some(page) if *page != c.external_key => {
+                match meta::same_app_sender(state, c, page).await {
+                    Some(other) => {
+                        routed = other;
+                        &routed
+                    }
+                    None => {
+                        tracing::warn!(connection = %c.id, page,
                         "a Messenger entry for a Page not connected through this app reached this webhook; ignored");
-                    continue;
+                        continue;
+                    }
                 }
-            },
+            }
             _ => c,
         };
-        for event in entry["messaging"].as_array().into_iter().flatten() {
+        for event in &entry.messaging {
             handle_event(state, c, event).await?;
         }
     }
     Ok(())
 }
 
-/// The connection of Page `page` when it belongs to the same Meta app as `c` (same workspace,
-/// same app secret); `None` otherwise.
-async fn same_app_page(
-    state: &AppState,
-    c: &ChannelConnection,
-    page: &str,
-) -> Option<ChannelConnection> {
-    let other = state
-        .store
-        .channels()
-        .channel_by_key(ChannelKind::Messenger, page)
-        .await
-        .ok()
-        .flatten()?;
-    let same_app = other.workspace_id == c.workspace_id
-        && open_secret(state, &other, "app_secret").ok()?
-            == open_secret(state, c, "app_secret").ok()?;
-    same_app.then_some(other)
-}
-
 async fn handle_event(
     state: &AppState,
     c: &ChannelConnection,
-    event: &Value,
+    event: &WithRaw<Event>,
 ) -> Result<(), ApiError> {
-    let sender = id_text(&event["sender"]["id"]);
-    let recipient = id_text(&event["recipient"]["id"]);
+    let id = |p: &Option<payload::Party>| p.as_ref().and_then(|p| p.id.0.clone());
+    let (sender, recipient) = (id(&event.sender), id(&event.recipient));
     // The customer is whichever side is not the Page (an echo goes from the Page to them).
     let customer = match (sender, recipient) {
         (Some(s), r) if s != c.external_key => Some(s).or(r),
@@ -275,52 +242,29 @@ async fn handle_event(
         tracing::debug!("a Messenger event without a customer (an opt-in by user_ref?); skipped");
         return Ok(());
     };
-    let at = event["timestamp"]
-        .as_i64()
+    let at = event
+        .timestamp
+        .as_ref()
+        .and_then(Number::as_i64)
         .filter(|t| *t > 0)
         .map(Timestamp);
-    if event["message"].is_object() {
-        if event["message"]["is_echo"] == true {
-            return echo(state, c, &customer, at, &event["message"]).await;
+    if let Some(message) = &event.message {
+        if message.is_echo == Some(true) {
+            return echo(state, c, &customer, at, message).await;
         }
-        return receive(
-            state,
-            c,
-            &customer,
-            at,
-            translate_message(&event["message"]),
-        )
-        .await;
+        return receive(state, c, &customer, at, translate_message(message)).await;
     }
-    if event["postback"].is_object() {
-        return receive(
-            state,
-            c,
-            &customer,
-            at,
-            translate_postback(event, &customer),
-        )
-        .await;
+    let translated = match (&event.postback, &event.reaction) {
+        (Some(p), _) => Some(translate_postback(event, p, &customer)),
+        (None, Some(r)) => Some(translate_reaction(event, r, &customer)),
+        (None, None) => None,
+    };
+    if let Some(t) = translated {
+        return receive(state, c, &customer, at, t).await;
     }
-    if event["reaction"].is_object() {
-        return receive(
-            state,
-            c,
-            &customer,
-            at,
-            translate_reaction(event, &customer),
-        )
-        .await;
-    }
-    if event["delivery"].is_object() {
-        let d = &event["delivery"];
-        let watermark = d["watermark"].as_i64().map(Timestamp);
-        let mids: Vec<String> = d["mids"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .filter_map(|m| m.as_str().map(str::to_owned))
-            .collect();
+    if let Some(d) = &event.delivery {
+        let watermark = d.watermark.map(Timestamp);
+        let mids = d.mids.clone().unwrap_or_default();
         return receipt(
             state,
             c,
@@ -331,11 +275,12 @@ async fn handle_event(
         )
         .await;
     }
-    if event["read"].is_object() {
-        let watermark = event["read"]["watermark"].as_i64().map(Timestamp);
+    if let Some(r) = &event.read {
+        let watermark = r.watermark.map(Timestamp);
         return receipt(state, c, &customer, DeliveryStatus::Read, &[], watermark).await;
     }
     let kind = event
+        .raw
         .as_object()
         .and_then(|o| {
             o.keys()
@@ -367,52 +312,57 @@ fn downloaded_kind(kind: &str) -> Option<&'static str> {
     })
 }
 
-fn translate_message(message: &Value) -> Translated {
-    let text = message["text"].as_str().unwrap_or_default().to_owned();
+fn translate_message(message: &WithRaw<payload::Message>) -> Translated {
+    let text = message.text.clone().unwrap_or_default();
     let mut details = serde_json::Map::new();
     for key in ["quick_reply", "reply_to", "tags", "sticker_id", "app_id"] {
-        if let Some(v) = message.get(key).filter(|v| !v.is_null()) {
+        if let Some(v) = message.raw.get(key).filter(|v| !v.is_null()) {
             details.insert(key.to_owned(), v.clone());
         }
     }
     let mut attachments = Vec::new();
     let mut labels = Vec::new();
     let mut answer = true;
-    let sticker = message["sticker_id"].is_number() || message["sticker_id"].is_string();
-    for a in message["attachments"].as_array().into_iter().flatten() {
-        let kind = a["type"].as_str().unwrap_or("unknown");
-        let payload = &a["payload"];
+    let sticker = message.is_sticker();
+    for a in message.attachments.iter().flatten() {
+        let kind = a.kind.as_deref().unwrap_or("unknown");
+        let payload = a.payload.as_ref();
+        let raw_payload = || payload.map_or(Value::Null, |p| p.raw.clone());
         if let Some(k) = downloaded_kind(kind) {
             let k = if sticker { "sticker" } else { k };
             attachments.push(Attachment {
                 kind: k.to_owned(),
-                media_id: payload["url"].as_str().unwrap_or_default().to_owned(),
+                media_id: payload.and_then(|p| p.url.clone()).unwrap_or_default(),
                 ..Default::default()
             });
             labels.push(format!("[{}]", media_label(k)));
         } else if kind == "location" {
-            let c = &payload["coordinates"];
-            labels.push(format!("📍 {}, {}", c["lat"], c["long"]));
-            details.insert("location".into(), payload.clone());
+            let c = payload
+                .and_then(|p| p.coordinates.clone())
+                .unwrap_or_default();
+            let shown = |n: Option<Number>| n.map_or_else(|| "null".to_owned(), |n| n.to_string());
+            labels.push(format!("📍 {}, {}", shown(c.lat), shown(c.long)));
+            details.insert("location".into(), raw_payload());
         } else if kind == "fallback" {
             // A shared link: recorded, never fetched.
-            let title = a["title"].as_str().unwrap_or_default();
-            let url = a["url"]
-                .as_str()
-                .or(a["URL"].as_str())
-                .or(payload["url"].as_str())
+            let title = a.title.as_deref().unwrap_or_default();
+            let url = a
+                .url
+                .as_deref()
+                .or(a.url_upper.as_deref())
+                .or(payload.and_then(|p| p.url.as_deref()))
                 .unwrap_or_default();
             labels.push(format!("🔗 {title} {url}").trim().to_owned());
-            details.insert("fallback".into(), a.clone());
+            details.insert("fallback".into(), a.raw.clone());
         } else {
             labels.push(format!("[{kind} attachment]"));
-            details.insert(kind.to_owned(), payload.clone());
+            details.insert(kind.to_owned(), raw_payload());
         }
     }
     if sticker {
         answer = false;
     }
-    let kind = if message["quick_reply"].is_object() {
+    let kind = if message.quick_reply.as_ref().is_some_and(Value::is_object) {
         "quick_reply"
     } else if sticker {
         "sticker"
@@ -432,12 +382,12 @@ fn translate_message(message: &Value) -> Translated {
         }
     };
     Translated {
-        external_id: message["mid"].as_str().map(str::to_owned),
+        external_id: message.mid.clone(),
         content,
         meta: ChannelMessageMeta {
             kind: kind.to_owned(),
             details: (!details.is_empty()).then_some(Value::Object(details)),
-            refers_to: message["reply_to"]["mid"].as_str().map(str::to_owned),
+            refers_to: message.reply_to.as_ref().and_then(|r| r.mid.clone()),
             attachments,
             ..Default::default()
         },
@@ -455,53 +405,56 @@ fn media_label(kind: &str) -> &'static str {
     }
 }
 
-/// A stable id for an event without a `mid`: what it is, who, when, and its payload.
-fn synthetic_id(what: &str, customer: &str, event: &Value, payload: &Value) -> String {
+/// A stable id for an event without a `mid`: what it is, who, when, and its payload (`raw`,
+/// the event's object as it came).
+fn synthetic_id(what: &str, customer: &str, event: &Event, raw: &Value) -> String {
     use sha2::Digest;
-    let digest = sha2::Sha256::digest(payload.to_string().as_bytes());
+    let digest = sha2::Sha256::digest(raw.to_string().as_bytes());
     let short: String = digest[..8].iter().map(|b| format!("{b:02x}")).collect();
-    format!("{what}:{customer}:{}:{short}", event["timestamp"])
+    let at = event
+        .timestamp
+        .as_ref()
+        .map_or_else(|| "null".to_owned(), Number::to_string);
+    format!("{what}:{customer}:{at}:{short}")
 }
 
-fn translate_postback(event: &Value, customer: &str) -> Translated {
-    let p = &event["postback"];
-    let content = p["title"]
-        .as_str()
-        .or(p["payload"].as_str())
+fn translate_postback(event: &Event, p: &WithRaw<payload::Postback>, customer: &str) -> Translated {
+    let content = p
+        .title
+        .as_deref()
+        .or(p.payload.as_deref())
         .filter(|t| !t.is_empty())
         .unwrap_or("[button]")
         .to_owned();
     Translated {
         external_id: Some(
-            p["mid"]
-                .as_str()
-                .map(str::to_owned)
-                .unwrap_or_else(|| synthetic_id("postback", customer, event, p)),
+            p.mid
+                .clone()
+                .unwrap_or_else(|| synthetic_id("postback", customer, event, &p.raw)),
         ),
         content,
         meta: ChannelMessageMeta {
             kind: "postback".into(),
-            details: Some(json!({ "postback": p })),
+            details: Some(json!({ "postback": p.raw })),
             ..Default::default()
         },
         answer: true,
     }
 }
 
-fn translate_reaction(event: &Value, customer: &str) -> Translated {
-    let r = &event["reaction"];
-    let content = match (r["action"].as_str(), r["emoji"].as_str()) {
+fn translate_reaction(event: &Event, r: &WithRaw<payload::Reaction>, customer: &str) -> Translated {
+    let content = match (r.action.as_deref(), r.emoji.as_deref()) {
         (Some("unreact"), _) => "Removed a reaction".to_owned(),
         (_, Some(e)) if !e.is_empty() => format!("Reacted {e}"),
-        _ => format!("Reacted {}", r["reaction"].as_str().unwrap_or("")),
+        _ => format!("Reacted {}", r.reaction.as_deref().unwrap_or("")),
     };
     Translated {
-        external_id: Some(synthetic_id("reaction", customer, event, r)),
+        external_id: Some(synthetic_id("reaction", customer, event, &r.raw)),
         content,
         meta: ChannelMessageMeta {
             kind: "reaction".into(),
-            details: Some(json!({ "reaction": r })),
-            refers_to: r["mid"].as_str().map(str::to_owned),
+            details: Some(json!({ "reaction": r.raw })),
+            refers_to: r.mid.clone(),
             ..Default::default()
         },
         answer: false,
@@ -553,37 +506,10 @@ async fn receive(
         tracing::debug!(mid = external_id, "Messenger message already stored");
         return Ok(());
     }
-    let mut jobs = Vec::new();
-    for (i, a) in t.meta.attachments.iter_mut().enumerate() {
-        match download_attachment(state, c, a).await {
-            Download::Stored => {}
-            Download::Failed => jobs.push(crate::jobs::media_job(0, c, i, state)),
-            Download::NotAllowed => {}
-        }
-        media::add_media_text(state, c, a, &mut t.content).await;
-    }
-    if t.answer {
-        jobs.push(crate::jobs::answer_job(
-            0,
-            ws,
-            Some(c.id),
-            json!({ "to": customer }),
-        ));
-    }
-    let message = MessageInput {
-        id: None,
-        external_id: Some(external_id),
-        role: Role::User,
-        content: t.content,
-        created_at: Some(at.unwrap_or_else(Timestamp::now)),
-        model: None,
-        usage: None,
-        cost_nanousd: None,
-        meta: MessageMeta {
-            channel: Some(t.meta),
-            ..Default::default()
-        },
-    };
+    let answer = t.answer.then_some(customer);
+    let jobs = super::inbound_jobs(state, c, &mut t.meta.attachments, &mut t.content, answer).await;
+    let created_at = Some(at.unwrap_or_else(Timestamp::now));
+    let message = super::channel_message(external_id, Role::User, t.content, created_at, t.meta);
     ingest_with_jobs(
         state,
         ws,
@@ -604,14 +530,15 @@ async fn echo(
     c: &ChannelConnection,
     customer: &str,
     at: Option<Timestamp>,
-    message: &Value,
+    message: &WithRaw<payload::Message>,
 ) -> Result<(), ApiError> {
     let ws = c.workspace_id;
-    let Some(mid) = message["mid"].as_str() else {
+    let Some(mid) = message.mid.as_deref() else {
         return Ok(());
     };
-    if message["metadata"]
-        .as_str()
+    if message
+        .metadata
+        .as_deref()
         .is_some_and(|m| m.starts_with(METADATA_PREFIX))
     {
         // Parley's own send, stored already: its mid is recorded from the Send API's answer
@@ -639,24 +566,17 @@ async fn echo(
     details.insert("is_echo".into(), json!(true));
     t.meta.details = Some(Value::Object(details));
     // Files the Page sent are kept as links: Parley did not receive them from the customer.
-    let input = MessageInput {
-        id: None,
-        external_id: Some(mid.to_owned()),
-        role: Role::Agent,
-        content: t.content,
-        created_at: Some(at.unwrap_or_else(Timestamp::now)),
-        model: None,
-        usage: None,
-        cost_nanousd: None,
-        meta: MessageMeta {
-            channel: Some(t.meta),
-            author: Some(parley_core::model::Author {
-                user_id: None,
-                name: "Facebook Page".into(),
-            }),
-            ..Default::default()
-        },
-    };
+    let mut input = super::channel_message(
+        mid.to_owned(),
+        Role::Agent,
+        t.content,
+        Some(at.unwrap_or_else(Timestamp::now)),
+        t.meta,
+    );
+    input.meta.author = Some(parley_core::model::Author {
+        user_id: None,
+        name: "Facebook Page".into(),
+    });
     let outcome = ingest_with_jobs(
         state,
         ws,
@@ -706,7 +626,7 @@ async fn receipt(
             .channels()
             .conversation_by_external_id(ws, &conversation_key(c, customer))
             .await?
-        && let Some(export) = state.store.export_conversations(ws, &[id]).await?.pop()
+        && let Some(export) = super::export_one(state, ws, id).await?
     {
         targets.extend(
             export
@@ -736,7 +656,7 @@ async fn receipt(
             {
                 return (false, ());
             }
-            (whatsapp::advance(&mut ch.delivery, delivery), ())
+            (advance(&mut ch.delivery, delivery), ())
         })
         .await?;
     }
@@ -779,18 +699,17 @@ pub fn split_text(text: &str) -> Vec<String> {
 
 /// A Graph API error object (`{"message", "type", "code", "error_subcode", "fbtrace_id"}`) as
 /// a [`ChannelError`]: Meta's `code`, its `type` as the title, its message with the subcode.
-pub fn graph_error(e: &Value) -> ChannelError {
-    let message = e["message"]
-        .as_str()
-        .map(|m| match e["error_subcode"].as_i64() {
-            Some(sub) => format!("{m} (subcode {sub})"),
-            None => m.to_owned(),
-        });
+pub fn graph_error(e: &GraphError) -> ChannelError {
+    let message = e.message.as_deref().map(|m| match e.error_subcode {
+        Some(sub) => format!("{m} (subcode {sub})"),
+        None => m.to_owned(),
+    });
     ChannelError {
-        code: e["code"].as_i64().unwrap_or(0),
-        title: e["type"]
-            .as_str()
-            .or(e["message"].as_str())
+        code: e.code.unwrap_or(0),
+        title: e
+            .kind
+            .as_deref()
+            .or(e.message.as_deref())
             .unwrap_or("unknown error")
             .to_owned(),
         message,
@@ -813,11 +732,7 @@ async fn send_api(
     c: &ChannelConnection,
     body: &Value,
 ) -> Result<String, ChannelError> {
-    let token = open_secret(state, c, "access_token").map_err(|e| ChannelError {
-        code: 0,
-        title: "connection_unusable".into(),
-        message: Some(e),
-    })?;
+    let token = super::send_secret(state, c, "access_token")?;
     let url = format!("{}/me/messages", graph_base(state));
     // The operator's Graph API: trusted (nothing here came from a workspace).
     let res = state
@@ -834,14 +749,14 @@ async fn send_api(
             title: "graph_unreachable".into(),
             message: Some(crate::assistant::provider::describe(e)),
         })?;
-    let status = res.status();
-    let answer: Value = res.json().await.unwrap_or(Value::Null);
-    if !status.is_success() {
-        return Err(graph_error(&answer["error"]));
+    if !res.status().is_success() {
+        return Err(graph_error(
+            &meta::answer::<GraphErrorBody>(res).await.error,
+        ));
     }
-    answer["message_id"]
-        .as_str()
-        .map(str::to_owned)
+    meta::answer::<SendAnswer>(res)
+        .await
+        .message_id
         .ok_or_else(|| ChannelError {
             code: 0,
             title: "unexpected_answer".into(),
@@ -862,13 +777,7 @@ pub async fn reply(
     tag: Option<MessageTag>,
 ) -> Result<String, ChannelError> {
     let ws = c.workspace_id;
-    let last_inbound = state
-        .store
-        .get_conversation(ws, conversation)
-        .await
-        .ok()
-        .flatten()
-        .and_then(|d| d.last_inbound_at);
+    let last_inbound = crate::channels::delivery::last_inbound_at(state, ws, conversation).await;
     let result = match may_send(last_inbound, Timestamp::now(), tag) {
         Err(why) => Err(ChannelError {
             code: 0,
@@ -907,20 +816,31 @@ pub async fn reply(
         }
     };
     let details = tag.map(|t| json!({ "message_tag": t.as_str() }));
-    if let Err(e) = whatsapp::record_send(state, ws, m, "text", details, &result).await {
-        tracing::error!(error = %e, "could not record a Messenger send");
-    }
+    let out = Outgoing {
+        platform: "Messenger",
+        kind: Some("text"),
+        details,
+        status: DeliveryStatus::Accepted,
+    };
+    record_send(state, ws, m, out, &result).await;
     result
 }
 
 /// How an attachment's download went.
-enum Download {
+pub(crate) enum Download {
     /// In the attachment store.
     Stored,
     /// Every attempt failed: a later `media.download` job tries again.
     Failed,
     /// Its URL is not on an allowed host (or there is none): recorded, never fetched.
     NotAllowed,
+}
+
+impl Download {
+    /// Whether a later `media.download` job should try again.
+    pub(crate) fn retry(&self) -> bool {
+        matches!(self, Download::Failed)
+    }
 }
 
 /// Whether `url` is an http(s) URL on one of the operator's `messenger_media_hosts` (the host
@@ -941,7 +861,9 @@ pub fn media_host_allowed(state: &AppState, url: &str) -> bool {
         })
 }
 
-async fn download_attachment(
+/// Downloads attachment `a` of a message that came through `c`, from its URL when that is on
+/// an allowed host.
+pub(crate) async fn download_attachment(
     state: &AppState,
     c: &ChannelConnection,
     a: &mut Attachment,
@@ -957,16 +879,6 @@ async fn download_attachment(
     } else {
         Download::Failed
     }
-}
-
-/// Downloads attachment `a` of a message that came through `c` again (the `media.download`
-/// job); false when it is not stored (the error is on `a`).
-pub(crate) async fn download_again(
-    state: &AppState,
-    c: &ChannelConnection,
-    a: &mut Attachment,
-) -> bool {
-    matches!(download_attachment(state, c, a).await, Download::Stored)
 }
 
 /// Messenger files are fetched from their `payload.url` (Meta's CDN, no token), through the
@@ -1009,7 +921,6 @@ pub async fn prove(state: &AppState, page_id: &str, token: &str) -> (super::Proo
         }
     };
     let status = res.status();
-    let answer: Value = res.json().await.unwrap_or(Value::Null);
     if status.is_server_error() {
         return (
             super::Proof::Unreachable(format!("the Graph API failed (HTTP {})", status.as_u16())),
@@ -1017,13 +928,14 @@ pub async fn prove(state: &AppState, page_id: &str, token: &str) -> (super::Proo
         );
     }
     if !status.is_success() {
-        let e = graph_error(&answer["error"]);
+        let e = graph_error(&meta::answer::<GraphErrorBody>(res).await.error);
         return (
             super::Proof::Refused(format!("{} ({})", e.message.unwrap_or(e.title), e.code)),
             None,
         );
     }
-    if id_text(&answer["id"]).as_deref() != Some(page_id) {
+    let me: Me = meta::answer(res).await;
+    if me.id.0.as_deref() != Some(page_id) {
         return (
             super::Proof::Refused(format!(
                 "this access token is not Page {page_id}'s: a Page access token of that Page is needed"
@@ -1031,15 +943,21 @@ pub async fn prove(state: &AppState, page_id: &str, token: &str) -> (super::Proo
             None,
         );
     }
-    (
-        super::Proof::Proven,
-        answer["name"].as_str().map(str::to_owned),
-    )
+    (super::Proof::Proven, me.name)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn read<T: serde::de::DeserializeOwned>(v: Value) -> T {
+        serde_json::from_value(v).unwrap()
+    }
+
+    fn postback(event: &Value, customer: &str) -> Translated {
+        let e: WithRaw<Event> = read(event.clone());
+        translate_postback(&e, e.postback.as_ref().unwrap(), customer)
+    }
 
     #[test]
     fn tags_parse_by_their_wire_names() {
@@ -1083,8 +1001,11 @@ mod tests {
     #[test]
     fn graph_errors_keep_their_code_type_and_subcode() {
         let e = graph_error(
-            &json!({"message": "(#10) This message is sent outside of allowed window.",
+            &serde_json::from_value(
+                json!({"message": "(#10) This message is sent outside of allowed window.",
             "type": "OAuthException", "code": 10, "error_subcode": 2018278, "fbtrace_id": "x"}),
+            )
+            .unwrap(),
         );
         assert_eq!(e.code, 10);
         assert_eq!(e.title, "OAuthException");
@@ -1096,8 +1017,8 @@ mod tests {
 
     #[test]
     fn messages_translate_by_their_content() {
-        let t = translate_message(&json!({"mid": "m1", "text": "Action",
-            "quick_reply": {"payload": "PICK_ACTION"}}));
+        let t = translate_message(&read(json!({"mid": "m1", "text": "Action",
+            "quick_reply": {"payload": "PICK_ACTION"}})));
         assert_eq!(
             (t.meta.kind.as_str(), t.content.as_str(), t.answer),
             ("quick_reply", "Action", true)
@@ -1106,17 +1027,19 @@ mod tests {
             t.meta.details.unwrap()["quick_reply"]["payload"],
             "PICK_ACTION"
         );
-        let t = translate_message(&json!({"mid": "m2", "attachments": [
+        let t = translate_message(&read(json!({"mid": "m2", "attachments": [
             {"type": "image", "payload": {"url": "https://scontent.xx.fbcdn.net/a.jpg"}},
-            {"type": "file", "payload": {"url": "https://cdn.fbsbx.com/b.pdf"}}]}));
+            {"type": "file", "payload": {"url": "https://cdn.fbsbx.com/b.pdf"}}]})));
         assert_eq!(t.content, "[image] [file]");
         assert_eq!(t.meta.attachments.len(), 2);
         assert_eq!(t.meta.attachments[1].kind, "document");
-        let t = translate_message(&json!({"mid": "m3", "sticker_id": 369239263222822_i64,
-            "attachments": [{"type": "image", "payload": {"url": "https://scontent.xx.fbcdn.net/s.png"}}]}));
+        let t = translate_message(&read(
+            json!({"mid": "m3", "sticker_id": 369239263222822_i64,
+            "attachments": [{"type": "image", "payload": {"url": "https://scontent.xx.fbcdn.net/s.png"}}]}),
+        ));
         assert_eq!((t.meta.kind.as_str(), t.answer), ("sticker", false));
-        let t = translate_message(&json!({"mid": "m4", "attachments": [
-            {"type": "location", "payload": {"coordinates": {"lat": 1.5, "long": -2.25}}}]}));
+        let t = translate_message(&read(json!({"mid": "m4", "attachments": [
+            {"type": "location", "payload": {"coordinates": {"lat": 1.5, "long": -2.25}}}]})));
         assert_eq!(
             (t.meta.kind.as_str(), t.content.as_str()),
             ("location", "📍 1.5, -2.25")
@@ -1126,10 +1049,10 @@ mod tests {
     #[test]
     fn events_without_a_mid_get_a_stable_id() {
         let e = json!({"timestamp": 1472028006107_i64, "postback": {"payload": "X"}});
-        let a = translate_postback(&e, "u1").external_id;
-        assert_eq!(a, translate_postback(&e, "u1").external_id);
-        assert_ne!(a, translate_postback(&e, "u2").external_id);
+        let a = postback(&e, "u1").external_id;
+        assert_eq!(a, postback(&e, "u1").external_id);
+        assert_ne!(a, postback(&e, "u2").external_id);
         let other = json!({"timestamp": 1472028006107_i64, "postback": {"payload": "Y"}});
-        assert_ne!(a, translate_postback(&other, "u1").external_id);
+        assert_ne!(a, postback(&other, "u1").external_id);
     }
 }

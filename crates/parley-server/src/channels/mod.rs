@@ -13,6 +13,13 @@
 //! - [`media`]: attachment storage under the data directory, voice transcription and image
 //!   descriptions.
 //! - [`voip`]: Retell's and Vapi's post-call webhooks (phone calls on channel `voip`).
+//! - [`meta`]: what WhatsApp and Messenger share as Meta platforms (the handshake, the
+//!   signature, same-app routing, the Graph API error object); [`delivery`]: how every channel
+//!   records a send and moves a delivery forward.
+//!
+//! Each platform reads its payloads into typed structs (`whatsapp::payload`,
+//! `telegram::payload`, `messenger::payload`, each naming the platform page it follows); a
+//! stored delivery that does not read fails its job permanently, as one that is not JSON does.
 //!
 //! The stand-ins for Meta's Graph API and Telegram's Bot API the tests use live in
 //! `parley-testkit`.
@@ -25,8 +32,12 @@
 //! conversation's `external_id` is `{kind}:{connection id}:{customer id}`, so every customer
 //! has one conversation per connection and replies know where to go.
 
+pub mod delivery;
+#[cfg(test)]
+mod fixtures_test;
 pub mod media;
 pub mod messenger;
+pub mod meta;
 pub mod telegram;
 pub mod voip;
 pub mod whatsapp;
@@ -42,6 +53,10 @@ use serde_json::{Value, json};
 
 use crate::AppState;
 use crate::error::ApiError;
+
+/// The 24-hour window after the customer's last message, in ms: WhatsApp's customer service
+/// window and Messenger's standard messaging window.
+pub const WINDOW_MS: i64 = 24 * 3600 * 1000;
 
 /// Longest wait for a platform API call (Graph API, Bot API, media download).
 pub const PLATFORM_TIMEOUT: Duration = Duration::from_secs(30);
@@ -264,6 +279,208 @@ pub async fn view_with_inbox(state: &AppState, c: &ChannelConnection) -> Value {
     let mut v = view(c);
     v["inbox"] = json!(crate::jobs::inbox(state, c).await);
     v
+}
+
+/// The connection of `kind` webhook connection `id` (a path segment). Errors: 404
+/// `not_found` for an id that is not one, or a connection of another kind.
+pub(crate) async fn webhook_connection(
+    state: &AppState,
+    kind: ChannelKind,
+    id: &str,
+) -> Result<ChannelConnection, ApiError> {
+    let id: parley_core::ChannelConnectionId =
+        id.parse().map_err(|_| ApiError::not_found("connection"))?;
+    state
+        .store
+        .channels()
+        .channel_by_id(id)
+        .await?
+        .filter(|c| c.kind == kind)
+        .ok_or_else(|| ApiError::not_found("connection"))
+}
+
+/// A payload object read into `T`, kept also as it came (`raw`): Parley stores some platform
+/// objects verbatim (`meta.channel.details`) while reading its own fields typed.
+#[derive(Debug, Clone, Default)]
+pub struct WithRaw<T> {
+    /// The object as the platform sent it.
+    pub raw: Value,
+    /// The object read into its type.
+    pub parsed: T,
+}
+
+impl<'de, T: serde::de::DeserializeOwned> serde::Deserialize<'de> for WithRaw<T> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let raw = Value::deserialize(d)?;
+        let parsed = T::deserialize(&raw).map_err(serde::de::Error::custom)?;
+        Ok(WithRaw { raw, parsed })
+    }
+}
+
+impl<T> std::ops::Deref for WithRaw<T> {
+    type Target = T;
+    fn deref(&self) -> &T {
+        &self.parsed
+    }
+}
+
+/// Checks that a webhook body is JSON. Errors: 400 `invalid_json`. A body that is JSON but
+/// not of its platform's shape is refused later, when its job reads it (as a payload that
+/// cannot be processed).
+pub(crate) fn check_json(body: &[u8]) -> Result<(), ApiError> {
+    if serde_json::from_slice::<serde::de::IgnoredAny>(body).is_err() {
+        return Err(ApiError::new(
+            axum::http::StatusCode::BAD_REQUEST,
+            "invalid_json",
+            "the body is not JSON",
+        ));
+    }
+    Ok(())
+}
+
+/// Reads a stored webhook delivery (`body`, the raw body) as payload `T`. Errors: `Permanent`
+/// for a body that is not JSON or not of `T`'s shape (`what` names it: "delivery", "update").
+pub(crate) fn parse_delivery<T: serde::de::DeserializeOwned>(
+    body: &str,
+    what: &str,
+) -> Result<T, crate::jobs::JobError> {
+    serde_json::from_str(body).map_err(|e| {
+        crate::jobs::JobError::Permanent(format!("the {what} is not a payload Parley reads: {e}"))
+    })
+}
+
+/// Downloads attachment `a` of a message that came through `c` again (the `media.download`
+/// job), from its platform; `None` for a connection whose platform has no media ids (a voice
+/// platform), else whether it is stored now (the error is on `a`).
+pub(crate) async fn download_again(
+    state: &AppState,
+    c: &ChannelConnection,
+    a: &mut parley_core::channel::Attachment,
+) -> Option<bool> {
+    Some(match c.kind {
+        ChannelKind::Whatsapp => whatsapp::download_attachment(state, c, a).await,
+        ChannelKind::Telegram => telegram::download_attachment(state, c, a).await,
+        ChannelKind::Messenger => matches!(
+            messenger::download_attachment(state, c, a).await,
+            messenger::Download::Stored
+        ),
+        ChannelKind::Retell | ChannelKind::Vapi | ChannelKind::Twilio => return None,
+    })
+}
+
+/// Stores a checked webhook delivery of `c` in the durable inbox as a `job_kind` job
+/// ([`crate::jobs::enqueue_delivery`]) and answers 200. Errors: 500 when it cannot be stored
+/// (the platform delivers it again).
+pub(crate) async fn accept_delivery(
+    st: &AppState,
+    job_kind: &str,
+    c: &ChannelConnection,
+    body: &[u8],
+) -> Result<axum::response::Response, ApiError> {
+    use axum::response::IntoResponse;
+    crate::jobs::enqueue_delivery(st, job_kind, c, body).await?;
+    Ok(axum::http::StatusCode::OK.into_response())
+}
+
+/// Conversation `conversation` of `ws` with its messages, if it exists. Errors: the store's.
+pub(crate) async fn export_one(
+    state: &AppState,
+    ws: WorkspaceId,
+    conversation: ConversationId,
+) -> Result<Option<parley_core::model::ConversationExport>, parley_store::StoreError> {
+    Ok(state
+        .store
+        .export_conversations(ws, &[conversation])
+        .await?
+        .pop())
+}
+
+/// Opens the connection's secret `name` to download attachment `a` with; `None` (the reason
+/// on `a`) when it cannot be opened.
+pub(crate) fn download_secret(
+    state: &AppState,
+    c: &ChannelConnection,
+    name: &str,
+    a: &mut parley_core::channel::Attachment,
+) -> Option<String> {
+    match open_secret(state, c, name) {
+        Ok(t) => Some(t),
+        Err(e) => {
+            a.download_error = Some(format!("the connection is unusable: {e}"));
+            None
+        }
+    }
+}
+
+/// Opens the connection's secret `name` to send with. Errors: code 0 `connection_unusable`.
+pub(crate) fn send_secret(
+    state: &AppState,
+    c: &ChannelConnection,
+    name: &str,
+) -> Result<String, parley_core::channel::ChannelError> {
+    open_secret(state, c, name).map_err(|e| parley_core::channel::ChannelError {
+        code: 0,
+        title: "connection_unusable".into(),
+        message: Some(e),
+    })
+}
+
+/// A message that came through a channel, as the ingest path takes it: its platform id
+/// (`external_id`), role, text, time and `meta.channel`.
+pub(crate) fn channel_message(
+    external_id: String,
+    role: parley_core::Role,
+    content: String,
+    created_at: Option<parley_core::Timestamp>,
+    channel: parley_core::channel::ChannelMessageMeta,
+) -> parley_core::model::MessageInput {
+    parley_core::model::MessageInput {
+        id: None,
+        external_id: Some(external_id),
+        role,
+        content,
+        created_at,
+        model: None,
+        usage: None,
+        cost_nanousd: None,
+        meta: parley_core::model::MessageMeta {
+            channel: Some(channel),
+            ..Default::default()
+        },
+    }
+}
+
+/// Downloads the attachments of an inbound WhatsApp or Messenger message (adding a voice
+/// note's transcript or an image's description to `content`) and returns the jobs to store
+/// with it: a later download of each file that failed every attempt (index in `attachments`),
+/// then the assistant's answer to `answer` (the job's `{"to": customer}`) when it is given.
+pub(crate) async fn inbound_jobs(
+    state: &AppState,
+    c: &ChannelConnection,
+    attachments: &mut [parley_core::channel::Attachment],
+    content: &mut String,
+    answer: Option<&str>,
+) -> Vec<parley_store::jobs::IngestJob> {
+    let mut jobs = Vec::new();
+    for (i, a) in attachments.iter_mut().enumerate() {
+        let retry = match c.kind {
+            ChannelKind::Messenger => messenger::download_attachment(state, c, a).await.retry(),
+            _ => !whatsapp::download_attachment(state, c, a).await,
+        };
+        if retry {
+            jobs.push(crate::jobs::media_job(0, c, i, state));
+        }
+        media::add_media_text(state, c, a, content).await;
+    }
+    if let Some(to) = answer {
+        jobs.push(crate::jobs::answer_job(
+            0,
+            c.workspace_id,
+            Some(c.id),
+            json!({ "to": to }),
+        ));
+    }
+    jobs
 }
 
 /// A conversation input with nothing but the channel set.

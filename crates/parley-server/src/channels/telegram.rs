@@ -28,17 +28,20 @@ use std::time::Duration;
 use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use parley_core::channel::{
-    Attachment, ChannelConnection, ChannelError, ChannelKind, ChannelMessageMeta, Delivery,
-    DeliveryStatus,
+    Attachment, ChannelConnection, ChannelError, ChannelKind, ChannelMessageMeta, DeliveryStatus,
 };
 use parley_core::chat_markup::{Markup, to_markup};
-use parley_core::model::{AssistantRef, Message, MessageInput, MessageMeta};
-use parley_core::{Channel, ChannelConnectionId, ConversationId, Role, Timestamp, WorkspaceId};
+use parley_core::model::{AssistantRef, Message};
+use parley_core::{Channel, ConversationId, Role, Timestamp, WorkspaceId};
 use serde_json::{Value, json};
 use subtle::ConstantTimeEq;
 
+pub mod payload;
+
+use self::payload::{Envelope, Update, User};
+use super::delivery::{Outgoing, record_send};
 use super::{config_str, conversation_key, edit_message, media, open_secret};
 use crate::AppState;
 use crate::error::ApiError;
@@ -85,17 +88,17 @@ struct BotError {
     retry_after: Option<u64>,
 }
 
-fn bot_error(status: u16, body: &Value) -> BotError {
+fn bot_error(status: u16, body: &Envelope) -> BotError {
     BotError {
         error: ChannelError {
-            code: body["error_code"].as_i64().unwrap_or(i64::from(status)),
-            title: body["description"]
-                .as_str()
-                .unwrap_or("Telegram refused the request")
-                .to_owned(),
+            code: body.error_code.unwrap_or(i64::from(status)),
+            title: body
+                .description
+                .clone()
+                .unwrap_or_else(|| "Telegram refused the request".to_owned()),
             message: None,
         },
-        retry_after: body["parameters"]["retry_after"].as_u64(),
+        retry_after: body.parameters.as_ref().and_then(|p| p.retry_after),
     }
 }
 
@@ -114,14 +117,14 @@ fn unreachable(title: &str, message: String) -> BotError {
 
 /// Calls a Bot API method at `api` (the operator's Bot API with the trusted client, anything
 /// else through the guarded one: see [`crate::net::Net::platform_client`]); returns its
-/// `result`.
-async fn call(
+/// `result` read into `T` (its default when the result is not of that shape).
+async fn call<T: serde::de::DeserializeOwned + Default>(
     state: &AppState,
     api: &str,
     token: &str,
     method: &str,
     body: &Value,
-) -> Result<Value, BotError> {
+) -> Result<T, BotError> {
     let url = format!("{api}/bot{token}/{method}");
     let client = state
         .net
@@ -142,9 +145,12 @@ async fn call(
             unreachable(title, crate::assistant::provider::describe(e))
         })?;
     let status = res.status().as_u16();
-    let answer: Value = res.json().await.unwrap_or(Value::Null);
-    if answer["ok"] == true {
-        Ok(answer["result"].clone())
+    let answer: Envelope = super::meta::answer(res).await;
+    if answer.ok == Some(true) {
+        Ok(answer
+            .result
+            .and_then(|r| T::deserialize(r).ok())
+            .unwrap_or_default())
     } else {
         Err(bot_error(status, &answer))
     }
@@ -155,16 +161,16 @@ async fn call(
 /// accept the token and report the bot id the token starts with.
 pub async fn prove(state: &AppState, token: &str) -> super::Proof {
     let api = state.settings.telegram_api_base_url.trim_end_matches('/');
-    match call(state, api, token, "getMe", &json!({})).await {
+    match call::<User>(state, api, token, "getMe", &json!({})).await {
         Ok(me) => {
             let claimed = bot_id(token).unwrap_or_default();
-            let reported = me["id"].as_i64().map(|id| id.to_string());
-            if reported.as_deref() == Some(claimed) && me["is_bot"] != false {
+            let reported = me.id.map(|id| id.to_string());
+            if reported.as_deref() == Some(claimed) && me.is_bot != Some(false) {
                 super::Proof::Proven
             } else {
                 super::Proof::Refused(format!(
                     "Telegram reports this token's bot as {}, not {claimed}",
-                    me["id"]
+                    shown(me.id)
                 ))
             }
         }
@@ -193,7 +199,7 @@ pub async fn set_webhook(
         "secret_token": secret,
         "allowed_updates": ["message", "edited_message", "callback_query"],
     });
-    match call(state, &api_base(state, c), token, "setWebhook", &body).await {
+    match call::<Value>(state, &api_base(state, c), token, "setWebhook", &body).await {
         Ok(_) => Ok(()),
         Err(e) if e.error.title == crate::net::CODE => Err(ApiError::new(
             StatusCode::UNPROCESSABLE_ENTITY,
@@ -220,7 +226,7 @@ pub async fn delete_webhook(state: &AppState, c: &ChannelConnection) {
     let Ok(token) = open_secret(state, c, "bot_token") else {
         return;
     };
-    if let Err(e) = call(
+    if let Err(e) = call::<Value>(
         state,
         &api_base(state, c),
         &token,
@@ -243,14 +249,7 @@ pub async fn webhook(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, ApiError> {
-    let id: ChannelConnectionId = id.parse().map_err(|_| ApiError::not_found("connection"))?;
-    let c = st
-        .store
-        .channels()
-        .channel_by_id(id)
-        .await?
-        .filter(|c| c.kind == ChannelKind::Telegram)
-        .ok_or_else(|| ApiError::not_found("connection"))?;
+    let c = super::webhook_connection(&st, ChannelKind::Telegram, &id).await?;
     let expected = open_secret(&st, &c, "webhook_secret").map_err(ApiError::internal)?;
     match headers
         .get("x-telegram-bot-api-secret-token")
@@ -274,134 +273,192 @@ pub async fn webhook(
         }
         Some(_) => {}
     }
-    if serde_json::from_slice::<serde::de::IgnoredAny>(&body).is_err() {
-        return Err(ApiError::new(
-            StatusCode::BAD_REQUEST,
-            "invalid_json",
-            "the body is not JSON",
-        ));
-    }
-    crate::jobs::enqueue_delivery(&st, crate::jobs::TELEGRAM_DELIVERY, &c, &body).await?;
-    Ok(StatusCode::OK.into_response())
+    super::check_json(&body)?;
+    super::accept_delivery(&st, crate::jobs::TELEGRAM_DELIVERY, &c, &body).await
 }
 
-/// Processes one stored update (the `telegram.delivery` job; `body` is the raw body).
-/// Errors: `Retry` when the store fails (what was stored is recognised on the next run),
-/// `Permanent` for a body that is not JSON.
+/// Processes one stored update (the `telegram.delivery` job; `body` is the raw body, an
+/// [`Update`]). Errors: `Retry` when the store fails (what was stored is recognised on the next
+/// run), `Permanent` for a body that is not JSON or not of an update's shape.
 pub async fn process_delivery(
     state: &AppState,
     c: &ChannelConnection,
     body: &str,
 ) -> Result<(), JobError> {
-    let update: Value = serde_json::from_str(body)
-        .map_err(|e| JobError::Permanent(format!("the update is not JSON: {e}")))?;
+    let update: Update = super::parse_delivery(body, "update")?;
     Ok(process(state, c, &update).await?)
 }
 
 /// "First Last (@username)" of a Telegram `User` or `Chat`.
-fn display_name(u: &Value) -> String {
-    let mut name = [u["first_name"].as_str(), u["last_name"].as_str()]
+fn display_name(u: &User) -> String {
+    let mut name = [u.first_name.as_deref(), u.last_name.as_deref()]
         .into_iter()
         .flatten()
         .collect::<Vec<_>>()
         .join(" ");
     if name.is_empty() {
-        name = u["title"].as_str().unwrap_or("").to_owned();
+        name = u.title.clone().unwrap_or_default();
     }
-    match u["username"].as_str() {
+    match u.username.as_deref() {
         Some(handle) if name.is_empty() => format!("@{handle}"),
         Some(handle) => format!("{name} (@{handle})"),
-        None if name.is_empty() => format!("user {}", u["id"]),
+        None if name.is_empty() => format!("user {}", shown(u.id)),
         None => name,
     }
 }
 
+/// An id as the Bot API wrote it; `null` when it was left out.
+fn shown(id: Option<i64>) -> String {
+    id.map_or_else(|| "null".to_owned(), |i| i.to_string())
+}
+
 /// The file a message carries, as an attachment (the largest photo size).
-fn attachment_of(m: &Value) -> Option<Attachment> {
-    let (kind, file) = if let Some(sizes) = m["photo"].as_array() {
-        (
-            "image",
-            sizes.iter().max_by_key(|p| {
-                p["file_size"]
-                    .as_u64()
-                    .unwrap_or(p["width"].as_u64().unwrap_or(0) * p["height"].as_u64().unwrap_or(0))
-            })?,
-        )
+fn attachment_of(m: &payload::Message) -> Option<Attachment> {
+    let (kind, file_id, mime_type, file_name) = if let Some(sizes) = &m.photo {
+        let p = sizes.iter().max_by_key(|p| {
+            p.file_size
+                .unwrap_or(p.width.unwrap_or(0) * p.height.unwrap_or(0))
+        })?;
+        ("image", p.file_id.clone(), None, None)
     } else {
-        ["voice", "audio", "document", "video", "sticker"]
-            .into_iter()
-            .find_map(|k| m.get(k).filter(|v| v.is_object()).map(|v| (k, v)))?
+        let (kind, f) = [
+            ("voice", &m.voice),
+            ("audio", &m.audio),
+            ("document", &m.document),
+            ("video", &m.video),
+            ("sticker", &m.sticker),
+        ]
+        .into_iter()
+        .find_map(|(k, f)| f.as_ref().map(|f| (k, f)))?;
+        (
+            kind,
+            f.file_id.clone(),
+            f.mime_type.clone(),
+            f.file_name.clone(),
+        )
     };
     Some(Attachment {
         kind: kind.to_owned(),
-        media_id: file["file_id"].as_str().unwrap_or_default().to_owned(),
-        mime_type: file["mime_type"].as_str().map(str::to_owned),
-        file_name: file["file_name"].as_str().map(str::to_owned),
+        media_id: file_id.unwrap_or_default(),
+        mime_type,
+        file_name,
         ..Default::default()
     })
+}
+
+/// What an update is about, for [`process`]: its kind's name, the object as it came, the
+/// message when it is one (new or edited), who sent it and in which chat, and the callback
+/// data of a button press.
+struct Inbound<'a> {
+    kind: &'a str,
+    raw: &'a Value,
+    message: Option<&'a payload::Message>,
+    edited: bool,
+    chat: Option<&'a User>,
+    from: Option<&'a User>,
+    data: Option<&'a str>,
+}
+
+impl<'a> Inbound<'a> {
+    fn of(update: &'a Update) -> Option<Inbound<'a>> {
+        let message = |kind, m: &'a super::WithRaw<payload::Message>, edited| Inbound {
+            kind,
+            raw: &m.raw,
+            message: Some(&m.parsed),
+            edited,
+            chat: m.chat.as_ref(),
+            from: m.from.as_ref(),
+            data: None,
+        };
+        if let Some(m) = &update.message {
+            return Some(message("message", m, false));
+        }
+        if let Some(m) = &update.edited_message {
+            return Some(message("edited_message", m, true));
+        }
+        // Of the other kinds, the first by name (an update carries one).
+        let other = update.other.iter().next();
+        match (&update.callback_query, other) {
+            (Some(q), o) if o.is_none_or(|(name, _)| name.as_str() > "callback_query") => {
+                Some(Inbound {
+                    kind: "callback_query",
+                    raw: &q.raw,
+                    message: None,
+                    edited: false,
+                    chat: None,
+                    from: q.from.as_ref(),
+                    data: q.data.as_deref(),
+                })
+            }
+            (_, Some((name, o))) => Some(Inbound {
+                kind: name,
+                raw: &o.raw,
+                message: None,
+                edited: false,
+                chat: o.chat.as_ref(),
+                from: o.from.as_ref(),
+                data: o.raw.get("data").and_then(Value::as_str),
+            }),
+            (_, None) => None,
+        }
+    }
 }
 
 /// Stores one update, with the follow-up jobs in the same transaction: the answer when it is
 /// a new customer message, a later download of a file that failed every attempt. An update
 /// stored already is not stored or answered again; only its edit mark is made sure of.
-async fn process(state: &AppState, c: &ChannelConnection, update: &Value) -> Result<(), ApiError> {
-    let Some(update_id) = update["update_id"].as_i64() else {
+async fn process(state: &AppState, c: &ChannelConnection, update: &Update) -> Result<(), ApiError> {
+    let Some(update_id) = update.update_id else {
         tracing::warn!("a Telegram update without update_id; skipped");
         return Ok(());
     };
-    let (kind, m, edited) = if update["message"].is_object() {
-        ("message", &update["message"], false)
-    } else if update["edited_message"].is_object() {
-        ("edited_message", &update["edited_message"], true)
-    } else {
-        let kind = update
-            .as_object()
-            .and_then(|o| o.keys().find(|k| *k != "update_id"))
-            .map(String::as_str)
-            .unwrap_or("unknown");
-        (kind, &update[kind], false)
+    let Some(u) = Inbound::of(update) else {
+        tracing::warn!(
+            update_id,
+            kind = "unknown",
+            "a Telegram update without chat or sender; skipped"
+        );
+        return Ok(());
     };
-    let is_message = kind == "message" || kind == "edited_message";
+    let (kind, edited) = (u.kind, u.edited);
+    let is_message = u.message.is_some();
     // The conversation is the chat's; updates without a chat (callback and inline queries)
     // belong to their sender's private chat.
-    let (chat_id, who) = if m["chat"].is_object() {
-        (m["chat"]["id"].clone(), &m["chat"])
-    } else {
-        (m["from"]["id"].clone(), &m["from"])
+    let who = match u.chat {
+        Some(chat) => Some(chat),
+        None => u.from,
     };
-    if chat_id.is_null() {
+    let Some((chat_id, who)) = who.and_then(|w| Some((w.id?, w))) else {
         tracing::warn!(
             update_id,
             kind,
             "a Telegram update without chat or sender; skipped"
         );
         return Ok(());
-    }
+    };
     let chat = chat_id.to_string();
     let external_id = update_id.to_string();
     let ws = c.workspace_id;
     let conversation_ref = conversation_key(c, &chat);
+    let m = u.message;
+    let message_id = m.and_then(|m| m.message_id);
     let mut meta = ChannelMessageMeta {
         kind: if edited { "edited".into() } else { kind.into() },
-        refers_to: m["reply_to_message"]["message_id"]
-            .as_i64()
-            .or(if edited {
-                m["message_id"].as_i64()
-            } else {
-                None
-            })
+        refers_to: m
+            .and_then(|m| m.reply_to_message.as_ref()?.message_id)
+            .or(if edited { message_id } else { None })
             .map(|id| id.to_string()),
         ..Default::default()
     };
-    let mut text = m["text"]
-        .as_str()
-        .or(m["caption"].as_str())
-        .map(str::to_owned);
-    if is_message {
+    let mut text = m.and_then(|m| m.text.clone().or(m.caption.clone()));
+    if let Some(m) = m {
         let mut details = serde_json::Map::new();
-        details.insert("message_id".into(), m["message_id"].clone());
+        details.insert(
+            "message_id".into(),
+            u.raw.get("message_id").cloned().unwrap_or(Value::Null),
+        );
         for k in ["forward_from", "forward_from_chat", "entities", "sticker"] {
-            if let Some(v) = m.get(k) {
+            if let Some(v) = u.raw.get(k) {
                 details.insert(k.into(), v.clone());
             }
         }
@@ -415,9 +472,9 @@ async fn process(state: &AppState, c: &ChannelConnection, update: &Value) -> Res
             meta.kind = "text".into();
         }
     } else {
-        meta.details = Some(m.clone());
+        meta.details = Some(u.raw.clone());
     }
-    let original = m["message_id"].as_i64().filter(|_| edited);
+    let original = message_id.filter(|_| edited);
     // A redelivered update: stored already; spare the download.
     if let Some((conversation, existing)) =
         find_in_conversation(state, c, &conversation_ref, &external_id).await?
@@ -450,10 +507,7 @@ async fn process(state: &AppState, c: &ChannelConnection, update: &Value) -> Res
         },
         (false, _, _) => format!(
             "[unsupported Telegram update {kind}{}]",
-            m["data"]
-                .as_str()
-                .map(|d| format!(": {d}"))
-                .unwrap_or_default()
+            u.data.map(|d| format!(": {d}")).unwrap_or_default()
         ),
     };
     let answer = is_message && !edited && meta.kind != "sticker";
@@ -466,23 +520,16 @@ async fn process(state: &AppState, c: &ChannelConnection, update: &Value) -> Res
     };
     input.contact = Some(display_name(who));
     input.session_id = Some(format!("tg-{chat}"));
-    input.messages = vec![MessageInput {
-        id: None,
-        external_id: Some(external_id.clone()),
-        role: Role::User,
+    let created_at = m
+        .and_then(|m| m.edit_date.or(m.date))
+        .map(|s| Timestamp(s * 1000));
+    input.messages = vec![super::channel_message(
+        external_id.clone(),
+        Role::User,
         content,
-        created_at: m["edit_date"]
-            .as_i64()
-            .or(m["date"].as_i64())
-            .map(|s| Timestamp(s * 1000)),
-        model: None,
-        usage: None,
-        cost_nanousd: None,
-        meta: MessageMeta {
-            channel: Some(meta),
-            ..Default::default()
-        },
-    }];
+        created_at,
+        meta,
+    )];
     if answer {
         jobs.push(crate::jobs::answer_job(
             0,
@@ -513,12 +560,8 @@ pub(crate) async fn download_attachment(
     c: &ChannelConnection,
     a: &mut Attachment,
 ) -> bool {
-    let token = match open_secret(state, c, "bot_token") {
-        Ok(t) => t,
-        Err(e) => {
-            a.download_error = Some(format!("the connection is unusable: {e}"));
-            return false;
-        }
+    let Some(token) = super::download_secret(state, c, "bot_token", a) else {
+        return false;
     };
     let fetch = TelegramFile {
         state,
@@ -592,44 +635,18 @@ pub async fn reply(
     m: &Message,
 ) -> Result<String, ChannelError> {
     let result = send_parts(state, c, chat, &m.content).await;
-    let (external_id, delivery) = match &result {
-        Ok(id) => (
-            Some(format!("out:{id}")),
-            Delivery {
-                status: DeliveryStatus::Sent,
-                at: Timestamp::now(),
-                errors: vec![],
-            },
-        ),
-        Err(e) => (
-            None,
-            Delivery {
-                status: DeliveryStatus::Failed,
-                at: Timestamp::now(),
-                errors: vec![e.clone()],
-            },
-        ),
-    };
     let parts = split_message(&m.content, MAX_MESSAGE_UNITS).len();
-    let recorded = edit_message(
-        state,
-        c.workspace_id,
-        m.id,
-        external_id.as_deref(),
-        move |_, meta| {
-            let ch = meta.channel.get_or_insert_with(|| ChannelMessageMeta {
-                kind: "text".into(),
-                ..Default::default()
-            });
-            ch.details = Some(json!({ "parts": parts }));
-            super::whatsapp::advance(&mut ch.delivery, delivery);
-            (true, ())
-        },
-    )
-    .await;
-    if let Err(e) = recorded {
-        tracing::error!(error = %e, "could not record a Telegram send");
-    }
+    let out = Outgoing {
+        platform: "Telegram",
+        kind: None,
+        details: Some(json!({ "parts": parts })),
+        status: DeliveryStatus::Sent,
+    };
+    let sent = result
+        .as_ref()
+        .map(|id| format!("out:{id}"))
+        .map_err(Clone::clone);
+    record_send(state, c.workspace_id, m, out, &sent).await;
     result
 }
 
@@ -639,11 +656,7 @@ async fn send_parts(
     chat: &str,
     text: &str,
 ) -> Result<String, ChannelError> {
-    let token = open_secret(state, c, "bot_token").map_err(|e| ChannelError {
-        code: 0,
-        title: "connection_unusable".into(),
-        message: Some(e),
-    })?;
+    let token = super::send_secret(state, c, "bot_token")?;
     let chat_id: Value = chat
         .parse::<i64>()
         .map(Value::from)
@@ -665,7 +678,7 @@ async fn send_parts(
             max: MAX_RETRY_AFTER,
             jitter: false,
         };
-        let sent = (|| call(state, &api, &token, "sendMessage", &body))
+        let sent = (|| call::<payload::Message>(state, &api, &token, "sendMessage", &body))
             .retry(policy.builder())
             .sleep(tokio::time::sleep)
             .when(|e: &BotError| {
@@ -681,7 +694,7 @@ async fn send_parts(
             .await
             .map_err(|e| e.error)?;
         if first_id.is_none() {
-            first_id = Some(sent["message_id"].to_string());
+            first_id = Some(shown(sent.message_id));
         }
     }
     Ok(first_id.unwrap_or_default())
@@ -697,7 +710,7 @@ struct TelegramFile<'a> {
 
 impl media::Fetch for TelegramFile<'_> {
     async fn fetch(&self, file_id: &str) -> Result<Vec<u8>, String> {
-        let file = call(
+        let file: payload::File = call(
             self.state,
             &self.api,
             self.token,
@@ -706,8 +719,8 @@ impl media::Fetch for TelegramFile<'_> {
         )
         .await
         .map_err(|e| format!("getFile: {}", e.error))?;
-        let path = file["file_path"]
-            .as_str()
+        let path = file
+            .file_path
             .ok_or("getFile: the file has no file_path (too big for the Bot API?)")?;
         let url = format!("{}/file/bot{}/{path}", self.api, self.token);
         let client = self
@@ -729,12 +742,7 @@ async fn mark_edited(
     original: i64,
     by: &str,
 ) -> Result<(), ApiError> {
-    let Some(export) = state
-        .store
-        .export_conversations(ws, &[conversation])
-        .await?
-        .pop()
-    else {
+    let Some(export) = super::export_one(state, ws, conversation).await? else {
         return Ok(());
     };
     let found = export.messages.into_iter().find(|m| {
