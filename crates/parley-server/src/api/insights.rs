@@ -2,11 +2,13 @@
 //!
 //! The cohort is always the workspace's conversations **started** in `[from, to)`, so every
 //! rate divides by the same population (resolution rate = resolved by AI / conversations in
-//! the cohort; conversations not analysed yet count in the denominator only). Each figure
-//! comes with its value over the previous period of the same length. The figures are
-//! aggregates over the rows ([`parley_store::InsightStore::insight_totals`]): exact, but not
-//! yet backed by rollups, so a window holding a million conversations is a scan (issue 13's
-//! rollups are a later step).
+//! the cohort). Each figure
+//! comes with its value over the previous period of the same length. The figures are read
+//! from the store's hourly rollups ([`parley_store::InsightStore::insight_totals`]), kept by
+//! the analyser in the transaction that writes each insight, so a conversation counts as of
+//! its last analysis (seconds behind ingest). Read from the rows instead: the partial hours
+//! at a window's ends (e.g. `to` = now), and every bucket of a `tz` whose offset is not a
+//! whole number of hours (`+05:30`, `Asia/Kathmandu`).
 
 use axum::Json;
 use axum::extract::{RawQuery, State};
@@ -41,7 +43,8 @@ pub(crate) enum InsightTz {
     Named(Zone),
 }
 
-/// UTC quarter hours, the grouping a named zone's buckets are summed from.
+/// UTC quarter hours, the grouping a named zone's buckets are summed from when its offset is
+/// not a whole number of hours (see [`zone_grain`]).
 const QUARTER_MS: i64 = 900_000;
 
 impl InsightTz {
@@ -566,14 +569,27 @@ pub(crate) async fn timeseries_of(
     Ok(json!({"from": window.from, "to": window.to, "interval": interval, "points": points}))
 }
 
-/// The store's sums per UTC quarter hour of `window`'s cohort.
+/// The grain a named zone's buckets are summed from over `window`: a UTC hour when the zone's
+/// offset is a whole number of hours throughout (its transitions then fall on whole UTC hours
+/// too, and the store reads hours from its rollups), else a quarter hour (read from the rows).
+fn zone_grain(zone: &Zone, window: &InsightWindow) -> i64 {
+    let whole = (window.from.0..window.to.0 + HOUR_MS)
+        .step_by(HOUR_MS as usize)
+        .all(|t| zone.offset_minutes(Timestamp(t)) % 60 == 0);
+    if whole { HOUR_MS } else { QUARTER_MS }
+}
+
+/// The store's sums per UTC hour or quarter hour (see [`zone_grain`]) of `window`'s cohort,
+/// each with the instant its grain starts.
 async fn quarter_hours(
     st: &AppState,
     workspace: parley_core::WorkspaceId,
     window: &InsightWindow,
+    zone: &Zone,
 ) -> Result<Vec<(Timestamp, InsightTotals)>, ApiError> {
+    let grain = zone_grain(zone, window);
     let grouping = parley_store::InsightGrouping::Buckets {
-        size_ms: QUARTER_MS,
+        size_ms: grain,
         origin_ms: 0,
         offset_ms: 0,
     };
@@ -583,7 +599,7 @@ async fn quarter_hours(
         .insight_groups(workspace, window, grouping)
         .await?
         .into_iter()
-        .map(|(k, t)| (Timestamp(k * QUARTER_MS), t))
+        .map(|(k, t)| (Timestamp(k * grain), t))
         .collect())
 }
 
@@ -612,7 +628,7 @@ async fn named_timeseries(
         }
     }
     let mut sums = vec![InsightTotals::default(); starts.len()];
-    for (at, t) in quarter_hours(st, workspace, window).await? {
+    for (at, t) in quarter_hours(st, workspace, window, zone).await? {
         // The last bucket starting at or before the quarter hour.
         let i = starts.partition_point(|s| *s <= at);
         if i > 0 {
@@ -667,7 +683,7 @@ pub(crate) async fn heatmap_of(
         InsightTz::Fixed(m) => *m,
         InsightTz::Named(zone) => {
             let mut cells = vec![vec![0i64; 24]; 7];
-            for (at, t) in quarter_hours(st, workspace, window).await? {
+            for (at, t) in quarter_hours(st, workspace, window, zone).await? {
                 let (day, hour) = zone.weekday_hour(at);
                 cells[day as usize][hour as usize] += t.conversations;
             }

@@ -1277,7 +1277,89 @@ async fn the_dashboard_shows_topics(backend: Backend) {
     }
 }
 
+/// The rollups behind `/insights/*` follow each change: a new analysis of a changed
+/// conversation moves its contribution (subtract the old, add the new), a deletion subtracts
+/// it in the deleting transaction (before any analysis), and the summary is read from them.
+async fn the_rollups_follow_changes_and_deletes(backend: Backend) {
+    let Some(app) = TestApp::spawn_on_with(backend, manual).await else {
+        return;
+    };
+    let url = app.state.settings.database_url.clone();
+    let ws = parley_store::testing::id_literal(&url, app.workspace.id.0);
+    let rolled = |table: &'static str, column: &'static str| {
+        let sql = format!(
+            "SELECT CAST(COALESCE(SUM({column}), 0) AS BIGINT) FROM {table} WHERE workspace_id = {ws}"
+        );
+        let url = url.clone();
+        async move { parley_store::testing::scalar(&url, &sql, &sql).await }
+    };
+    let q = "Where is my order?";
+    let answered = || {
+        conv(
+            "closed",
+            &[("user", q, 1), ("assistant", "It ships tomorrow.", 3)],
+        )
+    };
+    let kept = app.create(answered()).await;
+    let changed = app.create(answered()).await;
+    let deleted = app.create(answered()).await;
+    assert_eq!(analyse(&app).await, 3);
+    let summary = || async {
+        let r = app
+            .get("/api/v1/insights/summary?from=2026-11-01&to=2026-11-01")
+            .await;
+        assert_eq!(r.status, 200, "{}", r.text);
+        let f = |name: &str| r.body["figures"][name]["value"].as_i64().unwrap();
+        (
+            f("conversations"),
+            f("messages"),
+            f("resolved_by_ai"),
+            f("handed_off"),
+        )
+    };
+    assert_eq!(summary().await, (3, 6, 3, 0));
+    assert_eq!(rolled("insight_rollups", "conversations").await, 3);
+    assert_eq!(rolled("insight_topic_rollups", "conversations").await, 3);
+    assert_eq!(rolled("insight_rollups", "resolved_by_ai").await, 3);
+
+    // A team member answers: after the next analysis it is handed off, with one more message.
+    let p = app
+        .post(
+            &format!("/api/v1/conversations/{changed}/messages"),
+            &json!({"messages": [{"role": "agent", "content": "Anything else?",
+                                   "created_at": "2026-11-01T10:00:30Z"}]}),
+        )
+        .await;
+    assert!(p.status < 300, "{}", p.text);
+    assert_eq!(analyse(&app).await, 1);
+    assert_eq!(record(&app, &changed).await["resolution"], "handed_off");
+    assert_eq!(summary().await, (3, 7, 2, 1));
+    assert_eq!(rolled("insight_rollups", "handed_off").await, 1);
+    assert_eq!(rolled("insight_rollups", "messages").await, 7);
+    assert_eq!(rolled("insight_topic_rollups", "messages").await, 7);
+
+    // A deletion subtracts at once, with no analysis in between.
+    let r = app
+        .delete(&format!("/api/v1/conversations/{deleted}"))
+        .await;
+    assert!(r.status < 300, "{}", r.text);
+    assert_eq!(rolled("insight_rollups", "conversations").await, 2);
+    assert_eq!(rolled("insight_topic_rollups", "conversations").await, 2);
+    assert_eq!(summary().await, (2, 5, 1, 1));
+    assert_eq!(analyse(&app).await, 0);
+    assert_eq!(record(&app, &kept).await["resolution"], "resolved_by_ai");
+
+    // The figures are the rollups' (whole hours of the window are not scanned): a change
+    // written straight into them shows.
+    let bump = format!(
+        "UPDATE insight_rollups SET conversations = conversations + 40 WHERE workspace_id = {ws}"
+    );
+    parley_store::testing::execute(&url, &bump, &bump).await;
+    assert_eq!(summary().await.0, 42);
+}
+
 crate::both_backends!(
+    the_rollups_follow_changes_and_deletes,
     topics_on_sgd_equal_the_raw_aggregates,
     the_dashboard_shows_topics,
     the_assistant_comparison_equals_the_raw_aggregates,
