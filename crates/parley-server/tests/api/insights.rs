@@ -1358,7 +1358,135 @@ async fn the_rollups_follow_changes_and_deletes(backend: Backend) {
     assert_eq!(summary().await.0, 42);
 }
 
+/// `format=csv` on each insights route: the same numbers as its JSON answer, one record per
+/// figure, point, weekday, assistant (and version) or topic; another format is a 400. The
+/// dashboard's CSV links and custom range give the same for the same window.
+async fn the_insights_download_as_csv(backend: Backend) {
+    let Some(app) = TestApp::spawn_on_with(backend, manual).await else {
+        return;
+    };
+    let q = "Where is my order?";
+    for _ in 0..3 {
+        app.create(conv(
+            "closed",
+            &[("user", q, 1), ("assistant", "It ships tomorrow.", 3)],
+        ))
+        .await;
+    }
+    app.create(conv("closed", &[("user", q, 1), ("agent", "On it.", 5)]))
+        .await;
+    analyse(&app).await;
+    let window = "from=2026-11-01&to=2026-11-02";
+    let csv = |text: &str| -> Vec<Vec<String>> {
+        csv::Reader::from_reader(text.as_bytes())
+            .records()
+            .map(|r| r.unwrap().iter().map(str::to_owned).collect())
+            .collect()
+    };
+    let both = |path: &'static str| {
+        let app = &app;
+        async move {
+            let json = app.get(&format!("/api/v1/insights/{path}?{window}")).await;
+            assert_eq!(json.status, 200, "{}", json.text);
+            let r = app
+                .get(&format!("/api/v1/insights/{path}?{window}&format=csv"))
+                .await;
+            assert_eq!(r.status, 200, "{}", r.text);
+            (json.body, csv(&r.text), r.text)
+        }
+    };
+    let cell = |v: &Value| match v {
+        Value::Null => String::new(),
+        Value::String(s) => s.clone(),
+        v => v.to_string(),
+    };
+
+    let (j, rows, _) = both("summary").await;
+    let figures = j["figures"].as_object().unwrap();
+    assert_eq!(rows.len(), figures.len());
+    for r in &rows {
+        assert_eq!(r[1], cell(&figures[&r[0]]["value"]), "{r:?}");
+        assert_eq!(r[2], cell(&figures[&r[0]]["previous"]), "{r:?}");
+    }
+    assert!(rows.iter().any(|r| r[0] == "conversations" && r[1] == "4"));
+
+    let (j, rows, _) = both("timeseries").await;
+    let points = j["points"].as_array().unwrap();
+    assert_eq!(rows.len(), points.len());
+    for (r, p) in rows.iter().zip(points) {
+        assert_eq!(r, &vec![cell(&p["start"]), cell(&p["value"])]);
+    }
+    let r = app
+        .get(&format!(
+            "/api/v1/insights/timeseries?{window}&metric=sentiment&format=csv"
+        ))
+        .await;
+    let text = r.text.clone();
+    assert!(
+        text.starts_with("start,positive,neutral,negative,not_analyzed"),
+        "{text}"
+    );
+
+    let (j, rows, _) = both("heatmap").await;
+    assert_eq!(rows.len(), 7);
+    for (r, cells) in rows.iter().zip(j["cells"].as_array().unwrap()) {
+        let want: Vec<String> = cells.as_array().unwrap().iter().map(cell).collect();
+        assert_eq!(r[1..], want[..]);
+    }
+    // 2026-11-01 was a Sunday; every conversation started at 10:00 UTC.
+    assert_eq!(rows[6][0], "sunday");
+    assert_eq!(rows[6][11], "4");
+
+    let (j, rows, _) = both("assistants").await;
+    let a = &j["assistants"][0];
+    let versions = a["versions"].as_array().unwrap().len();
+    assert_eq!(rows.len(), 1 + versions);
+    assert_eq!(rows[0][1], "Helper");
+    assert_eq!(rows[0][2], "", "the assistant's own row has no version");
+
+    let (j, rows, _) = both("topics").await;
+    assert_eq!(rows.len(), j["topics"].as_array().unwrap().len());
+
+    let r = app
+        .get(&format!("/api/v1/insights/summary?{window}&format=xml"))
+        .await;
+    assert_eq!(r.status, 400, "{}", r.text);
+    assert_eq!(r.code(), "invalid_parameter");
+
+    // The dashboard: a custom range, and its CSV links equal to the API's CSV.
+    let (cookie, _) = app.dashboard_session(parley_core::UserRole::Admin).await;
+    let page = app
+        .page("/insights?from=2026-11-01&to=2026-11-01", &cookie)
+        .await;
+    assert_eq!(page.status, 200);
+    assert!(
+        page.text
+            .contains(r#"<span class="muted" id="range-label">2026-11-01 to 2026-11-01</span>"#),
+        "{}",
+        page.text
+    );
+    assert!(page.text.contains(r#"value="2026-11-01""#));
+    for figure in ["summary", "heatmap", "assistants", "topics"] {
+        let d = app
+            .page(
+                &format!("/insights/csv/{figure}?from=2026-11-01&to=2026-11-01"),
+                &cookie,
+            )
+            .await;
+        assert_eq!(d.status, 200, "{figure}");
+        let api = app
+            .get(&format!(
+                "/api/v1/insights/{figure}?from=2026-11-01&to=2026-11-01&format=csv"
+            ))
+            .await;
+        assert_eq!(d.text, api.text, "{figure}");
+    }
+    let d = app.page("/insights/csv/nothing", &cookie).await;
+    assert_eq!(d.status, 404);
+}
+
 crate::both_backends!(
+    the_insights_download_as_csv,
     the_rollups_follow_changes_and_deletes,
     topics_on_sgd_equal_the_raw_aggregates,
     the_dashboard_shows_topics,
