@@ -102,6 +102,12 @@ pub fn compound(text: &str) -> f64 {
     ANALYZER.polarity_scores(text).compound.clamp(-1.0, 1.0)
 }
 
+/// Whether VADER's lexicon (the one [`compound`] scores with) gives `word` alone a sentiment:
+/// "good", "great", "problem" do, "hotel" does not.
+pub fn lexicon_scores(word: &str) -> bool {
+    ANALYZER.polarity_scores(word).compound != 0.0
+}
+
 /// The label of a compound score (see [`LABEL_THRESHOLD`]).
 pub fn label(score: f64) -> SentimentLabel {
     if score >= LABEL_THRESHOLD {

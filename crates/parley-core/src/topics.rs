@@ -74,8 +74,10 @@ pub fn stop_words_for(language: Option<&str>) -> Option<StopWords> {
 }
 
 /// The key phrases of a conversation's customer `texts` (in order) in `language` (see
-/// [`stop_words_for`]): at most [`MAX_KEY_PHRASES`], lower-cased, best first, none that is only
-/// digits.
+/// [`stop_words_for`]): at most [`MAX_KEY_PHRASES`], lower-cased, best first. Words that name
+/// no subject are cut from each phrase's ends and a phrase with one inside is dropped (see
+/// [`subject_of`]): numbers in any language; in English also dates, month and weekday names,
+/// number words, generic verbs ("find", "get", "need") and the words of the sentiment lexicon.
 pub fn key_phrases(texts: &[&str], language: Option<&str>) -> Vec<String> {
     let Some(stop_words) = stop_words_for(language) else {
         return Vec::new();
@@ -99,13 +101,162 @@ pub fn key_phrases(texts: &[&str], language: Option<&str>) -> Vec<String> {
         ngrams: 3,
         ..Config::default()
     };
-    // Ask for more than kept: numeric phrases are dropped below.
-    yake_rust::get_n_best(MAX_KEY_PHRASES * 2, &text, &stop_words, &config)
-        .into_iter()
-        .map(|r| r.keyword)
-        .filter(|k| k.chars().any(char::is_alphabetic))
-        .take(MAX_KEY_PHRASES)
-        .collect()
+    let english = language.is_none_or(|l| l == "eng");
+    let mut out: Vec<String> = Vec::new();
+    // Ask for more than kept: phrases that say nothing of the subject are dropped below.
+    for r in yake_rust::get_n_best(MAX_KEY_PHRASES * 3, &text, &stop_words, &config) {
+        let Some(p) = subject_of(&r.keyword, english, &stop_words) else {
+            continue;
+        };
+        if !out.contains(&p) {
+            out.push(p);
+        }
+        if out.len() == MAX_KEY_PHRASES {
+            break;
+        }
+    }
+    out
+}
+
+/// Month and weekday names and their abbreviations, and words that only place a request in
+/// time (English): a date says when, not what about.
+const DATE_WORDS: &[&str] = &[
+    "january",
+    "february",
+    "march",
+    "april",
+    "may",
+    "june",
+    "july",
+    "august",
+    "september",
+    "october",
+    "november",
+    "december",
+    "jan",
+    "feb",
+    "mar",
+    "apr",
+    "jun",
+    "jul",
+    "aug",
+    "sep",
+    "sept",
+    "oct",
+    "nov",
+    "dec",
+    "monday",
+    "tuesday",
+    "wednesday",
+    "thursday",
+    "friday",
+    "saturday",
+    "sunday",
+    "mon",
+    "tue",
+    "tues",
+    "wed",
+    "thu",
+    "thurs",
+    "fri",
+    "sat",
+    "sun",
+    "today",
+    "tomorrow",
+    "yesterday",
+    "tonight",
+    "morning",
+    "afternoon",
+    "evening",
+    "night",
+    "week",
+    "weekend",
+    "month",
+    "year",
+    "day",
+    "days",
+    "date",
+    "time",
+    "am",
+    "pm",
+    "o'clock",
+];
+
+/// Number words (English), dropped as digits are.
+const NUMBER_WORDS: &[&str] = &[
+    "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten", "eleven",
+    "twelve", "twenty", "thirty", "first", "second", "third", "fourth", "fifth", "sixth",
+    "seventh", "eighth", "ninth", "tenth", "half", "quarter",
+];
+
+/// Verbs (and request words) any conversation may use whatever it is about (English): "find",
+/// "get", "need" name no subject.
+const GENERIC_VERBS: &[&str] = &[
+    "find",
+    "get",
+    "need",
+    "want",
+    "like",
+    "look",
+    "looking",
+    "search",
+    "help",
+    "make",
+    "know",
+    "tell",
+    "give",
+    "go",
+    "going",
+    "see",
+    "check",
+    "let",
+    "please",
+    "thanks",
+    "thank",
+    "would",
+    "could",
+    "can",
+    "also",
+    "something",
+    "anything",
+    "else",
+    "okay",
+    "ok",
+    "sure",
+    "yes",
+    "no",
+];
+
+/// Whether `word` (lower case) says nothing of a conversation's subject: a number, a date word,
+/// a generic verb, or (English) a word VADER's lexicon scores ("good", "great": sentiment is
+/// figured on its own, it is not a topic).
+fn is_noise(word: &str, english: bool) -> bool {
+    let w = word.trim_matches(|c: char| !c.is_alphanumeric());
+    if w.is_empty() || w.chars().any(|c| c.is_ascii_digit()) {
+        return true;
+    }
+    if !english {
+        return false;
+    }
+    DATE_WORDS.contains(&w)
+        || NUMBER_WORDS.contains(&w)
+        || GENERIC_VERBS.contains(&w)
+        || crate::insights::lexicon_scores(w)
+}
+
+/// A YAKE phrase reduced to its subject: noise words ([`is_noise`]) and `stop` words cut from
+/// either end; `None` when nothing is left, or a noise word stands inside it ("flight march
+/// flight"; a stop word inside, "bank of america", stays).
+fn subject_of(phrase: &str, english: bool, stop: &StopWords) -> Option<String> {
+    let words: Vec<&str> = phrase.split_whitespace().collect();
+    let noise: Vec<bool> = words.iter().map(|w| is_noise(w, english)).collect();
+    let word = |i: usize| !noise[i] && !stop.contains(&words[i].to_lowercase());
+    let first = (0..words.len()).find(|i| word(*i))?;
+    let last = (0..words.len()).rev().find(|i| word(*i))?;
+    if noise[first..=last].iter().any(|n| *n) {
+        return None;
+    }
+    Some(words[first..=last].join(" "))
 }
 
 /// A topic of a workspace, as [`learn_topics`] found it.
@@ -199,6 +350,40 @@ mod tests {
         assert!(!k.is_empty() && k.len() <= MAX_KEY_PHRASES, "{k:?}");
         assert!(k.iter().any(|p| p.contains("refund")), "{k:?}");
         assert!(k.iter().all(|p| p == &p.to_lowercase()));
+    }
+
+    #[test]
+    fn phrases_without_a_subject_are_dropped() {
+        let k = key_phrases(
+            &[
+                "I need to find a good dentist in San Jose on March 3rd.",
+                "Great, I want an appointment on Tuesday at 10 am. The dentist is fine.",
+            ],
+            Some("eng"),
+        );
+        assert!(k.iter().any(|p| p.contains("dentist")), "{k:?}");
+        for noise in [
+            "good", "great", "find", "need", "want", "march", "tuesday", "3rd", "10", "fine",
+        ] {
+            assert!(
+                k.iter().all(|p| !p.split(' ').any(|w| w == noise)),
+                "{noise} in {k:?}"
+            );
+        }
+        let en = stop_words_for(None).unwrap();
+        let subject = |p: &str| subject_of(p, true, &en);
+        assert_eq!(subject("find dentist").as_deref(), Some("dentist"));
+        assert_eq!(subject("great"), None);
+        assert_eq!(subject("march"), None);
+        assert_eq!(subject("good hotel").as_deref(), Some("hotel"));
+        assert_eq!(subject("jose on march").as_deref(), Some("jose"));
+        assert_eq!(subject("flight march flight"), None);
+        assert_eq!(
+            subject("bank of america").as_deref(),
+            Some("bank of america")
+        );
+        let es = stop_words_for(Some("spa")).unwrap();
+        assert_eq!(subject_of("hotel 12", false, &es).as_deref(), Some("hotel"));
     }
 
     #[test]

@@ -195,19 +195,34 @@ pub enum InsightGrouping {
 }
 
 impl InsightGrouping {
-    /// The SQL key expression over `c.started_at` (integers only, no parameters).
-    pub(crate) fn key_sql(self) -> String {
+    /// The SQL key expression over the time column `at` (`c.started_at`, or a rollup's
+    /// `r.hour`; integers only, no parameters).
+    pub(crate) fn key_sql(self, at: &str) -> String {
         match self {
             InsightGrouping::Buckets {
                 size_ms,
                 origin_ms,
                 offset_ms,
-            } => format!("((c.started_at + {}) / {size_ms})", offset_ms - origin_ms),
+            } => format!("(({at} + {}) / {size_ms})", offset_ms - origin_ms),
             // 1970-01-01 was a Thursday (weekday 3 from Monday).
             InsightGrouping::WeekHour { offset_ms } => format!(
-                "((((c.started_at + {offset_ms}) / 86400000) + 3) % 7 * 24
-                  + ((c.started_at + {offset_ms}) / 3600000) % 24)"
+                "(((({at} + {offset_ms}) / 86400000) + 3) % 7 * 24
+                  + (({at} + {offset_ms}) / 3600000) % 24)"
             ),
+        }
+    }
+
+    /// Every group boundary falls on a whole UTC hour, so a rollup hour lies in one group and
+    /// the groups can be summed from [`ROLLUP_TABLE`] (false for a half-hour offset such as
+    /// `+05:30`, or quarter-hour buckets: those are scanned).
+    pub(crate) fn hour_aligned(self) -> bool {
+        match self {
+            InsightGrouping::Buckets {
+                size_ms,
+                origin_ms,
+                offset_ms,
+            } => size_ms % HOUR_MS == 0 && (offset_ms - origin_ms) % HOUR_MS == 0,
+            InsightGrouping::WeekHour { offset_ms } => offset_ms % HOUR_MS == 0,
         }
     }
 }
@@ -276,15 +291,19 @@ pub trait InsightStore: Send + Sync {
         to: InsightCursor,
         until: Timestamp,
     ) -> Result<bool>;
-    /// The sums over `window`'s cohort (an aggregate over the rows: correct at any size, fast
-    /// up to about 100k conversations per window; rollups are a later step).
+    /// The sums over `window`'s cohort. Whole UTC hours are read from the rollups (kept in the
+    /// transaction that writes each insight, so they count the conversations as last
+    /// analysed; one not analysed yet is not counted until the analyser reaches it), the
+    /// partial hours at the window's ends from the rows (see [`read_plan`]).
     async fn insight_totals(
         &self,
         workspace: WorkspaceId,
         window: &InsightWindow,
     ) -> Result<InsightTotals>;
     /// The sums over `window`'s cohort per group key (see [`InsightGrouping`]), keys
-    /// ascending, groups without conversations left out.
+    /// ascending, groups without conversations left out. From the rollups as
+    /// [`InsightStore::insight_totals`] when every group boundary is a whole UTC hour, else
+    /// (a `+05:30` offset, quarter-hour buckets) from the rows.
     async fn insight_groups(
         &self,
         workspace: WorkspaceId,
@@ -292,7 +311,8 @@ pub trait InsightStore: Send + Sync {
         grouping: InsightGrouping,
     ) -> Result<Vec<(i64, InsightTotals)>>;
     /// The sums over `window`'s cohort per assistant and assistant version, ordered by
-    /// assistant id then version (rows without an assistant or a version first).
+    /// assistant id then version (rows without an assistant or a version first); read as
+    /// [`InsightStore::insight_totals`].
     async fn insight_assistants(
         &self,
         workspace: WorkspaceId,
@@ -319,12 +339,149 @@ pub trait InsightStore: Send + Sync {
     /// Records that analyses stored key phrases in the workspace at `at` (topics may be due).
     async fn note_topic_change(&self, workspace: WorkspaceId, at: Timestamp) -> Result<()>;
     /// The sums over `window`'s cohort per topic key, keys ascending; conversations in no topic
-    /// are left out.
+    /// are left out. Read as [`InsightStore::insight_totals`], from the topic rollups.
     async fn insight_topics(
         &self,
         workspace: WorkspaceId,
         window: &InsightWindow,
     ) -> Result<Vec<(String, InsightTotals)>>;
+}
+
+/// The rollups' grain: one UTC hour, ms.
+pub(crate) const HOUR_MS: i64 = 3_600_000;
+/// Sums per (workspace, UTC hour, channel, assistant, assistant version; -1 = none): what the
+/// summary, timeseries, heatmap and assistant figures are read from (migration
+/// `insight_rollups`; kept by triggers on `conversation_insights`).
+pub(crate) const ROLLUP_TABLE: &str = "insight_rollups";
+/// The same sums per (workspace, UTC hour, channel, assistant, topic; '' = none): what the
+/// topics figures are read from.
+pub(crate) const TOPIC_ROLLUP_TABLE: &str = "insight_topic_rollups";
+
+/// The rollup columns, [`InsightTotals`]' fields in order.
+const ROLLUP_COLUMNS: [&str; TOTAL_COLUMNS] = [
+    "conversations",
+    "messages",
+    "resolved_by_ai",
+    "handed_off",
+    "unresolved",
+    "ongoing",
+    "rated",
+    "rating_sum",
+    "rated_4_or_5",
+    "positive",
+    "neutral",
+    "negative",
+    "prompt_tokens",
+    "completion_tokens",
+    "cost_nanousd",
+    "first_responses",
+    "first_response_ms_sum",
+    "durations",
+    "duration_ms_sum",
+];
+
+/// Where one part of a cohort's figures is read from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Source {
+    /// The rollup table (the part's bounds are whole UTC hours).
+    Rollup,
+    /// The conversation rows (the [`totals_sql`] aggregate).
+    Scan,
+}
+
+/// Splits `window` into the parts its figures are read from: the whole UTC hours inside it
+/// from the rollups, the partial hours at either end (a window that does not start or end on
+/// the hour, e.g. `to` = now) from the rows. `aligned` false (a grouping whose boundaries are
+/// not whole hours) reads everything from the rows.
+pub(crate) fn read_plan(window: &InsightWindow, aligned: bool) -> Vec<(InsightWindow, Source)> {
+    let (from, to) = (window.from.0, window.to.0);
+    let first = from.div_euclid(HOUR_MS) * HOUR_MS
+        + if from.rem_euclid(HOUR_MS) == 0 {
+            0
+        } else {
+            HOUR_MS
+        };
+    let last = to.div_euclid(HOUR_MS) * HOUR_MS;
+    if !aligned || first >= last {
+        return vec![(*window, Source::Scan)];
+    }
+    let part = |a: i64, b: i64| InsightWindow {
+        from: Timestamp(a),
+        to: Timestamp(b),
+        ..*window
+    };
+    let mut parts = vec![(part(first, last), Source::Rollup)];
+    if from < first {
+        parts.push((part(from, first), Source::Scan));
+    }
+    if last < to {
+        parts.push((part(last, to), Source::Scan));
+    }
+    parts
+}
+
+/// The queries that read `window`'s figures (see [`read_plan`]): each part's bounds with
+/// `rollup` (a [`rollup_sql_by`]) or `scan` (a [`totals_sql_by`] with the same keys).
+pub(crate) fn plan_sql(
+    window: &InsightWindow,
+    aligned: bool,
+    scan: &str,
+    rollup: &str,
+) -> Vec<(InsightWindow, String)> {
+    read_plan(window, aligned)
+        .into_iter()
+        .map(|(w, source)| {
+            let sql = match source {
+                Source::Rollup => rollup,
+                Source::Scan => scan,
+            };
+            (w, sql.to_owned())
+        })
+        .collect()
+}
+
+/// Sums the rows of several parts per key (ascending), leaving out groups without
+/// conversations when `drop_empty` (a rollup row whose conversations all moved away).
+pub(crate) fn merge<K: Ord>(
+    rows: impl IntoIterator<Item = (K, InsightTotals)>,
+    drop_empty: bool,
+) -> Vec<(K, InsightTotals)> {
+    let mut by = std::collections::BTreeMap::<K, InsightTotals>::new();
+    for (k, t) in rows {
+        by.entry(k).or_default().add(&t);
+    }
+    by.into_iter()
+        .filter(|(_, t)| !drop_empty || t.conversations != 0)
+        .collect()
+}
+
+/// The [`totals_sql_by`] columns summed from rollup `table` (alias `r`) over whole hours in
+/// `[from, to)`, with the same five parameters; `keys` are expressions over `r`.
+pub(crate) fn rollup_sql_by(
+    p: impl Fn(u8) -> String,
+    text: &str,
+    uuid: &str,
+    table: &str,
+    keys: &[&str],
+) -> String {
+    let head: String = keys.iter().map(|k| format!("{k}, ")).collect();
+    let sums: Vec<String> = ROLLUP_COLUMNS
+        .iter()
+        .map(|c| format!("CAST(COALESCE(SUM(r.{c}), 0) AS BIGINT)"))
+        .collect();
+    let tail = group_tail(keys);
+    format!(
+        "SELECT {head}{sums} FROM {table} r
+         WHERE r.workspace_id = {ws} AND r.hour >= {from} AND r.hour < {to}
+           AND ({ch}{text} IS NULL OR r.channel = {ch})
+           AND ({a}{uuid} IS NULL OR r.assistant_id = {a}){tail}",
+        sums = sums.join(", "),
+        ws = p(1),
+        from = p(2),
+        to = p(3),
+        ch = p(4),
+        a = p(5),
+    )
 }
 
 /// The aggregate behind [`InsightStore::insight_totals`], shared by both backends: `p(n)` is
@@ -346,12 +503,7 @@ pub(crate) fn totals_sql_by(
     let when = |cond: &str| sum(&format!("CASE WHEN {cond} THEN 1 ELSE 0 END"));
     let label = "COALESCE(c.sentiment, i.sentiment_label)";
     let head: String = keys.iter().map(|k| format!("{k}, ")).collect();
-    let tail = if keys.is_empty() {
-        String::new()
-    } else {
-        let at: Vec<String> = (1..=keys.len()).map(|n| n.to_string()).collect();
-        format!(" GROUP BY {at} ORDER BY {at}", at = at.join(", "))
-    };
+    let tail = group_tail(keys);
     format!(
         "SELECT {head}count(*), {messages}, {resolved}, {handed}, {unresolved}, {ongoing}, {rated},
                 {rating_sum}, {csat}, {pos}, {neu}, {neg}, {prompt}, {completion}, {cost},
@@ -384,6 +536,15 @@ pub(crate) fn totals_sql_by(
         ch = p(4),
         a = p(5),
     )
+}
+
+/// `GROUP BY` and `ORDER BY` the first `keys.len()` columns (nothing without keys).
+fn group_tail(keys: &[&str]) -> String {
+    if keys.is_empty() {
+        return String::new();
+    }
+    let at: Vec<String> = (1..=keys.len()).map(|n| n.to_string()).collect();
+    format!(" GROUP BY {at} ORDER BY {at}", at = at.join(", "))
 }
 
 /// The [`TOTAL_COLUMNS`] columns of [`totals_sql`] as totals.

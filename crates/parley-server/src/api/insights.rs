@@ -2,11 +2,13 @@
 //!
 //! The cohort is always the workspace's conversations **started** in `[from, to)`, so every
 //! rate divides by the same population (resolution rate = resolved by AI / conversations in
-//! the cohort; conversations not analysed yet count in the denominator only). Each figure
-//! comes with its value over the previous period of the same length. The figures are
-//! aggregates over the rows ([`parley_store::InsightStore::insight_totals`]): exact, but not
-//! yet backed by rollups, so a window holding a million conversations is a scan (issue 13's
-//! rollups are a later step).
+//! the cohort). Each figure
+//! comes with its value over the previous period of the same length. The figures are read
+//! from the store's hourly rollups ([`parley_store::InsightStore::insight_totals`]), kept by
+//! the analyser in the transaction that writes each insight, so a conversation counts as of
+//! its last analysis (seconds behind ingest). Read from the rows instead: the partial hours
+//! at a window's ends (e.g. `to` = now), and every bucket of a `tz` whose offset is not a
+//! whole number of hours (`+05:30`, `Asia/Kathmandu`).
 
 use axum::Json;
 use axum::extract::{RawQuery, State};
@@ -21,8 +23,8 @@ use crate::AppState;
 use crate::auth::ApiKeyAuth;
 use crate::error::ApiError;
 
-/// The parameters every insights route takes.
-pub(crate) const WINDOW_PARAMS: &[&str] = &["from", "to", "channel", "assistant", "tz"];
+/// The parameters every insights route takes (`format`: `json`, the default, or `csv`).
+pub(crate) const WINDOW_PARAMS: &[&str] = &["from", "to", "channel", "assistant", "tz", "format"];
 
 const DAY_MS: i64 = 86_400_000;
 /// The default window: the last 30 days.
@@ -41,7 +43,8 @@ pub(crate) enum InsightTz {
     Named(Zone),
 }
 
-/// UTC quarter hours, the grouping a named zone's buckets are summed from.
+/// UTC quarter hours, the grouping a named zone's buckets are summed from when its offset is
+/// not a whole number of hours (see [`zone_grain`]).
 const QUARTER_MS: i64 = 900_000;
 
 impl InsightTz {
@@ -422,7 +425,7 @@ pub(super) async fn topics(
 ) -> Result<Response, ApiError> {
     let p = Params::parse(raw.as_deref(), WINDOW_PARAMS)?;
     let (window, _) = parse_window(&p, &workspace_tz(&st, auth.workspace).await?)?;
-    Ok(Json(topics_of(&st, auth.workspace, &window).await?).into_response())
+    answer(&p, "topics", topics_of(&st, auth.workspace, &window).await?)
 }
 
 /// `GET /api/v1/insights/assistants`: the assistant comparison (see [`assistants_of`]) with the
@@ -434,7 +437,11 @@ pub(super) async fn assistants(
 ) -> Result<Response, ApiError> {
     let p = Params::parse(raw.as_deref(), WINDOW_PARAMS)?;
     let (window, _) = parse_window(&p, &workspace_tz(&st, auth.workspace).await?)?;
-    Ok(Json(assistants_of(&st, auth.workspace, &window).await?).into_response())
+    answer(
+        &p,
+        "assistants",
+        assistants_of(&st, auth.workspace, &window).await?,
+    )
 }
 
 /// `GET /api/v1/insights/summary`: the headline figures of the window's cohort and of the
@@ -446,7 +453,11 @@ pub(super) async fn summary(
 ) -> Result<Response, ApiError> {
     let p = Params::parse(raw.as_deref(), WINDOW_PARAMS)?;
     let (window, tz) = parse_window(&p, &workspace_tz(&st, auth.workspace).await?)?;
-    Ok(Json(summary_of(&st, auth.workspace, &window, &tz).await?).into_response())
+    answer(
+        &p,
+        "summary",
+        summary_of(&st, auth.workspace, &window, &tz).await?,
+    )
 }
 
 const HOUR_MS: i64 = 3_600_000;
@@ -566,14 +577,27 @@ pub(crate) async fn timeseries_of(
     Ok(json!({"from": window.from, "to": window.to, "interval": interval, "points": points}))
 }
 
-/// The store's sums per UTC quarter hour of `window`'s cohort.
+/// The grain a named zone's buckets are summed from over `window`: a UTC hour when the zone's
+/// offset is a whole number of hours throughout (its transitions then fall on whole UTC hours
+/// too, and the store reads hours from its rollups), else a quarter hour (read from the rows).
+fn zone_grain(zone: &Zone, window: &InsightWindow) -> i64 {
+    let whole = (window.from.0..window.to.0 + HOUR_MS)
+        .step_by(HOUR_MS as usize)
+        .all(|t| zone.offset_minutes(Timestamp(t)) % 60 == 0);
+    if whole { HOUR_MS } else { QUARTER_MS }
+}
+
+/// The store's sums per UTC hour or quarter hour (see [`zone_grain`]) of `window`'s cohort,
+/// each with the instant its grain starts.
 async fn quarter_hours(
     st: &AppState,
     workspace: parley_core::WorkspaceId,
     window: &InsightWindow,
+    zone: &Zone,
 ) -> Result<Vec<(Timestamp, InsightTotals)>, ApiError> {
+    let grain = zone_grain(zone, window);
     let grouping = parley_store::InsightGrouping::Buckets {
-        size_ms: QUARTER_MS,
+        size_ms: grain,
         origin_ms: 0,
         offset_ms: 0,
     };
@@ -583,7 +607,7 @@ async fn quarter_hours(
         .insight_groups(workspace, window, grouping)
         .await?
         .into_iter()
-        .map(|(k, t)| (Timestamp(k * QUARTER_MS), t))
+        .map(|(k, t)| (Timestamp(k * grain), t))
         .collect())
 }
 
@@ -612,7 +636,7 @@ async fn named_timeseries(
         }
     }
     let mut sums = vec![InsightTotals::default(); starts.len()];
-    for (at, t) in quarter_hours(st, workspace, window).await? {
+    for (at, t) in quarter_hours(st, workspace, window, zone).await? {
         // The last bucket starting at or before the quarter hour.
         let i = starts.partition_point(|s| *s <= at);
         if i > 0 {
@@ -652,7 +676,7 @@ pub(super) async fn timeseries(
     let (window, tz) = parse_window(&p, &workspace_tz(&st, auth.workspace).await?)?;
     let mut v = timeseries_of(&st, auth.workspace, &window, &tz, metric, &interval).await?;
     v["metric"] = json!(p.get("metric").unwrap_or("conversations"));
-    Ok(Json(v).into_response())
+    answer(&p, "timeseries", v)
 }
 
 /// The 7 x 24 grid of conversations started in the window (rows Monday..Sunday, columns hour
@@ -667,7 +691,7 @@ pub(crate) async fn heatmap_of(
         InsightTz::Fixed(m) => *m,
         InsightTz::Named(zone) => {
             let mut cells = vec![vec![0i64; 24]; 7];
-            for (at, t) in quarter_hours(st, workspace, window).await? {
+            for (at, t) in quarter_hours(st, workspace, window, zone).await? {
                 let (day, hour) = zone.weekday_hour(at);
                 cells[day as usize][hour as usize] += t.conversations;
             }
@@ -704,11 +728,184 @@ pub(super) async fn heatmap(
     let p = Params::parse(raw.as_deref(), WINDOW_PARAMS)?;
     let (window, tz) = parse_window(&p, &workspace_tz(&st, auth.workspace).await?)?;
     let cells = heatmap_of(&st, auth.workspace, &window, &tz).await?;
-    Ok(Json(json!({
+    answer(&p, "heatmap", heatmap_json(&window, cells))
+}
+
+/// The heatmap answer: the window, the weekday names and the 7 x 24 cells.
+pub(crate) fn heatmap_json(window: &InsightWindow, cells: Vec<Vec<i64>>) -> Value {
+    json!({
         "from": window.from,
         "to": window.to,
         "days": ["monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday"],
         "cells": cells,
-    }))
-    .into_response())
+    })
+}
+
+/// A JSON value as one CSV cell: strings bare, `null` empty, numbers and the rest as JSON.
+fn cell(v: &Value) -> String {
+    match v {
+        Value::Null => String::new(),
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}
+
+/// The names of a figures object's entries, in its order.
+fn figure_names(f: &Value) -> Vec<String> {
+    f.as_object()
+        .map(|m| m.keys().cloned().collect())
+        .unwrap_or_default()
+}
+
+/// The numbers of one insights answer (`figure`: `summary`, `timeseries`, `heatmap`,
+/// `assistants` or `topics`, as [`summary_of`], [`timeseries_of`], the heatmap answer,
+/// [`assistants_of`] and [`topics_of`] give them) as CSV records, a header first:
+/// - summary: `figure,value,previous`, one row per headline figure;
+/// - timeseries: `start` then the metric (`value`), or each part of it (tokens, sentiment);
+/// - heatmap: `day,0,1,..,23` (local hours), one row per weekday, Monday first;
+/// - assistants: `assistant,name,version` then each comparison figure; an assistant's own row
+///   has an empty version, each of its versions follows it;
+/// - topics: `topic,phrases,previous_conversations` then each figure; phrases joined by `; `.
+pub(crate) fn csv_records(figure: &str, v: &Value) -> Vec<Vec<String>> {
+    let empty = Vec::new();
+    let list = |k: &str| v[k].as_array().unwrap_or(&empty).clone();
+    match figure {
+        "summary" => {
+            let f = &v["figures"];
+            let mut out = vec![vec!["figure".into(), "value".into(), "previous".into()]];
+            for name in figure_names(f) {
+                out.push(vec![
+                    name.clone(),
+                    cell(&f[&name]["value"]),
+                    cell(&f[&name]["previous"]),
+                ]);
+            }
+            out
+        }
+        "timeseries" => {
+            let points = list("points");
+            let parts = points
+                .first()
+                .map(|p| figure_names(&p["value"]))
+                .unwrap_or_default();
+            let mut head = vec!["start".to_owned()];
+            if parts.is_empty() {
+                head.push("value".into());
+            } else {
+                head.extend(parts.iter().cloned());
+            }
+            let mut out = vec![head];
+            for p in &points {
+                let mut row = vec![cell(&p["start"])];
+                if parts.is_empty() {
+                    row.push(cell(&p["value"]));
+                } else {
+                    row.extend(parts.iter().map(|k| cell(&p["value"][k])));
+                }
+                out.push(row);
+            }
+            out
+        }
+        "heatmap" => {
+            let mut head = vec!["day".to_owned()];
+            head.extend((0..24).map(|h| h.to_string()));
+            let mut out = vec![head];
+            for (day, row) in list("days").iter().zip(list("cells")) {
+                let mut r = vec![cell(day)];
+                r.extend(row.as_array().unwrap_or(&empty).iter().map(cell));
+                out.push(r);
+            }
+            out
+        }
+        "assistants" => {
+            let entries = list("assistants");
+            let names = entries
+                .first()
+                .map(|e| figure_names(&e["figures"]))
+                .unwrap_or_default();
+            let mut head: Vec<String> = vec!["assistant".into(), "name".into(), "version".into()];
+            head.extend(names.iter().cloned());
+            let mut out = vec![head];
+            for e in &entries {
+                let row = |version: &Value, f: &Value| {
+                    let mut r = vec![cell(&e["assistant"]), cell(&e["name"]), cell(version)];
+                    r.extend(names.iter().map(|n| cell(&f[n])));
+                    r
+                };
+                out.push(row(&Value::Null, &e["figures"]));
+                for ver in e["versions"].as_array().unwrap_or(&empty) {
+                    let label = match &ver["version"] {
+                        Value::Null => json!("none"),
+                        n => n.clone(),
+                    };
+                    out.push(row(&label, &ver["figures"]));
+                }
+            }
+            out
+        }
+        _ => {
+            let entries = list("topics");
+            let names = entries
+                .first()
+                .map(|e| figure_names(&e["figures"]))
+                .unwrap_or_default();
+            let mut head: Vec<String> = vec![
+                "topic".into(),
+                "phrases".into(),
+                "previous_conversations".into(),
+            ];
+            head.extend(names.iter().cloned());
+            let mut out = vec![head];
+            for e in &entries {
+                let phrases: Vec<String> = e["phrases"]
+                    .as_array()
+                    .unwrap_or(&empty)
+                    .iter()
+                    .map(cell)
+                    .collect();
+                let mut r = vec![
+                    cell(&e["topic"]),
+                    phrases.join("; "),
+                    cell(&e["previous_conversations"]),
+                ];
+                r.extend(names.iter().map(|n| cell(&e["figures"][n])));
+                out.push(r);
+            }
+            out
+        }
+    }
+}
+
+/// One insights answer as a CSV download (`insights-<figure>.csv`, see [`csv_records`]).
+/// Errors: 500 when the writer fails (it writes to memory).
+pub(crate) fn csv_response(figure: &str, v: &Value) -> Result<Response, ApiError> {
+    let mut w = csv::Writer::from_writer(Vec::new());
+    for r in csv_records(figure, v) {
+        w.write_record(r).map_err(ApiError::internal)?;
+    }
+    let body = w.into_inner().map_err(ApiError::internal)?;
+    Ok((
+        [
+            (
+                axum::http::header::CONTENT_TYPE,
+                "text/csv; charset=utf-8".to_owned(),
+            ),
+            (
+                axum::http::header::CONTENT_DISPOSITION,
+                format!("attachment; filename=\"insights-{figure}.csv\""),
+            ),
+        ],
+        body,
+    )
+        .into_response())
+}
+
+/// The answer of an insights route in the `format` asked for: JSON (the default) or CSV.
+/// Errors: 400 `invalid_parameter` for another format.
+fn answer(p: &Params, figure: &str, v: Value) -> Result<Response, ApiError> {
+    match p.get("format").unwrap_or("json") {
+        "json" => Ok(Json(v).into_response()),
+        "csv" => csv_response(figure, &v),
+        _ => Err(ApiError::bad_param("format", "format must be json or csv")),
+    }
 }

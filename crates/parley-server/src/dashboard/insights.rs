@@ -1,9 +1,10 @@
-//! The Insights page (issue 13): for a range (Today, 7, 30 or 90 days, in the viewer's time
-//! zone) and optional channel / assistant, the headline cards with their change against the
-//! previous period, conversations over time as a server-rendered SVG bar chart (with the same
+//! The Insights page (issue 13): for a range (Today, 7, 30 or 90 days, or custom from / to
+//! days, in the viewer's time zone) and optional channel / assistant, the headline cards with
+//! their change against the previous period, conversations over time as a server-rendered SVG bar chart (with the same
 //! numbers in a table), and the 7 x 24 peak-times grid (numbers in every cell, so it reads
 //! without colour). Figures come from the same code as `/api/v1/insights/*`. Cards and bars
-//! drill down to the Conversations list with the same range and filters. No script.
+//! drill down to the Conversations list with the same range and filters; each figure's numbers
+//! download as CSV (`/insights/csv/{figure}`). No script.
 
 use askama::Template;
 use axum::extract::{RawQuery, State};
@@ -19,7 +20,8 @@ use super::state::ViewState;
 use super::tz_offset;
 use crate::AppState;
 use crate::api::insights::{
-    InsightTz, Metric, assistants_of, heatmap_of, summary_of, timeseries_of, topics_of,
+    InsightTz, Metric, assistants_of, csv_response, heatmap_json, heatmap_of, summary_of,
+    timeseries_of, topics_of,
 };
 use crate::auth::Session;
 use crate::error::ApiError;
@@ -139,7 +141,10 @@ struct InsightsPage {
     channel_options: Vec<Opt>,
     assistant_options: Vec<Opt>,
     range: String,
-    range_label: &'static str,
+    range_label: String,
+    from_day: String,
+    to_day: String,
+    csv_query: String,
     cards: Vec<Card>,
     sentiment: Vec<Card>,
     bars: Vec<Bar>,
@@ -197,12 +202,44 @@ pub(super) async fn page(
     }
 }
 
-async fn build(
+/// What the page's query picked: the range (a quick range, or a custom `from` / `to` pair
+/// of local days), the filters, and the window they make.
+struct Picked {
+    itz: InsightTz,
+    tz: i32,
+    range: String,
+    range_label: String,
+    channel: Option<Channel>,
+    assistant: Option<AssistantId>,
+    first_day: String,
+    today: String,
+    from_day: String,
+    to_day: String,
+    days: i64,
+    window: InsightWindow,
+}
+
+/// The longest custom range, days (the API's limit).
+const MAX_CUSTOM_DAYS: i64 = 400;
+
+/// A `YYYY-MM-DD` day as its number of days since 1970-01-01; `None` when it is not one.
+fn day_number(v: &str) -> Option<i64> {
+    Timestamp::parse_bound(v, false)
+        .ok()
+        .filter(|_| v.len() == 10)
+        .map(|t| t.0.div_euclid(DAY_MS))
+}
+
+/// Reads the page's query (see [`Picked`]): `range=` a quick range (default 7 days), or
+/// `from=` and `to=` (both `YYYY-MM-DD`, from not after to, at most 400 days) a custom range,
+/// which wins; `channel=`, `assistant=`. Values it cannot read are left out. Errors: the
+/// store's.
+async fn pick(
     st: &AppState,
     session: &Session,
     headers: &HeaderMap,
     raw: Option<&str>,
-) -> Result<String, ApiError> {
+) -> Result<Picked, ApiError> {
     let ws = session.user.workspace_id;
     // The workspace's time zone once an admin chose one (Settings), else the viewer's offset.
     let saved = st.store.settings().workspace_settings(ws).await?;
@@ -214,18 +251,39 @@ async fn build(
     let mut range = "7d".to_owned();
     let mut channel: Option<Channel> = None;
     let mut assistant: Option<AssistantId> = None;
+    let (mut from_day, mut to_day) = (String::new(), String::new());
     for (k, v) in form_urlencoded::parse(raw.unwrap_or("").as_bytes()) {
         match k.as_ref() {
             "range" if RANGES.iter().any(|r| r.0 == v) => range = v.into_owned(),
             "channel" => channel = v.parse().ok(),
             "assistant" => assistant = v.parse().ok(),
+            "from" => from_day = v.trim().to_owned(),
+            "to" => to_day = v.trim().to_owned(),
             _ => {}
         }
     }
-    let &(_, range_label, days) = RANGES.iter().find(|r| r.0 == range).unwrap_or(&RANGES[1]);
-    // Whole local days, ending with today.
-    let today = format::date_iso(Timestamp::now(), tz);
-    let first_day = format::date_iso(Timestamp::now().add_millis(-(days - 1) * DAY_MS), tz);
+    let &(_, quick_label, quick_days) = RANGES.iter().find(|r| r.0 == range).unwrap_or(&RANGES[1]);
+    let now = Timestamp::now();
+    let today_now = format::date_iso(now, tz);
+    let custom = match (day_number(&from_day), day_number(&to_day)) {
+        (Some(a), Some(b)) if a <= b && b - a < MAX_CUSTOM_DAYS => Some(b - a + 1),
+        _ => None,
+    };
+    let (today, days, range_label) = match custom {
+        Some(n) => {
+            range = "custom".into();
+            (to_day.clone(), n, format!("{from_day} to {to_day}"))
+        }
+        None => {
+            from_day.clear();
+            to_day.clear();
+            (today_now, quick_days, quick_label.to_owned())
+        }
+    };
+    // Whole local days, ending with `today` (the custom range's last day).
+    let last_start =
+        Timestamp::parse_bound(&today, false).map_err(|_| ApiError::internal("bad day"))?;
+    let first_day = format::date_iso(last_start.add_millis(-(days - 1) * DAY_MS), 0);
     let shift = |t: Timestamp| t.add_millis(-(tz as i64) * 60_000);
     let (from, to) = match &itz {
         InsightTz::Fixed(_) => (
@@ -238,21 +296,89 @@ async fn build(
         ),
         // Local midnights, whatever the offset was on each of those days.
         InsightTz::Named(zone) => {
-            let start_of_today = zone.day_start(&today).map_err(ApiError::internal)?;
-            let first = zone.date_iso(start_of_today.add_millis(-(days - 1) * DAY_MS + DAY_MS / 2));
+            let last = zone.day_start(&today).map_err(ApiError::internal)?;
             (
-                zone.day_start(&first).map_err(ApiError::internal)?,
-                zone.next_bucket(start_of_today, "day")
+                zone.day_start(&first_day).map_err(ApiError::internal)?,
+                zone.next_bucket(last, "day")
                     .ok_or_else(|| ApiError::internal("bad day"))?,
             )
         }
     };
-    let window = InsightWindow {
-        from,
-        to,
+    Ok(Picked {
+        itz,
+        tz,
+        range,
+        range_label,
         channel,
         assistant,
+        first_day,
+        today,
+        from_day,
+        to_day,
+        days,
+        window: InsightWindow {
+            from,
+            to,
+            channel,
+            assistant,
+        },
+    })
+}
+
+/// `GET /insights/csv/{figure}` with the page's query: the numbers of one figure of the page
+/// (`summary`, `timeseries`, `heatmap`, `assistants`, `topics`) as a CSV download, in the
+/// columns of `format=csv` on the matching `/api/v1/insights/*` route. Errors: 404 for
+/// another figure.
+pub(super) async fn csv(
+    State(st): State<AppState>,
+    session: Session,
+    headers: HeaderMap,
+    axum::extract::Path(figure): axum::extract::Path<String>,
+    RawQuery(raw): RawQuery,
+) -> Response {
+    let answer = async {
+        let p = pick(&st, &session, &headers, raw.as_deref()).await?;
+        let ws = session.user.workspace_id;
+        let w = &p.window;
+        let v = match figure.as_str() {
+            "summary" => summary_of(&st, ws, w, &p.itz).await?,
+            "timeseries" => {
+                let interval = if p.days == 1 { "hour" } else { "day" };
+                timeseries_of(&st, ws, w, &p.itz, Metric::Conversations, interval).await?
+            }
+            "heatmap" => heatmap_json(w, heatmap_of(&st, ws, w, &p.itz).await?),
+            "assistants" => assistants_of(&st, ws, w).await?,
+            "topics" => topics_of(&st, ws, w).await?,
+            _ => return Err(ApiError::not_found("figure")),
+        };
+        csv_response(&figure, &v)
     };
+    answer.await.unwrap_or_else(|e| e.into_response())
+}
+
+async fn build(
+    st: &AppState,
+    session: &Session,
+    headers: &HeaderMap,
+    raw: Option<&str>,
+) -> Result<String, ApiError> {
+    let ws = session.user.workspace_id;
+    let Picked {
+        itz,
+        tz,
+        range,
+        range_label,
+        channel,
+        assistant,
+        first_day,
+        today,
+        from_day,
+        to_day,
+        days,
+        window,
+    } = pick(st, session, headers, raw).await?;
+    // The page's query, for the CSV links.
+    let query = raw.unwrap_or("").to_owned();
     let interval = if days == 1 { "hour" } else { "day" };
     let (summary, series, cells, assistants, total, compared, topic_list) = tokio::try_join!(
         summary_of(st, ws, &window, &itz),
@@ -421,7 +547,7 @@ async fn build(
             let start = p["start"]
                 .as_str()
                 .and_then(|s| Timestamp::parse_rfc3339(s).ok())
-                .unwrap_or(from);
+                .unwrap_or(window.from);
             let height = ((value as f64 / chart_max as f64) * chart_height as f64).round() as u32;
             let day = format::date_iso(start, itz.offset_at(start));
             let label = if interval == "hour" {
@@ -560,6 +686,9 @@ async fn build(
             .collect(),
         range,
         range_label,
+        from_day,
+        to_day,
+        csv_query: query,
         cards,
         sentiment,
         bars,

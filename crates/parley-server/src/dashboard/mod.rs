@@ -148,6 +148,7 @@ pub fn router() -> Router<AppState> {
             get(attachments::attachment),
         )
         .route("/insights", get(insights::page))
+        .route("/insights/csv/{figure}", get(insights::csv))
         .route(
             "/settings/webhooks",
             get(webhooks::page).post(webhooks::create),

@@ -1277,7 +1277,217 @@ async fn the_dashboard_shows_topics(backend: Backend) {
     }
 }
 
+/// The rollups behind `/insights/*` follow each change: a new analysis of a changed
+/// conversation moves its contribution (subtract the old, add the new), a deletion subtracts
+/// it in the deleting transaction (before any analysis), and the summary is read from them.
+async fn the_rollups_follow_changes_and_deletes(backend: Backend) {
+    let Some(app) = TestApp::spawn_on_with(backend, manual).await else {
+        return;
+    };
+    let url = app.state.settings.database_url.clone();
+    let ws = parley_store::testing::id_literal(&url, app.workspace.id.0);
+    let rolled = |table: &'static str, column: &'static str| {
+        let sql = format!(
+            "SELECT CAST(COALESCE(SUM({column}), 0) AS BIGINT) FROM {table} WHERE workspace_id = {ws}"
+        );
+        let url = url.clone();
+        async move { parley_store::testing::scalar(&url, &sql, &sql).await }
+    };
+    let q = "Where is my order?";
+    let answered = || {
+        conv(
+            "closed",
+            &[("user", q, 1), ("assistant", "It ships tomorrow.", 3)],
+        )
+    };
+    let kept = app.create(answered()).await;
+    let changed = app.create(answered()).await;
+    let deleted = app.create(answered()).await;
+    assert_eq!(analyse(&app).await, 3);
+    let summary = || async {
+        let r = app
+            .get("/api/v1/insights/summary?from=2026-11-01&to=2026-11-01")
+            .await;
+        assert_eq!(r.status, 200, "{}", r.text);
+        let f = |name: &str| r.body["figures"][name]["value"].as_i64().unwrap();
+        (
+            f("conversations"),
+            f("messages"),
+            f("resolved_by_ai"),
+            f("handed_off"),
+        )
+    };
+    assert_eq!(summary().await, (3, 6, 3, 0));
+    assert_eq!(rolled("insight_rollups", "conversations").await, 3);
+    assert_eq!(rolled("insight_topic_rollups", "conversations").await, 3);
+    assert_eq!(rolled("insight_rollups", "resolved_by_ai").await, 3);
+
+    // A team member answers: after the next analysis it is handed off, with one more message.
+    let p = app
+        .post(
+            &format!("/api/v1/conversations/{changed}/messages"),
+            &json!({"messages": [{"role": "agent", "content": "Anything else?",
+                                   "created_at": "2026-11-01T10:00:30Z"}]}),
+        )
+        .await;
+    assert!(p.status < 300, "{}", p.text);
+    assert_eq!(analyse(&app).await, 1);
+    assert_eq!(record(&app, &changed).await["resolution"], "handed_off");
+    assert_eq!(summary().await, (3, 7, 2, 1));
+    assert_eq!(rolled("insight_rollups", "handed_off").await, 1);
+    assert_eq!(rolled("insight_rollups", "messages").await, 7);
+    assert_eq!(rolled("insight_topic_rollups", "messages").await, 7);
+
+    // A deletion subtracts at once, with no analysis in between.
+    let r = app
+        .delete(&format!("/api/v1/conversations/{deleted}"))
+        .await;
+    assert!(r.status < 300, "{}", r.text);
+    assert_eq!(rolled("insight_rollups", "conversations").await, 2);
+    assert_eq!(rolled("insight_topic_rollups", "conversations").await, 2);
+    assert_eq!(summary().await, (2, 5, 1, 1));
+    assert_eq!(analyse(&app).await, 0);
+    assert_eq!(record(&app, &kept).await["resolution"], "resolved_by_ai");
+
+    // The figures are the rollups' (whole hours of the window are not scanned): a change
+    // written straight into them shows.
+    let bump = format!(
+        "UPDATE insight_rollups SET conversations = conversations + 40 WHERE workspace_id = {ws}"
+    );
+    parley_store::testing::execute(&url, &bump, &bump).await;
+    assert_eq!(summary().await.0, 42);
+}
+
+/// `format=csv` on each insights route: the same numbers as its JSON answer, one record per
+/// figure, point, weekday, assistant (and version) or topic; another format is a 400. The
+/// dashboard's CSV links and custom range give the same for the same window.
+async fn the_insights_download_as_csv(backend: Backend) {
+    let Some(app) = TestApp::spawn_on_with(backend, manual).await else {
+        return;
+    };
+    let q = "Where is my order?";
+    for _ in 0..3 {
+        app.create(conv(
+            "closed",
+            &[("user", q, 1), ("assistant", "It ships tomorrow.", 3)],
+        ))
+        .await;
+    }
+    app.create(conv("closed", &[("user", q, 1), ("agent", "On it.", 5)]))
+        .await;
+    analyse(&app).await;
+    let window = "from=2026-11-01&to=2026-11-02";
+    let csv = |text: &str| -> Vec<Vec<String>> {
+        csv::Reader::from_reader(text.as_bytes())
+            .records()
+            .map(|r| r.unwrap().iter().map(str::to_owned).collect())
+            .collect()
+    };
+    let both = |path: &'static str| {
+        let app = &app;
+        async move {
+            let json = app.get(&format!("/api/v1/insights/{path}?{window}")).await;
+            assert_eq!(json.status, 200, "{}", json.text);
+            let r = app
+                .get(&format!("/api/v1/insights/{path}?{window}&format=csv"))
+                .await;
+            assert_eq!(r.status, 200, "{}", r.text);
+            (json.body, csv(&r.text), r.text)
+        }
+    };
+    let cell = |v: &Value| match v {
+        Value::Null => String::new(),
+        Value::String(s) => s.clone(),
+        v => v.to_string(),
+    };
+
+    let (j, rows, _) = both("summary").await;
+    let figures = j["figures"].as_object().unwrap();
+    assert_eq!(rows.len(), figures.len());
+    for r in &rows {
+        assert_eq!(r[1], cell(&figures[&r[0]]["value"]), "{r:?}");
+        assert_eq!(r[2], cell(&figures[&r[0]]["previous"]), "{r:?}");
+    }
+    assert!(rows.iter().any(|r| r[0] == "conversations" && r[1] == "4"));
+
+    let (j, rows, _) = both("timeseries").await;
+    let points = j["points"].as_array().unwrap();
+    assert_eq!(rows.len(), points.len());
+    for (r, p) in rows.iter().zip(points) {
+        assert_eq!(r, &vec![cell(&p["start"]), cell(&p["value"])]);
+    }
+    let r = app
+        .get(&format!(
+            "/api/v1/insights/timeseries?{window}&metric=sentiment&format=csv"
+        ))
+        .await;
+    let text = r.text.clone();
+    assert!(
+        text.starts_with("start,positive,neutral,negative,not_analyzed"),
+        "{text}"
+    );
+
+    let (j, rows, _) = both("heatmap").await;
+    assert_eq!(rows.len(), 7);
+    for (r, cells) in rows.iter().zip(j["cells"].as_array().unwrap()) {
+        let want: Vec<String> = cells.as_array().unwrap().iter().map(cell).collect();
+        assert_eq!(r[1..], want[..]);
+    }
+    // 2026-11-01 was a Sunday; every conversation started at 10:00 UTC.
+    assert_eq!(rows[6][0], "sunday");
+    assert_eq!(rows[6][11], "4");
+
+    let (j, rows, _) = both("assistants").await;
+    let a = &j["assistants"][0];
+    let versions = a["versions"].as_array().unwrap().len();
+    assert_eq!(rows.len(), 1 + versions);
+    assert_eq!(rows[0][1], "Helper");
+    assert_eq!(rows[0][2], "", "the assistant's own row has no version");
+
+    let (j, rows, _) = both("topics").await;
+    assert_eq!(rows.len(), j["topics"].as_array().unwrap().len());
+
+    let r = app
+        .get(&format!("/api/v1/insights/summary?{window}&format=xml"))
+        .await;
+    assert_eq!(r.status, 400, "{}", r.text);
+    assert_eq!(r.code(), "invalid_parameter");
+
+    // The dashboard: a custom range, and its CSV links equal to the API's CSV.
+    let (cookie, _) = app.dashboard_session(parley_core::UserRole::Admin).await;
+    let page = app
+        .page("/insights?from=2026-11-01&to=2026-11-01", &cookie)
+        .await;
+    assert_eq!(page.status, 200);
+    assert!(
+        page.text
+            .contains(r#"<span class="muted" id="range-label">2026-11-01 to 2026-11-01</span>"#),
+        "{}",
+        page.text
+    );
+    assert!(page.text.contains(r#"value="2026-11-01""#));
+    for figure in ["summary", "heatmap", "assistants", "topics"] {
+        let d = app
+            .page(
+                &format!("/insights/csv/{figure}?from=2026-11-01&to=2026-11-01"),
+                &cookie,
+            )
+            .await;
+        assert_eq!(d.status, 200, "{figure}");
+        let api = app
+            .get(&format!(
+                "/api/v1/insights/{figure}?from=2026-11-01&to=2026-11-01&format=csv"
+            ))
+            .await;
+        assert_eq!(d.text, api.text, "{figure}");
+    }
+    let d = app.page("/insights/csv/nothing", &cookie).await;
+    assert_eq!(d.status, 404);
+}
+
 crate::both_backends!(
+    the_insights_download_as_csv,
+    the_rollups_follow_changes_and_deletes,
     topics_on_sgd_equal_the_raw_aggregates,
     the_dashboard_shows_topics,
     the_assistant_comparison_equals_the_raw_aggregates,

@@ -178,3 +178,65 @@ async fn the_insights_page_matches_the_api_and_drills_down() {
     phone.screenshot("insights-mobile").await;
     phone.close().await;
 }
+
+/// A custom range: the From / To inputs beside the quick ranges set the window (its label, its
+/// cards), and each figure's CSV link downloads the numbers the API's `format=csv` gives for
+/// the same window.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_custom_range_and_its_csv_downloads() {
+    let Some(b) = Browser::start(false).await else {
+        return;
+    };
+    let app = TestApp::spawn().await;
+    seed(&app).await;
+    admin(&app).await;
+    b.sign_in(&app.base, "analyst@example.com", PASSWORD).await;
+    b.goto(&format!("{}/insights", app.base)).await;
+    b.goto(&format!("{}/insights", app.base)).await;
+    let day = |back: i64| {
+        format!(
+            "const d = new Date(Date.now() - {back} * 86400000); return d.getFullYear() + '-' + String(d.getMonth() + 1).padStart(2, '0') + '-' + String(d.getDate()).padStart(2, '0')"
+        )
+    };
+    let today = b.js(&day(0)).await.as_str().unwrap().to_owned();
+    let first = b.js(&day(2)).await.as_str().unwrap().to_owned();
+    b.js(&format!(
+        "document.querySelector('#range-from').value = '{first}';
+         document.querySelector('#range-to').value = '{today}'; return true"
+    ))
+    .await;
+    b.click(".insights-filters button[type=submit]").await;
+    b.wait_for(
+        "the custom range",
+        "return new URLSearchParams(location.search).get('from') !== null",
+    )
+    .await;
+    assert_eq!(b.text("#range-label").await, format!("{first} to {today}"));
+    assert_eq!(b.text("#card-conversations [data-value]").await, "4");
+
+    let tz = browser_tz(&b).await;
+    let q = form_urlencoded::Serializer::new(String::new())
+        .append_pair("from", &first)
+        .append_pair("to", &today)
+        .append_pair("tz", &tz)
+        .append_pair("format", "csv")
+        .finish();
+    for figure in ["summary", "heatmap", "assistants", "topics"] {
+        let got = b
+            .js(&format!(
+                "const x = new XMLHttpRequest();
+                 x.open('GET', document.querySelector('#csv-{figure}').href, false);
+                 x.send(); return [x.status, x.getResponseHeader('content-type'), x.responseText]"
+            ))
+            .await;
+        assert_eq!(got[0], 200, "{figure}: {got}");
+        assert!(got[1].as_str().unwrap().starts_with("text/csv"), "{got}");
+        let api = app.get(&format!("/api/v1/insights/{figure}?{q}")).await;
+        assert_eq!(api.status, 200, "{}", api.text);
+        assert_eq!(got[2].as_str().unwrap(), api.text, "{figure}");
+    }
+    let errors = b.console_errors().await;
+    assert!(errors.is_empty(), "{errors:?}");
+    b.screenshot("insights-custom-range").await;
+    b.close().await;
+}

@@ -9,8 +9,8 @@ use crate::insights::InsightGrouping;
 use crate::insights::columns::{from_row, phrases_from, phrases_json, to_row, topic_from};
 use crate::insights::{
     AssistantTotals, ChangedConversation, InsightCursor, InsightStore, InsightTotals,
-    InsightWindow, StoredInsight, TOTAL_COLUMNS, TopicSample, TopicSet, totals_from, totals_sql,
-    totals_sql_by,
+    InsightWindow, ROLLUP_TABLE, StoredInsight, TOPIC_ROLLUP_TABLE, TOTAL_COLUMNS, TopicSample,
+    TopicSet, merge, plan_sql, rollup_sql_by, totals_from, totals_sql, totals_sql_by,
 };
 use crate::{Result, StoreError};
 use parley_core::topics::Topic;
@@ -30,8 +30,14 @@ impl InsightStore for PostgresStore {
             .execute(
                 "INSERT INTO conversation_insights (conversation, workspace_id, sentiment_label,
                      sentiment_score, sentiment_source, sentiment_shift, language, resolution,
-                     first_response_ms, duration_ms, analysed_at, key_phrases, topic)
-                 SELECT c.pk, c.workspace_id, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13
+                     first_response_ms, duration_ms, analysed_at, key_phrases, topic,
+                     r_hour, r_channel, r_assistant_id,
+                     r_assistant_version, r_messages, r_rating, r_prompt_tokens,
+                     r_completion_tokens, r_cost_nanousd, r_label)
+                 SELECT c.pk, c.workspace_id, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13,
+                     c.started_at - mod(c.started_at, 3600000), c.channel, c.assistant_id,
+                     c.assistant_version, c.message_count, c.rating, c.prompt_tokens,
+                     c.completion_tokens, c.cost_nanousd, COALESCE(c.sentiment, $3)
                  FROM conversations c WHERE c.id = $1 AND c.workspace_id = $2
                  ON CONFLICT (conversation) DO UPDATE SET
                      sentiment_label = excluded.sentiment_label,
@@ -41,7 +47,14 @@ impl InsightStore for PostgresStore {
                      language = excluded.language, resolution = excluded.resolution,
                      first_response_ms = excluded.first_response_ms,
                      duration_ms = excluded.duration_ms, analysed_at = excluded.analysed_at,
-                     key_phrases = excluded.key_phrases, topic = excluded.topic",
+                     key_phrases = excluded.key_phrases, topic = excluded.topic,
+                     r_hour = excluded.r_hour, r_channel = excluded.r_channel,
+                     r_assistant_id = excluded.r_assistant_id,
+                     r_assistant_version = excluded.r_assistant_version,
+                     r_messages = excluded.r_messages, r_rating = excluded.r_rating,
+                     r_prompt_tokens = excluded.r_prompt_tokens,
+                     r_completion_tokens = excluded.r_completion_tokens,
+                     r_cost_nanousd = excluded.r_cost_nanousd, r_label = excluded.r_label",
                 &[
                     &conversation.0,
                     &workspace.0,
@@ -285,9 +298,18 @@ impl InsightStore for PostgresStore {
         workspace: WorkspaceId,
         window: &InsightWindow,
     ) -> Result<InsightTotals> {
-        let sql = totals_sql(|n| format!("${n}"), "::text", "::uuid");
-        let rows = self.grouped(workspace, window, &sql).await?;
-        Ok(rows.first().map(|r| totals_at(r, 0)).unwrap_or_default())
+        let parts = plan_sql(
+            window,
+            true,
+            &totals_sql(ph, TEXT, UUID),
+            &rollup_sql_by(ph, TEXT, UUID, ROLLUP_TABLE, &[]),
+        );
+        let rows = self.grouped(workspace, parts).await?;
+        Ok(merge(rows.iter().map(|r| ((), totals_at(r, 0))), false)
+            .into_iter()
+            .next()
+            .map(|(_, t)| t)
+            .unwrap_or_default())
     }
 
     async fn insight_groups(
@@ -297,10 +319,19 @@ impl InsightStore for PostgresStore {
         grouping: InsightGrouping,
     ) -> Result<Vec<(i64, InsightTotals)>> {
         // bigint arithmetic keeps the key a bigint.
-        let key = format!("({})::bigint", grouping.key_sql());
-        let sql = totals_sql_by(|n| format!("${n}"), "::text", "::uuid", &[&key]);
-        let rows = self.grouped(workspace, window, &sql).await?;
-        Ok(rows.iter().map(|r| (r.get(0), totals_at(r, 1))).collect())
+        let scan = format!("({})::bigint", grouping.key_sql("c.started_at"));
+        let rollup = format!("({})::bigint", grouping.key_sql("r.hour"));
+        let parts = plan_sql(
+            window,
+            grouping.hour_aligned(),
+            &totals_sql_by(ph, TEXT, UUID, &[&scan]),
+            &rollup_sql_by(ph, TEXT, UUID, ROLLUP_TABLE, &[&rollup]),
+        );
+        let rows = self.grouped(workspace, parts).await?;
+        Ok(merge(
+            rows.iter().map(|r| (r.get(0), totals_at(r, 1))),
+            true,
+        ))
     }
 
     async fn insight_assistants(
@@ -308,15 +339,29 @@ impl InsightStore for PostgresStore {
         workspace: WorkspaceId,
         window: &InsightWindow,
     ) -> Result<Vec<AssistantTotals>> {
-        let keys = ["c.assistant_id", "c.assistant_version"];
-        let sql = totals_sql_by(|n| format!("${n}"), "::text", "::uuid", &keys);
-        let rows = self.grouped(workspace, window, &sql).await?;
-        Ok(rows
-            .iter()
-            .map(|r| AssistantTotals {
-                assistant: r.get::<_, Option<uuid::Uuid>>(0).map(AssistantId),
-                version: r.get(1),
-                totals: totals_at(r, 2),
+        let parts = plan_sql(
+            window,
+            true,
+            &totals_sql_by(ph, TEXT, UUID, &["c.assistant_id", "c.assistant_version"]),
+            &rollup_sql_by(
+                ph,
+                TEXT,
+                UUID,
+                ROLLUP_TABLE,
+                &["r.assistant_id", "NULLIF(r.version, -1)"],
+            ),
+        );
+        let rows = self.grouped(workspace, parts).await?;
+        let keyed = rows.iter().map(|r| {
+            let assistant = r.get::<_, Option<uuid::Uuid>>(0).map(AssistantId);
+            ((assistant, r.get::<_, Option<i64>>(1)), totals_at(r, 2))
+        });
+        Ok(merge(keyed, true)
+            .into_iter()
+            .map(|((assistant, version), totals)| AssistantTotals {
+                assistant,
+                version,
+                totals,
             })
             .collect())
     }
@@ -437,38 +482,61 @@ impl InsightStore for PostgresStore {
         workspace: WorkspaceId,
         window: &InsightWindow,
     ) -> Result<Vec<(String, InsightTotals)>> {
-        let sql = totals_sql_by(|n| format!("${n}"), "::text", "::uuid", &["i.topic"]);
-        let rows = self.grouped(workspace, window, &sql).await?;
-        Ok(rows
+        let parts = plan_sql(
+            window,
+            true,
+            &totals_sql_by(ph, TEXT, UUID, &["i.topic"]),
+            &rollup_sql_by(ph, TEXT, UUID, TOPIC_ROLLUP_TABLE, &["NULLIF(r.topic, '')"]),
+        );
+        let rows = self.grouped(workspace, parts).await?;
+        let keyed = rows
             .iter()
-            .filter_map(|r| r.get::<_, Option<String>>(0).map(|k| (k, totals_at(r, 1))))
+            .map(|r| (r.get::<_, Option<String>>(0), totals_at(r, 1)));
+        Ok(merge(keyed, true)
+            .into_iter()
+            .filter_map(|(k, t)| k.map(|k| (k, t)))
             .collect())
     }
 }
 
+/// PostgreSQL's placeholder `n`.
+fn ph(n: u8) -> String {
+    format!("${n}")
+}
+/// The casts that type the optional channel and assistant parameters.
+const TEXT: &str = "::text";
+const UUID: &str = "::uuid";
+
 impl PostgresStore {
-    /// Runs one of the [`totals_sql`] family over `window` (the five parameters bound).
+    /// Runs each part of a [`plan_sql`] over its bounds (the five parameters bound), all parts'
+    /// rows in one list, in one snapshot (a repeatable-read transaction).
     async fn grouped(
         &self,
         workspace: WorkspaceId,
-        window: &InsightWindow,
-        sql: &str,
+        parts: Vec<(InsightWindow, String)>,
     ) -> Result<Vec<tokio_postgres::Row>> {
-        let channel = window.channel.map(|c| c.as_str().to_owned());
-        let assistant = window.assistant.map(|a| a.0);
-        let client = self.pool.get().await?;
-        Ok(client
-            .query(
-                sql,
-                &[
-                    &workspace.0,
-                    &window.from.0,
-                    &window.to.0,
-                    &channel,
-                    &assistant,
-                ],
-            )
-            .await?)
+        let mut client = self.pool.get().await?;
+        let tx = client
+            .build_transaction()
+            .isolation_level(tokio_postgres::IsolationLevel::RepeatableRead)
+            .read_only(true)
+            .start()
+            .await?;
+        let mut out = Vec::new();
+        for (w, sql) in &parts {
+            let channel = w.channel.map(|c| c.as_str().to_owned());
+            let assistant = w.assistant.map(|a| a.0);
+            let st = tx.prepare_cached(sql).await?;
+            out.extend(
+                tx.query(
+                    &st,
+                    &[&workspace.0, &w.from.0, &w.to.0, &channel, &assistant],
+                )
+                .await?,
+            );
+        }
+        tx.commit().await?;
+        Ok(out)
     }
 }
 

@@ -10,8 +10,8 @@ use crate::insights::InsightGrouping;
 use crate::insights::columns::{from_row, phrases_from, phrases_json, to_row, topic_from};
 use crate::insights::{
     AssistantTotals, ChangedConversation, InsightCursor, InsightStore, InsightTotals,
-    InsightWindow, StoredInsight, TOTAL_COLUMNS, TopicSample, TopicSet, totals_from, totals_sql,
-    totals_sql_by,
+    InsightWindow, ROLLUP_TABLE, StoredInsight, TOPIC_ROLLUP_TABLE, TOTAL_COLUMNS, TopicSample,
+    TopicSet, merge, plan_sql, rollup_sql_by, totals_from, totals_sql, totals_sql_by,
 };
 use crate::{Result, StoreError};
 use parley_core::topics::Topic;
@@ -40,8 +40,15 @@ impl InsightStore for SqliteStore {
             c.prepare_cached(
                 "INSERT INTO conversation_insights (conversation, workspace_id, sentiment_label,
                      sentiment_score, sentiment_source, sentiment_shift, language, resolution,
-                     first_response_ms, duration_ms, analysed_at, key_phrases, topic)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)
+                     first_response_ms, duration_ms, analysed_at, key_phrases, topic,
+                     r_hour, r_channel, r_assistant_id,
+                     r_assistant_version, r_messages, r_rating, r_prompt_tokens,
+                     r_completion_tokens, r_cost_nanousd, r_label)
+                 SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13,
+                     c.started_at - c.started_at % 3600000, c.channel, c.assistant_id,
+                     c.assistant_version, c.message_count, c.rating, c.prompt_tokens,
+                     c.completion_tokens, c.cost_nanousd, COALESCE(c.sentiment, ?3)
+                 FROM conversations c WHERE c.pk = ?1
                  ON CONFLICT (conversation) DO UPDATE SET
                      sentiment_label = excluded.sentiment_label,
                      sentiment_score = excluded.sentiment_score,
@@ -50,7 +57,14 @@ impl InsightStore for SqliteStore {
                      language = excluded.language, resolution = excluded.resolution,
                      first_response_ms = excluded.first_response_ms,
                      duration_ms = excluded.duration_ms, analysed_at = excluded.analysed_at,
-                     key_phrases = excluded.key_phrases, topic = excluded.topic",
+                     key_phrases = excluded.key_phrases, topic = excluded.topic,
+                     r_hour = excluded.r_hour, r_channel = excluded.r_channel,
+                     r_assistant_id = excluded.r_assistant_id,
+                     r_assistant_version = excluded.r_assistant_version,
+                     r_messages = excluded.r_messages, r_rating = excluded.r_rating,
+                     r_prompt_tokens = excluded.r_prompt_tokens,
+                     r_completion_tokens = excluded.r_completion_tokens,
+                     r_cost_nanousd = excluded.r_cost_nanousd, r_label = excluded.r_label",
             )?
             .execute(params![
                 pk,
@@ -356,11 +370,20 @@ impl InsightStore for SqliteStore {
         workspace: WorkspaceId,
         window: &InsightWindow,
     ) -> Result<InsightTotals> {
-        let sql = totals_sql(|n| format!("?{n}"), "", "");
+        let parts = plan_sql(
+            window,
+            true,
+            &totals_sql(ph, "", ""),
+            &rollup_sql_by(ph, "", "", ROLLUP_TABLE, &[]),
+        );
         let rows = self
-            .grouped(workspace, window, sql, |r| totals_at(r, 0))
+            .grouped(workspace, parts, |r| Ok(((), totals_at(r, 0)?)))
             .await?;
-        Ok(rows.into_iter().next().unwrap_or_default())
+        Ok(merge(rows, false)
+            .into_iter()
+            .next()
+            .map(|(_, t)| t)
+            .unwrap_or_default())
     }
 
     async fn insight_groups(
@@ -369,11 +392,16 @@ impl InsightStore for SqliteStore {
         window: &InsightWindow,
         grouping: InsightGrouping,
     ) -> Result<Vec<(i64, InsightTotals)>> {
-        let sql = totals_sql_by(|n| format!("?{n}"), "", "", &[&grouping.key_sql()]);
-        self.grouped(workspace, window, sql, |r| {
-            Ok((r.get(0)?, totals_at(r, 1)?))
-        })
-        .await
+        let parts = plan_sql(
+            window,
+            grouping.hour_aligned(),
+            &totals_sql_by(ph, "", "", &[&grouping.key_sql("c.started_at")]),
+            &rollup_sql_by(ph, "", "", ROLLUP_TABLE, &[&grouping.key_sql("r.hour")]),
+        );
+        let rows = self
+            .grouped(workspace, parts, |r| Ok((r.get(0)?, totals_at(r, 1)?)))
+            .await?;
+        Ok(merge(rows, true))
     }
 
     async fn insight_assistants(
@@ -381,26 +409,41 @@ impl InsightStore for SqliteStore {
         workspace: WorkspaceId,
         window: &InsightWindow,
     ) -> Result<Vec<AssistantTotals>> {
-        let keys = ["c.assistant_id", "c.assistant_version"];
-        let sql = totals_sql_by(|n| format!("?{n}"), "", "", &keys);
-        self.grouped(workspace, window, sql, |r| {
-            let assistant = match r.get::<_, Option<Vec<u8>>>(0)? {
-                None => None,
-                Some(b) => Some(AssistantId::from_slice(&b).ok_or_else(|| {
-                    rusqlite::Error::FromSqlConversionFailure(
-                        0,
-                        rusqlite::types::Type::Blob,
-                        "conversations.assistant_id is not a UUID".into(),
-                    )
-                })?),
-            };
-            Ok(AssistantTotals {
-                assistant,
-                version: r.get(1)?,
-                totals: totals_at(r, 2)?,
+        let parts = plan_sql(
+            window,
+            true,
+            &totals_sql_by(ph, "", "", &["c.assistant_id", "c.assistant_version"]),
+            &rollup_sql_by(
+                ph,
+                "",
+                "",
+                ROLLUP_TABLE,
+                &["r.assistant_id", "NULLIF(r.version, -1)"],
+            ),
+        );
+        let rows = self
+            .grouped(workspace, parts, |r| {
+                let assistant = match r.get::<_, Option<Vec<u8>>>(0)? {
+                    None => None,
+                    Some(b) => Some(AssistantId::from_slice(&b).ok_or_else(|| {
+                        rusqlite::Error::FromSqlConversionFailure(
+                            0,
+                            rusqlite::types::Type::Blob,
+                            "conversations.assistant_id is not a UUID".into(),
+                        )
+                    })?),
+                };
+                Ok(((assistant, r.get::<_, Option<i64>>(1)?), totals_at(r, 2)?))
             })
-        })
-        .await
+            .await?;
+        Ok(merge(rows, true)
+            .into_iter()
+            .map(|((assistant, version), totals)| AssistantTotals {
+                assistant,
+                version,
+                totals,
+            })
+            .collect())
     }
 
     async fn topic_sample(&self, workspace: WorkspaceId, limit: u32) -> Result<Vec<TopicSample>> {
@@ -539,34 +582,43 @@ impl InsightStore for SqliteStore {
         workspace: WorkspaceId,
         window: &InsightWindow,
     ) -> Result<Vec<(String, InsightTotals)>> {
-        let sql = totals_sql_by(|n| format!("?{n}"), "", "", &["i.topic"]);
+        let parts = plan_sql(
+            window,
+            true,
+            &totals_sql_by(ph, "", "", &["i.topic"]),
+            &rollup_sql_by(ph, "", "", TOPIC_ROLLUP_TABLE, &["NULLIF(r.topic, '')"]),
+        );
         let rows = self
-            .grouped(workspace, window, sql, |r| {
+            .grouped(workspace, parts, |r| {
                 Ok((r.get::<_, Option<String>>(0)?, totals_at(r, 1)?))
             })
             .await?;
-        Ok(rows
+        Ok(merge(rows, true)
             .into_iter()
             .filter_map(|(k, t)| k.map(|k| (k, t)))
             .collect())
     }
 }
 
+/// SQLite's placeholder `n`.
+fn ph(n: u8) -> String {
+    format!("?{n}")
+}
+
 impl SqliteStore {
-    /// Runs one of the [`totals_sql`] family over `window` (the five parameters bound) and maps
-    /// each row with `row`.
+    /// Runs each part of a [`plan_sql`] over its bounds (the five parameters bound) and maps
+    /// each row with `row`, all parts' rows in one list.
     async fn grouped<T: Send + 'static>(
         &self,
         workspace: WorkspaceId,
-        window: &InsightWindow,
-        sql: String,
+        parts: Vec<(InsightWindow, String)>,
         row: fn(&rusqlite::Row<'_>) -> rusqlite::Result<T>,
     ) -> Result<Vec<T>> {
-        let w = *window;
         self.read(move |c| {
-            let mut st = c.prepare_cached(&sql)?;
-            let rows = st
-                .query_map(
+            let mut out = Vec::new();
+            for (w, sql) in &parts {
+                let mut st = c.prepare_cached(sql)?;
+                let rows = st.query_map(
                     params![
                         workspace.as_bytes(),
                         w.from.0,
@@ -575,14 +627,16 @@ impl SqliteStore {
                         w.assistant.map(|a| a.as_bytes().to_vec()),
                     ],
                     row,
-                )?
-                .collect::<rusqlite::Result<Vec<_>>>()?;
-            Ok(rows)
+                )?;
+                for r in rows {
+                    out.push(r?);
+                }
+            }
+            Ok(out)
         })
         .await
     }
 }
-
 /// The [`TOTAL_COLUMNS`] columns from `at` on as totals.
 fn totals_at(r: &rusqlite::Row<'_>, at: usize) -> rusqlite::Result<InsightTotals> {
     let mut v = [0i64; TOTAL_COLUMNS];
