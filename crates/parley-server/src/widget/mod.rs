@@ -21,6 +21,7 @@
 //! | `GET /widget/v1/call?turn=ID` | a call turn's progress (after a dropped stream) |
 //! | `GET /widget/v1/speech?token=T` | a spoken answer's audio (the token comes with the turn's progress) |
 //! | `GET /widget/v1/messages?after=ID` | the visitor's messages after a message id (reconnect) |
+//! | `GET /widget/v1/stream?visitor=TOKEN` | the visitor's conversation live (SSE: `snapshot`, `message`, `status`); see [`live`] |
 //! | `POST /widget/v1/close` | end the conversation `{"reason"?: "visitor_closed" \| "timeout"}` |
 //! | `POST /widget/v1/rating` | `{"score": 1-5, "comment"?}` |
 //! | `POST /widget/v1/track/session` | start or resume a tracker session (see [`tracker`]) |
@@ -35,6 +36,7 @@
 
 pub mod call;
 pub mod chat;
+pub mod live;
 pub mod tracker;
 pub mod ua;
 
@@ -199,6 +201,7 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("POST", "/widget/v1/conversations"),
     ("POST", "/widget/v1/messages"),
     ("GET", "/widget/v1/messages"),
+    ("GET", "/widget/v1/stream"),
     ("POST", "/widget/v1/voice"),
     ("POST", "/widget/v1/call"),
     ("GET", "/widget/v1/call"),
@@ -215,6 +218,7 @@ pub fn router(state: &AppState) -> Router<AppState> {
         .route("/config", get(chat::config))
         .route("/conversations", post(chat::start))
         .route("/messages", post(chat::send).get(chat::messages))
+        .route("/stream", get(live::stream))
         .route(
             "/voice",
             post(chat::voice).layer(DefaultBodyLimit::max(chat::MAX_VOICE_BYTES)),
