@@ -317,14 +317,9 @@ pub(super) async fn messages(
     headers: HeaderMap,
     Peer(peer): Peer,
 ) -> Response {
-    let hint = visitor_hint(&st, &headers);
-    let c = match check(&st, q.as_deref(), &headers, peer, hint).await {
-        Ok(c) => c,
+    let (c, t) = match super::visitor_get(&st, q.as_deref(), &headers, peer).await {
+        Ok(v) => v,
         Err(r) => return r,
-    };
-    let t = match visitor_of(&st, &headers, &c.widget) {
-        Ok(t) => t,
-        Err(e) => return c.answer(e),
     };
     // `after` is a message id (a UUID) or absent; anything else is the caller's mistake, said so
     // rather than silently answering the whole transcript.

@@ -34,7 +34,7 @@ use parley_store::{EventFilter, EventType, StoredEvent};
 use serde_json::json;
 
 use super::chat::{sse, transcript, visitor_message};
-use super::{Peer, VISITOR_HEADER, VisitorToken, check, visitor_hint, visitor_of};
+use super::{Peer, VISITOR_HEADER, VisitorToken};
 use crate::AppState;
 
 /// How many of the newest messages a `message` event's message is looked for in (a message
@@ -56,14 +56,9 @@ pub(super) async fn stream(
     {
         headers.insert(VISITOR_HEADER, v);
     }
-    let hint = visitor_hint(&st, &headers);
-    let c = match check(&st, q.as_deref(), &headers, peer, hint).await {
-        Ok(c) => c,
+    let (c, t) = match super::visitor_get(&st, q.as_deref(), &headers, peer).await {
+        Ok(v) => v,
         Err(r) => return r,
-    };
-    let t = match visitor_of(&st, &headers, &c.widget) {
-        Ok(t) => t,
-        Err(e) => return c.answer(e),
     };
     // The position before the snapshot is read: what is stored meanwhile comes as events too
     // (the script merges by id, so nothing shows twice).

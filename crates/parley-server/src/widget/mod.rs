@@ -537,6 +537,23 @@ pub(crate) fn visitor_of(
         })
 }
 
+/// What every visitor request without a body starts with: the key, origin and rate checks
+/// ([`check`], counted per visitor) and the visitor's token ([`visitor_of`]). `Err` is the
+/// response to send as it is (with the CORS headers when the origin is allowed).
+pub(crate) async fn visitor_get(
+    st: &AppState,
+    query: Option<&str>,
+    headers: &HeaderMap,
+    peer: Option<IpAddr>,
+) -> Result<(Checked, VisitorToken), Response> {
+    let hint = visitor_hint(st, headers);
+    let c = check(st, query, headers, peer, hint).await?;
+    match visitor_of(st, headers, &c.widget) {
+        Ok(t) => Ok((c, t)),
+        Err(e) => Err(c.answer(e)),
+    }
+}
+
 /// The conversation a request's visitor token names, without checking the widget (used only to
 /// pick the rate-limit subject before the key is checked).
 pub(crate) fn visitor_hint(st: &AppState, headers: &HeaderMap) -> Option<String> {

@@ -12,10 +12,9 @@ use parley_testkit::stub_provider::{Reply, StubProvider};
 use serde_json::{Value, json};
 
 use crate::helpers::{Backend, TestApp};
+use crate::widget_call::{SITE, start};
 
 crate::both_backends!(a_visitor_sees_their_own_conversation_live);
-
-const SITE: &str = "http://site.test:8000";
 
 /// An open widget stream, read with a deadline per event (a deadline, not a timed assertion).
 struct Live {
@@ -107,23 +106,6 @@ async fn widget(
         .await
         .unwrap();
     key
-}
-
-/// A visitor starts a conversation: (conversation id, visitor token).
-async fn start(app: &TestApp, key: &str) -> (String, String) {
-    let r = app
-        .send(
-            app.client
-                .post(app.url(&format!("/widget/v1/conversations?key={key}")))
-                .header("origin", SITE)
-                .json(&json!({})),
-        )
-        .await;
-    assert_eq!(r.status, 201, "{}", r.text);
-    (
-        r.body["conversation_id"].as_str().unwrap().to_owned(),
-        r.body["visitor_token"].as_str().unwrap().to_owned(),
-    )
 }
 
 async fn team_reply(app: &TestApp, api_key: &str, id: &str, text: &str) {
