@@ -18,7 +18,11 @@
 //! 7. the OpenAI-compatible gateway's added latency against calling the provider directly
 //!    (see [`gateway`]; its own server and database).
 //!
-//! `--workloads storage` runs 1-6 only, `--workloads gateway` 7 only; the default is both.
+//! 8. 1,000 live event listeners on one server: commit-to-delivery latency, memory per idle
+//!    listener, and ingest throughput beside them (see [`live`]; its own server and database).
+//!
+//! `--workloads storage` runs 1-6 only, `--workloads gateway` 7 only, `--workloads live` 8
+//! only; the default is all three.
 //!
 //! Sizes follow `--scale`: 1.0 is 1,000,000 conversations (about 16 M messages, the SGD mean
 //! of 16 turns); CI runs a tiny scale as a smoke test that asserts nothing about speed.
@@ -26,6 +30,7 @@
 pub mod audio;
 pub mod backend;
 pub mod gateway;
+pub mod live;
 pub mod measure;
 pub mod server;
 pub mod workload;
@@ -111,6 +116,9 @@ pub enum Workload {
     Storage,
     /// The OpenAI-compatible gateway's added latency (see [`gateway`]).
     Gateway,
+    /// 1,000 live event listeners on one server: delivery latency, memory per listener,
+    /// ingest beside them (see [`live`]).
+    Live,
 }
 
 /// One line of the results table.
@@ -310,6 +318,12 @@ pub async fn run(opts: BenchOptions) -> Result<Value, BoxError> {
             .await?;
             rows.extend(more);
             figures["gateway"] = gw;
+        }
+        if opts.workloads.contains(&Workload::Live) {
+            let (more, live) =
+                live::run(*backend, &opts.data_dir, &opts.postgres_url, opts.scale).await?;
+            rows.extend(more);
+            figures["live"] = live;
         }
         println!("\n### {}\n", backend.name());
         println!("{}", table(&rows));

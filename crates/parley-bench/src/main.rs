@@ -39,9 +39,10 @@ struct Args {
     /// JSON results file.
     #[arg(long, default_value = "bench-results/latest.json")]
     out: PathBuf,
-    /// Workload groups, comma-separated: `storage` (ingest, list, search, dashboard...)
-    /// and `gateway` (the OpenAI-compatible gateway's added latency).
-    #[arg(long, value_delimiter = ',', default_value = "storage,gateway")]
+    /// Workload groups, comma-separated: `storage` (ingest, list, search, dashboard...),
+    /// `gateway` (the OpenAI-compatible gateway's added latency) and `live` (1,000 event
+    /// listeners on one server).
+    #[arg(long, value_delimiter = ',', default_value = "storage,gateway,live")]
     workloads: Vec<String>,
     /// Keep the filled databases (PostgreSQL: `parley_bench_keep`) and record them in
     /// `BENCH_DIR/BACKEND/kept.json` for later `--reuse` runs.
@@ -100,7 +101,10 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error + Send + Sync>>
         .map(|w| match w.as_str() {
             "storage" => Ok(Workload::Storage),
             "gateway" => Ok(Workload::Gateway),
-            other => Err(format!("unknown workload {other:?}: storage or gateway")),
+            "live" => Ok(Workload::Live),
+            other => Err(format!(
+                "unknown workload {other:?}: storage, gateway or live"
+            )),
         })
         .collect::<Result<Vec<_>, _>>()?;
     let backends = args

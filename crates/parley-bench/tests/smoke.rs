@@ -95,6 +95,9 @@ async fn bench_runs_every_workload_at_a_tiny_scale() {
         "database size",
         "gateway, non-streamed",
         "gateway, streamed, first token",
+        "live: commit to delivery",
+        "live: server memory per idle listener",
+        "live: ingest with",
     ] {
         assert!(
             names.iter().any(|n| n.contains(expected)),

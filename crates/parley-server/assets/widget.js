@@ -179,7 +179,7 @@
     w.open = preview || !!w.state.open;
     w.draw();
     if (!preview && w.state.token) w.sync();
-    if (!preview) { setInterval(function () { w.idleCheck(); }, 20000); w.watch(); }
+    if (!preview) { setInterval(function () { w.idleCheck(); }, 20000); w.watch(); w.tick(); }
   }
   Widget.prototype.persist = function () { if (!this.preview) save(this.skey, this.state); };
   Widget.prototype.draw = function () {
@@ -213,7 +213,7 @@
       r.appendChild(l);
     }
   };
-  Widget.prototype.toggle = function (open) { this.open = this.state.open = open; this.persist(); this.draw(); };
+  Widget.prototype.toggle = function (open) { this.open = this.state.open = open; this.persist(); this.draw(); if (this.tick) this.tick(); };
   Widget.prototype.preForm = function (fields) {
     var w = this, f = el("form", "pre");
     f.noValidate = true;
@@ -257,7 +257,7 @@
     return call("POST", "/conversations", { pre_chat: values || {}, tracker: tracker.token || undefined })
       .then(json).then(function (b) {
         w.state = { token: b.visitor_token, conversation: b.conversation_id, open: true, last: Date.now() };
-        w.msgs = []; w.persist();
+        w.msgs = []; w.persist(); if (w.tick) w.tick();
       });
   };
   Widget.prototype.list = function () {
@@ -416,39 +416,49 @@
       else w.sync();
     });
   };
-  /* `quiet`: draw only when something changed, keeping what the visitor is typing (the live
-     look for team replies, see `watch`). */
   Widget.prototype.sync = function (quiet) {
-    var w = this, sig = function () { return JSON.stringify(w.msgs.map(function (m) { return [m.id, m.content]; })) + w.state.closed; };
-    var before = sig();
-    return call("GET", "/messages", null, { "x-parley-visitor": w.state.token }).then(json).then(function (b) {
-      if (quiet) {
-        var probe = w.msgs.slice(), closed = w.state.closed;
-        b.messages.forEach(function (m) { w.merge(m); });
-        if (b.status !== "active") w.state.closed = true;
-        var changed = sig() !== before;
-        w.msgs = probe; w.state.closed = closed;
-        if (!changed || w.streaming != null) return;
-        var ta = w.root.querySelector(".compose textarea"), draft = ta ? ta.value : "", focused = ta && w.shadow.activeElement === ta;
-        quiet = function () { var t = w.root.querySelector(".compose textarea"); if (t) { t.value = draft; if (focused) t.focus(); } };
-      }
-      w.msgs = w.msgs.filter(function (m) { return m.pending && !b.messages.some(function (n) { return n.client_id === m.client_id; }); });
-      b.messages.forEach(function (m) { w.merge(m); });
-      w.msgs.sort(function (a, c) { return (a.pending ? 1 : 0) - (c.pending ? 1 : 0); });
-      if (b.status !== "active") { w.state.closed = true; w.state.rated = b.rated; }
-      w.persist(); if (w.streaming == null) w.draw();
-      if (typeof quiet === "function") quiet();
-    }, function (e) {
+    var w = this;
+    return call("GET", "/messages", null, { "x-parley-visitor": w.state.token }).then(json).then(function (b) { w.apply(b, quiet); }, function (e) {
       if (e.code === "invalid_visitor_token" || e.status === 404) { w.state = { open: w.open }; w.persist(); w.draw(); }
     });
   };
+  /* Takes the server's messages `b.messages` (the whole transcript, or only some when `some`)
+     and status. `quiet`: only when something changed and no answer is streaming, keeping what
+     the visitor is typing (the live look for team replies, see `watch`). */
+  Widget.prototype.apply = function (b, quiet, some) {
+    var w = this, sig = function () { return JSON.stringify(w.msgs.map(function (m) { return [m.id, m.content]; })) + w.state.closed; };
+    var before = sig(), probe = w.msgs.slice(), closed = w.state.closed, rated = w.state.rated;
+    if (!some) w.msgs = w.msgs.filter(function (m) { return m.pending && !b.messages.some(function (n) { return n.client_id === m.client_id; }); });
+    (b.messages || []).forEach(function (m) { w.merge(m); });
+    w.msgs.sort(function (a, c) { return (a.pending ? 1 : 0) - (c.pending ? 1 : 0); });
+    if (b.status && b.status !== "active") { w.state.closed = true; w.state.rated = b.rated; }
+    if (quiet && (sig() === before || w.streaming != null)) { w.msgs = probe; w.state.closed = closed; w.state.rated = rated; return; }
+    var ta = w.root.querySelector(".compose textarea"), draft = ta ? ta.value : "", focused = ta && w.shadow.activeElement === ta;
+    w.persist(); if (w.streaming == null) w.draw();
+    if (quiet && (ta = w.root.querySelector(".compose textarea"))) { ta.value = draft; if (focused) ta.focus(); }
+  };
   /* A team member's reply (issue 14) comes without a request of the visitor's: while the chat
-     is open and visible, look for new messages every 3 seconds. */
+     is open, the live stream (`/stream`, SSE) brings it; without EventSource, or after the
+     stream failed 4 times, look for new messages every 3 seconds while the page is visible. */
   Widget.prototype.watch = function () {
     var w = this;
-    setInterval(function () {
-      if (w.open && w.state.token && !w.state.closed && w.streaming == null && document.visibilityState === "visible") w.sync(true);
-    }, 3000);
+    w.fails = 0;
+    w.tick = function () {
+      var up = w.open && w.state.token && !w.state.closed, es = w.es;
+      if (es && (!up || es.token !== w.state.token)) { es.close(); w.es = es = null; }
+      if (up && !es && window.EventSource && w.fails < 4) w.listen();
+      else if (up && !es && w.streaming == null && document.visibilityState === "visible") w.sync(true);
+    };
+    setInterval(w.tick, 3000);
+  };
+  Widget.prototype.listen = function () {
+    var w = this, es = w.es = new EventSource(API + "/stream?key=" + encodeURIComponent(KEY) + "&visitor=" + encodeURIComponent(w.state.token));
+    es.token = w.state.token;
+    function on(name, f) { es.addEventListener(name, function (e) { w.fails = 0; f(JSON.parse(e.data)); }); }
+    on("snapshot", function (b) { w.apply(b, true); });
+    on("message", function (m) { w.apply({ messages: [m] }, true, true); });
+    on("status", function (b) { w.apply(b, true, true); if (w.state.closed) w.tick(); });
+    es.onerror = function () { if (++w.fails > 3 || es.readyState === 2) { es.close(); if (w.es === es) w.es = null; } };
   };
   /* After a retried send the answer may still be on its way: look again until it is there. */
   Widget.prototype.poll = function (tries) {

@@ -1,24 +1,34 @@
-//! Live updates (issue 14): the in-process hub and the event streams built on the store's
-//! event log ([`parley_store::EventStore`]).
+//! Live updates (issue 14): the server's one shared event reader and the event streams built
+//! on the store's event log ([`parley_store::EventStore`]).
 //!
 //! Events are appended by the store in the transaction of the change that causes them. After
 //! a commit the store wakes its subscribers; on PostgreSQL every server also LISTENs on
 //! `parley_events` (and re-wakes after a reconnect, since notifications are lost while
-//! disconnected). [`EventHub`] turns that wake-up into a `tokio::sync::broadcast` that every
-//! open stream of this server holds. The hub only says "something new": a stream always reads
-//! the log by id from where it stopped (`events_after`, filtered and scoped to its workspace in
-//! SQL), so nothing is missed, nothing is seen twice, and no event of another workspace ever
-//! reaches it. A stream that falls behind the broadcast simply reads again.
+//! disconnected). Each server runs **one reader** ([`start`]): at every wake-up it reads the
+//! new rows of the log once, for every workspace (`events_since`, by id from where it stopped,
+//! in pages of [`PAGE`]), and hands them as one [`Batch`] to every open stream of this server
+//! through a `tokio::sync::broadcast` ([`EventHub`]). A stream keeps only the rows of its own
+//! workspace that pass its filter ([`parley_store::EventFilter::matches`]), so N listeners cost
+//! one query per wake-up, not N.
+//!
+//! Nothing is missed and nothing is seen twice: event ids grow in commit order, a batch names
+//! the id range `(from, to]` it covers, and a stream remembers the id it has seen everything
+//! up to. A stream that starts (from `Last-Event-ID`, or now), falls behind the broadcast
+//! (lagged), or meets a batch that starts after its position, reads the gap itself from the
+//! log (`events_after`, scoped to its workspace and filtered in SQL) and then follows the
+//! batches again, skipping what it already has. No event of another workspace ever reaches a
+//! stream: both paths check the workspace.
 //!
 //! Retention: a periodic task prunes events older than `[events] retention_ms` (default 1 h).
 //! A resume point below the highest pruned id answers 410 `events_expired`.
 
 use std::collections::VecDeque;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::Duration;
 
 use axum::response::sse::Event;
-use futures_util::Stream;
+use futures_util::{Stream, StreamExt as _};
 use parley_core::{Timestamp, WorkspaceId};
 use parley_store::{EventFilter, Store, StoredEvent};
 use serde_json::{Value, json};
@@ -27,30 +37,50 @@ use tokio::sync::{broadcast, watch};
 use crate::AppState;
 use crate::error::ApiError;
 
-/// Events one read of the log returns at most.
-const PAGE: u32 = 200;
+/// Events one read of the log returns at most (the shared reader's and a stream's own).
+pub const PAGE: u32 = 200;
 
-/// The in-process fan-out: woken after every commit that appended events (and on PostgreSQL
-/// by the `LISTEN` connection), closed at shutdown so open streams end.
+/// Batches the broadcast holds for streams that are behind; one further behind reads the log
+/// itself.
+const BACKLOG: usize = 64;
+
+/// One read of the shared reader: every event (of every workspace) with an id in `(from, to]`,
+/// in id order.
+#[derive(Debug)]
+pub struct Batch {
+    /// The reader's position before this read.
+    pub from: i64,
+    /// The id of the last event read (the reader's position after it).
+    pub to: i64,
+    /// The events.
+    pub events: Vec<StoredEvent>,
+}
+
+/// The in-process fan-out: the shared reader's batches, and the shutdown signal that ends
+/// every open stream.
 #[derive(Debug)]
 pub struct EventHub {
-    wake: broadcast::Sender<()>,
+    batches: broadcast::Sender<Arc<Batch>>,
+    /// The shared reader's position: every event up to it has been broadcast.
+    position: AtomicI64,
     closed: watch::Sender<bool>,
 }
 
 impl Default for EventHub {
     fn default() -> Self {
         EventHub {
-            wake: broadcast::channel(16).0,
+            batches: broadcast::channel(BACKLOG).0,
+            position: AtomicI64::new(0),
             closed: watch::channel(false).0,
         }
     }
 }
 
 impl EventHub {
-    /// Wakes every open stream (they read the log again).
-    pub fn wake(&self) {
-        let _ = self.wake.send(());
+    /// Hands `batch` to every open stream and moves the reader's position to its end.
+    fn publish(&self, batch: Batch) {
+        self.position.fetch_max(batch.to, Ordering::SeqCst);
+        let _ = self.batches.send(Arc::new(batch));
     }
 
     /// Ends every open stream (graceful shutdown: the server waits for open responses).
@@ -60,11 +90,11 @@ impl EventHub {
 
     /// How many streams of this server are open.
     pub fn listeners(&self) -> usize {
-        self.wake.receiver_count()
+        self.batches.receiver_count()
     }
 }
 
-/// The hub's background tasks: forwarding the store's wake-ups, and pruning.
+/// The hub's background tasks: the shared reader, and pruning.
 pub struct EventTasks {
     tasks: Vec<tokio::task::JoinHandle<()>>,
 }
@@ -78,16 +108,11 @@ impl EventTasks {
     }
 }
 
-/// Starts forwarding the store's wake-ups to the hub and the periodic pruning (every
-/// retention / 10, at most every minute).
+/// Starts the shared reader ([`read_log`]) and the periodic pruning (every retention / 10, at
+/// most every minute).
 pub fn start(state: &AppState) -> EventTasks {
-    let mut changes = state.store.events().subscribe();
-    let hub = state.events.clone();
-    let forward = tokio::spawn(async move {
-        while changes.changed().await.is_ok() {
-            hub.wake();
-        }
-    });
+    let changes = state.store.events().subscribe();
+    let reader = tokio::spawn(read_log(state.store.clone(), state.events.clone(), changes));
     let (store, retention) = (state.store.clone(), state.settings.events.retention);
     let prune = tokio::spawn(async move {
         let every = (retention / 10).min(Duration::from_secs(60));
@@ -104,7 +129,54 @@ pub fn start(state: &AppState) -> EventTasks {
         }
     });
     EventTasks {
-        tasks: vec![forward, prune],
+        tasks: vec![reader, prune],
+    }
+}
+
+/// The shared reader: from the newest event at start, at every wake-up of the store reads
+/// every new event (all workspaces, pages of [`PAGE`]) and publishes each page as a [`Batch`].
+/// A failed read is retried after a pause (100 ms, doubling up to 5 s) without waiting for the
+/// next commit; streams wait meanwhile and lose nothing (they are behind, not past, the gap).
+async fn read_log(store: Arc<dyn Store>, hub: Arc<EventHub>, mut changes: watch::Receiver<u64>) {
+    let mut backoff = Duration::from_millis(100);
+    let mut position = loop {
+        match store.events().latest_event_id().await {
+            Ok(id) => break id,
+            Err(e) => {
+                tracing::warn!(error = %e, "events: reading the log's position failed; retrying");
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(5));
+            }
+        }
+    };
+    hub.position.fetch_max(position, Ordering::SeqCst);
+    loop {
+        match store.events().events_since(position, PAGE).await {
+            Ok(page) if !page.is_empty() => {
+                backoff = Duration::from_millis(100);
+                let full = page.len() >= PAGE as usize;
+                let to = page.last().map_or(position, |e| e.id);
+                hub.publish(Batch {
+                    from: position,
+                    to,
+                    events: page,
+                });
+                position = to;
+                if full {
+                    continue;
+                }
+            }
+            Ok(_) => backoff = Duration::from_millis(100),
+            Err(e) => {
+                tracing::warn!(error = %e, "events: the shared reader's read failed; retrying");
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(5));
+                continue;
+            }
+        }
+        if changes.changed().await.is_err() {
+            return;
+        }
     }
 }
 
@@ -154,32 +226,56 @@ pub async fn start_after(store: &dyn Store, resume: Option<i64>) -> Result<i64, 
     }
 }
 
-/// The events of `workspace` matching `filter` after id `after`, as they are committed, until
-/// the client goes away, the server shuts down, or the store fails (then the stream ends and
-/// the client resumes with `Last-Event-ID`).
+/// The events of `workspace` matching `filter` after id `after`, as they are committed, as
+/// SSE frames ([`sse_event`]); see [`follow`].
 pub fn stream(
     state: &AppState,
     workspace: WorkspaceId,
     filter: EventFilter,
     after: i64,
 ) -> impl Stream<Item = Event> + Send + 'static {
+    follow(state, workspace, filter, after).map(|e| sse_event(&e))
+}
+
+/// The events of `workspace` matching `filter` after id `after`, in id order, as they are
+/// committed, until the client goes away, the server shuts down, or the store fails while the
+/// stream reads a gap itself (then the stream ends and the client resumes with
+/// `Last-Event-ID`). Fed by the shared reader's batches; reads the log itself only for a gap
+/// (see the [module docs](self)).
+pub fn follow(
+    state: &AppState,
+    workspace: WorkspaceId,
+    filter: EventFilter,
+    after: i64,
+) -> impl Stream<Item = StoredEvent> + Send + 'static {
     struct Follow {
         store: Arc<dyn Store>,
-        wake: broadcast::Receiver<()>,
+        batches: broadcast::Receiver<Arc<Batch>>,
         closed: watch::Receiver<bool>,
         workspace: WorkspaceId,
         filter: EventFilter,
+        /// Every matching event up to this id has been queued.
         after: i64,
+        /// Read the log from `after` before following the batches again.
+        gap: bool,
+        /// Once the gap is read to its end, everything up to this id is in hand too.
+        gap_to: i64,
         ready: VecDeque<StoredEvent>,
     }
-    // Subscribed before the first read: a commit between the read and the wait still wakes it.
+    // Subscribed before the reader's position is read and before the first read of the log,
+    // so a batch published meanwhile is received, and one published before is covered by the
+    // read (which comes after it).
+    let batches = state.events.batches.subscribe();
+    let gap_to = state.events.position.load(Ordering::SeqCst);
     let follow = Follow {
         store: state.store.clone(),
-        wake: state.events.wake.subscribe(),
+        batches,
         closed: state.events.closed.subscribe(),
         workspace,
         filter,
         after,
+        gap: true,
+        gap_to,
         ready: VecDeque::new(),
     };
     futures_util::stream::unfold(follow, |mut f| async move {
@@ -188,28 +284,53 @@ pub fn stream(
                 return None;
             }
             if let Some(e) = f.ready.pop_front() {
-                return Some((sse_event(&e), f));
+                return Some((e, f));
             }
-            match f
-                .store
-                .events()
-                .events_after(f.workspace, f.after, &f.filter, PAGE)
-                .await
-            {
-                Ok(page) if !page.is_empty() => {
-                    f.after = page.last().map_or(f.after, |e| e.id);
-                    f.ready.extend(page);
-                    continue;
-                }
-                Ok(_) => {}
-                Err(e) => {
-                    tracing::warn!(error = %e, "events: reading the log failed; ending the stream");
-                    return None;
+            if f.gap {
+                match f
+                    .store
+                    .events()
+                    .events_after(f.workspace, f.after, &f.filter, PAGE)
+                    .await
+                {
+                    Ok(page) => {
+                        let full = page.len() >= PAGE as usize;
+                        f.after = page.last().map_or(f.after, |e| e.id);
+                        f.ready.extend(page);
+                        if !full {
+                            // Read to the end: everything committed up to `gap_to` was in it.
+                            f.gap = false;
+                            f.after = f.after.max(f.gap_to);
+                        }
+                        continue;
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "events: reading the log failed; ending the stream");
+                        return None;
+                    }
                 }
             }
             tokio::select! {
-                r = f.wake.recv() => match r {
-                    Ok(()) | Err(broadcast::error::RecvError::Lagged(_)) => {}
+                r = f.batches.recv() => match r {
+                    Ok(b) if b.from > f.after => {
+                        // Events between our position and the batch's start: read them.
+                        f.gap = true;
+                        f.gap_to = b.to;
+                    }
+                    Ok(b) => {
+                        let (ws, after) = (f.workspace, f.after);
+                        f.ready.extend(
+                            b.events
+                                .iter()
+                                .filter(|e| e.id > after && e.workspace_id == ws && f.filter.matches(e))
+                                .cloned(),
+                        );
+                        f.after = f.after.max(b.to);
+                    }
+                    Err(broadcast::error::RecvError::Lagged(_)) => {
+                        f.gap = true;
+                        f.gap_to = f.after;
+                    }
                     Err(broadcast::error::RecvError::Closed) => return None,
                 },
                 _ = f.closed.changed() => return None,

@@ -101,7 +101,8 @@ pub enum StreamKind {
     WidgetChat,
     /// A streamed `POST /v1/chat/completions` through the gateway.
     Gateway,
-    /// A live event stream (`GET /api/v1/events`, the dashboard's `/dashboard/events`).
+    /// A live event stream (`GET /api/v1/events`, the dashboard's `/dashboard/events`, the
+    /// widget's `/widget/v1/stream`).
     Events,
 }
 

@@ -114,6 +114,18 @@ pub struct EventFilter {
     pub types: Vec<EventType>,
 }
 
+impl EventFilter {
+    /// Whether `e` passes this filter, exactly as [`EventStore::events_after`] selects in SQL
+    /// (the workspace is checked separately by the caller).
+    pub fn matches(&self, e: &StoredEvent) -> bool {
+        self.conversation
+            .is_none_or(|c| e.conversation_id == Some(c))
+            && self.assistant.is_none_or(|a| e.assistant_id == Some(a))
+            && (self.channels.is_empty() || e.channel.is_some_and(|c| self.channels.contains(&c)))
+            && (self.types.is_empty() || self.types.contains(&e.event_type))
+    }
+}
+
 /// The event log part of the store, reached through [`crate::Store::events`].
 #[async_trait]
 pub trait EventStore: Send + Sync {
@@ -126,6 +138,10 @@ pub trait EventStore: Send + Sync {
         filter: &EventFilter,
         limit: u32,
     ) -> Result<Vec<StoredEvent>>;
+    /// Up to `limit` events of **every** workspace with an id above `after_id`, in id order: the
+    /// read of a server's one shared event reader, which fans them out to its listeners and
+    /// applies each listener's workspace and [`EventFilter`] in memory ([`EventFilter::matches`]).
+    async fn events_since(&self, after_id: i64, limit: u32) -> Result<Vec<StoredEvent>>;
     /// The highest id in the log (of any workspace; 0 when none was ever appended): where a
     /// listener without a resume point starts.
     async fn latest_event_id(&self) -> Result<i64>;
@@ -351,19 +367,23 @@ impl EventSignal {
 pub(crate) const EVENT_COLS: &str =
     "id, workspace_id, type, conversation_id, channel, assistant_id, created_at, data";
 
-/// The query of [`EventStore::events_after`], shared by both dialects.
+/// The query of [`EventStore::events_after`] (one workspace) and [`EventStore::events_since`]
+/// (`workspace` `None`: all of them), shared by both dialects.
 pub(crate) fn events_after_sql(
     dialect: crate::sql::Dialect,
-    workspace: WorkspaceId,
+    workspace: Option<WorkspaceId>,
     after_id: i64,
     filter: &EventFilter,
     limit: u32,
 ) -> crate::sql::Sql {
     use crate::sql::{Param, Sql};
     let mut q = Sql::new(dialect, format!("SELECT {EVENT_COLS} FROM events WHERE "));
-    let ws = q.bind(Param::Uuid(workspace.0));
     let after = q.bind(Param::Int(after_id));
-    q.push(&format!("workspace_id = {ws} AND id > {after}"));
+    q.push(&format!("id > {after}"));
+    if let Some(w) = workspace {
+        let ws = q.bind(Param::Uuid(w.0));
+        q.push(&format!(" AND workspace_id = {ws}"));
+    }
     if let Some(c) = filter.conversation {
         let p = q.bind(Param::Uuid(c.0));
         q.push(&format!(" AND conversation_id = {p}"));

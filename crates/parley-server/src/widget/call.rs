@@ -58,7 +58,7 @@ use super::chat::{
     MAX_VOICE_BYTES, VOICE_TRANSCRIPTION_FAILED, all_messages, ensure_active, recording_of, sse,
     visitor_message, visitor_request,
 };
-use super::{Checked, Peer, VisitorToken, check, key_tag, visitor_hint, visitor_of};
+use super::{Checked, Peer, VisitorToken, check, key_tag};
 use crate::AppState;
 use crate::channels::media::{self, QuotaPolicy, SpeechRequest, StoreFailure};
 use crate::error::ApiError;
@@ -425,14 +425,9 @@ pub(super) async fn get_call(
     headers: HeaderMap,
     Peer(peer): Peer,
 ) -> Response {
-    let hint = visitor_hint(&st, &headers);
-    let c = match check(&st, q.as_deref(), &headers, peer, hint).await {
-        Ok(c) => c,
+    let (c, t) = match super::visitor_get(&st, q.as_deref(), &headers, peer).await {
+        Ok(v) => v,
         Err(r) => return r,
-    };
-    let t = match visitor_of(&st, &headers, &c.widget) {
-        Ok(t) => t,
-        Err(e) => return c.answer(e),
     };
     let raw = form_urlencoded::parse(q.as_deref().unwrap_or("").as_bytes())
         .find(|(k, _)| k == "turn")

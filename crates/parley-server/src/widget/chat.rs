@@ -317,14 +317,9 @@ pub(super) async fn messages(
     headers: HeaderMap,
     Peer(peer): Peer,
 ) -> Response {
-    let hint = visitor_hint(&st, &headers);
-    let c = match check(&st, q.as_deref(), &headers, peer, hint).await {
-        Ok(c) => c,
+    let (c, t) = match super::visitor_get(&st, q.as_deref(), &headers, peer).await {
+        Ok(v) => v,
         Err(r) => return r,
-    };
-    let t = match visitor_of(&st, &headers, &c.widget) {
-        Ok(t) => t,
-        Err(e) => return c.answer(e),
     };
     // `after` is a message id (a UUID) or absent; anything else is the caller's mistake, said so
     // rather than silently answering the whole transcript.
@@ -344,28 +339,40 @@ pub(super) async fn messages(
                 }
             },
         };
+    match transcript(&st, &c, &t, after).await {
+        Ok(v) => c.answer(Json(v)),
+        Err(e) => c.answer(e),
+    }
+}
+
+/// What `GET /widget/v1/messages` answers (and the live stream's first `snapshot` event):
+/// `{"messages": [...], "status", "rated"}`, the visible messages after message `after` (all
+/// without it), after ending the conversation if it sat idle past the widget's timeout.
+/// Errors: 404 `not_found` when the conversation is gone, a store error.
+pub(super) async fn transcript(
+    st: &AppState,
+    c: &Checked,
+    t: &VisitorToken,
+    after: Option<MessageId>,
+) -> Result<Value, ApiError> {
     let (detail, list) = match tokio::try_join!(
         async { Ok::<_, ApiError>(st.store.get_conversation(t.w, t.c).await?) },
-        all_messages(&st, &t)
-    ) {
-        Ok((Some(d), Some(l))) => (d, l),
-        Ok(_) => return c.answer(ApiError::not_found("conversation")),
-        Err(e) => return c.answer(e),
+        all_messages(st, t)
+    )? {
+        (Some(d), Some(l)) => (d, l),
+        _ => return Err(ApiError::not_found("conversation")),
     };
     let start = after
         .and_then(|a| list.iter().position(|m| m.id == a).map(|i| i + 1))
         .unwrap_or(0);
     let items: Vec<Value> = list[start..].iter().map(visitor_message).collect();
     let s = &detail.summary;
-    let status = match expire_if_idle(&st, &c, &t, s).await {
-        Ok(status) => status,
-        Err(e) => return c.answer(e),
-    };
-    c.answer(Json(json!({
+    let status = expire_if_idle(st, c, t, s).await?;
+    Ok(json!({
         "messages": items,
         "status": status.as_str(),
         "rated": s.rating.is_some(),
-    })))
+    }))
 }
 
 #[derive(Deserialize)]

@@ -21,6 +21,7 @@
 //! | `GET /widget/v1/call?turn=ID` | a call turn's progress (after a dropped stream) |
 //! | `GET /widget/v1/speech?token=T` | a spoken answer's audio (the token comes with the turn's progress) |
 //! | `GET /widget/v1/messages?after=ID` | the visitor's messages after a message id (reconnect) |
+//! | `GET /widget/v1/stream?visitor=TOKEN` | the visitor's conversation live (SSE: `snapshot`, `message`, `status`); see [`live`] |
 //! | `POST /widget/v1/close` | end the conversation `{"reason"?: "visitor_closed" \| "timeout"}` |
 //! | `POST /widget/v1/rating` | `{"score": 1-5, "comment"?}` |
 //! | `POST /widget/v1/track/session` | start or resume a tracker session (see [`tracker`]) |
@@ -35,6 +36,7 @@
 
 pub mod call;
 pub mod chat;
+pub mod live;
 pub mod tracker;
 pub mod ua;
 
@@ -199,6 +201,7 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("POST", "/widget/v1/conversations"),
     ("POST", "/widget/v1/messages"),
     ("GET", "/widget/v1/messages"),
+    ("GET", "/widget/v1/stream"),
     ("POST", "/widget/v1/voice"),
     ("POST", "/widget/v1/call"),
     ("GET", "/widget/v1/call"),
@@ -215,6 +218,7 @@ pub fn router(state: &AppState) -> Router<AppState> {
         .route("/config", get(chat::config))
         .route("/conversations", post(chat::start))
         .route("/messages", post(chat::send).get(chat::messages))
+        .route("/stream", get(live::stream))
         .route(
             "/voice",
             post(chat::voice).layer(DefaultBodyLimit::max(chat::MAX_VOICE_BYTES)),
@@ -531,6 +535,23 @@ pub(crate) fn visitor_of(
                 "start a conversation first: the visitor token is missing or not valid for this widget",
             )
         })
+}
+
+/// What every visitor request without a body starts with: the key, origin and rate checks
+/// ([`check`], counted per visitor) and the visitor's token ([`visitor_of`]). `Err` is the
+/// response to send as it is (with the CORS headers when the origin is allowed).
+pub(crate) async fn visitor_get(
+    st: &AppState,
+    query: Option<&str>,
+    headers: &HeaderMap,
+    peer: Option<IpAddr>,
+) -> Result<(Checked, VisitorToken), Response> {
+    let hint = visitor_hint(st, headers);
+    let c = check(st, query, headers, peer, hint).await?;
+    match visitor_of(st, headers, &c.widget) {
+        Ok(t) => Ok((c, t)),
+        Err(e) => Err(c.answer(e)),
+    }
 }
 
 /// The conversation a request's visitor token names, without checking the widget (used only to

@@ -45,3 +45,4 @@ mod whatsapp;
 mod widget;
 mod widget_call;
 mod widget_keys;
+mod widget_live;

@@ -18,7 +18,7 @@ crate::both_backends!(
     a_visitor_reaches_only_their_own_call
 );
 
-const SITE: &str = "http://site.test:8000";
+pub(crate) const SITE: &str = "http://site.test:8000";
 
 fn audio(name: &str) -> Vec<u8> {
     std::fs::read(shared_dir().join("fixtures/audio").join(name)).unwrap()
@@ -62,7 +62,7 @@ async fn call_widget(app: &TestApp, stub: &StubProvider, name: &str) -> (Assista
 }
 
 /// Starts a visitor's conversation: (conversation id, visitor token).
-async fn start(app: &TestApp, key: &str) -> (String, String) {
+pub(crate) async fn start(app: &TestApp, key: &str) -> (String, String) {
     let r = app
         .send(
             app.client

@@ -18,6 +18,8 @@ use crate::widget::{host_site, in_widget, widget_has};
 
 const PASSWORD: &str = "correct horse battery";
 const AI_TEXT: &str = "The blue kettle is in stock in Oslo.";
+/// The server's `/metrics` token (the test counts the widget's requests there).
+const METRICS_TOKEN: &str = "metrics-token-0123456789";
 
 /// The visitor writes `text` in the widget.
 async fn visitor_says(b: &Browser, text: &str) {
@@ -43,6 +45,30 @@ async fn settle() {
     tokio::time::sleep(Duration::from_millis(700)).await;
 }
 
+/// How many `method` requests to the widget route `route` (e.g. `/widget/v1/messages`) the server
+/// answered, from its `/metrics` (`parley_http_requests_total`, every status).
+async fn widget_requests(app: &TestApp, method: &str, route: &str) -> f64 {
+    let text = app
+        .client
+        .get(app.url("/metrics"))
+        .bearer_auth(METRICS_TOKEN)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let (route, method) = (format!("route=\"{route}\""), format!("method=\"{method}\""));
+    text.lines()
+        .filter(|l| {
+            l.starts_with("parley_http_requests_total{")
+                && l.contains(&route)
+                && l.contains(&method)
+        })
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
 /// How many of the assistant's answers the widget shows.
 async fn answers_shown(b: &Browser) -> u64 {
     b.js(&in_widget(&format!(
@@ -59,7 +85,7 @@ async fn a_reviewer_takes_over_a_widget_chat_and_the_visitor_sees_the_reply_live
         return;
     };
     let visitor = reviewer.start_another(true).await.unwrap();
-    let app = TestApp::spawn().await;
+    let app = TestApp::spawn_with(|s| s.metrics_token = Some(METRICS_TOKEN.into())).await;
     let stub = StubProvider::start().await.unwrap();
     stub.set_default(Reply::text(AI_TEXT));
     let r = app
@@ -161,8 +187,15 @@ async fn a_reviewer_takes_over_a_widget_chat_and_the_visitor_sees_the_reply_live
             "return !!document.querySelector('#paused') && !!document.querySelector('#hand-back')",
         )
         .await;
-    // ...and replies from the composer: Shift+Enter is a new line, Enter sends.
+    // ...and replies from the composer: Shift+Enter is a new line, Enter sends. From here until
+    // the reply shows in the widget the visitor sends nothing, so any read of the transcript
+    // would be a poll: the reply must come over the widget's live stream instead.
     settle().await;
+    let polls = widget_requests(&app, "GET", "/widget/v1/messages").await;
+    assert!(
+        widget_requests(&app, "GET", "/widget/v1/stream").await >= 1.0,
+        "the widget opened its live stream"
+    );
     reviewer
         .js("document.querySelector('#composer-text').focus(); return true")
         .await;
@@ -202,6 +235,11 @@ async fn a_reviewer_takes_over_a_widget_chat_and_the_visitor_sees_the_reply_live
     assert_eq!(
         visitor.js("return window.__noReload === true").await,
         json!(true)
+    );
+    assert_eq!(
+        widget_requests(&app, "GET", "/widget/v1/messages").await,
+        polls,
+        "no polling while the live stream was up"
     );
     visitor.screenshot("inbox-widget-team-reply-phone").await;
 

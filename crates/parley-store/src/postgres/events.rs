@@ -152,11 +152,11 @@ async fn listen_once(
     }
 }
 
-#[async_trait]
-impl EventStore for PostgresStore {
-    async fn events_after(
+impl PostgresStore {
+    /// [`EventStore::events_after`] (one workspace) or [`EventStore::events_since`] (`None`).
+    async fn read_events(
         &self,
-        workspace: WorkspaceId,
+        workspace: Option<WorkspaceId>,
         after_id: i64,
         filter: &EventFilter,
         limit: u32,
@@ -172,6 +172,25 @@ impl EventStore for PostgresStore {
             .iter()
             .map(event_from_row)
             .collect()
+    }
+}
+
+#[async_trait]
+impl EventStore for PostgresStore {
+    async fn events_after(
+        &self,
+        workspace: WorkspaceId,
+        after_id: i64,
+        filter: &EventFilter,
+        limit: u32,
+    ) -> Result<Vec<StoredEvent>> {
+        self.read_events(Some(workspace), after_id, filter, limit)
+            .await
+    }
+
+    async fn events_since(&self, after_id: i64, limit: u32) -> Result<Vec<StoredEvent>> {
+        self.read_events(None, after_id, &EventFilter::default(), limit)
+            .await
     }
 
     async fn latest_event_id(&self) -> Result<i64> {

@@ -84,11 +84,11 @@ fn event_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Result<StoredEvent>
     })())
 }
 
-#[async_trait]
-impl EventStore for SqliteStore {
-    async fn events_after(
+impl SqliteStore {
+    /// [`EventStore::events_after`] (one workspace) or [`EventStore::events_since`] (`None`).
+    async fn read_events(
         &self,
-        workspace: WorkspaceId,
+        workspace: Option<WorkspaceId>,
         after_id: i64,
         filter: &EventFilter,
         limit: u32,
@@ -101,6 +101,25 @@ impl EventStore for SqliteStore {
                 .collect()
         })
         .await
+    }
+}
+
+#[async_trait]
+impl EventStore for SqliteStore {
+    async fn events_after(
+        &self,
+        workspace: WorkspaceId,
+        after_id: i64,
+        filter: &EventFilter,
+        limit: u32,
+    ) -> Result<Vec<StoredEvent>> {
+        self.read_events(Some(workspace), after_id, filter, limit)
+            .await
+    }
+
+    async fn events_since(&self, after_id: i64, limit: u32) -> Result<Vec<StoredEvent>> {
+        self.read_events(None, after_id, &EventFilter::default(), limit)
+            .await
     }
 
     async fn latest_event_id(&self) -> Result<i64> {
