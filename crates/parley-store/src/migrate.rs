@@ -68,6 +68,7 @@ pub(crate) const SQLITE: &[Migration] = &[
     migration!("sqlite", 17, "retention", "0017_retention"),
     migration!("sqlite", 18, "settings", "0018_settings"),
     migration!("sqlite", 21, "topics", "0021_topics"),
+    migration!("sqlite", 22, "bulk_actions", "0022_bulk_actions"),
 ];
 
 /// The PostgreSQL migrations, in order (`migrations/postgres`).
@@ -98,6 +99,7 @@ pub(crate) const POSTGRES: &[Migration] = &[
     migration!("postgres", 16, "retention", "0016_retention"),
     migration!("postgres", 17, "settings", "0017_settings"),
     migration!("postgres", 20, "topics", "0020_topics"),
+    migration!("postgres", 21, "bulk_actions", "0021_bulk_actions"),
 ];
 
 /// The migrations of `dialect`, in order.
@@ -201,11 +203,13 @@ mod tests {
         let v = |l: &[Migration]| l.iter().map(|m| m.version).collect::<Vec<_>>();
         assert_eq!(
             v(SQLITE),
-            [1, 2, 3, 4, 5, 6, 7, 10, 11, 12, 13, 14, 15, 16, 17, 18, 21]
+            [
+                1, 2, 3, 4, 5, 6, 7, 10, 11, 12, 13, 14, 15, 16, 17, 18, 21, 22
+            ]
         );
         assert_eq!(
             v(POSTGRES),
-            [1, 2, 3, 4, 5, 6, 9, 10, 11, 12, 13, 14, 15, 16, 17, 20]
+            [1, 2, 3, 4, 5, 6, 9, 10, 11, 12, 13, 14, 15, 16, 17, 20, 21]
         );
         for list in [SQLITE, POSTGRES] {
             assert!(list.windows(2).all(|w| w[0].version < w[1].version));
@@ -219,17 +223,17 @@ mod tests {
         assert_eq!(v(pending(SQLITE, 0, i64::MAX)).len(), SQLITE.len());
         assert_eq!(
             v(pending(SQLITE, 7, i64::MAX)),
-            [10, 11, 12, 13, 14, 15, 16, 17, 18, 21]
+            [10, 11, 12, 13, 14, 15, 16, 17, 18, 21, 22]
         );
         assert_eq!(v(pending(SQLITE, 2, 7)), [3, 4, 5, 6, 7]);
         assert_eq!(
             v(pending(POSTGRES, 10, i64::MAX)),
-            [11, 12, 13, 14, 15, 16, 17, 20]
+            [11, 12, 13, 14, 15, 16, 17, 20, 21]
         );
         // A recorded version between two embedded ones (a gap) still counts as the high mark.
         assert_eq!(
             v(pending(POSTGRES, 8, i64::MAX)),
-            [9, 10, 11, 12, 13, 14, 15, 16, 17, 20]
+            [9, 10, 11, 12, 13, 14, 15, 16, 17, 20, 21]
         );
     }
 }
