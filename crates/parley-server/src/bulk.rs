@@ -168,9 +168,12 @@ fn filter_pairs(filter: &Map<String, Value>) -> Result<Vec<(String, String)>, Ap
     Ok(pairs)
 }
 
-/// The selection: explicit ids, or a filter with its sort and the request's JSON.
-enum Selection {
+/// The selection: explicit ids, or a filter with its sort and how the audit log records it
+/// (the request's JSON filter, or the dashboard view's query).
+pub enum Selection {
+    /// These conversations (other workspaces' are left untouched).
     Ids(Vec<ConversationId>),
+    /// Every conversation matching the filter, in the sort's order.
     Filter(
         parley_core::query::ConversationFilter,
         Sort,
@@ -218,7 +221,9 @@ fn parse_selection(body: &Map<String, Value>) -> Result<Selection, ApiError> {
     }
 }
 
-fn parse_op(body: &Map<String, Value>) -> Result<Option<BulkOp>, ApiError> {
+/// Reads the action of a request body (`action` with `end_reason` or `assignee_id`; `None` for
+/// `export`). Errors: 422 `validation_failed` naming the field.
+pub fn parse_op(body: &Map<String, Value>) -> Result<Option<BulkOp>, ApiError> {
     const ACTIONS: &str = "close, archive, reopen, assign, export or delete";
     let Some(action) = body.get("action") else {
         return Err(invalid("action", format!("is required: {ACTIONS}")));
@@ -230,7 +235,9 @@ fn parse_op(body: &Map<String, Value>) -> Result<Option<BulkOp>, ApiError> {
         _ => return Err(invalid("action", format!("must be one of {ACTIONS}"))),
     };
     for k in body.keys() {
-        if !["action", "ids", "filter"].contains(&k.as_str()) && !allowed.contains(&k.as_str()) {
+        if !["action", "ids", "filter", "view"].contains(&k.as_str())
+            && !allowed.contains(&k.as_str())
+        {
             return Err(invalid(k, "is not a field of this action"));
         }
     }
@@ -296,6 +303,9 @@ pub async fn start(
         return Err(invalid("body", "must be a JSON object"));
     };
     let op = parse_op(body)?;
+    if body.contains_key("view") {
+        return Err(invalid("view", "is not a field of this route"));
+    }
     let selection = parse_selection(body)?;
     let Some(op) = op else {
         // Export: the existing export reads the same filter.
@@ -310,6 +320,20 @@ pub async fn start(
             .finish();
         return Ok(Started::Export(query));
     };
+    run(st, ws, who, op, selection, idempotency_key).await
+}
+
+/// Records and runs `op` on `selection` (see [`start`], which validated both). Errors: 403
+/// `forbidden` for a delete by a non-admin; 422 for an assignee who is not a member or a
+/// filter matching more than [`MAX_SELECTION`]; the store's.
+pub async fn run(
+    st: &AppState,
+    ws: WorkspaceId,
+    who: &Requester,
+    op: BulkOp,
+    selection: Selection,
+    idempotency_key: Option<String>,
+) -> Result<Started, ApiError> {
     if op == BulkOp::Delete && !who.admin {
         return Err(ApiError::new(
             StatusCode::FORBIDDEN,
@@ -324,6 +348,9 @@ pub async fn start(
     }
     let (ids, selection_json) = match selection {
         Selection::Ids(ids) => {
+            if ids.is_empty() || ids.len() > MAX_IDS {
+                return Err(invalid("ids", format!("give 1 to {MAX_IDS} ids")));
+            }
             let n = ids.len();
             (ids, json!({ "ids": n }))
         }
