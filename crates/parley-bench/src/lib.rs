@@ -25,6 +25,7 @@
 
 pub mod audio;
 pub mod backend;
+pub mod bulk;
 pub mod gateway;
 pub mod measure;
 pub mod server;
@@ -111,6 +112,8 @@ pub enum Workload {
     Storage,
     /// The OpenAI-compatible gateway's added latency (see [`gateway`]).
     Gateway,
+    /// The longest ingest stall during a bulk delete of 10,000 conversations (see [`bulk`]).
+    Bulk,
 }
 
 /// One line of the results table.
@@ -310,6 +313,17 @@ pub async fn run(opts: BenchOptions) -> Result<Value, BoxError> {
             .await?;
             rows.extend(more);
             figures["gateway"] = gw;
+        }
+        if opts.workloads.contains(&Workload::Bulk) {
+            let (more, b) = bulk::run(
+                *backend,
+                &opts.data_dir,
+                &opts.postgres_url,
+                bulk::conversations_at(opts.scale),
+            )
+            .await?;
+            rows.extend(more);
+            figures["bulk"] = b;
         }
         println!("\n### {}\n", backend.name());
         println!("{}", table(&rows));

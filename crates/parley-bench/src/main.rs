@@ -40,7 +40,8 @@ struct Args {
     #[arg(long, default_value = "bench-results/latest.json")]
     out: PathBuf,
     /// Workload groups, comma-separated: `storage` (ingest, list, search, dashboard...)
-    /// and `gateway` (the OpenAI-compatible gateway's added latency).
+    /// `gateway` (the OpenAI-compatible gateway's added latency) and `bulk` (the longest
+    /// ingest stall during a bulk delete of 10,000 conversations).
     #[arg(long, value_delimiter = ',', default_value = "storage,gateway")]
     workloads: Vec<String>,
     /// Keep the filled databases (PostgreSQL: `parley_bench_keep`) and record them in
@@ -100,7 +101,10 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error + Send + Sync>>
         .map(|w| match w.as_str() {
             "storage" => Ok(Workload::Storage),
             "gateway" => Ok(Workload::Gateway),
-            other => Err(format!("unknown workload {other:?}: storage or gateway")),
+            "bulk" => Ok(Workload::Bulk),
+            other => Err(format!(
+                "unknown workload {other:?}: storage, gateway or bulk"
+            )),
         })
         .collect::<Result<Vec<_>, _>>()?;
     let backends = args

@@ -126,7 +126,7 @@ pub struct Requester {
 #[derive(Debug)]
 pub enum Started {
     /// A bulk action, finished (200) or running in the background (202).
-    Bulk(BulkAction),
+    Bulk(Box<BulkAction>),
     /// `export`: where the existing export reads the same filter (`/api/v1/conversations/export?...`
     /// query, without the path).
     Export(String),
@@ -175,7 +175,7 @@ pub enum Selection {
     Ids(Vec<ConversationId>),
     /// Every conversation matching the filter, in the sort's order.
     Filter(
-        parley_core::query::ConversationFilter,
+        Box<parley_core::query::ConversationFilter>,
         Sort,
         Map<String, Value>,
     ),
@@ -216,7 +216,7 @@ fn parse_selection(body: &Map<String, Value>) -> Result<Selection, ApiError> {
                 .map_err(|e| invalid("filter", e.message))?;
             let filter = parse_filter(&p).map_err(|e| invalid("filter", e.message))?;
             let sort = parse_sort(&p).map_err(|e| invalid("filter", e.message))?;
-            Ok(Selection::Filter(filter, sort, obj.clone()))
+            Ok(Selection::Filter(Box::new(filter), sort, obj.clone()))
         }
     }
 }
@@ -355,7 +355,7 @@ pub async fn run(
             (ids, json!({ "ids": n }))
         }
         Selection::Filter(filter, sort, obj) => {
-            let mut walk = ListWalk::new(st.store.clone(), ws, filter, sort);
+            let mut walk = ListWalk::new(st.store.clone(), ws, *filter, sort);
             let mut ids = Vec::new();
             while let Some(page) = walk.next_page().await? {
                 ids.extend(page.items.iter().map(|r| r.conversation.id));
@@ -395,7 +395,7 @@ pub async fn run(
     };
     let (record, created) = st.store.bulk().create_bulk(&new, Some(&job)).await?;
     if !created {
-        return Ok(Started::Bulk(record));
+        return Ok(Started::Bulk(Box::new(record)));
     }
     let mut details = json!({
         "bulk_id": id,
@@ -427,12 +427,12 @@ pub async fn run(
         .await?;
     if !inline {
         st.jobs.wake();
-        return Ok(Started::Bulk(record));
+        return Ok(Started::Bulk(Box::new(record)));
     }
     let mut record = record;
     record.ids = ids;
     work(st, &op, &mut record).await?;
-    Ok(Started::Bulk(record))
+    Ok(Started::Bulk(Box::new(record)))
 }
 
 /// Works through `b` from its `done` count to the end, batch by batch, recording progress after

@@ -257,7 +257,8 @@ pub(super) async fn bulk(
                     };
                     let mut record = serde_json::Map::new();
                     record.insert("view".into(), json!(view_state.query()));
-                    let selection = crate::bulk::Selection::Filter(filter, state.sort, record);
+                    let selection =
+                        crate::bulk::Selection::Filter(Box::new(filter), state.sort, record);
                     crate::bulk::run(&st, ws, &who, op, selection, key).await?
                 }
             };
