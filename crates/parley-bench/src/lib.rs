@@ -29,6 +29,7 @@
 
 pub mod audio;
 pub mod backend;
+pub mod bulk;
 pub mod gateway;
 pub mod live;
 pub mod measure;
@@ -119,6 +120,8 @@ pub enum Workload {
     /// 1,000 live event listeners on one server: delivery latency, memory per listener,
     /// ingest beside them (see [`live`]).
     Live,
+    /// The longest ingest stall during a bulk delete of 10,000 conversations (see [`bulk`]).
+    Bulk,
 }
 
 /// One line of the results table.
@@ -324,6 +327,17 @@ pub async fn run(opts: BenchOptions) -> Result<Value, BoxError> {
                 live::run(*backend, &opts.data_dir, &opts.postgres_url, opts.scale).await?;
             rows.extend(more);
             figures["live"] = live;
+        }
+        if opts.workloads.contains(&Workload::Bulk) {
+            let (more, b) = bulk::run(
+                *backend,
+                &opts.data_dir,
+                &opts.postgres_url,
+                bulk::conversations_at(opts.scale),
+            )
+            .await?;
+            rows.extend(more);
+            figures["bulk"] = b;
         }
         println!("\n### {}\n", backend.name());
         println!("{}", table(&rows));

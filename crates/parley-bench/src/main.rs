@@ -40,8 +40,9 @@ struct Args {
     #[arg(long, default_value = "bench-results/latest.json")]
     out: PathBuf,
     /// Workload groups, comma-separated: `storage` (ingest, list, search, dashboard...),
-    /// `gateway` (the OpenAI-compatible gateway's added latency) and `live` (1,000 event
-    /// listeners on one server).
+    /// `gateway` (the OpenAI-compatible gateway's added latency), `live` (1,000 event
+    /// listeners on one server) and `bulk` (the longest ingest stall during a bulk delete of
+    /// 10,000 conversations; not run unless named).
     #[arg(long, value_delimiter = ',', default_value = "storage,gateway,live")]
     workloads: Vec<String>,
     /// Keep the filled databases (PostgreSQL: `parley_bench_keep`) and record them in
@@ -102,8 +103,9 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error + Send + Sync>>
             "storage" => Ok(Workload::Storage),
             "gateway" => Ok(Workload::Gateway),
             "live" => Ok(Workload::Live),
+            "bulk" => Ok(Workload::Bulk),
             other => Err(format!(
-                "unknown workload {other:?}: storage, gateway or live"
+                "unknown workload {other:?}: storage, gateway, live or bulk"
             )),
         })
         .collect::<Result<Vec<_>, _>>()?;

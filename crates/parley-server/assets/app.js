@@ -295,12 +295,224 @@
   if (table) {
     table.addEventListener('click', (ev) => {
       const row = ev.target.closest('tr.row');
-      if (!row || ev.metaKey || ev.ctrlKey || ev.shiftKey || ev.button !== 0) return;
+      if (!row || ev.target.closest('.c-select, .c-menu')) return;
+      if (ev.metaKey || ev.ctrlKey || ev.shiftKey || ev.button !== 0) return;
       ev.preventDefault();
       focusRow(row);
       openPanel(row.dataset.href, true);
     });
   }
+  // Bulk actions (issue 14): a checkbox per row (Shift-click selects the range from the last
+  // one clicked), the header's selects the page, "Select all N matching" the whole view. The
+  // selection survives the live list's refreshes. Large selections run as a job on the server;
+  // the bar shows its progress.
+  const bulkBar = $('#bulk-bar');
+  if (table && bulkBar) {
+    const selected = new Set();
+    const csrfToken = $('meta[name=csrf-token]').content;
+    const matchCount = Number(bulkBar.dataset.match || '0');
+    const progressBox = $('#bulk-progress');
+    let allMatching = false;
+    let anchor = null;
+    let closeTarget = null;
+    const checks = () => $$('.row-check', table);
+    const chosen = () => (allMatching ? matchCount : selected.size);
+    const plural = (n) => n.toLocaleString() + (n === 1 ? ' conversation' : ' conversations');
+    function syncBulk() {
+      const page = checks();
+      page.forEach((c) => {
+        c.checked = allMatching || selected.has(c.value);
+        c.closest('tr').classList.toggle('checked', c.checked);
+      });
+      const n = chosen();
+      bulkBar.hidden = n === 0 && progressBox.hidden;
+      $('#bulk-count').textContent = allMatching ? 'All ' + plural(n) + ' matching this view selected' : n.toLocaleString() + ' selected';
+      const head = $('#select-page');
+      const all = page.length > 0 && page.every((c) => c.checked);
+      if (head) {
+        head.checked = all;
+        head.indeterminate = !all && page.some((c) => c.checked);
+      }
+      $('#bulk-all').hidden = allMatching || !all || matchCount <= page.length;
+    }
+    window.parleyBulkSync = syncBulk;
+    table.addEventListener('click', (ev) => {
+      const c = ev.target.closest('.row-check');
+      if (!c) return;
+      const page = checks();
+      if (allMatching) {
+        allMatching = false;
+        page.forEach((x) => selected.add(x.value));
+      }
+      const to = page.indexOf(c);
+      const from = page.findIndex((x) => x.value === anchor);
+      if (ev.shiftKey && from >= 0 && to >= 0) {
+        const [lo, hi] = from < to ? [from, to] : [to, from];
+        for (let i = lo; i <= hi; i++) {
+          if (c.checked) selected.add(page[i].value); else selected.delete(page[i].value);
+        }
+      } else if (c.checked) selected.add(c.value); else selected.delete(c.value);
+      anchor = c.value;
+      syncBulk();
+    });
+    table.addEventListener('change', (ev) => {
+      if (ev.target.id !== 'select-page') return;
+      allMatching = false;
+      checks().forEach((c) => { if (ev.target.checked) selected.add(c.value); else selected.delete(c.value); });
+      syncBulk();
+    });
+    $('#bulk-all').addEventListener('click', () => { allMatching = true; syncBulk(); });
+    const clearBulk = () => { selected.clear(); allMatching = false; anchor = null; syncBulk(); };
+    $('#bulk-clear').addEventListener('click', clearBulk);
+
+    const refresh = () => { if (window.parleyRefreshList) window.parleyRefreshList(); };
+    async function postJson(url, body, key) {
+      const headers = { 'Content-Type': 'application/json', 'X-CSRF-Token': csrfToken };
+      if (key) headers['Idempotency-Key'] = key;
+      const res = await fetch(url, { method: 'POST', credentials: 'same-origin', headers, body: JSON.stringify(body) });
+      const data = await res.json().catch(() => ({}));
+      if (!res.ok) throw new Error((data.error && data.error.message) || ('HTTP ' + res.status));
+      return { status: res.status, data };
+    }
+    const verbs = { close: 'Closed', archive: 'Archived', reopen: 'Reopened', assign: 'Assigned', delete: 'Deleted' };
+    function showProgress(b) {
+      progressBox.hidden = false;
+      bulkBar.hidden = false;
+      const pct = b.total > 0 ? Math.round((100 * b.done) / b.total) : 100;
+      $('#bulk-progress-bar').value = pct;
+      $('#bulk-progress-label').textContent = b.state === 'done'
+        ? (verbs[b.action] || 'Done') + ' ' + plural(b.affected) + '.'
+        : b.state === 'failed' ? 'Stopped: ' + (b.error || 'an error') + ' (' + b.done.toLocaleString() + ' done)'
+          : b.done.toLocaleString() + ' of ' + plural(b.total) + '…';
+    }
+    async function runBulk(body) {
+      const payload = Object.assign({}, body);
+      if (allMatching) {
+        const p = query();
+        ['open', 'notice', 'after', 'before', 'tab', 'tpage'].forEach((k) => p.delete(k));
+        payload.view = p.toString();
+      } else {
+        payload.ids = Array.from(selected);
+      }
+      const key = 'bulk-' + Date.now().toString(36) + '-' + Math.random().toString(36).slice(2);
+      busy(true);
+      let b;
+      try {
+        b = (await postJson('/conversations/bulk', payload, key)).data;
+      } catch (e) {
+        notify(e.message);
+        return;
+      } finally {
+        busy(false);
+      }
+      clearBulk();
+      showProgress(b);
+      while (b.state === 'queued' || b.state === 'running') {
+        await new Promise((r) => setTimeout(r, 400));
+        try {
+          const res = await fetch(b.progress_url, { credentials: 'same-origin' });
+          if (res.ok) b = await res.json();
+        } catch (e) { /* the next poll */ }
+        showProgress(b);
+      }
+      refresh();
+      setTimeout(() => { progressBox.hidden = true; syncBulk(); }, 6000);
+    }
+    $$('[data-bulk]', bulkBar).forEach((btn) => btn.addEventListener('click', () => {
+      const action = btn.dataset.bulk;
+      const n = chosen();
+      if (action === 'close') {
+        closeTarget = null;
+        $('#bulk-close-count').textContent = plural(n);
+        $('#bulk-close-dialog').showModal();
+      } else if (action === 'delete') {
+        $('#bulk-delete-count').textContent = n.toLocaleString();
+        $('#bulk-delete-expected').textContent = String(n);
+        $('#bulk-delete-typed').value = '';
+        $('#bulk-delete-confirm').disabled = true;
+        $('#bulk-delete-dialog').showModal();
+      } else if (action === 'export') {
+        if (!allMatching) notify('Export takes the whole view (its filters, search and sort).');
+        const exp = $('#export-button');
+        if (exp) exp.click();
+      } else {
+        runBulk({ action });
+      }
+    }));
+    $('#bulk-assignee').addEventListener('change', (ev) => {
+      const v = ev.target.value;
+      ev.target.selectedIndex = 0;
+      runBulk({ action: 'assign', assignee_id: v === 'none' ? null : v });
+    });
+    $('#bulk-close-confirm').addEventListener('click', async (ev) => {
+      const reason = $('#bulk-end-reason').value.trim();
+      if (!reason) return;
+      ev.preventDefault();
+      $('#bulk-close-dialog').close();
+      if (closeTarget) {
+        const id = closeTarget;
+        closeTarget = null;
+        try { await postJson('/conversations/' + encodeURIComponent(id) + '/status', { status: 'closed', end_reason: reason }); refresh(); } catch (e) { notify(e.message); }
+      } else {
+        runBulk({ action: 'close', end_reason: reason });
+      }
+    });
+    const typed = $('#bulk-delete-typed');
+    typed.addEventListener('input', () => {
+      $('#bulk-delete-confirm').disabled = typed.value.trim() !== $('#bulk-delete-expected').textContent;
+    });
+    $('#bulk-delete-confirm').addEventListener('click', (ev) => {
+      ev.preventDefault();
+      if (typed.value.trim() !== $('#bulk-delete-expected').textContent) return;
+      $('#bulk-delete-dialog').close();
+      runBulk({ action: 'delete' });
+    });
+    // A row's own menu: close (with its reason), archive, reopen.
+    table.addEventListener('click', async (ev) => {
+      const item = ev.target.closest('[data-row-status]');
+      if (!item) return;
+      const row = item.closest('tr.row');
+      const menu = item.closest('details');
+      if (menu) menu.open = false;
+      if (item.dataset.rowStatus === 'closed') {
+        closeTarget = row.dataset.id;
+        $('#bulk-close-count').textContent = 'this conversation';
+        $('#bulk-close-dialog').showModal();
+        return;
+      }
+      try { await postJson('/conversations/' + encodeURIComponent(row.dataset.id) + '/status', { status: item.dataset.rowStatus }); refresh(); } catch (e) { notify(e.message); }
+    });
+    syncBulk();
+  }
+
+  // Opt-in browser notifications of new hand-off requests (the assistant asking for a person).
+  const notifyToggle = $('#notify-toggle');
+  const notifyOn = () => window.Notification && Notification.permission === 'granted' && localStorage.getItem('parley-notify') === 'on';
+  function syncNotifyToggle() {
+    if (!notifyToggle) return;
+    if (!window.Notification) { notifyToggle.hidden = true; return; }
+    const on = notifyOn();
+    notifyToggle.setAttribute('aria-pressed', String(on));
+    notifyToggle.textContent = on ? 'Notifications on' : 'Notify me of hand-offs';
+    notifyToggle.title = Notification.permission === 'denied' ? 'The browser blocks notifications for this site' : '';
+  }
+  if (notifyToggle) {
+    notifyToggle.addEventListener('click', async () => {
+      if (notifyOn()) {
+        localStorage.setItem('parley-notify', 'off');
+      } else {
+        const p = Notification.permission === 'default' ? await Notification.requestPermission() : Notification.permission;
+        if (p === 'granted') localStorage.setItem('parley-notify', 'on'); else notify('The browser did not allow notifications.');
+      }
+      syncNotifyToggle();
+    });
+    syncNotifyToggle();
+  }
+  window.parleyHandoffNotice = (e) => {
+    if (!notifyOn()) return;
+    const n = new Notification('Needs a human', { body: (e.data && e.data.reason) || 'A customer asked for a person.', tag: 'handoff-' + e.conversation_id });
+    n.onclick = () => { window.focus(); openPanel('/conversations?open=' + encodeURIComponent(e.conversation_id), true); n.close(); };
+  };
   if (scrim) scrim.addEventListener('click', () => closePanel(true));
   window.addEventListener('popstate', () => {
     if (query().get('open')) openPanel(location.href, false); else closePanel(false);
@@ -427,12 +639,15 @@
           titleCount();
         }
         markSelected(openId());
+        if (window.parleyBulkSync) window.parleyBulkSync();
       } catch (e) { /* the next event or a reload shows it */ }
     }
+    window.parleyRefreshList = () => refreshList();
     function onEvent(ev) {
       let e;
       try { e = JSON.parse(ev.data); } catch (err) { return; }
       const id = e.conversation_id;
+      if (e.type === 'handoff.requested' && window.parleyHandoffNotice) window.parleyHandoffNotice(e);
       if (e.type === 'conversation.deleted') {
         const row = $('tr.row[data-id="' + id + '"]');
         if (row) row.remove();

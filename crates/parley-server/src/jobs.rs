@@ -15,6 +15,7 @@
 //! | `answer` | the ingest of a new customer message that an assistant may answer (API, channels) | the assistant's turn, at most once per customer message, and the reply on its channel |
 //! | `reply.send` | a team member's reply on WhatsApp or Telegram ([`crate::team::reply`]) | sends it once and records its delivery ([`crate::team::deliver`]) |
 //! | `widget.call_turn` | an utterance of a browser voice call (`POST /widget/v1/call`), in the transaction that stores it | transcribes it, has the assistant answer, speaks the answer into a stored audio file ([`crate::widget::call`]) |
+//! | `conversations.bulk` | a bulk action on conversations ([`crate::bulk::start`]), with its record | works through its batches, recording progress ([`crate::bulk::run_job`]) |
 //! | `media.download` | a channel message whose file failed every download attempt | downloads it again later (up to [`MEDIA_DOWNLOAD_ATTEMPTS`] times), then transcribes or describes it as configured |
 //!
 //! **Exactly once.** A delivery processed twice (a crash after its messages were stored)
@@ -422,6 +423,7 @@ async fn handle(state: &AppState, job: &Job) -> Result<(), JobError> {
         VOIP_RECORDING => crate::api::calls::download_recording(state, job).await,
         CALL_TURN => crate::widget::call::run_turn(state, job).await,
         crate::team::REPLY_SEND => crate::team::deliver(state, job).await,
+        crate::bulk::BULK_JOB => crate::bulk::run_job(state, job).await,
         other => Err(JobError::Permanent(format!("unknown job kind {other:?}"))),
     }
 }

@@ -26,6 +26,7 @@ pub mod assistant;
 pub mod auth;
 pub mod backup;
 pub mod body;
+pub mod bulk;
 pub mod channels;
 pub mod cli;
 pub mod client_addr;

@@ -37,6 +37,7 @@ use serde::Serialize;
 
 pub mod assistants;
 pub mod attachments;
+pub mod bulk;
 mod channels;
 mod counters;
 pub mod events;
@@ -55,6 +56,7 @@ pub mod webhooks;
 
 pub use assistants::AssistantStore;
 pub use attachments::{Admission, AttachmentStore, AttachmentUsage};
+pub use bulk::{BulkAction, BulkState, BulkStore, NewBulkAction};
 pub use channels::{ChannelStore, ConfigEdit, MessageEdit};
 pub use events::{EventFilter, EventStore, EventType, StoredEvent};
 pub use insights::{
@@ -417,6 +419,8 @@ pub trait Store: Send + Sync + 'static {
     /// Retention policies, the one conversation delete path, erasure look-ups and the audit
     /// log (issue 16): see [`RetentionStore`].
     fn retention(&self) -> &dyn RetentionStore;
+    /// Bulk action records and the batched conversation patch (issue 14): see [`BulkStore`].
+    fn bulk(&self) -> &dyn BulkStore;
 
     /// Creates a workspace. Errors: `Conflict("workspace_exists")` if the slug is taken.
     async fn create_workspace(&self, slug: &str, name: &str) -> Result<Workspace>;

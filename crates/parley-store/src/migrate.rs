@@ -68,6 +68,7 @@ pub(crate) const SQLITE: &[Migration] = &[
     migration!("sqlite", 17, "retention", "0017_retention"),
     migration!("sqlite", 18, "settings", "0018_settings"),
     migration!("sqlite", 21, "topics", "0021_topics"),
+    migration!("sqlite", 22, "bulk_actions", "0022_bulk_actions"),
     migration!("sqlite", 25, "insight_rollups", "0025_insight_rollups"),
 ];
 
@@ -99,6 +100,7 @@ pub(crate) const POSTGRES: &[Migration] = &[
     migration!("postgres", 16, "retention", "0016_retention"),
     migration!("postgres", 17, "settings", "0017_settings"),
     migration!("postgres", 20, "topics", "0020_topics"),
+    migration!("postgres", 21, "bulk_actions", "0021_bulk_actions"),
     migration!("postgres", 24, "insight_rollups", "0024_insight_rollups"),
 ];
 
@@ -209,7 +211,7 @@ mod tests {
         );
         assert_eq!(
             v(POSTGRES),
-            [1, 2, 3, 4, 5, 6, 9, 10, 11, 12, 13, 14, 15, 16, 17, 20, 24]
+            [1, 2, 3, 4, 5, 6, 9, 10, 11, 12, 13, 14, 15, 16, 17, 20, 21, 24]
         );
         for list in [SQLITE, POSTGRES] {
             assert!(list.windows(2).all(|w| w[0].version < w[1].version));
@@ -223,17 +225,17 @@ mod tests {
         assert_eq!(v(pending(SQLITE, 0, i64::MAX)).len(), SQLITE.len());
         assert_eq!(
             v(pending(SQLITE, 7, i64::MAX)),
-            [10, 11, 12, 13, 14, 15, 16, 17, 18, 21, 25]
+            [10, 11, 12, 13, 14, 15, 16, 17, 18, 21, 22, 25]
         );
         assert_eq!(v(pending(SQLITE, 2, 7)), [3, 4, 5, 6, 7]);
         assert_eq!(
             v(pending(POSTGRES, 10, i64::MAX)),
-            [11, 12, 13, 14, 15, 16, 17, 20, 24]
+            [11, 12, 13, 14, 15, 16, 17, 20, 21, 24]
         );
         // A recorded version between two embedded ones (a gap) still counts as the high mark.
         assert_eq!(
             v(pending(POSTGRES, 8, i64::MAX)),
-            [9, 10, 11, 12, 13, 14, 15, 16, 17, 20, 24]
+            [9, 10, 11, 12, 13, 14, 15, 16, 17, 20, 21, 24]
         );
     }
 }

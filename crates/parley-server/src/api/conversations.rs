@@ -265,6 +265,54 @@ pub(super) async fn count(
     Ok(Json(count).into_response())
 }
 
+/// `POST /api/v1/conversations/bulk`: a bulk action ([`crate::bulk`]) on conversations selected
+/// by `ids` or `filter`. Answers 200 with the finished record for a selection of at most
+/// [`crate::bulk::INLINE_MAX`], else 202 with the running record and `Location` (its progress);
+/// `{"export_url"}` for `export`. An `Idempotency-Key` header makes a retry answer the first
+/// record. Errors: see [`crate::bulk::start`]; 403 for a delete with a member key.
+pub(super) async fn bulk(
+    State(st): State<AppState>,
+    auth: ApiKeyAuth,
+    headers: HeaderMap,
+    ApiJson(body): ApiJson<serde_json::Value>,
+) -> Result<Response, ApiError> {
+    let key = crate::bulk::check_key(headers.get("idempotency-key"))?;
+    let who = crate::bulk::Requester {
+        actor: crate::retention::api_key_actor(auth.key),
+        admin: auth.role == parley_core::UserRole::Admin,
+        via: "api",
+    };
+    const BASE: &str = "/api/v1/conversations/bulk";
+    match crate::bulk::start(&st, auth.workspace, &who, &body, key).await? {
+        crate::bulk::Started::Export(query) => Ok(Json(json!({
+            "export_url": format!("/api/v1/conversations/export?{query}"),
+        }))
+        .into_response()),
+        crate::bulk::Started::Bulk(b) => {
+            let body = crate::bulk::to_json(&b, BASE);
+            if b.state.finished() {
+                return Ok(Json(body).into_response());
+            }
+            let mut headers = HeaderMap::new();
+            if let Ok(v) = HeaderValue::from_str(&format!("{BASE}/{}", b.id)) {
+                headers.insert(header::LOCATION, v);
+            }
+            Ok((StatusCode::ACCEPTED, headers, Json(body)).into_response())
+        }
+    }
+}
+
+/// `GET /api/v1/conversations/bulk/{id}`: a bulk action's progress (`state`, `total`, `done`,
+/// `affected`). Errors: 404 for an id not of the key's workspace.
+pub(super) async fn bulk_progress(
+    State(st): State<AppState>,
+    auth: ApiKeyAuth,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    let b = crate::bulk::progress(&st, auth.workspace, &id).await?;
+    Ok(Json(crate::bulk::to_json(&b, "/api/v1/conversations/bulk")).into_response())
+}
+
 /// `POST /api/v1/conversations`: 201 with the new conversation, or 200 with the existing one
 /// its `id`/`external_id` names.
 pub(super) async fn create(

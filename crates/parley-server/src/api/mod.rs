@@ -7,7 +7,7 @@
 mod assistants;
 pub mod calls;
 pub(crate) mod channels;
-mod conversations;
+pub(crate) mod conversations;
 mod events;
 mod export;
 pub(crate) mod insights;
@@ -38,6 +38,8 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("GET", "/api/v1/conversations"),
     ("POST", "/api/v1/conversations"),
     ("GET", "/api/v1/conversations/count"),
+    ("POST", "/api/v1/conversations/bulk"),
+    ("GET", "/api/v1/conversations/bulk/{id}"),
     ("GET", "/api/v1/conversations/export"),
     ("GET", "/api/v1/conversations/finetune"),
     ("GET", "/api/v1/conversations/finetune/estimate"),
@@ -127,6 +129,11 @@ pub fn router(state: &AppState) -> Router<AppState> {
             get(conversations::list).post(conversations::create),
         )
         .route("/conversations/count", get(conversations::count))
+        .route("/conversations/bulk", post(conversations::bulk))
+        .route(
+            "/conversations/bulk/{id}",
+            get(conversations::bulk_progress),
+        )
         .route("/conversations/export", get(export::list))
         .route("/conversations/finetune", get(export::finetune))
         .route(
@@ -323,6 +330,19 @@ impl Params {
                 .map(|(k, v)| (k.into_owned(), v.into_owned()))
                 .collect(),
         }
+    }
+
+    /// Parameters from name/value pairs (a JSON filter object's, see [`crate::bulk`]), checked
+    /// as [`Params::parse`] checks a query. Errors: 400 `invalid_parameter` for a name not in
+    /// `allowed`.
+    pub(crate) fn from_pairs(
+        pairs: Vec<(String, String)>,
+        allowed: &[&str],
+    ) -> Result<Params, ApiError> {
+        let raw = form_urlencoded::Serializer::new(String::new())
+            .extend_pairs(pairs)
+            .finish();
+        Params::parse(Some(&raw), allowed)
     }
 
     /// The last non-empty value of `name`.

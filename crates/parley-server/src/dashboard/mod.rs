@@ -119,6 +119,8 @@ pub fn router() -> Router<AppState> {
         .route("/conversations", get(pages::conversations))
         .route("/dashboard/events", get(live::events))
         .route("/conversations/{id}/panel", get(pages::panel))
+        .route("/conversations/bulk", post(team::bulk))
+        .route("/conversations/bulk/{id}", get(team::bulk_progress))
         .route("/conversations/export", get(export::list))
         .route("/conversations/export/count", get(export::count))
         .route("/conversations/finetune", get(export::finetune))

@@ -140,6 +140,12 @@ struct ConversationsPage {
     layout: Layout,
     view: ViewState,
     count_label: String,
+    /// How many conversations the view matches ("Select all N matching this filter").
+    match_count: u64,
+    /// Whether the viewer may bulk-delete (an admin).
+    is_admin: bool,
+    /// The workspace's members for the bulk "Assign to": (user id, name or email).
+    members: Vec<(String, String)>,
     keep_for_search: Vec<(String, String)>,
     q: String,
     sort_param: String,
@@ -624,10 +630,28 @@ pub(super) async fn conversations(
         ),
         _ => None,
     };
+    let members = st
+        .store
+        .list_users(ws)
+        .await
+        .unwrap_or_default()
+        .into_iter()
+        .map(|u| {
+            let name = if u.name.trim().is_empty() {
+                u.email.clone()
+            } else {
+                u.name.clone()
+            };
+            (u.id.to_string(), name)
+        })
+        .collect();
     let page = ConversationsPage {
         layout: Layout::new("conversations", "Conversations", &session, tz, total)
             .with_attention(attention),
         count_label: count_label(&count),
+        match_count: count.count,
+        is_admin: session.user.role == parley_core::UserRole::Admin,
+        members,
         keep_for_search,
         q: view.q.clone().unwrap_or_default(),
         sort_param: if view.sort == Default::default() {

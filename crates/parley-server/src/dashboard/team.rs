@@ -10,6 +10,8 @@
 //! | `POST /conversations/{id}/status` | `{"status": "closed" \| "archived" \| "active", "end_reason"}` | close, archive, reopen |
 //! | `POST /conversations/{id}/assign` | `{"assignee_id": id \| null}` | assign |
 //! | `GET /conversations/{id}/templates` | | the WhatsApp number's approved templates |
+//! | `POST /conversations/bulk` | `{"action", "ids"}` or `{"action", "view"}` | a bulk action ([`bulk`]) |
+//! | `GET /conversations/bulk/{id}` | | its progress |
 
 use axum::Json;
 use axum::body::Bytes;
@@ -191,6 +193,109 @@ pub(super) async fn templates(
                 .map_err(|_| ApiError::not_found("conversation"))?;
             let list = crate::api::team::templates_of(&st, session.user.workspace_id, id).await?;
             Ok(Json(json!({ "templates": list })).into_response())
+        }
+        .await,
+    )
+}
+
+/// `POST /conversations/bulk`: the Conversations list's bulk action (see [`crate::bulk`]) for
+/// the signed-in member: `{"action", "end_reason" | "assignee_id", "ids": [...]}` for the
+/// selected rows, or `{"action", ..., "view": "<the list's query>"}` for "all matching this
+/// filter" (every list filter, view, search and sort, as the page reads them). Answers the
+/// record as the API does (200 finished, 202 running) or `{"export_url"}` (the dashboard's
+/// export of the same view). `Idempotency-Key` as in the API. Errors: see
+/// [`crate::bulk::start`]; 403 `csrf_failed`; 403 `forbidden` for a delete by a member.
+pub(super) async fn bulk(
+    State(st): State<AppState>,
+    session: Session,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    answer(
+        async {
+            let token = headers.get("x-csrf-token").and_then(|v| v.to_str().ok());
+            if !session.csrf_ok(token) {
+                return Err(ApiError::new(
+                    StatusCode::FORBIDDEN,
+                    "csrf_failed",
+                    "the page has expired: reload it and try again",
+                ));
+            }
+            let key = crate::bulk::check_key(headers.get("idempotency-key"))?;
+            let input: serde_json::Value = crate::body::parse_json(&body)?;
+            let Some(obj) = input.as_object() else {
+                return Err(ApiError::new(
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    "validation_failed",
+                    "body: must be a JSON object",
+                ));
+            };
+            let who = crate::bulk::Requester {
+                actor: crate::retention::user_actor(session.user.id),
+                admin: session.user.role == parley_core::UserRole::Admin,
+                via: "dashboard",
+            };
+            let ws = session.user.workspace_id;
+            let started = match obj.get("view") {
+                None => crate::bulk::start(&st, ws, &who, &input, key).await?,
+                Some(view) => {
+                    let raw = view.as_str().unwrap_or_default().trim_start_matches('?');
+                    let (state, _) = super::state::ViewState::parse(Some(raw));
+                    let mut view_state = state.clone();
+                    view_state.open = None;
+                    view_state.notice = None;
+                    view_state.after = None;
+                    view_state.before = None;
+                    let filter = state.filter(super::tz_offset(&headers), session.user.id);
+                    let mut rest = obj.clone();
+                    rest.remove("view");
+                    let Some(op) = crate::bulk::parse_op(&rest)? else {
+                        return Ok(Json(json!({
+                            "export_url": format!("/conversations/export?{}", view_state.query()),
+                        }))
+                        .into_response());
+                    };
+                    let mut record = serde_json::Map::new();
+                    record.insert("view".into(), json!(view_state.query()));
+                    let selection =
+                        crate::bulk::Selection::Filter(Box::new(filter), state.sort, record);
+                    crate::bulk::run(&st, ws, &who, op, selection, key).await?
+                }
+            };
+            match started {
+                crate::bulk::Started::Export(q) => Ok(Json(json!({
+                    "export_url": format!("/conversations/export?{q}"),
+                }))
+                .into_response()),
+                crate::bulk::Started::Bulk(b) => {
+                    let status = if b.state.finished() {
+                        StatusCode::OK
+                    } else {
+                        StatusCode::ACCEPTED
+                    };
+                    Ok((
+                        status,
+                        Json(crate::bulk::to_json(&b, "/conversations/bulk")),
+                    )
+                        .into_response())
+                }
+            }
+        }
+        .await,
+    )
+}
+
+/// `GET /conversations/bulk/{id}`: a bulk action's progress, for the list's progress bar.
+/// Errors: 404 for another workspace's.
+pub(super) async fn bulk_progress(
+    State(st): State<AppState>,
+    session: Session,
+    Path(id): Path<String>,
+) -> Response {
+    answer(
+        async {
+            let b = crate::bulk::progress(&st, session.user.workspace_id, &id).await?;
+            Ok(Json(crate::bulk::to_json(&b, "/conversations/bulk")).into_response())
         }
         .await,
     )

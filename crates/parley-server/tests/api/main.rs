@@ -7,6 +7,7 @@ mod processes;
 
 mod assistants;
 mod bidi;
+mod bulk;
 mod calls;
 mod cli;
 mod conversations;

@@ -5,6 +5,7 @@
 #[path = "../api/helpers.rs"]
 mod helpers;
 
+mod bulk;
 mod export;
 mod harness;
 mod inbox;

@@ -12,6 +12,7 @@
 
 mod assistants;
 mod attachments;
+mod bulk;
 mod channels;
 mod events;
 mod insights;
@@ -293,6 +294,10 @@ impl Store for PostgresStore {
     }
 
     fn retention(&self) -> &dyn crate::RetentionStore {
+        self
+    }
+
+    fn bulk(&self) -> &dyn crate::BulkStore {
         self
     }
 

@@ -12,7 +12,7 @@ use crate::jobs::{
 };
 use crate::{IngestBatch, IngestOutcome, Result, StoreError};
 
-fn insert(c: &Connection, j: &NewJob, now: Timestamp) -> Result<()> {
+pub(super) fn insert(c: &Connection, j: &NewJob, now: Timestamp) -> Result<()> {
     c.prepare_cached(
         "INSERT INTO jobs (id, kind, state, payload, workspace_id, connection_id, conversation_id,
                            message_id, attempts, max_attempts, run_after, created_at, updated_at)

@@ -11,6 +11,7 @@
 
 mod assistants;
 mod attachments;
+mod bulk;
 mod channels;
 mod events;
 mod insights;
@@ -579,6 +580,10 @@ impl Store for SqliteStore {
     }
 
     fn retention(&self) -> &dyn crate::RetentionStore {
+        self
+    }
+
+    fn bulk(&self) -> &dyn crate::BulkStore {
         self
     }
 
