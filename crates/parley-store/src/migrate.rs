@@ -211,7 +211,9 @@ mod tests {
         );
         assert_eq!(
             v(POSTGRES),
-            [1, 2, 3, 4, 5, 6, 9, 10, 11, 12, 13, 14, 15, 16, 17, 20, 21, 24]
+            [
+                1, 2, 3, 4, 5, 6, 9, 10, 11, 12, 13, 14, 15, 16, 17, 20, 21, 24
+            ]
         );
         for list in [SQLITE, POSTGRES] {
             assert!(list.windows(2).all(|w| w[0].version < w[1].version));

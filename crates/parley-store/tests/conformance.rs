@@ -4614,7 +4614,9 @@ async fn postgres_opens_a_database_migrated_by_the_old_runner() {
     let files = migration_files("postgres");
     assert_eq!(
         files.iter().map(|f| f.0).collect::<Vec<_>>(),
-        [1, 2, 3, 4, 5, 6, 9, 10, 11, 12, 13, 14, 15, 16, 17, 20, 21, 24]
+        [
+            1, 2, 3, 4, 5, 6, 9, 10, 11, 12, 13, 14, 15, 16, 17, 20, 21, 24
+        ]
     );
     let (mut client, conn) = tokio_postgres::connect(db.url(), tokio_postgres::NoTls)
         .await
