@@ -457,16 +457,19 @@
         runBulk({ action: 'close', end_reason: reason });
       }
     });
+    // Admins only: members get no delete dialog.
     const typed = $('#bulk-delete-typed');
-    typed.addEventListener('input', () => {
-      $('#bulk-delete-confirm').disabled = typed.value.trim() !== $('#bulk-delete-expected').textContent;
-    });
-    $('#bulk-delete-confirm').addEventListener('click', (ev) => {
-      ev.preventDefault();
-      if (typed.value.trim() !== $('#bulk-delete-expected').textContent) return;
-      $('#bulk-delete-dialog').close();
-      runBulk({ action: 'delete' });
-    });
+    if (typed) {
+      typed.addEventListener('input', () => {
+        $('#bulk-delete-confirm').disabled = typed.value.trim() !== $('#bulk-delete-expected').textContent;
+      });
+      $('#bulk-delete-confirm').addEventListener('click', (ev) => {
+        ev.preventDefault();
+        if (typed.value.trim() !== $('#bulk-delete-expected').textContent) return;
+        $('#bulk-delete-dialog').close();
+        runBulk({ action: 'delete' });
+      });
+    }
     // A row's own menu: close (with its reason), archive, reopen.
     table.addEventListener('click', async (ev) => {
       const item = ev.target.closest('[data-row-status]');

@@ -22,6 +22,21 @@ const HOOKS: &str = r#"
 import json
 import schemathesis
 
+# CPython 3.11.7 raises "SystemError: AST constructor recursion depth mismatch" from ast.parse
+# when called deep in the stack (CPython gh-106905, fixed in 3.11.8); hypothesis calls it only
+# to describe a filter's lambda in a strategy's repr, so a failure there gets a plain name.
+try:
+    import hypothesis.internal.lambda_sources as _lambda_sources
+    _describe = _lambda_sources.lambda_description
+    def _lambda_description(f):
+        try:
+            return _describe(f)
+        except SystemError:
+            return "lambda"
+    _lambda_sources.lambda_description = _lambda_description
+except (ImportError, AttributeError):
+    pass
+
 @schemathesis.serializer("application/jsonl")
 def jsonl(ctx, value):
     if isinstance(value, list):

@@ -408,6 +408,11 @@ async fn time_zone_sets_local_days(backend: Backend) {
     started(&app, "2026-03-28T23:30:00Z").await; // 00:30 on the 29th, local
     started(&app, "2026-03-29T21:30:00Z").await; // 23:30 on the 29th, local
     started(&app, "2026-03-29T22:30:00Z").await; // 00:30 on the 30th, local (a Monday)
+    // The figures count analysed conversations (the rollups): analyse now rather than wait for
+    // the background pass.
+    parley_server::insights::analyse_stale(&*app.state.store, app.workspace.id, |_| {})
+        .await
+        .unwrap();
     let q = "from=2026-03-28&to=2026-03-30&interval=day&metric=conversations";
     let r = app.get(&format!("/api/v1/insights/timeseries?{q}")).await;
     assert_eq!(r.status, 200, "{}", r.text);
