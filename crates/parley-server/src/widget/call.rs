@@ -41,10 +41,8 @@
 
 use std::time::Duration;
 
-use axum::body::Bytes;
-use axum::extract::rejection::BytesRejection;
-use axum::extract::{RawQuery, State};
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::extract::State;
+use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::sse::Event;
 use axum::response::{IntoResponse, Json, Response};
 use parley_core::channel::{Attachment, ChannelMessageMeta};
@@ -55,10 +53,10 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use super::chat::{
-    MAX_VOICE_BYTES, VOICE_TRANSCRIPTION_FAILED, all_messages, ensure_active, recording_of, sse,
-    visitor_message, visitor_request,
+    VOICE_TRANSCRIPTION_FAILED, all_messages, ensure_active, keep_recording, message_id,
+    recording_of, sse, visitor_message,
 };
-use super::{Checked, Peer, VisitorToken, check, key_tag};
+use super::{Recording, VisitorRequest, VisitorToken, WidgetRequest, key_tag};
 use crate::AppState;
 use crate::channels::media::{self, QuotaPolicy, SpeechRequest, StoreFailure};
 use crate::error::ApiError;
@@ -204,91 +202,59 @@ fn finished(view: &Value) -> bool {
 /// event stream: `turn` (the progress, each time it changes), `error` `{"message"}`, `done`.
 pub(super) async fn post_call(
     State(st): State<AppState>,
-    RawQuery(q): RawQuery,
-    headers: HeaderMap,
-    Peer(peer): Peer,
-    body: Result<Bytes, BytesRejection>,
-) -> Response {
-    let (c, t, body) =
-        match visitor_request(&st, q.as_deref(), &headers, peer, body, MAX_VOICE_BYTES).await {
-            Ok(v) => v,
-            Err(r) => return r,
-        };
-    let (client_id, mime) = match recording_of(&c, q.as_deref(), &headers, &body) {
-        Ok(v) => v,
-        Err(r) => return *r,
-    };
-    let s = &c.widget.settings;
-    if !s.call_enabled() {
-        return c.answer(ApiError::new(
+    VisitorRequest {
+        widget: c,
+        token: t,
+        body: rec,
+    }: VisitorRequest<Recording>,
+) -> Result<Response, ApiError> {
+    let client_id = recording_of(&c, &rec)?;
+    if !c.widget.settings.call_enabled() {
+        return Err(ApiError::new(
             StatusCode::FORBIDDEN,
             "call_unavailable",
             "this widget offers no voice call: it needs a transcription model and a speech model",
         ));
     }
-    if let Err(r) = ensure_active(&st, &c, &t).await {
-        return *r;
-    }
+    ensure_active(&st, &c, &t).await?;
     let external_id = format!("widget:{client_id}");
-    let known = match all_messages(&st, &t).await {
-        Ok(Some(list)) => list
-            .into_iter()
-            .find(|m| m.external_id.as_deref() == Some(external_id.as_str())),
-        Ok(None) => return c.answer(ApiError::not_found("conversation")),
-        Err(e) => return c.answer(e),
-    };
+    let known = all_messages(&st, &t)
+        .await?
+        .ok_or_else(|| ApiError::not_found("conversation"))?
+        .into_iter()
+        .find(|m| m.external_id.as_deref() == Some(external_id.as_str()));
     let turn = match known {
         Some(m) if is_call_turn(&m) => m.id,
         Some(_) => {
-            return c.answer(
-                ApiError::new(
-                    StatusCode::UNPROCESSABLE_ENTITY,
-                    "validation_failed",
-                    "client_id names a message that is not a call turn",
-                )
-                .with_field("client_id"),
-            );
+            return Err(ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "validation_failed",
+                "client_id names a message that is not a call turn",
+            )
+            .with_field("client_id"));
         }
-        None => match store_turn(&st, &c, &t, &client_id, mime, &body).await {
-            Ok(id) => id,
-            Err(r) => return *r,
-        },
+        None => store_turn(&st, &c, &t, &client_id, rec).await?,
     };
-    stream_progress(st, c, t, turn)
+    Ok(stream_progress(st, c, t, turn))
 }
 
 /// Stores an utterance (its audio, then its message with the `widget.call_turn` job in one
 /// transaction); returns the message id (the stored one when a concurrent retry won).
 async fn store_turn(
     st: &AppState,
-    c: &Checked,
+    c: &WidgetRequest,
     t: &VisitorToken,
     client_id: &str,
-    mime: String,
-    body: &[u8],
-) -> Result<MessageId, Box<Response>> {
+    rec: Recording,
+) -> Result<MessageId, ApiError> {
     let s = &c.widget.settings;
     let mut attachment = Attachment {
         kind: "voice".into(),
         media_id: client_id.to_owned(),
-        mime_type: Some(mime),
+        mime_type: Some(rec.mime),
         ..Default::default()
     };
-    match media::store_attachment(st, t.w, &mut attachment, body, QuotaPolicy::Refuse).await {
-        Ok(()) => {}
-        Err(e @ StoreFailure::QuotaExceeded { .. }) => {
-            tracing::warn!(workspace = %t.w, "widget call turn refused: {e}");
-            return Err(Box::new(c.answer(ApiError::new(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "attachment_quota_exceeded",
-                "this site cannot take more voice right now: type your message instead",
-            ))));
-        }
-        Err(e) => {
-            tracing::error!(error = %e, "widget call turn not stored");
-            return Err(Box::new(c.answer(ApiError::internal(e.to_string()))));
-        }
-    }
+    keep_recording(st, t.w, &mut attachment, &rec.bytes, "voice").await?;
     let orphan = attachment.storage_key.clone();
     let message = MessageInput {
         id: None,
@@ -336,7 +302,7 @@ async fn store_turn(
             if let Some(key) = orphan {
                 media::remove_attachments(st, t.w, &[key]).await;
             }
-            return Err(Box::new(c.answer(e)));
+            return Err(e);
         }
     };
     match outcome.messages.first() {
@@ -347,16 +313,14 @@ async fn store_turn(
             }
             Ok(*id)
         }
-        _ => Err(Box::new(
-            c.answer(ApiError::internal("message neither stored nor found")),
-        )),
+        _ => Err(ApiError::internal("message neither stored nor found")),
     }
 }
 
 /// The event stream of a turn's progress (see [`post_call`]): re-read after every commit the
 /// store announces (and every second), sent when it changed, until the turn is finished, the
 /// visitor went away or [`STREAM_LIMIT`] passed.
-fn stream_progress(st: AppState, c: Checked, t: VisitorToken, turn: MessageId) -> Response {
+fn stream_progress(st: AppState, c: WidgetRequest, t: VisitorToken, turn: MessageId) -> Response {
     let (out, rx) = tokio::sync::mpsc::unbounded_channel::<Event>();
     let widget = c.widget.clone();
     let metrics = st.metrics.clone();
@@ -413,7 +377,7 @@ fn stream_progress(st: AppState, c: Checked, t: VisitorToken, turn: MessageId) -
     );
     res.headers_mut()
         .insert("x-accel-buffering", HeaderValue::from_static("no"));
-    c.answer(res)
+    res
 }
 
 /// `GET /widget/v1/call?key=&turn=ID`: a turn's progress (see the module docs) as JSON.
@@ -421,31 +385,23 @@ fn stream_progress(st: AppState, c: Checked, t: VisitorToken, turn: MessageId) -
 /// turn of the visitor's conversation.
 pub(super) async fn get_call(
     State(st): State<AppState>,
-    RawQuery(q): RawQuery,
-    headers: HeaderMap,
-    Peer(peer): Peer,
-) -> Response {
-    let (c, t) = match super::visitor_get(&st, q.as_deref(), &headers, peer).await {
-        Ok(v) => v,
-        Err(r) => return r,
-    };
-    let raw = form_urlencoded::parse(q.as_deref().unwrap_or("").as_bytes())
-        .find(|(k, _)| k == "turn")
-        .map(|(_, v)| v.into_owned())
-        .unwrap_or_default();
-    let Some(turn) = raw.parse::<MessageId>().ok().filter(|_| raw.len() == 36) else {
-        return c.answer(ApiError::bad_param(
+    VisitorRequest {
+        widget: c,
+        token: t,
+        ..
+    }: VisitorRequest,
+) -> Result<Json<Value>, ApiError> {
+    let raw = c.param("turn").unwrap_or_default();
+    let turn = message_id(&raw).ok_or_else(|| {
+        ApiError::bad_param(
             "turn",
             format!("turn must be a message id (a UUID), got {raw:?}"),
-        ));
-    };
-    match progress(&st, &t, turn).await {
-        Ok(Some((view, spoken))) => {
-            c.answer(Json(with_speech_url(&st, &c.widget, &t, view, spoken)))
-        }
-        Ok(None) => c.answer(ApiError::not_found("call turn")),
-        Err(e) => c.answer(e),
-    }
+        )
+    })?;
+    let (view, spoken) = progress(&st, &t, turn)
+        .await?
+        .ok_or_else(|| ApiError::not_found("call turn"))?;
+    Ok(Json(with_speech_url(&st, &c.widget, &t, view, spoken)))
 }
 
 /// `GET /widget/v1/speech?key=&token=T`: the audio of one spoken answer (the `speech_url` of
@@ -455,18 +411,9 @@ pub(super) async fn get_call(
 /// another widget or issued under a replaced key), 404 when the answer or its audio is gone.
 pub(super) async fn speech(
     State(st): State<AppState>,
-    RawQuery(q): RawQuery,
-    headers: HeaderMap,
-    Peer(peer): Peer,
-) -> Response {
-    let c = match check(&st, q.as_deref(), &headers, peer, None).await {
-        Ok(c) => c,
-        Err(r) => return r,
-    };
-    let token = form_urlencoded::parse(q.as_deref().unwrap_or("").as_bytes())
-        .find(|(k, _)| k == "token")
-        .map(|(_, v)| v.into_owned())
-        .unwrap_or_default();
+    c: WidgetRequest,
+) -> Result<Response, ApiError> {
+    let token = c.param("token").unwrap_or_default();
     let Some(tok) = super::open_token::<SpeechToken>(&st, &token).filter(|tok| {
         tok.t == "speech"
             && tok.w == c.widget.workspace_id
@@ -474,26 +421,18 @@ pub(super) async fn speech(
             && tok.k == key_tag(&c.widget.public_key)
             && tok.x > Timestamp::now().0
     }) else {
-        return c.answer(ApiError::new(
+        return Err(ApiError::new(
             StatusCode::UNAUTHORIZED,
             "invalid_speech_token",
             "this answer's audio link is not valid (or has expired): ask for the turn again",
         ));
     };
-    let export = match st.store.export_conversations(tok.w, &[tok.c]).await {
-        Ok(mut e) => e.pop(),
-        Err(e) => return c.answer(ApiError::from(e)),
-    };
-    let Some(index) = export
+    let export = st.store.export_conversations(tok.w, &[tok.c]).await?.pop();
+    let index = export
         .and_then(|e| e.messages.into_iter().find(|m| m.id == tok.m))
         .and_then(|m| speech_index(&m))
-    else {
-        return c.answer(ApiError::not_found("spoken answer"));
-    };
-    let (a, bytes) = match media::read(&st, tok.w, tok.c, tok.m, index).await {
-        Ok(v) => v,
-        Err(e) => return c.answer(e),
-    };
+        .ok_or_else(|| ApiError::not_found("spoken answer"))?;
+    let (a, bytes) = media::read(&st, tok.w, tok.c, tok.m, index).await?;
     let mime = a.mime_type.unwrap_or_else(|| "audio/mpeg".into());
     let mut res = bytes.into_response();
     let h = res.headers_mut();
@@ -508,7 +447,7 @@ pub(super) async fn speech(
         header::X_CONTENT_TYPE_OPTIONS,
         HeaderValue::from_static("nosniff"),
     );
-    c.answer(res)
+    Ok(res)
 }
 
 /// The job's settings, as [`store_turn`] wrote them.

@@ -5,12 +5,10 @@
 //! visitor was gone meanwhile, the next request for it ends it on the server (end reason
 //! `timeout`) and the visitor is asked for a rating.
 
-use axum::body::Bytes;
-use axum::extract::rejection::BytesRejection;
-use axum::extract::{RawQuery, State};
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::extract::State;
+use axum::http::{HeaderValue, StatusCode};
 use axum::response::sse::Event;
-use axum::response::{Json, Response};
+use axum::response::{IntoResponse, Json, Response};
 use parley_core::channel::{Attachment, ChannelMessageMeta};
 use parley_core::model::{
     AssistantRef, ConversationInput, ConversationPatch, Message, MessageInput, MessageMeta, Rating,
@@ -22,7 +20,7 @@ use parley_core::{Channel, ConversationStatus, MessageId, Role, Timestamp, Varia
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
-use super::{Checked, Peer, VisitorToken, check, visitor_hint, visitor_of};
+use super::{Recording, VisitorRequest, VisitorToken, WidgetBody, WidgetRequest};
 use crate::AppState;
 use crate::assistant::runtime::{self, TurnEvent};
 use crate::error::ApiError;
@@ -49,47 +47,10 @@ pub const VOICE_NOT_TRANSCRIBED: &str = "🎤 Voice message (not transcribed)";
 /// The text of a voice message the provider failed to transcribe.
 pub const VOICE_TRANSCRIPTION_FAILED: &str = "🎤 Voice message (the transcription failed)";
 
-/// Parses a JSON body, answering errors with the request's CORS headers.
-fn parse<T: serde::de::DeserializeOwned>(c: &Checked, body: &[u8]) -> Result<T, Box<Response>> {
-    crate::body::parse_json(body).map_err(|e| Box::new(c.answer(e)))
-}
-
-/// What every visitor request with a body starts with: the key, origin and rate checks
-/// ([`check`]), the body (at most `limit` bytes) and the visitor's token ([`visitor_of`]).
-/// `Err` is the response to send as it is.
-pub(super) async fn visitor_request(
-    st: &AppState,
-    query: Option<&str>,
-    headers: &HeaderMap,
-    peer: Option<std::net::IpAddr>,
-    body: Result<Bytes, BytesRejection>,
-    limit: usize,
-) -> Result<(Checked, VisitorToken, Bytes), Response> {
-    let hint = visitor_hint(st, headers);
-    let c = check(st, query, headers, peer, hint).await?;
-    let body = match body {
-        Ok(b) => b,
-        Err(e) => return Err(c.answer(super::body_error_for(e, limit))),
-    };
-    match visitor_of(st, headers, &c.widget) {
-        Ok(t) => Ok((c, t, body)),
-        Err(e) => Err(c.answer(e)),
-    }
-}
-
 /// `GET /widget/v1/config`: what the script needs to draw the widget.
-pub(super) async fn config(
-    State(st): State<AppState>,
-    RawQuery(q): RawQuery,
-    headers: HeaderMap,
-    Peer(peer): Peer,
-) -> Response {
-    let c = match check(&st, q.as_deref(), &headers, peer, None).await {
-        Ok(c) => c,
-        Err(r) => return r,
-    };
+pub(super) async fn config(c: WidgetRequest) -> Json<Value> {
     let s = &c.widget.settings;
-    c.answer(Json(json!({
+    Json(json!({
         "title": s.title,
         "greeting": s.greeting,
         "color": s.color,
@@ -105,12 +66,13 @@ pub(super) async fn config(
         "max_voice_bytes": MAX_VOICE_BYTES,
         "call": s.call_enabled(),
         "call_end_silence_ms": s.call_end_silence_ms,
-    })))
+    }))
 }
 
+/// The body of `POST /widget/v1/conversations`.
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct StartInput {
+pub(super) struct StartInput {
     #[serde(default)]
     pre_chat: Map<String, Value>,
     /// The tracker token, to link the visit to the conversation.
@@ -123,71 +85,19 @@ struct StartInput {
 /// "visitor_token"}`.
 pub(super) async fn start(
     State(st): State<AppState>,
-    RawQuery(q): RawQuery,
-    headers: HeaderMap,
-    Peer(peer): Peer,
-    body: Result<Bytes, BytesRejection>,
-) -> Response {
-    let c = match check(&st, q.as_deref(), &headers, peer, None).await {
-        Ok(c) => c,
-        Err(r) => return r,
-    };
-    let body = match body {
-        Ok(b) => b,
-        Err(e) => return c.answer(super::body_error(e)),
-    };
-    let input: StartInput = match parse(&c, &body) {
-        Ok(i) => i,
-        Err(r) => return *r,
-    };
-    let settings = &c.widget.settings;
-    let mut variables = Vec::new();
-    for f in &settings.pre_chat {
-        let value = input.pre_chat.get(&f.key).and_then(Value::as_str);
-        match f.check(value) {
-            Ok(Some(v)) => variables.push(Variable {
-                key: f.key.clone(),
-                value: v,
-                source: VariableSource::PreChat,
-            }),
-            Ok(None) => {}
-            Err(message) => {
-                return c.answer(
-                    ApiError::new(
-                        StatusCode::UNPROCESSABLE_ENTITY,
-                        "validation_failed",
-                        message,
-                    )
-                    .with_field(format!("pre_chat.{}", f.key)),
-                );
-            }
-        }
-    }
-    if let Some(k) = input
-        .pre_chat
-        .keys()
-        .find(|k| !settings.pre_chat.iter().any(|f| &f.key == *k))
-    {
-        return c.answer(
-            ApiError::new(
-                StatusCode::UNPROCESSABLE_ENTITY,
-                "validation_failed",
-                format!("{k:?} is not a field of this widget's form"),
-            )
-            .with_field(format!("pre_chat.{k}")),
-        );
-    }
+    WidgetBody {
+        widget: c,
+        body: Json(input),
+    }: WidgetBody<Json<StartInput>>,
+) -> Result<Response, ApiError> {
+    let variables = pre_chat_variables(&c.widget.settings, &input.pre_chat)?;
     let ws = c.widget.workspace_id;
-    let assistant = match st
+    let assistant = st
         .store
         .assistants()
         .get_assistant(ws, c.widget.assistant_id)
-        .await
-    {
-        Ok(Some(a)) => a,
-        Ok(None) => return c.answer(ApiError::not_found("assistant")),
-        Err(e) => return c.answer(ApiError::from(e)),
-    };
+        .await?
+        .ok_or_else(|| ApiError::not_found("assistant"))?;
     let conversation_id = parley_core::ConversationId::new();
     let visitor = format!("visitor-{}", &conversation_id.to_string()[24..]);
     let request = IngestRequest::Create(Box::new(ConversationInput {
@@ -220,17 +130,55 @@ pub(super) async fn start(
         assistant_version: Some(assistant.version),
         messages: Vec::new(),
     }));
-    if let Err(e) = ingest(&st, ws, vec![request]).await {
-        return c.answer(e);
-    }
+    ingest(&st, ws, vec![request]).await?;
     if let Some(t) = input.tracker.as_deref() {
         super::tracker::link(&st, &c.widget, t, conversation_id).await;
     }
     let token = super::visitor_token(&st, &c.widget, conversation_id);
-    c.answer((
+    Ok((
         StatusCode::CREATED,
         Json(json!({"conversation_id": conversation_id.to_string(), "visitor_token": token})),
-    ))
+    )
+        .into_response())
+}
+
+/// The pre-chat form's values as `pre_chat` variables, each field checked by the widget's form
+/// ([`parley_core::widget::PreChatField::check`]).
+/// Errors: 422 `validation_failed` on `pre_chat.<key>` (a value the field refuses, a key that
+/// is not a field of the form).
+fn pre_chat_variables(
+    settings: &parley_core::widget::WidgetSettings,
+    form: &Map<String, Value>,
+) -> Result<Vec<Variable>, ApiError> {
+    let invalid = |key: &str, message: String| {
+        ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "validation_failed",
+            message,
+        )
+        .with_field(format!("pre_chat.{key}"))
+    };
+    let mut variables = Vec::new();
+    for f in &settings.pre_chat {
+        let value = form.get(&f.key).and_then(Value::as_str);
+        if let Some(v) = f.check(value).map_err(|m| invalid(&f.key, m))? {
+            variables.push(Variable {
+                key: f.key.clone(),
+                value: v,
+                source: VariableSource::PreChat,
+            });
+        }
+    }
+    if let Some(k) = form
+        .keys()
+        .find(|k| !settings.pre_chat.iter().any(|f| &f.key == *k))
+    {
+        return Err(invalid(
+            k,
+            format!("{k:?} is not a field of this widget's form"),
+        ));
+    }
+    Ok(variables)
 }
 
 /// Ends a conversation that has been idle longer than the widget's idle timeout (end reason
@@ -238,7 +186,7 @@ pub(super) async fn start(
 /// a stale conversation. Returns the status after the check.
 async fn expire_if_idle(
     st: &AppState,
-    c: &Checked,
+    c: &WidgetRequest,
     t: &VisitorToken,
     summary: &parley_core::model::ConversationSummary,
 ) -> Result<ConversationStatus, ApiError> {
@@ -313,36 +261,30 @@ pub(super) async fn all_messages(
 /// dropped stream or a page load, and merges by id, so nothing is lost or shown twice.
 pub(super) async fn messages(
     State(st): State<AppState>,
-    RawQuery(q): RawQuery,
-    headers: HeaderMap,
-    Peer(peer): Peer,
-) -> Response {
-    let (c, t) = match super::visitor_get(&st, q.as_deref(), &headers, peer).await {
-        Ok(v) => v,
-        Err(r) => return r,
-    };
+    VisitorRequest {
+        widget: c,
+        token: t,
+        ..
+    }: VisitorRequest,
+) -> Result<Json<Value>, ApiError> {
     // `after` is a message id (a UUID) or absent; anything else is the caller's mistake, said so
     // rather than silently answering the whole transcript.
-    let after: Option<MessageId> =
-        match form_urlencoded::parse(q.as_deref().unwrap_or("").as_bytes())
-            .find(|(k, _)| k == "after")
-        {
-            None => None,
-            // The hyphenated form only, as the document's `format: uuid` (RFC 9562) has it.
-            Some((_, v)) => match v.parse().ok().filter(|_| v.len() == 36) {
-                Some(id) => Some(id),
-                None => {
-                    return c.answer(ApiError::bad_param(
-                        "after",
-                        format!("after must be a message id (a UUID), got {v:?}"),
-                    ));
-                }
-            },
-        };
-    match transcript(&st, &c, &t, after).await {
-        Ok(v) => c.answer(Json(v)),
-        Err(e) => c.answer(e),
-    }
+    let after = match c.param("after") {
+        None => None,
+        Some(v) => Some(message_id(&v).ok_or_else(|| {
+            ApiError::bad_param(
+                "after",
+                format!("after must be a message id (a UUID), got {v:?}"),
+            )
+        })?),
+    };
+    Ok(Json(transcript(&st, &c, &t, after).await?))
+}
+
+/// A message id in the hyphenated form only, as the document's `format: uuid` (RFC 9562) has
+/// it; `None` for anything else.
+pub(super) fn message_id(v: &str) -> Option<MessageId> {
+    v.parse().ok().filter(|_| v.len() == 36)
 }
 
 /// What `GET /widget/v1/messages` answers (and the live stream's first `snapshot` event):
@@ -351,7 +293,7 @@ pub(super) async fn messages(
 /// Errors: 404 `not_found` when the conversation is gone, a store error.
 pub(super) async fn transcript(
     st: &AppState,
-    c: &Checked,
+    c: &WidgetRequest,
     t: &VisitorToken,
     after: Option<MessageId>,
 ) -> Result<Value, ApiError> {
@@ -375,9 +317,10 @@ pub(super) async fn transcript(
     }))
 }
 
+/// The body of `POST /widget/v1/messages`.
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct SendInput {
+pub(super) struct SendInput {
     /// The script's id for this message (idempotency: a resend is not stored twice).
     client_id: String,
     content: String,
@@ -394,46 +337,24 @@ pub(super) fn sse(event: &str, data: Value) -> Event {
 /// stored message and `done` without a new answer (the script then fetches what follows).
 pub(super) async fn send(
     State(st): State<AppState>,
-    RawQuery(q): RawQuery,
-    headers: HeaderMap,
-    Peer(peer): Peer,
-    body: Result<Bytes, BytesRejection>,
-) -> Response {
-    let (c, t, body) = match visitor_request(
-        &st,
-        q.as_deref(),
-        &headers,
-        peer,
-        body,
-        super::MAX_BODY_BYTES,
-    )
-    .await
-    {
-        Ok(v) => v,
-        Err(r) => return r,
-    };
-    let input: SendInput = match parse(&c, &body) {
-        Ok(i) => i,
-        Err(r) => return *r,
-    };
+    VisitorRequest {
+        widget: c,
+        token: t,
+        body: Json(input),
+    }: VisitorRequest<Json<SendInput>>,
+) -> Result<Response, ApiError> {
     let content = input.content.trim().to_owned();
     if content.is_empty() || content.chars().count() > MAX_VISITOR_MESSAGE_CHARS {
-        return c.answer(
-            ApiError::new(
-                StatusCode::UNPROCESSABLE_ENTITY,
-                "validation_failed",
-                format!("write a message of 1 to {MAX_VISITOR_MESSAGE_CHARS} characters"),
-            )
-            .with_field("content"),
-        );
+        return Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "validation_failed",
+            format!("write a message of 1 to {MAX_VISITOR_MESSAGE_CHARS} characters"),
+        )
+        .with_field("content"));
     }
     let client_id = input.client_id.trim();
-    if let Err(r) = check_client_id(&c, client_id) {
-        return *r;
-    }
-    if let Err(r) = ensure_active(&st, &c, &t).await {
-        return *r;
-    }
+    check_client_id(client_id)?;
+    ensure_active(&st, &c, &t).await?;
     let message = MessageInput {
         id: None,
         external_id: Some(format!("widget:{client_id}")),
@@ -445,28 +366,24 @@ pub(super) async fn send(
         cost_nanousd: None,
         meta: Default::default(),
     };
-    store_and_answer(st, &c, &t, message, None).await
+    store_and_answer(st, &t, message, None).await
 }
 
 /// Checks a message's client id: 1-64 ASCII letters, digits, `-` and `_`.
-/// Errors: 422 `validation_failed` on `client_id`, with the request's CORS headers.
-pub(super) fn check_client_id(c: &Checked, client_id: &str) -> Result<(), Box<Response>> {
+/// Errors: 422 `validation_failed` on `client_id`.
+pub(super) fn check_client_id(client_id: &str) -> Result<(), ApiError> {
     if client_id.is_empty()
         || client_id.len() > 64
         || !client_id
             .chars()
             .all(|ch| ch.is_ascii_alphanumeric() || ch == '-' || ch == '_')
     {
-        return Err(Box::new(
-            c.answer(
-                ApiError::new(
-                    StatusCode::UNPROCESSABLE_ENTITY,
-                    "validation_failed",
-                    "client_id: 1-64 characters of letters, digits, - and _",
-                )
-                .with_field("client_id"),
-            ),
-        ));
+        return Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "validation_failed",
+            "client_id: 1-64 characters of letters, digits, - and _",
+        )
+        .with_field("client_id"));
     }
     Ok(())
 }
@@ -476,22 +393,21 @@ pub(super) fn check_client_id(c: &Checked, client_id: &str) -> Result<(), Box<Re
 /// store's.
 pub(super) async fn ensure_active(
     st: &AppState,
-    c: &Checked,
+    c: &WidgetRequest,
     t: &VisitorToken,
-) -> Result<(), Box<Response>> {
-    let status = match st.store.get_conversation(t.w, t.c).await {
-        Ok(Some(d)) => expire_if_idle(st, c, t, &d.summary).await,
-        Ok(None) => Err(ApiError::not_found("conversation")),
-        Err(e) => Err(ApiError::from(e)),
-    };
-    match status {
-        Ok(ConversationStatus::Active) => Ok(()),
-        Ok(_) => Err(Box::new(c.answer(ApiError::new(
+) -> Result<(), ApiError> {
+    let d = st
+        .store
+        .get_conversation(t.w, t.c)
+        .await?
+        .ok_or_else(|| ApiError::not_found("conversation"))?;
+    match expire_if_idle(st, c, t, &d.summary).await? {
+        ConversationStatus::Active => Ok(()),
+        _ => Err(ApiError::new(
             StatusCode::CONFLICT,
             "conversation_closed",
             "this conversation has ended: start a new one",
-        )))),
-        Err(e) => Err(Box::new(c.answer(e))),
+        )),
     }
 }
 
@@ -502,11 +418,10 @@ pub(super) async fn ensure_active(
 /// out to be a duplicate.
 async fn store_and_answer(
     st: AppState,
-    c: &Checked,
     t: &VisitorToken,
     message: MessageInput,
     orphan: Option<String>,
-) -> Response {
+) -> Result<Response, ApiError> {
     let outcome = match ingest(
         &st,
         t.w,
@@ -522,13 +437,13 @@ async fn store_and_answer(
             if let Some(key) = orphan {
                 crate::channels::media::remove_attachments(&st, t.w, &[key]).await;
             }
-            return c.answer(e);
+            return Err(e);
         }
     };
     let (stored_id, fresh) = match outcome.messages.first() {
         Some(parley_store::MessageOutcome::Stored { id }) => (*id, true),
         Some(parley_store::MessageOutcome::Duplicate { id }) => (*id, false),
-        _ => return c.answer(ApiError::internal("message neither stored nor found")),
+        _ => return Err(ApiError::internal("message neither stored nor found")),
     };
     if let (false, Some(key)) = (fresh, orphan) {
         crate::channels::media::remove_attachments(&st, t.w, &[key]).await;
@@ -597,40 +512,29 @@ async fn store_and_answer(
     );
     res.headers_mut()
         .insert("x-accel-buffering", HeaderValue::from_static("no"));
-    c.answer(res)
+    Ok(res)
 }
 
 /// The checks of a recorded upload (`POST /widget/v1/voice` and `/call`): a voice mode, the
 /// `client_id` query parameter, the declared audio type and the bytes really being that
-/// container. Returns (client id, MIME type without parameters). Errors (answered with the
-/// request's CORS headers): 403 `voice_disabled`, 422 `validation_failed` (`client_id`, an
-/// empty body), 415 `unsupported_audio_type` / `audio_content_mismatch`.
-pub(super) fn recording_of(
-    c: &Checked,
-    q: Option<&str>,
-    headers: &HeaderMap,
-    body: &[u8],
-) -> Result<(String, String), Box<Response>> {
+/// container. Returns the client id. Errors: 403 `voice_disabled`, 422 `validation_failed`
+/// (`client_id`, an empty body), 415 `unsupported_audio_type` / `audio_content_mismatch`.
+pub(super) fn recording_of(c: &WidgetRequest, rec: &Recording) -> Result<String, ApiError> {
     if c.widget.settings.mode == WidgetMode::Chat {
-        return Err(Box::new(c.answer(ApiError::new(
+        return Err(ApiError::new(
             StatusCode::FORBIDDEN,
             "voice_disabled",
             "this widget takes text only: voice messages are off in its settings",
-        ))));
+        ));
     }
-    let client_id = form_urlencoded::parse(q.unwrap_or("").as_bytes())
-        .find(|(k, _)| k == "client_id")
-        .map(|(_, v)| v.trim().to_owned())
+    let client_id = c
+        .param("client_id")
+        .map(|v| v.trim().to_owned())
         .unwrap_or_default();
-    check_client_id(c, &client_id)?;
-    let mime = headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.split(';').next())
-        .map(|v| v.trim().to_ascii_lowercase())
-        .unwrap_or_default();
+    check_client_id(&client_id)?;
+    let mime = &rec.mime;
     if !VOICE_TYPES.contains(&mime.as_str()) {
-        return Err(Box::new(c.answer(ApiError::new(
+        return Err(ApiError::new(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
             "unsupported_audio_type",
             format!(
@@ -638,36 +542,28 @@ pub(super) fn recording_of(
                 VOICE_TYPES.join(", "),
                 mime
             ),
-        ))));
-    }
-    if body.is_empty() {
-        return Err(Box::new(
-            c.answer(
-                ApiError::new(
-                    StatusCode::UNPROCESSABLE_ENTITY,
-                    "validation_failed",
-                    "the recording is empty",
-                )
-                .with_field("body"),
-            ),
         ));
     }
-    if !parley_core::audio::matches_declared(&mime, body) {
-        return Err(Box::new(
-            c.answer(
-                ApiError::new(
-                    StatusCode::UNSUPPORTED_MEDIA_TYPE,
-                    "audio_content_mismatch",
-                    format!(
-                        "the recording is not {mime}: expected {}",
-                        parley_core::audio::expected_signature(&mime)
-                    ),
-                )
-                .with_field("body"),
-            ),
-        ));
+    if rec.bytes.is_empty() {
+        return Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "validation_failed",
+            "the recording is empty",
+        )
+        .with_field("body"));
     }
-    Ok((client_id, mime))
+    if !parley_core::audio::matches_declared(mime, &rec.bytes) {
+        return Err(ApiError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "audio_content_mismatch",
+            format!(
+                "the recording is not {mime}: expected {}",
+                parley_core::audio::expected_signature(mime)
+            ),
+        )
+        .with_field("body"));
+    }
+    Ok(client_id)
 }
 
 /// `POST /widget/v1/voice?key=&client_id=ID`: a recorded voice message. The body is the audio
@@ -699,72 +595,35 @@ pub(super) fn recording_of(
 /// 409 `conversation_closed`, 500 when the attachment storage cannot be written.
 pub(super) async fn voice(
     State(st): State<AppState>,
-    RawQuery(q): RawQuery,
-    headers: HeaderMap,
-    Peer(peer): Peer,
-    body: Result<Bytes, BytesRejection>,
-) -> Response {
-    let (c, t, body) =
-        match visitor_request(&st, q.as_deref(), &headers, peer, body, MAX_VOICE_BYTES).await {
-            Ok(v) => v,
-            Err(r) => return r,
-        };
-    let (client_id, mime) = match recording_of(&c, q.as_deref(), &headers, &body) {
-        Ok(v) => v,
-        Err(r) => return *r,
-    };
-    if let Err(r) = ensure_active(&st, &c, &t).await {
-        return *r;
-    }
+    VisitorRequest {
+        widget: c,
+        token: t,
+        body: rec,
+    }: VisitorRequest<Recording>,
+) -> Result<Response, ApiError> {
+    let client_id = recording_of(&c, &rec)?;
+    ensure_active(&st, &c, &t).await?;
     let external_id = format!("widget:{client_id}");
     // A resend of a stored recording: answer from the record, without storing the audio or
     // calling the provider again.
-    let known = match all_messages(&st, &t).await {
-        Ok(Some(list)) => list
-            .into_iter()
-            .any(|m| m.external_id.as_deref() == Some(external_id.as_str())),
-        Ok(None) => return c.answer(ApiError::not_found("conversation")),
-        Err(e) => return c.answer(e),
-    };
+    let known = all_messages(&st, &t)
+        .await?
+        .ok_or_else(|| ApiError::not_found("conversation"))?
+        .into_iter()
+        .any(|m| m.external_id.as_deref() == Some(external_id.as_str()));
     let mut attachment = Attachment {
         kind: "voice".into(),
         media_id: client_id.clone(),
-        mime_type: Some(mime),
+        mime_type: Some(rec.mime),
         ..Default::default()
     };
     let mut orphan = None;
     let content = if known {
         VOICE_NOT_TRANSCRIBED.to_owned()
     } else {
-        use crate::channels::media::{QuotaPolicy, StoreFailure, store_attachment};
-        match store_attachment(&st, t.w, &mut attachment, &body, QuotaPolicy::Refuse).await {
-            Ok(()) => {}
-            Err(e @ StoreFailure::QuotaExceeded { .. }) => {
-                tracing::warn!(workspace = %t.w, "widget voice message refused: {e}");
-                return c.answer(ApiError::new(
-                    StatusCode::PAYLOAD_TOO_LARGE,
-                    "attachment_quota_exceeded",
-                    "this site cannot take more voice messages right now: type your message instead",
-                ));
-            }
-            Err(e) => {
-                tracing::error!(error = %e, "widget voice message not stored");
-                return c.answer(ApiError::internal(e.to_string()));
-            }
-        }
+        keep_recording(&st, t.w, &mut attachment, &rec.bytes, "voice messages").await?;
         orphan = attachment.storage_key.clone();
-        let model = c.widget.settings.transcription_model.clone();
-        if model.is_empty() {
-            VOICE_NOT_TRANSCRIBED.to_owned()
-        } else {
-            match crate::channels::media::transcribe_with(&st, t.w, t.a, &model, &mut attachment)
-                .await
-                .map(|text| text.trim().to_owned())
-            {
-                Some(text) if !text.is_empty() => format!("🎤 {text}"),
-                _ => VOICE_TRANSCRIPTION_FAILED.to_owned(),
-            }
-        }
+        transcript_text(&st, &c, &t, &mut attachment).await
     };
     let message = MessageInput {
         id: None,
@@ -784,12 +643,63 @@ pub(super) async fn voice(
             ..Default::default()
         },
     };
-    store_and_answer(st, &c, &t, message, orphan).await
+    store_and_answer(st, &t, message, orphan).await
 }
 
+/// Keeps a visitor's recording in the attachment storage (see [`crate::channels::media`]),
+/// counted against the workspace's quota; `what` names the recordings in the refusal (`voice
+/// messages`). Errors: 413 `attachment_quota_exceeded`, 500 when the storage cannot be
+/// written.
+pub(super) async fn keep_recording(
+    st: &AppState,
+    ws: parley_core::WorkspaceId,
+    attachment: &mut Attachment,
+    bytes: &[u8],
+    what: &str,
+) -> Result<(), ApiError> {
+    use crate::channels::media::{QuotaPolicy, StoreFailure, store_attachment};
+    match store_attachment(st, ws, attachment, bytes, QuotaPolicy::Refuse).await {
+        Ok(()) => Ok(()),
+        Err(e @ StoreFailure::QuotaExceeded { .. }) => {
+            tracing::warn!(workspace = %ws, "widget {what} refused: {e}");
+            Err(ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "attachment_quota_exceeded",
+                format!("this site cannot take more {what} right now: type your message instead"),
+            ))
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "widget {what} not stored");
+            Err(ApiError::internal(e.to_string()))
+        }
+    }
+}
+
+/// A voice message's text: `🎤 {transcript}` by the widget's `transcription_model`, else
+/// [`VOICE_NOT_TRANSCRIBED`] (no model) or [`VOICE_TRANSCRIPTION_FAILED`].
+async fn transcript_text(
+    st: &AppState,
+    c: &WidgetRequest,
+    t: &VisitorToken,
+    attachment: &mut Attachment,
+) -> String {
+    let model = &c.widget.settings.transcription_model;
+    if model.is_empty() {
+        return VOICE_NOT_TRANSCRIBED.to_owned();
+    }
+    match crate::channels::media::transcribe_with(st, t.w, t.a, model, attachment)
+        .await
+        .map(|text| text.trim().to_owned())
+    {
+        Some(text) if !text.is_empty() => format!("🎤 {text}"),
+        _ => VOICE_TRANSCRIPTION_FAILED.to_owned(),
+    }
+}
+
+/// The body of `POST /widget/v1/close` (optional).
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct CloseInput {
+pub(super) struct CloseInput {
     #[serde(default)]
     reason: Option<String>,
 }
@@ -798,53 +708,27 @@ struct CloseInput {
 /// `timeout`). Closing a closed conversation changes nothing. 200 `{"status": "closed"}`.
 pub(super) async fn close(
     State(st): State<AppState>,
-    RawQuery(q): RawQuery,
-    headers: HeaderMap,
-    Peer(peer): Peer,
-    body: Result<Bytes, BytesRejection>,
-) -> Response {
-    let (c, t, body) = match visitor_request(
-        &st,
-        q.as_deref(),
-        &headers,
-        peer,
-        body,
-        super::MAX_BODY_BYTES,
-    )
-    .await
-    {
-        Ok(v) => v,
-        Err(r) => return r,
-    };
-    let input: CloseInput = if body.is_empty() {
-        CloseInput { reason: None }
-    } else {
-        match parse(&c, &body) {
-            Ok(i) => i,
-            Err(r) => return *r,
-        }
-    };
-    let reason = match input.reason.as_deref() {
+    VisitorRequest { token: t, body, .. }: VisitorRequest<Option<Json<CloseInput>>>,
+) -> Result<Json<Value>, ApiError> {
+    let reason = match body.and_then(|Json(i)| i.reason).as_deref() {
         None | Some("visitor_closed") => "visitor_closed",
         Some("timeout") => "timeout",
         Some(_) => {
-            return c.answer(
-                ApiError::new(
-                    StatusCode::UNPROCESSABLE_ENTITY,
-                    "validation_failed",
-                    "reason: visitor_closed or timeout",
-                )
-                .with_field("reason"),
-            );
+            return Err(ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "validation_failed",
+                "reason: visitor_closed or timeout",
+            )
+            .with_field("reason"));
         }
     };
-    match st.store.get_conversation(t.w, t.c).await {
-        Ok(Some(d)) if d.summary.status != ConversationStatus::Active => {
-            return c.answer(Json(json!({"status": d.summary.status.as_str()})));
-        }
-        Ok(Some(_)) => {}
-        Ok(None) => return c.answer(ApiError::not_found("conversation")),
-        Err(e) => return c.answer(ApiError::from(e)),
+    let d = st
+        .store
+        .get_conversation(t.w, t.c)
+        .await?
+        .ok_or_else(|| ApiError::not_found("conversation"))?;
+    if d.summary.status != ConversationStatus::Active {
+        return Ok(Json(json!({"status": d.summary.status.as_str()})));
     }
     let patch = ConversationPatch {
         status: Some(ConversationStatus::Closed),
@@ -852,15 +736,14 @@ pub(super) async fn close(
         end_reason: Some(Some(reason.to_owned())),
         ..Default::default()
     };
-    match st.store.update_conversation(t.w, t.c, &patch).await {
-        Ok(_) => c.answer(Json(json!({"status": "closed"}))),
-        Err(e) => c.answer(ApiError::from(e)),
-    }
+    st.store.update_conversation(t.w, t.c, &patch).await?;
+    Ok(Json(json!({"status": "closed"})))
 }
 
+/// The body of `POST /widget/v1/rating`.
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct RateInput {
+pub(super) struct RateInput {
     #[serde(deserialize_with = "parley_core::model::int::exact")]
     score: u8,
     #[serde(default)]
@@ -871,37 +754,19 @@ struct RateInput {
 /// [`MAX_COMMENT_CHARS`]); a later rating replaces an earlier one. 200 `{"rated": true}`.
 pub(super) async fn rate(
     State(st): State<AppState>,
-    RawQuery(q): RawQuery,
-    headers: HeaderMap,
-    Peer(peer): Peer,
-    body: Result<Bytes, BytesRejection>,
-) -> Response {
-    let (c, t, body) = match visitor_request(
-        &st,
-        q.as_deref(),
-        &headers,
-        peer,
-        body,
-        super::MAX_BODY_BYTES,
-    )
-    .await
-    {
-        Ok(v) => v,
-        Err(r) => return r,
-    };
-    let input: RateInput = match parse(&c, &body) {
-        Ok(i) => i,
-        Err(r) => return *r,
-    };
+    VisitorRequest {
+        token: t,
+        body: Json(input),
+        ..
+    }: VisitorRequest<Json<RateInput>>,
+) -> Result<Json<Value>, ApiError> {
     if !(1..=5).contains(&input.score) {
-        return c.answer(
-            ApiError::new(
-                StatusCode::UNPROCESSABLE_ENTITY,
-                "validation_failed",
-                "score: 1 to 5",
-            )
-            .with_field("score"),
-        );
+        return Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "validation_failed",
+            "score: 1 to 5",
+        )
+        .with_field("score"));
     }
     let comment = input
         .comment
@@ -911,14 +776,12 @@ pub(super) async fn rate(
         .as_ref()
         .is_some_and(|s| s.chars().count() > MAX_COMMENT_CHARS)
     {
-        return c.answer(
-            ApiError::new(
-                StatusCode::UNPROCESSABLE_ENTITY,
-                "validation_failed",
-                format!("comment: at most {MAX_COMMENT_CHARS} characters"),
-            )
-            .with_field("comment"),
-        );
+        return Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "validation_failed",
+            format!("comment: at most {MAX_COMMENT_CHARS} characters"),
+        )
+        .with_field("comment"));
     }
     let patch = ConversationPatch {
         rating: Some(Some(Rating {
@@ -928,8 +791,6 @@ pub(super) async fn rate(
         })),
         ..Default::default()
     };
-    match st.store.update_conversation(t.w, t.c, &patch).await {
-        Ok(_) => c.answer(Json(json!({"rated": true}))),
-        Err(e) => c.answer(ApiError::from(e)),
-    }
+    st.store.update_conversation(t.w, t.c, &patch).await?;
+    Ok(Json(json!({"rated": true})))
 }

@@ -23,8 +23,8 @@
 //! those of the other endpoints (401 `unknown_widget_key`, 403 `origin_not_allowed`, 403
 //! `widget_disabled`, 429 `rate_limited`, 401 `invalid_visitor_token`, 404 `not_found`).
 
-use axum::extract::{RawQuery, State};
-use axum::http::{HeaderMap, HeaderValue};
+use axum::extract::{Request, State};
+use axum::http::HeaderValue;
 use axum::response::Response;
 use axum::response::sse::Event;
 use futures_util::StreamExt as _;
@@ -34,53 +34,79 @@ use parley_store::{EventFilter, EventType, StoredEvent};
 use serde_json::json;
 
 use super::chat::{sse, transcript, visitor_message};
-use super::{Peer, VISITOR_HEADER, VisitorToken};
+use super::{VISITOR_HEADER, VisitorRequest, VisitorToken};
 use crate::AppState;
+use crate::error::ApiError;
 
 /// How many of the newest messages a `message` event's message is looked for in (a message
 /// changed further back is not sent; the next `snapshot` has it).
 const RECENT: u32 = 50;
 
-/// `GET /widget/v1/stream?key=&visitor=`: the visitor's conversation, live (see the module
-/// docs).
+/// Moves a `/stream` request's `visitor` query parameter into the `X-Parley-Visitor` header
+/// (unless the header is there: it wins) and takes it out of the URI, so that nothing after
+/// this point (handler, extractor, a log line) holds the token in a URL. Other parameters stay
+/// as they were. A route layer of `GET /widget/v1/stream`.
+pub(super) async fn visitor_from_query(mut req: Request) -> Request {
+    let Some(query) = req.uri().query() else {
+        return req;
+    };
+    let (token, rest): (Vec<_>, Vec<_>) = form_urlencoded::parse(query.as_bytes())
+        .map(|(k, v)| (k.into_owned(), v.into_owned()))
+        .partition(|(k, _)| k == "visitor");
+    if token.is_empty() {
+        return req;
+    }
+    if !req.headers().contains_key(VISITOR_HEADER)
+        && let Some(v) = token
+            .first()
+            .and_then(|(_, v)| HeaderValue::from_str(v).ok())
+    {
+        req.headers_mut().insert(VISITOR_HEADER, v);
+    }
+    let rest = form_urlencoded::Serializer::new(String::new())
+        .extend_pairs(rest)
+        .finish();
+    let path = req.uri().path();
+    let path_and_query = if rest.is_empty() {
+        path.to_owned()
+    } else {
+        format!("{path}?{rest}")
+    };
+    let mut uri = req.uri().clone().into_parts();
+    if let Ok(pq) = path_and_query.parse() {
+        uri.path_and_query = Some(pq);
+        if let Ok(u) = axum::http::Uri::from_parts(uri) {
+            *req.uri_mut() = u;
+        }
+    }
+    req
+}
+
+/// `GET /widget/v1/stream?key=`: the visitor's conversation, live (see the module docs; the
+/// token may have come as `?visitor=`, see [`visitor_from_query`]).
 pub(super) async fn stream(
     State(st): State<AppState>,
-    RawQuery(q): RawQuery,
-    mut headers: HeaderMap,
-    Peer(peer): Peer,
-) -> Response {
-    if !headers.contains_key(VISITOR_HEADER)
-        && let Some(v) = form_urlencoded::parse(q.as_deref().unwrap_or("").as_bytes())
-            .find(|(k, _)| k == "visitor")
-            .and_then(|(_, v)| HeaderValue::from_str(&v).ok())
-    {
-        headers.insert(VISITOR_HEADER, v);
-    }
-    let (c, t) = match super::visitor_get(&st, q.as_deref(), &headers, peer).await {
-        Ok(v) => v,
-        Err(r) => return r,
-    };
+    VisitorRequest {
+        widget: c,
+        token: t,
+        ..
+    }: VisitorRequest,
+) -> Result<Response, ApiError> {
     // The position before the snapshot is read: what is stored meanwhile comes as events too
     // (the script merges by id, so nothing shows twice).
-    let after = match st.store.events().latest_event_id().await {
-        Ok(id) => id,
-        Err(e) => return c.answer(crate::error::ApiError::from(e)),
-    };
+    let after = st.store.events().latest_event_id().await?;
     let filter = EventFilter {
         conversation: Some(t.c),
         ..EventFilter::default()
     };
     let events = crate::events::follow(&st, t.w, filter, after);
-    let snapshot = match transcript(&st, &c, &t, None).await {
-        Ok(v) => sse("snapshot", v),
-        Err(e) => return c.answer(e),
-    };
+    let snapshot = sse("snapshot", transcript(&st, &c, &t, None).await?);
     let state = st.clone();
     let frames = events.filter_map(move |e| {
         let (st, t) = (state.clone(), t.clone());
         async move { frame(&st, &t, &e).await }
     });
-    c.answer(crate::sse::respond(
+    Ok(crate::sse::respond(
         &st.metrics,
         crate::metrics::StreamKind::Events,
         futures_util::stream::once(async move { snapshot }).chain(frames),

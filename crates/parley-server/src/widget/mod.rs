@@ -36,11 +36,11 @@
 
 pub mod call;
 pub mod chat;
+mod extract;
 pub mod live;
 pub mod tracker;
 pub mod ua;
 
-use std::net::IpAddr;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU32, Ordering};
 
@@ -56,6 +56,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::AppState;
 use crate::error::ApiError;
+pub(crate) use extract::{Recording, VisitorRequest, WidgetBody, WidgetRequest};
 
 /// The widget script, served at `/widget.js`.
 pub const WIDGET_JS: &str = include_str!("../../assets/widget.js");
@@ -218,7 +219,10 @@ pub fn router(state: &AppState) -> Router<AppState> {
         .route("/config", get(chat::config))
         .route("/conversations", post(chat::start))
         .route("/messages", post(chat::send).get(chat::messages))
-        .route("/stream", get(live::stream))
+        .route(
+            "/stream",
+            get(live::stream).route_layer(middleware::map_request(live::visitor_from_query)),
+        )
         .route(
             "/voice",
             post(chat::voice).layer(DefaultBodyLimit::max(chat::MAX_VOICE_BYTES)),
@@ -275,14 +279,21 @@ async fn preview_script() -> Response {
 }
 
 /// Answers CORS preflights (`OPTIONS`): 204 with the CORS headers when the key exists and the
-/// origin is allowed, 403 otherwise. Other requests pass through.
+/// origin is allowed, 403 otherwise. Other requests pass through, and their answer gets the
+/// CORS headers of the origin [`WidgetRequest`] allowed, if it did (see [`extract`]).
 async fn preflight(
     axum::extract::State(st): axum::extract::State<AppState>,
-    req: Request,
+    mut req: Request,
     next: Next,
 ) -> Response {
     if req.method() != Method::OPTIONS {
-        return next.run(req).await;
+        let slot = extract::AllowedOrigin::default();
+        req.extensions_mut().insert(slot.clone());
+        let mut res = next.run(req).await;
+        if let Some(origin) = slot.0.get() {
+            cors(&mut res, origin);
+        }
+        return res;
     }
     let key = key_param(req.uri().query());
     let origin = origin_of(req.headers());
@@ -340,83 +351,8 @@ fn cors(res: &mut Response, origin: &str) {
     );
 }
 
-/// A request that passed the key, origin and rate checks.
-pub(crate) struct Checked {
-    /// The widget.
-    pub widget: WidgetRecord,
-    /// The request's origin (allowed).
-    pub origin: String,
-}
-
-impl Checked {
-    /// `res` with this origin's CORS headers.
-    pub fn answer(&self, res: impl IntoResponse) -> Response {
-        let mut res = res.into_response();
-        cors(&mut res, &self.origin);
-        res
-    }
-}
-
-/// Checks the widget key, the origin and the per-key and per-visitor rate limits.
-/// `visitor` names the visitor when known (their conversation); else the client address is used.
-/// Errors: 401 `unknown_widget_key`, 403 `widget_disabled`, 403 `origin_not_allowed`, 429
-/// `rate_limited`; an error for an allowed origin carries its CORS headers.
-pub(crate) async fn check(
-    st: &AppState,
-    query: Option<&str>,
-    headers: &HeaderMap,
-    peer: Option<IpAddr>,
-    visitor: Option<String>,
-) -> Result<Checked, Response> {
-    let key = key_param(query);
-    if !key.starts_with("pk_") || key.len() > 64 {
-        return Err(unknown_key());
-    }
-    let widget = match st.store.widget_by_key(&key).await {
-        Ok(Some(w)) => w,
-        Ok(None) => return Err(unknown_key()),
-        Err(e) => return Err(ApiError::from(e).into_response()),
-    };
-    let Some(origin) = origin_of(headers).filter(|o| widget.settings.allows(o)) else {
-        return Err(ApiError::new(
-            StatusCode::FORBIDDEN,
-            "origin_not_allowed",
-            "this site is not allowed to use this widget: add its origin to the widget's allowed origins",
-        )
-        .into_response());
-    };
-    let checked = Checked { widget, origin };
-    if !checked.widget.settings.enabled {
-        return Err(checked.answer(ApiError::new(
-            StatusCode::FORBIDDEN,
-            "widget_disabled",
-            "this widget is switched off",
-        )));
-    }
-    let visitor = visitor.unwrap_or_else(|| {
-        peer.map(|p| p.to_string())
-            .unwrap_or_else(|| "unknown".into())
-    });
-    if !st.widget.limits.allow(st, &key, &visitor).await {
-        let mut res = checked.answer(ApiError::new(
-            StatusCode::TOO_MANY_REQUESTS,
-            "rate_limited",
-            "too many requests: wait a minute and try again",
-        ));
-        res.headers_mut()
-            .insert(header::RETRY_AFTER, HeaderValue::from_static("60"));
-        return Err(res);
-    }
-    Ok(checked)
-}
-
-/// The error for a body that could not be read: 413 `body_too_large` over [`MAX_BODY_BYTES`],
-/// else 400 `invalid_body`.
-pub(crate) fn body_error(e: axum::extract::rejection::BytesRejection) -> ApiError {
-    body_error_for(e, MAX_BODY_BYTES)
-}
-
-/// [`body_error`] for a route whose body limit is `limit` bytes.
+/// The error for a body that could not be read: 413 `body_too_large` over the route's limit of
+/// `limit` bytes, else 400 `invalid_body`.
 pub(crate) fn body_error_for(
     e: axum::extract::rejection::BytesRejection,
     limit: usize,
@@ -434,15 +370,6 @@ pub(crate) fn body_error_for(
             "the request body could not be read",
         )
     }
-}
-
-fn unknown_key() -> Response {
-    ApiError::new(
-        StatusCode::UNAUTHORIZED,
-        "unknown_widget_key",
-        "this widget key is unknown or has been revoked",
-    )
-    .into_response()
 }
 
 /// The client address (behind trusted proxies, the forwarded one): see [`crate::client_addr`].
@@ -535,23 +462,6 @@ pub(crate) fn visitor_of(
                 "start a conversation first: the visitor token is missing or not valid for this widget",
             )
         })
-}
-
-/// What every visitor request without a body starts with: the key, origin and rate checks
-/// ([`check`], counted per visitor) and the visitor's token ([`visitor_of`]). `Err` is the
-/// response to send as it is (with the CORS headers when the origin is allowed).
-pub(crate) async fn visitor_get(
-    st: &AppState,
-    query: Option<&str>,
-    headers: &HeaderMap,
-    peer: Option<IpAddr>,
-) -> Result<(Checked, VisitorToken), Response> {
-    let hint = visitor_hint(st, headers);
-    let c = check(st, query, headers, peer, hint).await?;
-    match visitor_of(st, headers, &c.widget) {
-        Ok(t) => Ok((c, t)),
-        Err(e) => Err(c.answer(e)),
-    }
 }
 
 /// The conversation a request's visitor token names, without checking the widget (used only to

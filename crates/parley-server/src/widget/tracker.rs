@@ -19,17 +19,16 @@
 //! ([`scrub`]) in case a site's markup hides them under other input types.
 
 use axum::body::Bytes;
-use axum::extract::rejection::BytesRejection;
-use axum::extract::{RawQuery, State};
+use axum::extract::{FromRequest, Request, State};
 use axum::http::{HeaderMap, StatusCode, header};
-use axum::response::{IntoResponse, Json, Response};
+use axum::response::{Json, Response};
 use parley_core::widget::{TrackerItem, TrackerItemKind, TrackerSession, WidgetRecord};
 use parley_core::{AssistantId, ConversationId, Timestamp, WorkspaceId};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 use uuid::Uuid;
 
-use super::{Peer, TRACKER_HEADER, check, open_token, seal_token};
+use super::{Peer, TRACKER_HEADER, WidgetBody, WidgetRequest, open_token, seal_token};
 use crate::AppState;
 use crate::error::ApiError;
 
@@ -286,28 +285,17 @@ struct SessionInput {
 /// `POST /widget/v1/track/session`: see the module docs.
 pub(super) async fn session(
     State(st): State<AppState>,
-    RawQuery(q): RawQuery,
     headers: HeaderMap,
     Peer(peer): Peer,
-    body: Result<Bytes, BytesRejection>,
-) -> Response {
-    let c = match check(&st, q.as_deref(), &headers, peer, None).await {
-        Ok(c) => c,
-        Err(r) => return r,
-    };
-    let body = match body {
-        Ok(b) => b,
-        Err(e) => return c.answer(super::body_error(e)),
-    };
+    WidgetBody { widget: c, body }: WidgetBody<Bytes>,
+) -> Result<Json<Value>, ApiError> {
     let settings = &c.widget.settings;
     if !settings.tracking || (settings.respect_dnt && privacy_signal(&headers)) {
-        return c.answer(Json(json!({"recording": false})));
+        return Ok(Json(json!({"recording": false})));
     }
-    let input: SessionInput = match crate::body::parse_json(&body) {
-        Ok(i) => i,
-        Err(e) => return c.answer(e),
-    };
+    let input: SessionInput = crate::body::parse_json(&body)?;
     let now = Timestamp::now();
+    let linked = linked_conversation(&st, &c.widget, input.visitor.as_deref());
     if let Some(t) = input
         .tracker
         .as_deref()
@@ -315,15 +303,11 @@ pub(super) async fn session(
         && let Ok(Some(mut s)) = st.store.tracker_session(t.w, t.s).await
     {
         s.last_seen_at = Some(now);
-        if let Err(e) = st.store.save_tracker_session(&s).await {
-            return c.answer(ApiError::from(e));
+        st.store.save_tracker_session(&s).await?;
+        if let Some(v) = linked {
+            st.store.link_tracker_session(t.w, s.id, v).await?;
         }
-        if let Some(v) = linked_conversation(&st, &c.widget, input.visitor.as_deref())
-            && let Err(e) = st.store.link_tracker_session(t.w, s.id, v).await
-        {
-            return c.answer(ApiError::from(e));
-        }
-        return c.answer(Json(json!({
+        return Ok(Json(json!({
             "tracker": input.tracker, "session_id": s.id.to_string(), "recording": true,
         })));
     }
@@ -331,6 +315,39 @@ pub(super) async fn session(
         .get(header::USER_AGENT)
         .and_then(|v| v.to_str().ok())
         .unwrap_or("");
+    let session = new_session(&st, &c.widget, ua, peer, &input, now);
+    st.store.save_tracker_session(&session).await?;
+    if let Some(v) = linked {
+        st.store
+            .link_tracker_session(c.widget.workspace_id, session.id, v)
+            .await?;
+    }
+    let token = seal_token(
+        &st,
+        &TrackerToken {
+            t: "tracker".into(),
+            w: c.widget.workspace_id,
+            a: c.widget.assistant_id,
+            s: session.id,
+            k: super::key_tag(&c.widget.public_key),
+        },
+    );
+    Ok(Json(json!({
+        "tracker": token, "session_id": session.id.to_string(), "recording": true,
+    })))
+}
+
+/// A new visit of `widget` starting `now`: the device of the user agent `ua`, the place of
+/// the client address `peer` (with a GeoIP database), the landing page and referrer scrubbed
+/// ([`scrub_url`]), the traffic source and UTM parameters they give.
+fn new_session(
+    st: &AppState,
+    widget: &WidgetRecord,
+    ua: &str,
+    peer: Option<std::net::IpAddr>,
+    input: &SessionInput,
+    now: Timestamp,
+) -> TrackerSession {
     let device = super::ua::parse(ua);
     let (country, city) = match (&st.widget.geoip, peer) {
         (Some(db), Some(addr)) => db.locate(addr),
@@ -338,10 +355,10 @@ pub(super) async fn session(
     };
     let landing = scrub_url(&input.landing_page);
     let referrer = scrub_url(&input.referrer);
-    let session = TrackerSession {
+    TrackerSession {
         id: Uuid::now_v7(),
-        workspace_id: Some(c.widget.workspace_id),
-        assistant_id: Some(c.widget.assistant_id),
+        workspace_id: Some(widget.workspace_id),
+        assistant_id: Some(widget.assistant_id),
         started_at: Some(now),
         last_seen_at: Some(now),
         device: device.kind.to_owned(),
@@ -355,31 +372,7 @@ pub(super) async fn session(
         utm_campaign: query_param(&landing, "utm_campaign"),
         landing_page: landing,
         referrer,
-    };
-    if let Err(e) = st.store.save_tracker_session(&session).await {
-        return c.answer(ApiError::from(e));
     }
-    if let Some(v) = linked_conversation(&st, &c.widget, input.visitor.as_deref())
-        && let Err(e) = st
-            .store
-            .link_tracker_session(c.widget.workspace_id, session.id, v)
-            .await
-    {
-        return c.answer(ApiError::from(e));
-    }
-    let token = seal_token(
-        &st,
-        &TrackerToken {
-            t: "tracker".into(),
-            w: c.widget.workspace_id,
-            a: c.widget.assistant_id,
-            s: session.id,
-            k: super::key_tag(&c.widget.public_key),
-        },
-    );
-    c.answer(Json(json!({
-        "tracker": token, "session_id": session.id.to_string(), "recording": true,
-    })))
 }
 
 /// The conversation a visitor token (valid for this widget) names.
@@ -440,80 +433,92 @@ struct TrackInput {
     items: Vec<ItemInput>,
 }
 
+/// `POST /widget/v1/track`'s request: the [`WidgetRequest`] checks counted per tracker session
+/// (the `X-Parley-Tracker` header's, when it opens), the header's token (not yet checked) and
+/// the body as sent. Rejections: those of [`WidgetBody`].
+pub(super) struct TrackRequest {
+    widget: WidgetRequest,
+    token: Option<String>,
+    body: Bytes,
+}
+
+impl FromRequest<AppState> for TrackRequest {
+    type Rejection = Response;
+
+    async fn from_request(req: Request, st: &AppState) -> Result<Self, Response> {
+        let (mut parts, body) = req.into_parts();
+        let token = parts
+            .headers
+            .get(TRACKER_HEADER)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
+        let hint = token
+            .as_deref()
+            .and_then(|t| open_token::<TrackerToken>(st, t))
+            .map(|t| t.s.to_string());
+        let widget = WidgetRequest::check(&mut parts, st, hint).await?;
+        let body = super::extract::body_of(Request::from_parts(parts, body), st)
+            .await
+            .map_err(axum::response::IntoResponse::into_response)?;
+        Ok(TrackRequest {
+            widget,
+            token,
+            body,
+        })
+    }
+}
+
 /// `POST /widget/v1/track`: see the module docs.
 pub(super) async fn track(
     State(st): State<AppState>,
-    RawQuery(q): RawQuery,
     headers: HeaderMap,
-    Peer(peer): Peer,
-    body: Result<Bytes, BytesRejection>,
-) -> Response {
-    let token = headers
-        .get(TRACKER_HEADER)
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_owned);
-    let hint = token
-        .as_deref()
-        .and_then(|t| open_token::<TrackerToken>(&st, t))
-        .map(|t| t.s.to_string());
-    let c = match check(&st, q.as_deref(), &headers, peer, hint).await {
-        Ok(c) => c,
-        Err(r) => return r,
-    };
-    let body = match body {
-        Ok(b) => b,
-        Err(e) => return c.answer(super::body_error(e)),
-    };
+    TrackRequest {
+        widget: c,
+        token,
+        body,
+    }: TrackRequest,
+) -> Result<Json<Value>, ApiError> {
     let settings = &c.widget.settings;
     if !settings.tracking || (settings.respect_dnt && privacy_signal(&headers)) {
-        return c.answer(Json(json!({"stored": 0})));
+        return Ok(Json(json!({"stored": 0})));
     }
     let Some(t) = token.as_deref().and_then(|t| token_for(&st, &c.widget, t)) else {
-        return c.answer(ApiError::new(
+        return Err(ApiError::new(
             StatusCode::UNAUTHORIZED,
             "invalid_tracker_token",
             "start a tracker session first: the tracker token is missing or not valid for this widget",
         ));
     };
-    let input: TrackInput = match crate::body::parse_json(&body) {
-        Ok(i) => i,
-        Err(e) => return c.answer(e),
-    };
+    let input: TrackInput = crate::body::parse_json(&body)?;
     if input.items.len() > MAX_ITEMS {
-        return c.answer(
-            ApiError::new(
-                StatusCode::UNPROCESSABLE_ENTITY,
-                "validation_failed",
-                format!("at most {MAX_ITEMS} items per request"),
-            )
-            .with_field("items"),
-        );
+        return Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "validation_failed",
+            format!("at most {MAX_ITEMS} items per request"),
+        )
+        .with_field("items"));
     }
     let now = Timestamp::now();
     let mut stored = 0;
     for (i, it) in input.items.into_iter().enumerate() {
         if it.scroll_depth.is_some_and(|v| v > 100) {
-            return c.answer(
-                ApiError::new(
-                    StatusCode::UNPROCESSABLE_ENTITY,
-                    "validation_failed",
-                    "a percentage from 0 to 100",
-                )
-                .with_field(format!("items[{i}].scroll_depth")),
-            );
+            return Err(ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "validation_failed",
+                "a percentage from 0 to 100",
+            )
+            .with_field(format!("items[{i}].scroll_depth")));
         }
         let data = scrub(it.data);
         if !(data.is_null() || data.is_object())
             || serde_json::to_string(&data).map_or(0, |s| s.len()) > MAX_DATA_BYTES
         {
-            return c.answer(
-                ApiError::new(
-                    StatusCode::UNPROCESSABLE_ENTITY,
-                    "validation_failed",
-                    format!("a JSON object of at most {MAX_DATA_BYTES} bytes"),
-                )
-                .with_field(format!("items[{i}].data")),
-            );
+            return Err(ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "validation_failed",
+                format!("a JSON object of at most {MAX_DATA_BYTES} bytes"),
+            )
+            .with_field(format!("items[{i}].data")));
         }
         let item = TrackerItem {
             id: it.id,
@@ -529,14 +534,14 @@ pub(super) async fn track(
         match st.store.save_tracker_item(t.w, &item).await {
             Ok(()) => stored += 1,
             Err(parley_store::StoreError::Conflict { .. }) => {}
-            Err(e) => return c.answer(ApiError::from(e)),
+            Err(e) => return Err(ApiError::from(e)),
         }
     }
     if let Ok(Some(mut s)) = st.store.tracker_session(t.w, t.s).await {
         s.last_seen_at = Some(now);
         let _ = st.store.save_tracker_session(&s).await;
     }
-    c.answer(Json(json!({"stored": stored})).into_response())
+    Ok(Json(json!({"stored": stored})))
 }
 
 #[cfg(test)]
