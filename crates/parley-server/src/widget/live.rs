@@ -5,7 +5,12 @@
 //! The same checks as the widget's other endpoints (key, allowed origin with its CORS headers,
 //! rate limits, the visitor token). A browser's `EventSource` cannot send headers, so the token
 //! may also come as the `visitor` query parameter (the `X-Parley-Visitor` header wins when both
-//! are there). The stream follows the server's shared event reader ([`crate::events::follow`])
+//! are there). A route layer ([`visitor_from_query`]) moves it into the header and out of the
+//! URI before the handler runs, and the request logs carry the path only (`request_span` in
+//! `lib.rs`), so the token never reaches a log line (`tests/api/operations.rs` checks both log
+//! formats at `debug`). A proxy in front may still log full URLs: a short-lived stream ticket
+//! (a `POST` answering a one-minute sealed ticket for the URL) would shrink that exposure; not
+//! built, as the widget's other tokens live as long. The stream follows the server's shared event reader ([`crate::events::follow`])
 //! filtered to the token's workspace **and** conversation, so a visitor never receives anything
 //! of another conversation or workspace.
 //!

@@ -126,12 +126,17 @@ struct ServerProcess {
 
 impl ServerProcess {
     fn start(data_dir: &Path, extra: &[&str]) -> ServerProcess {
+        ServerProcess::start_logging(data_dir, extra, "info")
+    }
+
+    /// [`ServerProcess::start`] with `PARLEY_LOG` set to `filter`.
+    fn start_logging(data_dir: &Path, extra: &[&str], filter: &str) -> ServerProcess {
         let mut args = vec!["--data-dir", data_dir.to_str().unwrap()];
         args.extend_from_slice(extra);
         args.extend_from_slice(&["serve", "--listen", "127.0.0.1:0"]);
         let mut child = Command::new(env!("CARGO_BIN_EXE_parley"))
             .args(&args)
-            .env("PARLEY_LOG", "info")
+            .env("PARLEY_LOG", filter)
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()
@@ -1091,6 +1096,100 @@ async fn json_logs_carry_the_request_id_of_the_response() {
     assert_eq!(line["span"]["path"], "/readyz", "{line}");
     assert_eq!(line["span"]["client"], "127.0.0.1", "{line}");
     assert_eq!(line["fields"]["status"], 200, "{line}");
+}
+
+// ------------------------------------------------------------------------------------------
+// The widget's live stream token stays out of the logs.
+
+/// `GET /widget/v1/stream` takes the visitor token in its URL (`EventSource` sends no
+/// headers): a real `parley serve` logging everything down to `debug`, in both formats, logs
+/// the stream requests (allowed and refused) without the token.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_stream_token_in_the_url_never_reaches_the_logs() {
+    for format in ["text", "json"] {
+        let dir = tempfile::tempdir().unwrap();
+        let key = api_key(dir.path());
+        let mut server =
+            ServerProcess::start_logging(dir.path(), &["--log-format", format], "debug");
+        let http = crate::helpers::http_client();
+        let r = http
+            .post(server.url("/api/v1/assistants"))
+            .bearer_auth(&key)
+            .json(&json!({"name": "Ava", "company": "Acme"}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 201);
+        let assistant: Value = r.json().await.unwrap();
+        let store = parley_store::open(&format!(
+            "sqlite://{}",
+            dir.path().join("parley.db").display()
+        ))
+        .await
+        .unwrap();
+        let workspace = store.list_workspaces().await.unwrap().remove(0);
+        let public_key = parley_server::widget::new_public_key().unwrap();
+        store
+            .save_widget(&WidgetRecord {
+                workspace_id: workspace.id,
+                assistant_id: assistant["id"].as_str().unwrap().parse().unwrap(),
+                public_key: public_key.clone(),
+                settings: WidgetSettings {
+                    allowed_origins: vec![SITE.into()],
+                    ..Default::default()
+                },
+                updated_at: Timestamp::now(),
+            })
+            .await
+            .unwrap();
+        drop(store);
+        let r = http
+            .post(server.url(&format!("/widget/v1/conversations?key={public_key}")))
+            .header("origin", SITE)
+            .json(&json!({}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 201);
+        let token = r.json::<Value>().await.unwrap()["visitor_token"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        let encoded: String = form_urlencoded::byte_serialize(token.as_bytes()).collect();
+        let stream = format!("/widget/v1/stream?key={public_key}&visitor={encoded}");
+        let mut live = http
+            .get(server.url(&stream))
+            .header("origin", SITE)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(live.status(), 200);
+        let first = live.chunk().await.unwrap().unwrap();
+        assert!(String::from_utf8_lossy(&first).contains("snapshot"));
+        drop(live);
+        let refused = http
+            .get(server.url(&stream))
+            .header("origin", "https://elsewhere.example")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(refused.status(), 403);
+        assert!(server.terminate());
+        let logs = server.logs();
+        assert!(
+            logs.iter()
+                .filter(|l| l.contains("/widget/v1/stream"))
+                .count()
+                >= 2,
+            "the stream requests are logged ({format}): {logs:#?}"
+        );
+        for line in &logs {
+            assert!(
+                !line.contains(&token) && !line.contains(&encoded),
+                "a log line holds the visitor token ({format}): {line}"
+            );
+        }
+    }
 }
 
 both_backends!(
