@@ -4,7 +4,6 @@
 //! editing at once cannot silently overwrite each other. Members see the pages; admins save.
 
 use askama::Template;
-use axum::Form;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{Html, IntoResponse, Redirect, Response};
@@ -16,8 +15,15 @@ use parley_core::model::{Assistant, AssistantInput, AssistantPatch, AssistantVer
 use parley_core::{AssistantId, AssistantMode, UserRole};
 use serde::Deserialize;
 
+use super::form::{AdminForm, PageError, admin_forms};
 use super::pages::Layout;
 use super::{error_page, format, tz_offset};
+
+admin_forms!(
+    ChannelForm => "connect channels",
+    CsrfForm => "connect channels",
+    AssistantForm => "change assistants",
+);
 use crate::AppState;
 use crate::auth::Session;
 use crate::error::ApiError;
@@ -61,7 +67,7 @@ pub(super) async fn list(
         st.store.conversation_total(ws)
     ) {
         Ok(x) => x,
-        Err(e) => return ApiError::from(e).into_response(),
+        Err(e) => return PageError::from(e).into_response(),
     };
     let rows = assistants
         .iter()
@@ -92,7 +98,7 @@ pub(super) async fn list(
 fn render(t: &impl Template) -> Response {
     match t.render() {
         Ok(html) => Html(html).into_response(),
-        Err(e) => ApiError::internal(e).into_response(),
+        Err(e) => PageError(ApiError::internal(e)).into_response(),
     }
 }
 
@@ -501,7 +507,7 @@ pub(super) async fn edit_form(
     ) {
         Ok((Some(a), Some(v), t)) => (a, v, t),
         Ok(_) => return error_page(StatusCode::NOT_FOUND, "Not found", "No such assistant."),
-        Err(e) => return ApiError::from(e).into_response(),
+        Err(e) => return PageError::from(e).into_response(),
     };
     let values = values_of(&a, &st.settings.providers);
     let tz = tz_offset(&headers);
@@ -604,13 +610,9 @@ fn back_to_channels(assistant: &str, query: &[(&str, &str)]) -> Response {
 /// `POST /api/v1/assistants/{id}/channels` does, then back to the page with the outcome.
 pub(super) async fn connect_channel(
     State(st): State<AppState>,
-    session: Session,
     Path(id): Path<String>,
-    Form(f): Form<ChannelForm>,
+    AdminForm { session, form: f }: AdminForm<ChannelForm>,
 ) -> Response {
-    if let Some(refused) = super::refuse_admin_form(&session, &f.csrf, "connect channels") {
-        return refused;
-    }
     let Ok(assistant) = id.parse::<AssistantId>() else {
         return error_page(StatusCode::NOT_FOUND, "Not found", "No such assistant.");
     };
@@ -652,13 +654,9 @@ pub(super) async fn connect_channel(
 /// `POST /assistants/{id}/channels/{channel}/delete`: disconnects a channel.
 pub(super) async fn disconnect_channel(
     State(st): State<AppState>,
-    session: Session,
     Path((id, channel)): Path<(String, String)>,
-    Form(f): Form<CsrfForm>,
+    AdminForm { session, .. }: AdminForm<CsrfForm>,
 ) -> Response {
-    if let Some(refused) = super::refuse_admin_form(&session, &f.csrf, "connect channels") {
-        return refused;
-    }
     let Ok(channel) = channel.parse() else {
         return error_page(StatusCode::NOT_FOUND, "Not found", "No such channel.");
     };
@@ -796,9 +794,8 @@ fn form_field(api_field: Option<&str>) -> String {
 /// `POST /assistants/new` (admins).
 pub(super) async fn save_new(
     State(st): State<AppState>,
-    session: Session,
     headers: HeaderMap,
-    Form(form): Form<AssistantForm>,
+    AdminForm { session, form }: AdminForm<AssistantForm>,
 ) -> Response {
     save(st, session, headers, None, form).await
 }
@@ -806,10 +803,9 @@ pub(super) async fn save_new(
 /// `POST /assistants/{id}` (admins).
 pub(super) async fn save_existing(
     State(st): State<AppState>,
-    session: Session,
     headers: HeaderMap,
     Path(id): Path<String>,
-    Form(form): Form<AssistantForm>,
+    AdminForm { session, form }: AdminForm<AssistantForm>,
 ) -> Response {
     save(st, session, headers, Some(id), form).await
 }
@@ -821,9 +817,6 @@ async fn save(
     id: Option<String>,
     form: AssistantForm,
 ) -> Response {
-    if let Some(refused) = super::refuse_admin_form(&session, &form.csrf, "change assistants") {
-        return refused;
-    }
     let ws = session.user.workspace_id;
     let tz = tz_offset(&headers);
     let existing = match &id {
@@ -837,7 +830,7 @@ async fn save(
                 Ok(None) => {
                     return error_page(StatusCode::NOT_FOUND, "Not found", "No such assistant.");
                 }
-                Err(e) => return ApiError::from(e).into_response(),
+                Err(e) => return PageError::from(e).into_response(),
             }
         }
     };

@@ -39,6 +39,7 @@ mod attachments;
 pub(crate) mod channels;
 mod client_data;
 mod export;
+pub(crate) mod form;
 pub(crate) mod format;
 mod insights;
 mod live;
@@ -268,30 +269,6 @@ async fn asset(Path(file): Path<String>) -> Response {
 }
 
 /// A plain error page (403, 404, 500) in the dashboard's style.
-/// The guard of every admin-only form: a 403 page when the form's CSRF token is not the
-/// session's ("Form expired") or the user is not an admin ("Only administrators can
-/// {action}."); `None` when the form may proceed.
-pub(crate) fn refuse_admin_form(
-    session: &crate::auth::Session,
-    csrf: &str,
-    action: &str,
-) -> Option<Response> {
-    if !session.csrf_ok(Some(csrf)) {
-        return Some(error_page(
-            StatusCode::FORBIDDEN,
-            "Form expired",
-            "Reload the page and try again.",
-        ));
-    }
-    (session.user.role != parley_core::UserRole::Admin).then(|| {
-        error_page(
-            StatusCode::FORBIDDEN,
-            "Not allowed",
-            &format!("Only administrators can {action}."),
-        )
-    })
-}
-
 pub(crate) fn error_page(status: StatusCode, title: &str, message: &str) -> Response {
     let body = format!(
         "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\

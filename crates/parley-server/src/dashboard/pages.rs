@@ -13,7 +13,10 @@ use parley_core::{Channel, ConversationId, ConversationStatus, Role, Timestamp, 
 use parley_store::{ConversationCount, ListedConversation, MessagePage};
 use serde::Deserialize;
 
+use super::form::{AdminForm, PageError, admin_forms};
 use super::format;
+
+admin_forms!(ActionForm => "delete conversations and erase contacts");
 use super::state::{Tab, ViewState};
 use super::{asset_version, error_page, tz_offset};
 use crate::AppState;
@@ -716,7 +719,7 @@ pub(super) async fn conversations(
 fn render(t: impl Template) -> Response {
     match t.render() {
         Ok(html) => Html(html).into_response(),
-        Err(e) => crate::error::ApiError::internal(e).into_response(),
+        Err(e) => PageError(crate::error::ApiError::internal(e)).into_response(),
     }
 }
 
@@ -1518,7 +1521,7 @@ pub(super) async fn remove_rating(
             "Not found",
             "This conversation does not exist (any more).",
         ),
-        Err(e) => crate::error::ApiError::from(e).into_response(),
+        Err(e) => PageError::from(e).into_response(),
     }
 }
 
@@ -1527,13 +1530,9 @@ pub(super) async fn remove_rating(
 /// [`crate::retention::erase_contact`]), then back to the list with a notice.
 pub(super) async fn erase_contact(
     State(st): State<AppState>,
-    session: Session,
     Path(id): Path<String>,
-    Form(form): Form<ActionForm>,
+    AdminForm { session, form }: AdminForm<ActionForm>,
 ) -> Response {
-    if let Some(refused) = super::refuse_admin_form(&session, &form.csrf, "erase contacts") {
-        return refused;
-    }
     let ws = session.user.workspace_id;
     let not_found = || {
         error_page(
@@ -1548,7 +1547,7 @@ pub(super) async fn erase_contact(
     let contact = match st.store.get_conversation(ws, id).await {
         Ok(Some(d)) => d.summary.contact.filter(|c| !c.is_empty()),
         Ok(None) => return not_found(),
-        Err(e) => return crate::error::ApiError::from(e).into_response(),
+        Err(e) => return PageError::from(e).into_response(),
     };
     let Some(contact) = contact else {
         return error_page(
@@ -1571,20 +1570,16 @@ pub(super) async fn erase_contact(
             tracing::info!(user = %session.user.email, conversations = done.conversations, "erased a contact");
             Redirect::to(&back_to(&form.back, "contact_erased")).into_response()
         }
-        Err(e) => crate::error::ApiError::from(e).into_response(),
+        Err(e) => PageError::from(e).into_response(),
     }
 }
 
 /// `POST /conversations/{id}/delete` (admins only).
 pub(super) async fn delete(
     State(st): State<AppState>,
-    session: Session,
     Path(id): Path<String>,
-    Form(form): Form<ActionForm>,
+    AdminForm { session, form }: AdminForm<ActionForm>,
 ) -> Response {
-    if let Some(refused) = super::refuse_admin_form(&session, &form.csrf, "delete conversations") {
-        return refused;
-    }
     let Some(id) = parse_id(&id) else {
         return error_page(StatusCode::NOT_FOUND, "Not found", "No such conversation.");
     };
@@ -1598,7 +1593,7 @@ pub(super) async fn delete(
             "Not found",
             "This conversation does not exist (any more).",
         ),
-        Err(e) => crate::error::ApiError::from(e).into_response(),
+        Err(e) => PageError::from(e).into_response(),
     }
 }
 

@@ -14,7 +14,6 @@
 //! ticked status are deleted by age; none ticked = any status), `_csrf`.
 
 use askama::Template;
-use axum::Form;
 use axum::extract::{Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{Html, IntoResponse, Redirect, Response};
@@ -24,8 +23,14 @@ use parley_store::{AuditEntry, RetentionPolicy};
 use serde::Deserialize;
 use serde_json::Value;
 
+use super::form::{AdminForm, PageError, admin_forms};
 use super::pages::Layout;
 use super::{error_page, format, tz_offset};
+
+admin_forms!(
+    PolicyForm => "change the retention settings",
+    RunForm => "run retention",
+);
 use crate::AppState;
 use crate::auth::Session;
 use crate::error::ApiError;
@@ -261,7 +266,7 @@ async fn render(
     .await;
     let (total, saved, runs, erasures) = match loaded {
         Ok(x) => x,
-        Err(e) => return ApiError::from(e).into_response(),
+        Err(e) => return PageError::from(e).into_response(),
     };
     let page = Page {
         layout: Layout::new("settings", "Retention", session, tz, total),
@@ -288,7 +293,7 @@ async fn render(
     };
     match page.render() {
         Ok(html) => Html(html).into_response(),
-        Err(e) => ApiError::internal(e).into_response(),
+        Err(e) => PageError(ApiError::internal(e)).into_response(),
     }
 }
 
@@ -309,7 +314,7 @@ pub(super) async fn page(
         .await
     {
         Ok(p) => p,
-        Err(e) => return ApiError::from(e).into_response(),
+        Err(e) => return PageError::from(e).into_response(),
     };
     render(
         &st,
@@ -326,15 +331,9 @@ pub(super) async fn page(
 /// form again with the error.
 pub(super) async fn save(
     State(st): State<AppState>,
-    session: Session,
     headers: HeaderMap,
-    Form(form): Form<PolicyForm>,
+    AdminForm { session, form }: AdminForm<PolicyForm>,
 ) -> Response {
-    if let Some(refused) =
-        super::refuse_admin_form(&session, &form.csrf, "change the retention settings")
-    {
-        return refused;
-    }
     let policy = match policy_of(&form) {
         Ok(p) => p,
         Err(message) => {
@@ -360,7 +359,7 @@ pub(super) async fn save(
     let actor = crate::retention::user_actor(session.user.id);
     match crate::api::retention::save_policy(&st, session.user.workspace_id, &policy, actor).await {
         Ok(_) => Redirect::to("/settings/retention?saved=1").into_response(),
-        Err(e) => e.into_response(),
+        Err(e) => PageError(e).into_response(),
     }
 }
 
@@ -368,12 +367,8 @@ pub(super) async fn save(
 /// the page, where the run heads the table.
 pub(super) async fn run(
     State(st): State<AppState>,
-    session: Session,
-    Form(form): Form<RunForm>,
+    AdminForm { session, form }: AdminForm<RunForm>,
 ) -> Response {
-    if let Some(refused) = super::refuse_admin_form(&session, &form.csrf, "run retention") {
-        return refused;
-    }
     let actor = crate::retention::user_actor(session.user.id);
     match crate::retention::run(
         &st,
@@ -388,7 +383,7 @@ pub(super) async fn run(
         Err(parley_store::StoreError::Conflict { message, .. }) => {
             error_page(StatusCode::CONFLICT, "Busy", &message)
         }
-        Err(e) => ApiError::from(e).into_response(),
+        Err(e) => PageError::from(e).into_response(),
     }
 }
 

@@ -27,8 +27,9 @@ use parley_core::{Timestamp, UserRole};
 use parley_store::NewSession;
 use serde::Deserialize;
 
+use super::form::{AdminForm, PageError, admin_forms};
 use super::pages::Layout;
-use super::{asset_version, error_page, format, refuse_admin_form};
+use super::{asset_version, error_page, format};
 use crate::AppState;
 use crate::auth::session::{
     LOGIN_CSRF_COOKIE, SESSION_COOKIE, SESSION_TTL_MS, Session, constant_time_eq, cookie_value,
@@ -105,7 +106,7 @@ async fn render(
 ) -> Response {
     match build(st, session, headers, outcome).await {
         Ok(html) => (status, Html(html)).into_response(),
-        Err(e) => e.into_response(),
+        Err(e) => PageError(e).into_response(),
     }
 }
 
@@ -229,7 +230,7 @@ async fn after(
             };
             render(st, session, headers, e.status, outcome).await
         }
-        Err(e) => e.into_response(),
+        Err(e) => PageError(e).into_response(),
     }
 }
 
@@ -272,13 +273,9 @@ fn origin(st: &AppState, headers: &HeaderMap) -> String {
 /// `POST /settings/invites`.
 pub(super) async fn invite(
     State(st): State<AppState>,
-    session: Session,
     headers: HeaderMap,
-    Form(form): Form<InviteForm>,
+    AdminForm { session, form }: AdminForm<InviteForm>,
 ) -> Response {
-    if let Some(refused) = refuse_admin_form(&session, &form.csrf, "invite members") {
-        return refused;
-    }
     let result = async {
         let role = parse_role(&form.role, "role")?;
         let w = session.user.workspace_id;
@@ -295,6 +292,14 @@ pub(super) async fn invite(
     after(&st, &session, &headers, result).await
 }
 
+admin_forms!(
+    InviteForm => "invite members",
+    CsrfForm => "manage members, invites and API keys",
+    RoleForm => "change members' roles",
+    KeyForm => "create API keys",
+    WorkspaceForm => "change the workspace settings",
+);
+
 /// A form with only the CSRF token.
 #[derive(Deserialize)]
 pub(super) struct CsrfForm {
@@ -305,14 +310,10 @@ pub(super) struct CsrfForm {
 /// `POST /settings/invites/{id}/delete`.
 pub(super) async fn delete_invite(
     State(st): State<AppState>,
-    session: Session,
     headers: HeaderMap,
     Path(id): Path<String>,
-    Form(form): Form<CsrfForm>,
+    AdminForm { session, .. }: AdminForm<CsrfForm>,
 ) -> Response {
-    if let Some(refused) = refuse_admin_form(&session, &form.csrf, "revoke invites") {
-        return refused;
-    }
     let result = async {
         let id: uuid::Uuid = id.parse().map_err(|_| ApiError::not_found("invite"))?;
         st.store
@@ -337,14 +338,10 @@ pub(super) struct RoleForm {
 /// `POST /settings/members/{id}/role`.
 pub(super) async fn member_role(
     State(st): State<AppState>,
-    session: Session,
     headers: HeaderMap,
     Path(id): Path<String>,
-    Form(form): Form<RoleForm>,
+    AdminForm { session, form }: AdminForm<RoleForm>,
 ) -> Response {
-    if let Some(refused) = refuse_admin_form(&session, &form.csrf, "change members' roles") {
-        return refused;
-    }
     let result = async {
         let id = id.parse().map_err(|_| ApiError::not_found("user"))?;
         let role = parse_role(&form.role, "role")?;
@@ -362,14 +359,10 @@ pub(super) async fn member_role(
 /// `POST /settings/members/{id}/remove`.
 pub(super) async fn remove_member(
     State(st): State<AppState>,
-    session: Session,
     headers: HeaderMap,
     Path(id): Path<String>,
-    Form(form): Form<CsrfForm>,
+    AdminForm { session, .. }: AdminForm<CsrfForm>,
 ) -> Response {
-    if let Some(refused) = refuse_admin_form(&session, &form.csrf, "remove members") {
-        return refused;
-    }
     let result = async {
         let id = id.parse().map_err(|_| ApiError::not_found("user"))?;
         ws::remove(&st, session.user.workspace_id, id).await?;
@@ -397,13 +390,9 @@ pub(super) struct KeyForm {
 /// `POST /settings/keys`.
 pub(super) async fn create_key(
     State(st): State<AppState>,
-    session: Session,
     headers: HeaderMap,
-    Form(form): Form<KeyForm>,
+    AdminForm { session, form }: AdminForm<KeyForm>,
 ) -> Response {
-    if let Some(refused) = refuse_admin_form(&session, &form.csrf, "create API keys") {
-        return refused;
-    }
     let result = async {
         let role = parse_role(&form.role, "role")?;
         let (key, secret) =
@@ -420,14 +409,10 @@ pub(super) async fn create_key(
 /// `POST /settings/keys/{id}/revoke`.
 pub(super) async fn revoke_key(
     State(st): State<AppState>,
-    session: Session,
     headers: HeaderMap,
     Path(id): Path<String>,
-    Form(form): Form<CsrfForm>,
+    AdminForm { session, .. }: AdminForm<CsrfForm>,
 ) -> Response {
-    if let Some(refused) = refuse_admin_form(&session, &form.csrf, "revoke API keys") {
-        return refused;
-    }
     let result = async {
         let id = id.parse().map_err(|_| ApiError::not_found("api key"))?;
         ws::revoke_key(&st, session.user.workspace_id, id).await?;
@@ -452,14 +437,9 @@ pub(super) struct WorkspaceForm {
 /// `POST /settings/workspace`.
 pub(super) async fn save_workspace(
     State(st): State<AppState>,
-    session: Session,
     headers: HeaderMap,
-    Form(form): Form<WorkspaceForm>,
+    AdminForm { session, form }: AdminForm<WorkspaceForm>,
 ) -> Response {
-    if let Some(refused) = refuse_admin_form(&session, &form.csrf, "change the workspace settings")
-    {
-        return refused;
-    }
     let patch = SettingsPatch {
         time_zone: Some(form.time_zone.trim().to_owned()),
         analysis_enabled: Some(form.analysis_enabled.is_some()),
@@ -517,7 +497,7 @@ fn invite_page(
             }
             res
         }
-        Err(e) => ApiError::internal(e).into_response(),
+        Err(e) => PageError(ApiError::internal(e)).into_response(),
     }
 }
 
@@ -534,7 +514,7 @@ pub(super) async fn invite_form(State(st): State<AppState>, Path(token): Path<St
     match ws::pending_invite(&st, &token).await {
         Ok(Some(invite)) => invite_page(&st, StatusCode::OK, &token, &invite, "", None),
         Ok(None) => invite_gone(),
-        Err(e) => e.into_response(),
+        Err(e) => PageError(e).into_response(),
     }
 }
 
@@ -559,7 +539,7 @@ pub(super) async fn accept(
     let invite = match ws::pending_invite(&st, &token).await {
         Ok(Some(i)) => i,
         Ok(None) => return invite_gone(),
-        Err(e) => return e.into_response(),
+        Err(e) => return PageError(e).into_response(),
     };
     let cookie_token = cookie_value(&headers, LOGIN_CSRF_COOKIE).unwrap_or_default();
     if form.csrf.is_empty() || !constant_time_eq(form.csrf.as_bytes(), cookie_token.as_bytes()) {
@@ -578,7 +558,7 @@ pub(super) async fn accept(
         Err(e) if e.status.is_client_error() => {
             return invite_page(&st, e.status, &token, &invite, &form.name, Some(&e.message));
         }
-        Err(e) => return e.into_response(),
+        Err(e) => return PageError(e).into_response(),
     };
     let session_token = random_token();
     let now = Timestamp::now();
@@ -590,7 +570,7 @@ pub(super) async fn accept(
         expires_at: now.add_millis(SESSION_TTL_MS),
     };
     if let Err(e) = st.store.create_session(&session).await {
-        return ApiError::from(e).into_response();
+        return PageError::from(e).into_response();
     }
     let mut res = Redirect::to("/conversations").into_response();
     let cookie = set_cookie(

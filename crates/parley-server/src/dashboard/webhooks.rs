@@ -8,7 +8,7 @@
 //! (never in a URL).
 
 use askama::Template;
-use axum::extract::{Path, Query, RawForm, State};
+use axum::extract::{FromRequest, Path, Query, RawForm, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use parley_core::UserRole;
@@ -18,6 +18,7 @@ use parley_store::webhooks::{
 use serde::Deserialize;
 use uuid::Uuid;
 
+use super::form::{AdminForm, AdminFormBody, PageError};
 use super::pages::Layout;
 use super::{error_page, format, tz_offset};
 use crate::AppState;
@@ -128,7 +129,7 @@ async fn render(
         st.store.conversation_total(ws)
     ) {
         Ok(v) => v,
-        Err(e) => return ApiError::from(e).into_response(),
+        Err(e) => return PageError::from(e).into_response(),
     };
     let selected: Option<&WebhookEndpoint> = q
         .endpoint
@@ -149,7 +150,7 @@ async fn render(
             .await
         {
             Ok(d) => d.iter().map(|d| delivery_row(d, tz)).collect(),
-            Err(e) => return ApiError::from(e).into_response(),
+            Err(e) => return PageError::from(e).into_response(),
         },
         None => Vec::new(),
     };
@@ -180,7 +181,7 @@ async fn render(
     };
     match page.render() {
         Ok(html) => Html(html).into_response(),
-        Err(e) => ApiError::internal(e).into_response(),
+        Err(e) => PageError(ApiError::internal(e)).into_response(),
     }
 }
 
@@ -200,13 +201,28 @@ pub(super) async fn page(
 /// A posted form's fields: `_csrf`, `url`, `description`, `enabled`, and one `event_types`
 /// per checked box.
 #[derive(Debug, Default)]
-struct Posted {
+pub(super) struct Posted {
     csrf: String,
     url: String,
     description: String,
     enabled: bool,
     types: Vec<String>,
 }
+
+impl AdminFormBody for Posted {
+    const ACTION: &'static str = "manage webhooks";
+    fn csrf(&self) -> &str {
+        &self.csrf
+    }
+    async fn read(req: axum::extract::Request, st: &AppState) -> Result<Self, Response> {
+        let RawForm(raw) = RawForm::from_request(req, st)
+            .await
+            .map_err(IntoResponse::into_response)?;
+        Ok(posted(&raw))
+    }
+}
+
+super::form::admin_forms!(CsrfOnly => "manage webhooks");
 
 fn posted(raw: &[u8]) -> Posted {
     let mut p = Posted::default();
@@ -255,14 +271,9 @@ fn endpoint_id(text: &str) -> Result<Uuid, Box<Response>> {
 /// `POST /settings/webhooks`: adds an endpoint and shows its secret.
 pub(super) async fn create(
     State(st): State<AppState>,
-    session: Session,
     headers: HeaderMap,
-    RawForm(raw): RawForm,
+    AdminForm { session, form: f }: AdminForm<Posted>,
 ) -> Response {
-    let f = posted(&raw);
-    if let Some(refused) = super::refuse_admin_form(&session, &f.csrf, "manage webhooks") {
-        return refused;
-    }
     let (url, description, types) = match checked(&st, &f) {
         Ok(v) => v,
         Err(e) => return back(None, "error", &e.message),
@@ -292,14 +303,9 @@ pub(super) async fn create(
 /// `POST /settings/webhooks/{id}`: saves the edit form.
 pub(super) async fn edit(
     State(st): State<AppState>,
-    session: Session,
     Path(id): Path<String>,
-    RawForm(raw): RawForm,
+    AdminForm { session, form: f }: AdminForm<Posted>,
 ) -> Response {
-    let f = posted(&raw);
-    if let Some(refused) = super::refuse_admin_form(&session, &f.csrf, "manage webhooks") {
-        return refused;
-    }
     let eid = match endpoint_id(&id) {
         Ok(e) => e,
         Err(r) => return *r,
@@ -330,13 +336,9 @@ pub(super) struct CsrfOnly {
 /// `POST /settings/webhooks/{id}/delete`.
 pub(super) async fn delete(
     State(st): State<AppState>,
-    session: Session,
     Path(id): Path<String>,
-    axum::Form(f): axum::Form<CsrfOnly>,
+    AdminForm { session, .. }: AdminForm<CsrfOnly>,
 ) -> Response {
-    if let Some(refused) = super::refuse_admin_form(&session, &f.csrf, "manage webhooks") {
-        return refused;
-    }
     let eid = match endpoint_id(&id) {
         Ok(e) => e,
         Err(r) => return *r,
@@ -349,21 +351,17 @@ pub(super) async fn delete(
     {
         Ok(true) => back(None, "notice", "Endpoint deleted, with its delivery log."),
         Ok(false) => error_page(StatusCode::NOT_FOUND, "Not found", "No such webhook."),
-        Err(e) => ApiError::from(e).into_response(),
+        Err(e) => PageError::from(e).into_response(),
     }
 }
 
 /// `POST /settings/webhooks/{id}/secret`: shows the secret.
 pub(super) async fn reveal(
     State(st): State<AppState>,
-    session: Session,
     headers: HeaderMap,
     Path(id): Path<String>,
-    axum::Form(f): axum::Form<CsrfOnly>,
+    AdminForm { session, .. }: AdminForm<CsrfOnly>,
 ) -> Response {
-    if let Some(refused) = super::refuse_admin_form(&session, &f.csrf, "manage webhooks") {
-        return refused;
-    }
     let eid = match endpoint_id(&id) {
         Ok(e) => e,
         Err(r) => return *r,
@@ -376,7 +374,7 @@ pub(super) async fn reveal(
     {
         Ok(Some(e)) => e,
         Ok(None) => return error_page(StatusCode::NOT_FOUND, "Not found", "No such webhook."),
-        Err(e) => return ApiError::from(e).into_response(),
+        Err(e) => return PageError::from(e).into_response(),
     };
     match hooks::reveal(&st, &e) {
         Ok(secret) => {
@@ -386,21 +384,17 @@ pub(super) async fn reveal(
             };
             render(&st, &session, &headers, q, Some((id, secret))).await
         }
-        Err(e) => e.into_response(),
+        Err(e) => PageError(e).into_response(),
     }
 }
 
 /// `POST /settings/webhooks/{id}/rotate`: a new secret, shown.
 pub(super) async fn rotate(
     State(st): State<AppState>,
-    session: Session,
     headers: HeaderMap,
     Path(id): Path<String>,
-    axum::Form(f): axum::Form<CsrfOnly>,
+    AdminForm { session, .. }: AdminForm<CsrfOnly>,
 ) -> Response {
-    if let Some(refused) = super::refuse_admin_form(&session, &f.csrf, "manage webhooks") {
-        return refused;
-    }
     let eid = match endpoint_id(&id) {
         Ok(e) => e,
         Err(r) => return *r,
@@ -417,20 +411,16 @@ pub(super) async fn rotate(
         Err(e) if e.status == StatusCode::NOT_FOUND => {
             error_page(StatusCode::NOT_FOUND, "Not found", "No such webhook.")
         }
-        Err(e) => e.into_response(),
+        Err(e) => PageError(e).into_response(),
     }
 }
 
 /// `POST /settings/webhooks/{id}/deliveries/{delivery}/resend`: "Send again".
 pub(super) async fn resend(
     State(st): State<AppState>,
-    session: Session,
     Path((id, delivery)): Path<(String, String)>,
-    axum::Form(f): axum::Form<CsrfOnly>,
+    AdminForm { session, .. }: AdminForm<CsrfOnly>,
 ) -> Response {
-    if let Some(refused) = super::refuse_admin_form(&session, &f.csrf, "manage webhooks") {
-        return refused;
-    }
     let (Ok(eid), Ok(did)) = (id.parse::<Uuid>(), delivery.parse::<Uuid>()) else {
         return error_page(StatusCode::NOT_FOUND, "Not found", "No such delivery.");
     };

@@ -7,7 +7,6 @@
 //! (kind: `text`, `email`, `phone`, `dropdown`; the choices only for dropdowns).
 
 use askama::Template;
-use axum::Form;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{Html, IntoResponse, Redirect, Response};
@@ -18,8 +17,11 @@ use parley_core::widget::{
 use parley_core::{AssistantId, Timestamp, UserRole};
 use serde::Deserialize;
 
+use super::form::{AdminForm, PageError, admin_forms};
 use super::pages::Layout;
 use super::{error_page, tz_offset};
+
+admin_forms!(WidgetForm => "change the widget");
 use crate::AppState;
 use crate::auth::Session;
 use crate::error::ApiError;
@@ -229,7 +231,7 @@ fn render(
     };
     match page.render() {
         Ok(html) => Html(html).into_response(),
-        Err(e) => ApiError::internal(e).into_response(),
+        Err(e) => PageError(ApiError::internal(e)).into_response(),
     }
 }
 
@@ -261,7 +263,7 @@ async fn load(
                 "No such assistant.",
             ));
         }
-        Err(e) => return Err(ApiError::from(e).into_response()),
+        Err(e) => return Err(PageError::from(e).into_response()),
     };
     let w = match w {
         Some(w) => w,
@@ -270,7 +272,7 @@ async fn load(
                 workspace_id: ws,
                 assistant_id: a.id,
                 public_key: crate::widget::new_public_key()
-                    .map_err(|e| ApiError::internal(e).into_response())?,
+                    .map_err(|e| PageError(ApiError::internal(e)).into_response())?,
                 settings: WidgetSettings {
                     title: if a.company.is_empty() {
                         format!("Chat with {}", a.name)
@@ -284,7 +286,7 @@ async fn load(
             st.store
                 .create_widget(&fresh)
                 .await
-                .map_err(|e| ApiError::from(e).into_response())?
+                .map_err(|e| PageError::from(e).into_response())?
         }
     };
     Ok((a, w, total))
@@ -464,14 +466,10 @@ fn settings_of(f: &WidgetForm) -> Result<WidgetSettings, String> {
 /// `POST /assistants/{id}/widget` (admins): saves the settings (and a new key when asked).
 pub(super) async fn save(
     State(st): State<AppState>,
-    session: Session,
     headers: HeaderMap,
     Path(id): Path<String>,
-    Form(form): Form<WidgetForm>,
+    AdminForm { session, form }: AdminForm<WidgetForm>,
 ) -> Response {
-    if let Some(refused) = super::refuse_admin_form(&session, &form.csrf, "change the widget") {
-        return refused;
-    }
     let (a, mut w, total) = match load(&st, &session, &id).await {
         Ok(x) => x,
         Err(r) => return r,
@@ -498,13 +496,13 @@ pub(super) async fn save(
     if form.rotate_key.is_some() {
         match crate::widget::new_public_key() {
             Ok(k) => w.public_key = k,
-            Err(e) => return ApiError::internal(e).into_response(),
+            Err(e) => return PageError(ApiError::internal(e)).into_response(),
         }
     }
     w.settings = settings;
     w.updated_at = Timestamp::now();
     if let Err(e) = st.store.save_widget(&w).await {
-        return ApiError::from(e).into_response();
+        return PageError::from(e).into_response();
     }
     Redirect::to(&format!("/assistants/{}/widget?saved=1", a.id)).into_response()
 }

@@ -369,7 +369,59 @@ async fn the_dashboards_own_css_and_js_stay_under_50_kb_gzipped(backend: Backend
     assert!(player <= 10 * 1024, "the player: {player} bytes");
 }
 
+/// A dashboard form whose store call fails answers the dashboard's HTML error page (status 500,
+/// the stable code in the text), not the API's JSON error body; admin forms refuse a stale CSRF
+/// token and members with HTML pages too.
+async fn a_failing_form_answers_an_html_error_page(backend: Backend) {
+    let Some(app) = TestApp::spawn_on(backend).await else {
+        return;
+    };
+    let (cookie, csrf) = app.dashboard_session(UserRole::Admin).await;
+    let path = format!("/settings/webhooks/{}/secret", uuid::Uuid::now_v7());
+    let r = app.post_form(&path, &cookie, &[("_csrf", "stale")]).await;
+    assert_eq!(r.status, 403);
+    assert!(r.text.contains("Form expired"), "{}", r.text);
+    let (member, member_csrf) = app.dashboard_session(UserRole::Member).await;
+    let r = app
+        .post_form(&path, &member, &[("_csrf", &member_csrf)])
+        .await;
+    assert_eq!(r.status, 403);
+    assert!(
+        r.text.contains("Only administrators can manage webhooks."),
+        "{}",
+        r.text
+    );
+    let r = app.post_form(&path, &cookie, &[("_csrf", &csrf)]).await;
+    assert_eq!(r.status, 404, "{}", r.text);
+    // The store fails: its table is gone.
+    let url = app.state.settings.database_url.clone();
+    let rename = "ALTER TABLE webhook_endpoints RENAME TO webhook_endpoints_gone";
+    parley_store::testing::execute(&url, rename, rename).await;
+    let r = app.post_form(&path, &cookie, &[("_csrf", &csrf)]).await;
+    assert_eq!(r.status, 500, "{}", r.text);
+    assert!(
+        r.headers["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/html"),
+        "{:?}",
+        r.headers
+    );
+    assert!(
+        r.text.contains("<h1>Internal Server Error</h1>"),
+        "{}",
+        r.text
+    );
+    assert!(r.text.contains("(error code: "), "{}", r.text);
+    assert!(
+        !r.text.contains("webhook_endpoints"),
+        "no detail shown: {}",
+        r.text
+    );
+}
+
 crate::both_backends!(
+    a_failing_form_answers_an_html_error_page,
     pages_need_a_session_and_sign_in_works,
     the_login_form_needs_its_csrf_token_and_is_rate_limited,
     actions_check_csrf_and_role,
