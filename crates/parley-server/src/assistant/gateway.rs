@@ -275,7 +275,14 @@ async fn chat_completions(
         )
         .with_field("model"));
     }
-    let target = target_of(&headers, &request)?;
+    let call = Call {
+        st: st.clone(),
+        workspace: auth.workspace,
+        assistant,
+        target: target_of(&headers, &request)?,
+        request,
+        started,
+    };
     let upstream = endpoint
         .request(reqwest::Method::POST, "chat/completions")
         .header(header::CONTENT_TYPE.as_str(), "application/json")
@@ -283,16 +290,7 @@ async fn chat_completions(
         .send();
     let res = match tokio::time::timeout(st.settings.provider_timeout, upstream).await {
         Err(_) => {
-            let e = ProviderError::Timeout;
-            spawn_record(
-                &st,
-                auth.workspace,
-                &assistant,
-                target,
-                request,
-                Err(e),
-                started.elapsed(),
-            );
+            call.spawn_record(Err(ProviderError::Timeout));
             return Err(ApiError::new(
                 StatusCode::GATEWAY_TIMEOUT,
                 "provider_timeout",
@@ -301,109 +299,134 @@ async fn chat_completions(
         }
         Ok(Err(e)) => {
             let err = upstream_failed(e);
-            let pe = ProviderError::Unavailable {
+            call.spawn_record(Err(ProviderError::Unavailable {
                 status: None,
                 message: err.message.clone(),
-            };
-            spawn_record(
-                &st,
-                auth.workspace,
-                &assistant,
-                target,
-                request,
-                Err(pe),
-                started.elapsed(),
-            );
+            }));
             return Err(err);
         }
         Ok(Ok(res)) => res,
     };
-    let (status, resp_headers) = (res.status(), res.headers().clone());
-    let is_stream = resp_headers
+    let is_stream = res
+        .headers()
         .get(reqwest::header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.starts_with("text/event-stream"));
-    if !status.is_success() || !is_stream {
-        let bytes = res.bytes().await.map_err(upstream_failed)?;
-        let outcome = if status.is_success() {
-            serde_json::from_slice::<Value>(&bytes)
-                .map_err(|e| format!("the answer is not JSON: {e}"))
-                .and_then(|v| provider::parse_completion(&v))
-                .map_err(|message| ProviderError::StreamBroken {
-                    message,
-                    partial: Box::default(),
-                })
-        } else {
-            let retry = resp_headers
-                .get(reqwest::header::RETRY_AFTER)
-                .and_then(|v| v.to_str().ok());
-            Err(provider::classify_status(status.as_u16(), retry, &bytes))
-        };
-        let latency = started.elapsed();
-        spawn_record(
-            &st,
-            auth.workspace,
-            &assistant,
-            target,
-            request,
-            outcome,
-            latency,
-        );
-        return Ok(passthrough(status, &resp_headers, Body::from(bytes)));
+    if !res.status().is_success() || !is_stream {
+        return answered(call, res).await;
     }
-    // Streamed: every chunk goes to the client as it arrives, and a copy to the recorder.
-    let (tx, rx) = tokio::sync::mpsc::unbounded_channel::<Bytes>();
-    let recorder = {
-        let (st, workspace, assistant) = (st.clone(), auth.workspace, assistant.clone());
-        async move {
-            let copies = futures_util::stream::unfold(rx, |mut rx| async move {
-                rx.recv()
-                    .await
-                    .map(|b| (Ok::<Bytes, std::io::Error>(b), rx))
-            });
-            let mut events = Box::pin(copies.eventsource());
-            let mut acc = CompletionAccumulator::default();
-            let mut problem = None;
-            while let Some(event) = events.next().await {
-                match event {
-                    Ok(e) => {
-                        if let Err(m) = acc.push(&e.data) {
-                            problem = Some(m);
-                        }
-                    }
-                    Err(e) => problem = Some(e.to_string()),
-                }
-            }
-            let complete = acc.is_complete();
-            let latency = started.elapsed();
-            let outcome = match problem {
-                None if complete => Ok(acc.finish()),
-                other => Err(ProviderError::StreamBroken {
-                    message: other.unwrap_or_else(|| {
-                        "the stream ended before the answer was complete".into()
-                    }),
-                    partial: Box::new(acc.finish()),
-                }),
-            };
-            record(
-                &st, workspace, &assistant, target, request, outcome, latency,
-            )
-            .await;
-        }
+    Ok(streamed(call, res))
+}
+
+/// One gateway call, for its record: who asked, for which conversation, what, and when.
+struct Call {
+    st: AppState,
+    workspace: WorkspaceId,
+    assistant: Assistant,
+    target: Target,
+    request: Value,
+    started: Instant,
+}
+
+impl Call {
+    /// Records the call's `outcome` in the background (see [`spawn_record`]).
+    fn spawn_record(self, outcome: Result<Completion, ProviderError>) {
+        spawn_record(
+            &self.st,
+            self.workspace,
+            &self.assistant,
+            self.target,
+            self.request,
+            outcome,
+            self.started.elapsed(),
+        );
+    }
+}
+
+/// A whole (not streamed) answer or a provider error: parsed for the record and passed to
+/// the client as it came. Errors: 502 when the answer cannot be read.
+async fn answered(call: Call, res: reqwest::Response) -> Result<Response, ApiError> {
+    let (status, resp_headers) = (res.status(), res.headers().clone());
+    let bytes = res.bytes().await.map_err(upstream_failed)?;
+    let outcome = if status.is_success() {
+        serde_json::from_slice::<Value>(&bytes)
+            .map_err(|e| format!("the answer is not JSON: {e}"))
+            .and_then(|v| provider::parse_completion(&v))
+            .map_err(|message| ProviderError::StreamBroken {
+                message,
+                partial: Box::default(),
+            })
+    } else {
+        let retry = resp_headers
+            .get(reqwest::header::RETRY_AFTER)
+            .and_then(|v| v.to_str().ok());
+        Err(provider::classify_status(status.as_u16(), retry, &bytes))
     };
-    tokio::spawn(recorder);
+    call.spawn_record(outcome);
+    Ok(passthrough(status, &resp_headers, Body::from(bytes)))
+}
+
+/// A streamed answer: every chunk goes to the client as it arrives, and a copy to the
+/// recorder, which records the call when the stream ends ([`record_stream`]).
+fn streamed(call: Call, res: reqwest::Response) -> Response {
+    let (status, resp_headers) = (res.status(), res.headers().clone());
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel::<Bytes>();
+    let metrics = call.st.metrics.clone();
+    tokio::spawn(record_stream(call, rx));
     let forwarded = res.bytes_stream().map(move |chunk| {
         if let Ok(bytes) = &chunk {
             let _ = tx.send(bytes.clone());
         }
         chunk
     });
-    Ok(passthrough(
+    passthrough(
         status,
         &resp_headers,
-        st.metrics
-            .stream_body(crate::metrics::StreamKind::Gateway, forwarded),
-    ))
+        metrics.stream_body(crate::metrics::StreamKind::Gateway, forwarded),
+    )
+}
+
+/// Reads the copies of a streamed answer's chunks as server-sent events into the completion
+/// and records the call: complete, or broken with what arrived.
+async fn record_stream(call: Call, rx: tokio::sync::mpsc::UnboundedReceiver<Bytes>) {
+    let copies = futures_util::stream::unfold(rx, |mut rx| async move {
+        rx.recv()
+            .await
+            .map(|b| (Ok::<Bytes, std::io::Error>(b), rx))
+    });
+    let mut events = Box::pin(copies.eventsource());
+    let mut acc = CompletionAccumulator::default();
+    let mut problem = None;
+    while let Some(event) = events.next().await {
+        match event {
+            Ok(e) => {
+                if let Err(m) = acc.push(&e.data) {
+                    problem = Some(m);
+                }
+            }
+            Err(e) => problem = Some(e.to_string()),
+        }
+    }
+    let complete = acc.is_complete();
+    let latency = call.started.elapsed();
+    let outcome = match problem {
+        None if complete => Ok(acc.finish()),
+        other => Err(ProviderError::StreamBroken {
+            message: other
+                .unwrap_or_else(|| "the stream ended before the answer was complete".into()),
+            partial: Box::new(acc.finish()),
+        }),
+    };
+    record(
+        &call.st,
+        call.workspace,
+        &call.assistant,
+        call.target,
+        call.request,
+        outcome,
+        latency,
+    )
+    .await;
 }
 
 fn target_of(headers: &HeaderMap, request: &Value) -> Result<Target, ApiError> {

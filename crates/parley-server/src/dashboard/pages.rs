@@ -435,7 +435,37 @@ pub(super) async fn conversations(
     RawQuery(raw): RawQuery,
 ) -> Response {
     let tz = tz_offset(&headers);
-    let (mut view, mut errors) = ViewState::parse(raw.as_deref());
+    let (view, errors) = ViewState::parse(raw.as_deref());
+    let data = gather_list(&st, &session, view, errors, tz).await;
+    render(list_page(&session, tz, data))
+}
+
+/// What the conversation list shows, read from the store: the page of conversations, the
+/// counts, the assistants and members for the filters and the open conversation's panel.
+struct ListData {
+    view: ViewState,
+    errors: Vec<String>,
+    /// The page was read backwards (a "previous" link).
+    before: bool,
+    page: Result<parley_store::ConversationPage, parley_store::StoreError>,
+    filtered: bool,
+    count: ConversationCount,
+    total: u64,
+    attention: u64,
+    assistants: Vec<parley_core::model::Assistant>,
+    members: Vec<(String, String)>,
+    panel: Option<String>,
+}
+
+/// Reads what the list page of `view` needs (the queries run together); a failed count or
+/// panel degrades to the total or no panel, with the view corrected and `errors` told why.
+async fn gather_list(
+    st: &AppState,
+    session: &Session,
+    mut view: ViewState,
+    mut errors: Vec<String>,
+    tz: i32,
+) -> ListData {
     let ws = session.user.workspace_id;
     let (sort, cursor, before) = match view.page_cursor() {
         Ok(p) => p,
@@ -457,7 +487,7 @@ pub(super) async fn conversations(
     let store = &st.store;
     let open_panel = async {
         match view.open {
-            Some(id) => build_panel(&st, &session, &view, id, tz).await.map(Some),
+            Some(id) => build_panel(st, &session, &view, id, tz).await.map(Some),
             None => Ok(None),
         }
     };
@@ -505,8 +535,44 @@ pub(super) async fn conversations(
         view.open = None;
     }
 
-    let today_day = format::date_iso(Timestamp::now(), tz);
-    let week_day = format::date_iso(Timestamp::now().add_millis(-6 * 86_400_000), tz);
+    let members: Vec<(String, String)> = st
+        .store
+        .list_users(ws)
+        .await
+        .unwrap_or_default()
+        .into_iter()
+        .map(|u| {
+            let name = if u.name.trim().is_empty() {
+                u.email.clone()
+            } else {
+                u.name.clone()
+            };
+            (u.id.to_string(), name)
+        })
+        .collect();
+    ListData {
+        view,
+        errors,
+        before,
+        page,
+        filtered,
+        count,
+        total,
+        attention,
+        assistants,
+        members,
+        panel,
+    }
+}
+
+/// The rows of the list and its previous / next links (keyset cursors from the first and last
+/// row), or the error text when the page could not be read.
+fn list_rows(
+    page: Result<parley_store::ConversationPage, parley_store::StoreError>,
+    before: bool,
+    view: &ViewState,
+    tz: i32,
+) -> (Vec<Row>, Option<String>, Option<String>, Option<String>) {
     let (mut rows, mut load_error, mut prev_href, mut next_href) = (Vec::new(), None, None, None);
     match page {
         Ok(page) => {
@@ -554,11 +620,20 @@ pub(super) async fn conversations(
                 Some("The database did not answer. The server log has details.".to_owned());
         }
     }
-    let page_label = if rows.is_empty() {
-        String::new()
-    } else {
-        format!("{} shown", rows.len())
-    };
+    (rows, load_error, prev_href, next_href)
+}
+
+/// The filter bar's choices, each checked as `view` has it.
+struct FilterOptions {
+    status: Vec<Opt>,
+    channel: Vec<Opt>,
+    sentiment: Vec<Opt>,
+    resolution: Vec<Opt>,
+    agent: Vec<Opt>,
+    rating: Vec<Opt>,
+}
+
+fn filter_options(view: &ViewState, assistants: &[parley_core::model::Assistant]) -> FilterOptions {
     let opt = |value: String, label: String, checked: bool| Opt {
         value,
         label,
@@ -610,6 +685,40 @@ pub(super) async fn conversations(
         };
         opt(r.to_string(), label, view.min_rating == Some(r))
     }));
+    FilterOptions {
+        status: status_options,
+        channel: channel_options,
+        sentiment: sentiment_options,
+        resolution: resolution_options,
+        agent: agent_options,
+        rating: rating_options,
+    }
+}
+
+/// The conversation list page for `data` (pure: no I/O).
+fn list_page(session: &Session, tz: i32, data: ListData) -> ConversationsPage {
+    let ListData {
+        view,
+        errors,
+        before,
+        page,
+        filtered,
+        count,
+        total,
+        attention,
+        assistants,
+        members,
+        panel,
+    } = data;
+    let today_day = format::date_iso(Timestamp::now(), tz);
+    let week_day = format::date_iso(Timestamp::now().add_millis(-6 * 86_400_000), tz);
+    let (rows, load_error, prev_href, next_href) = list_rows(page, before, &view, tz);
+    let page_label = if rows.is_empty() {
+        String::new()
+    } else {
+        format!("{} shown", rows.len())
+    };
+    let options = filter_options(&view, &assistants);
     let range = match (view.from.as_deref(), view.to.as_deref()) {
         (Some(f), None) if f == today_day => "today",
         (Some(f), None) if f == week_day => "7d",
@@ -633,22 +742,7 @@ pub(super) async fn conversations(
         ),
         _ => None,
     };
-    let members = st
-        .store
-        .list_users(ws)
-        .await
-        .unwrap_or_default()
-        .into_iter()
-        .map(|u| {
-            let name = if u.name.trim().is_empty() {
-                u.email.clone()
-            } else {
-                u.name.clone()
-            };
-            (u.id.to_string(), name)
-        })
-        .collect();
-    let page = ConversationsPage {
+    ConversationsPage {
         layout: Layout::new("conversations", "Conversations", &session, tz, total)
             .with_attention(attention),
         count_label: count_label(&count),
@@ -662,12 +756,12 @@ pub(super) async fn conversations(
         } else {
             view.sort.to_string()
         },
-        status_options,
-        channel_options,
-        sentiment_options,
-        resolution_options,
-        agent_options,
-        rating_options,
+        status_options: options.status,
+        channel_options: options.channel,
+        sentiment_options: options.sentiment,
+        resolution_options: options.resolution,
+        agent_options: options.agent,
+        rating_options: options.rating,
         range,
         today_href: first.with(|v| {
             v.from = Some(today_day.clone());
@@ -712,8 +806,7 @@ pub(super) async fn conversations(
         }),
         panel,
         view,
-    };
-    render(page)
+    }
 }
 
 fn render(t: impl Template) -> Response {

@@ -311,23 +311,9 @@ pub(super) async fn send(
             ),
         );
     }
-    // Continue the session only if it is a Test Chat with this assistant.
-    let existing = match input
-        .conversation
-        .as_deref()
-        .filter(|c| !c.is_empty())
-        .and_then(|c| c.parse::<ConversationId>().ok())
-    {
-        Some(id) => match st.store.get_conversation(ws, id).await {
-            Ok(Some(c))
-                if c.summary.channel == Channel::Test && c.summary.assistant.id == assistant.id =>
-            {
-                Some(id)
-            }
-            Ok(_) => None,
-            Err(e) => return ApiError::from(e).into_response(),
-        },
-        None => None,
+    let existing = match continued(&st, ws, input.conversation.as_deref(), assistant.id).await {
+        Ok(c) => c,
+        Err(e) => return ApiError::from(e).into_response(),
     };
     let message = MessageInput {
         id: None,
@@ -375,6 +361,41 @@ pub(super) async fn send(
         _ => None,
     };
 
+    answer_stream(st, ws, conversation, user_message, tz)
+}
+
+/// Whether the posted `conversation` continues: the id of a Test Chat conversation with
+/// `assistant` in `ws`, else `None` (a new conversation is started).
+/// Errors: the store's.
+async fn continued(
+    st: &AppState,
+    ws: parley_core::WorkspaceId,
+    conversation: Option<&str>,
+    assistant: AssistantId,
+) -> Result<Option<ConversationId>, parley_store::StoreError> {
+    let Some(id) = conversation
+        .filter(|c| !c.is_empty())
+        .and_then(|c| c.parse::<ConversationId>().ok())
+    else {
+        return Ok(None);
+    };
+    Ok(st
+        .store
+        .get_conversation(ws, id)
+        .await?
+        .filter(|c| c.summary.channel == Channel::Test && c.summary.assistant.id == assistant)
+        .map(|_| id))
+}
+
+/// The event stream `send` answers with: `conversation`, the stored user message, then the
+/// assistant's turn ([`stream_turn`]).
+fn answer_stream(
+    st: AppState,
+    ws: parley_core::WorkspaceId,
+    conversation: ConversationId,
+    user_message: Option<parley_core::model::Message>,
+    tz: i32,
+) -> Response {
     let (out, rx) = tokio::sync::mpsc::unbounded_channel::<Event>();
     let _ = out.send(sse(
         "conversation",
@@ -385,58 +406,7 @@ pub(super) async fn send(
         let _ = out.send(stored_event(conversation, m, tz));
     }
     let metrics = st.metrics.clone();
-    tokio::spawn(async move {
-        let (events, mut turn_events) = tokio::sync::mpsc::unbounded_channel::<TurnEvent>();
-        let turn = {
-            let st = st.clone();
-            tokio::spawn(async move { runtime::respond(&st, ws, conversation, Some(events)).await })
-        };
-        while let Some(e) = turn_events.recv().await {
-            let bytes = match e {
-                TurnEvent::Delta(text) => sse("delta", json!({"text": text})),
-                TurnEvent::Retrying { attempt, reason } => {
-                    sse("retrying", json!({"attempt": attempt, "reason": reason}))
-                }
-                TurnEvent::Variable { key, value } => sse(
-                    "variable",
-                    json!({"key": key, "value": value, "source": "extracted"}),
-                ),
-                TurnEvent::Stored(m) if m.role == Role::Tool => continue,
-                TurnEvent::Stored(m) => stored_event(conversation, &m, tz),
-            };
-            let _ = out.send(bytes);
-        }
-        match turn.await {
-            Ok(Ok(runtime::TurnOutcome::NotAnswering(why))) => {
-                let _ = out.send(sse("error", json!({"message": why})));
-            }
-            Ok(Ok(_)) => {}
-            Ok(Err(e)) => {
-                let _ = out.send(sse("error", json!({"message": e.message})));
-            }
-            Err(e) => {
-                tracing::error!(error = %e, "test chat turn panicked");
-                let _ = out.send(sse(
-                    "error",
-                    json!({"message": "the answer failed; the server log has details"}),
-                ));
-            }
-        }
-        if let Ok(Some(c)) = st.store.get_conversation(ws, conversation).await {
-            let s = &c.summary;
-            let _ = out.send(sse(
-                "usage",
-                json!({
-                    "prompt_tokens": format::int(s.usage.prompt_tokens),
-                    "completion_tokens": format::int(s.usage.completion_tokens),
-                    "cost": format::cost(s.cost_nanousd),
-                    "cost_nanousd": s.cost_nanousd,
-                    "messages": format::int(s.message_count),
-                }),
-            ));
-        }
-        let _ = out.send(sse("done", json!({})));
-    });
+    tokio::spawn(stream_turn(st, ws, conversation, tz, out));
     let stream =
         futures_util::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|e| (e, rx)) });
     let mut res = crate::sse::respond(
@@ -448,6 +418,67 @@ pub(super) async fn send(
     res.headers_mut()
         .insert("x-accel-buffering", HeaderValue::from_static("no"));
     res
+}
+
+/// Runs the assistant's turn for `conversation` and sends its events to `out`: `delta`,
+/// `retrying`, `variable`, `message` (a stored message), `error`, then `usage` and `done`.
+async fn stream_turn(
+    st: AppState,
+    ws: parley_core::WorkspaceId,
+    conversation: ConversationId,
+    tz: i32,
+    out: tokio::sync::mpsc::UnboundedSender<Event>,
+) {
+    let (events, mut turn_events) = tokio::sync::mpsc::unbounded_channel::<TurnEvent>();
+    let turn = {
+        let st = st.clone();
+        tokio::spawn(async move { runtime::respond(&st, ws, conversation, Some(events)).await })
+    };
+    while let Some(e) = turn_events.recv().await {
+        let bytes = match e {
+            TurnEvent::Delta(text) => sse("delta", json!({"text": text})),
+            TurnEvent::Retrying { attempt, reason } => {
+                sse("retrying", json!({"attempt": attempt, "reason": reason}))
+            }
+            TurnEvent::Variable { key, value } => sse(
+                "variable",
+                json!({"key": key, "value": value, "source": "extracted"}),
+            ),
+            TurnEvent::Stored(m) if m.role == Role::Tool => continue,
+            TurnEvent::Stored(m) => stored_event(conversation, &m, tz),
+        };
+        let _ = out.send(bytes);
+    }
+    match turn.await {
+        Ok(Ok(runtime::TurnOutcome::NotAnswering(why))) => {
+            let _ = out.send(sse("error", json!({"message": why})));
+        }
+        Ok(Ok(_)) => {}
+        Ok(Err(e)) => {
+            let _ = out.send(sse("error", json!({"message": e.message})));
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "test chat turn panicked");
+            let _ = out.send(sse(
+                "error",
+                json!({"message": "the answer failed; the server log has details"}),
+            ));
+        }
+    }
+    if let Ok(Some(c)) = st.store.get_conversation(ws, conversation).await {
+        let s = &c.summary;
+        let _ = out.send(sse(
+            "usage",
+            json!({
+                "prompt_tokens": format::int(s.usage.prompt_tokens),
+                "completion_tokens": format::int(s.usage.completion_tokens),
+                "cost": format::cost(s.cost_nanousd),
+                "cost_nanousd": s.cost_nanousd,
+                "messages": format::int(s.message_count),
+            }),
+        ));
+    }
+    let _ = out.send(sse("done", json!({})));
 }
 
 fn stored_event(conversation: ConversationId, m: &parley_core::model::Message, tz: i32) -> Event {
