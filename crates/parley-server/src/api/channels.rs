@@ -359,198 +359,242 @@ pub(crate) async fn connect(
         forbid(&input.page_id, "page_id", input.kind)?;
     }
     match input.kind {
-        ChannelKind::Whatsapp => {
-            for (v, f) in [
-                (&input.bot_token, "bot_token"),
-                (&input.public_base_url, "public_base_url"),
-                (&input.api_base_url, "api_base_url"),
-                (&input.api_key, "api_key"),
-                (&input.server_secret, "server_secret"),
-                (&input.account_sid, "account_sid"),
-                (&input.auth_token, "auth_token"),
-            ] {
-                forbid(v, f, input.kind)?;
-            }
-            c.external_key = digits(&input.phone_number_id, "phone_number_id")?;
-            let waba = digits(&input.business_account_id, "business_account_id")?;
-            let token = required(&input.access_token, "access_token", 4096)?;
-            let app_secret = required(&input.app_secret, "app_secret", 512)?;
-            let verify_token = required(&input.verify_token, "verify_token", 512)?;
-            let graph = outgoing_url(
-                st,
-                &input.graph_base_url,
-                "graph_base_url",
-                &st.settings.whatsapp_graph_base_url,
-            )?;
-            // Ownership first: nothing about other connections is said to someone who has
-            // not shown they control the number.
-            let (proof, quality) = whatsapp::prove(st, &c.external_key, &waba, token).await;
-            require_proof(proof, c.kind, "access_token")?;
-            c.config
-                .insert("phone_number_id".into(), json!(c.external_key));
-            c.config.insert("business_account_id".into(), json!(waba));
-            c.config.extend(quality);
-            free_sender(st, &c).await?;
-            if let Some(graph) = graph {
-                whatsapp::probe_graph(st, &graph, &c.external_key, token).await?;
-                c.config.insert("graph_base_url".into(), json!(graph));
-            }
-            channels::seal(st, &mut c.secrets, "access_token", token);
-            channels::seal(st, &mut c.secrets, "app_secret", app_secret);
-            channels::seal(st, &mut c.secrets, "verify_token", verify_token);
-        }
-        ChannelKind::Messenger => {
-            for (v, f) in [
-                (&input.phone_number_id, "phone_number_id"),
-                (&input.business_account_id, "business_account_id"),
-                (&input.graph_base_url, "graph_base_url"),
-                (&input.bot_token, "bot_token"),
-                (&input.public_base_url, "public_base_url"),
-                (&input.api_base_url, "api_base_url"),
-                (&input.api_key, "api_key"),
-                (&input.server_secret, "server_secret"),
-                (&input.account_sid, "account_sid"),
-                (&input.auth_token, "auth_token"),
-            ] {
-                forbid(v, f, input.kind)?;
-            }
-            c.external_key = digits(&input.page_id, "page_id")?;
-            let token = required(&input.access_token, "access_token", 4096)?;
-            let app_secret = required(&input.app_secret, "app_secret", 512)?;
-            let verify_token = required(&input.verify_token, "verify_token", 512)?;
-            // Ownership first, as for WhatsApp.
-            let (proof, name) = messenger::prove(st, &c.external_key, token).await;
-            require_proof(proof, c.kind, "access_token")?;
-            c.config.insert("page_id".into(), json!(c.external_key));
-            if let Some(name) = name {
-                c.config.insert("page_name".into(), json!(name));
-            }
-            free_sender(st, &c).await?;
-            channels::seal(st, &mut c.secrets, "access_token", token);
-            channels::seal(st, &mut c.secrets, "app_secret", app_secret);
-            channels::seal(st, &mut c.secrets, "verify_token", verify_token);
-        }
-        ChannelKind::Telegram => {
-            for (v, f) in [
-                (&input.phone_number_id, "phone_number_id"),
-                (&input.business_account_id, "business_account_id"),
-                (&input.access_token, "access_token"),
-                (&input.app_secret, "app_secret"),
-                (&input.verify_token, "verify_token"),
-                (&input.graph_base_url, "graph_base_url"),
-                (&input.api_key, "api_key"),
-                (&input.server_secret, "server_secret"),
-                (&input.account_sid, "account_sid"),
-                (&input.auth_token, "auth_token"),
-            ] {
-                forbid(v, f, input.kind)?;
-            }
-            let token = required(&input.bot_token, "bot_token", 200)?;
-            c.external_key = telegram::bot_id(token)
-                .ok_or_else(|| {
-                    invalid(
-                        "bot_token",
-                        "must look like 123456789:AAH... (from @BotFather)",
-                    )
-                })?
-                .to_owned();
-            let public = base_url(&input.public_base_url, "public_base_url")?
-                .ok_or_else(|| invalid("public_base_url", "is required"))?;
-            let api = outgoing_url(
-                st,
-                &input.api_base_url,
-                "api_base_url",
-                &st.settings.telegram_api_base_url,
-            )?;
-            require_proof(telegram::prove(st, token).await, c.kind, "bot_token")?;
-            c.config.insert("bot_id".into(), json!(c.external_key));
-            c.config.insert("public_base_url".into(), json!(public));
-            if let Some(api) = api {
-                c.config.insert("api_base_url".into(), json!(api));
-            }
-            let webhook_secret = crate::auth::session::random_token();
-            channels::seal(st, &mut c.secrets, "bot_token", token);
-            channels::seal(st, &mut c.secrets, "webhook_secret", &webhook_secret);
-            free_sender(st, &c).await?;
-            telegram::set_webhook(st, &c, token, &webhook_secret).await?;
-        }
-        ChannelKind::Retell | ChannelKind::Vapi => {
-            let (name, given, other) = if c.kind == ChannelKind::Retell {
-                (
-                    "api_key",
-                    &input.api_key,
-                    ("server_secret", &input.server_secret),
-                )
-            } else {
-                (
-                    "server_secret",
-                    &input.server_secret,
-                    ("api_key", &input.api_key),
-                )
-            };
-            for (v, f) in [
-                (&input.phone_number_id, "phone_number_id"),
-                (&input.business_account_id, "business_account_id"),
-                (&input.access_token, "access_token"),
-                (&input.app_secret, "app_secret"),
-                (&input.verify_token, "verify_token"),
-                (&input.graph_base_url, "graph_base_url"),
-                (&input.bot_token, "bot_token"),
-                (&input.public_base_url, "public_base_url"),
-                (&input.api_base_url, "api_base_url"),
-                (&input.transcription_model, "transcription_model"),
-                (&input.vision_model, "vision_model"),
-                (&input.account_sid, "account_sid"),
-                (&input.auth_token, "auth_token"),
-                (other.1, other.0),
-            ] {
-                forbid(v, f, input.kind)?;
-            }
-            let secret = required(given, name, 512)?;
-            if secret.chars().any(char::is_control) {
-                return Err(invalid(name, "must not hold control characters"));
-            }
-            debug_assert_eq!(name, channels::voip::secret_name(c.kind));
-            c.external_key = c.id.to_string();
-            channels::seal(st, &mut c.secrets, name, secret);
-        }
-        ChannelKind::Twilio => {
-            for (v, f) in [
-                (&input.phone_number_id, "phone_number_id"),
-                (&input.business_account_id, "business_account_id"),
-                (&input.access_token, "access_token"),
-                (&input.app_secret, "app_secret"),
-                (&input.verify_token, "verify_token"),
-                (&input.graph_base_url, "graph_base_url"),
-                (&input.bot_token, "bot_token"),
-                (&input.public_base_url, "public_base_url"),
-                (&input.api_base_url, "api_base_url"),
-                (&input.vision_model, "vision_model"),
-                (&input.api_key, "api_key"),
-                (&input.server_secret, "server_secret"),
-            ] {
-                forbid(v, f, input.kind)?;
-            }
-            let sid = required(&input.account_sid, "account_sid", 34)?;
-            if !twilio_sid(sid) {
-                return Err(invalid(
-                    "account_sid",
-                    "must be AC followed by 32 hex digits (Twilio Console, Account Info)",
-                ));
-            }
-            let token = required(&input.auth_token, "auth_token", 512)?;
-            if token.chars().any(char::is_control) {
-                return Err(invalid("auth_token", "must not hold control characters"));
-            }
-            // Like Retell's and Vapi's: no sender to claim, so the key is the connection's id
-            // (two workspaces may each connect a subaccount's calls).
-            c.external_key = c.id.to_string();
-            c.config.insert("account_sid".into(), json!(sid));
-            channels::seal(st, &mut c.secrets, "auth_token", token);
-        }
+        ChannelKind::Whatsapp => connect_whatsapp(st, input, &mut c).await?,
+        ChannelKind::Messenger => connect_messenger(st, input, &mut c).await?,
+        ChannelKind::Telegram => connect_telegram(st, input, &mut c).await?,
+        ChannelKind::Retell | ChannelKind::Vapi => connect_voice_agent(st, input, &mut c)?,
+        ChannelKind::Twilio => connect_twilio(st, input, &mut c)?,
     }
     st.store.channels().create_channel(&c).await?;
     Ok(c)
+}
+
+/// [`connect`] for a WhatsApp Cloud API number: its ids, token, app secret and verify token, the
+/// number proven and free. Errors: as [`connect`]'s.
+async fn connect_whatsapp(
+    st: &AppState,
+    input: &ConnectInput,
+    c: &mut ChannelConnection,
+) -> Result<(), ApiError> {
+    for (v, f) in [
+        (&input.bot_token, "bot_token"),
+        (&input.public_base_url, "public_base_url"),
+        (&input.api_base_url, "api_base_url"),
+        (&input.api_key, "api_key"),
+        (&input.server_secret, "server_secret"),
+        (&input.account_sid, "account_sid"),
+        (&input.auth_token, "auth_token"),
+    ] {
+        forbid(v, f, input.kind)?;
+    }
+    c.external_key = digits(&input.phone_number_id, "phone_number_id")?;
+    let waba = digits(&input.business_account_id, "business_account_id")?;
+    let token = required(&input.access_token, "access_token", 4096)?;
+    let app_secret = required(&input.app_secret, "app_secret", 512)?;
+    let verify_token = required(&input.verify_token, "verify_token", 512)?;
+    let graph = outgoing_url(
+        st,
+        &input.graph_base_url,
+        "graph_base_url",
+        &st.settings.whatsapp_graph_base_url,
+    )?;
+    // Ownership first: nothing about other connections is said to someone who has
+    // not shown they control the number.
+    let (proof, quality) = whatsapp::prove(st, &c.external_key, &waba, token).await;
+    require_proof(proof, c.kind, "access_token")?;
+    c.config
+        .insert("phone_number_id".into(), json!(c.external_key));
+    c.config.insert("business_account_id".into(), json!(waba));
+    c.config.extend(quality);
+    free_sender(st, c).await?;
+    if let Some(graph) = graph {
+        whatsapp::probe_graph(st, &graph, &c.external_key, token).await?;
+        c.config.insert("graph_base_url".into(), json!(graph));
+    }
+    channels::seal(st, &mut c.secrets, "access_token", token);
+    channels::seal(st, &mut c.secrets, "app_secret", app_secret);
+    channels::seal(st, &mut c.secrets, "verify_token", verify_token);
+    Ok(())
+}
+
+/// [`connect`] for a Messenger Page: its id, token, app secret and verify token, the Page proven
+/// and free. Errors: as [`connect`]'s.
+async fn connect_messenger(
+    st: &AppState,
+    input: &ConnectInput,
+    c: &mut ChannelConnection,
+) -> Result<(), ApiError> {
+    for (v, f) in [
+        (&input.phone_number_id, "phone_number_id"),
+        (&input.business_account_id, "business_account_id"),
+        (&input.graph_base_url, "graph_base_url"),
+        (&input.bot_token, "bot_token"),
+        (&input.public_base_url, "public_base_url"),
+        (&input.api_base_url, "api_base_url"),
+        (&input.api_key, "api_key"),
+        (&input.server_secret, "server_secret"),
+        (&input.account_sid, "account_sid"),
+        (&input.auth_token, "auth_token"),
+    ] {
+        forbid(v, f, input.kind)?;
+    }
+    c.external_key = digits(&input.page_id, "page_id")?;
+    let token = required(&input.access_token, "access_token", 4096)?;
+    let app_secret = required(&input.app_secret, "app_secret", 512)?;
+    let verify_token = required(&input.verify_token, "verify_token", 512)?;
+    // Ownership first, as for WhatsApp.
+    let (proof, name) = messenger::prove(st, &c.external_key, token).await;
+    require_proof(proof, c.kind, "access_token")?;
+    c.config.insert("page_id".into(), json!(c.external_key));
+    if let Some(name) = name {
+        c.config.insert("page_name".into(), json!(name));
+    }
+    free_sender(st, c).await?;
+    channels::seal(st, &mut c.secrets, "access_token", token);
+    channels::seal(st, &mut c.secrets, "app_secret", app_secret);
+    channels::seal(st, &mut c.secrets, "verify_token", verify_token);
+    Ok(())
+}
+
+/// [`connect`] for a Telegram bot: its token proven, the public base URL, and `setWebhook` asked.
+/// Errors: as [`connect`]'s.
+async fn connect_telegram(
+    st: &AppState,
+    input: &ConnectInput,
+    c: &mut ChannelConnection,
+) -> Result<(), ApiError> {
+    for (v, f) in [
+        (&input.phone_number_id, "phone_number_id"),
+        (&input.business_account_id, "business_account_id"),
+        (&input.access_token, "access_token"),
+        (&input.app_secret, "app_secret"),
+        (&input.verify_token, "verify_token"),
+        (&input.graph_base_url, "graph_base_url"),
+        (&input.api_key, "api_key"),
+        (&input.server_secret, "server_secret"),
+        (&input.account_sid, "account_sid"),
+        (&input.auth_token, "auth_token"),
+    ] {
+        forbid(v, f, input.kind)?;
+    }
+    let token = required(&input.bot_token, "bot_token", 200)?;
+    c.external_key = telegram::bot_id(token)
+        .ok_or_else(|| {
+            invalid(
+                "bot_token",
+                "must look like 123456789:AAH... (from @BotFather)",
+            )
+        })?
+        .to_owned();
+    let public = base_url(&input.public_base_url, "public_base_url")?
+        .ok_or_else(|| invalid("public_base_url", "is required"))?;
+    let api = outgoing_url(
+        st,
+        &input.api_base_url,
+        "api_base_url",
+        &st.settings.telegram_api_base_url,
+    )?;
+    require_proof(telegram::prove(st, token).await, c.kind, "bot_token")?;
+    c.config.insert("bot_id".into(), json!(c.external_key));
+    c.config.insert("public_base_url".into(), json!(public));
+    if let Some(api) = api {
+        c.config.insert("api_base_url".into(), json!(api));
+    }
+    let webhook_secret = crate::auth::session::random_token();
+    channels::seal(st, &mut c.secrets, "bot_token", token);
+    channels::seal(st, &mut c.secrets, "webhook_secret", &webhook_secret);
+    free_sender(st, c).await?;
+    telegram::set_webhook(st, c, token, &webhook_secret).await?;
+    Ok(())
+}
+
+/// [`connect`] for a Retell (`api_key`) or Vapi (`server_secret`) account: the secret its webhooks
+/// are checked with. Errors: as [`connect`]'s.
+fn connect_voice_agent(
+    st: &AppState,
+    input: &ConnectInput,
+    c: &mut ChannelConnection,
+) -> Result<(), ApiError> {
+    let (name, given, other) = if c.kind == ChannelKind::Retell {
+        (
+            "api_key",
+            &input.api_key,
+            ("server_secret", &input.server_secret),
+        )
+    } else {
+        (
+            "server_secret",
+            &input.server_secret,
+            ("api_key", &input.api_key),
+        )
+    };
+    for (v, f) in [
+        (&input.phone_number_id, "phone_number_id"),
+        (&input.business_account_id, "business_account_id"),
+        (&input.access_token, "access_token"),
+        (&input.app_secret, "app_secret"),
+        (&input.verify_token, "verify_token"),
+        (&input.graph_base_url, "graph_base_url"),
+        (&input.bot_token, "bot_token"),
+        (&input.public_base_url, "public_base_url"),
+        (&input.api_base_url, "api_base_url"),
+        (&input.transcription_model, "transcription_model"),
+        (&input.vision_model, "vision_model"),
+        (&input.account_sid, "account_sid"),
+        (&input.auth_token, "auth_token"),
+        (other.1, other.0),
+    ] {
+        forbid(v, f, input.kind)?;
+    }
+    let secret = required(given, name, 512)?;
+    if secret.chars().any(char::is_control) {
+        return Err(invalid(name, "must not hold control characters"));
+    }
+    debug_assert_eq!(name, channels::voip::secret_name(c.kind));
+    c.external_key = c.id.to_string();
+    channels::seal(st, &mut c.secrets, name, secret);
+    Ok(())
+}
+
+/// [`connect`] for a Twilio account: its SID and auth token. Errors: as [`connect`]'s.
+fn connect_twilio(
+    st: &AppState,
+    input: &ConnectInput,
+    c: &mut ChannelConnection,
+) -> Result<(), ApiError> {
+    for (v, f) in [
+        (&input.phone_number_id, "phone_number_id"),
+        (&input.business_account_id, "business_account_id"),
+        (&input.access_token, "access_token"),
+        (&input.app_secret, "app_secret"),
+        (&input.verify_token, "verify_token"),
+        (&input.graph_base_url, "graph_base_url"),
+        (&input.bot_token, "bot_token"),
+        (&input.public_base_url, "public_base_url"),
+        (&input.api_base_url, "api_base_url"),
+        (&input.vision_model, "vision_model"),
+        (&input.api_key, "api_key"),
+        (&input.server_secret, "server_secret"),
+    ] {
+        forbid(v, f, input.kind)?;
+    }
+    let sid = required(&input.account_sid, "account_sid", 34)?;
+    if !twilio_sid(sid) {
+        return Err(invalid(
+            "account_sid",
+            "must be AC followed by 32 hex digits (Twilio Console, Account Info)",
+        ));
+    }
+    let token = required(&input.auth_token, "auth_token", 512)?;
+    if token.chars().any(char::is_control) {
+        return Err(invalid("auth_token", "must not hold control characters"));
+    }
+    // Like Retell's and Vapi's: no sender to claim, so the key is the connection's id
+    // (two workspaces may each connect a subaccount's calls).
+    c.external_key = c.id.to_string();
+    c.config.insert("account_sid".into(), json!(sid));
+    channels::seal(st, &mut c.secrets, "auth_token", token);
+    Ok(())
 }
 
 /// `POST /api/v1/assistants/{id}/channels`: 201 with the connection (secrets as hints); 404

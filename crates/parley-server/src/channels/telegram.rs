@@ -404,6 +404,89 @@ impl<'a> Inbound<'a> {
     }
 }
 
+/// The stored message's channel details for update `u` (kind, the message it refers to,
+/// details from the raw object, its attachment) and its text or caption.
+fn meta_of(u: &Inbound<'_>) -> (ChannelMessageMeta, Option<String>) {
+    let (kind, edited, m) = (u.kind, u.edited, u.message);
+    let message_id = m.and_then(|m| m.message_id);
+    let mut meta = ChannelMessageMeta {
+        kind: if edited { "edited".into() } else { kind.into() },
+        refers_to: m
+            .and_then(|m| m.reply_to_message.as_ref()?.message_id)
+            .or(if edited { message_id } else { None })
+            .map(|id| id.to_string()),
+        ..Default::default()
+    };
+    let text = m.and_then(|m| m.text.clone().or(m.caption.clone()));
+    if let Some(m) = m {
+        let mut details = serde_json::Map::new();
+        details.insert(
+            "message_id".into(),
+            u.raw.get("message_id").cloned().unwrap_or(Value::Null),
+        );
+        for k in ["forward_from", "forward_from_chat", "entities", "sticker"] {
+            if let Some(v) = u.raw.get(k) {
+                details.insert(k.into(), v.clone());
+            }
+        }
+        meta.details = Some(Value::Object(details));
+        if let Some(a) = attachment_of(m) {
+            if meta.kind == "message" {
+                meta.kind = a.kind.clone();
+            }
+            meta.attachments.push(a);
+        } else if meta.kind == "message" {
+            meta.kind = "text".into();
+        }
+    } else {
+        meta.details = Some(u.raw.clone());
+    }
+    (meta, text)
+}
+
+/// Downloads the attachments of `meta` (a `media.download` job for each that failed) and
+/// transcribes / describes them when the connection asks for it, adding that to `text`.
+/// Returns the jobs.
+async fn fetch_media(
+    state: &AppState,
+    c: &ChannelConnection,
+    meta: &mut ChannelMessageMeta,
+    text: &mut Option<String>,
+) -> Vec<parley_store::jobs::IngestJob> {
+    let mut jobs = Vec::new();
+    for (i, a) in meta.attachments.iter_mut().enumerate() {
+        if !download_attachment(state, c, a).await {
+            jobs.push(crate::jobs::media_job(0, c, i, state));
+        }
+        if let Some(t) = media::transcribe_if_configured(state, c, a).await {
+            *text = Some(format!("🎤 {t}"));
+        }
+        if let Some(d) = media::describe_if_configured(state, c, a).await {
+            let shown = text.take().unwrap_or_else(|| "[image]".to_owned());
+            *text = Some(format!("{shown}\n🖼 {d}"));
+        }
+    }
+    jobs
+}
+
+/// The stored text of update `u`: its text (marked when edited), else its attachment's kind,
+/// else a note naming an update kind Parley does not store as a message.
+fn content_of(u: &Inbound<'_>, meta: &ChannelMessageMeta, text: Option<String>) -> String {
+    match (u.message.is_some(), u.edited, text) {
+        (true, false, Some(t)) => t,
+        (true, true, Some(t)) => format!("[edited] {t}"),
+        (true, _, None) => match meta.attachments.first() {
+            Some(a) => format!("[{}]", a.kind),
+            None => "[unsupported message]".to_owned(),
+        },
+        (false, _, _) => format!(
+            "[unsupported Telegram update {}{}]",
+            u.kind,
+            u.data.map(|d| format!(": {d}")).unwrap_or_default()
+        ),
+    }
+}
+
 /// Stores one update, with the follow-up jobs in the same transaction: the answer when it is
 /// a new customer message, a later download of a file that failed every attempt. An update
 /// stored already is not stored or answered again; only its edit mark is made sure of.
@@ -442,38 +525,7 @@ async fn process(state: &AppState, c: &ChannelConnection, update: &Update) -> Re
     let conversation_ref = conversation_key(c, &chat);
     let m = u.message;
     let message_id = m.and_then(|m| m.message_id);
-    let mut meta = ChannelMessageMeta {
-        kind: if edited { "edited".into() } else { kind.into() },
-        refers_to: m
-            .and_then(|m| m.reply_to_message.as_ref()?.message_id)
-            .or(if edited { message_id } else { None })
-            .map(|id| id.to_string()),
-        ..Default::default()
-    };
-    let mut text = m.and_then(|m| m.text.clone().or(m.caption.clone()));
-    if let Some(m) = m {
-        let mut details = serde_json::Map::new();
-        details.insert(
-            "message_id".into(),
-            u.raw.get("message_id").cloned().unwrap_or(Value::Null),
-        );
-        for k in ["forward_from", "forward_from_chat", "entities", "sticker"] {
-            if let Some(v) = u.raw.get(k) {
-                details.insert(k.into(), v.clone());
-            }
-        }
-        meta.details = Some(Value::Object(details));
-        if let Some(a) = attachment_of(m) {
-            if meta.kind == "message" {
-                meta.kind = a.kind.clone();
-            }
-            meta.attachments.push(a);
-        } else if meta.kind == "message" {
-            meta.kind = "text".into();
-        }
-    } else {
-        meta.details = Some(u.raw.clone());
-    }
+    let (mut meta, mut text) = meta_of(&u);
     let original = message_id.filter(|_| edited);
     // A redelivered update: stored already; spare the download.
     if let Some((conversation, existing)) =
@@ -485,31 +537,8 @@ async fn process(state: &AppState, c: &ChannelConnection, update: &Update) -> Re
         }
         return Ok(());
     }
-    let mut jobs = Vec::new();
-    for (i, a) in meta.attachments.iter_mut().enumerate() {
-        if !download_attachment(state, c, a).await {
-            jobs.push(crate::jobs::media_job(0, c, i, state));
-        }
-        if let Some(t) = media::transcribe_if_configured(state, c, a).await {
-            text = Some(format!("🎤 {t}"));
-        }
-        if let Some(d) = media::describe_if_configured(state, c, a).await {
-            let shown = text.take().unwrap_or_else(|| "[image]".to_owned());
-            text = Some(format!("{shown}\n🖼 {d}"));
-        }
-    }
-    let content = match (is_message, edited, text) {
-        (true, false, Some(t)) => t,
-        (true, true, Some(t)) => format!("[edited] {t}"),
-        (true, _, None) => match meta.attachments.first() {
-            Some(a) => format!("[{}]", a.kind),
-            None => "[unsupported message]".to_owned(),
-        },
-        (false, _, _) => format!(
-            "[unsupported Telegram update {kind}{}]",
-            u.data.map(|d| format!(": {d}")).unwrap_or_default()
-        ),
-    };
+    let mut jobs = fetch_media(state, c, &mut meta, &mut text).await;
+    let content = content_of(&u, &meta, text);
     let answer = is_message && !edited && meta.kind != "sticker";
     let mut input = super::new_conversation(Channel::Telegram);
     input.external_id = Some(conversation_ref);

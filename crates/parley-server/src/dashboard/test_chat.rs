@@ -37,8 +37,10 @@ use super::{format, tz_offset};
 use crate::AppState;
 use crate::assistant::runtime::{self, TurnEvent};
 use crate::auth::Session;
+use crate::dashboard::form::PageError;
 use crate::error::ApiError;
 use crate::ingest::{IngestRequest, ingest};
+use parley_core::model::Assistant;
 
 /// Most messages the page shows of an earlier session.
 const SHOWN_MESSAGES: u32 = 200;
@@ -99,7 +101,7 @@ pub(super) async fn page(
         st.store.conversation_total(ws)
     ) {
         Ok(x) => x,
-        Err(e) => return ApiError::from(e).into_response(),
+        Err(e) => return PageError::from(e).into_response(),
     };
     // An earlier session to continue (only Test Chat conversations).
     let conversation = match q
@@ -110,7 +112,7 @@ pub(super) async fn page(
         Some(id) => match st.store.get_conversation(ws, id).await {
             Ok(Some(c)) if c.summary.channel == Channel::Test => Some(c),
             Ok(_) => None,
-            Err(e) => return ApiError::from(e).into_response(),
+            Err(e) => return PageError::from(e).into_response(),
         },
         None => None,
     };
@@ -122,71 +124,12 @@ pub(super) async fn page(
         .and_then(|id| assistants.iter().find(|a| a.id == id))
         .or_else(|| assistants.iter().find(|a| a.settings.provider.is_some()))
         .or(assistants.first());
-    let blocked = match selected {
-        None => Some(
-            "There is no assistant yet. Create one under Assistants: give it a name, a provider (base URL, model, API key) and a prompt.".to_owned(),
-        ),
-        Some(a) if a.settings.provider.is_none() => Some(format!(
-            "{} has no LLM provider, so it cannot answer. Under Assistants → {}, pick one of this server's providers{}, or choose Custom and give your own base URL (for OpenAI: https://api.openai.com/v1), model (e.g. gpt-4o-mini) and API key, stored encrypted.",
-            a.name,
-            a.name,
-            provider_names(&st)
-        )),
-        Some(a) => match crate::assistant::provider::Endpoint::resolve(
-            a.settings.provider.as_ref().expect("checked above"),
-            &st,
-        ) {
-            Err(e) => Some(format!(
-                "{} cannot reach its provider: {e}. Fix it under Assistants → {}.",
-                a.name, a.name
-            )),
-            Ok(_) if a.mode == parley_core::AssistantMode::Passive => Some(format!(
-                "{} is passive: the team answers, not the AI. Switch its mode to active or hybrid under Assistants to chat with it.",
-                a.name
-            )),
-            Ok(_) => None,
-        },
+    let blocked = blocked_reason(&st, selected);
+    let messages = match &conversation {
+        Some(c) => recent_bubbles(&st, ws, c.summary.id, tz).await,
+        None => Vec::new(),
     };
-    let mut messages = Vec::new();
-    if let Some(c) = &conversation {
-        let page = st
-            .store
-            .list_messages(
-                ws,
-                c.summary.id,
-                &TranscriptQuery {
-                    page: 1,
-                    per_page: SHOWN_MESSAGES,
-                    newest_first: true,
-                    include_hidden: false,
-                },
-            )
-            .await;
-        if let Ok(Some(p)) = page {
-            messages = p
-                .items
-                .iter()
-                .rev()
-                .map(|m| bubble(c.summary.id, m, tz))
-                .collect();
-        }
-    }
-    let options = assistants
-        .iter()
-        .map(|a| AssistantOption {
-            id: a.id.to_string(),
-            label: if a.company.is_empty() {
-                a.name.clone()
-            } else {
-                format!(
-                    "{} · {}",
-                    super::format::isolate(&a.name),
-                    super::format::isolate(&a.company)
-                )
-            },
-            selected: Some(a.id) == selected.map(|s| s.id),
-        })
-        .collect();
+    let options = assistant_options(&assistants, selected);
     let s = conversation.as_ref().map(|c| &c.summary);
     let page = Page {
         layout: Layout::new("test-chat", "Test Chat", &session, tz, total),
@@ -224,8 +167,93 @@ pub(super) async fn page(
     };
     match page.render() {
         Ok(html) => Html(html).into_response(),
-        Err(e) => ApiError::internal(e).into_response(),
+        Err(e) => PageError(ApiError::internal(e)).into_response(),
     }
+}
+
+/// Why Test Chat cannot talk to `selected` (no assistant, no provider, a provider that does not
+/// resolve, a passive assistant); `None` when it can.
+fn blocked_reason(st: &AppState, selected: Option<&Assistant>) -> Option<String> {
+    match selected {
+        None => Some(
+            "There is no assistant yet. Create one under Assistants: give it a name, a provider (base URL, model, API key) and a prompt.".to_owned(),
+        ),
+        Some(a) if a.settings.provider.is_none() => Some(format!(
+            "{} has no LLM provider, so it cannot answer. Under Assistants → {}, pick one of this server's providers{}, or choose Custom and give your own base URL (for OpenAI: https://api.openai.com/v1), model (e.g. gpt-4o-mini) and API key, stored encrypted.",
+            a.name,
+            a.name,
+            provider_names(st)
+        )),
+        Some(a) => match crate::assistant::provider::Endpoint::resolve(
+            a.settings.provider.as_ref().expect("checked above"),
+            st,
+        ) {
+            Err(e) => Some(format!(
+                "{} cannot reach its provider: {e}. Fix it under Assistants → {}.",
+                a.name, a.name
+            )),
+            Ok(_) if a.mode == parley_core::AssistantMode::Passive => Some(format!(
+                "{} is passive: the team answers, not the AI. Switch its mode to active or hybrid under Assistants to chat with it.",
+                a.name
+            )),
+            Ok(_) => None,
+        },
+    }
+}
+
+/// The newest [`SHOWN_MESSAGES`] visible messages of `conversation` as bubbles, oldest first
+/// (none when they cannot be read).
+async fn recent_bubbles(
+    st: &AppState,
+    ws: parley_core::WorkspaceId,
+    conversation: ConversationId,
+    tz: i32,
+) -> Vec<Bubble> {
+    let page = st
+        .store
+        .list_messages(
+            ws,
+            conversation,
+            &TranscriptQuery {
+                page: 1,
+                per_page: SHOWN_MESSAGES,
+                newest_first: true,
+                include_hidden: false,
+            },
+        )
+        .await;
+    match page {
+        Ok(Some(p)) => p
+            .items
+            .iter()
+            .rev()
+            .map(|m| bubble(conversation, m, tz))
+            .collect(),
+        _ => Vec::new(),
+    }
+}
+
+/// The assistant picker's options, `selected` marked.
+fn assistant_options(
+    assistants: &[Assistant],
+    selected: Option<&Assistant>,
+) -> Vec<AssistantOption> {
+    assistants
+        .iter()
+        .map(|a| AssistantOption {
+            id: a.id.to_string(),
+            label: if a.company.is_empty() {
+                a.name.clone()
+            } else {
+                format!(
+                    "{} · {}",
+                    super::format::isolate(&a.name),
+                    super::format::isolate(&a.company)
+                )
+            },
+            selected: Some(a.id) == selected.map(|s| s.id),
+        })
+        .collect()
 }
 
 /// `POST /test-chat/send` body.
