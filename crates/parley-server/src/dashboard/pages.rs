@@ -487,7 +487,7 @@ async fn gather_list(
     let store = &st.store;
     let open_panel = async {
         match view.open {
-            Some(id) => build_panel(st, &session, &view, id, tz).await.map(Some),
+            Some(id) => build_panel(st, session, &view, id, tz).await.map(Some),
             None => Ok(None),
         }
     };
@@ -612,7 +612,7 @@ fn list_rows(
                     })
                 });
             }
-            rows = items.iter().map(|c| row(c, &view, tz)).collect();
+            rows = items.iter().map(|c| row(c, view, tz)).collect();
         }
         Err(e) => {
             tracing::error!(error = %e, "listing conversations failed");
@@ -743,7 +743,7 @@ fn list_page(session: &Session, tz: i32, data: ListData) -> ConversationsPage {
         _ => None,
     };
     ConversationsPage {
-        layout: Layout::new("conversations", "Conversations", &session, tz, total)
+        layout: Layout::new("conversations", "Conversations", session, tz, total)
             .with_attention(attention),
         count_label: count_label(&count),
         match_count: count.count,
