@@ -1122,6 +1122,7 @@ async fn read_benchmarks(
         let store = parley_store::open(&db.url).await?;
         let hash = parley_server::auth::hash_password("benchmark password")?;
         let user = store
+            .auth()
             .create_user(
                 ctx.workspace,
                 &format!("bench-{}@example.com", Timestamp::now().0),
@@ -1131,6 +1132,7 @@ async fn read_benchmarks(
             .await?;
         let now = Timestamp::now();
         store
+            .auth()
             .create_session(&parley_store::NewSession {
                 token_hash: parley_server::auth::session::token_hash(&token),
                 user_id: user.id,

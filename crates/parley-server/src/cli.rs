@@ -859,7 +859,7 @@ async fn users(store: &dyn Store, command: UsersCommand) -> Result<(), BoxError>
             let password = password.trim_end_matches(['\n', '\r']).to_owned();
             let hash = tokio::task::spawn_blocking(move || crate::auth::hash_password(&password))
                 .await??;
-            let user = store.create_user(ws.id, &email, &hash, role).await?;
+            let user = store.auth().create_user(ws.id, &email, &hash, role).await?;
             println!(
                 "Created {} {} in workspace {:?}. Sign in at /login.",
                 user.role, user.email, ws.slug
@@ -868,7 +868,7 @@ async fn users(store: &dyn Store, command: UsersCommand) -> Result<(), BoxError>
         }
         UsersCommand::List { workspace } => {
             let ws = select_workspace(store, workspace.as_deref()).await?;
-            for u in store.list_users(ws.id).await? {
+            for u in store.auth().list_users(ws.id).await? {
                 println!("{:<40} {:<7} created {}", u.email, u.role, u.created_at);
             }
             Ok(())

@@ -493,7 +493,13 @@ pub async fn assign(
     user: Option<UserId>,
 ) -> Result<ConversationDetail, ApiError> {
     if let Some(u) = user
-        && !st.store.list_users(ws).await?.iter().any(|m| m.id == u)
+        && !st
+            .store
+            .auth()
+            .list_users(ws)
+            .await?
+            .iter()
+            .any(|m| m.id == u)
     {
         return Err(invalid("assignee_id", "is not a member of this workspace"));
     }

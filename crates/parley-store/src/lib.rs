@@ -31,12 +31,13 @@ use parley_core::search::Snippet;
 use parley_core::widget::{TrackerItem, TrackerRecord, TrackerSession, WidgetRecord};
 use parley_core::{
     ApiKeyId, AssistantId, AssistantMode, Channel, ConversationId, ConversationStatus, MessageId,
-    Role, Timestamp, UserId, UserRole, WorkspaceId,
+    Role, Timestamp, WorkspaceId,
 };
 use serde::Serialize;
 
 pub mod assistants;
 pub mod attachments;
+pub mod auth;
 pub mod bulk;
 mod channels;
 mod counters;
@@ -56,6 +57,7 @@ pub mod webhooks;
 
 pub use assistants::AssistantStore;
 pub use attachments::{Admission, AttachmentStore, AttachmentUsage};
+pub use auth::{AuthStore, NewSession, SessionRecord};
 pub use bulk::{BulkAction, BulkState, BulkStore, NewBulkAction};
 pub use channels::{ChannelStore, ConfigEdit, MessageEdit};
 pub use events::{EventFilter, EventStore, EventType, StoredEvent};
@@ -355,32 +357,6 @@ pub struct MessagePage {
     pub total_pages: i64,
 }
 
-/// A sign-in session to store.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct NewSession {
-    /// SHA-256 of the session cookie's token (the token itself is never stored).
-    pub token_hash: [u8; 32],
-    /// The signed-in user.
-    pub user_id: UserId,
-    /// The session's CSRF token, embedded in its pages and checked on every change.
-    pub csrf_token: String,
-    /// When it was created.
-    pub created_at: Timestamp,
-    /// When it stops being valid.
-    pub expires_at: Timestamp,
-}
-
-/// A valid session, with its user.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SessionRecord {
-    /// The signed-in user.
-    pub user: User,
-    /// The session's CSRF token.
-    pub csrf_token: String,
-    /// When it stops being valid.
-    pub expires_at: Timestamp,
-}
-
 /// How many conversations a search probes the full-text index for before it switches to
 /// walking the list in sort order (a common term matches early rows anyway).
 pub const SEARCH_PROBE_LIMIT: usize = 10_000;
@@ -421,6 +397,9 @@ pub trait Store: Send + Sync + 'static {
     fn retention(&self) -> &dyn RetentionStore;
     /// Bulk action records and the batched conversation patch (issue 14): see [`BulkStore`].
     fn bulk(&self) -> &dyn BulkStore;
+    /// Dashboard users, sign-in sessions and the sign-in failure counts that rate-limit
+    /// sign-in: see [`AuthStore`].
+    fn auth(&self) -> &dyn AuthStore;
 
     /// Creates a workspace. Errors: `Conflict("workspace_exists")` if the slug is taken.
     async fn create_workspace(&self, slug: &str, name: &str) -> Result<Workspace>;
@@ -507,51 +486,6 @@ pub trait Store: Send + Sync + 'static {
         workspace: WorkspaceId,
         ids: &[ConversationId],
     ) -> Result<Vec<ConversationExport>>;
-
-    /// Creates a dashboard user; `email` must already be lowercased and `password_hash` a PHC
-    /// string. Errors: `Conflict("user_exists")`, `NotFound("workspace")`.
-    async fn create_user(
-        &self,
-        workspace: WorkspaceId,
-        email: &str,
-        password_hash: &str,
-        role: UserRole,
-    ) -> Result<User>;
-    /// The user with this (lowercased) email and their password hash.
-    async fn user_for_login(&self, email: &str) -> Result<Option<(User, String)>>;
-    /// The workspace's users, by email.
-    async fn list_users(&self, workspace: WorkspaceId) -> Result<Vec<User>>;
-    /// Stores a sign-in session (and sweeps expired ones).
-    async fn create_session(&self, session: &NewSession) -> Result<()>;
-    /// The session whose token hashes to `token_hash`, if it exists and has not expired at `now`.
-    async fn session(&self, token_hash: [u8; 32], now: Timestamp) -> Result<Option<SessionRecord>>;
-    /// Ends a session (signing out). Deleting an unknown session is not an error.
-    async fn delete_session(&self, token_hash: [u8; 32]) -> Result<()>;
-    /// Records a failed sign-in against each subject (`email:...`, `ip:...`).
-    async fn record_login_failure(&self, subjects: &[String], at: Timestamp) -> Result<()>;
-    /// Failed sign-ins of `subject` at or after `since`.
-    async fn login_failures_since(&self, subject: &str, since: Timestamp) -> Result<u64>;
-    /// Forgets `subject`'s failures before `before` (after a successful sign-in, or to expire
-    /// old entries).
-    async fn clear_login_failures(&self, subject: &str, before: Timestamp) -> Result<()>;
-    /// Counts a sign-in attempt *before* its password is checked, atomically with the check of
-    /// the limits: when any `(subject, limit)` of `limits` already has `limit` or more entries at
-    /// or after `since`, nothing is recorded and the answer is `false` (refuse the attempt);
-    /// otherwise one entry is recorded at `at` for every subject and the answer is `true`.
-    /// Concurrent claims for one subject are serialised (SQLite: the one writer connection;
-    /// PostgreSQL: a transaction-scoped advisory lock per subject), so at most `limit` claims
-    /// succeed in a window however many arrive at once, on one server or several. A failed
-    /// sign-in keeps its entry; a successful one takes it back with
-    /// [`Store::release_login_attempt`].
-    async fn claim_login_attempt(
-        &self,
-        limits: &[(String, u64)],
-        since: Timestamp,
-        at: Timestamp,
-    ) -> Result<bool>;
-    /// Takes back one entry of `subject` recorded at `at` by [`Store::claim_login_attempt`]
-    /// (that sign-in succeeded). No entry is not an error.
-    async fn release_login_attempt(&self, subject: &str, at: Timestamp) -> Result<()>;
 
     /// `parley migrate-store`: the workspace's users with their password hashes.
     async fn export_users(&self, workspace: WorkspaceId) -> Result<Vec<(User, String)>>;

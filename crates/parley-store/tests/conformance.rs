@@ -1547,6 +1547,7 @@ async fn users_sessions_and_login_failures(store: Arc<dyn Store>) {
     use parley_store::NewSession;
     let ws = workspace(&*store, "w").await;
     let user = store
+        .auth()
         .create_user(
             ws,
             "ana@example.com",
@@ -1557,6 +1558,7 @@ async fn users_sessions_and_login_failures(store: Arc<dyn Store>) {
         .unwrap();
     assert!(matches!(
         store
+            .auth()
             .create_user(ws, "ana@example.com", "x", UserRole::Member)
             .await,
         Err(StoreError::Conflict {
@@ -1565,6 +1567,7 @@ async fn users_sessions_and_login_failures(store: Arc<dyn Store>) {
         })
     ));
     let (found, hash) = store
+        .auth()
         .user_for_login("ana@example.com")
         .await
         .unwrap()
@@ -1575,12 +1578,13 @@ async fn users_sessions_and_login_failures(store: Arc<dyn Store>) {
     );
     assert!(
         store
+            .auth()
             .user_for_login("bob@example.com")
             .await
             .unwrap()
             .is_none()
     );
-    assert_eq!(store.list_users(ws).await.unwrap().len(), 1);
+    assert_eq!(store.auth().list_users(ws).await.unwrap().len(), 1);
 
     let now = Timestamp(T0);
     let session = NewSession {
@@ -1590,21 +1594,22 @@ async fn users_sessions_and_login_failures(store: Arc<dyn Store>) {
         created_at: now,
         expires_at: now.add_millis(1_000),
     };
-    store.create_session(&session).await.unwrap();
-    let got = store.session([1; 32], now).await.unwrap().unwrap();
+    store.auth().create_session(&session).await.unwrap();
+    let got = store.auth().session([1; 32], now).await.unwrap().unwrap();
     assert_eq!((got.user.id, got.csrf_token.as_str()), (user.id, "csrf"));
     assert!(
         store
+            .auth()
             .session([1; 32], now.add_millis(1_000))
             .await
             .unwrap()
             .is_none(),
         "expired"
     );
-    assert!(store.session([2; 32], now).await.unwrap().is_none());
-    store.delete_session([1; 32]).await.unwrap();
+    assert!(store.auth().session([2; 32], now).await.unwrap().is_none());
+    store.auth().delete_session([1; 32]).await.unwrap();
     assert!(
-        store.session([1; 32], now).await.unwrap().is_none(),
+        store.auth().session([1; 32], now).await.unwrap().is_none(),
         "signed out"
     );
 
@@ -1614,12 +1619,14 @@ async fn users_sessions_and_login_failures(store: Arc<dyn Store>) {
     ];
     for i in 0..3 {
         store
+            .auth()
             .record_login_failure(&subjects, now.add_millis(i * 1_000))
             .await
             .unwrap();
     }
     assert_eq!(
         store
+            .auth()
             .login_failures_since("ip:127.0.0.1", now)
             .await
             .unwrap(),
@@ -1627,17 +1634,20 @@ async fn users_sessions_and_login_failures(store: Arc<dyn Store>) {
     );
     assert_eq!(
         store
+            .auth()
             .login_failures_since("ip:127.0.0.1", now.add_millis(1_500))
             .await
             .unwrap(),
         1
     );
     store
+        .auth()
         .clear_login_failures("email:ana@example.com", now.add_millis(10_000))
         .await
         .unwrap();
     assert_eq!(
         store
+            .auth()
             .login_failures_since("email:ana@example.com", now)
             .await
             .unwrap(),
@@ -1645,6 +1655,7 @@ async fn users_sessions_and_login_failures(store: Arc<dyn Store>) {
     );
     assert_eq!(
         store
+            .auth()
             .login_failures_since("ip:127.0.0.1", now)
             .await
             .unwrap(),
@@ -1666,6 +1677,7 @@ async fn login_attempts_are_claimed_atomically(store: Arc<dyn Store>) {
             let (store, limits) = (store.clone(), limits.clone());
             tokio::spawn(async move {
                 store
+                    .auth()
                     .claim_login_attempt(&limits, since, now)
                     .await
                     .unwrap()
@@ -1682,7 +1694,7 @@ async fn login_attempts_are_claimed_atomically(store: Arc<dyn Store>) {
     );
     let count = |s: String| {
         let store = store.clone();
-        async move { store.login_failures_since(&s, since).await.unwrap() }
+        async move { store.auth().login_failures_since(&s, since).await.unwrap() }
     };
     assert_eq!(count(email.clone()).await, 5);
     assert_eq!(count(ip.clone()).await, 5, "refused claims record nothing");
@@ -1691,23 +1703,35 @@ async fn login_attempts_are_claimed_atomically(store: Arc<dyn Store>) {
     let other = vec![("email:bob@example.com".to_owned(), 5), (ip.clone(), 8)];
     for expected in [true, true, true, false] {
         assert_eq!(
-            store.claim_login_attempt(&other, since, now).await.unwrap(),
+            store
+                .auth()
+                .claim_login_attempt(&other, since, now)
+                .await
+                .unwrap(),
             expected
         );
     }
     assert_eq!(count("email:bob@example.com".into()).await, 3);
-    store.release_login_attempt(&ip, now).await.unwrap();
+    store.auth().release_login_attempt(&ip, now).await.unwrap();
     assert_eq!(count(ip.clone()).await, 7, "one entry taken back");
-    assert!(store.claim_login_attempt(&other, since, now).await.unwrap());
+    assert!(
+        store
+            .auth()
+            .claim_login_attempt(&other, since, now)
+            .await
+            .unwrap()
+    );
     // Entries before the window do not count.
     let later = Timestamp(T0 + 120_000);
     assert!(
         store
+            .auth()
             .claim_login_attempt(&limits, Timestamp(T0 + 1), later)
             .await
             .unwrap()
     );
     store
+        .auth()
         .release_login_attempt("ip:unknown", now)
         .await
         .unwrap();
@@ -2917,7 +2941,11 @@ async fn transfer_imports_records_verbatim(store: Arc<dyn Store>) {
         vec![(user.clone(), hash.to_owned())]
     );
     assert_eq!(
-        store.user_for_login("ann@example.com").await.unwrap(),
+        store
+            .auth()
+            .user_for_login("ann@example.com")
+            .await
+            .unwrap(),
         Some((user.clone(), hash.to_owned()))
     );
     assert_eq!(
@@ -4023,6 +4051,7 @@ async fn team_marks_round_trip_and_filter(store: Arc<dyn Store>) {
     )
     .await;
     let member = store
+        .auth()
         .create_user(ws, "dana@example.com", "x", parley_core::UserRole::Member)
         .await
         .unwrap();

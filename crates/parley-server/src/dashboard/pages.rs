@@ -632,6 +632,7 @@ pub(super) async fn conversations(
     };
     let members = st
         .store
+        .auth()
         .list_users(ws)
         .await
         .unwrap_or_default()
@@ -1115,7 +1116,7 @@ async fn build_panel(
         st.store
             .assistants()
             .get_assistant(ws, d.summary.assistant.id),
-        st.store.list_users(ws)
+        st.store.auth().list_users(ws)
     )?;
     let s = &d.summary;
     let team = TeamBar {

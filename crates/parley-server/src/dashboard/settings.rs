@@ -117,7 +117,7 @@ async fn build(
 ) -> Result<String, ApiError> {
     let w = session.user.workspace_id;
     let (users, invites, keys, settings, total) = tokio::try_join!(
-        async { st.store.list_users(w).await.map_err(ApiError::from) },
+        async { st.store.auth().list_users(w).await.map_err(ApiError::from) },
         async {
             st.store
                 .settings()
@@ -589,7 +589,7 @@ pub(super) async fn accept(
         created_at: now,
         expires_at: now.add_millis(SESSION_TTL_MS),
     };
-    if let Err(e) = st.store.create_session(&session).await {
+    if let Err(e) = st.store.auth().create_session(&session).await {
         return ApiError::from(e).into_response();
     }
     let mut res = Redirect::to("/conversations").into_response();

@@ -243,6 +243,7 @@ impl TestApp {
         let user = self
             .state
             .store
+            .auth()
             .create_user(ws, &email, "not-a-real-hash", role)
             .await
             .unwrap();
@@ -251,6 +252,7 @@ impl TestApp {
         let now = parley_core::Timestamp::now();
         self.state
             .store
+            .auth()
             .create_session(&parley_store::NewSession {
                 token_hash: parley_server::auth::session::token_hash(&token),
                 user_id: user.id,

@@ -430,6 +430,7 @@ async fn behind_nginx_limits_see_the_forwarded_client(backend: Backend) {
     let counted = app
         .state
         .store
+        .auth()
         .login_failures_since("ip:127.0.0.5", Timestamp::now().add_millis(-60_000))
         .await
         .unwrap();

@@ -88,6 +88,7 @@ impl Site {
         let ws = store.workspace_by_slug("acme").await.unwrap().unwrap();
         let email = format!("{}@example.com", uuid::Uuid::now_v7().simple());
         let user = store
+            .auth()
             .create_user(
                 ws.id,
                 &email,
@@ -99,6 +100,7 @@ impl Site {
         let token = parley_server::auth::session::random_token();
         let now = parley_core::Timestamp::now();
         store
+            .auth()
             .create_session(&parley_store::NewSession {
                 token_hash: parley_server::auth::session::token_hash(&token),
                 user_id: user.id,

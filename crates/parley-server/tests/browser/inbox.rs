@@ -120,6 +120,7 @@ async fn a_reviewer_takes_over_a_widget_chat_and_the_visitor_sees_the_reply_live
     let hash = parley_server::auth::hash_password(PASSWORD).unwrap();
     app.state
         .store
+        .auth()
         .create_user(app.workspace.id, "dana@example.com", &hash, UserRole::Admin)
         .await
         .unwrap();

@@ -415,6 +415,7 @@ async fn a_visitor_chats_through_the_widget_and_the_dashboard_shows_the_visit() 
     let hash = parley_server::auth::hash_password(PASSWORD).unwrap();
     app.state
         .store
+        .auth()
         .create_user(
             app.workspace.id,
             "reviewer@example.com",

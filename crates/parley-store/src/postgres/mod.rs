@@ -12,6 +12,7 @@
 
 mod assistants;
 mod attachments;
+mod auth;
 mod bulk;
 mod channels;
 mod events;
@@ -34,15 +35,15 @@ use parley_core::model::{
 };
 use parley_core::query::{ConversationFilter, ListQuery, TranscriptQuery};
 use parley_core::widget::{TrackerItem, TrackerRecord, TrackerSession, WidgetRecord};
-use parley_core::{ApiKeyId, AssistantId, ConversationId, Timestamp, UserRole, WorkspaceId};
+use parley_core::{ApiKeyId, AssistantId, ConversationId, WorkspaceId};
 use tokio_postgres::NoTls;
 use tokio_postgres::error::SqlState;
 use tokio_postgres::types::ToSql;
 
 use crate::sql::Param;
 use crate::{
-    ConversationCount, ConversationPage, IngestBatch, IngestOutcome, MessagePage, NewSession,
-    Result, SessionRecord, Store, StoreError,
+    ConversationCount, ConversationPage, IngestBatch, IngestOutcome, MessagePage, Result, Store,
+    StoreError,
 };
 
 /// Tuning of the PostgreSQL backend.
@@ -305,6 +306,10 @@ impl Store for PostgresStore {
         self
     }
 
+    fn auth(&self) -> &dyn crate::AuthStore {
+        self
+    }
+
     async fn create_workspace(&self, slug: &str, name: &str) -> Result<Workspace> {
         write::create_workspace(&self.pool, slug, name).await
     }
@@ -427,61 +432,6 @@ impl Store for PostgresStore {
         ids: &[ConversationId],
     ) -> Result<Vec<ConversationExport>> {
         read::export_conversations(&self.pool, workspace, ids).await
-    }
-
-    async fn create_user(
-        &self,
-        workspace: WorkspaceId,
-        email: &str,
-        password_hash: &str,
-        role: UserRole,
-    ) -> Result<User> {
-        write::create_user(&self.pool, workspace, email, password_hash, role).await
-    }
-
-    async fn user_for_login(&self, email: &str) -> Result<Option<(User, String)>> {
-        read::user_for_login(&self.pool, email).await
-    }
-
-    async fn list_users(&self, workspace: WorkspaceId) -> Result<Vec<User>> {
-        read::list_users(&self.pool, workspace).await
-    }
-
-    async fn create_session(&self, session: &NewSession) -> Result<()> {
-        write::create_session(&self.pool, session).await
-    }
-
-    async fn session(&self, token_hash: [u8; 32], now: Timestamp) -> Result<Option<SessionRecord>> {
-        read::session(&self.pool, token_hash, now).await
-    }
-
-    async fn delete_session(&self, token_hash: [u8; 32]) -> Result<()> {
-        write::delete_session(&self.pool, token_hash).await
-    }
-
-    async fn record_login_failure(&self, subjects: &[String], at: Timestamp) -> Result<()> {
-        write::record_login_failure(&self.pool, subjects, at).await
-    }
-
-    async fn login_failures_since(&self, subject: &str, since: Timestamp) -> Result<u64> {
-        read::login_failures_since(&self.pool, subject, since).await
-    }
-
-    async fn clear_login_failures(&self, subject: &str, before: Timestamp) -> Result<()> {
-        write::clear_login_failures(&self.pool, subject, before).await
-    }
-
-    async fn claim_login_attempt(
-        &self,
-        limits: &[(String, u64)],
-        since: Timestamp,
-        at: Timestamp,
-    ) -> Result<bool> {
-        write::claim_login_attempt(&self.pool, limits, since, at).await
-    }
-
-    async fn release_login_attempt(&self, subject: &str, at: Timestamp) -> Result<()> {
-        write::release_login_attempt(&self.pool, subject, at).await
     }
 
     async fn export_users(&self, workspace: WorkspaceId) -> Result<Vec<(User, String)>> {

@@ -27,7 +27,7 @@ use crate::sql::{
 };
 use crate::{
     ConversationCount, ConversationPage, ListedConversation, MessagePage, Result, SEARCH_COUNT_CAP,
-    SearchMatch, SessionRecord, StoreError,
+    SearchMatch, StoreError,
 };
 
 const SNIPPET_CONTEXT: usize = 60;
@@ -779,68 +779,6 @@ pub(super) fn user_from_row(r: &Row) -> Result<User> {
         name: r.get(5),
         last_sign_in_at: r.get::<_, Option<i64>>(6).map(ts),
     })
-}
-
-pub(super) async fn user_for_login(pool: &Pool, email: &str) -> Result<Option<(User, String)>> {
-    let client = pool.get().await?;
-    let stmt = client
-        .prepare_cached(&format!(
-            "SELECT {USER_COLS}, u.password_hash FROM users u WHERE u.email = $1"
-        ))
-        .await?;
-    match client.query_opt(&stmt, &[&email]).await? {
-        Some(r) => Ok(Some((user_from_row(&r)?, r.get(7)))),
-        None => Ok(None),
-    }
-}
-
-pub(super) async fn list_users(pool: &Pool, ws: WorkspaceId) -> Result<Vec<User>> {
-    let client = pool.get().await?;
-    let rows = client
-        .query(
-            &format!("SELECT {USER_COLS} FROM users u WHERE u.workspace_id = $1 ORDER BY u.email"),
-            &[&ws.0],
-        )
-        .await?;
-    rows.iter().map(user_from_row).collect()
-}
-
-pub(super) async fn session(
-    pool: &Pool,
-    token_hash: [u8; 32],
-    now: Timestamp,
-) -> Result<Option<SessionRecord>> {
-    let client = pool.get().await?;
-    let stmt = client
-        .prepare_cached(&format!(
-            "SELECT {USER_COLS}, s.csrf_token, s.expires_at FROM sessions s JOIN users u ON u.id = s.user_id
-              WHERE s.token_hash = $1 AND s.expires_at > $2"
-        ))
-        .await?;
-    match client.query_opt(&stmt, &[&&token_hash[..], &now.0]).await? {
-        Some(r) => Ok(Some(SessionRecord {
-            user: user_from_row(&r)?,
-            csrf_token: r.get(7),
-            expires_at: ts(r.get(8)),
-        })),
-        None => Ok(None),
-    }
-}
-
-pub(super) async fn login_failures_since(
-    pool: &Pool,
-    subject: &str,
-    since: Timestamp,
-) -> Result<u64> {
-    let client = pool.get().await?;
-    let n: i64 = client
-        .query_one(
-            "SELECT count(*) FROM login_failures WHERE subject = $1 AND at >= $2",
-            &[&subject, &since.0],
-        )
-        .await?
-        .get(0);
-    Ok(n as u64)
 }
 
 pub(super) async fn export_users(pool: &Pool, ws: WorkspaceId) -> Result<Vec<(User, String)>> {

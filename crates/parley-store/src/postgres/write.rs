@@ -7,7 +7,7 @@ use parley_core::model::{
     ApiKey, Assistant, AssistantRef, AssistantVersion, ConversationPatch, User, Variable, Workspace,
 };
 use parley_core::{
-    ApiKeyId, AssistantId, AssistantMode, ConversationId, MessageId, Timestamp, UserId, UserRole,
+    ApiKeyId, AssistantId, AssistantMode, ConversationId, MessageId, Timestamp, UserRole,
     WorkspaceId,
 };
 use uuid::Uuid;
@@ -17,7 +17,7 @@ use crate::counters::Counters;
 use crate::sql::Dialect;
 use crate::{
     IngestBatch, IngestOutcome, IngestTarget, MessageOutcome, NewAssistant, NewConversation,
-    NewMessage, NewSession, Result, StoreError,
+    NewMessage, Result, StoreError,
 };
 
 /// Slots of the sharded conversation counter (see the migration).
@@ -1070,154 +1070,6 @@ pub(super) async fn delete_conversations(
     }
     tx.commit().await?;
     Ok(out)
-}
-
-pub(super) async fn create_user(
-    pool: &Pool,
-    workspace: WorkspaceId,
-    email: &str,
-    password_hash: &str,
-    role: UserRole,
-) -> Result<User> {
-    let user = User {
-        id: UserId::new(),
-        workspace_id: workspace,
-        email: email.to_owned(),
-        role,
-        created_at: Timestamp::now(),
-        name: String::new(),
-        last_sign_in_at: None,
-    };
-    let mut client = pool.get().await?;
-    let tx = client.transaction().await?;
-    ensure_workspace(&tx, workspace).await?;
-    tx.execute(
-        "INSERT INTO users (id, workspace_id, email, password_hash, role, created_at) VALUES ($1, $2, $3, $4, $5, $6)",
-        &[&user.id.0, &workspace.0, &user.email, &password_hash, &role.as_str(), &user.created_at.0],
-    )
-    .await
-    .map_err(conflict_on_unique("user_exists", || format!("a user with email {email:?} already exists")))?;
-    tx.commit().await?;
-    Ok(user)
-}
-
-pub(super) async fn create_session(pool: &Pool, s: &NewSession) -> Result<()> {
-    let client = pool.get().await?;
-    client
-        .execute(
-            "INSERT INTO sessions (token_hash, user_id, csrf_token, created_at, expires_at) VALUES ($1, $2, $3, $4, $5)",
-            &[&&s.token_hash[..], &s.user_id.0, &s.csrf_token, &s.created_at.0, &s.expires_at.0],
-        )
-        .await?;
-    // A new session is a sign-in: the members list shows when it happened.
-    client
-        .execute(
-            "UPDATE users SET last_sign_in_at = $2 WHERE id = $1",
-            &[&s.user_id.0, &s.created_at.0],
-        )
-        .await?;
-    client
-        .execute(
-            "DELETE FROM sessions WHERE expires_at < $1",
-            &[&s.created_at.0],
-        )
-        .await?;
-    Ok(())
-}
-
-pub(super) async fn delete_session(pool: &Pool, token_hash: [u8; 32]) -> Result<()> {
-    let client = pool.get().await?;
-    client
-        .execute(
-            "DELETE FROM sessions WHERE token_hash = $1",
-            &[&&token_hash[..]],
-        )
-        .await?;
-    Ok(())
-}
-
-pub(super) async fn record_login_failure(
-    pool: &Pool,
-    subjects: &[String],
-    at: Timestamp,
-) -> Result<()> {
-    let client = pool.get().await?;
-    client
-        .execute(
-            "INSERT INTO login_failures (subject, at) SELECT s, $2 FROM unnest($1::text[]) AS s",
-            &[&subjects, &at.0],
-        )
-        .await?;
-    Ok(())
-}
-
-pub(super) async fn clear_login_failures(
-    pool: &Pool,
-    subject: &str,
-    before: Timestamp,
-) -> Result<()> {
-    let client = pool.get().await?;
-    client
-        .execute(
-            "DELETE FROM login_failures WHERE subject = $1 AND at < $2",
-            &[&subject, &before.0],
-        )
-        .await?;
-    Ok(())
-}
-
-/// The first key of the advisory locks that serialise sign-in claims per subject (the second is
-/// the subject's `hashtext`): "PaLo" in ASCII, so they do not meet other advisory locks.
-const LOGIN_LOCK_CLASS: i32 = 0x5061_4c6f;
-
-/// In one transaction: lock every subject (advisory, transaction-scoped, in key order so two
-/// claims never wait for each other crosswise), count, and insert only when every count is
-/// under its limit. Under READ COMMITTED a count alone would not see rows that concurrent
-/// transactions are inserting; the lock makes the claims of one subject take turns, across
-/// every server on the database.
-pub(super) async fn claim_login_attempt(
-    pool: &Pool,
-    limits: &[(String, u64)],
-    since: Timestamp,
-    at: Timestamp,
-) -> Result<bool> {
-    let subjects: Vec<&str> = limits.iter().map(|(s, _)| s.as_str()).collect();
-    let mut client = pool.get().await?;
-    let tx = client.transaction().await?;
-    tx.execute(
-        "SELECT pg_advisory_xact_lock($1, k)
-           FROM (SELECT DISTINCT hashtext(s) AS k FROM unnest($2::text[]) AS s ORDER BY k) AS keys",
-        &[&LOGIN_LOCK_CLASS, &subjects],
-    )
-    .await?;
-    let count = tx
-        .prepare_cached("SELECT count(*) FROM login_failures WHERE subject = $1 AND at >= $2")
-        .await?;
-    for (subject, limit) in limits {
-        let n: i64 = tx.query_one(&count, &[subject, &since.0]).await?.get(0);
-        if n as u64 >= *limit {
-            return Ok(false);
-        }
-    }
-    tx.execute(
-        "INSERT INTO login_failures (subject, at) SELECT s, $2 FROM unnest($1::text[]) AS s",
-        &[&subjects, &at.0],
-    )
-    .await?;
-    tx.commit().await?;
-    Ok(true)
-}
-
-pub(super) async fn release_login_attempt(pool: &Pool, subject: &str, at: Timestamp) -> Result<()> {
-    let client = pool.get().await?;
-    client
-        .execute(
-            "DELETE FROM login_failures WHERE ctid =
-                 (SELECT ctid FROM login_failures WHERE subject = $1 AND at = $2 LIMIT 1)",
-            &[&subject, &at.0],
-        )
-        .await?;
-    Ok(())
 }
 
 pub(super) async fn import_workspace(pool: &Pool, ws: &Workspace) -> Result<()> {

@@ -11,6 +11,7 @@
 
 mod assistants;
 mod attachments;
+mod auth;
 mod bulk;
 mod channels;
 mod events;
@@ -35,14 +36,14 @@ use parley_core::model::{
 use parley_core::query::{ConversationFilter, ListQuery, TranscriptQuery};
 use parley_core::search::contains_folded;
 use parley_core::widget::{TrackerItem, TrackerRecord, TrackerSession, WidgetRecord};
-use parley_core::{ApiKeyId, AssistantId, ConversationId, Timestamp, UserRole, WorkspaceId};
+use parley_core::{ApiKeyId, AssistantId, ConversationId, WorkspaceId};
 use rusqlite::functions::FunctionFlags;
 use rusqlite::{Connection, OpenFlags};
 use tokio::sync::{Semaphore, mpsc, oneshot};
 
 use crate::{
-    ConversationCount, ConversationPage, IngestBatch, IngestOutcome, MessagePage, NewSession,
-    Result, SessionRecord, Store, StoreError,
+    ConversationCount, ConversationPage, IngestBatch, IngestOutcome, MessagePage, Result, Store,
+    StoreError,
 };
 
 /// Tuning of the SQLite backend.
@@ -595,6 +596,10 @@ impl Store for SqliteStore {
         self
     }
 
+    fn auth(&self) -> &dyn crate::AuthStore {
+        self
+    }
+
     async fn create_workspace(&self, slug: &str, name: &str) -> Result<Workspace> {
         let (slug, name) = (slug.to_owned(), name.to_owned());
         self.write(move |c| write::create_workspace(c, &slug, &name))
@@ -735,77 +740,6 @@ impl Store for SqliteStore {
     ) -> Result<Vec<ConversationExport>> {
         let ids = ids.to_vec();
         self.read(move |c| read::export_conversations(c, workspace, &ids))
-            .await
-    }
-
-    async fn create_user(
-        &self,
-        workspace: WorkspaceId,
-        email: &str,
-        password_hash: &str,
-        role: UserRole,
-    ) -> Result<User> {
-        let (email, hash) = (email.to_owned(), password_hash.to_owned());
-        self.write(move |c| write::create_user(c, workspace, &email, &hash, role))
-            .await
-    }
-
-    async fn user_for_login(&self, email: &str) -> Result<Option<(User, String)>> {
-        let email = email.to_owned();
-        self.read(move |c| read::user_for_login(c, &email)).await
-    }
-
-    async fn list_users(&self, workspace: WorkspaceId) -> Result<Vec<User>> {
-        self.read(move |c| read::list_users(c, workspace)).await
-    }
-
-    async fn create_session(&self, session: &NewSession) -> Result<()> {
-        let session = session.clone();
-        self.write(move |c| write::create_session(c, &session))
-            .await
-    }
-
-    async fn session(&self, token_hash: [u8; 32], now: Timestamp) -> Result<Option<SessionRecord>> {
-        self.read(move |c| read::session(c, token_hash, now)).await
-    }
-
-    async fn delete_session(&self, token_hash: [u8; 32]) -> Result<()> {
-        self.write(move |c| write::delete_session(c, token_hash))
-            .await
-    }
-
-    async fn record_login_failure(&self, subjects: &[String], at: Timestamp) -> Result<()> {
-        let subjects = subjects.to_vec();
-        self.write(move |c| write::record_login_failure(c, &subjects, at))
-            .await
-    }
-
-    async fn login_failures_since(&self, subject: &str, since: Timestamp) -> Result<u64> {
-        let subject = subject.to_owned();
-        self.read(move |c| read::login_failures_since(c, &subject, since))
-            .await
-    }
-
-    async fn clear_login_failures(&self, subject: &str, before: Timestamp) -> Result<()> {
-        let subject = subject.to_owned();
-        self.write(move |c| write::clear_login_failures(c, &subject, before))
-            .await
-    }
-
-    async fn claim_login_attempt(
-        &self,
-        limits: &[(String, u64)],
-        since: Timestamp,
-        at: Timestamp,
-    ) -> Result<bool> {
-        let limits = limits.to_vec();
-        self.write(move |c| write::claim_login_attempt(c, &limits, since, at))
-            .await
-    }
-
-    async fn release_login_attempt(&self, subject: &str, at: Timestamp) -> Result<()> {
-        let subject = subject.to_owned();
-        self.write(move |c| write::release_login_attempt(c, &subject, at))
             .await
     }
 

@@ -42,7 +42,7 @@ use crate::sql::{
 };
 use crate::{
     ConversationCount, ConversationPage, ListedConversation, MessagePage, Result, SEARCH_COUNT_CAP,
-    SearchMatch, SessionRecord,
+    SearchMatch,
 };
 
 /// Characters of context on each side of a search snippet.
@@ -988,44 +988,6 @@ pub(super) fn user_from_row(r: &Row<'_>) -> rusqlite::Result<User> {
         name: r.get(5)?,
         last_sign_in_at: r.get::<_, Option<i64>>(6)?.map(ts),
     })
-}
-
-pub(super) fn user_for_login(c: &Connection, email: &str) -> Result<Option<(User, String)>> {
-    Ok(c.prepare_cached(&format!(
-        "SELECT {USER_COLS}, u.password_hash FROM users u WHERE u.email = ?1"
-    ))?
-    .query_row([email], |r| Ok((user_from_row(r)?, r.get(7)?)))
-    .optional()?)
-}
-
-pub(super) fn list_users(c: &Connection, ws: WorkspaceId) -> Result<Vec<User>> {
-    let mut stmt = c.prepare_cached(&format!(
-        "SELECT {USER_COLS} FROM users u WHERE u.workspace_id = ?1 ORDER BY u.email"
-    ))?;
-    let rows = stmt.query_map([ws.as_bytes()], user_from_row)?;
-    Ok(rows.collect::<rusqlite::Result<_>>()?)
-}
-
-pub(super) fn session(
-    c: &Connection,
-    token_hash: [u8; 32],
-    now: Timestamp,
-) -> Result<Option<SessionRecord>> {
-    Ok(c.prepare_cached(&format!(
-        "SELECT {USER_COLS}, s.csrf_token, s.expires_at FROM sessions s JOIN users u ON u.id = s.user_id
-          WHERE s.token_hash = ?1 AND s.expires_at > ?2"
-    ))?
-    .query_row(params![&token_hash[..], now.0], |r| {
-        Ok(SessionRecord { user: user_from_row(r)?, csrf_token: r.get(7)?, expires_at: ts(r.get(8)?) })
-    })
-    .optional()?)
-}
-
-pub(super) fn login_failures_since(c: &Connection, subject: &str, since: Timestamp) -> Result<u64> {
-    let n: i64 = c
-        .prepare_cached("SELECT count(*) FROM login_failures WHERE subject = ?1 AND at >= ?2")?
-        .query_row(params![subject, since.0], |r| r.get(0))?;
-    Ok(n as u64)
 }
 
 pub(super) fn export_users(c: &Connection, ws: WorkspaceId) -> Result<Vec<(User, String)>> {

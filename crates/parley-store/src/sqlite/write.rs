@@ -6,7 +6,7 @@ use parley_core::model::{
     ApiKey, Assistant, AssistantRef, AssistantVersion, ConversationPatch, User, Variable, Workspace,
 };
 use parley_core::{
-    ApiKeyId, AssistantId, AssistantMode, ConversationId, MessageId, Timestamp, UserId, UserRole,
+    ApiKeyId, AssistantId, AssistantMode, ConversationId, MessageId, Timestamp, UserRole,
     WorkspaceId,
 };
 use rusqlite::{Connection, OptionalExtension, params, params_from_iter};
@@ -17,7 +17,7 @@ use crate::counters::Counters;
 use crate::sql::Dialect;
 use crate::{
     IngestBatch, IngestOutcome, IngestTarget, MessageOutcome, NewAssistant, NewConversation,
-    NewMessage, NewSession, Result, StoreError,
+    NewMessage, Result, StoreError,
 };
 
 fn is_unique_violation(e: &rusqlite::Error) -> bool {
@@ -728,120 +728,6 @@ pub(super) fn delete_one_conversation(
     .execute([workspace.as_bytes()])?;
     out.conversations.push(id);
     Ok(true)
-}
-
-pub(super) fn create_user(
-    c: &Connection,
-    workspace: WorkspaceId,
-    email: &str,
-    password_hash: &str,
-    role: UserRole,
-) -> Result<User> {
-    ensure_workspace(c, workspace)?;
-    let user = User {
-        id: UserId::new(),
-        workspace_id: workspace,
-        email: email.to_owned(),
-        role,
-        created_at: Timestamp::now(),
-        name: String::new(),
-        last_sign_in_at: None,
-    };
-    c.execute(
-        "INSERT INTO users (id, workspace_id, email, password_hash, role, created_at)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-        params![
-            user.id.as_bytes(),
-            workspace.as_bytes(),
-            user.email,
-            password_hash,
-            role.as_str(),
-            user.created_at.0
-        ],
-    )
-    .map_err(conflict_on_unique("user_exists", || {
-        format!("a user with email {email:?} already exists")
-    }))?;
-    Ok(user)
-}
-
-pub(super) fn create_session(c: &Connection, s: &NewSession) -> Result<()> {
-    c.execute(
-        "INSERT INTO sessions (token_hash, user_id, csrf_token, created_at, expires_at) VALUES (?1, ?2, ?3, ?4, ?5)",
-        params![&s.token_hash[..], s.user_id.as_bytes(), s.csrf_token, s.created_at.0, s.expires_at.0],
-    )?;
-    // A new session is a sign-in: the members list shows when it happened.
-    c.execute(
-        "UPDATE users SET last_sign_in_at = ?2 WHERE id = ?1",
-        params![s.user_id.as_bytes(), s.created_at.0],
-    )?;
-    // Expired sessions are swept as new ones arrive.
-    c.execute(
-        "DELETE FROM sessions WHERE expires_at < ?1",
-        [s.created_at.0],
-    )?;
-    Ok(())
-}
-
-pub(super) fn delete_session(c: &Connection, token_hash: [u8; 32]) -> Result<()> {
-    c.execute(
-        "DELETE FROM sessions WHERE token_hash = ?1",
-        [&token_hash[..]],
-    )?;
-    Ok(())
-}
-
-pub(super) fn record_login_failure(
-    c: &Connection,
-    subjects: &[String],
-    at: Timestamp,
-) -> Result<()> {
-    let mut stmt = c.prepare_cached("INSERT INTO login_failures (subject, at) VALUES (?1, ?2)")?;
-    for s in subjects {
-        stmt.execute(params![s, at.0])?;
-    }
-    Ok(())
-}
-
-pub(super) fn clear_login_failures(c: &Connection, subject: &str, before: Timestamp) -> Result<()> {
-    c.execute(
-        "DELETE FROM login_failures WHERE subject = ?1 AND at < ?2",
-        params![subject, before.0],
-    )?;
-    Ok(())
-}
-
-/// Runs on the one writer connection, so no other claim (nor any other process's write, which
-/// waits for the write lock) comes between the counts and the inserts.
-pub(super) fn claim_login_attempt(
-    c: &Connection,
-    limits: &[(String, u64)],
-    since: Timestamp,
-    at: Timestamp,
-) -> Result<bool> {
-    let mut count =
-        c.prepare_cached("SELECT count(*) FROM login_failures WHERE subject = ?1 AND at >= ?2")?;
-    for (subject, limit) in limits {
-        let n: i64 = count.query_row(params![subject, since.0], |r| r.get(0))?;
-        if n as u64 >= *limit {
-            return Ok(false);
-        }
-    }
-    let mut insert =
-        c.prepare_cached("INSERT INTO login_failures (subject, at) VALUES (?1, ?2)")?;
-    for (subject, _) in limits {
-        insert.execute(params![subject, at.0])?;
-    }
-    Ok(true)
-}
-
-pub(super) fn release_login_attempt(c: &Connection, subject: &str, at: Timestamp) -> Result<()> {
-    c.prepare_cached(
-        "DELETE FROM login_failures WHERE rowid =
-             (SELECT rowid FROM login_failures WHERE subject = ?1 AND at = ?2 LIMIT 1)",
-    )?
-    .execute(params![subject, at.0])?;
-    Ok(())
 }
 
 pub(super) fn import_workspace(c: &Connection, ws: &Workspace) -> Result<()> {
