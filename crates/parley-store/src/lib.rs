@@ -28,10 +28,9 @@ use parley_core::model::{
 use parley_core::pricing::{CostSource, Usage};
 use parley_core::query::{ConversationFilter, ListQuery, TranscriptQuery};
 use parley_core::search::Snippet;
-use parley_core::widget::{TrackerItem, TrackerRecord, TrackerSession, WidgetRecord};
 use parley_core::{
-    ApiKeyId, AssistantId, AssistantMode, Channel, ConversationId, ConversationStatus, MessageId,
-    Role, Timestamp, WorkspaceId,
+    ApiKeyId, AssistantMode, Channel, ConversationId, ConversationStatus, MessageId, Role,
+    Timestamp, WorkspaceId,
 };
 use serde::Serialize;
 
@@ -54,6 +53,7 @@ pub mod sqlite;
 pub mod sqlite_file;
 pub mod testing;
 pub mod webhooks;
+pub mod widgets;
 
 pub use assistants::AssistantStore;
 pub use attachments::{Admission, AttachmentStore, AttachmentUsage};
@@ -72,6 +72,7 @@ pub use retention::{
 };
 pub use settings::{Invite, NewInvite, SettingsStore, WorkspaceSettings};
 pub use webhooks::WebhookStore;
+pub use widgets::WidgetStore;
 
 /// What a store operation can fail with.
 #[derive(Debug)]
@@ -397,6 +398,9 @@ pub trait Store: Send + Sync + 'static {
     fn retention(&self) -> &dyn RetentionStore;
     /// Bulk action records and the batched conversation patch (issue 14): see [`BulkStore`].
     fn bulk(&self) -> &dyn BulkStore;
+    /// Website widgets (one per assistant, found by public key) and the visitor tracker's
+    /// sessions, pageviews, events and triggers: see [`WidgetStore`].
+    fn widgets(&self) -> &dyn WidgetStore;
     /// Dashboard users, sign-in sessions and the sign-in failure counts that rate-limit
     /// sign-in: see [`AuthStore`].
     fn auth(&self) -> &dyn AuthStore;
@@ -507,51 +511,6 @@ pub trait Store: Send + Sync + 'static {
     async fn import_user(&self, user: &User, password_hash: &str) -> Result<()>;
     /// `parley migrate-store`: stores an API key with its id and secret hash, unless it exists.
     async fn import_api_key(&self, key: &ApiKey, secret_hash: [u8; 32]) -> Result<()>;
-
-    /// The assistant's widget, if one was saved.
-    async fn widget_for_assistant(
-        &self,
-        workspace: WorkspaceId,
-        assistant: AssistantId,
-    ) -> Result<Option<WidgetRecord>>;
-    /// The widget whose public key is `public_key` (any workspace: the key is the credential).
-    async fn widget_by_key(&self, public_key: &str) -> Result<Option<WidgetRecord>>;
-    /// Creates or replaces the assistant's widget (key and settings).
-    /// Errors: `NotFound` for an assistant outside the workspace; `Conflict("widget_key_taken")`
-    /// if another widget has the key.
-    async fn save_widget(&self, widget: &WidgetRecord) -> Result<()>;
-    /// Stores `widget` unless the assistant has one already, and returns the assistant's
-    /// stored widget either way: the first visit to the widget settings page keeps the key it
-    /// shows, even when two visits race. Errors: as [`Store::save_widget`].
-    async fn create_widget(&self, widget: &WidgetRecord) -> Result<WidgetRecord>;
-    /// Creates or replaces a tracker session (by id, within the workspace; a session of another
-    /// workspace with the same id is left alone and `Conflict("tracker_session_taken")` returned).
-    async fn save_tracker_session(&self, session: &TrackerSession) -> Result<()>;
-    /// A tracker session of the workspace.
-    async fn tracker_session(
-        &self,
-        workspace: WorkspaceId,
-        id: uuid::Uuid,
-    ) -> Result<Option<TrackerSession>>;
-    /// Links a widget conversation to the visit it came from (replacing an earlier link of that
-    /// conversation). Errors: `NotFound` when the session is not the workspace's.
-    async fn link_tracker_session(
-        &self,
-        workspace: WorkspaceId,
-        session: uuid::Uuid,
-        conversation: ConversationId,
-    ) -> Result<()>;
-    /// Creates or replaces a pageview, event or trigger (by id) of a session of the workspace.
-    /// Errors: `NotFound` when the session is not the workspace's.
-    async fn save_tracker_item(&self, workspace: WorkspaceId, item: &TrackerItem) -> Result<()>;
-    /// The tracker session linked to a conversation, with its items (oldest first; at most
-    /// 1,000). Deleting the conversation removes the link, and the session with its items once
-    /// no other conversation links to it.
-    async fn tracker_for_conversation(
-        &self,
-        workspace: WorkspaceId,
-        conversation: ConversationId,
-    ) -> Result<Option<TrackerRecord>>;
 
     /// What the connection pool (and, on SQLite, the write-ahead log) looks like now, for
     /// `/metrics`. Cheap: reads counters and one file size, never the database.

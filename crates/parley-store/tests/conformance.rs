@@ -2587,8 +2587,11 @@ async fn widgets_are_found_by_assistant_and_key(store: Arc<dyn Store>) {
     let ava = assistant(&*store, ws, "Ava").await;
     let bea = assistant(&*store, ws, "Bea").await;
     let elsewhere = assistant(&*store, other, "Cleo").await;
-    assert_eq!(store.widget_for_assistant(ws, ava).await.unwrap(), None);
-    assert_eq!(store.widget_by_key("pk_one").await.unwrap(), None);
+    assert_eq!(
+        store.widgets().widget_for_assistant(ws, ava).await.unwrap(),
+        None
+    );
+    assert_eq!(store.widgets().widget_by_key("pk_one").await.unwrap(), None);
 
     let mut first = WidgetRecord {
         workspace_id: ws,
@@ -2601,18 +2604,35 @@ async fn widgets_are_found_by_assistant_and_key(store: Arc<dyn Store>) {
         },
         updated_at: Timestamp(T0),
     };
-    store.save_widget(&first).await.unwrap();
+    store.widgets().save_widget(&first).await.unwrap();
     assert_eq!(
-        store.widget_for_assistant(ws, ava).await.unwrap().as_ref(),
+        store
+            .widgets()
+            .widget_for_assistant(ws, ava)
+            .await
+            .unwrap()
+            .as_ref(),
         Some(&first)
     );
     assert_eq!(
-        store.widget_by_key("pk_one").await.unwrap().as_ref(),
+        store
+            .widgets()
+            .widget_by_key("pk_one")
+            .await
+            .unwrap()
+            .as_ref(),
         Some(&first)
     );
-    assert_eq!(store.widget_for_assistant(ws, bea).await.unwrap(), None);
     assert_eq!(
-        store.widget_for_assistant(other, ava).await.unwrap(),
+        store.widgets().widget_for_assistant(ws, bea).await.unwrap(),
+        None
+    );
+    assert_eq!(
+        store
+            .widgets()
+            .widget_for_assistant(other, ava)
+            .await
+            .unwrap(),
         None,
         "another workspace does not see it"
     );
@@ -2624,14 +2644,24 @@ async fn widgets_are_found_by_assistant_and_key(store: Arc<dyn Store>) {
         ..Default::default()
     };
     first.updated_at = Timestamp(T0 + 1000);
-    store.save_widget(&first).await.unwrap();
-    assert_eq!(store.widget_by_key("pk_one").await.unwrap(), None);
+    store.widgets().save_widget(&first).await.unwrap();
+    assert_eq!(store.widgets().widget_by_key("pk_one").await.unwrap(), None);
     assert_eq!(
-        store.widget_by_key("pk_two").await.unwrap().as_ref(),
+        store
+            .widgets()
+            .widget_by_key("pk_two")
+            .await
+            .unwrap()
+            .as_ref(),
         Some(&first)
     );
     assert_eq!(
-        store.widget_for_assistant(ws, ava).await.unwrap().as_ref(),
+        store
+            .widgets()
+            .widget_for_assistant(ws, ava)
+            .await
+            .unwrap()
+            .as_ref(),
         Some(&first)
     );
 
@@ -2641,13 +2671,16 @@ async fn widgets_are_found_by_assistant_and_key(store: Arc<dyn Store>) {
         ..first.clone()
     };
     assert!(matches!(
-        store.save_widget(&taken).await,
+        store.widgets().save_widget(&taken).await,
         Err(StoreError::Conflict {
             code: "widget_key_taken",
             ..
         })
     ));
-    assert_eq!(store.widget_for_assistant(ws, bea).await.unwrap(), None);
+    assert_eq!(
+        store.widgets().widget_for_assistant(ws, bea).await.unwrap(),
+        None
+    );
     // An assistant of another workspace cannot get a widget here.
     let foreign = WidgetRecord {
         assistant_id: elsewhere,
@@ -2655,10 +2688,13 @@ async fn widgets_are_found_by_assistant_and_key(store: Arc<dyn Store>) {
         ..first.clone()
     };
     assert!(matches!(
-        store.save_widget(&foreign).await,
+        store.widgets().save_widget(&foreign).await,
         Err(StoreError::NotFound { .. })
     ));
-    assert_eq!(store.widget_by_key("pk_three").await.unwrap(), None);
+    assert_eq!(
+        store.widgets().widget_by_key("pk_three").await.unwrap(),
+        None
+    );
 
     // create_widget keeps the first widget: a second, racing first visit gets the stored one.
     let made = WidgetRecord {
@@ -2666,19 +2702,23 @@ async fn widgets_are_found_by_assistant_and_key(store: Arc<dyn Store>) {
         public_key: "pk_bea".into(),
         ..first.clone()
     };
-    assert_eq!(store.create_widget(&made).await.unwrap(), made);
+    assert_eq!(store.widgets().create_widget(&made).await.unwrap(), made);
     let racing = WidgetRecord {
         public_key: "pk_bea_later".into(),
         ..made.clone()
     };
     assert_eq!(
-        store.create_widget(&racing).await.unwrap(),
+        store.widgets().create_widget(&racing).await.unwrap(),
         made,
         "the stored widget, not the new one"
     );
-    assert_eq!(store.widget_by_key("pk_bea_later").await.unwrap(), None);
+    assert_eq!(
+        store.widgets().widget_by_key("pk_bea_later").await.unwrap(),
+        None
+    );
     assert!(matches!(
         store
+            .widgets()
             .create_widget(&WidgetRecord {
                 public_key: "pk_four".into(),
                 ..foreign.clone()
@@ -2711,16 +2751,33 @@ async fn tracker_records_a_visit_and_follows_its_conversations(store: Arc<dyn St
         utm_medium: "email".into(),
         utm_campaign: "spring".into(),
     };
-    store.save_tracker_session(&visit).await.unwrap();
+    store.widgets().save_tracker_session(&visit).await.unwrap();
     assert_eq!(
-        store.tracker_session(ws, visit.id).await.unwrap().as_ref(),
+        store
+            .widgets()
+            .tracker_session(ws, visit.id)
+            .await
+            .unwrap()
+            .as_ref(),
         Some(&visit)
     );
-    assert_eq!(store.tracker_session(other, visit.id).await.unwrap(), None);
-    visit.last_seen_at = Some(Timestamp(T0 + 60_000));
-    store.save_tracker_session(&visit).await.unwrap();
     assert_eq!(
-        store.tracker_session(ws, visit.id).await.unwrap().as_ref(),
+        store
+            .widgets()
+            .tracker_session(other, visit.id)
+            .await
+            .unwrap(),
+        None
+    );
+    visit.last_seen_at = Some(Timestamp(T0 + 60_000));
+    store.widgets().save_tracker_session(&visit).await.unwrap();
+    assert_eq!(
+        store
+            .widgets()
+            .tracker_session(ws, visit.id)
+            .await
+            .unwrap()
+            .as_ref(),
         Some(&visit),
         "saving again replaces"
     );
@@ -2732,14 +2789,19 @@ async fn tracker_records_a_visit_and_follows_its_conversations(store: Arc<dyn St
         ..visit.clone()
     };
     assert!(matches!(
-        store.save_tracker_session(&hijack).await,
+        store.widgets().save_tracker_session(&hijack).await,
         Err(StoreError::Conflict {
             code: "tracker_session_taken",
             ..
         })
     ));
     assert_eq!(
-        store.tracker_session(ws, visit.id).await.unwrap().as_ref(),
+        store
+            .widgets()
+            .tracker_session(ws, visit.id)
+            .await
+            .unwrap()
+            .as_ref(),
         Some(&visit)
     );
 
@@ -2763,14 +2825,15 @@ async fn tracker_records_a_visit_and_follows_its_conversations(store: Arc<dyn St
     let mut click = item(TrackerItemKind::Event, "click", T0 + 20_000);
     click.data = serde_json::json!({"element": "buy"});
     for i in [&form, &page, &click] {
-        store.save_tracker_item(ws, i).await.unwrap();
+        store.widgets().save_tracker_item(ws, i).await.unwrap();
     }
     // The script resends a pageview as it learns more: one row, updated.
     page.time_spent_ms = Some(25_000);
     page.scroll_depth = Some(90);
-    store.save_tracker_item(ws, &page).await.unwrap();
+    store.widgets().save_tracker_item(ws, &page).await.unwrap();
     assert!(matches!(
         store
+            .widgets()
             .save_tracker_item(other, &item(TrackerItemKind::Event, "x", T0))
             .await,
         Err(StoreError::NotFound { .. })
@@ -2791,22 +2854,32 @@ async fn tracker_records_a_visit_and_follows_its_conversations(store: Arc<dyn St
     )
     .await;
     assert_eq!(
-        store.tracker_for_conversation(ws, first).await.unwrap(),
+        store
+            .widgets()
+            .tracker_for_conversation(ws, first)
+            .await
+            .unwrap(),
         None
     );
     assert!(matches!(
-        store.link_tracker_session(other, visit.id, first).await,
+        store
+            .widgets()
+            .link_tracker_session(other, visit.id, first)
+            .await,
         Err(StoreError::NotFound { .. })
     ));
     store
+        .widgets()
         .link_tracker_session(ws, visit.id, first)
         .await
         .unwrap();
     store
+        .widgets()
         .link_tracker_session(ws, visit.id, second)
         .await
         .unwrap();
     let record = store
+        .widgets()
         .tracker_for_conversation(ws, first)
         .await
         .unwrap()
@@ -2819,26 +2892,45 @@ async fn tracker_records_a_visit_and_follows_its_conversations(store: Arc<dyn St
     assert_eq!(record.pages_visited(), 1);
     assert!(!record.bounced());
     assert_eq!(
-        store.tracker_for_conversation(ws, second).await.unwrap(),
+        store
+            .widgets()
+            .tracker_for_conversation(ws, second)
+            .await
+            .unwrap(),
         Some(record.clone())
     );
     assert_eq!(
-        store.tracker_for_conversation(other, first).await.unwrap(),
+        store
+            .widgets()
+            .tracker_for_conversation(other, first)
+            .await
+            .unwrap(),
         None
     );
 
     // The visit outlives one of its conversations, not the last one.
     assert!(store.delete_conversation(ws, first).await.unwrap());
     assert_eq!(
-        store.tracker_for_conversation(ws, first).await.unwrap(),
+        store
+            .widgets()
+            .tracker_for_conversation(ws, first)
+            .await
+            .unwrap(),
         None
     );
     assert_eq!(
-        store.tracker_for_conversation(ws, second).await.unwrap(),
+        store
+            .widgets()
+            .tracker_for_conversation(ws, second)
+            .await
+            .unwrap(),
         Some(record)
     );
     assert!(store.delete_conversation(ws, second).await.unwrap());
-    assert_eq!(store.tracker_session(ws, visit.id).await.unwrap(), None);
+    assert_eq!(
+        store.widgets().tracker_session(ws, visit.id).await.unwrap(),
+        None
+    );
 }
 
 async fn transfer_imports_records_verbatim(store: Arc<dyn Store>) {

@@ -1094,7 +1094,7 @@ async fn build_panel(
     let (detail, messages, tracker, insight) = tokio::try_join!(
         st.store.get_conversation(ws, id),
         st.store.list_messages(ws, id, &tq),
-        st.store.tracker_for_conversation(ws, id),
+        st.store.widgets().tracker_for_conversation(ws, id),
         st.store.insights().insight(ws, id)
     )?;
     let (Some(d), Some(mut messages)) = (detail, messages) else {

@@ -250,7 +250,7 @@ async fn load(
     };
     let (a, w, total) = match tokio::try_join!(
         st.store.assistants().get_assistant(ws, id),
-        st.store.widget_for_assistant(ws, id),
+        st.store.widgets().widget_for_assistant(ws, id),
         st.store.conversation_total(ws)
     ) {
         Ok((Some(a), w, t)) => (a, w, t),
@@ -282,6 +282,7 @@ async fn load(
                 updated_at: Timestamp::now(),
             };
             st.store
+                .widgets()
                 .create_widget(&fresh)
                 .await
                 .map_err(|e| ApiError::from(e).into_response())?
@@ -503,7 +504,7 @@ pub(super) async fn save(
     }
     w.settings = settings;
     w.updated_at = Timestamp::now();
-    if let Err(e) = st.store.save_widget(&w).await {
+    if let Err(e) = st.store.widgets().save_widget(&w).await {
         return ApiError::from(e).into_response();
     }
     Redirect::to(&format!("/assistants/{}/widget?saved=1", a.id)).into_response()

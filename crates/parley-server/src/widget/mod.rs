@@ -286,7 +286,7 @@ async fn preflight(
     }
     let key = key_param(req.uri().query());
     let origin = origin_of(req.headers());
-    let widget = match st.store.widget_by_key(&key).await {
+    let widget = match st.store.widgets().widget_by_key(&key).await {
         Ok(w) => w,
         Err(e) => return ApiError::from(e).into_response(),
     };
@@ -372,7 +372,7 @@ pub(crate) async fn check(
     if !key.starts_with("pk_") || key.len() > 64 {
         return Err(unknown_key());
     }
-    let widget = match st.store.widget_by_key(&key).await {
+    let widget = match st.store.widgets().widget_by_key(&key).await {
         Ok(Some(w)) => w,
         Ok(None) => return Err(unknown_key()),
         Err(e) => return Err(ApiError::from(e).into_response()),

@@ -312,14 +312,14 @@ pub(super) async fn session(
         .tracker
         .as_deref()
         .and_then(|t| token_for(&st, &c.widget, t))
-        && let Ok(Some(mut s)) = st.store.tracker_session(t.w, t.s).await
+        && let Ok(Some(mut s)) = st.store.widgets().tracker_session(t.w, t.s).await
     {
         s.last_seen_at = Some(now);
-        if let Err(e) = st.store.save_tracker_session(&s).await {
+        if let Err(e) = st.store.widgets().save_tracker_session(&s).await {
             return c.answer(ApiError::from(e));
         }
         if let Some(v) = linked_conversation(&st, &c.widget, input.visitor.as_deref())
-            && let Err(e) = st.store.link_tracker_session(t.w, s.id, v).await
+            && let Err(e) = st.store.widgets().link_tracker_session(t.w, s.id, v).await
         {
             return c.answer(ApiError::from(e));
         }
@@ -356,12 +356,13 @@ pub(super) async fn session(
         landing_page: landing,
         referrer,
     };
-    if let Err(e) = st.store.save_tracker_session(&session).await {
+    if let Err(e) = st.store.widgets().save_tracker_session(&session).await {
         return c.answer(ApiError::from(e));
     }
     if let Some(v) = linked_conversation(&st, &c.widget, input.visitor.as_deref())
         && let Err(e) = st
             .store
+            .widgets()
             .link_tracker_session(c.widget.workspace_id, session.id, v)
             .await
     {
@@ -412,7 +413,12 @@ pub(super) async fn link(
     let Some(t) = token_for(st, widget, token) else {
         return;
     };
-    if let Err(e) = st.store.link_tracker_session(t.w, t.s, conversation).await {
+    if let Err(e) = st
+        .store
+        .widgets()
+        .link_tracker_session(t.w, t.s, conversation)
+        .await
+    {
         tracing::warn!(error = %e, "linking the tracker session failed");
     }
 }
@@ -526,15 +532,15 @@ pub(super) async fn track(
             scroll_depth: it.scroll_depth,
             data,
         };
-        match st.store.save_tracker_item(t.w, &item).await {
+        match st.store.widgets().save_tracker_item(t.w, &item).await {
             Ok(()) => stored += 1,
             Err(parley_store::StoreError::Conflict { .. }) => {}
             Err(e) => return c.answer(ApiError::from(e)),
         }
     }
-    if let Ok(Some(mut s)) = st.store.tracker_session(t.w, t.s).await {
+    if let Ok(Some(mut s)) = st.store.widgets().tracker_session(t.w, t.s).await {
         s.last_seen_at = Some(now);
-        let _ = st.store.save_tracker_session(&s).await;
+        let _ = st.store.widgets().save_tracker_session(&s).await;
     }
     c.answer(Json(json!({"stored": stored})).into_response())
 }

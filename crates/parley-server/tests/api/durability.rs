@@ -338,6 +338,7 @@ async fn a_call_utterance_survives_kill_9(backend: Backend) {
     };
     settings.validate().unwrap();
     store
+        .widgets()
         .save_widget(&WidgetRecord {
             workspace_id: ws.id,
             assistant_id: assistant,

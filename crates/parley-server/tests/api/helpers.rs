@@ -375,6 +375,7 @@ impl TestApp {
         let key = parley_server::widget::new_public_key().unwrap();
         self.state
             .store
+            .widgets()
             .save_widget(&parley_core::widget::WidgetRecord {
                 workspace_id: self.workspace.id,
                 assistant_id: assistant,

@@ -319,6 +319,7 @@ async fn widget(app: &TestApp) -> String {
     };
     app.state
         .store
+        .widgets()
         .save_widget(&WidgetRecord {
             workspace_id: app.workspace.id,
             assistant_id: id,

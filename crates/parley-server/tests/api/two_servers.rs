@@ -233,6 +233,7 @@ async fn a_widget_visitor_over_the_limit_on_one_server_is_limited_on_the_other()
     let key = parley_server::widget::new_public_key().unwrap();
     let origin = "http://site.test:8000";
     store
+        .widgets()
         .save_widget(&WidgetRecord {
             workspace_id: ws,
             assistant_id: assistant_id.parse().unwrap(),

@@ -108,6 +108,7 @@ async fn a_reviewer_takes_over_a_widget_chat_and_the_visitor_sees_the_reply_live
     settings.validate().unwrap();
     app.state
         .store
+        .widgets()
         .save_widget(&WidgetRecord {
             workspace_id: app.workspace.id,
             assistant_id: assistant,

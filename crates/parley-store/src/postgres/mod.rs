@@ -22,7 +22,7 @@ mod read;
 mod retention;
 mod settings;
 mod webhooks;
-mod widget;
+mod widgets;
 mod write;
 
 use std::str::FromStr;
@@ -34,8 +34,7 @@ use parley_core::model::{
     User, Workspace,
 };
 use parley_core::query::{ConversationFilter, ListQuery, TranscriptQuery};
-use parley_core::widget::{TrackerItem, TrackerRecord, TrackerSession, WidgetRecord};
-use parley_core::{ApiKeyId, AssistantId, ConversationId, WorkspaceId};
+use parley_core::{ApiKeyId, ConversationId, WorkspaceId};
 use tokio_postgres::NoTls;
 use tokio_postgres::error::SqlState;
 use tokio_postgres::types::ToSql;
@@ -306,6 +305,10 @@ impl Store for PostgresStore {
         self
     }
 
+    fn widgets(&self) -> &dyn crate::WidgetStore {
+        self
+    }
+
     fn auth(&self) -> &dyn crate::AuthStore {
         self
     }
@@ -436,59 +439,6 @@ impl Store for PostgresStore {
 
     async fn export_users(&self, workspace: WorkspaceId) -> Result<Vec<(User, String)>> {
         read::export_users(&self.pool, workspace).await
-    }
-
-    async fn widget_for_assistant(
-        &self,
-        workspace: WorkspaceId,
-        assistant: AssistantId,
-    ) -> Result<Option<WidgetRecord>> {
-        widget::widget_for_assistant(&self.pool, workspace, assistant).await
-    }
-
-    async fn widget_by_key(&self, public_key: &str) -> Result<Option<WidgetRecord>> {
-        widget::widget_by_key(&self.pool, public_key).await
-    }
-
-    async fn save_widget(&self, w: &WidgetRecord) -> Result<()> {
-        widget::save_widget(&self.pool, w).await
-    }
-
-    async fn create_widget(&self, w: &WidgetRecord) -> Result<WidgetRecord> {
-        widget::create_widget(&self.pool, w).await
-    }
-
-    async fn save_tracker_session(&self, s: &TrackerSession) -> Result<()> {
-        widget::save_tracker_session(&self.pool, s).await
-    }
-
-    async fn tracker_session(
-        &self,
-        workspace: WorkspaceId,
-        id: uuid::Uuid,
-    ) -> Result<Option<TrackerSession>> {
-        widget::tracker_session(&self.pool, workspace, id).await
-    }
-
-    async fn link_tracker_session(
-        &self,
-        workspace: WorkspaceId,
-        session: uuid::Uuid,
-        conversation: ConversationId,
-    ) -> Result<()> {
-        widget::link_tracker_session(&self.pool, workspace, session, conversation).await
-    }
-
-    async fn save_tracker_item(&self, workspace: WorkspaceId, item: &TrackerItem) -> Result<()> {
-        widget::save_tracker_item(&self.pool, workspace, item).await
-    }
-
-    async fn tracker_for_conversation(
-        &self,
-        workspace: WorkspaceId,
-        conversation: ConversationId,
-    ) -> Result<Option<TrackerRecord>> {
-        widget::tracker_for_conversation(&self.pool, workspace, conversation).await
     }
 
     async fn export_api_keys(&self, workspace: WorkspaceId) -> Result<Vec<(ApiKey, [u8; 32])>> {

@@ -1050,7 +1050,7 @@ pub(super) async fn delete_conversations(
     .await?;
     for id in &found {
         let (items, sessions) =
-            super::widget::delete_for_conversation(&tx, ConversationId(*id)).await?;
+            super::widgets::delete_for_conversation(&tx, ConversationId(*id)).await?;
         out.tracker_items += items;
         out.tracker_sessions += sessions;
     }

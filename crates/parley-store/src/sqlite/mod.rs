@@ -21,7 +21,7 @@ mod read;
 mod retention;
 mod settings;
 mod webhooks;
-mod widget;
+mod widgets;
 mod write;
 
 use std::panic::AssertUnwindSafe;
@@ -35,8 +35,7 @@ use parley_core::model::{
 };
 use parley_core::query::{ConversationFilter, ListQuery, TranscriptQuery};
 use parley_core::search::contains_folded;
-use parley_core::widget::{TrackerItem, TrackerRecord, TrackerSession, WidgetRecord};
-use parley_core::{ApiKeyId, AssistantId, ConversationId, WorkspaceId};
+use parley_core::{ApiKeyId, ConversationId, WorkspaceId};
 use rusqlite::functions::FunctionFlags;
 use rusqlite::{Connection, OpenFlags};
 use tokio::sync::{Semaphore, mpsc, oneshot};
@@ -596,6 +595,10 @@ impl Store for SqliteStore {
         self
     }
 
+    fn widgets(&self) -> &dyn crate::WidgetStore {
+        self
+    }
+
     fn auth(&self) -> &dyn crate::AuthStore {
         self
     }
@@ -745,70 +748,6 @@ impl Store for SqliteStore {
 
     async fn export_users(&self, workspace: WorkspaceId) -> Result<Vec<(User, String)>> {
         self.read(move |c| read::export_users(c, workspace)).await
-    }
-
-    async fn widget_for_assistant(
-        &self,
-        workspace: WorkspaceId,
-        assistant: AssistantId,
-    ) -> Result<Option<WidgetRecord>> {
-        self.read(move |c| widget::widget_for_assistant(c, workspace, assistant))
-            .await
-    }
-
-    async fn widget_by_key(&self, public_key: &str) -> Result<Option<WidgetRecord>> {
-        let key = public_key.to_owned();
-        self.read(move |c| widget::widget_by_key(c, &key)).await
-    }
-
-    async fn save_widget(&self, w: &WidgetRecord) -> Result<()> {
-        let w = w.clone();
-        self.write(move |c| widget::save_widget(c, &w)).await
-    }
-
-    async fn create_widget(&self, w: &WidgetRecord) -> Result<WidgetRecord> {
-        let w = w.clone();
-        self.write(move |c| widget::create_widget(c, &w)).await
-    }
-
-    async fn save_tracker_session(&self, s: &TrackerSession) -> Result<()> {
-        let s = s.clone();
-        self.write(move |c| widget::save_tracker_session(c, &s))
-            .await
-    }
-
-    async fn tracker_session(
-        &self,
-        workspace: WorkspaceId,
-        id: uuid::Uuid,
-    ) -> Result<Option<TrackerSession>> {
-        self.read(move |c| widget::tracker_session(c, workspace, id))
-            .await
-    }
-
-    async fn link_tracker_session(
-        &self,
-        workspace: WorkspaceId,
-        session: uuid::Uuid,
-        conversation: ConversationId,
-    ) -> Result<()> {
-        self.write(move |c| widget::link_tracker_session(c, workspace, session, conversation))
-            .await
-    }
-
-    async fn save_tracker_item(&self, workspace: WorkspaceId, item: &TrackerItem) -> Result<()> {
-        let item = item.clone();
-        self.write(move |c| widget::save_tracker_item(c, workspace, &item))
-            .await
-    }
-
-    async fn tracker_for_conversation(
-        &self,
-        workspace: WorkspaceId,
-        conversation: ConversationId,
-    ) -> Result<Option<TrackerRecord>> {
-        self.read(move |c| widget::tracker_for_conversation(c, workspace, conversation))
-            .await
     }
 
     async fn export_api_keys(&self, workspace: WorkspaceId) -> Result<Vec<(ApiKey, [u8; 32])>> {

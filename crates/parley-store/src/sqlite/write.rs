@@ -717,7 +717,7 @@ pub(super) fn delete_one_conversation(
     // Work still waiting for it (an answer, a media download, a send) has nothing to do.
     c.prepare_cached("DELETE FROM jobs WHERE conversation_id = ?1 AND state <> 'running'")?
         .execute([id.as_bytes()])?;
-    let (items, sessions) = super::widget::delete_for_conversation(c, id)?;
+    let (items, sessions) = super::widgets::delete_for_conversation(c, id)?;
     out.tracker_items += items;
     out.tracker_sessions += sessions;
     c.prepare_cached("DELETE FROM conversations WHERE pk = ?1")?
