@@ -195,7 +195,7 @@ pub async fn migrate(
             .into());
         }
         Some(_) => {} // a resumed migration
-        None => to.import_workspace(&ws).await?,
+        None => to.transfer().import_workspace(&ws).await?,
     }
     let mut report = MigrationReport {
         workspace: ws.slug.clone(),
@@ -208,17 +208,17 @@ pub async fn migrate(
             .assistant_versions(ws.id, a.id)
             .await?
             .unwrap_or_default();
-        to.import_assistant(ws.id, a, &versions).await?;
+        to.transfer().import_assistant(ws.id, a, &versions).await?;
     }
     report.assistants = assistants.len();
-    let users = from.export_users(ws.id).await?;
+    let users = from.transfer().export_users(ws.id).await?;
     for (u, hash) in &users {
-        to.import_user(u, hash).await?;
+        to.transfer().import_user(u, hash).await?;
     }
     report.users = users.len();
-    let keys = from.export_api_keys(ws.id).await?;
+    let keys = from.transfer().export_api_keys(ws.id).await?;
     for (k, hash) in &keys {
-        to.import_api_key(k, *hash).await?;
+        to.transfer().import_api_key(k, *hash).await?;
     }
     report.api_keys = keys.len();
     // The workspace's time zone and analysis switch, when it ever saved them (pending invites

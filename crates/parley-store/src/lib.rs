@@ -21,9 +21,8 @@ use std::fmt;
 use async_trait::async_trait;
 use parley_core::assistant::AssistantSettings;
 use parley_core::model::{
-    ApiKey, Assistant, AssistantRef, AssistantVersion, ConversationDetail, ConversationExport,
-    ConversationPatch, ConversationSummary, Message, MessageMeta, Rating, Sentiment, User,
-    Variable, Workspace,
+    ApiKey, AssistantRef, ConversationDetail, ConversationExport, ConversationPatch,
+    ConversationSummary, Message, MessageMeta, Rating, Sentiment, Variable, Workspace,
 };
 use parley_core::pricing::{CostSource, Usage};
 use parley_core::query::{ConversationFilter, ListQuery, TranscriptQuery};
@@ -52,6 +51,7 @@ mod sql;
 pub mod sqlite;
 pub mod sqlite_file;
 pub mod testing;
+pub mod transfer;
 pub mod webhooks;
 pub mod widgets;
 
@@ -71,6 +71,7 @@ pub use retention::{
     RetentionPolicy, RetentionStore,
 };
 pub use settings::{Invite, NewInvite, SettingsStore, WorkspaceSettings};
+pub use transfer::TransferStore;
 pub use webhooks::WebhookStore;
 pub use widgets::WidgetStore;
 
@@ -398,6 +399,9 @@ pub trait Store: Send + Sync + 'static {
     fn retention(&self) -> &dyn RetentionStore;
     /// Bulk action records and the batched conversation patch (issue 14): see [`BulkStore`].
     fn bulk(&self) -> &dyn BulkStore;
+    /// `parley migrate-store`: whole records with their hashes out of one store and verbatim
+    /// into another: see [`TransferStore`].
+    fn transfer(&self) -> &dyn TransferStore;
     /// Website widgets (one per assistant, found by public key) and the visitor tracker's
     /// sessions, pageviews, events and triggers: see [`WidgetStore`].
     fn widgets(&self) -> &dyn WidgetStore;
@@ -490,27 +494,6 @@ pub trait Store: Send + Sync + 'static {
         workspace: WorkspaceId,
         ids: &[ConversationId],
     ) -> Result<Vec<ConversationExport>>;
-
-    /// `parley migrate-store`: the workspace's users with their password hashes.
-    async fn export_users(&self, workspace: WorkspaceId) -> Result<Vec<(User, String)>>;
-    /// `parley migrate-store`: the workspace's API keys with their secret hashes.
-    async fn export_api_keys(&self, workspace: WorkspaceId) -> Result<Vec<(ApiKey, [u8; 32])>>;
-    /// `parley migrate-store`: stores a workspace as it is (same id, slug, name, time).
-    /// Errors: `Conflict("workspace_exists")`.
-    async fn import_workspace(&self, workspace: &Workspace) -> Result<()>;
-    /// `parley migrate-store`: stores an assistant with its id, current version and version
-    /// history (`versions`, any order), unless that id exists already.
-    async fn import_assistant(
-        &self,
-        workspace: WorkspaceId,
-        assistant: &Assistant,
-        versions: &[AssistantVersion],
-    ) -> Result<()>;
-    /// `parley migrate-store`: stores a user with its id and password hash, unless its id or
-    /// email exists already.
-    async fn import_user(&self, user: &User, password_hash: &str) -> Result<()>;
-    /// `parley migrate-store`: stores an API key with its id and secret hash, unless it exists.
-    async fn import_api_key(&self, key: &ApiKey, secret_hash: [u8; 32]) -> Result<()>;
 
     /// What the connection pool (and, on SQLite, the write-ahead log) looks like now, for
     /// `/metrics`. Cheap: reads counters and one file size, never the database.

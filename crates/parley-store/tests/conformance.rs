@@ -2996,15 +2996,20 @@ async fn transfer_imports_records_verbatim(store: Arc<dyn Store>) {
     };
     let hash = "$argon2id$v=19$m=19456,t=2,p=1$c2FsdHNhbHQ$aGFzaGhhc2hoYXNoaGFzaA";
 
-    store.import_workspace(&ws).await.unwrap();
+    store.transfer().import_workspace(&ws).await.unwrap();
     // Versions arrive in any order.
     let reversed: Vec<_> = versions.iter().rev().cloned().collect();
     store
+        .transfer()
         .import_assistant(ws.id, &assistant, &reversed)
         .await
         .unwrap();
-    store.import_user(&user, hash).await.unwrap();
-    store.import_api_key(&key, [9; 32]).await.unwrap();
+    store.transfer().import_user(&user, hash).await.unwrap();
+    store
+        .transfer()
+        .import_api_key(&key, [9; 32])
+        .await
+        .unwrap();
 
     assert_eq!(
         store.workspace_by_slug("moved").await.unwrap(),
@@ -3029,7 +3034,7 @@ async fn transfer_imports_records_verbatim(store: Arc<dyn Store>) {
         Some(newest_first)
     );
     assert_eq!(
-        store.export_users(ws.id).await.unwrap(),
+        store.transfer().export_users(ws.id).await.unwrap(),
         vec![(user.clone(), hash.to_owned())]
     );
     assert_eq!(
@@ -3041,7 +3046,7 @@ async fn transfer_imports_records_verbatim(store: Arc<dyn Store>) {
         Some((user.clone(), hash.to_owned()))
     );
     assert_eq!(
-        store.export_api_keys(ws.id).await.unwrap(),
+        store.transfer().export_api_keys(ws.id).await.unwrap(),
         vec![(key.clone(), [9; 32])]
     );
     assert_eq!(
@@ -3065,18 +3070,27 @@ async fn transfer_imports_records_verbatim(store: Arc<dyn Store>) {
 
     // Running the transfer again: the workspace refuses, the rest is left as it is.
     assert!(matches!(
-        store.import_workspace(&ws).await,
+        store.transfer().import_workspace(&ws).await,
         Err(StoreError::Conflict {
             code: "workspace_exists",
             ..
         })
     ));
     store
+        .transfer()
         .import_assistant(ws.id, &assistant, &versions)
         .await
         .unwrap();
-    store.import_user(&user, "other-hash").await.unwrap();
-    store.import_api_key(&key, [9; 32]).await.unwrap();
+    store
+        .transfer()
+        .import_user(&user, "other-hash")
+        .await
+        .unwrap();
+    store
+        .transfer()
+        .import_api_key(&key, [9; 32])
+        .await
+        .unwrap();
     assert_eq!(
         store
             .assistants()
@@ -3088,11 +3102,11 @@ async fn transfer_imports_records_verbatim(store: Arc<dyn Store>) {
         3
     );
     assert_eq!(
-        store.export_users(ws.id).await.unwrap(),
+        store.transfer().export_users(ws.id).await.unwrap(),
         vec![(user, hash.to_owned())]
     );
     assert_eq!(
-        store.export_api_keys(ws.id).await.unwrap(),
+        store.transfer().export_api_keys(ws.id).await.unwrap(),
         vec![(key, [9; 32])]
     );
 }

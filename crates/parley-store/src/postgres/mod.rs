@@ -21,6 +21,7 @@ mod jobs;
 mod read;
 mod retention;
 mod settings;
+mod transfer;
 mod webhooks;
 mod widgets;
 mod write;
@@ -30,8 +31,7 @@ use std::str::FromStr;
 use async_trait::async_trait;
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
 use parley_core::model::{
-    ApiKey, Assistant, AssistantVersion, ConversationDetail, ConversationExport, ConversationPatch,
-    User, Workspace,
+    ApiKey, ConversationDetail, ConversationExport, ConversationPatch, Workspace,
 };
 use parley_core::query::{ConversationFilter, ListQuery, TranscriptQuery};
 use parley_core::{ApiKeyId, ConversationId, WorkspaceId};
@@ -305,6 +305,10 @@ impl Store for PostgresStore {
         self
     }
 
+    fn transfer(&self) -> &dyn crate::TransferStore {
+        self
+    }
+
     fn widgets(&self) -> &dyn crate::WidgetStore {
         self
     }
@@ -435,34 +439,5 @@ impl Store for PostgresStore {
         ids: &[ConversationId],
     ) -> Result<Vec<ConversationExport>> {
         read::export_conversations(&self.pool, workspace, ids).await
-    }
-
-    async fn export_users(&self, workspace: WorkspaceId) -> Result<Vec<(User, String)>> {
-        read::export_users(&self.pool, workspace).await
-    }
-
-    async fn export_api_keys(&self, workspace: WorkspaceId) -> Result<Vec<(ApiKey, [u8; 32])>> {
-        read::export_api_keys(&self.pool, workspace).await
-    }
-
-    async fn import_workspace(&self, workspace: &Workspace) -> Result<()> {
-        write::import_workspace(&self.pool, workspace).await
-    }
-
-    async fn import_assistant(
-        &self,
-        workspace: WorkspaceId,
-        assistant: &Assistant,
-        versions: &[AssistantVersion],
-    ) -> Result<()> {
-        write::import_assistant(&self.pool, workspace, assistant, versions).await
-    }
-
-    async fn import_user(&self, user: &User, password_hash: &str) -> Result<()> {
-        write::import_user(&self.pool, user, password_hash).await
-    }
-
-    async fn import_api_key(&self, key: &ApiKey, secret_hash: [u8; 32]) -> Result<()> {
-        write::import_api_key(&self.pool, key, secret_hash).await
     }
 }

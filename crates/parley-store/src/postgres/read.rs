@@ -780,32 +780,3 @@ pub(super) fn user_from_row(r: &Row) -> Result<User> {
         last_sign_in_at: r.get::<_, Option<i64>>(6).map(ts),
     })
 }
-
-pub(super) async fn export_users(pool: &Pool, ws: WorkspaceId) -> Result<Vec<(User, String)>> {
-    let client = pool.get().await?;
-    let rows = client
-        .query(&format!("SELECT {USER_COLS}, u.password_hash FROM users u WHERE u.workspace_id = $1 ORDER BY u.email"), &[&ws.0])
-        .await?;
-    rows.iter()
-        .map(|r| Ok((user_from_row(r)?, r.get(7))))
-        .collect()
-}
-
-pub(super) async fn export_api_keys(
-    pool: &Pool,
-    ws: WorkspaceId,
-) -> Result<Vec<(ApiKey, [u8; 32])>> {
-    let client = pool.get().await?;
-    let rows = client
-        .query(&format!("SELECT {KEY_COLS}, secret_hash FROM api_keys WHERE workspace_id = $1 ORDER BY created_at, id"), &[&ws.0])
-        .await?;
-    rows.iter()
-        .map(|r| {
-            let hash: &[u8] = r.get(8);
-            let hash: [u8; 32] = hash
-                .try_into()
-                .map_err(|_| StoreError::backend("invalid stored key hash"))?;
-            Ok((key_from_row(r)?, hash))
-        })
-        .collect()
-}

@@ -3,9 +3,7 @@
 use std::collections::{HashMap, HashSet};
 
 use deadpool_postgres::{Pool, Transaction};
-use parley_core::model::{
-    ApiKey, Assistant, AssistantRef, AssistantVersion, ConversationPatch, User, Variable, Workspace,
-};
+use parley_core::model::{ApiKey, Assistant, AssistantRef, ConversationPatch, Variable, Workspace};
 use parley_core::{
     ApiKeyId, AssistantId, AssistantMode, ConversationId, MessageId, Timestamp, UserRole,
     WorkspaceId,
@@ -21,7 +19,7 @@ use crate::{
 };
 
 /// Slots of the sharded conversation counter (see the migration).
-const COUNTER_SLOTS: i64 = 16;
+pub(super) const COUNTER_SLOTS: i64 = 16;
 
 pub(super) fn conflict_on_unique(
     code: &'static str,
@@ -133,7 +131,7 @@ fn assistant_exists(a: &Assistant) -> impl FnOnce(tokio_postgres::Error) -> Stor
 
 /// Inserts `a` (with its id, version and settings); returns the rows written (0 when
 /// `unless_exists` and the id is taken).
-async fn insert_assistant(
+pub(super) async fn insert_assistant(
     tx: &Transaction<'_>,
     workspace: WorkspaceId,
     a: &Assistant,
@@ -170,7 +168,7 @@ async fn insert_assistant(
 }
 
 /// Keeps `a`'s current state as its version `a.version`.
-async fn insert_version(tx: &Transaction<'_>, a: &Assistant) -> Result<()> {
+pub(super) async fn insert_version(tx: &Transaction<'_>, a: &Assistant) -> Result<()> {
     let stmt = tx
         .prepare_cached(
             "INSERT INTO assistant_versions (assistant_id, version, name, company, mode, settings, created_at)
@@ -1070,85 +1068,4 @@ pub(super) async fn delete_conversations(
     }
     tx.commit().await?;
     Ok(out)
-}
-
-pub(super) async fn import_workspace(pool: &Pool, ws: &Workspace) -> Result<()> {
-    let mut client = pool.get().await?;
-    let tx = client.transaction().await?;
-    tx.execute(
-        "INSERT INTO workspaces (id, slug, name, created_at) VALUES ($1, $2, $3, $4)",
-        &[&ws.id.0, &ws.slug, &ws.name, &ws.created_at.0],
-    )
-    .await
-    .map_err(conflict_on_unique("workspace_exists", || {
-        format!("workspace {:?} already exists", ws.slug)
-    }))?;
-    tx.execute(
-        "INSERT INTO workspace_counters (workspace_id, slot) SELECT $1, s FROM generate_series(0, $2 - 1) AS s",
-        &[&ws.id.0, &(COUNTER_SLOTS as i32)],
-    )
-    .await?;
-    tx.commit().await?;
-    Ok(())
-}
-
-pub(super) async fn import_assistant(
-    pool: &Pool,
-    workspace: WorkspaceId,
-    a: &Assistant,
-    versions: &[AssistantVersion],
-) -> Result<()> {
-    let mut client = pool.get().await?;
-    let tx = client.transaction().await?;
-    if insert_assistant(&tx, workspace, a, true).await? == 0 {
-        return Ok(());
-    }
-    insert_version(&tx, a).await?;
-    for v in versions {
-        let at_version = Assistant {
-            name: v.name.clone(),
-            company: v.company.clone(),
-            mode: v.mode,
-            version: v.version,
-            settings: v.settings.clone(),
-            updated_at: v.created_at,
-            ..a.clone()
-        };
-        insert_version(&tx, &at_version).await?;
-    }
-    tx.commit().await?;
-    Ok(())
-}
-
-pub(super) async fn import_user(pool: &Pool, u: &User, password_hash: &str) -> Result<()> {
-    let client = pool.get().await?;
-    client
-        .execute(
-            "INSERT INTO users (id, workspace_id, email, password_hash, role, created_at, name, last_sign_in_at)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT DO NOTHING",
-            &[
-                &u.id.0,
-                &u.workspace_id.0,
-                &u.email,
-                &password_hash,
-                &u.role.as_str(),
-                &u.created_at.0,
-                &u.name,
-                &u.last_sign_in_at.map(|t| t.0),
-            ],
-        )
-        .await?;
-    Ok(())
-}
-
-pub(super) async fn import_api_key(pool: &Pool, k: &ApiKey, secret_hash: [u8; 32]) -> Result<()> {
-    let client = pool.get().await?;
-    client
-        .execute(
-            "INSERT INTO api_keys (id, workspace_id, name, prefix, secret_hash, created_at, revoked_at, role, last_used_at)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT DO NOTHING",
-            &[&k.id.0, &k.workspace_id.0, &k.name, &k.prefix, &&secret_hash[..], &k.created_at.0, &k.revoked_at.map(|t| t.0), &k.role.as_str(), &k.last_used_at.map(|t| t.0)],
-        )
-        .await?;
-    Ok(())
 }

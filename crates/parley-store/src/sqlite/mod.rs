@@ -20,6 +20,7 @@ mod jobs;
 mod read;
 mod retention;
 mod settings;
+mod transfer;
 mod webhooks;
 mod widgets;
 mod write;
@@ -30,8 +31,7 @@ use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use parley_core::model::{
-    ApiKey, Assistant, AssistantVersion, ConversationDetail, ConversationExport, ConversationPatch,
-    User, Workspace,
+    ApiKey, ConversationDetail, ConversationExport, ConversationPatch, Workspace,
 };
 use parley_core::query::{ConversationFilter, ListQuery, TranscriptQuery};
 use parley_core::search::contains_folded;
@@ -595,6 +595,10 @@ impl Store for SqliteStore {
         self
     }
 
+    fn transfer(&self) -> &dyn crate::TransferStore {
+        self
+    }
+
     fn widgets(&self) -> &dyn crate::WidgetStore {
         self
     }
@@ -743,42 +747,6 @@ impl Store for SqliteStore {
     ) -> Result<Vec<ConversationExport>> {
         let ids = ids.to_vec();
         self.read(move |c| read::export_conversations(c, workspace, &ids))
-            .await
-    }
-
-    async fn export_users(&self, workspace: WorkspaceId) -> Result<Vec<(User, String)>> {
-        self.read(move |c| read::export_users(c, workspace)).await
-    }
-
-    async fn export_api_keys(&self, workspace: WorkspaceId) -> Result<Vec<(ApiKey, [u8; 32])>> {
-        self.read(move |c| read::export_api_keys(c, workspace))
-            .await
-    }
-
-    async fn import_workspace(&self, workspace: &Workspace) -> Result<()> {
-        let ws = workspace.clone();
-        self.write(move |c| write::import_workspace(c, &ws)).await
-    }
-
-    async fn import_assistant(
-        &self,
-        workspace: WorkspaceId,
-        assistant: &Assistant,
-        versions: &[AssistantVersion],
-    ) -> Result<()> {
-        let (a, v) = (assistant.clone(), versions.to_vec());
-        self.write(move |c| write::import_assistant(c, workspace, &a, &v))
-            .await
-    }
-
-    async fn import_user(&self, user: &User, password_hash: &str) -> Result<()> {
-        let (u, h) = (user.clone(), password_hash.to_owned());
-        self.write(move |c| write::import_user(c, &u, &h)).await
-    }
-
-    async fn import_api_key(&self, key: &ApiKey, secret_hash: [u8; 32]) -> Result<()> {
-        let k = key.clone();
-        self.write(move |c| write::import_api_key(c, &k, secret_hash))
             .await
     }
 }

@@ -989,25 +989,3 @@ pub(super) fn user_from_row(r: &Row<'_>) -> rusqlite::Result<User> {
         last_sign_in_at: r.get::<_, Option<i64>>(6)?.map(ts),
     })
 }
-
-pub(super) fn export_users(c: &Connection, ws: WorkspaceId) -> Result<Vec<(User, String)>> {
-    let mut stmt = c.prepare_cached(&format!(
-        "SELECT {USER_COLS}, u.password_hash FROM users u WHERE u.workspace_id = ?1 ORDER BY u.email"
-    ))?;
-    let rows = stmt.query_map([ws.as_bytes()], |r| Ok((user_from_row(r)?, r.get(7)?)))?;
-    Ok(rows.collect::<rusqlite::Result<_>>()?)
-}
-
-pub(super) fn export_api_keys(c: &Connection, ws: WorkspaceId) -> Result<Vec<(ApiKey, [u8; 32])>> {
-    let mut stmt = c.prepare_cached(&format!(
-        "SELECT {KEY_COLS}, secret_hash FROM api_keys WHERE workspace_id = ?1 ORDER BY created_at, id"
-    ))?;
-    let rows = stmt.query_map([ws.as_bytes()], |r| {
-        let hash: Vec<u8> = r.get(8)?;
-        let hash: [u8; 32] = hash
-            .try_into()
-            .map_err(|_| conversion_error(8, "key hash"))?;
-        Ok((key_from_row(r)?, hash))
-    })?;
-    Ok(rows.collect::<rusqlite::Result<_>>()?)
-}

@@ -2,9 +2,7 @@
 
 use std::collections::HashSet;
 
-use parley_core::model::{
-    ApiKey, Assistant, AssistantRef, AssistantVersion, ConversationPatch, User, Variable, Workspace,
-};
+use parley_core::model::{ApiKey, Assistant, AssistantRef, ConversationPatch, Variable, Workspace};
 use parley_core::{
     ApiKeyId, AssistantId, AssistantMode, ConversationId, MessageId, Timestamp, UserRole,
     WorkspaceId,
@@ -150,7 +148,7 @@ fn assistant_exists(a: &Assistant) -> impl FnOnce(rusqlite::Error) -> StoreError
     })
 }
 
-fn insert_assistant(
+pub(super) fn insert_assistant(
     c: &Connection,
     workspace: WorkspaceId,
     a: &Assistant,
@@ -181,7 +179,7 @@ fn insert_assistant(
 }
 
 /// Keeps `a`'s current state as its version `a.version`.
-fn insert_version(c: &Connection, a: &Assistant) -> Result<()> {
+pub(super) fn insert_version(c: &Connection, a: &Assistant) -> Result<()> {
     c.prepare_cached(
         "INSERT INTO assistant_versions (assistant_id, version, name, company, mode, settings, created_at)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) ON CONFLICT DO NOTHING",
@@ -728,79 +726,4 @@ pub(super) fn delete_one_conversation(
     .execute([workspace.as_bytes()])?;
     out.conversations.push(id);
     Ok(true)
-}
-
-pub(super) fn import_workspace(c: &Connection, ws: &Workspace) -> Result<()> {
-    c.execute(
-        "INSERT INTO workspaces (id, slug, name, created_at) VALUES (?1, ?2, ?3, ?4)",
-        params![ws.id.as_bytes(), ws.slug, ws.name, ws.created_at.0],
-    )
-    .map_err(conflict_on_unique("workspace_exists", || {
-        format!("workspace {:?} already exists", ws.slug)
-    }))?;
-    Ok(())
-}
-
-pub(super) fn import_assistant(
-    c: &Connection,
-    workspace: WorkspaceId,
-    a: &Assistant,
-    versions: &[AssistantVersion],
-) -> Result<()> {
-    if insert_assistant(c, workspace, a, true)? == 0 {
-        return Ok(());
-    }
-    insert_version(c, a)?;
-    for v in versions {
-        insert_version(
-            c,
-            &Assistant {
-                name: v.name.clone(),
-                company: v.company.clone(),
-                mode: v.mode,
-                version: v.version,
-                settings: v.settings.clone(),
-                updated_at: v.created_at,
-                ..a.clone()
-            },
-        )?;
-    }
-    Ok(())
-}
-
-pub(super) fn import_user(c: &Connection, u: &User, password_hash: &str) -> Result<()> {
-    c.execute(
-        "INSERT INTO users (id, workspace_id, email, password_hash, role, created_at, name, last_sign_in_at)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8) ON CONFLICT DO NOTHING",
-        params![
-            u.id.as_bytes(),
-            u.workspace_id.as_bytes(),
-            u.email,
-            password_hash,
-            u.role.as_str(),
-            u.created_at.0,
-            u.name,
-            u.last_sign_in_at.map(|t| t.0)
-        ],
-    )?;
-    Ok(())
-}
-
-pub(super) fn import_api_key(c: &Connection, k: &ApiKey, secret_hash: [u8; 32]) -> Result<()> {
-    c.execute(
-        "INSERT INTO api_keys (id, workspace_id, name, prefix, secret_hash, created_at, revoked_at, role, last_used_at)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9) ON CONFLICT DO NOTHING",
-        params![
-            k.id.as_bytes(),
-            k.workspace_id.as_bytes(),
-            k.name,
-            k.prefix,
-            &secret_hash[..],
-            k.created_at.0,
-            k.revoked_at.map(|t| t.0),
-            k.role.as_str(),
-            k.last_used_at.map(|t| t.0)
-        ],
-    )?;
-    Ok(())
 }
