@@ -423,9 +423,13 @@ async fn bench_workspace(
     BoxError,
 > {
     let store = parley_store::open(&db.url).await?;
-    let ws = store.create_workspace("bench", "Bench").await?;
+    let ws = store
+        .workspaces()
+        .create_workspace("bench", "Bench")
+        .await?;
     let key = parley_server::auth::generate_api_key()?;
     store
+        .workspaces()
         .create_api_key(ws.id, "bench", &key.prefix, key.hash)
         .await?;
     Ok((store, ws, key))

@@ -308,7 +308,7 @@ async fn run(state: AppState, mut stopped: watch::Receiver<bool>) {
     let worker = state.jobs.worker.clone();
     let store = state.store.as_ref();
     while !*stopped.borrow() {
-        match store.list_workspaces().await {
+        match store.workspaces().list_workspaces().await {
             Ok(list) => {
                 for ws in list {
                     tokio::select! {

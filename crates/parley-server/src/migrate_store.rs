@@ -186,7 +186,7 @@ pub async fn migrate(
     mut progress: impl FnMut(u64),
 ) -> Result<MigrationReport, BoxError> {
     let ws = crate::workspaces::select_existing_workspace(from, slug).await?;
-    match to.workspace_by_slug(&ws.slug).await? {
+    match to.workspaces().workspace_by_slug(&ws.slug).await? {
         Some(existing) if existing.id != ws.id => {
             return Err(format!(
                 "the target already has a different workspace {:?}; migrate into an empty database",

@@ -21,15 +21,15 @@ use std::fmt;
 use async_trait::async_trait;
 use parley_core::assistant::AssistantSettings;
 use parley_core::model::{
-    ApiKey, AssistantRef, ConversationDetail, ConversationExport, ConversationPatch,
-    ConversationSummary, Message, MessageMeta, Rating, Sentiment, Variable, Workspace,
+    AssistantRef, ConversationDetail, ConversationExport, ConversationPatch, ConversationSummary,
+    Message, MessageMeta, Rating, Sentiment, Variable,
 };
 use parley_core::pricing::{CostSource, Usage};
 use parley_core::query::{ConversationFilter, ListQuery, TranscriptQuery};
 use parley_core::search::Snippet;
 use parley_core::{
-    ApiKeyId, AssistantMode, Channel, ConversationId, ConversationStatus, MessageId, Role,
-    Timestamp, WorkspaceId,
+    AssistantMode, Channel, ConversationId, ConversationStatus, MessageId, Role, Timestamp,
+    WorkspaceId,
 };
 use serde::Serialize;
 
@@ -54,6 +54,7 @@ pub mod testing;
 pub mod transfer;
 pub mod webhooks;
 pub mod widgets;
+pub mod workspaces;
 
 pub use assistants::AssistantStore;
 pub use attachments::{Admission, AttachmentStore, AttachmentUsage};
@@ -74,6 +75,7 @@ pub use settings::{Invite, NewInvite, SettingsStore, WorkspaceSettings};
 pub use transfer::TransferStore;
 pub use webhooks::WebhookStore;
 pub use widgets::WidgetStore;
+pub use workspaces::WorkspaceStore;
 
 /// What a store operation can fail with.
 #[derive(Debug)]
@@ -399,6 +401,8 @@ pub trait Store: Send + Sync + 'static {
     fn retention(&self) -> &dyn RetentionStore;
     /// Bulk action records and the batched conversation patch (issue 14): see [`BulkStore`].
     fn bulk(&self) -> &dyn BulkStore;
+    /// Workspaces (the tenants) and their API keys: see [`WorkspaceStore`].
+    fn workspaces(&self) -> &dyn WorkspaceStore;
     /// `parley migrate-store`: whole records with their hashes out of one store and verbatim
     /// into another: see [`TransferStore`].
     fn transfer(&self) -> &dyn TransferStore;
@@ -408,28 +412,6 @@ pub trait Store: Send + Sync + 'static {
     /// Dashboard users, sign-in sessions and the sign-in failure counts that rate-limit
     /// sign-in: see [`AuthStore`].
     fn auth(&self) -> &dyn AuthStore;
-
-    /// Creates a workspace. Errors: `Conflict("workspace_exists")` if the slug is taken.
-    async fn create_workspace(&self, slug: &str, name: &str) -> Result<Workspace>;
-    /// Every workspace, oldest first.
-    async fn list_workspaces(&self) -> Result<Vec<Workspace>>;
-    /// The workspace with this slug.
-    async fn workspace_by_slug(&self, slug: &str) -> Result<Option<Workspace>>;
-
-    /// Stores a new API key's record; `secret_hash` is the SHA-256 of the full key.
-    async fn create_api_key(
-        &self,
-        workspace: WorkspaceId,
-        name: &str,
-        prefix: &str,
-        secret_hash: [u8; 32],
-    ) -> Result<ApiKey>;
-    /// The key whose secret hashes to `secret_hash`, revoked or not.
-    async fn api_key_by_hash(&self, secret_hash: [u8; 32]) -> Result<Option<ApiKey>>;
-    /// The workspace's keys, newest first.
-    async fn list_api_keys(&self, workspace: WorkspaceId) -> Result<Vec<ApiKey>>;
-    /// Revokes a key. Errors: `NotFound("api key")`.
-    async fn revoke_api_key(&self, workspace: WorkspaceId, id: ApiKeyId) -> Result<()>;
 
     /// Writes batches atomically: either every batch is applied or none. See [`IngestTarget`]
     /// and [`MessageOutcome`] for the de-duplication rules. Errors: `NotFound("conversation")`

@@ -78,7 +78,12 @@ fn new_batch(c: NewConversation, messages: Vec<NewMessage>) -> IngestBatch {
 }
 
 async fn workspace(store: &dyn Store, slug: &str) -> WorkspaceId {
-    store.create_workspace(slug, slug).await.unwrap().id
+    store
+        .workspaces()
+        .create_workspace(slug, slug)
+        .await
+        .unwrap()
+        .id
 }
 
 async fn create(
@@ -122,33 +127,61 @@ async fn ids(store: &dyn Store, ws: WorkspaceId, query: ListQuery) -> Vec<Conver
 }
 
 async fn workspaces_and_api_keys(store: Arc<dyn Store>) {
-    let ws = store.create_workspace("acme", "Acme Inc").await.unwrap();
+    let ws = store
+        .workspaces()
+        .create_workspace("acme", "Acme Inc")
+        .await
+        .unwrap();
     assert!(matches!(
-        store.create_workspace("acme", "Other").await,
+        store.workspaces().create_workspace("acme", "Other").await,
         Err(StoreError::Conflict {
             code: "workspace_exists",
             ..
         })
     ));
     assert_eq!(
-        store.workspace_by_slug("acme").await.unwrap().unwrap().id,
+        store
+            .workspaces()
+            .workspace_by_slug("acme")
+            .await
+            .unwrap()
+            .unwrap()
+            .id,
         ws.id
     );
-    assert_eq!(store.list_workspaces().await.unwrap().len(), 1);
+    assert_eq!(store.workspaces().list_workspaces().await.unwrap().len(), 1);
 
     let key = store
+        .workspaces()
         .create_api_key(ws.id, "ci", "pk_abcd", [7; 32])
         .await
         .unwrap();
-    let found = store.api_key_by_hash([7; 32]).await.unwrap().unwrap();
+    let found = store
+        .workspaces()
+        .api_key_by_hash([7; 32])
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(
         (found.id, found.workspace_id, found.revoked_at),
         (key.id, ws.id, None)
     );
-    assert!(store.api_key_by_hash([8; 32]).await.unwrap().is_none());
-    store.revoke_api_key(ws.id, key.id).await.unwrap();
     assert!(
         store
+            .workspaces()
+            .api_key_by_hash([8; 32])
+            .await
+            .unwrap()
+            .is_none()
+    );
+    store
+        .workspaces()
+        .revoke_api_key(ws.id, key.id)
+        .await
+        .unwrap();
+    assert!(
+        store
+            .workspaces()
             .api_key_by_hash([7; 32])
             .await
             .unwrap()
@@ -158,7 +191,7 @@ async fn workspaces_and_api_keys(store: Arc<dyn Store>) {
     );
     let other = workspace(&*store, "other").await;
     assert!(matches!(
-        store.revoke_api_key(other, key.id).await,
+        store.workspaces().revoke_api_key(other, key.id).await,
         Err(StoreError::NotFound { .. })
     ));
 }
@@ -3012,7 +3045,7 @@ async fn transfer_imports_records_verbatim(store: Arc<dyn Store>) {
         .unwrap();
 
     assert_eq!(
-        store.workspace_by_slug("moved").await.unwrap(),
+        store.workspaces().workspace_by_slug("moved").await.unwrap(),
         Some(ws.clone())
     );
     assert_eq!(
@@ -3050,7 +3083,7 @@ async fn transfer_imports_records_verbatim(store: Arc<dyn Store>) {
         vec![(key.clone(), [9; 32])]
     );
     assert_eq!(
-        store.api_key_by_hash([9; 32]).await.unwrap(),
+        store.workspaces().api_key_by_hash([9; 32]).await.unwrap(),
         Some(key.clone())
     );
     // The next version continues the imported history.
@@ -4727,7 +4760,13 @@ async fn sqlite_opens_a_database_migrated_by_the_old_runner() {
     .await
     .unwrap();
     assert_eq!(
-        store.workspace_by_slug("old").await.unwrap().unwrap().name,
+        store
+            .workspaces()
+            .workspace_by_slug("old")
+            .await
+            .unwrap()
+            .unwrap()
+            .name,
         "Old"
     );
     store.close().await.unwrap();
@@ -4798,7 +4837,13 @@ async fn postgres_opens_a_database_migrated_by_the_old_runner() {
         .await
         .unwrap();
     assert_eq!(
-        store.workspace_by_slug("old").await.unwrap().unwrap().name,
+        store
+            .workspaces()
+            .workspace_by_slug("old")
+            .await
+            .unwrap()
+            .unwrap()
+            .name,
         "Old"
     );
     assert_eq!(

@@ -179,7 +179,7 @@ pub(super) async fn keys(
     auth: ApiKeyAuth,
 ) -> Result<Response, ApiError> {
     auth.require_admin("list API keys")?;
-    let list = st.store.list_api_keys(auth.workspace).await?;
+    let list = st.store.workspaces().list_api_keys(auth.workspace).await?;
     let items: Vec<Value> = list.iter().map(key_json).collect();
     Ok(Json(json!({ "items": items })).into_response())
 }

@@ -125,7 +125,13 @@ async fn build(
                 .await
                 .map_err(ApiError::from)
         },
-        async { st.store.list_api_keys(w).await.map_err(ApiError::from) },
+        async {
+            st.store
+                .workspaces()
+                .list_api_keys(w)
+                .await
+                .map_err(ApiError::from)
+        },
         async {
             st.store
                 .settings()

@@ -44,9 +44,14 @@ impl Site {
             None => format!("sqlite://{}", dir.path().join("parley.db").display()),
         };
         let store = parley_store::open(&database_url).await.unwrap();
-        let ws = store.create_workspace("acme", "Acme").await.unwrap();
+        let ws = store
+            .workspaces()
+            .create_workspace("acme", "Acme")
+            .await
+            .unwrap();
         let key = parley_server::auth::generate_api_key().unwrap();
         store
+            .workspaces()
             .create_api_key(ws.id, "test", &key.prefix, key.hash)
             .await
             .unwrap();
@@ -85,7 +90,12 @@ impl Site {
     /// header.
     pub async fn dashboard_cookie(&self) -> String {
         let store = self.store().await;
-        let ws = store.workspace_by_slug("acme").await.unwrap().unwrap();
+        let ws = store
+            .workspaces()
+            .workspace_by_slug("acme")
+            .await
+            .unwrap()
+            .unwrap();
         let email = format!("{}@example.com", uuid::Uuid::now_v7().simple());
         let user = store
             .auth()

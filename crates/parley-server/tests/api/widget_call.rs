@@ -493,6 +493,7 @@ async fn a_visitor_reaches_only_their_own_call(backend: Backend) {
     let other_ws = app
         .state
         .store
+        .workspaces()
         .create_workspace("globex", "Globex")
         .await
         .unwrap();

@@ -24,17 +24,16 @@ mod settings;
 mod transfer;
 mod webhooks;
 mod widgets;
+mod workspaces;
 mod write;
 
 use std::str::FromStr;
 
 use async_trait::async_trait;
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
-use parley_core::model::{
-    ApiKey, ConversationDetail, ConversationExport, ConversationPatch, Workspace,
-};
+use parley_core::model::{ConversationDetail, ConversationExport, ConversationPatch};
 use parley_core::query::{ConversationFilter, ListQuery, TranscriptQuery};
-use parley_core::{ApiKeyId, ConversationId, WorkspaceId};
+use parley_core::{ConversationId, WorkspaceId};
 use tokio_postgres::NoTls;
 use tokio_postgres::error::SqlState;
 use tokio_postgres::types::ToSql;
@@ -305,6 +304,10 @@ impl Store for PostgresStore {
         self
     }
 
+    fn workspaces(&self) -> &dyn crate::WorkspaceStore {
+        self
+    }
+
     fn transfer(&self) -> &dyn crate::TransferStore {
         self
     }
@@ -315,40 +318,6 @@ impl Store for PostgresStore {
 
     fn auth(&self) -> &dyn crate::AuthStore {
         self
-    }
-
-    async fn create_workspace(&self, slug: &str, name: &str) -> Result<Workspace> {
-        write::create_workspace(&self.pool, slug, name).await
-    }
-
-    async fn list_workspaces(&self) -> Result<Vec<Workspace>> {
-        read::list_workspaces(&self.pool).await
-    }
-
-    async fn workspace_by_slug(&self, slug: &str) -> Result<Option<Workspace>> {
-        read::workspace_by_slug(&self.pool, slug).await
-    }
-
-    async fn create_api_key(
-        &self,
-        workspace: WorkspaceId,
-        name: &str,
-        prefix: &str,
-        secret_hash: [u8; 32],
-    ) -> Result<ApiKey> {
-        write::create_api_key(&self.pool, workspace, name, prefix, secret_hash).await
-    }
-
-    async fn api_key_by_hash(&self, secret_hash: [u8; 32]) -> Result<Option<ApiKey>> {
-        read::api_key_by_hash(&self.pool, secret_hash).await
-    }
-
-    async fn list_api_keys(&self, workspace: WorkspaceId) -> Result<Vec<ApiKey>> {
-        read::list_api_keys(&self.pool, workspace).await
-    }
-
-    async fn revoke_api_key(&self, workspace: WorkspaceId, id: ApiKeyId) -> Result<()> {
-        write::revoke_api_key(&self.pool, workspace, id).await
     }
 
     async fn ingest(

@@ -7,7 +7,6 @@ use deadpool_postgres::Pool;
 use parley_core::model::{
     ApiKey, Assistant, AssistantSummary, AssistantVersion, ConversationDetail, ConversationExport,
     ConversationSummary, Handoff, Message, Sentiment, StoredRating, UsageTotals, User, Variable,
-    Workspace,
 };
 use parley_core::pricing::{CostSource, Usage};
 use parley_core::query::{
@@ -41,38 +40,6 @@ pub(super) fn ts(v: i64) -> Timestamp {
     Timestamp(v)
 }
 
-fn workspace_from_row(r: &Row) -> Workspace {
-    Workspace {
-        id: WorkspaceId(r.get(0)),
-        slug: r.get(1),
-        name: r.get(2),
-        created_at: ts(r.get(3)),
-    }
-}
-
-pub(super) async fn list_workspaces(pool: &Pool) -> Result<Vec<Workspace>> {
-    let client = pool.get().await?;
-    let rows = client
-        .query(
-            "SELECT id, slug, name, created_at FROM workspaces ORDER BY created_at, id",
-            &[],
-        )
-        .await?;
-    Ok(rows.iter().map(workspace_from_row).collect())
-}
-
-pub(super) async fn workspace_by_slug(pool: &Pool, slug: &str) -> Result<Option<Workspace>> {
-    let client = pool.get().await?;
-    let stmt = client
-        .prepare_cached("SELECT id, slug, name, created_at FROM workspaces WHERE slug = $1")
-        .await?;
-    Ok(client
-        .query_opt(&stmt, &[&slug])
-        .await?
-        .as_ref()
-        .map(workspace_from_row))
-}
-
 pub(super) const KEY_COLS: &str =
     "id, workspace_id, name, prefix, created_at, revoked_at, role, last_used_at";
 
@@ -87,29 +54,6 @@ pub(super) fn key_from_row(r: &Row) -> Result<ApiKey> {
         role: parse(r.get::<_, &str>(6))?,
         last_used_at: r.get::<_, Option<i64>>(7).map(ts),
     })
-}
-
-pub(super) async fn api_key_by_hash(pool: &Pool, hash: [u8; 32]) -> Result<Option<ApiKey>> {
-    let client = pool.get().await?;
-    let stmt = client
-        .prepare_cached(&format!(
-            "SELECT {KEY_COLS} FROM api_keys WHERE secret_hash = $1"
-        ))
-        .await?;
-    client
-        .query_opt(&stmt, &[&&hash[..]])
-        .await?
-        .as_ref()
-        .map(key_from_row)
-        .transpose()
-}
-
-pub(super) async fn list_api_keys(pool: &Pool, ws: WorkspaceId) -> Result<Vec<ApiKey>> {
-    let client = pool.get().await?;
-    let rows = client
-        .query(&format!("SELECT {KEY_COLS} FROM api_keys WHERE workspace_id = $1 ORDER BY created_at DESC, id DESC"), &[&ws.0])
-        .await?;
-    rows.iter().map(key_from_row).collect()
 }
 
 pub(super) fn assistant_from_row(r: &Row) -> Result<Assistant> {

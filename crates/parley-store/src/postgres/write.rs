@@ -3,11 +3,8 @@
 use std::collections::{HashMap, HashSet};
 
 use deadpool_postgres::{Pool, Transaction};
-use parley_core::model::{ApiKey, Assistant, AssistantRef, ConversationPatch, Variable, Workspace};
-use parley_core::{
-    ApiKeyId, AssistantId, AssistantMode, ConversationId, MessageId, Timestamp, UserRole,
-    WorkspaceId,
-};
+use parley_core::model::{Assistant, AssistantRef, ConversationPatch, Variable};
+use parley_core::{AssistantId, AssistantMode, ConversationId, MessageId, Timestamp, WorkspaceId};
 use uuid::Uuid;
 
 use super::{is_unique_violation, refs, to_sql};
@@ -43,79 +40,6 @@ pub(super) async fn ensure_workspace(tx: &Transaction<'_>, workspace: WorkspaceI
         .await?;
     if tx.query_opt(&stmt, &[&workspace.0]).await?.is_none() {
         return Err(StoreError::NotFound { what: "workspace" });
-    }
-    Ok(())
-}
-
-pub(super) async fn create_workspace(pool: &Pool, slug: &str, name: &str) -> Result<Workspace> {
-    let ws = Workspace {
-        id: WorkspaceId::new(),
-        slug: slug.to_owned(),
-        name: name.to_owned(),
-        created_at: Timestamp::now(),
-    };
-    let mut client = pool.get().await?;
-    let tx = client.transaction().await?;
-    tx.execute(
-        "INSERT INTO workspaces (id, slug, name, created_at) VALUES ($1, $2, $3, $4)",
-        &[&ws.id.0, &ws.slug, &ws.name, &ws.created_at.0],
-    )
-    .await
-    .map_err(conflict_on_unique("workspace_exists", || {
-        format!("a workspace with slug {slug:?} already exists")
-    }))?;
-    tx.execute(
-        "INSERT INTO workspace_counters (workspace_id, slot) SELECT $1, s FROM generate_series(0, $2 - 1) AS s",
-        &[&ws.id.0, &(COUNTER_SLOTS as i32)],
-    )
-    .await?;
-    tx.commit().await?;
-    Ok(ws)
-}
-
-pub(super) async fn create_api_key(
-    pool: &Pool,
-    workspace: WorkspaceId,
-    name: &str,
-    prefix: &str,
-    secret_hash: [u8; 32],
-) -> Result<ApiKey> {
-    let key = ApiKey {
-        id: ApiKeyId::new(),
-        workspace_id: workspace,
-        name: name.to_owned(),
-        prefix: prefix.to_owned(),
-        created_at: Timestamp::now(),
-        revoked_at: None,
-        role: UserRole::Admin,
-        last_used_at: None,
-    };
-    let mut client = pool.get().await?;
-    let tx = client.transaction().await?;
-    ensure_workspace(&tx, workspace).await?;
-    tx.execute(
-        "INSERT INTO api_keys (id, workspace_id, name, prefix, secret_hash, created_at) VALUES ($1, $2, $3, $4, $5, $6)",
-        &[&key.id.0, &workspace.0, &key.name, &key.prefix, &&secret_hash[..], &key.created_at.0],
-    )
-    .await?;
-    tx.commit().await?;
-    Ok(key)
-}
-
-pub(super) async fn revoke_api_key(
-    pool: &Pool,
-    workspace: WorkspaceId,
-    id: ApiKeyId,
-) -> Result<()> {
-    let client = pool.get().await?;
-    let n = client
-        .execute(
-            "UPDATE api_keys SET revoked_at = coalesce(revoked_at, $3) WHERE id = $1 AND workspace_id = $2",
-            &[&id.0, &workspace.0, &Timestamp::now().0],
-        )
-        .await?;
-    if n == 0 {
-        return Err(StoreError::NotFound { what: "api key" });
     }
     Ok(())
 }

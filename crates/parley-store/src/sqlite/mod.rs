@@ -23,6 +23,7 @@ mod settings;
 mod transfer;
 mod webhooks;
 mod widgets;
+mod workspaces;
 mod write;
 
 use std::panic::AssertUnwindSafe;
@@ -30,12 +31,10 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
-use parley_core::model::{
-    ApiKey, ConversationDetail, ConversationExport, ConversationPatch, Workspace,
-};
+use parley_core::model::{ConversationDetail, ConversationExport, ConversationPatch};
 use parley_core::query::{ConversationFilter, ListQuery, TranscriptQuery};
 use parley_core::search::contains_folded;
-use parley_core::{ApiKeyId, ConversationId, WorkspaceId};
+use parley_core::{ConversationId, WorkspaceId};
 use rusqlite::functions::FunctionFlags;
 use rusqlite::{Connection, OpenFlags};
 use tokio::sync::{Semaphore, mpsc, oneshot};
@@ -595,6 +594,10 @@ impl Store for SqliteStore {
         self
     }
 
+    fn workspaces(&self) -> &dyn crate::WorkspaceStore {
+        self
+    }
+
     fn transfer(&self) -> &dyn crate::TransferStore {
         self
     }
@@ -605,47 +608,6 @@ impl Store for SqliteStore {
 
     fn auth(&self) -> &dyn crate::AuthStore {
         self
-    }
-
-    async fn create_workspace(&self, slug: &str, name: &str) -> Result<Workspace> {
-        let (slug, name) = (slug.to_owned(), name.to_owned());
-        self.write(move |c| write::create_workspace(c, &slug, &name))
-            .await
-    }
-
-    async fn list_workspaces(&self) -> Result<Vec<Workspace>> {
-        self.read(read::list_workspaces).await
-    }
-
-    async fn workspace_by_slug(&self, slug: &str) -> Result<Option<Workspace>> {
-        let slug = slug.to_owned();
-        self.read(move |c| read::workspace_by_slug(c, &slug)).await
-    }
-
-    async fn create_api_key(
-        &self,
-        workspace: WorkspaceId,
-        name: &str,
-        prefix: &str,
-        secret_hash: [u8; 32],
-    ) -> Result<ApiKey> {
-        let (name, prefix) = (name.to_owned(), prefix.to_owned());
-        self.write(move |c| write::create_api_key(c, workspace, &name, &prefix, secret_hash))
-            .await
-    }
-
-    async fn api_key_by_hash(&self, secret_hash: [u8; 32]) -> Result<Option<ApiKey>> {
-        self.read(move |c| read::api_key_by_hash(c, secret_hash))
-            .await
-    }
-
-    async fn list_api_keys(&self, workspace: WorkspaceId) -> Result<Vec<ApiKey>> {
-        self.read(move |c| read::list_api_keys(c, workspace)).await
-    }
-
-    async fn revoke_api_key(&self, workspace: WorkspaceId, id: ApiKeyId) -> Result<()> {
-        self.write(move |c| write::revoke_api_key(c, workspace, id))
-            .await
     }
 
     async fn ingest(

@@ -25,7 +25,6 @@ use std::rc::Rc;
 use parley_core::model::{
     ApiKey, Assistant, AssistantSummary, AssistantVersion, ConversationDetail, ConversationExport,
     ConversationSummary, Handoff, Message, Sentiment, StoredRating, UsageTotals, User, Variable,
-    Workspace,
 };
 use parley_core::pricing::{CostSource, Usage};
 use parley_core::query::{ConversationFilter, Cursor, ListQuery, SortValue, TranscriptQuery};
@@ -80,31 +79,6 @@ pub(super) fn ts(v: i64) -> Timestamp {
     Timestamp(v)
 }
 
-pub(super) fn list_workspaces(c: &Connection) -> Result<Vec<Workspace>> {
-    let mut stmt = c.prepare_cached(
-        "SELECT id, slug, name, created_at FROM workspaces ORDER BY created_at, id",
-    )?;
-    let rows = stmt.query_map([], workspace_from_row)?;
-    Ok(rows.collect::<rusqlite::Result<_>>()?)
-}
-
-fn workspace_from_row(r: &Row<'_>) -> rusqlite::Result<Workspace> {
-    Ok(Workspace {
-        id: get_id(r, 0, WorkspaceId::from_slice)?,
-        slug: r.get(1)?,
-        name: r.get(2)?,
-        created_at: ts(r.get(3)?),
-    })
-}
-
-pub(super) fn workspace_by_slug(c: &Connection, slug: &str) -> Result<Option<Workspace>> {
-    Ok(
-        c.prepare_cached("SELECT id, slug, name, created_at FROM workspaces WHERE slug = ?1")?
-            .query_row([slug], workspace_from_row)
-            .optional()?,
-    )
-}
-
 pub(super) const KEY_COLS: &str =
     "id, workspace_id, name, prefix, created_at, revoked_at, role, last_used_at";
 
@@ -119,22 +93,6 @@ pub(super) fn key_from_row(r: &Row<'_>) -> rusqlite::Result<ApiKey> {
         role: get_enum(r, 6)?,
         last_used_at: r.get::<_, Option<i64>>(7)?.map(ts),
     })
-}
-
-pub(super) fn api_key_by_hash(c: &Connection, hash: [u8; 32]) -> Result<Option<ApiKey>> {
-    Ok(c.prepare_cached(&format!(
-        "SELECT {KEY_COLS} FROM api_keys WHERE secret_hash = ?1"
-    ))?
-    .query_row([&hash[..]], key_from_row)
-    .optional()?)
-}
-
-pub(super) fn list_api_keys(c: &Connection, ws: WorkspaceId) -> Result<Vec<ApiKey>> {
-    let mut stmt = c.prepare_cached(&format!(
-        "SELECT {KEY_COLS} FROM api_keys WHERE workspace_id = ?1 ORDER BY created_at DESC, id DESC"
-    ))?;
-    let rows = stmt.query_map([ws.as_bytes()], key_from_row)?;
-    Ok(rows.collect::<rusqlite::Result<_>>()?)
 }
 
 fn assistant_from_row(r: &Row<'_>) -> rusqlite::Result<Assistant> {

@@ -2,11 +2,8 @@
 
 use std::collections::HashSet;
 
-use parley_core::model::{ApiKey, Assistant, AssistantRef, ConversationPatch, Variable, Workspace};
-use parley_core::{
-    ApiKeyId, AssistantId, AssistantMode, ConversationId, MessageId, Timestamp, UserRole,
-    WorkspaceId,
-};
+use parley_core::model::{Assistant, AssistantRef, ConversationPatch, Variable};
+use parley_core::{AssistantId, AssistantMode, ConversationId, MessageId, Timestamp, WorkspaceId};
 use rusqlite::{Connection, OptionalExtension, params, params_from_iter};
 use uuid::Uuid;
 
@@ -55,67 +52,6 @@ pub(super) fn ensure_workspace(c: &Connection, workspace: WorkspaceId) -> Result
     } else {
         Err(StoreError::NotFound { what: "workspace" })
     }
-}
-
-pub(super) fn create_workspace(c: &Connection, slug: &str, name: &str) -> Result<Workspace> {
-    let ws = Workspace {
-        id: WorkspaceId::new(),
-        slug: slug.to_owned(),
-        name: name.to_owned(),
-        created_at: Timestamp::now(),
-    };
-    c.execute(
-        "INSERT INTO workspaces (id, slug, name, created_at) VALUES (?1, ?2, ?3, ?4)",
-        params![ws.id.as_bytes(), ws.slug, ws.name, ws.created_at.0],
-    )
-    .map_err(conflict_on_unique("workspace_exists", || {
-        format!("a workspace with slug {slug:?} already exists")
-    }))?;
-    Ok(ws)
-}
-
-pub(super) fn create_api_key(
-    c: &Connection,
-    workspace: WorkspaceId,
-    name: &str,
-    prefix: &str,
-    secret_hash: [u8; 32],
-) -> Result<ApiKey> {
-    let key = ApiKey {
-        id: ApiKeyId::new(),
-        workspace_id: workspace,
-        name: name.to_owned(),
-        prefix: prefix.to_owned(),
-        created_at: Timestamp::now(),
-        revoked_at: None,
-        role: UserRole::Admin,
-        last_used_at: None,
-    };
-    ensure_workspace(c, workspace)?;
-    c.execute(
-        "INSERT INTO api_keys (id, workspace_id, name, prefix, secret_hash, created_at)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-        params![
-            key.id.as_bytes(),
-            workspace.as_bytes(),
-            key.name,
-            key.prefix,
-            &secret_hash[..],
-            key.created_at.0
-        ],
-    )?;
-    Ok(key)
-}
-
-pub(super) fn revoke_api_key(c: &Connection, workspace: WorkspaceId, id: ApiKeyId) -> Result<()> {
-    let n = c.execute(
-        "UPDATE api_keys SET revoked_at = coalesce(revoked_at, ?3) WHERE id = ?1 AND workspace_id = ?2",
-        params![id.as_bytes(), workspace.as_bytes(), Timestamp::now().0],
-    )?;
-    if n == 0 {
-        return Err(StoreError::NotFound { what: "api key" });
-    }
-    Ok(())
 }
 
 pub(super) fn create_assistant(
