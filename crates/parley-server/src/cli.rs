@@ -899,7 +899,7 @@ async fn workspaces(store: &dyn Store, command: WorkspacesCommand) -> Result<(),
         }
         WorkspacesCommand::List => {
             for ws in store.workspaces().list_workspaces().await? {
-                let total = store.conversation_total(ws.id).await?;
+                let total = store.conversations().conversation_total(ws.id).await?;
                 println!(
                     "{:<20} {:<30} {:>10} conversations  id {}",
                     ws.slug, ws.name, total, ws.id

@@ -225,7 +225,10 @@ async fn analyse_some(
     workspace: WorkspaceId,
     ids: &[ConversationId],
 ) -> Result<u64, StoreError> {
-    let records = store.export_conversations(workspace, ids).await?;
+    let records = store
+        .conversations()
+        .export_conversations(workspace, ids)
+        .await?;
     let topics = store.insights().topics(workspace).await?.topics;
     let now = Timestamp::now();
     let saves = records.iter().map(|r| {

@@ -135,9 +135,15 @@ where
         cursor: None,
     };
     loop {
-        let page = store.list_conversations(workspace.id, &query).await?;
+        let page = store
+            .conversations()
+            .list_conversations(workspace.id, &query)
+            .await?;
         let ids: Vec<_> = page.items.iter().map(|i| i.conversation.id).collect();
-        let full = store.export_conversations(workspace.id, &ids).await?;
+        let full = store
+            .conversations()
+            .export_conversations(workspace.id, &ids)
+            .await?;
         f(page.items, full).await?;
         match page.next_cursor {
             Some(c) => query.cursor = Some(Cursor::decode(&c, query.sort)?),
@@ -249,7 +255,7 @@ pub async fn migrate(
             }
         }
         let batches: Vec<IngestBatch> = full.iter().map(to_batch).collect();
-        for outcome in to.ingest(ws.id, batches).await? {
+        for outcome in to.conversations().ingest(ws.id, batches).await? {
             if outcome.created {
                 report.conversations_copied += 1;
             } else {
@@ -264,8 +270,8 @@ pub async fn migrate(
     .await?;
 
     report.totals = (
-        from.conversation_total(ws.id).await?,
-        to.conversation_total(ws.id).await?,
+        from.conversations().conversation_total(ws.id).await?,
+        to.conversations().conversation_total(ws.id).await?,
     );
     report.digests = (digest(from, &ws).await?, digest(to, &ws).await?);
     Ok(report)

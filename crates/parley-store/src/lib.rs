@@ -1,17 +1,25 @@
 //! Parley's conversation store.
 //!
-//! [`Store`] is the one interface the server uses for everything it keeps: workspaces, API keys,
-//! assistants, conversations, messages and variables. It is object-safe (`Arc<dyn Store>`) and
-//! speaks only in `parley_core` types, so the backends are interchangeable: [`sqlite`] (the
-//! embedded default) and [`postgres`] (the path to scale). [`open`] picks the backend from the database URL's
-//! scheme.
+//! [`Store`] is the one interface the server uses for everything it keeps. It is object-safe
+//! (`Arc<dyn Store>`) and speaks only in `parley_core` types, so the backends are
+//! interchangeable: [`sqlite`] (the embedded default) and [`postgres`] (the path to scale).
+//! [`open`] picks the backend from the database URL's scheme.
+//!
+//! `Store` itself only names the backend, reports pool use and closes; everything kept is
+//! reached through one trait per concern, each in its own file here with `sqlite/<area>.rs`
+//! and `postgres/<area>.rs` beside it: [`Store::workspaces`] (workspaces, API keys),
+//! [`Store::conversations`], [`Store::assistants`], [`Store::auth`] (users, sessions, sign-in
+//! limits), [`Store::widgets`] (widgets, tracker), [`Store::transfer`] (migrate-store),
+//! [`Store::channels`], [`Store::jobs`], [`Store::attachments`], [`Store::insights`],
+//! [`Store::events`], [`Store::settings`], [`Store::webhooks`], [`Store::retention`] and
+//! [`Store::bulk`].
 //!
 //! Guarantees every backend gives (checked by the conformance tests in `tests/`):
 //! - every query is scoped to one workspace; no id from another workspace is ever found;
-//! - [`Store::ingest`] is atomic over all its batches, de-duplicates messages by `id` and by
-//!   `external_id` within a conversation, and keeps the conversation's counters (message count,
-//!   tokens, cost, last message, last inbound time) and the workspace's conversation count in
-//!   the same transaction;
+//! - [`ConversationStore::ingest`] is atomic over all its batches, de-duplicates messages by
+//!   `id` and by `external_id` within a conversation, and keeps the conversation's counters
+//!   (message count, tokens, cost, last message, last inbound time) and the workspace's
+//!   conversation count in the same transaction;
 //! - an acknowledged write is durable (SQLite: WAL with `synchronous=FULL`, group commit);
 //! - deleting a conversation removes its messages, variables, search index entries and linked
 //!   tracker session (pageviews, events, triggers) in one transaction.
@@ -20,24 +28,14 @@ use std::fmt;
 
 use async_trait::async_trait;
 use parley_core::assistant::AssistantSettings;
-use parley_core::model::{
-    AssistantRef, ConversationDetail, ConversationExport, ConversationPatch, ConversationSummary,
-    Message, MessageMeta, Rating, Sentiment, Variable,
-};
-use parley_core::pricing::{CostSource, Usage};
-use parley_core::query::{ConversationFilter, ListQuery, TranscriptQuery};
-use parley_core::search::Snippet;
-use parley_core::{
-    AssistantMode, Channel, ConversationId, ConversationStatus, MessageId, Role, Timestamp,
-    WorkspaceId,
-};
-use serde::Serialize;
+use parley_core::{AssistantMode, Role};
 
 pub mod assistants;
 pub mod attachments;
 pub mod auth;
 pub mod bulk;
 mod channels;
+pub mod conversations;
 mod counters;
 pub mod events;
 pub mod insights;
@@ -61,6 +59,11 @@ pub use attachments::{Admission, AttachmentStore, AttachmentUsage};
 pub use auth::{AuthStore, NewSession, SessionRecord};
 pub use bulk::{BulkAction, BulkState, BulkStore, NewBulkAction};
 pub use channels::{ChannelStore, ConfigEdit, MessageEdit};
+pub use conversations::{
+    ConversationCount, ConversationPage, ConversationStore, IngestBatch, IngestOutcome,
+    IngestTarget, ListedConversation, MessageOutcome, MessagePage, NewConversation, NewMessage,
+    SEARCH_COUNT_CAP, SEARCH_PROBE_LIMIT, SearchMatch,
+};
 pub use events::{EventFilter, EventStore, EventType, StoredEvent};
 pub use insights::{
     AssistantTotals, ChangedConversation, InsightCursor, InsightGrouping, InsightStore,
@@ -165,74 +168,6 @@ impl std::error::Error for StoreError {
 /// Store results.
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 
-/// A conversation to create, fully resolved by the ingest path (defaults applied, times set).
-#[derive(Debug, Clone, PartialEq)]
-pub struct NewConversation {
-    /// Its id: fresh, or the one an export carried.
-    pub id: ConversationId,
-    /// Whether `id` came from the client (an export): if a conversation with this id exists in
-    /// the workspace, it is the target instead of a new one.
-    pub id_from_client: bool,
-    /// The client's id, unique per workspace.
-    pub external_id: Option<String>,
-    /// Who handles it: by id, or by name + company (created when missing).
-    pub assistant: AssistantRef,
-    /// Channel.
-    pub channel: Channel,
-    /// Status.
-    pub status: ConversationStatus,
-    /// Contact.
-    pub contact: Option<String>,
-    /// Session id.
-    pub session_id: Option<String>,
-    /// Start time.
-    pub started_at: Timestamp,
-    /// End time.
-    pub ended_at: Option<Timestamp>,
-    /// End reason.
-    pub end_reason: Option<String>,
-    /// Rating with its time.
-    pub rating: Option<(Rating, Timestamp)>,
-    /// Sentiment.
-    pub sentiment: Option<Sentiment>,
-    /// Converted flag.
-    pub converted: Option<bool>,
-    /// Variables.
-    pub variables: Vec<Variable>,
-    /// Memory object.
-    pub memory: serde_json::Map<String, serde_json::Value>,
-    /// The assistant version that handles it, when Parley's runtime does.
-    pub assistant_version: Option<i64>,
-}
-
-/// A message to store, validated and priced by the ingest path.
-#[derive(Debug, Clone, PartialEq)]
-pub struct NewMessage {
-    /// Its id: fresh, or the one an export carried.
-    pub id: MessageId,
-    /// Whether `id` came from the client: a message with this id already in the conversation is
-    /// a duplicate.
-    pub id_from_client: bool,
-    /// The channel's own message id.
-    pub external_id: Option<String>,
-    /// Role.
-    pub role: Role,
-    /// Text.
-    pub content: String,
-    /// Time written.
-    pub created_at: Timestamp,
-    /// Model.
-    pub model: Option<String>,
-    /// Tokens.
-    pub usage: Option<Usage>,
-    /// Cost in nano-USD.
-    pub cost_nanousd: Option<i64>,
-    /// Where the cost came from.
-    pub cost_source: Option<CostSource>,
-    /// How it was produced (stored only when not empty).
-    pub meta: MessageMeta,
-}
-
 /// An assistant to create or a new version of one: everything but its id, version and times.
 #[derive(Debug, Clone, PartialEq)]
 pub struct NewAssistant {
@@ -245,129 +180,6 @@ pub struct NewAssistant {
     /// Settings, with any provider key already sealed.
     pub settings: AssistantSettings,
 }
-
-/// Where an ingest batch's messages go.
-#[derive(Debug, Clone, PartialEq)]
-pub enum IngestTarget {
-    /// A conversation to create, unless its `id` or `external_id` already exists in the
-    /// workspace, in which case that one is the target.
-    New(Box<NewConversation>),
-    /// An existing conversation of the workspace.
-    Existing(ConversationId),
-}
-
-/// One unit of ingestion: a target conversation and messages to append to it.
-#[derive(Debug, Clone, PartialEq)]
-pub struct IngestBatch {
-    /// The conversation.
-    pub target: IngestTarget,
-    /// Messages to append, in order.
-    pub messages: Vec<NewMessage>,
-}
-
-/// What happened to one message of a batch.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(tag = "outcome", rename_all = "snake_case")]
-pub enum MessageOutcome {
-    /// Stored under this id.
-    Stored {
-        /// The new message's id.
-        id: MessageId,
-    },
-    /// Already stored (same `id` or `external_id`): nothing written.
-    Duplicate {
-        /// The id of the message already stored.
-        id: MessageId,
-    },
-    /// Not stored: the conversation already existed and the message carries neither `id` nor
-    /// `external_id`, so Parley cannot tell whether it is a repeat.
-    Skipped,
-}
-
-/// What one ingest batch did.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct IngestOutcome {
-    /// The conversation written to.
-    pub conversation_id: ConversationId,
-    /// Whether it was created by this batch.
-    pub created: bool,
-    /// One entry per input message, in input order.
-    pub messages: Vec<MessageOutcome>,
-}
-
-impl IngestOutcome {
-    /// How many messages were newly stored.
-    pub fn stored(&self) -> usize {
-        self.messages
-            .iter()
-            .filter(|m| matches!(m, MessageOutcome::Stored { .. }))
-            .count()
-    }
-}
-
-/// Where a search term matched a listed conversation.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct SearchMatch {
-    /// `content`, `session_id`, `contact` or `assistant_name`.
-    pub field: &'static str,
-    /// The matching message (the most recent one), when `field` is `content`.
-    pub message_id: Option<MessageId>,
-    /// The text around the match.
-    pub snippet: Snippet,
-}
-
-/// A conversation in a list, with where a search matched it.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct ListedConversation {
-    /// The row.
-    #[serde(flatten)]
-    pub conversation: ConversationSummary,
-    /// Present when the list was searched (`q`).
-    #[serde(rename = "match", skip_serializing_if = "Option::is_none")]
-    pub search_match: Option<SearchMatch>,
-}
-
-/// One page of the conversation list.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct ConversationPage {
-    /// The rows.
-    pub items: Vec<ListedConversation>,
-    /// The cursor of the next page; `None` on the last page.
-    pub next_cursor: Option<String>,
-}
-
-/// A count of conversations.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-pub struct ConversationCount {
-    /// The number.
-    pub count: u64,
-    /// False when counting stopped at a cap (a search matching very many conversations):
-    /// the true count is at least `count`.
-    pub exact: bool,
-}
-
-/// One page of a transcript.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct MessagePage {
-    /// Messages in the requested order.
-    pub items: Vec<Message>,
-    /// 1-based page number.
-    pub page: u32,
-    /// Page size.
-    pub per_page: u32,
-    /// Messages the query counts (visible ones, or all with `include=all`).
-    pub total: i64,
-    /// Number of pages.
-    pub total_pages: i64,
-}
-
-/// How many conversations a search probes the full-text index for before it switches to
-/// walking the list in sort order (a common term matches early rows anyway).
-pub const SEARCH_PROBE_LIMIT: usize = 10_000;
-
-/// Counting a search whose term is too common for the index probe stops here and reports
-/// `exact: false` (an exact count of a common term would read most of the database).
-pub const SEARCH_COUNT_CAP: u64 = 1_000;
 
 /// The storage interface. Every method but the workspace and key lookups is scoped to one
 /// workspace; ids of other workspaces behave as if they did not exist.
@@ -401,6 +213,9 @@ pub trait Store: Send + Sync + 'static {
     fn retention(&self) -> &dyn RetentionStore;
     /// Bulk action records and the batched conversation patch (issue 14): see [`BulkStore`].
     fn bulk(&self) -> &dyn BulkStore;
+    /// Conversations and their messages: the one ingest write, patches, the delete, the list
+    /// and its counts, transcripts and exports: see [`ConversationStore`].
+    fn conversations(&self) -> &dyn ConversationStore;
     /// Workspaces (the tenants) and their API keys: see [`WorkspaceStore`].
     fn workspaces(&self) -> &dyn WorkspaceStore;
     /// `parley migrate-store`: whole records with their hashes out of one store and verbatim
@@ -412,70 +227,6 @@ pub trait Store: Send + Sync + 'static {
     /// Dashboard users, sign-in sessions and the sign-in failure counts that rate-limit
     /// sign-in: see [`AuthStore`].
     fn auth(&self) -> &dyn AuthStore;
-
-    /// Writes batches atomically: either every batch is applied or none. See [`IngestTarget`]
-    /// and [`MessageOutcome`] for the de-duplication rules. Errors: `NotFound("conversation")`
-    /// for an `Existing` target not in the workspace, `NotFound("assistant")` for an unknown
-    /// assistant id, `Conflict("id_conflict")` for a client message id of another conversation
-    /// of the workspace. Client ids that another workspace uses are stored under stand-ins
-    /// (see [`scoped_ids`]), never refused.
-    async fn ingest(
-        &self,
-        workspace: WorkspaceId,
-        batches: Vec<IngestBatch>,
-    ) -> Result<Vec<IngestOutcome>>;
-
-    /// Applies a patch; returns the updated record, or `None` if the conversation is not in
-    /// the workspace.
-    async fn update_conversation(
-        &self,
-        workspace: WorkspaceId,
-        id: ConversationId,
-        patch: &ConversationPatch,
-    ) -> Result<Option<ConversationDetail>>;
-
-    /// Deletes a conversation with everything that belongs to it, in one transaction: a batch
-    /// of one of [`RetentionStore::delete_conversations`] (the one delete path). Its
-    /// attachment files are not removed here: the server's `media::delete_conversation` does
-    /// that with the keys the batch returns. Returns false if it was not in the workspace.
-    async fn delete_conversation(&self, workspace: WorkspaceId, id: ConversationId)
-    -> Result<bool>;
-
-    /// One page of the list.
-    async fn list_conversations(
-        &self,
-        workspace: WorkspaceId,
-        query: &ListQuery,
-    ) -> Result<ConversationPage>;
-    /// How many conversations match the filter.
-    async fn count_conversations(
-        &self,
-        workspace: WorkspaceId,
-        filter: &ConversationFilter,
-    ) -> Result<ConversationCount>;
-    /// The workspace's conversation count, read from the maintained counter (no scan).
-    async fn conversation_total(&self, workspace: WorkspaceId) -> Result<u64>;
-    /// A conversation's full record.
-    async fn get_conversation(
-        &self,
-        workspace: WorkspaceId,
-        id: ConversationId,
-    ) -> Result<Option<ConversationDetail>>;
-    /// A page of a conversation's transcript; `None` if the conversation is not in the
-    /// workspace. A page past the end is empty.
-    async fn list_messages(
-        &self,
-        workspace: WorkspaceId,
-        id: ConversationId,
-        query: &TranscriptQuery,
-    ) -> Result<Option<MessagePage>>;
-    /// Full records with all messages (oldest first) for export, in the order of `ids`;
-    /// ids not in the workspace are left out.
-    async fn export_conversations(
-        &self,
-        workspace: WorkspaceId,
-        ids: &[ConversationId],
-    ) -> Result<Vec<ConversationExport>>;
 
     /// What the connection pool (and, on SQLite, the write-ahead log) looks like now, for
     /// `/metrics`. Cheap: reads counters and one file size, never the database.

@@ -93,6 +93,7 @@ async fn create(
     messages: Vec<NewMessage>,
 ) -> ConversationId {
     let out = store
+        .conversations()
         .ingest(ws, vec![new_batch(c, messages)])
         .await
         .unwrap();
@@ -117,6 +118,7 @@ fn q(term: &str) -> ConversationFilter {
 
 async fn ids(store: &dyn Store, ws: WorkspaceId, query: ListQuery) -> Vec<ConversationId> {
     store
+        .conversations()
         .list_conversations(ws, &query)
         .await
         .unwrap()
@@ -248,6 +250,7 @@ async fn assistants_are_unique_by_name_and_company(store: Arc<dyn Store>) {
     let id = create(&*store, ws, c, vec![]).await;
     assert_eq!(
         store
+            .conversations()
             .get_conversation(ws, id)
             .await
             .unwrap()
@@ -271,6 +274,7 @@ async fn assistants_are_unique_by_name_and_company(store: Arc<dyn Store>) {
         company: None,
     };
     let err = store
+        .conversations()
         .ingest(other, vec![new_batch(c, vec![])])
         .await
         .unwrap_err();
@@ -350,7 +354,12 @@ async fn assistants_keep_versions(store: Arc<dyn Store>) {
             .collect::<Vec<_>>(),
         vec![(2, "Ava Prime", "Be very brief."), (1, "Ava", "Be brief.")]
     );
-    let renamed = store.get_conversation(ws, id).await.unwrap().unwrap();
+    let renamed = store
+        .conversations()
+        .get_conversation(ws, id)
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(renamed.summary.assistant.name, "Ava Prime");
     assert_eq!(
         ids(&*store, ws, list(q("prime"), "-date", 10)).await,
@@ -448,7 +457,11 @@ async fn message_meta_round_trips(store: Arc<dyn Store>) {
         ],
     )
     .await;
-    let export = store.export_conversations(ws, &[id]).await.unwrap();
+    let export = store
+        .conversations()
+        .export_conversations(ws, &[id])
+        .await
+        .unwrap();
     let stored: Vec<&MessageMeta> = export[0].messages.iter().map(|m| &m.meta).collect();
     assert_eq!(
         stored,
@@ -461,6 +474,7 @@ async fn message_meta_round_trips(store: Arc<dyn Store>) {
     );
     assert_eq!(export[0].detail.assistant_version, Some(3));
     let page = store
+        .conversations()
         .list_messages(
             ws,
             id,
@@ -482,7 +496,10 @@ async fn message_meta_round_trips(store: Arc<dyn Store>) {
 
 async fn ingest_keeps_counters(store: Arc<dyn Store>) {
     let ws = workspace(&*store, "w").await;
-    assert_eq!(store.conversation_total(ws).await.unwrap(), 0);
+    assert_eq!(
+        store.conversations().conversation_total(ws).await.unwrap(),
+        0
+    );
     let mut priced = msg(Role::Assistant, "Hello **there**", T0 + 2_000);
     priced.model = Some("gpt-4o".into());
     priced.usage = Some(Usage {
@@ -521,7 +538,12 @@ async fn ingest_keeps_counters(store: Arc<dyn Store>) {
         ],
     )
     .await;
-    let d = store.get_conversation(ws, id).await.unwrap().unwrap();
+    let d = store
+        .conversations()
+        .get_conversation(ws, id)
+        .await
+        .unwrap()
+        .unwrap();
     let s = &d.summary;
     assert_eq!(s.message_count, 4, "visible messages");
     assert_eq!(d.stored_message_count, 6);
@@ -543,6 +565,7 @@ async fn ingest_keeps_counters(store: Arc<dyn Store>) {
     assert_eq!(d.memory["nested"]["a"][1], 2, "memory kept exactly");
     assert_eq!(d.memory.keys().collect::<Vec<_>>(), ["name", "nested"]);
     let patched = store
+        .conversations()
         .update_conversation(
             ws,
             id,
@@ -557,9 +580,13 @@ async fn ingest_keeps_counters(store: Arc<dyn Store>) {
         ["name", "nested", "zeta", "alpha"],
         "key order as stored"
     );
-    assert_eq!(store.conversation_total(ws).await.unwrap(), 1);
+    assert_eq!(
+        store.conversations().conversation_total(ws).await.unwrap(),
+        1
+    );
     // Appending updates the counters again.
     store
+        .conversations()
         .ingest(
             ws,
             vec![IngestBatch {
@@ -569,7 +596,12 @@ async fn ingest_keeps_counters(store: Arc<dyn Store>) {
         )
         .await
         .unwrap();
-    let d = store.get_conversation(ws, id).await.unwrap().unwrap();
+    let d = store
+        .conversations()
+        .get_conversation(ws, id)
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!((d.summary.message_count, d.stored_message_count), (5, 7));
     assert_eq!(
         d.summary.last_message_preview.as_deref(),
@@ -586,6 +618,7 @@ async fn ingest_is_idempotent(store: Arc<dyn Store>) {
         msg(Role::Assistant, "two", T0 + 1),
     ];
     let first = store
+        .conversations()
         .ingest(ws, vec![new_batch(c.clone(), messages.clone())])
         .await
         .unwrap();
@@ -595,6 +628,7 @@ async fn ingest_is_idempotent(store: Arc<dyn Store>) {
     let mut retry = c.clone();
     retry.id = ConversationId::new();
     let again = store
+        .conversations()
         .ingest(ws, vec![new_batch(retry, messages.clone())])
         .await
         .unwrap();
@@ -605,10 +639,14 @@ async fn ingest_is_idempotent(store: Arc<dyn Store>) {
         MessageOutcome::Duplicate { .. }
     ));
     assert_eq!(again[0].messages[1], MessageOutcome::Skipped);
-    assert_eq!(store.conversation_total(ws).await.unwrap(), 1);
+    assert_eq!(
+        store.conversations().conversation_total(ws).await.unwrap(),
+        1
+    );
     // Appends de-duplicate by external id, also within one batch.
     let id = first[0].conversation_id;
     let out = store
+        .conversations()
         .ingest(
             ws,
             vec![IngestBatch {
@@ -623,12 +661,18 @@ async fn ingest_is_idempotent(store: Arc<dyn Store>) {
         .await
         .unwrap();
     assert_eq!(out[0].stored(), 1);
-    let d = store.get_conversation(ws, id).await.unwrap().unwrap();
+    let d = store
+        .conversations()
+        .get_conversation(ws, id)
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(d.summary.message_count, 3);
     // Two creates of one new external id in one request: one conversation.
     let mut twin = conv("Ava", T0);
     twin.external_id = Some("chat-2".into());
     let out = store
+        .conversations()
         .ingest(
             ws,
             vec![
@@ -648,6 +692,7 @@ async fn ingest_is_idempotent(store: Arc<dyn Store>) {
     assert!(out[0].created && !out[1].created);
     assert_eq!(
         store
+            .conversations()
             .get_conversation(ws, out[0].conversation_id)
             .await
             .unwrap()
@@ -658,6 +703,7 @@ async fn ingest_is_idempotent(store: Arc<dyn Store>) {
     );
     // Export ids: a re-import of the same ids stores nothing.
     let export = store
+        .conversations()
         .export_conversations(ws, &[id])
         .await
         .unwrap()
@@ -675,6 +721,7 @@ async fn ingest_is_idempotent(store: Arc<dyn Store>) {
         })
         .collect();
     let out = store
+        .conversations()
         .ingest(ws, vec![new_batch(by_id.clone(), replay.clone())])
         .await
         .unwrap();
@@ -685,6 +732,7 @@ async fn ingest_is_idempotent(store: Arc<dyn Store>) {
     let stand_in = parley_store::scoped_ids::scoped_id(other, id.0);
     for repeat in [false, true] {
         let out = store
+            .conversations()
             .ingest(other, vec![new_batch(by_id.clone(), replay.clone())])
             .await
             .unwrap();
@@ -710,6 +758,7 @@ async fn ingest_is_idempotent(store: Arc<dyn Store>) {
         ..msg(Role::User, "mine", T0 + 99)
     };
     store
+        .conversations()
         .ingest(
             ws,
             vec![IngestBatch {
@@ -720,6 +769,7 @@ async fn ingest_is_idempotent(store: Arc<dyn Store>) {
         .await
         .unwrap();
     let out = store
+        .conversations()
         .ingest(
             other,
             vec![IngestBatch {
@@ -736,12 +786,24 @@ async fn ingest_is_idempotent(store: Arc<dyn Store>) {
         }
     );
     // The first workspace's record is untouched.
-    let mine = store.get_conversation(ws, id).await.unwrap().unwrap();
+    let mine = store
+        .conversations()
+        .get_conversation(ws, id)
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(
         mine.summary.message_count,
         export.detail.summary.message_count + 1
     );
-    assert!(store.get_conversation(other, id).await.unwrap().is_none());
+    assert!(
+        store
+            .conversations()
+            .get_conversation(other, id)
+            .await
+            .unwrap()
+            .is_none()
+    );
 }
 
 async fn ingest_batches_are_atomic(store: Arc<dyn Store>) {
@@ -751,14 +813,21 @@ async fn ingest_batches_are_atomic(store: Arc<dyn Store>) {
         target: IngestTarget::Existing(ConversationId::new()),
         messages: vec![msg(Role::User, "x", T0)],
     };
-    let err = store.ingest(ws, vec![good, bad]).await.unwrap_err();
+    let err = store
+        .conversations()
+        .ingest(ws, vec![good, bad])
+        .await
+        .unwrap_err();
     assert!(matches!(
         err,
         StoreError::NotFound {
             what: "conversation"
         }
     ));
-    assert_eq!(store.conversation_total(ws).await.unwrap(), 0);
+    assert_eq!(
+        store.conversations().conversation_total(ws).await.unwrap(),
+        0
+    );
     assert!(
         ids(&*store, ws, list(Default::default(), "-date", 50))
             .await
@@ -804,6 +873,7 @@ async fn patch_updates_and_merges(store: Arc<dyn Store>) {
     }))
     .unwrap();
     let d = store
+        .conversations()
         .update_conversation(ws, id, &patch)
         .await
         .unwrap()
@@ -850,6 +920,7 @@ async fn patch_updates_and_merges(store: Arc<dyn Store>) {
     );
     // null removes the rating.
     let d = store
+        .conversations()
         .update_conversation(
             ws,
             id,
@@ -862,6 +933,7 @@ async fn patch_updates_and_merges(store: Arc<dyn Store>) {
     let other = workspace(&*store, "o").await;
     assert!(
         store
+            .conversations()
             .update_conversation(other, id, &patch)
             .await
             .unwrap()
@@ -922,7 +994,11 @@ async fn keyset_pagination_covers_every_sort(store: Arc<dyn Store>) {
         let mut seen = Vec::new();
         let mut pages = 0;
         loop {
-            let page = store.list_conversations(ws, &query).await.unwrap();
+            let page = store
+                .conversations()
+                .list_conversations(ws, &query)
+                .await
+                .unwrap();
             seen.extend(page.items.iter().map(|i| i.conversation.clone()));
             pages += 1;
             match page.next_cursor {
@@ -993,6 +1069,7 @@ async fn filtered_pages_agree_under_every_sort(store: Arc<dyn Store>) {
     let ws = workspace(&*store, "w").await;
     corpus_of(&*store, ws, 120).await;
     let everything: Vec<_> = store
+        .conversations()
         .list_conversations(ws, &list(Default::default(), "-date", 200))
         .await
         .unwrap()
@@ -1046,7 +1123,11 @@ async fn filtered_pages_agree_under_every_sort(store: Arc<dyn Store>) {
             let mut query = list(filter.clone(), &sort.to_string(), 7);
             let mut seen = Vec::new();
             loop {
-                let page = store.list_conversations(ws, &query).await.unwrap();
+                let page = store
+                    .conversations()
+                    .list_conversations(ws, &query)
+                    .await
+                    .unwrap();
                 seen.extend(page.items.into_iter().map(|i| i.conversation));
                 match page.next_cursor {
                     Some(c) => query.cursor = Some(Cursor::decode(&c, sort).unwrap()),
@@ -1087,7 +1168,7 @@ async fn sparse_keys_under_a_date_range_page_exactly(store: Arc<dyn Store>) {
             .collect();
         batches.push(new_batch(c, messages));
     }
-    store.ingest(ws, batches).await.unwrap();
+    store.conversations().ingest(ws, batches).await.unwrap();
     let filter = ConversationFilter {
         channels: vec![Channel::Telegram],
         from: Some(Timestamp(T0)),
@@ -1098,7 +1179,11 @@ async fn sparse_keys_under_a_date_range_page_exactly(store: Arc<dyn Store>) {
         let mut query = list(filter.clone(), sort, 7);
         let mut seen = Vec::new();
         loop {
-            let page = store.list_conversations(ws, &query).await.unwrap();
+            let page = store
+                .conversations()
+                .list_conversations(ws, &query)
+                .await
+                .unwrap();
             seen.extend(page.items.iter().map(|i| i.conversation.message_count));
             match page.next_cursor {
                 Some(c) => query.cursor = Some(Cursor::decode(&c, query.sort).unwrap()),
@@ -1118,6 +1203,7 @@ async fn filters_combine_with_and(store: Arc<dyn Store>) {
     let ws = workspace(&*store, "w").await;
     corpus(&*store, ws).await;
     let everything = store
+        .conversations()
         .list_conversations(ws, &list(Default::default(), "-date", 200))
         .await
         .unwrap()
@@ -1199,7 +1285,11 @@ async fn filters_combine_with_and(store: Arc<dyn Store>) {
         );
         let got = ids(&*store, ws, list(filter.clone(), "-date", 200)).await;
         assert_eq!(got, expected, "{filter:?}");
-        let count = store.count_conversations(ws, &filter).await.unwrap();
+        let count = store
+            .conversations()
+            .count_conversations(ws, &filter)
+            .await
+            .unwrap();
         assert_eq!(
             (count.count, count.exact),
             (expected.len() as u64, true),
@@ -1208,6 +1298,7 @@ async fn filters_combine_with_and(store: Arc<dyn Store>) {
     }
     assert_eq!(
         store
+            .conversations()
             .count_conversations(ws, &Default::default())
             .await
             .unwrap()
@@ -1279,6 +1370,7 @@ async fn search_is_case_insensitive_substring(store: Arc<dyn Store>) {
     );
 
     let page = store
+        .conversations()
         .list_conversations(ws, &list(q("SCHÖN"), "-date", 50))
         .await
         .unwrap();
@@ -1286,6 +1378,7 @@ async fn search_is_case_insensitive_substring(store: Arc<dyn Store>) {
     assert_eq!((m.field, m.snippet.matched.as_str()), ("content", "schön"));
     assert_eq!(m.snippet.before, "Das Hotel war wirklich ");
     let page = store
+        .conversations()
         .list_conversations(ws, &list(q("alpha"), "-date", 50))
         .await
         .unwrap();
@@ -1298,12 +1391,18 @@ async fn search_is_case_insensitive_substring(store: Arc<dyn Store>) {
     let mut f = q("a");
     f.channels = vec![Channel::Widget];
     assert_eq!(
-        store.count_conversations(ws, &f).await.unwrap().count,
+        store
+            .conversations()
+            .count_conversations(ws, &f)
+            .await
+            .unwrap()
+            .count,
         2,
         "a and b; c (\"Ok 👍 x\", Zed) has no a"
     );
     f.assistants = vec![
         store
+            .conversations()
             .get_conversation(ws, b)
             .await
             .unwrap()
@@ -1318,6 +1417,7 @@ async fn search_is_case_insensitive_substring(store: Arc<dyn Store>) {
     );
     assert_eq!(
         store
+            .conversations()
             .count_conversations(ws, &q("schön"))
             .await
             .unwrap()
@@ -1345,6 +1445,7 @@ async fn transcript_pages(store: Arc<dyn Store>) {
         let store = store.clone();
         async move {
             store
+                .conversations()
                 .list_messages(
                     ws,
                     id,
@@ -1388,6 +1489,7 @@ async fn transcript_pages(store: Arc<dyn Store>) {
     let other = workspace(&*store, "o").await;
     assert!(
         store
+            .conversations()
             .list_messages(other, id, &TranscriptQuery::default())
             .await
             .unwrap()
@@ -1420,15 +1522,36 @@ async fn delete_leaves_no_trace(store: Arc<dyn Store>) {
         vec![msg(Role::User, "kept words", T0)],
     )
     .await;
-    assert_eq!(store.conversation_total(ws).await.unwrap(), 2);
-    assert!(store.delete_conversation(ws, gone).await.unwrap());
-    assert!(
-        !store.delete_conversation(ws, gone).await.unwrap(),
-        "second delete: not found"
+    assert_eq!(
+        store.conversations().conversation_total(ws).await.unwrap(),
+        2
     );
-    assert!(store.get_conversation(ws, gone).await.unwrap().is_none());
     assert!(
         store
+            .conversations()
+            .delete_conversation(ws, gone)
+            .await
+            .unwrap()
+    );
+    assert!(
+        !store
+            .conversations()
+            .delete_conversation(ws, gone)
+            .await
+            .unwrap(),
+        "second delete: not found"
+    );
+    assert!(
+        store
+            .conversations()
+            .get_conversation(ws, gone)
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert!(
+        store
+            .conversations()
             .list_messages(ws, gone, &TranscriptQuery::default())
             .await
             .unwrap()
@@ -1436,6 +1559,7 @@ async fn delete_leaves_no_trace(store: Arc<dyn Store>) {
     );
     assert!(
         store
+            .conversations()
             .update_conversation(
                 ws,
                 gone,
@@ -1450,6 +1574,7 @@ async fn delete_leaves_no_trace(store: Arc<dyn Store>) {
     );
     assert!(
         store
+            .conversations()
             .export_conversations(ws, &[gone])
             .await
             .unwrap()
@@ -1467,13 +1592,16 @@ async fn delete_leaves_no_trace(store: Arc<dyn Store>) {
         ids(&*store, ws, list(q("words"), "-date", 50)).await,
         vec![kept]
     );
-    assert_eq!(store.conversation_total(ws).await.unwrap(), 1);
+    assert_eq!(
+        store.conversations().conversation_total(ws).await.unwrap(),
+        1
+    );
     let append = IngestBatch {
         target: IngestTarget::Existing(gone),
         messages: vec![msg(Role::User, "late", T0)],
     };
     assert!(matches!(
-        store.ingest(ws, vec![append]).await,
+        store.conversations().ingest(ws, vec![append]).await,
         Err(StoreError::NotFound { .. })
     ));
 }
@@ -1490,7 +1618,14 @@ async fn workspaces_are_isolated(store: Arc<dyn Store>) {
         vec![msg(Role::User, "tenant A secret", T0)],
     )
     .await;
-    assert!(store.get_conversation(b, in_a).await.unwrap().is_none());
+    assert!(
+        store
+            .conversations()
+            .get_conversation(b, in_a)
+            .await
+            .unwrap()
+            .is_none()
+    );
     assert!(
         ids(&*store, b, list(Default::default(), "-date", 50))
             .await
@@ -1503,14 +1638,24 @@ async fn workspaces_are_isolated(store: Arc<dyn Store>) {
     );
     assert_eq!(
         store
+            .conversations()
             .count_conversations(b, &q("secret"))
             .await
             .unwrap()
             .count,
         0
     );
-    assert_eq!(store.conversation_total(b).await.unwrap(), 0);
-    assert!(!store.delete_conversation(b, in_a).await.unwrap());
+    assert_eq!(
+        store.conversations().conversation_total(b).await.unwrap(),
+        0
+    );
+    assert!(
+        !store
+            .conversations()
+            .delete_conversation(b, in_a)
+            .await
+            .unwrap()
+    );
     assert!(
         store
             .assistants()
@@ -1523,7 +1668,14 @@ async fn workspaces_are_isolated(store: Arc<dyn Store>) {
     c.id = ConversationId::new();
     let in_b = create(&*store, b, c, vec![]).await;
     assert_ne!(in_a, in_b);
-    assert!(store.get_conversation(a, in_a).await.unwrap().is_some());
+    assert!(
+        store
+            .conversations()
+            .get_conversation(a, in_a)
+            .await
+            .unwrap()
+            .is_some()
+    );
 }
 
 async fn concurrent_appends_lose_nothing(store: Arc<dyn Store>) {
@@ -1541,6 +1693,7 @@ async fn concurrent_appends_lose_nothing(store: Arc<dyn Store>) {
                 // Every message is sent twice, as a client retrying after a timeout would.
                 for _ in 0..2 {
                     store
+                        .conversations()
                         .ingest(
                             ws,
                             vec![IngestBatch {
@@ -1557,12 +1710,18 @@ async fn concurrent_appends_lose_nothing(store: Arc<dyn Store>) {
     for t in tasks {
         t.await.unwrap();
     }
-    let d = store.get_conversation(ws, id).await.unwrap().unwrap();
+    let d = store
+        .conversations()
+        .get_conversation(ws, id)
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(
         (d.summary.message_count, d.stored_message_count),
         (500, 500)
     );
     let export = store
+        .conversations()
         .export_conversations(ws, &[id])
         .await
         .unwrap()
@@ -1803,6 +1962,7 @@ async fn concurrent_batches_in_opposite_orders_all_succeed(store: Arc<dyn Store>
                     });
                 }
                 store
+                    .conversations()
                     .ingest(ws, batches)
                     .await
                     .expect("no deadlock reaches the caller");
@@ -1812,7 +1972,10 @@ async fn concurrent_batches_in_opposite_orders_all_succeed(store: Arc<dyn Store>
     for t in tasks {
         t.await.unwrap();
     }
-    assert_eq!(store.conversation_total(ws).await.unwrap(), 4 + 8 * 5 * 6);
+    assert_eq!(
+        store.conversations().conversation_total(ws).await.unwrap(),
+        4 + 8 * 5 * 6
+    );
     assert_eq!(
         store.assistants().list_assistants(ws).await.unwrap().len(),
         7,
@@ -1821,6 +1984,7 @@ async fn concurrent_batches_in_opposite_orders_all_succeed(store: Arc<dyn Store>
     for id in shared {
         assert_eq!(
             store
+                .conversations()
                 .get_conversation(ws, id)
                 .await
                 .unwrap()
@@ -1994,6 +2158,7 @@ async fn channel_connections_and_message_updates(store: Arc<dyn Store>) {
         None
     );
     let export = store
+        .conversations()
         .export_conversations(a, &[id])
         .await
         .unwrap()
@@ -2408,7 +2573,11 @@ async fn concurrent_edits_lose_nothing(store: Arc<dyn Store>) {
         vec![msg(Role::User, "count: 0", T0)],
     )
     .await;
-    let export = store.export_conversations(ws, &[id]).await.unwrap();
+    let export = store
+        .conversations()
+        .export_conversations(ws, &[id])
+        .await
+        .unwrap();
     let message = export[0].messages[0].id;
     let assistant = export[0].detail.summary.assistant.id;
     let connection = ChannelConnection {
@@ -2460,7 +2629,11 @@ async fn concurrent_edits_lose_nothing(store: Arc<dyn Store>) {
     for t in tasks {
         assert!(t.await.unwrap());
     }
-    let export = store.export_conversations(ws, &[id]).await.unwrap();
+    let export = store
+        .conversations()
+        .export_conversations(ws, &[id])
+        .await
+        .unwrap();
     assert_eq!(export[0].messages[0].content, "count: 24");
     assert!(export[0].messages[0].meta.tool_call_id.is_some());
     let config = store
@@ -2497,7 +2670,11 @@ async fn concurrent_edits_lose_nothing(store: Arc<dyn Store>) {
             .await
             .unwrap()
     );
-    let export = store.export_conversations(ws, &[id]).await.unwrap();
+    let export = store
+        .conversations()
+        .export_conversations(ws, &[id])
+        .await
+        .unwrap();
     assert_eq!(export[0].messages[0].content, "count: 24");
 }
 
@@ -2942,7 +3119,13 @@ async fn tracker_records_a_visit_and_follows_its_conversations(store: Arc<dyn St
     );
 
     // The visit outlives one of its conversations, not the last one.
-    assert!(store.delete_conversation(ws, first).await.unwrap());
+    assert!(
+        store
+            .conversations()
+            .delete_conversation(ws, first)
+            .await
+            .unwrap()
+    );
     assert_eq!(
         store
             .widgets()
@@ -2959,7 +3142,13 @@ async fn tracker_records_a_visit_and_follows_its_conversations(store: Arc<dyn St
             .unwrap(),
         Some(record)
     );
-    assert!(store.delete_conversation(ws, second).await.unwrap());
+    assert!(
+        store
+            .conversations()
+            .delete_conversation(ws, second)
+            .await
+            .unwrap()
+    );
     assert_eq!(
         store.widgets().tracker_session(ws, visit.id).await.unwrap(),
         None
@@ -3376,6 +3565,7 @@ async fn insights_are_stored_per_conversation(store: Arc<dyn Store>) {
         ..Default::default()
     };
     store
+        .conversations()
         .update_conversation(a, one, &patch)
         .await
         .unwrap()
@@ -3386,7 +3576,13 @@ async fn insights_are_stored_per_conversation(store: Arc<dyn Store>) {
     );
 
     // Deleting the conversation deletes its insight.
-    assert!(store.delete_conversation(a, one).await.unwrap());
+    assert!(
+        store
+            .conversations()
+            .delete_conversation(a, one)
+            .await
+            .unwrap()
+    );
     assert_eq!(insights.insight(a, one).await.unwrap(), None);
     assert_eq!(insights.stale_insights(a, 10).await.unwrap(), vec![two]);
 }
@@ -3421,6 +3617,7 @@ async fn events_follow_every_write(store: Arc<dyn Store>) {
     ));
     let m1 = ext(msg(Role::User, "hi", T0 + 1), "m1");
     let out = store
+        .conversations()
         .ingest(
             a,
             vec![new_batch(
@@ -3467,6 +3664,7 @@ async fn events_follow_every_write(store: Arc<dyn Store>) {
     // A repeat stores nothing and announces nothing; an append to it is an update.
     let last = got.last().unwrap().id;
     store
+        .conversations()
         .ingest(
             a,
             vec![IngestBatch {
@@ -3484,6 +3682,7 @@ async fn events_follow_every_write(store: Arc<dyn Store>) {
             .is_empty()
     );
     store
+        .conversations()
         .ingest(
             a,
             vec![IngestBatch {
@@ -3510,6 +3709,7 @@ async fn events_follow_every_write(store: Arc<dyn Store>) {
         messages: vec![msg(Role::User, "x", T0)],
     };
     store
+        .conversations()
         .ingest(a, vec![new_batch(conv("Ava", T0), vec![]), bad])
         .await
         .unwrap_err();
@@ -3528,6 +3728,7 @@ async fn events_follow_every_write(store: Arc<dyn Store>) {
         ..Default::default()
     };
     store
+        .conversations()
         .update_conversation(a, id, &patch)
         .await
         .unwrap()
@@ -3623,7 +3824,13 @@ async fn events_follow_every_write(store: Arc<dyn Store>) {
 
     // Delete: the event keeps the conversation's channel though the row is gone.
     let last = events.latest_event_id().await.unwrap();
-    assert!(store.delete_conversation(a, id).await.unwrap());
+    assert!(
+        store
+            .conversations()
+            .delete_conversation(a, id)
+            .await
+            .unwrap()
+    );
     let got = events
         .events_after(a, last, &EventFilter::default(), 100)
         .await
@@ -3639,9 +3846,16 @@ async fn events_follow_every_write(store: Arc<dyn Store>) {
             .unwrap()
             .is_empty()
     );
-    assert!(!store.delete_conversation(b, other).await.unwrap());
+    assert!(
+        !store
+            .conversations()
+            .delete_conversation(b, other)
+            .await
+            .unwrap()
+    );
     assert!(
         store
+            .conversations()
             .update_conversation(b, other, &patch)
             .await
             .unwrap()
@@ -3803,6 +4017,7 @@ async fn concurrent_event_writers_never_deadlock(store: Arc<dyn Store>) {
     use parley_store::{EventFilter, EventType};
     let ws = workspace(&*store, "w").await;
     let out = store
+        .conversations()
         .ingest(
             ws,
             vec![new_batch(conv("Ava", T0), vec![msg(Role::User, "x", T0)])],
@@ -3843,6 +4058,7 @@ async fn concurrent_event_writers_never_deadlock(store: Arc<dyn Store>) {
                 ),
                 _ => {
                     store
+                        .conversations()
                         .ingest(
                             ws,
                             vec![IngestBatch {
@@ -3867,7 +4083,13 @@ async fn concurrent_event_writers_never_deadlock(store: Arc<dyn Store>) {
     let count = |t: EventType| got.iter().filter(|e| e.event_type == t).count();
     assert_eq!(count(EventType::MessageUpdated), 16);
     assert_eq!(count(EventType::MessageCreated), 8);
-    assert!(store.delete_conversation(ws, id).await.unwrap());
+    assert!(
+        store
+            .conversations()
+            .delete_conversation(ws, id)
+            .await
+            .unwrap()
+    );
 }
 
 /// Outgoing webhooks (issue 16): endpoints are scoped to their workspace; taking events is a
@@ -4197,6 +4419,7 @@ async fn team_marks_round_trip_and_filter(store: Arc<dyn Store>) {
     let after = store.events().latest_event_id().await.unwrap();
     let at = Timestamp(T0 + 100);
     let d = store
+        .conversations()
         .update_conversation(
             ws,
             a,
@@ -4230,7 +4453,12 @@ async fn team_marks_round_trip_and_filter(store: Arc<dyn Store>) {
     };
     assert_eq!(ids(&*store, ws, filter(needs.clone())).await, [a]);
     assert_eq!(
-        store.count_conversations(ws, &needs).await.unwrap().count,
+        store
+            .conversations()
+            .count_conversations(ws, &needs)
+            .await
+            .unwrap()
+            .count,
         1
     );
     let mine = ConversationFilter {
@@ -4244,6 +4472,7 @@ async fn team_marks_round_trip_and_filter(store: Arc<dyn Store>) {
     };
     assert_eq!(ids(&*store, ws, filter(nobody.clone())).await, [b]);
     let page = store
+        .conversations()
         .list_conversations(ws, &filter(needs.clone()))
         .await
         .unwrap();
@@ -4277,6 +4506,7 @@ async fn team_marks_round_trip_and_filter(store: Arc<dyn Store>) {
     );
     // Cleared again.
     let d = store
+        .conversations()
         .update_conversation(
             ws,
             a,
@@ -4403,10 +4633,18 @@ async fn sqlite_search_strategies_agree() {
                 limit: 5,
                 cursor: None,
             };
-            let expected = default.list_conversations(ws, &query).await.unwrap();
+            let expected = default
+                .conversations()
+                .list_conversations(ws, &query)
+                .await
+                .unwrap();
             for other in [&probe_only, &walk_only, &small_walk] {
                 assert_eq!(
-                    other.list_conversations(ws, &query).await.unwrap(),
+                    other
+                        .conversations()
+                        .list_conversations(ws, &query)
+                        .await
+                        .unwrap(),
                     expected,
                     "{term} {sort}"
                 );
@@ -4416,6 +4654,7 @@ async fn sqlite_search_strategies_agree() {
     for store in [&default, &probe_only, &walk_only] {
         assert_eq!(
             store
+                .conversations()
                 .count_conversations(ws, &q("common"))
                 .await
                 .unwrap()
@@ -4517,6 +4756,7 @@ async fn filter_search_sort_matches_brute_force(stores: Vec<Arc<dyn Store>>) {
         batch_texts.push((id, visible));
         if batches.len() == 50 || i == n - 1 {
             let out = writer
+                .conversations()
                 .ingest(ws, std::mem::take(&mut batches))
                 .await
                 .unwrap();
@@ -4529,7 +4769,11 @@ async fn filter_search_sort_matches_brute_force(stores: Vec<Arc<dyn Store>>) {
     let mut everything = Vec::new();
     let mut query = list(Default::default(), "-date", 100);
     loop {
-        let page = writer.list_conversations(ws, &query).await.unwrap();
+        let page = writer
+            .conversations()
+            .list_conversations(ws, &query)
+            .await
+            .unwrap();
         everything.extend(page.items.into_iter().map(|i| i.conversation));
         match page.next_cursor {
             Some(c) => query.cursor = Some(Cursor::decode(&c, query.sort).unwrap()),
@@ -4610,7 +4854,11 @@ async fn filter_search_sort_matches_brute_force(stores: Vec<Arc<dyn Store>>) {
                     let mut query = list(filter.clone(), &sort.to_string(), 25);
                     let mut got = Vec::new();
                     loop {
-                        let page = store.list_conversations(ws, &query).await.unwrap();
+                        let page = store
+                            .conversations()
+                            .list_conversations(ws, &query)
+                            .await
+                            .unwrap();
                         for item in &page.items {
                             assert_eq!(
                                 item.search_match.is_some(),
@@ -4628,7 +4876,11 @@ async fn filter_search_sort_matches_brute_force(stores: Vec<Arc<dyn Store>>) {
                 }
             }
             if term.is_some() || mask != 0 {
-                let count = writer.count_conversations(ws, &filter).await.unwrap();
+                let count = writer
+                    .conversations()
+                    .count_conversations(ws, &filter)
+                    .await
+                    .unwrap();
                 let n = everything.iter().filter(|c| matches(c)).count() as u64;
                 assert!(
                     count.count == n || (!count.exact && count.count <= n),

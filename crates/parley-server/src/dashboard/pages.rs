@@ -460,7 +460,7 @@ pub(super) async fn conversations(
     };
     let count = async {
         if filtered {
-            store.count_conversations(ws, &filter).await
+            store.conversations().count_conversations(ws, &filter).await
         } else {
             Ok(ConversationCount {
                 count: 0,
@@ -473,12 +473,14 @@ pub(super) async fn conversations(
         ..Default::default()
     };
     let (page, count, total, assistants, panel, attention) = tokio::join!(
-        store.list_conversations(ws, &query),
+        store.conversations().list_conversations(ws, &query),
         count,
-        store.conversation_total(ws),
+        store.conversations().conversation_total(ws),
         store.assistants().list_assistants(ws),
         open_panel,
-        store.count_conversations(ws, &attention_filter)
+        store
+            .conversations()
+            .count_conversations(ws, &attention_filter)
     );
     let total = total.unwrap_or(0);
     let attention = attention.map(|c| c.count).unwrap_or(0);
@@ -1092,8 +1094,8 @@ async fn build_panel(
         include_hidden: false,
     };
     let (detail, messages, tracker, insight) = tokio::try_join!(
-        st.store.get_conversation(ws, id),
-        st.store.list_messages(ws, id, &tq),
+        st.store.conversations().get_conversation(ws, id),
+        st.store.conversations().list_messages(ws, id, &tq),
         st.store.widgets().tracker_for_conversation(ws, id),
         st.store.insights().insight(ws, id)
     )?;
@@ -1447,6 +1449,7 @@ pub(super) async fn transcript(
     };
     match st
         .store
+        .conversations()
         .list_messages(session.user.workspace_id, id, &q)
         .await
     {
@@ -1510,6 +1513,7 @@ pub(super) async fn remove_rating(
     };
     match st
         .store
+        .conversations()
         .update_conversation(session.user.workspace_id, id, &patch)
         .await
     {
@@ -1546,7 +1550,7 @@ pub(super) async fn erase_contact(
     let Some(id) = parse_id(&id) else {
         return not_found();
     };
-    let contact = match st.store.get_conversation(ws, id).await {
+    let contact = match st.store.conversations().get_conversation(ws, id).await {
         Ok(Some(d)) => d.summary.contact.filter(|c| !c.is_empty()),
         Ok(None) => return not_found(),
         Err(e) => return crate::error::ApiError::from(e).into_response(),

@@ -139,7 +139,13 @@ async fn build(
                 .await
                 .map_err(ApiError::from)
         },
-        async { st.store.conversation_total(w).await.map_err(ApiError::from) },
+        async {
+            st.store
+                .conversations()
+                .conversation_total(w)
+                .await
+                .map_err(ApiError::from)
+        },
     )?;
     // Dates on this page are in the workspace's time zone.
     let zone = Zone::parse(&settings.time_zone).unwrap_or_else(|_| Zone::utc());

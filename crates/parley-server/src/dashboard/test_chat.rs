@@ -96,7 +96,7 @@ pub(super) async fn page(
     let ws = session.user.workspace_id;
     let (assistants, total) = match tokio::try_join!(
         st.store.assistants().list_assistants(ws),
-        st.store.conversation_total(ws)
+        st.store.conversations().conversation_total(ws)
     ) {
         Ok(x) => x,
         Err(e) => return ApiError::from(e).into_response(),
@@ -107,7 +107,7 @@ pub(super) async fn page(
         .as_deref()
         .and_then(|c| c.parse::<ConversationId>().ok())
     {
-        Some(id) => match st.store.get_conversation(ws, id).await {
+        Some(id) => match st.store.conversations().get_conversation(ws, id).await {
             Ok(Some(c)) if c.summary.channel == Channel::Test => Some(c),
             Ok(_) => None,
             Err(e) => return ApiError::from(e).into_response(),
@@ -151,6 +151,7 @@ pub(super) async fn page(
     if let Some(c) = &conversation {
         let page = st
             .store
+            .conversations()
             .list_messages(
                 ws,
                 c.summary.id,
@@ -318,7 +319,7 @@ pub(super) async fn send(
         .filter(|c| !c.is_empty())
         .and_then(|c| c.parse::<ConversationId>().ok())
     {
-        Some(id) => match st.store.get_conversation(ws, id).await {
+        Some(id) => match st.store.conversations().get_conversation(ws, id).await {
             Ok(Some(c))
                 if c.summary.channel == Channel::Test && c.summary.assistant.id == assistant.id =>
             {
@@ -359,6 +360,7 @@ pub(super) async fn send(
     let conversation = outcome.conversation_id;
     let user_message = match st
         .store
+        .conversations()
         .list_messages(
             ws,
             conversation,
@@ -422,7 +424,12 @@ pub(super) async fn send(
                 ));
             }
         }
-        if let Ok(Some(c)) = st.store.get_conversation(ws, conversation).await {
+        if let Ok(Some(c)) = st
+            .store
+            .conversations()
+            .get_conversation(ws, conversation)
+            .await
+        {
             let s = &c.summary;
             let _ = out.send(sse(
                 "usage",

@@ -251,7 +251,7 @@ async fn load(
     let (a, w, total) = match tokio::try_join!(
         st.store.assistants().get_assistant(ws, id),
         st.store.widgets().widget_for_assistant(ws, id),
-        st.store.conversation_total(ws)
+        st.store.conversations().conversation_total(ws)
     ) {
         Ok((Some(a), w, t)) => (a, w, t),
         Ok(_) => {

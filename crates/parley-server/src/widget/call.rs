@@ -480,7 +480,12 @@ pub(super) async fn speech(
             "this answer's audio link is not valid (or has expired): ask for the turn again",
         ));
     };
-    let export = match st.store.export_conversations(tok.w, &[tok.c]).await {
+    let export = match st
+        .store
+        .conversations()
+        .export_conversations(tok.w, &[tok.c])
+        .await
+    {
         Ok(mut e) => e.pop(),
         Err(e) => return c.answer(ApiError::from(e)),
     };
@@ -565,6 +570,7 @@ pub async fn run_turn(st: &AppState, job: &parley_store::jobs::Job) -> Result<()
     let last = job.attempts >= job.max_attempts;
     let Some(export) = st
         .store
+        .conversations()
         .export_conversations(ws, &[conversation])
         .await?
         .pop()

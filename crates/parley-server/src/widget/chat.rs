@@ -262,7 +262,10 @@ async fn expire_if_idle(
         end_reason: Some(Some("timeout".to_owned())),
         ..Default::default()
     };
-    st.store.update_conversation(t.w, t.c, &patch).await?;
+    st.store
+        .conversations()
+        .update_conversation(t.w, t.c, &patch)
+        .await?;
     Ok(ConversationStatus::Closed)
 }
 
@@ -287,6 +290,7 @@ pub(super) async fn all_messages(
     for page in 1.. {
         let p = st
             .store
+            .conversations()
             .list_messages(
                 t.w,
                 t.c,
@@ -356,7 +360,7 @@ pub(super) async fn transcript(
     after: Option<MessageId>,
 ) -> Result<Value, ApiError> {
     let (detail, list) = match tokio::try_join!(
-        async { Ok::<_, ApiError>(st.store.get_conversation(t.w, t.c).await?) },
+        async { Ok::<_, ApiError>(st.store.conversations().get_conversation(t.w, t.c).await?) },
         all_messages(st, t)
     )? {
         (Some(d), Some(l)) => (d, l),
@@ -479,7 +483,7 @@ pub(super) async fn ensure_active(
     c: &Checked,
     t: &VisitorToken,
 ) -> Result<(), Box<Response>> {
-    let status = match st.store.get_conversation(t.w, t.c).await {
+    let status = match st.store.conversations().get_conversation(t.w, t.c).await {
         Ok(Some(d)) => expire_if_idle(st, c, t, &d.summary).await,
         Ok(None) => Err(ApiError::not_found("conversation")),
         Err(e) => Err(ApiError::from(e)),
@@ -838,7 +842,7 @@ pub(super) async fn close(
             );
         }
     };
-    match st.store.get_conversation(t.w, t.c).await {
+    match st.store.conversations().get_conversation(t.w, t.c).await {
         Ok(Some(d)) if d.summary.status != ConversationStatus::Active => {
             return c.answer(Json(json!({"status": d.summary.status.as_str()})));
         }
@@ -852,7 +856,12 @@ pub(super) async fn close(
         end_reason: Some(Some(reason.to_owned())),
         ..Default::default()
     };
-    match st.store.update_conversation(t.w, t.c, &patch).await {
+    match st
+        .store
+        .conversations()
+        .update_conversation(t.w, t.c, &patch)
+        .await
+    {
         Ok(_) => c.answer(Json(json!({"status": "closed"}))),
         Err(e) => c.answer(ApiError::from(e)),
     }
@@ -928,7 +937,12 @@ pub(super) async fn rate(
         })),
         ..Default::default()
     };
-    match st.store.update_conversation(t.w, t.c, &patch).await {
+    match st
+        .store
+        .conversations()
+        .update_conversation(t.w, t.c, &patch)
+        .await
+    {
         Ok(_) => c.answer(Json(json!({"rated": true}))),
         Err(e) => c.answer(ApiError::from(e)),
     }

@@ -255,6 +255,7 @@ async fn migrate_store_moves_a_workspace_from_sqlite_to_postgres_verified() {
     assert_eq!(
         state
             .store
+            .conversations()
             .conversation_total(ws.workspace_id)
             .await
             .unwrap(),

@@ -14,6 +14,7 @@ mod attachments;
 mod auth;
 mod bulk;
 mod channels;
+mod conversations;
 mod events;
 mod insights;
 mod jobs;
@@ -31,18 +32,12 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
-use parley_core::model::{ConversationDetail, ConversationExport, ConversationPatch};
-use parley_core::query::{ConversationFilter, ListQuery, TranscriptQuery};
 use parley_core::search::contains_folded;
-use parley_core::{ConversationId, WorkspaceId};
 use rusqlite::functions::FunctionFlags;
 use rusqlite::{Connection, OpenFlags};
 use tokio::sync::{Semaphore, mpsc, oneshot};
 
-use crate::{
-    ConversationCount, ConversationPage, IngestBatch, IngestOutcome, MessagePage, Result, Store,
-    StoreError,
-};
+use crate::{Result, Store, StoreError};
 
 /// Tuning of the SQLite backend.
 #[derive(Debug, Clone)]
@@ -594,6 +589,10 @@ impl Store for SqliteStore {
         self
     }
 
+    fn conversations(&self) -> &dyn crate::ConversationStore {
+        self
+    }
+
     fn workspaces(&self) -> &dyn crate::WorkspaceStore {
         self
     }
@@ -609,112 +608,12 @@ impl Store for SqliteStore {
     fn auth(&self) -> &dyn crate::AuthStore {
         self
     }
-
-    async fn ingest(
-        &self,
-        workspace: WorkspaceId,
-        batches: Vec<IngestBatch>,
-    ) -> Result<Vec<IngestOutcome>> {
-        let out = self
-            .write(move |c| write::ingest(c, workspace, batches))
-            .await?;
-        self.events.bump();
-        Ok(out)
-    }
-
-    async fn update_conversation(
-        &self,
-        workspace: WorkspaceId,
-        id: ConversationId,
-        patch: &ConversationPatch,
-    ) -> Result<Option<ConversationDetail>> {
-        let patch = patch.clone();
-        let out = self
-            .write(move |c| {
-                if !write::update_conversation(c, workspace, id, &patch)? {
-                    return Ok(None);
-                }
-                read::get_conversation(c, workspace, id)
-            })
-            .await?;
-        if out.is_some() {
-            self.events.bump();
-        }
-        Ok(out)
-    }
-
-    async fn delete_conversation(
-        &self,
-        workspace: WorkspaceId,
-        id: ConversationId,
-    ) -> Result<bool> {
-        let batch = crate::RetentionStore::delete_conversations(self, workspace, &[id]).await?;
-        Ok(!batch.conversations.is_empty())
-    }
-
-    async fn list_conversations(
-        &self,
-        workspace: WorkspaceId,
-        query: &ListQuery,
-    ) -> Result<ConversationPage> {
-        let query = query.clone();
-        let (probe, walk) = (
-            self.readers.options.search_probe_limit,
-            self.readers.options.search_bounded_walk,
-        );
-        self.read(move |c| read::list_conversations(c, workspace, &query, probe, walk))
-            .await
-    }
-
-    async fn count_conversations(
-        &self,
-        workspace: WorkspaceId,
-        filter: &ConversationFilter,
-    ) -> Result<ConversationCount> {
-        let filter = filter.clone();
-        let probe = self.readers.options.search_probe_limit;
-        self.read(move |c| read::count_conversations(c, workspace, &filter, probe))
-            .await
-    }
-
-    async fn conversation_total(&self, workspace: WorkspaceId) -> Result<u64> {
-        self.read(move |c| read::conversation_total(c, workspace))
-            .await
-    }
-
-    async fn get_conversation(
-        &self,
-        workspace: WorkspaceId,
-        id: ConversationId,
-    ) -> Result<Option<ConversationDetail>> {
-        self.read(move |c| read::get_conversation(c, workspace, id))
-            .await
-    }
-
-    async fn list_messages(
-        &self,
-        workspace: WorkspaceId,
-        id: ConversationId,
-        query: &TranscriptQuery,
-    ) -> Result<Option<MessagePage>> {
-        let query = *query;
-        self.read(move |c| read::list_messages(c, workspace, id, &query))
-            .await
-    }
-
-    async fn export_conversations(
-        &self,
-        workspace: WorkspaceId,
-        ids: &[ConversationId],
-    ) -> Result<Vec<ConversationExport>> {
-        let ids = ids.to_vec();
-        self.read(move |c| read::export_conversations(c, workspace, &ids))
-            .await
-    }
 }
 
 #[cfg(test)]
 mod tests {
+    use parley_core::WorkspaceId;
+
     use super::*;
 
     /// The writer keeps the log under its cap while commits arrive faster than the checkpoint
