@@ -9,6 +9,20 @@ use parley_core::{Timestamp, UserId, UserRole, WorkspaceId};
 
 use crate::Result;
 
+/// The record of a user as [`AuthStore::create_user`] stores it: a fresh id, created now, no
+/// display name yet, never signed in.
+pub(crate) fn new_user(workspace: WorkspaceId, email: &str, role: UserRole) -> User {
+    User {
+        id: UserId::new(),
+        workspace_id: workspace,
+        email: email.to_owned(),
+        role,
+        created_at: Timestamp::now(),
+        name: String::new(),
+        last_sign_in_at: None,
+    }
+}
+
 /// A sign-in session to store.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NewSession {

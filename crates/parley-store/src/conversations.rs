@@ -20,6 +20,17 @@ use serde::Serialize;
 
 use crate::Result;
 
+/// [`ConversationStore::delete_conversation`] for every backend: a batch of one of the one
+/// delete path, [`crate::RetentionStore::delete_conversations`]. True if it was in the workspace.
+pub(crate) async fn delete_one(
+    retention: &dyn crate::RetentionStore,
+    workspace: WorkspaceId,
+    id: ConversationId,
+) -> Result<bool> {
+    let batch = retention.delete_conversations(workspace, &[id]).await?;
+    Ok(!batch.conversations.is_empty())
+}
+
 /// A conversation to create, fully resolved by the ingest path (defaults applied, times set).
 #[derive(Debug, Clone, PartialEq)]
 pub struct NewConversation {

@@ -30,6 +30,59 @@ use async_trait::async_trait;
 use parley_core::assistant::AssistantSettings;
 use parley_core::{AssistantMode, Role};
 
+/// The concern accessors of [`Store`] for a backend type that implements every concern trait
+/// itself (both backends do): each returns `self`. One list, so a new concern is added to both
+/// backends at once.
+macro_rules! concern_accessors {
+    () => {
+        fn workspaces(&self) -> &dyn $crate::WorkspaceStore {
+            self
+        }
+        fn conversations(&self) -> &dyn $crate::ConversationStore {
+            self
+        }
+        fn assistants(&self) -> &dyn $crate::AssistantStore {
+            self
+        }
+        fn auth(&self) -> &dyn $crate::AuthStore {
+            self
+        }
+        fn widgets(&self) -> &dyn $crate::WidgetStore {
+            self
+        }
+        fn transfer(&self) -> &dyn $crate::TransferStore {
+            self
+        }
+        fn channels(&self) -> &dyn $crate::ChannelStore {
+            self
+        }
+        fn jobs(&self) -> &dyn $crate::JobStore {
+            self
+        }
+        fn attachments(&self) -> &dyn $crate::AttachmentStore {
+            self
+        }
+        fn insights(&self) -> &dyn $crate::InsightStore {
+            self
+        }
+        fn events(&self) -> &dyn $crate::EventStore {
+            self
+        }
+        fn settings(&self) -> &dyn $crate::SettingsStore {
+            self
+        }
+        fn webhooks(&self) -> &dyn $crate::WebhookStore {
+            self
+        }
+        fn retention(&self) -> &dyn $crate::RetentionStore {
+            self
+        }
+        fn bulk(&self) -> &dyn $crate::BulkStore {
+            self
+        }
+    };
+}
+
 pub mod assistants;
 pub mod attachments;
 pub mod auth;

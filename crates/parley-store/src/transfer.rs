@@ -10,6 +10,20 @@ use parley_core::model::{ApiKey, Assistant, AssistantVersion, User, Workspace};
 
 use crate::Result;
 
+/// The assistant as it was at an older version `v` of its history (`a` is the current record):
+/// what both backends store as that version's row on import.
+pub(crate) fn assistant_at_version(a: &Assistant, v: &AssistantVersion) -> Assistant {
+    Assistant {
+        name: v.name.clone(),
+        company: v.company.clone(),
+        mode: v.mode,
+        version: v.version,
+        settings: v.settings.clone(),
+        updated_at: v.created_at,
+        ..a.clone()
+    }
+}
+
 /// The transfer part of the store. Imports after the workspace are idempotent, so a
 /// re-run finishes what an interrupted one began: an assistant, user or key whose id exists already is left alone.
 #[async_trait]

@@ -9,6 +9,34 @@ use parley_core::widget::{TrackerItem, TrackerRecord, TrackerSession, WidgetReco
 use parley_core::{AssistantId, ConversationId, WorkspaceId};
 
 use crate::Result;
+use crate::sql::Dialect;
+
+/// The statement that stores a widget, with the dialect's placeholders for assistant id,
+/// workspace id, public key, settings JSON and update time (in that order): it replaces the
+/// assistant's widget when `replace`, else leaves an existing one alone. A public key another
+/// widget has fails its unique index (`widget_key_taken` in both backends).
+pub(crate) fn put_widget_sql(dialect: Dialect, replace: bool) -> String {
+    let on_conflict = if replace {
+        "DO UPDATE SET public_key = excluded.public_key,
+             settings = excluded.settings, updated_at = excluded.updated_at"
+    } else {
+        "DO NOTHING"
+    };
+    let p = |i: u8| match dialect {
+        Dialect::Sqlite => format!("?{i}"),
+        Dialect::Postgres => format!("${i}"),
+    };
+    format!(
+        "INSERT INTO widgets (assistant_id, workspace_id, public_key, settings, updated_at)
+         VALUES ({}, {}, {}, {}, {})
+         ON CONFLICT (assistant_id) {on_conflict}",
+        p(1),
+        p(2),
+        p(3),
+        p(4),
+        p(5)
+    )
+}
 
 /// The widget and tracker part of the store.
 #[async_trait]

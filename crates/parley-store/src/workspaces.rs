@@ -9,6 +9,21 @@ use parley_core::{ApiKeyId, WorkspaceId};
 
 use crate::Result;
 
+/// The record of a key as [`WorkspaceStore::create_api_key`] stores it: a fresh id, created
+/// now, not revoked, never used, with the admin role (roles are changed in settings).
+pub(crate) fn new_api_key(workspace: WorkspaceId, name: &str, prefix: &str) -> ApiKey {
+    ApiKey {
+        id: ApiKeyId::new(),
+        workspace_id: workspace,
+        name: name.to_owned(),
+        prefix: prefix.to_owned(),
+        created_at: parley_core::Timestamp::now(),
+        revoked_at: None,
+        role: parley_core::UserRole::Admin,
+        last_used_at: None,
+    }
+}
+
 /// The workspace and API key part of the store.
 #[async_trait]
 pub trait WorkspaceStore: Send + Sync {

@@ -4,7 +4,7 @@
 use async_trait::async_trait;
 use deadpool_postgres::Pool;
 use parley_core::model::User;
-use parley_core::{Timestamp, UserId, UserRole, WorkspaceId};
+use parley_core::{Timestamp, UserRole, WorkspaceId};
 
 use super::PostgresStore;
 use super::read::{USER_COLS, ts, user_from_row};
@@ -138,15 +138,7 @@ pub(super) async fn create_user(
     password_hash: &str,
     role: UserRole,
 ) -> Result<User> {
-    let user = User {
-        id: UserId::new(),
-        workspace_id: workspace,
-        email: email.to_owned(),
-        role,
-        created_at: Timestamp::now(),
-        name: String::new(),
-        last_sign_in_at: None,
-    };
+    let user = crate::auth::new_user(workspace, email, role);
     let mut client = pool.get().await?;
     let tx = client.transaction().await?;
     ensure_workspace(&tx, workspace).await?;

@@ -103,15 +103,7 @@ pub(super) async fn import_assistant(
     }
     insert_version(&tx, a).await?;
     for v in versions {
-        let at_version = Assistant {
-            name: v.name.clone(),
-            company: v.company.clone(),
-            mode: v.mode,
-            version: v.version,
-            settings: v.settings.clone(),
-            updated_at: v.created_at,
-            ..a.clone()
-        };
+        let at_version = crate::transfer::assistant_at_version(a, v);
         insert_version(&tx, &at_version).await?;
     }
     tx.commit().await?;

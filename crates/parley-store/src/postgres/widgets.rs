@@ -11,6 +11,7 @@ use uuid::Uuid;
 
 use super::PostgresStore;
 use super::is_unique_violation;
+use crate::sql::Dialect;
 use crate::{Result, StoreError, WidgetStore};
 
 fn json_err(e: serde_json::Error) -> StoreError {
@@ -89,19 +90,9 @@ async fn put_widget(pool: &Pool, w: &WidgetRecord, replace: bool) -> Result<()> 
         return Err(StoreError::NotFound { what: "assistant" });
     }
     let settings = serde_json::to_string(&w.settings).map_err(json_err)?;
-    let on_conflict = if replace {
-        "DO UPDATE SET public_key = excluded.public_key,
-                 settings = excluded.settings, updated_at = excluded.updated_at"
-    } else {
-        "DO NOTHING"
-    };
     client
         .execute(
-            &format!(
-                "INSERT INTO widgets (assistant_id, workspace_id, public_key, settings, updated_at)
-                 VALUES ($1, $2, $3, $4, $5)
-                 ON CONFLICT (assistant_id) {on_conflict}"
-            ),
+            &crate::widgets::put_widget_sql(Dialect::Postgres, replace),
             &[
                 &w.assistant_id.0,
                 &w.workspace_id.0,

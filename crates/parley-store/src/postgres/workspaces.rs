@@ -3,7 +3,7 @@
 use async_trait::async_trait;
 use deadpool_postgres::Pool;
 use parley_core::model::{ApiKey, Workspace};
-use parley_core::{ApiKeyId, Timestamp, UserRole, WorkspaceId};
+use parley_core::{ApiKeyId, Timestamp, WorkspaceId};
 use tokio_postgres::Row;
 
 use super::PostgresStore;
@@ -136,16 +136,7 @@ pub(super) async fn create_api_key(
     prefix: &str,
     secret_hash: [u8; 32],
 ) -> Result<ApiKey> {
-    let key = ApiKey {
-        id: ApiKeyId::new(),
-        workspace_id: workspace,
-        name: name.to_owned(),
-        prefix: prefix.to_owned(),
-        created_at: Timestamp::now(),
-        revoked_at: None,
-        role: UserRole::Admin,
-        last_used_at: None,
-    };
+    let key = crate::workspaces::new_api_key(workspace, name, prefix);
     let mut client = pool.get().await?;
     let tx = client.transaction().await?;
     ensure_workspace(&tx, workspace).await?;

@@ -120,17 +120,7 @@ pub(super) async fn create_assistant(
     workspace: WorkspaceId,
     input: &NewAssistant,
 ) -> Result<Assistant> {
-    let now = Timestamp::now();
-    let a = Assistant {
-        id: AssistantId::new(),
-        name: input.name.trim().to_owned(),
-        company: input.company.trim().to_owned(),
-        mode: input.mode,
-        version: 1,
-        settings: input.settings.clone(),
-        created_at: now,
-        updated_at: now,
-    };
+    let a = crate::assistants::new_assistant(input);
     let mut client = pool.get().await?;
     let tx = client.transaction().await?;
     insert_assistant(&tx, workspace, &a, false).await?;

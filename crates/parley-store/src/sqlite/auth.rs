@@ -3,7 +3,7 @@
 
 use async_trait::async_trait;
 use parley_core::model::User;
-use parley_core::{Timestamp, UserId, UserRole, WorkspaceId};
+use parley_core::{Timestamp, UserRole, WorkspaceId};
 use rusqlite::{Connection, OptionalExtension, params};
 
 use super::SqliteStore;
@@ -129,15 +129,7 @@ pub(super) fn create_user(
     role: UserRole,
 ) -> Result<User> {
     ensure_workspace(c, workspace)?;
-    let user = User {
-        id: UserId::new(),
-        workspace_id: workspace,
-        email: email.to_owned(),
-        role,
-        created_at: Timestamp::now(),
-        name: String::new(),
-        last_sign_in_at: None,
-    };
+    let user = crate::auth::new_user(workspace, email, role);
     c.execute(
         "INSERT INTO users (id, workspace_id, email, password_hash, role, created_at)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6)",

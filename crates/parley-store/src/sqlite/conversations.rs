@@ -52,8 +52,7 @@ impl ConversationStore for SqliteStore {
         workspace: WorkspaceId,
         id: ConversationId,
     ) -> Result<bool> {
-        let batch = crate::RetentionStore::delete_conversations(self, workspace, &[id]).await?;
-        Ok(!batch.conversations.is_empty())
+        crate::conversations::delete_one(self, workspace, id).await
     }
 
     async fn list_conversations(

@@ -521,9 +521,7 @@ impl Store for SqliteStore {
         "sqlite"
     }
 
-    fn channels(&self) -> &dyn crate::ChannelStore {
-        self
-    }
+    concern_accessors!();
 
     fn pool_stats(&self) -> crate::PoolStats {
         let max = self.readers.options.readers.max(1) as u64;
@@ -551,62 +549,6 @@ impl Store for SqliteStore {
             .await
             .map_err(backend_err)?
             .map_err(|_| StoreError::backend("the SQLite checkpoint thread has stopped"))?
-    }
-
-    fn attachments(&self) -> &dyn crate::AttachmentStore {
-        self
-    }
-
-    fn insights(&self) -> &dyn crate::InsightStore {
-        self
-    }
-
-    fn events(&self) -> &dyn crate::EventStore {
-        self
-    }
-
-    fn settings(&self) -> &dyn crate::SettingsStore {
-        self
-    }
-
-    fn webhooks(&self) -> &dyn crate::WebhookStore {
-        self
-    }
-
-    fn retention(&self) -> &dyn crate::RetentionStore {
-        self
-    }
-
-    fn bulk(&self) -> &dyn crate::BulkStore {
-        self
-    }
-
-    fn jobs(&self) -> &dyn crate::JobStore {
-        self
-    }
-
-    fn assistants(&self) -> &dyn crate::AssistantStore {
-        self
-    }
-
-    fn conversations(&self) -> &dyn crate::ConversationStore {
-        self
-    }
-
-    fn workspaces(&self) -> &dyn crate::WorkspaceStore {
-        self
-    }
-
-    fn transfer(&self) -> &dyn crate::TransferStore {
-        self
-    }
-
-    fn widgets(&self) -> &dyn crate::WidgetStore {
-        self
-    }
-
-    fn auth(&self) -> &dyn crate::AuthStore {
-        self
     }
 }
 

@@ -91,18 +91,7 @@ pub(super) fn import_assistant(
     }
     insert_version(c, a)?;
     for v in versions {
-        insert_version(
-            c,
-            &Assistant {
-                name: v.name.clone(),
-                company: v.company.clone(),
-                mode: v.mode,
-                version: v.version,
-                settings: v.settings.clone(),
-                updated_at: v.created_at,
-                ..a.clone()
-            },
-        )?;
+        insert_version(c, &crate::transfer::assistant_at_version(a, v))?;
     }
     Ok(())
 }

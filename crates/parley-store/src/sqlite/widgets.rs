@@ -10,6 +10,7 @@ use rusqlite::{Connection, OptionalExtension, params};
 use uuid::Uuid;
 
 use super::SqliteStore;
+use crate::sql::Dialect;
 use crate::{Result, StoreError, WidgetStore};
 
 fn json_err(e: serde_json::Error) -> StoreError {
@@ -90,35 +91,25 @@ fn put_widget(c: &Connection, w: &WidgetRecord, replace: bool) -> Result<()> {
         return Err(StoreError::NotFound { what: "assistant" });
     }
     let settings = serde_json::to_string(&w.settings).map_err(json_err)?;
-    let on_conflict = if replace {
-        "DO UPDATE SET public_key = excluded.public_key,
-             settings = excluded.settings, updated_at = excluded.updated_at"
-    } else {
-        "DO NOTHING"
-    };
-    c.prepare_cached(&format!(
-        "INSERT INTO widgets (assistant_id, workspace_id, public_key, settings, updated_at)
-         VALUES (?1, ?2, ?3, ?4, ?5)
-         ON CONFLICT (assistant_id) {on_conflict}"
-    ))?
-    .execute(params![
-        w.assistant_id.as_bytes(),
-        w.workspace_id.as_bytes(),
-        w.public_key,
-        settings,
-        w.updated_at.0
-    ])
-    .map_err(|e| match &e {
-        rusqlite::Error::SqliteFailure(f, _)
-            if f.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_UNIQUE =>
-        {
-            StoreError::Conflict {
-                code: "widget_key_taken",
-                message: "another widget has this key".into(),
+    c.prepare_cached(&crate::widgets::put_widget_sql(Dialect::Sqlite, replace))?
+        .execute(params![
+            w.assistant_id.as_bytes(),
+            w.workspace_id.as_bytes(),
+            w.public_key,
+            settings,
+            w.updated_at.0
+        ])
+        .map_err(|e| match &e {
+            rusqlite::Error::SqliteFailure(f, _)
+                if f.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_UNIQUE =>
+            {
+                StoreError::Conflict {
+                    code: "widget_key_taken",
+                    message: "another widget has this key".into(),
+                }
             }
-        }
-        _ => e.into(),
-    })?;
+            _ => e.into(),
+        })?;
     Ok(())
 }
 

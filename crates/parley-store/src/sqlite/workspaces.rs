@@ -2,7 +2,7 @@
 
 use async_trait::async_trait;
 use parley_core::model::{ApiKey, Workspace};
-use parley_core::{ApiKeyId, Timestamp, UserRole, WorkspaceId};
+use parley_core::{ApiKeyId, Timestamp, WorkspaceId};
 use rusqlite::{Connection, OptionalExtension, Row, params};
 
 use super::SqliteStore;
@@ -116,16 +116,7 @@ pub(super) fn create_api_key(
     prefix: &str,
     secret_hash: [u8; 32],
 ) -> Result<ApiKey> {
-    let key = ApiKey {
-        id: ApiKeyId::new(),
-        workspace_id: workspace,
-        name: name.to_owned(),
-        prefix: prefix.to_owned(),
-        created_at: Timestamp::now(),
-        revoked_at: None,
-        role: UserRole::Admin,
-        last_used_at: None,
-    };
+    let key = crate::workspaces::new_api_key(workspace, name, prefix);
     ensure_workspace(c, workspace)?;
     c.execute(
         "INSERT INTO api_keys (id, workspace_id, name, prefix, secret_hash, created_at)
