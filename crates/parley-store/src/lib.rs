@@ -218,6 +218,26 @@ impl std::error::Error for StoreError {
     }
 }
 
+/// Maps a driver error to `Conflict { code, message }` when `is_unique` says it broke a unique
+/// index, else to the backend error it converts to: what both backends' `conflict_on_unique`
+/// hand to `map_err`.
+pub(crate) fn conflict_on_unique<E: Into<StoreError>>(
+    is_unique: fn(&E) -> bool,
+    code: &'static str,
+    message: impl FnOnce() -> String,
+) -> impl FnOnce(E) -> StoreError {
+    move |e| {
+        if is_unique(&e) {
+            StoreError::Conflict {
+                code,
+                message: message(),
+            }
+        } else {
+            e.into()
+        }
+    }
+}
+
 /// Store results.
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 

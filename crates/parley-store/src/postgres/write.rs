@@ -22,16 +22,7 @@ pub(super) fn conflict_on_unique(
     code: &'static str,
     message: impl FnOnce() -> String,
 ) -> impl FnOnce(tokio_postgres::Error) -> StoreError {
-    move |e| {
-        if is_unique_violation(&e) {
-            StoreError::Conflict {
-                code,
-                message: message(),
-            }
-        } else {
-            e.into()
-        }
-    }
+    crate::conflict_on_unique(is_unique_violation, code, message)
 }
 
 pub(super) async fn ensure_workspace(tx: &Transaction<'_>, workspace: WorkspaceId) -> Result<()> {

@@ -30,16 +30,7 @@ pub(super) fn conflict_on_unique(
     code: &'static str,
     message: impl FnOnce() -> String,
 ) -> impl FnOnce(rusqlite::Error) -> StoreError {
-    move |e| {
-        if is_unique_violation(&e) {
-            StoreError::Conflict {
-                code,
-                message: message(),
-            }
-        } else {
-            e.into()
-        }
-    }
+    crate::conflict_on_unique(is_unique_violation, code, message)
 }
 
 /// `NotFound("workspace")` unless the workspace exists.
