@@ -280,7 +280,7 @@ pub async fn bulk_load(
                 )
             })
             .collect::<Result<Vec<_>, _>>()?;
-        for o in store.ingest(workspace, batches).await? {
+        for o in store.conversations().ingest(workspace, batches).await? {
             messages += o.stored() as u64;
         }
         i = end;
@@ -423,9 +423,13 @@ async fn bench_workspace(
     BoxError,
 > {
     let store = parley_store::open(&db.url).await?;
-    let ws = store.create_workspace("bench", "Bench").await?;
+    let ws = store
+        .workspaces()
+        .create_workspace("bench", "Bench")
+        .await?;
     let key = parley_server::auth::generate_api_key()?;
     store
+        .workspaces()
         .create_api_key(ws.id, "bench", &key.prefix, key.hash)
         .await?;
     Ok((store, ws, key))
@@ -511,6 +515,7 @@ async fn run_backend(
         let mut ids = vec![kept.transcript_id.clone()];
         ids.extend(
             store
+                .conversations()
                 .ingest(ctx.workspace, special)
                 .await?
                 .iter()
@@ -597,7 +602,7 @@ async fn fill_backend(
         IngestRequest::Create(Box::new(long_conversation("bench-scratch", 0))),
         now,
     )?;
-    store.ingest(ws.id, vec![scratch]).await?;
+    store.conversations().ingest(ws.id, vec![scratch]).await?;
 
     // 1. Raw insert baselines.
     let approx_messages = (total as f64 * corpus.mean_length()) as u64;
@@ -618,6 +623,7 @@ async fn fill_backend(
     );
     db.drop_raw_tables().await?;
     let scratch_id = store
+        .conversations()
         .list_conversations(
             ws.id,
             &parley_core::query::ListQuery {
@@ -635,7 +641,10 @@ async fn fill_backend(
         .first()
         .map(|i| i.conversation.id)
         .ok_or("the scratch conversation is missing")?;
-    store.delete_conversation(ws.id, scratch_id).await?;
+    store
+        .conversations()
+        .delete_conversation(ws.id, scratch_id)
+        .await?;
 
     // 2-3. Ingest through the server.
     let mut server = Server::start(&db.url, data_dir).await?;
@@ -794,6 +803,7 @@ async fn fill_backend(
     .await?;
     let fill_secs = started.elapsed().as_secs_f64();
     let transcript_id = store
+        .conversations()
         .ingest(
             ws.id,
             vec![prepare(
@@ -1122,6 +1132,7 @@ async fn read_benchmarks(
         let store = parley_store::open(&db.url).await?;
         let hash = parley_server::auth::hash_password("benchmark password")?;
         let user = store
+            .auth()
             .create_user(
                 ctx.workspace,
                 &format!("bench-{}@example.com", Timestamp::now().0),
@@ -1131,6 +1142,7 @@ async fn read_benchmarks(
             .await?;
         let now = Timestamp::now();
         store
+            .auth()
             .create_session(&parley_store::NewSession {
                 token_hash: parley_server::auth::session::token_hash(&token),
                 user_id: user.id,

@@ -342,7 +342,13 @@ pub async fn run(
         ));
     }
     if let BulkOp::Assign(Some(u)) = op
-        && !st.store.list_users(ws).await?.iter().any(|m| m.id == u)
+        && !st
+            .store
+            .auth()
+            .list_users(ws)
+            .await?
+            .iter()
+            .any(|m| m.id == u)
     {
         return Err(invalid("assignee_id", "is not a member of this workspace"));
     }

@@ -652,7 +652,7 @@ async fn run(cli: Cli) -> Result<(), BoxError> {
         Command::Analyse { workspace } => {
             let targets = match workspace {
                 Some(slug) => vec![select_workspace(store, Some(&slug)).await?],
-                None => store.list_workspaces().await?,
+                None => store.workspaces().list_workspaces().await?,
             };
             for ws in targets {
                 let started = std::time::Instant::now();
@@ -748,6 +748,7 @@ async fn run(cli: Cli) -> Result<(), BoxError> {
                 None => {
                     let with = store.retention().workspaces_with_retention().await?;
                     store
+                        .workspaces()
                         .list_workspaces()
                         .await?
                         .into_iter()
@@ -806,6 +807,7 @@ async fn keys(store: &dyn Store, command: KeysCommand) -> Result<(), BoxError> {
             }
             let key = crate::auth::generate_api_key()?;
             let record = store
+                .workspaces()
                 .create_api_key(ws.id, name, &key.prefix, key.hash)
                 .await?;
             println!(
@@ -820,7 +822,7 @@ async fn keys(store: &dyn Store, command: KeysCommand) -> Result<(), BoxError> {
         }
         KeysCommand::List { workspace } => {
             let ws = select_workspace(store, workspace.as_deref()).await?;
-            for k in store.list_api_keys(ws.id).await? {
+            for k in store.workspaces().list_api_keys(ws.id).await? {
                 let state = match k.revoked_at {
                     Some(t) => format!("revoked {t}"),
                     None => "active".into(),
@@ -834,7 +836,7 @@ async fn keys(store: &dyn Store, command: KeysCommand) -> Result<(), BoxError> {
         }
         KeysCommand::Revoke { id, workspace } => {
             let ws = select_workspace(store, workspace.as_deref()).await?;
-            store.revoke_api_key(ws.id, id).await?;
+            store.workspaces().revoke_api_key(ws.id, id).await?;
             println!("Revoked API key {id}.");
             Ok(())
         }
@@ -859,7 +861,7 @@ async fn users(store: &dyn Store, command: UsersCommand) -> Result<(), BoxError>
             let password = password.trim_end_matches(['\n', '\r']).to_owned();
             let hash = tokio::task::spawn_blocking(move || crate::auth::hash_password(&password))
                 .await??;
-            let user = store.create_user(ws.id, &email, &hash, role).await?;
+            let user = store.auth().create_user(ws.id, &email, &hash, role).await?;
             println!(
                 "Created {} {} in workspace {:?}. Sign in at /login.",
                 user.role, user.email, ws.slug
@@ -868,7 +870,7 @@ async fn users(store: &dyn Store, command: UsersCommand) -> Result<(), BoxError>
         }
         UsersCommand::List { workspace } => {
             let ws = select_workspace(store, workspace.as_deref()).await?;
-            for u in store.list_users(ws.id).await? {
+            for u in store.auth().list_users(ws.id).await? {
                 println!("{:<40} {:<7} created {}", u.email, u.role, u.created_at);
             }
             Ok(())
@@ -885,7 +887,10 @@ async fn workspaces(store: &dyn Store, command: WorkspacesCommand) -> Result<(),
                     format!("invalid slug {slug:?}: use lowercase letters, digits and -").into(),
                 );
             }
-            let ws = store.create_workspace(&slug, name.trim()).await?;
+            let ws = store
+                .workspaces()
+                .create_workspace(&slug, name.trim())
+                .await?;
             println!(
                 "Created workspace {:?} ({}), id {}.",
                 ws.slug, ws.name, ws.id
@@ -893,8 +898,8 @@ async fn workspaces(store: &dyn Store, command: WorkspacesCommand) -> Result<(),
             Ok(())
         }
         WorkspacesCommand::List => {
-            for ws in store.list_workspaces().await? {
-                let total = store.conversation_total(ws.id).await?;
+            for ws in store.workspaces().list_workspaces().await? {
+                let total = store.conversations().conversation_total(ws.id).await?;
                 println!(
                     "{:<20} {:<30} {:>10} conversations  id {}",
                     ws.slug, ws.name, total, ws.id
@@ -919,7 +924,12 @@ async fn serve(state: AppState) -> Result<(), BoxError> {
         listener.local_addr()?
     );
     if let Some(ws) = ws
-        && state.store.list_api_keys(ws.id).await?.is_empty()
+        && state
+            .store
+            .workspaces()
+            .list_api_keys(ws.id)
+            .await?
+            .is_empty()
     {
         tracing::info!("no API key yet: create one with `parley keys create --name NAME`");
     }

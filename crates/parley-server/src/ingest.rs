@@ -2,8 +2,8 @@
 //! importer, and every channel call [`ingest`] (or [`prepare`] then [`commit`]). It validates,
 //! resolves defaults (times, status), prices each message (client cost wins; else usage x the
 //! price table; an unknown model is flagged, never guessed), and hands the batches to
-//! [`Store::ingest`](parley_store::Store::ingest), which de-duplicates and stores them in one
-//! transaction together with the conversation counters.
+//! [`ConversationStore::ingest`](parley_store::ConversationStore::ingest), which de-duplicates
+//! and stores them in one transaction together with the conversation counters.
 
 use parley_core::model::{ConversationInput, MessageInput};
 use parley_core::pricing::{ModelPrice, PriceTable};
@@ -127,14 +127,18 @@ pub fn prepare_priced(
 }
 
 /// Stores prepared batches atomically (all or none).
-/// Errors: see [`parley_store::Store::ingest`], as API errors.
+/// Errors: see [`parley_store::ConversationStore::ingest`], as API errors.
 pub async fn commit(
     state: &AppState,
     workspace: WorkspaceId,
     batches: Vec<IngestBatch>,
 ) -> Result<Vec<IngestOutcome>, ApiError> {
     let counted = crate::metrics::batch_channels(&batches);
-    let outcomes = state.store.ingest(workspace, batches).await?;
+    let outcomes = state
+        .store
+        .conversations()
+        .ingest(workspace, batches)
+        .await?;
     state.jobs.wake_insights();
     state
         .metrics

@@ -225,7 +225,10 @@ async fn analyse_some(
     workspace: WorkspaceId,
     ids: &[ConversationId],
 ) -> Result<u64, StoreError> {
-    let records = store.export_conversations(workspace, ids).await?;
+    let records = store
+        .conversations()
+        .export_conversations(workspace, ids)
+        .await?;
     let topics = store.insights().topics(workspace).await?.topics;
     let now = Timestamp::now();
     let saves = records.iter().map(|r| {
@@ -308,7 +311,7 @@ async fn run(state: AppState, mut stopped: watch::Receiver<bool>) {
     let worker = state.jobs.worker.clone();
     let store = state.store.as_ref();
     while !*stopped.borrow() {
-        match store.list_workspaces().await {
+        match store.workspaces().list_workspaces().await {
             Ok(list) => {
                 for ws in list {
                     tokio::select! {

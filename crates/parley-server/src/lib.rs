@@ -211,7 +211,7 @@ async fn healthz() -> &'static str {
 
 /// `GET /readyz`: 200 when the store answers, 503 otherwise.
 async fn readyz(State(st): State<AppState>) -> Response {
-    match st.store.list_workspaces().await {
+    match st.store.workspaces().list_workspaces().await {
         Ok(_) => (StatusCode::OK, "ready").into_response(),
         Err(e) => {
             tracing::warn!(error = %e, "readiness check failed");

@@ -334,7 +334,12 @@ impl Metrics {
             let channel = match channel {
                 Some(c) => Some(c),
                 None if stored == 0 => None,
-                None => match st.store.get_conversation(workspace, id).await {
+                None => match st
+                    .store
+                    .conversations()
+                    .get_conversation(workspace, id)
+                    .await
+                {
                     Ok(Some(detail)) => Some(detail.summary.channel),
                     _ => None,
                 },

@@ -135,9 +135,15 @@ where
         cursor: None,
     };
     loop {
-        let page = store.list_conversations(workspace.id, &query).await?;
+        let page = store
+            .conversations()
+            .list_conversations(workspace.id, &query)
+            .await?;
         let ids: Vec<_> = page.items.iter().map(|i| i.conversation.id).collect();
-        let full = store.export_conversations(workspace.id, &ids).await?;
+        let full = store
+            .conversations()
+            .export_conversations(workspace.id, &ids)
+            .await?;
         f(page.items, full).await?;
         match page.next_cursor {
             Some(c) => query.cursor = Some(Cursor::decode(&c, query.sort)?),
@@ -186,7 +192,7 @@ pub async fn migrate(
     mut progress: impl FnMut(u64),
 ) -> Result<MigrationReport, BoxError> {
     let ws = crate::workspaces::select_existing_workspace(from, slug).await?;
-    match to.workspace_by_slug(&ws.slug).await? {
+    match to.workspaces().workspace_by_slug(&ws.slug).await? {
         Some(existing) if existing.id != ws.id => {
             return Err(format!(
                 "the target already has a different workspace {:?}; migrate into an empty database",
@@ -195,7 +201,7 @@ pub async fn migrate(
             .into());
         }
         Some(_) => {} // a resumed migration
-        None => to.import_workspace(&ws).await?,
+        None => to.transfer().import_workspace(&ws).await?,
     }
     let mut report = MigrationReport {
         workspace: ws.slug.clone(),
@@ -208,17 +214,17 @@ pub async fn migrate(
             .assistant_versions(ws.id, a.id)
             .await?
             .unwrap_or_default();
-        to.import_assistant(ws.id, a, &versions).await?;
+        to.transfer().import_assistant(ws.id, a, &versions).await?;
     }
     report.assistants = assistants.len();
-    let users = from.export_users(ws.id).await?;
+    let users = from.transfer().export_users(ws.id).await?;
     for (u, hash) in &users {
-        to.import_user(u, hash).await?;
+        to.transfer().import_user(u, hash).await?;
     }
     report.users = users.len();
-    let keys = from.export_api_keys(ws.id).await?;
+    let keys = from.transfer().export_api_keys(ws.id).await?;
     for (k, hash) in &keys {
-        to.import_api_key(k, *hash).await?;
+        to.transfer().import_api_key(k, *hash).await?;
     }
     report.api_keys = keys.len();
     // The workspace's time zone and analysis switch, when it ever saved them (pending invites
@@ -249,7 +255,7 @@ pub async fn migrate(
             }
         }
         let batches: Vec<IngestBatch> = full.iter().map(to_batch).collect();
-        for outcome in to.ingest(ws.id, batches).await? {
+        for outcome in to.conversations().ingest(ws.id, batches).await? {
             if outcome.created {
                 report.conversations_copied += 1;
             } else {
@@ -264,8 +270,8 @@ pub async fn migrate(
     .await?;
 
     report.totals = (
-        from.conversation_total(ws.id).await?,
-        to.conversation_total(ws.id).await?,
+        from.conversations().conversation_total(ws.id).await?,
+        to.conversations().conversation_total(ws.id).await?,
     );
     report.digests = (digest(from, &ws).await?, digest(to, &ws).await?);
     Ok(report)

@@ -78,6 +78,7 @@ async fn detail(
     id: ConversationId,
 ) -> Result<ConversationDetail, ApiError> {
     st.store
+        .conversations()
         .get_conversation(ws, id)
         .await?
         .ok_or_else(|| ApiError::not_found("conversation"))
@@ -148,6 +149,7 @@ pub async fn mark_team_message(
     let patch = team_message_patch(mode_of(st, ws, d).await, d);
     if !patch.is_empty() {
         st.store
+            .conversations()
             .update_conversation(ws, d.summary.id, &patch)
             .await?;
     }
@@ -320,7 +322,13 @@ pub(crate) async fn deliver(st: &AppState, job: &Job) -> Result<(), JobError> {
     else {
         return Err(JobError::Permanent("the job names no message".into()));
     };
-    let Some(export) = st.store.export_conversations(ws, &[id]).await?.pop() else {
+    let Some(export) = st
+        .store
+        .conversations()
+        .export_conversations(ws, &[id])
+        .await?
+        .pop()
+    else {
         tracing::info!(conversation = %id, "the conversation is gone; nothing to send");
         return Ok(());
     };
@@ -422,6 +430,7 @@ async fn update(
     patch: &ConversationPatch,
 ) -> Result<ConversationDetail, ApiError> {
     st.store
+        .conversations()
         .update_conversation(ws, id, patch)
         .await?
         .ok_or_else(|| ApiError::not_found("conversation"))
@@ -493,7 +502,13 @@ pub async fn assign(
     user: Option<UserId>,
 ) -> Result<ConversationDetail, ApiError> {
     if let Some(u) = user
-        && !st.store.list_users(ws).await?.iter().any(|m| m.id == u)
+        && !st
+            .store
+            .auth()
+            .list_users(ws)
+            .await?
+            .iter()
+            .any(|m| m.id == u)
     {
         return Err(invalid("assignee_id", "is not a member of this workspace"));
     }

@@ -301,9 +301,17 @@ pub fn export_stream(
             return None;
         }
         let chunk = async {
-            let page = s.store.list_conversations(s.workspace, &s.query).await?;
+            let page = s
+                .store
+                .conversations()
+                .list_conversations(s.workspace, &s.query)
+                .await?;
             let ids: Vec<_> = page.items.iter().map(|i| i.conversation.id).collect();
-            let full = s.store.export_conversations(s.workspace, &ids).await?;
+            let full = s
+                .store
+                .conversations()
+                .export_conversations(s.workspace, &ids)
+                .await?;
             let bytes = encode_page(s.format, &full, s.first)?;
             match page.next_cursor {
                 Some(c) => {

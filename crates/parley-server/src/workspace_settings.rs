@@ -194,7 +194,7 @@ pub async fn revoke_key(
     workspace: WorkspaceId,
     id: ApiKeyId,
 ) -> Result<(), ApiError> {
-    st.store.revoke_api_key(workspace, id).await?;
+    st.store.workspaces().revoke_api_key(workspace, id).await?;
     tracing::info!(workspace = %workspace, key = %id, "revoked an API key");
     Ok(())
 }

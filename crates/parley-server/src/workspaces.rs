@@ -12,7 +12,7 @@ pub async fn select_existing_workspace(
     store: &dyn Store,
     slug: Option<&str>,
 ) -> Result<Workspace, BoxError> {
-    let all = store.list_workspaces().await?;
+    let all = store.workspaces().list_workspaces().await?;
     if all.is_empty() {
         return Err("the source has no workspace".into());
     }
@@ -27,13 +27,17 @@ pub async fn select_workspace(
 ) -> Result<Workspace, BoxError> {
     if let Some(slug) = slug {
         return store
+            .workspaces()
             .workspace_by_slug(slug)
             .await?
             .ok_or_else(|| format!("no workspace {slug:?}; see `parley workspaces list`").into());
     }
-    let mut all = store.list_workspaces().await?;
+    let mut all = store.workspaces().list_workspaces().await?;
     match all.len() {
-        0 => Ok(store.create_workspace("default", "Default").await?),
+        0 => Ok(store
+            .workspaces()
+            .create_workspace("default", "Default")
+            .await?),
         1 => Ok(all.remove(0)),
         _ => Err(format!(
             "there are {} workspaces; choose one with --workspace ({})",

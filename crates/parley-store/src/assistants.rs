@@ -9,6 +9,22 @@ use parley_core::{AssistantId, WorkspaceId};
 
 use crate::{NewAssistant, Result};
 
+/// The record [`AssistantStore::create_assistant`] stores: a fresh id, version 1, name and
+/// company trimmed, created and updated now.
+pub(crate) fn new_assistant(input: &NewAssistant) -> Assistant {
+    let now = parley_core::Timestamp::now();
+    Assistant {
+        id: AssistantId::new(),
+        name: input.name.trim().to_owned(),
+        company: input.company.trim().to_owned(),
+        mode: input.mode,
+        version: 1,
+        settings: input.settings.clone(),
+        created_at: now,
+        updated_at: now,
+    }
+}
+
 /// The assistant part of the store. Every method is scoped to one workspace.
 #[async_trait]
 pub trait AssistantStore: Send + Sync {

@@ -1,7 +1,7 @@
 //! Storage of messaging channels (issue 7): connections of WhatsApp senders and Telegram bots
 //! to assistants, and the updates a channel makes to messages after they were ingested
 //! (delivery statuses, the platform id of a reply Parley sent, edits and deletions). Messages
-//! themselves still enter only through [`crate::Store::ingest`].
+//! themselves still enter only through [`crate::ConversationStore::ingest`].
 
 use async_trait::async_trait;
 use parley_core::channel::{ChannelConnection, ChannelKind};

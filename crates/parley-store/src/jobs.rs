@@ -168,7 +168,7 @@ pub trait JobStore: Send + Sync {
     /// already stored.
     async fn enqueue(&self, job: &NewJob) -> Result<()>;
 
-    /// [`crate::Store::ingest`], enqueueing `jobs` in the same transaction (see
+    /// [`crate::ConversationStore::ingest`], enqueueing `jobs` in the same transaction (see
     /// [`IngestJob`]). Errors: those of ingest; an `IngestJob` naming a batch that is not
     /// there is ignored.
     async fn ingest_with_jobs(

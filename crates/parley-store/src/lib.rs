@@ -1,17 +1,25 @@
 //! Parley's conversation store.
 //!
-//! [`Store`] is the one interface the server uses for everything it keeps: workspaces, API keys,
-//! assistants, conversations, messages and variables. It is object-safe (`Arc<dyn Store>`) and
-//! speaks only in `parley_core` types, so the backends are interchangeable: [`sqlite`] (the
-//! embedded default) and [`postgres`] (the path to scale). [`open`] picks the backend from the database URL's
-//! scheme.
+//! [`Store`] is the one interface the server uses for everything it keeps. It is object-safe
+//! (`Arc<dyn Store>`) and speaks only in `parley_core` types, so the backends are
+//! interchangeable: [`sqlite`] (the embedded default) and [`postgres`] (the path to scale).
+//! [`open`] picks the backend from the database URL's scheme.
+//!
+//! `Store` itself only names the backend, reports pool use and closes; everything kept is
+//! reached through one trait per concern, each in its own file here with `sqlite/<area>.rs`
+//! and `postgres/<area>.rs` beside it: [`Store::workspaces`] (workspaces, API keys),
+//! [`Store::conversations`], [`Store::assistants`], [`Store::auth`] (users, sessions, sign-in
+//! limits), [`Store::widgets`] (widgets, tracker), [`Store::transfer`] (migrate-store),
+//! [`Store::channels`], [`Store::jobs`], [`Store::attachments`], [`Store::insights`],
+//! [`Store::events`], [`Store::settings`], [`Store::webhooks`], [`Store::retention`] and
+//! [`Store::bulk`].
 //!
 //! Guarantees every backend gives (checked by the conformance tests in `tests/`):
 //! - every query is scoped to one workspace; no id from another workspace is ever found;
-//! - [`Store::ingest`] is atomic over all its batches, de-duplicates messages by `id` and by
-//!   `external_id` within a conversation, and keeps the conversation's counters (message count,
-//!   tokens, cost, last message, last inbound time) and the workspace's conversation count in
-//!   the same transaction;
+//! - [`ConversationStore::ingest`] is atomic over all its batches, de-duplicates messages by
+//!   `id` and by `external_id` within a conversation, and keeps the conversation's counters
+//!   (message count, tokens, cost, last message, last inbound time) and the workspace's
+//!   conversation count in the same transaction;
 //! - an acknowledged write is durable (SQLite: WAL with `synchronous=FULL`, group commit);
 //! - deleting a conversation removes its messages, variables, search index entries and linked
 //!   tracker session (pageviews, events, triggers) in one transaction.
@@ -20,25 +28,67 @@ use std::fmt;
 
 use async_trait::async_trait;
 use parley_core::assistant::AssistantSettings;
-use parley_core::model::{
-    ApiKey, Assistant, AssistantRef, AssistantVersion, ConversationDetail, ConversationExport,
-    ConversationPatch, ConversationSummary, Message, MessageMeta, Rating, Sentiment, User,
-    Variable, Workspace,
-};
-use parley_core::pricing::{CostSource, Usage};
-use parley_core::query::{ConversationFilter, ListQuery, TranscriptQuery};
-use parley_core::search::Snippet;
-use parley_core::widget::{TrackerItem, TrackerRecord, TrackerSession, WidgetRecord};
-use parley_core::{
-    ApiKeyId, AssistantId, AssistantMode, Channel, ConversationId, ConversationStatus, MessageId,
-    Role, Timestamp, UserId, UserRole, WorkspaceId,
-};
-use serde::Serialize;
+use parley_core::{AssistantMode, Role};
+
+/// The concern accessors of [`Store`] for a backend type that implements every concern trait
+/// itself (both backends do): each returns `self`. One list, so a new concern is added to both
+/// backends at once.
+macro_rules! concern_accessors {
+    () => {
+        fn workspaces(&self) -> &dyn $crate::WorkspaceStore {
+            self
+        }
+        fn conversations(&self) -> &dyn $crate::ConversationStore {
+            self
+        }
+        fn assistants(&self) -> &dyn $crate::AssistantStore {
+            self
+        }
+        fn auth(&self) -> &dyn $crate::AuthStore {
+            self
+        }
+        fn widgets(&self) -> &dyn $crate::WidgetStore {
+            self
+        }
+        fn transfer(&self) -> &dyn $crate::TransferStore {
+            self
+        }
+        fn channels(&self) -> &dyn $crate::ChannelStore {
+            self
+        }
+        fn jobs(&self) -> &dyn $crate::JobStore {
+            self
+        }
+        fn attachments(&self) -> &dyn $crate::AttachmentStore {
+            self
+        }
+        fn insights(&self) -> &dyn $crate::InsightStore {
+            self
+        }
+        fn events(&self) -> &dyn $crate::EventStore {
+            self
+        }
+        fn settings(&self) -> &dyn $crate::SettingsStore {
+            self
+        }
+        fn webhooks(&self) -> &dyn $crate::WebhookStore {
+            self
+        }
+        fn retention(&self) -> &dyn $crate::RetentionStore {
+            self
+        }
+        fn bulk(&self) -> &dyn $crate::BulkStore {
+            self
+        }
+    };
+}
 
 pub mod assistants;
 pub mod attachments;
+pub mod auth;
 pub mod bulk;
 mod channels;
+pub mod conversations;
 mod counters;
 pub mod events;
 pub mod insights;
@@ -52,12 +102,21 @@ mod sql;
 pub mod sqlite;
 pub mod sqlite_file;
 pub mod testing;
+pub mod transfer;
 pub mod webhooks;
+pub mod widgets;
+pub mod workspaces;
 
 pub use assistants::AssistantStore;
 pub use attachments::{Admission, AttachmentStore, AttachmentUsage};
+pub use auth::{AuthStore, NewSession, SessionRecord};
 pub use bulk::{BulkAction, BulkState, BulkStore, NewBulkAction};
 pub use channels::{ChannelStore, ConfigEdit, MessageEdit};
+pub use conversations::{
+    ConversationCount, ConversationPage, ConversationStore, IngestBatch, IngestOutcome,
+    IngestTarget, ListedConversation, MessageOutcome, MessagePage, NewConversation, NewMessage,
+    SEARCH_COUNT_CAP, SEARCH_PROBE_LIMIT, SearchMatch,
+};
 pub use events::{EventFilter, EventStore, EventType, StoredEvent};
 pub use insights::{
     AssistantTotals, ChangedConversation, InsightCursor, InsightGrouping, InsightStore,
@@ -69,7 +128,10 @@ pub use retention::{
     RetentionPolicy, RetentionStore,
 };
 pub use settings::{Invite, NewInvite, SettingsStore, WorkspaceSettings};
+pub use transfer::TransferStore;
 pub use webhooks::WebhookStore;
+pub use widgets::WidgetStore;
+pub use workspaces::WorkspaceStore;
 
 /// What a store operation can fail with.
 #[derive(Debug)]
@@ -156,76 +218,28 @@ impl std::error::Error for StoreError {
     }
 }
 
+/// Maps a driver error to `Conflict { code, message }` when `is_unique` says it broke a unique
+/// index, else to the backend error it converts to: what both backends' `conflict_on_unique`
+/// hand to `map_err`.
+pub(crate) fn conflict_on_unique<E: Into<StoreError>>(
+    is_unique: fn(&E) -> bool,
+    code: &'static str,
+    message: impl FnOnce() -> String,
+) -> impl FnOnce(E) -> StoreError {
+    move |e| {
+        if is_unique(&e) {
+            StoreError::Conflict {
+                code,
+                message: message(),
+            }
+        } else {
+            e.into()
+        }
+    }
+}
+
 /// Store results.
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
-
-/// A conversation to create, fully resolved by the ingest path (defaults applied, times set).
-#[derive(Debug, Clone, PartialEq)]
-pub struct NewConversation {
-    /// Its id: fresh, or the one an export carried.
-    pub id: ConversationId,
-    /// Whether `id` came from the client (an export): if a conversation with this id exists in
-    /// the workspace, it is the target instead of a new one.
-    pub id_from_client: bool,
-    /// The client's id, unique per workspace.
-    pub external_id: Option<String>,
-    /// Who handles it: by id, or by name + company (created when missing).
-    pub assistant: AssistantRef,
-    /// Channel.
-    pub channel: Channel,
-    /// Status.
-    pub status: ConversationStatus,
-    /// Contact.
-    pub contact: Option<String>,
-    /// Session id.
-    pub session_id: Option<String>,
-    /// Start time.
-    pub started_at: Timestamp,
-    /// End time.
-    pub ended_at: Option<Timestamp>,
-    /// End reason.
-    pub end_reason: Option<String>,
-    /// Rating with its time.
-    pub rating: Option<(Rating, Timestamp)>,
-    /// Sentiment.
-    pub sentiment: Option<Sentiment>,
-    /// Converted flag.
-    pub converted: Option<bool>,
-    /// Variables.
-    pub variables: Vec<Variable>,
-    /// Memory object.
-    pub memory: serde_json::Map<String, serde_json::Value>,
-    /// The assistant version that handles it, when Parley's runtime does.
-    pub assistant_version: Option<i64>,
-}
-
-/// A message to store, validated and priced by the ingest path.
-#[derive(Debug, Clone, PartialEq)]
-pub struct NewMessage {
-    /// Its id: fresh, or the one an export carried.
-    pub id: MessageId,
-    /// Whether `id` came from the client: a message with this id already in the conversation is
-    /// a duplicate.
-    pub id_from_client: bool,
-    /// The channel's own message id.
-    pub external_id: Option<String>,
-    /// Role.
-    pub role: Role,
-    /// Text.
-    pub content: String,
-    /// Time written.
-    pub created_at: Timestamp,
-    /// Model.
-    pub model: Option<String>,
-    /// Tokens.
-    pub usage: Option<Usage>,
-    /// Cost in nano-USD.
-    pub cost_nanousd: Option<i64>,
-    /// Where the cost came from.
-    pub cost_source: Option<CostSource>,
-    /// How it was produced (stored only when not empty).
-    pub meta: MessageMeta,
-}
 
 /// An assistant to create or a new version of one: everything but its id, version and times.
 #[derive(Debug, Clone, PartialEq)]
@@ -239,155 +253,6 @@ pub struct NewAssistant {
     /// Settings, with any provider key already sealed.
     pub settings: AssistantSettings,
 }
-
-/// Where an ingest batch's messages go.
-#[derive(Debug, Clone, PartialEq)]
-pub enum IngestTarget {
-    /// A conversation to create, unless its `id` or `external_id` already exists in the
-    /// workspace, in which case that one is the target.
-    New(Box<NewConversation>),
-    /// An existing conversation of the workspace.
-    Existing(ConversationId),
-}
-
-/// One unit of ingestion: a target conversation and messages to append to it.
-#[derive(Debug, Clone, PartialEq)]
-pub struct IngestBatch {
-    /// The conversation.
-    pub target: IngestTarget,
-    /// Messages to append, in order.
-    pub messages: Vec<NewMessage>,
-}
-
-/// What happened to one message of a batch.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(tag = "outcome", rename_all = "snake_case")]
-pub enum MessageOutcome {
-    /// Stored under this id.
-    Stored {
-        /// The new message's id.
-        id: MessageId,
-    },
-    /// Already stored (same `id` or `external_id`): nothing written.
-    Duplicate {
-        /// The id of the message already stored.
-        id: MessageId,
-    },
-    /// Not stored: the conversation already existed and the message carries neither `id` nor
-    /// `external_id`, so Parley cannot tell whether it is a repeat.
-    Skipped,
-}
-
-/// What one ingest batch did.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct IngestOutcome {
-    /// The conversation written to.
-    pub conversation_id: ConversationId,
-    /// Whether it was created by this batch.
-    pub created: bool,
-    /// One entry per input message, in input order.
-    pub messages: Vec<MessageOutcome>,
-}
-
-impl IngestOutcome {
-    /// How many messages were newly stored.
-    pub fn stored(&self) -> usize {
-        self.messages
-            .iter()
-            .filter(|m| matches!(m, MessageOutcome::Stored { .. }))
-            .count()
-    }
-}
-
-/// Where a search term matched a listed conversation.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct SearchMatch {
-    /// `content`, `session_id`, `contact` or `assistant_name`.
-    pub field: &'static str,
-    /// The matching message (the most recent one), when `field` is `content`.
-    pub message_id: Option<MessageId>,
-    /// The text around the match.
-    pub snippet: Snippet,
-}
-
-/// A conversation in a list, with where a search matched it.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct ListedConversation {
-    /// The row.
-    #[serde(flatten)]
-    pub conversation: ConversationSummary,
-    /// Present when the list was searched (`q`).
-    #[serde(rename = "match", skip_serializing_if = "Option::is_none")]
-    pub search_match: Option<SearchMatch>,
-}
-
-/// One page of the conversation list.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct ConversationPage {
-    /// The rows.
-    pub items: Vec<ListedConversation>,
-    /// The cursor of the next page; `None` on the last page.
-    pub next_cursor: Option<String>,
-}
-
-/// A count of conversations.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-pub struct ConversationCount {
-    /// The number.
-    pub count: u64,
-    /// False when counting stopped at a cap (a search matching very many conversations):
-    /// the true count is at least `count`.
-    pub exact: bool,
-}
-
-/// One page of a transcript.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct MessagePage {
-    /// Messages in the requested order.
-    pub items: Vec<Message>,
-    /// 1-based page number.
-    pub page: u32,
-    /// Page size.
-    pub per_page: u32,
-    /// Messages the query counts (visible ones, or all with `include=all`).
-    pub total: i64,
-    /// Number of pages.
-    pub total_pages: i64,
-}
-
-/// A sign-in session to store.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct NewSession {
-    /// SHA-256 of the session cookie's token (the token itself is never stored).
-    pub token_hash: [u8; 32],
-    /// The signed-in user.
-    pub user_id: UserId,
-    /// The session's CSRF token, embedded in its pages and checked on every change.
-    pub csrf_token: String,
-    /// When it was created.
-    pub created_at: Timestamp,
-    /// When it stops being valid.
-    pub expires_at: Timestamp,
-}
-
-/// A valid session, with its user.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SessionRecord {
-    /// The signed-in user.
-    pub user: User,
-    /// The session's CSRF token.
-    pub csrf_token: String,
-    /// When it stops being valid.
-    pub expires_at: Timestamp,
-}
-
-/// How many conversations a search probes the full-text index for before it switches to
-/// walking the list in sort order (a common term matches early rows anyway).
-pub const SEARCH_PROBE_LIMIT: usize = 10_000;
-
-/// Counting a search whose term is too common for the index probe stops here and reports
-/// `exact: false` (an exact count of a common term would read most of the database).
-pub const SEARCH_COUNT_CAP: u64 = 1_000;
 
 /// The storage interface. Every method but the workspace and key lookups is scoped to one
 /// workspace; ids of other workspaces behave as if they did not exist.
@@ -421,203 +286,20 @@ pub trait Store: Send + Sync + 'static {
     fn retention(&self) -> &dyn RetentionStore;
     /// Bulk action records and the batched conversation patch (issue 14): see [`BulkStore`].
     fn bulk(&self) -> &dyn BulkStore;
-
-    /// Creates a workspace. Errors: `Conflict("workspace_exists")` if the slug is taken.
-    async fn create_workspace(&self, slug: &str, name: &str) -> Result<Workspace>;
-    /// Every workspace, oldest first.
-    async fn list_workspaces(&self) -> Result<Vec<Workspace>>;
-    /// The workspace with this slug.
-    async fn workspace_by_slug(&self, slug: &str) -> Result<Option<Workspace>>;
-
-    /// Stores a new API key's record; `secret_hash` is the SHA-256 of the full key.
-    async fn create_api_key(
-        &self,
-        workspace: WorkspaceId,
-        name: &str,
-        prefix: &str,
-        secret_hash: [u8; 32],
-    ) -> Result<ApiKey>;
-    /// The key whose secret hashes to `secret_hash`, revoked or not.
-    async fn api_key_by_hash(&self, secret_hash: [u8; 32]) -> Result<Option<ApiKey>>;
-    /// The workspace's keys, newest first.
-    async fn list_api_keys(&self, workspace: WorkspaceId) -> Result<Vec<ApiKey>>;
-    /// Revokes a key. Errors: `NotFound("api key")`.
-    async fn revoke_api_key(&self, workspace: WorkspaceId, id: ApiKeyId) -> Result<()>;
-
-    /// Writes batches atomically: either every batch is applied or none. See [`IngestTarget`]
-    /// and [`MessageOutcome`] for the de-duplication rules. Errors: `NotFound("conversation")`
-    /// for an `Existing` target not in the workspace, `NotFound("assistant")` for an unknown
-    /// assistant id, `Conflict("id_conflict")` for a client message id of another conversation
-    /// of the workspace. Client ids that another workspace uses are stored under stand-ins
-    /// (see [`scoped_ids`]), never refused.
-    async fn ingest(
-        &self,
-        workspace: WorkspaceId,
-        batches: Vec<IngestBatch>,
-    ) -> Result<Vec<IngestOutcome>>;
-
-    /// Applies a patch; returns the updated record, or `None` if the conversation is not in
-    /// the workspace.
-    async fn update_conversation(
-        &self,
-        workspace: WorkspaceId,
-        id: ConversationId,
-        patch: &ConversationPatch,
-    ) -> Result<Option<ConversationDetail>>;
-
-    /// Deletes a conversation with everything that belongs to it, in one transaction: a batch
-    /// of one of [`RetentionStore::delete_conversations`] (the one delete path). Its
-    /// attachment files are not removed here: the server's `media::delete_conversation` does
-    /// that with the keys the batch returns. Returns false if it was not in the workspace.
-    async fn delete_conversation(&self, workspace: WorkspaceId, id: ConversationId)
-    -> Result<bool>;
-
-    /// One page of the list.
-    async fn list_conversations(
-        &self,
-        workspace: WorkspaceId,
-        query: &ListQuery,
-    ) -> Result<ConversationPage>;
-    /// How many conversations match the filter.
-    async fn count_conversations(
-        &self,
-        workspace: WorkspaceId,
-        filter: &ConversationFilter,
-    ) -> Result<ConversationCount>;
-    /// The workspace's conversation count, read from the maintained counter (no scan).
-    async fn conversation_total(&self, workspace: WorkspaceId) -> Result<u64>;
-    /// A conversation's full record.
-    async fn get_conversation(
-        &self,
-        workspace: WorkspaceId,
-        id: ConversationId,
-    ) -> Result<Option<ConversationDetail>>;
-    /// A page of a conversation's transcript; `None` if the conversation is not in the
-    /// workspace. A page past the end is empty.
-    async fn list_messages(
-        &self,
-        workspace: WorkspaceId,
-        id: ConversationId,
-        query: &TranscriptQuery,
-    ) -> Result<Option<MessagePage>>;
-    /// Full records with all messages (oldest first) for export, in the order of `ids`;
-    /// ids not in the workspace are left out.
-    async fn export_conversations(
-        &self,
-        workspace: WorkspaceId,
-        ids: &[ConversationId],
-    ) -> Result<Vec<ConversationExport>>;
-
-    /// Creates a dashboard user; `email` must already be lowercased and `password_hash` a PHC
-    /// string. Errors: `Conflict("user_exists")`, `NotFound("workspace")`.
-    async fn create_user(
-        &self,
-        workspace: WorkspaceId,
-        email: &str,
-        password_hash: &str,
-        role: UserRole,
-    ) -> Result<User>;
-    /// The user with this (lowercased) email and their password hash.
-    async fn user_for_login(&self, email: &str) -> Result<Option<(User, String)>>;
-    /// The workspace's users, by email.
-    async fn list_users(&self, workspace: WorkspaceId) -> Result<Vec<User>>;
-    /// Stores a sign-in session (and sweeps expired ones).
-    async fn create_session(&self, session: &NewSession) -> Result<()>;
-    /// The session whose token hashes to `token_hash`, if it exists and has not expired at `now`.
-    async fn session(&self, token_hash: [u8; 32], now: Timestamp) -> Result<Option<SessionRecord>>;
-    /// Ends a session (signing out). Deleting an unknown session is not an error.
-    async fn delete_session(&self, token_hash: [u8; 32]) -> Result<()>;
-    /// Records a failed sign-in against each subject (`email:...`, `ip:...`).
-    async fn record_login_failure(&self, subjects: &[String], at: Timestamp) -> Result<()>;
-    /// Failed sign-ins of `subject` at or after `since`.
-    async fn login_failures_since(&self, subject: &str, since: Timestamp) -> Result<u64>;
-    /// Forgets `subject`'s failures before `before` (after a successful sign-in, or to expire
-    /// old entries).
-    async fn clear_login_failures(&self, subject: &str, before: Timestamp) -> Result<()>;
-    /// Counts a sign-in attempt *before* its password is checked, atomically with the check of
-    /// the limits: when any `(subject, limit)` of `limits` already has `limit` or more entries at
-    /// or after `since`, nothing is recorded and the answer is `false` (refuse the attempt);
-    /// otherwise one entry is recorded at `at` for every subject and the answer is `true`.
-    /// Concurrent claims for one subject are serialised (SQLite: the one writer connection;
-    /// PostgreSQL: a transaction-scoped advisory lock per subject), so at most `limit` claims
-    /// succeed in a window however many arrive at once, on one server or several. A failed
-    /// sign-in keeps its entry; a successful one takes it back with
-    /// [`Store::release_login_attempt`].
-    async fn claim_login_attempt(
-        &self,
-        limits: &[(String, u64)],
-        since: Timestamp,
-        at: Timestamp,
-    ) -> Result<bool>;
-    /// Takes back one entry of `subject` recorded at `at` by [`Store::claim_login_attempt`]
-    /// (that sign-in succeeded). No entry is not an error.
-    async fn release_login_attempt(&self, subject: &str, at: Timestamp) -> Result<()>;
-
-    /// `parley migrate-store`: the workspace's users with their password hashes.
-    async fn export_users(&self, workspace: WorkspaceId) -> Result<Vec<(User, String)>>;
-    /// `parley migrate-store`: the workspace's API keys with their secret hashes.
-    async fn export_api_keys(&self, workspace: WorkspaceId) -> Result<Vec<(ApiKey, [u8; 32])>>;
-    /// `parley migrate-store`: stores a workspace as it is (same id, slug, name, time).
-    /// Errors: `Conflict("workspace_exists")`.
-    async fn import_workspace(&self, workspace: &Workspace) -> Result<()>;
-    /// `parley migrate-store`: stores an assistant with its id, current version and version
-    /// history (`versions`, any order), unless that id exists already.
-    async fn import_assistant(
-        &self,
-        workspace: WorkspaceId,
-        assistant: &Assistant,
-        versions: &[AssistantVersion],
-    ) -> Result<()>;
-    /// `parley migrate-store`: stores a user with its id and password hash, unless its id or
-    /// email exists already.
-    async fn import_user(&self, user: &User, password_hash: &str) -> Result<()>;
-    /// `parley migrate-store`: stores an API key with its id and secret hash, unless it exists.
-    async fn import_api_key(&self, key: &ApiKey, secret_hash: [u8; 32]) -> Result<()>;
-
-    /// The assistant's widget, if one was saved.
-    async fn widget_for_assistant(
-        &self,
-        workspace: WorkspaceId,
-        assistant: AssistantId,
-    ) -> Result<Option<WidgetRecord>>;
-    /// The widget whose public key is `public_key` (any workspace: the key is the credential).
-    async fn widget_by_key(&self, public_key: &str) -> Result<Option<WidgetRecord>>;
-    /// Creates or replaces the assistant's widget (key and settings).
-    /// Errors: `NotFound` for an assistant outside the workspace; `Conflict("widget_key_taken")`
-    /// if another widget has the key.
-    async fn save_widget(&self, widget: &WidgetRecord) -> Result<()>;
-    /// Stores `widget` unless the assistant has one already, and returns the assistant's
-    /// stored widget either way: the first visit to the widget settings page keeps the key it
-    /// shows, even when two visits race. Errors: as [`Store::save_widget`].
-    async fn create_widget(&self, widget: &WidgetRecord) -> Result<WidgetRecord>;
-    /// Creates or replaces a tracker session (by id, within the workspace; a session of another
-    /// workspace with the same id is left alone and `Conflict("tracker_session_taken")` returned).
-    async fn save_tracker_session(&self, session: &TrackerSession) -> Result<()>;
-    /// A tracker session of the workspace.
-    async fn tracker_session(
-        &self,
-        workspace: WorkspaceId,
-        id: uuid::Uuid,
-    ) -> Result<Option<TrackerSession>>;
-    /// Links a widget conversation to the visit it came from (replacing an earlier link of that
-    /// conversation). Errors: `NotFound` when the session is not the workspace's.
-    async fn link_tracker_session(
-        &self,
-        workspace: WorkspaceId,
-        session: uuid::Uuid,
-        conversation: ConversationId,
-    ) -> Result<()>;
-    /// Creates or replaces a pageview, event or trigger (by id) of a session of the workspace.
-    /// Errors: `NotFound` when the session is not the workspace's.
-    async fn save_tracker_item(&self, workspace: WorkspaceId, item: &TrackerItem) -> Result<()>;
-    /// The tracker session linked to a conversation, with its items (oldest first; at most
-    /// 1,000). Deleting the conversation removes the link, and the session with its items once
-    /// no other conversation links to it.
-    async fn tracker_for_conversation(
-        &self,
-        workspace: WorkspaceId,
-        conversation: ConversationId,
-    ) -> Result<Option<TrackerRecord>>;
+    /// Conversations and their messages: the one ingest write, patches, the delete, the list
+    /// and its counts, transcripts and exports: see [`ConversationStore`].
+    fn conversations(&self) -> &dyn ConversationStore;
+    /// Workspaces (the tenants) and their API keys: see [`WorkspaceStore`].
+    fn workspaces(&self) -> &dyn WorkspaceStore;
+    /// `parley migrate-store`: whole records with their hashes out of one store and verbatim
+    /// into another: see [`TransferStore`].
+    fn transfer(&self) -> &dyn TransferStore;
+    /// Website widgets (one per assistant, found by public key) and the visitor tracker's
+    /// sessions, pageviews, events and triggers: see [`WidgetStore`].
+    fn widgets(&self) -> &dyn WidgetStore;
+    /// Dashboard users, sign-in sessions and the sign-in failure counts that rate-limit
+    /// sign-in: see [`AuthStore`].
+    fn auth(&self) -> &dyn AuthStore;
 
     /// What the connection pool (and, on SQLite, the write-ahead log) looks like now, for
     /// `/metrics`. Cheap: reads counters and one file size, never the database.

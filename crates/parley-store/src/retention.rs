@@ -3,7 +3,7 @@
 //! generic **audit log** (who did what to what, with a JSON object of details).
 //!
 //! The one way a conversation is deleted is [`RetentionStore::delete_conversations`] (the
-//! single delete, [`crate::Store::delete_conversation`], is a batch of one): in one transaction
+//! single delete, [`crate::ConversationStore::delete_conversation`], is a batch of one): in one transaction
 //! per batch it removes the conversations, their messages (and with them the search index
 //! entries of both backends), variables, insights, event log entries, queued jobs and tracker
 //! links (and a tracker session no other conversation links to), and returns the storage keys

@@ -78,7 +78,12 @@ fn new_batch(c: NewConversation, messages: Vec<NewMessage>) -> IngestBatch {
 }
 
 async fn workspace(store: &dyn Store, slug: &str) -> WorkspaceId {
-    store.create_workspace(slug, slug).await.unwrap().id
+    store
+        .workspaces()
+        .create_workspace(slug, slug)
+        .await
+        .unwrap()
+        .id
 }
 
 async fn create(
@@ -88,6 +93,7 @@ async fn create(
     messages: Vec<NewMessage>,
 ) -> ConversationId {
     let out = store
+        .conversations()
         .ingest(ws, vec![new_batch(c, messages)])
         .await
         .unwrap();
@@ -112,6 +118,7 @@ fn q(term: &str) -> ConversationFilter {
 
 async fn ids(store: &dyn Store, ws: WorkspaceId, query: ListQuery) -> Vec<ConversationId> {
     store
+        .conversations()
         .list_conversations(ws, &query)
         .await
         .unwrap()
@@ -122,33 +129,61 @@ async fn ids(store: &dyn Store, ws: WorkspaceId, query: ListQuery) -> Vec<Conver
 }
 
 async fn workspaces_and_api_keys(store: Arc<dyn Store>) {
-    let ws = store.create_workspace("acme", "Acme Inc").await.unwrap();
+    let ws = store
+        .workspaces()
+        .create_workspace("acme", "Acme Inc")
+        .await
+        .unwrap();
     assert!(matches!(
-        store.create_workspace("acme", "Other").await,
+        store.workspaces().create_workspace("acme", "Other").await,
         Err(StoreError::Conflict {
             code: "workspace_exists",
             ..
         })
     ));
     assert_eq!(
-        store.workspace_by_slug("acme").await.unwrap().unwrap().id,
+        store
+            .workspaces()
+            .workspace_by_slug("acme")
+            .await
+            .unwrap()
+            .unwrap()
+            .id,
         ws.id
     );
-    assert_eq!(store.list_workspaces().await.unwrap().len(), 1);
+    assert_eq!(store.workspaces().list_workspaces().await.unwrap().len(), 1);
 
     let key = store
+        .workspaces()
         .create_api_key(ws.id, "ci", "pk_abcd", [7; 32])
         .await
         .unwrap();
-    let found = store.api_key_by_hash([7; 32]).await.unwrap().unwrap();
+    let found = store
+        .workspaces()
+        .api_key_by_hash([7; 32])
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(
         (found.id, found.workspace_id, found.revoked_at),
         (key.id, ws.id, None)
     );
-    assert!(store.api_key_by_hash([8; 32]).await.unwrap().is_none());
-    store.revoke_api_key(ws.id, key.id).await.unwrap();
     assert!(
         store
+            .workspaces()
+            .api_key_by_hash([8; 32])
+            .await
+            .unwrap()
+            .is_none()
+    );
+    store
+        .workspaces()
+        .revoke_api_key(ws.id, key.id)
+        .await
+        .unwrap();
+    assert!(
+        store
+            .workspaces()
             .api_key_by_hash([7; 32])
             .await
             .unwrap()
@@ -158,7 +193,7 @@ async fn workspaces_and_api_keys(store: Arc<dyn Store>) {
     );
     let other = workspace(&*store, "other").await;
     assert!(matches!(
-        store.revoke_api_key(other, key.id).await,
+        store.workspaces().revoke_api_key(other, key.id).await,
         Err(StoreError::NotFound { .. })
     ));
 }
@@ -215,6 +250,7 @@ async fn assistants_are_unique_by_name_and_company(store: Arc<dyn Store>) {
     let id = create(&*store, ws, c, vec![]).await;
     assert_eq!(
         store
+            .conversations()
             .get_conversation(ws, id)
             .await
             .unwrap()
@@ -238,6 +274,7 @@ async fn assistants_are_unique_by_name_and_company(store: Arc<dyn Store>) {
         company: None,
     };
     let err = store
+        .conversations()
         .ingest(other, vec![new_batch(c, vec![])])
         .await
         .unwrap_err();
@@ -317,7 +354,12 @@ async fn assistants_keep_versions(store: Arc<dyn Store>) {
             .collect::<Vec<_>>(),
         vec![(2, "Ava Prime", "Be very brief."), (1, "Ava", "Be brief.")]
     );
-    let renamed = store.get_conversation(ws, id).await.unwrap().unwrap();
+    let renamed = store
+        .conversations()
+        .get_conversation(ws, id)
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(renamed.summary.assistant.name, "Ava Prime");
     assert_eq!(
         ids(&*store, ws, list(q("prime"), "-date", 10)).await,
@@ -415,7 +457,11 @@ async fn message_meta_round_trips(store: Arc<dyn Store>) {
         ],
     )
     .await;
-    let export = store.export_conversations(ws, &[id]).await.unwrap();
+    let export = store
+        .conversations()
+        .export_conversations(ws, &[id])
+        .await
+        .unwrap();
     let stored: Vec<&MessageMeta> = export[0].messages.iter().map(|m| &m.meta).collect();
     assert_eq!(
         stored,
@@ -428,6 +474,7 @@ async fn message_meta_round_trips(store: Arc<dyn Store>) {
     );
     assert_eq!(export[0].detail.assistant_version, Some(3));
     let page = store
+        .conversations()
         .list_messages(
             ws,
             id,
@@ -449,7 +496,10 @@ async fn message_meta_round_trips(store: Arc<dyn Store>) {
 
 async fn ingest_keeps_counters(store: Arc<dyn Store>) {
     let ws = workspace(&*store, "w").await;
-    assert_eq!(store.conversation_total(ws).await.unwrap(), 0);
+    assert_eq!(
+        store.conversations().conversation_total(ws).await.unwrap(),
+        0
+    );
     let mut priced = msg(Role::Assistant, "Hello **there**", T0 + 2_000);
     priced.model = Some("gpt-4o".into());
     priced.usage = Some(Usage {
@@ -488,7 +538,12 @@ async fn ingest_keeps_counters(store: Arc<dyn Store>) {
         ],
     )
     .await;
-    let d = store.get_conversation(ws, id).await.unwrap().unwrap();
+    let d = store
+        .conversations()
+        .get_conversation(ws, id)
+        .await
+        .unwrap()
+        .unwrap();
     let s = &d.summary;
     assert_eq!(s.message_count, 4, "visible messages");
     assert_eq!(d.stored_message_count, 6);
@@ -510,6 +565,7 @@ async fn ingest_keeps_counters(store: Arc<dyn Store>) {
     assert_eq!(d.memory["nested"]["a"][1], 2, "memory kept exactly");
     assert_eq!(d.memory.keys().collect::<Vec<_>>(), ["name", "nested"]);
     let patched = store
+        .conversations()
         .update_conversation(
             ws,
             id,
@@ -524,9 +580,13 @@ async fn ingest_keeps_counters(store: Arc<dyn Store>) {
         ["name", "nested", "zeta", "alpha"],
         "key order as stored"
     );
-    assert_eq!(store.conversation_total(ws).await.unwrap(), 1);
+    assert_eq!(
+        store.conversations().conversation_total(ws).await.unwrap(),
+        1
+    );
     // Appending updates the counters again.
     store
+        .conversations()
         .ingest(
             ws,
             vec![IngestBatch {
@@ -536,7 +596,12 @@ async fn ingest_keeps_counters(store: Arc<dyn Store>) {
         )
         .await
         .unwrap();
-    let d = store.get_conversation(ws, id).await.unwrap().unwrap();
+    let d = store
+        .conversations()
+        .get_conversation(ws, id)
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!((d.summary.message_count, d.stored_message_count), (5, 7));
     assert_eq!(
         d.summary.last_message_preview.as_deref(),
@@ -553,6 +618,7 @@ async fn ingest_is_idempotent(store: Arc<dyn Store>) {
         msg(Role::Assistant, "two", T0 + 1),
     ];
     let first = store
+        .conversations()
         .ingest(ws, vec![new_batch(c.clone(), messages.clone())])
         .await
         .unwrap();
@@ -562,6 +628,7 @@ async fn ingest_is_idempotent(store: Arc<dyn Store>) {
     let mut retry = c.clone();
     retry.id = ConversationId::new();
     let again = store
+        .conversations()
         .ingest(ws, vec![new_batch(retry, messages.clone())])
         .await
         .unwrap();
@@ -572,10 +639,14 @@ async fn ingest_is_idempotent(store: Arc<dyn Store>) {
         MessageOutcome::Duplicate { .. }
     ));
     assert_eq!(again[0].messages[1], MessageOutcome::Skipped);
-    assert_eq!(store.conversation_total(ws).await.unwrap(), 1);
+    assert_eq!(
+        store.conversations().conversation_total(ws).await.unwrap(),
+        1
+    );
     // Appends de-duplicate by external id, also within one batch.
     let id = first[0].conversation_id;
     let out = store
+        .conversations()
         .ingest(
             ws,
             vec![IngestBatch {
@@ -590,12 +661,18 @@ async fn ingest_is_idempotent(store: Arc<dyn Store>) {
         .await
         .unwrap();
     assert_eq!(out[0].stored(), 1);
-    let d = store.get_conversation(ws, id).await.unwrap().unwrap();
+    let d = store
+        .conversations()
+        .get_conversation(ws, id)
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(d.summary.message_count, 3);
     // Two creates of one new external id in one request: one conversation.
     let mut twin = conv("Ava", T0);
     twin.external_id = Some("chat-2".into());
     let out = store
+        .conversations()
         .ingest(
             ws,
             vec![
@@ -615,6 +692,7 @@ async fn ingest_is_idempotent(store: Arc<dyn Store>) {
     assert!(out[0].created && !out[1].created);
     assert_eq!(
         store
+            .conversations()
             .get_conversation(ws, out[0].conversation_id)
             .await
             .unwrap()
@@ -625,6 +703,7 @@ async fn ingest_is_idempotent(store: Arc<dyn Store>) {
     );
     // Export ids: a re-import of the same ids stores nothing.
     let export = store
+        .conversations()
         .export_conversations(ws, &[id])
         .await
         .unwrap()
@@ -642,6 +721,7 @@ async fn ingest_is_idempotent(store: Arc<dyn Store>) {
         })
         .collect();
     let out = store
+        .conversations()
         .ingest(ws, vec![new_batch(by_id.clone(), replay.clone())])
         .await
         .unwrap();
@@ -652,6 +732,7 @@ async fn ingest_is_idempotent(store: Arc<dyn Store>) {
     let stand_in = parley_store::scoped_ids::scoped_id(other, id.0);
     for repeat in [false, true] {
         let out = store
+            .conversations()
             .ingest(other, vec![new_batch(by_id.clone(), replay.clone())])
             .await
             .unwrap();
@@ -677,6 +758,7 @@ async fn ingest_is_idempotent(store: Arc<dyn Store>) {
         ..msg(Role::User, "mine", T0 + 99)
     };
     store
+        .conversations()
         .ingest(
             ws,
             vec![IngestBatch {
@@ -687,6 +769,7 @@ async fn ingest_is_idempotent(store: Arc<dyn Store>) {
         .await
         .unwrap();
     let out = store
+        .conversations()
         .ingest(
             other,
             vec![IngestBatch {
@@ -703,12 +786,24 @@ async fn ingest_is_idempotent(store: Arc<dyn Store>) {
         }
     );
     // The first workspace's record is untouched.
-    let mine = store.get_conversation(ws, id).await.unwrap().unwrap();
+    let mine = store
+        .conversations()
+        .get_conversation(ws, id)
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(
         mine.summary.message_count,
         export.detail.summary.message_count + 1
     );
-    assert!(store.get_conversation(other, id).await.unwrap().is_none());
+    assert!(
+        store
+            .conversations()
+            .get_conversation(other, id)
+            .await
+            .unwrap()
+            .is_none()
+    );
 }
 
 async fn ingest_batches_are_atomic(store: Arc<dyn Store>) {
@@ -718,14 +813,21 @@ async fn ingest_batches_are_atomic(store: Arc<dyn Store>) {
         target: IngestTarget::Existing(ConversationId::new()),
         messages: vec![msg(Role::User, "x", T0)],
     };
-    let err = store.ingest(ws, vec![good, bad]).await.unwrap_err();
+    let err = store
+        .conversations()
+        .ingest(ws, vec![good, bad])
+        .await
+        .unwrap_err();
     assert!(matches!(
         err,
         StoreError::NotFound {
             what: "conversation"
         }
     ));
-    assert_eq!(store.conversation_total(ws).await.unwrap(), 0);
+    assert_eq!(
+        store.conversations().conversation_total(ws).await.unwrap(),
+        0
+    );
     assert!(
         ids(&*store, ws, list(Default::default(), "-date", 50))
             .await
@@ -771,6 +873,7 @@ async fn patch_updates_and_merges(store: Arc<dyn Store>) {
     }))
     .unwrap();
     let d = store
+        .conversations()
         .update_conversation(ws, id, &patch)
         .await
         .unwrap()
@@ -817,6 +920,7 @@ async fn patch_updates_and_merges(store: Arc<dyn Store>) {
     );
     // null removes the rating.
     let d = store
+        .conversations()
         .update_conversation(
             ws,
             id,
@@ -829,6 +933,7 @@ async fn patch_updates_and_merges(store: Arc<dyn Store>) {
     let other = workspace(&*store, "o").await;
     assert!(
         store
+            .conversations()
             .update_conversation(other, id, &patch)
             .await
             .unwrap()
@@ -889,7 +994,11 @@ async fn keyset_pagination_covers_every_sort(store: Arc<dyn Store>) {
         let mut seen = Vec::new();
         let mut pages = 0;
         loop {
-            let page = store.list_conversations(ws, &query).await.unwrap();
+            let page = store
+                .conversations()
+                .list_conversations(ws, &query)
+                .await
+                .unwrap();
             seen.extend(page.items.iter().map(|i| i.conversation.clone()));
             pages += 1;
             match page.next_cursor {
@@ -960,6 +1069,7 @@ async fn filtered_pages_agree_under_every_sort(store: Arc<dyn Store>) {
     let ws = workspace(&*store, "w").await;
     corpus_of(&*store, ws, 120).await;
     let everything: Vec<_> = store
+        .conversations()
         .list_conversations(ws, &list(Default::default(), "-date", 200))
         .await
         .unwrap()
@@ -1013,7 +1123,11 @@ async fn filtered_pages_agree_under_every_sort(store: Arc<dyn Store>) {
             let mut query = list(filter.clone(), &sort.to_string(), 7);
             let mut seen = Vec::new();
             loop {
-                let page = store.list_conversations(ws, &query).await.unwrap();
+                let page = store
+                    .conversations()
+                    .list_conversations(ws, &query)
+                    .await
+                    .unwrap();
                 seen.extend(page.items.into_iter().map(|i| i.conversation));
                 match page.next_cursor {
                     Some(c) => query.cursor = Some(Cursor::decode(&c, sort).unwrap()),
@@ -1054,7 +1168,7 @@ async fn sparse_keys_under_a_date_range_page_exactly(store: Arc<dyn Store>) {
             .collect();
         batches.push(new_batch(c, messages));
     }
-    store.ingest(ws, batches).await.unwrap();
+    store.conversations().ingest(ws, batches).await.unwrap();
     let filter = ConversationFilter {
         channels: vec![Channel::Telegram],
         from: Some(Timestamp(T0)),
@@ -1065,7 +1179,11 @@ async fn sparse_keys_under_a_date_range_page_exactly(store: Arc<dyn Store>) {
         let mut query = list(filter.clone(), sort, 7);
         let mut seen = Vec::new();
         loop {
-            let page = store.list_conversations(ws, &query).await.unwrap();
+            let page = store
+                .conversations()
+                .list_conversations(ws, &query)
+                .await
+                .unwrap();
             seen.extend(page.items.iter().map(|i| i.conversation.message_count));
             match page.next_cursor {
                 Some(c) => query.cursor = Some(Cursor::decode(&c, query.sort).unwrap()),
@@ -1085,6 +1203,7 @@ async fn filters_combine_with_and(store: Arc<dyn Store>) {
     let ws = workspace(&*store, "w").await;
     corpus(&*store, ws).await;
     let everything = store
+        .conversations()
         .list_conversations(ws, &list(Default::default(), "-date", 200))
         .await
         .unwrap()
@@ -1166,7 +1285,11 @@ async fn filters_combine_with_and(store: Arc<dyn Store>) {
         );
         let got = ids(&*store, ws, list(filter.clone(), "-date", 200)).await;
         assert_eq!(got, expected, "{filter:?}");
-        let count = store.count_conversations(ws, &filter).await.unwrap();
+        let count = store
+            .conversations()
+            .count_conversations(ws, &filter)
+            .await
+            .unwrap();
         assert_eq!(
             (count.count, count.exact),
             (expected.len() as u64, true),
@@ -1175,6 +1298,7 @@ async fn filters_combine_with_and(store: Arc<dyn Store>) {
     }
     assert_eq!(
         store
+            .conversations()
             .count_conversations(ws, &Default::default())
             .await
             .unwrap()
@@ -1246,6 +1370,7 @@ async fn search_is_case_insensitive_substring(store: Arc<dyn Store>) {
     );
 
     let page = store
+        .conversations()
         .list_conversations(ws, &list(q("SCHÖN"), "-date", 50))
         .await
         .unwrap();
@@ -1253,6 +1378,7 @@ async fn search_is_case_insensitive_substring(store: Arc<dyn Store>) {
     assert_eq!((m.field, m.snippet.matched.as_str()), ("content", "schön"));
     assert_eq!(m.snippet.before, "Das Hotel war wirklich ");
     let page = store
+        .conversations()
         .list_conversations(ws, &list(q("alpha"), "-date", 50))
         .await
         .unwrap();
@@ -1265,12 +1391,18 @@ async fn search_is_case_insensitive_substring(store: Arc<dyn Store>) {
     let mut f = q("a");
     f.channels = vec![Channel::Widget];
     assert_eq!(
-        store.count_conversations(ws, &f).await.unwrap().count,
+        store
+            .conversations()
+            .count_conversations(ws, &f)
+            .await
+            .unwrap()
+            .count,
         2,
         "a and b; c (\"Ok 👍 x\", Zed) has no a"
     );
     f.assistants = vec![
         store
+            .conversations()
             .get_conversation(ws, b)
             .await
             .unwrap()
@@ -1285,6 +1417,7 @@ async fn search_is_case_insensitive_substring(store: Arc<dyn Store>) {
     );
     assert_eq!(
         store
+            .conversations()
             .count_conversations(ws, &q("schön"))
             .await
             .unwrap()
@@ -1312,6 +1445,7 @@ async fn transcript_pages(store: Arc<dyn Store>) {
         let store = store.clone();
         async move {
             store
+                .conversations()
                 .list_messages(
                     ws,
                     id,
@@ -1355,6 +1489,7 @@ async fn transcript_pages(store: Arc<dyn Store>) {
     let other = workspace(&*store, "o").await;
     assert!(
         store
+            .conversations()
             .list_messages(other, id, &TranscriptQuery::default())
             .await
             .unwrap()
@@ -1387,15 +1522,36 @@ async fn delete_leaves_no_trace(store: Arc<dyn Store>) {
         vec![msg(Role::User, "kept words", T0)],
     )
     .await;
-    assert_eq!(store.conversation_total(ws).await.unwrap(), 2);
-    assert!(store.delete_conversation(ws, gone).await.unwrap());
-    assert!(
-        !store.delete_conversation(ws, gone).await.unwrap(),
-        "second delete: not found"
+    assert_eq!(
+        store.conversations().conversation_total(ws).await.unwrap(),
+        2
     );
-    assert!(store.get_conversation(ws, gone).await.unwrap().is_none());
     assert!(
         store
+            .conversations()
+            .delete_conversation(ws, gone)
+            .await
+            .unwrap()
+    );
+    assert!(
+        !store
+            .conversations()
+            .delete_conversation(ws, gone)
+            .await
+            .unwrap(),
+        "second delete: not found"
+    );
+    assert!(
+        store
+            .conversations()
+            .get_conversation(ws, gone)
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert!(
+        store
+            .conversations()
             .list_messages(ws, gone, &TranscriptQuery::default())
             .await
             .unwrap()
@@ -1403,6 +1559,7 @@ async fn delete_leaves_no_trace(store: Arc<dyn Store>) {
     );
     assert!(
         store
+            .conversations()
             .update_conversation(
                 ws,
                 gone,
@@ -1417,6 +1574,7 @@ async fn delete_leaves_no_trace(store: Arc<dyn Store>) {
     );
     assert!(
         store
+            .conversations()
             .export_conversations(ws, &[gone])
             .await
             .unwrap()
@@ -1434,13 +1592,16 @@ async fn delete_leaves_no_trace(store: Arc<dyn Store>) {
         ids(&*store, ws, list(q("words"), "-date", 50)).await,
         vec![kept]
     );
-    assert_eq!(store.conversation_total(ws).await.unwrap(), 1);
+    assert_eq!(
+        store.conversations().conversation_total(ws).await.unwrap(),
+        1
+    );
     let append = IngestBatch {
         target: IngestTarget::Existing(gone),
         messages: vec![msg(Role::User, "late", T0)],
     };
     assert!(matches!(
-        store.ingest(ws, vec![append]).await,
+        store.conversations().ingest(ws, vec![append]).await,
         Err(StoreError::NotFound { .. })
     ));
 }
@@ -1457,7 +1618,14 @@ async fn workspaces_are_isolated(store: Arc<dyn Store>) {
         vec![msg(Role::User, "tenant A secret", T0)],
     )
     .await;
-    assert!(store.get_conversation(b, in_a).await.unwrap().is_none());
+    assert!(
+        store
+            .conversations()
+            .get_conversation(b, in_a)
+            .await
+            .unwrap()
+            .is_none()
+    );
     assert!(
         ids(&*store, b, list(Default::default(), "-date", 50))
             .await
@@ -1470,14 +1638,24 @@ async fn workspaces_are_isolated(store: Arc<dyn Store>) {
     );
     assert_eq!(
         store
+            .conversations()
             .count_conversations(b, &q("secret"))
             .await
             .unwrap()
             .count,
         0
     );
-    assert_eq!(store.conversation_total(b).await.unwrap(), 0);
-    assert!(!store.delete_conversation(b, in_a).await.unwrap());
+    assert_eq!(
+        store.conversations().conversation_total(b).await.unwrap(),
+        0
+    );
+    assert!(
+        !store
+            .conversations()
+            .delete_conversation(b, in_a)
+            .await
+            .unwrap()
+    );
     assert!(
         store
             .assistants()
@@ -1490,7 +1668,14 @@ async fn workspaces_are_isolated(store: Arc<dyn Store>) {
     c.id = ConversationId::new();
     let in_b = create(&*store, b, c, vec![]).await;
     assert_ne!(in_a, in_b);
-    assert!(store.get_conversation(a, in_a).await.unwrap().is_some());
+    assert!(
+        store
+            .conversations()
+            .get_conversation(a, in_a)
+            .await
+            .unwrap()
+            .is_some()
+    );
 }
 
 async fn concurrent_appends_lose_nothing(store: Arc<dyn Store>) {
@@ -1508,6 +1693,7 @@ async fn concurrent_appends_lose_nothing(store: Arc<dyn Store>) {
                 // Every message is sent twice, as a client retrying after a timeout would.
                 for _ in 0..2 {
                     store
+                        .conversations()
                         .ingest(
                             ws,
                             vec![IngestBatch {
@@ -1524,12 +1710,18 @@ async fn concurrent_appends_lose_nothing(store: Arc<dyn Store>) {
     for t in tasks {
         t.await.unwrap();
     }
-    let d = store.get_conversation(ws, id).await.unwrap().unwrap();
+    let d = store
+        .conversations()
+        .get_conversation(ws, id)
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(
         (d.summary.message_count, d.stored_message_count),
         (500, 500)
     );
     let export = store
+        .conversations()
         .export_conversations(ws, &[id])
         .await
         .unwrap()
@@ -1547,6 +1739,7 @@ async fn users_sessions_and_login_failures(store: Arc<dyn Store>) {
     use parley_store::NewSession;
     let ws = workspace(&*store, "w").await;
     let user = store
+        .auth()
         .create_user(
             ws,
             "ana@example.com",
@@ -1557,6 +1750,7 @@ async fn users_sessions_and_login_failures(store: Arc<dyn Store>) {
         .unwrap();
     assert!(matches!(
         store
+            .auth()
             .create_user(ws, "ana@example.com", "x", UserRole::Member)
             .await,
         Err(StoreError::Conflict {
@@ -1565,6 +1759,7 @@ async fn users_sessions_and_login_failures(store: Arc<dyn Store>) {
         })
     ));
     let (found, hash) = store
+        .auth()
         .user_for_login("ana@example.com")
         .await
         .unwrap()
@@ -1575,12 +1770,13 @@ async fn users_sessions_and_login_failures(store: Arc<dyn Store>) {
     );
     assert!(
         store
+            .auth()
             .user_for_login("bob@example.com")
             .await
             .unwrap()
             .is_none()
     );
-    assert_eq!(store.list_users(ws).await.unwrap().len(), 1);
+    assert_eq!(store.auth().list_users(ws).await.unwrap().len(), 1);
 
     let now = Timestamp(T0);
     let session = NewSession {
@@ -1590,21 +1786,22 @@ async fn users_sessions_and_login_failures(store: Arc<dyn Store>) {
         created_at: now,
         expires_at: now.add_millis(1_000),
     };
-    store.create_session(&session).await.unwrap();
-    let got = store.session([1; 32], now).await.unwrap().unwrap();
+    store.auth().create_session(&session).await.unwrap();
+    let got = store.auth().session([1; 32], now).await.unwrap().unwrap();
     assert_eq!((got.user.id, got.csrf_token.as_str()), (user.id, "csrf"));
     assert!(
         store
+            .auth()
             .session([1; 32], now.add_millis(1_000))
             .await
             .unwrap()
             .is_none(),
         "expired"
     );
-    assert!(store.session([2; 32], now).await.unwrap().is_none());
-    store.delete_session([1; 32]).await.unwrap();
+    assert!(store.auth().session([2; 32], now).await.unwrap().is_none());
+    store.auth().delete_session([1; 32]).await.unwrap();
     assert!(
-        store.session([1; 32], now).await.unwrap().is_none(),
+        store.auth().session([1; 32], now).await.unwrap().is_none(),
         "signed out"
     );
 
@@ -1614,12 +1811,14 @@ async fn users_sessions_and_login_failures(store: Arc<dyn Store>) {
     ];
     for i in 0..3 {
         store
+            .auth()
             .record_login_failure(&subjects, now.add_millis(i * 1_000))
             .await
             .unwrap();
     }
     assert_eq!(
         store
+            .auth()
             .login_failures_since("ip:127.0.0.1", now)
             .await
             .unwrap(),
@@ -1627,17 +1826,20 @@ async fn users_sessions_and_login_failures(store: Arc<dyn Store>) {
     );
     assert_eq!(
         store
+            .auth()
             .login_failures_since("ip:127.0.0.1", now.add_millis(1_500))
             .await
             .unwrap(),
         1
     );
     store
+        .auth()
         .clear_login_failures("email:ana@example.com", now.add_millis(10_000))
         .await
         .unwrap();
     assert_eq!(
         store
+            .auth()
             .login_failures_since("email:ana@example.com", now)
             .await
             .unwrap(),
@@ -1645,6 +1847,7 @@ async fn users_sessions_and_login_failures(store: Arc<dyn Store>) {
     );
     assert_eq!(
         store
+            .auth()
             .login_failures_since("ip:127.0.0.1", now)
             .await
             .unwrap(),
@@ -1666,6 +1869,7 @@ async fn login_attempts_are_claimed_atomically(store: Arc<dyn Store>) {
             let (store, limits) = (store.clone(), limits.clone());
             tokio::spawn(async move {
                 store
+                    .auth()
                     .claim_login_attempt(&limits, since, now)
                     .await
                     .unwrap()
@@ -1682,7 +1886,7 @@ async fn login_attempts_are_claimed_atomically(store: Arc<dyn Store>) {
     );
     let count = |s: String| {
         let store = store.clone();
-        async move { store.login_failures_since(&s, since).await.unwrap() }
+        async move { store.auth().login_failures_since(&s, since).await.unwrap() }
     };
     assert_eq!(count(email.clone()).await, 5);
     assert_eq!(count(ip.clone()).await, 5, "refused claims record nothing");
@@ -1691,23 +1895,35 @@ async fn login_attempts_are_claimed_atomically(store: Arc<dyn Store>) {
     let other = vec![("email:bob@example.com".to_owned(), 5), (ip.clone(), 8)];
     for expected in [true, true, true, false] {
         assert_eq!(
-            store.claim_login_attempt(&other, since, now).await.unwrap(),
+            store
+                .auth()
+                .claim_login_attempt(&other, since, now)
+                .await
+                .unwrap(),
             expected
         );
     }
     assert_eq!(count("email:bob@example.com".into()).await, 3);
-    store.release_login_attempt(&ip, now).await.unwrap();
+    store.auth().release_login_attempt(&ip, now).await.unwrap();
     assert_eq!(count(ip.clone()).await, 7, "one entry taken back");
-    assert!(store.claim_login_attempt(&other, since, now).await.unwrap());
+    assert!(
+        store
+            .auth()
+            .claim_login_attempt(&other, since, now)
+            .await
+            .unwrap()
+    );
     // Entries before the window do not count.
     let later = Timestamp(T0 + 120_000);
     assert!(
         store
+            .auth()
             .claim_login_attempt(&limits, Timestamp(T0 + 1), later)
             .await
             .unwrap()
     );
     store
+        .auth()
         .release_login_attempt("ip:unknown", now)
         .await
         .unwrap();
@@ -1746,6 +1962,7 @@ async fn concurrent_batches_in_opposite_orders_all_succeed(store: Arc<dyn Store>
                     });
                 }
                 store
+                    .conversations()
                     .ingest(ws, batches)
                     .await
                     .expect("no deadlock reaches the caller");
@@ -1755,7 +1972,10 @@ async fn concurrent_batches_in_opposite_orders_all_succeed(store: Arc<dyn Store>
     for t in tasks {
         t.await.unwrap();
     }
-    assert_eq!(store.conversation_total(ws).await.unwrap(), 4 + 8 * 5 * 6);
+    assert_eq!(
+        store.conversations().conversation_total(ws).await.unwrap(),
+        4 + 8 * 5 * 6
+    );
     assert_eq!(
         store.assistants().list_assistants(ws).await.unwrap().len(),
         7,
@@ -1764,6 +1984,7 @@ async fn concurrent_batches_in_opposite_orders_all_succeed(store: Arc<dyn Store>
     for id in shared {
         assert_eq!(
             store
+                .conversations()
                 .get_conversation(ws, id)
                 .await
                 .unwrap()
@@ -1937,6 +2158,7 @@ async fn channel_connections_and_message_updates(store: Arc<dyn Store>) {
         None
     );
     let export = store
+        .conversations()
         .export_conversations(a, &[id])
         .await
         .unwrap()
@@ -2351,7 +2573,11 @@ async fn concurrent_edits_lose_nothing(store: Arc<dyn Store>) {
         vec![msg(Role::User, "count: 0", T0)],
     )
     .await;
-    let export = store.export_conversations(ws, &[id]).await.unwrap();
+    let export = store
+        .conversations()
+        .export_conversations(ws, &[id])
+        .await
+        .unwrap();
     let message = export[0].messages[0].id;
     let assistant = export[0].detail.summary.assistant.id;
     let connection = ChannelConnection {
@@ -2403,7 +2629,11 @@ async fn concurrent_edits_lose_nothing(store: Arc<dyn Store>) {
     for t in tasks {
         assert!(t.await.unwrap());
     }
-    let export = store.export_conversations(ws, &[id]).await.unwrap();
+    let export = store
+        .conversations()
+        .export_conversations(ws, &[id])
+        .await
+        .unwrap();
     assert_eq!(export[0].messages[0].content, "count: 24");
     assert!(export[0].messages[0].meta.tool_call_id.is_some());
     let config = store
@@ -2440,7 +2670,11 @@ async fn concurrent_edits_lose_nothing(store: Arc<dyn Store>) {
             .await
             .unwrap()
     );
-    let export = store.export_conversations(ws, &[id]).await.unwrap();
+    let export = store
+        .conversations()
+        .export_conversations(ws, &[id])
+        .await
+        .unwrap();
     assert_eq!(export[0].messages[0].content, "count: 24");
 }
 
@@ -2563,8 +2797,11 @@ async fn widgets_are_found_by_assistant_and_key(store: Arc<dyn Store>) {
     let ava = assistant(&*store, ws, "Ava").await;
     let bea = assistant(&*store, ws, "Bea").await;
     let elsewhere = assistant(&*store, other, "Cleo").await;
-    assert_eq!(store.widget_for_assistant(ws, ava).await.unwrap(), None);
-    assert_eq!(store.widget_by_key("pk_one").await.unwrap(), None);
+    assert_eq!(
+        store.widgets().widget_for_assistant(ws, ava).await.unwrap(),
+        None
+    );
+    assert_eq!(store.widgets().widget_by_key("pk_one").await.unwrap(), None);
 
     let mut first = WidgetRecord {
         workspace_id: ws,
@@ -2577,18 +2814,35 @@ async fn widgets_are_found_by_assistant_and_key(store: Arc<dyn Store>) {
         },
         updated_at: Timestamp(T0),
     };
-    store.save_widget(&first).await.unwrap();
+    store.widgets().save_widget(&first).await.unwrap();
     assert_eq!(
-        store.widget_for_assistant(ws, ava).await.unwrap().as_ref(),
+        store
+            .widgets()
+            .widget_for_assistant(ws, ava)
+            .await
+            .unwrap()
+            .as_ref(),
         Some(&first)
     );
     assert_eq!(
-        store.widget_by_key("pk_one").await.unwrap().as_ref(),
+        store
+            .widgets()
+            .widget_by_key("pk_one")
+            .await
+            .unwrap()
+            .as_ref(),
         Some(&first)
     );
-    assert_eq!(store.widget_for_assistant(ws, bea).await.unwrap(), None);
     assert_eq!(
-        store.widget_for_assistant(other, ava).await.unwrap(),
+        store.widgets().widget_for_assistant(ws, bea).await.unwrap(),
+        None
+    );
+    assert_eq!(
+        store
+            .widgets()
+            .widget_for_assistant(other, ava)
+            .await
+            .unwrap(),
         None,
         "another workspace does not see it"
     );
@@ -2600,14 +2854,24 @@ async fn widgets_are_found_by_assistant_and_key(store: Arc<dyn Store>) {
         ..Default::default()
     };
     first.updated_at = Timestamp(T0 + 1000);
-    store.save_widget(&first).await.unwrap();
-    assert_eq!(store.widget_by_key("pk_one").await.unwrap(), None);
+    store.widgets().save_widget(&first).await.unwrap();
+    assert_eq!(store.widgets().widget_by_key("pk_one").await.unwrap(), None);
     assert_eq!(
-        store.widget_by_key("pk_two").await.unwrap().as_ref(),
+        store
+            .widgets()
+            .widget_by_key("pk_two")
+            .await
+            .unwrap()
+            .as_ref(),
         Some(&first)
     );
     assert_eq!(
-        store.widget_for_assistant(ws, ava).await.unwrap().as_ref(),
+        store
+            .widgets()
+            .widget_for_assistant(ws, ava)
+            .await
+            .unwrap()
+            .as_ref(),
         Some(&first)
     );
 
@@ -2617,13 +2881,16 @@ async fn widgets_are_found_by_assistant_and_key(store: Arc<dyn Store>) {
         ..first.clone()
     };
     assert!(matches!(
-        store.save_widget(&taken).await,
+        store.widgets().save_widget(&taken).await,
         Err(StoreError::Conflict {
             code: "widget_key_taken",
             ..
         })
     ));
-    assert_eq!(store.widget_for_assistant(ws, bea).await.unwrap(), None);
+    assert_eq!(
+        store.widgets().widget_for_assistant(ws, bea).await.unwrap(),
+        None
+    );
     // An assistant of another workspace cannot get a widget here.
     let foreign = WidgetRecord {
         assistant_id: elsewhere,
@@ -2631,10 +2898,13 @@ async fn widgets_are_found_by_assistant_and_key(store: Arc<dyn Store>) {
         ..first.clone()
     };
     assert!(matches!(
-        store.save_widget(&foreign).await,
+        store.widgets().save_widget(&foreign).await,
         Err(StoreError::NotFound { .. })
     ));
-    assert_eq!(store.widget_by_key("pk_three").await.unwrap(), None);
+    assert_eq!(
+        store.widgets().widget_by_key("pk_three").await.unwrap(),
+        None
+    );
 
     // create_widget keeps the first widget: a second, racing first visit gets the stored one.
     let made = WidgetRecord {
@@ -2642,19 +2912,23 @@ async fn widgets_are_found_by_assistant_and_key(store: Arc<dyn Store>) {
         public_key: "pk_bea".into(),
         ..first.clone()
     };
-    assert_eq!(store.create_widget(&made).await.unwrap(), made);
+    assert_eq!(store.widgets().create_widget(&made).await.unwrap(), made);
     let racing = WidgetRecord {
         public_key: "pk_bea_later".into(),
         ..made.clone()
     };
     assert_eq!(
-        store.create_widget(&racing).await.unwrap(),
+        store.widgets().create_widget(&racing).await.unwrap(),
         made,
         "the stored widget, not the new one"
     );
-    assert_eq!(store.widget_by_key("pk_bea_later").await.unwrap(), None);
+    assert_eq!(
+        store.widgets().widget_by_key("pk_bea_later").await.unwrap(),
+        None
+    );
     assert!(matches!(
         store
+            .widgets()
             .create_widget(&WidgetRecord {
                 public_key: "pk_four".into(),
                 ..foreign.clone()
@@ -2687,16 +2961,33 @@ async fn tracker_records_a_visit_and_follows_its_conversations(store: Arc<dyn St
         utm_medium: "email".into(),
         utm_campaign: "spring".into(),
     };
-    store.save_tracker_session(&visit).await.unwrap();
+    store.widgets().save_tracker_session(&visit).await.unwrap();
     assert_eq!(
-        store.tracker_session(ws, visit.id).await.unwrap().as_ref(),
+        store
+            .widgets()
+            .tracker_session(ws, visit.id)
+            .await
+            .unwrap()
+            .as_ref(),
         Some(&visit)
     );
-    assert_eq!(store.tracker_session(other, visit.id).await.unwrap(), None);
-    visit.last_seen_at = Some(Timestamp(T0 + 60_000));
-    store.save_tracker_session(&visit).await.unwrap();
     assert_eq!(
-        store.tracker_session(ws, visit.id).await.unwrap().as_ref(),
+        store
+            .widgets()
+            .tracker_session(other, visit.id)
+            .await
+            .unwrap(),
+        None
+    );
+    visit.last_seen_at = Some(Timestamp(T0 + 60_000));
+    store.widgets().save_tracker_session(&visit).await.unwrap();
+    assert_eq!(
+        store
+            .widgets()
+            .tracker_session(ws, visit.id)
+            .await
+            .unwrap()
+            .as_ref(),
         Some(&visit),
         "saving again replaces"
     );
@@ -2708,14 +2999,19 @@ async fn tracker_records_a_visit_and_follows_its_conversations(store: Arc<dyn St
         ..visit.clone()
     };
     assert!(matches!(
-        store.save_tracker_session(&hijack).await,
+        store.widgets().save_tracker_session(&hijack).await,
         Err(StoreError::Conflict {
             code: "tracker_session_taken",
             ..
         })
     ));
     assert_eq!(
-        store.tracker_session(ws, visit.id).await.unwrap().as_ref(),
+        store
+            .widgets()
+            .tracker_session(ws, visit.id)
+            .await
+            .unwrap()
+            .as_ref(),
         Some(&visit)
     );
 
@@ -2739,14 +3035,15 @@ async fn tracker_records_a_visit_and_follows_its_conversations(store: Arc<dyn St
     let mut click = item(TrackerItemKind::Event, "click", T0 + 20_000);
     click.data = serde_json::json!({"element": "buy"});
     for i in [&form, &page, &click] {
-        store.save_tracker_item(ws, i).await.unwrap();
+        store.widgets().save_tracker_item(ws, i).await.unwrap();
     }
     // The script resends a pageview as it learns more: one row, updated.
     page.time_spent_ms = Some(25_000);
     page.scroll_depth = Some(90);
-    store.save_tracker_item(ws, &page).await.unwrap();
+    store.widgets().save_tracker_item(ws, &page).await.unwrap();
     assert!(matches!(
         store
+            .widgets()
             .save_tracker_item(other, &item(TrackerItemKind::Event, "x", T0))
             .await,
         Err(StoreError::NotFound { .. })
@@ -2767,22 +3064,32 @@ async fn tracker_records_a_visit_and_follows_its_conversations(store: Arc<dyn St
     )
     .await;
     assert_eq!(
-        store.tracker_for_conversation(ws, first).await.unwrap(),
+        store
+            .widgets()
+            .tracker_for_conversation(ws, first)
+            .await
+            .unwrap(),
         None
     );
     assert!(matches!(
-        store.link_tracker_session(other, visit.id, first).await,
+        store
+            .widgets()
+            .link_tracker_session(other, visit.id, first)
+            .await,
         Err(StoreError::NotFound { .. })
     ));
     store
+        .widgets()
         .link_tracker_session(ws, visit.id, first)
         .await
         .unwrap();
     store
+        .widgets()
         .link_tracker_session(ws, visit.id, second)
         .await
         .unwrap();
     let record = store
+        .widgets()
         .tracker_for_conversation(ws, first)
         .await
         .unwrap()
@@ -2795,26 +3102,57 @@ async fn tracker_records_a_visit_and_follows_its_conversations(store: Arc<dyn St
     assert_eq!(record.pages_visited(), 1);
     assert!(!record.bounced());
     assert_eq!(
-        store.tracker_for_conversation(ws, second).await.unwrap(),
+        store
+            .widgets()
+            .tracker_for_conversation(ws, second)
+            .await
+            .unwrap(),
         Some(record.clone())
     );
     assert_eq!(
-        store.tracker_for_conversation(other, first).await.unwrap(),
+        store
+            .widgets()
+            .tracker_for_conversation(other, first)
+            .await
+            .unwrap(),
         None
     );
 
     // The visit outlives one of its conversations, not the last one.
-    assert!(store.delete_conversation(ws, first).await.unwrap());
+    assert!(
+        store
+            .conversations()
+            .delete_conversation(ws, first)
+            .await
+            .unwrap()
+    );
     assert_eq!(
-        store.tracker_for_conversation(ws, first).await.unwrap(),
+        store
+            .widgets()
+            .tracker_for_conversation(ws, first)
+            .await
+            .unwrap(),
         None
     );
     assert_eq!(
-        store.tracker_for_conversation(ws, second).await.unwrap(),
+        store
+            .widgets()
+            .tracker_for_conversation(ws, second)
+            .await
+            .unwrap(),
         Some(record)
     );
-    assert!(store.delete_conversation(ws, second).await.unwrap());
-    assert_eq!(store.tracker_session(ws, visit.id).await.unwrap(), None);
+    assert!(
+        store
+            .conversations()
+            .delete_conversation(ws, second)
+            .await
+            .unwrap()
+    );
+    assert_eq!(
+        store.widgets().tracker_session(ws, visit.id).await.unwrap(),
+        None
+    );
 }
 
 async fn transfer_imports_records_verbatim(store: Arc<dyn Store>) {
@@ -2880,18 +3218,23 @@ async fn transfer_imports_records_verbatim(store: Arc<dyn Store>) {
     };
     let hash = "$argon2id$v=19$m=19456,t=2,p=1$c2FsdHNhbHQ$aGFzaGhhc2hoYXNoaGFzaA";
 
-    store.import_workspace(&ws).await.unwrap();
+    store.transfer().import_workspace(&ws).await.unwrap();
     // Versions arrive in any order.
     let reversed: Vec<_> = versions.iter().rev().cloned().collect();
     store
+        .transfer()
         .import_assistant(ws.id, &assistant, &reversed)
         .await
         .unwrap();
-    store.import_user(&user, hash).await.unwrap();
-    store.import_api_key(&key, [9; 32]).await.unwrap();
+    store.transfer().import_user(&user, hash).await.unwrap();
+    store
+        .transfer()
+        .import_api_key(&key, [9; 32])
+        .await
+        .unwrap();
 
     assert_eq!(
-        store.workspace_by_slug("moved").await.unwrap(),
+        store.workspaces().workspace_by_slug("moved").await.unwrap(),
         Some(ws.clone())
     );
     assert_eq!(
@@ -2913,19 +3256,23 @@ async fn transfer_imports_records_verbatim(store: Arc<dyn Store>) {
         Some(newest_first)
     );
     assert_eq!(
-        store.export_users(ws.id).await.unwrap(),
+        store.transfer().export_users(ws.id).await.unwrap(),
         vec![(user.clone(), hash.to_owned())]
     );
     assert_eq!(
-        store.user_for_login("ann@example.com").await.unwrap(),
+        store
+            .auth()
+            .user_for_login("ann@example.com")
+            .await
+            .unwrap(),
         Some((user.clone(), hash.to_owned()))
     );
     assert_eq!(
-        store.export_api_keys(ws.id).await.unwrap(),
+        store.transfer().export_api_keys(ws.id).await.unwrap(),
         vec![(key.clone(), [9; 32])]
     );
     assert_eq!(
-        store.api_key_by_hash([9; 32]).await.unwrap(),
+        store.workspaces().api_key_by_hash([9; 32]).await.unwrap(),
         Some(key.clone())
     );
     // The next version continues the imported history.
@@ -2945,18 +3292,27 @@ async fn transfer_imports_records_verbatim(store: Arc<dyn Store>) {
 
     // Running the transfer again: the workspace refuses, the rest is left as it is.
     assert!(matches!(
-        store.import_workspace(&ws).await,
+        store.transfer().import_workspace(&ws).await,
         Err(StoreError::Conflict {
             code: "workspace_exists",
             ..
         })
     ));
     store
+        .transfer()
         .import_assistant(ws.id, &assistant, &versions)
         .await
         .unwrap();
-    store.import_user(&user, "other-hash").await.unwrap();
-    store.import_api_key(&key, [9; 32]).await.unwrap();
+    store
+        .transfer()
+        .import_user(&user, "other-hash")
+        .await
+        .unwrap();
+    store
+        .transfer()
+        .import_api_key(&key, [9; 32])
+        .await
+        .unwrap();
     assert_eq!(
         store
             .assistants()
@@ -2968,11 +3324,11 @@ async fn transfer_imports_records_verbatim(store: Arc<dyn Store>) {
         3
     );
     assert_eq!(
-        store.export_users(ws.id).await.unwrap(),
+        store.transfer().export_users(ws.id).await.unwrap(),
         vec![(user, hash.to_owned())]
     );
     assert_eq!(
-        store.export_api_keys(ws.id).await.unwrap(),
+        store.transfer().export_api_keys(ws.id).await.unwrap(),
         vec![(key, [9; 32])]
     );
 }
@@ -3209,6 +3565,7 @@ async fn insights_are_stored_per_conversation(store: Arc<dyn Store>) {
         ..Default::default()
     };
     store
+        .conversations()
         .update_conversation(a, one, &patch)
         .await
         .unwrap()
@@ -3219,7 +3576,13 @@ async fn insights_are_stored_per_conversation(store: Arc<dyn Store>) {
     );
 
     // Deleting the conversation deletes its insight.
-    assert!(store.delete_conversation(a, one).await.unwrap());
+    assert!(
+        store
+            .conversations()
+            .delete_conversation(a, one)
+            .await
+            .unwrap()
+    );
     assert_eq!(insights.insight(a, one).await.unwrap(), None);
     assert_eq!(insights.stale_insights(a, 10).await.unwrap(), vec![two]);
 }
@@ -3254,6 +3617,7 @@ async fn events_follow_every_write(store: Arc<dyn Store>) {
     ));
     let m1 = ext(msg(Role::User, "hi", T0 + 1), "m1");
     let out = store
+        .conversations()
         .ingest(
             a,
             vec![new_batch(
@@ -3300,6 +3664,7 @@ async fn events_follow_every_write(store: Arc<dyn Store>) {
     // A repeat stores nothing and announces nothing; an append to it is an update.
     let last = got.last().unwrap().id;
     store
+        .conversations()
         .ingest(
             a,
             vec![IngestBatch {
@@ -3317,6 +3682,7 @@ async fn events_follow_every_write(store: Arc<dyn Store>) {
             .is_empty()
     );
     store
+        .conversations()
         .ingest(
             a,
             vec![IngestBatch {
@@ -3343,6 +3709,7 @@ async fn events_follow_every_write(store: Arc<dyn Store>) {
         messages: vec![msg(Role::User, "x", T0)],
     };
     store
+        .conversations()
         .ingest(a, vec![new_batch(conv("Ava", T0), vec![]), bad])
         .await
         .unwrap_err();
@@ -3361,6 +3728,7 @@ async fn events_follow_every_write(store: Arc<dyn Store>) {
         ..Default::default()
     };
     store
+        .conversations()
         .update_conversation(a, id, &patch)
         .await
         .unwrap()
@@ -3456,7 +3824,13 @@ async fn events_follow_every_write(store: Arc<dyn Store>) {
 
     // Delete: the event keeps the conversation's channel though the row is gone.
     let last = events.latest_event_id().await.unwrap();
-    assert!(store.delete_conversation(a, id).await.unwrap());
+    assert!(
+        store
+            .conversations()
+            .delete_conversation(a, id)
+            .await
+            .unwrap()
+    );
     let got = events
         .events_after(a, last, &EventFilter::default(), 100)
         .await
@@ -3472,9 +3846,16 @@ async fn events_follow_every_write(store: Arc<dyn Store>) {
             .unwrap()
             .is_empty()
     );
-    assert!(!store.delete_conversation(b, other).await.unwrap());
+    assert!(
+        !store
+            .conversations()
+            .delete_conversation(b, other)
+            .await
+            .unwrap()
+    );
     assert!(
         store
+            .conversations()
             .update_conversation(b, other, &patch)
             .await
             .unwrap()
@@ -3636,6 +4017,7 @@ async fn concurrent_event_writers_never_deadlock(store: Arc<dyn Store>) {
     use parley_store::{EventFilter, EventType};
     let ws = workspace(&*store, "w").await;
     let out = store
+        .conversations()
         .ingest(
             ws,
             vec![new_batch(conv("Ava", T0), vec![msg(Role::User, "x", T0)])],
@@ -3676,6 +4058,7 @@ async fn concurrent_event_writers_never_deadlock(store: Arc<dyn Store>) {
                 ),
                 _ => {
                     store
+                        .conversations()
                         .ingest(
                             ws,
                             vec![IngestBatch {
@@ -3700,7 +4083,13 @@ async fn concurrent_event_writers_never_deadlock(store: Arc<dyn Store>) {
     let count = |t: EventType| got.iter().filter(|e| e.event_type == t).count();
     assert_eq!(count(EventType::MessageUpdated), 16);
     assert_eq!(count(EventType::MessageCreated), 8);
-    assert!(store.delete_conversation(ws, id).await.unwrap());
+    assert!(
+        store
+            .conversations()
+            .delete_conversation(ws, id)
+            .await
+            .unwrap()
+    );
 }
 
 /// Outgoing webhooks (issue 16): endpoints are scoped to their workspace; taking events is a
@@ -4023,12 +4412,14 @@ async fn team_marks_round_trip_and_filter(store: Arc<dyn Store>) {
     )
     .await;
     let member = store
+        .auth()
         .create_user(ws, "dana@example.com", "x", parley_core::UserRole::Member)
         .await
         .unwrap();
     let after = store.events().latest_event_id().await.unwrap();
     let at = Timestamp(T0 + 100);
     let d = store
+        .conversations()
         .update_conversation(
             ws,
             a,
@@ -4062,7 +4453,12 @@ async fn team_marks_round_trip_and_filter(store: Arc<dyn Store>) {
     };
     assert_eq!(ids(&*store, ws, filter(needs.clone())).await, [a]);
     assert_eq!(
-        store.count_conversations(ws, &needs).await.unwrap().count,
+        store
+            .conversations()
+            .count_conversations(ws, &needs)
+            .await
+            .unwrap()
+            .count,
         1
     );
     let mine = ConversationFilter {
@@ -4076,6 +4472,7 @@ async fn team_marks_round_trip_and_filter(store: Arc<dyn Store>) {
     };
     assert_eq!(ids(&*store, ws, filter(nobody.clone())).await, [b]);
     let page = store
+        .conversations()
         .list_conversations(ws, &filter(needs.clone()))
         .await
         .unwrap();
@@ -4109,6 +4506,7 @@ async fn team_marks_round_trip_and_filter(store: Arc<dyn Store>) {
     );
     // Cleared again.
     let d = store
+        .conversations()
         .update_conversation(
             ws,
             a,
@@ -4235,10 +4633,18 @@ async fn sqlite_search_strategies_agree() {
                 limit: 5,
                 cursor: None,
             };
-            let expected = default.list_conversations(ws, &query).await.unwrap();
+            let expected = default
+                .conversations()
+                .list_conversations(ws, &query)
+                .await
+                .unwrap();
             for other in [&probe_only, &walk_only, &small_walk] {
                 assert_eq!(
-                    other.list_conversations(ws, &query).await.unwrap(),
+                    other
+                        .conversations()
+                        .list_conversations(ws, &query)
+                        .await
+                        .unwrap(),
                     expected,
                     "{term} {sort}"
                 );
@@ -4248,6 +4654,7 @@ async fn sqlite_search_strategies_agree() {
     for store in [&default, &probe_only, &walk_only] {
         assert_eq!(
             store
+                .conversations()
                 .count_conversations(ws, &q("common"))
                 .await
                 .unwrap()
@@ -4349,6 +4756,7 @@ async fn filter_search_sort_matches_brute_force(stores: Vec<Arc<dyn Store>>) {
         batch_texts.push((id, visible));
         if batches.len() == 50 || i == n - 1 {
             let out = writer
+                .conversations()
                 .ingest(ws, std::mem::take(&mut batches))
                 .await
                 .unwrap();
@@ -4361,7 +4769,11 @@ async fn filter_search_sort_matches_brute_force(stores: Vec<Arc<dyn Store>>) {
     let mut everything = Vec::new();
     let mut query = list(Default::default(), "-date", 100);
     loop {
-        let page = writer.list_conversations(ws, &query).await.unwrap();
+        let page = writer
+            .conversations()
+            .list_conversations(ws, &query)
+            .await
+            .unwrap();
         everything.extend(page.items.into_iter().map(|i| i.conversation));
         match page.next_cursor {
             Some(c) => query.cursor = Some(Cursor::decode(&c, query.sort).unwrap()),
@@ -4442,7 +4854,11 @@ async fn filter_search_sort_matches_brute_force(stores: Vec<Arc<dyn Store>>) {
                     let mut query = list(filter.clone(), &sort.to_string(), 25);
                     let mut got = Vec::new();
                     loop {
-                        let page = store.list_conversations(ws, &query).await.unwrap();
+                        let page = store
+                            .conversations()
+                            .list_conversations(ws, &query)
+                            .await
+                            .unwrap();
                         for item in &page.items {
                             assert_eq!(
                                 item.search_match.is_some(),
@@ -4460,7 +4876,11 @@ async fn filter_search_sort_matches_brute_force(stores: Vec<Arc<dyn Store>>) {
                 }
             }
             if term.is_some() || mask != 0 {
-                let count = writer.count_conversations(ws, &filter).await.unwrap();
+                let count = writer
+                    .conversations()
+                    .count_conversations(ws, &filter)
+                    .await
+                    .unwrap();
                 let n = everything.iter().filter(|c| matches(c)).count() as u64;
                 assert!(
                     count.count == n || (!count.exact && count.count <= n),
@@ -4592,7 +5012,13 @@ async fn sqlite_opens_a_database_migrated_by_the_old_runner() {
     .await
     .unwrap();
     assert_eq!(
-        store.workspace_by_slug("old").await.unwrap().unwrap().name,
+        store
+            .workspaces()
+            .workspace_by_slug("old")
+            .await
+            .unwrap()
+            .unwrap()
+            .name,
         "Old"
     );
     store.close().await.unwrap();
@@ -4663,7 +5089,13 @@ async fn postgres_opens_a_database_migrated_by_the_old_runner() {
         .await
         .unwrap();
     assert_eq!(
-        store.workspace_by_slug("old").await.unwrap().unwrap().name,
+        store
+            .workspaces()
+            .workspace_by_slug("old")
+            .await
+            .unwrap()
+            .unwrap()
+            .name,
         "Old"
     );
     assert_eq!(

@@ -466,6 +466,7 @@ pub async fn call_message(
 ) -> Result<Option<parley_core::model::Message>, parley_store::StoreError> {
     let first = st
         .store
+        .conversations()
         .list_messages(
             ws,
             id,
@@ -519,7 +520,7 @@ pub async fn update_call(
         })
         .await?;
     }
-    let Some(now) = st.store.get_conversation(ws, id).await? else {
+    let Some(now) = st.store.conversations().get_conversation(ws, id).await? else {
         return Ok(());
     };
     let s = &now.summary;
@@ -536,7 +537,10 @@ pub async fn update_call(
         patch.end_reason = Some(c.end_reason.clone());
     }
     if !patch.is_empty() {
-        st.store.update_conversation(ws, id, &patch).await?;
+        st.store
+            .conversations()
+            .update_conversation(ws, id, &patch)
+            .await?;
     }
     Ok(())
 }
@@ -614,6 +618,7 @@ pub(super) async fn create(
     let (created, id) = store_call(&st, auth.workspace, &input).await?;
     let detail = st
         .store
+        .conversations()
         .get_conversation(auth.workspace, id)
         .await?
         .ok_or_else(|| ApiError::internal("conversation vanished after ingest"))?;
@@ -647,6 +652,7 @@ pub async fn download_recording(
         .map_err(|e| JobError::Permanent(format!("bad payload: {e}")))?;
     let Some(export) = state
         .store
+        .conversations()
         .export_conversations(ws, &[conversation])
         .await?
         .pop()

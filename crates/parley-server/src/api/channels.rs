@@ -881,6 +881,7 @@ async fn find_message(
 ) -> Result<parley_core::model::Message, ApiError> {
     let export = st
         .store
+        .conversations()
         .export_conversations(auth.workspace, &[conversation])
         .await?
         .pop()

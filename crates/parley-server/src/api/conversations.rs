@@ -206,7 +206,11 @@ pub(super) async fn list(
     RawQuery(raw): RawQuery,
 ) -> Result<Response, ApiError> {
     let query = list_query(raw.as_deref())?;
-    let page = st.store.list_conversations(auth.workspace, &query).await?;
+    let page = st
+        .store
+        .conversations()
+        .list_conversations(auth.workspace, &query)
+        .await?;
     let ids: Vec<ConversationId> = page.items.iter().map(|r| r.conversation.id).collect();
     let insights: std::collections::HashMap<
         ConversationId,
@@ -260,6 +264,7 @@ pub(super) async fn count(
     let filter = parse_filter(&p)?;
     let count = st
         .store
+        .conversations()
         .count_conversations(auth.workspace, &filter)
         .await?;
     Ok(Json(count).into_response())
@@ -333,6 +338,7 @@ pub(super) async fn create(
     .remove(0);
     let detail = st
         .store
+        .conversations()
         .get_conversation(auth.workspace, out.conversation_id)
         .await?
         .ok_or_else(|| ApiError::internal("conversation vanished after ingest"))?;
@@ -363,6 +369,7 @@ pub(super) async fn detail(
     let id: ConversationId = path_id(&id, "conversation")?;
     let d = st
         .store
+        .conversations()
         .get_conversation(auth.workspace, id)
         .await?
         .ok_or_else(|| ApiError::not_found("conversation"))?;
@@ -428,6 +435,7 @@ async fn apply_patch(
 ) -> Result<Response, ApiError> {
     let d = st
         .store
+        .conversations()
         .update_conversation(auth.workspace, id, patch)
         .await?
         .ok_or_else(|| ApiError::not_found("conversation"))?;
@@ -493,6 +501,7 @@ pub(super) async fn messages(
     };
     let page = st
         .store
+        .conversations()
         .list_messages(auth.workspace, id, &query)
         .await?
         .ok_or_else(|| ApiError::not_found("conversation"))?;
@@ -540,7 +549,12 @@ pub(super) async fn append(
         .count();
     let last_is_new = matches!(out.messages.last(), Some(MessageOutcome::Stored { .. }));
     let answering = if may_answer && last_is_new {
-        match st.store.get_conversation(auth.workspace, id).await? {
+        match st
+            .store
+            .conversations()
+            .get_conversation(auth.workspace, id)
+            .await?
+        {
             Some(c) => {
                 runtime::assistant_answers(&st, auth.workspace, c.summary.assistant.id).await
             }

@@ -116,6 +116,7 @@ pub(crate) async fn transcript_file(
 ) -> Result<Response, ApiError> {
     let c = st
         .store
+        .conversations()
         .export_conversations(workspace, &[id])
         .await?
         .pop()

@@ -289,6 +289,7 @@ pub(crate) async fn contact_from(
                 .map_err(|_| invalid(key, "must be a conversation id (a UUID)"))?;
             let d = st
                 .store
+                .conversations()
                 .get_conversation(ws, id)
                 .await?
                 .ok_or_else(|| ApiError::not_found("conversation"))?;

@@ -78,7 +78,7 @@ pub(super) async fn members(
     State(st): State<AppState>,
     auth: ApiKeyAuth,
 ) -> Result<Response, ApiError> {
-    let users = st.store.list_users(auth.workspace).await?;
+    let users = st.store.auth().list_users(auth.workspace).await?;
     let items: Vec<Value> = users.iter().map(member_json).collect();
     Ok(Json(json!({ "items": items })).into_response())
 }
@@ -179,7 +179,7 @@ pub(super) async fn keys(
     auth: ApiKeyAuth,
 ) -> Result<Response, ApiError> {
     auth.require_admin("list API keys")?;
-    let list = st.store.list_api_keys(auth.workspace).await?;
+    let list = st.store.workspaces().list_api_keys(auth.workspace).await?;
     let items: Vec<Value> = list.iter().map(key_json).collect();
     Ok(Json(json!({ "items": items })).into_response())
 }

@@ -132,7 +132,7 @@ fn apply_settings(
 /// See "Providers and outgoing requests" in the README. Store errors are logged.
 pub async fn log_legacy_providers(state: &AppState) {
     use parley_core::assistant::{ProviderKey, ProviderRoute};
-    let workspaces = match state.store.list_workspaces().await {
+    let workspaces = match state.store.workspaces().list_workspaces().await {
         Ok(w) => w,
         Err(e) => {
             tracing::warn!(error = %e, "could not list workspaces to check assistants' providers");

@@ -377,6 +377,7 @@ async fn locked_turn(
 ) -> Result<TurnOutcome, ApiError> {
     let export = state
         .store
+        .conversations()
         .export_conversations(workspace, &[conversation])
         .await?
         .pop()
@@ -746,6 +747,7 @@ async fn run_tool(
         };
         state
             .store
+            .conversations()
             .update_conversation(workspace, conversation, &patch)
             .await?
             .ok_or_else(|| ApiError::not_found("conversation"))?;
@@ -786,6 +788,7 @@ async fn run_tool(
     };
     state
         .store
+        .conversations()
         .update_conversation(
             workspace,
             conversation,

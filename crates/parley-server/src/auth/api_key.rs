@@ -100,6 +100,7 @@ impl FromRequestParts<AppState> for ApiKeyAuth {
         let hash = hash_api_key(token);
         let key = state
             .store
+            .workspaces()
             .api_key_by_hash(hash)
             .await?
             .ok_or_else(|| ApiError::unauthorized("invalid API key"))?;

@@ -121,7 +121,7 @@ impl FromRequestParts<AppState> for Session {
             return Err(SignInRequired(back).into_response());
         };
         let hash = token_hash(&token);
-        match state.store.session(hash, Timestamp::now()).await {
+        match state.store.auth().session(hash, Timestamp::now()).await {
             Ok(Some(s)) => Ok(Session {
                 user: s.user,
                 csrf: s.csrf_token,

@@ -33,6 +33,7 @@ pub(crate) async fn last_inbound_at(
 ) -> Option<Timestamp> {
     state
         .store
+        .conversations()
         .get_conversation(ws, conversation)
         .await
         .ok()

@@ -589,7 +589,11 @@ async fn echo(
     // Someone other than the assistant wrote from the Page: as a team reply, it takes a
     // hybrid assistant's conversation over.
     if let Some(o) = outcome.first().filter(|o| o.stored() > 0)
-        && let Some(d) = state.store.get_conversation(ws, o.conversation_id).await?
+        && let Some(d) = state
+            .store
+            .conversations()
+            .get_conversation(ws, o.conversation_id)
+            .await?
     {
         crate::team::mark_team_message(state, ws, &d).await?;
     }

@@ -179,6 +179,7 @@ pub async fn connection_of(
 > {
     let detail = state
         .store
+        .conversations()
         .get_conversation(workspace, conversation)
         .await?
         .ok_or_else(|| ApiError::not_found("conversation"))?;
@@ -390,6 +391,7 @@ pub(crate) async fn export_one(
 ) -> Result<Option<parley_core::model::ConversationExport>, parley_store::StoreError> {
     Ok(state
         .store
+        .conversations()
         .export_conversations(ws, &[conversation])
         .await?
         .pop())

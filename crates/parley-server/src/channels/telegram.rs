@@ -618,6 +618,7 @@ async fn find_in_conversation(
     };
     let same = state
         .store
+        .conversations()
         .get_conversation(c.workspace_id, conversation)
         .await?
         .is_some_and(|d| d.summary.external_id.as_deref() == Some(conversation_ref));

@@ -64,7 +64,7 @@ pub(super) async fn list(
     let ws = session.user.workspace_id;
     let (assistants, total) = match tokio::try_join!(
         st.store.assistants().list_assistants(ws),
-        st.store.conversation_total(ws)
+        st.store.conversations().conversation_total(ws)
     ) {
         Ok(x) => x,
         Err(e) => return PageError::from(e).into_response(),
@@ -470,6 +470,7 @@ pub(super) async fn new_form(
 ) -> Response {
     let total = st
         .store
+        .conversations()
         .conversation_total(session.user.workspace_id)
         .await
         .unwrap_or(0);
@@ -503,7 +504,7 @@ pub(super) async fn edit_form(
     let (a, versions, total) = match tokio::try_join!(
         st.store.assistants().get_assistant(ws, id),
         st.store.assistants().assistant_versions(ws, id),
-        st.store.conversation_total(ws)
+        st.store.conversations().conversation_total(ws)
     ) {
         Ok((Some(a), Some(v), t)) => (a, v, t),
         Ok(_) => return error_page(StatusCode::NOT_FOUND, "Not found", "No such assistant."),
@@ -891,7 +892,12 @@ async fn save(
                     .unwrap_or_default(),
                 None => Vec::new(),
             };
-            let total = st.store.conversation_total(ws).await.unwrap_or(0);
+            let total = st
+                .store
+                .conversations()
+                .conversation_total(ws)
+                .await
+                .unwrap_or(0);
             let channels = match &existing {
                 Some(a) => {
                     super::channels::rows(&st, ws, a.id, tz, &super::channels::origin(&headers))

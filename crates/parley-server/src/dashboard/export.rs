@@ -80,6 +80,7 @@ pub(super) async fn count(
     let (filter, _) = view_of(&session, &headers, raw.as_deref());
     let c = st
         .store
+        .conversations()
         .count_conversations(session.user.workspace_id, &filter)
         .await?;
     Ok(Json(c).into_response())
@@ -185,7 +186,12 @@ pub(super) async fn print(
         return not_found();
     };
     let ws = session.user.workspace_id;
-    let c = match st.store.export_conversations(ws, &[id]).await {
+    let c = match st
+        .store
+        .conversations()
+        .export_conversations(ws, &[id])
+        .await
+    {
         Ok(mut v) => match v.pop() {
             Some(c) => c,
             None => return not_found(),

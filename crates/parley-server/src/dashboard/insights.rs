@@ -393,6 +393,7 @@ async fn build(
         },
         async {
             st.store
+                .conversations()
                 .conversation_total(ws)
                 .await
                 .map_err(ApiError::from)

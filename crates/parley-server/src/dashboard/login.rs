@@ -126,7 +126,11 @@ pub(super) async fn page(
 ) -> Response {
     let next = safe_next(q.next.as_deref());
     if let Some(token) = cookie_value(&headers, SESSION_COOKIE)
-        && let Ok(Some(_)) = st.store.session(token_hash(&token), Timestamp::now()).await
+        && let Ok(Some(_)) = st
+            .store
+            .auth()
+            .session(token_hash(&token), Timestamp::now())
+            .await
     {
         return redirect_to(&next);
     }
@@ -148,7 +152,7 @@ pub(super) struct LoginForm {
 
 /// `POST /login`: verifies the password (Argon2id), rate-limited per email and per client
 /// address (each attempt is counted before its password is checked, see
-/// [`parley_store::Store::claim_login_attempt`]), then starts a session.
+/// [`parley_store::AuthStore::claim_login_attempt`]), then starts a session.
 pub(super) async fn submit(
     State(st): State<AppState>,
     crate::client_addr::ClientIp(peer): crate::client_addr::ClientIp,
@@ -181,7 +185,12 @@ pub(super) async fn submit(
         (by_email.clone(), MAX_FAILURES_PER_EMAIL),
         (by_ip.clone(), MAX_FAILURES_PER_IP),
     ];
-    match st.store.claim_login_attempt(&limits, since, now).await {
+    match st
+        .store
+        .auth()
+        .claim_login_attempt(&limits, since, now)
+        .await
+    {
         Ok(true) => {}
         Ok(false) => {
             return render(
@@ -195,7 +204,7 @@ pub(super) async fn submit(
         }
         Err(e) => return crate::error::ApiError::from(e).into_response(),
     }
-    let found = match st.store.user_for_login(&email).await {
+    let found = match st.store.auth().user_for_login(&email).await {
         Ok(found) => found,
         Err(e) => return crate::error::ApiError::from(e).into_response(),
     };
@@ -227,16 +236,17 @@ pub(super) async fn submit(
         created_at: now,
         expires_at: now.add_millis(SESSION_TTL_MS),
     };
-    if let Err(e) = st.store.create_session(&session).await {
+    if let Err(e) = st.store.auth().create_session(&session).await {
         return crate::error::ApiError::from(e).into_response();
     }
     // A success is no failure: the email starts afresh, and the client address gets back the
     // attempt it claimed.
     let _ = st
         .store
+        .auth()
         .clear_login_failures(&by_email, now.add_millis(1))
         .await;
-    let _ = st.store.release_login_attempt(&by_ip, now).await;
+    let _ = st.store.auth().release_login_attempt(&by_ip, now).await;
     tracing::info!(user = %user.email, "signed in");
     let mut res = redirect_to(&next);
     let secure = st.settings.secure_cookies;
@@ -273,7 +283,7 @@ pub(super) async fn logout(
             "Reload the page and try again.",
         );
     }
-    if let Err(e) = st.store.delete_session(session.token_hash).await {
+    if let Err(e) = st.store.auth().delete_session(session.token_hash).await {
         return crate::error::ApiError::from(e).into_response();
     }
     let mut res = Redirect::to("/login").into_response();

@@ -493,7 +493,7 @@ async fn gather_list(
     };
     let count = async {
         if filtered {
-            store.count_conversations(ws, &filter).await
+            store.conversations().count_conversations(ws, &filter).await
         } else {
             Ok(ConversationCount {
                 count: 0,
@@ -506,12 +506,14 @@ async fn gather_list(
         ..Default::default()
     };
     let (page, count, total, assistants, panel, attention) = tokio::join!(
-        store.list_conversations(ws, &query),
+        store.conversations().list_conversations(ws, &query),
         count,
-        store.conversation_total(ws),
+        store.conversations().conversation_total(ws),
         store.assistants().list_assistants(ws),
         open_panel,
-        store.count_conversations(ws, &attention_filter)
+        store
+            .conversations()
+            .count_conversations(ws, &attention_filter)
     );
     let total = total.unwrap_or(0);
     let attention = attention.map(|c| c.count).unwrap_or(0);
@@ -537,6 +539,7 @@ async fn gather_list(
 
     let members: Vec<(String, String)> = st
         .store
+        .auth()
         .list_users(ws)
         .await
         .unwrap_or_default()
@@ -1187,9 +1190,9 @@ async fn build_panel(
         include_hidden: false,
     };
     let (detail, messages, tracker, insight) = tokio::try_join!(
-        st.store.get_conversation(ws, id),
-        st.store.list_messages(ws, id, &tq),
-        st.store.tracker_for_conversation(ws, id),
+        st.store.conversations().get_conversation(ws, id),
+        st.store.conversations().list_messages(ws, id, &tq),
+        st.store.widgets().tracker_for_conversation(ws, id),
         st.store.insights().insight(ws, id)
     )?;
     let (Some(d), Some(mut messages)) = (detail, messages) else {
@@ -1211,7 +1214,7 @@ async fn build_panel(
         st.store
             .assistants()
             .get_assistant(ws, d.summary.assistant.id),
-        st.store.list_users(ws)
+        st.store.auth().list_users(ws)
     )?;
     let s = &d.summary;
     let team = TeamBar {
@@ -1542,6 +1545,7 @@ pub(super) async fn transcript(
     };
     match st
         .store
+        .conversations()
         .list_messages(session.user.workspace_id, id, &q)
         .await
     {
@@ -1605,6 +1609,7 @@ pub(super) async fn remove_rating(
     };
     match st
         .store
+        .conversations()
         .update_conversation(session.user.workspace_id, id, &patch)
         .await
     {
@@ -1637,7 +1642,7 @@ pub(super) async fn erase_contact(
     let Some(id) = parse_id(&id) else {
         return not_found();
     };
-    let contact = match st.store.get_conversation(ws, id).await {
+    let contact = match st.store.conversations().get_conversation(ws, id).await {
         Ok(Some(d)) => d.summary.contact.filter(|c| !c.is_empty()),
         Ok(None) => return not_found(),
         Err(e) => return PageError::from(e).into_response(),

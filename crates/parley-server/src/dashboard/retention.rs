@@ -257,7 +257,7 @@ async fn render(
     let tz = tz_offset(headers);
     let r = st.store.retention();
     let loaded = async {
-        let total = st.store.conversation_total(ws).await?;
+        let total = st.store.conversations().conversation_total(ws).await?;
         let saved = r.retention_policy(ws).await?;
         let runs = r.audit_log(ws, Some("retention.run"), None, 20).await?;
         let erasures = r.audit_log(ws, Some("contact.erased"), None, 10).await?;

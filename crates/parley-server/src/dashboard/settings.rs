@@ -118,7 +118,7 @@ async fn build(
 ) -> Result<String, ApiError> {
     let w = session.user.workspace_id;
     let (users, invites, keys, settings, total) = tokio::try_join!(
-        async { st.store.list_users(w).await.map_err(ApiError::from) },
+        async { st.store.auth().list_users(w).await.map_err(ApiError::from) },
         async {
             st.store
                 .settings()
@@ -126,7 +126,13 @@ async fn build(
                 .await
                 .map_err(ApiError::from)
         },
-        async { st.store.list_api_keys(w).await.map_err(ApiError::from) },
+        async {
+            st.store
+                .workspaces()
+                .list_api_keys(w)
+                .await
+                .map_err(ApiError::from)
+        },
         async {
             st.store
                 .settings()
@@ -134,7 +140,13 @@ async fn build(
                 .await
                 .map_err(ApiError::from)
         },
-        async { st.store.conversation_total(w).await.map_err(ApiError::from) },
+        async {
+            st.store
+                .conversations()
+                .conversation_total(w)
+                .await
+                .map_err(ApiError::from)
+        },
     )?;
     // Dates on this page are in the workspace's time zone.
     let zone = Zone::parse(&settings.time_zone).unwrap_or_else(|_| Zone::utc());
@@ -569,7 +581,7 @@ pub(super) async fn accept(
         created_at: now,
         expires_at: now.add_millis(SESSION_TTL_MS),
     };
-    if let Err(e) = st.store.create_session(&session).await {
+    if let Err(e) = st.store.auth().create_session(&session).await {
         return PageError::from(e).into_response();
     }
     let mut res = Redirect::to("/conversations").into_response();

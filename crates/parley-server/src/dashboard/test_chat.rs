@@ -98,7 +98,7 @@ pub(super) async fn page(
     let ws = session.user.workspace_id;
     let (assistants, total) = match tokio::try_join!(
         st.store.assistants().list_assistants(ws),
-        st.store.conversation_total(ws)
+        st.store.conversations().conversation_total(ws)
     ) {
         Ok(x) => x,
         Err(e) => return PageError::from(e).into_response(),
@@ -109,7 +109,7 @@ pub(super) async fn page(
         .as_deref()
         .and_then(|c| c.parse::<ConversationId>().ok())
     {
-        Some(id) => match st.store.get_conversation(ws, id).await {
+        Some(id) => match st.store.conversations().get_conversation(ws, id).await {
             Ok(Some(c)) if c.summary.channel == Channel::Test => Some(c),
             Ok(_) => None,
             Err(e) => return PageError::from(e).into_response(),
@@ -211,6 +211,7 @@ async fn recent_bubbles(
 ) -> Vec<Bubble> {
     let page = st
         .store
+        .conversations()
         .list_messages(
             ws,
             conversation,
@@ -373,6 +374,7 @@ pub(super) async fn send(
     let conversation = outcome.conversation_id;
     let user_message = match st
         .store
+        .conversations()
         .list_messages(
             ws,
             conversation,
@@ -409,6 +411,7 @@ async fn continued(
     };
     Ok(st
         .store
+        .conversations()
         .get_conversation(ws, id)
         .await?
         .filter(|c| c.summary.channel == Channel::Test && c.summary.assistant.id == assistant)
@@ -493,7 +496,12 @@ async fn stream_turn(
             ));
         }
     }
-    if let Ok(Some(c)) = st.store.get_conversation(ws, conversation).await {
+    if let Ok(Some(c)) = st
+        .store
+        .conversations()
+        .get_conversation(ws, conversation)
+        .await
+    {
         let s = &c.summary;
         let _ = out.send(sse(
             "usage",

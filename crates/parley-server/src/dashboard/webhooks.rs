@@ -126,7 +126,7 @@ async fn render(
     let tz = tz_offset(headers);
     let (list, total) = match tokio::try_join!(
         st.store.webhooks().list_webhooks(ws),
-        st.store.conversation_total(ws)
+        st.store.conversations().conversation_total(ws)
     ) {
         Ok(v) => v,
         Err(e) => return PageError::from(e).into_response(),

@@ -252,8 +252,8 @@ async fn load(
     };
     let (a, w, total) = match tokio::try_join!(
         st.store.assistants().get_assistant(ws, id),
-        st.store.widget_for_assistant(ws, id),
-        st.store.conversation_total(ws)
+        st.store.widgets().widget_for_assistant(ws, id),
+        st.store.conversations().conversation_total(ws)
     ) {
         Ok((Some(a), w, t)) => (a, w, t),
         Ok(_) => {
@@ -284,6 +284,7 @@ async fn load(
                 updated_at: Timestamp::now(),
             };
             st.store
+                .widgets()
                 .create_widget(&fresh)
                 .await
                 .map_err(|e| PageError::from(e).into_response())?
@@ -501,7 +502,7 @@ pub(super) async fn save(
     }
     w.settings = settings;
     w.updated_at = Timestamp::now();
-    if let Err(e) = st.store.save_widget(&w).await {
+    if let Err(e) = st.store.widgets().save_widget(&w).await {
         return PageError::from(e).into_response();
     }
     Redirect::to(&format!("/assistants/{}/widget?saved=1", a.id)).into_response()

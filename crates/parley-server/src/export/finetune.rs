@@ -259,6 +259,7 @@ impl Builder {
         let full = self
             .walk
             .store()
+            .conversations()
             .export_conversations(self.walk.workspace(), &ids)
             .await?;
         let mut examples = Vec::with_capacity(full.len());

@@ -176,6 +176,7 @@ impl ListWalk {
         }
         let page = self
             .store
+            .conversations()
             .list_conversations(self.workspace, &self.query)
             .await?;
         match &page.next_cursor {
@@ -382,7 +383,12 @@ async fn details(
 ) -> Result<Vec<Option<ConversationDetail>>, StoreError> {
     let mut out = Vec::with_capacity(ids.len());
     for id in ids {
-        out.push(store.get_conversation(workspace, *id).await?);
+        out.push(
+            store
+                .conversations()
+                .get_conversation(workspace, *id)
+                .await?,
+        );
     }
     Ok(out)
 }
@@ -467,7 +473,7 @@ async fn encode_page(
             }
         }
         Rows::Message => {
-            let full = store.export_conversations(ws, &ids).await?;
+            let full = store.conversations().export_conversations(ws, &ids).await?;
             match export.format {
                 Format::Csv => csv_bytes(full.iter().flat_map(|c| {
                     c.messages

@@ -427,7 +427,12 @@ pub(super) async fn speech(
             "this answer's audio link is not valid (or has expired): ask for the turn again",
         ));
     };
-    let export = st.store.export_conversations(tok.w, &[tok.c]).await?.pop();
+    let export = st
+        .store
+        .conversations()
+        .export_conversations(tok.w, &[tok.c])
+        .await?
+        .pop();
     let index = export
         .and_then(|e| e.messages.into_iter().find(|m| m.id == tok.m))
         .and_then(|m| speech_index(&m))
@@ -504,6 +509,7 @@ pub async fn run_turn(st: &AppState, job: &parley_store::jobs::Job) -> Result<()
     let last = job.attempts >= job.max_attempts;
     let Some(export) = st
         .store
+        .conversations()
         .export_conversations(ws, &[conversation])
         .await?
         .pop()

@@ -210,7 +210,10 @@ async fn expire_if_idle(
         end_reason: Some(Some("timeout".to_owned())),
         ..Default::default()
     };
-    st.store.update_conversation(t.w, t.c, &patch).await?;
+    st.store
+        .conversations()
+        .update_conversation(t.w, t.c, &patch)
+        .await?;
     Ok(ConversationStatus::Closed)
 }
 
@@ -235,6 +238,7 @@ pub(super) async fn all_messages(
     for page in 1.. {
         let p = st
             .store
+            .conversations()
             .list_messages(
                 t.w,
                 t.c,
@@ -298,7 +302,7 @@ pub(super) async fn transcript(
     after: Option<MessageId>,
 ) -> Result<Value, ApiError> {
     let (detail, list) = match tokio::try_join!(
-        async { Ok::<_, ApiError>(st.store.get_conversation(t.w, t.c).await?) },
+        async { Ok::<_, ApiError>(st.store.conversations().get_conversation(t.w, t.c).await?) },
         all_messages(st, t)
     )? {
         (Some(d), Some(l)) => (d, l),
@@ -398,6 +402,7 @@ pub(super) async fn ensure_active(
 ) -> Result<(), ApiError> {
     let d = st
         .store
+        .conversations()
         .get_conversation(t.w, t.c)
         .await?
         .ok_or_else(|| ApiError::not_found("conversation"))?;
@@ -724,6 +729,7 @@ pub(super) async fn close(
     };
     let d = st
         .store
+        .conversations()
         .get_conversation(t.w, t.c)
         .await?
         .ok_or_else(|| ApiError::not_found("conversation"))?;
@@ -736,7 +742,10 @@ pub(super) async fn close(
         end_reason: Some(Some(reason.to_owned())),
         ..Default::default()
     };
-    st.store.update_conversation(t.w, t.c, &patch).await?;
+    st.store
+        .conversations()
+        .update_conversation(t.w, t.c, &patch)
+        .await?;
     Ok(Json(json!({"status": "closed"})))
 }
 
@@ -791,6 +800,9 @@ pub(super) async fn rate(
         })),
         ..Default::default()
     };
-    st.store.update_conversation(t.w, t.c, &patch).await?;
+    st.store
+        .conversations()
+        .update_conversation(t.w, t.c, &patch)
+        .await?;
     Ok(Json(json!({"rated": true})))
 }

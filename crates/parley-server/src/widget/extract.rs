@@ -53,7 +53,7 @@ impl WidgetRequest {
         if !key.starts_with("pk_") || key.len() > 64 {
             return Err(unknown_key());
         }
-        let widget = match st.store.widget_by_key(&key).await {
+        let widget = match st.store.widgets().widget_by_key(&key).await {
             Ok(Some(w)) => w,
             Ok(None) => return Err(unknown_key()),
             Err(e) => return Err(ApiError::from(e).into_response()),

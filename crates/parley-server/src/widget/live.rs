@@ -127,6 +127,7 @@ async fn frame(st: &AppState, t: &VisitorToken, e: &StoredEvent) -> Option<Event
             let id: MessageId = e.data.get("message_id")?.as_str()?.parse().ok()?;
             let page = st
                 .store
+                .conversations()
                 .list_messages(
                     t.w,
                     t.c,
@@ -153,7 +154,12 @@ async fn frame(st: &AppState, t: &VisitorToken, e: &StoredEvent) -> Option<Event
 
 /// The `status` frame: the conversation's status and whether it is rated.
 async fn status(st: &AppState, t: &VisitorToken) -> Option<Event> {
-    let d = st.store.get_conversation(t.w, t.c).await.ok()??;
+    let d = st
+        .store
+        .conversations()
+        .get_conversation(t.w, t.c)
+        .await
+        .ok()??;
     Some(sse(
         "status",
         json!({"status": d.summary.status.as_str(), "rated": d.summary.rating.is_some()}),

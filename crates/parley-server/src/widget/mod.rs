@@ -297,7 +297,7 @@ async fn preflight(
     }
     let key = key_param(req.uri().query());
     let origin = origin_of(req.headers());
-    let widget = match st.store.widget_by_key(&key).await {
+    let widget = match st.store.widgets().widget_by_key(&key).await {
         Ok(w) => w,
         Err(e) => return ApiError::from(e).into_response(),
     };

@@ -300,12 +300,15 @@ pub(super) async fn session(
         .tracker
         .as_deref()
         .and_then(|t| token_for(&st, &c.widget, t))
-        && let Ok(Some(mut s)) = st.store.tracker_session(t.w, t.s).await
+        && let Ok(Some(mut s)) = st.store.widgets().tracker_session(t.w, t.s).await
     {
         s.last_seen_at = Some(now);
-        st.store.save_tracker_session(&s).await?;
+        st.store.widgets().save_tracker_session(&s).await?;
         if let Some(v) = linked {
-            st.store.link_tracker_session(t.w, s.id, v).await?;
+            st.store
+                .widgets()
+                .link_tracker_session(t.w, s.id, v)
+                .await?;
         }
         return Ok(Json(json!({
             "tracker": input.tracker, "session_id": s.id.to_string(), "recording": true,
@@ -316,9 +319,10 @@ pub(super) async fn session(
         .and_then(|v| v.to_str().ok())
         .unwrap_or("");
     let session = new_session(&st, &c.widget, ua, peer, &input, now);
-    st.store.save_tracker_session(&session).await?;
+    st.store.widgets().save_tracker_session(&session).await?;
     if let Some(v) = linked {
         st.store
+            .widgets()
             .link_tracker_session(c.widget.workspace_id, session.id, v)
             .await?;
     }
@@ -405,7 +409,12 @@ pub(super) async fn link(
     let Some(t) = token_for(st, widget, token) else {
         return;
     };
-    if let Err(e) = st.store.link_tracker_session(t.w, t.s, conversation).await {
+    if let Err(e) = st
+        .store
+        .widgets()
+        .link_tracker_session(t.w, t.s, conversation)
+        .await
+    {
         tracing::warn!(error = %e, "linking the tracker session failed");
     }
 }
@@ -531,15 +540,15 @@ pub(super) async fn track(
             scroll_depth: it.scroll_depth,
             data,
         };
-        match st.store.save_tracker_item(t.w, &item).await {
+        match st.store.widgets().save_tracker_item(t.w, &item).await {
             Ok(()) => stored += 1,
             Err(parley_store::StoreError::Conflict { .. }) => {}
             Err(e) => return Err(ApiError::from(e)),
         }
     }
-    if let Ok(Some(mut s)) = st.store.tracker_session(t.w, t.s).await {
+    if let Ok(Some(mut s)) = st.store.widgets().tracker_session(t.w, t.s).await {
         s.last_seen_at = Some(now);
-        let _ = st.store.save_tracker_session(&s).await;
+        let _ = st.store.widgets().save_tracker_session(&s).await;
     }
     Ok(Json(json!({"stored": stored})))
 }

@@ -175,6 +175,7 @@ async fn each_action_by_ids_and_by_filter(backend: Backend) {
     let member = app
         .state
         .store
+        .auth()
         .create_user(
             app.workspace.id,
             "mia@example.com",
@@ -205,6 +206,7 @@ async fn each_action_by_ids_and_by_filter(backend: Backend) {
     let stranger = app
         .state
         .store
+        .auth()
         .create_user(
             other_ws.id,
             "stranger@example.com",

@@ -321,6 +321,7 @@ async fn an_uploaded_opus_recording_gets_its_waveform(backend: Backend) {
     let user = app
         .state
         .store
+        .auth()
         .create_user(
             other.id,
             &email,
@@ -333,6 +334,7 @@ async fn an_uploaded_opus_recording_gets_its_waveform(backend: Backend) {
     let now = parley_core::Timestamp::now();
     app.state
         .store
+        .auth()
         .create_session(&parley_store::NewSession {
             token_hash: parley_server::auth::session::token_hash(&token),
             user_id: user.id,

@@ -112,6 +112,7 @@ pub(crate) async fn user(app: &TestApp, email: &str, role: UserRole) {
     let hash = parley_server::auth::hash_password("correct horse battery").unwrap();
     app.state
         .store
+        .auth()
         .create_user(app.workspace.id, email, &hash, role)
         .await
         .unwrap();
@@ -303,6 +304,7 @@ async fn users_see_only_their_workspace(backend: Backend) {
     let hash = parley_server::auth::hash_password("correct horse battery").unwrap();
     app.state
         .store
+        .auth()
         .create_user(other_ws.id, "eve@example.com", &hash, UserRole::Admin)
         .await
         .unwrap();

@@ -327,7 +327,12 @@ async fn a_call_utterance_survives_kill_9(backend: Backend) {
     let a = site.start("a", "widget.call_turn");
     let assistant: parley_core::AssistantId = a.assistant(&stub).await.parse().unwrap();
     let store = site.store().await;
-    let ws = store.workspace_by_slug("acme").await.unwrap().unwrap();
+    let ws = store
+        .workspaces()
+        .workspace_by_slug("acme")
+        .await
+        .unwrap()
+        .unwrap();
     let key = parley_server::widget::new_public_key().unwrap();
     let mut settings = WidgetSettings {
         allowed_origins: vec![SITE.into()],
@@ -338,6 +343,7 @@ async fn a_call_utterance_survives_kill_9(backend: Backend) {
     };
     settings.validate().unwrap();
     store
+        .widgets()
         .save_widget(&WidgetRecord {
             workspace_id: ws.id,
             assistant_id: assistant,

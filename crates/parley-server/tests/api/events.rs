@@ -277,6 +277,7 @@ async fn the_dashboard_stream_is_the_members_workspace(backend: Backend) {
     let eve = app
         .state
         .store
+        .auth()
         .create_user(
             other_ws.id,
             "eve@example.com",
@@ -289,6 +290,7 @@ async fn the_dashboard_stream_is_the_members_workspace(backend: Backend) {
     let now = parley_core::Timestamp::now();
     app.state
         .store
+        .auth()
         .create_session(&parley_store::NewSession {
             token_hash: parley_server::auth::session::token_hash(&token),
             user_id: eve.id,

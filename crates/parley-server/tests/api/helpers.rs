@@ -187,10 +187,16 @@ impl TestApp {
         db: Option<parley_store::testing::TestDatabase>,
     ) -> TestApp {
         let state = AppState::open(settings).await.unwrap();
-        let workspace = state.store.create_workspace("acme", "Acme").await.unwrap();
+        let workspace = state
+            .store
+            .workspaces()
+            .create_workspace("acme", "Acme")
+            .await
+            .unwrap();
         let key = parley_server::auth::generate_api_key().unwrap();
         state
             .store
+            .workspaces()
             .create_api_key(workspace.id, "test", &key.prefix, key.hash)
             .await
             .unwrap();
@@ -243,6 +249,7 @@ impl TestApp {
         let user = self
             .state
             .store
+            .auth()
             .create_user(ws, &email, "not-a-real-hash", role)
             .await
             .unwrap();
@@ -251,6 +258,7 @@ impl TestApp {
         let now = parley_core::Timestamp::now();
         self.state
             .store
+            .auth()
             .create_session(&parley_store::NewSession {
                 token_hash: parley_server::auth::session::token_hash(&token),
                 user_id: user.id,
@@ -265,10 +273,17 @@ impl TestApp {
 
     /// A second workspace with its own key: (workspace, key).
     pub async fn other_tenant(&self, slug: &str) -> (Workspace, String) {
-        let ws = self.state.store.create_workspace(slug, slug).await.unwrap();
+        let ws = self
+            .state
+            .store
+            .workspaces()
+            .create_workspace(slug, slug)
+            .await
+            .unwrap();
         let key = parley_server::auth::generate_api_key().unwrap();
         self.state
             .store
+            .workspaces()
             .create_api_key(ws.id, "other", &key.prefix, key.hash)
             .await
             .unwrap();
@@ -361,6 +376,7 @@ impl TestApp {
     pub async fn key_record(&self) -> parley_core::model::ApiKey {
         self.state
             .store
+            .workspaces()
             .list_api_keys(self.workspace.id)
             .await
             .unwrap()
@@ -373,6 +389,7 @@ impl TestApp {
         let key = parley_server::widget::new_public_key().unwrap();
         self.state
             .store
+            .widgets()
             .save_widget(&parley_core::widget::WidgetRecord {
                 workspace_id: self.workspace.id,
                 assistant_id: assistant,

@@ -324,6 +324,7 @@ async fn widget(app: &TestApp) -> String {
     };
     app.state
         .store
+        .widgets()
         .save_widget(&WidgetRecord {
             workspace_id: app.workspace.id,
             assistant_id: id,
@@ -435,6 +436,7 @@ async fn behind_nginx_limits_see_the_forwarded_client(backend: Backend) {
     let counted = app
         .state
         .store
+        .auth()
         .login_failures_since("ip:127.0.0.5", Timestamp::now().add_millis(-60_000))
         .await
         .unwrap();
@@ -1127,9 +1129,15 @@ async fn the_stream_token_in_the_url_never_reaches_the_logs() {
         ))
         .await
         .unwrap();
-        let workspace = store.list_workspaces().await.unwrap().remove(0);
+        let workspace = store
+            .workspaces()
+            .list_workspaces()
+            .await
+            .unwrap()
+            .remove(0);
         let public_key = parley_server::widget::new_public_key().unwrap();
         store
+            .widgets()
             .save_widget(&WidgetRecord {
                 workspace_id: workspace.id,
                 assistant_id: assistant["id"].as_str().unwrap().parse().unwrap(),

@@ -44,9 +44,14 @@ impl Site {
             None => format!("sqlite://{}", dir.path().join("parley.db").display()),
         };
         let store = parley_store::open(&database_url).await.unwrap();
-        let ws = store.create_workspace("acme", "Acme").await.unwrap();
+        let ws = store
+            .workspaces()
+            .create_workspace("acme", "Acme")
+            .await
+            .unwrap();
         let key = parley_server::auth::generate_api_key().unwrap();
         store
+            .workspaces()
             .create_api_key(ws.id, "test", &key.prefix, key.hash)
             .await
             .unwrap();
@@ -85,9 +90,15 @@ impl Site {
     /// header.
     pub async fn dashboard_cookie(&self) -> String {
         let store = self.store().await;
-        let ws = store.workspace_by_slug("acme").await.unwrap().unwrap();
+        let ws = store
+            .workspaces()
+            .workspace_by_slug("acme")
+            .await
+            .unwrap()
+            .unwrap();
         let email = format!("{}@example.com", uuid::Uuid::now_v7().simple());
         let user = store
+            .auth()
             .create_user(
                 ws.id,
                 &email,
@@ -99,6 +110,7 @@ impl Site {
         let token = parley_server::auth::session::random_token();
         let now = parley_core::Timestamp::now();
         store
+            .auth()
             .create_session(&parley_store::NewSession {
                 token_hash: parley_server::auth::session::token_hash(&token),
                 user_id: user.id,

@@ -205,7 +205,11 @@ async fn visit(
         landing_page: "https://shop.example/".into(),
         ..Default::default()
     };
-    store.save_tracker_session(&session).await.unwrap();
+    store
+        .widgets()
+        .save_tracker_session(&session)
+        .await
+        .unwrap();
     let mut ids = Vec::new();
     for a in items {
         let item = TrackerItem {
@@ -219,11 +223,15 @@ async fn visit(
             scroll_depth: None,
             data: json!({"email": "visitor@mail.example"}),
         };
-        store.save_tracker_item(ws, &item).await.unwrap();
+        store.widgets().save_tracker_item(ws, &item).await.unwrap();
         ids.push(item.id);
     }
     if let Some(c) = conversation {
-        store.link_tracker_session(ws, session.id, c).await.unwrap();
+        store
+            .widgets()
+            .link_tracker_session(ws, session.id, c)
+            .await
+            .unwrap();
     }
     // Time passes: the visit was last updated `age` days ago.
     let db = Db::of(app);

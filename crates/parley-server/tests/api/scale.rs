@@ -69,6 +69,7 @@ async fn two_servers_on_one_postgres_share_everything() {
     let hash = parley_server::auth::hash_password("correct horse battery").unwrap();
     a.state
         .store
+        .auth()
         .create_user(a.workspace.id, "ana@example.com", &hash, UserRole::Admin)
         .await
         .unwrap();
@@ -246,6 +247,7 @@ async fn migrate_store_moves_a_workspace_from_sqlite_to_postgres_verified() {
     let state = parley_server::AppState::open(settings).await.unwrap();
     let (ws, _) = state
         .store
+        .auth()
         .user_for_login("ana@example.com")
         .await
         .unwrap()
@@ -253,6 +255,7 @@ async fn migrate_store_moves_a_workspace_from_sqlite_to_postgres_verified() {
     assert_eq!(
         state
             .store
+            .conversations()
             .conversation_total(ws.workspace_id)
             .await
             .unwrap(),

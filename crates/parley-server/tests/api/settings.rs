@@ -667,6 +667,7 @@ async fn settings_stay_in_their_workspace(backend: Backend) {
     let other = app
         .state
         .store
+        .workspaces()
         .workspace_by_slug("globex")
         .await
         .unwrap()

@@ -137,6 +137,7 @@ async fn concurrent_sign_ins(app: &TestApp, attempts: Vec<(String, String)>) -> 
 async fn stored_failures(app: &TestApp, subject: &str) -> u64 {
     app.state
         .store
+        .auth()
         .login_failures_since(subject, Timestamp::now().add_millis(-3_600_000))
         .await
         .unwrap()

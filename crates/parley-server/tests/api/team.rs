@@ -357,7 +357,13 @@ async fn status_and_assignment(backend: Backend) {
     )
     .await;
     assert_eq!(r.status, 201, "{}", r.text);
-    let me = app.state.store.list_users(app.workspace.id).await.unwrap();
+    let me = app
+        .state
+        .store
+        .auth()
+        .list_users(app.workspace.id)
+        .await
+        .unwrap();
     let me = me.last().unwrap();
     assert_eq!(r.body["meta"]["author"]["name"], me.email.as_str());
     assert_eq!(r.body["meta"]["author"]["user_id"], me.id.to_string());
@@ -398,6 +404,7 @@ async fn status_and_assignment(backend: Backend) {
     let stranger = app
         .state
         .store
+        .auth()
         .create_user(
             stranger_ws.id,
             "s@example.com",

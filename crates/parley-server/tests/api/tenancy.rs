@@ -117,6 +117,7 @@ async fn missing_malformed_unknown_and_revoked_keys_are_refused(backend: Backend
     let key = app.key_record().await;
     app.state
         .store
+        .workspaces()
         .revoke_api_key(app.workspace.id, key.id)
         .await
         .unwrap();

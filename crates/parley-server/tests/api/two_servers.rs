@@ -229,10 +229,17 @@ async fn a_widget_visitor_over_the_limit_on_one_server_is_limited_on_the_other()
     let (a, b) = (site.start("a", ""), site.start("b", ""));
     let assistant_id = a.assistant(&stub).await;
     let store = site.store().await;
-    let ws = store.workspace_by_slug("acme").await.unwrap().unwrap().id;
+    let ws = store
+        .workspaces()
+        .workspace_by_slug("acme")
+        .await
+        .unwrap()
+        .unwrap()
+        .id;
     let key = parley_server::widget::new_public_key().unwrap();
     let origin = "http://site.test:8000";
     store
+        .widgets()
         .save_widget(&WidgetRecord {
             workspace_id: ws,
             assistant_id: assistant_id.parse().unwrap(),

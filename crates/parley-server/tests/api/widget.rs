@@ -62,6 +62,7 @@ async fn widget_app(app: &TestApp, stub: &StubProvider, name: &str) -> (String, 
     settings.validate().unwrap();
     app.state
         .store
+        .widgets()
         .save_widget(&WidgetRecord {
             workspace_id: app.workspace.id,
             assistant_id: id,
@@ -221,17 +222,18 @@ async fn keys_and_origins_are_checked() {
     let mut w = app
         .state
         .store
+        .widgets()
         .widget_for_assistant(app.workspace.id, id)
         .await
         .unwrap()
         .unwrap();
     w.settings.enabled = false;
-    app.state.store.save_widget(&w).await.unwrap();
+    app.state.store.widgets().save_widget(&w).await.unwrap();
     let r = get(&app, &format!("/widget/v1/config?key={key}"), None).await;
     assert_eq!((r.status, r.code()), (403, "widget_disabled"));
     w.settings.enabled = true;
     w.public_key = parley_server::widget::new_public_key().unwrap();
-    app.state.store.save_widget(&w).await.unwrap();
+    app.state.store.widgets().save_widget(&w).await.unwrap();
     let r = post(
         &app,
         &format!("/widget/v1/conversations?key={key}"),
@@ -585,6 +587,7 @@ async fn the_tracker_fills_the_client_data_tab(backend: Backend) {
     let rec = app
         .state
         .store
+        .widgets()
         .tracker_for_conversation(app.workspace.id, conversation.parse().unwrap())
         .await
         .unwrap()
@@ -662,6 +665,7 @@ async fn the_tracker_fills_the_client_data_tab(backend: Backend) {
         let ws = app.workspace.id;
         async move {
             store
+                .widgets()
                 .tracker_for_conversation(ws, id.parse().unwrap())
                 .await
                 .unwrap()
@@ -698,6 +702,7 @@ async fn the_tracker_fills_the_client_data_tab(backend: Backend) {
     let gone = app
         .state
         .store
+        .widgets()
         .tracker_session(app.workspace.id, rec.session.id)
         .await
         .unwrap();
@@ -716,6 +721,7 @@ async fn the_settings_page_saves_and_shows_the_script_tag() {
     let stored_widget = async || {
         app.state
             .store
+            .widgets()
             .widget_for_assistant(app.workspace.id, id.parse().unwrap())
             .await
             .unwrap()
@@ -992,6 +998,7 @@ async fn country_and_city_come_from_a_configured_geoip_database() {
     let s = app
         .state
         .store
+        .widgets()
         .tracker_session(app.workspace.id, id)
         .await
         .unwrap()
@@ -1018,6 +1025,7 @@ async fn country_and_city_come_from_a_configured_geoip_database() {
     let s = plain
         .state
         .store
+        .widgets()
         .tracker_session(plain.workspace.id, id)
         .await
         .unwrap()
@@ -1047,7 +1055,14 @@ async fn an_idle_conversation_ends_with_a_timeout() {
         .create(json!({"assistant": {"id": assistant}, "channel": "widget", "started_at": an_hour_ago,
                        "messages": [{"role": "assistant", "content": "hello?", "created_at": an_hour_ago}]}))
         .await;
-    let widget = app.state.store.widget_by_key(&key).await.unwrap().unwrap();
+    let widget = app
+        .state
+        .store
+        .widgets()
+        .widget_by_key(&key)
+        .await
+        .unwrap()
+        .unwrap();
     let token =
         parley_server::widget::visitor_token(&app.state, &widget, conversation.parse().unwrap());
     let r = get(
@@ -1085,9 +1100,16 @@ async fn an_idle_conversation_ends_with_a_timeout() {
 
 /// Changes the settings of the widget with `key`.
 async fn update_widget(app: &TestApp, key: &str, change: impl FnOnce(&mut WidgetSettings)) {
-    let mut w = app.state.store.widget_by_key(key).await.unwrap().unwrap();
+    let mut w = app
+        .state
+        .store
+        .widgets()
+        .widget_by_key(key)
+        .await
+        .unwrap()
+        .unwrap();
     change(&mut w.settings);
-    app.state.store.save_widget(&w).await.unwrap();
+    app.state.store.widgets().save_widget(&w).await.unwrap();
 }
 
 /// Sets the widget's transcription model (empty: none).

@@ -49,6 +49,7 @@ async fn call_widget(app: &TestApp, stub: &StubProvider, name: &str) -> (Assista
     settings.validate().unwrap();
     app.state
         .store
+        .widgets()
         .save_widget(&WidgetRecord {
             workspace_id: app.workspace.id,
             assistant_id: id,
@@ -416,19 +417,26 @@ async fn call_turns_are_checked() {
     assert_eq!(stub.transcriptions().len(), 0);
 
     // A voice widget without a speech model offers no call; a chat widget no voice at all.
-    let mut w = app.state.store.widget_by_key(&key).await.unwrap().unwrap();
+    let mut w = app
+        .state
+        .store
+        .widgets()
+        .widget_by_key(&key)
+        .await
+        .unwrap()
+        .unwrap();
     w.settings.speech_model.clear();
-    app.state.store.save_widget(&w).await.unwrap();
+    app.state.store.widgets().save_widget(&w).await.unwrap();
     let r = send_turn(&app, &key, Some(&token), "a2", "audio/wav", wav.clone()).await;
     assert_eq!(code(&r), (403, "call_unavailable".into()), "{}", r.text);
     w.settings.mode = WidgetMode::Chat;
-    app.state.store.save_widget(&w).await.unwrap();
+    app.state.store.widgets().save_widget(&w).await.unwrap();
     let r = send_turn(&app, &key, Some(&token), "a2", "audio/wav", wav.clone()).await;
     assert_eq!(code(&r), (403, "voice_disabled".into()), "{}", r.text);
     // A closed conversation takes no more turns.
     w.settings.mode = WidgetMode::Voice;
     w.settings.speech_model = "tts-1".into();
-    app.state.store.save_widget(&w).await.unwrap();
+    app.state.store.widgets().save_widget(&w).await.unwrap();
     let r = app
         .send(
             app.client
@@ -485,6 +493,7 @@ async fn a_visitor_reaches_only_their_own_call(backend: Backend) {
     let other_ws = app
         .state
         .store
+        .workspaces()
         .create_workspace("globex", "Globex")
         .await
         .unwrap();
@@ -514,6 +523,7 @@ async fn a_visitor_reaches_only_their_own_call(backend: Backend) {
         .unwrap();
     app.state
         .store
+        .widgets()
         .save_widget(&WidgetRecord {
             workspace_id: other_ws.id,
             assistant_id: other_assistant.id,
@@ -537,10 +547,17 @@ async fn a_visitor_reaches_only_their_own_call(backend: Backend) {
     let (status, _, _) = fetch_speech(&app, url).await;
     assert_eq!(status, 200);
     // Replacing the widget's key revokes the links issued under it.
-    let mut w = app.state.store.widget_by_key(&key).await.unwrap().unwrap();
+    let mut w = app
+        .state
+        .store
+        .widgets()
+        .widget_by_key(&key)
+        .await
+        .unwrap()
+        .unwrap();
     let new_key = parley_server::widget::new_public_key().unwrap();
     w.public_key = new_key.clone();
-    app.state.store.save_widget(&w).await.unwrap();
+    app.state.store.widgets().save_widget(&w).await.unwrap();
     let (status, _, _) = fetch_speech(&app, &url.replace(&key, &new_key)).await;
     assert_eq!(status, 401);
 }

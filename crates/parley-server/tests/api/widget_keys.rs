@@ -34,6 +34,7 @@ async fn widget_call(
 async fn current_key(app: &TestApp, assistant: AssistantId) -> String {
     app.state
         .store
+        .widgets()
         .widget_for_assistant(app.workspace.id, assistant)
         .await
         .unwrap()

@@ -93,6 +93,7 @@ async fn widget(
     let key = parley_server::widget::new_public_key().unwrap();
     app.state
         .store
+        .widgets()
         .save_widget(&parley_core::widget::WidgetRecord {
             workspace_id: ws,
             assistant_id: id,

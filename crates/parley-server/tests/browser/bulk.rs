@@ -75,6 +75,7 @@ async fn rows_are_selected_archived_and_deleted_in_bulk() {
     let hash = parley_server::auth::hash_password(PASSWORD).unwrap();
     app.state
         .store
+        .auth()
         .create_user(app.workspace.id, "dana@example.com", &hash, UserRole::Admin)
         .await
         .unwrap();

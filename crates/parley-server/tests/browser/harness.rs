@@ -315,6 +315,7 @@ impl Browser {
         let hash = parley_server::auth::hash_password(password).unwrap();
         app.state
             .store
+            .auth()
             .create_user(
                 app.workspace.id,
                 "admin@example.com",

@@ -108,6 +108,7 @@ async fn a_reviewer_takes_over_a_widget_chat_and_the_visitor_sees_the_reply_live
     settings.validate().unwrap();
     app.state
         .store
+        .widgets()
         .save_widget(&WidgetRecord {
             workspace_id: app.workspace.id,
             assistant_id: assistant,
@@ -120,6 +121,7 @@ async fn a_reviewer_takes_over_a_widget_chat_and_the_visitor_sees_the_reply_live
     let hash = parley_server::auth::hash_password(PASSWORD).unwrap();
     app.state
         .store
+        .auth()
         .create_user(app.workspace.id, "dana@example.com", &hash, UserRole::Admin)
         .await
         .unwrap();

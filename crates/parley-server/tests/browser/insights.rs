@@ -59,6 +59,7 @@ async fn admin(app: &TestApp) {
     let hash = parley_server::auth::hash_password(PASSWORD).unwrap();
     app.state
         .store
+        .auth()
         .create_user(
             app.workspace.id,
             "analyst@example.com",

@@ -17,6 +17,7 @@ async fn the_open_panel_and_the_list_follow_new_messages_without_a_reload() {
     let hash = parley_server::auth::hash_password("correct horse battery").unwrap();
     app.state
         .store
+        .auth()
         .create_user(
             app.workspace.id,
             "reviewer@example.com",

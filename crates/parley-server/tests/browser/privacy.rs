@@ -66,6 +66,7 @@ async fn reviewer(app: &TestApp) {
     let hash = parley_server::auth::hash_password("correct horse battery").unwrap();
     app.state
         .store
+        .auth()
         .create_user(
             app.workspace.id,
             "reviewer@example.com",

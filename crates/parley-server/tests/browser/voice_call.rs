@@ -78,6 +78,7 @@ async fn a_visitor_calls_the_assistant_and_the_call_is_reviewable() {
     settings.validate().unwrap();
     app.state
         .store
+        .widgets()
         .save_widget(&WidgetRecord {
             workspace_id: app.workspace.id,
             assistant_id: assistant,

@@ -142,6 +142,7 @@ async fn a_visitor_chats_through_the_widget_and_the_dashboard_shows_the_visit() 
     settings.validate().unwrap();
     app.state
         .store
+        .widgets()
         .save_widget(&WidgetRecord {
             workspace_id: app.workspace.id,
             assistant_id: assistant,
@@ -375,6 +376,7 @@ async fn a_visitor_chats_through_the_widget_and_the_dashboard_shows_the_visit() 
     let rec = app
         .state
         .store
+        .widgets()
         .tracker_for_conversation(app.workspace.id, conversation.parse().unwrap())
         .await
         .unwrap()
@@ -415,6 +417,7 @@ async fn a_visitor_chats_through_the_widget_and_the_dashboard_shows_the_visit() 
     let hash = parley_server::auth::hash_password(PASSWORD).unwrap();
     app.state
         .store
+        .auth()
         .create_user(
             app.workspace.id,
             "reviewer@example.com",
@@ -497,6 +500,7 @@ async fn a_visitor_sends_a_voice_message() {
     settings.validate().unwrap();
     app.state
         .store
+        .widgets()
         .save_widget(&WidgetRecord {
             workspace_id: app.workspace.id,
             assistant_id: assistant,

@@ -60,6 +60,7 @@ async fn no_payload_runs_anywhere_in_the_dashboard() {
     let hash = parley_server::auth::hash_password("correct horse battery").unwrap();
     app.state
         .store
+        .auth()
         .create_user(
             app.workspace.id,
             "reviewer@example.com",

@@ -12,38 +12,32 @@
 
 mod assistants;
 mod attachments;
+mod auth;
 mod bulk;
 mod channels;
+mod conversations;
 mod events;
 mod insights;
 mod jobs;
 mod read;
 mod retention;
 mod settings;
+mod transfer;
 mod webhooks;
-mod widget;
+mod widgets;
+mod workspaces;
 mod write;
 
 use std::str::FromStr;
 
 use async_trait::async_trait;
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
-use parley_core::model::{
-    ApiKey, Assistant, AssistantVersion, ConversationDetail, ConversationExport, ConversationPatch,
-    User, Workspace,
-};
-use parley_core::query::{ConversationFilter, ListQuery, TranscriptQuery};
-use parley_core::widget::{TrackerItem, TrackerRecord, TrackerSession, WidgetRecord};
-use parley_core::{ApiKeyId, AssistantId, ConversationId, Timestamp, UserRole, WorkspaceId};
 use tokio_postgres::NoTls;
 use tokio_postgres::error::SqlState;
 use tokio_postgres::types::ToSql;
 
 use crate::sql::Param;
-use crate::{
-    ConversationCount, ConversationPage, IngestBatch, IngestOutcome, MessagePage, NewSession,
-    Result, SessionRecord, Store, StoreError,
-};
+use crate::{Result, Store, StoreError};
 
 /// Tuning of the PostgreSQL backend.
 #[derive(Debug, Clone)]
@@ -265,304 +259,5 @@ impl Store for PostgresStore {
         }
     }
 
-    fn channels(&self) -> &dyn crate::ChannelStore {
-        self
-    }
-
-    fn attachments(&self) -> &dyn crate::AttachmentStore {
-        self
-    }
-
-    fn insights(&self) -> &dyn crate::InsightStore {
-        self
-    }
-
-    fn jobs(&self) -> &dyn crate::JobStore {
-        self
-    }
-
-    fn events(&self) -> &dyn crate::EventStore {
-        self
-    }
-
-    fn settings(&self) -> &dyn crate::SettingsStore {
-        self
-    }
-
-    fn webhooks(&self) -> &dyn crate::WebhookStore {
-        self
-    }
-
-    fn retention(&self) -> &dyn crate::RetentionStore {
-        self
-    }
-
-    fn bulk(&self) -> &dyn crate::BulkStore {
-        self
-    }
-
-    fn assistants(&self) -> &dyn crate::AssistantStore {
-        self
-    }
-
-    async fn create_workspace(&self, slug: &str, name: &str) -> Result<Workspace> {
-        write::create_workspace(&self.pool, slug, name).await
-    }
-
-    async fn list_workspaces(&self) -> Result<Vec<Workspace>> {
-        read::list_workspaces(&self.pool).await
-    }
-
-    async fn workspace_by_slug(&self, slug: &str) -> Result<Option<Workspace>> {
-        read::workspace_by_slug(&self.pool, slug).await
-    }
-
-    async fn create_api_key(
-        &self,
-        workspace: WorkspaceId,
-        name: &str,
-        prefix: &str,
-        secret_hash: [u8; 32],
-    ) -> Result<ApiKey> {
-        write::create_api_key(&self.pool, workspace, name, prefix, secret_hash).await
-    }
-
-    async fn api_key_by_hash(&self, secret_hash: [u8; 32]) -> Result<Option<ApiKey>> {
-        read::api_key_by_hash(&self.pool, secret_hash).await
-    }
-
-    async fn list_api_keys(&self, workspace: WorkspaceId) -> Result<Vec<ApiKey>> {
-        read::list_api_keys(&self.pool, workspace).await
-    }
-
-    async fn revoke_api_key(&self, workspace: WorkspaceId, id: ApiKeyId) -> Result<()> {
-        write::revoke_api_key(&self.pool, workspace, id).await
-    }
-
-    async fn ingest(
-        &self,
-        workspace: WorkspaceId,
-        batches: Vec<IngestBatch>,
-    ) -> Result<Vec<IngestOutcome>> {
-        let out = write::ingest(&self.pool, workspace, batches).await?;
-        self.events.bump();
-        Ok(out)
-    }
-
-    async fn update_conversation(
-        &self,
-        workspace: WorkspaceId,
-        id: ConversationId,
-        patch: &ConversationPatch,
-    ) -> Result<Option<ConversationDetail>> {
-        if !write::update_conversation(&self.pool, workspace, id, patch).await? {
-            return Ok(None);
-        }
-        self.events.bump();
-        read::get_conversation(&self.pool, workspace, id).await
-    }
-
-    async fn delete_conversation(
-        &self,
-        workspace: WorkspaceId,
-        id: ConversationId,
-    ) -> Result<bool> {
-        let batch = crate::RetentionStore::delete_conversations(self, workspace, &[id]).await?;
-        Ok(!batch.conversations.is_empty())
-    }
-
-    async fn list_conversations(
-        &self,
-        workspace: WorkspaceId,
-        query: &ListQuery,
-    ) -> Result<ConversationPage> {
-        read::list_conversations(
-            &self.pool,
-            workspace,
-            query,
-            self.options.search_probe_limit,
-            self.options.search_bounded_walk,
-        )
-        .await
-    }
-
-    async fn count_conversations(
-        &self,
-        workspace: WorkspaceId,
-        filter: &ConversationFilter,
-    ) -> Result<ConversationCount> {
-        read::count_conversations(
-            &self.pool,
-            workspace,
-            filter,
-            self.options.search_probe_limit,
-        )
-        .await
-    }
-
-    async fn conversation_total(&self, workspace: WorkspaceId) -> Result<u64> {
-        read::conversation_total(&self.pool, workspace).await
-    }
-
-    async fn get_conversation(
-        &self,
-        workspace: WorkspaceId,
-        id: ConversationId,
-    ) -> Result<Option<ConversationDetail>> {
-        read::get_conversation(&self.pool, workspace, id).await
-    }
-
-    async fn list_messages(
-        &self,
-        workspace: WorkspaceId,
-        id: ConversationId,
-        query: &TranscriptQuery,
-    ) -> Result<Option<MessagePage>> {
-        read::list_messages(&self.pool, workspace, id, query).await
-    }
-
-    async fn export_conversations(
-        &self,
-        workspace: WorkspaceId,
-        ids: &[ConversationId],
-    ) -> Result<Vec<ConversationExport>> {
-        read::export_conversations(&self.pool, workspace, ids).await
-    }
-
-    async fn create_user(
-        &self,
-        workspace: WorkspaceId,
-        email: &str,
-        password_hash: &str,
-        role: UserRole,
-    ) -> Result<User> {
-        write::create_user(&self.pool, workspace, email, password_hash, role).await
-    }
-
-    async fn user_for_login(&self, email: &str) -> Result<Option<(User, String)>> {
-        read::user_for_login(&self.pool, email).await
-    }
-
-    async fn list_users(&self, workspace: WorkspaceId) -> Result<Vec<User>> {
-        read::list_users(&self.pool, workspace).await
-    }
-
-    async fn create_session(&self, session: &NewSession) -> Result<()> {
-        write::create_session(&self.pool, session).await
-    }
-
-    async fn session(&self, token_hash: [u8; 32], now: Timestamp) -> Result<Option<SessionRecord>> {
-        read::session(&self.pool, token_hash, now).await
-    }
-
-    async fn delete_session(&self, token_hash: [u8; 32]) -> Result<()> {
-        write::delete_session(&self.pool, token_hash).await
-    }
-
-    async fn record_login_failure(&self, subjects: &[String], at: Timestamp) -> Result<()> {
-        write::record_login_failure(&self.pool, subjects, at).await
-    }
-
-    async fn login_failures_since(&self, subject: &str, since: Timestamp) -> Result<u64> {
-        read::login_failures_since(&self.pool, subject, since).await
-    }
-
-    async fn clear_login_failures(&self, subject: &str, before: Timestamp) -> Result<()> {
-        write::clear_login_failures(&self.pool, subject, before).await
-    }
-
-    async fn claim_login_attempt(
-        &self,
-        limits: &[(String, u64)],
-        since: Timestamp,
-        at: Timestamp,
-    ) -> Result<bool> {
-        write::claim_login_attempt(&self.pool, limits, since, at).await
-    }
-
-    async fn release_login_attempt(&self, subject: &str, at: Timestamp) -> Result<()> {
-        write::release_login_attempt(&self.pool, subject, at).await
-    }
-
-    async fn export_users(&self, workspace: WorkspaceId) -> Result<Vec<(User, String)>> {
-        read::export_users(&self.pool, workspace).await
-    }
-
-    async fn widget_for_assistant(
-        &self,
-        workspace: WorkspaceId,
-        assistant: AssistantId,
-    ) -> Result<Option<WidgetRecord>> {
-        widget::widget_for_assistant(&self.pool, workspace, assistant).await
-    }
-
-    async fn widget_by_key(&self, public_key: &str) -> Result<Option<WidgetRecord>> {
-        widget::widget_by_key(&self.pool, public_key).await
-    }
-
-    async fn save_widget(&self, w: &WidgetRecord) -> Result<()> {
-        widget::save_widget(&self.pool, w).await
-    }
-
-    async fn create_widget(&self, w: &WidgetRecord) -> Result<WidgetRecord> {
-        widget::create_widget(&self.pool, w).await
-    }
-
-    async fn save_tracker_session(&self, s: &TrackerSession) -> Result<()> {
-        widget::save_tracker_session(&self.pool, s).await
-    }
-
-    async fn tracker_session(
-        &self,
-        workspace: WorkspaceId,
-        id: uuid::Uuid,
-    ) -> Result<Option<TrackerSession>> {
-        widget::tracker_session(&self.pool, workspace, id).await
-    }
-
-    async fn link_tracker_session(
-        &self,
-        workspace: WorkspaceId,
-        session: uuid::Uuid,
-        conversation: ConversationId,
-    ) -> Result<()> {
-        widget::link_tracker_session(&self.pool, workspace, session, conversation).await
-    }
-
-    async fn save_tracker_item(&self, workspace: WorkspaceId, item: &TrackerItem) -> Result<()> {
-        widget::save_tracker_item(&self.pool, workspace, item).await
-    }
-
-    async fn tracker_for_conversation(
-        &self,
-        workspace: WorkspaceId,
-        conversation: ConversationId,
-    ) -> Result<Option<TrackerRecord>> {
-        widget::tracker_for_conversation(&self.pool, workspace, conversation).await
-    }
-
-    async fn export_api_keys(&self, workspace: WorkspaceId) -> Result<Vec<(ApiKey, [u8; 32])>> {
-        read::export_api_keys(&self.pool, workspace).await
-    }
-
-    async fn import_workspace(&self, workspace: &Workspace) -> Result<()> {
-        write::import_workspace(&self.pool, workspace).await
-    }
-
-    async fn import_assistant(
-        &self,
-        workspace: WorkspaceId,
-        assistant: &Assistant,
-        versions: &[AssistantVersion],
-    ) -> Result<()> {
-        write::import_assistant(&self.pool, workspace, assistant, versions).await
-    }
-
-    async fn import_user(&self, user: &User, password_hash: &str) -> Result<()> {
-        write::import_user(&self.pool, user, password_hash).await
-    }
-
-    async fn import_api_key(&self, key: &ApiKey, secret_hash: [u8; 32]) -> Result<()> {
-        write::import_api_key(&self.pool, key, secret_hash).await
-    }
+    concern_accessors!();
 }

@@ -7,7 +7,6 @@ use deadpool_postgres::Pool;
 use parley_core::model::{
     ApiKey, Assistant, AssistantSummary, AssistantVersion, ConversationDetail, ConversationExport,
     ConversationSummary, Handoff, Message, Sentiment, StoredRating, UsageTotals, User, Variable,
-    Workspace,
 };
 use parley_core::pricing::{CostSource, Usage};
 use parley_core::query::{
@@ -27,7 +26,7 @@ use crate::sql::{
 };
 use crate::{
     ConversationCount, ConversationPage, ListedConversation, MessagePage, Result, SEARCH_COUNT_CAP,
-    SearchMatch, SessionRecord, StoreError,
+    SearchMatch, StoreError,
 };
 
 const SNIPPET_CONTEXT: usize = 60;
@@ -39,38 +38,6 @@ pub(super) fn parse<T: std::str::FromStr>(text: &str) -> Result<T> {
 
 pub(super) fn ts(v: i64) -> Timestamp {
     Timestamp(v)
-}
-
-fn workspace_from_row(r: &Row) -> Workspace {
-    Workspace {
-        id: WorkspaceId(r.get(0)),
-        slug: r.get(1),
-        name: r.get(2),
-        created_at: ts(r.get(3)),
-    }
-}
-
-pub(super) async fn list_workspaces(pool: &Pool) -> Result<Vec<Workspace>> {
-    let client = pool.get().await?;
-    let rows = client
-        .query(
-            "SELECT id, slug, name, created_at FROM workspaces ORDER BY created_at, id",
-            &[],
-        )
-        .await?;
-    Ok(rows.iter().map(workspace_from_row).collect())
-}
-
-pub(super) async fn workspace_by_slug(pool: &Pool, slug: &str) -> Result<Option<Workspace>> {
-    let client = pool.get().await?;
-    let stmt = client
-        .prepare_cached("SELECT id, slug, name, created_at FROM workspaces WHERE slug = $1")
-        .await?;
-    Ok(client
-        .query_opt(&stmt, &[&slug])
-        .await?
-        .as_ref()
-        .map(workspace_from_row))
 }
 
 pub(super) const KEY_COLS: &str =
@@ -87,29 +54,6 @@ pub(super) fn key_from_row(r: &Row) -> Result<ApiKey> {
         role: parse(r.get::<_, &str>(6))?,
         last_used_at: r.get::<_, Option<i64>>(7).map(ts),
     })
-}
-
-pub(super) async fn api_key_by_hash(pool: &Pool, hash: [u8; 32]) -> Result<Option<ApiKey>> {
-    let client = pool.get().await?;
-    let stmt = client
-        .prepare_cached(&format!(
-            "SELECT {KEY_COLS} FROM api_keys WHERE secret_hash = $1"
-        ))
-        .await?;
-    client
-        .query_opt(&stmt, &[&&hash[..]])
-        .await?
-        .as_ref()
-        .map(key_from_row)
-        .transpose()
-}
-
-pub(super) async fn list_api_keys(pool: &Pool, ws: WorkspaceId) -> Result<Vec<ApiKey>> {
-    let client = pool.get().await?;
-    let rows = client
-        .query(&format!("SELECT {KEY_COLS} FROM api_keys WHERE workspace_id = $1 ORDER BY created_at DESC, id DESC"), &[&ws.0])
-        .await?;
-    rows.iter().map(key_from_row).collect()
 }
 
 pub(super) fn assistant_from_row(r: &Row) -> Result<Assistant> {
@@ -779,95 +723,4 @@ pub(super) fn user_from_row(r: &Row) -> Result<User> {
         name: r.get(5),
         last_sign_in_at: r.get::<_, Option<i64>>(6).map(ts),
     })
-}
-
-pub(super) async fn user_for_login(pool: &Pool, email: &str) -> Result<Option<(User, String)>> {
-    let client = pool.get().await?;
-    let stmt = client
-        .prepare_cached(&format!(
-            "SELECT {USER_COLS}, u.password_hash FROM users u WHERE u.email = $1"
-        ))
-        .await?;
-    match client.query_opt(&stmt, &[&email]).await? {
-        Some(r) => Ok(Some((user_from_row(&r)?, r.get(7)))),
-        None => Ok(None),
-    }
-}
-
-pub(super) async fn list_users(pool: &Pool, ws: WorkspaceId) -> Result<Vec<User>> {
-    let client = pool.get().await?;
-    let rows = client
-        .query(
-            &format!("SELECT {USER_COLS} FROM users u WHERE u.workspace_id = $1 ORDER BY u.email"),
-            &[&ws.0],
-        )
-        .await?;
-    rows.iter().map(user_from_row).collect()
-}
-
-pub(super) async fn session(
-    pool: &Pool,
-    token_hash: [u8; 32],
-    now: Timestamp,
-) -> Result<Option<SessionRecord>> {
-    let client = pool.get().await?;
-    let stmt = client
-        .prepare_cached(&format!(
-            "SELECT {USER_COLS}, s.csrf_token, s.expires_at FROM sessions s JOIN users u ON u.id = s.user_id
-              WHERE s.token_hash = $1 AND s.expires_at > $2"
-        ))
-        .await?;
-    match client.query_opt(&stmt, &[&&token_hash[..], &now.0]).await? {
-        Some(r) => Ok(Some(SessionRecord {
-            user: user_from_row(&r)?,
-            csrf_token: r.get(7),
-            expires_at: ts(r.get(8)),
-        })),
-        None => Ok(None),
-    }
-}
-
-pub(super) async fn login_failures_since(
-    pool: &Pool,
-    subject: &str,
-    since: Timestamp,
-) -> Result<u64> {
-    let client = pool.get().await?;
-    let n: i64 = client
-        .query_one(
-            "SELECT count(*) FROM login_failures WHERE subject = $1 AND at >= $2",
-            &[&subject, &since.0],
-        )
-        .await?
-        .get(0);
-    Ok(n as u64)
-}
-
-pub(super) async fn export_users(pool: &Pool, ws: WorkspaceId) -> Result<Vec<(User, String)>> {
-    let client = pool.get().await?;
-    let rows = client
-        .query(&format!("SELECT {USER_COLS}, u.password_hash FROM users u WHERE u.workspace_id = $1 ORDER BY u.email"), &[&ws.0])
-        .await?;
-    rows.iter()
-        .map(|r| Ok((user_from_row(r)?, r.get(7))))
-        .collect()
-}
-
-pub(super) async fn export_api_keys(
-    pool: &Pool,
-    ws: WorkspaceId,
-) -> Result<Vec<(ApiKey, [u8; 32])>> {
-    let client = pool.get().await?;
-    let rows = client
-        .query(&format!("SELECT {KEY_COLS}, secret_hash FROM api_keys WHERE workspace_id = $1 ORDER BY created_at, id"), &[&ws.0])
-        .await?;
-    rows.iter()
-        .map(|r| {
-            let hash: &[u8] = r.get(8);
-            let hash: [u8; 32] = hash
-                .try_into()
-                .map_err(|_| StoreError::backend("invalid stored key hash"))?;
-            Ok((key_from_row(r)?, hash))
-        })
-        .collect()
 }

@@ -3,13 +3,8 @@
 use std::collections::{HashMap, HashSet};
 
 use deadpool_postgres::{Pool, Transaction};
-use parley_core::model::{
-    ApiKey, Assistant, AssistantRef, AssistantVersion, ConversationPatch, User, Variable, Workspace,
-};
-use parley_core::{
-    ApiKeyId, AssistantId, AssistantMode, ConversationId, MessageId, Timestamp, UserId, UserRole,
-    WorkspaceId,
-};
+use parley_core::model::{Assistant, AssistantRef, ConversationPatch, Variable};
+use parley_core::{AssistantId, AssistantMode, ConversationId, MessageId, Timestamp, WorkspaceId};
 use uuid::Uuid;
 
 use super::{is_unique_violation, refs, to_sql};
@@ -17,26 +12,17 @@ use crate::counters::Counters;
 use crate::sql::Dialect;
 use crate::{
     IngestBatch, IngestOutcome, IngestTarget, MessageOutcome, NewAssistant, NewConversation,
-    NewMessage, NewSession, Result, StoreError,
+    NewMessage, Result, StoreError,
 };
 
 /// Slots of the sharded conversation counter (see the migration).
-const COUNTER_SLOTS: i64 = 16;
+pub(super) const COUNTER_SLOTS: i64 = 16;
 
 pub(super) fn conflict_on_unique(
     code: &'static str,
     message: impl FnOnce() -> String,
 ) -> impl FnOnce(tokio_postgres::Error) -> StoreError {
-    move |e| {
-        if is_unique_violation(&e) {
-            StoreError::Conflict {
-                code,
-                message: message(),
-            }
-        } else {
-            e.into()
-        }
-    }
+    crate::conflict_on_unique(is_unique_violation, code, message)
 }
 
 pub(super) async fn ensure_workspace(tx: &Transaction<'_>, workspace: WorkspaceId) -> Result<()> {
@@ -45,79 +31,6 @@ pub(super) async fn ensure_workspace(tx: &Transaction<'_>, workspace: WorkspaceI
         .await?;
     if tx.query_opt(&stmt, &[&workspace.0]).await?.is_none() {
         return Err(StoreError::NotFound { what: "workspace" });
-    }
-    Ok(())
-}
-
-pub(super) async fn create_workspace(pool: &Pool, slug: &str, name: &str) -> Result<Workspace> {
-    let ws = Workspace {
-        id: WorkspaceId::new(),
-        slug: slug.to_owned(),
-        name: name.to_owned(),
-        created_at: Timestamp::now(),
-    };
-    let mut client = pool.get().await?;
-    let tx = client.transaction().await?;
-    tx.execute(
-        "INSERT INTO workspaces (id, slug, name, created_at) VALUES ($1, $2, $3, $4)",
-        &[&ws.id.0, &ws.slug, &ws.name, &ws.created_at.0],
-    )
-    .await
-    .map_err(conflict_on_unique("workspace_exists", || {
-        format!("a workspace with slug {slug:?} already exists")
-    }))?;
-    tx.execute(
-        "INSERT INTO workspace_counters (workspace_id, slot) SELECT $1, s FROM generate_series(0, $2 - 1) AS s",
-        &[&ws.id.0, &(COUNTER_SLOTS as i32)],
-    )
-    .await?;
-    tx.commit().await?;
-    Ok(ws)
-}
-
-pub(super) async fn create_api_key(
-    pool: &Pool,
-    workspace: WorkspaceId,
-    name: &str,
-    prefix: &str,
-    secret_hash: [u8; 32],
-) -> Result<ApiKey> {
-    let key = ApiKey {
-        id: ApiKeyId::new(),
-        workspace_id: workspace,
-        name: name.to_owned(),
-        prefix: prefix.to_owned(),
-        created_at: Timestamp::now(),
-        revoked_at: None,
-        role: UserRole::Admin,
-        last_used_at: None,
-    };
-    let mut client = pool.get().await?;
-    let tx = client.transaction().await?;
-    ensure_workspace(&tx, workspace).await?;
-    tx.execute(
-        "INSERT INTO api_keys (id, workspace_id, name, prefix, secret_hash, created_at) VALUES ($1, $2, $3, $4, $5, $6)",
-        &[&key.id.0, &workspace.0, &key.name, &key.prefix, &&secret_hash[..], &key.created_at.0],
-    )
-    .await?;
-    tx.commit().await?;
-    Ok(key)
-}
-
-pub(super) async fn revoke_api_key(
-    pool: &Pool,
-    workspace: WorkspaceId,
-    id: ApiKeyId,
-) -> Result<()> {
-    let client = pool.get().await?;
-    let n = client
-        .execute(
-            "UPDATE api_keys SET revoked_at = coalesce(revoked_at, $3) WHERE id = $1 AND workspace_id = $2",
-            &[&id.0, &workspace.0, &Timestamp::now().0],
-        )
-        .await?;
-    if n == 0 {
-        return Err(StoreError::NotFound { what: "api key" });
     }
     Ok(())
 }
@@ -133,7 +46,7 @@ fn assistant_exists(a: &Assistant) -> impl FnOnce(tokio_postgres::Error) -> Stor
 
 /// Inserts `a` (with its id, version and settings); returns the rows written (0 when
 /// `unless_exists` and the id is taken).
-async fn insert_assistant(
+pub(super) async fn insert_assistant(
     tx: &Transaction<'_>,
     workspace: WorkspaceId,
     a: &Assistant,
@@ -170,7 +83,7 @@ async fn insert_assistant(
 }
 
 /// Keeps `a`'s current state as its version `a.version`.
-async fn insert_version(tx: &Transaction<'_>, a: &Assistant) -> Result<()> {
+pub(super) async fn insert_version(tx: &Transaction<'_>, a: &Assistant) -> Result<()> {
     let stmt = tx
         .prepare_cached(
             "INSERT INTO assistant_versions (assistant_id, version, name, company, mode, settings, created_at)
@@ -198,17 +111,7 @@ pub(super) async fn create_assistant(
     workspace: WorkspaceId,
     input: &NewAssistant,
 ) -> Result<Assistant> {
-    let now = Timestamp::now();
-    let a = Assistant {
-        id: AssistantId::new(),
-        name: input.name.trim().to_owned(),
-        company: input.company.trim().to_owned(),
-        mode: input.mode,
-        version: 1,
-        settings: input.settings.clone(),
-        created_at: now,
-        updated_at: now,
-    };
+    let a = crate::assistants::new_assistant(input);
     let mut client = pool.get().await?;
     let tx = client.transaction().await?;
     insert_assistant(&tx, workspace, &a, false).await?;
@@ -1050,7 +953,7 @@ pub(super) async fn delete_conversations(
     .await?;
     for id in &found {
         let (items, sessions) =
-            super::widget::delete_for_conversation(&tx, ConversationId(*id)).await?;
+            super::widgets::delete_for_conversation(&tx, ConversationId(*id)).await?;
         out.tracker_items += items;
         out.tracker_sessions += sessions;
     }
@@ -1070,233 +973,4 @@ pub(super) async fn delete_conversations(
     }
     tx.commit().await?;
     Ok(out)
-}
-
-pub(super) async fn create_user(
-    pool: &Pool,
-    workspace: WorkspaceId,
-    email: &str,
-    password_hash: &str,
-    role: UserRole,
-) -> Result<User> {
-    let user = User {
-        id: UserId::new(),
-        workspace_id: workspace,
-        email: email.to_owned(),
-        role,
-        created_at: Timestamp::now(),
-        name: String::new(),
-        last_sign_in_at: None,
-    };
-    let mut client = pool.get().await?;
-    let tx = client.transaction().await?;
-    ensure_workspace(&tx, workspace).await?;
-    tx.execute(
-        "INSERT INTO users (id, workspace_id, email, password_hash, role, created_at) VALUES ($1, $2, $3, $4, $5, $6)",
-        &[&user.id.0, &workspace.0, &user.email, &password_hash, &role.as_str(), &user.created_at.0],
-    )
-    .await
-    .map_err(conflict_on_unique("user_exists", || format!("a user with email {email:?} already exists")))?;
-    tx.commit().await?;
-    Ok(user)
-}
-
-pub(super) async fn create_session(pool: &Pool, s: &NewSession) -> Result<()> {
-    let client = pool.get().await?;
-    client
-        .execute(
-            "INSERT INTO sessions (token_hash, user_id, csrf_token, created_at, expires_at) VALUES ($1, $2, $3, $4, $5)",
-            &[&&s.token_hash[..], &s.user_id.0, &s.csrf_token, &s.created_at.0, &s.expires_at.0],
-        )
-        .await?;
-    // A new session is a sign-in: the members list shows when it happened.
-    client
-        .execute(
-            "UPDATE users SET last_sign_in_at = $2 WHERE id = $1",
-            &[&s.user_id.0, &s.created_at.0],
-        )
-        .await?;
-    client
-        .execute(
-            "DELETE FROM sessions WHERE expires_at < $1",
-            &[&s.created_at.0],
-        )
-        .await?;
-    Ok(())
-}
-
-pub(super) async fn delete_session(pool: &Pool, token_hash: [u8; 32]) -> Result<()> {
-    let client = pool.get().await?;
-    client
-        .execute(
-            "DELETE FROM sessions WHERE token_hash = $1",
-            &[&&token_hash[..]],
-        )
-        .await?;
-    Ok(())
-}
-
-pub(super) async fn record_login_failure(
-    pool: &Pool,
-    subjects: &[String],
-    at: Timestamp,
-) -> Result<()> {
-    let client = pool.get().await?;
-    client
-        .execute(
-            "INSERT INTO login_failures (subject, at) SELECT s, $2 FROM unnest($1::text[]) AS s",
-            &[&subjects, &at.0],
-        )
-        .await?;
-    Ok(())
-}
-
-pub(super) async fn clear_login_failures(
-    pool: &Pool,
-    subject: &str,
-    before: Timestamp,
-) -> Result<()> {
-    let client = pool.get().await?;
-    client
-        .execute(
-            "DELETE FROM login_failures WHERE subject = $1 AND at < $2",
-            &[&subject, &before.0],
-        )
-        .await?;
-    Ok(())
-}
-
-/// The first key of the advisory locks that serialise sign-in claims per subject (the second is
-/// the subject's `hashtext`): "PaLo" in ASCII, so they do not meet other advisory locks.
-const LOGIN_LOCK_CLASS: i32 = 0x5061_4c6f;
-
-/// In one transaction: lock every subject (advisory, transaction-scoped, in key order so two
-/// claims never wait for each other crosswise), count, and insert only when every count is
-/// under its limit. Under READ COMMITTED a count alone would not see rows that concurrent
-/// transactions are inserting; the lock makes the claims of one subject take turns, across
-/// every server on the database.
-pub(super) async fn claim_login_attempt(
-    pool: &Pool,
-    limits: &[(String, u64)],
-    since: Timestamp,
-    at: Timestamp,
-) -> Result<bool> {
-    let subjects: Vec<&str> = limits.iter().map(|(s, _)| s.as_str()).collect();
-    let mut client = pool.get().await?;
-    let tx = client.transaction().await?;
-    tx.execute(
-        "SELECT pg_advisory_xact_lock($1, k)
-           FROM (SELECT DISTINCT hashtext(s) AS k FROM unnest($2::text[]) AS s ORDER BY k) AS keys",
-        &[&LOGIN_LOCK_CLASS, &subjects],
-    )
-    .await?;
-    let count = tx
-        .prepare_cached("SELECT count(*) FROM login_failures WHERE subject = $1 AND at >= $2")
-        .await?;
-    for (subject, limit) in limits {
-        let n: i64 = tx.query_one(&count, &[subject, &since.0]).await?.get(0);
-        if n as u64 >= *limit {
-            return Ok(false);
-        }
-    }
-    tx.execute(
-        "INSERT INTO login_failures (subject, at) SELECT s, $2 FROM unnest($1::text[]) AS s",
-        &[&subjects, &at.0],
-    )
-    .await?;
-    tx.commit().await?;
-    Ok(true)
-}
-
-pub(super) async fn release_login_attempt(pool: &Pool, subject: &str, at: Timestamp) -> Result<()> {
-    let client = pool.get().await?;
-    client
-        .execute(
-            "DELETE FROM login_failures WHERE ctid =
-                 (SELECT ctid FROM login_failures WHERE subject = $1 AND at = $2 LIMIT 1)",
-            &[&subject, &at.0],
-        )
-        .await?;
-    Ok(())
-}
-
-pub(super) async fn import_workspace(pool: &Pool, ws: &Workspace) -> Result<()> {
-    let mut client = pool.get().await?;
-    let tx = client.transaction().await?;
-    tx.execute(
-        "INSERT INTO workspaces (id, slug, name, created_at) VALUES ($1, $2, $3, $4)",
-        &[&ws.id.0, &ws.slug, &ws.name, &ws.created_at.0],
-    )
-    .await
-    .map_err(conflict_on_unique("workspace_exists", || {
-        format!("workspace {:?} already exists", ws.slug)
-    }))?;
-    tx.execute(
-        "INSERT INTO workspace_counters (workspace_id, slot) SELECT $1, s FROM generate_series(0, $2 - 1) AS s",
-        &[&ws.id.0, &(COUNTER_SLOTS as i32)],
-    )
-    .await?;
-    tx.commit().await?;
-    Ok(())
-}
-
-pub(super) async fn import_assistant(
-    pool: &Pool,
-    workspace: WorkspaceId,
-    a: &Assistant,
-    versions: &[AssistantVersion],
-) -> Result<()> {
-    let mut client = pool.get().await?;
-    let tx = client.transaction().await?;
-    if insert_assistant(&tx, workspace, a, true).await? == 0 {
-        return Ok(());
-    }
-    insert_version(&tx, a).await?;
-    for v in versions {
-        let at_version = Assistant {
-            name: v.name.clone(),
-            company: v.company.clone(),
-            mode: v.mode,
-            version: v.version,
-            settings: v.settings.clone(),
-            updated_at: v.created_at,
-            ..a.clone()
-        };
-        insert_version(&tx, &at_version).await?;
-    }
-    tx.commit().await?;
-    Ok(())
-}
-
-pub(super) async fn import_user(pool: &Pool, u: &User, password_hash: &str) -> Result<()> {
-    let client = pool.get().await?;
-    client
-        .execute(
-            "INSERT INTO users (id, workspace_id, email, password_hash, role, created_at, name, last_sign_in_at)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT DO NOTHING",
-            &[
-                &u.id.0,
-                &u.workspace_id.0,
-                &u.email,
-                &password_hash,
-                &u.role.as_str(),
-                &u.created_at.0,
-                &u.name,
-                &u.last_sign_in_at.map(|t| t.0),
-            ],
-        )
-        .await?;
-    Ok(())
-}
-
-pub(super) async fn import_api_key(pool: &Pool, k: &ApiKey, secret_hash: [u8; 32]) -> Result<()> {
-    let client = pool.get().await?;
-    client
-        .execute(
-            "INSERT INTO api_keys (id, workspace_id, name, prefix, secret_hash, created_at, revoked_at, role, last_used_at)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT DO NOTHING",
-            &[&k.id.0, &k.workspace_id.0, &k.name, &k.prefix, &&secret_hash[..], &k.created_at.0, &k.revoked_at.map(|t| t.0), &k.role.as_str(), &k.last_used_at.map(|t| t.0)],
-        )
-        .await?;
-    Ok(())
 }

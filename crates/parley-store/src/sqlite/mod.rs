@@ -11,16 +11,20 @@
 
 mod assistants;
 mod attachments;
+mod auth;
 mod bulk;
 mod channels;
+mod conversations;
 mod events;
 mod insights;
 mod jobs;
 mod read;
 mod retention;
 mod settings;
+mod transfer;
 mod webhooks;
-mod widget;
+mod widgets;
+mod workspaces;
 mod write;
 
 use std::panic::AssertUnwindSafe;
@@ -28,22 +32,12 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
-use parley_core::model::{
-    ApiKey, Assistant, AssistantVersion, ConversationDetail, ConversationExport, ConversationPatch,
-    User, Workspace,
-};
-use parley_core::query::{ConversationFilter, ListQuery, TranscriptQuery};
 use parley_core::search::contains_folded;
-use parley_core::widget::{TrackerItem, TrackerRecord, TrackerSession, WidgetRecord};
-use parley_core::{ApiKeyId, AssistantId, ConversationId, Timestamp, UserRole, WorkspaceId};
 use rusqlite::functions::FunctionFlags;
 use rusqlite::{Connection, OpenFlags};
 use tokio::sync::{Semaphore, mpsc, oneshot};
 
-use crate::{
-    ConversationCount, ConversationPage, IngestBatch, IngestOutcome, MessagePage, NewSession,
-    Result, SessionRecord, Store, StoreError,
-};
+use crate::{Result, Store, StoreError};
 
 /// Tuning of the SQLite backend.
 #[derive(Debug, Clone)]
@@ -527,9 +521,7 @@ impl Store for SqliteStore {
         "sqlite"
     }
 
-    fn channels(&self) -> &dyn crate::ChannelStore {
-        self
-    }
+    concern_accessors!();
 
     fn pool_stats(&self) -> crate::PoolStats {
         let max = self.readers.options.readers.max(1) as u64;
@@ -558,360 +550,12 @@ impl Store for SqliteStore {
             .map_err(backend_err)?
             .map_err(|_| StoreError::backend("the SQLite checkpoint thread has stopped"))?
     }
-
-    fn attachments(&self) -> &dyn crate::AttachmentStore {
-        self
-    }
-
-    fn insights(&self) -> &dyn crate::InsightStore {
-        self
-    }
-
-    fn events(&self) -> &dyn crate::EventStore {
-        self
-    }
-
-    fn settings(&self) -> &dyn crate::SettingsStore {
-        self
-    }
-
-    fn webhooks(&self) -> &dyn crate::WebhookStore {
-        self
-    }
-
-    fn retention(&self) -> &dyn crate::RetentionStore {
-        self
-    }
-
-    fn bulk(&self) -> &dyn crate::BulkStore {
-        self
-    }
-
-    fn jobs(&self) -> &dyn crate::JobStore {
-        self
-    }
-
-    fn assistants(&self) -> &dyn crate::AssistantStore {
-        self
-    }
-
-    async fn create_workspace(&self, slug: &str, name: &str) -> Result<Workspace> {
-        let (slug, name) = (slug.to_owned(), name.to_owned());
-        self.write(move |c| write::create_workspace(c, &slug, &name))
-            .await
-    }
-
-    async fn list_workspaces(&self) -> Result<Vec<Workspace>> {
-        self.read(read::list_workspaces).await
-    }
-
-    async fn workspace_by_slug(&self, slug: &str) -> Result<Option<Workspace>> {
-        let slug = slug.to_owned();
-        self.read(move |c| read::workspace_by_slug(c, &slug)).await
-    }
-
-    async fn create_api_key(
-        &self,
-        workspace: WorkspaceId,
-        name: &str,
-        prefix: &str,
-        secret_hash: [u8; 32],
-    ) -> Result<ApiKey> {
-        let (name, prefix) = (name.to_owned(), prefix.to_owned());
-        self.write(move |c| write::create_api_key(c, workspace, &name, &prefix, secret_hash))
-            .await
-    }
-
-    async fn api_key_by_hash(&self, secret_hash: [u8; 32]) -> Result<Option<ApiKey>> {
-        self.read(move |c| read::api_key_by_hash(c, secret_hash))
-            .await
-    }
-
-    async fn list_api_keys(&self, workspace: WorkspaceId) -> Result<Vec<ApiKey>> {
-        self.read(move |c| read::list_api_keys(c, workspace)).await
-    }
-
-    async fn revoke_api_key(&self, workspace: WorkspaceId, id: ApiKeyId) -> Result<()> {
-        self.write(move |c| write::revoke_api_key(c, workspace, id))
-            .await
-    }
-
-    async fn ingest(
-        &self,
-        workspace: WorkspaceId,
-        batches: Vec<IngestBatch>,
-    ) -> Result<Vec<IngestOutcome>> {
-        let out = self
-            .write(move |c| write::ingest(c, workspace, batches))
-            .await?;
-        self.events.bump();
-        Ok(out)
-    }
-
-    async fn update_conversation(
-        &self,
-        workspace: WorkspaceId,
-        id: ConversationId,
-        patch: &ConversationPatch,
-    ) -> Result<Option<ConversationDetail>> {
-        let patch = patch.clone();
-        let out = self
-            .write(move |c| {
-                if !write::update_conversation(c, workspace, id, &patch)? {
-                    return Ok(None);
-                }
-                read::get_conversation(c, workspace, id)
-            })
-            .await?;
-        if out.is_some() {
-            self.events.bump();
-        }
-        Ok(out)
-    }
-
-    async fn delete_conversation(
-        &self,
-        workspace: WorkspaceId,
-        id: ConversationId,
-    ) -> Result<bool> {
-        let batch = crate::RetentionStore::delete_conversations(self, workspace, &[id]).await?;
-        Ok(!batch.conversations.is_empty())
-    }
-
-    async fn list_conversations(
-        &self,
-        workspace: WorkspaceId,
-        query: &ListQuery,
-    ) -> Result<ConversationPage> {
-        let query = query.clone();
-        let (probe, walk) = (
-            self.readers.options.search_probe_limit,
-            self.readers.options.search_bounded_walk,
-        );
-        self.read(move |c| read::list_conversations(c, workspace, &query, probe, walk))
-            .await
-    }
-
-    async fn count_conversations(
-        &self,
-        workspace: WorkspaceId,
-        filter: &ConversationFilter,
-    ) -> Result<ConversationCount> {
-        let filter = filter.clone();
-        let probe = self.readers.options.search_probe_limit;
-        self.read(move |c| read::count_conversations(c, workspace, &filter, probe))
-            .await
-    }
-
-    async fn conversation_total(&self, workspace: WorkspaceId) -> Result<u64> {
-        self.read(move |c| read::conversation_total(c, workspace))
-            .await
-    }
-
-    async fn get_conversation(
-        &self,
-        workspace: WorkspaceId,
-        id: ConversationId,
-    ) -> Result<Option<ConversationDetail>> {
-        self.read(move |c| read::get_conversation(c, workspace, id))
-            .await
-    }
-
-    async fn list_messages(
-        &self,
-        workspace: WorkspaceId,
-        id: ConversationId,
-        query: &TranscriptQuery,
-    ) -> Result<Option<MessagePage>> {
-        let query = *query;
-        self.read(move |c| read::list_messages(c, workspace, id, &query))
-            .await
-    }
-
-    async fn export_conversations(
-        &self,
-        workspace: WorkspaceId,
-        ids: &[ConversationId],
-    ) -> Result<Vec<ConversationExport>> {
-        let ids = ids.to_vec();
-        self.read(move |c| read::export_conversations(c, workspace, &ids))
-            .await
-    }
-
-    async fn create_user(
-        &self,
-        workspace: WorkspaceId,
-        email: &str,
-        password_hash: &str,
-        role: UserRole,
-    ) -> Result<User> {
-        let (email, hash) = (email.to_owned(), password_hash.to_owned());
-        self.write(move |c| write::create_user(c, workspace, &email, &hash, role))
-            .await
-    }
-
-    async fn user_for_login(&self, email: &str) -> Result<Option<(User, String)>> {
-        let email = email.to_owned();
-        self.read(move |c| read::user_for_login(c, &email)).await
-    }
-
-    async fn list_users(&self, workspace: WorkspaceId) -> Result<Vec<User>> {
-        self.read(move |c| read::list_users(c, workspace)).await
-    }
-
-    async fn create_session(&self, session: &NewSession) -> Result<()> {
-        let session = session.clone();
-        self.write(move |c| write::create_session(c, &session))
-            .await
-    }
-
-    async fn session(&self, token_hash: [u8; 32], now: Timestamp) -> Result<Option<SessionRecord>> {
-        self.read(move |c| read::session(c, token_hash, now)).await
-    }
-
-    async fn delete_session(&self, token_hash: [u8; 32]) -> Result<()> {
-        self.write(move |c| write::delete_session(c, token_hash))
-            .await
-    }
-
-    async fn record_login_failure(&self, subjects: &[String], at: Timestamp) -> Result<()> {
-        let subjects = subjects.to_vec();
-        self.write(move |c| write::record_login_failure(c, &subjects, at))
-            .await
-    }
-
-    async fn login_failures_since(&self, subject: &str, since: Timestamp) -> Result<u64> {
-        let subject = subject.to_owned();
-        self.read(move |c| read::login_failures_since(c, &subject, since))
-            .await
-    }
-
-    async fn clear_login_failures(&self, subject: &str, before: Timestamp) -> Result<()> {
-        let subject = subject.to_owned();
-        self.write(move |c| write::clear_login_failures(c, &subject, before))
-            .await
-    }
-
-    async fn claim_login_attempt(
-        &self,
-        limits: &[(String, u64)],
-        since: Timestamp,
-        at: Timestamp,
-    ) -> Result<bool> {
-        let limits = limits.to_vec();
-        self.write(move |c| write::claim_login_attempt(c, &limits, since, at))
-            .await
-    }
-
-    async fn release_login_attempt(&self, subject: &str, at: Timestamp) -> Result<()> {
-        let subject = subject.to_owned();
-        self.write(move |c| write::release_login_attempt(c, &subject, at))
-            .await
-    }
-
-    async fn export_users(&self, workspace: WorkspaceId) -> Result<Vec<(User, String)>> {
-        self.read(move |c| read::export_users(c, workspace)).await
-    }
-
-    async fn widget_for_assistant(
-        &self,
-        workspace: WorkspaceId,
-        assistant: AssistantId,
-    ) -> Result<Option<WidgetRecord>> {
-        self.read(move |c| widget::widget_for_assistant(c, workspace, assistant))
-            .await
-    }
-
-    async fn widget_by_key(&self, public_key: &str) -> Result<Option<WidgetRecord>> {
-        let key = public_key.to_owned();
-        self.read(move |c| widget::widget_by_key(c, &key)).await
-    }
-
-    async fn save_widget(&self, w: &WidgetRecord) -> Result<()> {
-        let w = w.clone();
-        self.write(move |c| widget::save_widget(c, &w)).await
-    }
-
-    async fn create_widget(&self, w: &WidgetRecord) -> Result<WidgetRecord> {
-        let w = w.clone();
-        self.write(move |c| widget::create_widget(c, &w)).await
-    }
-
-    async fn save_tracker_session(&self, s: &TrackerSession) -> Result<()> {
-        let s = s.clone();
-        self.write(move |c| widget::save_tracker_session(c, &s))
-            .await
-    }
-
-    async fn tracker_session(
-        &self,
-        workspace: WorkspaceId,
-        id: uuid::Uuid,
-    ) -> Result<Option<TrackerSession>> {
-        self.read(move |c| widget::tracker_session(c, workspace, id))
-            .await
-    }
-
-    async fn link_tracker_session(
-        &self,
-        workspace: WorkspaceId,
-        session: uuid::Uuid,
-        conversation: ConversationId,
-    ) -> Result<()> {
-        self.write(move |c| widget::link_tracker_session(c, workspace, session, conversation))
-            .await
-    }
-
-    async fn save_tracker_item(&self, workspace: WorkspaceId, item: &TrackerItem) -> Result<()> {
-        let item = item.clone();
-        self.write(move |c| widget::save_tracker_item(c, workspace, &item))
-            .await
-    }
-
-    async fn tracker_for_conversation(
-        &self,
-        workspace: WorkspaceId,
-        conversation: ConversationId,
-    ) -> Result<Option<TrackerRecord>> {
-        self.read(move |c| widget::tracker_for_conversation(c, workspace, conversation))
-            .await
-    }
-
-    async fn export_api_keys(&self, workspace: WorkspaceId) -> Result<Vec<(ApiKey, [u8; 32])>> {
-        self.read(move |c| read::export_api_keys(c, workspace))
-            .await
-    }
-
-    async fn import_workspace(&self, workspace: &Workspace) -> Result<()> {
-        let ws = workspace.clone();
-        self.write(move |c| write::import_workspace(c, &ws)).await
-    }
-
-    async fn import_assistant(
-        &self,
-        workspace: WorkspaceId,
-        assistant: &Assistant,
-        versions: &[AssistantVersion],
-    ) -> Result<()> {
-        let (a, v) = (assistant.clone(), versions.to_vec());
-        self.write(move |c| write::import_assistant(c, workspace, &a, &v))
-            .await
-    }
-
-    async fn import_user(&self, user: &User, password_hash: &str) -> Result<()> {
-        let (u, h) = (user.clone(), password_hash.to_owned());
-        self.write(move |c| write::import_user(c, &u, &h)).await
-    }
-
-    async fn import_api_key(&self, key: &ApiKey, secret_hash: [u8; 32]) -> Result<()> {
-        let k = key.clone();
-        self.write(move |c| write::import_api_key(c, &k, secret_hash))
-            .await
-    }
 }
 
 #[cfg(test)]
 mod tests {
+    use parley_core::WorkspaceId;
+
     use super::*;
 
     /// The writer keeps the log under its cap while commits arrive faster than the checkpoint

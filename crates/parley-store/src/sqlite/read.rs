@@ -25,7 +25,6 @@ use std::rc::Rc;
 use parley_core::model::{
     ApiKey, Assistant, AssistantSummary, AssistantVersion, ConversationDetail, ConversationExport,
     ConversationSummary, Handoff, Message, Sentiment, StoredRating, UsageTotals, User, Variable,
-    Workspace,
 };
 use parley_core::pricing::{CostSource, Usage};
 use parley_core::query::{ConversationFilter, Cursor, ListQuery, SortValue, TranscriptQuery};
@@ -42,7 +41,7 @@ use crate::sql::{
 };
 use crate::{
     ConversationCount, ConversationPage, ListedConversation, MessagePage, Result, SEARCH_COUNT_CAP,
-    SearchMatch, SessionRecord,
+    SearchMatch,
 };
 
 /// Characters of context on each side of a search snippet.
@@ -80,31 +79,6 @@ pub(super) fn ts(v: i64) -> Timestamp {
     Timestamp(v)
 }
 
-pub(super) fn list_workspaces(c: &Connection) -> Result<Vec<Workspace>> {
-    let mut stmt = c.prepare_cached(
-        "SELECT id, slug, name, created_at FROM workspaces ORDER BY created_at, id",
-    )?;
-    let rows = stmt.query_map([], workspace_from_row)?;
-    Ok(rows.collect::<rusqlite::Result<_>>()?)
-}
-
-fn workspace_from_row(r: &Row<'_>) -> rusqlite::Result<Workspace> {
-    Ok(Workspace {
-        id: get_id(r, 0, WorkspaceId::from_slice)?,
-        slug: r.get(1)?,
-        name: r.get(2)?,
-        created_at: ts(r.get(3)?),
-    })
-}
-
-pub(super) fn workspace_by_slug(c: &Connection, slug: &str) -> Result<Option<Workspace>> {
-    Ok(
-        c.prepare_cached("SELECT id, slug, name, created_at FROM workspaces WHERE slug = ?1")?
-            .query_row([slug], workspace_from_row)
-            .optional()?,
-    )
-}
-
 pub(super) const KEY_COLS: &str =
     "id, workspace_id, name, prefix, created_at, revoked_at, role, last_used_at";
 
@@ -119,22 +93,6 @@ pub(super) fn key_from_row(r: &Row<'_>) -> rusqlite::Result<ApiKey> {
         role: get_enum(r, 6)?,
         last_used_at: r.get::<_, Option<i64>>(7)?.map(ts),
     })
-}
-
-pub(super) fn api_key_by_hash(c: &Connection, hash: [u8; 32]) -> Result<Option<ApiKey>> {
-    Ok(c.prepare_cached(&format!(
-        "SELECT {KEY_COLS} FROM api_keys WHERE secret_hash = ?1"
-    ))?
-    .query_row([&hash[..]], key_from_row)
-    .optional()?)
-}
-
-pub(super) fn list_api_keys(c: &Connection, ws: WorkspaceId) -> Result<Vec<ApiKey>> {
-    let mut stmt = c.prepare_cached(&format!(
-        "SELECT {KEY_COLS} FROM api_keys WHERE workspace_id = ?1 ORDER BY created_at DESC, id DESC"
-    ))?;
-    let rows = stmt.query_map([ws.as_bytes()], key_from_row)?;
-    Ok(rows.collect::<rusqlite::Result<_>>()?)
 }
 
 fn assistant_from_row(r: &Row<'_>) -> rusqlite::Result<Assistant> {
@@ -988,64 +946,4 @@ pub(super) fn user_from_row(r: &Row<'_>) -> rusqlite::Result<User> {
         name: r.get(5)?,
         last_sign_in_at: r.get::<_, Option<i64>>(6)?.map(ts),
     })
-}
-
-pub(super) fn user_for_login(c: &Connection, email: &str) -> Result<Option<(User, String)>> {
-    Ok(c.prepare_cached(&format!(
-        "SELECT {USER_COLS}, u.password_hash FROM users u WHERE u.email = ?1"
-    ))?
-    .query_row([email], |r| Ok((user_from_row(r)?, r.get(7)?)))
-    .optional()?)
-}
-
-pub(super) fn list_users(c: &Connection, ws: WorkspaceId) -> Result<Vec<User>> {
-    let mut stmt = c.prepare_cached(&format!(
-        "SELECT {USER_COLS} FROM users u WHERE u.workspace_id = ?1 ORDER BY u.email"
-    ))?;
-    let rows = stmt.query_map([ws.as_bytes()], user_from_row)?;
-    Ok(rows.collect::<rusqlite::Result<_>>()?)
-}
-
-pub(super) fn session(
-    c: &Connection,
-    token_hash: [u8; 32],
-    now: Timestamp,
-) -> Result<Option<SessionRecord>> {
-    Ok(c.prepare_cached(&format!(
-        "SELECT {USER_COLS}, s.csrf_token, s.expires_at FROM sessions s JOIN users u ON u.id = s.user_id
-          WHERE s.token_hash = ?1 AND s.expires_at > ?2"
-    ))?
-    .query_row(params![&token_hash[..], now.0], |r| {
-        Ok(SessionRecord { user: user_from_row(r)?, csrf_token: r.get(7)?, expires_at: ts(r.get(8)?) })
-    })
-    .optional()?)
-}
-
-pub(super) fn login_failures_since(c: &Connection, subject: &str, since: Timestamp) -> Result<u64> {
-    let n: i64 = c
-        .prepare_cached("SELECT count(*) FROM login_failures WHERE subject = ?1 AND at >= ?2")?
-        .query_row(params![subject, since.0], |r| r.get(0))?;
-    Ok(n as u64)
-}
-
-pub(super) fn export_users(c: &Connection, ws: WorkspaceId) -> Result<Vec<(User, String)>> {
-    let mut stmt = c.prepare_cached(&format!(
-        "SELECT {USER_COLS}, u.password_hash FROM users u WHERE u.workspace_id = ?1 ORDER BY u.email"
-    ))?;
-    let rows = stmt.query_map([ws.as_bytes()], |r| Ok((user_from_row(r)?, r.get(7)?)))?;
-    Ok(rows.collect::<rusqlite::Result<_>>()?)
-}
-
-pub(super) fn export_api_keys(c: &Connection, ws: WorkspaceId) -> Result<Vec<(ApiKey, [u8; 32])>> {
-    let mut stmt = c.prepare_cached(&format!(
-        "SELECT {KEY_COLS}, secret_hash FROM api_keys WHERE workspace_id = ?1 ORDER BY created_at, id"
-    ))?;
-    let rows = stmt.query_map([ws.as_bytes()], |r| {
-        let hash: Vec<u8> = r.get(8)?;
-        let hash: [u8; 32] = hash
-            .try_into()
-            .map_err(|_| conversion_error(8, "key hash"))?;
-        Ok((key_from_row(r)?, hash))
-    })?;
-    Ok(rows.collect::<rusqlite::Result<_>>()?)
 }

@@ -303,7 +303,7 @@ impl SettingsStore for SqliteStore {
     ) -> Result<ApiKey> {
         let (name, prefix) = (name.to_owned(), prefix.to_owned());
         self.write(move |c| {
-            let key = super::write::create_api_key(c, workspace, &name, &prefix, secret_hash)?;
+            let key = super::workspaces::create_api_key(c, workspace, &name, &prefix, secret_hash)?;
             c.prepare_cached("UPDATE api_keys SET role = ?2 WHERE id = ?1")?
                 .execute(params![key.id.as_bytes(), role.as_str()])?;
             Ok(

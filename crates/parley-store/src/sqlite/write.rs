@@ -2,13 +2,8 @@
 
 use std::collections::HashSet;
 
-use parley_core::model::{
-    ApiKey, Assistant, AssistantRef, AssistantVersion, ConversationPatch, User, Variable, Workspace,
-};
-use parley_core::{
-    ApiKeyId, AssistantId, AssistantMode, ConversationId, MessageId, Timestamp, UserId, UserRole,
-    WorkspaceId,
-};
+use parley_core::model::{Assistant, AssistantRef, ConversationPatch, Variable};
+use parley_core::{AssistantId, AssistantMode, ConversationId, MessageId, Timestamp, WorkspaceId};
 use rusqlite::{Connection, OptionalExtension, params, params_from_iter};
 use uuid::Uuid;
 
@@ -17,7 +12,7 @@ use crate::counters::Counters;
 use crate::sql::Dialect;
 use crate::{
     IngestBatch, IngestOutcome, IngestTarget, MessageOutcome, NewAssistant, NewConversation,
-    NewMessage, NewSession, Result, StoreError,
+    NewMessage, Result, StoreError,
 };
 
 fn is_unique_violation(e: &rusqlite::Error) -> bool {
@@ -35,16 +30,7 @@ pub(super) fn conflict_on_unique(
     code: &'static str,
     message: impl FnOnce() -> String,
 ) -> impl FnOnce(rusqlite::Error) -> StoreError {
-    move |e| {
-        if is_unique_violation(&e) {
-            StoreError::Conflict {
-                code,
-                message: message(),
-            }
-        } else {
-            e.into()
-        }
-    }
+    crate::conflict_on_unique(is_unique_violation, code, message)
 }
 
 /// `NotFound("workspace")` unless the workspace exists.
@@ -59,83 +45,12 @@ pub(super) fn ensure_workspace(c: &Connection, workspace: WorkspaceId) -> Result
     }
 }
 
-pub(super) fn create_workspace(c: &Connection, slug: &str, name: &str) -> Result<Workspace> {
-    let ws = Workspace {
-        id: WorkspaceId::new(),
-        slug: slug.to_owned(),
-        name: name.to_owned(),
-        created_at: Timestamp::now(),
-    };
-    c.execute(
-        "INSERT INTO workspaces (id, slug, name, created_at) VALUES (?1, ?2, ?3, ?4)",
-        params![ws.id.as_bytes(), ws.slug, ws.name, ws.created_at.0],
-    )
-    .map_err(conflict_on_unique("workspace_exists", || {
-        format!("a workspace with slug {slug:?} already exists")
-    }))?;
-    Ok(ws)
-}
-
-pub(super) fn create_api_key(
-    c: &Connection,
-    workspace: WorkspaceId,
-    name: &str,
-    prefix: &str,
-    secret_hash: [u8; 32],
-) -> Result<ApiKey> {
-    let key = ApiKey {
-        id: ApiKeyId::new(),
-        workspace_id: workspace,
-        name: name.to_owned(),
-        prefix: prefix.to_owned(),
-        created_at: Timestamp::now(),
-        revoked_at: None,
-        role: UserRole::Admin,
-        last_used_at: None,
-    };
-    ensure_workspace(c, workspace)?;
-    c.execute(
-        "INSERT INTO api_keys (id, workspace_id, name, prefix, secret_hash, created_at)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-        params![
-            key.id.as_bytes(),
-            workspace.as_bytes(),
-            key.name,
-            key.prefix,
-            &secret_hash[..],
-            key.created_at.0
-        ],
-    )?;
-    Ok(key)
-}
-
-pub(super) fn revoke_api_key(c: &Connection, workspace: WorkspaceId, id: ApiKeyId) -> Result<()> {
-    let n = c.execute(
-        "UPDATE api_keys SET revoked_at = coalesce(revoked_at, ?3) WHERE id = ?1 AND workspace_id = ?2",
-        params![id.as_bytes(), workspace.as_bytes(), Timestamp::now().0],
-    )?;
-    if n == 0 {
-        return Err(StoreError::NotFound { what: "api key" });
-    }
-    Ok(())
-}
-
 pub(super) fn create_assistant(
     c: &Connection,
     workspace: WorkspaceId,
     input: &NewAssistant,
 ) -> Result<Assistant> {
-    let now = Timestamp::now();
-    let a = Assistant {
-        id: AssistantId::new(),
-        name: input.name.trim().to_owned(),
-        company: input.company.trim().to_owned(),
-        mode: input.mode,
-        version: 1,
-        settings: input.settings.clone(),
-        created_at: now,
-        updated_at: now,
-    };
+    let a = crate::assistants::new_assistant(input);
     insert_assistant(c, workspace, &a, false)?;
     insert_version(c, &a)?;
     Ok(a)
@@ -150,7 +65,7 @@ fn assistant_exists(a: &Assistant) -> impl FnOnce(rusqlite::Error) -> StoreError
     })
 }
 
-fn insert_assistant(
+pub(super) fn insert_assistant(
     c: &Connection,
     workspace: WorkspaceId,
     a: &Assistant,
@@ -181,7 +96,7 @@ fn insert_assistant(
 }
 
 /// Keeps `a`'s current state as its version `a.version`.
-fn insert_version(c: &Connection, a: &Assistant) -> Result<()> {
+pub(super) fn insert_version(c: &Connection, a: &Assistant) -> Result<()> {
     c.prepare_cached(
         "INSERT INTO assistant_versions (assistant_id, version, name, company, mode, settings, created_at)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) ON CONFLICT DO NOTHING",
@@ -717,7 +632,7 @@ pub(super) fn delete_one_conversation(
     // Work still waiting for it (an answer, a media download, a send) has nothing to do.
     c.prepare_cached("DELETE FROM jobs WHERE conversation_id = ?1 AND state <> 'running'")?
         .execute([id.as_bytes()])?;
-    let (items, sessions) = super::widget::delete_for_conversation(c, id)?;
+    let (items, sessions) = super::widgets::delete_for_conversation(c, id)?;
     out.tracker_items += items;
     out.tracker_sessions += sessions;
     c.prepare_cached("DELETE FROM conversations WHERE pk = ?1")?
@@ -728,193 +643,4 @@ pub(super) fn delete_one_conversation(
     .execute([workspace.as_bytes()])?;
     out.conversations.push(id);
     Ok(true)
-}
-
-pub(super) fn create_user(
-    c: &Connection,
-    workspace: WorkspaceId,
-    email: &str,
-    password_hash: &str,
-    role: UserRole,
-) -> Result<User> {
-    ensure_workspace(c, workspace)?;
-    let user = User {
-        id: UserId::new(),
-        workspace_id: workspace,
-        email: email.to_owned(),
-        role,
-        created_at: Timestamp::now(),
-        name: String::new(),
-        last_sign_in_at: None,
-    };
-    c.execute(
-        "INSERT INTO users (id, workspace_id, email, password_hash, role, created_at)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-        params![
-            user.id.as_bytes(),
-            workspace.as_bytes(),
-            user.email,
-            password_hash,
-            role.as_str(),
-            user.created_at.0
-        ],
-    )
-    .map_err(conflict_on_unique("user_exists", || {
-        format!("a user with email {email:?} already exists")
-    }))?;
-    Ok(user)
-}
-
-pub(super) fn create_session(c: &Connection, s: &NewSession) -> Result<()> {
-    c.execute(
-        "INSERT INTO sessions (token_hash, user_id, csrf_token, created_at, expires_at) VALUES (?1, ?2, ?3, ?4, ?5)",
-        params![&s.token_hash[..], s.user_id.as_bytes(), s.csrf_token, s.created_at.0, s.expires_at.0],
-    )?;
-    // A new session is a sign-in: the members list shows when it happened.
-    c.execute(
-        "UPDATE users SET last_sign_in_at = ?2 WHERE id = ?1",
-        params![s.user_id.as_bytes(), s.created_at.0],
-    )?;
-    // Expired sessions are swept as new ones arrive.
-    c.execute(
-        "DELETE FROM sessions WHERE expires_at < ?1",
-        [s.created_at.0],
-    )?;
-    Ok(())
-}
-
-pub(super) fn delete_session(c: &Connection, token_hash: [u8; 32]) -> Result<()> {
-    c.execute(
-        "DELETE FROM sessions WHERE token_hash = ?1",
-        [&token_hash[..]],
-    )?;
-    Ok(())
-}
-
-pub(super) fn record_login_failure(
-    c: &Connection,
-    subjects: &[String],
-    at: Timestamp,
-) -> Result<()> {
-    let mut stmt = c.prepare_cached("INSERT INTO login_failures (subject, at) VALUES (?1, ?2)")?;
-    for s in subjects {
-        stmt.execute(params![s, at.0])?;
-    }
-    Ok(())
-}
-
-pub(super) fn clear_login_failures(c: &Connection, subject: &str, before: Timestamp) -> Result<()> {
-    c.execute(
-        "DELETE FROM login_failures WHERE subject = ?1 AND at < ?2",
-        params![subject, before.0],
-    )?;
-    Ok(())
-}
-
-/// Runs on the one writer connection, so no other claim (nor any other process's write, which
-/// waits for the write lock) comes between the counts and the inserts.
-pub(super) fn claim_login_attempt(
-    c: &Connection,
-    limits: &[(String, u64)],
-    since: Timestamp,
-    at: Timestamp,
-) -> Result<bool> {
-    let mut count =
-        c.prepare_cached("SELECT count(*) FROM login_failures WHERE subject = ?1 AND at >= ?2")?;
-    for (subject, limit) in limits {
-        let n: i64 = count.query_row(params![subject, since.0], |r| r.get(0))?;
-        if n as u64 >= *limit {
-            return Ok(false);
-        }
-    }
-    let mut insert =
-        c.prepare_cached("INSERT INTO login_failures (subject, at) VALUES (?1, ?2)")?;
-    for (subject, _) in limits {
-        insert.execute(params![subject, at.0])?;
-    }
-    Ok(true)
-}
-
-pub(super) fn release_login_attempt(c: &Connection, subject: &str, at: Timestamp) -> Result<()> {
-    c.prepare_cached(
-        "DELETE FROM login_failures WHERE rowid =
-             (SELECT rowid FROM login_failures WHERE subject = ?1 AND at = ?2 LIMIT 1)",
-    )?
-    .execute(params![subject, at.0])?;
-    Ok(())
-}
-
-pub(super) fn import_workspace(c: &Connection, ws: &Workspace) -> Result<()> {
-    c.execute(
-        "INSERT INTO workspaces (id, slug, name, created_at) VALUES (?1, ?2, ?3, ?4)",
-        params![ws.id.as_bytes(), ws.slug, ws.name, ws.created_at.0],
-    )
-    .map_err(conflict_on_unique("workspace_exists", || {
-        format!("workspace {:?} already exists", ws.slug)
-    }))?;
-    Ok(())
-}
-
-pub(super) fn import_assistant(
-    c: &Connection,
-    workspace: WorkspaceId,
-    a: &Assistant,
-    versions: &[AssistantVersion],
-) -> Result<()> {
-    if insert_assistant(c, workspace, a, true)? == 0 {
-        return Ok(());
-    }
-    insert_version(c, a)?;
-    for v in versions {
-        insert_version(
-            c,
-            &Assistant {
-                name: v.name.clone(),
-                company: v.company.clone(),
-                mode: v.mode,
-                version: v.version,
-                settings: v.settings.clone(),
-                updated_at: v.created_at,
-                ..a.clone()
-            },
-        )?;
-    }
-    Ok(())
-}
-
-pub(super) fn import_user(c: &Connection, u: &User, password_hash: &str) -> Result<()> {
-    c.execute(
-        "INSERT INTO users (id, workspace_id, email, password_hash, role, created_at, name, last_sign_in_at)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8) ON CONFLICT DO NOTHING",
-        params![
-            u.id.as_bytes(),
-            u.workspace_id.as_bytes(),
-            u.email,
-            password_hash,
-            u.role.as_str(),
-            u.created_at.0,
-            u.name,
-            u.last_sign_in_at.map(|t| t.0)
-        ],
-    )?;
-    Ok(())
-}
-
-pub(super) fn import_api_key(c: &Connection, k: &ApiKey, secret_hash: [u8; 32]) -> Result<()> {
-    c.execute(
-        "INSERT INTO api_keys (id, workspace_id, name, prefix, secret_hash, created_at, revoked_at, role, last_used_at)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9) ON CONFLICT DO NOTHING",
-        params![
-            k.id.as_bytes(),
-            k.workspace_id.as_bytes(),
-            k.name,
-            k.prefix,
-            &secret_hash[..],
-            k.created_at.0,
-            k.revoked_at.map(|t| t.0),
-            k.role.as_str(),
-            k.last_used_at.map(|t| t.0)
-        ],
-    )?;
-    Ok(())
 }

@@ -1,6 +1,7 @@
 //! Widgets and tracker sessions in SQLite (migration 0007): JSON documents beside the columns
 //! they are looked up by.
 
+use async_trait::async_trait;
 use parley_core::widget::{
     TrackerItem, TrackerRecord, TrackerSession, WidgetRecord, WidgetSettings,
 };
@@ -8,7 +9,9 @@ use parley_core::{AssistantId, ConversationId, Timestamp, WorkspaceId};
 use rusqlite::{Connection, OptionalExtension, params};
 use uuid::Uuid;
 
-use crate::{Result, StoreError};
+use super::SqliteStore;
+use crate::sql::Dialect;
+use crate::{Result, StoreError, WidgetStore};
 
 fn json_err(e: serde_json::Error) -> StoreError {
     StoreError::backend(format!("stored JSON: {e}"))
@@ -67,7 +70,7 @@ pub(super) fn save_widget(c: &Connection, w: &WidgetRecord) -> Result<()> {
     put_widget(c, w, true)
 }
 
-/// [`crate::Store::create_widget`]: inserts unless the assistant has a widget, then reads it.
+/// [`crate::WidgetStore::create_widget`]: inserts unless the assistant has a widget, then reads it.
 pub(super) fn create_widget(c: &Connection, w: &WidgetRecord) -> Result<WidgetRecord> {
     put_widget(c, w, false)?;
     widget_for_assistant(c, w.workspace_id, w.assistant_id)?
@@ -88,35 +91,25 @@ fn put_widget(c: &Connection, w: &WidgetRecord, replace: bool) -> Result<()> {
         return Err(StoreError::NotFound { what: "assistant" });
     }
     let settings = serde_json::to_string(&w.settings).map_err(json_err)?;
-    let on_conflict = if replace {
-        "DO UPDATE SET public_key = excluded.public_key,
-             settings = excluded.settings, updated_at = excluded.updated_at"
-    } else {
-        "DO NOTHING"
-    };
-    c.prepare_cached(&format!(
-        "INSERT INTO widgets (assistant_id, workspace_id, public_key, settings, updated_at)
-         VALUES (?1, ?2, ?3, ?4, ?5)
-         ON CONFLICT (assistant_id) {on_conflict}"
-    ))?
-    .execute(params![
-        w.assistant_id.as_bytes(),
-        w.workspace_id.as_bytes(),
-        w.public_key,
-        settings,
-        w.updated_at.0
-    ])
-    .map_err(|e| match &e {
-        rusqlite::Error::SqliteFailure(f, _)
-            if f.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_UNIQUE =>
-        {
-            StoreError::Conflict {
-                code: "widget_key_taken",
-                message: "another widget has this key".into(),
+    c.prepare_cached(&crate::widgets::put_widget_sql(Dialect::Sqlite, replace))?
+        .execute(params![
+            w.assistant_id.as_bytes(),
+            w.workspace_id.as_bytes(),
+            w.public_key,
+            settings,
+            w.updated_at.0
+        ])
+        .map_err(|e| match &e {
+            rusqlite::Error::SqliteFailure(f, _)
+                if f.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_UNIQUE =>
+            {
+                StoreError::Conflict {
+                    code: "widget_key_taken",
+                    message: "another widget has this key".into(),
+                }
             }
-        }
-        _ => e.into(),
-    })?;
+            _ => e.into(),
+        })?;
     Ok(())
 }
 
@@ -284,4 +277,69 @@ pub(super) fn delete_for_conversation(
         .prepare_cached("DELETE FROM tracker_sessions WHERE id = ?1")?
         .execute([&session])?;
     Ok((items as u64, sessions as u64))
+}
+
+#[async_trait]
+impl WidgetStore for SqliteStore {
+    async fn widget_for_assistant(
+        &self,
+        workspace: WorkspaceId,
+        assistant: AssistantId,
+    ) -> Result<Option<WidgetRecord>> {
+        self.read(move |c| widget_for_assistant(c, workspace, assistant))
+            .await
+    }
+
+    async fn widget_by_key(&self, public_key: &str) -> Result<Option<WidgetRecord>> {
+        let key = public_key.to_owned();
+        self.read(move |c| widget_by_key(c, &key)).await
+    }
+
+    async fn save_widget(&self, w: &WidgetRecord) -> Result<()> {
+        let w = w.clone();
+        self.write(move |c| save_widget(c, &w)).await
+    }
+
+    async fn create_widget(&self, w: &WidgetRecord) -> Result<WidgetRecord> {
+        let w = w.clone();
+        self.write(move |c| create_widget(c, &w)).await
+    }
+
+    async fn save_tracker_session(&self, s: &TrackerSession) -> Result<()> {
+        let s = s.clone();
+        self.write(move |c| save_tracker_session(c, &s)).await
+    }
+
+    async fn tracker_session(
+        &self,
+        workspace: WorkspaceId,
+        id: uuid::Uuid,
+    ) -> Result<Option<TrackerSession>> {
+        self.read(move |c| tracker_session(c, workspace, id)).await
+    }
+
+    async fn link_tracker_session(
+        &self,
+        workspace: WorkspaceId,
+        session: uuid::Uuid,
+        conversation: ConversationId,
+    ) -> Result<()> {
+        self.write(move |c| link_tracker_session(c, workspace, session, conversation))
+            .await
+    }
+
+    async fn save_tracker_item(&self, workspace: WorkspaceId, item: &TrackerItem) -> Result<()> {
+        let item = item.clone();
+        self.write(move |c| save_tracker_item(c, workspace, &item))
+            .await
+    }
+
+    async fn tracker_for_conversation(
+        &self,
+        workspace: WorkspaceId,
+        conversation: ConversationId,
+    ) -> Result<Option<TrackerRecord>> {
+        self.read(move |c| tracker_for_conversation(c, workspace, conversation))
+            .await
+    }
 }

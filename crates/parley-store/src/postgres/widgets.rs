@@ -1,6 +1,7 @@
 //! Widgets and tracker sessions in PostgreSQL (migration 0006): JSON documents beside the
 //! columns they are looked up by.
 
+use async_trait::async_trait;
 use deadpool_postgres::Pool;
 use parley_core::widget::{
     TrackerItem, TrackerRecord, TrackerSession, WidgetRecord, WidgetSettings,
@@ -8,8 +9,10 @@ use parley_core::widget::{
 use parley_core::{AssistantId, ConversationId, Timestamp, WorkspaceId};
 use uuid::Uuid;
 
+use super::PostgresStore;
 use super::is_unique_violation;
-use crate::{Result, StoreError};
+use crate::sql::Dialect;
+use crate::{Result, StoreError, WidgetStore};
 
 fn json_err(e: serde_json::Error) -> StoreError {
     StoreError::backend(format!("stored JSON: {e}"))
@@ -65,7 +68,7 @@ pub(super) async fn save_widget(pool: &Pool, w: &WidgetRecord) -> Result<()> {
     put_widget(pool, w, true).await
 }
 
-/// [`crate::Store::create_widget`]: inserts unless the assistant has a widget, then reads it.
+/// [`crate::WidgetStore::create_widget`]: inserts unless the assistant has a widget, then reads it.
 pub(super) async fn create_widget(pool: &Pool, w: &WidgetRecord) -> Result<WidgetRecord> {
     put_widget(pool, w, false).await?;
     widget_for_assistant(pool, w.workspace_id, w.assistant_id)
@@ -87,19 +90,9 @@ async fn put_widget(pool: &Pool, w: &WidgetRecord, replace: bool) -> Result<()> 
         return Err(StoreError::NotFound { what: "assistant" });
     }
     let settings = serde_json::to_string(&w.settings).map_err(json_err)?;
-    let on_conflict = if replace {
-        "DO UPDATE SET public_key = excluded.public_key,
-                 settings = excluded.settings, updated_at = excluded.updated_at"
-    } else {
-        "DO NOTHING"
-    };
     client
         .execute(
-            &format!(
-                "INSERT INTO widgets (assistant_id, workspace_id, public_key, settings, updated_at)
-                 VALUES ($1, $2, $3, $4, $5)
-                 ON CONFLICT (assistant_id) {on_conflict}"
-            ),
+            &crate::widgets::put_widget_sql(Dialect::Postgres, replace),
             &[
                 &w.assistant_id.0,
                 &w.workspace_id.0,
@@ -292,4 +285,60 @@ pub(super) async fn delete_for_conversation(
         .execute("DELETE FROM tracker_sessions WHERE id = $1", &[&session])
         .await?;
     Ok((items, sessions))
+}
+
+#[async_trait]
+impl WidgetStore for PostgresStore {
+    async fn widget_for_assistant(
+        &self,
+        workspace: WorkspaceId,
+        assistant: AssistantId,
+    ) -> Result<Option<WidgetRecord>> {
+        widget_for_assistant(&self.pool, workspace, assistant).await
+    }
+
+    async fn widget_by_key(&self, public_key: &str) -> Result<Option<WidgetRecord>> {
+        widget_by_key(&self.pool, public_key).await
+    }
+
+    async fn save_widget(&self, w: &WidgetRecord) -> Result<()> {
+        save_widget(&self.pool, w).await
+    }
+
+    async fn create_widget(&self, w: &WidgetRecord) -> Result<WidgetRecord> {
+        create_widget(&self.pool, w).await
+    }
+
+    async fn save_tracker_session(&self, s: &TrackerSession) -> Result<()> {
+        save_tracker_session(&self.pool, s).await
+    }
+
+    async fn tracker_session(
+        &self,
+        workspace: WorkspaceId,
+        id: uuid::Uuid,
+    ) -> Result<Option<TrackerSession>> {
+        tracker_session(&self.pool, workspace, id).await
+    }
+
+    async fn link_tracker_session(
+        &self,
+        workspace: WorkspaceId,
+        session: uuid::Uuid,
+        conversation: ConversationId,
+    ) -> Result<()> {
+        link_tracker_session(&self.pool, workspace, session, conversation).await
+    }
+
+    async fn save_tracker_item(&self, workspace: WorkspaceId, item: &TrackerItem) -> Result<()> {
+        save_tracker_item(&self.pool, workspace, item).await
+    }
+
+    async fn tracker_for_conversation(
+        &self,
+        workspace: WorkspaceId,
+        conversation: ConversationId,
+    ) -> Result<Option<TrackerRecord>> {
+        tracker_for_conversation(&self.pool, workspace, conversation).await
+    }
 }
