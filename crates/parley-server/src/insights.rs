@@ -226,15 +226,41 @@ async fn analyse_some(
     ids: &[ConversationId],
 ) -> Result<u64, StoreError> {
     let records = store.export_conversations(workspace, ids).await?;
-    let topics = store.insights().topics(workspace).await?.topics;
+    let n = records.len() as u64;
+    let topics = std::sync::Arc::new(store.insights().topics(workspace).await?.topics);
     let now = Timestamp::now();
-    let saves = records.iter().map(|r| {
-        let mut insight = analyse(&r.detail.summary, &r.messages, now);
-        insight.topic = topic_of(&insight.key_phrases, &topics).map(|t| t.key.clone());
-        // Never older than the change it reflects, so the conversation is not stale after it
-        // even when the record's clock ran ahead of this one.
-        let at = Timestamp(now.0.max(r.detail.updated_at.0));
-        let id = r.detail.summary.id;
+    // The analysis is CPU work (VADER, YAKE): spread over the cores, off the async threads.
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let per = records.len().div_ceil(cores).max(1);
+    let mut chunks = Vec::new();
+    let mut records = records;
+    while !records.is_empty() {
+        let rest = records.split_off(per.min(records.len()));
+        chunks.push(std::mem::replace(&mut records, rest));
+    }
+    let tasks = chunks.into_iter().map(|chunk| {
+        let topics = topics.clone();
+        tokio::task::spawn_blocking(move || {
+            chunk
+                .into_iter()
+                .map(|r| {
+                    let mut insight = analyse(&r.detail.summary, &r.messages, now);
+                    insight.topic = topic_of(&insight.key_phrases, &topics).map(|t| t.key.clone());
+                    // Never older than the change it reflects, so the conversation is not
+                    // stale after it even when the record's clock ran ahead of this one.
+                    let at = Timestamp(now.0.max(r.detail.updated_at.0));
+                    (r.detail.summary.id, insight, at)
+                })
+                .collect::<Vec<_>>()
+        })
+    });
+    let mut analysed = Vec::new();
+    for done in futures_util::future::join_all(tasks).await {
+        analysed.extend(
+            done.map_err(|e| StoreError::backend(format!("an analysis task failed: {e}")))?,
+        );
+    }
+    let saves = analysed.into_iter().map(|(id, insight, at)| {
         async move {
             match store
                 .insights()
@@ -251,7 +277,7 @@ async fn analyse_some(
     for r in futures_util::future::join_all(saves).await {
         r?;
     }
-    Ok(records.len() as u64)
+    Ok(n)
 }
 
 /// [`analyse_changed`] as a worker of its own (`parley analyse`, tests): returns how many
