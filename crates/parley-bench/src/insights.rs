@@ -2,8 +2,12 @@
 //! figure over HTTP through a real `parley serve`, each beside the direct aggregate over the
 //! same rows (the baseline, same run).
 //!
-//! A fresh database per backend is filled through the store with the harness's workload
-//! (spread over 180 days from 2026-05-01; six assistants, nine channels), then analysed with
+//! A fresh database per backend gets a quarter of the harness's workload (spread over 180
+//! days from 2026-05-01; six assistants, nine channels) through `POST /api/v1/import` (about
+//! 100 messages a request, 4 clients) in four rounds, each on a fresh `parley serve`, the
+//! background analyser off (`[jobs] insights = false`) and on in turns: the ingest overhead
+//! row compares their mean rates (after an "off" round its conversations are analysed
+//! untimed, so an "on" round's analyser only has its own round's to do). The rest is filled through the store; then all is analysed with
 //! [`parley_server::insights::analyse_stale`] (what `parley analyse` runs; its rate is the
 //! backfill row). Then, for windows of the last 7, 30 and 90 whole UTC days of the data,
 //! without a filter, with `channel=widget` and with one assistant, each endpoint
@@ -311,36 +315,89 @@ pub async fn run(
     std::fs::create_dir_all(&dir)?;
     let db = Database::create(backend, &dir, postgres_url, None).await?;
     let (store, ws, key) = crate::bench_workspace(&db).await?;
+    // Ingest through HTTP with the background analyser off and on, in turns.
+    let off_config = dir.join("insights-off.toml");
+    std::fs::write(&off_config, "[jobs]\ninsights = false\n")?;
+    let round = (total / INGEST_SHARE / 4).max(50);
+    let mut next = 0u64;
+    let (mut off, mut on) = (Vec::new(), Vec::new());
+    let mut ingested = 0u64;
+    for turn in 0..4 {
+        let analyser = turn % 2 == 1;
+        let server =
+            Server::start_with(&db.url, &dir, (!analyser).then_some(off_config.as_path())).await?;
+        let (rate, n) =
+            ingest_http(&server.base, &key.secret, corpus, next..next + round, total).await?;
+        eprintln!(
+            "  HTTP ingest, analyser {}: {rate:.0} msg/s",
+            if analyser { "on" } else { "off" }
+        );
+        if analyser {
+            // Let it finish its pass before the server stops.
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            on.push(rate);
+        } else {
+            off.push(rate);
+        }
+        ingested += n;
+        next += round;
+        drop(server);
+        if !analyser {
+            // No backlog for the next round's analyser: it analyses only what it sees arrive.
+            parley_server::insights::analyse_stale(store.as_ref(), ws.id, |_| {}).await?;
+        }
+    }
+    let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len().max(1) as f64;
+    let (off_rate, on_rate) = (mean(&off), mean(&on));
+    let fall = 1.0 - on_rate / off_rate;
     let started = Instant::now();
     let mut shown = 0;
-    let messages = crate::bulk_load(&store, corpus, ws.id, 0..total, total, |n| {
-        if n >= shown + total / 10 {
-            shown = n;
-            eprintln!("  filled {n}/{total}");
-        }
-    })
-    .await?;
+    let messages = ingested
+        + crate::bulk_load(&store, corpus, ws.id, next..total, total, |n| {
+            if n >= shown + total / 10 {
+                shown = n;
+                eprintln!("  filled {n}/{total}");
+            }
+        })
+        .await?;
     let fill_s = started.elapsed().as_secs_f64();
     eprintln!("filled {total} conversations ({messages} messages) in {fill_s:.1} s");
     let started = Instant::now();
+    // The ingested rounds are analysed already: this is the filled rest.
     let analysed = parley_server::insights::analyse_stale(store.as_ref(), ws.id, |_| {}).await?;
     let backfill_s = started.elapsed().as_secs_f64();
     let backfill_rate = analysed as f64 / backfill_s;
     eprintln!("analysed {analysed} in {backfill_s:.1} s ({backfill_rate:.0}/s)");
     db.analyze().await?;
-    let mut rows = vec![row(
-        &format!(
-            "insights backfill (`analyse_stale`, what `parley analyse` runs) of {analysed} conversations, {messages} messages"
+    let mut rows = vec![
+        row(
+            &format!(
+                "ingest via HTTP, ~100-message batches, 4 clients, with the background analyser on (`[jobs] insights = true`), {} rounds of {round} conversations",
+                on.len()
+            ),
+            crate::rate(on_rate),
+            format!(
+                "analyser off (`insights = false`), alternating rounds: {}",
+                crate::rate(off_rate)
+            ),
+            format!("{:.1} % lower", fall * 100.0),
+            "falls by <= 10 %",
+            Some(fall <= 0.10),
         ),
-        format!("{backfill_rate:.0} conversations/s ({backfill_s:.1} s)"),
-        format!(
-            "fill through the store: {:.0} conversations/s",
-            total as f64 / fill_s
+        row(
+            &format!(
+                "insights backfill (`analyse_stale`, what `parley analyse` runs) of {analysed} conversations, {messages} messages"
+            ),
+            format!("{backfill_rate:.0} conversations/s ({backfill_s:.1} s)"),
+            format!(
+                "fill through the store: {:.0} conversations/s",
+                total as f64 / fill_s
+            ),
+            String::new(),
+            ">= 5,000 conversations/s",
+            Some(backfill_rate >= 5_000.0),
         ),
-        String::new(),
-        ">= 5,000 conversations/s",
-        Some(backfill_rate >= 5_000.0),
-    )];
+    ];
     // A session for the page.
     let token = parley_server::auth::session::random_token();
     let hash = parley_server::auth::hash_password("benchmark password")?;
@@ -482,6 +539,7 @@ pub async fn run(
     }
     drop(server);
     let out = json!({"conversations": total, "messages": messages, "fill_s": fill_s,
+                     "ingest": {"analyser_off_msg_per_s": off, "analyser_on_msg_per_s": on},
                      "backfill": {"conversations": analysed, "seconds": backfill_s,
                                   "per_second": backfill_rate},
                      "worst_p99_ms": worst_p99, "figures": figures});
@@ -490,6 +548,68 @@ pub async fn run(
         db.drop_database().await?;
     }
     Ok((rows, out))
+}
+
+/// The share of the conversations (1 in this many) ingested through HTTP, in four rounds
+/// with the analyser off and on in turns; the rest is filled through the store.
+const INGEST_SHARE: u64 = 4;
+
+/// Imports conversations `range` of the workload through `POST /api/v1/import` in bodies of
+/// about 100 messages from 4 clients; returns messages per second and the messages stored.
+async fn ingest_http(
+    base: &str,
+    key: &str,
+    corpus: &Corpus,
+    range: std::ops::Range<u64>,
+    total: u64,
+) -> Result<(f64, u64), BoxError> {
+    let mut bodies: Vec<String> = Vec::new();
+    let (mut body, mut in_body, mut messages) = (String::new(), 0u64, 0u64);
+    for i in range {
+        let c = crate::workload::conversation(corpus, i, total);
+        in_body += c.messages.len() as u64;
+        messages += c.messages.len() as u64;
+        body.push_str(&serde_json::to_string(&c)?);
+        body.push('\n');
+        if in_body >= 100 {
+            bodies.push(std::mem::take(&mut body));
+            in_body = 0;
+        }
+    }
+    if !body.is_empty() {
+        bodies.push(body);
+    }
+    let bodies = std::sync::Arc::new(bodies);
+    let next = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let http = reqwest::Client::new();
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for _ in 0..4 {
+        let (bodies, next, http) = (bodies.clone(), next.clone(), http.clone());
+        let (url, key) = (format!("{base}/api/v1/import"), key.to_owned());
+        tasks.push(tokio::spawn(async move {
+            loop {
+                let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                let Some(body) = bodies.get(i) else {
+                    return Ok::<_, BoxError>(());
+                };
+                let res = http
+                    .post(&url)
+                    .bearer_auth(&key)
+                    .header("content-type", "application/jsonl")
+                    .body(body.clone())
+                    .send()
+                    .await?;
+                if !res.status().is_success() {
+                    return Err(format!("import: {}", res.text().await?).into());
+                }
+            }
+        }));
+    }
+    for t in tasks {
+        t.await??;
+    }
+    Ok((messages as f64 / started.elapsed().as_secs_f64(), messages))
 }
 
 /// The last whole day of the windows (the day before [`END_MS`]), `YYYY-MM-DD`.
