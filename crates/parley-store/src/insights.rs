@@ -785,3 +785,85 @@ pub(crate) mod columns {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn window(from: i64, to: i64) -> InsightWindow {
+        InsightWindow {
+            from: Timestamp(from),
+            to: Timestamp(to),
+            channel: None,
+            assistant: None,
+        }
+    }
+
+    fn plan(from: i64, to: i64, grain: i64) -> Vec<(i64, i64, Source)> {
+        read_plan(&window(from, to), grain)
+            .into_iter()
+            .map(|(w, s)| (w.from.0, w.to.0, s))
+            .collect()
+    }
+
+    /// Whole days from the day rollups, whole hours around them from the hour rollups, the
+    /// rest from the rows; the parts cover the window exactly once.
+    #[test]
+    fn a_window_splits_into_days_hours_and_edges() {
+        let (d, h) = (DAY_MS, HOUR_MS);
+        let (from, to) = (10 * d - 2 * h - 5, 13 * d + 3 * h + 7);
+        let parts = plan(from, to, DAY_MS);
+        assert_eq!(
+            parts,
+            vec![
+                (10 * d, 13 * d, Source::Day),
+                (10 * d - 2 * h, 10 * d, Source::Hour),
+                (13 * d, 13 * d + 3 * h, Source::Hour),
+                (from, 10 * d - 2 * h, Source::Scan),
+                (13 * d + 3 * h, to, Source::Scan),
+            ]
+        );
+        let mut covered: Vec<(i64, i64)> = parts.iter().map(|p| (p.0, p.1)).collect();
+        covered.sort();
+        assert!(covered.windows(2).all(|w| w[0].1 == w[1].0));
+        assert_eq!((covered[0].0, covered.last().unwrap().1), (from, to));
+        // Hour grain (an hour offset, the heatmap): no day part.
+        assert_eq!(
+            plan(10 * d, 12 * d, HOUR_MS),
+            vec![(10 * d, 12 * d, Source::Hour)]
+        );
+        // No whole day inside: hours only; no whole hour: the rows.
+        assert_eq!(
+            plan(10 * d + h, 10 * d + 5 * h, DAY_MS),
+            vec![(10 * d + h, 10 * d + 5 * h, Source::Hour)]
+        );
+        assert_eq!(
+            plan(h + 1, 2 * h - 1, DAY_MS),
+            vec![(h + 1, 2 * h - 1, Source::Scan)]
+        );
+        assert_eq!(plan(0, 5 * d, 0), vec![(0, 5 * d, Source::Scan)]);
+    }
+
+    #[test]
+    fn groupings_read_the_coarsest_grain_their_boundaries_allow() {
+        let b = |size_ms, origin_ms, offset_ms| InsightGrouping::Buckets {
+            size_ms,
+            origin_ms,
+            offset_ms,
+        };
+        assert_eq!(b(DAY_MS, 0, 0).grain(), DAY_MS);
+        assert_eq!(b(7 * DAY_MS, 4 * DAY_MS, 0).grain(), DAY_MS);
+        assert_eq!(b(DAY_MS, 0, 2 * HOUR_MS).grain(), HOUR_MS);
+        assert_eq!(b(HOUR_MS, 0, 0).grain(), HOUR_MS);
+        assert_eq!(b(DAY_MS, 0, 30 * 60_000).grain(), 0);
+        assert_eq!(b(15 * 60_000, 0, 0).grain(), 0);
+        assert_eq!(InsightGrouping::WeekHour { offset_ms: 0 }.grain(), HOUR_MS);
+        assert_eq!(
+            InsightGrouping::WeekHour {
+                offset_ms: 90 * 60_000
+            }
+            .grain(),
+            0
+        );
+    }
+}
