@@ -6,8 +6,8 @@
 //! days from 2026-05-01; six assistants, nine channels) through `POST /api/v1/import` (about
 //! 100 messages a request, 4 clients) in four rounds, each on a fresh `parley serve`, the
 //! background analyser off (`[jobs] insights = false`) and on in turns: the ingest overhead
-//! row compares their mean rates (after an "off" round its conversations are analysed
-//! untimed, so an "on" round's analyser only has its own round's to do). The rest is filled through the store; then all is analysed with
+//! row compares their mean rates (after each round what is left is analysed untimed, so an
+//! "on" round's analyser only has its own round's conversations to do). The rest is filled through the store; then all is analysed with
 //! [`parley_server::insights::analyse_stale`] (what `parley analyse` runs; its rate is the
 //! backfill row). Then, for windows of the last 7, 30 and 90 whole UTC days of the data,
 //! without a filter, with `channel=widget` and with one assistant, each endpoint
@@ -333,19 +333,29 @@ pub async fn run(
             if analyser { "on" } else { "off" }
         );
         if analyser {
-            // Let it finish its pass before the server stops.
-            tokio::time::sleep(Duration::from_millis(200)).await;
             on.push(rate);
         } else {
             off.push(rate);
         }
         ingested += n;
         next += round;
-        drop(server);
-        if !analyser {
-            // No backlog for the next round's analyser: it analyses only what it sees arrive.
-            parley_server::insights::analyse_stale(store.as_ref(), ws.id, |_| {}).await?;
+        // No backlog for the next round's analyser (it analyses only what it sees arrive):
+        // what is left is analysed here, untimed, once the server's pass gives its lease up.
+        loop {
+            match parley_server::insights::analyse_stale(store.as_ref(), ws.id, |_| {}).await {
+                Err(parley_store::StoreError::Conflict {
+                    code: "analysis_busy",
+                    ..
+                }) => {
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+                r => {
+                    r?;
+                    break;
+                }
+            }
         }
+        drop(server);
     }
     let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len().max(1) as f64;
     let (off_rate, on_rate) = (mean(&off), mean(&on));
