@@ -132,6 +132,11 @@ impl Database {
         }
     }
 
+    /// The SQLite database file (`None` for PostgreSQL).
+    pub fn sqlite_path(&self) -> Option<&std::path::Path> {
+        self.sqlite_path.as_deref()
+    }
+
     /// The PostgreSQL database's name (`None` for SQLite).
     pub fn pg_name(&self) -> Option<&str> {
         self.pg_admin.as_ref().map(|(_, n)| n.as_str())

@@ -21,6 +21,10 @@
 //! 8. 1,000 live event listeners on one server: commit-to-delivery latency, memory per idle
 //!    listener, and ingest throughput beside them (see [`live`]; its own server and database).
 //!
+//! 9. the insights backfill rate and every insights endpoint and the Insights page beside the
+//!    direct aggregate over the same rows (see [`insights`]; its own server and database; not
+//!    run unless named).
+//!
 //! `--workloads storage` runs 1-6 only, `--workloads gateway` 7 only, `--workloads live` 8
 //! only; the default is all three.
 //!
@@ -31,6 +35,7 @@ pub mod audio;
 pub mod backend;
 pub mod bulk;
 pub mod gateway;
+pub mod insights;
 pub mod live;
 pub mod measure;
 pub mod server;
@@ -122,6 +127,9 @@ pub enum Workload {
     Live,
     /// The longest ingest stall during a bulk delete of 10,000 conversations (see [`bulk`]).
     Bulk,
+    /// The insights backfill rate and every insights figure beside its direct aggregate (see
+    /// [`insights`]; its own server and database at the run's scale).
+    Insights,
 }
 
 /// One line of the results table.
@@ -338,6 +346,12 @@ pub async fn run(opts: BenchOptions) -> Result<Value, BoxError> {
             .await?;
             rows.extend(more);
             figures["bulk"] = b;
+        }
+        if opts.workloads.contains(&Workload::Insights) {
+            let (more, i) =
+                insights::run(*backend, &corpus, &opts.data_dir, &opts.postgres_url, total).await?;
+            rows.extend(more);
+            figures["insights"] = i;
         }
         println!("\n### {}\n", backend.name());
         println!("{}", table(&rows));

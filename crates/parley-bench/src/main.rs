@@ -42,7 +42,8 @@ struct Args {
     /// Workload groups, comma-separated: `storage` (ingest, list, search, dashboard...),
     /// `gateway` (the OpenAI-compatible gateway's added latency), `live` (1,000 event
     /// listeners on one server) and `bulk` (the longest ingest stall during a bulk delete of
-    /// 10,000 conversations; not run unless named).
+    /// 10,000 conversations; not run unless named) and `insights` (the backfill rate and
+    /// every insights figure beside its direct aggregate; not run unless named).
     #[arg(long, value_delimiter = ',', default_value = "storage,gateway,live")]
     workloads: Vec<String>,
     /// Keep the filled databases (PostgreSQL: `parley_bench_keep`) and record them in
@@ -104,8 +105,9 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error + Send + Sync>>
             "gateway" => Ok(Workload::Gateway),
             "live" => Ok(Workload::Live),
             "bulk" => Ok(Workload::Bulk),
+            "insights" => Ok(Workload::Insights),
             other => Err(format!(
-                "unknown workload {other:?}: storage, gateway, live or bulk"
+                "unknown workload {other:?}: storage, gateway, live, bulk or insights"
             )),
         })
         .collect::<Result<Vec<_>, _>>()?;

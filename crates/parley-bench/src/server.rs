@@ -27,6 +27,15 @@ fn status_field(pid: u32, field: &str) -> Option<u64> {
 impl Server {
     /// Starts `parley serve` on `database_url` and waits until `/readyz` answers.
     pub async fn start(database_url: &str, data_dir: &std::path::Path) -> Result<Server, BoxError> {
+        Server::start_with(database_url, data_dir, None).await
+    }
+
+    /// [`Server::start`] with the configuration file `config` (`PARLEY_CONFIG`), if given.
+    pub async fn start_with(
+        database_url: &str,
+        data_dir: &std::path::Path,
+        config: Option<&std::path::Path>,
+    ) -> Result<Server, BoxError> {
         let port = std::net::TcpListener::bind("127.0.0.1:0")?
             .local_addr()?
             .port();
@@ -38,7 +47,11 @@ impl Server {
         } else {
             std::env::current_exe()?
         };
-        let child = Command::new(exe)
+        let mut command = Command::new(exe);
+        if let Some(config) = config {
+            command.env("PARLEY_CONFIG", config);
+        }
+        let child = command
             .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
             .env("PARLEY_DATABASE_URL", database_url)
             .env("PARLEY_DATA_DIR", data_dir)

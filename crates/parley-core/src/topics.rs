@@ -73,13 +73,30 @@ pub fn stop_words_for(language: Option<&str>) -> Option<StopWords> {
     StopWords::predefined(two)
 }
 
+/// [`stop_words_for`], built once per language for the process (a list is a set of a few
+/// hundred strings: building it for every conversation cost a few percent of a backfill).
+fn cached_stop_words(language: Option<&str>) -> Option<&'static StopWords> {
+    static LISTS: std::sync::LazyLock<
+        std::sync::Mutex<HashMap<String, Option<&'static StopWords>>>,
+    > = std::sync::LazyLock::new(Default::default);
+    let key = language.unwrap_or("eng");
+    let mut lists = LISTS.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(list) = lists.get(key) {
+        return *list;
+    }
+    // At most one leaked list per language whatlang names (a fixed, small set).
+    let list = stop_words_for(language).map(|l| &*Box::leak(Box::new(l)));
+    lists.insert(key.to_owned(), list);
+    list
+}
+
 /// The key phrases of a conversation's customer `texts` (in order) in `language` (see
 /// [`stop_words_for`]): at most [`MAX_KEY_PHRASES`], lower-cased, best first. Words that name
 /// no subject are cut from each phrase's ends and a phrase with one inside is dropped (see
 /// [`subject_of`]): numbers in any language; in English also dates, month and weekday names,
 /// number words, generic verbs ("find", "get", "need") and the words of the sentiment lexicon.
 pub fn key_phrases(texts: &[&str], language: Option<&str>) -> Vec<String> {
-    let Some(stop_words) = stop_words_for(language) else {
+    let Some(stop_words) = cached_stop_words(language) else {
         return Vec::new();
     };
     let mut text = String::new();
@@ -104,8 +121,8 @@ pub fn key_phrases(texts: &[&str], language: Option<&str>) -> Vec<String> {
     let english = language.is_none_or(|l| l == "eng");
     let mut out: Vec<String> = Vec::new();
     // Ask for more than kept: phrases that say nothing of the subject are dropped below.
-    for r in yake_rust::get_n_best(MAX_KEY_PHRASES * 3, &text, &stop_words, &config) {
-        let Some(p) = subject_of(&r.keyword, english, &stop_words) else {
+    for r in yake_rust::get_n_best(MAX_KEY_PHRASES * 3, &text, stop_words, &config) {
+        let Some(p) = subject_of(&r.keyword, english, stop_words) else {
             continue;
         };
         if !out.contains(&p) {

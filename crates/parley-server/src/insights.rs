@@ -63,6 +63,10 @@ pub const PERIOD: Duration = Duration::from_secs(5);
 /// How long a wake-up waits for more commits before the pass starts.
 pub const SETTLE: Duration = Duration::from_millis(100);
 
+/// Threads the background analyser analyses on: one, so ingest keeps the other cores
+/// (`parley analyse` uses every core).
+pub const BACKGROUND_THREADS: usize = 1;
+
 /// The most conversations (the most recently started) topics are learned from.
 pub const TOPIC_SAMPLE: u32 = 20_000;
 /// How often (ms) the background analyser learns a workspace's topics again while its
@@ -81,7 +85,8 @@ pub enum Pass {
 }
 
 /// One pass over `workspace` as `worker`: analyses every conversation changed past the
-/// watermark whose insight is missing or stale, [`BATCH`] at a time, calling `progress(done)`
+/// watermark whose insight is missing or stale, [`BATCH`] at a time on up to `threads`
+/// blocking threads, calling `progress(done)`
 /// after each round, and moves the watermark; then learns the topics again when key phrases
 /// changed since they were learned `topics_every_ms` or more ago. A conversation changed while
 /// it is analysed is stale again and is picked up by the next pass. Errors: the store's.
@@ -90,6 +95,7 @@ pub async fn analyse_changed(
     workspace: WorkspaceId,
     worker: &str,
     topics_every_ms: i64,
+    threads: usize,
     mut progress: impl FnMut(u64),
 ) -> Result<Pass, StoreError> {
     if !store
@@ -130,7 +136,7 @@ pub async fn analyse_changed(
             let stale: Vec<ConversationId> =
                 rows.iter().filter(|c| c.stale).map(|c| c.id).collect();
             if !stale.is_empty() {
-                done += analyse_some(store, workspace, &stale).await?;
+                done += analyse_some(store, workspace, &stale, threads).await?;
                 progress(done);
             }
             let Some(last) = rows.last() else {
@@ -224,20 +230,47 @@ async fn analyse_some(
     store: &dyn Store,
     workspace: WorkspaceId,
     ids: &[ConversationId],
+    threads: usize,
 ) -> Result<u64, StoreError> {
     let records = store
         .conversations()
         .export_conversations(workspace, ids)
         .await?;
-    let topics = store.insights().topics(workspace).await?.topics;
+    let n = records.len() as u64;
+    let topics = std::sync::Arc::new(store.insights().topics(workspace).await?.topics);
     let now = Timestamp::now();
-    let saves = records.iter().map(|r| {
-        let mut insight = analyse(&r.detail.summary, &r.messages, now);
-        insight.topic = topic_of(&insight.key_phrases, &topics).map(|t| t.key.clone());
-        // Never older than the change it reflects, so the conversation is not stale after it
-        // even when the record's clock ran ahead of this one.
-        let at = Timestamp(now.0.max(r.detail.updated_at.0));
-        let id = r.detail.summary.id;
+    // The analysis is CPU work (VADER, YAKE): off the async threads, on `threads` of the
+    // blocking pool.
+    let per = records.len().div_ceil(threads.max(1)).max(1);
+    let mut chunks = Vec::new();
+    let mut records = records;
+    while !records.is_empty() {
+        let rest = records.split_off(per.min(records.len()));
+        chunks.push(std::mem::replace(&mut records, rest));
+    }
+    let tasks = chunks.into_iter().map(|chunk| {
+        let topics = topics.clone();
+        tokio::task::spawn_blocking(move || {
+            chunk
+                .into_iter()
+                .map(|r| {
+                    let mut insight = analyse(&r.detail.summary, &r.messages, now);
+                    insight.topic = topic_of(&insight.key_phrases, &topics).map(|t| t.key.clone());
+                    // Never older than the change it reflects, so the conversation is not
+                    // stale after it even when the record's clock ran ahead of this one.
+                    let at = Timestamp(now.0.max(r.detail.updated_at.0));
+                    (r.detail.summary.id, insight, at)
+                })
+                .collect::<Vec<_>>()
+        })
+    });
+    let mut analysed = Vec::new();
+    for done in futures_util::future::join_all(tasks).await {
+        analysed.extend(
+            done.map_err(|e| StoreError::backend(format!("an analysis task failed: {e}")))?,
+        );
+    }
+    let saves = analysed.into_iter().map(|(id, insight, at)| {
         async move {
             match store
                 .insights()
@@ -254,10 +287,10 @@ async fn analyse_some(
     for r in futures_util::future::join_all(saves).await {
         r?;
     }
-    Ok(records.len() as u64)
+    Ok(n)
 }
 
-/// [`analyse_changed`] as a worker of its own (`parley analyse`, tests): returns how many
+/// [`analyse_changed`] as a worker of its own on every core (`parley analyse`, tests): returns how many
 /// conversations were analysed. Errors: the store's; `Conflict` `analysis_busy` when a server
 /// is analysing the workspace right now (try again when it is done); `Conflict`
 /// `analysis_disabled` when the workspace's settings turn analysis off.
@@ -267,7 +300,8 @@ pub async fn analyse_stale(
     progress: impl FnMut(u64),
 ) -> Result<u64, StoreError> {
     let worker = format!("analyse-{}", uuid::Uuid::now_v7().simple());
-    match analyse_changed(store, workspace, &worker, 0, progress).await? {
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    match analyse_changed(store, workspace, &worker, 0, cores, progress).await? {
         Pass::Analysed(n) => Ok(n),
         Pass::Busy => Err(StoreError::Conflict {
             code: "analysis_busy",
@@ -315,7 +349,7 @@ async fn run(state: AppState, mut stopped: watch::Receiver<bool>) {
             Ok(list) => {
                 for ws in list {
                     tokio::select! {
-                        r = analyse_changed(store, ws.id, &worker, TOPICS_EVERY_MS, |_| {}) => match r {
+                        r = analyse_changed(store, ws.id, &worker, TOPICS_EVERY_MS, BACKGROUND_THREADS, |_| {}) => match r {
                             Ok(Pass::Analysed(0) | Pass::Busy | Pass::Disabled) => {}
                             Ok(Pass::Analysed(n)) => {
                                 tracing::debug!(workspace = %ws.slug, conversations = n, "analysed");

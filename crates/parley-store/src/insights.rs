@@ -212,18 +212,24 @@ impl InsightGrouping {
         }
     }
 
-    /// Every group boundary falls on a whole UTC hour, so a rollup hour lies in one group and
-    /// the groups can be summed from [`ROLLUP_TABLE`] (false for a half-hour offset such as
-    /// `+05:30`, or quarter-hour buckets: those are scanned).
-    pub(crate) fn hour_aligned(self) -> bool {
-        match self {
+    /// The coarsest rollup grain whose units each lie in one group, so the groups can be
+    /// summed from the rollups: [`DAY_MS`] when every boundary is a whole UTC day (day, week
+    /// buckets at a whole-day offset such as UTC), [`HOUR_MS`] when every boundary is a whole
+    /// UTC hour (an hour offset such as `+02:00`, hour buckets, the heatmap), 0 otherwise (a
+    /// `+05:30` offset, quarter-hour buckets: those are scanned).
+    pub(crate) fn grain(self) -> i64 {
+        let fits = |grain: i64| match self {
             InsightGrouping::Buckets {
                 size_ms,
                 origin_ms,
                 offset_ms,
-            } => size_ms % HOUR_MS == 0 && (offset_ms - origin_ms) % HOUR_MS == 0,
-            InsightGrouping::WeekHour { offset_ms } => offset_ms % HOUR_MS == 0,
-        }
+            } => size_ms % grain == 0 && (offset_ms - origin_ms) % grain == 0,
+            InsightGrouping::WeekHour { offset_ms } => grain == HOUR_MS && offset_ms % grain == 0,
+        };
+        [DAY_MS, HOUR_MS]
+            .into_iter()
+            .find(|g| fits(*g))
+            .unwrap_or(0)
     }
 }
 
@@ -294,7 +300,8 @@ pub trait InsightStore: Send + Sync {
     /// The sums over `window`'s cohort. Whole UTC hours are read from the rollups (kept in the
     /// transaction that writes each insight, so they count the conversations as last
     /// analysed; one not analysed yet is not counted until the analyser reaches it), the
-    /// partial hours at the window's ends from the rows (see [`read_plan`]).
+    /// partial hours at the window's ends from the rows (see [`read_plan`]); whole UTC days
+    /// from the day rollups.
     async fn insight_totals(
         &self,
         workspace: WorkspaceId,
@@ -347,15 +354,83 @@ pub trait InsightStore: Send + Sync {
     ) -> Result<Vec<(String, InsightTotals)>>;
 }
 
-/// The rollups' grain: one UTC hour, ms.
+/// The finest rollup grain: one UTC hour, ms.
 pub(crate) const HOUR_MS: i64 = 3_600_000;
-/// Sums per (workspace, UTC hour, channel, assistant, assistant version; -1 = none): what the
-/// summary, timeseries, heatmap and assistant figures are read from (migration
-/// `insight_rollups`; kept by triggers on `conversation_insights`).
-pub(crate) const ROLLUP_TABLE: &str = "insight_rollups";
-/// The same sums per (workspace, UTC hour, channel, assistant, topic; '' = none): what the
-/// topics figures are read from.
-pub(crate) const TOPIC_ROLLUP_TABLE: &str = "insight_topic_rollups";
+/// The coarse rollup grain: one UTC day, ms.
+pub(crate) const DAY_MS: i64 = 86_400_000;
+
+/// One rollup table: its name, its time column (the first millisecond of its UTC hour or day)
+/// and whether it is keyed by assistant (a table that is not can only answer a window without
+/// an assistant filter and a grouping without assistant keys).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Rollup {
+    /// Table name.
+    pub(crate) table: &'static str,
+    /// Time column.
+    pub(crate) at: &'static str,
+    /// Keyed by `assistant_id` (and version or topic).
+    pub(crate) by_assistant: bool,
+}
+
+/// Sums per (workspace, UTC hour, channel, assistant, assistant version; -1 = none), migration
+/// `insight_rollups`, kept by triggers on `conversation_insights`: the source of the others.
+pub(crate) const HOURLY: Rollup = Rollup {
+    table: "insight_rollups",
+    at: "hour",
+    by_assistant: true,
+};
+/// The same sums per UTC day (migration `insight_day_rollups`, kept by triggers on
+/// [`HOURLY`]): whole days of the summary, day/week series, assistants.
+pub(crate) const DAILY: Rollup = Rollup {
+    table: "insight_day_rollups",
+    at: "day",
+    by_assistant: true,
+};
+/// The same sums per (workspace, UTC hour, channel) (kept by triggers on [`HOURLY`]): hours
+/// when no assistant filter or key is asked for (the heatmap, hour series, window edges).
+pub(crate) const CHANNEL_HOURLY: Rollup = Rollup {
+    table: "insight_channel_rollups",
+    at: "hour",
+    by_assistant: false,
+};
+/// Sums per (workspace, UTC hour, channel, assistant, topic; '' = none): the topics figures.
+pub(crate) const TOPIC_HOURLY: Rollup = Rollup {
+    table: "insight_topic_rollups",
+    at: "hour",
+    by_assistant: true,
+};
+/// [`TOPIC_HOURLY`] per UTC day (kept by triggers on it).
+pub(crate) const TOPIC_DAILY: Rollup = Rollup {
+    table: "insight_topic_day_rollups",
+    at: "day",
+    by_assistant: true,
+};
+
+/// The rollups one figure can read: whole days from `daily`, hours from `hourly` (or from
+/// `coarse_hourly` when the window has no assistant filter and the figure needs no
+/// assistant key).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Rollups {
+    /// The day grain.
+    pub(crate) daily: Rollup,
+    /// The hour grain, every key.
+    pub(crate) hourly: Rollup,
+    /// The hour grain without assistant keys, if there is one.
+    pub(crate) coarse_hourly: Option<Rollup>,
+}
+
+/// The conversation figures' rollups.
+pub(crate) const FIGURE_ROLLUPS: Rollups = Rollups {
+    daily: DAILY,
+    hourly: HOURLY,
+    coarse_hourly: Some(CHANNEL_HOURLY),
+};
+/// The topic figures' rollups.
+pub(crate) const TOPIC_ROLLUPS: Rollups = Rollups {
+    daily: TOPIC_DAILY,
+    hourly: TOPIC_HOURLY,
+    coarse_hourly: None,
+};
 
 /// The rollup columns, [`InsightTotals`]' fields in order.
 const ROLLUP_COLUMNS: [&str; TOTAL_COLUMNS] = [
@@ -383,26 +458,26 @@ const ROLLUP_COLUMNS: [&str; TOTAL_COLUMNS] = [
 /// Where one part of a cohort's figures is read from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Source {
-    /// The rollup table (the part's bounds are whole UTC hours).
-    Rollup,
+    /// A day rollup (the part's bounds are whole UTC days).
+    Day,
+    /// An hour rollup (the part's bounds are whole UTC hours).
+    Hour,
     /// The conversation rows (the [`totals_sql`] aggregate).
     Scan,
 }
 
-/// Splits `window` into the parts its figures are read from: the whole UTC hours inside it
-/// from the rollups, the partial hours at either end (a window that does not start or end on
-/// the hour, e.g. `to` = now) from the rows. `aligned` false (a grouping whose boundaries are
-/// not whole hours) reads everything from the rows.
-pub(crate) fn read_plan(window: &InsightWindow, aligned: bool) -> Vec<(InsightWindow, Source)> {
+/// Splits `window` into the parts its figures are read from, for a figure whose groups hold
+/// whole units of `grain` ([`DAY_MS`], [`HOUR_MS`], 0 = none): the whole UTC days inside it
+/// from the day rollups (grain [`DAY_MS`] only), the whole hours around them from the hour
+/// rollups, the partial hours at either end (a window that does not start or end on the hour,
+/// e.g. `to` = now) from the rows. Grain 0 reads everything from the rows.
+pub(crate) fn read_plan(window: &InsightWindow, grain: i64) -> Vec<(InsightWindow, Source)> {
     let (from, to) = (window.from.0, window.to.0);
-    let first = from.div_euclid(HOUR_MS) * HOUR_MS
-        + if from.rem_euclid(HOUR_MS) == 0 {
-            0
-        } else {
-            HOUR_MS
-        };
-    let last = to.div_euclid(HOUR_MS) * HOUR_MS;
-    if !aligned || first >= last {
+    let ceil =
+        |t: i64, unit: i64| t.div_euclid(unit) * unit + i64::from(t.rem_euclid(unit) != 0) * unit;
+    let floor = |t: i64, unit: i64| t.div_euclid(unit) * unit;
+    let (h0, h1) = (ceil(from, HOUR_MS), floor(to, HOUR_MS));
+    if grain == 0 || h0 >= h1 {
         return vec![(*window, Source::Scan)];
     }
     let part = |a: i64, b: i64| InsightWindow {
@@ -410,32 +485,55 @@ pub(crate) fn read_plan(window: &InsightWindow, aligned: bool) -> Vec<(InsightWi
         to: Timestamp(b),
         ..*window
     };
-    let mut parts = vec![(part(first, last), Source::Rollup)];
-    if from < first {
-        parts.push((part(from, first), Source::Scan));
+    let mut parts = Vec::new();
+    let (d0, d1) = (ceil(h0, DAY_MS), floor(h1, DAY_MS));
+    if grain % DAY_MS == 0 && d0 < d1 {
+        parts.push((part(d0, d1), Source::Day));
+        for (a, b) in [(h0, d0), (d1, h1)] {
+            if a < b {
+                parts.push((part(a, b), Source::Hour));
+            }
+        }
+    } else {
+        parts.push((part(h0, h1), Source::Hour));
     }
-    if last < to {
-        parts.push((part(last, to), Source::Scan));
+    for (a, b) in [(from, h0), (h1, to)] {
+        if a < b {
+            parts.push((part(a, b), Source::Scan));
+        }
     }
     parts
 }
 
-/// The queries that read `window`'s figures (see [`read_plan`]): each part's bounds with
-/// `rollup` (a [`rollup_sql_by`]) or `scan` (a [`totals_sql_by`] with the same keys).
+/// The queries that read `window`'s figures (see [`read_plan`]): each part's bounds with its
+/// SQL, `scan` (a [`totals_sql_by`]) for the rows, else [`rollup_sql_by`] over the part's
+/// rollup with the keys `keys(time column)`. `assistant_keys`: the figure groups by
+/// assistant (so a rollup without them cannot answer it).
+#[allow(clippy::too_many_arguments)]
 pub(crate) fn plan_sql(
     window: &InsightWindow,
-    aligned: bool,
+    grain: i64,
     scan: &str,
-    rollup: &str,
+    rollups: Rollups,
+    assistant_keys: bool,
+    keys: impl Fn(&str) -> Vec<String>,
+    p: impl Fn(u8) -> String + Copy,
+    (text, uuid): (&str, &str),
 ) -> Vec<(InsightWindow, String)> {
-    read_plan(window, aligned)
+    read_plan(window, grain)
         .into_iter()
         .map(|(w, source)| {
-            let sql = match source {
-                Source::Rollup => rollup,
-                Source::Scan => scan,
+            let rollup = match source {
+                Source::Scan => return (w, scan.to_owned()),
+                Source::Day => rollups.daily,
+                Source::Hour => match rollups.coarse_hourly {
+                    Some(c) if !assistant_keys && w.assistant.is_none() => c,
+                    _ => rollups.hourly,
+                },
             };
-            (w, sql.to_owned())
+            let k = keys(&format!("r.{}", rollup.at));
+            let k: Vec<&str> = k.iter().map(String::as_str).collect();
+            (w, rollup_sql_by(p, text, uuid, rollup, &k))
         })
         .collect()
 }
@@ -455,13 +553,15 @@ pub(crate) fn merge<K: Ord>(
         .collect()
 }
 
-/// The [`totals_sql_by`] columns summed from rollup `table` (alias `r`) over whole hours in
-/// `[from, to)`, with the same five parameters; `keys` are expressions over `r`.
+/// The [`totals_sql_by`] columns summed from `rollup` (alias `r`) over its rows in
+/// `[from, to)`, with the same five parameters; `keys` are expressions over `r`. A rollup
+/// without assistant keys only ever answers a window without an assistant filter (its
+/// parameter is still bound, and checked to be NULL).
 pub(crate) fn rollup_sql_by(
     p: impl Fn(u8) -> String,
     text: &str,
     uuid: &str,
-    table: &str,
+    rollup: Rollup,
     keys: &[&str],
 ) -> String {
     let head: String = keys.iter().map(|k| format!("{k}, ")).collect();
@@ -470,17 +570,24 @@ pub(crate) fn rollup_sql_by(
         .map(|c| format!("CAST(COALESCE(SUM(r.{c}), 0) AS BIGINT)"))
         .collect();
     let tail = group_tail(keys);
+    let a = p(5);
+    let assistant = if rollup.by_assistant {
+        format!("({a}{uuid} IS NULL OR r.assistant_id = {a})")
+    } else {
+        format!("{a}{uuid} IS NULL")
+    };
     format!(
         "SELECT {head}{sums} FROM {table} r
-         WHERE r.workspace_id = {ws} AND r.hour >= {from} AND r.hour < {to}
+         WHERE r.workspace_id = {ws} AND r.{at} >= {from} AND r.{at} < {to}
            AND ({ch}{text} IS NULL OR r.channel = {ch})
-           AND ({a}{uuid} IS NULL OR r.assistant_id = {a}){tail}",
+           AND {assistant}{tail}",
         sums = sums.join(", "),
+        table = rollup.table,
+        at = rollup.at,
         ws = p(1),
         from = p(2),
         to = p(3),
         ch = p(4),
-        a = p(5),
     )
 }
 
@@ -676,5 +783,87 @@ pub(crate) mod columns {
             key_phrases,
             topic,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn window(from: i64, to: i64) -> InsightWindow {
+        InsightWindow {
+            from: Timestamp(from),
+            to: Timestamp(to),
+            channel: None,
+            assistant: None,
+        }
+    }
+
+    fn plan(from: i64, to: i64, grain: i64) -> Vec<(i64, i64, Source)> {
+        read_plan(&window(from, to), grain)
+            .into_iter()
+            .map(|(w, s)| (w.from.0, w.to.0, s))
+            .collect()
+    }
+
+    /// Whole days from the day rollups, whole hours around them from the hour rollups, the
+    /// rest from the rows; the parts cover the window exactly once.
+    #[test]
+    fn a_window_splits_into_days_hours_and_edges() {
+        let (d, h) = (DAY_MS, HOUR_MS);
+        let (from, to) = (10 * d - 2 * h - 5, 13 * d + 3 * h + 7);
+        let parts = plan(from, to, DAY_MS);
+        assert_eq!(
+            parts,
+            vec![
+                (10 * d, 13 * d, Source::Day),
+                (10 * d - 2 * h, 10 * d, Source::Hour),
+                (13 * d, 13 * d + 3 * h, Source::Hour),
+                (from, 10 * d - 2 * h, Source::Scan),
+                (13 * d + 3 * h, to, Source::Scan),
+            ]
+        );
+        let mut covered: Vec<(i64, i64)> = parts.iter().map(|p| (p.0, p.1)).collect();
+        covered.sort();
+        assert!(covered.windows(2).all(|w| w[0].1 == w[1].0));
+        assert_eq!((covered[0].0, covered.last().unwrap().1), (from, to));
+        // Hour grain (an hour offset, the heatmap): no day part.
+        assert_eq!(
+            plan(10 * d, 12 * d, HOUR_MS),
+            vec![(10 * d, 12 * d, Source::Hour)]
+        );
+        // No whole day inside: hours only; no whole hour: the rows.
+        assert_eq!(
+            plan(10 * d + h, 10 * d + 5 * h, DAY_MS),
+            vec![(10 * d + h, 10 * d + 5 * h, Source::Hour)]
+        );
+        assert_eq!(
+            plan(h + 1, 2 * h - 1, DAY_MS),
+            vec![(h + 1, 2 * h - 1, Source::Scan)]
+        );
+        assert_eq!(plan(0, 5 * d, 0), vec![(0, 5 * d, Source::Scan)]);
+    }
+
+    #[test]
+    fn groupings_read_the_coarsest_grain_their_boundaries_allow() {
+        let b = |size_ms, origin_ms, offset_ms| InsightGrouping::Buckets {
+            size_ms,
+            origin_ms,
+            offset_ms,
+        };
+        assert_eq!(b(DAY_MS, 0, 0).grain(), DAY_MS);
+        assert_eq!(b(7 * DAY_MS, 4 * DAY_MS, 0).grain(), DAY_MS);
+        assert_eq!(b(DAY_MS, 0, 2 * HOUR_MS).grain(), HOUR_MS);
+        assert_eq!(b(HOUR_MS, 0, 0).grain(), HOUR_MS);
+        assert_eq!(b(DAY_MS, 0, 30 * 60_000).grain(), 0);
+        assert_eq!(b(15 * 60_000, 0, 0).grain(), 0);
+        assert_eq!(InsightGrouping::WeekHour { offset_ms: 0 }.grain(), HOUR_MS);
+        assert_eq!(
+            InsightGrouping::WeekHour {
+                offset_ms: 90 * 60_000
+            }
+            .grain(),
+            0
+        );
     }
 }

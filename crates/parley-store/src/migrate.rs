@@ -70,6 +70,12 @@ pub(crate) const SQLITE: &[Migration] = &[
     migration!("sqlite", 21, "topics", "0021_topics"),
     migration!("sqlite", 22, "bulk_actions", "0022_bulk_actions"),
     migration!("sqlite", 25, "insight_rollups", "0025_insight_rollups"),
+    migration!(
+        "sqlite",
+        26,
+        "insight_day_rollups",
+        "0026_insight_day_rollups"
+    ),
 ];
 
 /// The PostgreSQL migrations, in order (`migrations/postgres`).
@@ -102,6 +108,12 @@ pub(crate) const POSTGRES: &[Migration] = &[
     migration!("postgres", 20, "topics", "0020_topics"),
     migration!("postgres", 21, "bulk_actions", "0021_bulk_actions"),
     migration!("postgres", 24, "insight_rollups", "0024_insight_rollups"),
+    migration!(
+        "postgres",
+        25,
+        "insight_day_rollups",
+        "0025_insight_day_rollups"
+    ),
 ];
 
 /// The migrations of `dialect`, in order.
@@ -206,13 +218,13 @@ mod tests {
         assert_eq!(
             v(SQLITE),
             [
-                1, 2, 3, 4, 5, 6, 7, 10, 11, 12, 13, 14, 15, 16, 17, 18, 21, 22, 25
+                1, 2, 3, 4, 5, 6, 7, 10, 11, 12, 13, 14, 15, 16, 17, 18, 21, 22, 25, 26
             ]
         );
         assert_eq!(
             v(POSTGRES),
             [
-                1, 2, 3, 4, 5, 6, 9, 10, 11, 12, 13, 14, 15, 16, 17, 20, 21, 24
+                1, 2, 3, 4, 5, 6, 9, 10, 11, 12, 13, 14, 15, 16, 17, 20, 21, 24, 25
             ]
         );
         for list in [SQLITE, POSTGRES] {
@@ -227,17 +239,17 @@ mod tests {
         assert_eq!(v(pending(SQLITE, 0, i64::MAX)).len(), SQLITE.len());
         assert_eq!(
             v(pending(SQLITE, 7, i64::MAX)),
-            [10, 11, 12, 13, 14, 15, 16, 17, 18, 21, 22, 25]
+            [10, 11, 12, 13, 14, 15, 16, 17, 18, 21, 22, 25, 26]
         );
         assert_eq!(v(pending(SQLITE, 2, 7)), [3, 4, 5, 6, 7]);
         assert_eq!(
             v(pending(POSTGRES, 10, i64::MAX)),
-            [11, 12, 13, 14, 15, 16, 17, 20, 21, 24]
+            [11, 12, 13, 14, 15, 16, 17, 20, 21, 24, 25]
         );
         // A recorded version between two embedded ones (a gap) still counts as the high mark.
         assert_eq!(
             v(pending(POSTGRES, 8, i64::MAX)),
-            [9, 10, 11, 12, 13, 14, 15, 16, 17, 20, 21, 24]
+            [9, 10, 11, 12, 13, 14, 15, 16, 17, 20, 21, 24, 25]
         );
     }
 }

@@ -4967,7 +4967,7 @@ async fn sqlite_opens_a_database_migrated_by_the_old_runner() {
     assert_eq!(
         files.iter().map(|f| f.0).collect::<Vec<_>>(),
         [
-            1, 2, 3, 4, 5, 6, 7, 10, 11, 12, 13, 14, 15, 16, 17, 18, 21, 22, 25
+            1, 2, 3, 4, 5, 6, 7, 10, 11, 12, 13, 14, 15, 16, 17, 18, 21, 22, 25, 26
         ]
     );
     let records = |conn: &rusqlite::Connection| -> Vec<(i64, String, i64)> {
@@ -5041,7 +5041,7 @@ async fn postgres_opens_a_database_migrated_by_the_old_runner() {
     assert_eq!(
         files.iter().map(|f| f.0).collect::<Vec<_>>(),
         [
-            1, 2, 3, 4, 5, 6, 9, 10, 11, 12, 13, 14, 15, 16, 17, 20, 21, 24
+            1, 2, 3, 4, 5, 6, 9, 10, 11, 12, 13, 14, 15, 16, 17, 20, 21, 24, 25
         ]
     );
     let (mut client, conn) = tokio_postgres::connect(db.url(), tokio_postgres::NoTls)

@@ -5,13 +5,13 @@ use parley_core::insights::ConversationInsight;
 use parley_core::{AssistantId, ConversationId, Timestamp, WorkspaceId};
 
 use super::PostgresStore;
-use crate::insights::InsightGrouping;
 use crate::insights::columns::{from_row, phrases_from, phrases_json, to_row, topic_from};
 use crate::insights::{
     AssistantTotals, ChangedConversation, InsightCursor, InsightStore, InsightTotals,
-    InsightWindow, ROLLUP_TABLE, StoredInsight, TOPIC_ROLLUP_TABLE, TOTAL_COLUMNS, TopicSample,
-    TopicSet, merge, plan_sql, rollup_sql_by, totals_from, totals_sql, totals_sql_by,
+    InsightWindow, StoredInsight, TOTAL_COLUMNS, TopicSample, TopicSet, merge, plan_sql,
+    totals_from, totals_sql, totals_sql_by,
 };
+use crate::insights::{DAY_MS, FIGURE_ROLLUPS, InsightGrouping, TOPIC_ROLLUPS};
 use crate::{Result, StoreError};
 use parley_core::topics::Topic;
 
@@ -300,9 +300,13 @@ impl InsightStore for PostgresStore {
     ) -> Result<InsightTotals> {
         let parts = plan_sql(
             window,
-            true,
+            DAY_MS,
             &totals_sql(ph, TEXT, UUID),
-            &rollup_sql_by(ph, TEXT, UUID, ROLLUP_TABLE, &[]),
+            FIGURE_ROLLUPS,
+            false,
+            |_| Vec::new(),
+            ph,
+            (TEXT, UUID),
         );
         let rows = self.grouped(workspace, parts).await?;
         Ok(merge(rows.iter().map(|r| ((), totals_at(r, 0))), false)
@@ -320,12 +324,15 @@ impl InsightStore for PostgresStore {
     ) -> Result<Vec<(i64, InsightTotals)>> {
         // bigint arithmetic keeps the key a bigint.
         let scan = format!("({})::bigint", grouping.key_sql("c.started_at"));
-        let rollup = format!("({})::bigint", grouping.key_sql("r.hour"));
         let parts = plan_sql(
             window,
-            grouping.hour_aligned(),
+            grouping.grain(),
             &totals_sql_by(ph, TEXT, UUID, &[&scan]),
-            &rollup_sql_by(ph, TEXT, UUID, ROLLUP_TABLE, &[&rollup]),
+            FIGURE_ROLLUPS,
+            false,
+            |at| vec![format!("({})::bigint", grouping.key_sql(at))],
+            ph,
+            (TEXT, UUID),
         );
         let rows = self.grouped(workspace, parts).await?;
         Ok(merge(
@@ -341,15 +348,13 @@ impl InsightStore for PostgresStore {
     ) -> Result<Vec<AssistantTotals>> {
         let parts = plan_sql(
             window,
-            true,
+            DAY_MS,
             &totals_sql_by(ph, TEXT, UUID, &["c.assistant_id", "c.assistant_version"]),
-            &rollup_sql_by(
-                ph,
-                TEXT,
-                UUID,
-                ROLLUP_TABLE,
-                &["r.assistant_id", "NULLIF(r.version, -1)"],
-            ),
+            FIGURE_ROLLUPS,
+            true,
+            |_| vec!["r.assistant_id".into(), "NULLIF(r.version, -1)".into()],
+            ph,
+            (TEXT, UUID),
         );
         let rows = self.grouped(workspace, parts).await?;
         let keyed = rows.iter().map(|r| {
@@ -484,9 +489,13 @@ impl InsightStore for PostgresStore {
     ) -> Result<Vec<(String, InsightTotals)>> {
         let parts = plan_sql(
             window,
-            true,
+            DAY_MS,
             &totals_sql_by(ph, TEXT, UUID, &["i.topic"]),
-            &rollup_sql_by(ph, TEXT, UUID, TOPIC_ROLLUP_TABLE, &["NULLIF(r.topic, '')"]),
+            TOPIC_ROLLUPS,
+            false,
+            |_| vec!["NULLIF(r.topic, '')".into()],
+            ph,
+            (TEXT, UUID),
         );
         let rows = self.grouped(workspace, parts).await?;
         let keyed = rows

@@ -6,13 +6,13 @@ use parley_core::{AssistantId, ConversationId, Timestamp, WorkspaceId};
 use rusqlite::{OptionalExtension, params};
 
 use super::SqliteStore;
-use crate::insights::InsightGrouping;
 use crate::insights::columns::{from_row, phrases_from, phrases_json, to_row, topic_from};
 use crate::insights::{
     AssistantTotals, ChangedConversation, InsightCursor, InsightStore, InsightTotals,
-    InsightWindow, ROLLUP_TABLE, StoredInsight, TOPIC_ROLLUP_TABLE, TOTAL_COLUMNS, TopicSample,
-    TopicSet, merge, plan_sql, rollup_sql_by, totals_from, totals_sql, totals_sql_by,
+    InsightWindow, StoredInsight, TOTAL_COLUMNS, TopicSample, TopicSet, merge, plan_sql,
+    totals_from, totals_sql, totals_sql_by,
 };
+use crate::insights::{DAY_MS, FIGURE_ROLLUPS, InsightGrouping, TOPIC_ROLLUPS};
 use crate::{Result, StoreError};
 use parley_core::topics::Topic;
 
@@ -372,9 +372,13 @@ impl InsightStore for SqliteStore {
     ) -> Result<InsightTotals> {
         let parts = plan_sql(
             window,
-            true,
+            DAY_MS,
             &totals_sql(ph, "", ""),
-            &rollup_sql_by(ph, "", "", ROLLUP_TABLE, &[]),
+            FIGURE_ROLLUPS,
+            false,
+            |_| Vec::new(),
+            ph,
+            ("", ""),
         );
         let rows = self
             .grouped(workspace, parts, |r| Ok(((), totals_at(r, 0)?)))
@@ -394,9 +398,13 @@ impl InsightStore for SqliteStore {
     ) -> Result<Vec<(i64, InsightTotals)>> {
         let parts = plan_sql(
             window,
-            grouping.hour_aligned(),
+            grouping.grain(),
             &totals_sql_by(ph, "", "", &[&grouping.key_sql("c.started_at")]),
-            &rollup_sql_by(ph, "", "", ROLLUP_TABLE, &[&grouping.key_sql("r.hour")]),
+            FIGURE_ROLLUPS,
+            false,
+            |at| vec![grouping.key_sql(at)],
+            ph,
+            ("", ""),
         );
         let rows = self
             .grouped(workspace, parts, |r| Ok((r.get(0)?, totals_at(r, 1)?)))
@@ -411,15 +419,13 @@ impl InsightStore for SqliteStore {
     ) -> Result<Vec<AssistantTotals>> {
         let parts = plan_sql(
             window,
-            true,
+            DAY_MS,
             &totals_sql_by(ph, "", "", &["c.assistant_id", "c.assistant_version"]),
-            &rollup_sql_by(
-                ph,
-                "",
-                "",
-                ROLLUP_TABLE,
-                &["r.assistant_id", "NULLIF(r.version, -1)"],
-            ),
+            FIGURE_ROLLUPS,
+            true,
+            |_| vec!["r.assistant_id".into(), "NULLIF(r.version, -1)".into()],
+            ph,
+            ("", ""),
         );
         let rows = self
             .grouped(workspace, parts, |r| {
@@ -584,9 +590,13 @@ impl InsightStore for SqliteStore {
     ) -> Result<Vec<(String, InsightTotals)>> {
         let parts = plan_sql(
             window,
-            true,
+            DAY_MS,
             &totals_sql_by(ph, "", "", &["i.topic"]),
-            &rollup_sql_by(ph, "", "", TOPIC_ROLLUP_TABLE, &["NULLIF(r.topic, '')"]),
+            TOPIC_ROLLUPS,
+            false,
+            |_| vec!["NULLIF(r.topic, '')".into()],
+            ph,
+            ("", ""),
         );
         let rows = self
             .grouped(workspace, parts, |r| {
