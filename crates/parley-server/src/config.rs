@@ -173,6 +173,9 @@ pub struct FileJobSettings {
 pub struct FileEventSettings {
     /// How long events stay in the log for `Last-Event-ID` resumes, in ms.
     pub retention_ms: Option<u64>,
+    /// The shortest time between two reads of the log by the server's shared event reader, in
+    /// ms (see [`EventSettings::read_every`]).
+    pub read_every_ms: Option<u64>,
 }
 
 /// The live event log (see [`crate::events`]).
@@ -181,6 +184,11 @@ pub struct EventSettings {
     /// How long an event stays resumable (default 1 h, 1 min to 30 days); older events are
     /// pruned, and a resume from before the pruned ones answers 410 `events_expired`.
     pub retention: std::time::Duration,
+    /// The shortest time between two reads of the shared event reader (default 25 ms, 0 to
+    /// 1 s): a commit after a quiet spell is read at once; commits closer together than this
+    /// are read together, so a busy log is fanned out to the listeners in fewer, larger
+    /// batches (see [`crate::events`]).
+    pub read_every: std::time::Duration,
 }
 
 impl Default for EventSettings {
@@ -195,8 +203,10 @@ impl EventSettings {
             .and_then(|f| f.retention_ms)
             .unwrap_or(3_600_000)
             .clamp(60_000, 30 * 86_400_000);
+        let every = f.and_then(|f| f.read_every_ms).unwrap_or(25).min(1_000);
         EventSettings {
             retention: std::time::Duration::from_millis(ms),
+            read_every: std::time::Duration::from_millis(every),
         }
     }
 }

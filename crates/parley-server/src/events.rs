@@ -133,7 +133,12 @@ impl EventTasks {
 /// most every minute).
 pub fn start(state: &AppState) -> EventTasks {
     let changes = state.store.events().subscribe();
-    let reader = tokio::spawn(read_log(state.store.clone(), state.events.clone(), changes));
+    let reader = tokio::spawn(read_log(
+        state.store.clone(),
+        state.events.clone(),
+        changes,
+        state.settings.events.read_every,
+    ));
     let (store, retention) = (state.store.clone(), state.settings.events.retention);
     let prune = tokio::spawn(async move {
         let every = (retention / 10).min(Duration::from_secs(60));
@@ -158,7 +163,18 @@ pub fn start(state: &AppState) -> EventTasks {
 /// every new event (all workspaces, pages of [`PAGE`]) and publishes each page as a [`Batch`].
 /// A failed read is retried after a pause (100 ms, doubling up to 5 s) without waiting for the
 /// next commit; streams wait meanwhile and lose nothing (they are behind, not past, the gap).
-async fn read_log(store: Arc<dyn Store>, hub: Arc<EventHub>, mut changes: watch::Receiver<u64>) {
+///
+/// Two reads are at least `every` apart (`[events] read_every_ms`): a wake-up sooner than that
+/// after the last read waits for the rest of it, so the commits of a busy log meanwhile come as
+/// one batch. Each batch wakes every stream and costs every listener a write, so under a heavy
+/// ingest this bounds the fan-out to `1 / every` rounds a second instead of one per commit;
+/// a commit after a quiet spell is read at once. A full page is followed by the next at once.
+async fn read_log(
+    store: Arc<dyn Store>,
+    hub: Arc<EventHub>,
+    mut changes: watch::Receiver<u64>,
+    every: Duration,
+) {
     let mut backoff = Duration::from_millis(100);
     let mut position = loop {
         match store.events().latest_event_id().await {
@@ -171,7 +187,9 @@ async fn read_log(store: Arc<dyn Store>, hub: Arc<EventHub>, mut changes: watch:
         }
     };
     hub.position.fetch_max(position, Ordering::SeqCst);
+    let mut last_read;
     loop {
+        last_read = tokio::time::Instant::now();
         match store.events().events_since(position, PAGE).await {
             Ok(page) if !page.is_empty() => {
                 backoff = Duration::from_millis(100);
@@ -194,6 +212,7 @@ async fn read_log(store: Arc<dyn Store>, hub: Arc<EventHub>, mut changes: watch:
         if changes.changed().await.is_err() {
             return;
         }
+        tokio::time::sleep_until(last_read + every).await;
     }
 }
 
