@@ -42,10 +42,10 @@ use crate::error::ApiError;
 pub const PAGE: u32 = 200;
 
 /// Batches the broadcast holds for streams that are behind; one further behind reads the log
-/// itself.
-/// At a commit rate of about a thousand a second (when each read finds one or two events) that
-/// is a second of slack; batches are shared, so the backlog costs memory once, not per stream.
-const BACKLOG: usize = 1024;
+/// itself. At the light load's pace (a read per commit, every 10-20 ms) that is seconds of
+/// slack, at a heavy one's (reads up to [`PAGE`] events, a few a second) much more. Batches are
+/// shared, so the backlog costs memory once (at most this many pages), not per stream.
+const BACKLOG: usize = 128;
 
 /// One read of the shared reader: every event (of every workspace) with an id in `(from, to]`,
 /// in id order, and their SSE frames, encoded at most once for all the server's streams.
@@ -137,7 +137,10 @@ pub fn start(state: &AppState) -> EventTasks {
         state.store.clone(),
         state.events.clone(),
         changes,
-        state.settings.events.read_every,
+        Pace {
+            every: state.settings.events.read_every,
+            max: state.settings.events.read_every_max,
+        },
     ));
     let (store, retention) = (state.store.clone(), state.settings.events.retention);
     let prune = tokio::spawn(async move {
@@ -164,16 +167,20 @@ pub fn start(state: &AppState) -> EventTasks {
 /// A failed read is retried after a pause (100 ms, doubling up to 5 s) without waiting for the
 /// next commit; streams wait meanwhile and lose nothing (they are behind, not past, the gap).
 ///
-/// Two reads are at least `every` apart (`[events] read_every_ms`): a wake-up sooner than that
-/// after the last read waits for the rest of it, so the commits of a busy log meanwhile come as
-/// one batch. Each batch wakes every stream and costs every listener a write, so under a heavy
-/// ingest this bounds the fan-out to `1 / every` rounds a second instead of one per commit;
-/// a commit after a quiet spell is read at once. A full page is followed by the next at once.
+/// Pacing (`[events] read_every_ms`, `read_every_max_ms`): after a read that found `n` events
+/// the next read waits until `every × n` after it (at least `every`, at most `max`); a
+/// wake-up sooner than that waits for the rest, and the commits meanwhile come as one batch.
+/// Each batch wakes every stream and costs every listener a socket write, so the fan-out is
+/// paid per batch, not per event: a quiet log (a commit now and then) is read at once and
+/// every few ms, while a busy one (many events per read) is read at most `1 / max` times a
+/// second in batches of up to [`PAGE`], which keeps the fan-out's share of the machine small
+/// under a heavy ingest at the price of up to `max` more delay for its events. A full page is
+/// followed by the next at once.
 async fn read_log(
     store: Arc<dyn Store>,
     hub: Arc<EventHub>,
     mut changes: watch::Receiver<u64>,
-    every: Duration,
+    pace: Pace,
 ) {
     let mut backoff = Duration::from_millis(100);
     let mut position = loop {
@@ -188,11 +195,13 @@ async fn read_log(
     };
     hub.position.fetch_max(position, Ordering::SeqCst);
     let mut last_read;
+    let mut found = 0;
     loop {
         last_read = tokio::time::Instant::now();
         match store.events().events_since(position, PAGE).await {
             Ok(page) if !page.is_empty() => {
                 backoff = Duration::from_millis(100);
+                found = page.len();
                 let full = page.len() >= PAGE as usize;
                 let to = page.last().map_or(position, |e| e.id);
                 hub.publish(Batch::new(position, to, page));
@@ -201,7 +210,10 @@ async fn read_log(
                     continue;
                 }
             }
-            Ok(_) => backoff = Duration::from_millis(100),
+            Ok(_) => {
+                backoff = Duration::from_millis(100);
+                found = 0;
+            }
             Err(e) => {
                 tracing::warn!(error = %e, "events: the shared reader's read failed; retrying");
                 tokio::time::sleep(backoff).await;
@@ -212,7 +224,25 @@ async fn read_log(
         if changes.changed().await.is_err() {
             return;
         }
-        tokio::time::sleep_until(last_read + every).await;
+        tokio::time::sleep_until(last_read + pace.wait(found)).await;
+    }
+}
+
+/// The shared reader's pacing (see [`read_log`]).
+#[derive(Debug, Clone, Copy)]
+pub struct Pace {
+    /// The wait per event the last read found (and the least wait).
+    pub every: Duration,
+    /// The longest wait.
+    pub max: Duration,
+}
+
+impl Pace {
+    /// How long after a read that found `found` events the next one may start: `every ×
+    /// found`, at least `every`, at most `max` (never below `every`).
+    pub fn wait(&self, found: usize) -> Duration {
+        let n = u32::try_from(found.max(1)).unwrap_or(u32::MAX);
+        self.every.saturating_mul(n).min(self.max).max(self.every)
     }
 }
 
@@ -588,6 +618,32 @@ mod tests {
 
     /// Each workspace's block is its events' frames in id order and nothing of another
     /// workspace; each event's own frame is its slice of that block.
+    /// A quiet log is read every `every`; the more a read found, the longer the next waits,
+    /// up to `max`.
+    #[test]
+    fn the_reader_waits_longer_the_more_it_found() {
+        let ms = Duration::from_millis;
+        let pace = Pace {
+            every: ms(10),
+            max: ms(250),
+        };
+        assert_eq!(pace.wait(0), ms(10));
+        assert_eq!(pace.wait(1), ms(10));
+        assert_eq!(pace.wait(2), ms(20));
+        assert_eq!(pace.wait(25), ms(250));
+        assert_eq!(pace.wait(200), ms(250));
+        let off = Pace {
+            every: Duration::ZERO,
+            max: ms(250),
+        };
+        assert_eq!(off.wait(200), Duration::ZERO);
+        let flat = Pace {
+            every: ms(30),
+            max: ms(10),
+        };
+        assert_eq!(flat.wait(5), ms(30), "never below every");
+    }
+
     #[test]
     fn a_batch_is_encoded_once_per_workspace() {
         let (a, b) = (WorkspaceId::new(), WorkspaceId::new());
