@@ -195,7 +195,7 @@ async fn read_log(
     };
     hub.position.fetch_max(position, Ordering::SeqCst);
     let mut last_read;
-    let mut found = 0;
+    let mut found;
     loop {
         last_read = tokio::time::Instant::now();
         match store.events().events_since(position, PAGE).await {
