@@ -193,7 +193,7 @@ pub struct EventSettings {
     /// quiet log is read at once; a busy one is fanned out to the listeners in fewer, larger
     /// batches.
     pub read_every: std::time::Duration,
-    /// The longest wait between two reads of the shared event reader (default 250 ms, 0 to
+    /// The longest wait between two reads of the shared event reader (default 25 ms, 0 to
     /// 5 s): how much later than at once an event may reach the listeners of a busy log.
     pub read_every_max: std::time::Duration,
 }
@@ -211,10 +211,7 @@ impl EventSettings {
             .unwrap_or(3_600_000)
             .clamp(60_000, 30 * 86_400_000);
         let every = f.and_then(|f| f.read_every_ms).unwrap_or(10).min(1_000);
-        let max = f
-            .and_then(|f| f.read_every_max_ms)
-            .unwrap_or(250)
-            .min(5_000);
+        let max = f.and_then(|f| f.read_every_max_ms).unwrap_or(25).min(5_000);
         EventSettings {
             retention: std::time::Duration::from_millis(ms),
             read_every: std::time::Duration::from_millis(every),
