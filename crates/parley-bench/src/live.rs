@@ -80,9 +80,18 @@ async fn listen(
         let mut buf: Vec<u8> = Vec::new();
         while let Some(Ok(chunk)) = body.next().await {
             let at = Instant::now();
+            // Scanned from where the last chunk's whole frames ended (a chunk may hold many
+            // frames, or part of one); consumed frames are dropped once per chunk.
+            let scan_from = buf.len().saturating_sub(1);
             buf.extend_from_slice(&chunk);
-            while let Some(end) = buf.windows(2).position(|w| w == b"\n\n") {
-                let frame = &buf[..end];
+            let mut start = 0;
+            let mut from = scan_from;
+            while let Some(end) = buf[from..]
+                .windows(2)
+                .position(|w| w == b"\n\n")
+                .map(|p| from + p)
+            {
+                let frame = &buf[start..end];
                 let created = frame
                     .split(|&b| b == b'\n')
                     .any(|l| l == b"event: message.created");
@@ -96,8 +105,10 @@ async fn listen(
                         s.fetch_add(1, Ordering::SeqCst);
                     }
                 }
-                buf.drain(..end + 2);
+                start = end + 2;
+                from = start;
             }
+            buf.drain(..start);
         }
     }))
 }

@@ -173,6 +173,12 @@ pub struct FileJobSettings {
 pub struct FileEventSettings {
     /// How long events stay in the log for `Last-Event-ID` resumes, in ms.
     pub retention_ms: Option<u64>,
+    /// The shared event reader's wait per event its last read found, in ms (see
+    /// [`EventSettings::read_every`]).
+    pub read_every_ms: Option<u64>,
+    /// The shared event reader's longest wait between two reads, in ms (see
+    /// [`EventSettings::read_every_max`]).
+    pub read_every_max_ms: Option<u64>,
 }
 
 /// The live event log (see [`crate::events`]).
@@ -181,6 +187,15 @@ pub struct EventSettings {
     /// How long an event stays resumable (default 1 h, 1 min to 30 days); older events are
     /// pruned, and a resume from before the pruned ones answers 410 `events_expired`.
     pub retention: std::time::Duration,
+    /// The shared event reader's pacing (see [`crate::events`]): after a read that found `n`
+    /// events the next waits until `read_every × n` after it (default 10 ms, 0 to 1 s; 0
+    /// reads at every commit), at least `read_every` and at most [`Self::read_every_max`]. A
+    /// quiet log is read at once; a busy one is fanned out to the listeners in fewer, larger
+    /// batches.
+    pub read_every: std::time::Duration,
+    /// The longest wait between two reads of the shared event reader (default 25 ms, 0 to
+    /// 5 s): how much later than at once an event may reach the listeners of a busy log.
+    pub read_every_max: std::time::Duration,
 }
 
 impl Default for EventSettings {
@@ -195,8 +210,12 @@ impl EventSettings {
             .and_then(|f| f.retention_ms)
             .unwrap_or(3_600_000)
             .clamp(60_000, 30 * 86_400_000);
+        let every = f.and_then(|f| f.read_every_ms).unwrap_or(10).min(1_000);
+        let max = f.and_then(|f| f.read_every_max_ms).unwrap_or(25).min(5_000);
         EventSettings {
             retention: std::time::Duration::from_millis(ms),
+            read_every: std::time::Duration::from_millis(every),
+            read_every_max: std::time::Duration::from_millis(max),
         }
     }
 }

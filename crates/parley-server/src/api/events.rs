@@ -105,7 +105,7 @@ pub(super) async fn stream(
     let resume = resume_point(&headers, &p)?;
     let after = crate::events::start_after(&*st.store, resume).await?;
     let events = crate::events::stream(&st, auth.workspace, filter, after);
-    Ok(crate::sse::respond(
+    Ok(crate::sse::respond_frames(
         &st.metrics,
         crate::metrics::StreamKind::Events,
         events,

@@ -36,7 +36,7 @@ pub(super) async fn events(
         EventFilter::default(),
         after,
     );
-    crate::sse::respond(
+    crate::sse::respond_frames(
         &st.metrics,
         crate::metrics::StreamKind::Events,
         events,
