@@ -545,3 +545,26 @@ pub fn tool_call_stream(name: &str, arguments: &str) -> parley_testkit::stub_pro
         cut_after: None,
     }
 }
+
+/// `parley analyse`'s pass over `workspace` now, for tests whose server runs the background
+/// analyser too: while the background pass holds the workspace (`Conflict analysis_busy`) it
+/// waits and tries again (up to 60 s), so when it returns every conversation is analysed.
+/// Returns how many this call analysed itself.
+pub async fn analyse_now(
+    store: &dyn parley_store::Store,
+    workspace: parley_core::id::WorkspaceId,
+) -> u64 {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        match parley_server::insights::analyse_stale(store, workspace, |_| {}).await {
+            Ok(n) => return n,
+            Err(parley_store::StoreError::Conflict {
+                code: "analysis_busy",
+                ..
+            }) if std::time::Instant::now() < deadline => {
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await
+            }
+            Err(e) => panic!("analysing the workspace: {e}"),
+        }
+    }
+}

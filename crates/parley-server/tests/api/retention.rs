@@ -282,9 +282,7 @@ async fn a_policy_deletes_exactly_what_it_names(backend: Backend) {
     let (new_call, new_key) = call_with_recording(&app, "call-new", "+15550008888", 2).await;
     assert!(file_of(&app, &old_key).is_file() && file_of(&app, &new_key).is_file());
     // Insights, a queued job and a visit for the doomed conversation.
-    parley_server::insights::analyse_stale(app.state.store.as_ref(), ws, |_| {})
-        .await
-        .unwrap();
+    crate::helpers::analyse_now(app.state.store.as_ref(), ws).await;
     let mut job = parley_store::jobs::NewJob::new("answer", "{}".into(), 3);
     job.workspace_id = Some(ws);
     job.conversation_id = Some(doomed);

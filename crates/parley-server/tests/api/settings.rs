@@ -410,9 +410,7 @@ async fn time_zone_sets_local_days(backend: Backend) {
     started(&app, "2026-03-29T22:30:00Z").await; // 00:30 on the 30th, local (a Monday)
     // The figures count analysed conversations (the rollups): analyse now rather than wait for
     // the background pass.
-    parley_server::insights::analyse_stale(&*app.state.store, app.workspace.id, |_| {})
-        .await
-        .unwrap();
+    crate::helpers::analyse_now(&*app.state.store, app.workspace.id).await;
     let q = "from=2026-03-28&to=2026-03-30&interval=day&metric=conversations";
     let r = app.get(&format!("/api/v1/insights/timeseries?{q}")).await;
     assert_eq!(r.status, 200, "{}", r.text);
