@@ -363,27 +363,12 @@ async fn build(
     raw: Option<&str>,
 ) -> Result<String, ApiError> {
     let ws = session.user.workspace_id;
-    let Picked {
-        itz,
-        tz,
-        range,
-        range_label,
-        channel,
-        assistant,
-        first_day,
-        today,
-        from_day,
-        to_day,
-        days,
-        window,
-    } = pick(st, session, headers, raw).await?;
-    // The page's query, for the CSV links.
-    let query = raw.unwrap_or("").to_owned();
-    let interval = if days == 1 { "hour" } else { "day" };
+    let p = pick(st, session, headers, raw).await?;
+    let interval = if p.days == 1 { "hour" } else { "day" };
     let (summary, series, cells, assistants, total, compared, topic_list) = tokio::try_join!(
-        summary_of(st, ws, &window, &itz),
-        timeseries_of(st, ws, &window, &itz, Metric::Conversations, interval),
-        heatmap_of(st, ws, &window, &itz),
+        summary_of(st, ws, &p.window, &p.itz),
+        timeseries_of(st, ws, &p.window, &p.itz, Metric::Conversations, interval),
+        heatmap_of(st, ws, &p.window, &p.itz),
         async {
             st.store
                 .assistants()
@@ -398,109 +383,212 @@ async fn build(
                 .await
                 .map_err(ApiError::from)
         },
-        assistants_of(st, ws, &window),
-        topics_of(st, ws, &window),
+        assistants_of(st, ws, &p.window),
+        topics_of(st, ws, &p.window),
     )?;
+    let links = ListLinks {
+        first_day: &p.first_day,
+        today: &p.today,
+        channel: p.channel,
+        assistant: p.assistant,
+    };
+    let chart = bar_chart(&series, interval, &p.itz, &p.window, &links);
+    let page = InsightsPage {
+        layout: Layout::new("insights", "Insights", session, p.tz, total),
+        ranges: range_links(&p.range, p.channel, p.assistant),
+        channel_options: Channel::ALL
+            .iter()
+            .map(|c| Opt {
+                value: c.to_string(),
+                label: c.label().into(),
+                selected: p.channel == Some(*c),
+            })
+            .collect(),
+        assistant_options: assistants
+            .iter()
+            .map(|a| Opt {
+                value: a.id.to_string(),
+                label: a.name.clone(),
+                selected: p.assistant == Some(a.id),
+            })
+            .collect(),
+        cards: headline_cards(&summary, &links),
+        sentiment: sentiment_cards(&summary, &links),
+        bars: chart.bars,
+        chart_max: chart.max,
+        chart_height: CHART_HEIGHT,
+        chart_width: CHART_WIDTH,
+        hours: (0..24).collect(),
+        heatmap: heatmap_rows(cells),
+        comparison: comparison_rows(&compared, &links),
+        topics: topic_rows(&topic_list, &links),
+        topics_learned: !topic_list["learned_at"].is_null(),
+        // The page's query, for the CSV links.
+        csv_query: raw.unwrap_or("").to_owned(),
+        range: p.range,
+        range_label: p.range_label,
+        from_day: p.from_day,
+        to_day: p.to_day,
+    };
+    page.render().map_err(ApiError::internal)
+}
 
-    // The Conversations list with the same range and filters.
-    let list = |f: &dyn Fn(&mut ViewState)| {
+/// Links to the Conversations list with the page's range (`first_day` to `today`, local days
+/// `YYYY-MM-DD`) and its channel / assistant filters, each figure adding its own filter.
+struct ListLinks<'a> {
+    first_day: &'a str,
+    today: &'a str,
+    channel: Option<Channel>,
+    assistant: Option<AssistantId>,
+}
+
+impl ListLinks<'_> {
+    /// The list's URL with the page's range and filters, changed by `f`.
+    fn href(&self, f: &dyn Fn(&mut ViewState)) -> String {
         let mut v = ViewState {
-            started_from: Some(first_day.clone()),
-            started_to: Some(today.clone()),
-            channels: channel.into_iter().collect(),
-            assistants: assistant.into_iter().collect(),
+            started_from: Some(self.first_day.to_owned()),
+            started_to: Some(self.today.to_owned()),
+            channels: self.channel.into_iter().collect(),
+            assistants: self.assistant.into_iter().collect(),
             tpage: 1,
             ..Default::default()
         };
         f(&mut v);
         v.href()
+    }
+}
+
+/// The range buttons (`/insights?range=..` keeping the channel and assistant), each with its
+/// label and whether it is the current one.
+fn range_links(
+    current: &str,
+    channel: Option<Channel>,
+    assistant: Option<AssistantId>,
+) -> Vec<(String, &'static str, bool)> {
+    RANGES
+        .iter()
+        .map(|(v, label, _)| {
+            let mut q = form_urlencoded::Serializer::new(String::new());
+            q.append_pair("range", v);
+            if let Some(c) = channel {
+                q.append_pair("channel", c.as_str());
+            }
+            if let Some(a) = assistant {
+                q.append_pair("assistant", &a.to_string());
+            }
+            (format!("/insights?{}", q.finish()), *label, *v == current)
+        })
+        .collect()
+}
+
+/// One headline card from `/insights/summary`'s `figures[name]` (`{value, previous}`), shown
+/// as `kind`: `count`, `rate` (a share as a percentage), `rating` (of 5) or `cost` (nano-USD).
+fn card(
+    summary: &Value,
+    id: &'static str,
+    label: &'static str,
+    name: &str,
+    kind: &str,
+    href: String,
+) -> Card {
+    let f = &summary["figures"][name];
+    let value = match kind {
+        "rate" => percent(&f["value"]),
+        "rating" => f["value"]
+            .as_f64()
+            .map_or_else(|| "—".to_owned(), |r| format!("{r:.2} / 5")),
+        "cost" => f["value"]
+            .as_i64()
+            .map_or_else(|| "—".to_owned(), format::cost),
+        _ => f["value"]
+            .as_i64()
+            .map_or_else(|| "—".to_owned(), format::int),
     };
-    let fig = |name: &str| &summary["figures"][name];
-    let card = |id, label, name: &str, kind: &str, href: String| {
-        let f = fig(name);
-        let value = match kind {
-            "rate" => percent(&f["value"]),
-            "rating" => f["value"]
-                .as_f64()
-                .map_or_else(|| "—".to_owned(), |r| format!("{r:.2} / 5")),
-            "cost" => f["value"]
-                .as_i64()
-                .map_or_else(|| "—".to_owned(), format::cost),
-            _ => f["value"]
-                .as_i64()
-                .map_or_else(|| "—".to_owned(), format::int),
-        };
-        Card {
-            id,
-            label,
-            value,
-            change: change(&f["value"], &f["previous"], kind),
-            href,
-        }
-    };
+    Card {
+        id,
+        label,
+        value,
+        change: change(&f["value"], &f["previous"], kind),
+        href,
+    }
+}
+
+/// The headline cards, each linking to the conversations it counts.
+fn headline_cards(summary: &Value, links: &ListLinks) -> Vec<Card> {
     let tokens = |w: &str| {
-        fig("prompt_tokens")[w].as_i64().unwrap_or(0)
-            + fig("completion_tokens")[w].as_i64().unwrap_or(0)
+        let fig = |n: &str| summary["figures"][n][w].as_i64().unwrap_or(0);
+        fig("prompt_tokens") + fig("completion_tokens")
     };
-    let token_card = Card {
-        id: "tokens",
-        label: "Tokens",
-        value: format::int(tokens("value")),
-        change: change(
-            &Value::from(tokens("value")),
-            &Value::from(tokens("previous")),
-            "count",
-        ),
-        href: list(&|_| {}),
-    };
-    let cards = vec![
+    let all = || links.href(&|_| {});
+    let resolved = || links.href(&|v| v.resolutions = vec![Resolution::ResolvedByAi]);
+    vec![
         card(
+            summary,
             "conversations",
             "Conversations",
             "conversations",
             "count",
-            list(&|_| {}),
+            all(),
         ),
-        card("messages", "Messages", "messages", "count", list(&|_| {})),
+        card(summary, "messages", "Messages", "messages", "count", all()),
         card(
+            summary,
             "resolution-rate",
             "Resolution rate (AI)",
             "resolution_rate",
             "rate",
-            list(&|v| v.resolutions = vec![Resolution::ResolvedByAi]),
+            resolved(),
         ),
         card(
+            summary,
             "handoff-rate",
             "Hand-off rate",
             "handoff_rate",
             "rate",
-            list(&|v| v.resolutions = vec![Resolution::HandedOff]),
+            links.href(&|v| v.resolutions = vec![Resolution::HandedOff]),
         ),
         card(
+            summary,
             "average-rating",
             "Average rating",
             "average_rating",
             "rating",
-            list(&|v| v.min_rating = Some(1)),
+            links.href(&|v| v.min_rating = Some(1)),
         ),
         card(
+            summary,
             "csat",
             "CSAT (4–5 stars)",
             "csat",
             "rate",
-            list(&|v| v.min_rating = Some(4)),
+            links.href(&|v| v.min_rating = Some(4)),
         ),
-        token_card,
-        card("cost", "Cost", "cost_nanousd", "cost", list(&|_| {})),
+        Card {
+            id: "tokens",
+            label: "Tokens",
+            value: format::int(tokens("value")),
+            change: change(
+                &Value::from(tokens("value")),
+                &Value::from(tokens("previous")),
+                "count",
+            ),
+            href: all(),
+        },
+        card(summary, "cost", "Cost", "cost_nanousd", "cost", all()),
         card(
+            summary,
             "cost-per-resolved",
             "Cost per resolved conversation",
             "cost_per_resolved_nanousd",
             "cost",
-            list(&|v| v.resolutions = vec![Resolution::ResolvedByAi]),
+            resolved(),
         ),
-    ];
-    let sentiment = [
+    ]
+}
+
+/// The sentiment mix as four cards, each linking to its conversations.
+fn sentiment_cards(summary: &Value, links: &ListLinks) -> Vec<Card> {
+    [
         (
             "sentiment-positive",
             "Positive",
@@ -527,19 +615,46 @@ async fn build(
         ),
     ]
     .into_iter()
-    .map(|(id, label, name, s)| card(id, label, name, "count", list(&|v| v.sentiments = vec![s])))
-    .collect();
+    .map(|(id, label, name, s)| {
+        card(
+            summary,
+            id,
+            label,
+            name,
+            "count",
+            links.href(&|v| v.sentiments = vec![s]),
+        )
+    })
+    .collect()
+}
 
-    // The bar chart.
+/// The SVG chart's size in user units.
+const CHART_WIDTH: u32 = 720;
+const CHART_HEIGHT: u32 = 160;
+
+/// The conversations-over-time chart: its bars and the value the full height stands for.
+struct BarChart {
+    bars: Vec<Bar>,
+    max: i64,
+}
+
+/// Bars from `/insights/timeseries`' `points` (`{start, value}`), each labelled with its local
+/// day (or hour when `interval` is `hour`) and linking to that day's conversations.
+fn bar_chart(
+    series: &Value,
+    interval: &str,
+    itz: &InsightTz,
+    window: &InsightWindow,
+    links: &ListLinks,
+) -> BarChart {
     let points = series["points"].as_array().cloned().unwrap_or_default();
-    let chart_max = points
+    let max = points
         .iter()
         .filter_map(|p| p["value"].as_i64())
         .max()
         .unwrap_or(0)
         .max(1);
-    let (chart_width, chart_height) = (720u32, 160u32);
-    let slot = chart_width / points.len().max(1) as u32;
+    let slot = CHART_WIDTH / points.len().max(1) as u32;
     let bars = points
         .iter()
         .enumerate()
@@ -549,7 +664,7 @@ async fn build(
                 .as_str()
                 .and_then(|s| Timestamp::parse_rfc3339(s).ok())
                 .unwrap_or(window.from);
-            let height = ((value as f64 / chart_max as f64) * chart_height as f64).round() as u32;
+            let height = ((value as f64 / max as f64) * CHART_HEIGHT as f64).round() as u32;
             let day = format::date_iso(start, itz.offset_at(start));
             let label = if interval == "hour" {
                 format::clock(start, itz.offset_at(start))
@@ -558,43 +673,50 @@ async fn build(
             };
             Bar {
                 x: i as u32 * slot + 1,
-                y: chart_height - height,
+                y: CHART_HEIGHT - height,
                 width: slot.saturating_sub(2).max(1),
                 height,
                 label,
                 value,
-                href: list(&|v| {
+                href: links.href(&|v| {
                     v.started_from = Some(day.clone());
                     v.started_to = Some(day.clone());
                 }),
             }
         })
         .collect();
+    BarChart { bars, max }
+}
 
+/// The 7 x 24 grid (Monday first), each cell with its count and a shade level 0-4 (a class:
+/// the page's CSP allows no inline style).
+fn heatmap_rows(cells: Vec<Vec<i64>>) -> Vec<(&'static str, Vec<(i64, u32)>)> {
     let max_cell = cells.iter().flatten().copied().max().unwrap_or(0).max(1);
     let names = ["Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"];
-    let heatmap = names
+    names
         .iter()
         .zip(cells)
         .map(|(n, row)| {
             let row = row
                 .into_iter()
-                // Shade level 0-4 (a class: the page's CSP allows no inline style).
                 .map(|c| (c, ((c * 4 + max_cell - 1) / max_cell) as u32))
                 .collect();
             (*n, row)
         })
-        .collect();
+        .collect()
+}
 
-    // The assistant comparison: each assistant, then its versions.
-    let mut comparison = Vec::new();
+/// The assistant comparison from `/insights/assistants`: each assistant, then its versions
+/// when it has more than one.
+fn comparison_rows(compared: &Value, links: &ListLinks) -> Vec<CompareRow> {
+    let mut rows = Vec::new();
     for a in compared["assistants"].as_array().into_iter().flatten() {
         let id = a["assistant"]
             .as_str()
             .and_then(|v| v.parse::<AssistantId>().ok());
         let href = match id {
-            Some(id) => list(&|v| v.assistants = vec![id]),
-            None => list(&|_| {}),
+            Some(id) => links.href(&|v| v.assistants = vec![id]),
+            None => links.href(&|_| {}),
         };
         let name = a["name"].as_str().map_or_else(
             || {
@@ -606,7 +728,7 @@ async fn build(
             },
             str::to_owned,
         );
-        comparison.push(CompareRow::new(name, false, href.clone(), &a["figures"]));
+        rows.push(CompareRow::new(name, false, href.clone(), &a["figures"]));
         let versions = a["versions"].as_array().cloned().unwrap_or_default();
         // A single version adds nothing to its assistant's row.
         if versions.len() > 1 {
@@ -614,13 +736,17 @@ async fn build(
                 let label = v["version"]
                     .as_i64()
                     .map_or_else(|| "version not recorded".to_owned(), |n| format!("v{n}"));
-                comparison.push(CompareRow::new(label, true, href.clone(), &v["figures"]));
+                rows.push(CompareRow::new(label, true, href.clone(), &v["figures"]));
             }
         }
     }
+    rows
+}
 
-    // The topics, most conversations first.
-    let topics = topic_list["topics"]
+/// The topics from `/insights/topics`, most conversations first, each linking to its
+/// conversations.
+fn topic_rows(topic_list: &Value, links: &ListLinks) -> Vec<TopicRow> {
+    topic_list["topics"]
         .as_array()
         .into_iter()
         .flatten()
@@ -636,7 +762,7 @@ async fn build(
                     .filter_map(Value::as_str)
                     .collect::<Vec<_>>()
                     .join(" · "),
-                href: list(&|v| v.topic = Some(key.clone())),
+                href: links.href(&|v| v.topic = Some(key.clone())),
                 conversations: count("conversations"),
                 trend: change(&f["conversations"], &t["previous_conversations"], "count"),
                 resolution: percent(&f["resolution_rate"]),
@@ -651,56 +777,5 @@ async fn build(
                 ),
             }
         })
-        .collect();
-
-    let page = InsightsPage {
-        layout: Layout::new("insights", "Insights", session, tz, total),
-        ranges: RANGES
-            .iter()
-            .map(|(v, label, _)| {
-                let mut q = form_urlencoded::Serializer::new(String::new());
-                q.append_pair("range", v);
-                if let Some(c) = channel {
-                    q.append_pair("channel", c.as_str());
-                }
-                if let Some(a) = assistant {
-                    q.append_pair("assistant", &a.to_string());
-                }
-                (format!("/insights?{}", q.finish()), *label, *v == range)
-            })
-            .collect(),
-        channel_options: Channel::ALL
-            .iter()
-            .map(|c| Opt {
-                value: c.to_string(),
-                label: c.label().into(),
-                selected: channel == Some(*c),
-            })
-            .collect(),
-        assistant_options: assistants
-            .iter()
-            .map(|a| Opt {
-                value: a.id.to_string(),
-                label: a.name.clone(),
-                selected: assistant == Some(a.id),
-            })
-            .collect(),
-        range,
-        range_label,
-        from_day,
-        to_day,
-        csv_query: query,
-        cards,
-        sentiment,
-        bars,
-        chart_max,
-        chart_height,
-        chart_width,
-        hours: (0..24).collect(),
-        heatmap,
-        comparison,
-        topics,
-        topics_learned: !topic_list["learned_at"].is_null(),
-    };
-    page.render().map_err(ApiError::internal)
+        .collect()
 }
