@@ -649,34 +649,7 @@ async fn run(cli: Cli) -> Result<(), BoxError> {
             crate::import::run(&state, ws.id, &job).await?;
             Ok(())
         }
-        Command::Analyse { workspace } => {
-            let targets = match workspace {
-                Some(slug) => vec![select_workspace(store, Some(&slug)).await?],
-                None => store.workspaces().list_workspaces().await?,
-            };
-            for ws in targets {
-                let started = std::time::Instant::now();
-                let rate = |n: u64| n as f64 / started.elapsed().as_secs_f64().max(1e-9);
-                let n = crate::insights::analyse_stale(store, ws.id, |n| {
-                    eprint!(
-                        "\r{}: analysed {n} conversations ({:.0}/s)",
-                        ws.slug,
-                        rate(n)
-                    );
-                })
-                .await?;
-                if n > 0 {
-                    eprintln!();
-                }
-                println!(
-                    "{}: {n} conversations analysed in {:.2} s ({:.0}/s)",
-                    ws.slug,
-                    started.elapsed().as_secs_f64(),
-                    rate(n)
-                );
-            }
-            Ok(())
-        }
+        Command::Analyse { workspace } => analyse(store, workspace.as_deref()).await,
         Command::Export {
             format,
             workspace,
@@ -687,99 +660,155 @@ async fn run(cli: Cli) -> Result<(), BoxError> {
             from,
             to,
             what,
-        } => {
-            if let Some(ExportCommand::Finetune(args)) = what {
-                let ws = select_workspace(store, args.workspace.as_deref()).await?;
-                let options = crate::api::parse_finetune(Some(&args.query()))
-                    .map_err(|e| -> BoxError { e.message.into() })?;
-                let mut out: Box<dyn Write> = match &args.output {
-                    Some(path) => Box::new(std::io::BufWriter::new(std::fs::File::create(path)?)),
-                    None => Box::new(std::io::BufWriter::new(std::io::stdout().lock())),
+        } => match what {
+            Some(ExportCommand::Finetune(args)) => export_finetune(&state, &args).await,
+            None => {
+                let filter = export_filter(status, channel, q, from, to)?;
+                let ws = select_workspace(store, workspace.as_deref()).await?;
+                let format = match format {
+                    ExportFormat::Jsonl => Format::Jsonl,
+                    ExportFormat::Csv => Format::Csv,
                 };
-                let mut stream = Box::pin(crate::export::finetune::finetune_stream(
-                    state.store.clone(),
-                    ws.id,
-                    options,
-                ));
-                while let Some(chunk) = stream.next().await {
-                    out.write_all(&chunk?)?;
-                }
-                out.flush()?;
-                return Ok(());
+                let stream = export_stream(state.store.clone(), ws.id, filter, format);
+                write_stream(output.as_deref(), stream).await
             }
-            let ws = select_workspace(store, workspace.as_deref()).await?;
-            let bound = |v: Option<String>, end: bool| -> Result<Option<Timestamp>, BoxError> {
-                v.map(|v| Timestamp::parse_bound(&v, end).map_err(|e| e.to_string().into()))
-                    .transpose()
-            };
-            let filter = ConversationFilter {
-                statuses: status,
-                channels: channel,
-                q: q.filter(|q| !q.trim().is_empty())
-                    .map(|q| q.trim().to_owned()),
-                from: bound(from, false)?,
-                to: bound(to, true)?,
-                ..Default::default()
-            };
-            let format = match format {
-                ExportFormat::Jsonl => Format::Jsonl,
-                ExportFormat::Csv => Format::Csv,
-            };
-            let mut out: Box<dyn Write> = match &output {
-                Some(path) => Box::new(std::io::BufWriter::new(std::fs::File::create(path)?)),
-                None => Box::new(std::io::BufWriter::new(std::io::stdout().lock())),
-            };
-            let mut stream = Box::pin(export_stream(state.store.clone(), ws.id, filter, format));
-            while let Some(chunk) = stream.next().await {
-                out.write_all(&chunk?)?;
-            }
-            out.flush()?;
-            Ok(())
-        }
+        },
         Command::Keys { command } => keys(store, command).await,
         Command::Workspaces { command } => workspaces(store, command).await,
         Command::Users { command } => users(store, command).await,
         Command::MigrateStore { .. } => unreachable!("handled before the store is opened"),
         Command::Retention {
             command: RetentionCommand::Run { workspace, dry_run },
-        } => {
-            let targets = match workspace {
-                Some(slug) => vec![select_workspace(store, Some(&slug)).await?],
-                None => {
-                    let with = store.retention().workspaces_with_retention().await?;
-                    store
-                        .workspaces()
-                        .list_workspaces()
-                        .await?
-                        .into_iter()
-                        .filter(|w| with.contains(&w.id))
-                        .collect()
-                }
-            };
-            if targets.is_empty() {
-                println!("No workspace has a retention policy.");
-            }
-            for ws in targets {
-                let run = crate::retention::run(&state, ws.id, dry_run, "cli", true).await?;
-                let c = run.counts;
-                println!(
-                    "{}: {} {} conversations ({} messages), files of {} messages ({} files in all), {} tracker items, {} tracker sessions",
-                    ws.slug,
-                    if dry_run { "would delete" } else { "deleted" },
-                    c.conversations,
-                    c.messages,
-                    c.attachment_messages,
-                    c.attachment_files,
-                    c.tracker_items,
-                    c.tracker_sessions
-                );
-            }
-            Ok(())
-        }
+        } => retention_run(&state, workspace.as_deref(), dry_run).await,
         Command::Backup { .. } | Command::Restore { .. } | Command::Audio { .. } => {
             unreachable!("handled before the store is opened")
         }
     }
+}
+
+/// `parley analyse [--workspace SLUG]`: the analyser's pass over one workspace or every one,
+/// with a progress line on stderr and the rate (conversations/s) on stdout.
+async fn analyse(store: &dyn Store, workspace: Option<&str>) -> Result<(), BoxError> {
+    let targets = match workspace {
+        Some(slug) => vec![select_workspace(store, Some(slug)).await?],
+        None => store.workspaces().list_workspaces().await?,
+    };
+    for ws in targets {
+        let started = std::time::Instant::now();
+        let rate = |n: u64| n as f64 / started.elapsed().as_secs_f64().max(1e-9);
+        let n = crate::insights::analyse_stale(store, ws.id, |n| {
+            eprint!(
+                "\r{}: analysed {n} conversations ({:.0}/s)",
+                ws.slug,
+                rate(n)
+            );
+        })
+        .await?;
+        if n > 0 {
+            eprintln!();
+        }
+        println!(
+            "{}: {n} conversations analysed in {:.2} s ({:.0}/s)",
+            ws.slug,
+            started.elapsed().as_secs_f64(),
+            rate(n)
+        );
+    }
+    Ok(())
+}
+
+/// `parley export finetune`: the fine-tuning set of the workspace to `--output` or stdout.
+async fn export_finetune(state: &AppState, args: &FinetuneArgs) -> Result<(), BoxError> {
+    let ws = select_workspace(state.store.as_ref(), args.workspace.as_deref()).await?;
+    let options = crate::api::parse_finetune(Some(&args.query()))
+        .map_err(|e| -> BoxError { e.message.into() })?;
+    let stream = crate::export::finetune::finetune_stream(state.store.clone(), ws.id, options);
+    write_stream(args.output.as_deref(), stream).await
+}
+
+/// The list filter of `parley export`'s flags (`--from` / `--to` as the API's bounds:
+/// RFC 3339 or `YYYY-MM-DD`, `--to` a day's end). Errors: a bound that does not parse.
+fn export_filter(
+    statuses: Vec<ConversationStatus>,
+    channels: Vec<Channel>,
+    q: Option<String>,
+    from: Option<String>,
+    to: Option<String>,
+) -> Result<ConversationFilter, BoxError> {
+    let bound = |v: Option<String>, end: bool| -> Result<Option<Timestamp>, BoxError> {
+        v.map(|v| Timestamp::parse_bound(&v, end).map_err(|e| e.to_string().into()))
+            .transpose()
+    };
+    Ok(ConversationFilter {
+        statuses,
+        channels,
+        q: q.filter(|q| !q.trim().is_empty())
+            .map(|q| q.trim().to_owned()),
+        from: bound(from, false)?,
+        to: bound(to, true)?,
+        ..Default::default()
+    })
+}
+
+/// Writes an export's chunks to `output` (a file, created or truncated) or to stdout.
+async fn write_stream<S, B, E>(output: Option<&std::path::Path>, stream: S) -> Result<(), BoxError>
+where
+    S: futures_util::Stream<Item = Result<B, E>>,
+    B: AsRef<[u8]>,
+    E: Into<BoxError>,
+{
+    let mut out: Box<dyn Write> = match output {
+        Some(path) => Box::new(std::io::BufWriter::new(std::fs::File::create(path)?)),
+        None => Box::new(std::io::BufWriter::new(std::io::stdout().lock())),
+    };
+    let mut stream = Box::pin(stream);
+    while let Some(chunk) = stream.next().await {
+        out.write_all(chunk.map_err(Into::into)?.as_ref())?;
+    }
+    out.flush()?;
+    Ok(())
+}
+
+/// `parley retention run [--workspace SLUG] [--dry-run]`: each workspace's policy (or only
+/// that workspace's), with what it deleted (or would delete) per workspace on stdout.
+async fn retention_run(
+    state: &AppState,
+    workspace: Option<&str>,
+    dry_run: bool,
+) -> Result<(), BoxError> {
+    let store = state.store.as_ref();
+    let targets = match workspace {
+        Some(slug) => vec![select_workspace(store, Some(slug)).await?],
+        None => {
+            let with = store.retention().workspaces_with_retention().await?;
+            store
+                .workspaces()
+                .list_workspaces()
+                .await?
+                .into_iter()
+                .filter(|w| with.contains(&w.id))
+                .collect()
+        }
+    };
+    if targets.is_empty() {
+        println!("No workspace has a retention policy.");
+    }
+    for ws in targets {
+        let run = crate::retention::run(state, ws.id, dry_run, "cli", true).await?;
+        let c = run.counts;
+        println!(
+            "{}: {} {} conversations ({} messages), files of {} messages ({} files in all), {} tracker items, {} tracker sessions",
+            ws.slug,
+            if dry_run { "would delete" } else { "deleted" },
+            c.conversations,
+            c.messages,
+            c.attachment_messages,
+            c.attachment_files,
+            c.tracker_items,
+            c.tracker_sessions
+        );
+    }
+    Ok(())
 }
 
 fn print_manifest(what: &str, m: &crate::backup::Manifest) {
