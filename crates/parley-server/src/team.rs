@@ -198,33 +198,14 @@ pub async fn reply(
     }
     let (content, channel_meta, template) = match &body {
         ReplyBody::Text(text) | ReplyBody::Tagged(text, _) => {
-            let text = text.trim();
-            if text.is_empty() {
-                return Err(invalid("text", "write a message"));
-            }
-            if text.chars().count() > MAX_REPLY_CHARS {
-                return Err(invalid(
-                    "text",
-                    format!("must be at most {MAX_REPLY_CHARS} characters"),
-                ));
-            }
-            if whatsapp && !whatsapp::window_open(d.last_inbound_at, Timestamp::now()) {
-                return Err(ApiError::new(
-                    StatusCode::UNPROCESSABLE_ENTITY,
-                    "window_closed",
-                    "the WhatsApp 24-hour window is closed: only an approved template can be sent",
-                ));
-            }
-            if on_messenger
-                && let Err(why) = messenger::may_send(d.last_inbound_at, Timestamp::now(), tag)
-            {
-                return Err(ApiError::new(
-                    StatusCode::UNPROCESSABLE_ENTITY,
-                    "window_closed",
-                    why,
-                ));
-            }
-            (text.to_owned(), None, None)
+            let window = if whatsapp {
+                Window::Whatsapp
+            } else if on_messenger {
+                Window::Messenger(tag)
+            } else {
+                Window::None
+            };
+            (reply_text(text, window, d.last_inbound_at)?, None, None)
         }
         ReplyBody::Template(t) => {
             if !whatsapp {
@@ -233,29 +214,7 @@ pub async fn reply(
                     "templates are WhatsApp's: this conversation is not on a connected WhatsApp number",
                 ));
             }
-            for (v, field, max) in [
-                (&t.name, "template.name", 512),
-                (&t.language, "template.language", 20),
-            ] {
-                if v.trim().is_empty() || v.chars().count() > max {
-                    return Err(invalid(field, format!("give 1 to {max} characters")));
-                }
-            }
-            if t.parameters.len() > 20 || t.parameters.iter().any(|p| p.chars().count() > 1_024) {
-                return Err(invalid(
-                    "template.parameters",
-                    "at most 20 parameters of at most 1024 characters",
-                ));
-            }
-            let mut text = format!("[template {} ({})]", t.name, t.language);
-            for p in &t.parameters {
-                text.push_str(&format!(" {p}"));
-            }
-            let meta = ChannelMessageMeta {
-                kind: "template".into(),
-                details: serde_json::to_value(t).ok(),
-                ..Default::default()
-            };
+            let (text, meta) = template_message(t)?;
             (text, Some(meta), Some(t.clone()))
         }
     };
@@ -276,16 +235,7 @@ pub async fn reply(
         },
     };
     let jobs = match &target {
-        Some((c, _)) => {
-            let mut job = NewJob::new(
-                REPLY_SEND,
-                json!({ "template": template, "message_tag": tag }).to_string(),
-                REPLY_ATTEMPTS,
-            );
-            job.workspace_id = Some(ws);
-            job.connection_id = Some(c.id);
-            vec![IngestJob { batch: 0, job }]
-        }
+        Some((c, _)) => vec![send_job(ws, c.id, template.as_ref(), tag)],
         None => Vec::new(),
     };
     let stored = Message {
@@ -311,6 +261,101 @@ pub async fn reply(
     )
     .await?;
     Ok(stored)
+}
+
+/// The messaging window a free-form reply must be inside.
+enum Window {
+    /// No platform rule (the widget, Telegram, the API).
+    None,
+    /// WhatsApp's 24-hour customer service window.
+    Whatsapp,
+    /// Messenger's standard messaging window, or a message tag outside it.
+    Messenger(Option<messenger::MessageTag>),
+}
+
+/// A free-form reply's text, trimmed. Errors: 422 `invalid_request` (`text`) when empty or over
+/// [`MAX_REPLY_CHARS`]; 422 `window_closed` outside the conversation's messaging window
+/// (`last_inbound_at` is the customer's last message).
+fn reply_text(
+    text: &str,
+    window: Window,
+    last_inbound_at: Option<Timestamp>,
+) -> Result<String, ApiError> {
+    let text = text.trim();
+    if text.is_empty() {
+        return Err(invalid("text", "write a message"));
+    }
+    if text.chars().count() > MAX_REPLY_CHARS {
+        return Err(invalid(
+            "text",
+            format!("must be at most {MAX_REPLY_CHARS} characters"),
+        ));
+    }
+    let closed =
+        |why: String| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "window_closed", why);
+    match window {
+        Window::Whatsapp if !whatsapp::window_open(last_inbound_at, Timestamp::now()) => {
+            return Err(closed(
+                "the WhatsApp 24-hour window is closed: only an approved template can be sent"
+                    .into(),
+            ));
+        }
+        Window::Messenger(tag) => {
+            if let Err(why) = messenger::may_send(last_inbound_at, Timestamp::now(), tag) {
+                return Err(closed(why.to_string()));
+            }
+        }
+        _ => {}
+    }
+    Ok(text.to_owned())
+}
+
+/// A WhatsApp template reply as the stored text (`[template NAME (LANG)] p1 p2 ...`) and its
+/// channel meta (`kind` `template`, the template in `details`). Errors: 422 `invalid_request`
+/// for a name over 512 or a language over 20 characters (or empty), or more than 20
+/// parameters / one over 1,024 characters.
+fn template_message(t: &whatsapp::Template) -> Result<(String, ChannelMessageMeta), ApiError> {
+    for (v, field, max) in [
+        (&t.name, "template.name", 512),
+        (&t.language, "template.language", 20),
+    ] {
+        if v.trim().is_empty() || v.chars().count() > max {
+            return Err(invalid(field, format!("give 1 to {max} characters")));
+        }
+    }
+    if t.parameters.len() > 20 || t.parameters.iter().any(|p| p.chars().count() > 1_024) {
+        return Err(invalid(
+            "template.parameters",
+            "at most 20 parameters of at most 1024 characters",
+        ));
+    }
+    let mut text = format!("[template {} ({})]", t.name, t.language);
+    for p in &t.parameters {
+        text.push_str(&format!(" {p}"));
+    }
+    let meta = ChannelMessageMeta {
+        kind: "template".into(),
+        details: serde_json::to_value(t).ok(),
+        ..Default::default()
+    };
+    Ok((text, meta))
+}
+
+/// The durable job that delivers a team reply on its connection, committed with the message.
+fn send_job(
+    ws: WorkspaceId,
+    connection: parley_core::ChannelConnectionId,
+    template: Option<&whatsapp::Template>,
+    tag: Option<messenger::MessageTag>,
+) -> IngestJob {
+    let mut job = NewJob::new(
+        REPLY_SEND,
+        json!({ "template": template, "message_tag": tag }).to_string(),
+        REPLY_ATTEMPTS,
+    );
+    job.workspace_id = Some(ws);
+    job.connection_id = Some(connection);
+    IngestJob { batch: 0, job }
 }
 
 /// The [`REPLY_SEND`] job: sends the reply it names on its connection, unless it went out
