@@ -305,6 +305,39 @@ fn forbid(v: &Option<String>, field: &str, kind: ChannelKind) -> Result<(), ApiE
     Ok(())
 }
 
+/// Every optional field of a connection request with its name, in the request's order.
+fn fields(input: &ConnectInput) -> [(&Option<String>, &'static str); 16] {
+    [
+        (&input.page_id, "page_id"),
+        (&input.phone_number_id, "phone_number_id"),
+        (&input.business_account_id, "business_account_id"),
+        (&input.access_token, "access_token"),
+        (&input.app_secret, "app_secret"),
+        (&input.verify_token, "verify_token"),
+        (&input.graph_base_url, "graph_base_url"),
+        (&input.bot_token, "bot_token"),
+        (&input.public_base_url, "public_base_url"),
+        (&input.api_base_url, "api_base_url"),
+        (&input.transcription_model, "transcription_model"),
+        (&input.vision_model, "vision_model"),
+        (&input.api_key, "api_key"),
+        (&input.server_secret, "server_secret"),
+        (&input.account_sid, "account_sid"),
+        (&input.auth_token, "auth_token"),
+    ]
+}
+
+/// Refuses the first field of `forbidden` (in the request's order) that is given: fields that
+/// do not apply to `input.kind`'s connections. Errors: 422 `invalid_request` naming the field.
+fn forbid_fields(input: &ConnectInput, forbidden: &[&str]) -> Result<(), ApiError> {
+    for (v, f) in fields(input) {
+        if forbidden.contains(&f) {
+            forbid(v, f, input.kind)?;
+        }
+    }
+    Ok(())
+}
+
 fn parse_assistant(id: &str) -> Result<AssistantId, ApiError> {
     id.parse().map_err(|_| ApiError::not_found("assistant"))
 }
@@ -376,17 +409,18 @@ async fn connect_whatsapp(
     input: &ConnectInput,
     c: &mut ChannelConnection,
 ) -> Result<(), ApiError> {
-    for (v, f) in [
-        (&input.bot_token, "bot_token"),
-        (&input.public_base_url, "public_base_url"),
-        (&input.api_base_url, "api_base_url"),
-        (&input.api_key, "api_key"),
-        (&input.server_secret, "server_secret"),
-        (&input.account_sid, "account_sid"),
-        (&input.auth_token, "auth_token"),
-    ] {
-        forbid(v, f, input.kind)?;
-    }
+    forbid_fields(
+        input,
+        &[
+            "bot_token",
+            "public_base_url",
+            "api_base_url",
+            "api_key",
+            "server_secret",
+            "account_sid",
+            "auth_token",
+        ],
+    )?;
     c.external_key = digits(&input.phone_number_id, "phone_number_id")?;
     let waba = digits(&input.business_account_id, "business_account_id")?;
     let token = required(&input.access_token, "access_token", 4096)?;
@@ -424,20 +458,21 @@ async fn connect_messenger(
     input: &ConnectInput,
     c: &mut ChannelConnection,
 ) -> Result<(), ApiError> {
-    for (v, f) in [
-        (&input.phone_number_id, "phone_number_id"),
-        (&input.business_account_id, "business_account_id"),
-        (&input.graph_base_url, "graph_base_url"),
-        (&input.bot_token, "bot_token"),
-        (&input.public_base_url, "public_base_url"),
-        (&input.api_base_url, "api_base_url"),
-        (&input.api_key, "api_key"),
-        (&input.server_secret, "server_secret"),
-        (&input.account_sid, "account_sid"),
-        (&input.auth_token, "auth_token"),
-    ] {
-        forbid(v, f, input.kind)?;
-    }
+    forbid_fields(
+        input,
+        &[
+            "phone_number_id",
+            "business_account_id",
+            "graph_base_url",
+            "bot_token",
+            "public_base_url",
+            "api_base_url",
+            "api_key",
+            "server_secret",
+            "account_sid",
+            "auth_token",
+        ],
+    )?;
     c.external_key = digits(&input.page_id, "page_id")?;
     let token = required(&input.access_token, "access_token", 4096)?;
     let app_secret = required(&input.app_secret, "app_secret", 512)?;
@@ -463,20 +498,21 @@ async fn connect_telegram(
     input: &ConnectInput,
     c: &mut ChannelConnection,
 ) -> Result<(), ApiError> {
-    for (v, f) in [
-        (&input.phone_number_id, "phone_number_id"),
-        (&input.business_account_id, "business_account_id"),
-        (&input.access_token, "access_token"),
-        (&input.app_secret, "app_secret"),
-        (&input.verify_token, "verify_token"),
-        (&input.graph_base_url, "graph_base_url"),
-        (&input.api_key, "api_key"),
-        (&input.server_secret, "server_secret"),
-        (&input.account_sid, "account_sid"),
-        (&input.auth_token, "auth_token"),
-    ] {
-        forbid(v, f, input.kind)?;
-    }
+    forbid_fields(
+        input,
+        &[
+            "phone_number_id",
+            "business_account_id",
+            "access_token",
+            "app_secret",
+            "verify_token",
+            "graph_base_url",
+            "api_key",
+            "server_secret",
+            "account_sid",
+            "auth_token",
+        ],
+    )?;
     let token = required(&input.bot_token, "bot_token", 200)?;
     c.external_key = telegram::bot_id(token)
         .ok_or_else(|| {
@@ -562,22 +598,23 @@ fn connect_twilio(
     input: &ConnectInput,
     c: &mut ChannelConnection,
 ) -> Result<(), ApiError> {
-    for (v, f) in [
-        (&input.phone_number_id, "phone_number_id"),
-        (&input.business_account_id, "business_account_id"),
-        (&input.access_token, "access_token"),
-        (&input.app_secret, "app_secret"),
-        (&input.verify_token, "verify_token"),
-        (&input.graph_base_url, "graph_base_url"),
-        (&input.bot_token, "bot_token"),
-        (&input.public_base_url, "public_base_url"),
-        (&input.api_base_url, "api_base_url"),
-        (&input.vision_model, "vision_model"),
-        (&input.api_key, "api_key"),
-        (&input.server_secret, "server_secret"),
-    ] {
-        forbid(v, f, input.kind)?;
-    }
+    forbid_fields(
+        input,
+        &[
+            "phone_number_id",
+            "business_account_id",
+            "access_token",
+            "app_secret",
+            "verify_token",
+            "graph_base_url",
+            "bot_token",
+            "public_base_url",
+            "api_base_url",
+            "vision_model",
+            "api_key",
+            "server_secret",
+        ],
+    )?;
     let sid = required(&input.account_sid, "account_sid", 34)?;
     if !twilio_sid(sid) {
         return Err(invalid(
