@@ -328,7 +328,7 @@ fn fields(input: &ConnectInput) -> [(&Option<String>, &'static str); 16] {
 }
 
 /// Refuses the first field of `forbidden` (in the request's order) that is given: fields that
-/// do not apply to `input.kind`'s connections. Errors: 422 `invalid_request` naming the field.
+/// do not apply to `input.kind`'s connections. Errors: 422 `validation_failed` naming the field.
 fn forbid_fields(input: &ConnectInput, forbidden: &[&str]) -> Result<(), ApiError> {
     for (v, f) in fields(input) {
         if forbidden.contains(&f) {

@@ -504,7 +504,43 @@ async fn customers_of_an_assistant_without_a_provider_get_no_failure_notice() {
     }
 }
 
+/// A field of another channel kind is refused, naming it, before anything is asked of a
+/// platform: a Telegram connection with WhatsApp's token, a WhatsApp one with a bot token, a
+/// Messenger one with a phone number id (`api::channels::forbid_fields`).
+async fn fields_of_another_kind_are_refused(backend: Backend) {
+    let bot = FakeBotApi::start(BOT_TOKEN).await.unwrap();
+    let graph = FakeGraph::start(ACCESS_TOKEN).await.unwrap();
+    let Some(app) = TestApp::spawn_on_with(
+        backend,
+        platforms(Some(&graph.base_url), Some(&bot.base_url)),
+    )
+    .await
+    else {
+        return;
+    };
+    let assistant = bare_assistant(&app, &app.key, "Mixed").await;
+    let mut tg = telegram(&app, &bot, BOT_TOKEN);
+    tg["access_token"] = json!("EAAB-not-for-telegram");
+    let mut wa = whatsapp(&graph, "EAAB-token", "102290129340398");
+    wa["bot_token"] = json!(BOT_TOKEN);
+    let ms = json!({"kind": "messenger", "page_id": "1234567890", "access_token": "EAAB-page",
+                    "app_secret": APP_SECRET, "verify_token": "verify-me-4242",
+                    "phone_number_id": PHONE_NUMBER_ID});
+    for (body, field) in [
+        (tg, "access_token"),
+        (wa, "bot_token"),
+        (ms, "phone_number_id"),
+    ] {
+        let r = connect(&app, &app.key, &assistant, &body).await;
+        assert_eq!((r.status, r.code()), (422, "validation_failed"), "{}", r.text);
+        assert_eq!(r.body["error"]["field"], field, "{}", r.text);
+        assert!(r.text.contains("does not apply to"), "{}", r.text);
+    }
+    assert!(bot.calls().is_empty(), "nothing was asked of the Bot API");
+}
+
 crate::both_backends!(
+    fields_of_another_kind_are_refused,
     a_telegram_bot_is_claimed_only_with_its_token,
     a_whatsapp_number_is_claimed_only_with_its_access_token,
 );
