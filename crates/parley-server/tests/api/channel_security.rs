@@ -532,7 +532,12 @@ async fn fields_of_another_kind_are_refused(backend: Backend) {
         (ms, "phone_number_id"),
     ] {
         let r = connect(&app, &app.key, &assistant, &body).await;
-        assert_eq!((r.status, r.code()), (422, "validation_failed"), "{}", r.text);
+        assert_eq!(
+            (r.status, r.code()),
+            (422, "validation_failed"),
+            "{}",
+            r.text
+        );
         assert_eq!(r.body["error"]["field"], field, "{}", r.text);
         assert!(r.text.contains("does not apply to"), "{}", r.text);
     }

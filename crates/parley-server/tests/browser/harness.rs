@@ -241,14 +241,23 @@ impl Browser {
         }
     }
 
+    /// Clicks the first element matching `css`. Live updates may replace it between the find
+    /// and the click (a stale element reference): then it is found again, up to 20 times.
     pub async fn click(&self, css: &str) {
-        self.client
-            .find(Locator::Css(css))
-            .await
-            .unwrap_or_else(|e| panic!("{css}: {e}"))
-            .click()
-            .await
-            .unwrap();
+        for attempt in 1.. {
+            let element = self
+                .client
+                .find(Locator::Css(css))
+                .await
+                .unwrap_or_else(|e| panic!("{css}: {e}"));
+            match element.click().await {
+                Ok(_) => return,
+                Err(e) if attempt < 20 && e.to_string().contains("stale element") => {
+                    tokio::time::sleep(Duration::from_millis(50)).await
+                }
+                Err(e) => panic!("clicking {css}: {e}"),
+            }
+        }
     }
 
     pub async fn text(&self, css: &str) -> String {
