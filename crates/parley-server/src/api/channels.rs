@@ -423,9 +423,8 @@ async fn connect_whatsapp(
     )?;
     c.external_key = digits(&input.phone_number_id, "phone_number_id")?;
     let waba = digits(&input.business_account_id, "business_account_id")?;
-    let token = required(&input.access_token, "access_token", 4096)?;
-    let app_secret = required(&input.app_secret, "app_secret", 512)?;
-    let verify_token = required(&input.verify_token, "verify_token", 512)?;
+    let meta = MetaCredentials::of(input)?;
+    let token = meta.access_token;
     let graph = outgoing_url(
         st,
         &input.graph_base_url,
@@ -445,10 +444,35 @@ async fn connect_whatsapp(
         whatsapp::probe_graph(st, &graph, &c.external_key, token).await?;
         c.config.insert("graph_base_url".into(), json!(graph));
     }
-    channels::seal(st, &mut c.secrets, "access_token", token);
-    channels::seal(st, &mut c.secrets, "app_secret", app_secret);
-    channels::seal(st, &mut c.secrets, "verify_token", verify_token);
+    meta.seal(st, c);
     Ok(())
+}
+
+/// The credentials of a Meta app connection (WhatsApp Cloud API, Messenger): the access token,
+/// the app secret that signs webhooks, and the webhook verify token.
+struct MetaCredentials<'a> {
+    access_token: &'a str,
+    app_secret: &'a str,
+    verify_token: &'a str,
+}
+
+impl<'a> MetaCredentials<'a> {
+    /// The three from the request. Errors: 422 `validation_failed` for one missing or too long
+    /// (the access token at most 4,096 characters, the others 512).
+    fn of(input: &'a ConnectInput) -> Result<Self, ApiError> {
+        Ok(MetaCredentials {
+            access_token: required(&input.access_token, "access_token", 4096)?,
+            app_secret: required(&input.app_secret, "app_secret", 512)?,
+            verify_token: required(&input.verify_token, "verify_token", 512)?,
+        })
+    }
+
+    /// Seals the three into the connection's secrets.
+    fn seal(&self, st: &AppState, c: &mut ChannelConnection) {
+        channels::seal(st, &mut c.secrets, "access_token", self.access_token);
+        channels::seal(st, &mut c.secrets, "app_secret", self.app_secret);
+        channels::seal(st, &mut c.secrets, "verify_token", self.verify_token);
+    }
 }
 
 /// [`connect`] for a Messenger Page: its id, token, app secret and verify token, the Page proven
@@ -474,9 +498,8 @@ async fn connect_messenger(
         ],
     )?;
     c.external_key = digits(&input.page_id, "page_id")?;
-    let token = required(&input.access_token, "access_token", 4096)?;
-    let app_secret = required(&input.app_secret, "app_secret", 512)?;
-    let verify_token = required(&input.verify_token, "verify_token", 512)?;
+    let meta = MetaCredentials::of(input)?;
+    let token = meta.access_token;
     // Ownership first, as for WhatsApp.
     let (proof, name) = messenger::prove(st, &c.external_key, token).await;
     require_proof(proof, c.kind, "access_token")?;
@@ -485,9 +508,7 @@ async fn connect_messenger(
         c.config.insert("page_name".into(), json!(name));
     }
     free_sender(st, c).await?;
-    channels::seal(st, &mut c.secrets, "access_token", token);
-    channels::seal(st, &mut c.secrets, "app_secret", app_secret);
-    channels::seal(st, &mut c.secrets, "verify_token", verify_token);
+    meta.seal(st, c);
     Ok(())
 }
 
